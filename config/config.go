@@ -1,0 +1,183 @@
+// Package config holds xmirror's deployment description: the YAML contract shared by
+// `xmirror source`, `xmirror lb` and `xmirror collect`, parsed and validated in one
+// place (Load), with defaults filled in one explicit step (ApplyDefaults).
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Config is one deployment. Each subcommand reads the sections it needs.
+type Config struct {
+	Filters      []Filter      `yaml:"filters,omitempty"`
+	Sessions     []Session     `yaml:"sessions,omitempty"`
+	Source       *Source       `yaml:"source,omitempty"`
+	LoadBalancer *LoadBalancer `yaml:"load_balancer,omitempty"`
+	Collector    *Collector    `yaml:"collector,omitempty"`
+	Metrics      Metrics       `yaml:"metrics"`
+}
+
+// Filter is a mirror filter: rules for traffic the source interface receives
+// (Inbound) and sends (Outbound). First matching rule by priority decides; a packet
+// that matches no rule is not mirrored.
+type Filter struct {
+	Name     string `yaml:"name"`
+	Inbound  []Rule `yaml:"inbound,omitempty"`
+	Outbound []Rule `yaml:"outbound,omitempty"`
+	Line     int    `yaml:"-"`
+}
+
+// Action is what a matching rule does.
+type Action string
+
+const (
+	Accept Action = "accept"
+	Reject Action = "reject"
+)
+
+// EtherType selects the network protocol a rule applies to.
+type EtherType string
+
+const (
+	IPv4 EtherType = "ipv4"
+	IPv6 EtherType = "ipv6"
+)
+
+// Protocol is an IP protocol number, or ProtocolAll.
+// In YAML: tcp, udp, icmp, icmpv6, all, or a number 0..255.
+type Protocol int16
+
+const (
+	ProtocolAll    Protocol = -1
+	ProtocolICMP   Protocol = 1
+	ProtocolTCP    Protocol = 6
+	ProtocolUDP    Protocol = 17
+	ProtocolICMPv6 Protocol = 58
+)
+
+// PortRange is an inclusive range of TCP/UDP ports. In YAML: all, N or N-M.
+type PortRange struct {
+	From, To uint16
+}
+
+// AllPorts matches every port.
+var AllPorts = PortRange{From: 0, To: 65535}
+
+// Rule is one mirror-filter rule.
+type Rule struct {
+	Priority         int          `yaml:"priority"` // 1..65535, unique within its direction
+	Action           Action       `yaml:"action"`
+	Protocol         Protocol     `yaml:"protocol"`
+	EtherType        EtherType    `yaml:"ethertype"`
+	Source           netip.Prefix `yaml:"source"`      // default: any address of EtherType
+	SourcePorts      PortRange    `yaml:"source_ports"` // tcp/udp only; default all
+	Destination      netip.Prefix `yaml:"destination"`
+	DestinationPorts PortRange    `yaml:"destination_ports"`
+	Line             int          `yaml:"-"`
+}
+
+// Session is a mirror session: traffic of Sources accepted by Filter is cut to
+// PacketLength bytes and sent as VXLAN with VNI to Target.
+type Session struct {
+	Name         string   `yaml:"name"`
+	Priority     int      `yaml:"priority"` // 1..32766, lower first
+	VNI          uint32   `yaml:"vni"`      // 0..16777215
+	PacketLength int      `yaml:"packet_length"`
+	Enabled      bool     `yaml:"enabled"`
+	Filter       string   `yaml:"filter"`
+	Sources      []string `yaml:"sources"` // interface names
+	Target       string   `yaml:"target"`  // host[:port], port default 4789
+	RateLimit    int      `yaml:"rate_limit,omitempty"` // packets per second, 0 = none
+	Line         int      `yaml:"-"`
+}
+
+// Source holds options of `xmirror source` that are not per session.
+type Source struct {
+	// Hash picks the outer UDP source port: symmetric (both directions of a flow
+	// share it) or directional (hash of the directional 5-tuple, like AWS).
+	Hash string `yaml:"hash"`
+	// Device is the name of the VXLAN device the source creates for encapsulation.
+	Device string `yaml:"device"`
+	// Mark is the fwmark on xmirror's own tunnel packets, never mirrored.
+	Mark uint32 `yaml:"mark"`
+}
+
+// LoadBalancer is the `xmirror lb` section.
+type LoadBalancer struct {
+	Listener    Listener    `yaml:"listener"`
+	Algorithm   string      `yaml:"algorithm"` // wrr | maglev
+	Affinity    string      `yaml:"affinity"`  // inner-symmetric | outer | none
+	MaglevSize  int         `yaml:"maglev_table_size,omitempty"`
+	FlowTimeout Duration    `yaml:"flow_timeout,omitempty"`
+	XDPMode     string      `yaml:"xdp_mode,omitempty"` // auto | native | generic
+	PinPath     string      `yaml:"pin_path,omitempty"`
+	Backends    []Backend   `yaml:"backends"`
+	HealthCheck HealthCheck `yaml:"health_check"`
+}
+
+// Listener is the VIP and UDP port the load balancer serves on Interfaces.
+type Listener struct {
+	Name          string        `yaml:"name"`
+	VIP           netip.Addr    `yaml:"vip"`
+	Port          uint16        `yaml:"port"`
+	Interfaces    []string      `yaml:"interfaces"`
+	AccessControl AccessControl `yaml:"access_control"`
+}
+
+// AccessControl admits all sources, or only those in Allowlist.
+type AccessControl struct {
+	Mode      string         `yaml:"mode"` // all | allowlist
+	Allowlist []netip.Prefix `yaml:"allowlist"`
+}
+
+// Backend is one collector behind the load balancer.
+type Backend struct {
+	Name    string     `yaml:"name"`
+	Address netip.Addr `yaml:"address"`
+	Port    uint16     `yaml:"port"`
+	Weight  int        `yaml:"weight"` // 0..100, 0 drains
+	Line    int        `yaml:"-"`
+}
+
+// HealthCheck probes every backend; an unhealthy one leaves the tables.
+type HealthCheck struct {
+	Enabled            bool     `yaml:"enabled"`
+	Type               string   `yaml:"type"` // http | tcp
+	Port               uint16   `yaml:"port"`
+	Path               string   `yaml:"path"`
+	Interval           Duration `yaml:"interval"`
+	Timeout            Duration `yaml:"timeout"`
+	HealthyThreshold   int      `yaml:"healthy_threshold"`
+	UnhealthyThreshold int      `yaml:"unhealthy_threshold"`
+}
+
+// Collector is the `xmirror collect` section.
+type Collector struct {
+	Listen     string `yaml:"listen"`
+	OutputDir  string `yaml:"output_dir"`
+	Format     string `yaml:"format"` // pcap | pcapng
+	Rotate     Rotate `yaml:"rotate"`
+	UnknownVNI string `yaml:"unknown_vni"` // capture | drop
+	Readers    int    `yaml:"readers,omitempty"` // 0 = one per CPU
+	PostRotate string `yaml:"post_rotate,omitempty"` // command run with the closed file's path
+}
+
+// Rotate says when a capture file is closed and how many are kept.
+type Rotate struct {
+	Size      ByteSize `yaml:"size"`
+	Interval  Duration `yaml:"interval"`
+	Keep      int      `yaml:"keep"`
+	KeepBytes ByteSize `yaml:"keep_size,omitempty"`
+}
+
+// Metrics is where /metrics (and /healthz) are served.
+type Metrics struct {
+	Listen string `yaml:"listen"`
+}
+
+// Duration is a time.Duration written as in Go ("2s", "1h").
+type Duration time.Duration
+
+// ByteSize is a size in bytes written with an optional unit ("100MiB", "1GB", "4096").
+type ByteSize int64

@@ -1,0 +1,135 @@
+package netlab
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+func TestTwoHostsTalk(t *testing.T) {
+	lab := ForTest(t,
+		HostSpec{Name: "a", Addrs: []string{"10.99.0.1/24"}},
+		HostSpec{Name: "b", Addrs: []string{"10.99.0.2/24", "fd99::2/64"}, MTU: 9000, GRO: true},
+	)
+	a, b := lab.Host("a"), lab.Host("b")
+	if a.Iface != "eth0" || a.Ifindex == 0 || len(a.MAC) != 6 {
+		t.Fatalf("host a: iface %q ifindex %d mac %v", a.Iface, a.Ifindex, a.MAC)
+	}
+	if out, err := a.Run("ping", "-c", "1", "-W", "2", "10.99.0.2"); err != nil {
+		t.Fatalf("ping across the bridge: %v\n%s", err, out)
+	}
+	out, err := b.Run("ip", "-o", "link", "show", "eth0")
+	if err != nil || !strings.Contains(out, "mtu 9000") {
+		t.Fatalf("b's eth0 should have mtu 9000: %v %s", err, out)
+	}
+	out, err = a.Run("ethtool", "-k", "eth0")
+	if err != nil || !strings.Contains(out, "tx-checksumming: off") {
+		t.Fatalf("offload should be off on a's eth0: %v %s", err, out)
+	}
+
+	// A socket opened in Do stays in b's namespace: a UDP datagram from a reaches it.
+	var conn net.PacketConn
+	if err := b.Do(func() (err error) {
+		conn, err = net.ListenPacket("udp4", "10.99.0.2:0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	if err := a.Do(func() error {
+		c, err := net.Dial("udp4", "10.99.0.2:"+strconv.Itoa(port))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("hi"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 16)
+	n, from, err := conn.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "hi" || !strings.HasPrefix(from.String(), "10.99.0.1:") {
+		t.Fatalf("read %q from %v: %v", buf[:n], from, err)
+	}
+}
+
+func TestCloseRemovesEverything(t *testing.T) {
+	RequireRoot(t)
+	lab, err := New("close")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := lab.AddHost(HostSpec{Name: "h", Addrs: []string{"10.98.0.1/24"}})
+	if err != nil {
+		lab.Close()
+		t.Fatal(err)
+	}
+	p, err := h.Start("sleep", "600")
+	if err != nil {
+		lab.Close()
+		t.Fatal(err)
+	}
+	if err := lab.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	default:
+		t.Fatal("process still running after Close")
+	}
+	for _, name := range []string{h.NS, lab.Name + "-sw"} {
+		if _, err := os.Stat(filepath.Join(netnsDir, name)); !os.IsNotExist(err) {
+			t.Errorf("namespace %s still exists (%v)", name, err)
+		}
+	}
+	if err := lab.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestStopReportsCleanExit(t *testing.T) {
+	lab := ForTest(t, HostSpec{Name: "h"})
+	p, err := lab.Host("h").Start("sh", "-c", "trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 0.05; done")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(p.Output(), "ready") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := p.Stop(); err != nil {
+		t.Fatalf("Stop: %v (output %q)", err, p.Output())
+	}
+	if !strings.Contains(p.Output(), "bye") {
+		t.Fatalf("SIGTERM handler did not run: %q", p.Output())
+	}
+}
+
+func TestSweepRemovesNamespacesOfDeadOwners(t *testing.T) {
+	RequireRoot(t)
+	// A pid above pid_max cannot be alive.
+	stale := namePrefix + "4194305-1-stale-sw"
+	ns, err := newNamedNS(stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Close()
+	t.Cleanup(func() { netns.DeleteNamed(stale) })
+	lab, err := New("sweep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	if _, err := os.Stat(filepath.Join(netnsDir, stale)); !os.IsNotExist(err) {
+		t.Fatalf("stale namespace %s survived New (%v)", stale, err)
+	}
+}

@@ -1,0 +1,123 @@
+package netlab
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Command prepares name args... to run inside the host's namespace. It uses
+// `nsenter --net` rather than `ip netns exec`, which would also remount /sys and
+// hide the machine's bpffs (pinned BPF objects) from the command.
+func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	full := append([]string{"--net=" + filepath.Join(netnsDir, h.NS), "--", name}, args...)
+	cmd := exec.CommandContext(ctx, "nsenter", full...)
+	// Children die with the test process, and a process group lets Close kill what
+	// they started in turn.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
+// Run runs a command in the host's namespace and returns its combined output; the
+// error carries the output too.
+func (h *Host) Run(name string, args ...string) (string, error) {
+	out, err := h.Command(context.Background(), name, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s in %s: %w: %s", name, strings.Join(args, " "), h.Name, err, bytes.TrimSpace(out))
+	}
+	return string(out), nil
+}
+
+// Start runs a command in the background in the host's namespace. The lab kills it
+// on Close if it is still running.
+func (h *Host) Start(name string, args ...string) (*Proc, error) {
+	p := &Proc{Cmd: h.Command(context.Background(), name, args...), done: make(chan struct{})}
+	p.Cmd.Stdout = &p.out
+	p.Cmd.Stderr = &p.out
+	if err := p.Cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s in %s: %w", name, h.Name, err)
+	}
+	go func() {
+		p.err = p.Cmd.Wait()
+		close(p.done)
+	}()
+	h.lab.mu.Lock()
+	h.lab.procs = append(h.lab.procs, p)
+	h.lab.mu.Unlock()
+	return p, nil
+}
+
+// Proc is a background process started by Host.Start.
+type Proc struct {
+	Cmd  *exec.Cmd
+	out  syncBuffer
+	done chan struct{}
+	err  error
+}
+
+// Output is everything the process wrote to stdout and stderr so far.
+func (p *Proc) Output() string { return p.out.String() }
+
+// Done is closed when the process has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig syscall.Signal) error { return p.Cmd.Process.Signal(sig) }
+
+// Wait waits for the process to exit and returns its error.
+func (p *Proc) Wait() error {
+	<-p.done
+	return p.err
+}
+
+// Stop asks the process to end (SIGTERM), kills it after 10 seconds, and returns how
+// it exited (nil for a clean exit after SIGTERM).
+func (p *Proc) Stop() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+	}
+	p.Cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(10 * time.Second):
+		p.kill()
+		return fmt.Errorf("%s did not stop within 10s after SIGTERM; killed", p.Cmd.Path)
+	}
+}
+
+func (p *Proc) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
+	p.Cmd.Process.Kill()
+	<-p.done
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,69 @@
+// Package telemetry serves the Prometheus text metrics of every xmirror part on
+// /metrics and a liveness answer on /healthz.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Server serves /metrics from a metrics.Set (and the process metrics) and /healthz.
+type Server struct {
+	set     *metrics.Set
+	healthy atomic.Bool
+	srv     *http.Server
+	ln      net.Listener
+}
+
+// Listen binds addr ("127.0.0.1:9090"; ":0" picks a port). The server reports
+// healthy until SetHealthy(false).
+func Listen(addr string, set *metrics.Set) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listen on %s: %w", addr, err)
+	}
+	s := &Server{set: set, ln: ln}
+	s.healthy.Store(true)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		s.set.WritePrometheus(w)
+		metrics.WriteProcessMetrics(w)
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.healthy.Load() {
+			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			slog.Error("metrics server stopped", "err", err)
+		}
+	}()
+	slog.Info("serving metrics", "addr", ln.Addr().String())
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// SetHealthy sets what /healthz answers: 200 when true, 503 when false.
+func (s *Server) SetHealthy(ok bool) { s.healthy.Store(ok) }
+
+// Close stops the server.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return s.srv.Shutdown(ctx)
+}
