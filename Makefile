@@ -5,9 +5,9 @@ SHELL := /bin/bash
 CLANG   ?= clang-19
 STRIP   ?= llvm-strip-19
 ARCH_INCLUDE ?= /usr/include/$(shell uname -m)-linux-gnu
-export BPF_CLANG  := $(CLANG)
-export BPF_STRIP  := $(STRIP)
-export BPF_CFLAGS := -O2 -g -Wall -Werror -I$(ARCH_INCLUDE)
+export BPF2GO_CC     := $(CLANG)
+export BPF2GO_STRIP  := $(STRIP)
+export BPF2GO_CFLAGS := -O2 -g -Wall -Werror -I$(ARCH_INCLUDE)
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)

@@ -70,11 +70,16 @@ type Rule struct {
 	Action           Action       `yaml:"action"`
 	Protocol         Protocol     `yaml:"protocol"`
 	EtherType        EtherType    `yaml:"ethertype"`
-	Source           netip.Prefix `yaml:"source"`      // default: any address of EtherType
+	Source           netip.Prefix `yaml:"source"`       // default: any address of EtherType
 	SourcePorts      PortRange    `yaml:"source_ports"` // tcp/udp only; default all
 	Destination      netip.Prefix `yaml:"destination"`
 	DestinationPorts PortRange    `yaml:"destination_ports"`
 	Line             int          `yaml:"-"`
+
+	// Presence markers set by Parse and consumed by ApplyDefaults: YAML can say
+	// "absent" where Go only has a zero value that is also a valid setting.
+	protocolMissing              bool // absent protocol means all
+	sourcePortsSet, destPortsSet bool // explicit port 0 is not "all"
 }
 
 // Session is a mirror session: traffic of Sources accepted by Filter is cut to
@@ -86,10 +91,12 @@ type Session struct {
 	PacketLength int      `yaml:"packet_length"`
 	Enabled      bool     `yaml:"enabled"`
 	Filter       string   `yaml:"filter"`
-	Sources      []string `yaml:"sources"` // interface names
-	Target       string   `yaml:"target"`  // host[:port], port default 4789
+	Sources      []string `yaml:"sources"`              // interface names
+	Target       string   `yaml:"target"`               // host[:port], port default 4789
 	RateLimit    int      `yaml:"rate_limit,omitempty"` // packets per second, 0 = none
 	Line         int      `yaml:"-"`
+
+	enabledMissing bool // YAML without "enabled" means enabled; Go's false stays false
 }
 
 // Source holds options of `xmirror source` that are not per session.
@@ -136,8 +143,10 @@ type Backend struct {
 	Name    string     `yaml:"name"`
 	Address netip.Addr `yaml:"address"`
 	Port    uint16     `yaml:"port"`
-	Weight  int        `yaml:"weight"` // 0..100, 0 drains
+	Weight  int        `yaml:"weight"` // 0..100, 0 drains; YAML without weight means 1
 	Line    int        `yaml:"-"`
+
+	weightMissing bool // explicit 0 drains, absent means 1
 }
 
 // HealthCheck probes every backend; an unhealthy one leaves the tables.
@@ -158,8 +167,8 @@ type Collector struct {
 	OutputDir  string `yaml:"output_dir"`
 	Format     string `yaml:"format"` // pcap | pcapng
 	Rotate     Rotate `yaml:"rotate"`
-	UnknownVNI string `yaml:"unknown_vni"` // capture | drop
-	Readers    int    `yaml:"readers,omitempty"` // 0 = one per CPU
+	UnknownVNI string `yaml:"unknown_vni"`           // capture | drop
+	Readers    int    `yaml:"readers,omitempty"`     // 0 = one per CPU
 	PostRotate string `yaml:"post_rotate,omitempty"` // command run with the closed file's path
 }
 
@@ -169,6 +178,10 @@ type Rotate struct {
 	Interval  Duration `yaml:"interval"`
 	Keep      int      `yaml:"keep"`
 	KeepBytes ByteSize `yaml:"keep_size,omitempty"`
+
+	// 0 is a meaningful explicit value for each of these (no rotation, keep
+	// all), so an absent key is tracked apart from an explicit 0.
+	sizeMissing, intervalMissing, keepMissing bool
 }
 
 // Metrics is where /metrics (and /healthz) are served.

@@ -1,0 +1,206 @@
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Limits and defaults. Documented in docs/configuration.md.
+const (
+	MaxVNI              = 1<<24 - 1
+	MaxRulePriority     = 65535
+	MaxSessionPriority  = 32766
+	MinPacketLength     = 14 // an Ethernet header; 0 means the whole frame
+	MaxPacketLength     = 65535
+	MaxWeight           = 100
+	MaxMaglevSize       = 1<<24 - 1
+	MaxReaders          = 1024
+	DefaultVXLANPort    = 4789
+	DefaultHash         = HashSymmetric
+	DefaultDevice       = "xmirror0"
+	DefaultMark         = 0x786d6972 // "xmir"
+	DefaultAlgorithm    = AlgorithmWRR
+	DefaultAffinity     = AffinityInnerSymmetric
+	DefaultMaglevSize   = 65537
+	DefaultFlowTimeout  = Duration(30 * time.Second)
+	DefaultXDPMode      = XDPModeAuto
+	DefaultPinPath      = "/sys/fs/bpf/xmirror"
+	DefaultAccessMode   = AccessAll
+	DefaultWeight       = 1
+	DefaultHealthType   = HealthHTTP
+	DefaultHealthPort   = 9090
+	DefaultHealthPath   = "/healthz"
+	DefaultHealthEvery  = Duration(2 * time.Second)
+	DefaultHealthWait   = Duration(time.Second)
+	DefaultHealthyAfter = 2
+	DefaultSickAfter    = 3
+	DefaultCollectorAt  = "0.0.0.0:4789"
+	DefaultOutputDir    = "/var/lib/xmirror/pcap"
+	DefaultFormat       = FormatPCAPNG
+	DefaultRotateSize   = ByteSize(100 << 20)
+	DefaultRotateEvery  = Duration(time.Hour)
+	DefaultRotateKeep   = 24
+	DefaultUnknownVNI   = UnknownVNICapture
+	DefaultMetricsAt    = "127.0.0.1:9090"
+	// MetricsOff as metrics.listen serves no /metrics endpoint.
+	MetricsOff = "off"
+)
+
+// Allowed values of the string-typed enumerations.
+const (
+	HashSymmetric   = "symmetric"
+	HashDirectional = "directional"
+
+	AlgorithmWRR    = "wrr"
+	AlgorithmMaglev = "maglev"
+
+	AffinityInnerSymmetric = "inner-symmetric"
+	AffinityOuter          = "outer"
+	AffinityNone           = "none"
+
+	XDPModeAuto    = "auto"
+	XDPModeNative  = "native"
+	XDPModeGeneric = "generic"
+
+	AccessAll       = "all"
+	AccessAllowlist = "allowlist"
+
+	HealthHTTP = "http"
+	HealthTCP  = "tcp"
+
+	FormatPCAP   = "pcap"
+	FormatPCAPNG = "pcapng"
+
+	UnknownVNICapture = "capture"
+	UnknownVNIDrop    = "drop"
+)
+
+// ApplyDefaults fills every unset field with its default, in this one place, so
+// no default hides in the code that uses the config. It is idempotent. Parse
+// and Load call it after validation; call it yourself on a Config built in Go.
+//
+// In Go a zero value is "unset" except where 0 is meaningful: Backend.Weight 0
+// drains, Session.Enabled false disables, Rotate's 0s mean "no rotation" and
+// "keep all". Parse marks those keys when they are absent from the YAML so that
+// they get their defaults (weight 1, enabled, 100MiB, 1h, 24).
+func ApplyDefaults(c *Config) {
+	for i := range c.Filters {
+		for j := range c.Filters[i].Inbound {
+			defaultRule(&c.Filters[i].Inbound[j])
+		}
+		for j := range c.Filters[i].Outbound {
+			defaultRule(&c.Filters[i].Outbound[j])
+		}
+	}
+	for i := range c.Sessions {
+		s := &c.Sessions[i]
+		if s.enabledMissing {
+			s.Enabled = true
+			s.enabledMissing = false
+		}
+	}
+	if len(c.Sessions) > 0 && c.Source == nil {
+		c.Source = &Source{}
+	}
+	if s := c.Source; s != nil {
+		setDefault(&s.Hash, DefaultHash)
+		setDefault(&s.Device, DefaultDevice)
+		setDefault(&s.Mark, DefaultMark)
+	}
+	if lb := c.LoadBalancer; lb != nil {
+		setDefault(&lb.Listener.Port, DefaultVXLANPort)
+		setDefault(&lb.Listener.AccessControl.Mode, DefaultAccessMode)
+		if lb.Listener.AccessControl.Allowlist == nil {
+			lb.Listener.AccessControl.Allowlist = []netip.Prefix{}
+		}
+		setDefault(&lb.Algorithm, DefaultAlgorithm)
+		setDefault(&lb.Affinity, DefaultAffinity)
+		setDefault(&lb.MaglevSize, DefaultMaglevSize)
+		setDefault(&lb.FlowTimeout, DefaultFlowTimeout)
+		setDefault(&lb.XDPMode, DefaultXDPMode)
+		setDefault(&lb.PinPath, DefaultPinPath)
+		for i := range lb.Backends {
+			b := &lb.Backends[i]
+			setDefault(&b.Port, DefaultVXLANPort)
+			if b.weightMissing {
+				b.Weight = DefaultWeight
+				b.weightMissing = false
+			}
+		}
+		h := &lb.HealthCheck
+		setDefault(&h.Type, DefaultHealthType)
+		setDefault(&h.Port, DefaultHealthPort)
+		setDefault(&h.Path, DefaultHealthPath)
+		setDefault(&h.Interval, DefaultHealthEvery)
+		setDefault(&h.Timeout, DefaultHealthWait)
+		setDefault(&h.HealthyThreshold, DefaultHealthyAfter)
+		setDefault(&h.UnhealthyThreshold, DefaultSickAfter)
+	}
+	if col := c.Collector; col != nil {
+		setDefault(&col.Listen, DefaultCollectorAt)
+		setDefault(&col.OutputDir, DefaultOutputDir)
+		setDefault(&col.Format, DefaultFormat)
+		setDefault(&col.UnknownVNI, DefaultUnknownVNI)
+		r := &col.Rotate
+		if r.sizeMissing {
+			r.Size = DefaultRotateSize
+		}
+		if r.intervalMissing {
+			r.Interval = DefaultRotateEvery
+		}
+		if r.keepMissing {
+			r.Keep = DefaultRotateKeep
+		}
+		r.sizeMissing, r.intervalMissing, r.keepMissing = false, false, false
+	}
+	setDefault(&c.Metrics.Listen, DefaultMetricsAt)
+}
+
+func defaultRule(r *Rule) {
+	if r.protocolMissing {
+		r.Protocol = ProtocolAll
+		r.protocolMissing = false
+	}
+	if r.EtherType == "" {
+		r.EtherType = inferEtherType(r)
+	}
+	if !r.Source.IsValid() {
+		r.Source = anyPrefix(r.EtherType)
+	}
+	if !r.Destination.IsValid() {
+		r.Destination = anyPrefix(r.EtherType)
+	}
+	// A zero range from Go means "not restricted"; an explicit "0" from YAML is port 0.
+	if !r.sourcePortsSet && r.SourcePorts == (PortRange{}) {
+		r.SourcePorts = AllPorts
+	}
+	if !r.destPortsSet && r.DestinationPorts == (PortRange{}) {
+		r.DestinationPorts = AllPorts
+	}
+	r.sourcePortsSet, r.destPortsSet = false, false
+}
+
+// inferEtherType picks the family a rule without ethertype is about: IPv6 when
+// its protocol or a CIDR says so, else IPv4 (the seed's and the clouds' default).
+func inferEtherType(r *Rule) EtherType {
+	if (!r.protocolMissing && r.Protocol == ProtocolICMPv6) ||
+		(r.Source.IsValid() && r.Source.Addr().Is6()) ||
+		(r.Destination.IsValid() && r.Destination.Addr().Is6()) {
+		return IPv6
+	}
+	return IPv4
+}
+
+func anyPrefix(e EtherType) netip.Prefix {
+	if e == IPv6 {
+		return netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+	}
+	return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+}
+
+func setDefault[T comparable](dst *T, def T) {
+	var zero T
+	if *dst == zero {
+		*dst = def
+	}
+}

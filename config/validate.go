@@ -1,0 +1,455 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Validate checks a configuration, typically one built in Go (Parse already
+// validates), and returns Errors with every problem. Lines come from the Line
+// fields when they are set. The config is not modified: checks run on a copy
+// with defaults applied, so a Config may be validated before or after
+// ApplyDefaults with the same result.
+func (c *Config) Validate() error {
+	lines := map[string]int{}
+	for i, f := range c.Filters {
+		p := fmt.Sprintf("filters[%d]", i)
+		setLine(lines, p, f.Line)
+		for j, r := range f.Inbound {
+			setLine(lines, fmt.Sprintf("%s.inbound[%d]", p, j), r.Line)
+		}
+		for j, r := range f.Outbound {
+			setLine(lines, fmt.Sprintf("%s.outbound[%d]", p, j), r.Line)
+		}
+	}
+	for i, s := range c.Sessions {
+		setLine(lines, fmt.Sprintf("sessions[%d]", i), s.Line)
+	}
+	if c.LoadBalancer != nil {
+		for i, b := range c.LoadBalancer.Backends {
+			setLine(lines, fmt.Sprintf("load_balancer.backends[%d]", i), b.Line)
+		}
+	}
+	errs := validate(c, func(p string) int { return lineLookup(lines, p) })
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs.sorted()
+}
+
+func setLine(lines map[string]int, path string, line int) {
+	if line > 0 {
+		lines[path] = line
+	}
+}
+
+type validator struct {
+	errs   Errors
+	lineOf func(string) int
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	v.errs = append(v.errs, &FieldError{Path: path, Line: v.lineOf(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) oneOf(path, got string, allowed ...string) {
+	if !slices.Contains(allowed, got) {
+		v.errorf(path, "%q is not one of %s", got, strings.Join(allowed, ", "))
+	}
+}
+
+func (v *validator) intRange(path string, got, lo, hi int) {
+	if got < lo || got > hi {
+		v.errorf(path, "%d is out of range %d..%d", got, lo, hi)
+	}
+}
+
+func validate(orig *Config, lineOf func(string) int) Errors {
+	c := orig.clone()
+	ApplyDefaults(c)
+	v := &validator{lineOf: lineOf}
+	filters := map[string]int{}
+	for i, f := range c.Filters {
+		p := fmt.Sprintf("filters[%d]", i)
+		if f.Name == "" {
+			v.errorf(p+".name", "required")
+		} else if j, dup := filters[f.Name]; dup {
+			v.errorf(p+".name", "%q is also the name of filters[%d]", f.Name, j)
+		} else {
+			filters[f.Name] = i
+		}
+		v.rules(p+".inbound", f.Inbound)
+		v.rules(p+".outbound", f.Outbound)
+	}
+	v.sessions(c.Sessions, filters)
+	if s := c.Source; s != nil {
+		v.oneOf("source.hash", s.Hash, HashSymmetric, HashDirectional)
+		v.ifname("source.device", s.Device)
+	}
+	if lb := c.LoadBalancer; lb != nil {
+		v.loadBalancer(lb)
+	}
+	if col := c.Collector; col != nil {
+		v.collector(col)
+	}
+	if c.Metrics.Listen != MetricsOff {
+		v.listenAddr("metrics.listen", c.Metrics.Listen)
+	}
+	return v.errs
+}
+
+func (v *validator) rules(path string, rules []Rule) {
+	prios := map[int]int{}
+	for i, r := range rules {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		v.intRange(p+".priority", r.Priority, 1, MaxRulePriority)
+		if j, dup := prios[r.Priority]; dup {
+			v.errorf(p+".priority", "%d is also the priority of %s[%d] (unique within a direction)", r.Priority, path, j)
+		} else {
+			prios[r.Priority] = i
+		}
+		if r.Action == "" {
+			v.errorf(p+".action", "required")
+		} else {
+			v.oneOf(p+".action", string(r.Action), string(Accept), string(Reject))
+		}
+		if r.Protocol < ProtocolAll || r.Protocol > 255 {
+			v.errorf(p+".protocol", "%d is out of range 0..255", r.Protocol)
+		}
+		v.oneOf(p+".ethertype", string(r.EtherType), string(IPv4), string(IPv6))
+		if r.Protocol == ProtocolICMP && r.EtherType != IPv4 {
+			v.errorf(p+".protocol", "icmp needs ethertype ipv4 (use icmpv6 with ipv6)")
+		}
+		if r.Protocol == ProtocolICMPv6 && r.EtherType != IPv6 {
+			v.errorf(p+".protocol", "icmpv6 needs ethertype ipv6 (use icmp with ipv4)")
+		}
+		v.family(p+".source", r.Source, r.EtherType)
+		v.family(p+".destination", r.Destination, r.EtherType)
+		if !r.Protocol.IsPortProtocol() {
+			if r.SourcePorts != AllPorts {
+				v.errorf(p+".source_ports", "%s: port ranges need protocol tcp or udp, not %s", r.SourcePorts, r.Protocol)
+			}
+			if r.DestinationPorts != AllPorts {
+				v.errorf(p+".destination_ports", "%s: port ranges need protocol tcp or udp, not %s", r.DestinationPorts, r.Protocol)
+			}
+		}
+		for _, pr := range []struct {
+			key string
+			r   PortRange
+		}{{"source_ports", r.SourcePorts}, {"destination_ports", r.DestinationPorts}} {
+			if pr.r.From > pr.r.To {
+				v.errorf(p+"."+pr.key, "first port %d is above last port %d", pr.r.From, pr.r.To)
+			}
+		}
+	}
+}
+
+func (v *validator) family(path string, p netip.Prefix, e EtherType) {
+	if e == IPv4 && !p.Addr().Is4() {
+		v.errorf(path, "%s is not an IPv4 CIDR but ethertype is ipv4", p)
+	}
+	if e == IPv6 && !p.Addr().Is6() {
+		v.errorf(path, "%s is not an IPv6 CIDR but ethertype is ipv6", p)
+	}
+	if p.IsValid() && p != p.Masked() {
+		v.errorf(path, "%s has host bits set (did you mean %s?)", p, p.Masked())
+	}
+}
+
+func (v *validator) sessions(sessions []Session, filters map[string]int) {
+	names := map[string]int{}
+	vnis := map[uint32]int{}
+	type key struct {
+		ifname string
+		prio   int
+	}
+	prios := map[key]int{}
+	for i, s := range sessions {
+		p := fmt.Sprintf("sessions[%d]", i)
+		if s.Name == "" {
+			v.errorf(p+".name", "required")
+		} else if j, dup := names[s.Name]; dup {
+			v.errorf(p+".name", "%q is also the name of sessions[%d]", s.Name, j)
+		} else {
+			names[s.Name] = i
+		}
+		v.intRange(p+".priority", s.Priority, 1, MaxSessionPriority)
+		if s.VNI > MaxVNI {
+			v.errorf(p+".vni", "%d is out of range 0..%d", s.VNI, MaxVNI)
+		} else if j, dup := vnis[s.VNI]; dup {
+			v.errorf(p+".vni", "%d is also the VNI of sessions[%d]", s.VNI, j)
+		} else {
+			vnis[s.VNI] = i
+		}
+		if s.PacketLength != 0 && (s.PacketLength < MinPacketLength || s.PacketLength > MaxPacketLength) {
+			v.errorf(p+".packet_length", "%d is out of range %d..%d (or 0 for the whole packet)", s.PacketLength, MinPacketLength, MaxPacketLength)
+		}
+		if s.Filter == "" {
+			v.errorf(p+".filter", "required")
+		} else if _, ok := filters[s.Filter]; !ok {
+			v.errorf(p+".filter", "%q is not the name of a filter", s.Filter)
+		}
+		if len(s.Sources) == 0 {
+			v.errorf(p+".sources", "needs at least one interface")
+		}
+		seen := map[string]bool{}
+		for j, src := range s.Sources {
+			sp := fmt.Sprintf("%s.sources[%d]", p, j)
+			if v.ifname(sp, src) {
+				if seen[src] {
+					v.errorf(sp, "%q is listed twice", src)
+					continue
+				}
+				seen[src] = true
+				k := key{src, s.Priority}
+				if other, dup := prios[k]; dup && s.Priority > 0 {
+					v.errorf(p+".priority", "%d is also the priority of sessions[%d] on source %s (unique per source interface)", s.Priority, other, src)
+				} else {
+					prios[k] = i
+				}
+			}
+		}
+		if s.Target == "" {
+			v.errorf(p+".target", "required")
+		} else if _, _, err := SplitTarget(s.Target); err != nil {
+			v.errorf(p+".target", "%v", err)
+		}
+		if s.RateLimit < 0 {
+			v.errorf(p+".rate_limit", "%d is negative", s.RateLimit)
+		}
+	}
+}
+
+// ifname checks a Linux interface name (IFNAMSIZ 16 with the NUL).
+func (v *validator) ifname(path, name string) bool {
+	switch {
+	case name == "":
+		v.errorf(path, "interface name is empty")
+	case len(name) > 15:
+		v.errorf(path, "%q is longer than 15 characters, the Linux limit for interface names", name)
+	case name == "." || name == "..":
+		v.errorf(path, "%q is not a valid interface name", name)
+	case strings.ContainsAny(name, "/: \t\n\r\x00"):
+		v.errorf(path, "%q is not a valid interface name (no '/', ':' or spaces)", name)
+	default:
+		return true
+	}
+	return false
+}
+
+// SplitTarget reads a session target, host[:port]: an IPv4 address or a host
+// name, port 1..65535 defaulting to 4789. The mirror's outer header is IPv4, so
+// IPv6 literals are refused.
+func SplitTarget(target string) (host string, port uint16, err error) {
+	host, port = target, DefaultVXLANPort
+	if h, ps, e := net.SplitHostPort(target); e == nil {
+		n, perr := strconv.ParseUint(ps, 10, 16)
+		if perr != nil || n == 0 {
+			return "", 0, fmt.Errorf("%q: port %q is not a number 1..65535", target, ps)
+		}
+		host, port = h, uint16(n)
+	} else if strings.Count(target, ":") == 1 || strings.HasPrefix(target, "[") {
+		return "", 0, fmt.Errorf("%q is not host[:port]", target)
+	}
+	if a, aerr := netip.ParseAddr(host); aerr == nil {
+		if !a.Is4() {
+			return "", 0, fmt.Errorf("%q: only IPv4 targets are supported (the VXLAN outer header is IPv4)", target)
+		}
+		return host, port, nil
+	}
+	if !validHostname(host) {
+		return "", 0, fmt.Errorf("%q is not an IPv4 address or host name", target)
+	}
+	return host, port, nil
+}
+
+// validHostname follows RFC 1123: dot-separated labels of letters, digits and
+// hyphens, 1..63 characters, not starting or ending with a hyphen, and a last
+// label that is not all digits (that would be a mistyped address).
+func validHostname(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	labels := strings.Split(h, ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	last := labels[len(labels)-1]
+	return strings.Trim(last, "0123456789") != ""
+}
+
+func (v *validator) loadBalancer(lb *LoadBalancer) {
+	const p = "load_balancer"
+	l := lb.Listener
+	if !l.VIP.IsValid() {
+		v.errorf(p+".listener.vip", "required")
+	} else if !l.VIP.Is4() {
+		v.errorf(p+".listener.vip", "%s is not an IPv4 address", l.VIP)
+	}
+	if len(l.Interfaces) == 0 {
+		v.errorf(p+".listener.interfaces", "needs at least one interface")
+	}
+	for i, name := range l.Interfaces {
+		v.ifname(fmt.Sprintf("%s.listener.interfaces[%d]", p, i), name)
+	}
+	ac := l.AccessControl
+	v.oneOf(p+".listener.access_control.mode", ac.Mode, AccessAll, AccessAllowlist)
+	if ac.Mode == AccessAllowlist && len(ac.Allowlist) == 0 {
+		v.errorf(p+".listener.access_control.allowlist", "needs at least one CIDR with mode allowlist")
+	}
+	if ac.Mode == AccessAll && len(ac.Allowlist) > 0 {
+		v.errorf(p+".listener.access_control.allowlist", "is only used with mode allowlist (mode is all)")
+	}
+	for i, pr := range ac.Allowlist {
+		v.family(fmt.Sprintf("%s.listener.access_control.allowlist[%d]", p, i), pr, IPv4)
+	}
+	v.oneOf(p+".algorithm", lb.Algorithm, AlgorithmWRR, AlgorithmMaglev)
+	v.oneOf(p+".affinity", lb.Affinity, AffinityInnerSymmetric, AffinityOuter, AffinityNone)
+	if !isPrime(lb.MaglevSize) || lb.MaglevSize > MaxMaglevSize {
+		v.errorf(p+".maglev_table_size", "%d is not a prime number up to %d (65537 is a good choice)", lb.MaglevSize, MaxMaglevSize)
+	} else if lb.MaglevSize <= len(lb.Backends) {
+		v.errorf(p+".maglev_table_size", "%d must be larger than the number of backends (%d)", lb.MaglevSize, len(lb.Backends))
+	}
+	if lb.FlowTimeout <= 0 {
+		v.errorf(p+".flow_timeout", "%s must be positive", lb.FlowTimeout)
+	}
+	v.oneOf(p+".xdp_mode", lb.XDPMode, XDPModeAuto, XDPModeNative, XDPModeGeneric)
+	if !filepath.IsAbs(lb.PinPath) {
+		v.errorf(p+".pin_path", "%q is not an absolute path", lb.PinPath)
+	}
+	if len(lb.Backends) == 0 {
+		v.errorf(p+".backends", "needs at least one backend")
+	}
+	seen := map[netip.AddrPort]int{}
+	for i, b := range lb.Backends {
+		bp := fmt.Sprintf("%s.backends[%d]", p, i)
+		if !b.Address.IsValid() {
+			v.errorf(bp+".address", "required")
+		} else if !b.Address.Is4() {
+			v.errorf(bp+".address", "%s is not an IPv4 address", b.Address)
+		} else if j, dup := seen[b.AddrPort()]; dup {
+			v.errorf(bp+".address", "%s is also the address of backends[%d]", b.AddrPort(), j)
+		} else {
+			seen[b.AddrPort()] = i
+		}
+		v.intRange(bp+".weight", b.Weight, 0, MaxWeight)
+	}
+	h := lb.HealthCheck
+	hp := p + ".health_check"
+	v.oneOf(hp+".type", h.Type, HealthHTTP, HealthTCP)
+	if !strings.HasPrefix(h.Path, "/") {
+		v.errorf(hp+".path", "%q must start with /", h.Path)
+	}
+	if h.Interval <= 0 {
+		v.errorf(hp+".interval", "%s must be positive", h.Interval)
+	}
+	if h.Timeout <= 0 {
+		v.errorf(hp+".timeout", "%s must be positive", h.Timeout)
+	} else if h.Timeout >= h.Interval {
+		v.errorf(hp+".timeout", "%s must be shorter than interval %s", h.Timeout, h.Interval)
+	}
+	if h.HealthyThreshold < 1 {
+		v.errorf(hp+".healthy_threshold", "%d must be at least 1", h.HealthyThreshold)
+	}
+	if h.UnhealthyThreshold < 1 {
+		v.errorf(hp+".unhealthy_threshold", "%d must be at least 1", h.UnhealthyThreshold)
+	}
+}
+
+func isPrime(n int) bool {
+	if n < 2 {
+		return false
+	}
+	for d := 2; d*d <= n; d++ {
+		if n%d == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) collector(c *Collector) {
+	const p = "collector"
+	v.listenAddr(p+".listen", c.Listen)
+	v.oneOf(p+".format", c.Format, FormatPCAP, FormatPCAPNG)
+	v.oneOf(p+".unknown_vni", c.UnknownVNI, UnknownVNICapture, UnknownVNIDrop)
+	if c.Readers < 0 || c.Readers > MaxReaders {
+		v.errorf(p+".readers", "%d is out of range 0..%d", c.Readers, MaxReaders)
+	}
+	r := c.Rotate
+	if r.Size < 0 {
+		v.errorf(p+".rotate.size", "%d is negative", r.Size)
+	}
+	if r.Interval < 0 {
+		v.errorf(p+".rotate.interval", "%s is negative", r.Interval)
+	}
+	if r.Keep < 0 {
+		v.errorf(p+".rotate.keep", "%d is negative", r.Keep)
+	}
+	if r.KeepBytes < 0 {
+		v.errorf(p+".rotate.keep_size", "%d is negative", r.KeepBytes)
+	}
+	if strings.ContainsRune(c.OutputDir, 0) {
+		v.errorf(p+".output_dir", "contains a NUL byte")
+	}
+}
+
+// listenAddr checks host:port with a numeric port; an empty host means every address.
+func (v *validator) listenAddr(path, addr string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.errorf(path, "%q is not host:port", addr)
+		return
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
+		v.errorf(path, "%q: port %q is not a number 0..65535", addr, port)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil && !validHostname(host) {
+			v.errorf(path, "%q: %q is not an address or host name", addr, host)
+		}
+	}
+}
+
+// clone deep-copies c so validation can apply defaults without touching it.
+func (c *Config) clone() *Config {
+	out := *c
+	out.Filters = slices.Clone(c.Filters)
+	for i := range out.Filters {
+		out.Filters[i].Inbound = slices.Clone(out.Filters[i].Inbound)
+		out.Filters[i].Outbound = slices.Clone(out.Filters[i].Outbound)
+	}
+	out.Sessions = slices.Clone(c.Sessions)
+	for i := range out.Sessions {
+		out.Sessions[i].Sources = slices.Clone(out.Sessions[i].Sources)
+	}
+	if c.Source != nil {
+		s := *c.Source
+		out.Source = &s
+	}
+	if c.LoadBalancer != nil {
+		lb := *c.LoadBalancer
+		lb.Listener.Interfaces = slices.Clone(lb.Listener.Interfaces)
+		lb.Listener.AccessControl.Allowlist = slices.Clone(lb.Listener.AccessControl.Allowlist)
+		lb.Backends = slices.Clone(lb.Backends)
+		out.LoadBalancer = &lb
+	}
+	if c.Collector != nil {
+		col := *c.Collector
+		out.Collector = &col
+	}
+	return &out
+}

@@ -1,0 +1,231 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// protocolNames are the names a rule's protocol may be written with.
+var protocolNames = map[string]Protocol{
+	"all":    ProtocolAll,
+	"tcp":    ProtocolTCP,
+	"udp":    ProtocolUDP,
+	"icmp":   ProtocolICMP,
+	"icmpv6": ProtocolICMPv6,
+}
+
+// ParseProtocol reads tcp, udp, icmp, icmpv6, all (any case) or a number 0..255.
+func ParseProtocol(s string) (Protocol, error) {
+	if p, ok := protocolNames[strings.ToLower(s)]; ok {
+		return p, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not one of tcp, udp, icmp, icmpv6, all or a number 0..255", s)
+	}
+	if n < 0 || n > 255 {
+		return 0, fmt.Errorf("%d is out of range 0..255", n)
+	}
+	return Protocol(n), nil
+}
+
+// String gives the name a config file would use: a name when there is one, else the number.
+func (p Protocol) String() string {
+	for name, v := range protocolNames {
+		if v == p {
+			return name
+		}
+	}
+	return strconv.Itoa(int(p))
+}
+
+// MarshalYAML writes the protocol by name so the effective config reads like the input.
+func (p Protocol) MarshalYAML() (any, error) {
+	if _, ok := protocolNames[p.String()]; ok {
+		return p.String(), nil
+	}
+	return int(p), nil
+}
+
+// IsPortProtocol reports whether rules with this protocol may restrict ports.
+func (p Protocol) IsPortProtocol() bool { return p == ProtocolTCP || p == ProtocolUDP }
+
+// ParsePortRange reads "all", "N" or "N-M" with 0 <= N <= M <= 65535.
+func ParsePortRange(s string) (PortRange, error) {
+	s = strings.TrimSpace(s)
+	if strings.EqualFold(s, "all") {
+		return AllPorts, nil
+	}
+	from, to, isRange := strings.Cut(s, "-")
+	lo, err := parsePort(from)
+	if err != nil {
+		return PortRange{}, fmt.Errorf("%q is not all, N or N-M: %w", s, err)
+	}
+	hi := lo
+	if isRange {
+		if hi, err = parsePort(to); err != nil {
+			return PortRange{}, fmt.Errorf("%q is not all, N or N-M: %w", s, err)
+		}
+	}
+	if lo > hi {
+		return PortRange{}, fmt.Errorf("%q: first port %d is above last port %d", s, lo, hi)
+	}
+	return PortRange{From: lo, To: hi}, nil
+}
+
+func parsePort(s string) (uint16, error) {
+	s = strings.TrimSpace(s)
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || s == "" {
+		return 0, fmt.Errorf("port %q is not a number", s)
+	}
+	if n > 65535 {
+		return 0, fmt.Errorf("port %d is out of range 0..65535", n)
+	}
+	return uint16(n), nil
+}
+
+// String writes the range as a config file would: all, N or N-M.
+func (r PortRange) String() string {
+	switch {
+	case r == AllPorts:
+		return "all"
+	case r.From == r.To:
+		return strconv.Itoa(int(r.From))
+	default:
+		return fmt.Sprintf("%d-%d", r.From, r.To)
+	}
+}
+
+// Contains reports whether port is in the range.
+func (r PortRange) Contains(port uint16) bool { return port >= r.From && port <= r.To }
+
+// MarshalYAML writes all, N or N-M (a single port as a number).
+func (r PortRange) MarshalYAML() (any, error) {
+	if r.From == r.To {
+		return int(r.From), nil
+	}
+	return r.String(), nil
+}
+
+// ParseDuration reads a Go duration ("2s", "1h30m"); "0" is zero. Negative durations are errors.
+func ParseDuration(s string) (Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as 500ms, 2s, 1h", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%q is negative", s)
+	}
+	return Duration(d), nil
+}
+
+// D is the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String writes the shortest exact form in the largest whole unit: 1h, 90m, 2s, 500ms.
+func (d Duration) String() string {
+	td := time.Duration(d)
+	units := []struct {
+		unit time.Duration
+		name string
+	}{{time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}, {time.Millisecond, "ms"}, {time.Microsecond, "us"}}
+	if td == 0 {
+		return "0s"
+	}
+	for _, u := range units {
+		if td%u.unit == 0 {
+			return strconv.FormatInt(int64(td/u.unit), 10) + u.name
+		}
+	}
+	return td.String()
+}
+
+// MarshalYAML writes the duration as ParseDuration reads it.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+type sizeUnit struct {
+	name string
+	mult int64
+}
+
+// sizeUnits lists binary units first so String prefers them (rotation sizes are
+// usually powers of two); parsing accepts any of them, case-insensitively.
+var sizeUnits = []sizeUnit{
+	{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
+	{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3},
+}
+
+var errSize = errors.New("not a size")
+
+// ParseByteSize reads a byte count with an optional unit: 4096, 4096B, 64KiB, 100MiB,
+// 1GB, 2GiB, 1TB (K/M/G/T alone are decimal, as in 1G = 10^9). Negative sizes are errors.
+func ParseByteSize(s string) (ByteSize, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("%q is not a size such as 4096, 64KiB, 100MiB, 1GB", s)
+	}
+	n, err := strconv.ParseInt(t[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	unit := strings.TrimSpace(t[i:])
+	mult, err := unitMultiplier(unit)
+	if err != nil {
+		return 0, fmt.Errorf("%q has unknown unit %q (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)", s, unit)
+	}
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return ByteSize(n * mult), nil
+}
+
+func unitMultiplier(unit string) (int64, error) {
+	switch strings.ToLower(unit) {
+	case "", "b":
+		return 1, nil
+	case "k":
+		return 1e3, nil
+	case "m":
+		return 1e6, nil
+	case "g":
+		return 1e9, nil
+	case "t":
+		return 1e12, nil
+	}
+	for _, u := range sizeUnits {
+		if strings.EqualFold(unit, u.name) {
+			return u.mult, nil
+		}
+	}
+	return 0, errSize
+}
+
+// String writes the size in the largest unit that divides it exactly, else in bytes.
+func (b ByteSize) String() string {
+	if b > 0 {
+		for _, u := range sizeUnits {
+			if int64(b)%u.mult == 0 {
+				return strconv.FormatInt(int64(b)/u.mult, 10) + u.name
+			}
+		}
+	}
+	return strconv.FormatInt(int64(b), 10)
+}
+
+// MarshalYAML writes the size as ParseByteSize reads it; plain byte counts stay numbers.
+func (b ByteSize) MarshalYAML() (any, error) {
+	s := b.String()
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n, nil
+	}
+	return s, nil
+}
