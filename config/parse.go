@@ -144,7 +144,7 @@ func (d *decoder) document(data []byte) (cfg *Config) {
 	}
 	cfg = &Config{}
 	d.config(n, cfg)
-	if d.budget < 0 {
+	if d.budget <= 0 {
 		return nil
 	}
 	return cfg

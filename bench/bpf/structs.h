@@ -1,0 +1,46 @@
+/* Structures shared by the benchmark BPF programs and their Go loaders. */
+#ifndef XMIRROR_BENCH_STRUCTS_H
+#define XMIRROR_BENCH_STRUCTS_H
+
+#include <linux/types.h>
+#include "consts.h"
+
+/* Generator settings, written once by Go before the run. keep in sync with bench/gen.go */
+struct gen_config {
+	__u8 hdr[GEN_HDR_LEN];  /* headers of flow 0; varying fields are patched */
+	__u64 interval_ns;      /* gap between packets; 0 sends on every run */
+	__u64 count;            /* packets to send; 0 = no limit */
+	__u64 duration_ns;      /* stop after this long from the first run; 0 = no limit */
+	__u32 flows;            /* distinct flows, >= 1 */
+	__u32 vnis;             /* distinct VNIs from the template's, >= 1 */
+	__u32 vni_base;         /* the template's VNI */
+	__u32 ip_csum_base;     /* 16-bit one's complement sum of the inner IPv4 header, saddr zero */
+	__u32 tcp_csum_base;    /* sum of pseudo header + TCP header + payload, saddr and sport zero */
+	__u32 inner_saddr;      /* inner source address of flow 0, host order */
+};
+
+/* Generator progress, read by Go between calls. */
+struct gen_state {
+	__u64 runs;     /* program runs */
+	__u64 sent;     /* XDP_TX verdicts */
+	__u64 start_ns; /* first run */
+	__u64 last_ns;  /* last packet sent */
+	__u64 next_ns;  /* when the pacer sends next */
+	__u64 done;     /* 1 once count or duration is reached */
+};
+
+/* Minimal forwarder settings. keep in sync with bench/fwd.go */
+struct fwd_config {
+	__u8 src_mac[6];
+	__u8 dst_mac[6];
+	__u32 vip;     /* network order */
+	__u32 backend; /* network order */
+};
+
+/* Packet counter, one per CPU. keep in sync with bench/counter.go */
+struct count_value {
+	__u64 packets;
+	__u64 bytes;
+};
+
+#endif

@@ -1,0 +1,141 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"time"
+
+	"github.com/xmirror/xmirror/internal/netlab"
+)
+
+const (
+	addrCGen = "10.78.0.1"
+	addrCol  = "10.78.0.2"
+)
+
+// rxSettle is the pause between a receiver saying it is ready and the first packet.
+const rxSettle = 200 * time.Millisecond
+
+func collectorHosts() []netlab.HostSpec {
+	return []netlab.HostSpec{
+		{Name: "gen", Addrs: []string{addrCGen + "/24"}, MTU: labMTU, GRO: true},
+		{Name: "col", Addrs: []string{addrCol + "/24"}, MTU: labMTU},
+	}
+}
+
+func (r *runner) scenarioCollector(ctx context.Context) ScenarioResult {
+	sc := ScenarioResult{
+		Name:    "collector",
+		Title:   "collector: generator → collector host",
+		About:   "Rising offered rates into one receiver on the collector host; lossless means at most 0.1% lost.",
+		Ceiling: "recvmmsg sink",
+		Primary: "lossless_pps",
+	}
+	lab, err := r.newLab("col", collectorHosts()...)
+	if err != nil {
+		sc.Skipped = fmt.Sprintf("lab: %v", err)
+		return sc
+	}
+	pmax, err := r.measureTop(ctx, lab.Host("gen"), lab.Host("col"))
+	lab.Close()
+	if err != nil {
+		sc.Skipped = fmt.Sprintf("generator: %v", err)
+		return sc
+	}
+	sc.Notes = append(sc.Notes, fmt.Sprintf("generator top rate into an XDP drop counter: %s; steps are fractions of it", formatPPS(pmax)))
+	for _, rx := range []receiver{r.sinkReceiver(), r.collectReceiver(), tcpdumpReceiver()} {
+		if ctx.Err() != nil {
+			break
+		}
+		res := SystemResult{Name: rx.name, Kind: rx.kind}
+		if rx.skip != nil {
+			res.Skipped = rx.skip()
+		}
+		if res.Skipped == "" {
+			r.collectorSystem(ctx, &res, rx, pmax)
+		}
+		r.ui.row(sc.Name, &res)
+		sc.Systems = append(sc.Systems, res)
+	}
+	return sc
+}
+
+func (r *runner) collectorSystem(ctx context.Context, res *SystemResult, rx receiver, pmax float64) {
+	lab, err := r.newLab("col", collectorHosts()...)
+	if err != nil {
+		res.Skipped = fmt.Sprintf("lab: %v", err)
+		return
+	}
+	defer lab.Close()
+	gen, col := lab.Host("gen"), lab.Host("col")
+	trial := func(ctx context.Context, rate float64, label string) (map[string]float64, error) {
+		dir, err := os.MkdirTemp(r.tmp, "rx-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		sp, err := rx.start(col, dir)
+		if err != nil {
+			return nil, err
+		}
+		// Some receivers say they are ready a moment before their filter or socket
+		// sees traffic; every receiver gets the same head start.
+		time.Sleep(rxSettle)
+		p0 := readProc(sp.pid)
+		g, gerr := r.generateOn(ctx, gen, hostIf(gen), col.MAC, col.Addr, rate, r.o.Trial, label)
+		time.Sleep(300 * time.Millisecond) // the receiver drains its socket
+		p1 := readProc(sp.pid)
+		st, err := rx.stop(sp, dir)
+		if gerr != nil {
+			return nil, gerr
+		}
+		if err != nil {
+			return nil, err
+		}
+		return rxTrial(g, st.received, st.written, p0, p1)
+	}
+	r.sweep(ctx, res, pmax, "collector: "+rx.name, trial)
+	if res.Metrics == nil {
+		res.Skipped = "no step succeeded: " + firstErrors(res.Errors)
+	}
+}
+
+// rxTrial turns what the generator sent and a receiver got into trial metrics.
+func rxTrial(g GenResult, received, written uint64, p0, p1 procStats) (map[string]float64, error) {
+	if g.Sent == 0 || g.Elapsed <= 0 {
+		return nil, errors.New("generator sent nothing")
+	}
+	secs := g.Elapsed.Seconds()
+	t := map[string]float64{
+		"offered_pps":  g.PPS,
+		"received_pps": float64(received) / secs,
+		"loss_pct":     math.Max(0, 100*(1-float64(received)/float64(g.Sent))),
+	}
+	if written > 0 {
+		t["write_mbps"] = float64(written) / secs / 1e6
+	}
+	if p1.Valid {
+		t["rss_mib"] = float64(p1.HWM) / (1 << 20)
+		if p0.Valid {
+			t["proc_cpu_cores"] = (p1.CPU - p0.CPU).Seconds() / secs
+		}
+	}
+	return t, nil
+}
+
+func firstErrors(errs []string) string {
+	if len(errs) > 3 {
+		errs = errs[:3]
+	}
+	s := ""
+	for i, e := range errs {
+		if i > 0 {
+			s += "; "
+		}
+		s += e
+	}
+	return s
+}

@@ -1,0 +1,148 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/xmirror/xmirror/internal/netlab"
+)
+
+// e2eSystem is a whole pipeline: a load balancer on "lb" and receivers on b1, b2.
+type e2eSystem struct {
+	name      string
+	kind      string
+	skip      func() string
+	setupLB   func(t *lbTopo, dir string) (int, func(), error)
+	receivers []receiver // one per backend host that receives (b1, b2)
+}
+
+func (r *runner) scenarioE2E(ctx context.Context) ScenarioResult {
+	sc := ScenarioResult{
+		Name:    "e2e",
+		Title:   "end to end: generator → LB → two collectors",
+		About:   "The whole pipeline at rising offered rates; received is the sum over both collectors.",
+		Ceiling: "xdp ceiling → sink",
+		Primary: "lossless_pps",
+	}
+	lab, err := r.newLab("e2e", bridgeHosts()...)
+	if err != nil {
+		sc.Skipped = fmt.Sprintf("lab: %v", err)
+		return sc
+	}
+	pmax, err := r.measureTop(ctx, lab.Host("gen"), lab.Host("lb"))
+	lab.Close()
+	if err != nil {
+		sc.Skipped = fmt.Sprintf("generator: %v", err)
+		return sc
+	}
+	sc.Notes = append(sc.Notes, fmt.Sprintf("generator top rate into an XDP drop counter: %s; steps are fractions of it", formatPPS(pmax)))
+	both := func() string {
+		if why := r.available("lb"); why != "" {
+			return why
+		}
+		return r.available("collect")
+	}
+	systems := []e2eSystem{
+		{name: "xdp ceiling → sink", kind: KindCeiling, setupLB: setupCeiling, receivers: []receiver{r.sinkReceiver()}},
+		{name: "xmirror lb → xmirror collect", kind: KindXmirror, skip: both,
+			setupLB:   func(t *lbTopo, dir string) (int, func(), error) { return r.setupXmirrorLB(t, dir, "wrr") },
+			receivers: []receiver{r.collectReceiver(), r.collectReceiver()}},
+	}
+	for _, sys := range systems {
+		if ctx.Err() != nil {
+			break
+		}
+		res := SystemResult{Name: sys.name, Kind: sys.kind}
+		if sys.skip != nil {
+			res.Skipped = sys.skip()
+		}
+		if res.Skipped == "" {
+			r.e2eSystem(ctx, &res, sys, pmax)
+		}
+		r.ui.row(sc.Name, &res)
+		sc.Systems = append(sc.Systems, res)
+	}
+	return sc
+}
+
+func (r *runner) e2eSystem(ctx context.Context, res *SystemResult, sys e2eSystem, pmax float64) {
+	topo, err := r.newBridgeTopo()
+	if err != nil {
+		res.Skipped = fmt.Sprintf("lab: %v", err)
+		return
+	}
+	lab := topo.lab
+	defer lab.Close()
+	dir, err := os.MkdirTemp(r.tmp, "e2e-")
+	if err != nil {
+		res.Skipped = err.Error()
+		return
+	}
+	if err := warmNeighbours(lab.Host("lb"), addrB1, addrB2, addrGen); err != nil {
+		res.Skipped = err.Error()
+		return
+	}
+	pass, err := passOnSwitchPort(lab, "lb")
+	if err != nil {
+		res.Skipped = err.Error()
+		return
+	}
+	defer pass.Close()
+	_, stop, err := sys.setupLB(topo, dir)
+	if err != nil {
+		res.Skipped = fmt.Sprintf("setup failed: %v", err)
+		return
+	}
+	defer stop()
+	hosts := []*netlab.Host{lab.Host("b1"), lab.Host("b2")}
+	trial := func(ctx context.Context, rate float64, label string) (map[string]float64, error) {
+		var started []*startedProc
+		var dirs []string
+		stopAll := func() (uint64, uint64, error) {
+			var got, written uint64
+			var firstErr error
+			for i, sp := range started {
+				st, err := sys.receivers[i].stop(sp, dirs[i])
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				got += st.received
+				written += st.written
+				os.RemoveAll(dirs[i])
+			}
+			return got, written, firstErr
+		}
+		for i, rx := range sys.receivers {
+			d, err := os.MkdirTemp(r.tmp, "rx-")
+			if err != nil {
+				stopAll()
+				return nil, err
+			}
+			sp, err := rx.start(hosts[i], d)
+			if err != nil {
+				os.RemoveAll(d)
+				stopAll()
+				return nil, err
+			}
+			started = append(started, sp)
+			dirs = append(dirs, d)
+		}
+		time.Sleep(rxSettle)
+		g, gerr := r.generate(ctx, topo, rate, r.o.Trial, label)
+		time.Sleep(300 * time.Millisecond)
+		got, written, err := stopAll()
+		if gerr != nil {
+			return nil, gerr
+		}
+		if err != nil {
+			return nil, err
+		}
+		return rxTrial(g, got, written, procStats{}, procStats{})
+	}
+	r.sweep(ctx, res, pmax, "e2e: "+sys.name, trial)
+	if res.Metrics == nil {
+		res.Skipped = "no step succeeded: " + firstErrors(res.Errors)
+	}
+}

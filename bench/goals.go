@@ -1,0 +1,82 @@
+package bench
+
+import (
+	"fmt"
+	"strings"
+)
+
+// goalsFor checks the targets the issue sets for a scenario against its results.
+// A goal whose systems did not run is left out rather than marked failed.
+func goalsFor(sc *ScenarioResult) []Goal {
+	var goals []Goal
+	switch sc.Name {
+	case "lb":
+		ceil := sc.system("xdp ceiling")
+		nft := sc.system("nftables dnat")
+		ngx := sc.system("nginx udp proxy")
+		for _, name := range []string{"xmirror lb (wrr)", "xmirror lb (maglev)"} {
+			x := sc.system(name)
+			if x == nil {
+				continue
+			}
+			v := x.Metrics["received_pps"]
+			if ceil != nil {
+				goals = append(goals, ratioGoal(name+" ≥ 90% of the XDP ceiling", v, ceil.Metrics["received_pps"], 0.9))
+			}
+			if nft != nil {
+				goals = append(goals, ratioGoal(name+" ≥ 3× nftables DNAT", v, nft.Metrics["received_pps"], 3))
+			}
+			if ngx != nil {
+				goals = append(goals, ratioGoal(name+" ≥ 10× nginx", v, ngx.Metrics["received_pps"], 10))
+			}
+			if we, ok := x.Metrics["weight_error_pct"]; ok {
+				goals = append(goals, Goal{Text: name + " weights within 1%", Met: we <= 1,
+					Detail: fmt.Sprintf("worst backend share off by %.2f%%", we)})
+			}
+		}
+	case "collector":
+		x := sc.system("xmirror collect (pcapng)")
+		if x == nil {
+			break
+		}
+		v := x.Metrics["lossless_pps"]
+		if s := sc.system("recvmmsg sink"); s != nil {
+			goals = append(goals, ratioGoal("xmirror collect lossless at ≥ 80% of the bare-receive ceiling", v, s.Metrics["lossless_pps"], 0.8))
+		}
+		if t := sc.system("tcpdump -w"); t != nil {
+			tv := t.Metrics["lossless_pps"]
+			g := Goal{Text: "xmirror collect lossless rate above tcpdump", Met: v > tv,
+				Detail: fmt.Sprintf("%s vs %s", formatPPS(v), formatPPS(tv))}
+			if v == tv {
+				g.Detail += " (both reached the same step: raise the top rate to separate them)"
+			}
+			goals = append(goals, g)
+		}
+	case "source":
+		for _, s := range sc.Systems {
+			if s.Kind == KindXmirror && s.Skipped == "" {
+				c := s.Metrics["cost_pct"]
+				goals = append(goals, Goal{Text: s.Name + " costs iperf3 at most 5%", Met: c <= 5,
+					Detail: fmt.Sprintf("%.1f%% lower throughput than plain", c)})
+			}
+		}
+	}
+	return goals
+}
+
+func ratioGoal(text string, v, ref, want float64) Goal {
+	if ref <= 0 {
+		return Goal{Text: text, Met: v > 0, Detail: fmt.Sprintf("%s vs %s", formatPPS(v), formatPPS(ref))}
+	}
+	r := v / ref
+	return Goal{Text: text, Met: r >= want, Detail: fmt.Sprintf("%.2f× (%s vs %s)", r, formatPPS(v), formatPPS(ref))}
+}
+
+// goalLine is a goal as one line of the markdown report.
+func goalLine(g Goal) string {
+	mark := "✅ met"
+	if !g.Met {
+		mark = "❌ not met"
+	}
+	return fmt.Sprintf("- %s — %s: %s", mark, strings.TrimSpace(g.Text), g.Detail)
+}

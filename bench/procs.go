@@ -1,0 +1,232 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/netlab"
+)
+
+var execLookPath = exec.LookPath
+
+// metricsAddr is where xmirror processes serve /metrics inside their own namespace:
+// a fixed port is free there because the namespace is new.
+const metricsAddr = "127.0.0.1:9090"
+
+// startedProc is a receiver or proxy the bench started in a namespace.
+type startedProc struct {
+	p   *netlab.Proc
+	pid int
+}
+
+// rxStats is what a receiver reports when it stops.
+type rxStats struct {
+	received uint64 // packets it got (written, for the ones that write)
+	written  uint64 // bytes of files it wrote
+}
+
+// receiver is a system that receives VXLAN on a host: the sink, xmirror collect or
+// tcpdump.
+type receiver struct {
+	name  string
+	kind  string
+	skip  func() string
+	start func(h *netlab.Host, dir string) (*startedProc, error)
+	// stop ends the process and says what it received.
+	stop func(sp *startedProc, dir string) (rxStats, error)
+}
+
+func (r *runner) sinkReceiver() receiver {
+	return receiver{
+		name: "recvmmsg sink", kind: KindCeiling,
+		start: func(h *netlab.Host, dir string) (*startedProc, error) {
+			p, err := h.Start(r.o.Exe, "bench", "sink", "--listen", fmt.Sprintf("0.0.0.0:%d", VXLANPort))
+			if err != nil {
+				return nil, err
+			}
+			sp := &startedProc{p: p, pid: p.Cmd.Process.Pid}
+			if !waitFor(5*time.Second, func() bool { return strings.Contains(p.Output(), "listening") }) {
+				p.Stop()
+				return nil, fmt.Errorf("sink did not start: %s", p.Output())
+			}
+			return sp, nil
+		},
+		stop: func(sp *startedProc, _ string) (rxStats, error) {
+			if err := sp.p.Stop(); err != nil {
+				return rxStats{}, fmt.Errorf("sink: %w: %s", err, sp.p.Output())
+			}
+			var out SinkReport
+			if err := lastJSON(sp.p.Output(), &out); err != nil {
+				return rxStats{}, fmt.Errorf("sink output: %w", err)
+			}
+			return rxStats{received: out.Packets}, nil
+		},
+	}
+}
+
+func (r *runner) collectReceiver() receiver {
+	return receiver{
+		name: "xmirror collect (pcapng)", kind: KindXmirror,
+		skip: func() string { return r.available("collect") },
+		start: func(h *netlab.Host, dir string) (*startedProc, error) {
+			return r.startCollect(h, dir)
+		},
+		stop: stopCollect,
+	}
+}
+
+func (r *runner) startCollect(h *netlab.Host, dir string) (*startedProc, error) {
+	p, err := h.Start(r.o.Exe, "collect", "--listen", fmt.Sprintf("0.0.0.0:%d", VXLANPort), "--out", dir,
+		"--format", "pcapng", "--metrics-listen", metricsAddr)
+	if err != nil {
+		return nil, err
+	}
+	ok := waitFor(10*time.Second, func() bool {
+		code, _, err := httpGetIn(h, metricsAddr, "/healthz")
+		return err == nil && code == 200
+	})
+	if !ok {
+		p.Stop()
+		return nil, fmt.Errorf("xmirror collect not healthy within 10s: %s", p.Output())
+	}
+	return &startedProc{p: p, pid: p.Cmd.Process.Pid}, nil
+}
+
+var collectWritten = regexp.MustCompile(`collector stopped.* written=(\d+)`)
+
+func stopCollect(sp *startedProc, dir string) (rxStats, error) {
+	if err := sp.p.Stop(); err != nil {
+		return rxStats{}, fmt.Errorf("xmirror collect: %w: %s", err, tail(sp.p.Output()))
+	}
+	m := collectWritten.FindStringSubmatch(sp.p.Output())
+	if m == nil {
+		return rxStats{}, fmt.Errorf("xmirror collect did not report what it wrote: %s", tail(sp.p.Output()))
+	}
+	n, _ := strconv.ParseUint(m[1], 10, 64)
+	return rxStats{received: n, written: dirBytes(dir)}, nil
+}
+
+func tcpdumpReceiver() receiver {
+	return receiver{
+		name: "tcpdump -w", kind: KindAlternative, skip: needBinary("tcpdump"),
+		start: func(h *netlab.Host, dir string) (*startedProc, error) {
+			// -Z root: tcpdump would otherwise drop to a user that cannot write dir.
+			// -B 32768 KiB: the same buffer as the sink's socket.
+			p, err := h.Start("tcpdump", "-i", "eth0", "-n", "-Z", "root", "-B", "32768", "-w", filepath.Join(dir, "cap.pcap"),
+				"udp", "dst", "port", strconv.Itoa(VXLANPort))
+			if err != nil {
+				return nil, err
+			}
+			if !waitFor(5*time.Second, func() bool { return strings.Contains(p.Output(), "listening on") }) {
+				p.Stop()
+				return nil, fmt.Errorf("tcpdump did not start: %s", p.Output())
+			}
+			return &startedProc{p: p, pid: p.Cmd.Process.Pid}, nil
+		},
+		stop: func(sp *startedProc, dir string) (rxStats, error) {
+			sp.p.Signal(syscall.SIGINT)
+			sp.p.Stop()
+			m := regexp.MustCompile(`(\d+) packets? captured`).FindStringSubmatch(sp.p.Output())
+			if m == nil {
+				return rxStats{}, fmt.Errorf("tcpdump did not report captured packets: %s", tail(sp.p.Output()))
+			}
+			n, _ := strconv.ParseUint(m[1], 10, 64)
+			return rxStats{received: n, written: dirBytes(dir)}, nil
+		},
+	}
+}
+
+// SinkReport is what `xmirror bench sink` prints when it stops.
+type SinkReport struct {
+	Packets uint64  `json:"packets"`
+	Bytes   uint64  `json:"bytes"`
+	Seconds float64 `json:"seconds"`
+}
+
+func lastJSON(out string, v any) error {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.HasPrefix(lines[i], "{") {
+			return json.Unmarshal([]byte(lines[i]), v)
+		}
+	}
+	return fmt.Errorf("no JSON line in %q", tail(out))
+}
+
+func tail(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > 600 {
+		s = "…" + s[len(s)-600:]
+	}
+	return s
+}
+
+func dirBytes(dir string) uint64 {
+	var n uint64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += uint64(fi.Size())
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// setupXmirrorLB writes an lb config in the YAML contract and runs `xmirror lb`
+// on the lab's "lb" host; it is ready when /healthz answers 200.
+func (r *runner) setupXmirrorLB(t *lbTopo, dir, algorithm string) (int, func(), error) {
+	lb := t.lb
+	cfg := &config.Config{
+		LoadBalancer: &config.LoadBalancer{
+			Listener: config.Listener{Name: "bench", VIP: t.vip, Port: VXLANPort,
+				Interfaces: []string{t.lbIf.name}, AccessControl: config.AccessControl{Mode: "all"}},
+			Algorithm: algorithm,
+			Affinity:  "inner-symmetric",
+			Backends: []config.Backend{
+				{Name: "b1", Address: t.backends[0], Port: VXLANPort, Weight: lbWeights[0]},
+				{Name: "b2", Address: t.backends[1], Port: VXLANPort, Weight: lbWeights[1]},
+			},
+		},
+		Metrics: config.Metrics{Listen: metricsAddr},
+	}
+	config.ApplyDefaults(cfg)
+	cfg.LoadBalancer.HealthCheck.Enabled = false
+	y, err := cfg.Marshal()
+	if err != nil {
+		return 0, nil, err
+	}
+	f := filepath.Join(dir, "lb.yaml")
+	if err := os.WriteFile(f, y, 0o644); err != nil {
+		return 0, nil, err
+	}
+	pin := fmt.Sprintf("/sys/fs/bpf/xmbench-%d-%d", os.Getpid(), r.seq)
+	p, err := lb.Start(r.o.Exe, "lb", "--config", f, "--metrics-listen", metricsAddr, "--pin-path", pin)
+	if err != nil {
+		return 0, nil, err
+	}
+	stop := func() {
+		p.Stop()
+		os.RemoveAll(pin)
+	}
+	ok := waitFor(10*time.Second, func() bool {
+		code, _, err := httpGetIn(lb, metricsAddr, "/healthz")
+		return err == nil && code == 200
+	})
+	if !ok {
+		stop()
+		return 0, nil, fmt.Errorf("xmirror lb not healthy within 10s: %s", tail(p.Output()))
+	}
+	return p.Cmd.Process.Pid, stop, nil
+}

@@ -1,0 +1,133 @@
+package bench
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func sampleReport() *Report {
+	one := 1.0
+	half := 0.5
+	return &Report{
+		Machine: Machine{CPU: "Test CPU", Cores: 2, Kernel: "6.18"},
+		Started: time.Date(2026, 11, 26, 5, 0, 0, 0, time.UTC),
+		Options: ReportOptions{Reps: 3, TrialSecs: 3, FrameBytes: 150, Flows: 16},
+		Scenarios: []ScenarioResult{
+			{Name: "lb", Title: "lb <&> test", Ceiling: "xdp ceiling", Primary: "received_pps", Systems: []SystemResult{
+				{Name: "xdp ceiling", Kind: KindCeiling, Metrics: map[string]float64{"received_pps": 3e6, "loss_pct": 0}, Ratio: &one},
+				{Name: "xmirror lb (wrr)", Kind: KindXmirror, Metrics: map[string]float64{"received_pps": 1.5e6, "weight_error_pct": 0.2}, Ratio: &half},
+				{Name: "nginx udp proxy", Kind: KindAlternative, Skipped: "nginx is not installed"},
+			}},
+			{Name: "collector", Title: "collector", Ceiling: "recvmmsg sink", Primary: "lossless_pps", Systems: []SystemResult{
+				{Name: "recvmmsg sink", Kind: KindCeiling, Metrics: map[string]float64{"lossless_pps": 2e5},
+					Curve: []CurvePoint{{1e5, 1e5, 0}, {2e5, 2e5, 0}, {3e5, 2.5e5, 16.7}}},
+			}},
+			{Name: "source", Skipped: "`xmirror source` is not in this build"},
+		},
+	}
+}
+
+func TestWriteReport(t *testing.T) {
+	dir := t.TempDir()
+	rep := sampleReport()
+	for i := range rep.Scenarios {
+		rep.Scenarios[i].Goals = goalsFor(&rep.Scenarios[i])
+	}
+	if err := WriteReport(dir, rep); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	b, err := os.ReadFile(filepath.Join(dir, ReportJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("results.json: %v", err)
+	}
+	if len(back.Scenarios) != 3 || back.Scenarios[0].Systems[1].Metrics["received_pps"] != 1.5e6 {
+		t.Errorf("results.json lost data: %+v", back.Scenarios)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, ReportMarkdown))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Test CPU", "| xmirror lb (wrr) | xmirror | 0.50× | 1.50 Mpps |", "skipped: nginx is not installed",
+		"not met — xmirror lb (wrr) ≥ 90% of the XDP ceiling", "![lb per system](lb-pps.svg)", "collector-loss.svg", "Skipped: `xmirror source`"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q:\n%s", want, md)
+		}
+	}
+	for _, f := range []string{"lb-pps.svg", "collector-pps.svg", "collector-loss.svg"} {
+		checkSVG(t, filepath.Join(dir, f))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "lb-loss.svg")); err == nil {
+		t.Error("lb-loss.svg written without a curve")
+	}
+}
+
+// checkSVG parses an SVG as XML: a chart a browser cannot open is no chart.
+func checkSVG(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d := xml.NewDecoder(f)
+	elems := 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if _, ok := tok.(xml.StartElement); ok {
+			elems++
+		}
+	}
+	if elems < 5 {
+		t.Errorf("%s has %d elements", path, elems)
+	}
+}
+
+func TestTextTable(t *testing.T) {
+	sc := sampleReport().Scenarios[0]
+	out := textTable(&sc)
+	if !strings.Contains(out, "xmirror lb (wrr)") || !strings.Contains(out, "0.50×") || !strings.Contains(out, "skipped: nginx") {
+		t.Errorf("table:\n%s", out)
+	}
+}
+
+func TestMedians(t *testing.T) {
+	m := medians([]map[string]float64{{"a": 1, "b": 4}, {"a": 3}, {"a": 2, "b": 2}})
+	if m["a"] != 2 || m["b"] != 3 {
+		t.Errorf("medians = %v", m)
+	}
+}
+
+func TestLastJSON(t *testing.T) {
+	var s SinkReport
+	if err := lastJSON("sink listening on 0.0.0.0:4789\n{\"packets\":5,\"bytes\":7}\n", &s); err != nil || s.Packets != 5 {
+		t.Errorf("lastJSON: %v %+v", err, s)
+	}
+	if err := lastJSON("no json here", &s); err == nil {
+		t.Error("lastJSON accepted output without JSON")
+	}
+}
+
+func FuzzLastJSON(f *testing.F) {
+	f.Add("sink listening\n{\"packets\":1}\n")
+	f.Add("{")
+	f.Fuzz(func(t *testing.T, s string) {
+		var r SinkReport
+		lastJSON(s, &r)
+	})
+}

@@ -1,0 +1,155 @@
+package bench
+
+import (
+	"math"
+	"slices"
+	"time"
+)
+
+// Kinds of system in a scenario.
+const (
+	KindCeiling     = "ceiling"     // the most this machine can do for the job
+	KindXmirror     = "xmirror"     // a part of xmirror
+	KindAlternative = "alternative" // what users would pick instead
+	KindBaseline    = "baseline"    // the same work without mirroring (source)
+)
+
+// Report is everything one `xmirror bench` run measured.
+type Report struct {
+	Machine   Machine          `json:"machine"`
+	Started   time.Time        `json:"started"`
+	Seconds   float64          `json:"seconds"`
+	Options   ReportOptions    `json:"options"`
+	Scenarios []ScenarioResult `json:"scenarios"`
+}
+
+// ReportOptions records how the run was made.
+type ReportOptions struct {
+	Quick      bool     `json:"quick"`
+	Scenarios  []string `json:"scenarios"`
+	Reps       int      `json:"repetitions"`
+	TrialSecs  float64  `json:"trial_seconds"`
+	FrameBytes int      `json:"frame_bytes"` // on the wire, outer headers included
+	Flows      int      `json:"flows"`
+	Command    string   `json:"command"`
+}
+
+// ScenarioResult is one scenario: several systems doing the same job.
+type ScenarioResult struct {
+	Name    string         `json:"name"`
+	Title   string         `json:"title"`
+	About   string         `json:"about"`
+	Skipped string         `json:"skipped,omitempty"`
+	Ceiling string         `json:"ceiling,omitempty"` // name of the system ratios are against
+	Primary string         `json:"primary"`           // the metric charts and ratios use
+	Systems []SystemResult `json:"systems"`
+	Goals   []Goal         `json:"goals,omitempty"`
+	Notes   []string       `json:"notes,omitempty"`
+}
+
+// SystemResult is one system in a scenario.
+type SystemResult struct {
+	Name    string               `json:"name"`
+	Kind    string               `json:"kind"`
+	Skipped string               `json:"skipped,omitempty"`
+	Metrics map[string]float64   `json:"metrics,omitempty"` // medians over repetitions
+	Ratio   *float64             `json:"ratio,omitempty"`   // primary metric / the ceiling's
+	Curve   []CurvePoint         `json:"curve,omitempty"`   // loss versus offered rate
+	Trials  []map[string]float64 `json:"trials,omitempty"`
+	Errors  []string             `json:"errors,omitempty"`
+}
+
+// CurvePoint is the median outcome at one offered rate.
+type CurvePoint struct {
+	OfferedPPS  float64 `json:"offered_pps"`
+	ReceivedPPS float64 `json:"received_pps"`
+	LossPct     float64 `json:"loss_pct"`
+}
+
+// Goal is a target from the issue and whether this run met it.
+type Goal struct {
+	Text   string `json:"text"`
+	Met    bool   `json:"met"`
+	Detail string `json:"detail"`
+}
+
+// Metric names and their units, in the order tables show them.
+var metricUnits = []struct{ name, unit, title string }{
+	{"received_pps", "pps", "received"},
+	{"offered_pps", "pps", "offered"},
+	{"lossless_pps", "pps", "lossless rate"},
+	{"top_offered_pps", "pps", "top rate"},
+	{"loss_top_pct", "%", "loss at top"},
+	{"loss_pct", "%", "loss"},
+	{"weight_error_pct", "%", "weight error"},
+	{"throughput_gbps", "Gbit/s", "throughput"},
+	{"cost_pct", "%", "cost"},
+	{"mirrored_pps", "pps", "mirrored"},
+	{"write_mbps", "MB/s", "written"},
+	{"rss_mib", "MiB", "peak RSS"},
+	{"softirq_cores", "cores", "softirq CPU"},
+	{"cpu_cores", "cores", "machine CPU"},
+	{"proc_cpu_cores", "cores", "process CPU"},
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// medians reduces the trials of a system to the median of every metric.
+func medians(trials []map[string]float64) map[string]float64 {
+	keys := map[string][]float64{}
+	for _, t := range trials {
+		for k, v := range t {
+			if !math.IsNaN(v) && !math.IsInf(v, 0) {
+				keys[k] = append(keys[k], v)
+			}
+		}
+	}
+	out := map[string]float64{}
+	for k, v := range keys {
+		out[k] = median(v)
+	}
+	return out
+}
+
+// setRatios fills each system's ratio of the primary metric against the ceiling.
+func (s *ScenarioResult) setRatios() {
+	var ceil float64
+	for _, sys := range s.Systems {
+		if sys.Name == s.Ceiling && sys.Skipped == "" {
+			ceil = sys.Metrics[s.Primary]
+		}
+	}
+	if ceil <= 0 {
+		return
+	}
+	for i := range s.Systems {
+		sys := &s.Systems[i]
+		if sys.Skipped != "" {
+			continue
+		}
+		if v, ok := sys.Metrics[s.Primary]; ok {
+			r := v / ceil
+			sys.Ratio = &r
+		}
+	}
+}
+
+// system returns the named system, or nil.
+func (s *ScenarioResult) system(name string) *SystemResult {
+	for i := range s.Systems {
+		if s.Systems[i].Name == name && s.Systems[i].Skipped == "" {
+			return &s.Systems[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,245 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/netlab"
+)
+
+const (
+	addrCli = "10.79.0.1"
+	addrSrv = "10.79.0.2"
+	addrMon = "10.79.0.3"
+	// iperfMSS keeps mirrored segments plus VXLAN under the lab MTU, so neither
+	// mirror has to cut or fragment.
+	iperfMSS = 1400
+)
+
+func sourceHosts() []netlab.HostSpec {
+	return []netlab.HostSpec{
+		{Name: "cli", Addrs: []string{addrCli + "/24"}, MTU: labMTU},
+		{Name: "srv", Addrs: []string{addrSrv + "/24"}, MTU: labMTU},
+		{Name: "mon", Addrs: []string{addrMon + "/24"}, MTU: labMTU},
+	}
+}
+
+// sourceSystem mirrors the client's eth0 (or not) while iperf3 runs.
+type sourceSystem struct {
+	name  string
+	kind  string
+	skip  func() string
+	setup func(lab *netlab.Lab, dir string) (pid int, stop func(), err error)
+}
+
+func (r *runner) scenarioSource(ctx context.Context) ScenarioResult {
+	sc := ScenarioResult{
+		Name:    "source",
+		Title:   "mirror source: iperf3 client → server, every packet mirrored to a third host",
+		About:   fmt.Sprintf("One TCP stream (MSS %d, offloads off); the mirror copies both directions of the client's eth0 as VXLAN to a host that counts them with XDP.", iperfMSS),
+		Ceiling: "iperf3 plain",
+		Primary: "throughput_gbps",
+	}
+	if _, err := execLookPath("iperf3"); err != nil {
+		sc.Skipped = "iperf3 is not installed"
+		return sc
+	}
+	systems := []sourceSystem{
+		{name: "iperf3 plain", kind: KindBaseline, setup: func(*netlab.Lab, string) (int, func(), error) { return 0, func() {}, nil }},
+		{name: "xmirror source", kind: KindXmirror, skip: func() string { return r.available("source") }, setup: r.setupXmirrorSource},
+		{name: "tc mirred → vxlan", kind: KindAlternative, setup: setupMirred},
+	}
+	for _, sys := range systems {
+		if ctx.Err() != nil {
+			break
+		}
+		res := SystemResult{Name: sys.name, Kind: sys.kind}
+		if sys.skip != nil {
+			res.Skipped = sys.skip()
+		}
+		if res.Skipped == "" {
+			r.sourceSystem(ctx, &res, sys)
+		}
+		r.ui.row(sc.Name, &res)
+		sc.Systems = append(sc.Systems, res)
+	}
+	if base := sc.system("iperf3 plain"); base != nil && base.Metrics["throughput_gbps"] > 0 {
+		for i := range sc.Systems {
+			s := &sc.Systems[i]
+			if s.Skipped == "" && s.Kind != KindBaseline {
+				s.Metrics["cost_pct"] = 100 * (1 - s.Metrics["throughput_gbps"]/base.Metrics["throughput_gbps"])
+			}
+		}
+	}
+	return sc
+}
+
+func (r *runner) sourceSystem(ctx context.Context, res *SystemResult, sys sourceSystem) {
+	lab, err := r.newLab("src", sourceHosts()...)
+	if err != nil {
+		res.Skipped = fmt.Sprintf("lab: %v", err)
+		return
+	}
+	defer lab.Close()
+	dir, err := os.MkdirTemp(r.tmp, "src-")
+	if err != nil {
+		res.Skipped = err.Error()
+		return
+	}
+
+	ctrs, err := attachCounters(lab, "mon")
+	if err != nil {
+		res.Skipped = err.Error()
+		return
+	}
+	defer closeAll(ctrs)
+	if err := warmNeighbours(lab.Host("cli"), addrSrv, addrMon); err != nil {
+		res.Skipped = err.Error()
+		return
+	}
+	pid, stop, err := sys.setup(lab, dir)
+	if err != nil {
+		res.Skipped = fmt.Sprintf("setup failed: %v", err)
+		return
+	}
+	defer stop()
+	secs := int(math.Max(1, math.Round(r.o.Trial.Seconds())))
+	for rep := 0; rep < r.o.Reps && ctx.Err() == nil; rep++ {
+		r.ui.progress("source: %s rep %d/%d (iperf3 %ds)", sys.name, rep+1, r.o.Reps, secs)
+		before, err := readAll(ctrs)
+		if err != nil {
+			res.Errors = append(res.Errors, err.Error())
+			continue
+		}
+		var p0 procStats
+		if pid > 0 {
+			p0 = readProc(pid)
+		}
+		gbps, err := runIperf(lab, secs)
+		if err != nil {
+			res.Errors = append(res.Errors, err.Error())
+			continue
+		}
+		time.Sleep(100 * time.Millisecond)
+		after, _ := readAll(ctrs)
+		t := map[string]float64{
+			"throughput_gbps": gbps,
+			"mirrored_pps":    float64(after[0].Packets-before[0].Packets) / float64(secs),
+		}
+		if pid > 0 {
+			if p1 := readProc(pid); p1.Valid && p0.Valid {
+				t["proc_cpu_cores"] = (p1.CPU - p0.CPU).Seconds() / float64(secs)
+				t["rss_mib"] = float64(p1.HWM) / (1 << 20)
+			}
+		}
+		res.Trials = append(res.Trials, t)
+	}
+	if len(res.Trials) == 0 {
+		res.Skipped = "no trial succeeded: " + firstErrors(res.Errors)
+		return
+	}
+	res.Metrics = medians(res.Trials)
+}
+
+// runIperf runs one iperf3 TCP test from cli to srv and returns the received
+// throughput in Gbit/s.
+func runIperf(lab *netlab.Lab, secs int) (float64, error) {
+	srv, cli := lab.Host("srv"), lab.Host("cli")
+	p, err := srv.Start("iperf3", "-s", "-1", "-B", addrSrv)
+	if err != nil {
+		return 0, err
+	}
+	defer p.Stop()
+	if !waitFor(5*time.Second, func() bool {
+		out, err := srv.Run("ss", "-Hltn", "sport = :5201")
+		return err == nil && out != ""
+	}) {
+		return 0, fmt.Errorf("iperf3 server did not start: %s", p.Output())
+	}
+	out, err := cli.Run("iperf3", "-c", addrSrv, "-t", strconv.Itoa(secs), "-M", strconv.Itoa(iperfMSS), "-J")
+	if err != nil {
+		return 0, err
+	}
+	var rep struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		return 0, fmt.Errorf("iperf3 output: %w", err)
+	}
+	if rep.End.SumReceived.BitsPerSecond <= 0 {
+		return 0, errors.New("iperf3 reported no throughput")
+	}
+	return rep.End.SumReceived.BitsPerSecond / 1e9, nil
+}
+
+// setupXmirrorSource runs `xmirror source` on the client mirroring every IPv4
+// packet of eth0, both directions, whole, to the monitor host.
+func (r *runner) setupXmirrorSource(lab *netlab.Lab, dir string) (int, func(), error) {
+	cli := lab.Host("cli")
+	all := config.Rule{Priority: 1, Action: config.Accept, Protocol: config.ProtocolAll, EtherType: config.IPv4}
+	cfg := &config.Config{
+		Filters: []config.Filter{{Name: "all", Inbound: []config.Rule{all}, Outbound: []config.Rule{all}}},
+		Sessions: []config.Session{{Name: "bench", Priority: 1, VNI: 1, Enabled: true, Filter: "all",
+			Sources: []string{"eth0"}, Target: addrMon}},
+		Metrics: config.Metrics{Listen: metricsAddr},
+	}
+	config.ApplyDefaults(cfg)
+	y, err := cfg.Marshal()
+	if err != nil {
+		return 0, nil, err
+	}
+	f := filepath.Join(dir, "source.yaml")
+	if err := os.WriteFile(f, y, 0o644); err != nil {
+		return 0, nil, err
+	}
+	p, err := cli.Start(r.o.Exe, "source", "--config", f, "--metrics-listen", metricsAddr)
+	if err != nil {
+		return 0, nil, err
+	}
+	ok := waitFor(10*time.Second, func() bool {
+		code, _, err := httpGetIn(cli, metricsAddr, "/healthz")
+		return err == nil && code == 200
+	})
+	if !ok {
+		p.Stop()
+		return 0, nil, fmt.Errorf("xmirror source not healthy within 10s: %s", tail(p.Output()))
+	}
+	return p.Cmd.Process.Pid, func() { p.Stop() }, nil
+}
+
+// setupMirred is the kernel's own way: tc mirred copies every packet of eth0 (both
+// directions) to a VXLAN device. Packets to the VXLAN port are excluded on egress,
+// or the mirror would mirror its own tunnel traffic forever: a u32 match without
+// actions ends classification with "ok" (the gact module is not available here).
+func setupMirred(lab *netlab.Lab, _ string) (int, func(), error) {
+	cli := lab.Host("cli")
+	cmds := [][]string{
+		{"ip", "link", "add", "vxm0", "type", "vxlan", "id", "1", "remote", addrMon, "dstport", strconv.Itoa(VXLANPort), "dev", "eth0"},
+		{"ip", "link", "set", "vxm0", "up"},
+		{"tc", "qdisc", "add", "dev", "eth0", "clsact"},
+		{"tc", "filter", "add", "dev", "eth0", "ingress", "prio", "2", "u32", "match", "u32", "0", "0",
+			"action", "mirred", "egress", "mirror", "dev", "vxm0"},
+		{"tc", "filter", "add", "dev", "eth0", "egress", "prio", "1", "u32", "match", "ip", "protocol", "17", "0xff",
+			"match", "ip", "dport", strconv.Itoa(VXLANPort), "0xffff", "flowid", "1:1"},
+		{"tc", "filter", "add", "dev", "eth0", "egress", "prio", "2", "u32", "match", "u32", "0", "0",
+			"action", "mirred", "egress", "mirror", "dev", "vxm0"},
+	}
+	for _, c := range cmds {
+		if _, err := cli.Run(c[0], c[1:]...); err != nil {
+			return 0, nil, err
+		}
+	}
+	return 0, func() {}, nil
+}

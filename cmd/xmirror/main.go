@@ -1,0 +1,103 @@
+// Command xmirror is self-hosted cloud-style traffic mirroring: a tc BPF mirror
+// source, an XDP VXLAN load balancer and a per-session pcap collector.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Set by the build: -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitRuntime = 1
+	exitUsage   = 2
+)
+
+// usageError marks an error as the user's (bad flags or configuration): exit 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "xmirror",
+		Usage:   "mirror filtered interface traffic as VXLAN, load-balance it, and write per-session pcap files",
+		Version: version + " (" + commit + ")",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json"},
+		},
+		Before: setupLogging,
+		Commands: []*cli.Command{
+			checkCommand(),
+			sourceCommand(),
+			versionCommand(),
+			collectCommand(),
+			lbCommand(),
+			demoCommand(),
+			benchCommand(),
+		},
+		OnUsageError:   func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
+		ExitErrHandler: func(*cli.Context, error) {},
+		HideVersion:    true,
+	}
+}
+
+func setupLogging(c *cli.Context) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return usagef("--log-level: %q is not one of debug, info, warn, error", c.String("log-level"))
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.String("log-format") {
+	case "text":
+		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, opts)))
+	case "json":
+		slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, opts)))
+	default:
+		return usagef("--log-format: %q is not one of text, json", c.String("log-format"))
+	}
+	return nil
+}
+
+func main() {
+	os.Exit(run(os.Args))
+}
+
+func run(args []string) int {
+	app := newApp()
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = app.OnUsageError
+		for _, sub := range cmd.Subcommands {
+			sub.OnUsageError = app.OnUsageError
+		}
+	}
+	err := app.Run(args)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(os.Stderr, "xmirror:", err)
+	var ue usageError
+	// urfave/cli reports a missing required flag with an unexported error type.
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "Required flag") {
+		return exitUsage
+	}
+	return exitRuntime
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xmirror/xmirror/config"
+)
+
+// runCaptured runs the CLI as main would and returns its exit code, stdout and
+// stderr. It swaps os.Stdout/os.Stderr, so tests using it must not be parallel.
+func runCaptured(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	dir := t.TempDir()
+	outF, err := os.Create(filepath.Join(dir, "stdout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errF, err := os.Create(filepath.Join(dir, "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldOut, oldErr := os.Stdout, os.Stderr
+	os.Stdout, os.Stderr = outF, errF
+	defer func() { os.Stdout, os.Stderr = oldOut, oldErr }()
+	code = run(append([]string{"xmirror"}, args...))
+	outF.Close()
+	errF.Close()
+	o, _ := os.ReadFile(outF.Name())
+	e, _ := os.ReadFile(errF.Name())
+	return code, string(o), string(e)
+}
+
+func TestCheckSeed(t *testing.T) {
+	code, out, errOut := runCaptured(t, "check", "--config", "../../config/examples/seed.yaml")
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr:\n%s", code, errOut)
+	}
+	// The output is the effective config: it parses, and defaults are filled in.
+	cfg, err := config.Parse([]byte(out))
+	if err != nil {
+		t.Fatalf("check output does not parse: %v\n%s", err, out)
+	}
+	if cfg.SessionByVNI(1) == nil || cfg.LoadBalancer == nil || len(cfg.LoadBalancer.Backends) != 2 {
+		t.Errorf("effective config lost the seed's content:\n%s", out)
+	}
+	for _, want := range []string{"maglev_table_size: 65537", "mark: 0x786d6972", "destination_ports: 1234", "size: 100MiB"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestCheckBroken(t *testing.T) {
+	code, out, errOut := runCaptured(t, "check", "--config", "../../config/examples/broken.yaml")
+	if code != exitUsage {
+		t.Fatalf("exit %d, want %d; stdout:\n%s\nstderr:\n%s", code, exitUsage, out, errOut)
+	}
+	if out != "" {
+		t.Errorf("printed a config for a broken file:\n%s", out)
+	}
+	_, err := config.Load("../../config/examples/broken.yaml")
+	var errs config.Errors
+	if !errors.As(err, &errs) || len(errs) < 10 {
+		t.Fatalf("broken.yaml: want many config.Errors, got %v", err)
+	}
+	if !strings.Contains(errOut, fmt.Sprintf("%d errors:\n", len(errs))) {
+		t.Errorf("stderr lacks the error count:\n%s", errOut)
+	}
+	for _, e := range errs {
+		if !strings.Contains(errOut, "\n  "+e.Error()+"\n") && !strings.HasSuffix(errOut, "\n  "+e.Error()+"\n") {
+			t.Errorf("stderr lacks %q:\n%s", e.Error(), errOut)
+		}
+	}
+}
+
+func TestCheckUsage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"missing file", []string{"check", "--config", filepath.Join(t.TempDir(), "nope.yaml")}},
+		{"no --config", []string{"check"}},
+		{"unknown flag", []string{"check", "--config", "../../config/examples/seed.yaml", "--bogus"}},
+		{"bad log level", []string{"--log-level", "loud", "version"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if code, _, errOut := runCaptured(t, tc.args...); code != exitUsage {
+				t.Errorf("exit %d, want %d; stderr:\n%s", code, exitUsage, errOut)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, errOut := runCaptured(t, "version")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if want := "xmirror " + version + " (commit " + commit + ")\n"; out != want {
+		t.Errorf("version printed %q, want %q", out, want)
+	}
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/urfave/cli/v2"
+
+	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/telemetry"
+	"github.com/xmirror/xmirror/source"
+)
+
+func sourceCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "source",
+		Usage: "mirror the traffic of interfaces, filtered and cut, as VXLAN to the sessions' targets (tc BPF)",
+		Description: "Runs in the foreground until SIGINT or SIGTERM (then detaches and deletes the VXLAN device).\n" +
+			"SIGHUP re-reads the configuration and switches the rules without detaching.",
+		ArgsUsage: " ",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE` (required)"},
+			&cli.StringFlag{Name: "metrics-listen", Usage: "serve /metrics and /healthz on `ADDR` (overrides metrics.listen; \"off\" disables)"},
+			&cli.StringFlag{Name: "datapath", Value: source.DatapathKernel, Usage: "`WHERE` mirrored frames are encapsulated: kernel (clone to a VXLAN device) or perf (copy the cut frame to user space, send from a raw socket)"},
+		},
+		Action: runSource,
+		Subcommands: []*cli.Command{{
+			Name:      "status",
+			Usage:     "print the sessions, their filters and counters of a running source (read from its /metrics)",
+			ArgsUsage: " ",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE` (for the session table and the metrics address)"},
+				&cli.StringFlag{Name: "metrics", Usage: "`ADDR` of the running source's metrics endpoint (default: metrics.listen of --config, else " + config.DefaultMetricsAt + ")"},
+			},
+			Action: sourceStatus,
+		}},
+	}
+}
+
+func runSource(c *cli.Context) error {
+	path := c.String("config")
+	if path == "" {
+		return usagef("source: --config is required")
+	}
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return err
+	}
+	if len(cfg.Sessions) == 0 {
+		return usagef("%s: no sessions", path)
+	}
+	addr := cfg.Metrics.Listen
+	if c.IsSet("metrics-listen") {
+		addr = c.String("metrics-listen")
+	}
+	set := metrics.NewSet()
+	var srv *telemetry.Server
+	if addr != "" && addr != config.MetricsOff {
+		if srv, err = telemetry.Listen(addr, set); err != nil {
+			return err
+		}
+		defer srv.Close()
+		// Not healthy until the programs are attached.
+		srv.SetHealthy(false)
+	}
+	dp := c.String("datapath")
+	if dp != source.DatapathKernel && dp != source.DatapathPerf {
+		return usagef("--datapath: %q is not %s or %s", dp, source.DatapathKernel, source.DatapathPerf)
+	}
+	src, err := source.New(cfg, source.Options{Datapath: dp})
+	if err != nil {
+		if errors.Is(err, source.ErrConfig) {
+			return usageError{err}
+		}
+		return err
+	}
+	defer func() {
+		if err := src.Close(); err != nil {
+			slog.Error("detach", "err", err)
+		}
+		slog.Info("mirror source detached")
+	}()
+	set.RegisterMetricsWriter(src.WriteMetrics)
+	if srv != nil {
+		srv.SetHealthy(true)
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	for sig := range sigs {
+		if sig != syscall.SIGHUP {
+			slog.Info("stopping", "signal", sig.String())
+			return nil
+		}
+		next, err := config.Load(path)
+		if err != nil {
+			slog.Error("reload refused: keeping the running configuration", "err", err)
+			continue
+		}
+		if err := src.Reload(next); err != nil {
+			slog.Error("reload refused: keeping the running configuration", "err", err)
+		}
+	}
+	return nil
+}
+
+// sourceStatus prints the session table of the configuration and the counters
+// the running source exports. It reads /metrics rather than the BPF maps so it
+// needs no privileges and works from any network namespace that reaches it.
+func sourceStatus(c *cli.Context) error {
+	var cfg *config.Config
+	if p := c.String("config"); p != "" {
+		var err error
+		if cfg, err = loadConfig(p); err != nil {
+			return err
+		}
+	}
+	addr := c.String("metrics")
+	if addr == "" && cfg != nil {
+		addr = cfg.Metrics.Listen
+	}
+	if addr == "" || addr == config.MetricsOff {
+		addr = config.DefaultMetricsAt
+	}
+	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	if cfg != nil {
+		fmt.Fprintln(w, "SESSION\tPRIORITY\tENABLED\tVNI\tLENGTH\tFILTER\tSOURCES\tTARGET\tRULES(in/out)")
+		rules := map[string]string{}
+		for _, f := range cfg.Filters {
+			rules[f.Name] = fmt.Sprintf("%d/%d", len(f.Inbound), len(f.Outbound))
+		}
+		for _, s := range cfg.Sessions {
+			fmt.Fprintf(w, "%s\t%d\t%t\t%d\t%d\t%s\t%s\t%s\t%s\n", s.Name, s.Priority, s.Enabled, s.VNI,
+				s.PacketLength, s.Filter, strings.Join(s.Sources, ","), s.Target, rules[s.Filter])
+		}
+		fmt.Fprintln(w)
+	}
+	rows, err := scrapeSource(addr)
+	if err != nil {
+		w.Flush()
+		return err
+	}
+	fmt.Fprintln(w, "SESSION\tFILTER\tDIRECTION\tPACKETS\tBYTES\tCUT\tRATE-LIMITED\tERRORS")
+	for _, r := range rows {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", r.Session, r.Filter, r.Direction,
+			r.Packets, r.Bytes, r.Cut, r.RateLimited, r.Errors)
+	}
+	return w.Flush()
+}
+
+var sourceMetricLine = regexp.MustCompile(`^xmirror_source_(mirrored_packets|mirrored_bytes|cut_packets|ratelimited_packets|errors)_total\{session="((?:[^"\\]|\\.)*)",filter="((?:[^"\\]|\\.)*)",direction="(inbound|outbound)"\} (\d+)$`)
+
+func scrapeSource(addr string) ([]source.Stats, error) {
+	client := &http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("read metrics of the running source: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("read metrics of the running source: %s", resp.Status)
+	}
+	return parseSourceMetrics(resp.Body)
+}
+
+func parseSourceMetrics(r io.Reader) ([]source.Stats, error) {
+	var rows []source.Stats
+	index := map[string]int{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		m := sourceMetricLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		session, _ := strconv.Unquote(`"` + m[2] + `"`)
+		filter, _ := strconv.Unquote(`"` + m[3] + `"`)
+		key := session + "\x00" + m[4]
+		i, ok := index[key]
+		if !ok {
+			i = len(rows)
+			index[key] = i
+			rows = append(rows, source.Stats{Session: session, Filter: filter, Direction: m[4]})
+		}
+		v, err := strconv.ParseUint(m[5], 10, 64)
+		if err != nil {
+			continue
+		}
+		switch m[1] {
+		case "mirrored_packets":
+			rows[i].Packets = v
+		case "mirrored_bytes":
+			rows[i].Bytes = v
+		case "cut_packets":
+			rows[i].Cut = v
+		case "ratelimited_packets":
+			rows[i].RateLimited = v
+		case "errors":
+			rows[i].Errors = v
+		}
+	}
+	return rows, sc.Err()
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xmirror/xmirror/internal/netlab"
+)
+
+// TestSourceHelperProcess is not a test: the CLI tests below re-run the test
+// binary with XMIRROR_HELPER=1 to get `xmirror` as a process inside a network
+// namespace.
+func TestSourceHelperProcess(t *testing.T) {
+	if os.Getenv("XMIRROR_HELPER") != "1" {
+		t.Skip("helper process for the source CLI tests")
+	}
+	args := os.Args
+	for i, a := range args {
+		if a == "--" {
+			args = args[i+1:]
+			break
+		}
+	}
+	os.Exit(run(append([]string{"xmirror"}, args...)))
+}
+
+func startXmirror(t *testing.T, h *netlab.Host, args ...string) *netlab.Proc {
+	t.Helper()
+	full := append([]string{"env", "XMIRROR_HELPER=1", os.Args[0], "-test.run=^TestSourceHelperProcess$", "--"}, args...)
+	p, err := h.Start(full[0], full[1:]...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const cliSourceYAML = `
+filters:
+  - name: mirror-filter-01
+    inbound:
+      - {priority: 1, action: accept, protocol: tcp, source: 192.168.0.161/32, destination: 192.168.0.230/32, destination_ports: 1234}
+    outbound:
+      - {priority: 1, action: accept, protocol: tcp, source: 192.168.0.230/32, source_ports: 1234, destination: 192.168.0.161/32}
+sessions:
+  - {name: mirror-session-01, priority: 1, vni: 1, packet_length: 96, filter: mirror-filter-01, sources: [eth0], target: 192.168.0.147}
+metrics: {listen: "127.0.0.1:9464"}
+`
+
+// TestSourceCommand runs `xmirror source` as a process in a namespace: it is
+// healthy once attached, mirrors, reports counters through `source status`,
+// reloads on SIGHUP, refuses a bad reload, and detaches on SIGTERM.
+func TestSourceCommand(t *testing.T) {
+	lab := netlab.ForTest(t,
+		netlab.HostSpec{Name: "source", Addrs: []string{"192.168.0.230/24"}},
+		netlab.HostSpec{Name: "test", Addrs: []string{"192.168.0.161/24"}},
+		netlab.HostSpec{Name: "target", Addrs: []string{"192.168.0.147/24"}},
+	)
+	src, test := lab.Host("source"), lab.Host("test")
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "xmirror.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cliSourceYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startXmirror(t, src, "source", "--config", cfgPath)
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			err = src.Do(func() error { c, err = net.Dial(network, addr); return err })
+			return c, err
+		},
+	}}
+	get := func(path string) (int, string) {
+		resp, err := client.Get("http://127.0.0.1:9464" + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	waitFor(t, "healthy", p, func() bool { code, _ := get("/healthz"); return code == 200 })
+
+	converse(t, src, test, 1234)
+	waitFor(t, "mirrored counters", p, func() bool {
+		_, m := get("/metrics")
+		rows, err := parseSourceMetrics(strings.NewReader(m))
+		if err != nil || len(rows) != 2 {
+			return false
+		}
+		return rows[0].Packets > 0 && rows[1].Packets > 0
+	})
+	out, err := src.Run("env", "XMIRROR_HELPER=1", os.Args[0], "-test.run=^TestSourceHelperProcess$", "--", "source", "status", "--config", cfgPath)
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	for _, want := range []string{"mirror-session-01", "inbound", "outbound", "192.168.0.147"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+
+	// A broken file on SIGHUP keeps the running configuration.
+	os.WriteFile(cfgPath, []byte(strings.Replace(cliSourceYAML, "sources: [eth0]", "sources: [eth9]", 1)), 0o644)
+	p.Signal(syscall.SIGHUP)
+	waitFor(t, "refused reload", p, func() bool { return strings.Contains(p.Output(), "reload refused") })
+	// A good one switches the rules.
+	os.WriteFile(cfgPath, []byte(strings.ReplaceAll(cliSourceYAML, "1234", "5678")), 0o644)
+	p.Signal(syscall.SIGHUP)
+	waitFor(t, "reload", p, func() bool { return strings.Contains(p.Output(), "mirror source reloaded") })
+
+	p.Signal(syscall.SIGTERM)
+	select {
+	case <-p.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("still running 10s after SIGTERM:\n%s", p.Output())
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, p.Output())
+	}
+	if out, err := src.Run("ip", "link", "show", "xmirror0"); err == nil {
+		t.Errorf("xmirror0 still exists after stop:\n%s", out)
+	}
+}
+
+func TestSourceCommandRefusesBadConfig(t *testing.T) {
+	lab := netlab.ForTest(t, netlab.HostSpec{Name: "source", Addrs: []string{"192.168.0.230/24"}})
+	src := lab.Host("source")
+	cfgPath := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(cfgPath, []byte(strings.Replace(cliSourceYAML, "sources: [eth0]", "sources: [eth9]", 1)), 0o644)
+	p := startXmirror(t, src, "source", "--config", cfgPath, "--metrics-listen", "off")
+	<-p.Done()
+	err := p.Wait()
+	var code int
+	if ee, ok := err.(interface{ ExitCode() int }); ok {
+		code = ee.ExitCode()
+	}
+	if code != exitUsage || !strings.Contains(p.Output(), `interface "eth9"`) {
+		t.Fatalf("exit %d (%v), want %d with a message about eth9:\n%s", code, err, exitUsage, p.Output())
+	}
+}
+
+func waitFor(t *testing.T, what string, p *netlab.Proc, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; output:\n%s", what, p.Output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// converse opens a TCP connection from test to source:port and exchanges a
+// line each way.
+func converse(t *testing.T, src, test *netlab.Host, port int) {
+	t.Helper()
+	addr := net.JoinHostPort("192.168.0.230", strconv.Itoa(port))
+	var ln net.Listener
+	if err := src.Do(func() (err error) { ln, err = net.Listen("tcp4", addr); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		buf := make([]byte, 6)
+		io.ReadFull(c, buf)
+		c.Write([]byte("world\n"))
+		c.Close()
+	}()
+	if err := test.Do(func() error {
+		c, err := net.DialTimeout("tcp4", addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.Write([]byte("hello\n"))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.ReadAll(c)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,220 @@
+package collector
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Format is the capture file format of a series.
+type Format int
+
+const (
+	// FormatPcapng writes pcapng: a section header naming xmirror and the
+	// host, one interface block per mirror source and nanosecond timestamps.
+	FormatPcapng Format = iota
+	// FormatPcap writes classic pcap with the nanosecond magic 0xa1b23c4d.
+	FormatPcap
+)
+
+// ParseFormat reads "pcapng" or "pcap".
+func ParseFormat(s string) (Format, error) {
+	switch s {
+	case "pcapng", "":
+		return FormatPcapng, nil
+	case "pcap":
+		return FormatPcap, nil
+	}
+	return 0, fmt.Errorf("format %q is not pcap or pcapng", s)
+}
+
+func (f Format) String() string {
+	if f == FormatPcap {
+		return "pcap"
+	}
+	return "pcapng"
+}
+
+// Ext is the file name extension, with the dot.
+func (f Format) Ext() string { return "." + f.String() }
+
+// Capture file constants (pcap: tcpdump.org/manpages/pcap-savefile.5;
+// pcapng: draft-ietf-opsawg-pcapng).
+const (
+	linkTypeEthernet = 1
+	// snapLen is the largest frame the files declare; inner frames are
+	// bounded by the receive buffer, far below it.
+	snapLen = 262144
+
+	pcapMagicNanos   = 0xa1b23c4d
+	pcapHeaderLen    = 24
+	pcapRecHeaderLen = 16
+
+	ngBlockSHB       = 0x0A0D0D0A
+	ngBlockIDB       = 0x00000001
+	ngBlockEPB       = 0x00000006
+	ngByteOrderMagic = 0x1A2B3C4D
+	ngEPBOverhead    = 32 // block header, fields and trailing length
+
+	ngOptEnd         = 0
+	ngOptComment     = 1
+	ngOptSHBHardware = 2
+	ngOptSHBOS       = 3
+	ngOptSHBUserAppl = 4
+	ngOptIfName      = 2
+	ngOptIfDesc      = 3
+	ngOptIfTsresol   = 9
+)
+
+var le = binary.LittleEndian
+
+func pad4(n int) int { return (n + 3) &^ 3 }
+
+// appendPcapHeader appends the classic pcap file header.
+func appendPcapHeader(b []byte) []byte {
+	b = le.AppendUint32(b, pcapMagicNanos)
+	b = le.AppendUint16(b, 2)
+	b = le.AppendUint16(b, 4)
+	b = le.AppendUint32(b, 0) // thiszone: timestamps are UTC
+	b = le.AppendUint32(b, 0) // sigfigs
+	b = le.AppendUint32(b, snapLen)
+	return le.AppendUint32(b, linkTypeEthernet)
+}
+
+// appendPcapRecord appends one packet record with a nanosecond timestamp.
+func appendPcapRecord(b []byte, tsNanos int64, data []byte, origLen int) []byte {
+	b = le.AppendUint32(b, uint32(tsNanos/1e9))
+	b = le.AppendUint32(b, uint32(tsNanos%1e9))
+	b = le.AppendUint32(b, uint32(len(data)))
+	b = le.AppendUint32(b, uint32(origLen))
+	return append(b, data...)
+}
+
+func pcapRecordLen(data []byte) int { return pcapRecHeaderLen + len(data) }
+
+type ngOption struct {
+	code uint16
+	val  []byte
+}
+
+func ngOptionsLen(opts []ngOption) int {
+	n := 4 // opt_endofopt
+	for _, o := range opts {
+		n += 4 + pad4(len(o.val))
+	}
+	return n
+}
+
+func appendNgOptions(b []byte, opts []ngOption) []byte {
+	for _, o := range opts {
+		b = le.AppendUint16(b, o.code)
+		b = le.AppendUint16(b, uint16(len(o.val)))
+		b = append(b, o.val...)
+		for i := len(o.val); i < pad4(len(o.val)); i++ {
+			b = append(b, 0)
+		}
+	}
+	b = le.AppendUint16(b, ngOptEnd)
+	return le.AppendUint16(b, 0)
+}
+
+// sectionInfo is what the pcapng section header says about the capture.
+type sectionInfo struct {
+	Hardware, OS, Application, Comment string
+}
+
+// appendNgSHB appends a pcapng section header block (little endian, section
+// length unknown so that readers do not rely on it).
+func appendNgSHB(b []byte, si sectionInfo) []byte {
+	var opts []ngOption
+	for _, o := range []ngOption{
+		{ngOptSHBHardware, []byte(si.Hardware)},
+		{ngOptSHBOS, []byte(si.OS)},
+		{ngOptSHBUserAppl, []byte(si.Application)},
+		{ngOptComment, []byte(si.Comment)},
+	} {
+		if len(o.val) > 0 && len(o.val) < 0xffff {
+			opts = append(opts, o)
+		}
+	}
+	total := 28 + ngOptionsLen(opts)
+	b = le.AppendUint32(b, ngBlockSHB)
+	b = le.AppendUint32(b, uint32(total))
+	b = le.AppendUint32(b, ngByteOrderMagic)
+	b = le.AppendUint16(b, 1)
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint64(b, 0xFFFFFFFFFFFFFFFF)
+	b = appendNgOptions(b, opts)
+	return le.AppendUint32(b, uint32(total))
+}
+
+// appendNgIDB appends an interface description block: Ethernet, nanosecond
+// timestamps (if_tsresol 9), named after the mirror source.
+func appendNgIDB(b []byte, name, desc string) []byte {
+	opts := []ngOption{
+		{ngOptIfName, []byte(name)},
+		{ngOptIfDesc, []byte(desc)},
+		{ngOptIfTsresol, []byte{9}},
+	}
+	total := 20 + ngOptionsLen(opts)
+	b = le.AppendUint32(b, ngBlockIDB)
+	b = le.AppendUint32(b, uint32(total))
+	b = le.AppendUint16(b, linkTypeEthernet)
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint32(b, snapLen)
+	b = appendNgOptions(b, opts)
+	return le.AppendUint32(b, uint32(total))
+}
+
+func ngEPBLen(data []byte) int { return ngEPBOverhead + pad4(len(data)) }
+
+// appendNgEPB appends an enhanced packet block for interface ifID.
+func appendNgEPB(b []byte, ifID uint32, tsNanos int64, data []byte, origLen int) []byte {
+	total := ngEPBLen(data)
+	ts := uint64(tsNanos)
+	b = le.AppendUint32(b, ngBlockEPB)
+	b = le.AppendUint32(b, uint32(total))
+	b = le.AppendUint32(b, ifID)
+	b = le.AppendUint32(b, uint32(ts>>32))
+	b = le.AppendUint32(b, uint32(ts))
+	b = le.AppendUint32(b, uint32(len(data)))
+	b = le.AppendUint32(b, uint32(origLen))
+	b = append(b, data...)
+	for i := len(data); i < pad4(len(data)); i++ {
+		b = append(b, 0)
+	}
+	return le.AppendUint32(b, uint32(total))
+}
+
+// validPrefix walks a capture file and returns the length of its longest
+// prefix made of whole, well-formed blocks (pcapng) or records (pcap). A file
+// cut by a crash in the middle of a write is repaired by truncating it there.
+// Anything unrecognised yields 0.
+func validPrefix(data []byte, f Format) int {
+	if f == FormatPcap {
+		if len(data) < pcapHeaderLen || le.Uint32(data) != pcapMagicNanos {
+			return 0
+		}
+		off := pcapHeaderLen
+		for len(data)-off >= pcapRecHeaderLen {
+			incl := int(le.Uint32(data[off+8:]))
+			if incl > snapLen || len(data)-off-pcapRecHeaderLen < incl {
+				break
+			}
+			off += pcapRecHeaderLen + incl
+		}
+		return off
+	}
+	off := 0
+	for len(data)-off >= 12 {
+		typ := le.Uint32(data[off:])
+		n := int(le.Uint32(data[off+4:]))
+		if off == 0 && (typ != ngBlockSHB || le.Uint32(data[8:]) != ngByteOrderMagic) {
+			return 0
+		}
+		if n < 12 || n%4 != 0 || n > len(data)-off || int(le.Uint32(data[off+n-4:])) != n {
+			break
+		}
+		off += n
+	}
+	return off
+}

@@ -1,0 +1,437 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Options configure a Collector. Zero values take the defaults noted.
+type Options struct {
+	// Listen is the UDP address to receive VXLAN on (default "0.0.0.0:4789";
+	// port 0 picks a free port, see Addr).
+	Listen string
+	// OutputDir holds one directory per session (required).
+	OutputDir string
+	Format    Format
+	// RotateSize closes a file once it reaches this many bytes (0 = never).
+	RotateSize int64
+	// RotateInterval closes files on wall-clock boundaries of this interval
+	// (1h rotates on the hour, UTC); 0 = never.
+	RotateInterval time.Duration
+	// Keep is how many closed files each session keeps (0 = all); KeepBytes
+	// caps their total size (0 = no cap). The newest file is always kept.
+	Keep      int
+	KeepBytes int64
+	// Sessions names the sessions by VNI; other VNIs are "vni-N".
+	Sessions map[uint32]string
+	// DropUnknownVNI drops packets of VNIs not in Sessions instead of
+	// capturing them.
+	DropUnknownVNI bool
+	// MaxSessions bounds the sessions (VNIs) captured at once (default
+	// 1024): a sender spraying VNIs cannot make a directory, a file and a
+	// buffer for each. Sessions in Sessions are always captured; packets of
+	// other VNIs beyond the limit are dropped as session_limit.
+	MaxSessions int
+	// PostRotate is a shell command run with each closed file as "$1".
+	PostRotate string
+	// Readers is the number of SO_REUSEPORT sockets, one goroutine each
+	// (default: one per CPU).
+	Readers int
+	// RcvBuf is the SO_RCVBUF asked for each socket (default 32 MiB).
+	RcvBuf int
+	// Batch is how many datagrams one recvmmsg call takes (default 64).
+	Batch int
+	// MaxDatagram is the receive buffer per datagram (default 16384, enough
+	// for 9001-byte jumbo frames plus encapsulation); larger datagrams are
+	// dropped as socket_truncated.
+	MaxDatagram int
+	// WriteBuffer is the per-session buffer of whole blocks (default 1 MiB);
+	// it is written out when full and at every FlushInterval.
+	WriteBuffer int
+	// FlushInterval bounds how long a packet stays in memory (default 1s).
+	FlushInterval time.Duration
+	// RetryInterval is how long a session waits after a write error before
+	// it tries a new file, and how often it logs its drops (default 5s).
+	RetryInterval time.Duration
+	// Metrics receives the collector's metrics (default: a new set).
+	Metrics *metrics.Set
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for interval rotation and retries (default time.Now).
+	Now func() time.Time
+	// Health, when set, is told true once every reader runs and false when
+	// one stops (it drives /healthz).
+	Health func(bool)
+	// Application is written in pcapng section headers (default "xmirror").
+	Application string
+}
+
+// Collector receives VXLAN and writes per-session capture files.
+type Collector struct {
+	opts    Options
+	log     *slog.Logger
+	set     *metrics.Set
+	now     func() time.Time
+	section sectionInfo
+	conns   []*net.UDPConn
+	addr    *net.UDPAddr
+	rcvbuf  int
+
+	mu     sync.RWMutex
+	series map[uint32]*series
+	names  map[string]uint32 // sanitised name -> VNI, to keep names unique
+
+	drops       [numReasons]*metrics.Counter
+	received    *metrics.Counter
+	socketDrops *metrics.Counter
+	rotateReq   chan struct{}
+	post        sync.WaitGroup
+	running     atomic.Int32
+}
+
+// Stats is a snapshot of the collector's counters.
+type Stats struct {
+	Received    uint64            // datagrams read from the sockets
+	Written     uint64            // packets written to files
+	Bytes       uint64            // captured bytes of written packets
+	Drops       map[string]uint64 // by reason
+	SocketDrops uint64            // datagrams the kernel dropped (SO_RXQ_OVFL)
+	Sessions    map[string]SessionStats
+}
+
+// SessionStats are the counters of one session.
+type SessionStats struct {
+	VNI                   uint32
+	Packets, Bytes, Files uint64
+	Truncated             uint64
+}
+
+func (o *Options) applyDefaults() {
+	if o.Listen == "" {
+		o.Listen = "0.0.0.0:4789"
+	}
+	if o.Readers <= 0 {
+		o.Readers = runtime.NumCPU()
+	}
+	if o.MaxSessions <= 0 {
+		o.MaxSessions = 1024
+	}
+	if o.RcvBuf <= 0 {
+		o.RcvBuf = 32 << 20
+	}
+	if o.Batch <= 0 {
+		o.Batch = 64
+	}
+	if o.MaxDatagram <= 0 {
+		o.MaxDatagram = 16384
+	}
+	if o.WriteBuffer <= 0 {
+		o.WriteBuffer = 1 << 20
+	}
+	// A buffer must hold the largest block (datagram plus block overhead
+	// plus an interface block) at least twice over.
+	o.WriteBuffer = max(o.WriteBuffer, 2*(o.MaxDatagram+1024))
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = time.Second
+	}
+	if o.RetryInterval <= 0 {
+		o.RetryInterval = 5 * time.Second
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.NewSet()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Application == "" {
+		o.Application = "xmirror"
+	}
+}
+
+// New checks the options, recovers files an earlier run left under their
+// temporary names, and binds the receive sockets. Run starts receiving.
+func New(opts Options) (c *Collector, err error) {
+	opts.applyDefaults()
+	if opts.OutputDir == "" {
+		return nil, errors.New("output directory is required")
+	}
+	if opts.Format != FormatPcap && opts.Format != FormatPcapng {
+		return nil, fmt.Errorf("unknown format %d", opts.Format)
+	}
+	if err := os.MkdirAll(opts.OutputDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create output directory: %w", err)
+	}
+	host, _ := os.Hostname()
+	c = &Collector{
+		opts: opts,
+		log:  opts.Logger,
+		set:  opts.Metrics,
+		now:  opts.Now,
+		section: sectionInfo{
+			Hardware:    runtime.GOARCH,
+			OS:          runtime.GOOS,
+			Application: opts.Application,
+			Comment:     "xmirror collect on " + host + ": VXLAN-decapsulated mirror traffic",
+		},
+		series:    make(map[uint32]*series),
+		names:     make(map[string]uint32),
+		rotateReq: make(chan struct{}, 1),
+	}
+	for r := ReasonShort; r < numReasons; r++ {
+		c.drops[r] = c.set.GetOrCreateCounter(`xmirror_collector_drops_total{reason="` + r.String() + `"}`)
+	}
+	c.received = c.set.GetOrCreateCounter("xmirror_collector_received_total")
+	c.socketDrops = c.set.GetOrCreateCounter("xmirror_collector_socket_drops_total")
+	recoverParts(opts.OutputDir, c.log)
+	// Reserve the configured names first so that an unknown VNI whose
+	// vni-N name clashes cannot take a configured session's directory.
+	for vni, name := range opts.Sessions {
+		c.sessionName(vni, name)
+	}
+	if err := c.listen(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Addr is the bound UDP address (useful with port 0).
+func (c *Collector) Addr() *net.UDPAddr { return c.addr }
+
+// Readers is the number of receive sockets.
+func (c *Collector) Readers() int { return len(c.conns) }
+
+// RcvBuf is the receive buffer size the kernel granted per socket.
+func (c *Collector) RcvBuf() int { return c.rcvbuf }
+
+// Metrics is the set holding the collector's metrics.
+func (c *Collector) Metrics() *metrics.Set { return c.set }
+
+// sessionName returns the unique sanitised file name prefix of a VNI.
+// Called with c.mu held for writing, or before readers start.
+func (c *Collector) sessionName(vni uint32, configured string) string {
+	fallback := "vni-" + strconv.FormatUint(uint64(vni), 10)
+	name := SanitizeName(configured)
+	if name == "" {
+		name = fallback
+	}
+	if other, ok := c.names[name]; ok && other != vni {
+		name = name + "-" + fallback
+	}
+	c.names[name] = vni
+	return name
+}
+
+// SanitizeName makes a session name safe as a directory and file name: only
+// letters, digits, '.', '_' and '-' survive (others become '_'), no leading
+// dot, at most 100 bytes. It returns "" when nothing usable is left.
+func SanitizeName(s string) string {
+	b := []byte(s)
+	if len(b) > 100 {
+		b = b[:100]
+	}
+	for i, ch := range b {
+		ok := ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' ||
+			ch == '.' || ch == '_' || ch == '-'
+		if !ok {
+			b[i] = '_'
+		}
+	}
+	out := string(b)
+	for len(out) > 0 && out[0] == '.' {
+		out = out[1:]
+	}
+	if out == "" || filepath.Base(out) != out {
+		return ""
+	}
+	return out
+}
+
+// seriesFor returns the series of a VNI, creating it on first use, or nil
+// and the reason when its packets are dropped.
+func (c *Collector) seriesFor(vni uint32) (*series, Reason) {
+	c.mu.RLock()
+	s := c.series[vni]
+	c.mu.RUnlock()
+	if s != nil {
+		return s, ReasonNone
+	}
+	name, known := c.opts.Sessions[vni]
+	if !known && c.opts.DropUnknownVNI {
+		return nil, ReasonUnknownVNI
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s = c.series[vni]; s == nil {
+		if !known && len(c.series) >= c.opts.MaxSessions {
+			return nil, ReasonSessionLimit
+		}
+		s = newSeries(c, vni, c.sessionName(vni, name))
+		c.series[vni] = s
+	}
+	return s, ReasonNone
+}
+
+func (c *Collector) drop(r Reason)            { c.drops[r].Inc() }
+func (c *Collector) dropN(r Reason, n uint64) { c.drops[r].AddInt64(int64(n)) }
+
+// handle decapsulates and writes one datagram; cache is the reader's own
+// VNI -> series map, which spares the shared lock on every packet.
+func (c *Collector) handle(cache map[uint32]*series, src netip.Addr, tsNanos int64, payload []byte) {
+	fr, r := Decap(payload)
+	if r != ReasonNone {
+		c.drop(r)
+		return
+	}
+	s, ok := cache[fr.VNI]
+	if !ok {
+		if s, r = c.seriesFor(fr.VNI); s == nil {
+			// Not cached: the cache must not grow with sprayed VNIs.
+			c.drop(r)
+			return
+		}
+		cache[fr.VNI] = s
+	}
+	if r := s.write(src, tsNanos, fr); r != ReasonNone {
+		c.drop(r)
+	}
+}
+
+// Rotate closes every open file; the next packet of each session opens a new
+// one. It is what SIGHUP and SIGUSR1 do.
+func (c *Collector) Rotate() {
+	for _, s := range c.allSeries() {
+		s.rotate("requested")
+	}
+}
+
+func (c *Collector) allSeries() []*series {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]*series, 0, len(c.series))
+	for _, s := range c.series {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Run receives until ctx is done or a socket fails, then flushes, closes and
+// renames every file. The sockets are closed when Run returns.
+func (c *Collector) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, len(c.conns))
+	// Healthy before the readers start, so that a reader failing at once
+	// cannot be overwritten by a late "healthy".
+	if c.opts.Health != nil {
+		c.opts.Health(true)
+	}
+	for i, conn := range c.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.running.Add(1)
+			err := c.readLoop(ctx, conn)
+			c.running.Add(-1)
+			if c.opts.Health != nil {
+				c.opts.Health(false)
+			}
+			if err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("reader %d: %w", i, err)
+				cancel()
+			}
+		}()
+	}
+	go func() {
+		<-ctx.Done()
+		for _, conn := range c.conns {
+			_ = conn.Close()
+		}
+	}()
+	t := time.NewTicker(c.opts.FlushInterval)
+	defer t.Stop()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-t.C:
+			c.tick()
+		}
+	}
+	wg.Wait()
+	for _, s := range c.allSeries() {
+		s.rotate("shutdown")
+	}
+	waitTimeout(&c.post, 10*time.Second)
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// Close releases the sockets of a Collector whose Run was never called.
+func (c *Collector) Close() error {
+	var errs []error
+	for _, conn := range c.conns {
+		if err := conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Collector) tick() {
+	now := c.now()
+	for _, s := range c.allSeries() {
+		s.tick(now)
+	}
+}
+
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Collector) Stats() Stats {
+	st := Stats{
+		Received:    c.received.Get(),
+		SocketDrops: c.socketDrops.Get(),
+		Drops:       make(map[string]uint64),
+		Sessions:    make(map[string]SessionStats),
+	}
+	for r := ReasonShort; r < numReasons; r++ {
+		st.Drops[r.String()] = c.drops[r].Get()
+	}
+	for _, s := range c.allSeries() {
+		ss := SessionStats{VNI: s.vni, Packets: s.packets.Get(), Bytes: s.bytes.Get(),
+			Files: s.files.Get(), Truncated: s.cut.Get()}
+		st.Sessions[s.name] = ss
+		st.Written += ss.Packets
+		st.Bytes += ss.Bytes
+	}
+	return st
+}

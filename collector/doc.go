@@ -1,0 +1,13 @@
+// Package collector is the receiving end of xmirror: it reads the VXLAN that
+// `xmirror source`, `xmirror lb`, AWS VPC Traffic Mirroring or Huawei Cloud
+// traffic mirroring send (RFC 7348, UDP 4789), takes the inner Ethernet frames
+// out, and writes one rotating pcapng (or pcap) file series per mirror session
+// (VNI).
+//
+// The receive path uses SO_REUSEPORT sockets read with recvmmsg, kernel
+// timestamps (SO_TIMESTAMPNS) and the socket overflow counter (SO_RXQ_OVFL);
+// it does not allocate per packet. Files are written under a hidden temporary
+// name and renamed when closed, flushed at least every second, rotated by size
+// and by wall-clock-aligned interval, and pruned by a retention limit. Every
+// packet that is not written is counted under a drop reason.
+package collector

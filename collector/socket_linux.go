@@ -1,0 +1,253 @@
+package collector
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// listen binds opts.Readers UDP sockets to the same address with
+// SO_REUSEPORT, so that the kernel spreads flows over the readers (a flow
+// always lands on one socket, which keeps its packets in order).
+func (c *Collector) listen() error {
+	conns, granted, err := listenReuseport(c.opts.Listen, c.opts.Readers, c.opts.RcvBuf)
+	if err != nil {
+		return err
+	}
+	c.conns, c.rcvbuf = conns, granted
+	c.addr = conns[0].LocalAddr().(*net.UDPAddr)
+	return nil
+}
+
+// listenReuseport binds n sockets to addr; with port 0 the others join the
+// port the first one got. It returns the receive buffer the kernel granted.
+func listenReuseport(addr string, n, rcvbuf int) (conns []*net.UDPConn, granted int, err error) {
+	defer func() {
+		if err != nil {
+			for _, c := range conns {
+				_ = c.Close()
+			}
+			conns = nil
+		}
+	}()
+	for i := 0; i < n; i++ {
+		var got int
+		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = setSockopts(int(fd), rcvbuf, &got)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}}
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+		if err != nil {
+			return conns, 0, fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		conn := pc.(*net.UDPConn)
+		conns = append(conns, conn)
+		if i == 0 {
+			addr = conn.LocalAddr().String()
+			granted = got
+		}
+	}
+	return conns, granted, nil
+}
+
+// setSockopts sets what the receive path relies on; only SO_REUSEPORT and
+// the timestamps are required, a small receive buffer is merely logged.
+func setSockopts(fd, rcvbuf int, granted *int) error {
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		return fmt.Errorf("set SO_REUSEPORT: %w", err)
+	}
+	// SO_RCVBUFFORCE passes rmem_max when we have CAP_NET_ADMIN; without it
+	// SO_RCVBUF is capped by net.core.rmem_max.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf); err != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
+	}
+	if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF); err == nil {
+		*granted = v
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+		return fmt.Errorf("set SO_TIMESTAMPNS: %w", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1); err != nil {
+		return fmt.Errorf("set SO_RXQ_OVFL: %w", err)
+	}
+	return nil
+}
+
+// oobLen holds a timestamp and the overflow counter control messages.
+const oobLen = 128
+
+// batch is one reader's recvmmsg state, allocated once: the kernel fills the
+// same buffers on every call.
+type batch struct {
+	hdrs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	bufs  []byte
+	oob   []byte
+	names []unix.RawSockaddrInet6
+	size  int
+}
+
+func newBatch(n, size int) *batch {
+	b := &batch{
+		hdrs:  make([]unix.Mmsghdr, n),
+		iovs:  make([]unix.Iovec, n),
+		bufs:  make([]byte, n*size),
+		oob:   make([]byte, n*oobLen),
+		names: make([]unix.RawSockaddrInet6, n),
+		size:  size,
+	}
+	for i := range b.hdrs {
+		b.iovs[i].Base = &b.bufs[i*size]
+		b.iovs[i].SetLen(size)
+		h := &b.hdrs[i].Hdr
+		h.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		h.Iov = &b.iovs[i]
+		h.Iovlen = 1
+		h.Control = &b.oob[i*oobLen]
+	}
+	return b
+}
+
+// reset restores the lengths the kernel overwrote in the last call.
+func (b *batch) reset() {
+	for i := range b.hdrs {
+		h := &b.hdrs[i].Hdr
+		h.Namelen = unix.SizeofSockaddrInet6
+		h.SetControllen(oobLen)
+		h.Flags = 0
+		b.hdrs[i].Len = 0
+	}
+}
+
+func (b *batch) payload(i int) []byte {
+	return b.bufs[i*b.size : i*b.size+int(b.hdrs[i].Len)]
+}
+
+// source is the sender's address of datagram i.
+func (b *batch) source(i int) netip.Addr {
+	sa := (*[unix.SizeofSockaddrInet6]byte)(unsafe.Pointer(&b.names[i]))
+	switch binary.NativeEndian.Uint16(sa[0:2]) {
+	case unix.AF_INET:
+		return netip.AddrFrom4([4]byte(sa[4:8]))
+	case unix.AF_INET6:
+		return netip.AddrFrom16([16]byte(sa[8:24])).Unmap()
+	}
+	return netip.Addr{}
+}
+
+// control reads the kernel receive timestamp and the socket's cumulative
+// overflow drop count from datagram i's control messages.
+func (b *batch) control(i int) (tsNanos int64, ovfl uint32, hasOvfl bool) {
+	oob := b.oob[i*oobLen : i*oobLen+int(b.hdrs[i].Hdr.Controllen)]
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		if h.Len < unix.SizeofCmsghdr || int(h.Len) > len(oob) {
+			break
+		}
+		data := oob[unix.SizeofCmsghdr:h.Len]
+		if h.Level == unix.SOL_SOCKET {
+			switch h.Type {
+			case unix.SCM_TIMESTAMPNS:
+				if len(data) >= 16 {
+					sec := int64(binary.NativeEndian.Uint64(data[0:8]))
+					nsec := int64(binary.NativeEndian.Uint64(data[8:16]))
+					tsNanos = sec*1e9 + nsec
+				}
+			case unix.SO_RXQ_OVFL:
+				if len(data) >= 4 {
+					ovfl, hasOvfl = binary.NativeEndian.Uint32(data), true
+				}
+			}
+		}
+		next := unix.CmsgSpace(int(h.Len) - unix.SizeofCmsghdr)
+		if next > len(oob) {
+			break
+		}
+		oob = oob[next:]
+	}
+	return
+}
+
+// recvmmsg reads up to len(b.hdrs) datagrams without blocking.
+func recvmmsg(fd uintptr, b *batch) (int, syscall.Errno) {
+	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])),
+		uintptr(len(b.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+	return int(n), errno
+}
+
+// readLoop receives batches on one socket until it is closed.
+func (c *Collector) readLoop(ctx context.Context, conn *net.UDPConn) error {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("raw socket: %w", err)
+	}
+	b := newBatch(c.opts.Batch, c.opts.MaxDatagram)
+	cache := make(map[uint32]*series)
+	var (
+		n        int
+		errno    syscall.Errno
+		lastOvfl uint32
+	)
+	// One closure for the life of the loop: the poller calls it when the
+	// socket is readable and again after every EAGAIN.
+	read := func(fd uintptr) bool {
+		b.reset()
+		n, errno = recvmmsg(fd, b)
+		return errno != unix.EAGAIN && errno != unix.EWOULDBLOCK
+	}
+	for {
+		if err := rc.Read(read); err != nil {
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("wait for datagrams: %w", err)
+		}
+		if errno != 0 {
+			switch errno {
+			case unix.EINTR:
+				continue
+			case unix.ENOMEM, unix.ENOBUFS:
+				// Transient memory pressure: the datagram stays queued or
+				// is counted by SO_RXQ_OVFL; try again shortly.
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("recvmmsg: %w", errno)
+		}
+		var fallback int64
+		for i := 0; i < n; i++ {
+			ts, ovfl, hasOvfl := b.control(i)
+			if hasOvfl && ovfl != lastOvfl {
+				c.socketDrops.Add(int(ovfl - lastOvfl))
+				lastOvfl = ovfl
+			}
+			if b.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
+				c.drop(ReasonSocketTruncated)
+				continue
+			}
+			if ts == 0 {
+				if fallback == 0 {
+					fallback = time.Now().UnixNano()
+				}
+				ts = fallback
+			}
+			c.handle(cache, b.source(i), ts, b.payload(i))
+		}
+		// Counted after handling, so that a reader of Stats who sees a
+		// datagram received also sees its effect.
+		c.received.Add(n)
+	}
+}

@@ -1,0 +1,121 @@
+package collector
+
+import (
+	"net"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// recvOnce reads one batch from conn with the collector's receive code.
+func recvOnce(t *testing.T, conn *net.UDPConn, b *batch) int {
+	t.Helper()
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var errno syscall.Errno
+	if err := conn.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	err = rc.Read(func(fd uintptr) bool {
+		b.reset()
+		n, errno = recvmmsg(fd, b)
+		return errno != unix.EAGAIN
+	})
+	if err != nil || errno != 0 {
+		t.Fatalf("recvmmsg: %v %v", err, errno)
+	}
+	return n
+}
+
+// TestKernelTimestampAndOverflow checks the control messages: every
+// datagram carries a kernel receive time, and the overflow counter reports
+// the datagrams a full socket dropped.
+func TestKernelTimestampAndOverflow(t *testing.T) {
+	conns, granted, err := listenReuseport("127.0.0.1:0", 1, 1) // the kernel rounds up to its minimum
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conns[0].Close()
+	t.Logf("SO_RCVBUF granted %d", granted)
+	before := time.Now()
+	payload := vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, make([]byte, 1000)))
+	var ps [][]byte
+	for i := 0; i < 200; i++ {
+		ps = append(ps, payload)
+	}
+	send(t, "127.0.0.2", conns[0].LocalAddr().(*net.UDPAddr), ps...)
+	b := newBatch(8, 16384)
+	n := recvOnce(t, conns[0], b)
+	if n == 0 {
+		t.Fatal("nothing received")
+	}
+	ts, _, _ := b.control(0)
+	if ts < before.Add(-time.Second).UnixNano() || ts > time.Now().UnixNano() {
+		t.Errorf("kernel timestamp %v not within the test (%v)", time.Unix(0, ts), before)
+	}
+	// Drain, then one more: datagrams queued after the drops carry the
+	// socket's drop count.
+	rc, _ := conns[0].SyscallConn()
+	_ = rc.Control(func(fd uintptr) {
+		for {
+			b.reset()
+			if _, errno := recvmmsg(fd, b); errno != 0 {
+				return
+			}
+		}
+	})
+	send(t, "127.0.0.2", conns[0].LocalAddr().(*net.UDPAddr), payload)
+	recvOnce(t, conns[0], b)
+	_, ovfl, has := b.control(0)
+	if !has || ovfl == 0 {
+		t.Errorf("overflow counter %d (present %v) after 200 datagrams into a %d-byte buffer", ovfl, has, granted)
+	}
+	if src := b.source(0); src != netip.MustParseAddr("127.0.0.2") {
+		t.Errorf("source %v", src)
+	}
+	if got := b.payload(0); string(got) != string(payload) {
+		t.Errorf("payload differs")
+	}
+}
+
+// TestTruncatedDatagram: a datagram larger than the buffer is flagged.
+func TestTruncatedDatagram(t *testing.T) {
+	c, stop := testCollector(t, Options{MaxDatagram: 1024})
+	send(t, "127.0.0.1", c.Addr(), vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, make([]byte, 2000))),
+		vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)))
+	waitReceived(t, c, 2)
+	stop()
+	st := c.Stats()
+	if st.Drops["socket_truncated"] != 1 || st.Written != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestIPv6Listener: an IPv6 socket receives from IPv6 mirror sources and
+// names their interface blocks after the IPv6 address.
+func TestIPv6Listener(t *testing.T) {
+	if ln, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		ln.Close()
+	}
+	out := t.TempDir()
+	c, stop := testCollector(t, Options{Listen: "[::1]:0", OutputDir: out})
+	send(t, "::1", c.Addr(), vxlan(3, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)))
+	waitReceived(t, c, 1)
+	stop()
+	got := files(t, out)
+	if len(got) != 1 {
+		t.Fatalf("files %v", got)
+	}
+	_, ifs := readCapture(t, out+"/"+got[0])
+	if len(ifs) != 1 || ifs[0].Name != "::1/vni3" {
+		t.Errorf("interfaces %+v", ifs)
+	}
+}

@@ -1,0 +1,681 @@
+// Package demo plays the seed scenario on one machine: it builds the seed's network
+// (ECS-source, ECS-test, two collector targets and the load balancer ELB-A on
+// 192.168.0.0/24) in network namespaces, runs `xmirror source`, `xmirror lb` and
+// `xmirror collect` there as real processes with configurations derived from
+// config/examples/seed.yaml, sends the seed's Step 5 conversation plus traffic the
+// filter must not mirror, and reads back what the collectors wrote. `xmirror demo`
+// prints it for a person; the e2e test asserts it against a tcpdump capture.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/netlab"
+)
+
+// Options say how to run the demo. The zero value plus Config is usable.
+type Options struct {
+	// Binary is the xmirror executable that runs the parts; default: this process's.
+	Binary string
+	// OutDir receives OutDir/<target>/<session>/*.pcapng, the configurations the
+	// parts ran with (configs/), their logs (logs/) and the reference capture.
+	OutDir string
+	// Config is the seed configuration (config/examples/seed.yaml).
+	Config []byte
+	// Affinity overrides load_balancer.affinity: inner-symmetric or outer. With
+	// outer the source also hashes directionally, as AWS does, so that the two
+	// directions of a conversation may reach different targets, as in the seed.
+	Affinity string
+	// HealthCheck turns the load balancer's HTTP health checks of the collectors on,
+	// every HealthInterval (default 1s).
+	HealthCheck    bool
+	HealthInterval time.Duration
+	// Out receives the progress lines and the report; nil discards them.
+	Out io.Writer
+	// Label names the lab's namespaces (short); default "demo".
+	Label string
+	// StartTimeout bounds how long a part may take to answer /healthz; default 20s.
+	StartTimeout time.Duration
+}
+
+// ReferenceFilter is the tcpdump expression equivalent to the seed's
+// mirror-filter-01 for the traffic the demo sends.
+const ReferenceFilter = "tcp and host 192.168.0.161 and port 1234"
+
+// Demo is a running seed topology.
+type Demo struct {
+	opts    Options
+	cfg     *config.Config // the seed with the demo's edits, as the parts read it
+	session config.Session // the session the demo shows (the first enabled one)
+	lab     *netlab.Lab
+	procs   map[string]*netlab.Proc // by host name: the part running there now
+	started []startedProc           // every part started, for Close and the logs
+	pinPath string
+	out     io.Writer
+	closers []io.Closer // XDP links the demo attached itself
+	step    int
+	steps   int
+	cfgDir  string
+	logDir  string
+}
+
+type startedProc struct {
+	host, part string
+	proc       *netlab.Proc
+}
+
+// StepError names the step of the demo that failed.
+type StepError struct {
+	Step  string
+	Err   error
+	Extra string // the tail of the log of the part involved, if any
+}
+
+func (e *StepError) Error() string {
+	s := fmt.Sprintf("step %q failed: %v", e.Step, e.Err)
+	if e.Extra != "" {
+		s += "\n" + e.Extra
+	}
+	return s
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+func newDemo(opts Options) (*Demo, error) {
+	if opts.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find the xmirror binary: %w", err)
+		}
+		opts.Binary = exe
+	}
+	if opts.OutDir == "" {
+		return nil, errors.New("no output directory")
+	}
+	if len(opts.Config) == 0 {
+		return nil, errors.New("no seed configuration")
+	}
+	if opts.HealthInterval == 0 {
+		opts.HealthInterval = time.Second
+	}
+	if opts.Label == "" {
+		opts.Label = "demo"
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 20 * time.Second
+	}
+	out := opts.Out
+	if out == nil {
+		out = io.Discard
+	}
+	abs, err := filepath.Abs(opts.OutDir)
+	if err != nil {
+		return nil, fmt.Errorf("output directory: %w", err)
+	}
+	opts.OutDir = abs
+	return &Demo{opts: opts, out: out, procs: map[string]*netlab.Proc{},
+		cfgDir: filepath.Join(abs, "configs"), logDir: filepath.Join(abs, "logs")}, nil
+}
+
+// Start builds the topology and starts every part, waiting for each to report
+// healthy. On failure everything it built is removed.
+func Start(ctx context.Context, opts Options) (*Demo, error) {
+	d, err := newDemo(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.setup(ctx); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Run plays the whole demo and prints it: topology, parts, the seed's Step 5,
+// unmatched traffic, then what the collectors wrote and the counters. With
+// keepRunning it restarts the collectors afterwards and waits for ctx to end.
+func Run(ctx context.Context, opts Options, keepRunning bool) (err error) {
+	d, err := newDemo(opts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := d.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		fmt.Fprintf(d.out, "namespaces removed; output kept in %s\n", d.opts.OutDir)
+	}()
+	d.steps = 12
+	if err := d.setup(ctx); err != nil {
+		return err
+	}
+	var ref *Capture
+	if err := d.do(ctx, "start the reference capture on ECS-source (tcpdump -s 96 '"+ReferenceFilter+"')", func() error {
+		ref, err = d.StartCapture(ctx, HostSource, filepath.Join(d.opts.OutDir, "reference", "ECS-source-eth0.pcap"), 96, ReferenceFilter)
+		return err
+	}); err != nil {
+		return err
+	}
+	defer ref.Stop()
+	var convs []ConversationResult
+	if err := d.do(ctx, "seed Step 5: ECS-test connects to ECS-source:1234; hello, source to test, test to source", func() error {
+		c, err := d.Conversation(ctx, 1234, Step5)
+		convs = append(convs, c)
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := d.do(ctx, "a second conversation on port 1234 (a new flow for the round robin)", func() error {
+		c, err := d.Conversation(ctx, 1234, SecondConversation)
+		convs = append(convs, c)
+		return err
+	}); err != nil {
+		return err
+	}
+	var un UnmatchedResult
+	if err := d.do(ctx, "traffic the filter must not mirror: TCP port 1235, UDP port 1234, ICMP echo", func() error {
+		un, err = d.Unmatched(ctx)
+		return err
+	}); err != nil {
+		return err
+	}
+	counters := map[string][]Sample{}
+	if err := d.do(ctx, "read the counters of every part (/metrics)", func() error {
+		// Give the last frames time to cross the load balancer before counting.
+		time.Sleep(500 * time.Millisecond)
+		for _, h := range []string{HostSource, HostLB, HostTarget01, HostTarget02} {
+			s, err := d.Metrics(ctx, h)
+			if err != nil {
+				return err
+			}
+			counters[h] = s
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	var refFrames []Frame
+	if err := d.do(ctx, "stop the collectors (SIGTERM closes their files) and the capture", func() error {
+		var errs []error
+		refFrames, err = ref.Stop()
+		errs = append(errs, err)
+		for _, t := range Targets {
+			errs = append(errs, d.StopCollector(t))
+		}
+		return errors.Join(errs...)
+	}); err != nil {
+		return err
+	}
+	var got []Frame
+	if err := d.do(ctx, "read the capture files the collectors wrote", func() error {
+		got, err = d.CollectedFrames()
+		return err
+	}); err != nil {
+		return err
+	}
+	rep := &report{d: d, convs: convs, unmatched: un, ref: refFrames, got: got, counters: counters}
+	rep.print(d.out)
+	if len(rep.problems) > 0 {
+		return fmt.Errorf("the collected frames differ from the reference capture: %s", strings.Join(rep.problems, "; "))
+	}
+	if !keepRunning {
+		return nil
+	}
+	for _, t := range Targets {
+		if err := d.startCollector(ctx, t); err != nil {
+			return &StepError{Step: "restart the collector on " + t, Err: err, Extra: d.logTail(t)}
+		}
+	}
+	d.printKeepRunning()
+	<-ctx.Done()
+	return nil
+}
+
+// do runs one step with a progress line.
+func (d *Demo) do(ctx context.Context, title string, fn func() error) error {
+	d.step++
+	num := strconv.Itoa(d.step)
+	if d.steps > 0 {
+		num += "/" + strconv.Itoa(d.steps)
+	}
+	fmt.Fprintf(d.out, "[%s] %s ... ", num, title)
+	start := time.Now()
+	err := ctx.Err()
+	if err == nil {
+		err = fn()
+	}
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			fmt.Fprintln(d.out, "interrupted")
+			return &StepError{Step: title, Err: errors.New("interrupted")}
+		}
+		fmt.Fprintln(d.out, "FAILED")
+		var se *StepError
+		if errors.As(err, &se) {
+			return se
+		}
+		return &StepError{Step: title, Err: err}
+	}
+	fmt.Fprintf(d.out, "ok (%.1fs)\n", time.Since(start).Seconds())
+	return nil
+}
+
+func (d *Demo) setup(ctx context.Context) error {
+	if err := d.do(ctx, "read the seed configuration", d.loadConfig); err != nil {
+		return err
+	}
+	if err := d.do(ctx, "build the seed's network: 5 hosts on 192.168.0.0/24, one bridge", d.buildLab); err != nil {
+		return err
+	}
+	if err := d.do(ctx, "start xmirror collect on ECS-target-01 and ECS-target-02", func() error {
+		for _, t := range Targets {
+			if err := d.startCollector(ctx, t); err != nil {
+				return &StepError{Step: "start xmirror collect on " + t, Err: err, Extra: d.logTail(t)}
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	lb := d.cfg.LoadBalancer
+	title := fmt.Sprintf("start xmirror lb on ELB-A (%s %s:%d, %s, %s)", lb.Listener.Name, lb.Listener.VIP, lb.Listener.Port, lb.Algorithm, lb.Affinity)
+	if err := d.do(ctx, title, func() error {
+		args := []string{"--pin-path", d.pinPath, "--detach-on-exit"}
+		if err := d.startPart(ctx, HostLB, "lb", args...); err != nil {
+			return &StepError{Step: title, Err: err, Extra: d.logTail(HostLB)}
+		}
+		return d.waitBackendsUp(ctx)
+	}); err != nil {
+		return err
+	}
+	s := d.session
+	title = fmt.Sprintf("start xmirror source on ECS-source (%s: VNI %d, %d bytes, filter %s)", s.Name, s.VNI, s.PacketLength, s.Filter)
+	return d.do(ctx, title, func() error {
+		if err := d.startPart(ctx, HostSource, "source"); err != nil {
+			return &StepError{Step: title, Err: err, Extra: d.logTail(HostSource)}
+		}
+		return nil
+	})
+}
+
+// loadConfig validates the seed, applies the demo's edits and writes one
+// configuration per host (they differ only in where metrics and files go).
+func (d *Demo) loadConfig() error {
+	base, err := config.Parse(d.opts.Config)
+	if err != nil {
+		return fmt.Errorf("seed configuration: %w", err)
+	}
+	if err := checkSeed(base); err != nil {
+		return fmt.Errorf("seed configuration does not fit the demo's network: %w", err)
+	}
+	edits := []edit{}
+	switch d.opts.Affinity {
+	case "":
+	case "inner-symmetric":
+		edits = append(edits, edit{"load_balancer.affinity", "inner-symmetric"})
+	case "outer":
+		edits = append(edits, edit{"load_balancer.affinity", "outer"}, edit{"source.hash", "directional"})
+	default:
+		return fmt.Errorf("affinity %q: want inner-symmetric or outer", d.opts.Affinity)
+	}
+	if d.opts.HealthCheck {
+		iv := d.opts.HealthInterval
+		edits = append(edits,
+			edit{"load_balancer.health_check.enabled", "true"},
+			edit{"load_balancer.health_check.type", "http"},
+			edit{"load_balancer.health_check.path", "/healthz"},
+			edit{"load_balancer.health_check.interval", iv.String()},
+			edit{"load_balancer.health_check.timeout", (iv / 2).String()},
+			edit{"load_balancer.health_check.healthy_threshold", "1"},
+			edit{"load_balancer.health_check.unhealthy_threshold", "2"},
+		)
+	}
+	common, err := deriveConfig(d.opts.Config, edits...)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Parse(common)
+	if err != nil {
+		return fmt.Errorf("derived configuration: %w", err)
+	}
+	d.cfg = cfg
+	for _, s := range cfg.Sessions {
+		if s.Enabled {
+			d.session = s
+			break
+		}
+	}
+	if d.session.Name == "" {
+		return errors.New("seed configuration: no enabled session")
+	}
+	// A new run replaces what an earlier one left in the demo's own directories
+	// (and only those): old files would mix with the new ones.
+	for _, dir := range append([]string{d.cfgDir, d.logDir, filepath.Join(d.opts.OutDir, "reference")}, d.TargetDir(HostTarget01), d.TargetDir(HostTarget02)) {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("clean %s: %w", dir, err)
+		}
+	}
+	if err := os.MkdirAll(d.cfgDir, 0o755); err != nil {
+		return fmt.Errorf("create config directory: %w", err)
+	}
+	if err := os.MkdirAll(d.logDir, 0o755); err != nil {
+		return fmt.Errorf("create log directory: %w", err)
+	}
+	for _, h := range seedHosts {
+		hostEdits := []edit{{"metrics.listen", d.metricsAddr(h.Name)}}
+		for _, t := range Targets {
+			if t == h.Name {
+				hostEdits = append(hostEdits, edit{"collector.output_dir", d.TargetDir(t)})
+			}
+		}
+		b, err := deriveConfig(common, hostEdits...)
+		if err != nil {
+			return err
+		}
+		if _, err := config.Parse(b); err != nil {
+			return fmt.Errorf("configuration of %s: %w", h.Name, err)
+		}
+		if err := os.WriteFile(d.configPath(h.Name), b, 0o644); err != nil {
+			return fmt.Errorf("write configuration of %s: %w", h.Name, err)
+		}
+	}
+	return nil
+}
+
+func (d *Demo) buildLab() error {
+	lab, err := netlab.New(d.opts.Label)
+	if err != nil {
+		return fmt.Errorf("create lab: %w", err)
+	}
+	d.lab = lab
+	sweepStalePins()
+	d.pinPath = filepath.Join(bpffs, lab.Name)
+	for _, h := range seedHosts {
+		host, err := lab.AddHost(netlab.HostSpec{Name: h.Name, Addrs: []string{h.Addr + "/24"}, GRO: h.GRO})
+		if err != nil {
+			return fmt.Errorf("add host %s: %w", h.Name, err)
+		}
+		if h.GRO {
+			c, err := attachPeerPass(lab, host)
+			if err != nil {
+				return err
+			}
+			d.closers = append(d.closers, c)
+		}
+	}
+	return nil
+}
+
+// Config is the configuration the parts run with.
+func (d *Demo) Config() *config.Config { return d.cfg }
+
+// Session is the mirror session the demo shows.
+func (d *Demo) Session() config.Session { return d.session }
+
+// Lab is the network the demo built.
+func (d *Demo) Lab() *netlab.Lab { return d.lab }
+
+// Host is the lab host called name.
+func (d *Demo) Host(name string) *netlab.Host { return d.lab.Host(name) }
+
+// TargetDir is where target's collector writes its files.
+func (d *Demo) TargetDir(target string) string { return filepath.Join(d.opts.OutDir, target) }
+
+func (d *Demo) configPath(host string) string { return filepath.Join(d.cfgDir, host+".yaml") }
+
+// metricsAddr is where a host's part serves /metrics and /healthz: its own address
+// on the health-check port, so that ELB-A can probe the collectors.
+func (d *Demo) metricsAddr(host string) string {
+	port := int(config.DefaultHealthPort)
+	if lb := d.cfg; lb != nil && lb.LoadBalancer != nil && lb.LoadBalancer.HealthCheck.Port != 0 {
+		port = int(lb.LoadBalancer.HealthCheck.Port)
+	}
+	for _, h := range seedHosts {
+		if h.Name == host {
+			return net.JoinHostPort(h.Addr, strconv.Itoa(port))
+		}
+	}
+	return ""
+}
+
+func (d *Demo) startCollector(ctx context.Context, target string) error {
+	return d.startPart(ctx, target, "collect", "--out", d.TargetDir(target))
+}
+
+// startPart runs `xmirror <part> --config F --metrics-listen A [args]` in host and
+// waits until its /healthz answers 200.
+func (d *Demo) startPart(ctx context.Context, host, part string, args ...string) error {
+	h := d.lab.Host(host)
+	full := append([]string{part, "--config", d.configPath(host), "--metrics-listen", d.metricsAddr(host)}, args...)
+	p, err := h.Start(d.opts.Binary, full...)
+	if err != nil {
+		return err
+	}
+	d.procs[host] = p
+	d.started = append(d.started, startedProc{host, part, p})
+	return d.waitHealthy(ctx, host, part)
+}
+
+func (d *Demo) waitHealthy(ctx context.Context, host, part string) error {
+	p := d.procs[host]
+	deadline := time.Now().Add(d.opts.StartTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.Done():
+			return fmt.Errorf("xmirror %s exited before it was healthy: %v", part, p.Wait())
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		code, _, err := d.get(ctx, host, "/healthz")
+		if err == nil && code == http.StatusOK {
+			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("/healthz answered %d", code)
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("xmirror %s not healthy after %s: %w", part, d.opts.StartTimeout, last)
+}
+
+// waitBackendsUp gives the load balancer's health checks the time to probe the
+// collectors before any traffic is sent.
+func (d *Demo) waitBackendsUp(ctx context.Context) error {
+	hc := d.cfg.LoadBalancer.HealthCheck
+	if !hc.Enabled {
+		return nil
+	}
+	// Backends count as healthy until a probe says otherwise; one interval lets the
+	// first probe of each run, so that a collector that is not up shows now.
+	wait := hc.Interval.D()
+	select {
+	case <-time.After(wait):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// get fetches path from host's part; the connection is made inside the host's
+// namespace.
+func (d *Demo) get(ctx context.Context, host, path string) (int, []byte, error) {
+	h := d.lab.Host(host)
+	tr := &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var c net.Conn
+			err := h.Do(func() error {
+				var err error
+				c, err = (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		},
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 3 * time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.metricsAddr(host)+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	return resp.StatusCode, body, err
+}
+
+// Metrics scrapes host's part.
+func (d *Demo) Metrics(ctx context.Context, host string) ([]Sample, error) {
+	code, body, err := d.get(ctx, host, "/metrics")
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", host, err)
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("scrape %s: status %d", host, code)
+	}
+	return ParseMetrics(strings.NewReader(string(body)))
+}
+
+// StopCollector ends target's collector with SIGTERM, so that it closes its files.
+func (d *Demo) StopCollector(target string) error {
+	p := d.procs[target]
+	if p == nil {
+		return nil
+	}
+	if err := p.Stop(); err != nil {
+		return fmt.Errorf("stop the collector on %s: %w", target, err)
+	}
+	return nil
+}
+
+// CollectedFrames reads every closed capture file of both targets, in file order,
+// each frame marked with its target.
+func (d *Demo) CollectedFrames() ([]Frame, error) {
+	var all []Frame
+	for _, t := range Targets {
+		files, err := CaptureFiles(d.TargetDir(t))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		for _, f := range files {
+			frames, err := ReadCaptureFile(f)
+			if err != nil {
+				return nil, err
+			}
+			for i := range frames {
+				frames[i].Target = t
+			}
+			all = append(all, frames...)
+		}
+	}
+	return all, nil
+}
+
+// logTail is the end of what host's part printed, for error messages.
+func (d *Demo) logTail(host string) string {
+	p := d.procs[host]
+	if p == nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(p.Output(), "\n"), "\n")
+	if len(lines) > 15 {
+		lines = lines[len(lines)-15:]
+	}
+	return "last lines of " + host + "'s log:\n    " + strings.Join(lines, "\n    ")
+}
+
+// Close stops every part (SIGTERM first, so that collectors close their files),
+// saves their logs under OutDir/logs and removes the namespaces.
+func (d *Demo) Close() error {
+	if d.lab == nil {
+		return nil
+	}
+	var errs []error
+	// The source first (no more mirrored traffic), then the load balancer, then
+	// the collectors, which may still be receiving.
+	order := map[string]int{HostSource: 0, HostLB: 1}
+	for pass := 0; pass < 3; pass++ {
+		for _, sp := range d.started {
+			o, ok := order[sp.host]
+			if !ok {
+				o = 2
+			}
+			if o == pass {
+				sp.proc.Stop() // its exit status was reported by the step that needed it
+			}
+		}
+	}
+	for _, sp := range d.started {
+		if err := appendFile(filepath.Join(d.logDir, sp.host+"-"+sp.part+".log"), sp.proc.Output()); err != nil {
+			errs = append(errs, fmt.Errorf("save log of %s: %w", sp.host, err))
+		}
+	}
+	for _, c := range d.closers {
+		c.Close()
+	}
+	d.closers = nil
+	errs = append(errs, d.lab.Close())
+	d.lab = nil
+	if d.pinPath != "" {
+		// --detach-on-exit removes the pins; this catches a load balancer that died.
+		os.RemoveAll(d.pinPath)
+	}
+	return errors.Join(errs...)
+}
+
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(text); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+const bpffs = "/sys/fs/bpf"
+
+// sweepStalePins removes the pin directories of demo runs whose process died
+// before Close (netlab sweeps their namespaces the same way): their names start
+// with the lab name, "xmlab-<pid>-".
+func sweepStalePins() {
+	entries, err := os.ReadDir(bpffs)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), "xmlab-")
+		if !ok || !e.IsDir() {
+			continue
+		}
+		pidStr, _, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		os.RemoveAll(filepath.Join(bpffs, e.Name()))
+	}
+}

@@ -1,0 +1,81 @@
+/* Constants of the source data path. Limits are #defines so a build can
+ * override them (-DXM_MAX_RULES=...); the Go side mirrors them in consts.go
+ * ("keep in sync with bpf/consts.h"). */
+#ifndef XM_SOURCE_CONSTS_H
+#define XM_SOURCE_CONSTS_H
+
+/* Rules per direction in one buffer of the rule table. */
+#ifndef XM_MAX_RULES
+#define XM_MAX_RULES 8192
+#endif
+
+/* Sessions (stable ids assigned by the control plane). */
+#ifndef XM_MAX_SESSIONS
+#define XM_MAX_SESSIONS 256
+#endif
+
+/* Source interfaces. */
+#ifndef XM_MAX_IFACES
+#define XM_MAX_IFACES 64
+#endif
+
+/* Target addresses whose VXLAN is never mirrored. */
+#ifndef XM_MAX_TARGETS
+#define XM_MAX_TARGETS 256
+#endif
+
+/* Extension headers walked in IPv6 before giving up on ports. */
+#ifndef XM_MAX_V6_EXT
+#define XM_MAX_V6_EXT 4
+#endif
+
+#define XM_DIR_IN  0
+#define XM_DIR_OUT 1
+
+#define XM_ACTION_ACCEPT 1
+#define XM_ACTION_REJECT 2
+
+/* rule.flags */
+#define XM_RULE_ANY_PROTO 0x1 /* protocol "all" */
+#define XM_RULE_PORTS     0x2 /* a port range narrower than all: tcp/udp only */
+
+/* state.datapath: where clones are cut and encapsulated. */
+#define XM_DATAPATH_KERNEL 0 /* clone to the VXLAN device (default) */
+#define XM_DATAPATH_PERF   1 /* copy the cut frame to a perf buffer; user space encapsulates */
+
+/* session.hash_mode */
+#define XM_HASH_SYMMETRIC   0
+#define XM_HASH_DIRECTIONAL 1
+
+/* skb->mark of a clone on its way to the VXLAN device: a magic in the top
+ * five bits, then direction, session id and source ifindex. The mark is the
+ * only thing that survives the trip through the replica veth (below), and the
+ * tunnel program drops anything without the magic that the kernel might send
+ * through the VXLAN device. */
+#define XM_MARK_MAGIC      0xB0000000U
+#define XM_MARK_MAGIC_MASK 0xF8000000U
+#define XM_MARK_DIR_SHIFT  26
+#define XM_MARK_SESS_SHIFT 16
+#define XM_MARK_SESS_MASK  0x3ffU
+#define XM_MARK_IF_MASK    0xffffU
+
+/* iface.flags */
+/* The interface leaves segmentation or checksumming to the kernel, which does
+ * it after the tc hook and before tcpdump sees the packet: outbound clones go
+ * through a replica veth with the same offload settings, so the kernel does
+ * the same work on them before they are cut. */
+#define XM_IF_REPLICA 0x1
+
+#define XM_VXLAN_PORT 4789
+
+#define XM_ETH_HLEN 14
+#define XM_ETH_P_IP   0x0800
+#define XM_ETH_P_IPV6 0x86DD
+
+/* tc verdicts as returned to TCX: TC_ACT_UNSPEC lets the next program or the
+ * stack decide, so the original packet is never affected. */
+#define XM_TC_NEXT -1
+#define XM_TC_OK 0
+#define XM_TC_SHOT 2
+
+#endif

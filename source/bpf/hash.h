@@ -1,0 +1,67 @@
+/* Flow hash for the outer UDP source port. The vxlan driver derives the
+ * source port from skb->hash (udp_flow_src_port), so the program sets the hash
+ * instead of writing headers. */
+#ifndef XM_SOURCE_HASH_H
+#define XM_SOURCE_HASH_H
+
+#include "parsing.h"
+
+static __always_inline __u32 xm_mix(__u32 h, __u32 v)
+{
+	v *= 0xcc9e2d51;
+	v = (v << 15) | (v >> 17);
+	v *= 0x1b873593;
+	h ^= v;
+	h = (h << 13) | (h >> 19);
+	return h * 5 + 0xe6546b64;
+}
+
+static __always_inline __u32 xm_fmix(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+/* flow_hash hashes the 5-tuple. Symmetric: the endpoints are ordered first so
+ * both directions of a flow get the same value; directional: as sent (what
+ * AWS does). */
+static __always_inline __u32 flow_hash(const struct flow *f, int symmetric)
+{
+	const __u32 *a = f->src, *b = f->dst;
+	__u16 pa = f->sport, pb = f->dport;
+	__u32 h = 0x9e3779b9 ^ f->proto;
+
+	if (symmetric) {
+		int swap = 0;
+
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			if (a[i] != b[i]) {
+				swap = a[i] > b[i];
+				break;
+			}
+		}
+		if (!swap && a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3])
+			swap = pa > pb;
+		if (swap) {
+			a = f->dst;
+			b = f->src;
+			pa = f->dport;
+			pb = f->sport;
+		}
+	}
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		h = xm_mix(h, a[i]);
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		h = xm_mix(h, b[i]);
+	h = xm_mix(h, ((__u32)pa << 16) | pb);
+	return xm_fmix(h);
+}
+
+#endif

@@ -1,0 +1,107 @@
+/* Packet parsing into the fields filter rules match on. Uses
+ * bpf_skb_load_bytes so non-linear skbs parse without pulling (the original
+ * packet is never touched). */
+#ifndef XM_SOURCE_PARSING_H
+#define XM_SOURCE_PARSING_H
+
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "consts.h"
+
+struct flow {
+	__u32 src[4];
+	__u32 dst[4];
+	__u16 ethertype; /* host order */
+	__u8 proto;
+	__u8 has_ports;
+	__u16 sport; /* host order */
+	__u16 dport;
+};
+
+#define IPV6_NEXTHDR_HOP 0
+#define IPV6_NEXTHDR_ROUTING 43
+#define IPV6_NEXTHDR_FRAGMENT 44
+#define IPV6_NEXTHDR_DEST 60
+
+static __always_inline int load_ports(struct __sk_buff *skb, __u32 off, struct flow *f)
+{
+	__u16 ports[2];
+
+	if (f->proto != IPPROTO_TCP && f->proto != IPPROTO_UDP)
+		return 0;
+	if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)) < 0)
+		return 0; /* truncated: match on addresses only */
+	f->sport = bpf_ntohs(ports[0]);
+	f->dport = bpf_ntohs(ports[1]);
+	f->has_ports = 1;
+	return 0;
+}
+
+/* parse_flow fills f; returns -1 for frames that are neither IPv4 nor IPv6 or
+ * whose IP header is truncated (never mirrored). */
+static __always_inline int parse_flow(struct __sk_buff *skb, struct flow *f)
+{
+	__u16 proto = bpf_ntohs(skb->protocol);
+
+	f->ethertype = proto;
+	if (proto == XM_ETH_P_IP) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, XM_ETH_HLEN, &ip, sizeof(ip)) < 0)
+			return -1;
+		if (ip.version != 4 || ip.ihl < 5)
+			return -1;
+		f->src[0] = ip.saddr;
+		f->dst[0] = ip.daddr;
+		f->proto = ip.protocol;
+		/* Only the first fragment carries ports. */
+		if (ip.frag_off & bpf_htons(0x1fff))
+			return 0;
+		return load_ports(skb, XM_ETH_HLEN + ip.ihl * 4, f);
+	}
+	if (proto == XM_ETH_P_IPV6) {
+		struct ipv6hdr ip6;
+		__u32 off = XM_ETH_HLEN + sizeof(ip6);
+		__u8 nh;
+
+		if (bpf_skb_load_bytes(skb, XM_ETH_HLEN, &ip6, sizeof(ip6)) < 0)
+			return -1;
+		__builtin_memcpy(f->src, &ip6.saddr, 16);
+		__builtin_memcpy(f->dst, &ip6.daddr, 16);
+		nh = ip6.nexthdr;
+#pragma unroll
+		for (int i = 0; i < XM_MAX_V6_EXT; i++) {
+			__u8 ext[2];
+
+			if (nh != IPV6_NEXTHDR_HOP && nh != IPV6_NEXTHDR_ROUTING &&
+			    nh != IPV6_NEXTHDR_DEST && nh != IPV6_NEXTHDR_FRAGMENT)
+				break;
+			if (bpf_skb_load_bytes(skb, off, ext, sizeof(ext)) < 0)
+				return -1;
+			if (nh == IPV6_NEXTHDR_FRAGMENT) {
+				__u16 frag;
+
+				if (bpf_skb_load_bytes(skb, off + 2, &frag, sizeof(frag)) < 0)
+					return -1;
+				f->proto = ext[0];
+				/* A non-first fragment has no ports. */
+				if (bpf_ntohs(frag) & 0xfff8)
+					return 0;
+				nh = ext[0];
+				off += 8;
+				continue;
+			}
+			nh = ext[0];
+			off += (ext[1] + 1) * 8;
+		}
+		f->proto = nh;
+		return load_ports(skb, off, f);
+	}
+	return -1;
+}
+
+#endif

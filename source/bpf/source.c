@@ -1,0 +1,373 @@
+//go:build ignore
+
+/* xmirror source data path.
+ *
+ * xm_source_ingress / xm_source_egress run (TCX) on every source interface:
+ * they classify the packet against the compiled filter rules of the sessions
+ * and, for the first session that accepts it, clone it to the VXLAN device in
+ * external mode. The original packet is never changed or dropped.
+ *
+ * xm_tunnel runs on the VXLAN device's egress: it cuts the clone to the
+ * session length and sets the tunnel key (VNI, target, outer source, DF) and
+ * the flow hash from which the driver derives the outer UDP source port. */
+
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "consts.h"
+#include "structs.h"
+#include "maps.h"
+#include "parsing.h"
+#include "hash.h"
+
+char __license[] SEC("license") = "GPL";
+
+/* Puts struct sample into the BTF for bpf2go (it only travels through the
+ * perf buffer). */
+const struct sample *unused_sample __attribute__((unused));
+
+/* Set by tests: record every classification in xm_decision and do not clone. */
+volatile const __u32 record_decision = 0;
+
+/* Profiling aid for benchmarks: 1 = drop clones before cutting, 2 = drop
+ * them after cutting (measures the cost of each stage). */
+volatile const __u32 tunnel_stop = 0;
+
+struct walk {
+	struct flow f;
+	__u32 base;
+	__u32 count;
+	__u32 i;
+	__u32 ifindex;
+	__s32 session;
+	__u32 rule;
+};
+
+static __always_inline int addr_match(const __u32 *a, const __u32 *net, const __u32 *mask)
+{
+	return ((a[0] & mask[0]) == net[0]) && ((a[1] & mask[1]) == net[1]) &&
+	       ((a[2] & mask[2]) == net[2]) && ((a[3] & mask[3]) == net[3]);
+}
+
+static __always_inline int rule_match(const struct rule *r, const struct flow *f)
+{
+	if (r->ethertype != f->ethertype)
+		return 0;
+	if (!(r->flags & XM_RULE_ANY_PROTO) && r->proto != f->proto)
+		return 0;
+	if (!addr_match(f->src, r->src, r->src_mask) || !addr_match(f->dst, r->dst, r->dst_mask))
+		return 0;
+	if (r->flags & XM_RULE_PORTS) {
+		if (!f->has_ports)
+			return 0;
+		if (f->sport < r->sport_lo || f->sport > r->sport_hi)
+			return 0;
+		if (f->dport < r->dport_lo || f->dport > r->dport_hi)
+			return 0;
+	}
+	return 1;
+}
+
+/* walk_one evaluates the rule at w->i. It always moves w->i forward, so the
+ * walk ends within count steps. */
+static long walk_one(__u64 unused, void *data)
+{
+	struct walk *w = data;
+	struct rule *r;
+	__u32 key;
+
+	if (w->i >= w->count)
+		return 1;
+	key = w->base + w->i;
+	r = bpf_map_lookup_elem(&xm_rules, &key);
+	if (!r)
+		return 1;
+	if (r->ifindex != w->ifindex) {
+		w->i = r->next > w->i ? r->next : w->i + 1;
+		return 0;
+	}
+	if (!rule_match(r, &w->f)) {
+		w->i++;
+		return 0;
+	}
+	if (r->action == XM_ACTION_ACCEPT) {
+		w->session = r->session;
+		w->rule = w->i;
+		return 1;
+	}
+	/* Reject: this session does not mirror the packet; the next may. */
+	w->i = r->next > w->i ? r->next : w->i + 1;
+	return 0;
+}
+
+static __always_inline struct counters *counters_of(__u32 session, __u32 dir)
+{
+	__u32 key = session * 2 + dir;
+
+	return bpf_map_lookup_elem(&xm_counters, &key);
+}
+
+/* over_rate takes a token from the session's bucket; 1 when none is left. */
+static __always_inline int over_rate(__u32 id, const struct session *s)
+{
+	struct bucket *b;
+	__u64 now, cap, tokens;
+	int over = 0;
+
+	if (!s->rate_pps)
+		return 0;
+	b = bpf_map_lookup_elem(&xm_buckets, &id);
+	if (!b)
+		return 0;
+	now = bpf_ktime_get_ns();
+	cap = (__u64)(s->burst ? s->burst : s->rate_pps) * 1000000000ULL;
+	bpf_spin_lock(&b->lock);
+	tokens = b->tokens + (now - b->last_ns) * s->rate_pps;
+	if (b->last_ns == 0 || tokens > cap)
+		tokens = cap;
+	b->last_ns = now;
+	if (tokens >= 1000000000ULL)
+		tokens -= 1000000000ULL;
+	else
+		over = 1;
+	b->tokens = tokens;
+	bpf_spin_unlock(&b->lock);
+	return over;
+}
+
+/* emit copies the first snaplen bytes of the frame to user space (datapath
+ * perf). Only those bytes are copied: the cost does not grow with the size of
+ * a GSO packet, unlike cutting a clone. */
+static __always_inline void emit(struct __sk_buff *skb, const struct session *s, struct counters *c,
+				 __u32 id, __u32 dir, __u32 ifindex, __u32 hash)
+{
+	struct sample smp = {};
+	__u32 len = skb->len;
+	__u32 cap = len;
+
+	if (s->snaplen && cap > s->snaplen)
+		cap = s->snaplen;
+	cap &= 0xffff;
+	smp.caplen = cap;
+	smp.len = len;
+	smp.hash = hash;
+	smp.ifindex = ifindex;
+	smp.session = id;
+	smp.dir = dir;
+	if (bpf_perf_event_output(skb, &xm_events, BPF_F_CURRENT_CPU | ((__u64)cap << 32), &smp, sizeof(smp))) {
+		c->errors++;
+		return;
+	}
+	c->packets++;
+	c->bytes += cap;
+	if (cap < len)
+		c->cut++;
+}
+
+static __always_inline __u32 clone_mark(__u32 session, __u32 dir, __u32 ifindex)
+{
+	return XM_MARK_MAGIC | (dir << XM_MARK_DIR_SHIFT) |
+	       ((session & XM_MARK_SESS_MASK) << XM_MARK_SESS_SHIFT) | (ifindex & XM_MARK_IF_MASK);
+}
+
+static __always_inline int handle(struct __sk_buff *skb, __u32 dir)
+{
+	__u32 zero = 0;
+	struct state *st;
+	struct walk w = {};
+	struct session *s;
+	struct counters *c;
+	struct iface *ifc;
+	__u32 skey, mark, out;
+	long ret;
+
+	st = bpf_map_lookup_elem(&xm_state, &zero);
+	if (!st)
+		return XM_TC_NEXT;
+	/* Our own tunnel packets leave through this interface: never mirror. */
+	if (st->tunnel_mark && skb->mark == st->tunnel_mark)
+		return XM_TC_NEXT;
+	if (parse_flow(skb, &w.f) < 0)
+		return XM_TC_NEXT;
+	if (w.f.ethertype == XM_ETH_P_IP && w.f.proto == IPPROTO_UDP && w.f.has_ports &&
+	    w.f.dport == XM_VXLAN_PORT && bpf_map_lookup_elem(&xm_targets, &w.f.dst[0]))
+		return XM_TC_NEXT;
+
+	__u32 buf = st->active & 1;
+	w.base = (buf * 2 + dir) * XM_MAX_RULES;
+	w.count = dir ? st->nrules[buf][1] : st->nrules[buf][0];
+	if (w.count > XM_MAX_RULES)
+		w.count = XM_MAX_RULES;
+	w.ifindex = skb->ifindex;
+	w.session = -1;
+	if (w.count)
+		bpf_loop(XM_MAX_RULES, walk_one, &w, 0);
+
+	if (record_decision) {
+		struct decision *d = bpf_map_lookup_elem(&xm_decision, &zero);
+
+		if (d) {
+			d->packets++;
+			d->session = w.session;
+			d->rule = w.rule;
+			d->dir = dir;
+		}
+		return XM_TC_NEXT;
+	}
+	if (w.session < 0)
+		return XM_TC_NEXT;
+
+	__u32 id = (__u32)w.session % XM_MAX_SESSIONS;
+	skey = buf * XM_MAX_SESSIONS + id;
+	s = bpf_map_lookup_elem(&xm_sessions, &skey);
+	c = counters_of(id, dir);
+	if (!s || !c)
+		return XM_TC_NEXT;
+	if (over_rate(id, s)) {
+		c->ratelimited++;
+		return XM_TC_NEXT;
+	}
+	out = st->vxlan_ifindex;
+	if (dir == XM_DIR_OUT) {
+		__u32 ifindex = skb->ifindex;
+
+		ifc = bpf_map_lookup_elem(&xm_ifaces, &ifindex);
+		if (ifc && (ifc->flags & XM_IF_REPLICA) && ifc->replica)
+			out = ifc->replica;
+	}
+	if (st->datapath == XM_DATAPATH_PERF && out == st->vxlan_ifindex) {
+		emit(skb, s, c, id, dir, skb->ifindex, flow_hash(&w.f, s->hash_mode == XM_HASH_SYMMETRIC));
+		return XM_TC_NEXT;
+	}
+
+	/* The clone inherits the mark; the original gets its own back at once. */
+	mark = skb->mark;
+	skb->mark = clone_mark(id, dir, skb->ifindex);
+	ret = bpf_clone_redirect(skb, out, 0);
+	skb->mark = mark;
+	if (ret)
+		c->errors++;
+	return XM_TC_NEXT;
+}
+
+SEC("tc")
+int xm_source_ingress(struct __sk_buff *skb)
+{
+	return handle(skb, XM_DIR_IN);
+}
+
+SEC("tc")
+int xm_source_egress(struct __sk_buff *skb)
+{
+	return handle(skb, XM_DIR_OUT);
+}
+
+/* xm_replica receives outbound clones from the replica veth, segmented and
+ * checksummed by the kernel exactly as on the source interface, and passes
+ * them on to the VXLAN device. */
+SEC("tc")
+int xm_replica(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct state *st;
+
+	if ((skb->mark & XM_MARK_MAGIC_MASK) != XM_MARK_MAGIC)
+		return XM_TC_SHOT;
+	st = bpf_map_lookup_elem(&xm_state, &zero);
+	if (!st)
+		return XM_TC_SHOT;
+	if (st->datapath == XM_DATAPATH_PERF) {
+		__u32 mark = skb->mark, skey, id, dir;
+		struct flow f = {};
+		struct session *s;
+		struct counters *c;
+
+		id = ((mark >> XM_MARK_SESS_SHIFT) & XM_MARK_SESS_MASK) % XM_MAX_SESSIONS;
+		dir = (mark >> XM_MARK_DIR_SHIFT) & 1;
+		skey = (st->active & 1) * XM_MAX_SESSIONS + id;
+		s = bpf_map_lookup_elem(&xm_sessions, &skey);
+		c = counters_of(id, dir);
+		if (!s || !c)
+			return XM_TC_SHOT;
+		parse_flow(skb, &f);
+		emit(skb, s, c, id, dir, mark & XM_MARK_IF_MASK, flow_hash(&f, s->hash_mode == XM_HASH_SYMMETRIC));
+		return XM_TC_SHOT;
+	}
+	return bpf_redirect(st->vxlan_ifindex, 0);
+}
+
+SEC("tc")
+int xm_tunnel(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct bpf_tunnel_key key = {};
+	struct flow f = {};
+	struct state *st;
+	struct session *s;
+	struct counters *c;
+	struct iface *ifc;
+	__u32 skey, len, id, dir, ifindex, mark = skb->mark;
+
+	/* Only clones made by the source programs may leave through this device. */
+	if ((mark & XM_MARK_MAGIC_MASK) != XM_MARK_MAGIC)
+		return XM_TC_SHOT;
+	id = ((mark >> XM_MARK_SESS_SHIFT) & XM_MARK_SESS_MASK) % XM_MAX_SESSIONS;
+	dir = (mark >> XM_MARK_DIR_SHIFT) & 1;
+	ifindex = mark & XM_MARK_IF_MASK;
+	st = bpf_map_lookup_elem(&xm_state, &zero);
+	if (!st)
+		return XM_TC_SHOT;
+	skey = (st->active & 1) * XM_MAX_SESSIONS + id;
+	s = bpf_map_lookup_elem(&xm_sessions, &skey);
+	c = counters_of(id, dir);
+	if (!s || !c)
+		return XM_TC_SHOT;
+	ifc = bpf_map_lookup_elem(&xm_ifaces, &ifindex);
+	if (!ifc) {
+		c->errors++;
+		return XM_TC_SHOT;
+	}
+	/* Hash before cutting: the ports may lie beyond the cut. */
+	parse_flow(skb, &f);
+
+	if (tunnel_stop == 1)
+		return XM_TC_SHOT;
+	len = skb->len;
+	if (s->snaplen && len > s->snaplen) {
+		if (bpf_skb_change_tail(skb, s->snaplen, 0)) {
+			c->errors++;
+			return XM_TC_SHOT;
+		}
+		c->cut++;
+		len = s->snaplen;
+	}
+
+	if (tunnel_stop == 2)
+		return XM_TC_SHOT;
+	key.tunnel_id = s->vni;
+	key.remote_ipv4 = bpf_ntohl(s->remote);
+	key.local_ipv4 = bpf_ntohl(ifc->local);
+	key.tunnel_ttl = s->ttl ? s->ttl : 64;
+	/* DF: the cut already fits the path MTU; a zero UDP checksum as RFC 7348
+	 * recommends and the clouds send. */
+	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_DONT_FRAGMENT | BPF_F_ZERO_CSUM_TX)) {
+		c->errors++;
+		return XM_TC_SHOT;
+	}
+	bpf_set_hash(skb, flow_hash(&f, s->hash_mode == XM_HASH_SYMMETRIC));
+	skb->mark = st->tunnel_mark;
+	c->packets++;
+	c->bytes += len;
+	return XM_TC_OK;
+}
+
+/* xm_drop sits on the VXLAN device's ingress: the device exists to send, but
+ * in external mode it also decapsulates whatever arrives on UDP 4789 and
+ * would hand it to the stack as if received on xmirror0. */
+SEC("tc")
+int xm_drop(struct __sk_buff *skb)
+{
+	return XM_TC_SHOT;
+}

@@ -1,0 +1,101 @@
+/* Structures shared by the source programs and the Go control plane (bpf2go
+ * generates the Go types from them: keep the field order and padding
+ * explicit). */
+#ifndef XM_SOURCE_STRUCTS_H
+#define XM_SOURCE_STRUCTS_H
+
+#include <linux/types.h>
+
+/* One compiled filter rule. Rules of one (session, interface) pair form a
+ * block; next is the index of the first rule after the block, so a reject or
+ * an interface mismatch skips the whole session in one step. Addresses and
+ * masks are in network byte order; IPv4 uses word 0. */
+struct rule {
+	__u32 ifindex;
+	__u16 session;
+	__u8 action;
+	__u8 flags;
+	__u16 ethertype; /* host order */
+	__u8 proto;
+	__u8 pad;
+	__u16 sport_lo;
+	__u16 sport_hi;
+	__u16 dport_lo;
+	__u16 dport_hi;
+	__u32 next;
+	__u32 src[4];
+	__u32 src_mask[4];
+	__u32 dst[4];
+	__u32 dst_mask[4];
+};
+
+/* A mirror session as the tunnel program needs it. */
+struct session {
+	__u32 vni;
+	__u32 remote;  /* IPv4, network order */
+	__u32 snaplen; /* effective: min(packet_length, path MTU - 50) */
+	__u32 rate_pps; /* 0 = unlimited */
+	__u32 burst;
+	__u8 ttl;
+	__u8 hash_mode;
+	__u16 pad;
+};
+
+/* A source interface. */
+struct iface {
+	__u32 local;   /* IPv4, network order: outer source address */
+	__u32 flags;   /* XM_IF_* */
+	__u32 replica; /* ifindex of the replica veth's sending end */
+	__u32 pad;
+};
+
+/* Global state; one entry. active selects the buffer of rules/sessions in use,
+ * switched last by the control plane so a reload is hitless. */
+struct state {
+	__u32 active;
+	__u32 vxlan_ifindex;
+	__u32 tunnel_mark;
+	__u32 datapath;     /* XM_DATAPATH_* */
+	__u32 nrules[2][2]; /* [buffer][direction] */
+};
+
+/* Per-CPU counters per session and direction. */
+struct counters {
+	__u64 packets;     /* mirrored packets handed to the tunnel */
+	__u64 bytes;       /* bytes of the mirrored frames after cutting */
+	__u64 cut;         /* frames cut to the session length */
+	__u64 ratelimited; /* accepted but over the rate limit: not mirrored */
+	__u64 errors;      /* clone or encapsulation failures */
+};
+
+/* Token bucket of a rate-limited session. */
+struct bucket {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	__u64 tokens; /* in nanopackets: 1e9 per packet */
+	__u64 last_ns;
+};
+
+/* Header of a perf-buffer sample (datapath perf); caplen bytes of the frame
+ * follow it. */
+struct sample {
+	__u32 caplen; /* bytes of the frame in the sample */
+	__u32 len;    /* the frame's length */
+	__u32 hash;   /* flow hash for the outer UDP source port */
+	__u32 ifindex;
+	__u16 session;
+	__u8 dir;
+	__u8 pad;
+	__u32 pad2;
+};
+
+/* The classification result, recorded only when record_decision is set
+ * (tests). */
+struct decision {
+	__u32 packets;
+	__s32 session; /* -1: not mirrored */
+	__u32 rule;    /* index of the accepting rule */
+	__u32 dir;
+};
+
+#endif

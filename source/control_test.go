@@ -1,0 +1,187 @@
+package source
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/google/gopacket/layers"
+	"github.com/vishvananda/netlink"
+
+	"github.com/xmirror/xmirror/config"
+)
+
+func TestRefusesBadConfig(t *testing.T) {
+	lab := seedLab(t, false)
+	src := lab.Host("source")
+	for _, c := range []struct {
+		name, from, to, want string
+	}{
+		{"unknown interface", "sources: [eth0]", "sources: [eth7]", `interface "eth7"`},
+		{"target without route", "target: 192.168.0.147", "target: 10.20.30.40", "no route"},
+		{"target port other than the device's", "target: 192.168.0.147", `target: "192.168.0.147:4790"`, "port 4790"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := seedConfig(t, strings.Replace(seedYAML, c.from, c.to, 1))
+			err := src.Do(func() error {
+				s, err := New(cfg, Options{})
+				if err == nil {
+					s.Close()
+				}
+				return err
+			})
+			if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("New: %v; want an ErrConfig mentioning %q", err, c.want)
+			}
+			// Refused before anything was created.
+			src.Do(func() error {
+				if _, err := netlink.LinkByName(config.DefaultDevice); err == nil {
+					t.Errorf("%s exists after a refused start", config.DefaultDevice)
+				}
+				return nil
+			})
+		})
+	}
+}
+
+// TestReload switches filter, VNI and enabled sessions of a running source
+// and checks that the programs stay attached (same TCX links) while the new
+// rules take effect; Close removes everything.
+func TestReload(t *testing.T) {
+	lab := seedLab(t, false)
+	src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
+	s := startSource(t, src, seedConfig(t, seedYAML))
+	linkIDs := func() []link.ID {
+		var ids []link.ID
+		for _, l := range s.links {
+			for _, x := range l {
+				info, err := x.Info()
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, info.ID)
+			}
+		}
+		return ids
+	}
+	before := linkIDs()
+
+	// Mirror port 5678 with VNI 2 instead of 1234 with VNI 1.
+	next := strings.NewReplacer("1234-1234", "5678", "vni: 1,", "vni: 2,").Replace(seedYAML)
+	if err := src.Do(func() error { return s.Reload(seedConfig(t, next)) }); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if after := linkIDs(); len(after) != len(before) || after[0] != before[0] || after[1] != before[1] {
+		t.Fatalf("links changed across reload: %v -> %v", before, after)
+	}
+	cap := startCapture(t, target, "target", "udp", "port", "4789")
+	seedConversation(t, src, test) // port 1234: no longer mirrored
+	noise(t, src, test)            // includes a TCP conversation on 5678
+	got := cap.packets(t)
+	if len(got) == 0 {
+		t.Fatal("nothing mirrored after reload")
+	}
+	for i, p := range got {
+		vni, inner, _, _ := decap(t, p)
+		tcp := packetTCP(inner)
+		if vni != 2 || tcp == nil || (tcp.SrcPort != 5678 && tcp.DstPort != 5678) {
+			t.Errorf("packet %d after reload: vni %d %s", i, vni, describe(inner))
+		}
+	}
+
+	// A bad reload keeps the running configuration.
+	bad := strings.Replace(next, "sources: [eth0]", "sources: [nope0]", 1)
+	if err := src.Do(func() error { return s.Reload(seedConfig(t, bad)) }); !errors.Is(err, ErrConfig) {
+		t.Fatalf("bad reload: %v, want ErrConfig", err)
+	}
+	// Disabling the only session detaches from eth0.
+	off := strings.Replace(next, "enabled: true", "enabled: false", 1)
+	if err := src.Do(func() error { return s.Reload(seedConfig(t, off)) }); err != nil {
+		t.Fatalf("reload disabled: %v", err)
+	}
+	if len(s.links) != 0 {
+		t.Errorf("%d interfaces still attached with every session disabled", len(s.links))
+	}
+	if err := src.Do(func() error { return s.Reload(seedConfig(t, seedYAML)) }); err != nil {
+		t.Fatalf("reload enabled: %v", err)
+	}
+	if len(s.links) != 1 {
+		t.Errorf("%d interfaces attached after re-enabling, want 1", len(s.links))
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	lab := seedLab(t, false)
+	src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
+	yaml := strings.Replace(mirrorAllYAML, "target: 192.168.0.147}", "target: 192.168.0.147, rate_limit: 5}", 1)
+	yaml = strings.Replace(yaml, "protocol: all}]\n    outbound", "protocol: icmp}]\n    outbound", 1)
+	yaml = strings.Replace(yaml, "outbound: [{priority: 1, action: accept, protocol: all}]", "outbound: []", 1)
+	s := startSource(t, src, seedConfig(t, yaml))
+	sinkVXLAN(t, target)
+	cap := startCapture(t, target, "target", "udp", "port", "4789")
+	// 40 echo requests in well under a second: the bucket holds 5.
+	if out, err := test.Run("ping", "-c", "40", "-i", "0.002", "-W", "1", sourceIP); err != nil {
+		t.Fatalf("ping: %v %s", err, out)
+	}
+	got := len(cap.packets(t))
+	stats, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mirrored, limited uint64
+	for _, st := range stats {
+		mirrored += st.Packets
+		limited += st.RateLimited
+	}
+	// A burst of 5 plus 5 per second over the ping's run time.
+	if mirrored < 5 || mirrored > 12 || limited < 28 || mirrored+limited != 40 || uint64(got) != mirrored {
+		t.Fatalf("mirrored %d (target got %d), rate-limited %d of 40 inbound echo requests", mirrored, got, limited)
+	}
+}
+
+func packetTCP(frame []byte) *layers.TCP {
+	p := gopacketDecode(frame)
+	tcp, _ := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	return tcp
+}
+
+// TestPathMTU checks that mirrored frames are cut to fit the route to the
+// target (MTU 300 here) when the session keeps whole frames, never fragmented.
+func TestPathMTU(t *testing.T) {
+	lab := seedLab(t, false)
+	src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
+	if _, err := src.Run("ip", "route", "add", targetIP+"/32", "dev", "eth0", "mtu", "lock", "300"); err != nil {
+		t.Fatal(err)
+	}
+	yaml := strings.Replace(seedYAML, "packet_length: 96", "packet_length: 0", 1)
+	s := startSource(t, src, seedConfig(t, yaml))
+	sinkVXLAN(t, target)
+	cap := startCapture(t, target, "target", "udp", "port", "4789")
+	bulk(t, src, test, 64<<10)
+	got := cap.packets(t)
+	if len(got) < 10 {
+		t.Fatalf("only %d mirrored packets", len(got))
+	}
+	cut := 0
+	for i, p := range got {
+		_, inner, outer, _ := decap(t, p)
+		if outer.Length > 300 || outer.Flags&layers.IPv4MoreFragments != 0 || outer.FragOffset != 0 {
+			t.Fatalf("packet %d: outer length %d flags %v offset %d", i, outer.Length, outer.Flags, outer.FragOffset)
+		}
+		if len(inner) > 250 {
+			t.Fatalf("packet %d: inner frame %d bytes, want <= 250", i, len(inner))
+		}
+		if len(inner) == 250 {
+			cut++
+		}
+	}
+	stats, _ := s.Stats()
+	var counted uint64
+	for _, st := range stats {
+		counted += st.Cut
+	}
+	if cut == 0 || counted != uint64(cut) {
+		t.Errorf("%d frames cut to 250 bytes, counters say %d", cut, counted)
+	}
+}

@@ -1,0 +1,167 @@
+package source
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/google/gopacket/layers"
+)
+
+// TestSeedEquivalence runs the seed's scenario and checks that what reaches
+// the target is, packet for packet, `tcpdump -s 96` on the source interface
+// with the filter's equivalent: both directions, VNI 1, cut to 96, nothing else.
+func TestSeedEquivalence(t *testing.T) {
+	for _, datapath := range []string{DatapathKernel, DatapathPerf} {
+		for _, offload := range []bool{false, true} {
+			t.Run(datapath+"/"+map[bool]string{false: "offload-off", true: "offload-on"}[offload], func(t *testing.T) {
+				testSeedEquivalence(t, datapath, offload)
+			})
+		}
+	}
+}
+
+func testSeedEquivalence(t *testing.T, datapath string, offload bool) {
+	lab := seedLab(t, offload)
+	src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
+	cfg := seedConfig(t, seedYAML)
+
+	sinkVXLAN(t, target)
+	atTarget := startCapture(t, target, "target", "udp", "port", "4789")
+	atSource := startCapture(t, src, "source", "-s", "96", "tcp and host "+testIP+" and port 1234")
+	s := startSourceOpts(t, src, cfg, Options{Datapath: datapath})
+
+	gotSrc, gotTest := seedConversation(t, src, test)
+	if gotSrc != "test to source\n" || gotTest != "hello\nsource to test\n" {
+		t.Fatalf("conversation broken: source read %q, test read %q", gotSrc, gotTest)
+	}
+	bulk(t, src, test, 256<<10)
+	noise(t, src, test)
+
+	want := atSource.packets(t)
+	got := atTarget.packets(t)
+	if len(want) < 8 {
+		t.Fatalf("source capture has only %d packets (%s)", len(want), atSource.proc.Output())
+	}
+	if len(got) != len(want) {
+		for _, p := range got {
+			t.Logf("target: %v", p)
+		}
+		t.Fatalf("target received %d VXLAN packets, tcpdump on the source saw %d", len(got), len(want))
+	}
+	t.Logf("%d packets mirrored and seen by tcpdump", len(want))
+	// The two directions are compared separately, each in order: an inbound
+	// and an outbound packet mirrored at nearly the same moment may reach the
+	// target in either order (outbound clones on an interface without
+	// offloads take the replica veth's queue), as they may reach tcpdump.
+	type mirrored struct {
+		vni   uint32
+		inner []byte
+		outer *layers.IPv4
+		udp   *layers.UDP
+	}
+	var wantDir, gotDir [2][][]byte
+	var gotMeta [2][]mirrored
+	isInbound := func(frame []byte) bool {
+		tcp := packetTCP(frame)
+		if tcp == nil {
+			t.Fatalf("not TCP: %s", describe(frame))
+		}
+		return tcp.DstPort == 1234
+	}
+	for i := range want {
+		w := want[i].Data()
+		if len(w) > 96 {
+			t.Fatalf("tcpdump -s 96 gave %d bytes", len(w))
+		}
+		d := 1
+		if isInbound(w) {
+			d = 0
+		}
+		wantDir[d] = append(wantDir[d], w)
+		vni, inner, outer, udp := decap(t, got[i])
+		d = 1
+		if isInbound(inner) {
+			d = 0
+		}
+		gotDir[d] = append(gotDir[d], inner)
+		gotMeta[d] = append(gotMeta[d], mirrored{vni, inner, outer, udp})
+	}
+	dirs := map[bool]int{true: len(wantDir[0]), false: len(wantDir[1])}
+	var reordered [2]int
+	ports := map[[2]uint16]uint16{}
+	for d := 0; d < 2; d++ {
+		name := []string{"inbound", "outbound"}[d]
+		if len(gotDir[d]) != len(wantDir[d]) {
+			t.Errorf("%s: %d mirrored, tcpdump saw %d", name, len(gotDir[d]), len(wantDir[d]))
+			continue
+		}
+		for i := range wantDir[d] {
+			m := gotMeta[d][i]
+			if m.vni != 1 {
+				t.Errorf("%s packet %d: vni %d, want 1", name, i, m.vni)
+			}
+			if m.outer.SrcIP.String() != sourceIP || m.outer.DstIP.String() != targetIP {
+				t.Errorf("%s packet %d: outer %s > %s", name, i, m.outer.SrcIP, m.outer.DstIP)
+			}
+			if m.outer.Flags&layers.IPv4DontFragment == 0 {
+				t.Errorf("%s packet %d: DF not set", name, i)
+			}
+			if !bytes.Equal(m.inner, wantDir[d][i]) {
+				reordered[d]++
+			}
+			// Symmetric hash: both directions of the flow share one outer port.
+			tcp := packetTCP(m.inner)
+			key := [2]uint16{uint16(tcp.SrcPort), uint16(tcp.DstPort)}
+			if d == 0 {
+				key = [2]uint16{uint16(tcp.DstPort), uint16(tcp.SrcPort)}
+			}
+			if p, ok := ports[key]; ok && p != uint16(m.udp.SrcPort) {
+				t.Errorf("%s packet %d: outer source port %d, earlier %d for the same flow", name, i, m.udp.SrcPort, p)
+			}
+			ports[key] = uint16(m.udp.SrcPort)
+		}
+	}
+	// Same packets, byte for byte: the multisets of each direction are equal.
+	// Order may differ between packets the kernel received on different CPUs
+	// at nearly the same moment (tcpdump's tap and the tc hook run on the CPU
+	// that processes each packet); those are counted and logged.
+	for d := 0; d < 2; d++ {
+		name := []string{"inbound", "outbound"}[d]
+		left := map[string]int{}
+		for _, w := range wantDir[d] {
+			left[string(w)]++
+		}
+		for i, g := range gotDir[d] {
+			if left[string(g)] == 0 {
+				t.Errorf("%s packet %d mirrored but not seen by tcpdump:\n %x\n %s", name, i, g, describe(g))
+				continue
+			}
+			left[string(g)]--
+		}
+		for w, n := range left {
+			if n > 0 {
+				t.Errorf("%s: seen by tcpdump but not mirrored (%d times):\n %x\n %s", name, n, []byte(w), describe([]byte(w)))
+			}
+		}
+		if reordered[d] > 0 {
+			t.Logf("%s: %d of %d packets at a different position than in tcpdump's capture", name, reordered[d], len(wantDir[d]))
+		}
+	}
+	if dirs[true] == 0 || dirs[false] == 0 {
+		t.Errorf("directions: %d inbound, %d outbound; want both", dirs[true], dirs[false])
+	}
+	stats, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, st := range stats {
+		n += st.Packets
+		if st.Errors != 0 {
+			t.Errorf("%s %s: %d errors", st.Session, st.Direction, st.Errors)
+		}
+	}
+	if n != uint64(len(want)) {
+		t.Errorf("counters say %d mirrored, want %d", n, len(want))
+	}
+}

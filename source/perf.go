@@ -1,0 +1,208 @@
+package source
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/netlab"
+)
+
+// Iperf modes: what runs on the source interface while iperf3 measures.
+const (
+	ModePlain   = "plain"        // nothing: the baseline
+	ModeXmirror = "xmirror"      // xmirror source mirroring every TCP packet, cut to 96 bytes (datapath kernel)
+	ModePerf    = "xmirror-perf" // the same with datapath perf (user-space encapsulation)
+	ModeMirred  = "mirred"       // kernel-native: tc u32 + action mirred egress mirror to a VXLAN device (no cut)
+)
+
+// IperfOptions configure IperfScenario.
+type IperfOptions struct {
+	Duration time.Duration // per iperf3 run; default 3s
+	Offload  bool          // keep checksum/segmentation offload on the veths (TSO: large GSO packets)
+	Modes    []string      // default plain, xmirror, xmirror-perf, mirred
+	// TunnelStop profiles the xmirror mode: clones dropped before (1) or
+	// after (2) cutting, 0 = the real path.
+	TunnelStop uint32
+}
+
+// IperfResult is one iperf3 run.
+type IperfResult struct {
+	Mode          string
+	Direction     string // "inbound" (test sends to source) or "outbound" (source sends)
+	BitsPerSecond float64
+	Retransmits   int
+	Mirrored      uint64 // packets the xmirror source mirrored (xmirror mode)
+}
+
+// perfYAML mirrors every TCP packet both ways, as the seed session would.
+const perfYAML = `
+filters:
+  - name: all-tcp
+    inbound: [{priority: 1, action: accept, protocol: tcp}]
+    outbound: [{priority: 1, action: accept, protocol: tcp}]
+sessions:
+  - {name: perf, priority: 1, vni: 1, packet_length: 96, filter: all-tcp, sources: [eth0], target: 192.168.0.147}
+metrics: {listen: "off"}
+`
+
+// IperfScenario measures the TCP throughput between two namespaces (source
+// 192.168.0.230, test 192.168.0.161) in both directions, plain, with xmirror
+// mirroring every packet to a third (target 192.168.0.147), and with the
+// kernel's tc mirred to a VXLAN device, all in the same run so the ratios
+// compare. Needs root, iperf3 and tc.
+func IperfScenario(ctx context.Context, opts IperfOptions) (results []IperfResult, err error) {
+	if opts.Duration <= 0 {
+		opts.Duration = 3 * time.Second
+	}
+	if len(opts.Modes) == 0 {
+		opts.Modes = []string{ModePlain, ModeXmirror, ModePerf, ModeMirred}
+	}
+	lab, err := netlab.New("srcperf")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := lab.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	hosts := map[string]*netlab.Host{}
+	for name, addr := range map[string]string{"source": "192.168.0.230/24", "test": "192.168.0.161/24", "target": "192.168.0.147/24"} {
+		h, err := lab.AddHost(netlab.HostSpec{Name: name, Addrs: []string{addr}, Offload: opts.Offload})
+		if err != nil {
+			return nil, err
+		}
+		hosts[name] = h
+	}
+	src, test, target := hosts["source"], hosts["test"], hosts["target"]
+	// A VXLAN sink on the target, so it does not answer with ICMP.
+	var sink net.PacketConn
+	if err := target.Do(func() (err error) {
+		sink, err = net.ListenPacket("udp4", ":4789")
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("vxlan sink: %w", err)
+	}
+	defer sink.Close()
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			if _, _, err := sink.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+
+	for _, mode := range opts.Modes {
+		for _, reverse := range []bool{false, true} {
+			if err := ctx.Err(); err != nil {
+				return results, err
+			}
+			r, err := iperfRun(ctx, src, test, mode, reverse, opts.Duration, opts.TunnelStop)
+			if err != nil {
+				return results, fmt.Errorf("%s: %w", mode, err)
+			}
+			results = append(results, r)
+		}
+	}
+	return results, nil
+}
+
+func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse bool, d time.Duration, stop uint32) (res IperfResult, err error) {
+	res = IperfResult{Mode: mode, Direction: "inbound"}
+	if reverse {
+		res.Direction = "outbound"
+	}
+	var s *Source
+	switch mode {
+	case ModePlain:
+	case ModeXmirror, ModePerf:
+		cfg, err := config.Parse([]byte(perfYAML))
+		if err != nil {
+			return res, err
+		}
+		dp := DatapathKernel
+		if mode == ModePerf {
+			dp = DatapathPerf
+		}
+		if err := src.Do(func() (err error) { s, err = New(cfg, Options{TunnelStop: stop, Datapath: dp}); return err }); err != nil {
+			return res, err
+		}
+		defer src.Do(s.Close)
+	case ModeMirred:
+		undo, err := setupMirred(src)
+		defer undo()
+		if err != nil {
+			return res, err
+		}
+	default:
+		return res, fmt.Errorf("unknown mode %q", mode)
+	}
+	server, err := src.Start("iperf3", "-s", "-1", "-B", "192.168.0.230")
+	if err != nil {
+		return res, err
+	}
+	defer server.Stop()
+	time.Sleep(300 * time.Millisecond) // let the server listen
+	args := []string{"-c", "192.168.0.230", "-t", strconv.Itoa(int(d.Seconds())), "-J"}
+	if reverse {
+		args = append(args, "-R")
+	}
+	out, err := test.Command(ctx, "iperf3", args...).Output()
+	if err != nil {
+		return res, fmt.Errorf("iperf3 client: %w: %s", err, out)
+	}
+	var rep struct {
+		End struct {
+			SumSent     struct{ Retransmits int } `json:"sum_sent"`
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		return res, fmt.Errorf("iperf3 output: %w", err)
+	}
+	if rep.Error != "" {
+		return res, errors.New("iperf3: " + rep.Error)
+	}
+	res.BitsPerSecond = rep.End.SumReceived.BitsPerSecond
+	res.Retransmits = rep.End.SumSent.Retransmits
+	if s != nil {
+		stats, err := s.Stats()
+		if err == nil {
+			for _, st := range stats {
+				res.Mirrored += st.Packets
+			}
+		}
+	}
+	return res, nil
+}
+
+// setupMirred is the kernel-native alternative: a VXLAN device to the target
+// and tc mirred copying every TCP packet in both directions to it.
+func setupMirred(src *netlab.Host) (undo func(), err error) {
+	undo = func() {
+		src.Run("tc", "qdisc", "del", "dev", "eth0", "clsact")
+		src.Run("ip", "link", "del", "xmtc0")
+	}
+	for _, cmd := range [][]string{
+		{"ip", "link", "add", "xmtc0", "mtu", "65000", "type", "vxlan", "id", "1", "remote", "192.168.0.147", "local", "192.168.0.230", "dstport", "4789", "nolearning"},
+		{"ip", "link", "set", "xmtc0", "up"},
+		{"tc", "qdisc", "add", "dev", "eth0", "clsact"},
+		{"tc", "filter", "add", "dev", "eth0", "ingress", "protocol", "ip", "u32", "match", "ip", "protocol", "6", "0xff", "action", "mirred", "egress", "mirror", "dev", "xmtc0"},
+		{"tc", "filter", "add", "dev", "eth0", "egress", "protocol", "ip", "u32", "match", "ip", "protocol", "6", "0xff", "action", "mirred", "egress", "mirror", "dev", "xmtc0"},
+	} {
+		if _, err := src.Run(cmd[0], cmd[1:]...); err != nil {
+			return undo, err
+		}
+	}
+	return undo, nil
+}

@@ -1,0 +1,133 @@
+package source
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/xmirror/xmirror/config"
+)
+
+// ErrConfig marks a configuration the system cannot carry out (unknown
+// interface, target without a route, ...): refused before anything is attached.
+var ErrConfig = errors.New("bad configuration")
+
+// resolve looks up, in the current network namespace, everything compile needs
+// to know about the enabled sessions. port is the UDP port the VXLAN device
+// sends to; every target must use it.
+func resolve(cfg *config.Config, port int) (*Resolved, error) {
+	res := &Resolved{
+		Ifindex:  map[string]int{},
+		Local:    map[string]netip.Addr{},
+		Offloads: map[string]offloads{},
+		Target:   map[string]netip.Addr{},
+		PathMTU:  map[string]int{},
+	}
+	var errs []error
+	for _, s := range enabledSessions(cfg) {
+		for _, ifname := range s.Sources {
+			if _, ok := res.Ifindex[ifname]; ok {
+				continue
+			}
+			link, err := netlink.LinkByName(ifname)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%w: session %s: interface %q: %w", ErrConfig, s.Name, ifname, err))
+				continue
+			}
+			res.Ifindex[ifname] = link.Attrs().Index
+			if link.Attrs().Index > markIfindexMax {
+				errs = append(errs, fmt.Errorf("%w: session %s: interface %s has ifindex %d, above %d", ErrConfig, s.Name, ifname, link.Attrs().Index, markIfindexMax))
+			}
+			if res.Offloads[ifname], err = getOffloads(ifname); err != nil {
+				// Without ethtool answers assume the safe, software case.
+				slog.Debug("cannot read offloads; assuming none", "interface", ifname, "err", err)
+			}
+			addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+			if err != nil {
+				return nil, fmt.Errorf("list addresses of %s: %w", ifname, err)
+			}
+			for _, a := range addrs {
+				if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok {
+					res.Local[ifname] = ip
+					break
+				}
+			}
+			if !res.Local[ifname].IsValid() {
+				errs = append(errs, fmt.Errorf("%w: session %s: interface %s has no IPv4 address for the outer header", ErrConfig, s.Name, ifname))
+			}
+		}
+		target, err := resolveTarget(s.Target, port)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: session %s: target %q: %w", ErrConfig, s.Name, s.Target, err))
+			continue
+		}
+		res.Target[s.Name] = target
+		mtu, err := pathMTU(target)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: session %s: target %s: %w", ErrConfig, s.Name, target, err))
+			continue
+		}
+		res.PathMTU[s.Name] = mtu
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return res, nil
+}
+
+// resolveTarget parses host[:port] into an IPv4 address.
+func resolveTarget(target string, port int) (netip.Addr, error) {
+	host := target
+	if h, p, err := net.SplitHostPort(target); err == nil {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("port %q: %w", p, err)
+		}
+		if n != port {
+			return netip.Addr{}, fmt.Errorf("port %d: the VXLAN device sends to port %d", n, port)
+		}
+		host = h
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		if !a.Unmap().Is4() {
+			return netip.Addr{}, errors.New("not an IPv4 address (the outer header is IPv4)")
+		}
+		return a.Unmap(), nil
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("look up: %w", err)
+	}
+	for _, ip := range ips {
+		if a, ok := netip.AddrFromSlice(ip.To4()); ok {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, errors.New("no IPv4 address")
+}
+
+// pathMTU is the MTU of the route to dst: the route's own mtu metric, else its
+// device's MTU.
+func pathMTU(dst netip.Addr) (int, error) {
+	routes, err := netlink.RouteGet(dst.AsSlice())
+	if err != nil {
+		return 0, fmt.Errorf("no route: %w", err)
+	}
+	if len(routes) == 0 {
+		return 0, errors.New("no route")
+	}
+	r := routes[0]
+	if r.MTU > 0 {
+		return r.MTU, nil
+	}
+	link, err := netlink.LinkByIndex(r.LinkIndex)
+	if err != nil {
+		return 0, fmt.Errorf("route device %d: %w", r.LinkIndex, err)
+	}
+	return link.Attrs().MTU, nil
+}

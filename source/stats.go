@@ -1,0 +1,113 @@
+package source
+
+import (
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/cilium/ebpf"
+)
+
+// Stats are the counters of one session in one direction, summed over CPUs.
+type Stats struct {
+	Session     string
+	Filter      string
+	Direction   string // inbound | outbound
+	Packets     uint64 // mirrored
+	Bytes       uint64 // mirrored bytes (after cutting)
+	Cut         uint64 // mirrored frames that were cut
+	RateLimited uint64 // accepted but not mirrored: over the rate limit
+	Errors      uint64
+}
+
+// Stats reads the counters of every configured session, by session priority.
+func (s *Source) Stats() ([]Stats, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Stats
+	per := make([]sourceCounters, ebpf.MustPossibleCPU())
+	for _, sess := range enabledSessionsAll(s) {
+		id := s.ids[sess]
+		for dir := uint32(0); dir < 2; dir++ {
+			if err := s.objs.XmCounters.Lookup(uint32(id)*2+dir, &per); err != nil {
+				return nil, fmt.Errorf("read counters of %s: %w", sess, err)
+			}
+			st := Stats{Session: sess, Filter: s.filterOf(sess), Direction: dirName(int(dir))}
+			for _, c := range per {
+				st.Packets += c.Packets
+				st.Bytes += c.Bytes
+				st.Cut += c.Cut
+				st.RateLimited += c.Ratelimited
+				st.Errors += c.Errors
+			}
+			st.Errors += s.encap.errors(id, int(dir))
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+// enabledSessionsAll lists every session of the running configuration (enabled
+// or not: a disabled session keeps its counters) by priority.
+func enabledSessionsAll(s *Source) []string {
+	if s.cfg == nil {
+		return nil
+	}
+	sessions := append(s.cfg.Sessions[:0:0], s.cfg.Sessions...)
+	sort.SliceStable(sessions, func(i, j int) bool { return sessions[i].Priority < sessions[j].Priority })
+	names := make([]string, 0, len(sessions))
+	for _, x := range sessions {
+		if _, ok := s.ids[x.Name]; ok {
+			names = append(names, x.Name)
+		}
+	}
+	return names
+}
+
+func (s *Source) filterOf(session string) string {
+	for _, x := range s.cfg.Sessions {
+		if x.Name == session {
+			return x.Filter
+		}
+	}
+	return ""
+}
+
+// WriteMetrics writes the counters in the Prometheus text format; register it
+// with metrics.Set.RegisterMetricsWriter so /metrics reads the maps on scrape.
+func (s *Source) WriteMetrics(w io.Writer) {
+	stats, err := s.Stats()
+	if err != nil {
+		return
+	}
+	type metric struct {
+		name, help string
+		val        func(Stats) uint64
+	}
+	for _, m := range []metric{
+		{"xmirror_source_mirrored_packets_total", "Packets mirrored to the target.", func(x Stats) uint64 { return x.Packets }},
+		{"xmirror_source_mirrored_bytes_total", "Bytes of mirrored frames after cutting.", func(x Stats) uint64 { return x.Bytes }},
+		{"xmirror_source_cut_packets_total", "Mirrored frames cut to the session length.", func(x Stats) uint64 { return x.Cut }},
+		{"xmirror_source_ratelimited_packets_total", "Accepted packets not mirrored because of the session rate limit.", func(x Stats) uint64 { return x.RateLimited }},
+		{"xmirror_source_errors_total", "Packets the data path failed to clone or encapsulate.", func(x Stats) uint64 { return x.Errors }},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", m.name, m.help, m.name)
+		for _, x := range stats {
+			fmt.Fprintf(w, "%s{session=%q,filter=%q,direction=%q} %d\n", m.name, x.Session, x.Filter, x.Direction, m.val(x))
+		}
+	}
+	s.mu.Lock()
+	prog, encap := s.prog, s.encap
+	s.mu.Unlock()
+	if prog != nil {
+		fmt.Fprintf(w, "# HELP xmirror_source_rules Compiled filter rules in the data path.\n# TYPE xmirror_source_rules gauge\n")
+		fmt.Fprintf(w, "xmirror_source_rules{direction=\"inbound\"} %d\n", len(prog.Rules[dirIn]))
+		fmt.Fprintf(w, "xmirror_source_rules{direction=\"outbound\"} %d\n", len(prog.Rules[dirOut]))
+		fmt.Fprintf(w, "# HELP xmirror_source_interfaces Interfaces with the source programs attached.\n# TYPE xmirror_source_interfaces gauge\n")
+		fmt.Fprintf(w, "xmirror_source_interfaces %d\n", len(prog.Ifaces))
+	}
+	if encap != nil {
+		fmt.Fprintf(w, "# HELP xmirror_source_perf_lost_samples_total Cut frames lost because the perf buffer was full (datapath perf).\n# TYPE xmirror_source_perf_lost_samples_total counter\n")
+		fmt.Fprintf(w, "xmirror_source_perf_lost_samples_total %d\n", encap.lost.Load())
+	}
+}

@@ -1,0 +1,193 @@
+package source
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/cilium/ebpf/perf"
+	"golang.org/x/sys/unix"
+)
+
+// Datapaths: where the cut copy of a packet is encapsulated.
+const (
+	// DatapathKernel clones the packet to the VXLAN device, cuts the clone
+	// and lets the vxlan driver encapsulate it. The default.
+	DatapathKernel = "kernel"
+	// DatapathPerf copies only the cut frame to a per-CPU perf buffer and
+	// encapsulates it in user space (raw socket). Cutting a clone copies the
+	// whole packet, which is expensive for large GSO packets; this copies
+	// only the bytes kept.
+	DatapathPerf = "perf"
+
+	datapathKernel = 0 // keep in sync with bpf/consts.h
+	datapathPerf   = 1
+)
+
+// perfSampleHeader is sizeof(struct sample). Keep in sync with bpf/structs.h.
+const perfSampleHeader = int(unsafe.Sizeof(sourceSample{}))
+
+// encapsulator reads cut frames from the perf buffer and sends them as VXLAN
+// through a raw IPv4 socket carrying the tunnel mark.
+type encapsulator struct {
+	src       *Source
+	rd        *perf.Reader
+	fd        int
+	portMin   uint32
+	portRange uint32
+	errs      [MaxSessions * 2]atomic.Uint64
+	lost      atomic.Uint64
+	wg        sync.WaitGroup
+}
+
+// startEncapsulator opens the socket (in the caller's network namespace) and
+// the perf reader and starts the sending goroutine.
+func (s *Source) startEncapsulator() (err error) {
+	e := &encapsulator{src: s, fd: -1}
+	e.fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	if err != nil {
+		return fmt.Errorf("raw socket: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			unix.Close(e.fd)
+		}
+	}()
+	// The tunnel mark keeps the source programs from mirroring our own packets.
+	if err := unix.SetsockoptInt(e.fd, unix.SOL_SOCKET, unix.SO_MARK, int(s.mark)); err != nil {
+		return fmt.Errorf("set SO_MARK: %w", err)
+	}
+	_ = unix.SetsockoptInt(e.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+	e.portMin, e.portRange = localPortRange()
+	e.rd, err = perf.NewReader(s.objs.XmEvents, 1<<20)
+	if err != nil {
+		return fmt.Errorf("perf reader: %w", err)
+	}
+	s.encap = e
+	e.wg.Add(1)
+	go e.run()
+	return nil
+}
+
+// localPortRange is the range the vxlan driver takes outer source ports from
+// (net.ipv4.ip_local_port_range), so both datapaths pick the same port.
+func localPortRange() (min, rng uint32) {
+	min, max := uint32(32768), uint32(60999)
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		f := strings.Fields(string(b))
+		if len(f) == 2 {
+			lo, err1 := strconv.Atoi(f[0])
+			hi, err2 := strconv.Atoi(f[1])
+			if err1 == nil && err2 == nil && lo < hi {
+				min, max = uint32(lo), uint32(hi)
+			}
+		}
+	}
+	return min, max - min
+}
+
+// srcPort is udp_flow_src_port() of the kernel for a given flow hash.
+func (e *encapsulator) srcPort(hash uint32) uint16 {
+	hash ^= hash << 16
+	return uint16((uint64(hash)*uint64(e.portRange))>>32 + uint64(e.portMin))
+}
+
+func (e *encapsulator) run() {
+	defer e.wg.Done()
+	var rec perf.Record
+	buf := make([]byte, 0, 65536+36)
+	for {
+		if err := e.rd.ReadInto(&rec); err != nil {
+			if errors.Is(err, perf.ErrClosed) {
+				return
+			}
+			slog.Warn("perf read", "err", err)
+			continue
+		}
+		if rec.LostSamples > 0 {
+			e.lost.Add(rec.LostSamples)
+			continue
+		}
+		raw := rec.RawSample
+		if len(raw) < perfSampleHeader {
+			e.lost.Add(1)
+			continue
+		}
+		var h sourceSample
+		h.Caplen = binary.NativeEndian.Uint32(raw[0:])
+		h.Len = binary.NativeEndian.Uint32(raw[4:])
+		h.Hash = binary.NativeEndian.Uint32(raw[8:])
+		h.Ifindex = binary.NativeEndian.Uint32(raw[12:])
+		h.Session = binary.NativeEndian.Uint16(raw[16:])
+		h.Dir = raw[18]
+		frame := raw[perfSampleHeader:]
+		if int(h.Caplen) > len(frame) {
+			e.lost.Add(1)
+			continue
+		}
+		frame = frame[:h.Caplen]
+		key := (int(h.Session)%MaxSessions)*2 + int(h.Dir&1)
+		if err := e.send(buf[:0], &h, frame); err != nil {
+			e.errs[key].Add(1)
+		}
+	}
+}
+
+// send builds outer IPv4 (DF, TTL, the source interface's address; the
+// kernel fills in length, ID and checksum), UDP (checksum 0) and VXLAN (I
+// flag, VNI) in front of the frame and sends it.
+func (e *encapsulator) send(b []byte, h *sourceSample, frame []byte) error {
+	prog := e.src.live.Load()
+	if prog == nil {
+		return errors.New("no program")
+	}
+	sess, ok := prog.Sessions[h.Session]
+	if !ok {
+		return errors.New("unknown session")
+	}
+	ifc, ok := prog.Ifaces[h.Ifindex]
+	if !ok {
+		return errors.New("unknown interface")
+	}
+	udpLen := 8 + 8 + len(frame)
+	b = append(b,
+		0x45, 0, 0, 0, // version, IHL, TOS, total length (kernel)
+		0, 0, 0x40, 0, // ID (kernel), DF
+		sess.Ttl, unix.IPPROTO_UDP, 0, 0, // TTL, protocol, checksum (kernel)
+	)
+	b = binary.NativeEndian.AppendUint32(b, ifc.Local) // both already in network order in memory
+	b = binary.NativeEndian.AppendUint32(b, sess.Remote)
+	b = binary.BigEndian.AppendUint16(b, e.srcPort(h.Hash))
+	b = binary.BigEndian.AppendUint16(b, 4789)
+	b = binary.BigEndian.AppendUint16(b, uint16(udpLen))
+	b = append(b, 0, 0, 0x08, 0, 0, 0)
+	b = binary.BigEndian.AppendUint32(b, sess.Vni<<8)
+	b = append(b, frame...)
+	var dst unix.SockaddrInet4
+	binary.NativeEndian.PutUint32(dst.Addr[:], sess.Remote)
+	return unix.Sendto(e.fd, b, 0, &dst)
+}
+
+// errors returns the send failures of a session and direction.
+func (e *encapsulator) errors(id uint16, dir int) uint64 {
+	if e == nil {
+		return 0
+	}
+	return e.errs[int(id)*2+dir].Load()
+}
+
+func (e *encapsulator) close() {
+	if e == nil {
+		return
+	}
+	e.rd.Close()
+	e.wg.Wait()
+	unix.Close(e.fd)
+}

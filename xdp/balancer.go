@@ -1,0 +1,572 @@
+package xdp
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/xmirror/xmirror/config"
+)
+
+// Options says where and how the load balancer runs.
+type Options struct {
+	// PinPath holds the maps and links so a restart keeps forwarding; "" pins
+	// nothing (the program then lives as long as the Balancer).
+	PinPath string
+	// XDPMode is auto (native, else generic), native or generic.
+	XDPMode string
+	// DetachOnExit removes the program and the pins on Close.
+	DetachOnExit bool
+}
+
+// Balancer owns the loaded program and its maps: it writes backend tables
+// into the idle slot and flips the active slot, attaches to the listener's
+// interfaces and tracks backend health.
+type Balancer struct {
+	objs *objects
+	opts Options
+
+	mu      sync.Mutex
+	cfg     *config.LoadBalancer
+	ids     map[string]uint32 // backend key (address:port) -> stable id
+	names   [MaxBackends]string
+	healthy map[string]bool // backend key -> health; absent = healthy
+	links   map[string]link.Link
+	mode    string
+	hc      *healthChecker
+}
+
+// New loads the program, reusing pinned maps from an earlier run.
+func New(opts Options) (*Balancer, error) {
+	o, err := loadObjects(opts.PinPath)
+	if err != nil {
+		return nil, err
+	}
+	b := &Balancer{objs: o, opts: opts, ids: make(map[string]uint32), healthy: make(map[string]bool)}
+	if err := b.recoverIDs(); err != nil {
+		o.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Program is the load balancer's XDP program (for tests and benchmarks).
+func (b *Balancer) Program() *ebpf.Program { return b.objs.XmirrorLb }
+
+// BareProgram is a program that only returns XDP_TX: the benchmark baseline.
+func (b *Balancer) BareProgram() *ebpf.Program { return b.objs.XmirrorBareTx }
+
+// Mode is the XDP attach mode in use ("" before Attach).
+func (b *Balancer) Mode() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.mode
+}
+
+// backendKey identifies a backend across reloads and LB nodes.
+func backendKey(addr netip.Addr, port uint16) string {
+	return netip.AddrPortFrom(addr, port).String()
+}
+
+// recoverIDs keeps the ids of a previous run, so connection-table entries and
+// counters of the pinned maps keep meaning the same backends.
+func (b *Balancer) recoverIDs() error {
+	slot, err := b.activeSlot()
+	if err != nil {
+		return err
+	}
+	for id := uint32(0); id < MaxBackends; id++ {
+		var be lbLbBackend
+		if err := b.objs.LbBackends.Lookup(slot*MaxBackends+id, &be); err != nil {
+			return fmt.Errorf("read backend %d: %w", id, err)
+		}
+		if be.Addr == 0 {
+			continue
+		}
+		key := backendKey(addrFromBE(be.Addr), portFromBE(be.Port))
+		b.ids[key] = id
+		b.names[id] = cString(be.Name[:])
+	}
+	return nil
+}
+
+func (b *Balancer) activeSlot() (uint32, error) {
+	var v uint32
+	if err := b.objs.LbActive.Lookup(uint32(0), &v); err != nil {
+		return 0, fmt.Errorf("read active slot: %w", err)
+	}
+	return v & 1, nil
+}
+
+// Apply validates cfg, writes its tables into the idle slot and makes that
+// slot active with one 4-byte write: packets see either the old tables or the
+// new ones, never a mix. Backends keep their ids (and flows) across calls.
+func (b *Balancer) Apply(cfg *config.LoadBalancer) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.apply(cfg); err != nil {
+		return err
+	}
+	if b.hc != nil {
+		b.hc.update(cfg)
+	}
+	return nil
+}
+
+func (b *Balancer) apply(cfg *config.LoadBalancer) error {
+	slotCfg, err := slotFromConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if len(cfg.Backends) > MaxBackends {
+		return fmt.Errorf("%d backends: at most %d", len(cfg.Backends), MaxBackends)
+	}
+	// Stable ids: keep known backends, give new ones the lowest free id.
+	want := make(map[string]bool, len(cfg.Backends))
+	for _, be := range cfg.Backends {
+		want[backendKey(be.Address, be.Port)] = true
+	}
+	used := make(map[uint32]bool)
+	for k, id := range b.ids {
+		if want[k] {
+			used[id] = true
+		} else {
+			delete(b.ids, k)
+			b.names[id] = ""
+		}
+	}
+	var fresh []uint32
+	for _, be := range cfg.Backends {
+		k := backendKey(be.Address, be.Port)
+		if _, ok := b.ids[k]; ok {
+			continue
+		}
+		for id := uint32(0); id < MaxBackends; id++ {
+			if !used[id] {
+				used[id] = true
+				b.ids[k] = id
+				fresh = append(fresh, id)
+				break
+			}
+		}
+	}
+	for _, id := range fresh {
+		if err := b.zeroTraffic(id); err != nil {
+			return err
+		}
+	}
+
+	active, err := b.activeSlot()
+	if err != nil {
+		return err
+	}
+	idle := active ^ 1
+
+	rows := make([]lbLbBackend, MaxBackends)
+	var tbs []tableBackend
+	for _, be := range cfg.Backends {
+		k := backendKey(be.Address, be.Port)
+		id := b.ids[k]
+		b.names[id] = be.Name
+		alive := b.isHealthy(k)
+		row := lbLbBackend{Addr: addrToBE(be.Address), Port: portToBE(be.Port), Weight: uint32(be.Weight)}
+		copy(row.Name[:len(row.Name)-1], toInt8(be.Name))
+		if alive {
+			row.Flags = backendAlive
+			tbs = append(tbs, tableBackend{ID: id, Key: k, Weight: be.Weight})
+		}
+		rows[id] = row
+	}
+	keys := make([]uint32, MaxBackends)
+	for i := range keys {
+		keys[i] = idle*MaxBackends + uint32(i)
+	}
+	if err := batchPut(b.objs.LbBackends, keys, rows); err != nil {
+		return fmt.Errorf("write backends: %w", err)
+	}
+
+	switch slotCfg.Algorithm {
+	case algoWRR:
+		seq := wrrSchedule(tbs)
+		if len(seq) > wrrMax {
+			return fmt.Errorf("wrr schedule of %d entries: at most %d", len(seq), wrrMax)
+		}
+		if err := putTable(b.objs.LbWrr, idle*wrrMax, seq); err != nil {
+			return fmt.Errorf("write wrr schedule: %w", err)
+		}
+		slotCfg.WrrLen = uint32(len(seq))
+	case algoMaglev:
+		tab := maglevTable(tbs, int(slotCfg.MaglevSize))
+		if err := putTable(b.objs.LbMaglev, idle*MaglevMax, tab); err != nil {
+			return fmt.Errorf("write maglev table: %w", err)
+		}
+		slotCfg.MaglevSize = uint32(len(tab))
+	}
+
+	if err := b.writeACL(idle, cfg.Listener.AccessControl); err != nil {
+		return err
+	}
+	if b.mode != "" {
+		slotCfg.XdpMode = modeCode(b.mode)
+	} else {
+		// Not attached yet by this process: keep what a previous run recorded.
+		var cur lbLbSlot
+		if b.objs.LbSlots.Lookup(active, &cur) == nil {
+			slotCfg.XdpMode = cur.XdpMode
+		}
+	}
+	if err := b.objs.LbSlots.Put(idle, slotCfg); err != nil {
+		return fmt.Errorf("write slot: %w", err)
+	}
+	// The switch: everything above is in place before this single write.
+	if err := b.objs.LbActive.Put(uint32(0), idle); err != nil {
+		return fmt.Errorf("switch active slot: %w", err)
+	}
+	b.cfg = cfg
+	slog.Debug("applied load balancer tables", "slot", idle, "backends", len(tbs), "wrr_len", slotCfg.WrrLen, "maglev_size", slotCfg.MaglevSize)
+	return nil
+}
+
+func (b *Balancer) isHealthy(key string) bool {
+	h, ok := b.healthy[key]
+	return !ok || h
+}
+
+// slotFromConfig translates the listener and algorithm settings.
+func slotFromConfig(cfg *config.LoadBalancer) (*lbLbSlot, error) {
+	if !cfg.Listener.VIP.Is4() {
+		return nil, fmt.Errorf("listener vip %s: only IPv4 is supported", cfg.Listener.VIP)
+	}
+	s := &lbLbSlot{Vip: addrToBE(cfg.Listener.VIP), Port: portToBE(cmpOr(cfg.Listener.Port, 4789))}
+	switch cfg.Algorithm {
+	case "", "wrr":
+		s.Algorithm = algoWRR
+	case "maglev":
+		s.Algorithm = algoMaglev
+		s.MaglevSize = uint32(cmpOr(cfg.MaglevSize, DefaultMaglevSize))
+		if s.MaglevSize > MaglevMax || !isPrime(int(s.MaglevSize)) {
+			return nil, fmt.Errorf("maglev_table_size %d: must be a prime up to %d", s.MaglevSize, MaglevMax)
+		}
+	default:
+		return nil, fmt.Errorf("algorithm %q: must be wrr or maglev", cfg.Algorithm)
+	}
+	switch cfg.Affinity {
+	case "", "inner-symmetric":
+		s.Affinity = affInnerSymmetric
+	case "outer":
+		s.Affinity = affOuter
+	case "none":
+		s.Affinity = affNone
+	default:
+		return nil, fmt.Errorf("affinity %q: must be inner-symmetric, outer or none", cfg.Affinity)
+	}
+	switch cfg.Listener.AccessControl.Mode {
+	case "", "all":
+		s.AclMode = aclAll
+	case "allowlist":
+		s.AclMode = aclAllowlist
+	default:
+		return nil, fmt.Errorf("access_control.mode %q: must be all or allowlist", cfg.Listener.AccessControl.Mode)
+	}
+	s.FlowTimeoutNs = uint64(time.Duration(cfg.FlowTimeout).Nanoseconds())
+	return s, nil
+}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// writeACL replaces the idle slot's allowlist.
+func (b *Balancer) writeACL(slot uint32, ac config.AccessControl) error {
+	var stale []lbLbAclKey
+	var k lbLbAclKey
+	var v uint8
+	it := b.objs.LbAcl.Iterate()
+	for it.Next(&k, &v) {
+		if uint32(k.Slot) == slot {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read allowlist: %w", err)
+	}
+	for _, k := range stale {
+		if err := b.objs.LbAcl.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("clear allowlist: %w", err)
+		}
+	}
+	if ac.Mode != "allowlist" {
+		return nil
+	}
+	for _, p := range ac.Allowlist {
+		if !p.Addr().Is4() {
+			return fmt.Errorf("allowlist %s: only IPv4 sources reach an IPv4 listener", p)
+		}
+		p = p.Masked()
+		key := lbLbAclKey{Prefixlen: 32 + uint32(p.Bits()), Slot: uint8(slot), Addr: addrToBE(p.Addr())}
+		if err := b.objs.LbAcl.Put(key, uint8(1)); err != nil {
+			return fmt.Errorf("write allowlist %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// zeroTraffic clears a newly assigned id's per-CPU counters.
+func (b *Balancer) zeroTraffic(id uint32) error {
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("count cpus: %w", err)
+	}
+	if err := b.objs.LbBackendStats.Put(id, make([]lbLbTraffic, n)); err != nil {
+		return fmt.Errorf("clear backend counters: %w", err)
+	}
+	return nil
+}
+
+// batchPut writes keys/values in one syscall where the kernel allows.
+func batchPut[V any](m *ebpf.Map, keys []uint32, values []V) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := m.BatchUpdate(keys, values, nil); err == nil {
+		return nil
+	} else if !errors.Is(err, ebpf.ErrNotSupported) {
+		return err
+	}
+	for i := range keys {
+		if err := m.Put(keys[i], values[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func putTable(m *ebpf.Map, base uint32, ids []uint32) error {
+	keys := make([]uint32, len(ids))
+	for i := range keys {
+		keys[i] = base + uint32(i)
+	}
+	return batchPut(m, keys, ids)
+}
+
+// Attach puts the program on the listener's interfaces (updating links pinned
+// by a previous run), fills the redirect map and resolves backend neighbours.
+func (b *Balancer) Attach() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cfg == nil {
+		return errors.New("attach before apply: no configuration")
+	}
+	if err := b.prepareEgress(b.cfg); err != nil {
+		return err
+	}
+	// A pinned link keeps the mode it was made with: remember it from the maps.
+	prev := ""
+	if slot, err := b.activeSlot(); err == nil {
+		var sc lbLbSlot
+		if b.objs.LbSlots.Lookup(slot, &sc) == nil && sc.XdpMode != 0 {
+			prev = modeName(sc.XdpMode)
+		}
+	}
+	links, mode, err := b.objs.attach(b.cfg.Listener.Interfaces, b.opts.XDPMode, b.objs.XmirrorLb)
+	if err != nil {
+		return err
+	}
+	if mode == "pinned" && prev != "" {
+		mode = prev
+	}
+	b.links = links
+	b.mode = mode
+	// Record the mode for `xmirror lb status` (rewrites the tables once more).
+	return b.apply(b.cfg)
+}
+
+// prepareEgress adds the egress port of every backend (and the listener
+// ports) to the redirect map and starts neighbour resolution, so the first
+// packets find a resolved next hop instead of taking the kernel path.
+func (b *Balancer) prepareEgress(cfg *config.LoadBalancer) error {
+	for _, name := range cfg.Listener.Interfaces {
+		ifc, err := net.InterfaceByName(name)
+		if err != nil {
+			return fmt.Errorf("interface %s: %w", name, err)
+		}
+		if err := b.objs.LbTxPorts.Put(uint32(ifc.Index), uint32(ifc.Index)); err != nil {
+			return fmt.Errorf("add %s to redirect map: %w", name, err)
+		}
+		if err := enableForwarding(name); err != nil {
+			return err
+		}
+	}
+	var hops []hop
+	for _, be := range cfg.Backends {
+		routes, err := netlink.RouteGet(be.Address.AsSlice())
+		if err != nil || len(routes) == 0 {
+			slog.Warn("no route to backend", "backend", be.Name, "address", be.Address, "err", err)
+			continue
+		}
+		r := routes[0]
+		if err := b.objs.LbTxPorts.Put(uint32(r.LinkIndex), uint32(r.LinkIndex)); err != nil {
+			return fmt.Errorf("add egress of %s to redirect map: %w", be.Name, err)
+		}
+		ip := net.IP(be.Address.AsSlice())
+		if r.Gw != nil {
+			ip = r.Gw
+		}
+		hops = append(hops, hop{r.LinkIndex, ip})
+	}
+	resolveNeighbours(hops)
+	return nil
+}
+
+type hop struct {
+	linkIndex int
+	ip        net.IP
+}
+
+// resolveNeighbours asks the kernel to resolve each next hop with an NTF_USE
+// neighbour update (what `ip neigh replace IP dev D use` does): ARP runs
+// without sending the backend any data, unlike a probe datagram would. It
+// waits up to a second in all for the answers.
+func resolveNeighbours(hops []hop) {
+	pending := map[string]hop{}
+	for _, h := range hops {
+		n := &netlink.Neigh{LinkIndex: h.linkIndex, Family: unix.AF_INET, IP: h.ip, Flags: netlink.NTF_USE}
+		if err := netlink.NeighSet(n); err != nil {
+			slog.Warn("neighbour resolution request failed", "ip", h.ip, "err", err)
+			continue
+		}
+		pending[h.ip.String()] = h
+	}
+	const usable = netlink.NUD_REACHABLE | netlink.NUD_PERMANENT | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE
+	for i := 0; len(pending) > 0 && i < 50; i++ {
+		if i > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		for k, h := range pending {
+			ns, err := netlink.NeighList(h.linkIndex, unix.AF_INET)
+			if err != nil {
+				delete(pending, k)
+				continue
+			}
+			for _, x := range ns {
+				if x.IP.Equal(h.ip) && x.State&usable != 0 && len(x.HardwareAddr) > 0 {
+					slog.Debug("neighbour resolved", "ip", h.ip, "mac", x.HardwareAddr.String())
+					delete(pending, k)
+					break
+				}
+			}
+		}
+	}
+	for _, h := range pending {
+		slog.Warn("neighbour not resolved yet: first packets take the kernel path", "ip", h.ip)
+	}
+}
+
+// Close stops health checks and releases the program. Pinned links and maps
+// stay (the data path keeps running) unless DetachOnExit is set.
+func (b *Balancer) Close() error {
+	b.mu.Lock()
+	hc := b.hc
+	b.hc = nil
+	b.mu.Unlock()
+	if hc != nil {
+		hc.stop()
+	}
+	var errs []error
+	for _, l := range b.links {
+		if b.opts.DetachOnExit {
+			if b.opts.PinPath != "" {
+				if err := l.Unpin(); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		if err := l.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if b.opts.DetachOnExit && b.opts.PinPath != "" {
+		for _, m := range b.mapsByName() {
+			if err := m.Unpin(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := b.objs.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if b.opts.DetachOnExit && b.opts.PinPath != "" {
+		if err := Detach(b.opts.PinPath); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (b *Balancer) mapsByName() map[string]*ebpf.Map {
+	m := b.objs.lbMaps
+	return map[string]*ebpf.Map{
+		"lb_acl": m.LbAcl, "lb_active": m.LbActive, "lb_backend_stats": m.LbBackendStats,
+		"lb_backends": m.LbBackends, "lb_conntrack": m.LbConntrack, "lb_maglev": m.LbMaglev,
+		"lb_slots": m.LbSlots, "lb_stats": m.LbStats, "lb_tx_ports": m.LbTxPorts,
+		"lb_wrr": m.LbWrr, "lb_wrr_cursor": m.LbWrrCursor,
+	}
+}
+
+// Byte-order helpers: the BPF program compares raw network-order words, and
+// cilium/ebpf stores struct fields in host order.
+func addrToBE(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.NativeEndian.Uint32(b[:])
+}
+
+func addrFromBE(v uint32) netip.Addr {
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], v)
+	return netip.AddrFrom4(b)
+}
+
+func portToBE(p uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], p)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+func portFromBE(v uint16) uint16 {
+	var b [2]byte
+	binary.NativeEndian.PutUint16(b[:], v)
+	return binary.BigEndian.Uint16(b[:])
+}
+
+func toInt8(s string) []int8 {
+	out := make([]int8, len(s))
+	for i := range len(s) {
+		out[i] = int8(s[i])
+	}
+	return out
+}
+
+func cString(b []int8) string {
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		out = append(out, byte(c))
+	}
+	return string(out)
+}

@@ -1,0 +1,398 @@
+//go:build ignore
+
+/* xmirror XDP load balancer: VXLAN to a VIP:port is spread over backends by
+ * weighted round robin (with a connection table) or weighted Maglev, the outer
+ * destination is rewritten to the backend and the frame is sent back out with
+ * XDP_TX or a devmap redirect. Everything else passes to the kernel untouched. */
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "lb_consts.h"
+#include "lb_structs.h"
+#include "lb_maps.h"
+#include "lb_hash.h"
+#include "lb_csum.h"
+#include "lb_parsing.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+static __always_inline void lb_count(__u32 reason)
+{
+	__u64 *v = bpf_map_lookup_elem(&lb_stats, &reason);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline int lb_verdict(__u32 reason, int action)
+{
+	lb_count(reason);
+	return action;
+}
+
+/* Backend id from the slot's WRR schedule at position pos. */
+static __always_inline int lb_wrr_at(__u32 slot, struct lb_slot *cfg, __u32 pos, __u32 *id)
+{
+	__u32 key = slot * LB_WRR_MAX + pos % cfg->wrr_len;
+	__u32 *v = bpf_map_lookup_elem(&lb_wrr, &key);
+
+	if (!v)
+		return -1;
+	*id = *v;
+	return 0;
+}
+
+/* Next backend of the smooth WRR schedule for this CPU. */
+static __always_inline int lb_wrr_next(__u32 slot, struct lb_slot *cfg, __u32 *id)
+{
+	__u32 zero = 0;
+	__u32 *cur = bpf_map_lookup_elem(&lb_wrr_cursor, &zero);
+
+	if (!cur)
+		return -1;
+	*cur += 1;
+	return lb_wrr_at(slot, cfg, *cur, id);
+}
+
+static __always_inline int lb_maglev_at(__u32 slot, struct lb_slot *cfg, __u32 hash, __u32 *id)
+{
+	__u32 key = slot * LB_MAGLEV_MAX + hash % cfg->maglev_size;
+	__u32 *v = bpf_map_lookup_elem(&lb_maglev, &key);
+
+	if (!v)
+		return -1;
+	*id = *v;
+	return 0;
+}
+
+static __always_inline struct lb_backend *lb_backend_get(__u32 slot, __u32 id)
+{
+	__u32 key;
+
+	if (id >= LB_MAX_BACKENDS)
+		return NULL;
+	key = slot * LB_MAX_BACKENDS + id;
+	return bpf_map_lookup_elem(&lb_backends, &key);
+}
+
+/* lb_wrr_flow finds the flow's backend in the connection table, or gives the
+ * flow the next schedule entry. An entry whose backend is no longer alive in
+ * the active slot, or that was idle too long, counts as a new flow. */
+static __always_inline int lb_wrr_flow(__u32 slot, struct lb_slot *cfg, __u32 hash, __u32 *id)
+{
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct lb_flow *f = bpf_map_lookup_elem(&lb_conntrack, &hash);
+	struct lb_flow nf = {};
+	int moved = 0;
+
+	if (f) {
+		struct lb_backend *b = lb_backend_get(slot, f->backend);
+
+		if (b && (b->flags & LB_BACKEND_ALIVE) &&
+		    (cfg->flow_timeout_ns == 0 || now - f->last_seen <= cfg->flow_timeout_ns)) {
+			if (now - f->last_seen > LB_CT_TOUCH_NS)
+				f->last_seen = now;
+			*id = f->backend;
+			lb_count(LB_STAT_CT_HIT);
+			return 0;
+		}
+		moved = 1;
+	}
+	lb_count(LB_STAT_CT_MISS);
+	if (cfg->wrr_len == 0 || lb_wrr_next(slot, cfg, id))
+		return -1;
+	nf.backend = *id;
+	nf.last_seen = now;
+	if (moved) {
+		bpf_map_update_elem(&lb_conntrack, &hash, &nf, BPF_ANY);
+		return 0;
+	}
+	/* Two CPUs may see the two directions of a new flow at once: the first
+	 * insert wins and the other CPU follows it. */
+	if (bpf_map_update_elem(&lb_conntrack, &hash, &nf, BPF_NOEXIST)) {
+		f = bpf_map_lookup_elem(&lb_conntrack, &hash);
+		if (f)
+			*id = f->backend;
+	}
+	return 0;
+}
+
+static __always_inline int lb_acl_allows(struct lb_slot *cfg, __u32 slot, __be32 saddr)
+{
+	struct lb_acl_key k = { .prefixlen = 64, .slot = slot, .addr = saddr };
+
+	if (cfg->acl_mode != LB_ACL_ALLOWLIST)
+		return 1;
+	return bpf_map_lookup_elem(&lb_acl, &k) != NULL;
+}
+
+/* Fragments are placed statelessly by (src, dst, id), which every fragment of
+ * a datagram carries, using the slot's schedule or Maglev table as a
+ * weighted hash ring. */
+static __always_inline int lb_pick_frag(__u32 slot, struct lb_slot *cfg, struct iphdr *ip, __u32 *id)
+{
+	__u32 hash = lb_hash_frag(ip->saddr, ip->daddr, ip->id);
+
+	lb_count(LB_STAT_FRAGMENT);
+	if (cfg->algorithm == LB_ALGO_MAGLEV) {
+		if (cfg->maglev_size == 0)
+			return -1;
+		return lb_maglev_at(slot, cfg, hash, id);
+	}
+	if (cfg->wrr_len == 0)
+		return -1;
+	return lb_wrr_at(slot, cfg, hash, id);
+}
+
+/* lb_pick chooses the backend of a whole datagram by algorithm and affinity. */
+static __always_inline int lb_pick(__u32 slot, struct lb_slot *cfg, struct iphdr *ip,
+				   struct udphdr *udp, void *data_end, __u32 *id)
+{
+	__u32 hash = 0;
+	int rc;
+
+	if (cfg->affinity == LB_AFF_INNER_SYMMETRIC) {
+		rc = lb_inner_hash(udp + 1, data_end, &hash);
+		if (rc != LB_INNER_FULL)
+			lb_count(LB_STAT_HASH_FALLBACK);
+		if (rc == LB_INNER_NONE)
+			hash = lb_hash_outer(ip->saddr, ip->daddr, udp->source, udp->dest);
+	} else if (cfg->affinity == LB_AFF_OUTER) {
+		hash = lb_hash_outer(ip->saddr, ip->daddr, udp->source, udp->dest);
+	}
+	if (cfg->algorithm == LB_ALGO_MAGLEV) {
+		if (cfg->maglev_size == 0)
+			return -1;
+		if (cfg->affinity == LB_AFF_NONE)
+			hash = bpf_get_prandom_u32();
+		return lb_maglev_at(slot, cfg, hash, id);
+	}
+	if (cfg->wrr_len == 0 && cfg->affinity == LB_AFF_NONE)
+		return -1;
+	if (cfg->affinity == LB_AFF_NONE)
+		return lb_wrr_next(slot, cfg, id);
+	return lb_wrr_flow(slot, cfg, hash, id);
+}
+
+/* lb_forward rewrites the datagram (or fragment: udp is NULL past the first)
+ * towards backend id and sends it to the next hop. */
+static __always_inline int lb_forward(struct xdp_md *ctx, struct iphdr *ip, struct udphdr *udp,
+				      __u32 slot, __u32 id)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct bpf_fib_lookup fib = {};
+	struct lb_backend *b;
+	struct lb_traffic *st;
+	struct lb_nexthop *nh;
+	__be32 old_daddr;
+	__u64 now;
+	int rc;
+
+	if ((void *)(eth + 1) > data_end)
+		return lb_verdict(LB_STAT_DROP_MALFORMED, XDP_DROP);
+	b = lb_backend_get(slot, id);
+	if (!b || !(b->flags & LB_BACKEND_ALIVE))
+		return lb_verdict(LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+
+	/* Rewrite: destination address (and port), checksums updated in place;
+	 * the mirror source stays the outer source. */
+	old_daddr = ip->daddr;
+	ip->daddr = b->addr;
+	ip->check = lb_csum_replace4(ip->check, old_daddr, b->addr);
+	if (udp) {
+		__u16 check = udp->check;
+
+		if (check) {
+			check = lb_csum_replace4(check, old_daddr, b->addr);
+			if (b->port && b->port != udp->dest)
+				check = lb_csum_replace2(check, udp->dest, b->port);
+			/* 0 means "no checksum" in UDP: send its other form */
+			udp->check = check ? check : 0xffff;
+		}
+		if (b->port)
+			udp->dest = b->port;
+	}
+
+	/* Next hop: cached per backend and CPU, looked up again when stale. */
+	nh = bpf_map_lookup_elem(&lb_nexthops, &id);
+	if (!nh)
+		return lb_verdict(LB_STAT_DROP_NO_ROUTE, XDP_DROP);
+	now = bpf_ktime_get_coarse_ns();
+	if (nh->expires < now || nh->daddr != b->addr) {
+		fib.family = AF_INET;
+		fib.tos = ip->tos;
+		fib.l4_protocol = IPPROTO_UDP;
+		fib.tot_len = bpf_ntohs(ip->tot_len);
+		fib.ipv4_src = ip->saddr;
+		fib.ipv4_dst = ip->daddr;
+		fib.ifindex = ctx->ingress_ifindex;
+		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+			/* The kernel forwards the rewritten packet and resolves the
+			 * neighbour; the control plane resolves backends up front. */
+			return lb_verdict(LB_STAT_PASS_NO_NEIGH, XDP_PASS);
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+			return lb_verdict(LB_STAT_DROP_NO_ROUTE, XDP_DROP);
+		nh->daddr = b->addr;
+		nh->ifindex = fib.ifindex;
+		__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
+		__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
+		nh->expires = now + LB_NH_TTL_NS;
+	}
+	__builtin_memcpy(eth->h_dest, nh->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, nh->smac, ETH_ALEN);
+
+	st = bpf_map_lookup_elem(&lb_backend_stats, &id);
+	if (st) {
+		st->packets += 1;
+		st->bytes += data_end - data;
+	}
+	if (nh->ifindex == ctx->ingress_ifindex)
+		return lb_verdict(LB_STAT_TX, XDP_TX);
+	rc = bpf_redirect_map(&lb_tx_ports, nh->ifindex, 0);
+	if (rc != XDP_REDIRECT)
+		return lb_verdict(LB_STAT_DROP_NO_ROUTE, XDP_DROP);
+	return lb_verdict(LB_STAT_REDIRECT, XDP_REDIRECT);
+}
+
+/* lb_process is the whole data path; xmirror_lb is it, the benchmark
+ * wrapper below runs it on a frame it restores afterwards. */
+static __always_inline int lb_process(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct lb_slot *cfg;
+	struct udphdr *udp;
+	struct iphdr *ip;
+	__u32 zero = 0, slot, *active, id = 0, ihl;
+	__be16 proto;
+	void *l3;
+
+	proto = lb_parse_eth(data, data_end, &l3);
+	if (!proto)
+		return lb_verdict(LB_STAT_DROP_MALFORMED, XDP_DROP);
+	if (proto != bpf_htons(ETH_P_IP))
+		return lb_verdict(LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
+	ip = l3;
+	if ((void *)(ip + 1) > data_end)
+		return lb_verdict(LB_STAT_DROP_MALFORMED, XDP_DROP);
+	ihl = ip->ihl * 4;
+	if (ip->version != 4 || ihl < sizeof(*ip) || (void *)ip + ihl > data_end)
+		return lb_verdict(LB_STAT_DROP_MALFORMED, XDP_DROP);
+
+	active = bpf_map_lookup_elem(&lb_active, &zero);
+	if (!active)
+		return lb_verdict(LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
+	slot = *active & 1;
+	cfg = bpf_map_lookup_elem(&lb_slots, &slot);
+	if (!cfg || cfg->vip == 0 || ip->daddr != cfg->vip || ip->protocol != IPPROTO_UDP)
+		return lb_verdict(LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
+
+	if (ip->frag_off & bpf_htons(LB_IP_OFFSET)) {
+		/* A non-first fragment to the VIP carries no port: it is taken
+		 * as listener traffic so that it follows its first fragment. */
+		if (!lb_acl_allows(cfg, slot, ip->saddr))
+			return lb_verdict(LB_STAT_DROP_ACL, XDP_DROP);
+		if (lb_pick_frag(slot, cfg, ip, &id))
+			return lb_verdict(LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+		return lb_forward(ctx, ip, NULL, slot, id);
+	}
+
+	udp = (void *)ip + ihl;
+	if ((void *)(udp + 1) > data_end || bpf_ntohs(udp->len) < sizeof(*udp))
+		return lb_verdict(LB_STAT_DROP_MALFORMED, XDP_DROP);
+	if (udp->dest != cfg->port)
+		return lb_verdict(LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
+	if (!lb_acl_allows(cfg, slot, ip->saddr))
+		return lb_verdict(LB_STAT_DROP_ACL, XDP_DROP);
+	if (ip->frag_off & bpf_htons(LB_IP_MF)) {
+		if (lb_pick_frag(slot, cfg, ip, &id))
+			return lb_verdict(LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+	} else if (lb_pick(slot, cfg, ip, udp, data_end, &id)) {
+		return lb_verdict(LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+	}
+	return lb_forward(ctx, ip, udp, slot, id);
+}
+
+SEC("xdp")
+int xmirror_lb(struct xdp_md *ctx)
+{
+	return lb_process(ctx);
+}
+
+/* The cheapest forwarder: the baseline benchmarks compare xmirror_lb with. */
+SEC("xdp")
+int xmirror_bare_tx(struct xdp_md *ctx)
+{
+	return XDP_TX;
+}
+
+/* Benchmarks repeat a program over one frame (BPF_PROG_TEST_RUN with
+ * repeat) and the kernel does not restore it between runs: these wrappers
+ * save the headers the data path rewrites and put them back, so every run
+ * sees the original frame. Both pay the same save/restore, so their
+ * difference is the cost of the data path. */
+/* 48 bytes cover Ethernet, IPv4 and UDP of an untagged frame; copied as
+ * 64-bit words (memcpy on packet data compiles to single bytes). */
+#define LB_BENCH_WORDS 6
+
+SEC("xdp")
+int xmirror_lb_bench(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 saved[LB_BENCH_WORDS], *w = data;
+	int ret, i;
+
+	if ((void *)(w + LB_BENCH_WORDS) > data_end)
+		return XDP_ABORTED;
+	for (i = 0; i < LB_BENCH_WORDS; i++)
+		saved[i] = w[i];
+	ret = lb_process(ctx);
+	w = (void *)(long)ctx->data;
+	if ((void *)(w + LB_BENCH_WORDS) > (void *)(long)ctx->data_end)
+		return XDP_ABORTED;
+	for (i = 0; i < LB_BENCH_WORDS; i++)
+		w[i] = saved[i];
+	return ret;
+}
+
+SEC("xdp")
+int xmirror_bare_bench(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 saved[LB_BENCH_WORDS], *w = data;
+	int i;
+
+	if ((void *)(w + LB_BENCH_WORDS) > data_end)
+		return XDP_ABORTED;
+	for (i = 0; i < LB_BENCH_WORDS; i++)
+		saved[i] = w[i];
+	/* keep the copy from being optimised away, as the real wrapper's is used */
+	asm volatile("" : : "r"(saved) : "memory");
+	for (i = 0; i < LB_BENCH_WORDS; i++)
+		w[i] = saved[i];
+	return XDP_TX;
+}
+
+/* Passes everything: attached to the far end of a veth whose near end runs
+ * xmirror_lb in native mode, because frames sent with XDP_TX into a veth are
+ * dropped unless the receiving end runs XDP (test and demo topologies). */
+SEC("xdp")
+int xmirror_pass(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}

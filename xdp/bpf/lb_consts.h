@@ -1,0 +1,88 @@
+/* Limits and constants of the xmirror XDP load balancer.
+ * Every value here that Go also uses is mirrored in xdp/consts.go. */
+#ifndef XMIRROR_LB_CONSTS_H
+#define XMIRROR_LB_CONSTS_H
+
+/* Backends per load balancer; backend ids index per-backend maps. */
+#ifndef LB_MAX_BACKENDS
+#define LB_MAX_BACKENDS 64
+#endif
+
+/* Entries of one smooth-WRR schedule slot: sum of weights (<= 64 * 100). */
+#ifndef LB_WRR_MAX
+#define LB_WRR_MAX 8192
+#endif
+
+/* Entries of one Maglev table slot; the table size in use is a prime <= this. */
+#ifndef LB_MAGLEV_MAX
+#define LB_MAGLEV_MAX 131071
+#endif
+
+/* Connection-table entries (LRU: old flows are evicted first). */
+#ifndef LB_CT_MAX
+#define LB_CT_MAX 262144
+#endif
+
+/* Allowlist prefixes per slot. */
+#ifndef LB_ACL_MAX
+#define LB_ACL_MAX 1024
+#endif
+
+/* Ports redirect may send to. */
+#ifndef LB_TX_PORTS_MAX
+#define LB_TX_PORTS_MAX 64
+#endif
+
+/* A conntrack entry's last-seen time is rewritten at most this often, so
+ * packets of one busy flow do not bounce its cache line between CPUs. */
+#ifndef LB_CT_TOUCH_NS
+#define LB_CT_TOUCH_NS 1000000000ULL
+#endif
+
+/* A cached next hop (from bpf_fib_lookup) is used for this long, so route and
+ * neighbour changes take effect within it while the fast path skips the
+ * lookup. */
+#ifndef LB_NH_TTL_NS
+#define LB_NH_TTL_NS 100000000ULL
+#endif
+
+/* Double-buffered tables: the control plane writes the idle slot, then flips
+ * lb_active, so the data path never sees a half-written table. */
+#define LB_SLOTS 2
+
+#define LB_ALGO_WRR 0
+#define LB_ALGO_MAGLEV 1
+
+#define LB_AFF_INNER_SYMMETRIC 0
+#define LB_AFF_OUTER 1
+#define LB_AFF_NONE 2
+
+#define LB_ACL_ALL 0
+#define LB_ACL_ALLOWLIST 1
+
+/* lb_backend.flags */
+#define LB_BACKEND_ALIVE 0x1 /* configured and healthy: existing flows stay */
+
+/* Hash seeds: distinct per kind so an outer and an inner hash of the same
+ * numbers do not collide on purpose. */
+#define LB_HASH_SEED 0x6d697272u /* "mirr" */
+#define LB_HASH_SEED_FRAG 0x66726167u
+
+/* Indexes into lb_stats: one per verdict reason. */
+enum lb_stat {
+	LB_STAT_TX = 0,            /* forwarded with XDP_TX */
+	LB_STAT_REDIRECT,          /* forwarded with a devmap redirect */
+	LB_STAT_PASS_NOT_LISTENER, /* not for the VIP:port: kernel handles it */
+	LB_STAT_PASS_NO_NEIGH,     /* next hop unresolved: kernel forwards and resolves */
+	LB_STAT_DROP_ACL,          /* source outside the allowlist */
+	LB_STAT_DROP_NO_BACKEND,   /* no healthy backend with weight */
+	LB_STAT_DROP_NO_ROUTE,     /* fib lookup failed or the egress port is unknown */
+	LB_STAT_DROP_MALFORMED,    /* truncated or invalid Ethernet/VLAN/IPv4/UDP */
+	LB_STAT_FRAGMENT,          /* outer fragments forwarded by (src, dst, id) */
+	LB_STAT_CT_HIT,            /* connection table hit */
+	LB_STAT_CT_MISS,           /* new (or expired, or moved) flow */
+	LB_STAT_HASH_FALLBACK,     /* inner headers cut short: hashed less of the flow */
+	LB_STAT_MAX,
+};
+
+#endif /* XMIRROR_LB_CONSTS_H */

@@ -1,0 +1,140 @@
+/* Header parsing: outer Ethernet/802.1Q/IPv4/UDP, and the inner flow inside
+ * VXLAN for the symmetric hash. Every access is bounds-checked against data_end. */
+#ifndef XMIRROR_LB_PARSING_H
+#define XMIRROR_LB_PARSING_H
+
+#include <linux/types.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include "lb_hash.h"
+
+#ifndef ETH_P_8021Q
+#define ETH_P_8021Q 0x8100
+#endif
+#ifndef ETH_P_8021AD
+#define ETH_P_8021AD 0x88A8
+#endif
+
+#define LB_IP_MF 0x2000
+#define LB_IP_OFFSET 0x1fff
+
+#define LB_VXLAN_HLEN 8
+#define LB_VXLAN_FLAG_I 0x08
+
+struct lb_vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+/* parse_eth skips Ethernet and at most one VLAN tag. Returns the EtherType
+ * (network order) and sets *l3, or 0 when the frame is truncated. */
+static __always_inline __be16 lb_parse_eth(void *data, void *data_end, void **l3)
+{
+	struct ethhdr *eth = data;
+	__be16 proto;
+
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+	proto = eth->h_proto;
+	*l3 = eth + 1;
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+		struct lb_vlan_hdr *vh = *l3;
+
+		if ((void *)(vh + 1) > data_end)
+			return 0;
+		proto = vh->proto;
+		*l3 = vh + 1;
+	}
+	return proto;
+}
+
+/* Result of lb_inner_hash: how much of the inner flow was hashed. */
+#define LB_INNER_NONE 0  /* nothing usable: caller falls back to the outer flow */
+#define LB_INNER_ADDRS 1 /* inner addresses only (L4 cut short or absent) */
+#define LB_INNER_FULL 2  /* addresses, protocol and ports */
+
+/* L4 "ports" of an inner packet for the symmetric hash; ICMP echo uses its id
+ * on both sides so a request and its reply agree. Returns 0 when cut short. */
+static __always_inline int lb_inner_ports(void *l4, void *data_end, __u8 proto, __u16 *pa, __u16 *pb)
+{
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP) {
+		__u16 *ports = l4;
+
+		if ((void *)(ports + 2) > data_end)
+			return 0;
+		*pa = ports[0];
+		*pb = ports[1];
+		return 1;
+	}
+	if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
+		__u8 *icmp = l4;
+
+		if ((void *)(icmp + 8) > data_end)
+			return 0;
+		/* echo request/reply: 8/0 (ICMP), 128/129 (ICMPv6) */
+		if (icmp[0] == 8 || icmp[0] == 0 || icmp[0] == 128 || icmp[0] == 129) {
+			*pa = *(__u16 *)(icmp + 4);
+			*pb = *pa;
+		}
+		return 1;
+	}
+	return 1; /* no ports: addresses and protocol */
+}
+
+/* lb_inner_hash hashes the frame carried in a VXLAN payload starting at vx.
+ * Direction-independent. */
+static __always_inline int lb_inner_hash(void *vx, void *data_end, __u32 *hash)
+{
+	__u8 *vxh = vx;
+	void *l3;
+	__be16 proto;
+	__u16 pa = 0, pb = 0;
+
+	if ((void *)(vxh + LB_VXLAN_HLEN) > data_end)
+		return LB_INNER_NONE;
+	if (!(vxh[0] & LB_VXLAN_FLAG_I))
+		return LB_INNER_NONE;
+	proto = lb_parse_eth(vxh + LB_VXLAN_HLEN, data_end, &l3);
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = l3;
+		__u32 ihl;
+
+		if ((void *)(ip + 1) > data_end)
+			return LB_INNER_NONE;
+		ihl = ip->ihl * 4;
+		if (ihl < sizeof(*ip))
+			return LB_INNER_NONE;
+		/* non-first fragments have no ports: hash what every fragment has */
+		if ((ip->frag_off & bpf_htons(LB_IP_MF | LB_IP_OFFSET)) ||
+		    !lb_inner_ports((void *)ip + ihl, data_end, ip->protocol, &pa, &pb)) {
+			*hash = lb_hash_symmetric(ip->saddr, ip->daddr, 0, 0, 0);
+			return LB_INNER_ADDRS;
+		}
+		*hash = lb_hash_symmetric(ip->saddr, ip->daddr, pa, pb, ip->protocol);
+		return LB_INNER_FULL;
+	}
+	if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = l3;
+		__u32 a, b;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return LB_INNER_NONE;
+		a = lb_hash_in6((__u32 *)&ip6->saddr);
+		b = lb_hash_in6((__u32 *)&ip6->daddr);
+		/* extension headers are not walked: the pair of addresses and the
+		 * next header still agree in both directions */
+		if (!lb_inner_ports(ip6 + 1, data_end, ip6->nexthdr, &pa, &pb)) {
+			*hash = lb_hash_symmetric(a, b, 0, 0, 0);
+			return LB_INNER_ADDRS;
+		}
+		*hash = lb_hash_symmetric(a, b, pa, pb, ip6->nexthdr);
+		return LB_INNER_FULL;
+	}
+	return LB_INNER_NONE;
+}
+
+#endif /* XMIRROR_LB_PARSING_H */

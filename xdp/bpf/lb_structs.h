@@ -1,0 +1,64 @@
+/* Map key and value layouts shared with Go (bpf2go generates the Go types). */
+#ifndef XMIRROR_LB_STRUCTS_H
+#define XMIRROR_LB_STRUCTS_H
+
+#include <linux/types.h>
+#include "lb_consts.h"
+
+/* Per-slot listener and table description. */
+struct lb_slot {
+	__be32 vip;
+	__be16 port;
+	__u8 algorithm;   /* LB_ALGO_* */
+	__u8 affinity;    /* LB_AFF_* */
+	__u8 acl_mode;    /* LB_ACL_* */
+	__u8 xdp_mode;    /* informational, for `xmirror lb status` */
+	__u16 pad;
+	__u32 wrr_len;    /* entries of this slot's schedule; 0 = no backend */
+	__u32 maglev_size;/* entries of this slot's Maglev table; 0 = no backend */
+	__u64 flow_timeout_ns;
+};
+
+/* One backend as seen by one slot, indexed by slot * LB_MAX_BACKENDS + id.
+ * The id is stable while the backend exists, so connection-table entries and
+ * counters survive reconfiguration. */
+struct lb_backend {
+	__be32 addr;
+	__be16 port;
+	__u8 flags;       /* LB_BACKEND_* */
+	__u8 pad;
+	__u32 weight;     /* informational (the schedule encodes it) */
+	char name[32];    /* informational */
+};
+
+/* Connection-table entry, keyed by the flow hash. */
+struct lb_flow {
+	__u32 backend;    /* backend id */
+	__u32 pad;
+	__u64 last_seen;  /* bpf_ktime_get_ns */
+};
+
+/* Allowlist key: prefixlen covers slot + pad (32 bits) plus the prefix. */
+struct lb_acl_key {
+	__u32 prefixlen;
+	__u8 slot;
+	__u8 pad[3];
+	__be32 addr;
+};
+
+/* Per-CPU next-hop cache entry for one backend id. */
+struct lb_nexthop {
+	__be32 daddr;      /* the backend address it was looked up for */
+	__u32 ifindex;     /* egress */
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u64 expires;     /* bpf_ktime_get_coarse_ns; 0 = empty */
+};
+
+/* Per-CPU per-backend traffic. */
+struct lb_traffic {
+	__u64 packets;
+	__u64 bytes;
+};
+
+#endif /* XMIRROR_LB_STRUCTS_H */

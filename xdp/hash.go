@@ -1,0 +1,179 @@
+package xdp
+
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
+// The Go mirror of bpf/lb_hash.h, used by tests and tools to predict which
+// backend a flow gets. Words are the packet bytes loaded little-endian, as the
+// BPF program (bpfel) loads them.
+// keep in sync with bpf/lb_hash.h
+
+const jhashInitval = 0xdeadbeef
+
+func jhash3(a, b, c, initval uint32) uint32 {
+	initval += jhashInitval + (3 << 2)
+	a += initval
+	b += initval
+	c += initval
+	c ^= b
+	c -= bits.RotateLeft32(b, 14)
+	a ^= c
+	a -= bits.RotateLeft32(c, 11)
+	b ^= a
+	b -= bits.RotateLeft32(a, 25)
+	c ^= b
+	c -= bits.RotateLeft32(b, 16)
+	a ^= c
+	a -= bits.RotateLeft32(c, 4)
+	b ^= a
+	b -= bits.RotateLeft32(a, 14)
+	c ^= b
+	c -= bits.RotateLeft32(b, 24)
+	return c
+}
+
+func word(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
+func half(b []byte) uint16 { return binary.LittleEndian.Uint16(b) }
+func hashIn6(a []byte) uint32 {
+	return jhash3(word(a[0:]), word(a[4:]), jhash3(word(a[8:]), word(a[12:]), 0, hashSeed), hashSeed)
+}
+
+// symmetricHash hashes the unordered pairs {a, b} and {pa, pb}.
+func symmetricHash(a, b uint32, pa, pb uint16, proto uint8) uint32 {
+	lo, hi := min(a, b), max(a, b)
+	plo, phi := uint32(min(pa, pb)), uint32(max(pa, pb))
+	return jhash3(lo, hi, plo<<16|phi, hashSeed+uint32(proto))
+}
+
+// outerHash hashes the directional outer UDP 5-tuple.
+func outerHash(saddr, daddr uint32, sport, dport uint16) uint32 {
+	return jhash3(saddr, daddr, uint32(sport)<<16|uint32(dport), hashSeed+17)
+}
+
+func fragHash(saddr, daddr uint32, id uint16) uint32 {
+	return jhash3(saddr, daddr, uint32(id), hashSeedFrag)
+}
+
+// FlowHash is the hash the BPF program places frame by: frame is an outer
+// Ethernet frame addressed to the listener, affinity is inner-symmetric,
+// outer or none. ok is false when the program would not hash it (not IPv4
+// UDP, malformed, or affinity none). Fragments hash by (src, dst, id).
+func FlowHash(frame []byte, affinity string) (hash uint32, ok bool) {
+	l3, proto, good := parseEth(frame)
+	if !good || proto != 0x0800 || len(frame) < l3+20 {
+		return 0, false
+	}
+	ip := frame[l3:]
+	ihl := int(ip[0]&0xf) * 4
+	if ip[0]>>4 != 4 || ihl < 20 || len(ip) < ihl || ip[9] != 17 {
+		return 0, false
+	}
+	saddr, daddr := word(ip[12:]), word(ip[16:])
+	frag := binary.BigEndian.Uint16(ip[6:])
+	if frag&0x3fff != 0 {
+		return fragHash(saddr, daddr, half(ip[4:])), true
+	}
+	if len(ip) < ihl+8 {
+		return 0, false
+	}
+	udp := ip[ihl:]
+	outer := outerHash(saddr, daddr, half(udp[0:]), half(udp[2:]))
+	switch affinity {
+	case "outer":
+		return outer, true
+	case "", "inner-symmetric":
+		if h, kind := innerHash(udp[8:]); kind != innerNone {
+			return h, true
+		}
+		return outer, true
+	}
+	return 0, false
+}
+
+// What innerHash could hash; keep in sync with LB_INNER_* in bpf/lb_parsing.h.
+const (
+	innerNone = iota
+	innerAddrs
+	innerFull
+)
+
+func parseEth(b []byte) (l3 int, proto uint16, ok bool) {
+	if len(b) < 14 {
+		return 0, 0, false
+	}
+	proto = binary.BigEndian.Uint16(b[12:])
+	l3 = 14
+	if proto == 0x8100 || proto == 0x88a8 {
+		if len(b) < 18 {
+			return 0, 0, false
+		}
+		proto = binary.BigEndian.Uint16(b[16:])
+		l3 = 18
+	}
+	return l3, proto, true
+}
+
+// innerHash mirrors lb_inner_hash: vx starts at the VXLAN header.
+func innerHash(vx []byte) (uint32, int) {
+	if len(vx) < 8 || vx[0]&0x08 == 0 {
+		return 0, innerNone
+	}
+	fr := vx[8:]
+	l3, proto, ok := parseEth(fr)
+	if !ok {
+		return 0, innerNone
+	}
+	switch proto {
+	case 0x0800:
+		ip := fr[l3:]
+		if len(ip) < 20 {
+			return 0, innerNone
+		}
+		ihl := int(ip[0]&0xf) * 4
+		if ihl < 20 {
+			return 0, innerNone
+		}
+		a, b := word(ip[12:]), word(ip[16:])
+		pa, pb, ok := innerPorts(ip, ihl, ip[9])
+		if binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 || !ok {
+			return symmetricHash(a, b, 0, 0, 0), innerAddrs
+		}
+		return symmetricHash(a, b, pa, pb, ip[9]), innerFull
+	case 0x86dd:
+		ip := fr[l3:]
+		if len(ip) < 40 {
+			return 0, innerNone
+		}
+		a, b := hashIn6(ip[8:24]), hashIn6(ip[24:40])
+		pa, pb, ok := innerPorts(ip, 40, ip[6])
+		if !ok {
+			return symmetricHash(a, b, 0, 0, 0), innerAddrs
+		}
+		return symmetricHash(a, b, pa, pb, ip[6]), innerFull
+	}
+	return 0, innerNone
+}
+
+// innerPorts mirrors lb_inner_ports: l4 starts at ip[off:].
+func innerPorts(ip []byte, off int, proto uint8) (pa, pb uint16, ok bool) {
+	switch proto {
+	case 6, 17, 132:
+		if len(ip) < off+4 {
+			return 0, 0, false
+		}
+		return half(ip[off:]), half(ip[off+2:]), true
+	case 1, 58:
+		if len(ip) < off+8 {
+			return 0, 0, false
+		}
+		switch ip[off] {
+		case 8, 0, 128, 129:
+			id := half(ip[off+4:])
+			return id, id, true
+		}
+		return 0, 0, true
+	}
+	return 0, 0, true
+}

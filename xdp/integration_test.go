@@ -1,0 +1,492 @@
+package xdp
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/xmirror/xmirror/internal/netlab"
+)
+
+// buildXmirror compiles the xmirror binary once per test binary run.
+var buildOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+func xmirrorBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "xmirror-lb-test-")
+		if err != nil {
+			buildOnce.err = err
+			return
+		}
+		buildOnce.path = filepath.Join(dir, "xmirror")
+		out, err := exec.Command("go", "build", "-o", buildOnce.path, "github.com/xmirror/xmirror/cmd/xmirror").CombinedOutput()
+		if err != nil {
+			buildOnce.err = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	if buildOnce.err != nil {
+		t.Fatal(buildOnce.err)
+	}
+	return buildOnce.path
+}
+
+// receiver counts the VXLAN datagrams a backend gets, by flow and direction.
+type receiver struct {
+	conn net.PacketConn
+	mu   sync.Mutex
+	got  map[uint64]int // flow<<8|dir -> datagrams
+	n    int
+	bad  []string
+}
+
+func listenVXLAN(t *testing.T, h *netlab.Host) *receiver {
+	t.Helper()
+	r := &receiver{got: make(map[uint64]int)}
+	if err := h.Do(func() (err error) {
+		r.conn, err = net.ListenPacket("udp4", ":4789")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r.conn.(*net.UDPConn).SetReadBuffer(8 << 20)
+	t.Cleanup(func() { r.conn.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := r.conn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			r.mu.Lock()
+			r.n++
+			if ua := from.(*net.UDPAddr); !ua.IP.Equal(net.ParseIP("10.0.0.230")) {
+				r.bad = append(r.bad, "outer source "+ua.String())
+			}
+			if n >= 8+9 && buf[0] == 0x08 {
+				tail := buf[n-9 : n]
+				r.got[uint64(binary.BigEndian.Uint32(tail))<<8|uint64(tail[4])]++
+			} else {
+				r.bad = append(r.bad, fmt.Sprintf("not VXLAN: %x", buf[:min(n, 16)]))
+			}
+			r.mu.Unlock()
+		}
+	}()
+	return r
+}
+
+func (r *receiver) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
+}
+
+func (r *receiver) has(flow uint32, dir uint8) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.got[uint64(flow)<<8|uint64(dir)] > 0
+}
+
+func (r *receiver) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.got)
+	r.n = 0
+}
+
+// vxlanPayload is the UDP payload the mirror source sends for inner flow i in
+// direction dir (1 = reverse): VXLAN + an inner TCP frame whose payload ends
+// with (flow, dir, seq) so receivers can tell flows apart.
+func vxlanPayload(flow uint32, dir uint8, seq uint32) []byte {
+	a := netip.AddrFrom4([4]byte{172, 16, byte(flow >> 8), byte(flow)})
+	b := netip.AddrFrom4([4]byte{172, 17, byte(flow >> 16), byte(flow >> 3)})
+	pa, pb := uint16(1024+flow%50000), uint16(80+flow%7)
+	if dir == 1 {
+		a, b, pa, pb = b, a, pb, pa
+	}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: a.AsSlice(), DstIP: b.AsSlice()}
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(pa), DstPort: layers.TCPPort(pb), ACK: true, Window: 100}
+	tcp.SetNetworkLayerForChecksum(ip)
+	tag := make([]byte, 9)
+	binary.BigEndian.PutUint32(tag, flow)
+	tag[4] = dir
+	binary.BigEndian.PutUint32(tag[5:], seq)
+	buf := gopacket.NewSerializeBuffer()
+	gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		&layers.VXLAN{ValidIDFlag: true, VNI: 1},
+		&layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4},
+		ip, tcp, gopacket.Payload(tag))
+	return buf.Bytes()
+}
+
+// sender sends from the mirror source host to the VIP; each flow uses its
+// own outer source port, as a directional-hash source (AWS) would.
+type sender struct {
+	conn *net.UDPConn
+}
+
+func newSender(t *testing.T, h *netlab.Host) *sender {
+	t.Helper()
+	s := &sender{}
+	if err := h.Do(func() error {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP("10.0.0.230")})
+		s.conn = c
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.conn.Close() })
+	return s
+}
+
+var vipUDP = &net.UDPAddr{IP: net.ParseIP("10.0.0.1"), Port: 4789}
+
+func (s *sender) send(t *testing.T, flow uint32, dir uint8, seq uint32) {
+	t.Helper()
+	if _, err := s.conn.WriteToUDP(vxlanPayload(flow, dir, seq), vipUDP); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// healthServer is a backend's TCP health endpoint, closable to fail checks.
+func healthServer(t *testing.T, h *netlab.Host) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	if err := h.Do(func() (err error) {
+		ln, err = net.Listen("tcp4", ":9091")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln
+}
+
+const lbTestConfig = `load_balancer:
+  listener: {name: listener-A, vip: 10.0.0.1, port: 4789, interfaces: [eth0]}
+  algorithm: %s
+  affinity: inner-symmetric
+  backends:
+    - {name: target-01, address: 10.0.0.11, port: 4789, weight: %d}
+    - {name: target-02, address: 10.0.0.12, port: 4789, weight: %d}
+  health_check: {enabled: true, type: tcp, port: 9091, interval: 200ms, timeout: 100ms,
+                 healthy_threshold: 1, unhealthy_threshold: 2}
+metrics: {listen: 127.0.0.1:9190}
+`
+
+// startLB runs `xmirror lb` in the lb namespace and waits for /healthz.
+func startLB(t *testing.T, lb *netlab.Host, bin, cfg, pin string, extra ...string) *netlab.Proc {
+	t.Helper()
+	args := append([]string{"--log-level", "debug", "lb", "--config", cfg, "--pin-path", pin}, extra...)
+	p, err := lb.Start(bin, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var ok bool
+		ok = httpStatus(lb, "/healthz") == 200
+		if ok {
+			return p
+		}
+		select {
+		case <-p.Done():
+			t.Fatalf("xmirror lb exited: %s", p.Output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("xmirror lb not healthy in time: %s", p.Output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func waitCount(rs []*receiver, want int, d time.Duration) int {
+	deadline := time.Now().Add(d)
+	for {
+		n := 0
+		for _, r := range rs {
+			n += r.count()
+		}
+		if n >= want || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestIntegration runs the real binary on a namespace topology: a mirror
+// source sends VXLAN of many inner flows to the VIP, the XDP program on the LB
+// spreads it over two collectors. It checks symmetric placement, outer source
+// and checksums (the receivers' kernels verify them: offload is off), a health
+// failure, a SIGHUP weight change and a restart, the last two with no loss.
+func TestIntegration(t *testing.T) {
+	lab := netlab.ForTest(t,
+		netlab.HostSpec{Name: "src", Addrs: []string{"10.0.0.230/24"}},
+		netlab.HostSpec{Name: "lb", Addrs: []string{"10.0.0.1/24"}, GRO: true},
+		netlab.HostSpec{Name: "b1", Addrs: []string{"10.0.0.11/24"}},
+		netlab.HostSpec{Name: "b2", Addrs: []string{"10.0.0.12/24"}},
+	)
+	bin := xmirrorBinary(t)
+	pin := fmt.Sprintf("/sys/fs/bpf/xmirror-test-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	t.Cleanup(func() { Detach(pin) })
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "lb.yaml")
+	writeCfg := func(algo string, w1, w2 int) {
+		if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(lbTestConfig, algo, w1, w2)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCfg("wrr", 1, 1)
+	lbh := lab.Host("lb")
+	vethPeerPass(t, lab, lbh)
+	r1, r2 := listenVXLAN(t, lab.Host("b1")), listenVXLAN(t, lab.Host("b2"))
+	rs := []*receiver{r1, r2}
+	h1 := healthServer(t, lab.Host("b1"))
+	defer h1.Close()
+	h2 := healthServer(t, lab.Host("b2"))
+	p := startLB(t, lbh, bin, cfgPath, pin)
+	snd := newSender(t, lab.Host("src"))
+
+	// 1. Many flows, both directions: every datagram arrives, a flow's two
+	// directions share a backend, both backends get a fair share.
+	const flows = 2000
+	for f := range uint32(flows) {
+		snd.send(t, f, 0, 0)
+		snd.send(t, f, 1, 0)
+		if f%200 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if got := waitCount(rs, 2*flows, 5*time.Second); got != 2*flows {
+		st, _ := lbh.Run(bin, "lb", "status", "--pin-path", pin, "--interval", "10ms")
+		t.Fatalf("received %d of %d datagrams\n%s\n%s", got, 2*flows, st, p.Output())
+	}
+	onB1 := 0
+	for f := range uint32(flows) {
+		f0, f1 := r1.has(f, 0), r1.has(f, 1)
+		if f0 != f1 || f0 == r2.has(f, 0) || f1 == r2.has(f, 1) {
+			t.Fatalf("flow %d split: b1 %v/%v b2 %v/%v", f, f0, f1, r2.has(f, 0), r2.has(f, 1))
+		}
+		if f0 {
+			onB1++
+		}
+	}
+	if onB1 < flows*45/100 || onB1 > flows*55/100 {
+		t.Errorf("b1 got %d of %d flows, want about half", onB1, flows)
+	}
+	for _, r := range rs {
+		if len(r.bad) > 0 {
+			t.Fatalf("bad datagrams: %v", r.bad[:min(3, len(r.bad))])
+		}
+	}
+
+	// 2. b2's health check fails: within three intervals no new datagram
+	// reaches it, and its flows go to b1.
+	onB2 := []uint32{}
+	for f := range uint32(flows) {
+		if r2.has(f, 0) {
+			onB2 = append(onB2, f)
+		}
+	}
+	h2.Close()
+	time.Sleep(3 * 200 * time.Millisecond)
+	r1.reset()
+	r2.reset()
+	for _, f := range onB2 {
+		snd.send(t, f, 0, 1)
+	}
+	waitCount(rs, len(onB2), 3*time.Second)
+	if r2.count() != 0 || r1.count() != len(onB2) {
+		t.Fatalf("after b2 failed: b1 got %d, b2 got %d of %d datagrams of b2's flows\n%s", r1.count(), r2.count(), len(onB2), p.Output())
+	}
+	if !strings.Contains(p.Output(), "backend unhealthy") {
+		t.Errorf("the transition was not logged:\n%s", p.Output())
+	}
+	h2 = healthServer(t, lab.Host("b2"))
+	defer h2.Close()
+	time.Sleep(3 * 200 * time.Millisecond)
+
+	// 3. Zero loss while SIGHUP changes the weights and while the control
+	// plane restarts; new flows follow the new weights.
+	r1.reset()
+	r2.reset()
+	sent := 0
+	stream := func(base uint32, n int, mid func()) {
+		for i := range n {
+			snd.send(t, base+uint32(i), 0, 2)
+			sent++
+			if i == n/2 && mid != nil {
+				mid()
+			}
+			if i%100 == 0 {
+				time.Sleep(500 * time.Microsecond)
+			}
+		}
+	}
+	writeCfg("wrr", 3, 1)
+	stream(100000, 4000, func() {
+		if err := p.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	})
+	time.Sleep(300 * time.Millisecond) // let the reload finish before counting shares
+	r1.reset()
+	r2.reset()
+	sent = 0
+	stream(200000, 4000, nil)
+	if got := waitCount(rs, sent, 5*time.Second); got != sent {
+		t.Fatalf("lost datagrams after SIGHUP: %d of %d", got, sent)
+	}
+	if share := float64(r1.count()) / float64(sent); share < 0.72 || share > 0.78 {
+		t.Errorf("b1 share %.3f after weights 3:1, want 0.75", share)
+	}
+
+	// A broken file on SIGHUP is logged and the running tables stay.
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(lbTestConfig, "wrr", 500, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(p.Output(), "reload failed"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("bad reload not reported:\n%s", p.Output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	writeCfg("wrr", 3, 1)
+	metricsText := httpGet(t, lbh, "/metrics")
+	for _, want := range []string{`xmirror_lb_packets_total{reason="tx"}`, `xmirror_lb_backend_packets_total{backend="target-01",address="10.0.0.11"}`,
+		`xmirror_lb_backend_healthy{backend="target-02",address="10.0.0.12"} 1`, "xmirror_lb_reloads_total 1", "xmirror_lb_reload_errors_total 1"} {
+		if !strings.Contains(metricsText, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	r1.reset()
+	r2.reset()
+	sent = 0
+	var p2 *netlab.Proc
+	stream(300000, 6000, func() {
+		// The old process exits, the pinned program keeps forwarding, the
+		// new one takes the link over.
+		if err := p.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		<-p.Done()
+	})
+	p2 = startLB(t, lbh, bin, cfgPath, pin, "--detach-on-exit")
+	stream(400000, 2000, nil)
+	if got := waitCount(rs, sent, 5*time.Second); got != sent {
+		t.Fatalf("lost datagrams across a restart: %d of %d\nold:\n%s\nnew:\n%s", got, sent, p.Output(), p2.Output())
+	}
+	if !strings.Contains(p2.Output(), "updated pinned xdp link") {
+		t.Errorf("restart did not reuse the pinned link:\n%s", p2.Output())
+	}
+
+	// status reads the pinned maps.
+	out, err := lbh.Run(bin, "lb", "status", "--pin-path", pin, "--interval", "100ms")
+	if err != nil || !strings.Contains(out, "target-01") || !strings.Contains(out, "10.0.0.1:4789") {
+		t.Errorf("status: %v\n%s", err, out)
+	}
+	t.Logf("status:\n%s", out)
+	if err := p2.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-p2.Done()
+	if _, err := os.Stat(filepath.Join(pin, "lb_active")); !os.IsNotExist(err) {
+		t.Errorf("--detach-on-exit left pins behind: %v", err)
+	}
+}
+
+// vethPeerPass attaches xmirror_pass to the bridge end of h's veth: frames
+// XDP_TX sends into a veth are dropped unless the other end runs XDP.
+func vethPeerPass(t *testing.T, lab *netlab.Lab, h *netlab.Host) {
+	t.Helper()
+	o, err := loadObjects("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { o.Close() })
+	err = lab.SwitchDo(func() error {
+		ifc, err := net.InterfaceByName(h.Port)
+		if err != nil {
+			return err
+		}
+		l, err := link.AttachXDP(link.XDPOptions{Program: o.XmirrorPass, Interface: ifc.Index, Flags: link.XDPDriverMode})
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { l.Close() })
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("xdp pass on the bridge end of %s: %v", h.Name, err)
+	}
+}
+
+// httpStatus GETs path from the LB's metrics server inside its namespace with
+// a plain dial: http.Client dials on goroutines of its own, outside it.
+func httpStatus(h *netlab.Host, path string) int {
+	code, _ := httpDo(h, path)
+	return code
+}
+
+func httpGet(t *testing.T, h *netlab.Host, path string) string {
+	t.Helper()
+	code, body := httpDo(h, path)
+	if code != 200 {
+		t.Fatalf("GET %s: status %d", path, code)
+	}
+	return body
+}
+
+func httpDo(h *netlab.Host, path string) (code int, body string) {
+	h.Do(func() error {
+		c, err := net.DialTimeout("tcp4", "127.0.0.1:9190", time.Second)
+		if err != nil {
+			return nil
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		fmt.Fprintf(c, "GET %s HTTP/1.0\r\n\r\n", path)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return nil
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		code, body = resp.StatusCode, string(b)
+		return nil
+	})
+	return code, body
+}

@@ -1,0 +1,230 @@
+package xdp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultPinPath is where maps and links live so a restart keeps forwarding.
+const DefaultPinPath = "/sys/fs/bpf/xmirror"
+
+// Sentinel errors.
+var (
+	ErrNotAttached = errors.New("load balancer is not attached")
+	ErrBadMode     = errors.New("xdp mode must be auto, native or generic")
+)
+
+const linkPrefix = "link_"
+
+// objects is the loaded program and maps, with the pin path they live under
+// ("" when not pinned, as in unit tests).
+type objects struct {
+	lbObjects
+	pinPath string
+}
+
+// loadObjects loads the program; with a pin path, pinned maps of a previous
+// run are reused (with their connection table and counters) and new ones are
+// pinned there.
+func loadObjects(pinPath string) (_ *objects, err error) {
+	spec, err := loadLb()
+	if err != nil {
+		return nil, fmt.Errorf("load bpf spec: %w", err)
+	}
+	opts := &ebpf.CollectionOptions{}
+	if pinPath == "" {
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinNone
+		}
+	} else {
+		if err := ensureBPFFS(pinPath); err != nil {
+			return nil, err
+		}
+		opts.Maps.PinPath = pinPath
+	}
+	o := &objects{pinPath: pinPath}
+	if err := spec.LoadAndAssign(&o.lbObjects, opts); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load bpf program: %+v", ve)
+		}
+		if errors.Is(err, ebpf.ErrMapIncompatible) {
+			return nil, fmt.Errorf("load bpf objects (pinned maps from another version: run `xmirror lb detach`): %w", err)
+		}
+		return nil, fmt.Errorf("load bpf objects: %w", err)
+	}
+	return o, nil
+}
+
+// ensureBPFFS mounts bpffs on /sys/fs/bpf when the pin path lies under it and
+// it is not mounted (a fresh `ip netns exec` /sys has none), then creates dir.
+func ensureBPFFS(dir string) error {
+	const root = "/sys/fs/bpf"
+	if strings.HasPrefix(filepath.Clean(dir)+"/", root+"/") {
+		var st unix.Statfs_t
+		if err := unix.Statfs(root, &st); err != nil {
+			return fmt.Errorf("statfs %s: %w", root, err)
+		}
+		if st.Type != unix.BPF_FS_MAGIC {
+			if err := unix.Mount("bpf", root, "bpf", 0, "mode=0700"); err != nil {
+				return fmt.Errorf("mount bpffs on %s: %w", root, err)
+			}
+			slog.Info("mounted bpffs", "path", root)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create pin path: %w", err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	if st.Type != unix.BPF_FS_MAGIC {
+		return fmt.Errorf("pin path %s is not on a bpf filesystem", dir)
+	}
+	return nil
+}
+
+// XDP attach modes.
+const (
+	ModeAuto    = "auto"
+	ModeNative  = "native"
+	ModeGeneric = "generic"
+)
+
+// modeCode is stored in lb_slot.xdp_mode for `xmirror lb status`.
+func modeCode(m string) uint8 {
+	switch m {
+	case ModeNative:
+		return 1
+	case ModeGeneric:
+		return 2
+	}
+	return 0
+}
+
+func modeName(c uint8) string {
+	switch c {
+	case 1:
+		return ModeNative
+	case 2:
+		return ModeGeneric
+	}
+	return "unknown"
+}
+
+// attach puts prog on each interface. A link pinned by an earlier run is
+// updated in place (the old program keeps forwarding until the new one takes
+// over: nothing is lost); otherwise a new link is made in the requested mode,
+// native falling back to generic in auto mode. It returns the mode in use.
+func (o *objects) attach(ifaces []string, mode string, prog *ebpf.Program) (links map[string]link.Link, used string, err error) {
+	if mode == "" {
+		mode = ModeAuto
+	}
+	if mode != ModeAuto && mode != ModeNative && mode != ModeGeneric {
+		return nil, "", fmt.Errorf("%w: %q", ErrBadMode, mode)
+	}
+	links = make(map[string]link.Link)
+	defer func() {
+		if err != nil {
+			for _, l := range links {
+				l.Close()
+			}
+		}
+	}()
+	used = mode
+	for _, name := range ifaces {
+		iface, err := net.InterfaceByName(name)
+		if err != nil {
+			return nil, "", fmt.Errorf("interface %s: %w", name, err)
+		}
+		pin := ""
+		if o.pinPath != "" {
+			pin = filepath.Join(o.pinPath, linkPrefix+name)
+			if l, err := link.LoadPinnedLink(pin, nil); err == nil {
+				if err := l.Update(prog); err != nil {
+					l.Close()
+					return nil, "", fmt.Errorf("update xdp program on %s: %w", name, err)
+				}
+				links[name] = l
+				slog.Info("updated pinned xdp link", "interface", name)
+				if used == ModeAuto {
+					used = "pinned"
+				}
+				continue
+			}
+		}
+		var l link.Link
+		switch mode {
+		case ModeNative:
+			l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: iface.Index, Flags: link.XDPDriverMode})
+		case ModeGeneric:
+			l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: iface.Index, Flags: link.XDPGenericMode})
+		default:
+			l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: iface.Index, Flags: link.XDPDriverMode})
+			used = ModeNative
+			if err != nil {
+				slog.Warn("native xdp failed, falling back to generic", "interface", name, "err", err)
+				l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: iface.Index, Flags: link.XDPGenericMode})
+				used = ModeGeneric
+			}
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("attach xdp to %s: %w", name, err)
+		}
+		links[name] = l
+		if pin != "" {
+			if err := l.Pin(pin); err != nil {
+				return nil, "", fmt.Errorf("pin xdp link of %s: %w", name, err)
+			}
+		}
+		slog.Info("attached xdp program", "interface", name, "mode", used)
+	}
+	return links, used, nil
+}
+
+// Detach removes every pinned link (which detaches the program) and every
+// pinned map under pinPath, then the directory itself.
+func Detach(pinPath string) error {
+	entries, err := os.ReadDir(pinPath)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return fmt.Errorf("read pin path: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		p := filepath.Join(pinPath, e.Name())
+		// Only the load balancer's pins: other parts may share the directory.
+		if !strings.HasPrefix(e.Name(), linkPrefix) && !strings.HasPrefix(e.Name(), "lb_") {
+			continue
+		}
+		if strings.HasPrefix(e.Name(), linkPrefix) {
+			if l, err := link.LoadPinnedLink(p, nil); err == nil {
+				if err := l.Unpin(); err != nil {
+					errs = append(errs, fmt.Errorf("unpin %s: %w", p, err))
+				}
+				l.Close()
+				continue
+			}
+		}
+		if err := os.Remove(p); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", p, err))
+		}
+	}
+	// The directory goes only when nothing else is pinned in it.
+	if err := os.Remove(pinPath); err != nil && !os.IsNotExist(err) && !errors.Is(err, unix.ENOTEMPTY) {
+		errs = append(errs, fmt.Errorf("remove pin path: %w", err))
+	}
+	return errors.Join(errs...)
+}
