@@ -86,7 +86,7 @@ func (r *runner) collectorSystem(ctx context.Context, res *SystemResult, rx rece
 		time.Sleep(rxSettle)
 		p0 := readProc(sp.pid)
 		g, gerr := r.generateOn(ctx, gen, hostIf(gen), col.MAC, col.Addr, rate, r.o.Trial, label)
-		time.Sleep(300 * time.Millisecond) // the receiver drains its socket
+		time.Sleep(max(rx.drain, defaultDrain)) // the receiver drains its socket
 		p1 := readProc(sp.pid)
 		st, err := rx.stop(sp, dir)
 		if gerr != nil {

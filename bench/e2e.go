@@ -131,7 +131,7 @@ func (r *runner) e2eSystem(ctx context.Context, res *SystemResult, sys e2eSystem
 		}
 		time.Sleep(rxSettle)
 		g, gerr := r.generate(ctx, topo, rate, r.o.Trial, label)
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(defaultDrain)
 		got, written, err := stopAll()
 		if gerr != nil {
 			return nil, gerr

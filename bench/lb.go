@@ -330,7 +330,7 @@ func setupNginx(t *lbTopo, dir string) (int, func(), error) {
 	if err := os.WriteFile(f, []byte(conf), 0o644); err != nil {
 		return 0, nil, err
 	}
-	p, err := t.lb.Start("nginx", "-e", filepath.Join(dir, "error.log"), "-p", dir, "-c", f)
+	p, err := startOffGen(t.lb, "nginx", "-e", filepath.Join(dir, "error.log"), "-p", dir, "-c", f)
 	if err != nil {
 		return 0, nil, err
 	}

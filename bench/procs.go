@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +19,21 @@ import (
 )
 
 var execLookPath = exec.LookPath
+
+// startOffGen starts a user-space system under test in h's namespace on the CPUs
+// other than the generator's, which is busy for the whole trial: the same
+// treatment for every receiver and proxy, and no fight with the generator.
+func startOffGen(h *netlab.Host, name string, args ...string) (*netlab.Proc, error) {
+	n := runtime.NumCPU()
+	if n < 2 {
+		return h.Start(name, args...)
+	}
+	cpus := "1"
+	if n > 2 {
+		cpus = fmt.Sprintf("1-%d", n-1)
+	}
+	return h.Start("taskset", append([]string{"-c", cpus, name}, args...)...)
+}
 
 // metricsAddr is where xmirror processes serve /metrics inside their own namespace:
 // a fixed port is free there because the namespace is new.
@@ -44,13 +60,18 @@ type receiver struct {
 	start func(h *netlab.Host, dir string) (*startedProc, error)
 	// stop ends the process and says what it received.
 	stop func(sp *startedProc, dir string) (rxStats, error)
+	// drain is how long after the last packet sent the receiver is stopped.
+	drain time.Duration
 }
+
+// defaultDrain lets a receiver empty its socket before it is stopped.
+const defaultDrain = 300 * time.Millisecond
 
 func (r *runner) sinkReceiver() receiver {
 	return receiver{
 		name: "recvmmsg sink", kind: KindCeiling,
 		start: func(h *netlab.Host, dir string) (*startedProc, error) {
-			p, err := h.Start(r.o.Exe, "bench", "sink", "--listen", fmt.Sprintf("0.0.0.0:%d", VXLANPort))
+			p, err := startOffGen(h, r.o.Exe, "bench", "sink", "--listen", fmt.Sprintf("0.0.0.0:%d", VXLANPort))
 			if err != nil {
 				return nil, err
 			}
@@ -86,7 +107,7 @@ func (r *runner) collectReceiver() receiver {
 }
 
 func (r *runner) startCollect(h *netlab.Host, dir string) (*startedProc, error) {
-	p, err := h.Start(r.o.Exe, "collect", "--listen", fmt.Sprintf("0.0.0.0:%d", VXLANPort), "--out", dir,
+	p, err := startOffGen(h, r.o.Exe, "collect", "--listen", fmt.Sprintf("0.0.0.0:%d", VXLANPort), "--out", dir,
 		"--format", "pcapng", "--metrics-listen", metricsAddr)
 	if err != nil {
 		return nil, err
@@ -119,10 +140,14 @@ func stopCollect(sp *startedProc, dir string) (rxStats, error) {
 func tcpdumpReceiver() receiver {
 	return receiver{
 		name: "tcpdump -w", kind: KindAlternative, skip: needBinary("tcpdump"),
+		// libpcap hands packets over in TPACKET_V3 blocks, retired when full or after
+		// its 1 s timeout; packets still in a block when tcpdump stops are not
+		// counted as captured.
+		drain: 1500 * time.Millisecond,
 		start: func(h *netlab.Host, dir string) (*startedProc, error) {
 			// -Z root: tcpdump would otherwise drop to a user that cannot write dir.
 			// -B 32768 KiB: the same buffer as the sink's socket.
-			p, err := h.Start("tcpdump", "-i", "eth0", "-n", "-Z", "root", "-B", "32768", "-w", filepath.Join(dir, "cap.pcap"),
+			p, err := startOffGen(h, "tcpdump", "-i", "eth0", "-n", "-Z", "root", "-B", "32768", "-w", filepath.Join(dir, "cap.pcap"),
 				"udp", "dst", "port", strconv.Itoa(VXLANPort))
 			if err != nil {
 				return nil, err

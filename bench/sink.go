@@ -19,32 +19,44 @@ const sinkBatch = 64
 // sink stands for the best a receiver can do.
 const DefaultSinkBuffer = 32 << 20
 
-// Sink is the collector ceiling: a recvmmsg loop that only counts datagrams.
+// Sink is the collector ceiling: recvmmsg loops that only count datagrams, one per
+// SO_REUSEPORT socket, as many as a collector may use.
 type Sink struct {
-	conn    *net.UDPConn
-	pc      *ipv4.PacketConn
+	conns   []*net.UDPConn
 	packets atomic.Uint64
 	bytes   atomic.Uint64
 }
 
-// ListenSink binds a UDP socket on addr (in the calling thread's network namespace)
-// with a receive buffer of rcvbuf bytes (forced past rmem_max when root).
-func ListenSink(addr string, rcvbuf int) (*Sink, error) {
-	ua, err := net.ResolveUDPAddr("udp4", addr)
-	if err != nil {
-		return nil, fmt.Errorf("sink address %q: %w", addr, err)
-	}
-	conn, err := net.ListenUDP("udp4", ua)
-	if err != nil {
-		return nil, fmt.Errorf("sink listen: %w", err)
-	}
-	if rcvbuf > 0 {
-		if err := setRcvbuf(conn, rcvbuf); err != nil {
-			conn.Close()
-			return nil, err
+// ListenSink binds readers UDP sockets (SO_REUSEPORT; at least one) on addr in the
+// calling thread's network namespace, each with a receive buffer of rcvbuf bytes
+// (forced past rmem_max when root).
+func ListenSink(addr string, readers, rcvbuf int) (*Sink, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		})
+		return errors.Join(err, serr)
+	}}
+	s := &Sink{}
+	for i := 0; i < max(readers, 1); i++ {
+		pc, err := lc.ListenPacket(context.Background(), "udp4", addr)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("sink listen on %s: %w", addr, err)
 		}
+		conn := pc.(*net.UDPConn)
+		s.conns = append(s.conns, conn)
+		if rcvbuf > 0 {
+			if err := setRcvbuf(conn, rcvbuf); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
+		// The other sockets bind the port the first one got (":0" picks one).
+		addr = conn.LocalAddr().String()
 	}
-	return &Sink{conn: conn, pc: ipv4.NewPacketConn(conn)}, nil
+	return s, nil
 }
 
 func setRcvbuf(conn *net.UDPConn, n int) error {
@@ -70,18 +82,31 @@ func setRcvbuf(conn *net.UDPConn, n int) error {
 }
 
 // Addr is the bound address.
-func (s *Sink) Addr() net.Addr { return s.conn.LocalAddr() }
+func (s *Sink) Addr() net.Addr { return s.conns[0].LocalAddr() }
 
-// Run counts datagrams until ctx ends.
+// Run counts datagrams on every socket until ctx ends.
 func (s *Sink) Run(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() { s.conn.Close() })
+	errc := make(chan error, len(s.conns))
+	for _, c := range s.conns {
+		go func() { errc <- s.read(ctx, c) }()
+	}
+	var errs []error
+	for range s.conns {
+		errs = append(errs, <-errc)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Sink) read(ctx context.Context, conn *net.UDPConn) error {
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
+	pc := ipv4.NewPacketConn(conn)
 	msgs := make([]ipv4.Message, sinkBatch)
 	for i := range msgs {
 		msgs[i].Buffers = [][]byte{make([]byte, 65536)}
 	}
 	for {
-		n, err := s.pc.ReadBatch(msgs, 0)
+		n, err := pc.ReadBatch(msgs, 0)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
@@ -105,5 +130,13 @@ func (s *Sink) Counts() Counts {
 	return Counts{Packets: s.packets.Load(), Bytes: s.bytes.Load()}
 }
 
-// Close releases the socket.
-func (s *Sink) Close() error { return s.conn.Close() }
+// Close releases the sockets.
+func (s *Sink) Close() error {
+	var errs []error
+	for _, c := range s.conns {
+		if err := c.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -276,7 +277,12 @@ func (d *Demo) do(ctx context.Context, title string, fn func() error) error {
 }
 
 func (d *Demo) setup(ctx context.Context) error {
-	if err := d.do(ctx, "read the seed configuration", d.loadConfig); err != nil {
+	if err := d.do(ctx, "check the tools and read the seed configuration", func() error {
+		if err := preflight(); err != nil {
+			return err
+		}
+		return d.loadConfig()
+	}); err != nil {
 		return err
 	}
 	if err := d.do(ctx, "build the seed's network: 5 hosts on 192.168.0.0/24, one bridge", d.buildLab); err != nil {
@@ -311,6 +317,21 @@ func (d *Demo) setup(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// preflight finds the programs the demo runs besides xmirror, so that a missing
+// one is named before anything is built (`make deps` installs them).
+func preflight() error {
+	var missing []string
+	for _, tool := range []string{"nsenter", "ethtool", "tcpdump"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%s not found in PATH (run `make deps` or install util-linux, ethtool, tcpdump)", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // loadConfig validates the seed, applies the demo's edits and writes one

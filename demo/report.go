@@ -43,6 +43,10 @@ func (r *report) print(w io.Writer) {
 	for _, b := range lb.Backends {
 		fmt.Fprintf(w, "    backend %s %s:%d weight %d\n", b.Name, b.Address, b.Port, b.Weight)
 	}
+	if lb.Affinity == "outer" {
+		fmt.Fprintf(w, "  affinity outer with the source hashing per direction (source.hash: %s), like the seed's cloud:\n", d.cfg.Source.Hash)
+		fmt.Fprintf(w, "  the two directions of a conversation may reach different targets\n")
+	}
 
 	fmt.Fprintf(w, "\n== What was mirrored, and to which target\n")
 	place := Placement(r.got)

@@ -112,12 +112,18 @@ func TestReload(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
+	for _, dp := range []string{DatapathKernel, DatapathPerf} {
+		t.Run(dp, func(t *testing.T) { testRateLimit(t, dp) })
+	}
+}
+
+func testRateLimit(t *testing.T, datapath string) {
 	lab := seedLab(t, false)
 	src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
 	yaml := strings.Replace(mirrorAllYAML, "target: 192.168.0.147}", "target: 192.168.0.147, rate_limit: 5}", 1)
 	yaml = strings.Replace(yaml, "protocol: all}]\n    outbound", "protocol: icmp}]\n    outbound", 1)
 	yaml = strings.Replace(yaml, "outbound: [{priority: 1, action: accept, protocol: all}]", "outbound: []", 1)
-	s := startSource(t, src, seedConfig(t, yaml))
+	s := startSourceOpts(t, src, seedConfig(t, yaml), Options{Datapath: datapath})
 	sinkVXLAN(t, target)
 	cap := startCapture(t, target, "target", "udp", "port", "4789")
 	// 40 echo requests in well under a second: the bucket holds 5.
@@ -149,13 +155,19 @@ func packetTCP(frame []byte) *layers.TCP {
 // TestPathMTU checks that mirrored frames are cut to fit the route to the
 // target (MTU 300 here) when the session keeps whole frames, never fragmented.
 func TestPathMTU(t *testing.T) {
+	for _, dp := range []string{DatapathKernel, DatapathPerf} {
+		t.Run(dp, func(t *testing.T) { testPathMTU(t, dp) })
+	}
+}
+
+func testPathMTU(t *testing.T, datapath string) {
 	lab := seedLab(t, false)
 	src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
 	if _, err := src.Run("ip", "route", "add", targetIP+"/32", "dev", "eth0", "mtu", "lock", "300"); err != nil {
 		t.Fatal(err)
 	}
 	yaml := strings.Replace(seedYAML, "packet_length: 96", "packet_length: 0", 1)
-	s := startSource(t, src, seedConfig(t, yaml))
+	s := startSourceOpts(t, src, seedConfig(t, yaml), Options{Datapath: datapath})
 	sinkVXLAN(t, target)
 	cap := startCapture(t, target, "target", "udp", "port", "4789")
 	bulk(t, src, test, 64<<10)

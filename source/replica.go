@@ -43,7 +43,7 @@ func (s *Source) ensureReplica(ifindex uint32, want offloads) (uint32, error) {
 		}
 		return uint32(r.send.Attrs().Index), nil
 	}
-	sendName, recvName := replicaNames(s.device.Attrs().Name, ifindex)
+	sendName, recvName := replicaNames(s.devName, ifindex)
 	for _, n := range []string{sendName, recvName} {
 		if old, err := netlink.LinkByName(n); err == nil {
 			_ = netlink.LinkDel(old) // left behind by a killed run

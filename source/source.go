@@ -37,6 +37,7 @@ type Source struct {
 	cfg      *config.Config
 	replicas map[uint32]*replica
 	datapath uint32
+	devName  string
 	encap    *encapsulator
 	live     atomic.Pointer[Program] // what the data path runs, for the encapsulator
 	// noAttach fills the maps without attaching (tests of the programs).
@@ -102,8 +103,13 @@ func New(cfg *config.Config, opts Options) (s *Source, err error) {
 	if err := s.load(opts); err != nil {
 		return nil, err
 	}
-	if err := s.createDevice(device); err != nil {
-		return nil, err
+	s.devName = device
+	// The perf datapath encapsulates in user space: no VXLAN device (which
+	// would also occupy UDP 4789 on this host).
+	if s.datapath == datapathKernel {
+		if err := s.createDevice(device); err != nil {
+			return nil, err
+		}
 	}
 	if s.datapath == datapathPerf {
 		if err := s.startEncapsulator(); err != nil {
@@ -114,7 +120,7 @@ func New(cfg *config.Config, opts Options) (s *Source, err error) {
 		return nil, err
 	}
 	s.cfg = cfg
-	slog.Info("mirror source attached", "datapath", map[uint32]string{datapathKernel: DatapathKernel, datapathPerf: DatapathPerf}[s.datapath], "device", device, "sessions", len(prog.Sessions),
+	slog.Info("mirror source attached", "datapath", map[uint32]string{datapathKernel: DatapathKernel, datapathPerf: DatapathPerf}[s.datapath], "sessions", len(prog.Sessions),
 		"interfaces", len(prog.Ifaces), "inbound_rules", len(prog.Rules[dirIn]), "outbound_rules", len(prog.Rules[dirOut]))
 	return s, nil
 }

@@ -44,6 +44,9 @@ type Balancer struct {
 	links   map[string]link.Link
 	mode    string
 	hc      *healthChecker
+	// hcWanted: StartHealthChecks was called, so a reload that enables
+	// health checks starts them.
+	hcWanted bool
 }
 
 // New loads the program, reusing pinned maps from an earlier run.
@@ -119,6 +122,8 @@ func (b *Balancer) Apply(cfg *config.LoadBalancer) error {
 	}
 	if b.hc != nil {
 		b.hc.update(cfg)
+	} else if b.hcWanted && cfg.HealthCheck.Enabled {
+		b.startHealthChecks()
 	}
 	return nil
 }

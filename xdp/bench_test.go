@@ -29,6 +29,7 @@ func BenchmarkDataPath(b *testing.B) {
 		{"bare_xdp_tx", g.bal.objs.XmirrorBareBench, "wrr", "inner-symmetric", frame, 3},
 		{"wrr_conntrack_hit", g.bal.objs.XmirrorLbBench, "wrr", "inner-symmetric", frame, 3},
 		{"wrr_outer_conntrack_hit", g.bal.objs.XmirrorLbBench, "wrr", "outer", frame, 3},
+		{"wrr_none_per_packet", g.bal.objs.XmirrorLbBench, "wrr", "none", frame, 3},
 		{"maglev_inner_symmetric", g.bal.objs.XmirrorLbBench, "maglev", "inner-symmetric", frame, 3},
 		{"maglev_outer", g.bal.objs.XmirrorLbBench, "maglev", "outer", frame, 3},
 		{"not_listener_pass", g.bal.objs.XmirrorLbBench, "wrr", "inner-symmetric", other, 2},

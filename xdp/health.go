@@ -34,6 +34,12 @@ type healthChecker struct {
 func (b *Balancer) StartHealthChecks() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.hcWanted = true
+	b.startHealthChecks()
+}
+
+// startHealthChecks needs b.mu held.
+func (b *Balancer) startHealthChecks() {
 	if b.hc != nil || b.cfg == nil || !b.cfg.HealthCheck.Enabled {
 		return
 	}

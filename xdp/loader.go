@@ -11,6 +11,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -181,6 +182,9 @@ func (o *objects) attach(ifaces []string, mode string, prog *ebpf.Program) (link
 		if err != nil {
 			return nil, "", fmt.Errorf("attach xdp to %s: %w", name, err)
 		}
+		if used == ModeNative {
+			warnVeth(name)
+		}
 		links[name] = l
 		if pin != "" {
 			if err := l.Pin(pin); err != nil {
@@ -227,4 +231,12 @@ func Detach(pinPath string) error {
 		errs = append(errs, fmt.Errorf("remove pin path: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// warnVeth says what a native program on a veth needs: frames it sends back
+// out with XDP_TX are dropped by the other end unless that end runs XDP too.
+func warnVeth(name string) {
+	if l, err := netlink.LinkByName(name); err == nil && l.Type() == "veth" {
+		slog.Warn("native XDP on a veth: the peer must run an XDP program (e.g. xdp pass) or XDP_TX frames are dropped", "interface", name)
+	}
 }

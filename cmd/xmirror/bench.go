@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -185,15 +186,16 @@ func firstIPv4(iface *net.Interface) (netip.Addr, error) {
 func benchSinkCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "sink",
-		Usage:     "count UDP datagrams with a recvmmsg loop (the collector ceiling); prints JSON when stopped",
+		Usage:     "count UDP datagrams with recvmmsg loops (the collector ceiling); prints JSON when stopped",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "0.0.0.0:4789", Usage: "UDP `ADDR` to receive on"},
 			&cli.IntFlag{Name: "rcvbuf", Value: bench.DefaultSinkBuffer, Usage: "socket receive buffer `BYTES`"},
+			&cli.IntFlag{Name: "readers", Value: runtime.NumCPU(), Usage: "SO_REUSEPORT sockets, one goroutine each", DefaultText: "one per CPU"},
 			&cli.DurationFlag{Name: "duration", Usage: "stop after `D` (0 = on SIGTERM or Ctrl-C)"},
 		},
 		Action: func(c *cli.Context) error {
-			s, err := bench.ListenSink(c.String("listen"), c.Int("rcvbuf"))
+			s, err := bench.ListenSink(c.String("listen"), c.Int("readers"), c.Int("rcvbuf"))
 			if err != nil {
 				return err
 			}

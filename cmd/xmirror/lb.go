@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"syscall"
 	"text/tabwriter"
@@ -53,10 +54,13 @@ func lbCommand() *cli.Command {
 				Flags:     []cli.Flag{pinFlag},
 				Action: func(c *cli.Context) error {
 					p := cmpOrString(c.String("pin-path"), xdp.DefaultPinPath)
+					if _, err := os.Stat(filepath.Join(p, "lb_active")); err != nil {
+						fmt.Fprintf(c.App.Writer, "no load balancer pinned under %s\n", p)
+					}
 					if err := xdp.Detach(p); err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "detached, pins under %s removed\n", p)
+					fmt.Fprintf(c.App.Writer, "detached; load balancer pins under %s removed\n", p)
 					return nil
 				},
 			},

@@ -59,6 +59,12 @@ metrics: {listen: "127.0.0.1:9464"}
 // healthy once attached, mirrors, reports counters through `source status`,
 // reloads on SIGHUP, refuses a bad reload, and detaches on SIGTERM.
 func TestSourceCommand(t *testing.T) {
+	for _, dp := range []string{"kernel", "perf"} {
+		t.Run(dp, func(t *testing.T) { testSourceCommand(t, dp) })
+	}
+}
+
+func testSourceCommand(t *testing.T, datapath string) {
 	lab := netlab.ForTest(t,
 		netlab.HostSpec{Name: "source", Addrs: []string{"192.168.0.230/24"}},
 		netlab.HostSpec{Name: "test", Addrs: []string{"192.168.0.161/24"}},
@@ -70,7 +76,7 @@ func TestSourceCommand(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(cliSourceYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := startXmirror(t, src, "source", "--config", cfgPath)
+	p := startXmirror(t, src, "source", "--config", cfgPath, "--datapath", datapath)
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
 			err = src.Do(func() error { c, err = net.Dial(network, addr); return err })
@@ -125,8 +131,8 @@ func TestSourceCommand(t *testing.T) {
 	if err := p.Wait(); err != nil {
 		t.Fatalf("exit: %v\n%s", err, p.Output())
 	}
-	if out, err := src.Run("ip", "link", "show", "xmirror0"); err == nil {
-		t.Errorf("xmirror0 still exists after stop:\n%s", out)
+	if out, err := src.Run("ip", "-o", "link", "show"); err != nil || strings.Contains(out, "xmirror0") {
+		t.Errorf("devices left after stop (%v):\n%s", err, out)
 	}
 }
 
