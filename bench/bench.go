@@ -27,7 +27,7 @@ type Options struct {
 	Reps      int           // repetitions per measurement; 0 picks 3 (1 when quick)
 	Trial     time.Duration // length of one trial; 0 picks 3s (1s when quick)
 	Size      int           // mirrored frame bytes; 0 picks 100 (150 on the wire)
-	Flows     int           // flows per trial; 0 picks 16384
+	Flows     int           // flows per trial; 0 picks 65536
 	Out       string        // directory for report.md, results.json and the charts
 	Term      io.Writer     // live table and progress; nil is quiet
 	Command   string        // the command line, for the report
@@ -68,7 +68,7 @@ func (o *Options) defaults() error {
 		return fmt.Errorf("size %d is outside %d..1500", o.Size, MinSize)
 	}
 	if o.Flows <= 0 {
-		o.Flows = 16384
+		o.Flows = 65536
 	}
 	if o.Term == nil {
 		o.Term = io.Discard

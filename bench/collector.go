@@ -46,32 +46,36 @@ func (r *runner) scenarioCollector(ctx context.Context) ScenarioResult {
 		return sc
 	}
 	sc.Notes = append(sc.Notes, fmt.Sprintf("generator top rate into an XDP drop counter: %s; steps are fractions of it", formatPPS(pmax)))
+	var systems []*sweepSys
 	for _, rx := range []receiver{r.sinkReceiver(), r.collectReceiver(), tcpdumpReceiver()} {
-		if ctx.Err() != nil {
-			break
-		}
-		res := SystemResult{Name: rx.name, Kind: rx.kind}
+		res := &SystemResult{Name: rx.name, Kind: rx.kind}
 		if rx.skip != nil {
 			res.Skipped = rx.skip()
 		}
+		s := &sweepSys{res: res, label: "collector: " + rx.name}
 		if res.Skipped == "" {
-			r.collectorSystem(ctx, &res, rx, pmax)
+			lab, err := r.newLab("col", collectorHosts()...)
+			if err != nil {
+				res.Skipped = fmt.Sprintf("lab: %v", err)
+			} else {
+				defer lab.Close()
+				s.trial = r.collectorTrial(lab, rx)
+			}
 		}
-		r.ui.row(sc.Name, &res)
-		sc.Systems = append(sc.Systems, res)
+		systems = append(systems, s)
+	}
+	r.sweep(ctx, systems, pmax)
+	for _, s := range systems {
+		r.ui.row(sc.Name, s.res)
+		sc.Systems = append(sc.Systems, *s.res)
 	}
 	return sc
 }
 
-func (r *runner) collectorSystem(ctx context.Context, res *SystemResult, rx receiver, pmax float64) {
-	lab, err := r.newLab("col", collectorHosts()...)
-	if err != nil {
-		res.Skipped = fmt.Sprintf("lab: %v", err)
-		return
-	}
-	defer lab.Close()
+// collectorTrial runs rx fresh on the lab's collector host for one trial.
+func (r *runner) collectorTrial(lab *netlab.Lab, rx receiver) stepTrial {
 	gen, col := lab.Host("gen"), lab.Host("col")
-	trial := func(ctx context.Context, rate float64, label string) (map[string]float64, error) {
+	return func(ctx context.Context, rate float64, label string) (map[string]float64, error) {
 		dir, err := os.MkdirTemp(r.tmp, "rx-")
 		if err != nil {
 			return nil, err
@@ -96,10 +100,6 @@ func (r *runner) collectorSystem(ctx context.Context, res *SystemResult, rx rece
 			return nil, err
 		}
 		return rxTrial(g, st.received, st.written, p0, p1)
-	}
-	r.sweep(ctx, res, pmax, "collector: "+rx.name, trial)
-	if res.Metrics == nil {
-		res.Skipped = "no step succeeded: " + firstErrors(res.Errors)
 	}
 }
 

@@ -50,52 +50,65 @@ func (r *runner) scenarioE2E(ctx context.Context) ScenarioResult {
 			setupLB:   func(t *lbTopo, dir string) (int, func(), error) { return r.setupXmirrorLB(t, dir, "wrr") },
 			receivers: []receiver{r.collectReceiver(), r.collectReceiver()}},
 	}
+	var sweeps []*sweepSys
 	for _, sys := range systems {
-		if ctx.Err() != nil {
-			break
-		}
-		res := SystemResult{Name: sys.name, Kind: sys.kind}
+		res := &SystemResult{Name: sys.name, Kind: sys.kind}
 		if sys.skip != nil {
 			res.Skipped = sys.skip()
 		}
+		s := &sweepSys{res: res, label: "e2e: " + sys.name}
 		if res.Skipped == "" {
-			r.e2eSystem(ctx, &res, sys, pmax)
+			trial, closeFn := r.prepareE2E(res, sys)
+			defer closeFn()
+			s.trial = trial
 		}
-		r.ui.row(sc.Name, &res)
-		sc.Systems = append(sc.Systems, res)
+		sweeps = append(sweeps, s)
+	}
+	r.sweep(ctx, sweeps, pmax)
+	for _, s := range sweeps {
+		r.ui.row(sc.Name, s.res)
+		sc.Systems = append(sc.Systems, *s.res)
 	}
 	return sc
 }
 
-func (r *runner) e2eSystem(ctx context.Context, res *SystemResult, sys e2eSystem, pmax float64) {
+// prepareE2E builds the system's lab and starts its LB; the trial starts the
+// receivers fresh each time. On failure res says why it is skipped.
+func (r *runner) prepareE2E(res *SystemResult, sys e2eSystem) (stepTrial, func()) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
 	topo, err := r.newBridgeTopo()
 	if err != nil {
 		res.Skipped = fmt.Sprintf("lab: %v", err)
-		return
+		return nil, closeAll
 	}
 	lab := topo.lab
-	defer lab.Close()
+	closers = append(closers, func() { lab.Close() })
 	dir, err := os.MkdirTemp(r.tmp, "e2e-")
 	if err != nil {
 		res.Skipped = err.Error()
-		return
+		return nil, closeAll
 	}
 	if err := warmNeighbours(lab.Host("lb"), addrB1, addrB2, addrGen); err != nil {
 		res.Skipped = err.Error()
-		return
+		return nil, closeAll
 	}
 	pass, err := passOnSwitchPort(lab, "lb")
 	if err != nil {
 		res.Skipped = err.Error()
-		return
+		return nil, closeAll
 	}
-	defer pass.Close()
+	closers = append(closers, func() { pass.Close() })
 	_, stop, err := sys.setupLB(topo, dir)
 	if err != nil {
 		res.Skipped = fmt.Sprintf("setup failed: %v", err)
-		return
+		return nil, closeAll
 	}
-	defer stop()
+	closers = append(closers, stop)
 	hosts := []*netlab.Host{lab.Host("b1"), lab.Host("b2")}
 	trial := func(ctx context.Context, rate float64, label string) (map[string]float64, error) {
 		var started []*startedProc
@@ -141,8 +154,5 @@ func (r *runner) e2eSystem(ctx context.Context, res *SystemResult, sys e2eSystem
 		}
 		return rxTrial(g, got, written, procStats{}, procStats{})
 	}
-	r.sweep(ctx, res, pmax, "e2e: "+sys.name, trial)
-	if res.Metrics == nil {
-		res.Skipped = "no step succeeded: " + firstErrors(res.Errors)
-	}
+	return trial, closeAll
 }

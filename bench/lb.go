@@ -47,70 +47,110 @@ func (r *runner) scenarioLB(ctx context.Context) ScenarioResult {
 		{name: "nftables dnat", kind: KindAlternative, shares: shares, skip: needBinary("nft"), setup: setupNFT},
 		{name: "nginx udp proxy", kind: KindAlternative, shares: shares, skip: needNginx, setup: setupNginx},
 	}
+	// Every system keeps its lab for the whole scenario and the repetitions go
+	// round the systems, so that load from elsewhere on the machine, which comes
+	// and goes, falls on all of them alike rather than on whichever ran then.
+	var runs []*lbRun
 	for _, sys := range systems {
 		if ctx.Err() != nil {
 			break
 		}
-		res := r.runLBSystem(ctx, sys)
-		r.ui.row(sc.Name, &res)
-		sc.Systems = append(sc.Systems, res)
+		runs = append(runs, r.prepareLB(sys))
+	}
+	defer func() {
+		for _, run := range runs {
+			run.close()
+		}
+	}()
+	for rep := 0; rep < r.o.Reps && ctx.Err() == nil; rep++ {
+		for _, run := range runs {
+			if run.res.Skipped != "" || ctx.Err() != nil {
+				continue
+			}
+			label := fmt.Sprintf("lb: %s rep %d/%d", run.sys.name, rep+1, r.o.Reps)
+			// A short untimed run first fills connection tables, conntrack and
+			// proxy sessions (nginx forgets idle ones after 2 s).
+			if _, err := r.generate(ctx, run.topo, 0, r.o.Trial/3, label+" warm-up"); err != nil {
+				run.res.Errors = append(run.res.Errors, err.Error())
+				continue
+			}
+			time.Sleep(200 * time.Millisecond)
+			t, err := r.lbTrial(ctx, run.topo, run.ctr, run.pid, run.sys, label)
+			if err != nil {
+				run.res.Errors = append(run.res.Errors, err.Error())
+				continue
+			}
+			run.res.Trials = append(run.res.Trials, t)
+		}
+	}
+	for _, run := range runs {
+		res := run.res
+		if res.Skipped == "" {
+			if len(res.Trials) == 0 {
+				res.Skipped = "no trial succeeded: " + strings.Join(res.Errors, "; ")
+			} else {
+				res.Metrics = medians(res.Trials)
+			}
+		}
+		r.ui.row(sc.Name, res)
+		sc.Systems = append(sc.Systems, *res)
 	}
 	return sc
 }
 
-func (r *runner) runLBSystem(ctx context.Context, sys lbSystem) SystemResult {
-	res := SystemResult{Name: sys.name, Kind: sys.kind}
+// lbRun is one system of the lb scenario, set up and ready for trials.
+type lbRun struct {
+	sys     lbSystem
+	res     *SystemResult
+	topo    *lbTopo
+	ctr     *XDPPeer
+	pid     int
+	closers []func()
+}
+
+func (l *lbRun) close() {
+	for i := len(l.closers) - 1; i >= 0; i-- {
+		l.closers[i]()
+	}
+	l.closers = nil
+}
+
+// prepareLB builds the system's lab and starts it; on failure the result says
+// why it is skipped.
+func (r *runner) prepareLB(sys lbSystem) *lbRun {
+	run := &lbRun{sys: sys, res: &SystemResult{Name: sys.name, Kind: sys.kind}}
 	if sys.skip != nil {
 		if why := sys.skip(); why != "" {
-			res.Skipped = why
-			return res
+			run.res.Skipped = why
+			return run
 		}
 	}
 	r.ui.progress("lb: %s: setting up", sys.name)
 	topo, err := r.newDirectTopo()
 	if err != nil {
-		res.Skipped = fmt.Sprintf("lab: %v", err)
-		return res
+		run.res.Skipped = fmt.Sprintf("lab: %v", err)
+		return run
 	}
-	defer topo.lab.Close()
+	run.topo = topo
+	run.closers = append(run.closers, func() { topo.lab.Close() })
 	dir, err := os.MkdirTemp(r.tmp, "lb-")
 	if err != nil {
-		res.Skipped = err.Error()
-		return res
+		run.res.Skipped = err.Error()
+		return run
 	}
-	var ctr *XDPPeer
-	if err := topo.gen.Do(func() (err error) { ctr, err = AttachCounter(topo.genIf.index); return err }); err != nil {
-		res.Skipped = fmt.Sprintf("counter: %v", err)
-		return res
+	if err := topo.gen.Do(func() (err error) { run.ctr, err = AttachCounter(topo.genIf.index); return err }); err != nil {
+		run.res.Skipped = fmt.Sprintf("counter: %v", err)
+		return run
 	}
-	defer ctr.Close()
+	run.closers = append(run.closers, func() { run.ctr.Close() })
 	pid, stop, err := sys.setup(topo, dir)
 	if err != nil {
-		res.Skipped = fmt.Sprintf("setup failed: %v", err)
-		return res
+		run.res.Skipped = fmt.Sprintf("setup failed: %v", err)
+		return run
 	}
-	defer stop()
-
-	// A short untimed run fills connection tables, conntrack and proxy sessions.
-	if _, err := r.generate(ctx, topo, 0, r.o.Trial/3, "lb: "+sys.name+": warm-up"); err != nil {
-		res.Skipped = fmt.Sprintf("generator: %v", err)
-		return res
-	}
-	time.Sleep(200 * time.Millisecond)
-	for rep := 0; rep < r.o.Reps && ctx.Err() == nil; rep++ {
-		t, err := r.lbTrial(ctx, topo, ctr, pid, sys, fmt.Sprintf("lb: %s rep %d/%d", sys.name, rep+1, r.o.Reps))
-		if err != nil {
-			res.Errors = append(res.Errors, err.Error())
-			continue
-		}
-		res.Trials = append(res.Trials, t)
-	}
-	if len(res.Trials) == 0 {
-		res.Skipped = "no trial succeeded: " + strings.Join(res.Errors, "; ")
-		return res
-	}
-	res.Metrics = medians(res.Trials)
-	return res
+	run.pid = pid
+	run.closers = append(run.closers, stop)
+	return run
 }
 
 func (r *runner) lbTrial(ctx context.Context, topo *lbTopo, ctr *XDPPeer, pid int, sys lbSystem, label string) (map[string]float64, error) {

@@ -25,49 +25,69 @@ func (r *runner) sweepFractions() []float64 {
 // include offered_pps, received_pps and loss_pct.
 type stepTrial func(ctx context.Context, rate float64, label string) (map[string]float64, error)
 
-// sweep runs trial at rising rates, Reps times each, and fills res with the curve
-// and the summary: the highest lossless offered rate, and the top rate's outcome.
-// After two lossy steps in a row it jumps to the top rate: higher steps would only
-// lose more and cost minutes.
-func (r *runner) sweep(ctx context.Context, res *SystemResult, pmax float64, label string, trial stepTrial) {
+// sweepSys is one system in a sweep.
+type sweepSys struct {
+	res   *SystemResult
+	trial stepTrial
+	label string
+	lossy int                // lossy steps in a row
+	top   map[string]float64 // medians at the top rate
+}
+
+// sweep runs every system's trial at rising rates, Reps times each, and fills each
+// result with its curve and summary: the highest lossless offered rate and the top
+// rate's outcome. At every step the repetitions go round the systems, so that load
+// from elsewhere on the machine falls on all of them alike. After two lossy steps
+// in a row a system jumps to the top rate: higher steps would only lose more.
+func (r *runner) sweep(ctx context.Context, systems []*sweepSys, pmax float64) {
 	fr := r.sweepFractions()
-	lossy := 0
-	var top map[string]float64
 	for i, f := range fr {
-		if ctx.Err() != nil {
-			return
-		}
-		if lossy >= 2 && f != 0 {
-			continue
-		}
 		rate := f * pmax
-		var trials []map[string]float64
-		for rep := 0; rep < r.o.Reps && ctx.Err() == nil; rep++ {
-			lbl := fmt.Sprintf("%s: step %d/%d (%s) rep %d/%d", label, i+1, len(fr), rateText(rate), rep+1, r.o.Reps)
-			t, err := trial(ctx, rate, lbl)
-			if err != nil {
-				res.Errors = append(res.Errors, fmt.Sprintf("%s: %v", rateText(rate), err))
+		trials := make([][]map[string]float64, len(systems))
+		for rep := 0; rep < r.o.Reps; rep++ {
+			for k, s := range systems {
+				if ctx.Err() != nil || s.res.Skipped != "" || (s.lossy >= 2 && f != 0) {
+					continue
+				}
+				lbl := fmt.Sprintf("%s: step %d/%d (%s) rep %d/%d", s.label, i+1, len(fr), rateText(rate), rep+1, r.o.Reps)
+				t, err := s.trial(ctx, rate, lbl)
+				if err != nil {
+					s.res.Errors = append(s.res.Errors, fmt.Sprintf("%s: %v", rateText(rate), err))
+					continue
+				}
+				t["rate_fraction"] = f
+				trials[k] = append(trials[k], t)
+				s.res.Trials = append(s.res.Trials, t)
+			}
+		}
+		for k, s := range systems {
+			if len(trials[k]) == 0 {
 				continue
 			}
-			t["rate_fraction"] = f
-			trials = append(trials, t)
-			res.Trials = append(res.Trials, t)
-		}
-		if len(trials) == 0 {
-			continue
-		}
-		m := medians(trials)
-		res.Curve = append(res.Curve, CurvePoint{OfferedPPS: m["offered_pps"], ReceivedPPS: m["received_pps"], LossPct: m["loss_pct"]})
-		if m["loss_pct"] > LosslessPct {
-			lossy++
-		} else {
-			lossy = 0
-		}
-		if f == 0 {
-			top = m
+			m := medians(trials[k])
+			s.res.Curve = append(s.res.Curve, CurvePoint{OfferedPPS: m["offered_pps"], ReceivedPPS: m["received_pps"], LossPct: m["loss_pct"]})
+			if m["loss_pct"] > LosslessPct {
+				s.lossy++
+			} else {
+				s.lossy = 0
+			}
+			if f == 0 {
+				s.top = m
+			}
 		}
 	}
+	for _, s := range systems {
+		s.summarize()
+	}
+}
+
+func (s *sweepSys) summarize() {
+	res := s.res
+	if res.Skipped != "" {
+		return
+	}
 	if len(res.Curve) == 0 {
+		res.Skipped = "no step succeeded: " + firstErrors(res.Errors)
 		return
 	}
 	res.Metrics = map[string]float64{"lossless_pps": 0}
@@ -76,12 +96,12 @@ func (r *runner) sweep(ctx context.Context, res *SystemResult, pmax float64, lab
 			res.Metrics["lossless_pps"] = math.Max(res.Metrics["lossless_pps"], p.OfferedPPS)
 		}
 	}
-	if top != nil {
-		res.Metrics["top_offered_pps"] = top["offered_pps"]
-		res.Metrics["loss_top_pct"] = top["loss_pct"]
-		res.Metrics["received_pps"] = top["received_pps"]
+	if s.top != nil {
+		res.Metrics["top_offered_pps"] = s.top["offered_pps"]
+		res.Metrics["loss_top_pct"] = s.top["loss_pct"]
+		res.Metrics["received_pps"] = s.top["received_pps"]
 		for _, k := range []string{"write_mbps", "proc_cpu_cores", "cpu_cores"} {
-			if v, ok := top[k]; ok {
+			if v, ok := s.top[k]; ok {
 				res.Metrics[k] = v
 			}
 		}

@@ -153,20 +153,36 @@ func Run(ctx context.Context, opts Options, keepRunning bool) (err error) {
 		return err
 	}
 	defer func() {
+		built := d.lab != nil
 		if cerr := d.Close(); cerr != nil && err == nil {
 			err = cerr
 		}
-		fmt.Fprintf(d.out, "namespaces removed; output kept in %s\n", d.opts.OutDir)
+		if built {
+			fmt.Fprintf(d.out, "namespaces removed; output kept in %s\n", d.opts.OutDir)
+		}
 	}()
 	d.steps = 12
 	if err := d.setup(ctx); err != nil {
 		return err
 	}
 	var ref *Capture
-	if err := d.do(ctx, "start the reference capture on ECS-source (tcpdump -s 96 '"+ReferenceFilter+"')", func() error {
+	watches := map[string]*Watch{}
+	if err := d.do(ctx, "start tcpdump -s 96 '"+ReferenceFilter+"' on ECS-source (the reference) and the seed's tcpdump on the targets", func() error {
+		var err error
 		ref, err = d.StartCapture(ctx, HostSource, filepath.Join(d.opts.OutDir, "reference", "ECS-source-eth0.pcap"), 96, ReferenceFilter)
-		return err
+		if err != nil {
+			return err
+		}
+		for _, t := range Targets {
+			if watches[t], err = d.StartWatch(ctx, t); err != nil {
+				return fmt.Errorf("tcpdump on %s: %w", t, err)
+			}
+		}
+		return nil
 	}); err != nil {
+		if ref != nil {
+			ref.Stop()
+		}
 		return err
 	}
 	defer ref.Stop()
@@ -187,6 +203,7 @@ func Run(ctx context.Context, opts Options, keepRunning bool) (err error) {
 	}
 	var un UnmatchedResult
 	if err := d.do(ctx, "traffic the filter must not mirror: TCP port 1235, UDP port 1234, ICMP echo", func() error {
+		var err error
 		un, err = d.Unmatched(ctx)
 		return err
 	}); err != nil {
@@ -208,8 +225,13 @@ func Run(ctx context.Context, opts Options, keepRunning bool) (err error) {
 		return err
 	}
 	var refFrames []Frame
-	if err := d.do(ctx, "stop the collectors (SIGTERM closes their files) and the capture", func() error {
+	wire := map[string][]string{}
+	if err := d.do(ctx, "stop the collectors (SIGTERM closes their files) and the captures", func() error {
+		for t, w := range watches {
+			wire[t] = w.Stop()
+		}
 		var errs []error
+		var err error
 		refFrames, err = ref.Stop()
 		errs = append(errs, err)
 		for _, t := range Targets {
@@ -221,12 +243,13 @@ func Run(ctx context.Context, opts Options, keepRunning bool) (err error) {
 	}
 	var got []Frame
 	if err := d.do(ctx, "read the capture files the collectors wrote", func() error {
+		var err error
 		got, err = d.CollectedFrames()
 		return err
 	}); err != nil {
 		return err
 	}
-	rep := &report{d: d, convs: convs, unmatched: un, ref: refFrames, got: got, counters: counters}
+	rep := &report{d: d, convs: convs, unmatched: un, ref: refFrames, got: got, counters: counters, wire: wire}
 	rep.print(d.out)
 	if len(rep.problems) > 0 {
 		return fmt.Errorf("the collected frames differ from the reference capture: %s", strings.Join(rep.problems, "; "))

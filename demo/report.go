@@ -17,6 +17,7 @@ type report struct {
 	ref       []Frame // tcpdump -s 96 on ECS-source
 	got       []Frame // the union of both targets' files
 	counters  map[string][]Sample
+	wire      map[string][]string // the seed's tcpdump on each target
 	problems  []string
 }
 
@@ -80,6 +81,30 @@ func (r *report) print(w io.Writer) {
 		r.problems = append(r.problems, fmt.Sprintf("%d frames of unmatched traffic were collected", n))
 	} else {
 		fmt.Fprintf(w, " -- none in any file\n")
+	}
+
+	if len(r.wire) > 0 {
+		fmt.Fprintf(w, "\n== On the wire at the targets, as the seed's Step 5 shows it (tcpdump -i eth0 udp port 4789 -nne)\n")
+		for _, t := range Targets {
+			lines := r.wire[t]
+			fmt.Fprintf(w, "  [root@%s ~]# tcpdump -i eth0 udp port 4789 -nne\n", strings.ToLower(t))
+			shown, total := 0, 0
+			for _, l := range lines {
+				if startsWithTime(l) {
+					total++
+				}
+				if total <= wirePackets && total > 0 {
+					fmt.Fprintf(w, "  %s\n", l)
+					shown = total
+				}
+			}
+			if total > shown {
+				fmt.Fprintf(w, "  ... and %d more packets\n", total-shown)
+			}
+			if total == 0 {
+				fmt.Fprintf(w, "  (no packet)\n")
+			}
+		}
 	}
 
 	fmt.Fprintf(w, "\n== Files written (one series per session, per target)\n")
@@ -235,4 +260,14 @@ func (d *Demo) printKeepRunning() {
 	fmt.Fprintf(w, "       nsenter --net=%s nc 192.168.0.230 1234   (ECS-test)\n", d.lab.NetNSPath(HostTest))
 	fmt.Fprintf(w, "       nsenter --net=%s tcpdump -i eth0 -nne udp port 4789   (a target, as in the seed)\n", d.lab.NetNSPath(HostTarget01))
 	fmt.Fprintf(w, "  new capture files appear under %s and %s\n", d.TargetDir(HostTarget01), d.TargetDir(HostTarget02))
+}
+
+// wirePackets is how many packets per target the seed-style view shows: enough to
+// see the outer header (source kept, VNI 1) and the frame inside.
+const wirePackets = 3
+
+// startsWithTime tells a tcpdump packet line ("05:19:52.109971 ...") from the
+// continuation line that shows the encapsulated frame.
+func startsWithTime(l string) bool {
+	return len(l) > 9 && l[2] == ':' && l[5] == ':' && l[8] == '.' && l[0] >= '0' && l[0] <= '9'
 }

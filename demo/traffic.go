@@ -259,23 +259,68 @@ func (d *Demo) StartCapture(ctx context.Context, host, path string, snaplen int,
 	if err != nil {
 		return nil, err
 	}
-	c := &Capture{path: path, proc: p}
+	if err := waitListening(ctx, p); err != nil {
+		return nil, err
+	}
+	return &Capture{path: path, proc: p}, nil
+}
+
+// waitListening waits for tcpdump's "listening on" line: from then on it sees
+// every packet.
+func waitListening(ctx context.Context, p *netlab.Proc) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(p.Output(), "listening on") {
 		select {
 		case <-p.Done():
-			return nil, fmt.Errorf("tcpdump exited: %v: %s", p.Wait(), strings.TrimSpace(p.Output()))
+			return fmt.Errorf("tcpdump exited: %v: %s", p.Wait(), strings.TrimSpace(p.Output()))
 		case <-ctx.Done():
 			p.Stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			p.Stop()
-			return nil, fmt.Errorf("tcpdump did not start listening within 10s: %s", strings.TrimSpace(p.Output()))
+			return fmt.Errorf("tcpdump did not start listening within 10s: %s", strings.TrimSpace(p.Output()))
 		}
 	}
-	return c, nil
+	return nil
+}
+
+// Watch is `tcpdump -i eth0 udp port 4789 -nne` on a target, as the seed's
+// Step 5 runs it: the VXLAN as it arrives, with the mirrored frame inside.
+type Watch struct {
+	proc *netlab.Proc
+}
+
+// StartWatch runs the seed's tcpdump on host and waits until it listens.
+func (d *Demo) StartWatch(ctx context.Context, host string) (*Watch, error) {
+	h := d.lab.Host(host)
+	p, err := h.Start("tcpdump", "-i", h.Iface, "-l", "--immediate-mode", "-nne", "udp", "port", "4789")
+	if err != nil {
+		return nil, err
+	}
+	if err := waitListening(ctx, p); err != nil {
+		return nil, err
+	}
+	return &Watch{proc: p}, nil
+}
+
+// Stop ends the watch and returns what tcpdump printed for the packets: two lines
+// each (the outer VXLAN, then the inner frame), without tcpdump's banners.
+func (w *Watch) Stop() []string {
+	time.Sleep(100 * time.Millisecond)
+	w.proc.Stop()
+	var lines []string
+	for _, l := range strings.Split(w.proc.Output(), "\n") {
+		switch {
+		case l == "", strings.HasPrefix(l, "tcpdump:"), strings.HasPrefix(l, "listening on"),
+			strings.Contains(l, "packets captured"), strings.Contains(l, "received by filter"),
+			strings.Contains(l, "dropped by kernel"):
+			continue
+		}
+		lines = append(lines, l)
+	}
+	return lines
 }
 
 // Stop ends the capture (after a moment for packets still in the socket's ring)

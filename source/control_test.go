@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/google/gopacket/layers"
 	"github.com/vishvananda/netlink"
@@ -66,6 +67,13 @@ func TestReload(t *testing.T) {
 		return ids
 	}
 	before := linkIDs()
+	src.Do(func() error {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: src.Ifindex, Attach: ebpf.AttachTCXIngress})
+		if err != nil || len(res.Programs) != 1 {
+			t.Errorf("tcx ingress on eth0: %v, %v; want one program", res, err)
+		}
+		return nil
+	})
 
 	// Mirror port 5678 with VNI 2 instead of 1234 with VNI 1.
 	next := strings.NewReplacer("1234-1234", "5678", "vni: 1,", "vni: 2,").Replace(seedYAML)
@@ -195,5 +203,75 @@ func testPathMTU(t *testing.T, datapath string) {
 	}
 	if cut == 0 || counted != uint64(cut) {
 		t.Errorf("%d frames cut to 250 bytes, counters say %d", cut, counted)
+	}
+}
+
+// TestUndoesPartialSetup fails after the programs are loaded (the device
+// name is taken by a non-VXLAN device): New returns the error and leaves
+// nothing behind.
+func TestUndoesPartialSetup(t *testing.T) {
+	lab := seedLab(t, false)
+	src := lab.Host("source")
+	if _, err := src.Run("ip", "link", "add", "xmirror0", "type", "veth", "peer", "name", "xm0peer"); err != nil {
+		t.Fatal(err)
+	}
+	err := src.Do(func() error {
+		s, err := New(seedConfig(t, seedYAML), Options{})
+		if err == nil {
+			s.Close()
+		}
+		return err
+	})
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "not a VXLAN device") {
+		t.Fatalf("New: %v, want an ErrConfig about the existing device", err)
+	}
+	out, err := src.Run("ip", "-o", "link", "show")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "xmirror0s") || strings.Contains(out, "xmirror0r") || !strings.Contains(out, "xmirror0: ") {
+		t.Errorf("links after a failed start:\n%s", out)
+	}
+	// Nothing attached to eth0 either.
+	src.Do(func() error {
+		for _, at := range []ebpf.AttachType{ebpf.AttachTCXIngress, ebpf.AttachTCXEgress} {
+			res, err := link.QueryPrograms(link.QueryOptions{Target: src.Ifindex, Attach: at})
+			if err != nil {
+				t.Errorf("query %v: %v", at, err)
+			} else if len(res.Programs) != 0 {
+				t.Errorf("%d programs left on eth0 (%v)", len(res.Programs), at)
+			}
+		}
+		return nil
+	})
+}
+
+// TestDirectionalHash: with source.hash directional (AWS's behaviour) the two
+// directions of a flow get their own outer source ports; symmetric (the
+// default, checked in TestSeedEquivalence) gives them one.
+func TestDirectionalHash(t *testing.T) {
+	for _, dp := range []string{DatapathKernel, DatapathPerf} {
+		t.Run(dp, func(t *testing.T) {
+			lab := seedLab(t, false)
+			src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
+			startSourceOpts(t, src, seedConfig(t, seedYAML+"source: {hash: directional}\n"), Options{Datapath: dp})
+			sinkVXLAN(t, target)
+			cap := startCapture(t, target, "target", "udp", "port", "4789")
+			seedConversation(t, src, test)
+			ports := map[bool]map[uint16]bool{true: {}, false: {}}
+			for _, p := range cap.packets(t) {
+				_, inner, _, udp := decap(t, p)
+				tcp := packetTCP(inner)
+				ports[tcp.DstPort == 1234][uint16(udp.SrcPort)] = true
+			}
+			if len(ports[true]) != 1 || len(ports[false]) != 1 {
+				t.Fatalf("outer ports per direction: %v; want one port each (one flow)", ports)
+			}
+			for in := range ports[true] {
+				if ports[false][in] {
+					t.Errorf("both directions use outer port %d with the directional hash", in)
+				}
+			}
+		})
 	}
 }

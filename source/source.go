@@ -58,19 +58,19 @@ type Options struct {
 
 // New validates cfg against the system, creates the VXLAN device, loads and
 // fills the maps and attaches the programs. Nothing stays behind on error.
-func New(cfg *config.Config, opts Options) (s *Source, err error) {
-	src := cfg.Source
-	if src == nil {
-		src = &config.Source{}
+func New(cfg *config.Config, opts Options) (_ *Source, err error) {
+	section := cfg.Source
+	if section == nil {
+		section = &config.Source{}
 	}
-	device := src.Device
+	device := section.Device
 	if device == "" {
 		device = config.DefaultDevice
 	}
-	s = &Source{
+	s := &Source{
 		links: map[uint32][2]link.Link{},
 		ids:   map[string]uint16{},
-		mark:  src.Mark,
+		mark:  section.Mark,
 		port:  config.DefaultVXLANPort,
 	}
 	switch opts.Datapath {

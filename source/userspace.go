@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf/perf"
@@ -99,62 +100,137 @@ func (e *encapsulator) srcPort(hash uint32) uint16 {
 	return uint16((uint64(hash)*uint64(e.portRange))>>32 + uint64(e.portMin))
 }
 
+// batchSize is how many frames one sendmmsg call carries at most.
+const batchSize = 64
+
+// mmsghdr is struct mmsghdr of linux/socket.h.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [4]byte
+}
+
+// batch holds the packets of one sendmmsg call.
+type batch struct {
+	bufs [batchSize][]byte
+	keys [batchSize]int
+	dsts [batchSize]unix.RawSockaddrInet4
+	iovs [batchSize]unix.Iovec
+	msgs [batchSize]mmsghdr
+	n    int
+}
+
 func (e *encapsulator) run() {
 	defer e.wg.Done()
 	var rec perf.Record
-	buf := make([]byte, 0, 65536+36)
+	b := &batch{}
+	for i := range b.bufs {
+		b.bufs[i] = make([]byte, 0, 65536+36)
+	}
 	for {
-		if err := e.rd.ReadInto(&rec); err != nil {
-			if errors.Is(err, perf.ErrClosed) {
-				return
+		// Block for the first record, then take what is already there
+		// without waiting, and send it all with one system call.
+		e.rd.SetDeadline(time.Time{})
+		err := e.rd.ReadInto(&rec)
+		for err == nil {
+			e.add(b, &rec)
+			if b.n == batchSize {
+				break
 			}
+			e.rd.SetDeadline(time.Now())
+			err = e.rd.ReadInto(&rec)
+		}
+		e.flush(b)
+		if errors.Is(err, perf.ErrClosed) {
+			return
+		}
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			slog.Warn("perf read", "err", err)
-			continue
-		}
-		if rec.LostSamples > 0 {
-			e.lost.Add(rec.LostSamples)
-			continue
-		}
-		raw := rec.RawSample
-		if len(raw) < perfSampleHeader {
-			e.lost.Add(1)
-			continue
-		}
-		var h sourceSample
-		h.Caplen = binary.NativeEndian.Uint32(raw[0:])
-		h.Len = binary.NativeEndian.Uint32(raw[4:])
-		h.Hash = binary.NativeEndian.Uint32(raw[8:])
-		h.Ifindex = binary.NativeEndian.Uint32(raw[12:])
-		h.Session = binary.NativeEndian.Uint16(raw[16:])
-		h.Dir = raw[18]
-		frame := raw[perfSampleHeader:]
-		if int(h.Caplen) > len(frame) {
-			e.lost.Add(1)
-			continue
-		}
-		frame = frame[:h.Caplen]
-		key := (int(h.Session)%MaxSessions)*2 + int(h.Dir&1)
-		if err := e.send(buf[:0], &h, frame); err != nil {
-			e.errs[key].Add(1)
 		}
 	}
 }
 
-// send builds outer IPv4 (DF, TTL, the source interface's address; the
+// add turns one perf record into a packet of the batch.
+func (e *encapsulator) add(b *batch, rec *perf.Record) {
+	if rec.LostSamples > 0 {
+		e.lost.Add(rec.LostSamples)
+		return
+	}
+	raw := rec.RawSample
+	if len(raw) < perfSampleHeader {
+		e.lost.Add(1)
+		return
+	}
+	var h sourceSample
+	h.Caplen = binary.NativeEndian.Uint32(raw[0:])
+	h.Len = binary.NativeEndian.Uint32(raw[4:])
+	h.Hash = binary.NativeEndian.Uint32(raw[8:])
+	h.Ifindex = binary.NativeEndian.Uint32(raw[12:])
+	h.Session = binary.NativeEndian.Uint16(raw[16:])
+	h.Dir = raw[18]
+	frame := raw[perfSampleHeader:]
+	if int(h.Caplen) > len(frame) {
+		e.lost.Add(1)
+		return
+	}
+	key := (int(h.Session)%MaxSessions)*2 + int(h.Dir&1)
+	pkt, remote, err := e.build(b.bufs[b.n][:0], &h, frame[:h.Caplen])
+	if err != nil {
+		e.errs[key].Add(1)
+		return
+	}
+	i := b.n
+	b.bufs[i] = pkt
+	b.keys[i] = key
+	b.dsts[i] = unix.RawSockaddrInet4{Family: unix.AF_INET}
+	binary.NativeEndian.PutUint32(b.dsts[i].Addr[:], remote)
+	b.n++
+}
+
+// flush sends the batch with sendmmsg; packets the kernel refuses count as
+// errors of their session.
+func (e *encapsulator) flush(b *batch) {
+	for sent := 0; sent < b.n; {
+		for i := sent; i < b.n; i++ {
+			b.iovs[i] = unix.Iovec{Base: &b.bufs[i][0]}
+			b.iovs[i].SetLen(len(b.bufs[i]))
+			b.msgs[i] = mmsghdr{hdr: unix.Msghdr{
+				Name:    (*byte)(unsafe.Pointer(&b.dsts[i])),
+				Namelen: unix.SizeofSockaddrInet4,
+				Iov:     &b.iovs[i],
+			}}
+			b.msgs[i].hdr.SetIovlen(1)
+		}
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(e.fd), uintptr(unsafe.Pointer(&b.msgs[sent])), uintptr(b.n-sent), 0, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 || r == 0 {
+			// The first message failed: count it and go on with the rest.
+			e.errs[b.keys[sent]].Add(1)
+			sent++
+			continue
+		}
+		sent += int(r)
+	}
+	b.n = 0
+}
+
+// build puts outer IPv4 (DF, TTL, the source interface's address; the
 // kernel fills in length, ID and checksum), UDP (checksum 0) and VXLAN (I
-// flag, VNI) in front of the frame and sends it.
-func (e *encapsulator) send(b []byte, h *sourceSample, frame []byte) error {
+// flag, VNI) in front of the frame; it returns the packet and the target.
+func (e *encapsulator) build(b []byte, h *sourceSample, frame []byte) ([]byte, uint32, error) {
 	prog := e.src.live.Load()
 	if prog == nil {
-		return errors.New("no program")
+		return nil, 0, errors.New("no program")
 	}
 	sess, ok := prog.Sessions[h.Session]
 	if !ok {
-		return errors.New("unknown session")
+		return nil, 0, errors.New("unknown session")
 	}
 	ifc, ok := prog.Ifaces[h.Ifindex]
 	if !ok {
-		return errors.New("unknown interface")
+		return nil, 0, errors.New("unknown interface")
 	}
 	udpLen := 8 + 8 + len(frame)
 	b = append(b,
@@ -170,9 +246,7 @@ func (e *encapsulator) send(b []byte, h *sourceSample, frame []byte) error {
 	b = append(b, 0, 0, 0x08, 0, 0, 0)
 	b = binary.BigEndian.AppendUint32(b, sess.Vni<<8)
 	b = append(b, frame...)
-	var dst unix.SockaddrInet4
-	binary.NativeEndian.PutUint32(dst.Addr[:], sess.Remote)
-	return unix.Sendto(e.fd, b, 0, &dst)
+	return b, sess.Remote, nil
 }
 
 // errors returns the send failures of a session and direction.

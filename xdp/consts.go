@@ -44,6 +44,7 @@ const (
 	StatCTHit
 	StatCTMiss
 	StatHashFallback
+	StatPassMTU
 	statMax
 )
 
@@ -61,6 +62,16 @@ var statNames = [statMax]string{
 	StatCTHit:           "conntrack_hit",
 	StatCTMiss:          "conntrack_miss",
 	StatHashFallback:    "hash_fallback",
+	StatPassMTU:         "pass_mtu",
+}
+
+// Stats lists every verdict reason in counter order.
+func Stats() []Stat {
+	out := make([]Stat, statMax)
+	for i := range out {
+		out[i] = Stat(i)
+	}
+	return out
 }
 
 func (s Stat) String() string {

@@ -165,6 +165,8 @@ func TestGolden(t *testing.T) {
 	}
 	toB1 := func(in []byte) []byte { return expectForward(in, g.b1MAC, lbMAC, b1Addr, 0) }
 	same := func(in []byte) []byte { return in }
+	// passed to the kernel already rewritten, MACs untouched
+	toB1Pass := func(in []byte) []byte { return expectForward(in, lbMACFake, senderMAC, b1Addr, 0) }
 
 	arp := func() []byte {
 		buf := gopacket.NewSerializeBuffer()
@@ -274,6 +276,7 @@ func TestGolden(t *testing.T) {
 		{"neighbour unresolved: kernel forwards", lbConfig("wrr", "outer", backend("nn", noNeigh, 0, 1)), nil, std, 2,
 			func(in []byte) []byte { return expectForward(in, lbMACFake, senderMAC, noNeigh, 0) }, StatPassNoNeigh},
 		{"no route to backend", lbConfig("wrr", "outer", backend("nr", noRoute, 0, 1)), nil, std, 1, nil, StatDropNoRoute},
+		{"larger than the egress MTU: kernel fragments or answers", one, nil, with(func(s *frameSpec) { s.pad = 1500 }), 2, toB1Pass, StatPassMTU},
 		{"allowlist admits", allow("10.0.0.0/24"), nil, std, 3, toB1, StatTX},
 		{"allowlist denies", allow("10.1.0.0/16"), nil, std, 1, nil, StatDropACL},
 		{"allowlist denies later fragment", allow("10.1.0.0/16"), nil, frag2, 1, nil, StatDropACL},

@@ -49,6 +49,7 @@ type frameSpec struct {
 	innerSP, innerDP uint16
 	innerICMP        bool
 	ipID             uint16
+	pad              int // extra inner payload bytes
 }
 
 var (
@@ -129,7 +130,7 @@ func innerFrame(tb testing.TB, f frameSpec) []byte {
 		tcp.SetNetworkLayerForChecksum(l3)
 		ls = append(ls, tcp)
 	}
-	ls = append(ls, gopacket.Payload("source to test\n"))
+	ls = append(ls, gopacket.Payload(append([]byte("source to test\n"), make([]byte, f.pad)...)))
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
 		tb.Fatal(err)

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf/link"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
@@ -309,6 +308,23 @@ func TestIntegration(t *testing.T) {
 		}
 	}
 
+	// Datagrams larger than the MTU leave the source as IP fragments: every
+	// fragment of one datagram goes to the same backend, which reassembles it.
+	r1.reset()
+	r2.reset()
+	big := append(vxlanPayload(7, 0, 9)[:8+14+20+20], make([]byte, 2400)...)
+	for range 50 {
+		if _, err := snd.conn.WriteToUDP(big, vipUDP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := waitCount(rs, 50, 5*time.Second); got != 50 {
+		st, _ := lbh.Run(bin, "lb", "status", "--pin-path", pin, "--interval", "10ms")
+		t.Fatalf("reassembled %d of 50 fragmented datagrams\n%s", got, st)
+	}
+	r1.reset()
+	r2.reset()
+
 	// 2. b2's health check fails: within three intervals no new datagram
 	// reaches it, and its flows go to b1.
 	onB2 := []uint32{}
@@ -318,7 +334,8 @@ func TestIntegration(t *testing.T) {
 		}
 	}
 	h2.Close()
-	time.Sleep(3 * 200 * time.Millisecond)
+	// three intervals, and the timeout of the probe that was in flight
+	time.Sleep(3*200*time.Millisecond + 100*time.Millisecond)
 	r1.reset()
 	r2.reset()
 	for _, f := range onB2 {
@@ -333,7 +350,7 @@ func TestIntegration(t *testing.T) {
 	}
 	h2 = healthServer(t, lab.Host("b2"))
 	defer h2.Close()
-	time.Sleep(3 * 200 * time.Millisecond)
+	waitLog(t, p, "backend healthy", 1)
 
 	// 3. Zero loss while SIGHUP changes the weights and while the control
 	// plane restarts; new flows follow the new weights.
@@ -358,7 +375,10 @@ func TestIntegration(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	time.Sleep(300 * time.Millisecond) // let the reload finish before counting shares
+	if got := waitCount(rs, sent, 5*time.Second); got != sent {
+		t.Fatalf("lost datagrams during SIGHUP: %d of %d", got, sent)
+	}
+	waitLog(t, p, "msg=reloaded", 1) // the new weights are in before shares are counted
 	r1.reset()
 	r2.reset()
 	sent = 0
@@ -370,6 +390,36 @@ func TestIntegration(t *testing.T) {
 		t.Errorf("b1 share %.3f after weights 3:1, want 0.75", share)
 	}
 
+	// Switch to maglev on the fly: still no loss, same 3:1 shares.
+	r1.reset()
+	r2.reset()
+	sent = 0
+	writeCfg("maglev", 3, 1)
+	stream(500000, 4000, func() {
+		if err := p.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if got := waitCount(rs, sent, 5*time.Second); got != sent {
+		t.Fatalf("lost datagrams switching to maglev: %d of %d", got, sent)
+	}
+	waitLog(t, p, "msg=reloaded", 2)
+	r1.reset()
+	r2.reset()
+	sent = 0
+	stream(600000, 4000, nil)
+	if got := waitCount(rs, sent, 5*time.Second); got != sent {
+		t.Fatalf("lost datagrams under maglev: %d of %d", got, sent)
+	}
+	if share := float64(r1.count()) / float64(sent); share < 0.72 || share > 0.78 {
+		t.Errorf("maglev: b1 share %.3f with weights 3:1, want 0.75", share)
+	}
+	writeCfg("wrr", 3, 1)
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, p, `msg=reloaded`, 3)
+
 	// A broken file on SIGHUP is logged and the running tables stay.
 	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(lbTestConfig, "wrr", 500, 1)), 0o644); err != nil {
 		t.Fatal(err)
@@ -377,16 +427,11 @@ func TestIntegration(t *testing.T) {
 	if err := p.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(p.Output(), "reload failed"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("bad reload not reported:\n%s", p.Output())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitLog(t, p, "reload failed", 1)
 	writeCfg("wrr", 3, 1)
 	metricsText := httpGet(t, lbh, "/metrics")
 	for _, want := range []string{`xmirror_lb_packets_total{reason="tx"}`, `xmirror_lb_backend_packets_total{backend="target-01",address="10.0.0.11"}`,
-		`xmirror_lb_backend_healthy{backend="target-02",address="10.0.0.12"} 1`, "xmirror_lb_reloads_total 1", "xmirror_lb_reload_errors_total 1"} {
+		`xmirror_lb_backend_healthy{backend="target-02",address="10.0.0.12"} 1`, "xmirror_lb_reloads_total 3", "xmirror_lb_reload_errors_total 1"} {
 		if !strings.Contains(metricsText, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
@@ -432,17 +477,12 @@ func TestIntegration(t *testing.T) {
 // XDP_TX sends into a veth are dropped unless the other end runs XDP.
 func vethPeerPass(t *testing.T, lab *netlab.Lab, h *netlab.Host) {
 	t.Helper()
-	o, err := loadObjects("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { o.Close() })
-	err = lab.SwitchDo(func() error {
+	err := lab.SwitchDo(func() error {
 		ifc, err := net.InterfaceByName(h.Port)
 		if err != nil {
 			return err
 		}
-		l, err := link.AttachXDP(link.XDPOptions{Program: o.XmirrorPass, Interface: ifc.Index, Flags: link.XDPDriverMode})
+		l, err := AttachPass(ifc.Index)
 		if err != nil {
 			return err
 		}
@@ -489,4 +529,15 @@ func httpDo(h *netlab.Host, path string) (code int, body string) {
 		return nil
 	})
 	return code, body
+}
+
+// waitLog waits until the process has logged substr n times.
+func waitLog(t *testing.T, p *netlab.Proc, substr string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(p.Output(), substr) < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q not logged %d times:\n%s", substr, n, p.Output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -44,7 +44,8 @@ type lbLbNexthop struct {
 	Ifindex uint32
 	Smac    [6]uint8
 	Dmac    [6]uint8
-	_       [4]byte
+	Mtu     uint16
+	Pad     uint16
 	Expires uint64
 }
 

@@ -24,7 +24,9 @@ var (
 	ErrBadMode     = errors.New("xdp mode must be auto, native or generic")
 )
 
-const linkPrefix = "link_"
+// linkPrefix names pinned links; "lb_" like the maps, so that Detach removes
+// only the load balancer's pins from a directory other parts may share.
+const linkPrefix = "lb_link_"
 
 // objects is the loaded program and maps, with the pin path they live under
 // ("" when not pinned, as in unit tests).
@@ -210,7 +212,7 @@ func Detach(pinPath string) error {
 	for _, e := range entries {
 		p := filepath.Join(pinPath, e.Name())
 		// Only the load balancer's pins: other parts may share the directory.
-		if !strings.HasPrefix(e.Name(), linkPrefix) && !strings.HasPrefix(e.Name(), "lb_") {
+		if !strings.HasPrefix(e.Name(), "lb_") {
 			continue
 		}
 		if strings.HasPrefix(e.Name(), linkPrefix) {
@@ -239,4 +241,26 @@ func warnVeth(name string) {
 	if l, err := netlink.LinkByName(name); err == nil && l.Type() == "veth" {
 		slog.Warn("native XDP on a veth: the peer must run an XDP program (e.g. xdp pass) or XDP_TX frames are dropped", "interface", name)
 	}
+}
+
+// AttachPass attaches xmirror_pass (XDP_PASS) in native mode to ifindex in
+// the caller's network namespace. Topologies built of veths need it on the
+// far end of the load balancer's veth: frames sent with XDP_TX into a veth are
+// dropped unless the receiving end runs XDP. Close the link to detach.
+func AttachPass(ifindex int) (link.Link, error) {
+	spec, err := loadLb()
+	if err != nil {
+		return nil, fmt.Errorf("load bpf spec: %w", err)
+	}
+	prog, err := ebpf.NewProgram(spec.Programs["xmirror_pass"])
+	if err != nil {
+		return nil, fmt.Errorf("load xdp pass program: %w", err)
+	}
+	// The link holds its own reference to the program.
+	defer prog.Close()
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
+	if err != nil {
+		return nil, fmt.Errorf("attach xdp pass to ifindex %d: %w", ifindex, err)
+	}
+	return l, nil
 }

@@ -32,7 +32,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "reps", Usage: "repetitions per measurement, medians reported", DefaultText: "3, 1 with --quick"},
 			&cli.DurationFlag{Name: "trial", Usage: "length of one trial", DefaultText: "3s, 1s with --quick"},
 			&cli.IntFlag{Name: "size", Value: 100, Usage: "mirrored frame `BYTES` (64..1500; the wire adds 50 of VXLAN)"},
-			&cli.IntFlag{Name: "flows", Value: 16384, Usage: "distinct flows per trial"},
+			&cli.IntFlag{Name: "flows", Value: 65536, Usage: "distinct flows per trial"},
 		},
 		Action: runBench,
 		Subcommands: []*cli.Command{

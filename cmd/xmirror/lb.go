@@ -217,7 +217,7 @@ func runLBStatus(c *cli.Context) error {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "counters:")
-	for i := xdp.StatTX; i <= xdp.StatHashFallback; i++ {
+	for _, i := range xdp.Stats() {
 		d := float64(second.Counter(i)-min(first.Counter(i), second.Counter(i))) / secs
 		fmt.Fprintf(w, "  %-18s %12d  %10.0f/s\n", i, second.Counter(i), d)
 	}

@@ -248,14 +248,22 @@ static __always_inline int lb_forward(struct xdp_md *ctx, struct iphdr *ip, stru
 			/* The kernel forwards the rewritten packet and resolves the
 			 * neighbour; the control plane resolves backends up front. */
 			return lb_verdict(LB_STAT_PASS_NO_NEIGH, XDP_PASS);
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+			/* The kernel fragments it, or tells the source (DF). */
+			return lb_verdict(LB_STAT_PASS_MTU, XDP_PASS);
 		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 			return lb_verdict(LB_STAT_DROP_NO_ROUTE, XDP_DROP);
 		nh->daddr = b->addr;
 		nh->ifindex = fib.ifindex;
+		nh->mtu = fib.mtu_result;
 		__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
 		__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
 		nh->expires = now + LB_NH_TTL_NS;
 	}
+	/* A cached next hop skips the lookup's MTU check: do it here, or the
+	 * driver would drop the frame without a word. */
+	if (bpf_ntohs(ip->tot_len) > nh->mtu)
+		return lb_verdict(LB_STAT_PASS_MTU, XDP_PASS);
 	lb_copy_mac(eth->h_dest, nh->dmac);
 	lb_copy_mac(eth->h_source, nh->smac);
 

@@ -82,6 +82,7 @@ enum lb_stat {
 	LB_STAT_CT_HIT,            /* connection table hit */
 	LB_STAT_CT_MISS,           /* new (or expired, or moved) flow */
 	LB_STAT_HASH_FALLBACK,     /* inner headers cut short: hashed less of the flow */
+	LB_STAT_PASS_MTU,          /* larger than the egress MTU: kernel fragments or answers */
 	LB_STAT_MAX,
 };
 

@@ -52,6 +52,8 @@ struct lb_nexthop {
 	__u32 ifindex;     /* egress */
 	__u8 smac[6];
 	__u8 dmac[6];
+	__u16 mtu;         /* egress MTU */
+	__u16 pad;
 	__u64 expires;     /* bpf_ktime_get_coarse_ns; 0 = empty */
 };
 
