@@ -65,7 +65,6 @@ type Demo struct {
 	started []startedProc           // every part started, for Close and the logs
 	pinPath string
 	out     io.Writer
-	closers []io.Closer // XDP links the demo attached itself
 	step    int
 	steps   int
 	cfgDir  string
@@ -450,16 +449,9 @@ func (d *Demo) buildLab() error {
 	sweepStalePins()
 	d.pinPath = filepath.Join(bpffs, lab.Name)
 	for _, h := range seedHosts {
-		host, err := lab.AddHost(netlab.HostSpec{Name: h.Name, Addrs: []string{h.Addr + "/24"}, GRO: h.GRO})
-		if err != nil {
+		spec := netlab.HostSpec{Name: h.Name, Addrs: []string{h.Addr + "/24"}, GRO: h.XDPSender, PeerXDP: h.XDPSender}
+		if _, err := lab.AddHost(spec); err != nil {
 			return fmt.Errorf("add host %s: %w", h.Name, err)
-		}
-		if h.GRO {
-			c, err := attachPeerPass(lab, host)
-			if err != nil {
-				return err
-			}
-			d.closers = append(d.closers, c)
 		}
 	}
 	return nil
@@ -675,10 +667,6 @@ func (d *Demo) Close() error {
 			errs = append(errs, fmt.Errorf("save log of %s: %w", sp.host, err))
 		}
 	}
-	for _, c := range d.closers {
-		c.Close()
-	}
-	d.closers = nil
 	errs = append(errs, d.lab.Close())
 	d.lab = nil
 	if d.pinPath != "" {

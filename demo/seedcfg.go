@@ -26,10 +26,9 @@ const (
 type seedHost struct {
 	Name string
 	Addr string // on 192.168.0.0/24
-	// GRO on ELB-A's veth: the load balancer sends with XDP_TX, and a veth drops
-	// such frames unless the receiving end has GRO or an XDP program; the demo
-	// gives it both (see attachPeerPass).
-	GRO bool
+	// XDPSender marks ELB-A: the load balancer sends with XDP_TX, and a veth drops
+	// such frames unless the receiving end runs XDP (netlab.HostSpec.PeerXDP).
+	XDPSender bool
 }
 
 var seedHosts = []seedHost{
@@ -37,7 +36,7 @@ var seedHosts = []seedHost{
 	{Name: HostTest, Addr: "192.168.0.161"},
 	{Name: HostTarget01, Addr: "192.168.0.6"},
 	{Name: HostTarget02, Addr: "192.168.0.12"},
-	{Name: HostLB, Addr: "192.168.0.147", GRO: true},
+	{Name: HostLB, Addr: "192.168.0.147", XDPSender: true},
 }
 
 // Targets are the collector hosts, in the seed's order.

@@ -22,6 +22,7 @@ import (
 
 func lbCommand() *cli.Command {
 	pinFlag := &cli.StringFlag{Name: "pin-path", Usage: "bpffs `DIR` of the pinned maps and links (default load_balancer.pin_path, else " + xdp.DefaultPinPath + ")"}
+	cfgFlag := &cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE` to take load_balancer.pin_path from"}
 	return &cli.Command{
 		Name:  "lb",
 		Usage: "run the XDP load balancer that spreads mirrored VXLAN over collectors",
@@ -43,7 +44,7 @@ func lbCommand() *cli.Command {
 				Name:      "status",
 				Usage:     "print listener, mode, backends, their traffic and rates from the pinned maps",
 				ArgsUsage: " ",
-				Flags: []cli.Flag{pinFlag,
+				Flags: []cli.Flag{pinFlag, cfgFlag,
 					&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "measure rates over `D`"}},
 				Action: runLBStatus,
 			},
@@ -51,14 +52,19 @@ func lbCommand() *cli.Command {
 				Name:      "detach",
 				Usage:     "detach the program and remove the pinned links and maps",
 				ArgsUsage: " ",
-				Flags:     []cli.Flag{pinFlag},
+				Flags:     []cli.Flag{pinFlag, cfgFlag},
 				Action: func(c *cli.Context) error {
-					p := cmpOrString(c.String("pin-path"), xdp.DefaultPinPath)
-					if _, err := os.Stat(filepath.Join(p, "lb_active")); err != nil {
-						fmt.Fprintf(c.App.Writer, "no load balancer pinned under %s\n", p)
+					p, err := pinPathOf(c)
+					if err != nil {
+						return err
 					}
+					_, statErr := os.Stat(filepath.Join(p, "lb_active"))
 					if err := xdp.Detach(p); err != nil {
 						return err
+					}
+					if statErr != nil {
+						fmt.Fprintf(c.App.Writer, "no load balancer pinned under %s\n", p)
+						return nil
 					}
 					fmt.Fprintf(c.App.Writer, "detached; load balancer pins under %s removed\n", p)
 					return nil
@@ -175,8 +181,26 @@ func runLB(c *cli.Context) error {
 	return nil
 }
 
+// pinPathOf is --pin-path, else load_balancer.pin_path of --config, else the default.
+func pinPathOf(c *cli.Context) (string, error) {
+	if p := c.String("pin-path"); p != "" {
+		return p, nil
+	}
+	if path := c.String("config"); path != "" {
+		cfg, err := loadLBConfig(path)
+		if err != nil {
+			return "", err
+		}
+		return cmpOrString(cfg.LoadBalancer.PinPath, xdp.DefaultPinPath), nil
+	}
+	return xdp.DefaultPinPath, nil
+}
+
 func runLBStatus(c *cli.Context) error {
-	p := cmpOrString(c.String("pin-path"), xdp.DefaultPinPath)
+	p, err := pinPathOf(c)
+	if err != nil {
+		return err
+	}
 	first, err := xdp.ReadPinnedStatus(p)
 	if err != nil {
 		if errors.Is(err, xdp.ErrNotRunning) {

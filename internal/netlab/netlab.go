@@ -8,6 +8,7 @@ package netlab
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -44,6 +45,10 @@ type HostSpec struct {
 	// Offload keeps checksum and segmentation offload on. Off by default: with it
 	// on, packets forwarded by the kernel between veths carry partial checksums.
 	Offload bool
+	// PeerXDP attaches an XDP_PASS program to the bridge end of the host's veth, so
+	// that frames the host sends with XDP_TX or XDP_REDIRECT (a load balancer, a
+	// traffic generator) reach the bridge.
+	PeerXDP bool
 }
 
 // Lab is a set of hosts on one bridge.
@@ -68,8 +73,10 @@ type Host struct {
 	Ifindex int
 	Port    string // the bridge port (in the lab's switch namespace) of this host
 
-	lab    *Lab
-	handle netns.NsHandle
+	lab       *Lab
+	handle    netns.NsHandle
+	portIndex int       // ifindex of Port in the switch namespace
+	peerXDP   io.Closer // the XDP_PASS link on Port, with PeerXDP
 }
 
 // New creates an empty lab: a namespace holding the bridge br0. label names it in
@@ -164,10 +171,20 @@ func (l *Lab) AddHost(spec HostSpec) (*Host, error) {
 		if err := setFeatures(h.Port, spec); err != nil {
 			return err
 		}
+		port, err := netlink.LinkByName(h.Port)
+		if err != nil {
+			return fmt.Errorf("find %s: %w", h.Port, err)
+		}
+		h.portIndex = port.Attrs().Index
 		return linkUp(h.Port)
 	})
 	if err != nil {
 		return nil, err
+	}
+	if spec.PeerXDP {
+		if err := l.attachPeerPass(h); err != nil {
+			return nil, err
+		}
 	}
 	err = inNS(ns, func() error {
 		if err := linkUp("lo"); err != nil {
@@ -248,6 +265,9 @@ func (l *Lab) Close() error {
 	}
 	var errs []error
 	for _, h := range hosts {
+		if h.peerXDP != nil {
+			h.peerXDP.Close()
+		}
 		errs = append(errs, deleteNS(h.NS, h.handle))
 	}
 	if l.switchNS != 0 {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
 
@@ -131,5 +132,36 @@ func TestSweepRemovesNamespacesOfDeadOwners(t *testing.T) {
 	defer lab.Close()
 	if _, err := os.Stat(filepath.Join(netnsDir, stale)); !os.IsNotExist(err) {
 		t.Fatalf("stale namespace %s survived New (%v)", stale, err)
+	}
+}
+
+func TestPeerXDPAttachesPassProgram(t *testing.T) {
+	lab := ForTest(t,
+		HostSpec{Name: "lb", Addrs: []string{"10.97.0.1/24"}, PeerXDP: true},
+		HostSpec{Name: "other", Addrs: []string{"10.97.0.2/24"}},
+	)
+	attached := func(h *Host) bool {
+		var on bool
+		if err := lab.SwitchDo(func() error {
+			l, err := netlink.LinkByName(h.Port)
+			if err != nil {
+				return err
+			}
+			on = l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return on
+	}
+	if !attached(lab.Host("lb")) {
+		t.Error("PeerXDP host: no XDP program on its bridge port")
+	}
+	if attached(lab.Host("other")) {
+		t.Error("host without PeerXDP: XDP program on its bridge port")
+	}
+	// The pass program must not stop ordinary traffic.
+	if out, err := lab.Host("lb").Run("ping", "-c", "1", "-W", "2", "10.97.0.2"); err != nil {
+		t.Fatalf("ping through the XDP_PASS port: %v\n%s", err, out)
 	}
 }
