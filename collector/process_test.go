@@ -16,40 +16,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
+	"github.com/xmirror/xmirror/internal/netlab"
 )
-
-// xmirrorBinary builds cmd/xmirror once for the process tests.
-func xmirrorBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "xmirror-collector-test-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "xmirror")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/xmirror/xmirror/cmd/xmirror").CombinedOutput()
-		if err != nil {
-			buildErr = errors.New(string(out))
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("build xmirror: %v", buildErr)
-	}
-	return binPath
-}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		_ = os.RemoveAll(filepath.Dir(binPath))
-	}
+	netlab.RemoveXmirrorBinary()
 	os.Exit(code)
 }
 
@@ -76,7 +49,7 @@ func startCollect(t *testing.T, args ...string) *proc {
 	t.Helper()
 	port := freeUDPPort(t)
 	args = append([]string{"collect", "--listen", "127.0.0.1:" + strconv.Itoa(port), "--metrics-listen", "127.0.0.1:0"}, args...)
-	cmd := exec.Command(xmirrorBinary(t), args...)
+	cmd := exec.Command(netlab.XmirrorBinary(t), args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -329,7 +302,7 @@ func TestProcessKill9(t *testing.T) {
 }
 
 func TestProcessUsageErrors(t *testing.T) {
-	bin := xmirrorBinary(t)
+	bin := netlab.XmirrorBinary(t)
 	for _, args := range [][]string{
 		{"collect", "--out", t.TempDir(), "--format", "erf"},
 		{"collect", "--out", t.TempDir(), "--unknown-vni", "maybe"},

@@ -8,10 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,43 +17,9 @@ import (
 	"github.com/xmirror/xmirror/internal/netlab"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// xmirrorBinary builds cmd/xmirror from this tree once per test run: the demo runs
-// the parts as processes of the real binary.
-func xmirrorBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "xmirror-e2e-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "xmirror")
-		gobin, err := exec.LookPath("go")
-		if err != nil {
-			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		out, err := exec.Command(gobin, "build", "-o", binPath, "github.com/xmirror/xmirror/cmd/xmirror").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v: %s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
+	netlab.RemoveXmirrorBinary()
 	os.Exit(code)
 }
 
@@ -64,7 +28,7 @@ func startDemo(t *testing.T, label string, opts Options) *Demo {
 	t.Helper()
 	netlab.RequireRoot(t)
 	var progress bytes.Buffer
-	opts.Binary = xmirrorBinary(t)
+	opts.Binary = netlab.XmirrorBinary(t)
 	opts.OutDir = t.TempDir()
 	opts.Config = config.SeedYAML
 	opts.Label = label
@@ -354,7 +318,7 @@ func assertTsharkReads(t *testing.T, path string, frames int) {
 // report's check line, the files, and nothing left behind.
 func TestE2EDemoCommand(t *testing.T) {
 	netlab.RequireRoot(t)
-	bin := xmirrorBinary(t)
+	bin := netlab.XmirrorBinary(t)
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
