@@ -199,7 +199,6 @@ static __always_inline int lb_forward(struct xdp_md *ctx, struct iphdr *ip, stru
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
-	struct bpf_fib_lookup fib = {};
 	struct lb_backend *b;
 	struct lb_traffic *st;
 	struct lb_nexthop *nh;
@@ -236,6 +235,9 @@ static __always_inline int lb_forward(struct xdp_md *ctx, struct iphdr *ip, stru
 	if (!nh)
 		return lb_verdict(LB_STAT_DROP_NO_ROUTE, XDP_DROP);
 	if (nh->expires < now || nh->daddr != b->addr) {
+		/* declared here so a cache hit does not clear it */
+		struct bpf_fib_lookup fib = {};
+
 		fib.family = AF_INET;
 		fib.tos = ip->tos;
 		fib.l4_protocol = IPPROTO_UDP;
