@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -273,5 +274,96 @@ func TestDirectionalHash(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestNoSelfMirror mirrors everything in both directions: xmirror's own
+// VXLAN packets leave through the mirrored interface too and must not be
+// mirrored again.
+func TestNoSelfMirror(t *testing.T) {
+	for _, dp := range []string{DatapathKernel, DatapathPerf} {
+		t.Run(dp, func(t *testing.T) {
+			lab := seedLab(t, false)
+			src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
+			// ICMP and UDP (our tunnel's protocol), both ways: IGMP and the like,
+			// which the hosts send on their own, stay out of the count.
+			yaml := strings.ReplaceAll(mirrorAllYAML, "[{priority: 1, action: accept, protocol: all}]",
+				"[{priority: 1, action: accept, protocol: icmp}, {priority: 2, action: accept, protocol: udp}]")
+			s := startSourceOpts(t, src, seedConfig(t, yaml), Options{Datapath: dp})
+			sinkVXLAN(t, target)
+			cap := startCapture(t, target, "target", "udp", "port", "4789")
+			if out, err := test.Run("ping", "-c", "5", "-i", "0.05", "-W", "1", sourceIP); err != nil {
+				t.Fatalf("ping: %v %s", err, out)
+			}
+			got := cap.packets(t)
+			for i, p := range got {
+				_, inner, _, _ := decap(t, p)
+				if u, ok := gopacketDecode(inner).Layer(layers.LayerTypeUDP).(*layers.UDP); ok && u.DstPort == 4789 {
+					t.Errorf("packet %d is a mirrored tunnel packet: %s", i, describe(inner))
+				}
+			}
+			stats, _ := s.Stats()
+			var n uint64
+			for _, st := range stats {
+				n += st.Packets
+			}
+			// 5 requests in, 5 replies out, and none of the 10 VXLAN packets.
+			if len(got) != 10 || n != 10 {
+				t.Errorf("target got %d mirrored packets, counters say %d (%+v); want 10", len(got), n, stats)
+				for _, p := range got {
+					_, inner, _, _ := decap(t, p)
+					t.Log(describe(inner))
+				}
+			}
+		})
+	}
+}
+
+// TestReloadIsHitless switches between two configurations that both mirror
+// the seed's traffic (VNI 1 and VNI 2) twenty times during a bulk transfer:
+// every packet tcpdump sees is mirrored exactly once, under one VNI or the other.
+func TestReloadIsHitless(t *testing.T) {
+	lab := seedLab(t, true)
+	src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
+	a := seedConfig(t, seedYAML)
+	b := seedConfig(t, strings.Replace(seedYAML, "vni: 1,", "vni: 2,", 1))
+	s := startSource(t, src, a)
+	sinkVXLAN(t, target)
+	atTarget := startCapture(t, target, "target", "udp", "port", "4789")
+	atSource := startCapture(t, src, "source", "-s", "96", "tcp and host "+testIP+" and port 1234")
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for i := 0; i < 20 && err == nil; i++ {
+			next := a
+			if i%2 == 0 {
+				next = b
+			}
+			err = src.Do(func() error { return s.Reload(next) })
+			time.Sleep(5 * time.Millisecond)
+		}
+		done <- err
+	}()
+	bulk(t, src, test, 8<<20)
+	if err := <-done; err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	want := atSource.packets(t)
+	got := atTarget.packets(t)
+	vnis := map[uint32]int{}
+	for _, p := range got {
+		vni, _, _, _ := decap(t, p)
+		vnis[vni]++
+	}
+	stats, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mirrored uint64
+	for _, st := range stats {
+		mirrored += st.Packets
+	}
+	if mirrored != uint64(len(want)) || len(got) != len(want) || vnis[1] == 0 || vnis[2] == 0 || vnis[1]+vnis[2] != len(got) {
+		t.Fatalf("tcpdump saw %d packets; the target got %d (by VNI: %v); counters %+v\ntarget: %s\nsource: %s", len(want), len(got), vnis, stats, atTarget.proc.Output(), atSource.proc.Output())
 	}
 }

@@ -126,7 +126,7 @@ type capture struct {
 func startCapture(t *testing.T, h *netlab.Host, name string, args ...string) *capture {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), name+".pcap")
-	full := append([]string{"-i", h.Iface, "-n", "-U", "--immediate-mode", "-w", path}, args...)
+	full := append([]string{"-i", h.Iface, "-n", "-U", "--immediate-mode", "-B", "16384", "-w", path}, args...)
 	p, err := h.Start("tcpdump", full...)
 	if err != nil {
 		t.Fatalf("tcpdump: %v", err)

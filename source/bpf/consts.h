@@ -24,6 +24,11 @@
 #define XM_MAX_TARGETS 256
 #endif
 
+/* Rules evaluated per bpf_loop callback. */
+#ifndef XM_WALK_BATCH
+#define XM_WALK_BATCH 4
+#endif
+
 /* Extension headers walked in IPv6 before giving up on ports. */
 #ifndef XM_MAX_V6_EXT
 #define XM_MAX_V6_EXT 4

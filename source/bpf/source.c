@@ -57,8 +57,7 @@ static __always_inline int rule_match(const struct rule *r, const struct flow *f
 		return 0;
 	if (!(r->flags & XM_RULE_ANY_PROTO) && r->proto != f->proto)
 		return 0;
-	if (!addr_match(f->src, r->src, r->src_mask) || !addr_match(f->dst, r->dst, r->dst_mask))
-		return 0;
+	/* Ports before addresses: they are cheaper and tell rules apart more often. */
 	if (r->flags & XM_RULE_PORTS) {
 		if (!f->has_ports)
 			return 0;
@@ -67,14 +66,14 @@ static __always_inline int rule_match(const struct rule *r, const struct flow *f
 		if (f->dport < r->dport_lo || f->dport > r->dport_hi)
 			return 0;
 	}
-	return 1;
+	return addr_match(f->src, r->src, r->src_mask) && addr_match(f->dst, r->dst, r->dst_mask);
 }
 
-/* walk_one evaluates the rule at w->i. It always moves w->i forward, so the
- * walk ends within count steps. */
-static long walk_one(__u64 unused, void *data)
+/* walk_rule evaluates the rule at w->i; 1 ends the walk (accepted, or no
+ * more rules). It always moves w->i forward, so the walk ends within count
+ * steps. */
+static __always_inline int walk_rule(struct walk *w)
 {
-	struct walk *w = data;
 	struct rule *r;
 	__u32 key;
 
@@ -99,6 +98,20 @@ static long walk_one(__u64 unused, void *data)
 	}
 	/* Reject: this session does not mirror the packet; the next may. */
 	w->i = r->next > w->i ? r->next : w->i + 1;
+	return 0;
+}
+
+/* walk_some is the bpf_loop callback: XM_WALK_BATCH rules per call, which
+ * halves the per-rule cost of the callback. */
+static long walk_some(__u64 unused, void *data)
+{
+	struct walk *w = data;
+
+#pragma unroll
+	for (int k = 0; k < XM_WALK_BATCH; k++) {
+		if (walk_rule(w))
+			return 1;
+	}
 	return 0;
 }
 
@@ -203,7 +216,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u32 dir)
 	w.ifindex = skb->ifindex;
 	w.session = -1;
 	if (w.count)
-		bpf_loop(XM_MAX_RULES, walk_one, &w, 0);
+		bpf_loop(XM_MAX_RULES / XM_WALK_BATCH + 1, walk_some, &w, 0);
 
 	if (record_decision) {
 		struct decision *d = bpf_map_lookup_elem(&xm_decision, &zero);
