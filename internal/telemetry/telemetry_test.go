@@ -1,0 +1,58 @@
+package telemetry
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestServesMetricsAndHealth(t *testing.T) {
+	set := metrics.NewSet()
+	set.NewCounter(`xmirror_test_packets_total{session="s1"}`).Add(7)
+	s, err := Listen("127.0.0.1:0", set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	base := "http://" + s.Addr()
+
+	code, body := get(t, base+"/metrics")
+	if code != 200 || !strings.Contains(body, `xmirror_test_packets_total{session="s1"} 7`) {
+		t.Fatalf("/metrics: %d %q", code, body)
+	}
+	if !strings.Contains(body, "process_resident_memory_bytes") {
+		t.Error("/metrics lacks the process metrics")
+	}
+	if code, _ := get(t, base+"/healthz"); code != 200 {
+		t.Fatalf("/healthz while healthy: %d", code)
+	}
+	s.SetHealthy(false)
+	if code, _ := get(t, base+"/healthz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/healthz while unhealthy: %d, want 503", code)
+	}
+}
+
+func TestListenReportsBusyAddress(t *testing.T) {
+	s, err := Listen("127.0.0.1:0", metrics.NewSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := Listen(s.Addr(), metrics.NewSet()); err == nil || !strings.Contains(err.Error(), s.Addr()) {
+		t.Fatalf("second Listen on %s: %v, want an error naming the address", s.Addr(), err)
+	}
+}
