@@ -14,7 +14,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 # Debian packages the build, the tests, the demo and the benchmarks need.
-DEB_PACKAGES := clang-19 llvm-19 libbpf-dev linux-libc-dev iproute2 iputils-ping ethtool nftables \
+DEB_PACKAGES := clang-19 llvm-19 libbpf-dev linux-libc-dev bpftool iproute2 iputils-ping ethtool nftables \
 	tcpdump tshark iperf3 nginx-light libnginx-mod-stream netcat-openbsd ca-certificates git make
 
 GO ?= go
@@ -50,7 +50,9 @@ lint: ## gofmt and go vet
 	$(GO) vet ./...
 
 test: deps verify-generate lint build ## set up, then run every test (as root: BPF, namespaces) and a quick bench
-	$(GO) test -count=1 -timeout 40m ./...
+	# One package at a time: the zero-loss integration tests must not share the two
+	# cores with the benchmark smoke test of another package.
+	$(GO) test -count=1 -p 1 -timeout 40m ./...
 	./bin/xmirror bench --quick --out $${TMPDIR:-/tmp}/xmirror-bench-smoke
 
 test-unit: ## run the tests without setup

@@ -136,6 +136,11 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 	if len(cfg.Backends) > MaxBackends {
 		return fmt.Errorf("%d backends: at most %d", len(cfg.Backends), MaxBackends)
 	}
+	for _, be := range cfg.Backends {
+		if be.Weight < 0 || be.Weight > config.MaxWeight {
+			return fmt.Errorf("backend %s weight %d: must be 0..%d", be.Name, be.Weight, config.MaxWeight)
+		}
+	}
 	// Stable ids: keep known backends, give new ones the lowest free id.
 	want := make(map[string]bool, len(cfg.Backends))
 	for _, be := range cfg.Backends {
@@ -184,7 +189,8 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 		id := b.ids[k]
 		b.names[id] = be.Name
 		alive := b.isHealthy(k)
-		row := lbLbBackend{Addr: addrToBE(be.Address), Port: portToBE(be.Port), Weight: uint32(be.Weight)}
+		row := lbLbBackend{Addr: addrToBE(be.Address), Port: portToBE(be.Port), Weight: uint8(be.Weight)}
+		row.CsumIp, row.CsumUdp = csumDiffs(cfg.Listener.VIP, cmpOr(cfg.Listener.Port, 4789), be.Address, be.Port)
 		copy(row.Name[:len(row.Name)-1], toInt8(be.Name))
 		if alive {
 			row.Flags = backendAlive
@@ -221,14 +227,18 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 	if err := b.writeACL(idle, cfg.Listener.AccessControl); err != nil {
 		return err
 	}
+	var cur lbLbSlot
+	if err := b.objs.LbSlots.Lookup(active, &cur); err != nil {
+		return fmt.Errorf("read active slot: %w", err)
+	}
+	// A new generation retires every CPU's connection-table front cache, so
+	// no CPU keeps sending a flow where the new tables would not.
+	slotCfg.Gen = cur.Gen + 1
 	if b.mode != "" {
 		slotCfg.XdpMode = modeCode(b.mode)
 	} else {
 		// Not attached yet by this process: keep what a previous run recorded.
-		var cur lbLbSlot
-		if b.objs.LbSlots.Lookup(active, &cur) == nil {
-			slotCfg.XdpMode = cur.XdpMode
-		}
+		slotCfg.XdpMode = cur.XdpMode
 	}
 	if err := b.objs.LbSlots.Put(idle, slotCfg); err != nil {
 		return fmt.Errorf("write slot: %w", err)
@@ -534,6 +544,29 @@ func (b *Balancer) mapsByName() map[string]*ebpf.Map {
 
 // Byte-order helpers: the BPF program compares raw network-order words, and
 // cilium/ebpf stores struct fields in host order.
+// csumDiffs are the one's complement differences (RFC 1624) that rewriting
+// the destination from vip:lport to addr:port adds to the IP header and UDP
+// checksums, in the byte order the BPF program loads them (port 0 keeps the
+// listener's). The data path adds them instead of recomputing per packet.
+// keep in sync with lb_csum_add in bpf/lb_csum.h
+func csumDiffs(vip netip.Addr, lport uint16, addr netip.Addr, port uint16) (ip, udp uint16) {
+	o, n := vip.As4(), addr.As4()
+	sum := uint32(^binary.BigEndian.Uint16(o[0:])) + uint32(^binary.BigEndian.Uint16(o[2:])) +
+		uint32(binary.BigEndian.Uint16(n[0:])) + uint32(binary.BigEndian.Uint16(n[2:]))
+	ip = csumFold(sum)
+	if port != 0 && port != lport {
+		sum += uint32(^lport) + uint32(port)
+	}
+	return portToBE(ip), portToBE(csumFold(sum))
+}
+
+func csumFold(s uint32) uint16 {
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return uint16(s)
+}
+
 func addrToBE(a netip.Addr) uint32 {
 	b := a.As4()
 	return binary.NativeEndian.Uint32(b[:])

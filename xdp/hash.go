@@ -2,7 +2,6 @@ package xdp
 
 import (
 	"encoding/binary"
-	"math/bits"
 )
 
 // The Go mirror of bpf/lb_hash.h, used by tests and tools to predict which
@@ -10,50 +9,40 @@ import (
 // BPF program (bpfel) loads them.
 // keep in sync with bpf/lb_hash.h
 
-const jhashInitval = 0xdeadbeef
-
-func jhash3(a, b, c, initval uint32) uint32 {
-	initval += jhashInitval + (3 << 2)
-	a += initval
-	b += initval
-	c += initval
-	c ^= b
-	c -= bits.RotateLeft32(b, 14)
-	a ^= c
-	a -= bits.RotateLeft32(c, 11)
-	b ^= a
-	b -= bits.RotateLeft32(a, 25)
-	c ^= b
-	c -= bits.RotateLeft32(b, 16)
-	a ^= c
-	a -= bits.RotateLeft32(c, 4)
-	b ^= a
-	b -= bits.RotateLeft32(a, 14)
-	c ^= b
-	c -= bits.RotateLeft32(b, 24)
-	return c
+// hash3 folds three words in by multiplication and finishes with murmur3's
+// finaliser (cheap in BPF, which has no rotate instruction).
+func hash3(a, b, c, seed uint32) uint32 {
+	h := (a ^ seed) * 0x9e3779b1
+	h = (h ^ b) * 0x85ebca77
+	h = (h ^ c) * 0xc2b2ae3d
+	h ^= h >> 16
+	h *= 0x85ebca6b
+	h ^= h >> 13
+	h *= 0xc2b2ae35
+	h ^= h >> 16
+	return h
 }
 
 func word(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
 func half(b []byte) uint16 { return binary.LittleEndian.Uint16(b) }
 func hashIn6(a []byte) uint32 {
-	return jhash3(word(a[0:]), word(a[4:]), jhash3(word(a[8:]), word(a[12:]), 0, hashSeed), hashSeed)
+	return hash3(word(a[0:]), word(a[4:]), hash3(word(a[8:]), word(a[12:]), 0, hashSeed), hashSeed)
 }
 
 // symmetricHash hashes the unordered pairs {a, b} and {pa, pb}.
 func symmetricHash(a, b uint32, pa, pb uint16, proto uint8) uint32 {
 	lo, hi := min(a, b), max(a, b)
 	plo, phi := uint32(min(pa, pb)), uint32(max(pa, pb))
-	return jhash3(lo, hi, plo<<16|phi, hashSeed+uint32(proto))
+	return hash3(lo, hi, plo<<16|phi, hashSeed+uint32(proto))
 }
 
 // outerHash hashes the directional outer UDP 5-tuple.
 func outerHash(saddr, daddr uint32, sport, dport uint16) uint32 {
-	return jhash3(saddr, daddr, uint32(sport)<<16|uint32(dport), hashSeed+17)
+	return hash3(saddr, daddr, uint32(sport)<<16|uint32(dport), hashSeed+17)
 }
 
 func fragHash(saddr, daddr uint32, id uint16) uint32 {
-	return jhash3(saddr, daddr, uint32(id), hashSeedFrag)
+	return hash3(saddr, daddr, uint32(id), hashSeedFrag)
 }
 
 // FlowHash is the hash the BPF program places frame by: frame is an outer

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,31 +22,10 @@ import (
 	"github.com/xmirror/xmirror/internal/netlab"
 )
 
-// buildXmirror compiles the xmirror binary once per test binary run.
-var buildOnce struct {
-	sync.Once
-	path string
-	err  error
-}
-
-func xmirrorBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "xmirror-lb-test-")
-		if err != nil {
-			buildOnce.err = err
-			return
-		}
-		buildOnce.path = filepath.Join(dir, "xmirror")
-		out, err := exec.Command("go", "build", "-o", buildOnce.path, "github.com/xmirror/xmirror/cmd/xmirror").CombinedOutput()
-		if err != nil {
-			buildOnce.err = fmt.Errorf("go build: %v: %s", err, out)
-		}
-	})
-	if buildOnce.err != nil {
-		t.Fatal(buildOnce.err)
-	}
-	return buildOnce.path
+func TestMain(m *testing.M) {
+	code := m.Run()
+	netlab.RemoveXmirrorBinary()
+	os.Exit(code)
 }
 
 // receiver counts the VXLAN datagrams a backend gets, by flow and direction.
@@ -250,11 +228,13 @@ func waitCount(rs []*receiver, want int, d time.Duration) int {
 func TestIntegration(t *testing.T) {
 	lab := netlab.ForTest(t,
 		netlab.HostSpec{Name: "src", Addrs: []string{"10.0.0.230/24"}},
-		netlab.HostSpec{Name: "lb", Addrs: []string{"10.0.0.1/24"}, GRO: true},
+		// PeerXDP: frames the program sends back into the veth with XDP_TX
+		// are dropped unless the bridge end runs XDP.
+		netlab.HostSpec{Name: "lb", Addrs: []string{"10.0.0.1/24"}, GRO: true, PeerXDP: true},
 		netlab.HostSpec{Name: "b1", Addrs: []string{"10.0.0.11/24"}},
 		netlab.HostSpec{Name: "b2", Addrs: []string{"10.0.0.12/24"}},
 	)
-	bin := xmirrorBinary(t)
+	bin := netlab.XmirrorBinary(t)
 	pin := fmt.Sprintf("/sys/fs/bpf/xmirror-test-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
 	t.Cleanup(func() { Detach(pin) })
 	dir := t.TempDir()
@@ -266,7 +246,6 @@ func TestIntegration(t *testing.T) {
 	}
 	writeCfg("wrr", 1, 1)
 	lbh := lab.Host("lb")
-	vethPeerPass(t, lab, lbh)
 	r1, r2 := listenVXLAN(t, lab.Host("b1")), listenVXLAN(t, lab.Host("b2"))
 	rs := []*receiver{r1, r2}
 	h1 := healthServer(t, lab.Host("b1"))
@@ -470,27 +449,6 @@ func TestIntegration(t *testing.T) {
 	<-p2.Done()
 	if _, err := os.Stat(filepath.Join(pin, "lb_active")); !os.IsNotExist(err) {
 		t.Errorf("--detach-on-exit left pins behind: %v", err)
-	}
-}
-
-// vethPeerPass attaches xmirror_pass to the bridge end of h's veth: frames
-// XDP_TX sends into a veth are dropped unless the other end runs XDP.
-func vethPeerPass(t *testing.T, lab *netlab.Lab, h *netlab.Host) {
-	t.Helper()
-	err := lab.SwitchDo(func() error {
-		ifc, err := net.InterfaceByName(h.Port)
-		if err != nil {
-			return err
-		}
-		l, err := AttachPass(ifc.Index)
-		if err != nil {
-			return err
-		}
-		t.Cleanup(func() { l.Close() })
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("xdp pass on the bridge end of %s: %v", h.Name, err)
 	}
 }
 

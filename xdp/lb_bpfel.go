@@ -22,13 +22,14 @@ type lbLbAclKey struct {
 }
 
 type lbLbBackend struct {
-	_      structs.HostLayout
-	Addr   uint32
-	Port   uint16
-	Flags  uint8
-	Pad    uint8
-	Weight uint32
-	Name   [32]int8
+	_       structs.HostLayout
+	Addr    uint32
+	Port    uint16
+	Flags   uint8
+	Weight  uint8
+	CsumIp  uint16
+	CsumUdp uint16
+	Name    [32]int8
 }
 
 type lbLbFlow struct {
@@ -36,6 +37,14 @@ type lbLbFlow struct {
 	Backend  uint32
 	Pad      uint32
 	LastSeen uint64
+}
+
+type lbLbFlowCache struct {
+	_       structs.HostLayout
+	Hash    uint32
+	Backend uint16
+	Gen     uint16
+	Expires uint64
 }
 
 type lbLbNexthop struct {
@@ -57,7 +66,7 @@ type lbLbSlot struct {
 	Affinity      uint8
 	AclMode       uint8
 	XdpMode       uint8
-	Pad           uint16
+	Gen           uint16
 	WrrLen        uint32
 	MaglevSize    uint32
 	_             [4]byte
@@ -74,23 +83,25 @@ type lbLbTraffic struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lbMapLbAcl             = "lb_acl"
-	lbMapLbActive          = "lb_active"
-	lbMapLbBackendStats    = "lb_backend_stats"
-	lbMapLbBackends        = "lb_backends"
-	lbMapLbConntrack       = "lb_conntrack"
-	lbMapLbMaglev          = "lb_maglev"
-	lbMapLbNexthops        = "lb_nexthops"
-	lbMapLbSlots           = "lb_slots"
-	lbMapLbStats           = "lb_stats"
-	lbMapLbTxPorts         = "lb_tx_ports"
-	lbMapLbWrr             = "lb_wrr"
-	lbMapLbWrrCursor       = "lb_wrr_cursor"
-	lbProgXmirrorBareBench = "xmirror_bare_bench"
-	lbProgXmirrorBareTx    = "xmirror_bare_tx"
-	lbProgXmirrorLb        = "xmirror_lb"
-	lbProgXmirrorLbBench   = "xmirror_lb_bench"
-	lbProgXmirrorPass      = "xmirror_pass"
+	lbMapLbAcl                 = "lb_acl"
+	lbMapLbActive              = "lb_active"
+	lbMapLbBackendStats        = "lb_backend_stats"
+	lbMapLbBackends            = "lb_backends"
+	lbMapLbConntrack           = "lb_conntrack"
+	lbMapLbCtCache             = "lb_ct_cache"
+	lbMapLbMaglev              = "lb_maglev"
+	lbMapLbNexthops            = "lb_nexthops"
+	lbMapLbSlots               = "lb_slots"
+	lbMapLbStats               = "lb_stats"
+	lbMapLbTxPorts             = "lb_tx_ports"
+	lbMapLbWrr                 = "lb_wrr"
+	lbMapLbWrrCursor           = "lb_wrr_cursor"
+	lbProgXmirrorBareBench     = "xmirror_bare_bench"
+	lbProgXmirrorBareTx        = "xmirror_bare_tx"
+	lbProgXmirrorLb            = "xmirror_lb"
+	lbProgXmirrorLbBench       = "xmirror_lb_bench"
+	lbProgXmirrorLbBenchShared = "xmirror_lb_bench_shared"
+	lbVarLbTickNs              = "lb_tick_ns"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -135,11 +146,11 @@ type lbSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbProgramSpecs struct {
-	XmirrorBareBench *ebpf.ProgramSpec `ebpf:"xmirror_bare_bench"`
-	XmirrorBareTx    *ebpf.ProgramSpec `ebpf:"xmirror_bare_tx"`
-	XmirrorLb        *ebpf.ProgramSpec `ebpf:"xmirror_lb"`
-	XmirrorLbBench   *ebpf.ProgramSpec `ebpf:"xmirror_lb_bench"`
-	XmirrorPass      *ebpf.ProgramSpec `ebpf:"xmirror_pass"`
+	XmirrorBareBench     *ebpf.ProgramSpec `ebpf:"xmirror_bare_bench"`
+	XmirrorBareTx        *ebpf.ProgramSpec `ebpf:"xmirror_bare_tx"`
+	XmirrorLb            *ebpf.ProgramSpec `ebpf:"xmirror_lb"`
+	XmirrorLbBench       *ebpf.ProgramSpec `ebpf:"xmirror_lb_bench"`
+	XmirrorLbBenchShared *ebpf.ProgramSpec `ebpf:"xmirror_lb_bench_shared"`
 }
 
 // lbMapSpecs contains maps before they are loaded into the kernel.
@@ -151,6 +162,7 @@ type lbMapSpecs struct {
 	LbBackendStats *ebpf.MapSpec `ebpf:"lb_backend_stats"`
 	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbConntrack    *ebpf.MapSpec `ebpf:"lb_conntrack"`
+	LbCtCache      *ebpf.MapSpec `ebpf:"lb_ct_cache"`
 	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbNexthops     *ebpf.MapSpec `ebpf:"lb_nexthops"`
 	LbSlots        *ebpf.MapSpec `ebpf:"lb_slots"`
@@ -164,6 +176,7 @@ type lbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
+	LbTickNs *ebpf.VariableSpec `ebpf:"lb_tick_ns"`
 }
 
 // lbObjects contains all objects after they have been loaded into the kernel.
@@ -191,6 +204,7 @@ type lbMaps struct {
 	LbBackendStats *ebpf.Map `ebpf:"lb_backend_stats"`
 	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
 	LbConntrack    *ebpf.Map `ebpf:"lb_conntrack"`
+	LbCtCache      *ebpf.Map `ebpf:"lb_ct_cache"`
 	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
 	LbNexthops     *ebpf.Map `ebpf:"lb_nexthops"`
 	LbSlots        *ebpf.Map `ebpf:"lb_slots"`
@@ -207,6 +221,7 @@ func (m *lbMaps) Close() error {
 		m.LbBackendStats,
 		m.LbBackends,
 		m.LbConntrack,
+		m.LbCtCache,
 		m.LbMaglev,
 		m.LbNexthops,
 		m.LbSlots,
@@ -221,17 +236,18 @@ func (m *lbMaps) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
+	LbTickNs *ebpf.Variable `ebpf:"lb_tick_ns"`
 }
 
 // lbPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbPrograms struct {
-	XmirrorBareBench *ebpf.Program `ebpf:"xmirror_bare_bench"`
-	XmirrorBareTx    *ebpf.Program `ebpf:"xmirror_bare_tx"`
-	XmirrorLb        *ebpf.Program `ebpf:"xmirror_lb"`
-	XmirrorLbBench   *ebpf.Program `ebpf:"xmirror_lb_bench"`
-	XmirrorPass      *ebpf.Program `ebpf:"xmirror_pass"`
+	XmirrorBareBench     *ebpf.Program `ebpf:"xmirror_bare_bench"`
+	XmirrorBareTx        *ebpf.Program `ebpf:"xmirror_bare_tx"`
+	XmirrorLb            *ebpf.Program `ebpf:"xmirror_lb"`
+	XmirrorLbBench       *ebpf.Program `ebpf:"xmirror_lb_bench"`
+	XmirrorLbBenchShared *ebpf.Program `ebpf:"xmirror_lb_bench_shared"`
 }
 
 func (p *lbPrograms) Close() error {
@@ -240,7 +256,7 @@ func (p *lbPrograms) Close() error {
 		p.XmirrorBareTx,
 		p.XmirrorLb,
 		p.XmirrorLbBench,
-		p.XmirrorPass,
+		p.XmirrorLbBenchShared,
 	)
 }
 

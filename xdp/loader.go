@@ -43,6 +43,18 @@ func loadObjects(pinPath string) (_ *objects, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("load bpf spec: %w", err)
 	}
+	// The data path's clock is jiffies times the tick length, which is the
+	// resolution of the coarse clock (TICK_NSEC).
+	var tick unix.Timespec
+	if err := unix.ClockGetres(unix.CLOCK_MONOTONIC_COARSE, &tick); err != nil {
+		return nil, fmt.Errorf("coarse clock resolution: %w", err)
+	}
+	if tick.Nano() <= 0 {
+		return nil, fmt.Errorf("coarse clock resolution %d ns", tick.Nano())
+	}
+	if err := spec.Variables["lb_tick_ns"].Set(uint64(tick.Nano())); err != nil {
+		return nil, fmt.Errorf("set tick length: %w", err)
+	}
 	opts := &ebpf.CollectionOptions{}
 	if pinPath == "" {
 		for _, m := range spec.Maps {
@@ -241,26 +253,4 @@ func warnVeth(name string) {
 	if l, err := netlink.LinkByName(name); err == nil && l.Type() == "veth" {
 		slog.Warn("native XDP on a veth: the peer must run an XDP program (e.g. xdp pass) or XDP_TX frames are dropped", "interface", name)
 	}
-}
-
-// AttachPass attaches xmirror_pass (XDP_PASS) in native mode to ifindex in
-// the caller's network namespace. Topologies built of veths need it on the
-// far end of the load balancer's veth: frames sent with XDP_TX into a veth are
-// dropped unless the receiving end runs XDP. Close the link to detach.
-func AttachPass(ifindex int) (link.Link, error) {
-	spec, err := loadLb()
-	if err != nil {
-		return nil, fmt.Errorf("load bpf spec: %w", err)
-	}
-	prog, err := ebpf.NewProgram(spec.Programs["xmirror_pass"])
-	if err != nil {
-		return nil, fmt.Errorf("load xdp pass program: %w", err)
-	}
-	// The link holds its own reference to the program.
-	defer prog.Close()
-	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
-	if err != nil {
-		return nil, fmt.Errorf("attach xdp pass to ifindex %d: %w", ifindex, err)
-	}
-	return l, nil
 }

@@ -23,6 +23,18 @@
 #define LB_CT_MAX 262144
 #endif
 
+/* Entries of the per-CPU front cache of the connection table (a power of
+ * two; direct-mapped by flow hash). */
+#ifndef LB_CT_CACHE_SIZE
+#define LB_CT_CACHE_SIZE 4096
+#endif
+
+/* A front-cache entry answers for this long; then the shared table is asked
+ * again (and its entry's last-seen time and LRU position refreshed). */
+#ifndef LB_CT_CACHE_NS
+#define LB_CT_CACHE_NS 250000000ULL
+#endif
+
 /* Allowlist prefixes per slot. */
 #ifndef LB_ACL_MAX
 #define LB_ACL_MAX 1024
@@ -79,7 +91,7 @@ enum lb_stat {
 	LB_STAT_DROP_NO_ROUTE,     /* fib lookup failed or the egress port is unknown */
 	LB_STAT_DROP_MALFORMED,    /* truncated or invalid Ethernet/VLAN/IPv4/UDP */
 	LB_STAT_FRAGMENT,          /* outer fragments forwarded by (src, dst, id) */
-	LB_STAT_CT_HIT,            /* connection table hit */
+	LB_STAT_CT_HIT,            /* connection table hit (front cache or shared) */
 	LB_STAT_CT_MISS,           /* new (or expired, or moved) flow */
 	LB_STAT_HASH_FALLBACK,     /* inner headers cut short: hashed less of the flow */
 	LB_STAT_PASS_MTU,          /* larger than the egress MTU: kernel fragments or answers */

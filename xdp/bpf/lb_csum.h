@@ -5,30 +5,14 @@
 
 #include <linux/types.h>
 
-static __always_inline __u16 lb_csum_fold(__u32 s)
+/* The checksum after fields changed by a precomputed one's complement
+ * difference (sum of the new words and the complements of the old ones). */
+static __always_inline __u16 lb_csum_add(__u16 check, __u16 diff)
 {
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return (__u16)s;
-}
+	__u32 s = (__u32)(__u16)~check + diff;
 
-/* The checksum after a 32-bit field changed from `from` to `to`. */
-static __always_inline __u16 lb_csum_replace4(__u16 check, __u32 from, __u32 to)
-{
-	__u32 s = (__u16)~check;
-
-	s += (__u16)~(__u16)from + (__u16)~(__u16)(from >> 16);
-	s += (__u16)to + (__u16)(to >> 16);
-	return (__u16)~lb_csum_fold(s);
-}
-
-/* The checksum after a 16-bit field changed from `from` to `to`. */
-static __always_inline __u16 lb_csum_replace2(__u16 check, __u16 from, __u16 to)
-{
-	__u32 s = (__u16)~check;
-
-	s += (__u16)~from + to;
-	return (__u16)~lb_csum_fold(s);
+	/* two 16-bit words: one end-around carry is enough */
+	return (__u16)~((s & 0xffff) + (s >> 16));
 }
 
 #endif /* XMIRROR_LB_CSUM_H */

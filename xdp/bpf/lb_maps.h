@@ -71,6 +71,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_conntrack SEC(".maps");
 
+/* Per-CPU front cache of lb_conntrack: a steady flow's packets find their
+ * backend with one inlined array lookup instead of a shared hash-table call.
+ * Entries expire after LB_CT_CACHE_NS and die with any table change (gen), so
+ * every CPU agrees with the shared table within that time (not pinned: a
+ * cache). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_CT_CACHE_SIZE);
+	__type(key, __u32);
+	__type(value, struct lb_flow_cache);
+} lb_ct_cache SEC(".maps");
+
 /* Source allowlist per slot (longest prefix match on slot + address). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);

@@ -13,7 +13,7 @@ struct lb_slot {
 	__u8 affinity;    /* LB_AFF_* */
 	__u8 acl_mode;    /* LB_ACL_* */
 	__u8 xdp_mode;    /* informational, for `xmirror lb status` */
-	__u16 pad;
+	__u16 gen;        /* bumped by every table change: invalidates lb_ct_cache */
 	__u32 wrr_len;    /* entries of this slot's schedule; 0 = no backend */
 	__u32 maglev_size;/* entries of this slot's Maglev table; 0 = no backend */
 	__u64 flow_timeout_ns;
@@ -26,8 +26,12 @@ struct lb_backend {
 	__be32 addr;
 	__be16 port;
 	__u8 flags;       /* LB_BACKEND_* */
-	__u8 pad;
-	__u32 weight;     /* informational (the schedule encodes it) */
+	__u8 weight;      /* 0-100, informational (the schedule encodes it) */
+	/* One's complement sums (RFC 1624) the rewrite adds to the checksums,
+	 * computed by the control plane: VIP -> addr for the IP header, and
+	 * also listener port -> port for UDP. */
+	__u16 csum_ip;
+	__u16 csum_udp;
 	char name[32];    /* informational */
 };
 
@@ -35,7 +39,16 @@ struct lb_backend {
 struct lb_flow {
 	__u32 backend;    /* backend id */
 	__u32 pad;
-	__u64 last_seen;  /* bpf_ktime_get_ns */
+	__u64 last_seen;  /* lb_now() */
+};
+
+/* Per-CPU front cache of the connection table (lb_ct_cache), direct-mapped
+ * by flow hash. Valid while gen matches the active slot's and until expires. */
+struct lb_flow_cache {
+	__u32 hash;       /* the flow hash it holds (the slot is hash % size) */
+	__u16 backend;    /* backend id */
+	__u16 gen;        /* lb_slot.gen it was filled under */
+	__u64 expires;    /* lb_now(); 0 = empty */
 };
 
 /* Allowlist key: prefixlen covers slot + pad (32 bits) plus the prefix. */
@@ -54,7 +67,7 @@ struct lb_nexthop {
 	__u8 dmac[6];
 	__u16 mtu;         /* egress MTU */
 	__u16 pad;
-	__u64 expires;     /* bpf_ktime_get_coarse_ns; 0 = empty */
+	__u64 expires;     /* lb_now(); 0 = empty */
 };
 
 /* Per-CPU per-backend traffic. */
