@@ -19,7 +19,7 @@ DEB_PACKAGES := clang-19 llvm-19 libbpf-dev linux-libc-dev bpftool iproute2 iput
 
 GO ?= go
 
-.PHONY: help deps build generate verify-generate test test-unit lint demo bench-quick docker clean
+.PHONY: help deps build generate verify-generate test test-unit lint demo bench bench-quick docker clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -53,13 +53,19 @@ test: deps verify-generate lint build ## set up, then run every test (as root: B
 	# One package at a time: the zero-loss integration tests must not share the two
 	# cores with the benchmark smoke test of another package.
 	$(GO) test -count=1 -p 1 -timeout 40m ./...
-	./bin/xmirror bench --quick --out $${TMPDIR:-/tmp}/xmirror-bench-smoke
+	$(MAKE) --no-print-directory bench-quick
 
 test-unit: ## run the tests without setup
 	$(GO) test -count=1 ./...
 
 demo: deps build ## set up and run the seed scenario on this machine (needs root)
 	./bin/xmirror demo --out ./demo-pcap
+
+bench-quick: build ## the benchmark smoke run (under two minutes; needs root)
+	./bin/xmirror bench --quick --out $${TMPDIR:-/tmp}/xmirror-bench-smoke
+
+bench: build ## the full benchmark run (about ten minutes; needs root), report in ./bench-report
+	./bin/xmirror bench --out ./bench-report
 
 docker: ## build the container image (needs a Docker engine)
 	docker build -t xmirror:$(VERSION) .

@@ -59,6 +59,9 @@ func (r *runner) scenarioCollector(ctx context.Context) ScenarioResult {
 				res.Skipped = fmt.Sprintf("lab: %v", err)
 			} else {
 				defer lab.Close()
+				if err := steerRxOffGen(lab.Host("col")); err != nil {
+					res.Skipped = err.Error()
+				}
 				s.trial = r.collectorTrial(lab, rx)
 			}
 		}

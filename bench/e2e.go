@@ -110,6 +110,12 @@ func (r *runner) prepareE2E(res *SystemResult, sys e2eSystem) (stepTrial, func()
 	}
 	closers = append(closers, stop)
 	hosts := []*netlab.Host{lab.Host("b1"), lab.Host("b2")}
+	for _, h := range hosts {
+		if err := steerRxOffGen(h); err != nil {
+			res.Skipped = err.Error()
+			return nil, closeAll
+		}
+	}
 	trial := func(ctx context.Context, rate float64, label string) (map[string]float64, error) {
 		var started []*startedProc
 		var dirs []string

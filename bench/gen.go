@@ -44,7 +44,7 @@ type xdpMd struct {
 
 // callTarget is how long one kernel call should last: long enough that the call's
 // setup (page pool, about 25 ms) is a small share, short enough to notice ctx.
-const callTarget = 500 * time.Millisecond
+const callTarget = time.Second
 
 // ErrNoLimit is returned when a run has neither count, duration nor a cancelable
 // context, so it would never end.
@@ -107,7 +107,7 @@ func Generate(ctx context.Context, cfg GenConfig) (GenResult, error) {
 	cpu0 := threadCPU()
 
 	md := xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(cfg.Ifindex)}
-	repeat := uint32(1 << 20)
+	repeat := uint32(1 << 22)
 	var st genGenState
 	calls := 0
 	for {

@@ -7,13 +7,16 @@ import (
 	"net"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
 
 // sinkBatch is how many datagrams one recvmmsg call may return.
 const sinkBatch = 64
+
+// sinkBufSize holds a jumbo VXLAN datagram.
+const sinkBufSize = 9216
 
 // DefaultSinkBuffer is the socket receive buffer of the sink: large, because the
 // sink stands for the best a receiver can do.
@@ -100,25 +103,47 @@ func (s *Sink) Run(ctx context.Context) error {
 func (s *Sink) read(ctx context.Context, conn *net.UDPConn) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	pc := ipv4.NewPacketConn(conn)
-	msgs := make([]ipv4.Message, sinkBatch)
-	for i := range msgs {
-		msgs[i].Buffers = [][]byte{make([]byte, 65536)}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("sink socket: %w", err)
+	}
+	// One set of buffers for every call: the kernel writes the datagrams into them
+	// and sets each header's length. Longer datagrams are cut and still counted.
+	hdrs := make([]unix.Mmsghdr, sinkBatch)
+	iovs := make([]unix.Iovec, sinkBatch)
+	bufs := make([]byte, sinkBatch*sinkBufSize)
+	for i := range hdrs {
+		iovs[i].Base = &bufs[i*sinkBufSize]
+		iovs[i].SetLen(sinkBufSize)
+		hdrs[i].Hdr.Iov = &iovs[i]
+		hdrs[i].Hdr.SetIovlen(1)
 	}
 	for {
-		n, err := pc.ReadBatch(msgs, 0)
+		var n int
+		var errno syscall.Errno
+		err := rc.Read(func(fd uintptr) bool {
+			r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&hdrs[0])), sinkBatch, unix.MSG_DONTWAIT, 0, 0)
+			if e == unix.EAGAIN {
+				return false // park until the socket is readable
+			}
+			n, errno = int(r), e
+			return true
+		})
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			if errors.Is(err, syscall.EINTR) {
-				continue
-			}
 			return fmt.Errorf("sink receive: %w", err)
+		}
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return fmt.Errorf("sink receive: %w", errno)
 		}
 		var b uint64
 		for i := 0; i < n; i++ {
-			b += uint64(msgs[i].N)
+			b += uint64(hdrs[i].Len)
 		}
 		s.packets.Add(uint64(n))
 		s.bytes.Add(b)

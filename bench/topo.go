@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 
 	"github.com/vishvananda/netlink"
 
@@ -174,4 +175,30 @@ func (r *runner) newBridgeTopo() (*lbTopo, error) {
 	return &lbTopo{lab: lab, gen: gen, lb: lb, genIf: ref(gen), lbIf: ref(lb), vip: lb.Addr,
 		backends: [2]netip.Addr{netip.MustParseAddr(addrB1), netip.MustParseAddr(addrB2)},
 		nextHop:  lab.Host("b1").MAC}, nil
+}
+
+// steerRxOffGen sets RPS on host's eth0 so that the stack's receive work (IP, UDP,
+// socket delivery) for what arrives there runs on the CPUs other than the
+// generator's, where the receiving process runs too: a collector host whose one
+// core handles both, as on a real machine. Without it the generator's CPU does that
+// work in softirq, and the generator, not the receiver, sets the top rate. sysfs
+// shows a namespace's devices only when mounted from inside it, which
+// `ip netns exec` does.
+func steerRxOffGen(h *netlab.Host) error {
+	n := runtime.NumCPU()
+	if n < 2 {
+		return nil
+	}
+	var mask uint64
+	for c := 0; c < n && c < 64; c++ {
+		if c != genCPU {
+			mask |= 1 << c
+		}
+	}
+	script := fmt.Sprintf("for q in /sys/class/net/%s/queues/rx-*; do echo %x > $q/rps_cpus; done", h.Iface, mask)
+	out, err := exec.Command("ip", "netns", "exec", h.NS, "sh", "-c", script).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("rps on %s of %s: %w: %s", h.Iface, h.Name, err, out)
+	}
+	return nil
 }
