@@ -49,11 +49,10 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test: deps verify-generate lint build ## set up, then run every test (as root: BPF, namespaces) and a quick bench
+test: deps verify-generate lint build ## set up, then run every test (as root: BPF, namespaces, e2e, bench smoke run)
 	# One package at a time: the zero-loss integration tests must not share the two
 	# cores with the benchmark smoke test of another package.
 	$(GO) test -count=1 -p 1 -timeout 40m ./...
-	$(MAKE) --no-print-directory bench-quick
 
 test-unit: ## run the tests without setup
 	$(GO) test -count=1 ./...
