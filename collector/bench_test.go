@@ -109,6 +109,32 @@ func BenchmarkHandle(b *testing.B) {
 	c.Rotate()
 }
 
+// BenchmarkReaderBatch is the per-packet path as a reader runs it: batches
+// of 64 datagrams of one session under one lock of the series.
+func BenchmarkReaderBatch(b *testing.B) {
+	c, err := New(Options{Listen: "127.0.0.1:0", Readers: 1, OutputDir: b.TempDir(), RotateSize: 64 << 20, Keep: 1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	payload := loadPayload(1, 100)
+	r := rx{c: c, cache: map[uint32]*series{}}
+	ts := time.Now().UnixNano()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r.packet(loopback, ts+int64(i), payload)
+		if i%64 == 63 {
+			r.release()
+		}
+	}
+	r.release()
+	b.StopTimer()
+	c.Rotate()
+}
+
 func BenchmarkDecap(b *testing.B) {
 	payload := loadPayload(1, 100)
 	b.ReportAllocs()

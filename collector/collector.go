@@ -52,7 +52,7 @@ type Options struct {
 	Readers int
 	// RcvBuf is the SO_RCVBUF asked for each socket (default 32 MiB).
 	RcvBuf int
-	// Batch is how many datagrams one recvmmsg call takes (default 64).
+	// Batch is how many datagrams one recvmmsg call takes (default 128).
 	Batch int
 	// MaxDatagram is the receive buffer per datagram (default 16384, enough
 	// for 9001-byte jumbo frames plus encapsulation); larger datagrams are
@@ -98,6 +98,8 @@ type Collector struct {
 	received    *metrics.Counter
 	socketDrops *metrics.Counter
 	rotateReq   chan struct{}
+	dropsMu     sync.Mutex
+	lastDrops   []uint32 // per socket: the kernel's drop count at the last poll
 	post        sync.WaitGroup
 	running     atomic.Int32
 }
@@ -108,7 +110,7 @@ type Stats struct {
 	Written     uint64            // packets written to files
 	Bytes       uint64            // captured bytes of written packets
 	Drops       map[string]uint64 // by reason
-	SocketDrops uint64            // datagrams the kernel dropped (SO_RXQ_OVFL)
+	SocketDrops uint64            // datagrams the kernel dropped (SO_MEMINFO sk_drops)
 	Sessions    map[string]SessionStats
 }
 
@@ -133,7 +135,7 @@ func (o *Options) applyDefaults() {
 		o.RcvBuf = 32 << 20
 	}
 	if o.Batch <= 0 {
-		o.Batch = 64
+		o.Batch = 128
 	}
 	if o.MaxDatagram <= 0 {
 		o.MaxDatagram = 16384
@@ -293,22 +295,63 @@ func (c *Collector) dropN(r Reason, n uint64) { c.drops[r].AddInt64(int64(n)) }
 // handle decapsulates and writes one datagram; cache is the reader's own
 // VNI -> series map, which spares the shared lock on every packet.
 func (c *Collector) handle(cache map[uint32]*series, src netip.Addr, tsNanos int64, payload []byte) {
-	fr, r := Decap(payload)
-	if r != ReasonNone {
-		c.drop(r)
+	r := rx{c: c, cache: cache}
+	r.packet(src, tsNanos, payload)
+	r.release()
+}
+
+// rx is one reader's per-packet state. It keeps the series of the last
+// packet locked until the end of the receive batch (or a packet of another
+// session), so that a batch of one session costs one lock, not one per
+// packet; the ticker and rotation wait at most one batch for it.
+type rx struct {
+	c     *Collector
+	cache map[uint32]*series // VNI -> series, spares the shared lock
+	held  *series            // locked by this reader, or nil
+}
+
+// packet decapsulates and writes one datagram.
+func (r *rx) packet(src netip.Addr, tsNanos int64, payload []byte) {
+	fr, reason := Decap(payload)
+	if reason != ReasonNone {
+		r.c.drop(reason)
 		return
 	}
-	s, ok := cache[fr.VNI]
-	if !ok {
-		if s, r = c.seriesFor(fr.VNI); s == nil {
-			// Not cached: the cache must not grow with sprayed VNIs.
-			c.drop(r)
+	s := r.held
+	if s == nil || s.vni != fr.VNI {
+		r.release()
+		if s = r.lookup(fr.VNI); s == nil {
 			return
 		}
-		cache[fr.VNI] = s
+		s.mu.Lock()
+		r.held = s
 	}
-	if r := s.write(src, tsNanos, fr); r != ReasonNone {
-		c.drop(r)
+	if reason := s.writeLocked(src, tsNanos, fr); reason != ReasonNone {
+		r.c.drop(reason)
+	}
+}
+
+// lookup finds the series of a VNI, or counts the drop and returns nil.
+// Called without a series lock held: seriesFor takes the collector's lock.
+func (r *rx) lookup(vni uint32) *series {
+	if s, ok := r.cache[vni]; ok {
+		return s
+	}
+	s, reason := r.c.seriesFor(vni)
+	if s == nil {
+		// Not cached: the cache must not grow with sprayed VNIs.
+		r.c.drop(reason)
+		return nil
+	}
+	r.cache[vni] = s
+	return s
+}
+
+// release unlocks the held series (at the end of every batch).
+func (r *rx) release() {
+	if r.held != nil {
+		r.held.mu.Unlock()
+		r.held = nil
 	}
 }
 
@@ -360,6 +403,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	}
 	go func() {
 		<-ctx.Done()
+		c.pollSocketDrops() // the last count, while the sockets are open
 		for _, conn := range c.conns {
 			_ = conn.Close()
 		}
@@ -400,6 +444,7 @@ func (c *Collector) Close() error {
 }
 
 func (c *Collector) tick() {
+	c.pollSocketDrops()
 	now := c.now()
 	for _, s := range c.allSeries() {
 		s.tick(now)
@@ -417,6 +462,7 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
 
 // Stats returns a snapshot of the counters.
 func (c *Collector) Stats() Stats {
+	c.pollSocketDrops()
 	st := Stats{
 		Received:    c.received.Get(),
 		SocketDrops: c.socketDrops.Get(),

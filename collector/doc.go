@@ -5,8 +5,8 @@
 // (VNI).
 //
 // The receive path uses SO_REUSEPORT sockets read with recvmmsg, kernel
-// timestamps (SO_TIMESTAMPNS) and the socket overflow counter (SO_RXQ_OVFL);
-// it does not allocate per packet. Files are written under a hidden temporary
+// timestamps (SO_TIMESTAMPNS) and the socket drop counter (SO_MEMINFO, read
+// once a second); it does not allocate per packet. Files are written under a hidden temporary
 // name and renamed when closed, flushed at least every second, rotated by size
 // and by wall-clock-aligned interval, and pruned by a retention limit. Every
 // packet that is not written is counted under a drop reason.

@@ -47,6 +47,11 @@ type series struct {
 	gen      uint64 // file generation, so that sources know if their IDB is in f
 	nextIf   uint32 // next pcapng interface id in f
 	sources  map[netip.Addr]*sourceState
+	// The source of the last packet, its entry and the address its entry
+	// is named after ("other" beyond maxSources): a mirror session usually
+	// has one source, so this spares hashing the address on every packet.
+	lastSrc, lastEff netip.Addr
+	lastSS           *sourceState
 
 	failed    bool      // a write failed; packets are dropped until retryAt
 	retryAt   time.Time // when the ticker lets the next packet reopen a file
@@ -89,6 +94,34 @@ func newSeries(c *Collector, vni uint32, name string) *series {
 func (s *series) write(src netip.Addr, tsNanos int64, fr Frame) Reason {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.writeLocked(src, tsNanos, fr)
+}
+
+// source returns the entry of a mirror source, creating it on first sight;
+// beyond maxSources the source shares the "other" entry, whose address (the
+// zero Addr) comes back as the address to name the interface after.
+func (s *series) source(src netip.Addr) (*sourceState, netip.Addr) {
+	if s.lastSS != nil && src == s.lastSrc {
+		return s.lastSS, s.lastEff
+	}
+	in := src
+	ss := s.sources[src]
+	if ss == nil && len(s.sources) >= maxSources {
+		src = netip.Addr{}
+		ss = s.sources[src]
+	}
+	if ss == nil {
+		ss = &sourceState{packets: s.c.set.GetOrCreateCounter(fmt.Sprintf(
+			`xmirror_collector_source_packets_total{session=%q,source=%q}`, s.name, sourceName(src)))}
+		s.sources[src] = ss
+	}
+	s.lastSrc, s.lastEff, s.lastSS = in, src, ss
+	return ss, src
+}
+
+// writeLocked is write with s.mu held: a reader holds it across the packets
+// of one session in a receive batch.
+func (s *series) writeLocked(src netip.Addr, tsNanos int64, fr Frame) Reason {
 	if s.failed {
 		s.failDrops++
 		return ReasonWriteError
@@ -103,16 +136,7 @@ func (s *series) write(src netip.Addr, tsNanos int64, fr Frame) Reason {
 			return ReasonWriteError
 		}
 	}
-	ss := s.sources[src]
-	if ss == nil && len(s.sources) >= maxSources {
-		src = netip.Addr{}
-		ss = s.sources[src]
-	}
-	if ss == nil {
-		ss = &sourceState{packets: s.c.set.GetOrCreateCounter(fmt.Sprintf(
-			`xmirror_collector_source_packets_total{session=%q,source=%q}`, s.name, sourceName(src)))}
-		s.sources[src] = ss
-	}
+	ss, src := s.source(src)
 	var need int
 	if s.c.opts.Format == FormatPcap {
 		need = pcapRecordLen(fr.Inner)

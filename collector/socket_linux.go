@@ -65,6 +65,10 @@ func listenReuseport(addr string, n, rcvbuf int) (conns []*net.UDPConn, granted 
 
 // setSockopts sets what the receive path relies on; only SO_REUSEPORT and
 // the timestamps are required, a small receive buffer is merely logged.
+// Kernel drops are read with SO_MEMINFO once a second (pollSocketDrops),
+// not with SO_RXQ_OVFL: that one adds a control message to every datagram
+// once the socket has dropped any, which costs most when the collector is
+// already behind.
 func setSockopts(fd, rcvbuf int, granted *int) error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
 		return fmt.Errorf("set SO_REUSEPORT: %w", err)
@@ -80,14 +84,53 @@ func setSockopts(fd, rcvbuf int, granted *int) error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
 		return fmt.Errorf("set SO_TIMESTAMPNS: %w", err)
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1); err != nil {
-		return fmt.Errorf("set SO_RXQ_OVFL: %w", err)
-	}
 	return nil
 }
 
-// oobLen holds a timestamp and the overflow counter control messages.
-const oobLen = 128
+// socketDrops is the kernel's count of datagrams the socket dropped
+// (sk_drops: full receive queue, bad checksum), the counter SO_RXQ_OVFL
+// would report.
+func socketDrops(fd int) (uint32, bool) {
+	var mem [unix.SK_MEMINFO_VARS]uint32
+	l := uint32(unsafe.Sizeof(mem))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+		uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&l)), 0)
+	if errno != 0 || l < (unix.SK_MEMINFO_DROPS+1)*4 {
+		return 0, false
+	}
+	return mem[unix.SK_MEMINFO_DROPS], true
+}
+
+// pollSocketDrops adds what the kernel dropped at each socket since the
+// last poll to socket_drops_total. Closed sockets are skipped.
+func (c *Collector) pollSocketDrops() {
+	c.dropsMu.Lock()
+	defer c.dropsMu.Unlock()
+	if c.lastDrops == nil {
+		c.lastDrops = make([]uint32, len(c.conns))
+	}
+	for i, conn := range c.conns {
+		rc, err := conn.SyscallConn()
+		if err != nil {
+			continue
+		}
+		var (
+			v  uint32
+			ok bool
+		)
+		if rc.Control(func(fd uintptr) { v, ok = socketDrops(int(fd)) }) != nil || !ok {
+			continue
+		}
+		if v != c.lastDrops[i] {
+			c.socketDrops.Add(int(v - c.lastDrops[i]))
+			c.lastDrops[i] = v
+		}
+	}
+}
+
+// oobLen holds the timestamp control message (32 bytes) with room to spare;
+// a datagram whose control messages do not fit gets the time it was read.
+const oobLen = 64
 
 // batch is one reader's recvmmsg state, allocated once: the kernel fills the
 // same buffers on every call.
@@ -98,6 +141,10 @@ type batch struct {
 	oob   []byte
 	names []unix.RawSockaddrInet6
 	size  int
+	// used is how many headers the last call may have written to: the
+	// datagrams it returned and the one it stopped at. Only those are reset,
+	// so that a call returning a few datagrams does not touch all of them.
+	used int
 }
 
 func newBatch(n, size int) *batch {
@@ -118,18 +165,21 @@ func newBatch(n, size int) *batch {
 		h.Iovlen = 1
 		h.Control = &b.oob[i*oobLen]
 	}
+	b.used = n
+	b.reset()
 	return b
 }
 
 // reset restores the lengths the kernel overwrote in the last call.
 func (b *batch) reset() {
-	for i := range b.hdrs {
+	for i := range b.hdrs[:b.used] {
 		h := &b.hdrs[i].Hdr
 		h.Namelen = unix.SizeofSockaddrInet6
 		h.SetControllen(oobLen)
 		h.Flags = 0
 		b.hdrs[i].Len = 0
 	}
+	b.used = 0
 }
 
 func (b *batch) payload(i int) []byte {
@@ -148,9 +198,9 @@ func (b *batch) source(i int) netip.Addr {
 	return netip.Addr{}
 }
 
-// control reads the kernel receive timestamp and the socket's cumulative
-// overflow drop count from datagram i's control messages.
-func (b *batch) control(i int) (tsNanos int64, ovfl uint32, hasOvfl bool) {
+// timestamp reads the kernel receive time of datagram i from its control
+// messages (0 when there is none).
+func (b *batch) timestamp(i int) (tsNanos int64) {
 	oob := b.oob[i*oobLen : i*oobLen+int(b.hdrs[i].Hdr.Controllen)]
 	for len(oob) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
@@ -158,19 +208,10 @@ func (b *batch) control(i int) (tsNanos int64, ovfl uint32, hasOvfl bool) {
 			break
 		}
 		data := oob[unix.SizeofCmsghdr:h.Len]
-		if h.Level == unix.SOL_SOCKET {
-			switch h.Type {
-			case unix.SCM_TIMESTAMPNS:
-				if len(data) >= 16 {
-					sec := int64(binary.NativeEndian.Uint64(data[0:8]))
-					nsec := int64(binary.NativeEndian.Uint64(data[8:16]))
-					tsNanos = sec*1e9 + nsec
-				}
-			case unix.SO_RXQ_OVFL:
-				if len(data) >= 4 {
-					ovfl, hasOvfl = binary.NativeEndian.Uint32(data), true
-				}
-			}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && len(data) >= 16 {
+			sec := int64(binary.NativeEndian.Uint64(data[0:8]))
+			nsec := int64(binary.NativeEndian.Uint64(data[8:16]))
+			return sec*1e9 + nsec
 		}
 		next := unix.CmsgSpace(int(h.Len) - unix.SizeofCmsghdr)
 		if next > len(oob) {
@@ -178,13 +219,17 @@ func (b *batch) control(i int) (tsNanos int64, ovfl uint32, hasOvfl bool) {
 		}
 		oob = oob[next:]
 	}
-	return
+	return 0
 }
 
 // recvmmsg reads up to len(b.hdrs) datagrams without blocking.
 func recvmmsg(fd uintptr, b *batch) (int, syscall.Errno) {
 	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])),
 		uintptr(len(b.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		n = 0
+	}
+	b.used = min(int(n)+1, len(b.hdrs))
 	return int(n), errno
 }
 
@@ -195,11 +240,10 @@ func (c *Collector) readLoop(ctx context.Context, conn *net.UDPConn) error {
 		return fmt.Errorf("raw socket: %w", err)
 	}
 	b := newBatch(c.opts.Batch, c.opts.MaxDatagram)
-	cache := make(map[uint32]*series)
+	r := rx{c: c, cache: make(map[uint32]*series)}
 	var (
-		n        int
-		errno    syscall.Errno
-		lastOvfl uint32
+		n     int
+		errno syscall.Errno
 	)
 	// One closure for the life of the loop: the poller calls it when the
 	// socket is readable and again after every EAGAIN.
@@ -221,7 +265,7 @@ func (c *Collector) readLoop(ctx context.Context, conn *net.UDPConn) error {
 				continue
 			case unix.ENOMEM, unix.ENOBUFS:
 				// Transient memory pressure: the datagram stays queued or
-				// is counted by SO_RXQ_OVFL; try again shortly.
+				// is counted in the socket's drops; try again shortly.
 				time.Sleep(time.Millisecond)
 				continue
 			}
@@ -229,23 +273,20 @@ func (c *Collector) readLoop(ctx context.Context, conn *net.UDPConn) error {
 		}
 		var fallback int64
 		for i := 0; i < n; i++ {
-			ts, ovfl, hasOvfl := b.control(i)
-			if hasOvfl && ovfl != lastOvfl {
-				c.socketDrops.Add(int(ovfl - lastOvfl))
-				lastOvfl = ovfl
-			}
 			if b.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
 				c.drop(ReasonSocketTruncated)
 				continue
 			}
+			ts := b.timestamp(i)
 			if ts == 0 {
 				if fallback == 0 {
 					fallback = time.Now().UnixNano()
 				}
 				ts = fallback
 			}
-			c.handle(cache, b.source(i), ts, b.payload(i))
+			r.packet(b.source(i), ts, b.payload(i))
 		}
+		r.release()
 		// Counted after handling, so that a reader of Stats who sees a
 		// datagram received also sees its effect.
 		c.received.Add(n)
