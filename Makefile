@@ -49,9 +49,9 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# Tests run one package at a time (-p 1): the zero-loss integration tests must not
+# share the two cores with another package's benchmark smoke run.
 test: deps verify-generate lint build ## set up, then run every test (as root: BPF, namespaces, e2e, bench smoke run)
-	# One package at a time: the zero-loss integration tests must not share the two
-	# cores with the benchmark smoke test of another package.
 	$(GO) test -count=1 -p 1 -timeout 40m ./...
 
 test-unit: ## run the tests without setup
