@@ -198,16 +198,26 @@ func barChart(sc *ScenarioResult) string {
 
 // lossChart draws loss (%) against offered rate, one line per system.
 func lossChart(sc *ScenarioResult) string {
-	var maxX float64
+	var maxX, maxLoss float64
 	n := 0
 	for _, s := range sc.Systems {
 		for _, p := range s.Curve {
 			maxX = math.Max(maxX, p.OfferedPPS)
+			maxLoss = math.Max(maxLoss, p.LossPct)
 			n++
 		}
 	}
 	if n == 0 || maxX <= 0 {
 		return ""
+	}
+	// The loss axis ends at the first of these that holds every point: losses of a
+	// fraction of a percent are the interesting ones and vanish on a 0..100% axis.
+	topLoss := 100.0
+	for _, top := range []float64{1, 5, 10, 25, 50} {
+		if maxLoss <= top {
+			topLoss = top
+			break
+		}
 	}
 	const (
 		x0, y0, w, h = 70, 50, 560, 300
@@ -217,11 +227,11 @@ func lossChart(sc *ScenarioResult) string {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="900" height="%d" font-family="sans-serif" font-size="13">`+"\n", y0+h+60)
 	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
 	fmt.Fprintf(&b, `<text x="10" y="24" font-size="16" font-weight="bold">%s: loss versus offered rate</text>`+"\n", html.EscapeString(sc.Name))
-	// Axes and grid: loss 0..100%, rate 0..maxX.
+	// Axes and grid: loss 0..topLoss, rate 0..maxX.
 	for i := 0; i <= 4; i++ {
 		y := y0 + h - i*h/4
 		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#ddd"/>`+"\n", x0, y, x0+w, y)
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%d%%</text>`+"\n", x0-6, y+4, i*25)
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%g%%</text>`+"\n", x0-6, y+4, topLoss*float64(i)/4)
 		x := x0 + i*w/4
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`+"\n", x, y0+h+18, formatPPS(maxX*float64(i)/4))
 	}
@@ -238,7 +248,7 @@ func lossChart(sc *ScenarioResult) string {
 		var pts []string
 		for _, p := range s.Curve {
 			x := float64(x0) + p.OfferedPPS/maxX*float64(w)
-			y := float64(y0+h) - math.Min(p.LossPct, 100)/100*float64(h)
+			y := float64(y0+h) - math.Min(p.LossPct, topLoss)/topLoss*float64(h)
 			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x, y))
 			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>`+"\n", x, y, c)
 		}
