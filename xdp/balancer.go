@@ -56,6 +56,10 @@ func New(opts Options) (*Balancer, error) {
 		return nil, err
 	}
 	b := &Balancer{objs: o, opts: opts, ids: make(map[string]uint32), healthy: make(map[string]bool)}
+	if err := b.syncActiveSlot(); err != nil {
+		o.Close()
+		return nil, err
+	}
 	if err := b.recoverIDs(); err != nil {
 		o.Close()
 		return nil, err
@@ -99,6 +103,20 @@ func (b *Balancer) recoverIDs() error {
 		key := backendKey(addrFromBE(be.Addr), portFromBE(be.Port))
 		b.ids[key] = id
 		b.names[id] = cString(be.Name[:])
+	}
+	return nil
+}
+
+// syncActiveSlot gives a freshly loaded program the slot a previous run made
+// live (its global starts at 0), so that if it is attached before the next
+// Apply it reads the same tables the running program does.
+func (b *Balancer) syncActiveSlot() error {
+	slot, err := b.activeSlot()
+	if err != nil {
+		return err
+	}
+	if err := b.objs.LbActiveSlot.Set(slot); err != nil {
+		return fmt.Errorf("set active slot: %w", err)
 	}
 	return nil
 }
@@ -243,8 +261,18 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 	if err := b.objs.LbSlots.Put(idle, slotCfg); err != nil {
 		return fmt.Errorf("write slot: %w", err)
 	}
-	// The switch: everything above is in place before this single write.
+	// The switch: everything above is in place before this single write of
+	// the global the data path reads. lb_active follows for status readers,
+	// a restarted control plane and a program of an older version still
+	// attached during a restart (it reads lb_active itself).
+	if err := b.objs.LbActiveSlot.Set(idle); err != nil {
+		return fmt.Errorf("switch active slot: %w", err)
+	}
 	if err := b.objs.LbActive.Put(uint32(0), idle); err != nil {
+		// Keep the two agreeing, or the next Apply would write the live slot.
+		if rerr := b.objs.LbActiveSlot.Set(active); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
 		return fmt.Errorf("switch active slot: %w", err)
 	}
 	b.cfg = cfg
@@ -537,8 +565,8 @@ func (b *Balancer) mapsByName() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		"lb_acl": m.LbAcl, "lb_active": m.LbActive, "lb_backend_stats": m.LbBackendStats,
 		"lb_backends": m.LbBackends, "lb_conntrack": m.LbConntrack, "lb_maglev": m.LbMaglev,
-		"lb_slots": m.LbSlots, "lb_stats": m.LbStats, "lb_tx_ports": m.LbTxPorts,
-		"lb_wrr": m.LbWrr, "lb_wrr_cursor": m.LbWrrCursor,
+		"lb_slots": m.LbSlots, "lb_percpu": m.LbPercpu, "lb_tx_ports": m.LbTxPorts,
+		"lb_wrr": m.LbWrr,
 	}
 }
 

@@ -103,13 +103,13 @@ func (g *goldenLab) run(t testing.TB, frame []byte) (ret uint32, out []byte) {
 func (g *goldenLab) stats(t testing.TB) [statMax]uint64 {
 	t.Helper()
 	var out [statMax]uint64
-	for i := range out {
-		var per []uint64
-		if err := g.bal.objs.LbStats.Lookup(uint32(i), &per); err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range per {
-			out[i] += v
+	var per []lbLbCpu
+	if err := g.bal.objs.LbPercpu.Lookup(uint32(0), &per); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range per {
+		for i := range out {
+			out[i] += c.Stats[i]
 		}
 	}
 	return out

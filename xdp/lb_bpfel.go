@@ -32,6 +32,23 @@ type lbLbBackend struct {
 	Name    [32]int8
 }
 
+type lbLbCpu struct {
+	_         structs.HostLayout
+	WrrCursor uint32
+	Pad       uint32
+	Stats     [13]uint64
+	Nh        [64]struct {
+		_       structs.HostLayout
+		Daddr   uint32
+		Ifindex uint32
+		Smac    [6]uint8
+		Dmac    [6]uint8
+		Mtu     uint16
+		Pad     uint16
+		Expires uint64
+	}
+}
+
 type lbLbFlow struct {
 	_        structs.HostLayout
 	Backend  uint32
@@ -44,17 +61,6 @@ type lbLbFlowCache struct {
 	Hash    uint32
 	Backend uint16
 	Gen     uint16
-	Expires uint64
-}
-
-type lbLbNexthop struct {
-	_       structs.HostLayout
-	Daddr   uint32
-	Ifindex uint32
-	Smac    [6]uint8
-	Dmac    [6]uint8
-	Mtu     uint16
-	Pad     uint16
 	Expires uint64
 }
 
@@ -90,17 +96,17 @@ const (
 	lbMapLbConntrack           = "lb_conntrack"
 	lbMapLbCtCache             = "lb_ct_cache"
 	lbMapLbMaglev              = "lb_maglev"
-	lbMapLbNexthops            = "lb_nexthops"
+	lbMapLbPercpu              = "lb_percpu"
 	lbMapLbSlots               = "lb_slots"
-	lbMapLbStats               = "lb_stats"
 	lbMapLbTxPorts             = "lb_tx_ports"
 	lbMapLbWrr                 = "lb_wrr"
-	lbMapLbWrrCursor           = "lb_wrr_cursor"
 	lbProgXmirrorBareBench     = "xmirror_bare_bench"
 	lbProgXmirrorBareTx        = "xmirror_bare_tx"
 	lbProgXmirrorLb            = "xmirror_lb"
 	lbProgXmirrorLbBench       = "xmirror_lb_bench"
 	lbProgXmirrorLbBenchShared = "xmirror_lb_bench_shared"
+	lbVarLbActiveSlot          = "lb_active_slot"
+	lbVarLbNcpus               = "lb_ncpus"
 	lbVarLbTickNs              = "lb_tick_ns"
 )
 
@@ -164,19 +170,19 @@ type lbMapSpecs struct {
 	LbConntrack    *ebpf.MapSpec `ebpf:"lb_conntrack"`
 	LbCtCache      *ebpf.MapSpec `ebpf:"lb_ct_cache"`
 	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
-	LbNexthops     *ebpf.MapSpec `ebpf:"lb_nexthops"`
+	LbPercpu       *ebpf.MapSpec `ebpf:"lb_percpu"`
 	LbSlots        *ebpf.MapSpec `ebpf:"lb_slots"`
-	LbStats        *ebpf.MapSpec `ebpf:"lb_stats"`
 	LbTxPorts      *ebpf.MapSpec `ebpf:"lb_tx_ports"`
 	LbWrr          *ebpf.MapSpec `ebpf:"lb_wrr"`
-	LbWrrCursor    *ebpf.MapSpec `ebpf:"lb_wrr_cursor"`
 }
 
 // lbVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
-	LbTickNs *ebpf.VariableSpec `ebpf:"lb_tick_ns"`
+	LbActiveSlot *ebpf.VariableSpec `ebpf:"lb_active_slot"`
+	LbNcpus      *ebpf.VariableSpec `ebpf:"lb_ncpus"`
+	LbTickNs     *ebpf.VariableSpec `ebpf:"lb_tick_ns"`
 }
 
 // lbObjects contains all objects after they have been loaded into the kernel.
@@ -206,12 +212,10 @@ type lbMaps struct {
 	LbConntrack    *ebpf.Map `ebpf:"lb_conntrack"`
 	LbCtCache      *ebpf.Map `ebpf:"lb_ct_cache"`
 	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
-	LbNexthops     *ebpf.Map `ebpf:"lb_nexthops"`
+	LbPercpu       *ebpf.Map `ebpf:"lb_percpu"`
 	LbSlots        *ebpf.Map `ebpf:"lb_slots"`
-	LbStats        *ebpf.Map `ebpf:"lb_stats"`
 	LbTxPorts      *ebpf.Map `ebpf:"lb_tx_ports"`
 	LbWrr          *ebpf.Map `ebpf:"lb_wrr"`
-	LbWrrCursor    *ebpf.Map `ebpf:"lb_wrr_cursor"`
 }
 
 func (m *lbMaps) Close() error {
@@ -223,12 +227,10 @@ func (m *lbMaps) Close() error {
 		m.LbConntrack,
 		m.LbCtCache,
 		m.LbMaglev,
-		m.LbNexthops,
+		m.LbPercpu,
 		m.LbSlots,
-		m.LbStats,
 		m.LbTxPorts,
 		m.LbWrr,
-		m.LbWrrCursor,
 	)
 }
 
@@ -236,7 +238,9 @@ func (m *lbMaps) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
-	LbTickNs *ebpf.Variable `ebpf:"lb_tick_ns"`
+	LbActiveSlot *ebpf.Variable `ebpf:"lb_active_slot"`
+	LbNcpus      *ebpf.Variable `ebpf:"lb_ncpus"`
+	LbTickNs     *ebpf.Variable `ebpf:"lb_tick_ns"`
 }
 
 // lbPrograms contains all programs after they have been loaded into the kernel.

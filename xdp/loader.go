@@ -55,6 +55,14 @@ func loadObjects(pinPath string) (_ *objects, err error) {
 	if err := spec.Variables["lb_tick_ns"].Set(uint64(tick.Nano())); err != nil {
 		return nil, fmt.Errorf("set tick length: %w", err)
 	}
+	// Each CPU walks the WRR schedule from its own offset.
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("count cpus: %w", err)
+	}
+	if err := spec.Variables["lb_ncpus"].Set(uint32(ncpu)); err != nil {
+		return nil, fmt.Errorf("set cpu count: %w", err)
+	}
 	opts := &ebpf.CollectionOptions{}
 	if pinPath == "" {
 		for _, m := range spec.Maps {
@@ -65,6 +73,9 @@ func loadObjects(pinPath string) (_ *objects, err error) {
 			return nil, err
 		}
 		opts.Maps.PinPath = pinPath
+		if err := replaceStalePins(pinPath, spec); err != nil {
+			return nil, err
+		}
 	}
 	o := &objects{pinPath: pinPath}
 	if err := spec.LoadAndAssign(&o.lbObjects, opts); err != nil {
@@ -78,6 +89,49 @@ func loadObjects(pinPath string) (_ *objects, err error) {
 		return nil, fmt.Errorf("load bpf objects: %w", err)
 	}
 	return o, nil
+}
+
+// obsoletePins are maps earlier versions pinned that this one no longer
+// uses (their contents now live in lb_percpu).
+var obsoletePins = []string{"lb_stats", "lb_wrr_cursor"}
+
+// replaceStalePins lets a new binary start over the pins of an older one. The
+// per-CPU map holds only counters and caches, so a pinned one of another
+// layout is removed (the counters restart from zero) rather than refusing to
+// load; the tables and connection table must match, or loading fails with a
+// hint to detach. Pins of maps this version dropped are removed too. A
+// program still attached keeps its maps until its link is updated: removing
+// a pin only unlinks the name.
+func replaceStalePins(pinPath string, spec *ebpf.CollectionSpec) error {
+	for _, name := range obsoletePins {
+		if err := os.Remove(filepath.Join(pinPath, name)); err == nil {
+			slog.Info("removed pin of an older version", "map", name)
+		} else if !os.IsNotExist(err) {
+			return fmt.Errorf("remove old pin %s: %w", name, err)
+		}
+	}
+	const name = "lb_percpu"
+	ms, ok := spec.Maps[name]
+	if !ok {
+		return nil
+	}
+	p := filepath.Join(pinPath, name)
+	m, err := ebpf.LoadPinnedMap(p, nil)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("open pinned %s: %w", name, err)
+	}
+	defer m.Close()
+	if m.Type() == ms.Type && m.KeySize() == ms.KeySize && m.ValueSize() == ms.ValueSize && m.MaxEntries() == ms.MaxEntries {
+		return nil
+	}
+	if err := os.Remove(p); err != nil {
+		return fmt.Errorf("remove incompatible pin %s: %w", name, err)
+	}
+	slog.Warn("replaced a pinned map of another layout; its counters restart from zero", "map", name)
+	return nil
 }
 
 // ensureBPFFS mounts bpffs on /sys/fs/bpf when the pin path lies under it and

@@ -43,7 +43,7 @@ func (s *Status) Counter(st Stat) uint64 { return s.Counters[st] }
 
 // statusMaps are the maps a status read needs.
 type statusMaps struct {
-	active, slots, backends, stats, traffic *ebpf.Map
+	active, slots, backends, percpu, traffic *ebpf.Map
 }
 
 func readStatus(m statusMaps) (*Status, error) {
@@ -75,13 +75,14 @@ func readStatus(m statusMaps) (*Status, error) {
 	if cfg.AclMode == aclAllowlist {
 		st.ACL = "allowlist"
 	}
-	for i := range st.Counters {
-		var per []uint64
-		if err := m.stats.Lookup(uint32(i), &per); err != nil {
-			return nil, fmt.Errorf("read counter %s: %w", Stat(i), err)
-		}
-		for _, v := range per {
-			st.Counters[i] += v
+	// The counters share each CPU's value with its next-hop cache.
+	var per []lbLbCpu
+	if err := m.percpu.Lookup(uint32(0), &per); err != nil {
+		return nil, fmt.Errorf("read counters: %w", err)
+	}
+	for _, c := range per {
+		for i := range st.Counters {
+			st.Counters[i] += c.Stats[i]
 		}
 	}
 	for id := uint32(0); id < MaxBackends; id++ {
@@ -110,7 +111,7 @@ func readStatus(m statusMaps) (*Status, error) {
 // Status reads the live maps.
 func (b *Balancer) Status() (*Status, error) {
 	o := b.objs
-	st, err := readStatus(statusMaps{o.LbActive, o.LbSlots, o.LbBackends, o.LbStats, o.LbBackendStats})
+	st, err := readStatus(statusMaps{o.LbActive, o.LbSlots, o.LbBackends, o.LbPercpu, o.LbBackendStats})
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +146,7 @@ func ReadPinnedStatus(pinPath string) (*Status, error) {
 	for _, x := range []struct {
 		name string
 		dst  **ebpf.Map
-	}{{"lb_active", &sm.active}, {"lb_slots", &sm.slots}, {"lb_backends", &sm.backends}, {"lb_stats", &sm.stats}, {"lb_backend_stats", &sm.traffic}} {
+	}{{"lb_active", &sm.active}, {"lb_slots", &sm.slots}, {"lb_backends", &sm.backends}, {"lb_percpu", &sm.percpu}, {"lb_backend_stats", &sm.traffic}} {
 		m, err := load(x.name)
 		if err != nil {
 			return nil, err

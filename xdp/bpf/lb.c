@@ -30,6 +30,16 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
  * resolution of CLOCK_MONOTONIC_COARSE); 4 ms is HZ=250. */
 volatile const __u64 lb_tick_ns = 4000000;
 
+/* Possible CPUs, set by the control plane before loading: CPU c starts its
+ * walk of the WRR schedule c/lb_ncpus of the way in, so the first new flows
+ * on different CPUs do not all go to the schedule's first entry. */
+volatile const __u32 lb_ncpus = 1;
+
+/* The live slot, a copy of lb_active the control plane writes right after
+ * it: a global is one load where the map is a lookup. Not pinned (.bss), so
+ * a restarted control plane sets it from lb_active before it attaches. */
+volatile __u32 lb_active_slot;
+
 /* lb_now is the data path's clock in ns, as coarse as bpf_ktime_get_coarse_ns
  * (both advance once per tick) but without a helper call: the verifier turns
  * bpf_jiffies64 into one load. Its epoch is not boot; only differences are
@@ -39,17 +49,16 @@ static __always_inline __u64 lb_now(void)
 	return bpf_jiffies64() * lb_tick_ns;
 }
 
-static __always_inline void lb_count(__u32 reason)
+/* reason is a constant at every call: a plain increment of this CPU's value. */
+static __always_inline void lb_count(struct lb_cpu *pc, __u32 reason)
 {
-	__u64 *v = bpf_map_lookup_elem(&lb_stats, &reason);
-
-	if (v)
-		*v += 1;
+	if (reason < LB_STAT_MAX)
+		pc->stats[reason] += 1;
 }
 
-static __always_inline int lb_verdict(__u32 reason, int action)
+static __always_inline int lb_verdict(struct lb_cpu *pc, __u32 reason, int action)
 {
-	lb_count(reason);
+	lb_count(pc, reason);
 	return action;
 }
 
@@ -66,15 +75,17 @@ static __always_inline int lb_wrr_at(__u32 slot, struct lb_slot *cfg, __u32 pos,
 }
 
 /* Next backend of the smooth WRR schedule for this CPU. */
-static __always_inline int lb_wrr_next(__u32 slot, struct lb_slot *cfg, __u32 *id)
+static __always_inline int lb_wrr_next(struct lb_cpu *pc, __u32 slot, struct lb_slot *cfg, __u32 *id)
 {
-	__u32 zero = 0;
-	__u32 *cur = bpf_map_lookup_elem(&lb_wrr_cursor, &zero);
+	__u32 n = lb_ncpus;
 
-	if (!cur)
-		return -1;
-	*cur += 1;
-	return lb_wrr_at(slot, cfg, *cur, id);
+	/* A CPU's first pick seeds its cursor cpu/ncpus of the way into the
+	 * schedule, so the first new flows of different CPUs spread out (the
+	 * seed of CPU 0 is 0: it is tried again, which costs a compare). */
+	if (pc->wrr_cursor == 0 && n > 1)
+		pc->wrr_cursor = (__u64)bpf_get_smp_processor_id() * cfg->wrr_len / n;
+	pc->wrr_cursor += 1;
+	return lb_wrr_at(slot, cfg, pc->wrr_cursor, id);
 }
 
 static __always_inline int lb_maglev_at(__u32 slot, struct lb_slot *cfg, __u32 hash, __u32 *id)
@@ -128,7 +139,7 @@ static __always_inline void lb_ct_fill(struct lb_flow_cache *c, struct lb_slot *
  * shared connection table, or gives the flow the next schedule entry. An
  * entry whose backend is no longer alive in the active slot, or that was idle
  * too long, counts as a new flow. */
-static __always_inline int lb_wrr_flow(__u32 slot, struct lb_slot *cfg, __u32 hash, __u32 *id, __u64 now,
+static __always_inline int lb_wrr_flow(struct lb_cpu *pc, __u32 slot, struct lb_slot *cfg, __u32 hash, __u32 *id, __u64 now,
 				       const int cached)
 {
 	__u32 ci = hash & (LB_CT_CACHE_SIZE - 1);
@@ -140,7 +151,7 @@ static __always_inline int lb_wrr_flow(__u32 slot, struct lb_slot *cfg, __u32 ha
 	/* The fast path: same flow, same tables, recently confirmed. */
 	if (cached && c && c->hash == hash && c->gen == cfg->gen && now < c->expires) {
 		*id = c->backend;
-		lb_count(LB_STAT_CT_HIT);
+		lb_count(pc, LB_STAT_CT_HIT);
 		return 0;
 	}
 	f = bpf_map_lookup_elem(&lb_conntrack, &hash);
@@ -153,13 +164,13 @@ static __always_inline int lb_wrr_flow(__u32 slot, struct lb_slot *cfg, __u32 ha
 				f->last_seen = now;
 			*id = f->backend;
 			lb_ct_fill(c, cfg, hash, *id, now);
-			lb_count(LB_STAT_CT_HIT);
+			lb_count(pc, LB_STAT_CT_HIT);
 			return 0;
 		}
 		moved = 1;
 	}
-	lb_count(LB_STAT_CT_MISS);
-	if (cfg->wrr_len == 0 || lb_wrr_next(slot, cfg, id))
+	lb_count(pc, LB_STAT_CT_MISS);
+	if (cfg->wrr_len == 0 || lb_wrr_next(pc, slot, cfg, id))
 		return -1;
 	nf.backend = *id;
 	nf.last_seen = now;
@@ -190,11 +201,11 @@ static __always_inline int lb_acl_allows(struct lb_slot *cfg, __u32 slot, __be32
 /* Fragments are placed statelessly by (src, dst, id), which every fragment of
  * a datagram carries, using the slot's schedule or Maglev table as a
  * weighted hash ring. */
-static __always_inline int lb_pick_frag(__u32 slot, struct lb_slot *cfg, struct iphdr *ip, __u32 *id)
+static __always_inline int lb_pick_frag(struct lb_cpu *pc, __u32 slot, struct lb_slot *cfg, struct iphdr *ip, __u32 *id)
 {
 	__u32 hash = lb_hash_frag(ip->saddr, ip->daddr, ip->id);
 
-	lb_count(LB_STAT_FRAGMENT);
+	lb_count(pc, LB_STAT_FRAGMENT);
 	if (cfg->algorithm == LB_ALGO_MAGLEV) {
 		if (cfg->maglev_size == 0)
 			return -1;
@@ -206,7 +217,7 @@ static __always_inline int lb_pick_frag(__u32 slot, struct lb_slot *cfg, struct 
 }
 
 /* lb_pick chooses the backend of a whole datagram by algorithm and affinity. */
-static __always_inline int lb_pick(__u32 slot, struct lb_slot *cfg, struct iphdr *ip,
+static __always_inline int lb_pick(struct lb_cpu *pc, __u32 slot, struct lb_slot *cfg, struct iphdr *ip,
 				   struct udphdr *udp, void *data_end, __u32 *id, __u64 now, const int cached)
 {
 	__u32 hash = 0;
@@ -215,7 +226,7 @@ static __always_inline int lb_pick(__u32 slot, struct lb_slot *cfg, struct iphdr
 	if (cfg->affinity == LB_AFF_INNER_SYMMETRIC) {
 		rc = lb_inner_hash(udp + 1, data_end, &hash);
 		if (rc != LB_INNER_FULL)
-			lb_count(LB_STAT_HASH_FALLBACK);
+			lb_count(pc, LB_STAT_HASH_FALLBACK);
 		if (rc == LB_INNER_NONE)
 			hash = lb_hash_outer(ip->saddr, ip->daddr, udp->source, udp->dest);
 	} else if (cfg->affinity == LB_AFF_OUTER) {
@@ -231,13 +242,13 @@ static __always_inline int lb_pick(__u32 slot, struct lb_slot *cfg, struct iphdr
 	if (cfg->wrr_len == 0 && cfg->affinity == LB_AFF_NONE)
 		return -1;
 	if (cfg->affinity == LB_AFF_NONE)
-		return lb_wrr_next(slot, cfg, id);
-	return lb_wrr_flow(slot, cfg, hash, id, now, cached);
+		return lb_wrr_next(pc, slot, cfg, id);
+	return lb_wrr_flow(pc, slot, cfg, hash, id, now, cached);
 }
 
 /* lb_forward rewrites the datagram (or fragment: udp is NULL past the first)
  * towards backend id and sends it to the next hop. */
-static __always_inline int lb_forward(struct xdp_md *ctx, struct iphdr *ip, struct udphdr *udp,
+static __always_inline int lb_forward(struct lb_cpu *pc, struct xdp_md *ctx, struct iphdr *ip, struct udphdr *udp,
 				      __u32 slot, __u32 id, __u64 now)
 {
 	void *data = (void *)(long)ctx->data;
@@ -249,10 +260,10 @@ static __always_inline int lb_forward(struct xdp_md *ctx, struct iphdr *ip, stru
 	int rc;
 
 	if ((void *)(eth + 1) > data_end)
-		return lb_verdict(LB_STAT_DROP_MALFORMED, XDP_DROP);
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
 	b = lb_backend_get(slot, id);
 	if (!b || !(b->flags & LB_BACKEND_ALIVE))
-		return lb_verdict(LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
 
 	/* Rewrite: destination address (and port), checksums updated in place
 	 * by the backend's precomputed differences (the destination was the
@@ -272,9 +283,9 @@ static __always_inline int lb_forward(struct xdp_md *ctx, struct iphdr *ip, stru
 	}
 
 	/* Next hop: cached per backend and CPU, looked up again when stale. */
-	nh = bpf_map_lookup_elem(&lb_nexthops, &id);
-	if (!nh)
-		return lb_verdict(LB_STAT_DROP_NO_ROUTE, XDP_DROP);
+	if (id >= LB_MAX_BACKENDS)
+		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+	nh = &pc->nh[id];
 	if (nh->expires < now || nh->daddr != b->addr) {
 		/* declared here so a cache hit does not clear it */
 		struct bpf_fib_lookup fib = {};
@@ -290,12 +301,12 @@ static __always_inline int lb_forward(struct xdp_md *ctx, struct iphdr *ip, stru
 		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 			/* The kernel forwards the rewritten packet and resolves the
 			 * neighbour; the control plane resolves backends up front. */
-			return lb_verdict(LB_STAT_PASS_NO_NEIGH, XDP_PASS);
+			return lb_verdict(pc, LB_STAT_PASS_NO_NEIGH, XDP_PASS);
 		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 			/* The kernel fragments it, or tells the source (DF). */
-			return lb_verdict(LB_STAT_PASS_MTU, XDP_PASS);
+			return lb_verdict(pc, LB_STAT_PASS_MTU, XDP_PASS);
 		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-			return lb_verdict(LB_STAT_DROP_NO_ROUTE, XDP_DROP);
+			return lb_verdict(pc, LB_STAT_DROP_NO_ROUTE, XDP_DROP);
 		nh->daddr = b->addr;
 		nh->ifindex = fib.ifindex;
 		nh->mtu = fib.mtu_result;
@@ -306,7 +317,7 @@ static __always_inline int lb_forward(struct xdp_md *ctx, struct iphdr *ip, stru
 	/* A cached next hop skips the lookup's MTU check: do it here, or the
 	 * driver would drop the frame without a word. */
 	if (bpf_ntohs(ip->tot_len) > nh->mtu)
-		return lb_verdict(LB_STAT_PASS_MTU, XDP_PASS);
+		return lb_verdict(pc, LB_STAT_PASS_MTU, XDP_PASS);
 	lb_copy_mac(eth->h_dest, nh->dmac);
 	lb_copy_mac(eth->h_source, nh->smac);
 
@@ -316,11 +327,11 @@ static __always_inline int lb_forward(struct xdp_md *ctx, struct iphdr *ip, stru
 		st->bytes += data_end - data;
 	}
 	if (nh->ifindex == ctx->ingress_ifindex)
-		return lb_verdict(LB_STAT_TX, XDP_TX);
+		return lb_verdict(pc, LB_STAT_TX, XDP_TX);
 	rc = bpf_redirect_map(&lb_tx_ports, nh->ifindex, 0);
 	if (rc != XDP_REDIRECT)
-		return lb_verdict(LB_STAT_DROP_NO_ROUTE, XDP_DROP);
-	return lb_verdict(LB_STAT_REDIRECT, XDP_REDIRECT);
+		return lb_verdict(pc, LB_STAT_DROP_NO_ROUTE, XDP_DROP);
+	return lb_verdict(pc, LB_STAT_REDIRECT, XDP_REDIRECT);
 }
 
 /* lb_process is the whole data path; xmirror_lb is it, the benchmark
@@ -334,57 +345,59 @@ static __always_inline int lb_process(struct xdp_md *ctx, const int cached)
 	struct lb_slot *cfg;
 	struct udphdr *udp;
 	struct iphdr *ip;
-	__u32 zero = 0, slot, *active, id = 0, ihl;
+	__u32 zero = 0, slot, id = 0, ihl;
+	struct lb_cpu *pc;
 	__u64 now;
 	__be16 proto;
 	void *l3;
 
+	/* counters, next-hop cache and cursor of this CPU: one lookup */
+	pc = bpf_map_lookup_elem(&lb_percpu, &zero);
+	if (!pc)
+		return XDP_PASS;
 	proto = lb_parse_eth(data, data_end, &l3);
 	if (!proto)
-		return lb_verdict(LB_STAT_DROP_MALFORMED, XDP_DROP);
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
 	if (proto != bpf_htons(ETH_P_IP))
-		return lb_verdict(LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
+		return lb_verdict(pc, LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
 	ip = l3;
 	if ((void *)(ip + 1) > data_end)
-		return lb_verdict(LB_STAT_DROP_MALFORMED, XDP_DROP);
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
 	ihl = ip->ihl * 4;
 	if (ip->version != 4 || ihl < sizeof(*ip) || (void *)ip + ihl > data_end)
-		return lb_verdict(LB_STAT_DROP_MALFORMED, XDP_DROP);
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
 
-	active = bpf_map_lookup_elem(&lb_active, &zero);
-	if (!active)
-		return lb_verdict(LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
-	slot = *active & 1;
+	slot = lb_active_slot & 1;
 	cfg = bpf_map_lookup_elem(&lb_slots, &slot);
 	if (!cfg || cfg->vip == 0 || ip->daddr != cfg->vip || ip->protocol != IPPROTO_UDP)
-		return lb_verdict(LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
+		return lb_verdict(pc, LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
 
 	if (ip->frag_off & bpf_htons(LB_IP_OFFSET)) {
 		/* A non-first fragment to the VIP carries no port: it is taken
 		 * as listener traffic so that it follows its first fragment. */
 		if (!lb_acl_allows(cfg, slot, ip->saddr))
-			return lb_verdict(LB_STAT_DROP_ACL, XDP_DROP);
-		if (lb_pick_frag(slot, cfg, ip, &id))
-			return lb_verdict(LB_STAT_DROP_NO_BACKEND, XDP_DROP);
-		return lb_forward(ctx, ip, NULL, slot, id, lb_now());
+			return lb_verdict(pc, LB_STAT_DROP_ACL, XDP_DROP);
+		if (lb_pick_frag(pc, slot, cfg, ip, &id))
+			return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+		return lb_forward(pc, ctx, ip, NULL, slot, id, lb_now());
 	}
 
 	udp = (void *)ip + ihl;
 	if ((void *)(udp + 1) > data_end || bpf_ntohs(udp->len) < sizeof(*udp))
-		return lb_verdict(LB_STAT_DROP_MALFORMED, XDP_DROP);
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
 	if (udp->dest != cfg->port)
-		return lb_verdict(LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
+		return lb_verdict(pc, LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
 	if (!lb_acl_allows(cfg, slot, ip->saddr))
-		return lb_verdict(LB_STAT_DROP_ACL, XDP_DROP);
+		return lb_verdict(pc, LB_STAT_DROP_ACL, XDP_DROP);
 	/* one clock read per packet: connection table and next-hop cache */
 	now = lb_now();
 	if (ip->frag_off & bpf_htons(LB_IP_MF)) {
-		if (lb_pick_frag(slot, cfg, ip, &id))
-			return lb_verdict(LB_STAT_DROP_NO_BACKEND, XDP_DROP);
-	} else if (lb_pick(slot, cfg, ip, udp, data_end, &id, now, cached)) {
-		return lb_verdict(LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+		if (lb_pick_frag(pc, slot, cfg, ip, &id))
+			return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+	} else if (lb_pick(pc, slot, cfg, ip, udp, data_end, &id, now, cached)) {
+		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
 	}
-	return lb_forward(ctx, ip, udp, slot, id, now);
+	return lb_forward(pc, ctx, ip, udp, slot, id, now);
 }
 
 SEC("xdp")

@@ -7,7 +7,9 @@
 #include <bpf/bpf_helpers.h>
 #include "lb_structs.h"
 
-/* Which slot (0 or 1) of every double-buffered map is live; written last. */
+/* Which slot (0 or 1) of every double-buffered map is live; written last.
+ * The data path reads its copy, the global lb_active_slot; this pinned map
+ * is what status readers and a restarted control plane go by. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -42,15 +44,6 @@ struct {
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_wrr SEC(".maps");
-
-/* Position in the WRR schedule; per CPU so CPUs never contend on it. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb_wrr_cursor SEC(".maps");
 
 /* Weighted Maglev lookup table per slot: slot * LB_MAGLEV_MAX + i -> id. */
 struct {
@@ -102,23 +95,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_tx_ports SEC(".maps");
 
-/* Next hop per backend id, per CPU, refreshed by bpf_fib_lookup every
- * LB_NH_TTL_NS (not pinned: it is a cache). */
+/* This CPU's counters, next-hop cache and WRR cursor (struct lb_cpu): one
+ * lookup per packet. Pinned for the counters; a cached next hop of a previous
+ * run is checked (address, expiry) like any other. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, LB_MAX_BACKENDS);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct lb_nexthop);
-} lb_nexthops SEC(".maps");
-
-/* Verdict counters by reason (enum lb_stat). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, LB_STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct lb_cpu);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb_stats SEC(".maps");
+} lb_percpu SEC(".maps");
 
 /* Forwarded packets and bytes per backend id. */
 struct {

@@ -70,6 +70,17 @@ struct lb_nexthop {
 	__u64 expires;     /* lb_now(); 0 = empty */
 };
 
+/* Everything one CPU touches on every packet besides the tables: verdict
+ * counters, the next-hop cache and the WRR cursor, in one per-CPU value so a
+ * packet pays one map lookup for all of them (lb_percpu). The cursor sits first
+ * with the counters of a forwarded packet next to it. */
+struct lb_cpu {
+	__u32 wrr_cursor;  /* position in the WRR schedule */
+	__u32 pad;
+	__u64 stats[LB_STAT_MAX];              /* verdict counters (enum lb_stat) */
+	struct lb_nexthop nh[LB_MAX_BACKENDS]; /* next hop per backend id */
+};
+
 /* Per-CPU per-backend traffic. */
 struct lb_traffic {
 	__u64 packets;
