@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/xmirror/xmirror/internal/netlab"
@@ -20,17 +19,8 @@ func TestQuickBench(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short mode: the quick bench takes about a minute")
 	}
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		if goBin, err = exec.LookPath("go"); err != nil {
-			t.Skip("skipped: no go toolchain to build xmirror with")
-		}
-	}
+	exe := netlab.XmirrorBinary(t)
 	dir := t.TempDir()
-	exe := filepath.Join(dir, "xmirror")
-	if out, err := exec.Command(goBin, "build", "-o", exe, "../cmd/xmirror").CombinedOutput(); err != nil {
-		t.Fatalf("build xmirror: %v\n%s", err, out)
-	}
 	outDir := filepath.Join(dir, "report")
 	cmd := exec.Command(exe, "bench", "--quick", "--out", outDir)
 	out, err := cmd.CombinedOutput()
@@ -88,4 +78,10 @@ func TestQuickBench(t *testing.T) {
 	for _, f := range []string{"lb-pps.svg", "collector-pps.svg", "collector-loss.svg"} {
 		checkSVG(t, filepath.Join(outDir, f))
 	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	netlab.RemoveXmirrorBinary()
+	os.Exit(code)
 }

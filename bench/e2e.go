@@ -97,12 +97,6 @@ func (r *runner) prepareE2E(res *SystemResult, sys e2eSystem) (stepTrial, func()
 		res.Skipped = err.Error()
 		return nil, closeAll
 	}
-	pass, err := passOnSwitchPort(lab, "lb")
-	if err != nil {
-		res.Skipped = err.Error()
-		return nil, closeAll
-	}
-	closers = append(closers, func() { pass.Close() })
 	_, stop, err := sys.setupLB(topo, dir)
 	if err != nil {
 		res.Skipped = fmt.Sprintf("setup failed: %v", err)

@@ -241,21 +241,6 @@ func readAll(peers []*XDPPeer) ([]Counts, error) {
 	return out, nil
 }
 
-// passOnSwitchPort attaches xdp_pass to the bridge end of host's veth. Frames the
-// host's XDP program sends back out with XDP_TX are dropped by that end otherwise:
-// measured on kernel 6.18, GRO on the bridge end is enough for frames from
-// BPF_PROG_TEST_RUN but not for XDP_TX from the veth's own NAPI poll
-// (rx_queue_0_xdp_tx_errors counts them). Every system of a scenario gets it, so
-// the topology is the same for all.
-func passOnSwitchPort(lab *netlab.Lab, host string) (*XDPPeer, error) {
-	var p *XDPPeer
-	err := lab.SwitchDo(func() (err error) { p, err = AttachPass(lab.Host(host).Port); return err })
-	if err != nil {
-		return nil, fmt.Errorf("xdp pass on the switch port of %s: %w", host, err)
-	}
-	return p, nil
-}
-
 // genCPU is the CPU the generator is pinned to. The kernel data paths it feeds run
 // in softirq on the same CPU (raised by its transmits); user-space systems under
 // test get the other CPUs.

@@ -109,16 +109,6 @@ func nativeU32(b [4]byte) uint32 {
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
-// AttachPass attaches a program that passes every frame to the interface called
-// name in the calling thread's namespace.
-func AttachPass(name string) (*XDPPeer, error) {
-	iface, err := net.InterfaceByName(name)
-	if err != nil {
-		return nil, fmt.Errorf("find %s: %w", name, err)
-	}
-	return attachPeer(iface.Index, func(o *peerObjects) *ebpf.Program { return o.XdpPass }, nil)
-}
-
 // ReceivedBy is what the counter counted per outer destination address.
 func (p *XDPPeer) ReceivedBy() (map[netip.Addr]Counts, error) {
 	out := map[netip.Addr]Counts{}

@@ -36,7 +36,6 @@ const (
 	peerMapFwdCfg    = "fwd_cfg"
 	peerProgXdpCount = "xdp_count"
 	peerProgXdpFwd   = "xdp_fwd"
-	peerProgXdpPass  = "xdp_pass"
 )
 
 // loadPeer returns the embedded CollectionSpec for peer.
@@ -83,7 +82,6 @@ type peerSpecs struct {
 type peerProgramSpecs struct {
 	XdpCount *ebpf.ProgramSpec `ebpf:"xdp_count"`
 	XdpFwd   *ebpf.ProgramSpec `ebpf:"xdp_fwd"`
-	XdpPass  *ebpf.ProgramSpec `ebpf:"xdp_pass"`
 }
 
 // peerMapSpecs contains maps before they are loaded into the kernel.
@@ -146,14 +144,12 @@ type peerVariables struct {
 type peerPrograms struct {
 	XdpCount *ebpf.Program `ebpf:"xdp_count"`
 	XdpFwd   *ebpf.Program `ebpf:"xdp_fwd"`
-	XdpPass  *ebpf.Program `ebpf:"xdp_pass"`
 }
 
 func (p *peerPrograms) Close() error {
 	return _PeerClose(
 		p.XdpCount,
 		p.XdpFwd,
-		p.XdpPass,
 	)
 }
 

@@ -156,10 +156,12 @@ const (
 
 func bridgeHosts() []netlab.HostSpec {
 	return []netlab.HostSpec{
-		// GRO on the generator's and the LB's veths: frames XDP sends into a veth are
-		// dropped unless the other end has NAPI (GRO) or XDP.
+		// GRO on the generator's and the LB's veths, and XDP on the LB's bridge end:
+		// frames XDP sends into a veth are dropped unless the other end runs XDP (GRO
+		// is enough for BPF_PROG_TEST_RUN's frames, not for XDP_TX from the veth's own
+		// NAPI poll; see netlab.HostSpec.PeerXDP).
 		{Name: "gen", Addrs: []string{addrGen + "/24"}, MTU: labMTU, GRO: true},
-		{Name: "lb", Addrs: []string{addrLB + "/24"}, MTU: labMTU, GRO: true},
+		{Name: "lb", Addrs: []string{addrLB + "/24"}, MTU: labMTU, GRO: true, PeerXDP: true},
 		{Name: "b1", Addrs: []string{addrB1 + "/24"}, MTU: labMTU},
 		{Name: "b2", Addrs: []string{addrB2 + "/24"}, MTU: labMTU},
 	}

@@ -68,13 +68,4 @@ int xdp_fwd(struct xdp_md *ctx)
 	return XDP_TX;
 }
 
-/* xdp_pass lets everything through. On the switch end of a veth it makes the veth
- * accept frames that the other end sends with XDP_TX: without an XDP program (or
- * working GRO NAPI) there, the kernel drops them. */
-SEC("xdp")
-int xdp_pass(struct xdp_md *ctx)
-{
-	return XDP_PASS;
-}
-
 char __license[] SEC("license") = "Dual MIT/GPL";
