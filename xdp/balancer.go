@@ -107,16 +107,54 @@ func (b *Balancer) recoverIDs() error {
 	return nil
 }
 
-// syncActiveSlot gives a freshly loaded program the slot a previous run made
-// live (its global starts at 0), so that if it is attached before the next
-// Apply it reads the same tables the running program does.
+// syncActiveSlot gives a freshly loaded program the tables and the slot a
+// previous run made live (its globals start at zero), so that if it is
+// attached before the next Apply it reads what the running program does.
 func (b *Balancer) syncActiveSlot() error {
 	slot, err := b.activeSlot()
 	if err != nil {
 		return err
 	}
+	for s := uint32(0); s < slots; s++ {
+		var sc lbLbSlot
+		if err := b.objs.LbSlots.Lookup(s, &sc); err != nil {
+			return fmt.Errorf("read slot %d: %w", s, err)
+		}
+		rows := make([]lbLbBackend, MaxBackends)
+		for id := range rows {
+			if err := b.objs.LbBackends.Lookup(s*MaxBackends+uint32(id), &rows[id]); err != nil {
+				return fmt.Errorf("read backend %d of slot %d: %w", id, s, err)
+			}
+		}
+		if err := b.publish(s, &sc, rows); err != nil {
+			return err
+		}
+	}
 	if err := b.objs.LbActiveSlot.Set(slot); err != nil {
 		return fmt.Errorf("set active slot: %w", err)
+	}
+	return nil
+}
+
+// publish copies one slot's listener and backends into the program's globals
+// (lb_slot_cfg, lb_slot_backends), the copy the data path reads. Only the
+// idle slot changes; the live slot is written back with the bytes it holds.
+func (b *Balancer) publish(slot uint32, sc *lbLbSlot, rows []lbLbBackend) error {
+	var cfgs [slots]lbLbSlot
+	if err := b.objs.LbSlotCfg.Get(&cfgs); err != nil {
+		return fmt.Errorf("read slot globals: %w", err)
+	}
+	var bes [slots * MaxBackends]lbLbBackend
+	if err := b.objs.LbSlotBackends.Get(&bes); err != nil {
+		return fmt.Errorf("read backend globals: %w", err)
+	}
+	cfgs[slot] = *sc
+	copy(bes[slot*MaxBackends:(slot+1)*MaxBackends], rows)
+	if err := b.objs.LbSlotBackends.Set(&bes); err != nil {
+		return fmt.Errorf("write backend globals: %w", err)
+	}
+	if err := b.objs.LbSlotCfg.Set(&cfgs); err != nil {
+		return fmt.Errorf("write slot globals: %w", err)
 	}
 	return nil
 }
@@ -261,6 +299,9 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 	if err := b.objs.LbSlots.Put(idle, slotCfg); err != nil {
 		return fmt.Errorf("write slot: %w", err)
 	}
+	if err := b.publish(idle, slotCfg, rows); err != nil {
+		return err
+	}
 	// The switch: everything above is in place before this single write of
 	// the global the data path reads. lb_active follows for status readers,
 	// a restarted control plane and a program of an older version still
@@ -368,14 +409,17 @@ func (b *Balancer) writeACL(slot uint32, ac config.AccessControl) error {
 	return nil
 }
 
-// zeroTraffic clears a newly assigned id's per-CPU counters.
+// zeroTraffic starts a newly assigned id's traffic counters at zero: the
+// per-CPU counters the data path increments run on, so their current sum
+// becomes the id's base, which status readers subtract (lb_traffic_base).
 func (b *Balancer) zeroTraffic(id uint32) error {
-	n, err := ebpf.PossibleCPU()
+	per, err := readPerCPU(b.objs.LbPercpu)
 	if err != nil {
-		return fmt.Errorf("count cpus: %w", err)
+		return err
 	}
-	if err := b.objs.LbBackendStats.Put(id, make([]lbLbTraffic, n)); err != nil {
-		return fmt.Errorf("clear backend counters: %w", err)
+	packets, bytes := trafficOf(per, id)
+	if err := b.objs.LbTrafficBase.Put(id, lbLbTraffic{Packets: packets, Bytes: bytes}); err != nil {
+		return fmt.Errorf("reset backend counters: %w", err)
 	}
 	return nil
 }
@@ -563,7 +607,7 @@ func (b *Balancer) Close() error {
 func (b *Balancer) mapsByName() map[string]*ebpf.Map {
 	m := b.objs.lbMaps
 	return map[string]*ebpf.Map{
-		"lb_acl": m.LbAcl, "lb_active": m.LbActive, "lb_backend_stats": m.LbBackendStats,
+		"lb_acl": m.LbAcl, "lb_active": m.LbActive, "lb_traffic_base": m.LbTrafficBase,
 		"lb_backends": m.LbBackends, "lb_conntrack": m.LbConntrack, "lb_maglev": m.LbMaglev,
 		"lb_slots": m.LbSlots, "lb_percpu": m.LbPercpu, "lb_tx_ports": m.LbTxPorts,
 		"lb_wrr": m.LbWrr,

@@ -12,15 +12,10 @@ import (
 // hash3 folds three words in by multiplication and finishes with murmur3's
 // finaliser (cheap in BPF, which has no rotate instruction).
 func hash3(a, b, c, seed uint32) uint32 {
-	h := (a ^ seed) * 0x9e3779b1
-	h = (h ^ b) * 0x85ebca77
-	h = (h ^ c) * 0xc2b2ae3d
-	h ^= h >> 16
-	h *= 0x85ebca6b
-	h ^= h >> 13
-	h *= 0xc2b2ae35
-	h ^= h >> 16
-	return h
+	h := uint64(a^seed)*0x9e3779b97f4a7c15 + uint64(b)*0xc2b2ae3d27d4eb4f + uint64(c)*0x165667b19e3779f9
+	h ^= h >> 32
+	h *= 0xd6e8feb86659fd93
+	return uint32(h >> 32)
 }
 
 func word(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }

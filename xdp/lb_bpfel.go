@@ -47,6 +47,27 @@ type lbLbCpu struct {
 		Pad     uint16
 		Expires uint64
 	}
+	Traffic [64]lbLbTraffic
+	Cache   [512]struct {
+		_       structs.HostLayout
+		Hash    uint32
+		Backend uint16
+		Gen     uint16
+		Dport   uint16
+		CsumIp  uint16
+		CsumUdp uint16
+		Pad     uint16
+		Nh      struct {
+			_       structs.HostLayout
+			Daddr   uint32
+			Ifindex uint32
+			Smac    [6]uint8
+			Dmac    [6]uint8
+			Mtu     uint16
+			Pad     uint16
+			Expires uint64
+		}
+	}
 }
 
 type lbLbFlow struct {
@@ -54,14 +75,6 @@ type lbLbFlow struct {
 	Backend  uint32
 	Pad      uint32
 	LastSeen uint64
-}
-
-type lbLbFlowCache struct {
-	_       structs.HostLayout
-	Hash    uint32
-	Backend uint16
-	Gen     uint16
-	Expires uint64
 }
 
 type lbLbSlot struct {
@@ -91,13 +104,12 @@ type lbLbTraffic struct {
 const (
 	lbMapLbAcl                 = "lb_acl"
 	lbMapLbActive              = "lb_active"
-	lbMapLbBackendStats        = "lb_backend_stats"
 	lbMapLbBackends            = "lb_backends"
 	lbMapLbConntrack           = "lb_conntrack"
-	lbMapLbCtCache             = "lb_ct_cache"
 	lbMapLbMaglev              = "lb_maglev"
 	lbMapLbPercpu              = "lb_percpu"
 	lbMapLbSlots               = "lb_slots"
+	lbMapLbTrafficBase         = "lb_traffic_base"
 	lbMapLbTxPorts             = "lb_tx_ports"
 	lbMapLbWrr                 = "lb_wrr"
 	lbProgXmirrorBareBench     = "xmirror_bare_bench"
@@ -107,6 +119,8 @@ const (
 	lbProgXmirrorLbBenchShared = "xmirror_lb_bench_shared"
 	lbVarLbActiveSlot          = "lb_active_slot"
 	lbVarLbNcpus               = "lb_ncpus"
+	lbVarLbSlotBackends        = "lb_slot_backends"
+	lbVarLbSlotCfg             = "lb_slot_cfg"
 	lbVarLbTickNs              = "lb_tick_ns"
 )
 
@@ -163,26 +177,27 @@ type lbProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbMapSpecs struct {
-	LbAcl          *ebpf.MapSpec `ebpf:"lb_acl"`
-	LbActive       *ebpf.MapSpec `ebpf:"lb_active"`
-	LbBackendStats *ebpf.MapSpec `ebpf:"lb_backend_stats"`
-	LbBackends     *ebpf.MapSpec `ebpf:"lb_backends"`
-	LbConntrack    *ebpf.MapSpec `ebpf:"lb_conntrack"`
-	LbCtCache      *ebpf.MapSpec `ebpf:"lb_ct_cache"`
-	LbMaglev       *ebpf.MapSpec `ebpf:"lb_maglev"`
-	LbPercpu       *ebpf.MapSpec `ebpf:"lb_percpu"`
-	LbSlots        *ebpf.MapSpec `ebpf:"lb_slots"`
-	LbTxPorts      *ebpf.MapSpec `ebpf:"lb_tx_ports"`
-	LbWrr          *ebpf.MapSpec `ebpf:"lb_wrr"`
+	LbAcl         *ebpf.MapSpec `ebpf:"lb_acl"`
+	LbActive      *ebpf.MapSpec `ebpf:"lb_active"`
+	LbBackends    *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbConntrack   *ebpf.MapSpec `ebpf:"lb_conntrack"`
+	LbMaglev      *ebpf.MapSpec `ebpf:"lb_maglev"`
+	LbPercpu      *ebpf.MapSpec `ebpf:"lb_percpu"`
+	LbSlots       *ebpf.MapSpec `ebpf:"lb_slots"`
+	LbTrafficBase *ebpf.MapSpec `ebpf:"lb_traffic_base"`
+	LbTxPorts     *ebpf.MapSpec `ebpf:"lb_tx_ports"`
+	LbWrr         *ebpf.MapSpec `ebpf:"lb_wrr"`
 }
 
 // lbVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
-	LbActiveSlot *ebpf.VariableSpec `ebpf:"lb_active_slot"`
-	LbNcpus      *ebpf.VariableSpec `ebpf:"lb_ncpus"`
-	LbTickNs     *ebpf.VariableSpec `ebpf:"lb_tick_ns"`
+	LbActiveSlot   *ebpf.VariableSpec `ebpf:"lb_active_slot"`
+	LbNcpus        *ebpf.VariableSpec `ebpf:"lb_ncpus"`
+	LbSlotBackends *ebpf.VariableSpec `ebpf:"lb_slot_backends"`
+	LbSlotCfg      *ebpf.VariableSpec `ebpf:"lb_slot_cfg"`
+	LbTickNs       *ebpf.VariableSpec `ebpf:"lb_tick_ns"`
 }
 
 // lbObjects contains all objects after they have been loaded into the kernel.
@@ -205,30 +220,28 @@ func (o *lbObjects) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbMaps struct {
-	LbAcl          *ebpf.Map `ebpf:"lb_acl"`
-	LbActive       *ebpf.Map `ebpf:"lb_active"`
-	LbBackendStats *ebpf.Map `ebpf:"lb_backend_stats"`
-	LbBackends     *ebpf.Map `ebpf:"lb_backends"`
-	LbConntrack    *ebpf.Map `ebpf:"lb_conntrack"`
-	LbCtCache      *ebpf.Map `ebpf:"lb_ct_cache"`
-	LbMaglev       *ebpf.Map `ebpf:"lb_maglev"`
-	LbPercpu       *ebpf.Map `ebpf:"lb_percpu"`
-	LbSlots        *ebpf.Map `ebpf:"lb_slots"`
-	LbTxPorts      *ebpf.Map `ebpf:"lb_tx_ports"`
-	LbWrr          *ebpf.Map `ebpf:"lb_wrr"`
+	LbAcl         *ebpf.Map `ebpf:"lb_acl"`
+	LbActive      *ebpf.Map `ebpf:"lb_active"`
+	LbBackends    *ebpf.Map `ebpf:"lb_backends"`
+	LbConntrack   *ebpf.Map `ebpf:"lb_conntrack"`
+	LbMaglev      *ebpf.Map `ebpf:"lb_maglev"`
+	LbPercpu      *ebpf.Map `ebpf:"lb_percpu"`
+	LbSlots       *ebpf.Map `ebpf:"lb_slots"`
+	LbTrafficBase *ebpf.Map `ebpf:"lb_traffic_base"`
+	LbTxPorts     *ebpf.Map `ebpf:"lb_tx_ports"`
+	LbWrr         *ebpf.Map `ebpf:"lb_wrr"`
 }
 
 func (m *lbMaps) Close() error {
 	return _LbClose(
 		m.LbAcl,
 		m.LbActive,
-		m.LbBackendStats,
 		m.LbBackends,
 		m.LbConntrack,
-		m.LbCtCache,
 		m.LbMaglev,
 		m.LbPercpu,
 		m.LbSlots,
+		m.LbTrafficBase,
 		m.LbTxPorts,
 		m.LbWrr,
 	)
@@ -238,9 +251,11 @@ func (m *lbMaps) Close() error {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
-	LbActiveSlot *ebpf.Variable `ebpf:"lb_active_slot"`
-	LbNcpus      *ebpf.Variable `ebpf:"lb_ncpus"`
-	LbTickNs     *ebpf.Variable `ebpf:"lb_tick_ns"`
+	LbActiveSlot   *ebpf.Variable `ebpf:"lb_active_slot"`
+	LbNcpus        *ebpf.Variable `ebpf:"lb_ncpus"`
+	LbSlotBackends *ebpf.Variable `ebpf:"lb_slot_backends"`
+	LbSlotCfg      *ebpf.Variable `ebpf:"lb_slot_cfg"`
+	LbTickNs       *ebpf.Variable `ebpf:"lb_tick_ns"`
 }
 
 // lbPrograms contains all programs after they have been loaded into the kernel.

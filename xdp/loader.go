@@ -93,7 +93,7 @@ func loadObjects(pinPath string) (_ *objects, err error) {
 
 // obsoletePins are maps earlier versions pinned that this one no longer
 // uses (their contents now live in lb_percpu).
-var obsoletePins = []string{"lb_stats", "lb_wrr_cursor"}
+var obsoletePins = []string{"lb_stats", "lb_wrr_cursor", "lb_backend_stats"}
 
 // replaceStalePins lets a new binary start over the pins of an older one. The
 // per-CPU map holds only counters and caches, so a pinned one of another
@@ -129,6 +129,10 @@ func replaceStalePins(pinPath string, spec *ebpf.CollectionSpec) error {
 	}
 	if err := os.Remove(p); err != nil {
 		return fmt.Errorf("remove incompatible pin %s: %w", name, err)
+	}
+	// The bases of the traffic counters belong to the counters just dropped.
+	if err := os.Remove(filepath.Join(pinPath, "lb_traffic_base")); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("remove pin lb_traffic_base: %w", err)
 	}
 	slog.Warn("replaced a pinned map of another layout; its counters restart from zero", "map", name)
 	return nil

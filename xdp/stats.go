@@ -43,7 +43,7 @@ func (s *Status) Counter(st Stat) uint64 { return s.Counters[st] }
 
 // statusMaps are the maps a status read needs.
 type statusMaps struct {
-	active, slots, backends, percpu, traffic *ebpf.Map
+	active, slots, backends, percpu, base *ebpf.Map
 }
 
 func readStatus(m statusMaps) (*Status, error) {
@@ -75,10 +75,10 @@ func readStatus(m statusMaps) (*Status, error) {
 	if cfg.AclMode == aclAllowlist {
 		st.ACL = "allowlist"
 	}
-	// The counters share each CPU's value with its next-hop cache.
-	var per []lbLbCpu
-	if err := m.percpu.Lookup(uint32(0), &per); err != nil {
-		return nil, fmt.Errorf("read counters: %w", err)
+	// The counters share each CPU's value with its caches.
+	per, err := readPerCPU(m.percpu)
+	if err != nil {
+		return nil, err
 	}
 	for _, c := range per {
 		for i := range st.Counters {
@@ -93,25 +93,42 @@ func readStatus(m statusMaps) (*Status, error) {
 		if be.Addr == 0 {
 			continue
 		}
-		var per []lbLbTraffic
-		if err := m.traffic.Lookup(id, &per); err != nil {
-			return nil, fmt.Errorf("read backend %d traffic: %w", id, err)
+		var base lbLbTraffic
+		if err := m.base.Lookup(id, &base); err != nil {
+			return nil, fmt.Errorf("read backend %d traffic base: %w", id, err)
 		}
+		packets, bytes := trafficOf(per, id)
 		bs := BackendStatus{ID: id, Name: cString(be.Name[:]), Address: addrFromBE(be.Addr), Port: portFromBE(be.Port),
-			Weight: int(be.Weight), Healthy: be.Flags&backendAlive != 0}
-		for _, v := range per {
-			bs.Packets += v.Packets
-			bs.Bytes += v.Bytes
-		}
+			Weight: int(be.Weight), Healthy: be.Flags&backendAlive != 0,
+			// an id's counters run on from its previous backend's
+			Packets: packets - min(packets, base.Packets), Bytes: bytes - min(bytes, base.Bytes)}
 		st.Backends = append(st.Backends, bs)
 	}
 	return st, nil
 }
 
+// readPerCPU reads every CPU's lb_cpu value.
+func readPerCPU(percpu *ebpf.Map) ([]lbLbCpu, error) {
+	var per []lbLbCpu
+	if err := percpu.Lookup(uint32(0), &per); err != nil {
+		return nil, fmt.Errorf("read per-CPU counters: %w", err)
+	}
+	return per, nil
+}
+
+// trafficOf sums backend id's forwarded packets and bytes over the CPUs.
+func trafficOf(per []lbLbCpu, id uint32) (packets, bytes uint64) {
+	for i := range per {
+		packets += per[i].Traffic[id].Packets
+		bytes += per[i].Traffic[id].Bytes
+	}
+	return packets, bytes
+}
+
 // Status reads the live maps.
 func (b *Balancer) Status() (*Status, error) {
 	o := b.objs
-	st, err := readStatus(statusMaps{o.LbActive, o.LbSlots, o.LbBackends, o.LbPercpu, o.LbBackendStats})
+	st, err := readStatus(statusMaps{o.LbActive, o.LbSlots, o.LbBackends, o.LbPercpu, o.LbTrafficBase})
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +163,7 @@ func ReadPinnedStatus(pinPath string) (*Status, error) {
 	for _, x := range []struct {
 		name string
 		dst  **ebpf.Map
-	}{{"lb_active", &sm.active}, {"lb_slots", &sm.slots}, {"lb_backends", &sm.backends}, {"lb_percpu", &sm.percpu}, {"lb_backend_stats", &sm.traffic}} {
+	}{{"lb_active", &sm.active}, {"lb_slots", &sm.slots}, {"lb_backends", &sm.backends}, {"lb_percpu", &sm.percpu}, {"lb_traffic_base", &sm.base}} {
 		m, err := load(x.name)
 		if err != nil {
 			return nil, err

@@ -40,6 +40,14 @@ volatile const __u32 lb_ncpus = 1;
  * a restarted control plane sets it from lb_active before it attaches. */
 volatile __u32 lb_active_slot;
 
+/* The data path's copies of lb_slots and lb_backends, written by the control
+ * plane next to the pinned maps and before the slot flips. A global is one
+ * address; a map lookup would put the key on the stack, load it back and
+ * bounds-check it on the way to every field. The pinned maps stay the record
+ * for status readers and a restarted control plane, which copies them back. */
+struct lb_slot lb_slot_cfg[LB_SLOTS];
+struct lb_backend lb_slot_backends[LB_SLOTS * LB_MAX_BACKENDS];
+
 /* lb_now is the data path's clock in ns, as coarse as bpf_ktime_get_coarse_ns
  * (both advance once per tick) but without a helper call: the verifier turns
  * bpf_jiffies64 into one load. Its epoch is not boot; only differences are
@@ -109,51 +117,19 @@ static __always_inline void lb_copy_mac(__u8 *dst, const __u8 *src)
 
 static __always_inline struct lb_backend *lb_backend_get(__u32 slot, __u32 id)
 {
-	__u32 key;
-
-	if (id >= LB_MAX_BACKENDS)
+	if (id >= LB_MAX_BACKENDS || slot >= LB_SLOTS)
 		return NULL;
-	key = slot * LB_MAX_BACKENDS + id;
-	return bpf_map_lookup_elem(&lb_backends, &key);
+	return &lb_slot_backends[slot * LB_MAX_BACKENDS + id];
 }
 
-/* lb_ct_fill remembers the flow's backend in this CPU's front cache, for at
- * most LB_CT_CACHE_NS and never longer than the idle timeout, so an idle flow
- * always goes back to the shared table. */
-static __always_inline void lb_ct_fill(struct lb_flow_cache *c, struct lb_slot *cfg, __u32 hash,
-				       __u32 id, __u64 now)
+/* lb_wrr_flow finds the flow's backend in the shared connection table, or
+ * gives the flow the next schedule entry. An entry whose backend is no longer
+ * alive in the active slot, or that was idle too long, counts as a new flow. */
+static __always_inline int lb_wrr_flow(struct lb_cpu *pc, __u32 slot, struct lb_slot *cfg, __u32 hash, __u32 *id, __u64 now)
 {
-	__u64 ttl = LB_CT_CACHE_NS;
-
-	if (!c)
-		return;
-	if (cfg->flow_timeout_ns && cfg->flow_timeout_ns < ttl)
-		ttl = cfg->flow_timeout_ns;
-	c->hash = hash;
-	c->backend = id;
-	c->gen = cfg->gen;
-	c->expires = now + ttl;
-}
-
-/* lb_wrr_flow finds the flow's backend in this CPU's front cache, else in the
- * shared connection table, or gives the flow the next schedule entry. An
- * entry whose backend is no longer alive in the active slot, or that was idle
- * too long, counts as a new flow. */
-static __always_inline int lb_wrr_flow(struct lb_cpu *pc, __u32 slot, struct lb_slot *cfg, __u32 hash, __u32 *id, __u64 now,
-				       const int cached)
-{
-	__u32 ci = hash & (LB_CT_CACHE_SIZE - 1);
-	struct lb_flow_cache *c = bpf_map_lookup_elem(&lb_ct_cache, &ci);
-	struct lb_flow nf = {};
 	struct lb_flow *f;
 	int moved = 0;
 
-	/* The fast path: same flow, same tables, recently confirmed. */
-	if (cached && c && c->hash == hash && c->gen == cfg->gen && now < c->expires) {
-		*id = c->backend;
-		lb_count(pc, LB_STAT_CT_HIT);
-		return 0;
-	}
 	f = bpf_map_lookup_elem(&lb_conntrack, &hash);
 	if (f) {
 		struct lb_backend *b = lb_backend_get(slot, f->backend);
@@ -163,7 +139,6 @@ static __always_inline int lb_wrr_flow(struct lb_cpu *pc, __u32 slot, struct lb_
 			if (now - f->last_seen > LB_CT_TOUCH_NS)
 				f->last_seen = now;
 			*id = f->backend;
-			lb_ct_fill(c, cfg, hash, *id, now);
 			lb_count(pc, LB_STAT_CT_HIT);
 			return 0;
 		}
@@ -172,18 +147,19 @@ static __always_inline int lb_wrr_flow(struct lb_cpu *pc, __u32 slot, struct lb_
 	lb_count(pc, LB_STAT_CT_MISS);
 	if (cfg->wrr_len == 0 || lb_wrr_next(pc, slot, cfg, id))
 		return -1;
-	nf.backend = *id;
-	nf.last_seen = now;
-	if (moved) {
-		bpf_map_update_elem(&lb_conntrack, &hash, &nf, BPF_ANY);
-	} else if (bpf_map_update_elem(&lb_conntrack, &hash, &nf, BPF_NOEXIST)) {
-		/* Two CPUs may see the two directions of a new flow at once: the
-		 * first insert wins and the other CPU follows it. */
-		f = bpf_map_lookup_elem(&lb_conntrack, &hash);
-		if (f)
-			*id = f->backend;
+	{
+		struct lb_flow nf = { .backend = *id, .last_seen = now };
+
+		if (moved) {
+			bpf_map_update_elem(&lb_conntrack, &hash, &nf, BPF_ANY);
+		} else if (bpf_map_update_elem(&lb_conntrack, &hash, &nf, BPF_NOEXIST)) {
+			/* Two CPUs may see the two directions of a new flow at once:
+			 * the first insert wins and the other CPU follows it. */
+			f = bpf_map_lookup_elem(&lb_conntrack, &hash);
+			if (f)
+				*id = f->backend;
+		}
 	}
-	lb_ct_fill(c, cfg, hash, *id, now);
 	return 0;
 }
 
@@ -216,9 +192,10 @@ static __always_inline int lb_pick_frag(struct lb_cpu *pc, __u32 slot, struct lb
 	return lb_wrr_at(slot, cfg, hash, id);
 }
 
-/* lb_pick chooses the backend of a whole datagram by algorithm and affinity. */
-static __always_inline int lb_pick(struct lb_cpu *pc, __u32 slot, struct lb_slot *cfg, struct iphdr *ip,
-				   struct udphdr *udp, void *data_end, __u32 *id, __u64 now, const int cached)
+/* lb_flow_hash is the hash that places a whole datagram by the slot's
+ * affinity (none: 0, the algorithm spreads per packet). */
+static __always_inline __u32 lb_flow_hash(struct lb_cpu *pc, struct lb_slot *cfg, struct iphdr *ip, struct udphdr *udp,
+					  void *data_end)
 {
 	__u32 hash = 0;
 	int rc;
@@ -232,6 +209,13 @@ static __always_inline int lb_pick(struct lb_cpu *pc, __u32 slot, struct lb_slot
 	} else if (cfg->affinity == LB_AFF_OUTER) {
 		hash = lb_hash_outer(ip->saddr, ip->daddr, udp->source, udp->dest);
 	}
+	return hash;
+}
+
+/* lb_pick chooses the backend of a whole datagram the front cache does not
+ * know, by algorithm and affinity. */
+static __always_inline int lb_pick(struct lb_cpu *pc, __u32 slot, struct lb_slot *cfg, __u32 hash, __u32 *id, __u64 now)
+{
 	if (cfg->algorithm == LB_ALGO_MAGLEV) {
 		if (cfg->maglev_size == 0)
 			return -1;
@@ -243,46 +227,82 @@ static __always_inline int lb_pick(struct lb_cpu *pc, __u32 slot, struct lb_slot
 		return -1;
 	if (cfg->affinity == LB_AFF_NONE)
 		return lb_wrr_next(pc, slot, cfg, id);
-	return lb_wrr_flow(pc, slot, cfg, hash, id, now, cached);
+	return lb_wrr_flow(pc, slot, cfg, hash, id, now);
 }
 
-/* lb_forward rewrites the datagram (or fragment: udp is NULL past the first)
- * towards backend id and sends it to the next hop. */
-static __always_inline int lb_forward(struct lb_cpu *pc, struct xdp_md *ctx, struct iphdr *ip, struct udphdr *udp,
-				      __u32 slot, __u32 id, __u64 now)
+/* lb_rewrite points the datagram (or fragment: udp is NULL past the first)
+ * at the backend: destination address (and port), checksums updated in place
+ * by the backend's precomputed differences (the destination was the VIP).
+ * The mirror source stays the outer source. */
+static __always_inline void lb_rewrite(struct iphdr *ip, struct udphdr *udp, __be32 daddr, __be16 dport,
+				       __u16 csum_ip, __u16 csum_udp)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct lb_backend *b;
-	struct lb_traffic *st;
-	struct lb_nexthop *nh;
-	int rc;
-
-	if ((void *)(eth + 1) > data_end)
-		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
-	b = lb_backend_get(slot, id);
-	if (!b || !(b->flags & LB_BACKEND_ALIVE))
-		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
-
-	/* Rewrite: destination address (and port), checksums updated in place
-	 * by the backend's precomputed differences (the destination was the
-	 * VIP); the mirror source stays the outer source. */
-	ip->daddr = b->addr;
-	ip->check = lb_csum_add(ip->check, b->csum_ip);
+	ip->daddr = daddr;
+	ip->check = lb_csum_add(ip->check, csum_ip);
 	if (udp) {
 		__u16 check = udp->check;
 
 		if (check) {
-			check = lb_csum_add(check, b->csum_udp);
+			check = lb_csum_add(check, csum_udp);
 			/* 0 means "no checksum" in UDP: send its other form */
 			udp->check = check ? check : 0xffff;
 		}
-		if (b->port)
-			udp->dest = b->port;
+		if (dport)
+			udp->dest = dport;
 	}
+}
 
-	/* Next hop: cached per backend and CPU, looked up again when stale. */
+/* lb_send puts the next hop's addresses on the rewritten frame, counts it for
+ * backend id and sends it out of the next hop's interface. */
+static __always_inline int lb_send(struct lb_cpu *pc, struct xdp_md *ctx, struct iphdr *ip, __u32 id,
+				   const struct lb_nexthop *nh)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct lb_traffic *st;
+	int rc;
+
+	if ((void *)(eth + 1) > data_end)
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
+	/* A cached next hop skips the lookup's MTU check: do it here, or the
+	 * driver would drop the frame without a word. */
+	if (bpf_ntohs(ip->tot_len) > nh->mtu)
+		return lb_verdict(pc, LB_STAT_PASS_MTU, XDP_PASS);
+	lb_copy_mac(eth->h_dest, nh->dmac);
+	lb_copy_mac(eth->h_source, nh->smac);
+
+	if (id >= LB_MAX_BACKENDS)
+		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+	st = &pc->traffic[id];
+	st->packets += 1;
+	st->bytes += data_end - data;
+	if (nh->ifindex == ctx->ingress_ifindex)
+		return lb_verdict(pc, LB_STAT_TX, XDP_TX);
+	rc = bpf_redirect_map(&lb_tx_ports, nh->ifindex, 0);
+	if (rc != XDP_REDIRECT)
+		return lb_verdict(pc, LB_STAT_DROP_NO_ROUTE, XDP_DROP);
+	return lb_verdict(pc, LB_STAT_REDIRECT, XDP_REDIRECT);
+}
+
+/* lb_forward sends the datagram (or fragment: udp is NULL past the first) to
+ * backend id, with the next hop cached per backend and CPU and looked up
+ * again when stale. With c, the whole decision is remembered in this CPU's
+ * front cache for the flow's next packets (lb_forward_cached). */
+static __always_inline int lb_forward(struct lb_cpu *pc, struct xdp_md *ctx, struct iphdr *ip, struct udphdr *udp,
+				      __u32 slot, struct lb_slot *cfg, __u32 id, __u64 now,
+				      struct lb_flow_cache *c, __u32 hash)
+{
+	struct lb_backend *b;
+	struct lb_nexthop *nh;
+	__u64 ttl;
+	int rc;
+
+	b = lb_backend_get(slot, id);
+	if (!b || !(b->flags & LB_BACKEND_ALIVE))
+		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+	lb_rewrite(ip, udp, b->addr, b->port, b->csum_ip, b->csum_udp);
+
 	if (id >= LB_MAX_BACKENDS)
 		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
 	nh = &pc->nh[id];
@@ -314,24 +334,86 @@ static __always_inline int lb_forward(struct lb_cpu *pc, struct xdp_md *ctx, str
 		__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
 		nh->expires = now + LB_NH_TTL_NS;
 	}
-	/* A cached next hop skips the lookup's MTU check: do it here, or the
-	 * driver would drop the frame without a word. */
-	if (bpf_ntohs(ip->tot_len) > nh->mtu)
-		return lb_verdict(pc, LB_STAT_PASS_MTU, XDP_PASS);
-	lb_copy_mac(eth->h_dest, nh->dmac);
-	lb_copy_mac(eth->h_source, nh->smac);
 
-	st = bpf_map_lookup_elem(&lb_backend_stats, &id);
-	if (st) {
-		st->packets += 1;
-		st->bytes += data_end - data;
+	if (c) {
+		/* at most LB_CT_CACHE_NS, never past the idle timeout (an idle
+		 * flow goes back to the shared table) nor the next hop's expiry */
+		ttl = LB_CT_CACHE_NS;
+		if (cfg->flow_timeout_ns && cfg->flow_timeout_ns < ttl)
+			ttl = cfg->flow_timeout_ns;
+		c->hash = hash;
+		c->backend = id;
+		c->gen = cfg->gen;
+		c->dport = b->port;
+		c->csum_ip = b->csum_ip;
+		c->csum_udp = b->csum_udp;
+		c->nh = *nh;
+		if (now + ttl < nh->expires)
+			c->nh.expires = now + ttl;
 	}
-	if (nh->ifindex == ctx->ingress_ifindex)
-		return lb_verdict(pc, LB_STAT_TX, XDP_TX);
-	rc = bpf_redirect_map(&lb_tx_ports, nh->ifindex, 0);
-	if (rc != XDP_REDIRECT)
-		return lb_verdict(pc, LB_STAT_DROP_NO_ROUTE, XDP_DROP);
-	return lb_verdict(pc, LB_STAT_REDIRECT, XDP_REDIRECT);
+	return lb_send(pc, ctx, ip, id, nh);
+}
+
+/* lb_forward_cached sends a packet of a flow this CPU forwarded recently
+ * exactly as its front-cache entry says: one cache line, no table. */
+static __always_inline int lb_forward_cached(struct lb_cpu *pc, struct xdp_md *ctx, struct iphdr *ip, struct udphdr *udp,
+					     const struct lb_flow_cache *c)
+{
+	lb_rewrite(ip, udp, c->nh.daddr, c->dport, c->csum_ip, c->csum_udp);
+	return lb_send(pc, ctx, ip, c->backend, &c->nh);
+}
+
+/* Returned by lb_parse_listener for a whole datagram to the listener: the
+ * caller goes on to place it. Every other value is the packet's verdict. */
+#define LB_CONTINUE (-1)
+
+/* lb_parse_listener is the general parser, for every frame lb_plain_listener
+ * does not vouch for: VLAN tags, IP options, fragments, other traffic and
+ * malformed frames, each counted by what it is. Non-first fragments to the
+ * VIP are placed and forwarded here. */
+static __always_inline int lb_parse_listener(struct lb_cpu *pc, struct xdp_md *ctx, __u32 slot, struct lb_slot *cfg,
+					     struct iphdr **ipp, struct udphdr **udpp)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct udphdr *udp;
+	struct iphdr *ip;
+	__u32 id = 0, ihl;
+	__be16 proto;
+	void *l3;
+
+	proto = lb_parse_eth(data, data_end, &l3);
+	if (!proto)
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
+	if (proto != bpf_htons(ETH_P_IP))
+		return lb_verdict(pc, LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
+	ip = l3;
+	if ((void *)(ip + 1) > data_end)
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
+	ihl = ip->ihl * 4;
+	if (ip->version != 4 || ihl < sizeof(*ip) || (void *)ip + ihl > data_end)
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
+	if (cfg->vip == 0 || ip->daddr != cfg->vip || ip->protocol != IPPROTO_UDP)
+		return lb_verdict(pc, LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
+
+	if (ip->frag_off & bpf_htons(LB_IP_OFFSET)) {
+		/* A non-first fragment to the VIP carries no port: it is taken
+		 * as listener traffic so that it follows its first fragment. */
+		if (!lb_acl_allows(cfg, slot, ip->saddr))
+			return lb_verdict(pc, LB_STAT_DROP_ACL, XDP_DROP);
+		if (lb_pick_frag(pc, slot, cfg, ip, &id))
+			return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+		return lb_forward(pc, ctx, ip, NULL, slot, cfg, id, lb_now(), NULL, 0);
+	}
+
+	udp = (void *)ip + ihl;
+	if ((void *)(udp + 1) > data_end || bpf_ntohs(udp->len) < sizeof(*udp))
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
+	if (udp->dest != cfg->port)
+		return lb_verdict(pc, LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
+	*ipp = ip;
+	*udpp = udp;
+	return LB_CONTINUE;
 }
 
 /* lb_process is the whole data path; xmirror_lb is it, the benchmark
@@ -345,59 +427,46 @@ static __always_inline int lb_process(struct xdp_md *ctx, const int cached)
 	struct lb_slot *cfg;
 	struct udphdr *udp;
 	struct iphdr *ip;
-	__u32 zero = 0, slot, id = 0, ihl;
+	__u32 zero = 0, slot, id = 0, hash;
+	struct lb_flow_cache *c = NULL;
 	struct lb_cpu *pc;
 	__u64 now;
-	__be16 proto;
-	void *l3;
+	int rc;
 
 	/* counters, next-hop cache and cursor of this CPU: one lookup */
 	pc = bpf_map_lookup_elem(&lb_percpu, &zero);
 	if (!pc)
 		return XDP_PASS;
-	proto = lb_parse_eth(data, data_end, &l3);
-	if (!proto)
-		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
-	if (proto != bpf_htons(ETH_P_IP))
-		return lb_verdict(pc, LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
-	ip = l3;
-	if ((void *)(ip + 1) > data_end)
-		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
-	ihl = ip->ihl * 4;
-	if (ip->version != 4 || ihl < sizeof(*ip) || (void *)ip + ihl > data_end)
-		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
-
 	slot = lb_active_slot & 1;
-	cfg = bpf_map_lookup_elem(&lb_slots, &slot);
-	if (!cfg || cfg->vip == 0 || ip->daddr != cfg->vip || ip->protocol != IPPROTO_UDP)
-		return lb_verdict(pc, LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
-
-	if (ip->frag_off & bpf_htons(LB_IP_OFFSET)) {
-		/* A non-first fragment to the VIP carries no port: it is taken
-		 * as listener traffic so that it follows its first fragment. */
-		if (!lb_acl_allows(cfg, slot, ip->saddr))
-			return lb_verdict(pc, LB_STAT_DROP_ACL, XDP_DROP);
-		if (lb_pick_frag(pc, slot, cfg, ip, &id))
-			return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
-		return lb_forward(pc, ctx, ip, NULL, slot, id, lb_now());
+	cfg = &lb_slot_cfg[slot];
+	if (!lb_plain_listener(data, data_end, cfg->vip, cfg->port, &ip, &udp)) {
+		rc = lb_parse_listener(pc, ctx, slot, cfg, &ip, &udp);
+		if (rc != LB_CONTINUE)
+			return rc;
 	}
-
-	udp = (void *)ip + ihl;
-	if ((void *)(udp + 1) > data_end || bpf_ntohs(udp->len) < sizeof(*udp))
-		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
-	if (udp->dest != cfg->port)
-		return lb_verdict(pc, LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
 	if (!lb_acl_allows(cfg, slot, ip->saddr))
 		return lb_verdict(pc, LB_STAT_DROP_ACL, XDP_DROP);
-	/* one clock read per packet: connection table and next-hop cache */
+	/* one clock read per packet: front cache, connection table, next hop */
 	now = lb_now();
 	if (ip->frag_off & bpf_htons(LB_IP_MF)) {
 		if (lb_pick_frag(pc, slot, cfg, ip, &id))
 			return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
-	} else if (lb_pick(pc, slot, cfg, ip, udp, data_end, &id, now, cached)) {
-		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+		return lb_forward(pc, ctx, ip, udp, slot, cfg, id, now, NULL, 0);
 	}
-	return lb_forward(pc, ctx, ip, udp, slot, id, now);
+	hash = lb_flow_hash(pc, cfg, ip, udp, data_end);
+	/* The fast path for wrr: same flow, same tables, recently forwarded by
+	 * this CPU. (Maglev needs no connection table; affinity none has no
+	 * flow.) */
+	if (cached && cfg->algorithm == LB_ALGO_WRR && cfg->affinity != LB_AFF_NONE) {
+		c = &pc->cache[hash & (LB_CT_CACHE_SIZE - 1)];
+		if (c->hash == hash && c->gen == cfg->gen && now < c->nh.expires) {
+			lb_count(pc, LB_STAT_CT_HIT);
+			return lb_forward_cached(pc, ctx, ip, udp, c);
+		}
+	}
+	if (lb_pick(pc, slot, cfg, hash, &id, now))
+		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+	return lb_forward(pc, ctx, ip, udp, slot, cfg, id, now, c, hash);
 }
 
 SEC("xdp")

@@ -24,9 +24,10 @@
 #endif
 
 /* Entries of the per-CPU front cache of the connection table (a power of
- * two; direct-mapped by flow hash). */
+ * two; direct-mapped by flow hash). It lives in struct lb_cpu, whose per-CPU
+ * value the kernel caps at 32 KiB. */
 #ifndef LB_CT_CACHE_SIZE
-#define LB_CT_CACHE_SIZE 4096
+#define LB_CT_CACHE_SIZE 512
 #endif
 
 /* A front-cache entry answers for this long; then the shared table is asked

@@ -10,16 +10,16 @@
 
 static __always_inline __u32 lb_hash_3words(__u32 a, __u32 b, __u32 c, __u32 seed)
 {
-	__u32 h = (a ^ seed) * 0x9e3779b1u;
+	/* three independent products the CPU computes side by side, summed,
+	 * then folded and multiplied once more: the high half of the last
+	 * product depends on every input bit */
+	__u64 h = (__u64)(a ^ seed) * 0x9e3779b97f4a7c15ULL +
+		  (__u64)b * 0xc2b2ae3d27d4eb4fULL +
+		  (__u64)c * 0x165667b19e3779f9ULL;
 
-	h = (h ^ b) * 0x85ebca77u;
-	h = (h ^ c) * 0xc2b2ae3du;
-	h ^= h >> 16;
-	h *= 0x85ebca6bu;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return h;
+	h ^= h >> 32;
+	h *= 0xd6e8feb86659fd93ULL;
+	return h >> 32;
 }
 
 /* An IPv6 address folded to one word, so the IPv6 flow hash has the IPv4 shape. */

@@ -64,18 +64,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_conntrack SEC(".maps");
 
-/* Per-CPU front cache of lb_conntrack: a steady flow's packets find their
- * backend with one inlined array lookup instead of a shared hash-table call.
- * Entries expire after LB_CT_CACHE_NS and die with any table change (gen), so
- * every CPU agrees with the shared table within that time (not pinned: a
- * cache). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, LB_CT_CACHE_SIZE);
-	__type(key, __u32);
-	__type(value, struct lb_flow_cache);
-} lb_ct_cache SEC(".maps");
-
 /* Source allowlist per slot (longest prefix match on slot + address). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -95,9 +83,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_tx_ports SEC(".maps");
 
-/* This CPU's counters, next-hop cache and WRR cursor (struct lb_cpu): one
- * lookup per packet. Pinned for the counters; a cached next hop of a previous
- * run is checked (address, expiry) like any other. */
+/* This CPU's counters, next hops, front cache and WRR cursor (struct
+ * lb_cpu): one lookup per packet. Pinned for the counters; cached next hops
+ * and flows of a previous run are checked (address, expiry, generation) like
+ * any other. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -106,13 +95,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_percpu SEC(".maps");
 
-/* Forwarded packets and bytes per backend id. */
+/* What each backend id's traffic counters (lb_cpu.traffic, summed over the
+ * CPUs) held when the id was given to its current backend: status readers
+ * subtract it. Written by the control plane only, never by the program, so
+ * reusing an id needs no write racing with the data path's increments. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, LB_MAX_BACKENDS);
 	__type(key, __u32);
 	__type(value, struct lb_traffic);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb_backend_stats SEC(".maps");
+} lb_traffic_base SEC(".maps");
 
 #endif /* XMIRROR_LB_MAPS_H */

@@ -52,6 +52,39 @@ static __always_inline __be16 lb_parse_eth(void *data, void *data_end, void **l3
 	return proto;
 }
 
+/* The common shape of a frame, checked with a few word compares instead of
+ * a header walk: untagged Ethernet, IPv4 without options, not a fragment,
+ * and (outer) UDP or (inner) TCP/UDP. Words are loaded little-endian, as on
+ * bpfel: bytes 12-15 hold EtherType, version/IHL and TOS; bytes 20-23 of the
+ * frame (6-9 of the IP header) hold the fragment field, TTL and protocol. */
+#define LB_PLAIN_L2_MASK 0x00ffffffu
+#define LB_PLAIN_L2_IPV4 0x00450008u   /* EtherType 0x0800, version 4, IHL 5 */
+#define LB_PLAIN_FRAG_PROTO_MASK 0xff00ff3fu /* protocol, MF and offset */
+#define LB_PLAIN_UDP 0x11000000u
+#define LB_PLAIN_TCP 0x06000000u
+#define LB_PLAIN_HLEN (ETH_HLEN + 20) /* Ethernet + IPv4 without options */
+
+/* lb_plain_listener vouches for the common case, a whole UDP datagram to
+ * vip:port in an untagged frame without IP options, and sets the header
+ * pointers. 0 = not vouched for (the general parser decides). */
+static __always_inline int lb_plain_listener(void *data, void *data_end, __be32 vip, __be16 port,
+					     struct iphdr **ipp, struct udphdr **udpp)
+{
+	struct udphdr *udp = data + LB_PLAIN_HLEN;
+	struct iphdr *ip = data + ETH_HLEN;
+
+	if ((void *)(udp + 1) > data_end)
+		return 0;
+	if ((*(__u32 *)(data + 12) & LB_PLAIN_L2_MASK) != LB_PLAIN_L2_IPV4 ||
+	    (*(__u32 *)(data + 20) & LB_PLAIN_FRAG_PROTO_MASK) != LB_PLAIN_UDP)
+		return 0;
+	if (vip == 0 || ip->daddr != vip || udp->dest != port || bpf_ntohs(udp->len) < sizeof(*udp))
+		return 0;
+	*ipp = ip;
+	*udpp = udp;
+	return 1;
+}
+
 /* Result of lb_inner_hash: how much of the inner flow was hashed. */
 #define LB_INNER_NONE 0  /* nothing usable: caller falls back to the outer flow */
 #define LB_INNER_ADDRS 1 /* inner addresses only (L4 cut short or absent) */
@@ -98,6 +131,20 @@ static __always_inline int lb_inner_hash(void *vx, void *data_end, __u32 *hash)
 		return LB_INNER_NONE;
 	if (!(vxh[0] & LB_VXLAN_FLAG_I))
 		return LB_INNER_NONE;
+	/* the common shape first: inner IPv4 without options, TCP or UDP */
+	if ((void *)(vxh + LB_VXLAN_HLEN + LB_PLAIN_HLEN + 4) <= data_end) {
+		void *in = vxh + LB_VXLAN_HLEN;
+		__u32 fp = *(__u32 *)(in + 20) & LB_PLAIN_FRAG_PROTO_MASK;
+
+		if ((*(__u32 *)(in + 12) & LB_PLAIN_L2_MASK) == LB_PLAIN_L2_IPV4 &&
+		    (fp == LB_PLAIN_TCP || fp == LB_PLAIN_UDP)) {
+			struct iphdr *ip = in + ETH_HLEN;
+			__u16 *ports = in + LB_PLAIN_HLEN;
+
+			*hash = lb_hash_symmetric(ip->saddr, ip->daddr, ports[0], ports[1], fp >> 24);
+			return LB_INNER_FULL;
+		}
+	}
 	proto = lb_parse_eth(vxh + LB_VXLAN_HLEN, data_end, &l3);
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = l3;

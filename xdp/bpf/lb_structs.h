@@ -13,7 +13,7 @@ struct lb_slot {
 	__u8 affinity;    /* LB_AFF_* */
 	__u8 acl_mode;    /* LB_ACL_* */
 	__u8 xdp_mode;    /* informational, for `xmirror lb status` */
-	__u16 gen;        /* bumped by every table change: invalidates lb_ct_cache */
+	__u16 gen;        /* bumped by every table change: invalidates the front caches */
 	__u32 wrr_len;    /* entries of this slot's schedule; 0 = no backend */
 	__u32 maglev_size;/* entries of this slot's Maglev table; 0 = no backend */
 	__u64 flow_timeout_ns;
@@ -42,15 +42,6 @@ struct lb_flow {
 	__u64 last_seen;  /* lb_now() */
 };
 
-/* Per-CPU front cache of the connection table (lb_ct_cache), direct-mapped
- * by flow hash. Valid while gen matches the active slot's and until expires. */
-struct lb_flow_cache {
-	__u32 hash;       /* the flow hash it holds (the slot is hash % size) */
-	__u16 backend;    /* backend id */
-	__u16 gen;        /* lb_slot.gen it was filled under */
-	__u64 expires;    /* lb_now(); 0 = empty */
-};
-
 /* Allowlist key: prefixlen covers slot + pad (32 bits) plus the prefix. */
 struct lb_acl_key {
 	__u32 prefixlen;
@@ -70,21 +61,41 @@ struct lb_nexthop {
 	__u64 expires;     /* lb_now(); 0 = empty */
 };
 
-/* Everything one CPU touches on every packet besides the tables: verdict
- * counters, the next-hop cache and the WRR cursor, in one per-CPU value so a
- * packet pays one map lookup for all of them (lb_percpu). The cursor sits first
- * with the counters of a forwarded packet next to it. */
-struct lb_cpu {
-	__u32 wrr_cursor;  /* position in the WRR schedule */
-	__u32 pad;
-	__u64 stats[LB_STAT_MAX];              /* verdict counters (enum lb_stat) */
-	struct lb_nexthop nh[LB_MAX_BACKENDS]; /* next hop per backend id */
-};
-
-/* Per-CPU per-backend traffic. */
+/* Traffic of one backend (on one CPU, in struct lb_cpu). */
 struct lb_traffic {
 	__u64 packets;
 	__u64 bytes;
 };
+
+/* Per-CPU front cache entry (lb_cpu.cache), direct-mapped by flow hash: the
+ * whole forwarding decision for a flow this CPU sent recently, so its next
+ * packet is rewritten and sent from one entry. Valid while gen matches the
+ * active slot's and until nh.expires (never past the next hop it copied). */
+struct lb_flow_cache {
+	__u32 hash;       /* the flow hash it holds (the slot is hash % size) */
+	__u16 backend;    /* backend id, for its counters */
+	__u16 gen;        /* lb_slot.gen it was filled under */
+	__be16 dport;     /* the backend's port, 0 = keep the listener's */
+	__u16 csum_ip;    /* the backend's checksum differences (lb_backend) */
+	__u16 csum_udp;
+	__u16 pad;
+	struct lb_nexthop nh; /* daddr = the backend's address */
+};
+
+/* Everything one CPU touches on every packet besides the tables: verdict
+ * counters, next hops, traffic per backend, the front cache and the WRR
+ * cursor, in one per-CPU value so a packet pays one map lookup for all of
+ * them (lb_percpu). */
+struct lb_cpu {
+	__u32 wrr_cursor;  /* position in the WRR schedule */
+	__u32 pad;
+	__u64 stats[LB_STAT_MAX];                    /* verdict counters (enum lb_stat) */
+	struct lb_nexthop nh[LB_MAX_BACKENDS];       /* next hop per backend id */
+	struct lb_traffic traffic[LB_MAX_BACKENDS];  /* forwarded per backend id */
+	struct lb_flow_cache cache[LB_CT_CACHE_SIZE];/* flow hash % size -> decision */
+};
+
+/* The kernel refuses per-CPU values over 32 KiB (PCPU_MIN_UNIT_SIZE). */
+_Static_assert(sizeof(struct lb_cpu) <= 32768, "struct lb_cpu exceeds the per-CPU value limit");
 
 #endif /* XMIRROR_LB_STRUCTS_H */
