@@ -608,7 +608,7 @@ func (b *Balancer) mapsByName() map[string]*ebpf.Map {
 	m := b.objs.lbMaps
 	return map[string]*ebpf.Map{
 		"lb_acl": m.LbAcl, "lb_active": m.LbActive, "lb_traffic_base": m.LbTrafficBase,
-		"lb_backends": m.LbBackends, "lb_conntrack": m.LbConntrack, "lb_maglev": m.LbMaglev,
+		"lb_backends": m.LbBackends, "lb_flows": m.LbFlows, "lb_maglev": m.LbMaglev,
 		"lb_slots": m.LbSlots, "lb_percpu": m.LbPercpu, "lb_tx_ports": m.LbTxPorts,
 		"lb_wrr": m.LbWrr,
 	}

@@ -76,9 +76,7 @@ func TestFrontCache(t *testing.T) {
 		other = b2Addr
 	}
 	// (no flow_timeout in this config: any last-seen time is current)
-	if err := g.bal.objs.LbConntrack.Put(hash, lbLbFlow{Backend: ids[other]}); err != nil {
-		t.Fatal(err)
-	}
+	moveFlow(t, g.bal, hash, ids[other])
 	if d := send(); d != first {
 		t.Fatalf("cached flow went to %s, want %s from the cache", d, first)
 	}

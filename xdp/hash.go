@@ -9,8 +9,9 @@ import (
 // BPF program (bpfel) loads them.
 // keep in sync with bpf/lb_hash.h
 
-// hash3 folds three words in by multiplication and finishes with murmur3's
-// finaliser (cheap in BPF, which has no rotate instruction).
+// hash3 multiplies three words by 64-bit odd constants, sums, folds and
+// multiplies once more, keeping the high half (multiply-shift hashing: cheap
+// in BPF, which has no rotate instruction).
 func hash3(a, b, c, seed uint32) uint32 {
 	h := uint64(a^seed)*0x9e3779b97f4a7c15 + uint64(b)*0xc2b2ae3d27d4eb4f + uint64(c)*0x165667b19e3779f9
 	h ^= h >> 32

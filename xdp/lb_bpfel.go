@@ -70,11 +70,9 @@ type lbLbCpu struct {
 	}
 }
 
-type lbLbFlow struct {
-	_        structs.HostLayout
-	Backend  uint32
-	Pad      uint32
-	LastSeen uint64
+type lbLbCtSet struct {
+	_   structs.HostLayout
+	Way [8]uint64
 }
 
 type lbLbSlot struct {
@@ -105,7 +103,7 @@ const (
 	lbMapLbAcl                 = "lb_acl"
 	lbMapLbActive              = "lb_active"
 	lbMapLbBackends            = "lb_backends"
-	lbMapLbConntrack           = "lb_conntrack"
+	lbMapLbFlows               = "lb_flows"
 	lbMapLbMaglev              = "lb_maglev"
 	lbMapLbPercpu              = "lb_percpu"
 	lbMapLbSlots               = "lb_slots"
@@ -180,7 +178,7 @@ type lbMapSpecs struct {
 	LbAcl         *ebpf.MapSpec `ebpf:"lb_acl"`
 	LbActive      *ebpf.MapSpec `ebpf:"lb_active"`
 	LbBackends    *ebpf.MapSpec `ebpf:"lb_backends"`
-	LbConntrack   *ebpf.MapSpec `ebpf:"lb_conntrack"`
+	LbFlows       *ebpf.MapSpec `ebpf:"lb_flows"`
 	LbMaglev      *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbPercpu      *ebpf.MapSpec `ebpf:"lb_percpu"`
 	LbSlots       *ebpf.MapSpec `ebpf:"lb_slots"`
@@ -223,7 +221,7 @@ type lbMaps struct {
 	LbAcl         *ebpf.Map `ebpf:"lb_acl"`
 	LbActive      *ebpf.Map `ebpf:"lb_active"`
 	LbBackends    *ebpf.Map `ebpf:"lb_backends"`
-	LbConntrack   *ebpf.Map `ebpf:"lb_conntrack"`
+	LbFlows       *ebpf.Map `ebpf:"lb_flows"`
 	LbMaglev      *ebpf.Map `ebpf:"lb_maglev"`
 	LbPercpu      *ebpf.Map `ebpf:"lb_percpu"`
 	LbSlots       *ebpf.Map `ebpf:"lb_slots"`
@@ -237,7 +235,7 @@ func (m *lbMaps) Close() error {
 		m.LbAcl,
 		m.LbActive,
 		m.LbBackends,
-		m.LbConntrack,
+		m.LbFlows,
 		m.LbMaglev,
 		m.LbPercpu,
 		m.LbSlots,

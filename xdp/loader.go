@@ -93,7 +93,7 @@ func loadObjects(pinPath string) (_ *objects, err error) {
 
 // obsoletePins are maps earlier versions pinned that this one no longer
 // uses (their contents now live in lb_percpu).
-var obsoletePins = []string{"lb_stats", "lb_wrr_cursor", "lb_backend_stats"}
+var obsoletePins = []string{"lb_stats", "lb_wrr_cursor", "lb_backend_stats", "lb_conntrack"}
 
 // replaceStalePins lets a new binary start over the pins of an older one. The
 // per-CPU map holds only counters and caches, so a pinned one of another

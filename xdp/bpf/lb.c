@@ -20,6 +20,8 @@
 #include "lb_csum.h"
 #include "lb_parsing.h"
 
+#define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
+
 #ifndef AF_INET
 #define AF_INET 2
 #endif
@@ -122,44 +124,131 @@ static __always_inline struct lb_backend *lb_backend_get(__u32 slot, __u32 id)
 	return &lb_slot_backends[slot * LB_MAX_BACKENDS + id];
 }
 
+#define LB_CT_TAG_SHIFT 47
+#define LB_CT_ID_SHIFT 40
+#define LB_CT_ID_MASK (0x7fULL << LB_CT_ID_SHIFT)
+#define LB_CT_SEEN_MASK ((1ULL << LB_CT_ID_SHIFT) - 1)
+
+/* The tag of a flow in its set: the hash bits the set index did not use. */
+static __always_inline __u64 lb_ct_tag(__u32 hash)
+{
+	return (__u64)(hash >> LB_CT_SET_BITS) << LB_CT_TAG_SHIFT;
+}
+
+static __always_inline __u64 lb_ct_entry(__u32 hash, __u32 id, __u64 seen)
+{
+	return lb_ct_tag(hash) | ((__u64)(id + 1) << LB_CT_ID_SHIFT) | (seen & LB_CT_SEEN_MASK);
+}
+
+/* An entry holds tag's flow when its tag matches and it is not empty. */
+static __always_inline int lb_ct_holds(__u64 e, __u64 tag)
+{
+	return (e & ~(LB_CT_ID_MASK | LB_CT_SEEN_MASK)) == tag && (e & LB_CT_ID_MASK);
+}
+
+/* The backend id of a non-empty entry (ids are below LB_MAX_BACKENDS; the
+ * mask keeps the verifier sure of it). */
+static __always_inline __u32 lb_ct_id(__u64 e)
+{
+	return (((e & LB_CT_ID_MASK) >> LB_CT_ID_SHIFT) - 1) & (LB_MAX_BACKENDS - 1);
+}
+
+/* lb_ct_find returns the way of set holding tag's flow (its entry in *ep), or
+ * LB_CT_WAYS. */
+static __always_inline __u32 lb_ct_find(struct lb_ct_set *set, __u64 tag, __u64 *ep)
+{
+	__u32 w;
+
+#pragma unroll
+	for (w = 0; w < LB_CT_WAYS; w++) {
+		__u64 e = READ_ONCE(set->way[w]);
+
+		if (lb_ct_holds(e, tag)) {
+			*ep = e;
+			return w;
+		}
+	}
+	return LB_CT_WAYS;
+}
+
+/* lb_ct_victim returns the way of set a new flow takes: an empty one, else
+ * an expired one, else the one idle longest. A function of its own (global,
+ * so verified once), kept off the hit path. */
+__noinline int lb_ct_victim(struct lb_ct_set *set, __u64 t, __u64 timeout)
+{
+	__u64 best = 0;
+	int w, victim = 0;
+
+	if (!set)
+		return 0;
+	for (w = 0; w < LB_CT_WAYS; w++) {
+		__u64 e = READ_ONCE(set->way[w]);
+		__u64 age = (t - e) & LB_CT_SEEN_MASK, score;
+
+		if (!(e & LB_CT_ID_MASK))
+			return w;
+		score = age;
+		if (timeout && age > timeout)
+			score += 1ULL << 62;
+		if (score >= best) {
+			best = score;
+			victim = w;
+		}
+	}
+	return victim;
+}
+
 /* lb_wrr_flow finds the flow's backend in the shared connection table, or
- * gives the flow the next schedule entry. An entry whose backend is no longer
- * alive in the active slot, or that was idle too long, counts as a new flow. */
+ * gives the flow the next schedule entry and records it. An entry whose
+ * backend is no longer alive in the active slot, or that was idle too long,
+ * counts as a new flow and is replaced. Entries are claimed with a
+ * compare-and-swap; of two entries for one flow (two CPUs recording its two
+ * directions at once) the first in the set is the one every CPU reads. */
 static __always_inline int lb_wrr_flow(struct lb_cpu *pc, __u32 slot, struct lb_slot *cfg, __u32 hash, __u32 *id, __u64 now)
 {
-	struct lb_flow *f;
-	int moved = 0;
+	__u32 si = hash & (LB_CT_SETS - 1), w, first;
+	__u64 tag = lb_ct_tag(hash), t = now >> LB_CT_TIME_SHIFT;
+	__u64 timeout = cfg->flow_timeout_ns >> LB_CT_TIME_SHIFT;
+	__u64 e = 0, old;
+	struct lb_ct_set *set;
 
-	f = bpf_map_lookup_elem(&lb_conntrack, &hash);
-	if (f) {
-		struct lb_backend *b = lb_backend_get(slot, f->backend);
+	set = bpf_map_lookup_elem(&lb_flows, &si);
+	if (!set)
+		return -1;
+	w = lb_ct_find(set, tag, &e);
+	if (w < LB_CT_WAYS) {
+		struct lb_backend *b = lb_backend_get(slot, lb_ct_id(e));
+		__u64 age = (t - e) & LB_CT_SEEN_MASK;
 
-		if (b && (b->flags & LB_BACKEND_ALIVE) &&
-		    (cfg->flow_timeout_ns == 0 || now - f->last_seen <= cfg->flow_timeout_ns)) {
-			if (now - f->last_seen > LB_CT_TOUCH_NS)
-				f->last_seen = now;
-			*id = f->backend;
+		if (b && (b->flags & LB_BACKEND_ALIVE) && (timeout == 0 || age <= timeout)) {
+			if (age > (LB_CT_TOUCH_NS >> LB_CT_TIME_SHIFT))
+				__sync_val_compare_and_swap(&set->way[w], e, lb_ct_entry(hash, lb_ct_id(e), t));
+			*id = lb_ct_id(e);
 			lb_count(pc, LB_STAT_CT_HIT);
 			return 0;
 		}
-		moved = 1;
+		/* its backend left or it idled out: the entry is replaced */
+	} else {
+		w = lb_ct_victim(set, t, timeout) & (LB_CT_WAYS - 1);
+		e = READ_ONCE(set->way[w]);
 	}
 	lb_count(pc, LB_STAT_CT_MISS);
 	if (cfg->wrr_len == 0 || lb_wrr_next(pc, slot, cfg, id))
 		return -1;
-	{
-		struct lb_flow nf = { .backend = *id, .last_seen = now };
-
-		if (moved) {
-			bpf_map_update_elem(&lb_conntrack, &hash, &nf, BPF_ANY);
-		} else if (bpf_map_update_elem(&lb_conntrack, &hash, &nf, BPF_NOEXIST)) {
-			/* Two CPUs may see the two directions of a new flow at once:
-			 * the first insert wins and the other CPU follows it. */
-			f = bpf_map_lookup_elem(&lb_conntrack, &hash);
-			if (f)
-				*id = f->backend;
-		}
+	old = __sync_val_compare_and_swap(&set->way[w & (LB_CT_WAYS - 1)], e, lb_ct_entry(hash, *id, t));
+	if (old != e) {
+		/* Another CPU took that entry first: if for this flow (its other
+		 * direction), follow it; else this packet goes unrecorded and the
+		 * flow's next one tries again. */
+		if (lb_ct_holds(old, tag))
+			*id = lb_ct_id(old);
+		return 0;
 	}
+	/* Another CPU may have recorded this flow in an earlier entry of the
+	 * set meanwhile: that one is what every lookup finds. */
+	first = lb_ct_find(set, tag, &e);
+	if (first < w)
+		*id = lb_ct_id(e);
 	return 0;
 }
 

@@ -18,10 +18,17 @@
 #define LB_MAGLEV_MAX 131071
 #endif
 
-/* Connection-table entries (LRU: old flows are evicted first). */
-#ifndef LB_CT_MAX
-#define LB_CT_MAX 262144
+/* Connection table (lb_flows): 2^LB_CT_SET_BITS sets of LB_CT_WAYS entries,
+ * 262,144 flows in 2 MiB. The set is chosen by the low bits of the flow hash;
+ * a full set evicts its entry idle longest. */
+#ifndef LB_CT_SET_BITS
+#define LB_CT_SET_BITS 15
 #endif
+#define LB_CT_SETS (1u << LB_CT_SET_BITS)
+#define LB_CT_WAYS 8
+
+/* An entry's last-seen time is kept in units of 2^20 ns (about 1 ms). */
+#define LB_CT_TIME_SHIFT 20
 
 /* Entries of the per-CPU front cache of the connection table (a power of
  * two; direct-mapped by flow hash). It lives in struct lb_cpu, whose per-CPU

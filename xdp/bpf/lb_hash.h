@@ -1,8 +1,10 @@
-/* Flow hashing: three words folded in by multiplication, then murmur3's
- * finaliser. BPF has no rotate instruction, so jhash's seven rotations cost
- * about 60 instructions; this is about 20, and maglev and the connection
- * table only need an even spread, not resistance to chosen keys. Mirrored in
- * xdp/hash.go; a change here must be made there too. */
+/* Flow hashing: three words multiplied by 64-bit odd constants side by side,
+ * summed, folded and multiplied once more (multiply-shift hashing). BPF has
+ * no rotate instruction, so jhash's seven rotations cost about 60
+ * instructions; this is about 15 with two multiplications on the critical
+ * path, and maglev and the connection table only need an even spread, not
+ * resistance to chosen keys. Mirrored in xdp/hash.go; a change here must be
+ * made there too. */
 #ifndef XMIRROR_LB_HASH_H
 #define XMIRROR_LB_HASH_H
 

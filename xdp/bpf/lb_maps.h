@@ -54,15 +54,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_maglev SEC(".maps");
 
-/* Connection table for wrr: flow hash -> backend. Shared by all CPUs because
- * the two directions of a mirrored flow may arrive on different CPUs. */
+/* Connection table for wrr: flow hash -> backend, set-associative (struct
+ * lb_ct_set). Shared by all CPUs because the two directions of a mirrored
+ * flow may arrive on different CPUs. An array, so a lookup is inlined and
+ * touches one cache line, where a hash map is a helper call and two lines. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, LB_CT_MAX);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_CT_SETS);
 	__type(key, __u32);
-	__type(value, struct lb_flow);
+	__type(value, struct lb_ct_set);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb_conntrack SEC(".maps");
+} lb_flows SEC(".maps");
 
 /* Source allowlist per slot (longest prefix match on slot + address). */
 struct {

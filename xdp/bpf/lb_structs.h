@@ -35,11 +35,14 @@ struct lb_backend {
 	char name[32];    /* informational */
 };
 
-/* Connection-table entry, keyed by the flow hash. */
-struct lb_flow {
-	__u32 backend;    /* backend id */
-	__u32 pad;
-	__u64 last_seen;  /* lb_now() */
+/* One set of the connection table: a 64-byte cache line of LB_CT_WAYS
+ * entries. An entry is one 64-bit word, so CPUs claim and refresh entries
+ * with a compare-and-swap and never take a lock:
+ *   bits 63-47  the flow hash's high 17 bits (its low 15 chose the set)
+ *   bits 46-40  backend id + 1 (0: empty)
+ *   bits 39-0   last seen, lb_now() >> LB_CT_TIME_SHIFT (wraps in 36 years) */
+struct lb_ct_set {
+	__u64 way[LB_CT_WAYS];
 };
 
 /* Allowlist key: prefixlen covers slot + pad (32 bits) plus the prefix. */
