@@ -244,25 +244,19 @@ func gopacketChecksumsValid(tb testing.TB, frame []byte) bool {
 }
 
 // moveFlow points the connection-table entry of the flow with this hash at
-// backend id, as another CPU or a concurrent change could (the entry format
-// is documented at struct lb_ct_set in bpf/lb_structs.h).
+// backend id, as another CPU or a concurrent change could.
 func moveFlow(t *testing.T, b *Balancer, hash, id uint32) {
 	t.Helper()
-	const setBits, tagShift, idShift = 15, 47, 40
-	si := hash & (1<<setBits - 1)
 	var set lbLbCtSet
-	if err := b.objs.LbFlows.Lookup(si, &set); err != nil {
+	if err := b.objs.LbFlows.Lookup(ctSet(hash), &set); err != nil {
 		t.Fatal(err)
 	}
-	tag := uint64(hash>>setBits) << tagShift
-	for w, e := range set.Way {
-		if e>>tagShift<<tagShift == tag && e>>idShift&0x7f != 0 {
-			set.Way[w] = tag | uint64(id+1)<<idShift | e&(1<<idShift-1)
-			if err := b.objs.LbFlows.Put(si, &set); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
+	w := ctWay(&set, hash)
+	if w < 0 {
+		t.Fatalf("flow %#x is not in the connection table", hash)
 	}
-	t.Fatalf("flow %#x is not in the connection table", hash)
+	set.Way[w] = ctTag(hash) | uint64(id+1)<<ctIDShift | set.Way[w]&ctSeenMask
+	if err := b.objs.LbFlows.Put(ctSet(hash), &set); err != nil {
+		t.Fatal(err)
+	}
 }

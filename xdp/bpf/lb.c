@@ -172,9 +172,9 @@ static __always_inline __u32 lb_ct_find(struct lb_ct_set *set, __u64 tag, __u64 
 }
 
 /* lb_ct_victim returns the way of set a new flow takes: an empty one, else
- * an expired one, else the one idle longest. A function of its own (global,
- * so verified once), kept off the hit path. */
-__noinline int lb_ct_victim(struct lb_ct_set *set, __u64 t, __u64 timeout)
+ * the one idle longest (an expired one, if any, is among the idlest). A
+ * function of its own (global, so verified once), kept off the hit path. */
+__noinline int lb_ct_victim(struct lb_ct_set *set, __u64 t)
 {
 	__u64 best = 0;
 	int w, victim = 0;
@@ -183,15 +183,12 @@ __noinline int lb_ct_victim(struct lb_ct_set *set, __u64 t, __u64 timeout)
 		return 0;
 	for (w = 0; w < LB_CT_WAYS; w++) {
 		__u64 e = READ_ONCE(set->way[w]);
-		__u64 age = (t - e) & LB_CT_SEEN_MASK, score;
+		__u64 age = (t - e) & LB_CT_SEEN_MASK;
 
 		if (!(e & LB_CT_ID_MASK))
 			return w;
-		score = age;
-		if (timeout && age > timeout)
-			score += 1ULL << 62;
-		if (score >= best) {
-			best = score;
+		if (age >= best) {
+			best = age;
 			victim = w;
 		}
 	}
@@ -229,7 +226,7 @@ static __always_inline int lb_wrr_flow(struct lb_cpu *pc, __u32 slot, struct lb_
 		}
 		/* its backend left or it idled out: the entry is replaced */
 	} else {
-		w = lb_ct_victim(set, t, timeout) & (LB_CT_WAYS - 1);
+		w = lb_ct_victim(set, t) & (LB_CT_WAYS - 1);
 		e = READ_ONCE(set->way[w]);
 	}
 	lb_count(pc, LB_STAT_CT_MISS);
