@@ -37,16 +37,26 @@ func FuzzFlowHash(f *testing.F) {
 }
 
 // FuzzDataPath runs arbitrary frames through the BPF program: it never
-// aborts, and what it forwards keeps its length and goes to a backend with
-// the mirror source unchanged.
+// aborts, and what it forwards keeps its length and goes, with the mirror
+// source unchanged, to the backend the Go mirror of the hash predicts (so the
+// program's fast parse of common frames and its general parser agree).
 func FuzzDataPath(f *testing.F) {
 	for _, s := range seedFrames(f) {
 		f.Add(s)
 	}
 	g := newGoldenLab(f)
-	if err := g.bal.Apply(lbConfig("maglev", "inner-symmetric", backend("b1", b1Addr, 0, 1), backend("b2", b2Addr, 0, 1))); err != nil {
+	cfg := lbConfig("maglev", "inner-symmetric", backend("b1", b1Addr, 0, 1), backend("b2", b2Addr, 0, 1))
+	cfg.MaglevSize = 65537
+	if err := g.bal.Apply(cfg); err != nil {
 		f.Fatal(err)
 	}
+	g.bal.mu.Lock()
+	tab := maglevTable([]tableBackend{
+		{ID: g.bal.ids[backendKey(b1Addr, 0)], Key: backendKey(b1Addr, 0), Weight: 1},
+		{ID: g.bal.ids[backendKey(b2Addr, 0)], Key: backendKey(b2Addr, 0), Weight: 1},
+	}, 65537)
+	idB1 := g.bal.ids[backendKey(b1Addr, 0)]
+	g.bal.mu.Unlock()
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) < 14 {
 			return // BPF_PROG_TEST_RUN refuses these, as drivers never pass them
@@ -62,8 +72,16 @@ func FuzzDataPath(f *testing.F) {
 			if string(out[l3+12:l3+16]) != string(frame[l3+12:l3+16]) {
 				t.Fatalf("outer source changed")
 			}
-			if d := string(out[l3+16 : l3+20]); d != string(b1Addr.AsSlice()) && d != string(b2Addr.AsSlice()) {
-				t.Fatalf("forwarded to %x, not a backend", d)
+			h, ok := FlowHash(frame, "inner-symmetric")
+			if !ok {
+				t.Fatalf("forwarded a frame the Go mirror does not hash")
+			}
+			want := b2Addr
+			if tab[h%65537] == idB1 {
+				want = b1Addr
+			}
+			if d := string(out[l3+16 : l3+20]); d != string(want.AsSlice()) {
+				t.Fatalf("forwarded to %x, the Go mirror says %s (hash %#x)", d, want, h)
 			}
 		default:
 			t.Fatalf("verdict %d", ret)
