@@ -20,6 +20,7 @@
 #include "lb_csum.h"
 #include "lb_parsing.h"
 
+/* One load the compiler may not repeat or merge: other CPUs change the word. */
 #define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
 
 #ifndef AF_INET
