@@ -121,7 +121,7 @@ func TestReload(t *testing.T) {
 }
 
 func TestRateLimit(t *testing.T) {
-	for _, dp := range []string{DatapathKernel, DatapathPerf} {
+	for _, dp := range Datapaths {
 		t.Run(dp, func(t *testing.T) { testRateLimit(t, dp) })
 	}
 }
@@ -164,7 +164,7 @@ func packetTCP(frame []byte) *layers.TCP {
 // TestPathMTU checks that mirrored frames are cut to fit the route to the
 // target (MTU 300 here) when the session keeps whole frames, never fragmented.
 func TestPathMTU(t *testing.T) {
-	for _, dp := range []string{DatapathKernel, DatapathPerf} {
+	for _, dp := range Datapaths {
 		t.Run(dp, func(t *testing.T) { testPathMTU(t, dp) })
 	}
 }
@@ -208,8 +208,8 @@ func testPathMTU(t *testing.T, datapath string) {
 }
 
 // TestUndoesPartialSetup fails after the programs are loaded (the device
-// name is taken by a non-VXLAN device): New returns the error and leaves
-// nothing behind.
+// name of the kernel datapath is taken by a non-VXLAN device): New returns
+// the error and leaves nothing behind.
 func TestUndoesPartialSetup(t *testing.T) {
 	lab := seedLab(t, false)
 	src := lab.Host("source")
@@ -217,7 +217,7 @@ func TestUndoesPartialSetup(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := src.Do(func() error {
-		s, err := New(seedConfig(t, seedYAML), Options{})
+		s, err := New(seedConfig(t, seedYAML), Options{Datapath: DatapathKernel})
 		if err == nil {
 			s.Close()
 		}
@@ -251,7 +251,7 @@ func TestUndoesPartialSetup(t *testing.T) {
 // directions of a flow get their own outer source ports; symmetric (the
 // default, checked in TestSeedEquivalence) gives them one.
 func TestDirectionalHash(t *testing.T) {
-	for _, dp := range []string{DatapathKernel, DatapathPerf} {
+	for _, dp := range Datapaths {
 		t.Run(dp, func(t *testing.T) {
 			lab := seedLab(t, false)
 			src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
@@ -281,7 +281,7 @@ func TestDirectionalHash(t *testing.T) {
 // VXLAN packets leave through the mirrored interface too and must not be
 // mirrored again.
 func TestNoSelfMirror(t *testing.T) {
-	for _, dp := range []string{DatapathKernel, DatapathPerf} {
+	for _, dp := range Datapaths {
 		t.Run(dp, func(t *testing.T) {
 			lab := seedLab(t, false)
 			src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")

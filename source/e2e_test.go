@@ -11,7 +11,7 @@ import (
 // the target is, packet for packet, `tcpdump -s 96` on the source interface
 // with the filter's equivalent: both directions, VNI 1, cut to 96, nothing else.
 func TestSeedEquivalence(t *testing.T) {
-	for _, datapath := range []string{DatapathKernel, DatapathPerf} {
+	for _, datapath := range []string{DatapathKernel, DatapathRing, DatapathPerf} {
 		for _, offload := range []bool{false, true} {
 			t.Run(datapath+"/"+map[bool]string{false: "offload-off", true: "offload-on"}[offload], func(t *testing.T) {
 				testSeedEquivalence(t, datapath, offload)

@@ -1,3 +1,3 @@
 package source
 
-//go:generate go tool bpf2go -target bpfel -type rule -type session -type iface -type state -type counters -type decision -type sample source bpf/source.c
+//go:generate go tool bpf2go -target bpfel -type rule -type session -type iface -type state -type counters -type decision -type sample -type ring_rec source bpf/source.c

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os/exec"
 	"strconv"
 	"time"
 
@@ -17,6 +18,7 @@ const (
 	ModePlain   = "plain"        // nothing: the baseline
 	ModeXmirror = "xmirror"      // xmirror source mirroring every TCP packet, cut to 96 bytes (datapath kernel)
 	ModePerf    = "xmirror-perf" // the same with datapath perf (user-space encapsulation)
+	ModeRing    = "xmirror-ring" // the same with datapath ring (headers built in BPF, user space sends)
 	ModeMirred  = "mirred"       // kernel-native: tc u32 + action mirred egress mirror to a VXLAN device (no cut)
 )
 
@@ -24,11 +26,23 @@ const (
 type IperfOptions struct {
 	Duration time.Duration // per iperf3 run; default 3s
 	Offload  bool          // keep checksum/segmentation offload on the veths (TSO: large GSO packets)
-	Modes    []string      // default plain, xmirror, xmirror-perf, mirred
+	Modes    []string      // default plain, xmirror, xmirror-ring, xmirror-perf, mirred
 	// TunnelStop profiles the xmirror mode: clones dropped before (1) or
 	// after (2) cutting, 0 = the real path.
 	TunnelStop uint32
+	// Sink is where the mirrored VXLAN is dropped: SinkTarget (default) at
+	// the target's eth0 (nftables netdev ingress), after the lab's bridge;
+	// SinkWire as it leaves the source, at the source's bridge port, so the
+	// source pays what it would pay for a remote target (its own stack and
+	// the transmit), not the bridge and the target's receive.
+	Sink string
 }
+
+// Where IperfScenario drops the mirrored traffic.
+const (
+	SinkTarget = "target"
+	SinkWire   = "wire"
+)
 
 // IperfResult is one iperf3 run.
 type IperfResult struct {
@@ -60,7 +74,7 @@ func IperfScenario(ctx context.Context, opts IperfOptions) (results []IperfResul
 		opts.Duration = 3 * time.Second
 	}
 	if len(opts.Modes) == 0 {
-		opts.Modes = []string{ModePlain, ModeXmirror, ModePerf, ModeMirred}
+		opts.Modes = []string{ModePlain, ModeXmirror, ModeRing, ModePerf, ModeMirred}
 	}
 	lab, err := netlab.New("srcperf")
 	if err != nil {
@@ -84,12 +98,27 @@ func IperfScenario(ctx context.Context, opts IperfOptions) (results []IperfResul
 	// deployment it is another machine, here it shares the two cores with
 	// iperf3, so it should cost as little as possible (and not answer with
 	// ICMP port unreachable).
+	sinkHost, sinkDev := target.Run, "eth0"
+	if opts.Sink == SinkWire {
+		sinkDev = src.Port
+		sinkHost = func(name string, args ...string) (out string, err error) {
+			err = lab.SwitchDo(func() error {
+				b, err := exec.Command(name, args...).CombinedOutput()
+				out = string(b)
+				if err != nil {
+					return fmt.Errorf("%s: %w: %s", name, err, b)
+				}
+				return nil
+			})
+			return out, err
+		}
+	}
 	for _, cmd := range [][]string{
 		{"nft", "add", "table", "netdev", "xmperf"},
-		{"nft", "add", "chain", "netdev", "xmperf", "in", "{ type filter hook ingress device eth0 priority 0 ; }"},
+		{"nft", "add", "chain", "netdev", "xmperf", "in", "{ type filter hook ingress device " + sinkDev + " priority 0 ; }"},
 		{"nft", "add", "rule", "netdev", "xmperf", "in", "udp", "dport", "4789", "drop"},
 	} {
-		if _, err := target.Run(cmd[0], cmd[1:]...); err != nil {
+		if _, err := sinkHost(cmd[0], cmd[1:]...); err != nil {
 			return nil, fmt.Errorf("vxlan sink: %w", err)
 		}
 	}
@@ -117,14 +146,17 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 	var s *Source
 	switch mode {
 	case ModePlain:
-	case ModeXmirror, ModePerf:
+	case ModeXmirror, ModePerf, ModeRing:
 		cfg, err := config.Parse([]byte(perfYAML))
 		if err != nil {
 			return res, err
 		}
 		dp := DatapathKernel
-		if mode == ModePerf {
+		switch mode {
+		case ModePerf:
 			dp = DatapathPerf
+		case ModeRing:
+			dp = DatapathRing
 		}
 		if err := src.Do(func() (err error) { s, err = New(cfg, Options{TunnelStop: stop, Datapath: dp}); return err }); err != nil {
 			return res, err

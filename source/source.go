@@ -39,6 +39,7 @@ type Source struct {
 	datapath uint32
 	devName  string
 	encap    *encapsulator
+	ring     *ringSender
 	live     atomic.Pointer[Program] // what the data path runs, for the encapsulator
 	// noAttach fills the maps without attaching (tests of the programs).
 	noAttach bool
@@ -49,7 +50,8 @@ type Options struct {
 	// RecordDecision loads the programs in test mode: they record the
 	// classification in a map and never clone.
 	RecordDecision bool
-	// Datapath is DatapathKernel (default) or DatapathPerf.
+	// Datapath is DatapathRing, DatapathKernel or DatapathPerf; empty means
+	// DefaultDatapath.
 	Datapath string
 	// TunnelStop drops clones in the tunnel program before (1) or after (2)
 	// cutting them: a profiling aid for benchmarks, never for production.
@@ -73,13 +75,18 @@ func New(cfg *config.Config, opts Options) (_ *Source, err error) {
 		mark:  section.Mark,
 		port:  config.DefaultVXLANPort,
 	}
+	if opts.Datapath == "" {
+		opts.Datapath = DefaultDatapath
+	}
 	switch opts.Datapath {
-	case "", DatapathKernel:
+	case DatapathKernel:
 		s.datapath = datapathKernel
 	case DatapathPerf:
 		s.datapath = datapathPerf
+	case DatapathRing:
+		s.datapath = datapathRing
 	default:
-		return nil, fmt.Errorf("%w: datapath %q is not %s or %s", ErrConfig, opts.Datapath, DatapathKernel, DatapathPerf)
+		return nil, fmt.Errorf("%w: datapath %q is not %s, %s or %s", ErrConfig, opts.Datapath, DatapathKernel, DatapathRing, DatapathPerf)
 	}
 	if s.mark&markMagicMask == markMagic {
 		return nil, fmt.Errorf("%w: source.mark 0x%x collides with the marks of xmirror's clones (0x%x/0x%x)", ErrConfig, s.mark, uint32(markMagic), uint32(markMagicMask))
@@ -104,15 +111,19 @@ func New(cfg *config.Config, opts Options) (_ *Source, err error) {
 		return nil, err
 	}
 	s.devName = device
-	// The perf datapath encapsulates in user space: no VXLAN device (which
-	// would also occupy UDP 4789 on this host).
-	if s.datapath == datapathKernel {
+	// The perf and ring datapaths encapsulate in user space: no VXLAN
+	// device (which would also occupy UDP 4789 on this host).
+	switch s.datapath {
+	case datapathKernel:
 		if err := s.createDevice(device); err != nil {
 			return nil, err
 		}
-	}
-	if s.datapath == datapathPerf {
+	case datapathPerf:
 		if err := s.startEncapsulator(); err != nil {
+			return nil, err
+		}
+	case datapathRing:
+		if err := s.startRing(); err != nil {
 			return nil, err
 		}
 	}
@@ -120,7 +131,7 @@ func New(cfg *config.Config, opts Options) (_ *Source, err error) {
 		return nil, err
 	}
 	s.cfg = cfg
-	slog.Info("mirror source attached", "datapath", map[uint32]string{datapathKernel: DatapathKernel, datapathPerf: DatapathPerf}[s.datapath], "sessions", len(prog.Sessions),
+	slog.Info("mirror source attached", "datapath", datapathNames[s.datapath], "sessions", len(prog.Sessions),
 		"interfaces", len(prog.Ifaces), "inbound_rules", len(prog.Rules[dirIn]), "outbound_rules", len(prog.Rules[dirOut]))
 	return s, nil
 }
@@ -134,6 +145,9 @@ func (s *Source) load(opts Options) error {
 		if err := spec.Variables["record_decision"].Set(uint32(1)); err != nil {
 			return fmt.Errorf("set record_decision: %w", err)
 		}
+	}
+	if err := spec.Variables["ring_wake"].Set(uint32(ringWake)); err != nil {
+		return fmt.Errorf("set ring_wake: %w", err)
 	}
 	if opts.TunnelStop != 0 {
 		if err := spec.Variables["tunnel_stop"].Set(opts.TunnelStop); err != nil {
@@ -298,6 +312,7 @@ func (s *Source) apply(prog *Program) error {
 	}
 	st.TunnelMark = s.mark
 	st.Datapath = s.datapath
+	st.PortMin, st.PortRange = localPortRange()
 	st.Nrules[next][dirIn] = uint32(len(prog.Rules[dirIn]))
 	st.Nrules[next][dirOut] = uint32(len(prog.Rules[dirOut]))
 	// Counts of the inactive buffer first, then the switch: a packet in
@@ -405,6 +420,8 @@ func (s *Source) Close() error {
 	var errs []error
 	s.encap.close()
 	s.encap = nil
+	s.ring.close()
+	s.ring = nil
 	for ifindex, l := range s.links {
 		for _, x := range l {
 			if err := x.Close(); err != nil {

@@ -49,6 +49,14 @@ type sourceIface struct {
 	Pad     uint32
 }
 
+type sourceRingRec struct {
+	_       structs.HostLayout
+	Pktlen  uint32
+	Session uint16
+	Dir     uint8
+	Pad     uint8
+}
+
 type sourceRule struct {
 	_         structs.HostLayout
 	Ifindex   uint32
@@ -100,6 +108,8 @@ type sourceState struct {
 	TunnelMark   uint32
 	Datapath     uint32
 	Nrules       [2][2]uint32
+	PortMin      uint32
+	PortRange    uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -111,6 +121,7 @@ const (
 	sourceMapXmDecision       = "xm_decision"
 	sourceMapXmEvents         = "xm_events"
 	sourceMapXmIfaces         = "xm_ifaces"
+	sourceMapXmRing           = "xm_ring"
 	sourceMapXmRules          = "xm_rules"
 	sourceMapXmSessions       = "xm_sessions"
 	sourceMapXmState          = "xm_state"
@@ -121,7 +132,10 @@ const (
 	sourceProgXmSourceIngress = "xm_source_ingress"
 	sourceProgXmTunnel        = "xm_tunnel"
 	sourceVarRecordDecision   = "record_decision"
+	sourceVarRingIdle         = "ring_idle"
+	sourceVarRingWake         = "ring_wake"
 	sourceVarTunnelStop       = "tunnel_stop"
+	sourceVarUnusedRingRec    = "unused_ring_rec"
 	sourceVarUnusedSample     = "unused_sample"
 )
 
@@ -183,6 +197,7 @@ type sourceMapSpecs struct {
 	XmDecision *ebpf.MapSpec `ebpf:"xm_decision"`
 	XmEvents   *ebpf.MapSpec `ebpf:"xm_events"`
 	XmIfaces   *ebpf.MapSpec `ebpf:"xm_ifaces"`
+	XmRing     *ebpf.MapSpec `ebpf:"xm_ring"`
 	XmRules    *ebpf.MapSpec `ebpf:"xm_rules"`
 	XmSessions *ebpf.MapSpec `ebpf:"xm_sessions"`
 	XmState    *ebpf.MapSpec `ebpf:"xm_state"`
@@ -194,7 +209,10 @@ type sourceMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sourceVariableSpecs struct {
 	RecordDecision *ebpf.VariableSpec `ebpf:"record_decision"`
+	RingIdle       *ebpf.VariableSpec `ebpf:"ring_idle"`
+	RingWake       *ebpf.VariableSpec `ebpf:"ring_wake"`
 	TunnelStop     *ebpf.VariableSpec `ebpf:"tunnel_stop"`
+	UnusedRingRec  *ebpf.VariableSpec `ebpf:"unused_ring_rec"`
 	UnusedSample   *ebpf.VariableSpec `ebpf:"unused_sample"`
 }
 
@@ -223,6 +241,7 @@ type sourceMaps struct {
 	XmDecision *ebpf.Map `ebpf:"xm_decision"`
 	XmEvents   *ebpf.Map `ebpf:"xm_events"`
 	XmIfaces   *ebpf.Map `ebpf:"xm_ifaces"`
+	XmRing     *ebpf.Map `ebpf:"xm_ring"`
 	XmRules    *ebpf.Map `ebpf:"xm_rules"`
 	XmSessions *ebpf.Map `ebpf:"xm_sessions"`
 	XmState    *ebpf.Map `ebpf:"xm_state"`
@@ -236,6 +255,7 @@ func (m *sourceMaps) Close() error {
 		m.XmDecision,
 		m.XmEvents,
 		m.XmIfaces,
+		m.XmRing,
 		m.XmRules,
 		m.XmSessions,
 		m.XmState,
@@ -248,7 +268,10 @@ func (m *sourceMaps) Close() error {
 // It can be passed to loadSourceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sourceVariables struct {
 	RecordDecision *ebpf.Variable `ebpf:"record_decision"`
+	RingIdle       *ebpf.Variable `ebpf:"ring_idle"`
+	RingWake       *ebpf.Variable `ebpf:"ring_wake"`
 	TunnelStop     *ebpf.Variable `ebpf:"tunnel_stop"`
+	UnusedRingRec  *ebpf.Variable `ebpf:"unused_ring_rec"`
 	UnusedSample   *ebpf.Variable `ebpf:"unused_sample"`
 }
 

@@ -40,7 +40,7 @@ func (s *Source) Stats() ([]Stats, error) {
 				st.RateLimited += c.Ratelimited
 				st.Errors += c.Errors
 			}
-			st.Errors += s.encap.errors(id, int(dir))
+			st.Errors += s.encap.errors(id, int(dir)) + s.ring.errors(id, int(dir))
 			out = append(out, st)
 		}
 	}
@@ -97,7 +97,7 @@ func (s *Source) WriteMetrics(w io.Writer) {
 		}
 	}
 	s.mu.Lock()
-	prog, encap := s.prog, s.encap
+	prog, encap, ring := s.prog, s.encap, s.ring
 	s.mu.Unlock()
 	if prog != nil {
 		fmt.Fprintf(w, "# HELP xmirror_source_rules Compiled filter rules in the data path.\n# TYPE xmirror_source_rules gauge\n")
@@ -109,5 +109,10 @@ func (s *Source) WriteMetrics(w io.Writer) {
 	if encap != nil {
 		fmt.Fprintf(w, "# HELP xmirror_source_perf_lost_samples_total Cut frames lost because the perf buffer was full (datapath perf).\n# TYPE xmirror_source_perf_lost_samples_total counter\n")
 		fmt.Fprintf(w, "xmirror_source_perf_lost_samples_total %d\n", encap.lost.Load())
+	}
+	if ring != nil {
+		fmt.Fprintf(w, "# HELP xmirror_source_ring_sent_packets_total Packets the ring datapath handed to a socket: packet (AF_PACKET, next hop resolved) or raw (raw IPv4).\n# TYPE xmirror_source_ring_sent_packets_total counter\n")
+		fmt.Fprintf(w, "xmirror_source_ring_sent_packets_total{socket=\"packet\"} %d\n", ring.linkSent.Load())
+		fmt.Fprintf(w, "xmirror_source_ring_sent_packets_total{socket=\"raw\"} %d\n", ring.rawSent.Load())
 	}
 }

@@ -20,17 +20,33 @@ import (
 // Datapaths: where the cut copy of a packet is encapsulated.
 const (
 	// DatapathKernel clones the packet to the VXLAN device, cuts the clone
-	// and lets the vxlan driver encapsulate it. The default.
+	// and lets the vxlan driver encapsulate it.
 	DatapathKernel = "kernel"
 	// DatapathPerf copies only the cut frame to a per-CPU perf buffer and
 	// encapsulates it in user space (raw socket). Cutting a clone copies the
 	// whole packet, which is expensive for large GSO packets; this copies
 	// only the bytes kept.
 	DatapathPerf = "perf"
+	// DatapathRing has the program write the cut frame, with its outer
+	// IPv4/UDP/VXLAN headers in front, into one BPF ring buffer; user space
+	// only sends the packets, in batches (sendmmsg through a raw socket),
+	// and is woken once per batch rather than once per packet.
+	DatapathRing = "ring"
+
+	// DefaultDatapath is the datapath New uses when Options.Datapath is
+	// empty: ring, the cheapest by measurement with offloads on and off
+	// (docs/source.md, "Performance").
+	DefaultDatapath = DatapathRing
 
 	datapathKernel = 0 // keep in sync with bpf/consts.h
 	datapathPerf   = 1
+	datapathRing   = 2
 )
+
+// Datapaths lists the valid values of Options.Datapath.
+var Datapaths = []string{DatapathRing, DatapathKernel, DatapathPerf}
+
+var datapathNames = map[uint32]string{datapathKernel: DatapathKernel, datapathPerf: DatapathPerf, datapathRing: DatapathRing}
 
 // perfSampleHeader is sizeof(struct sample). Keep in sync with bpf/structs.h.
 const perfSampleHeader = int(unsafe.Sizeof(sourceSample{}))
@@ -112,9 +128,12 @@ type mmsghdr struct {
 
 // batch holds the packets of one sendmmsg call.
 type batch struct {
-	bufs [batchSize][]byte
+	bufs [batchSize][]byte // reused buffers
+	pkts [batchSize][]byte // the packets to send (in bufs)
 	keys [batchSize]int
 	dsts [batchSize]unix.RawSockaddrInet4
+	lls  [batchSize]unix.RawSockaddrLinklayer // destinations when link is set
+	link bool                                 // packets for an AF_PACKET socket
 	iovs [batchSize]unix.Iovec
 	msgs [batchSize]mmsghdr
 	n    int
@@ -181,6 +200,7 @@ func (e *encapsulator) add(b *batch, rec *perf.Record) {
 	}
 	i := b.n
 	b.bufs[i] = pkt
+	b.pkts[i] = pkt
 	b.keys[i] = key
 	b.dsts[i] = unix.RawSockaddrInet4{Family: unix.AF_INET}
 	binary.NativeEndian.PutUint32(b.dsts[i].Addr[:], remote)
@@ -190,24 +210,35 @@ func (e *encapsulator) add(b *batch, rec *perf.Record) {
 // flush sends the batch with sendmmsg; packets the kernel refuses count as
 // errors of their session.
 func (e *encapsulator) flush(b *batch) {
+	sendBatch(e.fd, b, &e.errs)
+}
+
+// sendBatch sends the packets of b through the raw socket fd with sendmmsg
+// and empties b; a packet the kernel refuses counts in errs (by session and
+// direction) and the rest of the batch is still sent.
+func sendBatch(fd int, b *batch, errs *[MaxSessions * 2]atomic.Uint64) {
 	for sent := 0; sent < b.n; {
 		for i := sent; i < b.n; i++ {
-			b.iovs[i] = unix.Iovec{Base: &b.bufs[i][0]}
-			b.iovs[i].SetLen(len(b.bufs[i]))
+			b.iovs[i] = unix.Iovec{Base: &b.pkts[i][0]}
+			b.iovs[i].SetLen(len(b.pkts[i]))
 			b.msgs[i] = mmsghdr{hdr: unix.Msghdr{
 				Name:    (*byte)(unsafe.Pointer(&b.dsts[i])),
 				Namelen: unix.SizeofSockaddrInet4,
 				Iov:     &b.iovs[i],
 			}}
+			if b.link {
+				b.msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&b.lls[i]))
+				b.msgs[i].hdr.Namelen = unix.SizeofSockaddrLinklayer
+			}
 			b.msgs[i].hdr.SetIovlen(1)
 		}
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(e.fd), uintptr(unsafe.Pointer(&b.msgs[sent])), uintptr(b.n-sent), 0, 0, 0)
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[sent])), uintptr(b.n-sent), 0, 0, 0)
 		if errno == unix.EINTR {
 			continue
 		}
 		if errno != 0 || r == 0 {
 			// The first message failed: count it and go on with the rest.
-			e.errs[b.keys[sent]].Add(1)
+			errs[b.keys[sent]].Add(1)
 			sent++
 			continue
 		}

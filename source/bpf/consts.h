@@ -47,6 +47,17 @@
 /* state.datapath: where clones are cut and encapsulated. */
 #define XM_DATAPATH_KERNEL 0 /* clone to the VXLAN device (default) */
 #define XM_DATAPATH_PERF   1 /* copy the cut frame to a perf buffer; user space encapsulates */
+#define XM_DATAPATH_RING   2 /* cut frame with outer headers to the ring buffer; user space sends */
+
+/* Bytes of the BPF ring buffer (datapath ring): a power of two. */
+#ifndef XM_RING_SIZE
+#define XM_RING_SIZE (8 << 20)
+#endif
+
+
+/* Outer IPv4 (20) + UDP (8) + VXLAN (8) that the ring path writes in front of
+ * the frame. */
+#define XM_OUTER_LEN 36
 
 /* session.hash_mode */
 #define XM_HASH_SYMMETRIC   0

@@ -72,6 +72,13 @@ struct {
 	__uint(value_size, sizeof(__u32));
 } xm_events SEC(".maps");
 
+/* Cut frames with their outer headers for user space to send (datapath
+ * ring): one ring shared by all CPUs, read by one goroutine. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, XM_RING_SIZE);
+} xm_ring SEC(".maps");
+
 /* Last classification (tests only, see record_decision). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -13,6 +13,7 @@
 
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
+#include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -24,9 +25,19 @@
 
 char __license[] SEC("license") = "GPL";
 
-/* Puts struct sample into the BTF for bpf2go (it only travels through the
- * perf buffer). */
+/* Puts struct sample and struct ring_rec into the BTF for bpf2go (they only
+ * travel through the perf and ring buffers). */
 const struct sample *unused_sample __attribute__((unused));
+const struct ring_rec *unused_ring_rec __attribute__((unused));
+
+/* Unread bytes in the ring at which the program wakes the reader (datapath
+ * ring; set by the loader). Below it records wait for the reader's timer, so
+ * that under load one wakeup carries a batch of records instead of one. */
+volatile const __u32 ring_wake = 256 << 10;
+
+/* Set by the ring reader when it sleeps without a timer because nothing came
+ * for a while: the next record then wakes it at once (datapath ring). */
+volatile __u32 ring_idle = 0;
 
 /* Set by tests: record every classification in xm_decision and do not clone. */
 volatile const __u32 record_decision = 0;
@@ -150,26 +161,127 @@ static __always_inline int over_rate(__u32 id, const struct session *s)
 	return over;
 }
 
-/* emit copies the first snaplen bytes of the frame to user space (datapath
- * perf). Only those bytes are copied: the cost does not grow with the size of
- * a GSO packet, unlike cutting a clone. */
-static __always_inline void emit(struct __sk_buff *skb, const struct session *s, struct counters *c,
-				 __u32 id, __u32 dir, __u32 ifindex, __u32 hash)
+/* perf_put copies the sample header and the first cap bytes of the frame to
+ * the perf ring of this CPU (datapath perf). */
+static __always_inline long perf_put(struct __sk_buff *skb, __u32 id, __u32 dir, __u32 ifindex, __u32 hash,
+				     __u32 cap)
 {
 	struct sample smp = {};
-	__u32 len = skb->len;
-	__u32 cap = len;
 
-	if (s->snaplen && cap > s->snaplen)
-		cap = s->snaplen;
-	cap &= 0xffff;
 	smp.caplen = cap;
-	smp.len = len;
+	smp.len = skb->len;
 	smp.hash = hash;
 	smp.ifindex = ifindex;
 	smp.session = id;
 	smp.dir = dir;
-	if (bpf_perf_event_output(skb, &xm_events, BPF_F_CURRENT_CPU | ((__u64)cap << 32), &smp, sizeof(smp))) {
+	return bpf_perf_event_output(skb, &xm_events, BPF_F_CURRENT_CPU | ((__u64)cap << 32), &smp, sizeof(smp));
+}
+
+/* outer_port is the kernel's udp_flow_src_port() for a flow hash, so the ring
+ * path picks the port the vxlan driver would. */
+static __always_inline __u16 outer_port(const struct state *st, __u32 hash)
+{
+	hash ^= hash << 16;
+	return (__u16)((((__u64)hash * st->port_range) >> 32) + st->port_min);
+}
+
+/* ring_put reserves a record of size bytes (a constant: the verifier wants
+ * one per call site), writes the outer IPv4/UDP/VXLAN headers and copies the
+ * first cap bytes of the frame behind them. The reader is woken only when the
+ * unread data crosses ring_wake or when it sleeps without a timer. */
+static __always_inline long ring_put(struct __sk_buff *skb, const struct state *st, const struct session *s,
+				     __u32 local, __u32 id, __u32 dir, __u32 hash, __u32 cap, const __u32 size)
+{
+	const __u32 room = size - sizeof(struct ring_rec) - XM_OUTER_LEN;
+	struct ring_rec *r;
+	struct iphdr *ip;
+	struct udphdr *udp;
+	__u32 *vx;
+	__u64 n, avail, flags = BPF_RB_NO_WAKEUP;
+
+	if (cap > room)
+		cap = room;
+	if (cap < XM_ETH_HLEN)
+		return -1;
+	r = bpf_ringbuf_reserve(&xm_ring, size, 0);
+	if (!r)
+		return -1;
+	r->pktlen = XM_OUTER_LEN + cap;
+	r->session = id;
+	r->dir = dir;
+	r->pad = 0;
+	ip = (void *)(r + 1);
+	udp = (void *)(ip + 1);
+	vx = (void *)(udp + 1);
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = 0;
+	ip->tot_len = bpf_htons(XM_OUTER_LEN + cap);
+	ip->id = 0; /* the raw socket picks one */
+	ip->frag_off = bpf_htons(0x4000); /* DF */
+	ip->ttl = s->ttl ? s->ttl : 64;
+	ip->protocol = IPPROTO_UDP;
+	ip->check = 0; /* the raw socket computes it */
+	ip->saddr = local;
+	ip->daddr = s->remote;
+	udp->source = bpf_htons(outer_port(st, hash));
+	udp->dest = bpf_htons(XM_VXLAN_PORT);
+	udp->len = bpf_htons(XM_OUTER_LEN - sizeof(*ip) + cap);
+	udp->check = 0; /* RFC 7348 */
+	vx[0] = bpf_htonl(0x08000000);
+	vx[1] = bpf_htonl(s->vni << 8);
+	/* Bound the length again in the register the verifier checks. */
+	n = cap;
+	asm volatile("" : "+r"(n));
+	if (n > room || n < XM_ETH_HLEN || bpf_skb_load_bytes(skb, 0, (void *)(vx + 2), n)) {
+		bpf_ringbuf_discard(r, BPF_RB_NO_WAKEUP);
+		return -1;
+	}
+	avail = bpf_ringbuf_query(&xm_ring, BPF_RB_AVAIL_DATA);
+	if (ring_idle || (avail >= ring_wake && avail < ring_wake + size + 8))
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(r, flags);
+	return 0;
+}
+
+/* emit hands the first snaplen bytes of the frame to user space (datapaths
+ * perf and ring). Only those bytes are copied: the cost does not grow with
+ * the size of a GSO packet, unlike cutting a clone. */
+static __always_inline void emit(struct __sk_buff *skb, const struct state *st, const struct session *s,
+				 struct counters *c, __u32 id, __u32 dir, __u32 ifindex, __u32 hash)
+{
+	__u32 len = skb->len;
+	__u32 cap = len;
+	long ret;
+
+	if (s->snaplen && cap > s->snaplen)
+		cap = s->snaplen;
+	if (st->datapath == XM_DATAPATH_RING) {
+		struct iface *ifc = bpf_map_lookup_elem(&xm_ifaces, &ifindex);
+		__u32 total = sizeof(struct ring_rec) + XM_OUTER_LEN + cap;
+
+		if (!ifc) {
+			c->errors++;
+			return;
+		}
+		/* The IPv4 total length is 16 bits. */
+		if (cap > 0xffff - XM_OUTER_LEN)
+			cap = 0xffff - XM_OUTER_LEN;
+		/* A few record sizes, so small cuts take little of the ring. */
+		if (total <= 192)
+			ret = ring_put(skb, st, s, ifc->local, id, dir, hash, cap, 192);
+		else if (total <= 1600)
+			ret = ring_put(skb, st, s, ifc->local, id, dir, hash, cap, 1600);
+		else if (total <= 9216)
+			ret = ring_put(skb, st, s, ifc->local, id, dir, hash, cap, 9216);
+		else
+			ret = ring_put(skb, st, s, ifc->local, id, dir, hash, cap,
+				       sizeof(struct ring_rec) + 0xffff);
+	} else {
+		cap &= 0xffff;
+		ret = perf_put(skb, id, dir, ifindex, hash, cap);
+	}
+	if (ret) {
 		c->errors++;
 		return;
 	}
@@ -250,8 +362,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u32 dir)
 		if (ifc && (ifc->flags & XM_IF_REPLICA) && ifc->replica)
 			out = ifc->replica;
 	}
-	if (st->datapath == XM_DATAPATH_PERF && out == st->vxlan_ifindex) {
-		emit(skb, s, c, id, dir, skb->ifindex, flow_hash(&w.f, s->hash_mode == XM_HASH_SYMMETRIC));
+	if (st->datapath != XM_DATAPATH_KERNEL && out == st->vxlan_ifindex) {
+		emit(skb, st, s, c, id, dir, skb->ifindex, flow_hash(&w.f, s->hash_mode == XM_HASH_SYMMETRIC));
 		return XM_TC_NEXT;
 	}
 
@@ -291,7 +403,7 @@ int xm_replica(struct __sk_buff *skb)
 	st = bpf_map_lookup_elem(&xm_state, &zero);
 	if (!st)
 		return XM_TC_SHOT;
-	if (st->datapath == XM_DATAPATH_PERF) {
+	if (st->datapath != XM_DATAPATH_KERNEL) {
 		__u32 mark = skb->mark, skey, id, dir;
 		struct flow f = {};
 		struct session *s;
@@ -305,7 +417,7 @@ int xm_replica(struct __sk_buff *skb)
 		if (!s || !c)
 			return XM_TC_SHOT;
 		parse_flow(skb, &f);
-		emit(skb, s, c, id, dir, mark & XM_MARK_IF_MASK, flow_hash(&f, s->hash_mode == XM_HASH_SYMMETRIC));
+		emit(skb, st, s, c, id, dir, mark & XM_MARK_IF_MASK, flow_hash(&f, s->hash_mode == XM_HASH_SYMMETRIC));
 		return XM_TC_SHOT;
 	}
 	return bpf_redirect(st->vxlan_ifindex, 0);

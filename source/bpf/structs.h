@@ -57,6 +57,8 @@ struct state {
 	__u32 tunnel_mark;
 	__u32 datapath;     /* XM_DATAPATH_* */
 	__u32 nrules[2][2]; /* [buffer][direction] */
+	__u32 port_min;     /* outer UDP source ports (datapath ring): */
+	__u32 port_range;   /*   net.ipv4.ip_local_port_range, as the vxlan driver uses */
 };
 
 /* Per-CPU counters per session and direction. */
@@ -87,6 +89,17 @@ struct sample {
 	__u8 dir;
 	__u8 pad;
 	__u32 pad2;
+};
+
+/* Header of a ring-buffer record (datapath ring). The outer IPv4 packet
+ * follows it, ready for a raw socket: IPv4 (DF, TTL, the interface's address;
+ * ID and checksum left to the kernel), UDP (source port from the flow hash,
+ * checksum 0), VXLAN (I flag, VNI), then the cut frame. */
+struct ring_rec {
+	__u32 pktlen; /* bytes of the outer packet */
+	__u16 session;
+	__u8 dir;
+	__u8 pad;
 };
 
 /* The classification result, recorded only when record_decision is set

@@ -1,0 +1,347 @@
+package source
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/google/gopacket/layers"
+
+	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/netlab"
+)
+
+// ringSource loads the programs with datapath ring and cfg compiled for lo,
+// without attaching them or starting the sender: the test reads the ring.
+func ringSource(t testing.TB, cfg *config.Config) *Source {
+	t.Helper()
+	netlab.RequireRoot(t)
+	s := &Source{links: map[uint32][2]link.Link{}, ids: map[string]uint16{}, noAttach: true, mark: config.DefaultMark, datapath: datapathRing}
+	if err := s.load(Options{}); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.assignIDs(cfg); err != nil {
+		t.Fatal(err)
+	}
+	prog, err := compile(cfg, fakeResolved(cfg), s.ids)
+	if err != nil {
+		t.Fatalf("compile: %v", err)
+	}
+	if err := s.apply(prog); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	s.cfg = cfg
+	return s
+}
+
+func ringSession(length int) string {
+	return `
+filters:
+  - name: f
+    inbound: [{priority: 1, action: accept, protocol: all}]
+    outbound: [{priority: 1, action: accept, protocol: all}]
+sessions:
+  - {name: s1, priority: 1, vni: 4097, packet_length: ` + strconv.Itoa(length) + `, filter: f, sources: [lo], target: 10.255.0.2}
+`
+}
+
+// readRing returns the records in the ring without waiting.
+func readRing(t *testing.T, s *Source) [][]byte {
+	t.Helper()
+	rd, err := ringbuf.NewReader(s.objs.XmRing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	rd.SetDeadline(past)
+	var out [][]byte
+	for {
+		rec, err := rd.Read()
+		if err != nil {
+			return out
+		}
+		out = append(out, rec.RawSample)
+	}
+}
+
+// TestRingRecords runs frames through the source programs with datapath ring
+// and checks the records: outer IPv4 (DF, TTL 64, source and target), UDP
+// (port 4789, source port from the symmetric hash in the local port range,
+// checksum 0), VXLAN (I flag, VNI) and the cut frame.
+func TestRingRecords(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		length  int
+		payload int
+		want    int // bytes of the inner frame
+	}{
+		{"cut to 96", 96, 200, 96},
+		{"short frame whole", 96, 10, 64},
+		{"whole frame, larger record", 0, 1300, 1354},
+		{"cut to the path MTU", 0, 1600, 1450},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := ringSource(t, mustParse(t, ringSession(c.length)))
+			in := tcp4(t, "10.0.0.1", "10.0.0.2", 1234, 40000, c.payload)
+			out := tcp4(t, "10.0.0.2", "10.0.0.1", 40000, 1234, c.payload)
+			for _, p := range []struct {
+				prog  *ebpf.Program
+				frame []byte
+			}{{s.objs.XmSourceIngress, in}, {s.objs.XmSourceEgress, out}} {
+				ret, err := p.prog.Run(&ebpf.RunOptions{Data: p.frame})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if int32(ret) != -1 {
+					t.Fatalf("returned %d, want -1: the original always continues", int32(ret))
+				}
+			}
+			recs := readRing(t, s)
+			if len(recs) != 2 {
+				t.Fatalf("%d records, want 2", len(recs))
+			}
+			var ports []uint16
+			min, rng := localPortRange()
+			for i, raw := range recs {
+				pkt, key, dst, err := parseRingRecord(raw)
+				if err != nil {
+					t.Fatalf("record %d: %v (%x)", i, err, raw)
+				}
+				if key != int(s.ids["s1"])*2+i {
+					t.Errorf("record %d: key %d, want session %d direction %d", i, key, s.ids["s1"], i)
+				}
+				if !net.IP(dst[:]).Equal(net.ParseIP("10.255.0.2")) {
+					t.Errorf("destination %v", net.IP(dst[:]))
+				}
+				if len(pkt) != outerLen+c.want {
+					t.Fatalf("packet %d bytes, want %d", len(pkt), outerLen+c.want)
+				}
+				ip, udp, vx, inner := pkt[:20], pkt[20:28], pkt[28:36], pkt[36:]
+				if ip[6] != 0x40 || ip[8] != 64 || !bytes.Equal(ip[12:16], []byte{10, 255, 0, 1}) {
+					t.Errorf("outer IPv4 header %x: want DF, TTL 64, source 10.255.0.1", ip)
+				}
+				port := binary.BigEndian.Uint16(udp[0:])
+				if uint32(port) < min || uint32(port) > min+rng {
+					t.Errorf("source port %d outside %d+%d", port, min, rng)
+				}
+				ports = append(ports, port)
+				if binary.BigEndian.Uint16(udp[2:]) != 4789 || int(binary.BigEndian.Uint16(udp[4:])) != 16+c.want || binary.BigEndian.Uint16(udp[6:]) != 0 {
+					t.Errorf("UDP header %x", udp)
+				}
+				if !bytes.Equal(vx, []byte{0x08, 0, 0, 0, 0, 0x10, 0x01, 0}) {
+					t.Errorf("VXLAN header %x, want I flag and VNI 4097", vx)
+				}
+				frame := [][]byte{in, out}[i]
+				if !bytes.Equal(inner, frame[:c.want]) {
+					t.Errorf("inner frame differs:\n %x\n %x", inner, frame[:c.want])
+				}
+			}
+			if ports[0] != ports[1] {
+				t.Errorf("source ports %d and %d: the hash is not symmetric", ports[0], ports[1])
+			}
+			got := sumCounters(t, s, uint32(s.ids["s1"]))
+			if got.Packets != 2 || (c.want < len(in)) != (got.Cut == 2) {
+				t.Errorf("counters %+v", got)
+			}
+		})
+	}
+}
+
+// TestRingSenderBatches fills the ring through the program and checks that
+// the sender takes every record in one drain, in order, batchSize per send.
+func TestRingSenderBatches(t *testing.T) {
+	s := ringSource(t, mustParse(t, ringSession(96)))
+	const n = 2*batchSize + 22
+	for i := 0; i < n; i++ {
+		frame := tcp4(t, "10.0.0.1", "10.0.0.2", uint16(1000+i), 40000, 200)
+		if _, err := s.objs.XmSourceIngress.Run(&ebpf.RunOptions{Data: frame}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd, err := ringbuf.NewReader(s.objs.XmRing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	var sizes []int
+	var sports []uint16
+	r := &ringSender{rd: rd, pfd: -1, send: func(b *batch) {
+		sizes = append(sizes, b.n)
+		for i := 0; i < b.n; i++ {
+			sports = append(sports, binary.BigEndian.Uint16(b.pkts[i][outerLen+34:]))
+		}
+		b.n = 0
+	}}
+	rd.SetDeadline(time.Now().Add(time.Second))
+	var rec ringbuf.Record
+	got, _ := r.drain(&rec)
+	if got != n {
+		t.Fatalf("drained %d records, want %d", got, n)
+	}
+	if len(sizes) != 3 || sizes[0] != batchSize || sizes[1] != batchSize || sizes[2] != 22 {
+		t.Errorf("batches %v, want %d, %d, 22", sizes, batchSize, batchSize)
+	}
+	for i, p := range sports {
+		if p != uint16(1000+i) {
+			t.Fatalf("packet %d has inner source port %d: out of order", i, p)
+		}
+	}
+	if r.bad.Load() != 0 {
+		t.Errorf("%d malformed records", r.bad.Load())
+	}
+}
+
+func validRecord(frameLen int) []byte {
+	n := outerLen + frameLen
+	raw := make([]byte, ringRecHeader+n)
+	binary.NativeEndian.PutUint32(raw[0:], uint32(n))
+	binary.NativeEndian.PutUint16(raw[4:], 3)
+	raw[6] = 1
+	pkt := raw[ringRecHeader:]
+	pkt[0] = 0x45
+	binary.BigEndian.PutUint16(pkt[2:], uint16(n))
+	pkt[9] = 17
+	copy(pkt[16:], []byte{192, 168, 0, 147})
+	return raw
+}
+
+func TestParseRingRecord(t *testing.T) {
+	pkt, key, dst, err := parseRingRecord(append(validRecord(60), make([]byte, 40)...))
+	if err != nil || len(pkt) != outerLen+60 || key != 7 || dst != [4]byte{192, 168, 0, 147} {
+		t.Fatalf("valid record: %d bytes, key %d, dst %v, %v", len(pkt), key, dst, err)
+	}
+	for name, mutate := range map[string]func([]byte) []byte{
+		"short header":      func(b []byte) []byte { return b[:5] },
+		"length too big":    func(b []byte) []byte { return b[:len(b)-1] },
+		"no inner frame":    func(b []byte) []byte { binary.NativeEndian.PutUint32(b, outerLen); return b },
+		"session too big":   func(b []byte) []byte { binary.NativeEndian.PutUint16(b[4:], MaxSessions); return b },
+		"direction":         func(b []byte) []byte { b[6] = 2; return b },
+		"not IPv4":          func(b []byte) []byte { b[ringRecHeader] = 0x46; return b },
+		"not UDP":           func(b []byte) []byte { b[ringRecHeader+9] = 6; return b },
+		"IP length differs": func(b []byte) []byte { b[ringRecHeader+3]++; return b },
+	} {
+		if _, _, _, err := parseRingRecord(mutate(validRecord(60))); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func FuzzParseRingRecord(f *testing.F) {
+	f.Add(validRecord(60))
+	f.Add(validRecord(14))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		pkt, key, _, err := parseRingRecord(raw)
+		if err != nil {
+			return
+		}
+		if len(pkt) < outerLen+14 || key < 0 || key >= MaxSessions*2 || int(binary.BigEndian.Uint16(pkt[2:])) != len(pkt) {
+			t.Fatalf("accepted a bad record: %d bytes, key %d", len(pkt), key)
+		}
+	})
+}
+
+// TestRingPacketSocket: once the target's neighbour is resolved, the ring
+// datapath sends through the AF_PACKET socket; what the target receives is
+// the same VXLAN, with a valid IPv4 checksum. Before that (and for an
+// address without a neighbour entry, or a local one) the raw socket is used.
+func TestRingPacketSocket(t *testing.T) {
+	lab := seedLab(t, false)
+	src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
+	if _, err := src.Run("ping", "-c1", "-W1", targetIP); err != nil {
+		t.Fatal(err)
+	}
+	sinkVXLAN(t, target)
+	atTarget := startCapture(t, target, "target", "udp", "port", "4789")
+	s := startSourceOpts(t, src, seedConfig(t, seedYAML), Options{Datapath: DatapathRing})
+	r := s.ring
+	if r.pfd < 0 || r.nl == nil {
+		t.Fatal("no AF_PACKET socket or netlink handle")
+	}
+	seedConversation(t, src, test)
+	bulk(t, src, test, 64<<10)
+	time.Sleep(100 * time.Millisecond) // the reader looks every 10 ms
+	if r.linkSent.Load() == 0 {
+		t.Fatalf("nothing sent through the AF_PACKET socket (%d through the raw socket)", r.rawSent.Load())
+	}
+	got := atTarget.packets(t)
+	if len(got) == 0 || uint64(len(got)) != r.linkSent.Load()+r.rawSent.Load() {
+		t.Fatalf("target received %d packets, sender sent %d + %d", len(got), r.linkSent.Load(), r.rawSent.Load())
+	}
+	for _, p := range got {
+		vni, inner, outer, _ := decap(t, p)
+		if vni != 1 || len(inner) > 96 || outer.Flags&layers.IPv4DontFragment == 0 || outer.SrcIP.String() != sourceIP {
+			t.Errorf("vni %d, inner %d bytes, outer %v", vni, len(inner), outer)
+		}
+		if ipv4Checksum(outer.Contents) != outer.Checksum {
+			t.Errorf("outer IPv4 checksum %#04x, want %#04x", outer.Checksum, ipv4Checksum(outer.Contents))
+		}
+	}
+	t.Logf("%d packets through the AF_PACKET socket, %d through the raw socket", r.linkSent.Load(), r.rawSent.Load())
+
+	// The next-hop lookup itself, in the source's namespace.
+	inNS(t, src, func() error {
+		r.now = time.Now()
+		var mac net.HardwareAddr = target.MAC
+		if h := r.resolve([4]byte(net.ParseIP(targetIP).To4())); !h.ok || !bytes.Equal(h.ll.Addr[:6], mac) || int(h.ll.Ifindex) != src.Ifindex {
+			t.Errorf("target: %+v, want %v on ifindex %d", h, mac, src.Ifindex)
+		}
+		if h := r.resolve([4]byte{192, 168, 0, 99}); h.ok {
+			t.Errorf("address without a neighbour entry resolved: %+v", h)
+		}
+		if h := r.resolve([4]byte{127, 0, 0, 1}); h.ok {
+			t.Errorf("local address resolved: %+v", h)
+		}
+		return nil
+	})
+}
+
+func TestIPv4Checksum(t *testing.T) {
+	h := []byte{0x45, 0, 0, 0x73, 0, 0, 0x40, 0, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0, 1, 0xc0, 0xa8, 0, 0xc7}
+	if got := ipv4Checksum(h); got != 0xb861 {
+		t.Errorf("checksum %#04x, want 0xb861", got)
+	}
+}
+
+// TestRingIdle: with nothing to send the reader announces its sleep in
+// ring_idle; the next mirrored packet still reaches the target, and the flag
+// is cleared while traffic flows.
+func TestRingIdle(t *testing.T) {
+	lab := seedLab(t, false)
+	src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
+	sinkVXLAN(t, target)
+	s := startSourceOpts(t, src, seedConfig(t, seedYAML), Options{Datapath: DatapathRing})
+	idle := func() uint32 {
+		var v uint32
+		if err := s.objs.RingIdle.Get(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	time.Sleep(time.Duration(ringIdleTicks+10) * ringTick)
+	if idle() != 1 {
+		t.Fatalf("ring_idle = 0 after %v without traffic", time.Duration(ringIdleTicks+10)*ringTick)
+	}
+	// A connection attempt to the seed's port: SYN and RST are mirrored.
+	inNS(t, test, func() error {
+		c, err := net.DialTimeout("tcp4", sourceIP+":1234", time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return nil
+	})
+	deadline := time.Now().Add(2 * time.Second)
+	for s.ring.linkSent.Load()+s.ring.rawSent.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := s.ring.linkSent.Load() + s.ring.rawSent.Load(); n < 2 {
+		t.Fatalf("%d packets sent after the idle period, want 2", n)
+	}
+}

@@ -1,0 +1,150 @@
+package source
+
+import (
+	"encoding/binary"
+	"os"
+	"os/exec"
+	"sync/atomic"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xmirror/xmirror/internal/netlab"
+)
+
+// BenchmarkSendPath measures what one mirrored packet (132 bytes: outer
+// headers and a 96-byte cut) costs the kernel to send, 64 per sendmmsg, from
+// a namespace into its veth, dropped as it reaches the bridge (nftables netdev
+// ingress on the host's bridge port): the raw IPv4 socket of datapath ring,
+// and an AF_PACKET socket (with and without PACKET_QDISC_BYPASS), which skips
+// routing, netfilter and the neighbour layer. ns/op is per packet. With
+// XM_SEND_EGRESS_DROP=1 the raw case drops at the sender's own eth0 egress
+// instead (nftables netdev egress): the cost of the stack without the veth.
+// Run:
+//
+//	go test -run XXX -bench SendPath ./source/
+func BenchmarkSendPath(b *testing.B) {
+	netlab.RequireRoot(b)
+	lab, err := netlab.New("sendpath")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer lab.Close()
+	a, err := lab.AddHost(netlab.HostSpec{Name: "a", Addrs: []string{"10.77.0.1/24"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	t, err := lab.AddHost(netlab.HostSpec{Name: "t", Addrs: []string{"10.77.0.2/24"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := a.Run("ping", "-c1", "-W1", "10.77.0.2"); err != nil {
+		b.Fatal(err)
+	}
+	if err := lab.SwitchDo(func() error {
+		for _, c := range [][]string{
+			{"add", "table", "netdev", "xmsend"},
+			{"add", "chain", "netdev", "xmsend", "in", "{ type filter hook ingress device " + a.Port + " priority 0 ; }"},
+			{"add", "rule", "netdev", "xmsend", "in", "udp", "dport", "4789", "drop"},
+		} {
+			if out, err := runCmd("nft", c...); err != nil {
+				b.Fatalf("nft: %v: %s", err, out)
+			}
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	pkt := make([]byte, outerLen+96)
+	copy(pkt, []byte{0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 77, 0, 1, 10, 77, 0, 2})
+	binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
+	binary.BigEndian.PutUint16(pkt[20:], 40000)
+	binary.BigEndian.PutUint16(pkt[22:], 4789)
+	binary.BigEndian.PutUint16(pkt[24:], uint16(len(pkt)-20))
+	pkt[28] = 0x08
+	binary.BigEndian.PutUint16(pkt[10:], ipv4Checksum(pkt[:20]))
+
+	run := func(b *testing.B, fd int, name unsafe.Pointer, namelen uint32) {
+		bt := &batch{}
+		var errs [MaxSessions * 2]atomic.Uint64
+		b.ResetTimer()
+		for i := 0; i < b.N; i += batchSize {
+			n := min(batchSize, b.N-i)
+			for j := 0; j < n; j++ {
+				bt.pkts[j] = pkt
+				bt.dsts[j] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: [4]byte{10, 77, 0, 2}}
+			}
+			bt.n = n
+			if name == nil {
+				sendBatch(fd, bt, &errs)
+			} else {
+				sendBatchTo(fd, bt, name, namelen, &errs)
+			}
+		}
+		b.StopTimer()
+		if e := errs[0].Load(); e > 0 {
+			b.Errorf("%d sends failed", e)
+		}
+	}
+	b.Run("raw", func(b *testing.B) {
+		if os.Getenv("XM_SEND_EGRESS_DROP") != "" {
+			if out, err := a.Run("nft", "add table netdev xmeg ; add chain netdev xmeg out { type filter hook egress device eth0 priority 0 ; } ; add rule netdev xmeg out udp dport 4789 drop"); err != nil {
+				b.Fatalf("%v %s", err, out)
+			}
+		}
+		a.Do(func() error {
+			fd, err := rawSocket(0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer unix.Close(fd)
+			run(b, fd, nil, 0)
+			return nil
+		})
+	})
+	for _, bypass := range []bool{false, true} {
+		b.Run(map[bool]string{false: "packet", true: "packet-qdisc-bypass"}[bypass], func(b *testing.B) {
+			a.Do(func() error {
+				fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_IP)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer unix.Close(fd)
+				if bypass {
+					if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+						b.Fatal(err)
+					}
+				}
+				ll := unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(unix.ETH_P_IP), Ifindex: int32(a.Ifindex), Halen: 6}
+				copy(ll.Addr[:], t.MAC)
+				run(b, fd, unsafe.Pointer(&ll), unix.SizeofSockaddrLinklayer)
+				return nil
+			})
+		})
+	}
+}
+
+// sendBatchTo is sendBatch with one link-layer destination for every packet.
+func sendBatchTo(fd int, b *batch, name unsafe.Pointer, namelen uint32, errs *[MaxSessions * 2]atomic.Uint64) {
+	for i := 0; i < b.n; i++ {
+		b.iovs[i] = unix.Iovec{Base: &b.pkts[i][0]}
+		b.iovs[i].SetLen(len(b.pkts[i]))
+		b.msgs[i] = mmsghdr{hdr: unix.Msghdr{Name: (*byte)(name), Namelen: namelen, Iov: &b.iovs[i]}}
+		b.msgs[i].hdr.SetIovlen(1)
+	}
+	for sent := 0; sent < b.n; {
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[sent])), uintptr(b.n-sent), 0, 0, 0)
+		if errno != 0 || r == 0 {
+			errs[0].Add(1)
+			sent++
+			continue
+		}
+		sent += int(r)
+	}
+	b.n = 0
+}
+
+func runCmd(name string, args ...string) ([]byte, error) {
+	return exec.Command(name, args...).CombinedOutput()
+}
