@@ -44,7 +44,7 @@ func (r *runner) scenarioSource(ctx context.Context) ScenarioResult {
 	sc := ScenarioResult{
 		Name:    "source",
 		Title:   "mirror source: iperf3 client → server, every packet mirrored to a third host",
-		About:   fmt.Sprintf("One TCP stream (MSS %d, offloads off); the mirror copies both directions of the client's eth0 as VXLAN to a host that counts them with XDP.", iperfMSS),
+		About:   fmt.Sprintf("One TCP stream (MSS %d, offloads off); the mirror copies both directions of the client's eth0 as VXLAN to a host that counts them with XDP. xmirror runs with each datapath: ring (cut frame and outer headers written to a BPF ring buffer, sent in batches from user space) and kernel (clone to a VXLAN device).", iperfMSS),
 		Ceiling: "iperf3 plain",
 		Primary: "throughput_gbps",
 	}
@@ -54,7 +54,12 @@ func (r *runner) scenarioSource(ctx context.Context) ScenarioResult {
 	}
 	systems := []sourceSystem{
 		{name: "iperf3 plain", kind: KindBaseline, setup: func(*netlab.Lab, string) (int, func(), error) { return 0, func() {}, nil }},
-		{name: "xmirror source", kind: KindXmirror, skip: func() string { return r.available("source") }, setup: r.setupXmirrorSource},
+		{name: "xmirror source (ring)", kind: KindXmirror, skip: func() string { return r.available("source") },
+			setup: func(lab *netlab.Lab, dir string) (int, func(), error) { return r.setupXmirrorSource(lab, dir, "ring") }},
+		{name: "xmirror source (kernel)", kind: KindXmirror, skip: func() string { return r.available("source") },
+			setup: func(lab *netlab.Lab, dir string) (int, func(), error) {
+				return r.setupXmirrorSource(lab, dir, "kernel")
+			}},
 		{name: "tc mirred → vxlan", kind: KindAlternative, setup: setupMirred},
 	}
 	for _, sys := range systems {
@@ -184,9 +189,10 @@ func runIperf(lab *netlab.Lab, secs int) (float64, error) {
 	return rep.End.SumReceived.BitsPerSecond / 1e9, nil
 }
 
-// setupXmirrorSource runs `xmirror source` on the client mirroring every IPv4
-// packet of eth0, both directions, whole, to the monitor host.
-func (r *runner) setupXmirrorSource(lab *netlab.Lab, dir string) (int, func(), error) {
+// setupXmirrorSource runs `xmirror source --datapath dp` on the client
+// mirroring every IPv4 packet of eth0, both directions, whole, to the monitor
+// host.
+func (r *runner) setupXmirrorSource(lab *netlab.Lab, dir, dp string) (int, func(), error) {
 	cli := lab.Host("cli")
 	all := config.Rule{Priority: 1, Action: config.Accept, Protocol: config.ProtocolAll, EtherType: config.IPv4}
 	cfg := &config.Config{
@@ -204,7 +210,7 @@ func (r *runner) setupXmirrorSource(lab *netlab.Lab, dir string) (int, func(), e
 	if err := os.WriteFile(f, y, 0o644); err != nil {
 		return 0, nil, err
 	}
-	p, err := cli.Start(r.o.Exe, "source", "--config", f, "--metrics-listen", metricsAddr)
+	p, err := cli.Start(r.o.Exe, "source", "--config", f, "--metrics-listen", metricsAddr, "--datapath", dp)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -34,7 +34,7 @@ func sourceCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE` (required)"},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve /metrics and /healthz on `ADDR` (overrides metrics.listen; \"off\" disables)"},
-			&cli.StringFlag{Name: "datapath", Value: source.DatapathKernel, Usage: "`WHERE` mirrored frames are encapsulated: kernel (clone to a VXLAN device) or perf (copy the cut frame to user space, send from a raw socket)"},
+			&cli.StringFlag{Name: "datapath", Value: source.DefaultDatapath, Usage: "`WHERE` mirrored frames are encapsulated: ring (BPF writes the cut frame with its outer headers to a ring buffer, the process sends batches), kernel (clone to a VXLAN device) or perf (copy the cut frame to user space over a perf buffer)"},
 		},
 		Action: runSource,
 		Subcommands: []*cli.Command{{
@@ -77,8 +77,8 @@ func runSource(c *cli.Context) error {
 		srv.SetHealthy(false)
 	}
 	dp := c.String("datapath")
-	if dp != source.DatapathKernel && dp != source.DatapathPerf {
-		return usagef("--datapath: %q is not %s or %s", dp, source.DatapathKernel, source.DatapathPerf)
+	if dp != source.DatapathRing && dp != source.DatapathKernel && dp != source.DatapathPerf {
+		return usagef("--datapath: %q is not %s, %s or %s", dp, source.DatapathRing, source.DatapathKernel, source.DatapathPerf)
 	}
 	src, err := source.New(cfg, source.Options{Datapath: dp})
 	if err != nil {

@@ -59,7 +59,7 @@ metrics: {listen: "127.0.0.1:9464"}
 // healthy once attached, mirrors, reports counters through `source status`,
 // reloads on SIGHUP, refuses a bad reload, and detaches on SIGTERM.
 func TestSourceCommand(t *testing.T) {
-	for _, dp := range []string{"kernel", "perf"} {
+	for _, dp := range []string{"ring", "kernel", "perf"} {
 		t.Run(dp, func(t *testing.T) { testSourceCommand(t, dp) })
 	}
 }
