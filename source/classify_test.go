@@ -18,17 +18,23 @@ import (
 // lo, ifindex 1). Sources named anything else get ifindex 1000+.
 func testSource(t testing.TB, cfg *config.Config) *Source {
 	t.Helper()
+	return loadTestSource(t, cfg, datapathKernel, Options{RecordDecision: true})
+}
+
+// loadTestSource loads the programs for datapath
+// with cfg compiled for lo, without attaching them or starting a sender.
+func loadTestSource(t testing.TB, cfg *config.Config, datapath uint32, opts Options) *Source {
+	t.Helper()
 	netlab.RequireRoot(t)
-	s := &Source{links: map[uint32][2]link.Link{}, ids: map[string]uint16{}, noAttach: true, mark: config.DefaultMark}
-	if err := s.load(Options{RecordDecision: true}); err != nil {
+	s := &Source{links: map[uint32][2]link.Link{}, ids: map[string]uint16{}, noAttach: true, mark: config.DefaultMark, datapath: datapath}
+	if err := s.load(opts); err != nil {
 		t.Fatalf("load: %v", err)
 	}
 	t.Cleanup(func() { s.Close() })
-	res := fakeResolved(cfg)
 	if err := s.assignIDs(cfg); err != nil {
 		t.Fatal(err)
 	}
-	prog, err := compile(cfg, res, s.ids)
+	prog, err := compile(cfg, fakeResolved(cfg), s.ids)
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}

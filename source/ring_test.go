@@ -9,36 +9,17 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/google/gopacket/layers"
 
 	"github.com/xmirror/xmirror/config"
-	"github.com/xmirror/xmirror/internal/netlab"
 )
 
 // ringSource loads the programs with datapath ring and cfg compiled for lo,
 // without attaching them or starting the sender: the test reads the ring.
 func ringSource(t testing.TB, cfg *config.Config) *Source {
 	t.Helper()
-	netlab.RequireRoot(t)
-	s := &Source{links: map[uint32][2]link.Link{}, ids: map[string]uint16{}, noAttach: true, mark: config.DefaultMark, datapath: datapathRing}
-	if err := s.load(Options{}); err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if err := s.assignIDs(cfg); err != nil {
-		t.Fatal(err)
-	}
-	prog, err := compile(cfg, fakeResolved(cfg), s.ids)
-	if err != nil {
-		t.Fatalf("compile: %v", err)
-	}
-	if err := s.apply(prog); err != nil {
-		t.Fatalf("apply: %v", err)
-	}
-	s.cfg = cfg
-	return s
+	return loadTestSource(t, cfg, datapathRing, Options{})
 }
 
 func ringSession(length int) string {

@@ -182,26 +182,35 @@ func TestGoMirrorAgrees(t *testing.T) {
 		if err := g.bal.Apply(c); err != nil {
 			t.Fatal(err)
 		}
-		g.bal.mu.Lock()
-		tab := maglevTable([]tableBackend{
-			{ID: g.bal.ids[backendKey(b1Addr, 0)], Key: backendKey(b1Addr, 0), Weight: 1},
-			{ID: g.bal.ids[backendKey(b2Addr, 0)], Key: backendKey(b2Addr, 0), Weight: 3},
-		}, 65537)
-		idB1 := g.bal.ids[backendKey(b1Addr, 0)]
-		g.bal.mu.Unlock()
+		predict := g.maglevPredictor(1, 3)
 		got := g.destinations(t, frames)
 		for i, f := range frames {
 			h, ok := FlowHash(f, aff)
 			if !ok {
 				t.Fatalf("frame %d not hashable", i)
 			}
-			want := b2Addr
-			if tab[h%65537] == idB1 {
-				want = b1Addr
-			}
+			want := predict(h)
 			if got[i] != want {
 				t.Fatalf("%s: frame %d went to %s, the Go mirror says %s", aff, i, got[i], want)
 			}
 		}
+	}
+}
+
+// maglevPredictor returns where the Go mirror sends a flow hash under maglev
+// (table size 65537) with backends b1 and b2 of weights w1 and w2.
+func (g *goldenLab) maglevPredictor(w1, w2 int) func(hash uint32) netip.Addr {
+	g.bal.mu.Lock()
+	defer g.bal.mu.Unlock()
+	tab := maglevTable([]tableBackend{
+		{ID: g.bal.ids[backendKey(b1Addr, 0)], Key: backendKey(b1Addr, 0), Weight: w1},
+		{ID: g.bal.ids[backendKey(b2Addr, 0)], Key: backendKey(b2Addr, 0), Weight: w2},
+	}, 65537)
+	idB1 := g.bal.ids[backendKey(b1Addr, 0)]
+	return func(hash uint32) netip.Addr {
+		if tab[hash%65537] == idB1 {
+			return b1Addr
+		}
+		return b2Addr
 	}
 }
