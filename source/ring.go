@@ -135,29 +135,26 @@ func (s *Source) startRing() (err error) {
 // rawSocket is a raw IPv4 socket (the packets carry their own IPv4 header)
 // whose packets carry mark, so the source programs do not mirror them.
 func rawSocket(mark uint32) (int, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
-	if err != nil {
-		return -1, fmt.Errorf("raw socket: %w", err)
-	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(mark)); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("set SO_MARK: %w", err)
-	}
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
-	return fd, nil
+	return markedSocket("raw socket", unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW, mark)
 }
 
 // packetSocket is an AF_PACKET datagram socket for IPv4 (the kernel builds
 // the link-layer header from the destination address) whose packets carry
 // mark. It is never bound, so it receives nothing.
 func packetSocket(mark uint32) (int, error) {
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	return markedSocket("packet socket", unix.AF_PACKET, unix.SOCK_DGRAM, 0, mark)
+}
+
+// markedSocket opens a sending socket whose packets carry mark, with a 4 MiB
+// send buffer for batches.
+func markedSocket(what string, domain, typ, proto int, mark uint32) (int, error) {
+	fd, err := unix.Socket(domain, typ|unix.SOCK_CLOEXEC, proto)
 	if err != nil {
-		return -1, fmt.Errorf("packet socket: %w", err)
+		return -1, fmt.Errorf("%s: %w", what, err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(mark)); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("set SO_MARK: %w", err)
+		return -1, fmt.Errorf("%s: set SO_MARK: %w", what, err)
 	}
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
 	return fd, nil

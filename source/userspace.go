@@ -68,20 +68,16 @@ type encapsulator struct {
 // the perf reader and starts the sending goroutine.
 func (s *Source) startEncapsulator() (err error) {
 	e := &encapsulator{src: s, fd: -1}
-	e.fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	// The tunnel mark keeps the source programs from mirroring our own packets.
+	e.fd, err = rawSocket(s.mark)
 	if err != nil {
-		return fmt.Errorf("raw socket: %w", err)
+		return err
 	}
 	defer func() {
 		if err != nil {
 			unix.Close(e.fd)
 		}
 	}()
-	// The tunnel mark keeps the source programs from mirroring our own packets.
-	if err := unix.SetsockoptInt(e.fd, unix.SOL_SOCKET, unix.SO_MARK, int(s.mark)); err != nil {
-		return fmt.Errorf("set SO_MARK: %w", err)
-	}
-	_ = unix.SetsockoptInt(e.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
 	e.portMin, e.portRange = localPortRange()
 	e.rd, err = perf.NewReader(s.objs.XmEvents, 1<<20)
 	if err != nil {

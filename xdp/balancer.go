@@ -226,10 +226,8 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 			}
 		}
 	}
-	for _, id := range fresh {
-		if err := b.zeroTraffic(id); err != nil {
-			return err
-		}
+	if err := b.zeroTraffic(fresh); err != nil {
+		return err
 	}
 
 	active, err := b.activeSlot()
@@ -409,17 +407,22 @@ func (b *Balancer) writeACL(slot uint32, ac config.AccessControl) error {
 	return nil
 }
 
-// zeroTraffic starts a newly assigned id's traffic counters at zero: the
-// per-CPU counters the data path increments run on, so their current sum
-// becomes the id's base, which status readers subtract (lb_traffic_base).
-func (b *Balancer) zeroTraffic(id uint32) error {
+// zeroTraffic starts newly assigned ids' traffic counters at zero: the
+// per-CPU counters the data path increments run on, so their current sums
+// become the ids' bases, which status readers subtract (lb_traffic_base).
+func (b *Balancer) zeroTraffic(ids []uint32) error {
+	if len(ids) == 0 {
+		return nil
+	}
 	per, err := readPerCPU(b.objs.LbPercpu)
 	if err != nil {
 		return err
 	}
-	packets, bytes := trafficOf(per, id)
-	if err := b.objs.LbTrafficBase.Put(id, lbLbTraffic{Packets: packets, Bytes: bytes}); err != nil {
-		return fmt.Errorf("reset backend counters: %w", err)
+	for _, id := range ids {
+		packets, bytes := trafficOf(per, id)
+		if err := b.objs.LbTrafficBase.Put(id, lbLbTraffic{Packets: packets, Bytes: bytes}); err != nil {
+			return fmt.Errorf("reset backend counters: %w", err)
+		}
 	}
 	return nil
 }
