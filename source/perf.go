@@ -19,7 +19,10 @@ const (
 	ModeXmirror = "xmirror"      // xmirror source mirroring every TCP packet, cut to 96 bytes (datapath kernel)
 	ModePerf    = "xmirror-perf" // the same with datapath perf (user-space encapsulation)
 	ModeRing    = "xmirror-ring" // the same with datapath ring (headers built in BPF, user space sends)
-	ModeMirred  = "mirred"       // kernel-native: tc u32 + action mirred egress mirror to a VXLAN device (no cut)
+	// ModeRingNormal is datapath ring with the sender at normal priority
+	// instead of SCHED_IDLE.
+	ModeRingNormal = "xmirror-ring-normal"
+	ModeMirred     = "mirred" // kernel-native: tc u32 + action mirred egress mirror to a VXLAN device (no cut)
 )
 
 // IperfOptions configure IperfScenario.
@@ -51,6 +54,7 @@ type IperfResult struct {
 	BitsPerSecond float64
 	Retransmits   int
 	Mirrored      uint64 // packets the xmirror source mirrored (xmirror mode)
+	Sends         uint64 // packets the ring datapath handed to the kernel (runs sent as one GSO packet count once)
 }
 
 // perfYAML mirrors every TCP packet both ways, as the seed session would.
@@ -74,7 +78,7 @@ func IperfScenario(ctx context.Context, opts IperfOptions) (results []IperfResul
 		opts.Duration = 3 * time.Second
 	}
 	if len(opts.Modes) == 0 {
-		opts.Modes = []string{ModePlain, ModeXmirror, ModeRing, ModePerf, ModeMirred}
+		opts.Modes = []string{ModePlain, ModeXmirror, ModeRing, ModeRingNormal, ModePerf, ModeMirred}
 	}
 	lab, err := netlab.New("srcperf")
 	if err != nil {
@@ -146,7 +150,7 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 	var s *Source
 	switch mode {
 	case ModePlain:
-	case ModeXmirror, ModePerf, ModeRing:
+	case ModeXmirror, ModePerf, ModeRing, ModeRingNormal:
 		cfg, err := config.Parse([]byte(perfYAML))
 		if err != nil {
 			return res, err
@@ -155,10 +159,17 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 		switch mode {
 		case ModePerf:
 			dp = DatapathPerf
-		case ModeRing:
+		case ModeRing, ModeRingNormal:
 			dp = DatapathRing
 		}
-		if err := src.Do(func() (err error) { s, err = New(cfg, Options{TunnelStop: stop, Datapath: dp}); return err }); err != nil {
+		prio := PriorityIdle
+		if mode == ModeRingNormal {
+			prio = PriorityNormal
+		}
+		if err := src.Do(func() (err error) {
+			s, err = New(cfg, Options{TunnelStop: stop, Datapath: dp, SendPriority: prio})
+			return err
+		}); err != nil {
 			return res, err
 		}
 		defer src.Do(s.Close)
@@ -208,6 +219,9 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 			for _, st := range stats {
 				res.Mirrored += st.Packets
 			}
+		}
+		if s.ring != nil {
+			res.Sends = s.ring.sends()
 		}
 	}
 	return res, nil

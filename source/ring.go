@@ -79,21 +79,23 @@ type ringSender struct {
 	bad   atomic.Uint64 // malformed records (never expected)
 	wg    sync.WaitGroup
 	// send sends and empties a batch (sendBatch; tests replace it).
-	send func(*batch)
+	send     func(*batch)
+	priority string // of the sending thread
 }
 
 // nextHop is where packets to one target go at the link layer.
 type nextHop struct {
 	ll   unix.RawSockaddrLinklayer
-	ok   bool      // resolved: use the AF_PACKET socket
-	kick bool      // the neighbour is stale: send one packet through the raw socket so the kernel revalidates it
-	at   time.Time // when it was looked up
+	eth  [ethLen]byte // the Ethernet header, for the GSO socket
+	ok   bool         // resolved: use the AF_PACKET socket
+	kick bool         // the neighbour is stale: send one packet through the raw socket so the kernel revalidates it
+	at   time.Time    // when it was looked up
 }
 
 // startRing opens the raw socket (in the caller's network namespace) and the
 // ring reader and starts the sending goroutine.
 func (s *Source) startRing() (err error) {
-	r := &ringSender{pfd: -1, mark: s.mark, hops: map[[4]byte]*nextHop{}}
+	r := &ringSender{pfd: -1, mark: s.mark, hops: map[[4]byte]*nextHop{}, priority: s.priority}
 	r.fd, err = rawSocket(s.mark)
 	if err != nil {
 		return err
@@ -106,7 +108,14 @@ func (s *Source) startRing() (err error) {
 	r.linkB.link = true
 	// Without an AF_PACKET socket or a netlink handle every packet takes the
 	// raw socket: slower, not wrong.
-	if fd, err := packetSocket(s.mark); err == nil {
+	fd, err := gsoSocket(s.mark)
+	if err == nil {
+		r.linkB.runs = &runs{}
+	} else {
+		slog.Warn("ring datapath: no segmentation offload, one send per packet", "err", err)
+		fd, err = packetSocket(s.mark)
+	}
+	if err == nil {
 		r.pfd = fd
 		if r.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			slog.Warn("ring datapath: no netlink handle, sending through the raw socket only", "err", err)
@@ -120,11 +129,14 @@ func (s *Source) startRing() (err error) {
 		return fmt.Errorf("ring reader: %w", err)
 	}
 	r.send = func(b *batch) {
-		fd := r.fd
-		if b.link {
-			fd = r.pfd
+		switch {
+		case b.runs != nil:
+			b.runs.send(r.pfd, b, &r.errs)
+		case b.link:
+			sendBatch(r.pfd, b, &r.errs)
+		default:
+			sendBatch(r.fd, b, &r.errs)
 		}
-		sendBatch(fd, b, &r.errs)
 	}
 	s.ring = r
 	r.wg.Add(1)
@@ -176,6 +188,7 @@ var past = time.Unix(1, 0)
 
 func (r *ringSender) run() {
 	defer r.wg.Done()
+	senderThread(r.priority)
 	var rec ringbuf.Record
 	empty := 0
 	for {
@@ -264,9 +277,14 @@ func (r *ringSender) add() {
 	b.pkts[i] = pkt
 	b.keys[i] = key
 	if hop != nil {
-		// The raw socket fills in the IPv4 checksum; here we do.
-		binary.BigEndian.PutUint16(pkt[10:], ipv4Checksum(pkt[:20]))
 		b.lls[i] = hop.ll
+		if b.runs != nil {
+			b.runs.eths[i] = &hop.eth
+			b.runs.admit(b, i)
+		} else {
+			// The raw socket fills in the IPv4 checksum; here we do.
+			binary.BigEndian.PutUint16(pkt[10:], ipv4Checksum(pkt[:20]))
+		}
 		r.linkSent.Add(1)
 	} else {
 		b.dsts[i] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: dst}
@@ -335,6 +353,9 @@ func (r *ringSender) resolve(dst [4]byte) *nextHop {
 		}
 		h.ll = unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(unix.ETH_P_IP), Ifindex: int32(rt.LinkIndex), Halen: 6}
 		copy(h.ll.Addr[:], n.HardwareAddr)
+		copy(h.eth[0:], n.HardwareAddr)
+		copy(h.eth[6:], link.Attrs().HardwareAddr)
+		binary.BigEndian.PutUint16(h.eth[12:], unix.ETH_P_IP)
 		h.ok = true
 		break
 	}
@@ -377,6 +398,15 @@ func parseRingRecord(raw []byte) (pkt []byte, key int, dst [4]byte, err error) {
 	}
 	copy(dst[:], pkt[16:20])
 	return pkt, session*2 + dir, dst, nil
+}
+
+// sends is the number of packets handed to the kernel: one per packet on
+// the raw socket, one per run on the GSO socket.
+func (r *ringSender) sends() uint64 {
+	if r.linkB.runs == nil {
+		return r.rawSent.Load() + r.linkSent.Load()
+	}
+	return r.rawSent.Load() + r.linkB.runs.sent.Load()
 }
 
 // errors returns the send failures of a session and direction.

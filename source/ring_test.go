@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/google/gopacket/layers"
+	"golang.org/x/sys/unix"
 
 	"github.com/xmirror/xmirror/config"
 )
@@ -253,6 +254,7 @@ func TestRingPacketSocket(t *testing.T) {
 		t.Fatalf("nothing sent through the AF_PACKET socket (%d through the raw socket)", r.rawSent.Load())
 	}
 	got := atTarget.packets(t)
+	withCsum := 0
 	if len(got) == 0 || uint64(len(got)) != r.linkSent.Load()+r.rawSent.Load() {
 		t.Fatalf("target received %d packets, sender sent %d + %d", len(got), r.linkSent.Load(), r.rawSent.Load())
 	}
@@ -264,8 +266,20 @@ func TestRingPacketSocket(t *testing.T) {
 		if ipv4Checksum(outer.Contents) != outer.Checksum {
 			t.Errorf("outer IPv4 checksum %#04x, want %#04x", outer.Checksum, ipv4Checksum(outer.Contents))
 		}
+		// Packets that left in a run carry a UDP checksum (the lab's
+		// interfaces compute it in software), the others none.
+		if u := p.Layer(layers.LayerTypeUDP).(*layers.UDP); u.Checksum != 0 {
+			withCsum++
+			if !udpChecksumOK(outer, u) {
+				t.Errorf("outer UDP checksum %#04x is wrong", u.Checksum)
+			}
+		}
 	}
-	t.Logf("%d packets through the AF_PACKET socket, %d through the raw socket", r.linkSent.Load(), r.rawSent.Load())
+	sends := r.linkB.runs.sent.Load()
+	t.Logf("%d packets through the AF_PACKET socket in %d sends (%d with a UDP checksum), %d through the raw socket", r.linkSent.Load(), sends, withCsum, r.rawSent.Load())
+	if sends >= r.linkSent.Load() || withCsum == 0 {
+		t.Errorf("no run of packets left as one GSO packet")
+	}
 
 	// The next-hop lookup itself, in the source's namespace.
 	inNS(t, src, func() error {
@@ -282,6 +296,30 @@ func TestRingPacketSocket(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// udpChecksumOK verifies the UDP checksum of a packet over its pseudo-header,
+// header and payload.
+func udpChecksumOK(ip *layers.IPv4, u *layers.UDP) bool {
+	var sum uint32
+	add := func(b []byte) {
+		for i := 0; i < len(b); i += 2 {
+			w := uint32(b[i]) << 8
+			if i+1 < len(b) {
+				w |= uint32(b[i+1])
+			}
+			sum += w
+		}
+	}
+	add(ip.SrcIP.To4())
+	add(ip.DstIP.To4())
+	sum += uint32(unix.IPPROTO_UDP) + uint32(len(u.Contents)+len(u.Payload))
+	add(u.Contents)
+	add(u.Payload)
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return sum == 0xffff
 }
 
 func TestIPv4Checksum(t *testing.T) {

@@ -37,6 +37,7 @@ type Source struct {
 	cfg      *config.Config
 	replicas map[uint32]*replica
 	datapath uint32
+	priority string // of the user-space sender
 	devName  string
 	encap    *encapsulator
 	ring     *ringSender
@@ -53,6 +54,10 @@ type Options struct {
 	// Datapath is DatapathRing, DatapathKernel or DatapathPerf; empty means
 	// DefaultDatapath.
 	Datapath string
+	// SendPriority is PriorityIdle or PriorityNormal, the priority of the
+	// thread that sends mirrored packets (datapaths ring and perf); empty
+	// means DefaultPriority.
+	SendPriority string
 	// TunnelStop drops clones in the tunnel program before (1) or after (2)
 	// cutting them: a profiling aid for benchmarks, never for production.
 	TunnelStop uint32
@@ -87,6 +92,14 @@ func New(cfg *config.Config, opts Options) (_ *Source, err error) {
 		s.datapath = datapathRing
 	default:
 		return nil, fmt.Errorf("%w: datapath %q is not %s, %s or %s", ErrConfig, opts.Datapath, DatapathKernel, DatapathRing, DatapathPerf)
+	}
+	switch opts.SendPriority {
+	case "":
+		s.priority = DefaultPriority
+	case PriorityIdle, PriorityNormal:
+		s.priority = opts.SendPriority
+	default:
+		return nil, fmt.Errorf("%w: send priority %q is not %s or %s", ErrConfig, opts.SendPriority, PriorityIdle, PriorityNormal)
 	}
 	if s.mark&markMagicMask == markMagic {
 		return nil, fmt.Errorf("%w: source.mark 0x%x collides with the marks of xmirror's clones (0x%x/0x%x)", ErrConfig, s.mark, uint32(markMagic), uint32(markMagicMask))

@@ -114,5 +114,7 @@ func (s *Source) WriteMetrics(w io.Writer) {
 		fmt.Fprintf(w, "# HELP xmirror_source_ring_sent_packets_total Packets the ring datapath handed to a socket: packet (AF_PACKET, next hop resolved) or raw (raw IPv4).\n# TYPE xmirror_source_ring_sent_packets_total counter\n")
 		fmt.Fprintf(w, "xmirror_source_ring_sent_packets_total{socket=\"packet\"} %d\n", ring.linkSent.Load())
 		fmt.Fprintf(w, "xmirror_source_ring_sent_packets_total{socket=\"raw\"} %d\n", ring.rawSent.Load())
+		fmt.Fprintf(w, "# HELP xmirror_source_ring_sends_total Packets the ring datapath handed to the kernel: a run of mirrored packets sent as one segmentation-offload packet counts once.\n# TYPE xmirror_source_ring_sends_total counter\n")
+		fmt.Fprintf(w, "xmirror_source_ring_sends_total %d\n", ring.sends())
 	}
 }

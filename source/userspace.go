@@ -130,6 +130,7 @@ type batch struct {
 	dsts [batchSize]unix.RawSockaddrInet4
 	lls  [batchSize]unix.RawSockaddrLinklayer // destinations when link is set
 	link bool                                 // packets for an AF_PACKET socket
+	runs *runs                                // runs leave as one GSO packet (AF_PACKET socket with a virtio-net header)
 	iovs [batchSize]unix.Iovec
 	msgs [batchSize]mmsghdr
 	n    int
@@ -137,6 +138,7 @@ type batch struct {
 
 func (e *encapsulator) run() {
 	defer e.wg.Done()
+	senderThread(e.src.priority)
 	var rec perf.Record
 	b := &batch{}
 	for i := range b.bufs {

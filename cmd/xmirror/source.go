@@ -35,6 +35,7 @@ func sourceCommand() *cli.Command {
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE` (required)"},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve /metrics and /healthz on `ADDR` (overrides metrics.listen; \"off\" disables)"},
 			&cli.StringFlag{Name: "datapath", Value: source.DefaultDatapath, Usage: "`WHERE` mirrored frames are encapsulated: ring (BPF writes the cut frame with its outer headers to a ring buffer, the process sends batches), kernel (clone to a VXLAN device) or perf (copy the cut frame to user space over a perf buffer)"},
+			&cli.StringFlag{Name: "send-priority", Value: source.DefaultPriority, Usage: "`PRIORITY` of the thread that sends mirrored packets (datapaths ring and perf): idle (SCHED_IDLE: only CPU time the host's own work leaves; mirrored packets are dropped and counted before the mirrored traffic slows) or normal"},
 		},
 		Action: runSource,
 		Subcommands: []*cli.Command{{
@@ -80,7 +81,11 @@ func runSource(c *cli.Context) error {
 	if dp != source.DatapathRing && dp != source.DatapathKernel && dp != source.DatapathPerf {
 		return usagef("--datapath: %q is not %s, %s or %s", dp, source.DatapathRing, source.DatapathKernel, source.DatapathPerf)
 	}
-	src, err := source.New(cfg, source.Options{Datapath: dp})
+	prio := c.String("send-priority")
+	if prio != source.PriorityIdle && prio != source.PriorityNormal {
+		return usagef("--send-priority: %q is not %s or %s", prio, source.PriorityIdle, source.PriorityNormal)
+	}
+	src, err := source.New(cfg, source.Options{Datapath: dp, SendPriority: prio})
 	if err != nil {
 		if errors.Is(err, source.ErrConfig) {
 			return usageError{err}

@@ -168,7 +168,7 @@ func (l *Lab) AddHost(spec HostSpec) (*Host, error) {
 		if err := netlink.LinkAdd(veth); err != nil {
 			return fmt.Errorf("add veth for %s: %w", spec.Name, err)
 		}
-		if err := setFeatures(h.Port, spec); err != nil {
+		if err := setFeatures(h.Port, spec, true); err != nil {
 			return err
 		}
 		port, err := netlink.LinkByName(h.Port)
@@ -206,7 +206,7 @@ func (l *Lab) AddHost(spec HostSpec) (*Host, error) {
 				return fmt.Errorf("add address %s: %w", p, err)
 			}
 		}
-		if err := setFeatures("eth0", spec); err != nil {
+		if err := setFeatures("eth0", spec, false); err != nil {
 			return err
 		}
 		if err := netlink.LinkSetUp(link); err != nil {
