@@ -3,9 +3,11 @@ package source
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"testing"
 	"unsafe"
 
+	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 )
 
@@ -62,71 +64,159 @@ func onesSum(words ...uint16) uint16 {
 	return uint16(s)
 }
 
-// TestRuns: consecutive packets to one next hop with the same outer
-// addresses and ports and the same size leave as one UDP GSO packet, a
-// shorter packet ends a run, anything else starts a new one; each message
-// is the virtio-net header, the Ethernet header, outer headers that cover
-// the run and the payloads in ring order.
+// outerFrame wraps an inner frame as the ring program would: outer IPv4,
+// UDP from sport to 4789, VXLAN with VNI 1.
+func outerFrame(sport uint16, dst byte, inner []byte) []byte {
+	p := outerPacket(sport, dst, 1, len(inner), 0)
+	copy(p[outerLen:], inner)
+	return p
+}
+
+// TestRuns: packets of one flow, direction and kind with the same size leave
+// as one UDP GSO packet (a shorter one ends a run); the packets of one flow
+// and direction keep their order, and a pure acknowledgement only ever waits
+// behind packets of the other direction. Each message is the virtio-net
+// header, the Ethernet header, outer headers that cover the run and the
+// payloads in ring order.
 func TestRuns(t *testing.T) {
 	a, b := testHop(2, 0xaa), testHop(3, 0xbb)
+	const in, out = 0, 1
+	data := func(n int) []byte { return tcp4(t, "10.0.0.1", "10.0.0.2", 1000, 80, n)[:min(96, 54+n)] }
+	ack := tcp4(t, "10.0.0.2", "10.0.0.1", 80, 1000, 0)
+	other := make([]byte, 96) // not IP: never a pure acknowledgement
 	type rec struct {
-		hop      *nextHop
-		sport    uint16
-		dst      byte
-		frameLen int
+		hop   *nextHop
+		sport uint16
+		dst   byte
+		dir   int
+		inner []byte
 	}
-	big := 1500 - 50 // a frame cut to the path MTU
+	d := func(dir int) rec { return rec{a, 1000, 147, dir, data(200)} }
+	k := func(dir int) rec { return rec{a, 1000, 147, dir, ack} }
+	many := func(n int, r rec) []rec {
+		out := make([]rec, n)
+		for i := range out {
+			out[i] = r
+		}
+		return out
+	}
+	seq := func(from, to int) []int {
+		var s []int
+		for i := from; i < to; i++ {
+			s = append(s, i)
+		}
+		return s
+	}
 	for _, tc := range []struct {
 		name string
 		recs []rec
-		runs []int // records per message
+		msgs [][]int // records of each message, in the order they leave
 	}{
-		{"one packet", []rec{{a, 1000, 147, 96}}, []int{1}},
-		{"equal sizes", []rec{{a, 1000, 147, 96}, {a, 1000, 147, 96}, {a, 1000, 147, 96}}, []int{3}},
-		{"shorter last ends the run", []rec{{a, 1000, 147, 96}, {a, 1000, 147, 66}, {a, 1000, 147, 96}, {a, 1000, 147, 96}}, []int{2, 2}},
-		{"longer starts a run", []rec{{a, 1000, 147, 66}, {a, 1000, 147, 96}, {a, 1000, 147, 96}}, []int{1, 2}},
-		{"other source port", []rec{{a, 1000, 147, 96}, {a, 1001, 147, 96}, {a, 1001, 147, 96}}, []int{1, 2}},
-		{"other target", []rec{{a, 1000, 147, 96}, {a, 1000, 148, 96}}, []int{1, 1}},
-		{"other next hop", []rec{{a, 1000, 147, 96}, {b, 1000, 147, 96}, {a, 1000, 147, 96}}, []int{1, 1, 1}},
-		{"64 KiB at most", func() []rec {
-			r := make([]rec, 50)
-			for i := range r {
-				r[i] = rec{a, 1000, 147, big}
-			}
-			return r
-		}(), []int{44, 6}},
+		{"one packet", []rec{d(out)}, [][]int{{0}}},
+		{"equal sizes", many(3, d(out)), [][]int{{0, 1, 2}}},
+		{"shorter last ends the run", []rec{d(out), {a, 1000, 147, out, data(20)}, d(out), d(out)}, [][]int{{0, 1}, {2, 3}}},
+		{"longer starts a run", []rec{{a, 1000, 147, out, data(20)}, d(out), d(out)}, [][]int{{0}, {1, 2}}},
+		{"data passes acknowledgements of the other direction", []rec{d(out), k(in), d(out), k(in), d(out), k(in)}, [][]int{{0, 2, 4}, {1, 3, 5}}},
+		{"acknowledgements wait behind data of the other direction", []rec{k(in), d(out), k(in), d(out)}, [][]int{{1, 3}, {0, 2}}},
+		{"data both ways keeps its order", []rec{d(out), d(in), d(out), d(in)}, [][]int{{0}, {1}, {2}, {3}}},
+		{"an acknowledgement of the same direction ends a run", []rec{d(out), k(out), d(out), k(out), k(out)}, [][]int{{0}, {1}, {2}, {3, 4}}},
+		{"other flows in between", []rec{d(out), {a, 1001, 147, out, data(200)}, d(out), {a, 1000, 148, out, data(200)}, d(out)}, [][]int{{0, 2, 4}, {1}, {3}}},
+		{"other next hop", []rec{d(out), {b, 1000, 147, out, data(200)}, d(out)}, [][]int{{0, 2}, {1}}},
+		{"not TCP", []rec{{a, 1000, 147, out, other}, {a, 1000, 147, in, other}, {a, 1000, 147, out, other}}, [][]int{{0}, {1}, {2}}},
+		{"64 KiB at most", many(50, rec{a, 1000, 147, out, make([]byte, 1500-50)}), [][]int{seq(0, 44), seq(44, 50)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bt := &batch{link: true, runs: &runs{}}
 			var pkts [][]byte
 			for i, r := range tc.recs {
-				p := outerPacket(r.sport, r.dst, 1, r.frameLen, byte(i))
+				p := outerFrame(r.sport, r.dst, r.inner)
 				pkts = append(pkts, bytes.Clone(p))
-				bt.pkts[i], bt.keys[i], bt.lls[i] = p, 2, r.hop.ll
+				bt.pkts[i], bt.keys[i], bt.lls[i] = p, 2+r.dir, r.hop.ll
 				bt.runs.eths[i] = &r.hop.eth
 				bt.runs.admit(bt, i)
 				bt.n++
 			}
 			m := bt.runs.build(bt)
-			if m != len(tc.runs) {
-				t.Fatalf("%d messages, want %d", m, len(tc.runs))
-			}
-			next := 0
+			var got [][]int
 			for k := 0; k < m; k++ {
-				n := tc.runs[k]
-				if got := bt.runs.first[k+1] - bt.runs.first[k]; got != n {
-					t.Fatalf("message %d holds %d records, want %d", k, got, n)
+				var recs []int
+				for r := bt.runs.list[bt.runs.order[k]].head; r >= 0; r = bt.runs.next[r] {
+					recs = append(recs, r)
 				}
+				got = append(got, recs)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.msgs) {
+				t.Fatalf("messages %v, want %v", got, tc.msgs)
+			}
+			for k, recs := range got {
 				msg := &bt.msgs[k]
-				ll := (*unix.RawSockaddrLinklayer)(unsafe.Pointer(msg.hdr.Name))
-				if *ll != tc.recs[next].hop.ll {
-					t.Errorf("message %d to %+v, want %+v", k, *ll, tc.recs[next].hop.ll)
+				hop := tc.recs[recs[0]].hop
+				if ll := (*unix.RawSockaddrLinklayer)(unsafe.Pointer(msg.hdr.Name)); *ll != hop.ll {
+					t.Errorf("message %d to %+v, want %+v", k, *ll, hop.ll)
 				}
-				checkMessage(t, iovBytes(msg), tc.recs[next].hop, pkts[next:next+n])
-				next += n
+				var want [][]byte
+				for _, r := range recs {
+					want = append(want, pkts[r])
+				}
+				checkMessage(t, iovBytes(msg), hop, want)
 			}
 		})
 	}
+}
+
+func TestRecordKind(t *testing.T) {
+	vlan := func(f []byte) []byte {
+		return append(append(append([]byte{}, f[:12]...), 0x81, 0, 0, 7), f[12:]...)
+	}
+	flags := func(set func(*layers.TCP)) []byte {
+		ip := ip4("10.0.0.1", "10.0.0.2", layers.IPProtocolTCP)
+		tc := &layers.TCP{ACK: true, SrcPort: 1, DstPort: 2, Window: 512}
+		set(tc)
+		tc.SetNetworkLayerForChecksum(ip)
+		return frame(t, eth(layers.EthernetTypeIPv4), ip, tc)
+	}
+	ack6 := func(n int) []byte {
+		ip := ip6("2001:db8::1", "2001:db8::2", layers.IPProtocolTCP)
+		tc := &layers.TCP{ACK: true, SrcPort: 1, DstPort: 2, Window: 512}
+		tc.SetNetworkLayerForChecksum(ip)
+		return frame(t, eth(layers.EthernetTypeIPv6), ip, tc, payload(n))
+	}
+	syn := flags(func(tc *layers.TCP) { tc.SYN = true })
+	fin := flags(func(tc *layers.TCP) { tc.FIN = true })
+	rst := flags(func(tc *layers.TCP) { tc.RST = true })
+	for _, c := range []struct {
+		name  string
+		frame []byte
+		want  int
+	}{
+		{"IPv4 pure ACK", tcp4(t, "10.0.0.1", "10.0.0.2", 1, 2, 0), kindAck},
+		{"IPv4 ACK cut to 54 bytes", tcp4(t, "10.0.0.1", "10.0.0.2", 1, 2, 0)[:54], kindAck},
+		{"IPv4 ACK cut to 50 bytes", tcp4(t, "10.0.0.1", "10.0.0.2", 1, 2, 0)[:50], kindOther},
+		{"VLAN IPv4 pure ACK", vlan(tcp4(t, "10.0.0.1", "10.0.0.2", 1, 2, 0)), kindAck},
+		{"IPv6 pure ACK", ack6(0), kindAck},
+		{"IPv6 data", ack6(20), kindOther},
+		{"IPv4 data", tcp4(t, "10.0.0.1", "10.0.0.2", 1, 2, 1), kindOther},
+		{"IPv4 data cut to 96 bytes", tcp4(t, "10.0.0.1", "10.0.0.2", 1, 2, 1000)[:96], kindOther},
+		{"SYN ACK", syn, kindOther},
+		{"FIN", fin, kindOther},
+		{"RST", rst, kindOther},
+		{"UDP", udp4(t, "10.0.0.1", "10.0.0.2", 1, 2, 0), kindOther},
+		{"fragment", frag4(t, "10.0.0.1", "10.0.0.2"), kindOther},
+		{"ARP", arp(t), kindOther},
+		{"empty", nil, kindOther},
+	} {
+		if got := recordKind(c.frame); got != c.want {
+			t.Errorf("%s: kind %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+func FuzzRecordKind(f *testing.F) {
+	f.Add(tcp4(f, "10.0.0.1", "10.0.0.2", 1, 2, 0))
+	f.Add(tcp6(f, "2001:db8::1", "2001:db8::2", 1, 2))
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		recordKind(frame) // must not panic on any input
+	})
 }
 
 // checkMessage checks one message against the packets it carries, as the

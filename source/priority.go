@@ -28,15 +28,27 @@ const (
 var Priorities = []string{PriorityIdle, PriorityNormal}
 
 // senderThread gives the calling goroutine a thread of its own at the
-// sender's priority. The goroutine never unlocks it, so the thread ends with
-// the goroutine and its policy reaches no other goroutine.
-func senderThread(priority string) {
+// sender's priority and returns what the goroutine runs last. The goroutine
+// never unlocks the thread, so the thread ends with it; but the runtime may
+// clone a new thread from it as it ends, and a clone keeps SCHED_IDLE, so
+// the returned function puts the thread back at normal priority first.
+func senderThread(priority string) (restore func()) {
 	if priority != PriorityIdle {
-		return
+		return func() {}
 	}
 	runtime.LockOSThread()
-	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}
-	if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+	if err := setPolicy(unix.SCHED_IDLE); err != nil {
 		slog.Warn("sender stays at normal priority", "err", err)
+		return func() {}
 	}
+	return func() {
+		if err := setPolicy(unix.SCHED_NORMAL); err != nil {
+			slog.Warn("sender back to normal priority", "err", err)
+		}
+	}
+}
+
+// setPolicy sets the scheduling policy of the calling thread.
+func setPolicy(policy uint32) error {
+	return unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: policy}, 0)
 }

@@ -31,6 +31,14 @@ func idleThreads(t *testing.T) int {
 	return n
 }
 
+// waitIdleThreads waits up to 3 s for n SCHED_IDLE threads.
+func waitIdleThreads(t *testing.T, n int) {
+	deadline := time.Now().Add(3 * time.Second)
+	for idleThreads(t) != n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestSendPriority: the ring sender runs on a SCHED_IDLE thread of its own
 // by default, on a normal one with PriorityNormal, and the idle thread ends
 // with the source; a bad priority is refused.
@@ -38,6 +46,8 @@ func TestSendPriority(t *testing.T) {
 	lab := seedLab(t, false)
 	src := lab.Host("source")
 	cfg := seedConfig(t, seedYAML)
+	// The senders of earlier tests' sources end with their goroutines.
+	waitIdleThreads(t, 0)
 	if n := idleThreads(t); n != 0 {
 		t.Fatalf("%d SCHED_IDLE threads before the test", n)
 	}
@@ -60,20 +70,14 @@ func TestSendPriority(t *testing.T) {
 	if err := src.Do(func() (err error) { idle, err = New(cfg, Options{Datapath: DatapathRing}); return err }); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for idleThreads(t) != 1 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitIdleThreads(t, 1)
 	if n := idleThreads(t); n != 1 {
 		t.Errorf("default priority: %d SCHED_IDLE threads, want the sender's", n)
 	}
 	if err := src.Do(idle.Close); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(2 * time.Second)
-	for idleThreads(t) != 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitIdleThreads(t, 0)
 	if n := idleThreads(t); n != 0 {
 		t.Errorf("after close: %d SCHED_IDLE threads", n)
 	}

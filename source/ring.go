@@ -46,8 +46,14 @@ var (
 var errRecord = errors.New("malformed ring record")
 
 // hopRefresh is how long a resolved next hop is used before it is looked up
-// again (route, link, neighbour).
-const hopRefresh = time.Second
+// again (route, link, neighbour); hopRetry is the same for a target whose
+// neighbour is not resolved yet: the raw socket's first packet makes the
+// kernel resolve it, which takes a round trip, and until the next lookup
+// every packet pays for the raw socket.
+var (
+	hopRefresh = time.Second
+	hopRetry   = 50 * time.Millisecond
+)
 
 // ringSender reads the records of datapath ring, each an outer IPv4 packet
 // built by the program, and sends them in batches. A packet whose next hop
@@ -81,6 +87,8 @@ type ringSender struct {
 	// send sends and empties a batch (sendBatch; tests replace it).
 	send     func(*batch)
 	priority string // of the sending thread
+	// lookup finds the next hop of a target (resolve; tests replace it).
+	lookup func(dst [4]byte) *nextHop
 }
 
 // nextHop is where packets to one target go at the link layer.
@@ -119,6 +127,8 @@ func (s *Source) startRing() (err error) {
 		r.pfd = fd
 		if r.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			slog.Warn("ring datapath: no netlink handle, sending through the raw socket only", "err", err)
+		} else {
+			r.lookup = r.resolve
 		}
 	} else {
 		slog.Warn("ring datapath: no AF_PACKET socket, sending through the raw socket only", "err", err)
@@ -188,7 +198,7 @@ var past = time.Unix(1, 0)
 
 func (r *ringSender) run() {
 	defer r.wg.Done()
-	senderThread(r.priority)
+	defer senderThread(r.priority)()
 	var rec ringbuf.Record
 	empty := 0
 	for {
@@ -242,6 +252,11 @@ func (r *ringSender) drain(rec *ringbuf.Record) (int, error) {
 	}
 	for err == nil {
 		n++
+		// Under sustained traffic a drain may never find the ring empty:
+		// the clock that ages next hops moves on with it.
+		if n%batchSize == 0 {
+			r.now = time.Now()
+		}
 		r.spare = rec.RawSample
 		r.add()
 		rec.RawSample = r.spare
@@ -299,12 +314,12 @@ func (r *ringSender) add() {
 // hop returns the link-layer next hop for dst, nil when the packet has to
 // take the raw socket.
 func (r *ringSender) hop(dst [4]byte) *nextHop {
-	if r.pfd < 0 || r.nl == nil {
+	if r.pfd < 0 || r.lookup == nil {
 		return nil
 	}
 	h := r.hops[dst]
-	if h == nil || r.now.Sub(h.at) > hopRefresh {
-		h = r.resolve(dst)
+	if h == nil || r.now.Sub(h.at) > hopRefresh || (!h.ok && r.now.Sub(h.at) > hopRetry) {
+		h = r.lookup(dst)
 		r.hops[dst] = h
 	}
 	if !h.ok {

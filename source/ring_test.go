@@ -180,6 +180,42 @@ func TestRingSenderBatches(t *testing.T) {
 	}
 }
 
+// TestRingHopRefresh: a drain that never finds the ring empty (sustained
+// traffic) still looks next hops up again when they age, so a target whose
+// neighbour was not resolved at first moves to the AF_PACKET socket.
+func TestRingHopRefresh(t *testing.T) {
+	s := ringSource(t, mustParse(t, ringSession(96)))
+	const n = 4 * batchSize
+	for i := 0; i < n; i++ {
+		frame := tcp4(t, "10.0.0.1", "10.0.0.2", uint16(1000+i), 40000, 200)
+		if _, err := s.objs.XmSourceIngress.Run(&ebpf.RunOptions{Data: frame}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd, err := ringbuf.NewReader(s.objs.XmRing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	defer func(refresh, retry time.Duration) { hopRefresh, hopRetry = refresh, retry }(hopRefresh, hopRetry)
+	hopRefresh, hopRetry = time.Hour, 0 // every look at an unresolved hop after the clock moved is a new lookup
+	lookups := 0
+	r := &ringSender{rd: rd, pfd: 1 << 20, hops: map[[4]byte]*nextHop{}, send: func(b *batch) { b.n = 0 }}
+	r.lookup = func(dst [4]byte) *nextHop {
+		lookups++
+		time.Sleep(time.Millisecond) // the clock moves between batches
+		return &nextHop{at: r.now}
+	}
+	rd.SetDeadline(time.Now().Add(time.Second))
+	var rec ringbuf.Record
+	if got, _ := r.drain(&rec); got != n {
+		t.Fatalf("drained %d records, want %d", got, n)
+	}
+	if lookups < 3 {
+		t.Errorf("%d next-hop lookups in a drain of %d records, want one per batch", lookups, n)
+	}
+}
+
 func validRecord(frameLen int) []byte {
 	n := outerLen + frameLen
 	raw := make([]byte, ringRecHeader+n)

@@ -138,7 +138,7 @@ type batch struct {
 
 func (e *encapsulator) run() {
 	defer e.wg.Done()
-	senderThread(e.src.priority)
+	defer senderThread(e.src.priority)()
 	var rec perf.Record
 	b := &batch{}
 	for i := range b.bufs {

@@ -96,6 +96,9 @@ func New(label string) (*Lab, error) {
 		if err := disableIPv6("all", "default"); err != nil {
 			return err
 		}
+		if err := plainSwitch(); err != nil {
+			return err
+		}
 		if err := linkUp("lo"); err != nil {
 			return err
 		}
@@ -381,6 +384,20 @@ func disableIPv6(confs ...string) error {
 		p := filepath.Join("/proc/sys/net/ipv6/conf", c, "disable_ipv6")
 		if err := os.WriteFile(p, []byte("1"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("disable ipv6 (%s): %w", c, err)
+		}
+	}
+	return nil
+}
+
+// plainSwitch keeps bridged frames in the calling thread's namespace out of
+// the IP, IPv6 and ARP netfilter hooks (br_netfilter, on by default where it
+// is built in): the lab's bridge stands for a switch, and those hooks cost
+// more than the forwarding itself, on the cores the hosts share.
+func plainSwitch() error {
+	for _, f := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables"} {
+		p := filepath.Join("/proc/sys/net/bridge", f)
+		if err := os.WriteFile(p, []byte("0"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("switch: %s: %w", f, err)
 		}
 	}
 	return nil
