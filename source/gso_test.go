@@ -267,3 +267,79 @@ func checkMessage(t *testing.T, raw []byte, hop *nextHop, want [][]byte) {
 		payload = payload[n:]
 	}
 }
+
+// FuzzRuns builds runs from arbitrary sequences of records (four flows, two
+// next hops, both directions, pure acknowledgements and data of three
+// sizes) and checks what the capture at the target relies on: every record
+// leaves once; two records of one flow leave out of ring order only when the
+// earlier is a pure acknowledgement and the later goes the other way; a
+// run's records share flow and next hop, and all but the last have the
+// first one's size.
+func FuzzRuns(f *testing.F) {
+	f.Add([]byte{0x00, 0x12, 0x00, 0x12, 0x00, 0x12})
+	f.Add([]byte{0x12, 0x00, 0x13, 0x01, 0x45, 0x88, 0xff})
+	hops := []*nextHop{testHop(2, 0xaa), testHop(3, 0xbb)}
+	ack := tcp4(f, "10.0.0.2", "10.0.0.1", 80, 1000, 0)
+	data := tcp4(f, "10.0.0.1", "10.0.0.2", 1000, 80, 200)
+	f.Fuzz(func(t *testing.T, spec []byte) {
+		if len(spec) > batchSize {
+			spec = spec[:batchSize]
+		}
+		type rec struct {
+			flow, dir, kind int
+			hop             *nextHop
+		}
+		bt := &batch{link: true, runs: &runs{}}
+		var recs []rec
+		for i, c := range spec {
+			// bits: 0-1 flow, 2 direction, 3 acknowledgement, 4-5 size, 6 next hop
+			r := rec{flow: int(c & 3), dir: int(c>>2) & 1, hop: hops[c>>6&1]}
+			inner := data[:[]int{96, 80, 60, 96}[c>>4&3]]
+			if c&8 != 0 {
+				inner, r.kind = ack, kindAck
+			}
+			p := outerFrame(uint16(1000+r.flow), 147, inner)
+			bt.pkts[i], bt.keys[i], bt.lls[i] = p, 2+r.dir, r.hop.ll
+			bt.runs.eths[i] = &r.hop.eth
+			bt.runs.admit(bt, i)
+			bt.n++
+			recs = append(recs, r)
+		}
+		m := bt.runs.build(bt)
+		at := make([]int, len(recs)) // position each record leaves at
+		for i := range at {
+			at[i] = -1
+		}
+		pos := 0
+		for k := 0; k < m; k++ {
+			head := bt.runs.list[bt.runs.order[k]].head
+			seg := len(bt.pkts[head]) - ipUDPLen
+			for r := head; r >= 0; r = bt.runs.next[r] {
+				if at[r] >= 0 {
+					t.Fatalf("record %d leaves twice", r)
+				}
+				at[r] = pos
+				pos++
+				if recs[r].flow != recs[head].flow || recs[r].hop != recs[head].hop {
+					t.Fatalf("record %d in the run of record %d: other flow or next hop", r, head)
+				}
+				if s := len(bt.pkts[r]) - ipUDPLen; s > seg || (s < seg && bt.runs.next[r] >= 0) {
+					t.Fatalf("record %d of %d bytes in a run of %d-byte segments, not last", r, s, seg)
+				}
+			}
+		}
+		for i := range recs {
+			if at[i] < 0 {
+				t.Fatalf("record %d never leaves", i)
+			}
+			for j := i + 1; j < len(recs); j++ {
+				if recs[i].flow != recs[j].flow || recs[i].hop != recs[j].hop || at[i] < at[j] {
+					continue
+				}
+				if recs[i].kind != kindAck || recs[i].dir == recs[j].dir {
+					t.Fatalf("records %d and %d of one flow leave in the other order (%+v, %+v)", i, j, recs[i], recs[j])
+				}
+			}
+		}
+	})
+}

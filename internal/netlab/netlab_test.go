@@ -3,6 +3,7 @@ package netlab
 import (
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -163,5 +164,39 @@ func TestPeerXDPAttachesPassProgram(t *testing.T) {
 	// The pass program must not stop ordinary traffic.
 	if out, err := lab.Host("lb").Run("ping", "-c", "1", "-W", "2", "10.97.0.2"); err != nil {
 		t.Fatalf("ping through the XDP_PASS port: %v\n%s", err, out)
+	}
+}
+
+// TestSwitchIsPlain: the bridge's namespace keeps bridged frames out of
+// br_netfilter, and with offloads on a host's bridge port segments UDP GSO
+// packets (tx-udp-segmentation off) while the host's own eth0 keeps it.
+func TestSwitchIsPlain(t *testing.T) {
+	lab := ForTest(t, HostSpec{Name: "a", Addrs: []string{"10.99.0.1/24"}, Offload: true})
+	a := lab.Host("a")
+	var calls []byte
+	var port []byte
+	err := lab.SwitchDo(func() (err error) {
+		calls, err = os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables")
+		if os.IsNotExist(err) {
+			calls, err = []byte("0\n"), nil // no br_netfilter at all
+		}
+		if err != nil {
+			return err
+		}
+		port, err = exec.Command("ethtool", "-k", a.Port).CombinedOutput()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(calls)) != "0" {
+		t.Errorf("bridge-nf-call-iptables in the switch: %q", calls)
+	}
+	if !strings.Contains(string(port), "tx-udp-segmentation: off") {
+		t.Errorf("bridge port %s should not pass UDP GSO packets on:\n%s", a.Port, port)
+	}
+	out, err := a.Run("ethtool", "-k", "eth0")
+	if err != nil || !strings.Contains(out, "tx-udp-segmentation: on") {
+		t.Errorf("a's eth0 should keep UDP segmentation offload: %v\n%s", err, out)
 	}
 }
