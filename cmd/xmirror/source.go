@@ -56,6 +56,14 @@ func runSource(c *cli.Context) error {
 	if path == "" {
 		return usagef("source: --config is required")
 	}
+	dp := c.String("datapath")
+	if dp != source.DatapathRing && dp != source.DatapathKernel && dp != source.DatapathPerf {
+		return usagef("--datapath: %q is not %s, %s or %s", dp, source.DatapathRing, source.DatapathKernel, source.DatapathPerf)
+	}
+	prio := c.String("send-priority")
+	if prio != source.PriorityIdle && prio != source.PriorityNormal {
+		return usagef("--send-priority: %q is not %s or %s", prio, source.PriorityIdle, source.PriorityNormal)
+	}
 	cfg, err := loadConfig(path)
 	if err != nil {
 		return err
@@ -76,14 +84,6 @@ func runSource(c *cli.Context) error {
 		defer srv.Close()
 		// Not healthy until the programs are attached.
 		srv.SetHealthy(false)
-	}
-	dp := c.String("datapath")
-	if dp != source.DatapathRing && dp != source.DatapathKernel && dp != source.DatapathPerf {
-		return usagef("--datapath: %q is not %s, %s or %s", dp, source.DatapathRing, source.DatapathKernel, source.DatapathPerf)
-	}
-	prio := c.String("send-priority")
-	if prio != source.PriorityIdle && prio != source.PriorityNormal {
-		return usagef("--send-priority: %q is not %s or %s", prio, source.PriorityIdle, source.PriorityNormal)
 	}
 	src, err := source.New(cfg, source.Options{Datapath: dp, SendPriority: prio})
 	if err != nil {

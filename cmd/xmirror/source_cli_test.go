@@ -139,17 +139,28 @@ func testSourceCommand(t *testing.T, datapath string) {
 func TestSourceCommandRefusesBadConfig(t *testing.T) {
 	lab := netlab.ForTest(t, netlab.HostSpec{Name: "source", Addrs: []string{"192.168.0.230/24"}})
 	src := lab.Host("source")
-	cfgPath := filepath.Join(t.TempDir(), "bad.yaml")
-	os.WriteFile(cfgPath, []byte(strings.Replace(cliSourceYAML, "sources: [eth0]", "sources: [eth9]", 1)), 0o644)
-	p := startXmirror(t, src, "source", "--config", cfgPath, "--metrics-listen", "off")
-	<-p.Done()
-	err := p.Wait()
-	var code int
-	if ee, ok := err.(interface{ ExitCode() int }); ok {
-		code = ee.ExitCode()
-	}
-	if code != exitUsage || !strings.Contains(p.Output(), `interface "eth9"`) {
-		t.Fatalf("exit %d (%v), want %d with a message about eth9:\n%s", code, err, exitUsage, p.Output())
+	good := filepath.Join(t.TempDir(), "good.yaml")
+	os.WriteFile(good, []byte(cliSourceYAML), 0o644)
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte(strings.Replace(cliSourceYAML, "sources: [eth0]", "sources: [eth9]", 1)), 0o644)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--config", bad}, `interface "eth9"`},
+		{[]string{"--config", good, "--send-priority", "low"}, `--send-priority: "low"`},
+		{[]string{"--config", good, "--datapath", "xdp"}, `--datapath: "xdp"`},
+	} {
+		p := startXmirror(t, src, append([]string{"source", "--metrics-listen", "off"}, c.args...)...)
+		<-p.Done()
+		err := p.Wait()
+		var code int
+		if ee, ok := err.(interface{ ExitCode() int }); ok {
+			code = ee.ExitCode()
+		}
+		if code != exitUsage || !strings.Contains(p.Output(), c.want) {
+			t.Errorf("%v: exit %d (%v), want %d with %s:\n%s", c.args, code, err, exitUsage, c.want, p.Output())
+		}
 	}
 }
 
