@@ -39,6 +39,8 @@ type IperfOptions struct {
 	// source pays what it would pay for a remote target (its own stack and
 	// the transmit), not the bridge and the target's receive.
 	Sink string
+	// MaxDelay is Options.MaxDelay for the xmirror modes (0: the default).
+	MaxDelay time.Duration
 }
 
 // Where IperfScenario drops the mirrored traffic.
@@ -132,7 +134,7 @@ func IperfScenario(ctx context.Context, opts IperfOptions) (results []IperfResul
 			if err := ctx.Err(); err != nil {
 				return results, err
 			}
-			r, err := iperfRun(ctx, src, test, mode, reverse, opts.Duration, opts.TunnelStop)
+			r, err := iperfRun(ctx, src, test, mode, reverse, opts)
 			if err != nil {
 				return results, fmt.Errorf("%s: %w", mode, err)
 			}
@@ -142,7 +144,8 @@ func IperfScenario(ctx context.Context, opts IperfOptions) (results []IperfResul
 	return results, nil
 }
 
-func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse bool, d time.Duration, stop uint32) (res IperfResult, err error) {
+func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse bool, opts IperfOptions) (res IperfResult, err error) {
+	d := opts.Duration
 	res = IperfResult{Mode: mode, Direction: "inbound"}
 	if reverse {
 		res.Direction = "outbound"
@@ -167,7 +170,7 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 			prio = PriorityNormal
 		}
 		if err := src.Do(func() (err error) {
-			s, err = New(cfg, Options{TunnelStop: stop, Datapath: dp, SendPriority: prio})
+			s, err = New(cfg, Options{TunnelStop: opts.TunnelStop, Datapath: dp, SendPriority: prio, MaxDelay: opts.MaxDelay})
 			return err
 		}); err != nil {
 			return res, err

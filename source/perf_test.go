@@ -21,12 +21,21 @@ import (
 //
 // XM_IPERF_MODES (comma-separated modes) and XM_IPERF_OFFLOAD (on or off)
 // narrow the run, e.g. to profile one datapath; XM_IPERF_SINK=wire drops the
-// mirrored traffic as it leaves the source instead of at the target.
+// mirrored traffic as it leaves the source instead of at the target;
+// XM_IPERF_MAX_DELAY (e.g. 100ms) sets the ring datapath's MaxDelay.
 func BenchmarkIperf(b *testing.B) {
 	netlab.RequireRoot(b)
 	var modes []string
 	if m := os.Getenv("XM_IPERF_MODES"); m != "" {
 		modes = strings.Split(m, ",")
+	}
+	var maxDelay time.Duration
+	if v := os.Getenv("XM_IPERF_MAX_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("XM_IPERF_MAX_DELAY: %v", err)
+		}
+		maxDelay = d
 	}
 	for _, offload := range []bool{true, false} {
 		name := map[bool]string{true: "offload-on", false: "offload-off"}[offload]
@@ -38,7 +47,7 @@ func BenchmarkIperf(b *testing.B) {
 			cost := map[string][]float64{} // against plain in the same round
 			var order []string
 			for i := 0; i < b.N; i++ {
-				res, err := IperfScenario(context.Background(), IperfOptions{Duration: 3 * time.Second, Offload: offload, Modes: modes, Sink: os.Getenv("XM_IPERF_SINK")})
+				res, err := IperfScenario(context.Background(), IperfOptions{Duration: 3 * time.Second, Offload: offload, Modes: modes, Sink: os.Getenv("XM_IPERF_SINK"), MaxDelay: maxDelay})
 				if err != nil {
 					b.Fatal(err)
 				}

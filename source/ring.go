@@ -26,21 +26,40 @@ const (
 )
 
 // Batching of the ring datapath. The program wakes the reader only when the
-// unread data crosses ringWake bytes (ring_wake); below that the reader looks
-// every ringTick. Each wakeup costs a context switch (tens of microseconds of
-// a CPU on a virtual machine, where waking an idle CPU exits to the
-// hypervisor), so they are kept to a few hundred per second: ringWake is
-// about 1,300 records of a 96-byte cut, 12 ms at 100,000 mirrored packets a
-// second, and a mirrored packet waits at most about ringTick when traffic is
-// light. After ringIdleTicks empty looks the reader sleeps for up to
-// ringIdleWait and asks the program (ring_idle) to wake it with the next
-// record.
-var (
-	ringWake      = 256 << 10
-	ringTick      = 10 * time.Millisecond
-	ringIdleTicks = 20
+// unread data crosses ring_wake bytes; below that the reader looks every
+// maxDelay (Options.MaxDelay), the longest a mirrored packet waits in the
+// ring while traffic flows. Each wakeup costs a context switch (tens of
+// microseconds of a CPU on a virtual machine, where waking an idle CPU exits
+// to the hypervisor) and each look a round of the Go scheduler, and both
+// show in the mirrored traffic's throughput (docs/source.md, "Performance"):
+// a longer delay is cheaper. After the reader found the ring empty for
+// ringIdleAfter it sleeps for up to ringIdleWait and asks the program
+// (ring_idle) to wake it with the next record.
+const (
+	// DefaultMaxDelay is the MaxDelay New uses when Options.MaxDelay is 0:
+	// with it, mirroring every packet of an iperf3 stream costs about 5%
+	// in the lab, against about 10% at 10 ms.
+	DefaultMaxDelay = 100 * time.Millisecond
+	// MinMaxDelay and MaxMaxDelay bound Options.MaxDelay.
+	MinMaxDelay = time.Millisecond
+	MaxMaxDelay = time.Second
+
+	ringIdleAfter = 200 * time.Millisecond
 	ringIdleWait  = 200 * time.Millisecond
 )
+
+// ringWakeFor is the unread data past which the program wakes the reader
+// for a given delay: 256 KiB per 10 ms (about 1,300 records of a 96-byte
+// cut), at least 64 KiB, at most 4 MiB (half the ring).
+func ringWakeFor(delay time.Duration) uint32 {
+	w := int64(256<<10) * int64(delay) / int64(10*time.Millisecond)
+	return uint32(min(max(w, 64<<10), 4<<20))
+}
+
+// idleLooks is how many empty looks make the reader sleep.
+func idleLooks(delay time.Duration) int {
+	return max(int(ringIdleAfter/delay), 2)
+}
 
 // errRecord is a ring record that does not hold a valid packet.
 var errRecord = errors.New("malformed ring record")
@@ -85,8 +104,10 @@ type ringSender struct {
 	bad   atomic.Uint64 // malformed records (never expected)
 	wg    sync.WaitGroup
 	// send sends and empties a batch (sendBatch; tests replace it).
-	send     func(*batch)
-	priority string // of the sending thread
+	send      func(*batch)
+	priority  string        // of the sending thread
+	tick      time.Duration // how often the reader looks while traffic flows
+	idleLooks int           // empty looks before it sleeps
 	// lookup finds the next hop of a target (resolve; tests replace it).
 	lookup func(dst [4]byte) *nextHop
 }
@@ -103,7 +124,8 @@ type nextHop struct {
 // startRing opens the raw socket (in the caller's network namespace) and the
 // ring reader and starts the sending goroutine.
 func (s *Source) startRing() (err error) {
-	r := &ringSender{pfd: -1, mark: s.mark, hops: map[[4]byte]*nextHop{}, priority: s.priority}
+	r := &ringSender{pfd: -1, mark: s.mark, hops: map[[4]byte]*nextHop{}, priority: s.priority,
+		tick: s.maxDelay, idleLooks: idleLooks(s.maxDelay)}
 	r.fd, err = rawSocket(s.mark)
 	if err != nil {
 		return err
@@ -202,8 +224,8 @@ func (r *ringSender) run() {
 	var rec ringbuf.Record
 	empty := 0
 	for {
-		deadline := time.Now().Add(ringTick)
-		sleeping := empty >= ringIdleTicks
+		deadline := time.Now().Add(r.tick)
+		sleeping := empty >= r.idleLooks
 		if sleeping {
 			// Announce the sleep, then look once more: a record
 			// submitted before the program saw the flag has not woken us.

@@ -3,6 +3,7 @@ package source
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"net"
 	"strconv"
 	"testing"
@@ -285,7 +286,7 @@ func TestRingPacketSocket(t *testing.T) {
 	}
 	seedConversation(t, src, test)
 	bulk(t, src, test, 64<<10)
-	time.Sleep(100 * time.Millisecond) // the reader looks every 10 ms
+	time.Sleep(3 * r.tick) // the reader looks every tick
 	if r.linkSent.Load() == 0 {
 		t.Fatalf("nothing sent through the AF_PACKET socket (%d through the raw socket)", r.rawSent.Load())
 	}
@@ -380,9 +381,10 @@ func TestRingIdle(t *testing.T) {
 		}
 		return v
 	}
-	time.Sleep(time.Duration(ringIdleTicks+10) * ringTick)
+	r := s.ring
+	time.Sleep(time.Duration(r.idleLooks+10) * r.tick)
 	if idle() != 1 {
-		t.Fatalf("ring_idle = 0 after %v without traffic", time.Duration(ringIdleTicks+10)*ringTick)
+		t.Fatalf("ring_idle = 0 after %v without traffic", time.Duration(r.idleLooks+10)*r.tick)
 	}
 	// A connection attempt to the seed's port: SYN and RST are mirrored.
 	inNS(t, test, func() error {
@@ -398,5 +400,41 @@ func TestRingIdle(t *testing.T) {
 	}
 	if n := s.ring.linkSent.Load() + s.ring.rawSent.Load(); n < 2 {
 		t.Fatalf("%d packets sent after the idle period, want 2", n)
+	}
+}
+
+// TestMaxDelay: the reader's look interval and the program's wake threshold
+// follow Options.MaxDelay; values out of range are refused.
+func TestMaxDelay(t *testing.T) {
+	for d, want := range map[time.Duration]uint32{
+		time.Millisecond:        64 << 10,
+		10 * time.Millisecond:   256 << 10,
+		100 * time.Millisecond:  2560 << 10,
+		time.Second:             4 << 20,
+		500 * time.Millisecond:  4 << 20,
+		2500 * time.Microsecond: 64 << 10,
+	} {
+		if got := ringWakeFor(d); got != want {
+			t.Errorf("ringWakeFor(%v) = %d, want %d", d, got, want)
+		}
+	}
+	if idleLooks(10*time.Millisecond) != 20 || idleLooks(time.Second) != 2 {
+		t.Errorf("idle looks: %d at 10 ms, %d at 1 s", idleLooks(10*time.Millisecond), idleLooks(time.Second))
+	}
+	lab := seedLab(t, false)
+	src := lab.Host("source")
+	cfg := seedConfig(t, seedYAML)
+	s := startSourceOpts(t, src, cfg, Options{Datapath: DatapathRing, MaxDelay: 50 * time.Millisecond})
+	var wake uint32
+	if err := s.objs.RingWake.Get(&wake); err != nil {
+		t.Fatal(err)
+	}
+	if s.ring.tick != 50*time.Millisecond || s.ring.idleLooks != 4 || wake != ringWakeFor(50*time.Millisecond) {
+		t.Errorf("max delay 50 ms: tick %v, idle looks %d, ring_wake %d", s.ring.tick, s.ring.idleLooks, wake)
+	}
+	for _, d := range []time.Duration{time.Microsecond, 2 * time.Second, -time.Second} {
+		if err := src.Do(func() error { _, err := New(cfg, Options{MaxDelay: d}); return err }); !errors.Is(err, ErrConfig) {
+			t.Errorf("max delay %v: %v", d, err)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -37,7 +38,8 @@ type Source struct {
 	cfg      *config.Config
 	replicas map[uint32]*replica
 	datapath uint32
-	priority string // of the user-space sender
+	maxDelay time.Duration // datapath ring: the reader's look interval
+	priority string        // of the user-space sender
 	devName  string
 	encap    *encapsulator
 	ring     *ringSender
@@ -58,6 +60,11 @@ type Options struct {
 	// thread that sends mirrored packets (datapaths ring and perf); empty
 	// means DefaultPriority.
 	SendPriority string
+	// MaxDelay is how long a mirrored packet may wait in the ring before
+	// the sender looks (datapath ring), between MinMaxDelay and
+	// MaxMaxDelay; 0 means DefaultMaxDelay. Longer is cheaper for the
+	// mirrored traffic; collector timestamps move by up to as much.
+	MaxDelay time.Duration
 	// TunnelStop drops clones in the tunnel program before (1) or after (2)
 	// cutting them: a profiling aid for benchmarks, never for production.
 	TunnelStop uint32
@@ -92,6 +99,14 @@ func New(cfg *config.Config, opts Options) (_ *Source, err error) {
 		s.datapath = datapathRing
 	default:
 		return nil, fmt.Errorf("%w: datapath %q is not %s, %s or %s", ErrConfig, opts.Datapath, DatapathKernel, DatapathRing, DatapathPerf)
+	}
+	switch d := opts.MaxDelay; {
+	case d == 0:
+		s.maxDelay = DefaultMaxDelay
+	case d < MinMaxDelay || d > MaxMaxDelay:
+		return nil, fmt.Errorf("%w: max delay %v is not between %v and %v", ErrConfig, d, MinMaxDelay, MaxMaxDelay)
+	default:
+		s.maxDelay = d
 	}
 	switch opts.SendPriority {
 	case "":
@@ -159,7 +174,7 @@ func (s *Source) load(opts Options) error {
 			return fmt.Errorf("set record_decision: %w", err)
 		}
 	}
-	if err := spec.Variables["ring_wake"].Set(uint32(ringWake)); err != nil {
+	if err := spec.Variables["ring_wake"].Set(ringWakeFor(s.maxDelay)); err != nil {
 		return fmt.Errorf("set ring_wake: %w", err)
 	}
 	if opts.TunnelStop != 0 {

@@ -35,6 +35,7 @@ func sourceCommand() *cli.Command {
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE` (required)"},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve /metrics and /healthz on `ADDR` (overrides metrics.listen; \"off\" disables)"},
 			&cli.StringFlag{Name: "datapath", Value: source.DefaultDatapath, Usage: "`WHERE` mirrored frames are encapsulated: ring (BPF writes the cut frame with its outer headers to a ring buffer, the process sends batches), kernel (clone to a VXLAN device) or perf (copy the cut frame to user space over a perf buffer)"},
+			&cli.DurationFlag{Name: "max-delay", Value: source.DefaultMaxDelay, Usage: "`DURATION` a mirrored packet may wait in the ring before it is sent (datapath ring, 1ms..1s): longer costs the mirrored traffic less, and collector timestamps move by up to as much"},
 			&cli.StringFlag{Name: "send-priority", Value: source.DefaultPriority, Usage: "`PRIORITY` of the thread that sends mirrored packets (datapaths ring and perf): idle (SCHED_IDLE: only CPU time the host's own work leaves; mirrored packets are dropped and counted before the mirrored traffic slows) or normal"},
 		},
 		Action: runSource,
@@ -64,6 +65,10 @@ func runSource(c *cli.Context) error {
 	if prio != source.PriorityIdle && prio != source.PriorityNormal {
 		return usagef("--send-priority: %q is not %s or %s", prio, source.PriorityIdle, source.PriorityNormal)
 	}
+	delay := c.Duration("max-delay")
+	if delay < source.MinMaxDelay || delay > source.MaxMaxDelay {
+		return usagef("--max-delay: %v is not between %v and %v", delay, source.MinMaxDelay, source.MaxMaxDelay)
+	}
 	cfg, err := loadConfig(path)
 	if err != nil {
 		return err
@@ -85,7 +90,7 @@ func runSource(c *cli.Context) error {
 		// Not healthy until the programs are attached.
 		srv.SetHealthy(false)
 	}
-	src, err := source.New(cfg, source.Options{Datapath: dp, SendPriority: prio})
+	src, err := source.New(cfg, source.Options{Datapath: dp, SendPriority: prio, MaxDelay: delay})
 	if err != nil {
 		if errors.Is(err, source.ErrConfig) {
 			return usageError{err}
