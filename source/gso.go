@@ -36,7 +36,7 @@ const (
 	vnetNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
 	vnetGSOUDPL4  = 5 // VIRTIO_NET_HDR_GSO_UDP_L4
 
-	// Offsets in the frame the kernel builds: Ethernet, IPv4 without
+	// Offsets in the frame the sender writes: Ethernet, IPv4 without
 	// options, UDP.
 	ethLen     = 14
 	ipUDPLen   = 28
