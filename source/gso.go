@@ -113,7 +113,7 @@ func (g *runs) admit(b *batch, i int) {
 	joined := false
 	for k := 0; k < g.n; k++ {
 		r := &g.list[k]
-		if !r.open || !g.sameFlow(b, r.head, i) {
+		if !r.open || !sameFlow(b, r.head, i) {
 			continue
 		}
 		if !joined && r.dir == dir && r.kind == kind && seg <= r.seg && r.total+seg <= maxIPLen {
@@ -154,7 +154,7 @@ func blocks(r *run, dir, kind int) bool {
 // the same outer addresses and ports (the outer source port is a hash of
 // the inner flow, so different flows may share it: they are kept in order
 // as one).
-func (g *runs) sameFlow(b *batch, i, j int) bool {
+func sameFlow(b *batch, i, j int) bool {
 	return b.lls[i] == b.lls[j] && bytes.Equal(b.pkts[i][12:24], b.pkts[j][12:24])
 }
 
@@ -191,24 +191,15 @@ func recordKind(f []byte) int {
 	return kindAck
 }
 
-// send sends the records of b, a run per packet, and empties b.
+// send sends the records of b, a run per packet, and empties b; a run the
+// kernel refuses counts in errs once per record.
 func (g *runs) send(fd int, b *batch, errs *[MaxSessions * 2]atomic.Uint64) {
 	m := g.build(b)
-	for sent := 0; sent < m; {
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[sent])), uintptr(m-sent), 0, 0, 0)
-		if errno == unix.EINTR {
-			continue
+	sendMessages(fd, b.msgs[:m], func(i int) {
+		for k := g.list[g.order[i]].head; k >= 0; k = g.next[k] {
+			errs[b.keys[k]].Add(1)
 		}
-		if errno != 0 || r == 0 {
-			// The first packet failed: count each record in it and go on.
-			for k := g.list[g.order[sent]].head; k >= 0; k = g.next[k] {
-				errs[b.keys[k]].Add(1)
-			}
-			sent++
-			continue
-		}
-		sent += int(r)
-	}
+	})
 	g.sent.Add(uint64(m))
 	b.n = 0
 	g.n = 0

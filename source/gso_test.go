@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"unsafe"
 
@@ -342,4 +343,27 @@ func FuzzRuns(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRunsRefused: a run the kernel refuses counts once per record, in the
+// record's session and direction, and the runs after it are still tried.
+func TestRunsRefused(t *testing.T) {
+	hop := testHop(2, 0xaa)
+	bt := &batch{link: true, runs: &runs{}}
+	data := tcp4(t, "10.0.0.1", "10.0.0.2", 1000, 80, 200)[:96]
+	for i, key := range []int{2, 2, 5, 2} { // a run of two, then one of each direction
+		sport := uint16(1000)
+		if i > 1 {
+			sport = uint16(2000 + i)
+		}
+		bt.pkts[i], bt.keys[i], bt.lls[i] = outerFrame(sport, 147, data), key, hop.ll
+		bt.runs.eths[i] = &hop.eth
+		bt.runs.admit(bt, i)
+		bt.n++
+	}
+	var errs [MaxSessions * 2]atomic.Uint64
+	bt.runs.send(-1, bt, &errs) // every send fails: not a socket
+	if errs[2].Load() != 3 || errs[5].Load() != 1 || bt.n != 0 || bt.runs.sent.Load() != 3 {
+		t.Errorf("errors %d (key 2) and %d (key 5), batch %d, sent %d; want 3, 1, 0, 3 packets", errs[2].Load(), errs[5].Load(), bt.n, bt.runs.sent.Load())
+	}
 }

@@ -137,11 +137,10 @@ func TestRingRecords(t *testing.T) {
 	}
 }
 
-// TestRingSenderBatches fills the ring through the program and checks that
-// the sender takes every record in one drain, in order, batchSize per send.
-func TestRingSenderBatches(t *testing.T) {
-	s := ringSource(t, mustParse(t, ringSession(96)))
-	const n = 2*batchSize + 22
+// fillRing runs n TCP frames (inner source ports 1000, 1001, …) through
+// the ingress program and returns a reader of the ring, closed at cleanup.
+func fillRing(t *testing.T, s *Source, n int) *ringbuf.Reader {
+	t.Helper()
 	for i := 0; i < n; i++ {
 		frame := tcp4(t, "10.0.0.1", "10.0.0.2", uint16(1000+i), 40000, 200)
 		if _, err := s.objs.XmSourceIngress.Run(&ebpf.RunOptions{Data: frame}); err != nil {
@@ -152,7 +151,16 @@ func TestRingSenderBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rd.Close()
+	t.Cleanup(func() { rd.Close() })
+	return rd
+}
+
+// TestRingSenderBatches fills the ring through the program and checks that
+// the sender takes every record in one drain, in order, batchSize per send.
+func TestRingSenderBatches(t *testing.T) {
+	s := ringSource(t, mustParse(t, ringSession(96)))
+	const n = 2*batchSize + 22
+	rd := fillRing(t, s, n)
 	var sizes []int
 	var sports []uint16
 	r := &ringSender{rd: rd, pfd: -1, send: func(b *batch) {
@@ -187,17 +195,7 @@ func TestRingSenderBatches(t *testing.T) {
 func TestRingHopRefresh(t *testing.T) {
 	s := ringSource(t, mustParse(t, ringSession(96)))
 	const n = 4 * batchSize
-	for i := 0; i < n; i++ {
-		frame := tcp4(t, "10.0.0.1", "10.0.0.2", uint16(1000+i), 40000, 200)
-		if _, err := s.objs.XmSourceIngress.Run(&ebpf.RunOptions{Data: frame}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rd, err := ringbuf.NewReader(s.objs.XmRing)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rd.Close()
+	rd := fillRing(t, s, n)
 	defer func(refresh, retry time.Duration) { hopRefresh, hopRetry = refresh, retry }(hopRefresh, hopRetry)
 	hopRefresh, hopRetry = time.Hour, 0 // every look at an unresolved hop after the clock moved is a new lookup
 	lookups := 0

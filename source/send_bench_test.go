@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"sync/atomic"
 	"testing"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -65,8 +64,10 @@ func BenchmarkSendPath(b *testing.B) {
 	pkt[28] = 0x08
 	binary.BigEndian.PutUint16(pkt[10:], ipv4Checksum(pkt[:20]))
 
-	run := func(b *testing.B, fd int, name unsafe.Pointer, namelen uint32) {
-		bt := &batch{}
+	// ll is the link-layer destination of an AF_PACKET socket, nil for the
+	// raw socket.
+	run := func(b *testing.B, fd int, ll *unix.RawSockaddrLinklayer) {
+		bt := &batch{link: ll != nil}
 		var errs [MaxSessions * 2]atomic.Uint64
 		b.ResetTimer()
 		for i := 0; i < b.N; i += batchSize {
@@ -74,13 +75,12 @@ func BenchmarkSendPath(b *testing.B) {
 			for j := 0; j < n; j++ {
 				bt.pkts[j] = pkt
 				bt.dsts[j] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: [4]byte{10, 77, 0, 2}}
+				if ll != nil {
+					bt.lls[j] = *ll
+				}
 			}
 			bt.n = n
-			if name == nil {
-				sendBatch(fd, bt, &errs)
-			} else {
-				sendBatchTo(fd, bt, name, namelen, &errs)
-			}
+			sendBatch(fd, bt, &errs)
 		}
 		b.StopTimer()
 		if e := errs[0].Load(); e > 0 {
@@ -99,7 +99,7 @@ func BenchmarkSendPath(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer unix.Close(fd)
-			run(b, fd, nil, 0)
+			run(b, fd, nil)
 			return nil
 		})
 	})
@@ -118,31 +118,11 @@ func BenchmarkSendPath(b *testing.B) {
 				}
 				ll := unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(unix.ETH_P_IP), Ifindex: int32(a.Ifindex), Halen: 6}
 				copy(ll.Addr[:], t.MAC)
-				run(b, fd, unsafe.Pointer(&ll), unix.SizeofSockaddrLinklayer)
+				run(b, fd, &ll)
 				return nil
 			})
 		})
 	}
-}
-
-// sendBatchTo is sendBatch with one link-layer destination for every packet.
-func sendBatchTo(fd int, b *batch, name unsafe.Pointer, namelen uint32, errs *[MaxSessions * 2]atomic.Uint64) {
-	for i := 0; i < b.n; i++ {
-		b.iovs[i] = unix.Iovec{Base: &b.pkts[i][0]}
-		b.iovs[i].SetLen(len(b.pkts[i]))
-		b.msgs[i] = mmsghdr{hdr: unix.Msghdr{Name: (*byte)(name), Namelen: namelen, Iov: &b.iovs[i]}}
-		b.msgs[i].hdr.SetIovlen(1)
-	}
-	for sent := 0; sent < b.n; {
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[sent])), uintptr(b.n-sent), 0, 0, 0)
-		if errno != 0 || r == 0 {
-			errs[0].Add(1)
-			sent++
-			continue
-		}
-		sent += int(r)
-	}
-	b.n = 0
 }
 
 func runCmd(name string, args ...string) ([]byte, error) {

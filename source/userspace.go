@@ -215,34 +215,40 @@ func (e *encapsulator) flush(b *batch) {
 // and empties b; a packet the kernel refuses counts in errs (by session and
 // direction) and the rest of the batch is still sent.
 func sendBatch(fd int, b *batch, errs *[MaxSessions * 2]atomic.Uint64) {
-	for sent := 0; sent < b.n; {
-		for i := sent; i < b.n; i++ {
-			b.iovs[i] = unix.Iovec{Base: &b.pkts[i][0]}
-			b.iovs[i].SetLen(len(b.pkts[i]))
-			b.msgs[i] = mmsghdr{hdr: unix.Msghdr{
-				Name:    (*byte)(unsafe.Pointer(&b.dsts[i])),
-				Namelen: unix.SizeofSockaddrInet4,
-				Iov:     &b.iovs[i],
-			}}
-			if b.link {
-				b.msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&b.lls[i]))
-				b.msgs[i].hdr.Namelen = unix.SizeofSockaddrLinklayer
-			}
-			b.msgs[i].hdr.SetIovlen(1)
+	for i := 0; i < b.n; i++ {
+		b.iovs[i] = unix.Iovec{Base: &b.pkts[i][0]}
+		b.iovs[i].SetLen(len(b.pkts[i]))
+		b.msgs[i] = mmsghdr{hdr: unix.Msghdr{
+			Name:    (*byte)(unsafe.Pointer(&b.dsts[i])),
+			Namelen: unix.SizeofSockaddrInet4,
+			Iov:     &b.iovs[i],
+		}}
+		if b.link {
+			b.msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&b.lls[i]))
+			b.msgs[i].hdr.Namelen = unix.SizeofSockaddrLinklayer
 		}
-		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&b.msgs[sent])), uintptr(b.n-sent), 0, 0, 0)
+		b.msgs[i].hdr.SetIovlen(1)
+	}
+	sendMessages(fd, b.msgs[:b.n], func(i int) { errs[b.keys[i]].Add(1) })
+	b.n = 0
+}
+
+// sendMessages sends msgs with as few sendmmsg calls as the kernel allows. A
+// message the kernel refuses is handed to failed (by index) and skipped, and
+// the rest are still sent.
+func sendMessages(fd int, msgs []mmsghdr, failed func(i int)) {
+	for sent := 0; sent < len(msgs); {
+		r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&msgs[sent])), uintptr(len(msgs)-sent), 0, 0, 0)
 		if errno == unix.EINTR {
 			continue
 		}
 		if errno != 0 || r == 0 {
-			// The first message failed: count it and go on with the rest.
-			errs[b.keys[sent]].Add(1)
+			failed(sent)
 			sent++
 			continue
 		}
 		sent += int(r)
 	}
-	b.n = 0
 }
 
 // build puts outer IPv4 (DF, TTL, the source interface's address; the

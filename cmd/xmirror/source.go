@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,12 +59,12 @@ func runSource(c *cli.Context) error {
 		return usagef("source: --config is required")
 	}
 	dp := c.String("datapath")
-	if dp != source.DatapathRing && dp != source.DatapathKernel && dp != source.DatapathPerf {
-		return usagef("--datapath: %q is not %s, %s or %s", dp, source.DatapathRing, source.DatapathKernel, source.DatapathPerf)
+	if !slices.Contains(source.Datapaths, dp) {
+		return usagef("--datapath: %q is not one of %s", dp, strings.Join(source.Datapaths, ", "))
 	}
 	prio := c.String("send-priority")
-	if prio != source.PriorityIdle && prio != source.PriorityNormal {
-		return usagef("--send-priority: %q is not %s or %s", prio, source.PriorityIdle, source.PriorityNormal)
+	if !slices.Contains(source.Priorities, prio) {
+		return usagef("--send-priority: %q is not one of %s", prio, strings.Join(source.Priorities, ", "))
 	}
 	delay := c.Duration("max-delay")
 	if delay < source.MinMaxDelay || delay > source.MaxMaxDelay {
