@@ -298,14 +298,6 @@ func (s *Source) apply(prog *Program) error {
 	if s.prog == nil {
 		next = 0
 	}
-	for dir := 0; dir < 2; dir++ {
-		for i, r := range prog.Rules[dir] {
-			key := uint32((int(next)*2+dir)*MaxRules + i)
-			if err := s.objs.XmRules.Put(key, r); err != nil {
-				return fmt.Errorf("write rule %d: %w", i, err)
-			}
-		}
-	}
 	for id, sess := range prog.Sessions {
 		if err := s.objs.XmSessions.Put(next*MaxSessions+uint32(id), sess); err != nil {
 			return fmt.Errorf("write session %d: %w", id, err)
@@ -324,6 +316,21 @@ func (s *Source) apply(prog *Program) error {
 		prog.Ifaces[ifindex] = ifc
 		if err := s.objs.XmIfaces.Put(ifindex, ifc); err != nil {
 			return fmt.Errorf("write interface %d: %w", ifindex, err)
+		}
+	}
+	// Interfaces first: each rule carries its interface's outer source
+	// address and replica, so the programs need not look them up per packet.
+	for dir := 0; dir < 2; dir++ {
+		for i, r := range prog.Rules[dir] {
+			ifc := prog.Ifaces[r.Ifindex]
+			r.Local = ifc.Local
+			if dir == dirOut && ifc.Flags&ifReplica != 0 {
+				r.Replica = ifc.Replica
+			}
+			key := uint32((int(next)*2+dir)*MaxRules + i)
+			if err := s.objs.XmRules.Put(key, r); err != nil {
+				return fmt.Errorf("write rule %d: %w", i, err)
+			}
 		}
 	}
 	for _, t := range prog.Targets {

@@ -75,6 +75,8 @@ type sourceRule struct {
 	SrcMask   [4]uint32
 	Dst       [4]uint32
 	DstMask   [4]uint32
+	Local     uint32
+	Replica   uint32
 }
 
 type sourceSample struct {

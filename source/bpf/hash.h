@@ -28,24 +28,27 @@ static __always_inline __u32 xm_fmix(__u32 h)
 
 /* flow_hash hashes the 5-tuple. Symmetric: the endpoints are ordered first so
  * both directions of a flow get the same value; directional: as sent (what
- * AWS does). */
+ * AWS does). IPv4 mixes only the address words it uses: the hash runs for
+ * every mirrored packet. */
 static __always_inline __u32 flow_hash(const struct flow *f, int symmetric)
 {
 	const __u32 *a = f->src, *b = f->dst;
 	__u16 pa = f->sport, pb = f->dport;
 	__u32 h = 0x9e3779b9 ^ f->proto;
+	int words = f->ethertype == XM_ETH_P_IP ? 1 : 4;
 
 	if (symmetric) {
-		int swap = 0;
+		int swap = 0, same = 1;
 
 #pragma unroll
 		for (int i = 0; i < 4; i++) {
-			if (a[i] != b[i]) {
+			if (i < words && a[i] != b[i]) {
 				swap = a[i] > b[i];
+				same = 0;
 				break;
 			}
 		}
-		if (!swap && a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3])
+		if (same)
 			swap = pa > pb;
 		if (swap) {
 			a = f->dst;
@@ -56,10 +59,12 @@ static __always_inline __u32 flow_hash(const struct flow *f, int symmetric)
 	}
 #pragma unroll
 	for (int i = 0; i < 4; i++)
-		h = xm_mix(h, a[i]);
+		if (i < words)
+			h = xm_mix(h, a[i]);
 #pragma unroll
 	for (int i = 0; i < 4; i++)
-		h = xm_mix(h, b[i]);
+		if (i < words)
+			h = xm_mix(h, b[i]);
 	h = xm_mix(h, ((__u32)pa << 16) | pb);
 	return xm_fmix(h);
 }

@@ -54,6 +54,8 @@ struct walk {
 	__u32 ifindex;
 	__s32 session;
 	__u32 rule;
+	__u32 local;
+	__u32 replica;
 };
 
 static __always_inline int addr_match(const __u32 *a, const __u32 *net, const __u32 *mask)
@@ -105,6 +107,8 @@ static __always_inline int walk_rule(struct walk *w)
 	if (r->action == XM_ACTION_ACCEPT) {
 		w->session = r->session;
 		w->rule = w->i;
+		w->local = r->local;
+		w->replica = r->replica;
 		return 1;
 	}
 	/* Reject: this session does not mirror the packet; the next may. */
@@ -248,7 +252,7 @@ static __always_inline long ring_put(struct __sk_buff *skb, const struct state *
  * perf and ring). Only those bytes are copied: the cost does not grow with
  * the size of a GSO packet, unlike cutting a clone. */
 static __always_inline void emit(struct __sk_buff *skb, const struct state *st, const struct session *s,
-				 struct counters *c, __u32 id, __u32 dir, __u32 ifindex, __u32 hash)
+				 struct counters *c, __u32 id, __u32 dir, __u32 ifindex, __u32 local, __u32 hash)
 {
 	__u32 len = skb->len;
 	__u32 cap = len;
@@ -257,25 +261,20 @@ static __always_inline void emit(struct __sk_buff *skb, const struct state *st, 
 	if (s->snaplen && cap > s->snaplen)
 		cap = s->snaplen;
 	if (st->datapath == XM_DATAPATH_RING) {
-		struct iface *ifc = bpf_map_lookup_elem(&xm_ifaces, &ifindex);
 		__u32 total = sizeof(struct ring_rec) + XM_OUTER_LEN + cap;
 
-		if (!ifc) {
-			c->errors++;
-			return;
-		}
 		/* The IPv4 total length is 16 bits. */
 		if (cap > 0xffff - XM_OUTER_LEN)
 			cap = 0xffff - XM_OUTER_LEN;
 		/* A few record sizes, so small cuts take little of the ring. */
 		if (total <= 192)
-			ret = ring_put(skb, st, s, ifc->local, id, dir, hash, cap, 192);
+			ret = ring_put(skb, st, s, local, id, dir, hash, cap, 192);
 		else if (total <= 1600)
-			ret = ring_put(skb, st, s, ifc->local, id, dir, hash, cap, 1600);
+			ret = ring_put(skb, st, s, local, id, dir, hash, cap, 1600);
 		else if (total <= 9216)
-			ret = ring_put(skb, st, s, ifc->local, id, dir, hash, cap, 9216);
+			ret = ring_put(skb, st, s, local, id, dir, hash, cap, 9216);
 		else
-			ret = ring_put(skb, st, s, ifc->local, id, dir, hash, cap,
+			ret = ring_put(skb, st, s, local, id, dir, hash, cap,
 				       sizeof(struct ring_rec) + 0xffff);
 	} else {
 		cap &= 0xffff;
@@ -304,7 +303,6 @@ static __always_inline int handle(struct __sk_buff *skb, __u32 dir)
 	struct walk w = {};
 	struct session *s;
 	struct counters *c;
-	struct iface *ifc;
 	__u32 skey, mark, out;
 	long ret;
 
@@ -327,7 +325,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u32 dir)
 		w.count = XM_MAX_RULES;
 	w.ifindex = skb->ifindex;
 	w.session = -1;
-	if (w.count)
+	/* The first rules inline: most filters are short, and a bpf_loop call
+	 * costs more than walking them. */
+	if (w.count && !walk_some(0, &w))
 		bpf_loop(XM_MAX_RULES / XM_WALK_BATCH + 1, walk_some, &w, 0);
 
 	if (record_decision) {
@@ -355,15 +355,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u32 dir)
 		return XM_TC_NEXT;
 	}
 	out = st->vxlan_ifindex;
-	if (dir == XM_DIR_OUT) {
-		__u32 ifindex = skb->ifindex;
-
-		ifc = bpf_map_lookup_elem(&xm_ifaces, &ifindex);
-		if (ifc && (ifc->flags & XM_IF_REPLICA) && ifc->replica)
-			out = ifc->replica;
-	}
+	if (dir == XM_DIR_OUT && w.replica)
+		out = w.replica;
 	if (st->datapath != XM_DATAPATH_KERNEL && out == st->vxlan_ifindex) {
-		emit(skb, st, s, c, id, dir, skb->ifindex, flow_hash(&w.f, s->hash_mode == XM_HASH_SYMMETRIC));
+		emit(skb, st, s, c, id, dir, skb->ifindex, w.local, flow_hash(&w.f, s->hash_mode == XM_HASH_SYMMETRIC));
 		return XM_TC_NEXT;
 	}
 
@@ -404,10 +399,11 @@ int xm_replica(struct __sk_buff *skb)
 	if (!st)
 		return XM_TC_SHOT;
 	if (st->datapath != XM_DATAPATH_KERNEL) {
-		__u32 mark = skb->mark, skey, id, dir;
+		__u32 mark = skb->mark, skey, id, dir, ifindex;
 		struct flow f = {};
 		struct session *s;
 		struct counters *c;
+		struct iface *ifc;
 
 		id = ((mark >> XM_MARK_SESS_SHIFT) & XM_MARK_SESS_MASK) % XM_MAX_SESSIONS;
 		dir = (mark >> XM_MARK_DIR_SHIFT) & 1;
@@ -416,8 +412,14 @@ int xm_replica(struct __sk_buff *skb)
 		c = counters_of(id, dir);
 		if (!s || !c)
 			return XM_TC_SHOT;
+		ifindex = mark & XM_MARK_IF_MASK;
+		ifc = bpf_map_lookup_elem(&xm_ifaces, &ifindex);
+		if (!ifc) {
+			c->errors++;
+			return XM_TC_SHOT;
+		}
 		parse_flow(skb, &f);
-		emit(skb, st, s, c, id, dir, mark & XM_MARK_IF_MASK, flow_hash(&f, s->hash_mode == XM_HASH_SYMMETRIC));
+		emit(skb, st, s, c, id, dir, ifindex, ifc->local, flow_hash(&f, s->hash_mode == XM_HASH_SYMMETRIC));
 		return XM_TC_SHOT;
 	}
 	return bpf_redirect(st->vxlan_ifindex, 0);

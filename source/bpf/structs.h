@@ -27,6 +27,11 @@ struct rule {
 	__u32 src_mask[4];
 	__u32 dst[4];
 	__u32 dst_mask[4];
+	/* Of the rule's interface, so the per-packet path needs no lookup of
+	 * it: the outer source address (network order) and, for outbound rules
+	 * of an interface with a replica, the replica's sending end (else 0). */
+	__u32 local;
+	__u32 replica;
 };
 
 /* A mirror session as the tunnel program needs it. */
