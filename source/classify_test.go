@@ -2,6 +2,7 @@ package source
 
 import (
 	"fmt"
+	"github.com/google/gopacket/layers"
 	"net/netip"
 	"strings"
 	"testing"
@@ -257,4 +258,34 @@ func TestClassifyManyRules(t *testing.T) {
 		{"in the middle", dirIn, tcp4(t, "10.0.0.2", "10.0.0.1", 5000, 12500, 0), "s1"},
 		{"none of 5001", dirIn, tcp4(t, "10.0.0.2", "10.0.0.1", 5000, 1, 0), ""},
 	})
+}
+
+// TestIPv4HeaderPaths: IPv4 TCP/UDP without options is read in place, the
+// rest through bpf_skb_load_bytes; both must decide alike.
+func TestIPv4HeaderPaths(t *testing.T) {
+	s := testSource(t, mustParse(t, oneSession(`{priority: 1, action: accept, protocol: tcp, destination_ports: 1234}`, "")))
+	withOptions := func(dport uint16) []byte {
+		ip := ip4("10.0.0.1", "10.0.0.2", layers.IPProtocolTCP)
+		ip.IHL = 6
+		ip.Options = []layers.IPv4Option{{OptionType: 1}, {OptionType: 1}, {OptionType: 1}, {OptionType: 0}}
+		tc := &layers.TCP{SrcPort: 5000, DstPort: layers.TCPPort(dport), ACK: true, Window: 512}
+		tc.SetNetworkLayerForChecksum(ip)
+		return frame(t, eth(layers.EthernetTypeIPv4), ip, tc, payload(10))
+	}
+	plain := tcp4(t, "10.0.0.1", "10.0.0.2", 5000, 1234, 10)
+	fragment := append([]byte(nil), plain...)
+	fragment[14+6] = 0x00 // a later fragment: offset 8, so no ports
+	fragment[14+7] = 0x01
+	for _, c := range []decideCase{
+		{"in place", dirIn, plain, "s1"},
+		{"in place, other port", dirIn, tcp4(t, "10.0.0.1", "10.0.0.2", 5000, 80, 10), ""},
+		{"options", dirIn, withOptions(1234), "s1"},
+		{"options, other port", dirIn, withOptions(80), ""},
+		{"ports cut off", dirIn, plain[:14+20+2], ""},
+		{"later fragment", dirIn, fragment, ""},
+	} {
+		if got := decide(t, s, c.dir, c.frame); got != c.want {
+			t.Errorf("%s: mirrored by %q, want %q", c.name, got, c.want)
+		}
+	}
 }
