@@ -2,13 +2,13 @@ package source
 
 import (
 	"fmt"
-	"github.com/google/gopacket/layers"
 	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/google/gopacket/layers"
 
 	"github.com/xmirror/xmirror/config"
 	"github.com/xmirror/xmirror/internal/netlab"
@@ -260,8 +260,10 @@ func TestClassifyManyRules(t *testing.T) {
 	})
 }
 
-// TestIPv4HeaderPaths: IPv4 TCP/UDP without options is read in place, the
-// rest through bpf_skb_load_bytes; both must decide alike.
+// TestIPv4HeaderPaths: the IPv4 header and the ports are read in place from
+// the linear part of the packet; options move the ports, ports beyond the
+// frame fall back to bpf_skb_load_bytes (which finds none: addresses only),
+// and later fragments have none.
 func TestIPv4HeaderPaths(t *testing.T) {
 	s := testSource(t, mustParse(t, oneSession(`{priority: 1, action: accept, protocol: tcp, destination_ports: 1234}`, "")))
 	withOptions := func(dport uint16) []byte {

@@ -324,8 +324,8 @@ func (s *Source) apply(prog *Program) error {
 		for i, r := range prog.Rules[dir] {
 			ifc := prog.Ifaces[r.Ifindex]
 			r.Local = ifc.Local
-			if dir == dirOut && ifc.Flags&ifReplica != 0 {
-				r.Replica = ifc.Replica
+			if dir == dirOut {
+				r.Replica = ifc.Replica // 0 without a replica
 			}
 			key := uint32((int(next)*2+dir)*MaxRules + i)
 			if err := s.objs.XmRules.Put(key, r); err != nil {

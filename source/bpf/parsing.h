@@ -27,13 +27,19 @@ struct flow {
 #define IPV6_NEXTHDR_FRAGMENT 44
 #define IPV6_NEXTHDR_DEST 60
 
+/* load_ports reads the ports at off, in place when the linear part of the
+ * packet holds them (no helper call), else with bpf_skb_load_bytes. */
 static __always_inline int load_ports(struct __sk_buff *skb, __u32 off, struct flow *f)
 {
-	__u16 ports[2];
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	__u16 buf[2], *ports = buf;
 
 	if (f->proto != IPPROTO_TCP && f->proto != IPPROTO_UDP)
 		return 0;
-	if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)) < 0)
+	/* The bound lets the verifier accept the pointer arithmetic. */
+	if (off <= 0xfff && data + off + sizeof(buf) <= end)
+		ports = data + off;
+	else if (bpf_skb_load_bytes(skb, off, buf, sizeof(buf)) < 0)
 		return 0; /* truncated: match on addresses only */
 	f->sport = bpf_ntohs(ports[0]);
 	f->dport = bpf_ntohs(ports[1]);
@@ -50,38 +56,24 @@ static __always_inline int parse_flow(struct __sk_buff *skb, struct flow *f)
 	f->ethertype = proto;
 	if (proto == XM_ETH_P_IP) {
 		void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
-		struct iphdr ip;
+		struct iphdr buf, *ip = data + XM_ETH_HLEN;
 
-		/* TCP and UDP over IPv4 without options in the linear part: read
-		 * in place, without a helper call per header. */
-		if (data + XM_ETH_HLEN + sizeof(ip) + 4 <= end) {
-			struct iphdr *iph = data + XM_ETH_HLEN;
-			__u16 *ports = (void *)(iph + 1);
-
-			if (iph->version == 4 && iph->ihl == 5 &&
-			    (iph->protocol == IPPROTO_TCP || iph->protocol == IPPROTO_UDP)) {
-				f->src[0] = iph->saddr;
-				f->dst[0] = iph->daddr;
-				f->proto = iph->protocol;
-				if (iph->frag_off & bpf_htons(0x1fff))
-					return 0;
-				f->sport = bpf_ntohs(ports[0]);
-				f->dport = bpf_ntohs(ports[1]);
-				f->has_ports = 1;
-				return 0;
-			}
+		/* In place when the linear part holds the header (no helper call:
+		 * this runs for every packet). */
+		if ((void *)(ip + 1) > end) {
+			if (bpf_skb_load_bytes(skb, XM_ETH_HLEN, &buf, sizeof(buf)) < 0)
+				return -1;
+			ip = &buf;
 		}
-		if (bpf_skb_load_bytes(skb, XM_ETH_HLEN, &ip, sizeof(ip)) < 0)
+		if (ip->version != 4 || ip->ihl < 5)
 			return -1;
-		if (ip.version != 4 || ip.ihl < 5)
-			return -1;
-		f->src[0] = ip.saddr;
-		f->dst[0] = ip.daddr;
-		f->proto = ip.protocol;
+		f->src[0] = ip->saddr;
+		f->dst[0] = ip->daddr;
+		f->proto = ip->protocol;
 		/* Only the first fragment carries ports. */
-		if (ip.frag_off & bpf_htons(0x1fff))
+		if (ip->frag_off & bpf_htons(0x1fff))
 			return 0;
-		return load_ports(skb, XM_ETH_HLEN + ip.ihl * 4, f);
+		return load_ports(skb, XM_ETH_HLEN + ip->ihl * 4, f);
 	}
 	if (proto == XM_ETH_P_IPV6) {
 		struct ipv6hdr ip6;

@@ -46,7 +46,10 @@ struct session {
 	__u16 pad;
 };
 
-/* A source interface. */
+/* A source interface. The programs read only local, and only off the
+ * per-packet path (tunnel, replica); the source programs take local and
+ * replica from the matching rule. flags and replica record for the control
+ * plane which interfaces have a replica. */
 struct iface {
 	__u32 local;   /* IPv4, network order: outer source address */
 	__u32 flags;   /* XM_IF_* */
