@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"time"
 
@@ -33,11 +34,13 @@ type IperfOptions struct {
 	// TunnelStop profiles the xmirror mode: clones dropped before (1) or
 	// after (2) cutting, 0 = the real path.
 	TunnelStop uint32
-	// Sink is where the mirrored VXLAN is dropped: SinkTarget (default) at
-	// the target's eth0 (nftables netdev ingress), after the lab's bridge;
-	// SinkWire as it leaves the source, at the source's bridge port, so the
-	// source pays what it would pay for a remote target (its own stack and
-	// the transmit), not the bridge and the target's receive.
+	// Sink is where the mirrored VXLAN is dropped (nftables netdev
+	// ingress): SinkWire (default) as it leaves the source, at the source's
+	// bridge port, so the source pays what it pays for a remote target (its
+	// own stack, the transmit and one receive at the peer, as a NIC's
+	// transmit would cost); SinkTarget at the target's eth0, which also
+	// charges the lab's bridge and the target's receive path to the two
+	// cores iperf3 runs on.
 	Sink string
 	// MaxDelay is Options.MaxDelay for the xmirror modes (0: the default).
 	MaxDelay time.Duration
@@ -57,6 +60,7 @@ type IperfResult struct {
 	Retransmits   int
 	Mirrored      uint64 // packets the xmirror source mirrored (xmirror mode)
 	Sends         uint64 // packets the ring datapath handed to the kernel (runs sent as one GSO packet count once)
+	Errors        uint64 // packets the xmirror source failed to mirror (ring full, send errors)
 }
 
 // perfYAML mirrors every TCP packet both ways, as the seed session would.
@@ -74,13 +78,20 @@ metrics: {listen: "off"}
 // 192.168.0.230, test 192.168.0.161) in both directions, plain, with xmirror
 // mirroring every packet to a third (target 192.168.0.147), and with the
 // kernel's tc mirred to a VXLAN device, all in the same run so the ratios
-// compare. Needs root, iperf3 and tc.
+// compare. When the modes start with ModePlain, plain runs again at the end:
+// the baseline is measured before and after the other modes, so a drift of
+// the machine's speed during the run does not read as their cost (see
+// PlainBaseline). Needs root, iperf3 and tc.
 func IperfScenario(ctx context.Context, opts IperfOptions) (results []IperfResult, err error) {
 	if opts.Duration <= 0 {
 		opts.Duration = 3 * time.Second
 	}
 	if len(opts.Modes) == 0 {
 		opts.Modes = []string{ModePlain, ModeXmirror, ModeRing, ModeRingNormal, ModePerf, ModeMirred}
+	}
+	modes := opts.Modes
+	if len(modes) > 1 && modes[0] == ModePlain {
+		modes = append(slices.Clone(modes), ModePlain)
 	}
 	lab, err := netlab.New("srcperf")
 	if err != nil {
@@ -100,12 +111,14 @@ func IperfScenario(ctx context.Context, opts IperfOptions) (results []IperfResul
 		hosts[name] = h
 	}
 	src, test, target := hosts["source"], hosts["test"], hosts["target"]
-	// The target drops the VXLAN at its interface's ingress hook: in a real
-	// deployment it is another machine, here it shares the two cores with
-	// iperf3, so it should cost as little as possible (and not answer with
-	// ICMP port unreachable).
+	// The mirrored VXLAN is dropped at an ingress hook, by default where it
+	// leaves the source: in a real deployment the target is another
+	// machine, here everything shares the two cores with iperf3, so what
+	// the source would not pay should cost as little as possible (and the
+	// target must not answer with ICMP port unreachable).
 	sinkHost, sinkDev := target.Run, "eth0"
-	if opts.Sink == SinkWire {
+	switch opts.Sink {
+	case "", SinkWire:
 		sinkDev = src.Port
 		sinkHost = func(name string, args ...string) (out string, err error) {
 			err = lab.SwitchDo(func() error {
@@ -118,6 +131,9 @@ func IperfScenario(ctx context.Context, opts IperfOptions) (results []IperfResul
 			})
 			return out, err
 		}
+	case SinkTarget:
+	default:
+		return nil, fmt.Errorf("unknown sink %q (want %s or %s)", opts.Sink, SinkWire, SinkTarget)
 	}
 	for _, cmd := range [][]string{
 		{"nft", "add", "table", "netdev", "xmperf"},
@@ -129,7 +145,7 @@ func IperfScenario(ctx context.Context, opts IperfOptions) (results []IperfResul
 		}
 	}
 
-	for _, mode := range opts.Modes {
+	for _, mode := range modes {
 		for _, reverse := range []bool{false, true} {
 			if err := ctx.Err(); err != nil {
 				return results, err
@@ -221,6 +237,7 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 		if err == nil {
 			for _, st := range stats {
 				res.Mirrored += st.Packets
+				res.Errors += st.Errors
 			}
 		}
 		if s.ring != nil {
@@ -228,6 +245,23 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 		}
 	}
 	return res, nil
+}
+
+// PlainBaseline is the plain throughput of each direction in results: the
+// mean of the plain runs (IperfScenario runs plain before and after the
+// other modes).
+func PlainBaseline(results []IperfResult) map[string]float64 {
+	sum, n := map[string]float64{}, map[string]int{}
+	for _, r := range results {
+		if r.Mode == ModePlain {
+			sum[r.Direction] += r.BitsPerSecond
+			n[r.Direction]++
+		}
+	}
+	for dir := range sum {
+		sum[dir] /= float64(n[dir])
+	}
+	return sum
 }
 
 // setupMirred is the kernel-native alternative: a VXLAN device to the target

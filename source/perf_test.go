@@ -13,15 +13,17 @@ import (
 
 // BenchmarkIperf reports iperf3 TCP throughput plain, with xmirror mirroring
 // every packet (datapaths ring, kernel and perf) and with tc mirred, in both
-// directions: Gbit/s and the cost relative to plain in the same round, in
-// percent, each the median over the rounds. Every round measures every mode,
-// so the modes see the same machine load. Run:
+// directions: Gbit/s and the cost relative to plain in the same round (the
+// mean of plain measured first and last), in percent, each the median over
+// the rounds. Every round measures every mode, so the modes see the same
+// machine load. Run:
 //
 //	go test -run XXX -bench Iperf -benchtime 7x ./source/
 //
 // XM_IPERF_MODES (comma-separated modes) and XM_IPERF_OFFLOAD (on or off)
-// narrow the run, e.g. to profile one datapath; XM_IPERF_SINK=wire drops the
-// mirrored traffic as it leaves the source instead of at the target;
+// narrow the run, e.g. to profile one datapath; XM_IPERF_SINK=target drops
+// the mirrored traffic at the target instead of as it leaves the source
+// (IperfOptions.Sink);
 // XM_IPERF_MAX_DELAY (e.g. 100ms) sets the ring datapath's MaxDelay.
 func BenchmarkIperf(b *testing.B) {
 	netlab.RequireRoot(b)
@@ -51,12 +53,7 @@ func BenchmarkIperf(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				plain := map[string]float64{}
-				for _, r := range res {
-					if r.Mode == ModePlain {
-						plain[r.Direction] = r.BitsPerSecond
-					}
-				}
+				plain := PlainBaseline(res)
 				for _, r := range res {
 					key := r.Mode + "-" + r.Direction
 					if _, ok := gbps[key]; !ok {
@@ -66,7 +63,7 @@ func BenchmarkIperf(b *testing.B) {
 					if p := plain[r.Direction]; r.Mode != ModePlain && p > 0 {
 						cost[key] = append(cost[key], 100*(1-r.BitsPerSecond/p))
 					}
-					b.Logf("%s round %d %s %s: %.2f Gbit/s, %d retransmits, %d mirrored in %d sends", name, i, r.Mode, r.Direction, r.BitsPerSecond/1e9, r.Retransmits, r.Mirrored, r.Sends)
+					b.Logf("%s round %d %s %s: %.2f Gbit/s, %d retransmits, %d mirrored in %d sends, %d errors", name, i, r.Mode, r.Direction, r.BitsPerSecond/1e9, r.Retransmits, r.Mirrored, r.Sends, r.Errors)
 				}
 			}
 			// Medians: single rounds on a shared 2-core machine vary a lot.
@@ -89,4 +86,21 @@ func median(v []float64) float64 {
 		return s[n/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func TestPlainBaseline(t *testing.T) {
+	res := []IperfResult{
+		{Mode: ModePlain, Direction: "inbound", BitsPerSecond: 30},
+		{Mode: ModePlain, Direction: "outbound", BitsPerSecond: 20},
+		{Mode: ModeRing, Direction: "inbound", BitsPerSecond: 10},
+		{Mode: ModePlain, Direction: "inbound", BitsPerSecond: 34},
+		{Mode: ModePlain, Direction: "outbound", BitsPerSecond: 20},
+	}
+	got := PlainBaseline(res)
+	if len(got) != 2 || got["inbound"] != 32 || got["outbound"] != 20 {
+		t.Fatalf("PlainBaseline = %v, want inbound 32, outbound 20", got)
+	}
+	if got := PlainBaseline(res[2:3]); len(got) != 0 {
+		t.Fatalf("PlainBaseline without plain runs = %v, want none", got)
+	}
 }
