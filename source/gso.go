@@ -43,6 +43,9 @@ const (
 	udpCsumOff = 6
 
 	maxIPLen = 0xffff
+	// maxRunSegs is UDP_MAX_SEGMENTS: the kernel refuses (EINVAL) a
+	// virtio-net header asking for more segments.
+	maxRunSegs = 128
 )
 
 // gsoSocket is an AF_PACKET socket for whole Ethernet frames whose packets
@@ -73,6 +76,7 @@ const (
 type run struct {
 	head, tail int // first and last record
 	seg, total int // payload size of a segment, IPv4 length so far
+	segs       int // records in the run
 	dir, kind  int
 	open       bool
 }
@@ -116,10 +120,11 @@ func (g *runs) admit(b *batch, i int) {
 		if !r.open || !sameFlow(b, r.head, i) {
 			continue
 		}
-		if !joined && r.dir == dir && r.kind == kind && seg <= r.seg && r.total+seg <= maxIPLen {
+		if !joined && r.dir == dir && r.kind == kind && seg <= r.seg && r.total+seg <= maxIPLen && r.segs < maxRunSegs {
 			g.next[r.tail] = i
 			r.tail = i
 			r.total += seg
+			r.segs++
 			r.open = seg == r.seg // a shorter segment is the last
 			joined = true
 			continue
@@ -129,7 +134,7 @@ func (g *runs) admit(b *batch, i int) {
 		}
 	}
 	if !joined {
-		g.list[g.n] = run{head: i, tail: i, seg: seg, total: len(pkt), dir: dir, kind: kind, open: true}
+		g.list[g.n] = run{head: i, tail: i, seg: seg, total: len(pkt), segs: 1, dir: dir, kind: kind, open: true}
 		g.n++
 	}
 }

@@ -125,6 +125,7 @@ func TestRuns(t *testing.T) {
 		{"other next hop", []rec{d(out), {b, 1000, 147, out, data(200)}, d(out)}, [][]int{{0, 2}, {1}}},
 		{"not TCP", []rec{{a, 1000, 147, out, other}, {a, 1000, 147, in, other}, {a, 1000, 147, out, other}}, [][]int{{0}, {1}, {2}}},
 		{"64 KiB at most", many(50, rec{a, 1000, 147, out, make([]byte, 1500-50)}), [][]int{seq(0, 44), seq(44, 50)}},
+		{"128 segments at most", many(200, k(in)), [][]int{seq(0, maxRunSegs), seq(maxRunSegs, 200)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bt := &batch{link: true, runs: &runs{}}
