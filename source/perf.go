@@ -61,6 +61,7 @@ type IperfResult struct {
 	Mirrored      uint64 // packets the xmirror source mirrored (xmirror mode)
 	Sends         uint64 // packets the ring datapath handed to the kernel (runs sent as one GSO packet count once)
 	Errors        uint64 // packets the xmirror source failed to mirror (ring full, send errors)
+	SendErrors    uint64 // of Errors, the packets the ring datapath's sends failed for
 }
 
 // perfYAML mirrors every TCP packet both ways, as the seed session would.
@@ -242,6 +243,9 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 		}
 		if s.ring != nil {
 			res.Sends = s.ring.sends()
+			for i := range s.ring.errs {
+				res.SendErrors += s.ring.errs[i].Load()
+			}
 		}
 	}
 	return res, nil

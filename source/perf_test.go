@@ -63,7 +63,7 @@ func BenchmarkIperf(b *testing.B) {
 					if p := plain[r.Direction]; r.Mode != ModePlain && p > 0 {
 						cost[key] = append(cost[key], 100*(1-r.BitsPerSecond/p))
 					}
-					b.Logf("%s round %d %s %s: %.2f Gbit/s, %d retransmits, %d mirrored in %d sends, %d errors", name, i, r.Mode, r.Direction, r.BitsPerSecond/1e9, r.Retransmits, r.Mirrored, r.Sends, r.Errors)
+					b.Logf("%s round %d %s %s: %.2f Gbit/s, %d retransmits, %d mirrored in %d sends, %d errors (%d in sends)", name, i, r.Mode, r.Direction, r.BitsPerSecond/1e9, r.Retransmits, r.Mirrored, r.Sends, r.Errors, r.SendErrors)
 				}
 			}
 			// Medians: single rounds on a shared 2-core machine vary a lot.
