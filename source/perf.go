@@ -243,9 +243,7 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 		}
 		if s.ring != nil {
 			res.Sends = s.ring.sends()
-			for i := range s.ring.errs {
-				res.SendErrors += s.ring.errs[i].Load()
-			}
+			res.SendErrors = s.ring.sendErrors()
 		}
 	}
 	return res, nil

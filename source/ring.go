@@ -447,6 +447,14 @@ func (r *ringSender) sends() uint64 {
 	return r.rawSent.Load() + r.linkB.runs.sent.Load()
 }
 
+// sendErrors is the number of packets whose send failed, all sessions.
+func (r *ringSender) sendErrors() (n uint64) {
+	for i := range r.errs {
+		n += r.errs[i].Load()
+	}
+	return n
+}
+
 // errors returns the send failures of a session and direction.
 func (r *ringSender) errors(id uint16, dir int) uint64 {
 	if r == nil {

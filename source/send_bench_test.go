@@ -13,7 +13,7 @@ import (
 )
 
 // BenchmarkSendPath measures what one mirrored packet (132 bytes: outer
-// headers and a 96-byte cut) costs the kernel to send, 64 per sendmmsg, from
+// headers and a 96-byte cut) costs the kernel to send, batchSize per sendmmsg, from
 // a namespace into its veth, dropped as it reaches the bridge (nftables netdev
 // ingress on the host's bridge port): the raw IPv4 socket of datapath ring,
 // and an AF_PACKET socket (with and without PACKET_QDISC_BYPASS), which skips
