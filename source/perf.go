@@ -94,7 +94,7 @@ func IperfScenario(ctx context.Context, opts IperfOptions) (results []IperfResul
 	if len(modes) > 1 && modes[0] == ModePlain {
 		modes = append(slices.Clone(modes), ModePlain)
 	}
-	lab, err := netlab.New("srcperf")
+	lab, err := newIperfLab(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -103,48 +103,7 @@ func IperfScenario(ctx context.Context, opts IperfOptions) (results []IperfResul
 			err = cerr
 		}
 	}()
-	hosts := map[string]*netlab.Host{}
-	for name, addr := range map[string]string{"source": "192.168.0.230/24", "test": "192.168.0.161/24", "target": "192.168.0.147/24"} {
-		h, err := lab.AddHost(netlab.HostSpec{Name: name, Addrs: []string{addr}, Offload: opts.Offload})
-		if err != nil {
-			return nil, err
-		}
-		hosts[name] = h
-	}
-	src, test, target := hosts["source"], hosts["test"], hosts["target"]
-	// The mirrored VXLAN is dropped at an ingress hook, by default where it
-	// leaves the source: in a real deployment the target is another
-	// machine, here everything shares the two cores with iperf3, so what
-	// the source would not pay should cost as little as possible (and the
-	// target must not answer with ICMP port unreachable).
-	sinkHost, sinkDev := target.Run, "eth0"
-	switch opts.Sink {
-	case "", SinkWire:
-		sinkDev = src.Port
-		sinkHost = func(name string, args ...string) (out string, err error) {
-			err = lab.SwitchDo(func() error {
-				b, err := exec.Command(name, args...).CombinedOutput()
-				out = string(b)
-				if err != nil {
-					return fmt.Errorf("%s: %w: %s", name, err, b)
-				}
-				return nil
-			})
-			return out, err
-		}
-	case SinkTarget:
-	default:
-		return nil, fmt.Errorf("unknown sink %q (want %s or %s)", opts.Sink, SinkWire, SinkTarget)
-	}
-	for _, cmd := range [][]string{
-		{"nft", "add", "table", "netdev", "xmperf"},
-		{"nft", "add", "chain", "netdev", "xmperf", "in", "{ type filter hook ingress device " + sinkDev + " priority 0 ; }"},
-		{"nft", "add", "rule", "netdev", "xmperf", "in", "udp", "dport", "4789", "drop"},
-	} {
-		if _, err := sinkHost(cmd[0], cmd[1:]...); err != nil {
-			return nil, fmt.Errorf("vxlan sink: %w", err)
-		}
-	}
+	src, test := lab.src, lab.test
 
 	for _, mode := range modes {
 		for _, reverse := range []bool{false, true} {
@@ -167,41 +126,11 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 	if reverse {
 		res.Direction = "outbound"
 	}
-	var s *Source
-	switch mode {
-	case ModePlain:
-	case ModeXmirror, ModePerf, ModeRing, ModeRingNormal:
-		cfg, err := config.Parse([]byte(perfYAML))
-		if err != nil {
-			return res, err
-		}
-		dp := DatapathKernel
-		switch mode {
-		case ModePerf:
-			dp = DatapathPerf
-		case ModeRing, ModeRingNormal:
-			dp = DatapathRing
-		}
-		prio := PriorityIdle
-		if mode == ModeRingNormal {
-			prio = PriorityNormal
-		}
-		if err := src.Do(func() (err error) {
-			s, err = New(cfg, Options{TunnelStop: opts.TunnelStop, Datapath: dp, SendPriority: prio, MaxDelay: opts.MaxDelay})
-			return err
-		}); err != nil {
-			return res, err
-		}
-		defer src.Do(s.Close)
-	case ModeMirred:
-		undo, err := setupMirred(src)
-		defer undo()
-		if err != nil {
-			return res, err
-		}
-	default:
-		return res, fmt.Errorf("unknown mode %q", mode)
+	s, stop, err := startMode(src, mode, opts)
+	if err != nil {
+		return res, err
 	}
+	defer stop()
 	server, err := src.Start("iperf3", "-s", "-1", "-B", "192.168.0.230")
 	if err != nil {
 		return res, err
@@ -247,6 +176,111 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 		}
 	}
 	return res, nil
+}
+
+// iperfLab is the lab of the iperf3 scenarios: source, test and target on
+// one bridge, with the mirrored VXLAN dropped at the sink (IperfOptions.Sink).
+type iperfLab struct {
+	*netlab.Lab
+	src, test, target *netlab.Host
+}
+
+func newIperfLab(opts IperfOptions) (_ *iperfLab, err error) {
+	lab, err := netlab.New("srcperf")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			lab.Close()
+		}
+	}()
+	hosts := map[string]*netlab.Host{}
+	for name, addr := range map[string]string{"source": "192.168.0.230/24", "test": "192.168.0.161/24", "target": "192.168.0.147/24"} {
+		h, err := lab.AddHost(netlab.HostSpec{Name: name, Addrs: []string{addr}, Offload: opts.Offload})
+		if err != nil {
+			return nil, err
+		}
+		hosts[name] = h
+	}
+	src, test, target := hosts["source"], hosts["test"], hosts["target"]
+	// The mirrored VXLAN is dropped at an ingress hook, by default where it
+	// leaves the source: in a real deployment the target is another
+	// machine, here everything shares the two cores with iperf3, so what
+	// the source would not pay should cost as little as possible (and the
+	// target must not answer with ICMP port unreachable).
+	sinkHost, sinkDev := target.Run, "eth0"
+	switch opts.Sink {
+	case "", SinkWire:
+		sinkDev = src.Port
+		sinkHost = func(name string, args ...string) (out string, err error) {
+			err = lab.SwitchDo(func() error {
+				b, err := exec.Command(name, args...).CombinedOutput()
+				out = string(b)
+				if err != nil {
+					return fmt.Errorf("%s: %w: %s", name, err, b)
+				}
+				return nil
+			})
+			return out, err
+		}
+	case SinkTarget:
+	default:
+		return nil, fmt.Errorf("unknown sink %q (want %s or %s)", opts.Sink, SinkWire, SinkTarget)
+	}
+	for _, cmd := range [][]string{
+		{"nft", "add", "table", "netdev", "xmperf"},
+		{"nft", "add", "chain", "netdev", "xmperf", "in", "{ type filter hook ingress device " + sinkDev + " priority 0 ; }"},
+		{"nft", "add", "rule", "netdev", "xmperf", "in", "udp", "dport", "4789", "drop"},
+	} {
+		if _, err := sinkHost(cmd[0], cmd[1:]...); err != nil {
+			return nil, fmt.Errorf("vxlan sink: %w", err)
+		}
+	}
+
+	return &iperfLab{Lab: lab, src: src, test: test, target: target}, nil
+}
+
+// startMode sets up what mode runs on the source interface; stop undoes it.
+// s is the xmirror source of the xmirror modes, else nil.
+func startMode(src *netlab.Host, mode string, opts IperfOptions) (s *Source, stop func(), err error) {
+	stop = func() {}
+	switch mode {
+	case ModePlain:
+	case ModeXmirror, ModePerf, ModeRing, ModeRingNormal:
+		cfg, err := config.Parse([]byte(perfYAML))
+		if err != nil {
+			return nil, stop, err
+		}
+		dp := DatapathKernel
+		switch mode {
+		case ModePerf:
+			dp = DatapathPerf
+		case ModeRing, ModeRingNormal:
+			dp = DatapathRing
+		}
+		prio := PriorityIdle
+		if mode == ModeRingNormal {
+			prio = PriorityNormal
+		}
+		if err := src.Do(func() (err error) {
+			s, err = New(cfg, Options{TunnelStop: opts.TunnelStop, Datapath: dp, SendPriority: prio, MaxDelay: opts.MaxDelay})
+			return err
+		}); err != nil {
+			return nil, stop, err
+		}
+		stop = func() { src.Do(s.Close) }
+	case ModeMirred:
+		undo, err := setupMirred(src)
+		if err != nil {
+			undo()
+			return nil, stop, err
+		}
+		stop = undo
+	default:
+		return nil, stop, fmt.Errorf("unknown mode %q", mode)
+	}
+	return s, stop, nil
 }
 
 // PlainBaseline is the plain throughput of each direction in results: the

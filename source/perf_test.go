@@ -2,8 +2,10 @@ package source
 
 import (
 	"context"
+	"math"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -102,5 +104,78 @@ func TestPlainBaseline(t *testing.T) {
 	}
 	if got := PlainBaseline(res[2:3]); len(got) != 0 {
 		t.Fatalf("PlainBaseline without plain runs = %v, want none", got)
+	}
+}
+
+// BenchmarkOnOff reports what mirroring costs a running iperf3 TCP stream
+// (IperfAlternating): per mode (datapath ring and tc mirred unless
+// XM_IPERF_MODES says otherwise) and direction, one iperf3 connection during
+// which the mode is switched on and off every second, b.N times on between
+// b.N+1 plain segments; the cost of each segment against the plain ones
+// either side, median over the segments. Offloads on, sink as in
+// BenchmarkIperf (XM_IPERF_SINK, XM_IPERF_MAX_DELAY apply). Run:
+//
+//	go test -run XXX -bench OnOff -benchtime 20x ./source/
+func BenchmarkOnOff(b *testing.B) {
+	netlab.RequireRoot(b)
+	var modes []string
+	if m := os.Getenv("XM_IPERF_MODES"); m != "" {
+		modes = strings.Split(m, ",")
+	}
+	var maxDelay time.Duration
+	if v := os.Getenv("XM_IPERF_MAX_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("XM_IPERF_MAX_DELAY: %v", err)
+		}
+		maxDelay = d
+	}
+	res, err := IperfAlternating(context.Background(), AlternatingOptions{
+		IperfOptions: IperfOptions{Offload: true, Modes: modes, Sink: os.Getenv("XM_IPERF_SINK"), MaxDelay: maxDelay},
+		Pairs:        b.N,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, r := range res {
+		key := r.Mode + "-" + r.Direction
+		costs := r.Costs()
+		b.Logf("%d pairs, %s %s: plain %s Gbit/s; with it %s Gbit/s; cost %s %%; %d mirrored, %d errors",
+			b.N, r.Mode, r.Direction, gbitList(r.Plain), gbitList(r.With), pctList(costs), r.Mirrored, r.Errors)
+		b.ReportMetric(median(r.Plain)/1e9, key+"-plain-Gbit/s")
+		b.ReportMetric(median(r.With)/1e9, key+"-Gbit/s")
+		if len(costs) > 0 {
+			b.ReportMetric(median(costs), key+"-cost-%")
+		}
+	}
+}
+
+func gbitList(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.FormatFloat(x/1e9, 'f', 1, 64)
+	}
+	return strings.Join(s, " ")
+}
+
+func pctList(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.FormatFloat(x, 'f', 1, 64)
+	}
+	return strings.Join(s, " ")
+}
+
+func TestAlternatingCosts(t *testing.T) {
+	r := AlternatingResult{Plain: []float64{10, 12, 8}, With: []float64{10.45, 9}}
+	got := r.Costs()
+	// 10.45 against (10+12)/2 = 11: 5%; 9 against (12+8)/2 = 10: 10%.
+	if len(got) != 2 || math.Abs(got[0]-5) > 1e-9 || math.Abs(got[1]-10) > 1e-9 {
+		t.Fatalf("Costs = %v, want [5 10]", got)
+	}
+	// A segment with the mode but no plain one after it has no cost.
+	r.Plain = r.Plain[:2]
+	if got := r.Costs(); len(got) != 1 {
+		t.Fatalf("Costs without the last plain segment = %v, want one", got)
 	}
 }

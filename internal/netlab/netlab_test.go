@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -113,6 +114,41 @@ func TestStopReportsCleanExit(t *testing.T) {
 	}
 	if !strings.Contains(p.Output(), "bye") {
 		t.Fatalf("SIGTERM handler did not run: %q", p.Output())
+	}
+}
+
+// A process Start began keeps running when the thread of the goroutine that
+// called Start ends (the kernel sends Pdeathsig when the forking thread
+// exits, and Go ends a thread whose goroutine returns locked to it, unless it
+// is the main thread: hence several callers).
+func TestStartSurvivesCallersThread(t *testing.T) {
+	lab := ForTest(t, HostSpec{Name: "h"})
+	const callers = 4
+	started := make(chan *Proc, callers)
+	for range callers {
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			p, err := lab.Host("h").Start("sleep", "600")
+			if err != nil {
+				t.Error(err)
+			}
+			started <- p
+		}()
+	}
+	var procs []*Proc
+	for range callers {
+		if p := <-started; p != nil {
+			procs = append(procs, p)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	for i, p := range procs {
+		select {
+		case <-p.Done():
+			t.Errorf("process %d died with its caller's thread: %v", i, p.Wait())
+		default:
+		}
+		p.Stop()
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,13 +41,26 @@ func (h *Host) Start(name string, args ...string) (*Proc, error) {
 	p := &Proc{Cmd: h.Command(context.Background(), name, args...), done: make(chan struct{})}
 	p.Cmd.Stdout = &p.out
 	p.Cmd.Stderr = &p.out
-	if err := p.Cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s in %s: %w", name, h.Name, err)
-	}
+	// The kernel sends Pdeathsig when the thread that forked exits, not the
+	// process, and Go ends a thread whose goroutine exits locked to it (as
+	// xmirror's sending threads do when a source closes). So the fork and
+	// the wait run on a thread kept for the process's lifetime: a
+	// background process must not die because some other goroutine ended.
+	started := make(chan error)
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := p.Cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		p.err = p.Cmd.Wait()
 		close(p.done)
 	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("start %s in %s: %w", name, h.Name, err)
+	}
 	h.lab.mu.Lock()
 	h.lab.procs = append(h.lab.procs, p)
 	h.lab.mu.Unlock()
