@@ -100,7 +100,10 @@ type runs struct {
 	n     int                      // runs in list
 	order [batchSize]int           // runs in the order they leave
 	vnet  [batchSize][vnetHdrLen]byte
-	iovs  [3 * batchSize]unix.Iovec
+	// Outer IPv4 and UDP headers of each run's packet: copied from its
+	// first record, which stays in the ring (mapped read-only).
+	hdrs [batchSize][ipUDPLen]byte
+	iovs [4 * batchSize]unix.Iovec
 	// Packets handed to the kernel (a run counts once).
 	sent atomic.Uint64
 }
@@ -236,10 +239,9 @@ func (g *runs) build(b *batch) int {
 }
 
 // packet fills in message m for run r from iovec v on: the virtio-net
-// header, the Ethernet header, the first record whole, the others'
-// payloads. For a run of more than one record it rewrites the first
-// record's outer headers to cover the whole run. It returns the next free
-// iovec.
+// header, the Ethernet header, the outer IPv4 and UDP headers (a copy of the
+// first record's, made to cover the whole run), the rest of the first
+// record, the others' payloads. It returns the next free iovec.
 func (g *runs) packet(b *batch, r *run, m, v int) int {
 	first := b.pkts[r.head]
 	h := &g.vnet[m]
@@ -248,9 +250,13 @@ func (g *runs) packet(b *batch, r *run, m, v int) int {
 	g.iovs[v].SetLen(vnetHdrLen)
 	g.iovs[v+1] = unix.Iovec{Base: &g.eths[r.head][0]}
 	g.iovs[v+1].SetLen(ethLen)
-	g.iovs[v+2] = unix.Iovec{Base: &first[0]}
-	g.iovs[v+2].SetLen(len(first))
-	v += 3
+	hdr := &g.hdrs[m]
+	copy(hdr[:], first)
+	g.iovs[v+2] = unix.Iovec{Base: &hdr[0]}
+	g.iovs[v+2].SetLen(ipUDPLen)
+	g.iovs[v+3] = unix.Iovec{Base: &first[ipUDPLen]}
+	g.iovs[v+3].SetLen(len(first) - ipUDPLen)
+	v += 4
 	for k := g.next[r.head]; k >= 0; k = g.next[k] {
 		p := b.pkts[k][ipUDPLen:]
 		g.iovs[v] = unix.Iovec{Base: &p[0]}
@@ -258,12 +264,12 @@ func (g *runs) packet(b *batch, r *run, m, v int) int {
 		v++
 	}
 	if r.tail != r.head {
-		binary.BigEndian.PutUint16(first[2:], uint16(r.total))
+		binary.BigEndian.PutUint16(hdr[2:], uint16(r.total))
 		udpLen := uint16(r.total - 20)
-		binary.BigEndian.PutUint16(first[24:], udpLen)
+		binary.BigEndian.PutUint16(hdr[24:], udpLen)
 		// A partial checksum: the pseudo-header's sum, which the kernel
 		// (or the NIC) completes for each segment.
-		binary.BigEndian.PutUint16(first[26:], pseudoHeaderSum(first[12:20], udpLen))
+		binary.BigEndian.PutUint16(hdr[26:], pseudoHeaderSum(hdr[12:20], udpLen))
 		h[0] = vnetNeedsCsum
 		h[1] = vnetGSOUDPL4
 		binary.LittleEndian.PutUint16(h[2:], ethLen+ipUDPLen) // headers
@@ -271,7 +277,7 @@ func (g *runs) packet(b *batch, r *run, m, v int) int {
 		binary.LittleEndian.PutUint16(h[6:], ethLen+20)       // checksum start: UDP
 		binary.LittleEndian.PutUint16(h[8:], udpCsumOff)
 	}
-	binary.BigEndian.PutUint16(first[10:], ipv4Checksum(first[:20]))
+	binary.BigEndian.PutUint16(hdr[10:], ipv4Checksum(hdr[:20]))
 	return v
 }
 

@@ -13,7 +13,6 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -85,17 +84,16 @@ var (
 // whose neighbour is not resolved yet, take the raw socket, which makes the
 // kernel resolve it. Both sockets carry the tunnel mark.
 type ringSender struct {
-	rd   *ringbuf.Reader
+	rd   *ringReader
 	fd   int // raw IPv4 socket
 	pfd  int // AF_PACKET socket, -1 without one
 	mark uint32
 	nl   *netlink.Handle // in the source's network namespace
 	hops map[[4]byte]*nextHop
 	now  time.Time // of the current drain
-	// rawB and linkB collect packets for the two sockets; spare is the
-	// buffer the next record is read into (buffers are swapped, not copied).
+	// rawB and linkB collect packets for the two sockets. The GSO socket's
+	// packets stay in the ring until they are sent (see add).
 	rawB, linkB       batch
-	spare             []byte
 	rawSent, linkSent atomic.Uint64
 	idle              *ebpf.Variable // ring_idle in the program's memory
 	// fence orders the store of ring_idle before the look at the ring
@@ -157,9 +155,9 @@ func (s *Source) startRing() (err error) {
 		slog.Warn("ring datapath: no AF_PACKET socket, sending through the raw socket only", "err", err)
 	}
 	r.idle = s.objs.RingIdle
-	r.rd, err = ringbuf.NewReader(s.objs.XmRing)
+	r.rd, err = newRingReader(s.objs.XmRing)
 	if err != nil {
-		return fmt.Errorf("ring reader: %w", err)
+		return err
 	}
 	r.send = func(b *batch) {
 		switch {
@@ -215,43 +213,37 @@ func (r *ringSender) closeSockets() {
 	}
 }
 
-// past is a deadline that makes the reader return what is in the ring
-// without waiting.
-var past = time.Unix(1, 0)
-
 func (r *ringSender) run() {
 	defer r.wg.Done()
 	defer senderThread(r.priority)()
-	var rec ringbuf.Record
 	empty := 0
 	for {
-		deadline := time.Now().Add(r.tick)
+		wait := r.tick
 		sleeping := empty >= r.idleLooks
 		if sleeping {
 			// Announce the sleep, then look once more: a record
 			// submitted before the program saw the flag has not woken us.
 			r.setIdle(1)
 			r.fence.Add(1)
-			deadline = time.Now().Add(ringIdleWait)
-			if r.rd.AvailableBytes() > 0 {
-				deadline = past
+			wait = ringIdleWait
+			if r.rd.available() > 0 {
+				wait = 0
 			}
 		}
-		r.rd.SetDeadline(deadline)
-		n, err := r.drain(&rec)
+		err := r.rd.wait(wait)
 		if sleeping {
 			r.setIdle(0)
-		}
-		if n > 0 {
-			empty = 0
-		} else {
-			empty++
 		}
 		if errors.Is(err, os.ErrClosed) {
 			return
 		}
-		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		if err != nil {
 			slog.Warn("ring read", "err", err)
+		}
+		if r.drain() > 0 {
+			empty = 0
+		} else {
+			empty++
 		}
 	}
 }
@@ -262,42 +254,52 @@ func (r *ringSender) setIdle(v uint32) {
 	}
 }
 
-// drain waits (up to the reader's deadline) for records, then takes every
-// record in the ring without waiting again and sends them, batchSize per
-// system call. It returns the number of records taken.
-func (r *ringSender) drain(rec *ringbuf.Record) (int, error) {
+// drain takes every record in the ring and sends them, batchSize per
+// system call, and gives their space back to the programs. It returns the
+// number of records taken.
+func (r *ringSender) drain() int {
 	n := 0
-	rec.RawSample = r.spare
-	err := r.rd.ReadInto(rec)
-	if err == nil {
-		r.rd.SetDeadline(past)
-		r.now = time.Now()
-	}
-	for err == nil {
+	r.now = time.Now()
+	for {
+		rec, ok := r.rd.next()
+		if !ok {
+			break
+		}
 		n++
 		// Under sustained traffic a drain may never find the ring empty:
 		// the clock that ages next hops moves on with it.
 		if n%batchSize == 0 {
 			r.now = time.Now()
 		}
-		r.spare = rec.RawSample
-		r.add()
-		rec.RawSample = r.spare
-		err = r.rd.ReadInto(rec)
+		r.add(rec)
 	}
 	for _, b := range []*batch{&r.rawB, &r.linkB} {
 		if b.n > 0 {
 			r.send(b)
 		}
 	}
-	return n, err
+	r.rd.release()
+	return n
 }
 
-// add moves the record in r.spare into the batch of the socket its packet
+// sendAndRelease sends b and, once no batch holds packets in the ring, gives
+// the space of the records read so far back to the programs (a drain under
+// sustained traffic may go on for long).
+func (r *ringSender) sendAndRelease(b *batch) {
+	r.send(b)
+	if r.linkB.n == 0 || r.linkB.runs == nil {
+		r.rd.release()
+	}
+}
+
+// add puts the packet of a ring record into the batch of the socket it
 // takes, and sends that batch when it is full. Packets leave in ring order:
-// before a packet goes into one batch, the other is sent.
-func (r *ringSender) add() {
-	pkt, key, dst, err := parseRingRecord(r.spare)
+// before a packet goes into one batch, the other is sent. Packets for the
+// GSO socket are sent from the ring, where the program wrote them; the
+// other paths change the packet or may wait behind a release, so they get a
+// copy.
+func (r *ringSender) add(rec []byte) {
+	pkt, key, dst, err := parseRingRecord(rec)
 	if err != nil {
 		r.bad.Add(1)
 		return
@@ -308,11 +310,15 @@ func (r *ringSender) add() {
 		b, other = &r.linkB, &r.rawB
 	}
 	if other.n > 0 {
-		r.send(other)
+		r.sendAndRelease(other)
 	}
 	i := b.n
-	b.bufs[i], r.spare = r.spare, b.bufs[i]
-	b.pkts[i] = pkt
+	if b.runs != nil {
+		b.pkts[i] = pkt
+	} else {
+		b.bufs[i] = append(b.bufs[i][:0], pkt...)
+		b.pkts[i] = b.bufs[i]
+	}
 	b.keys[i] = key
 	if hop != nil {
 		b.lls[i] = hop.ll
@@ -330,7 +336,7 @@ func (r *ringSender) add() {
 	}
 	b.n++
 	if b.n == batchSize {
-		r.send(b)
+		r.sendAndRelease(b)
 	}
 }
 
@@ -467,7 +473,8 @@ func (r *ringSender) close() {
 	if r == nil {
 		return
 	}
-	r.rd.Close()
+	r.rd.interrupt()
 	r.wg.Wait()
+	r.rd.close()
 	r.closeSockets()
 }

@@ -5,12 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 
@@ -35,22 +36,97 @@ sessions:
 `
 }
 
-// readRing returns the records in the ring without waiting.
+// readRing returns copies of the records in the ring without waiting.
 func readRing(t *testing.T, s *Source) [][]byte {
 	t.Helper()
-	rd, err := ringbuf.NewReader(s.objs.XmRing)
+	rd, err := newRingReader(s.objs.XmRing)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rd.Close()
-	rd.SetDeadline(past)
+	defer rd.close()
 	var out [][]byte
 	for {
-		rec, err := rd.Read()
-		if err != nil {
+		rec, ok := rd.next()
+		if !ok {
+			rd.release()
 			return out
 		}
-		out = append(out, rec.RawSample)
+		out = append(out, slices.Clone(rec))
+	}
+}
+
+// TestRingReader reads the ring in place over several times its size (so
+// records wrap around its end) and checks order, release and waiting.
+func TestRingReader(t *testing.T) {
+	s := ringSource(t, mustParse(t, ringSession(96)))
+	rd, err := newRingReader(s.objs.XmRing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.close()
+	const n = 20000 // records of 200 bytes: 3 rounds fill the 8 MiB ring 1.4 times
+	for round := 0; round < 3; round++ {
+		for i := 0; i < n; i++ {
+			frame := tcp4(t, "10.0.0.1", "10.0.0.2", uint16(1000+i), 40000, 200)
+			if _, err := s.objs.XmSourceIngress.Run(&ebpf.RunOptions{Data: frame}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := rd.available(); got != n*200 {
+			t.Fatalf("round %d: %d bytes available, want %d", round, got, n*200)
+		}
+		for i := 0; i < n; i++ {
+			rec, ok := rd.next()
+			if !ok {
+				t.Fatalf("round %d: ring empty after %d records", round, i)
+			}
+			pkt, _, _, err := parseRingRecord(rec)
+			if err != nil {
+				t.Fatalf("round %d, record %d: %v", round, i, err)
+			}
+			if sport := binary.BigEndian.Uint16(pkt[outerLen+34:]); sport != uint16(1000+i) {
+				t.Fatalf("round %d: record %d has inner source port %d, want %d", round, i, sport, 1000+i)
+			}
+			if i == n/2 {
+				rd.release()
+				if got := rd.available(); got != n/2*200-200 {
+					t.Fatalf("round %d: %d bytes available after a release half-way, want %d", round, got, n/2*200-200)
+				}
+			}
+		}
+		if _, ok := rd.next(); ok {
+			t.Fatalf("round %d: a record past the last", round)
+		}
+		rd.release()
+		if got := rd.available(); got != 0 {
+			t.Fatalf("round %d: %d bytes available after the last release", round, got)
+		}
+	}
+	// Records submitted without a wakeup do not end a wait: its time does.
+	frame := tcp4(t, "10.0.0.1", "10.0.0.2", 1000, 40000, 200)
+	if _, err := s.objs.XmSourceIngress.Run(&ebpf.RunOptions{Data: frame}); err != nil {
+		t.Fatal(err)
+	}
+	rd.wait(0) // the wakeups the rounds above asked for
+	start := time.Now()
+	if err := rd.wait(50 * time.Millisecond); err != nil {
+		t.Fatalf("wait: %v", err)
+	}
+	if d := time.Since(start); d < 40*time.Millisecond {
+		t.Errorf("wait ended after %v with a record that asked for no wakeup", d)
+	}
+	// interrupt ends a wait in progress.
+	done := make(chan error)
+	go func() { done <- rd.wait(-1) }()
+	time.Sleep(20 * time.Millisecond)
+	rd.interrupt()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrClosed) {
+			t.Errorf("wait after interrupt: %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("interrupt did not end the wait")
 	}
 }
 
@@ -139,7 +215,7 @@ func TestRingRecords(t *testing.T) {
 
 // fillRing runs n TCP frames (inner source ports 1000, 1001, …) through
 // the ingress program and returns a reader of the ring, closed at cleanup.
-func fillRing(t *testing.T, s *Source, n int) *ringbuf.Reader {
+func fillRing(t *testing.T, s *Source, n int) *ringReader {
 	t.Helper()
 	for i := 0; i < n; i++ {
 		frame := tcp4(t, "10.0.0.1", "10.0.0.2", uint16(1000+i), 40000, 200)
@@ -147,11 +223,11 @@ func fillRing(t *testing.T, s *Source, n int) *ringbuf.Reader {
 			t.Fatal(err)
 		}
 	}
-	rd, err := ringbuf.NewReader(s.objs.XmRing)
+	rd, err := newRingReader(s.objs.XmRing)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { rd.Close() })
+	t.Cleanup(rd.close)
 	return rd
 }
 
@@ -170,9 +246,7 @@ func TestRingSenderBatches(t *testing.T) {
 		}
 		b.n = 0
 	}}
-	rd.SetDeadline(time.Now().Add(time.Second))
-	var rec ringbuf.Record
-	got, _ := r.drain(&rec)
+	got := r.drain()
 	if got != n {
 		t.Fatalf("drained %d records, want %d", got, n)
 	}
@@ -205,9 +279,7 @@ func TestRingHopRefresh(t *testing.T) {
 		time.Sleep(time.Millisecond) // the clock moves between batches
 		return &nextHop{at: r.now}
 	}
-	rd.SetDeadline(time.Now().Add(time.Second))
-	var rec ringbuf.Record
-	if got, _ := r.drain(&rec); got != n {
+	if got := r.drain(); got != n {
 		t.Fatalf("drained %d records, want %d", got, n)
 	}
 	if lookups < 3 {
