@@ -238,7 +238,9 @@ func (r *ringSender) run() {
 			return
 		}
 		if err != nil {
+			// Not expected (the epoll set is ours); do not spin on it.
 			slog.Warn("ring read", "err", err)
+			time.Sleep(r.tick)
 		}
 		if r.drain() > 0 {
 			empty = 0
