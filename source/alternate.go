@@ -120,12 +120,11 @@ func alternate(ctx context.Context, lab *iperfLab, mode string, reverse bool, op
 	total := warmup + time.Duration(segments)*(opts.Segment+opts.Settle)
 	seconds := int(total.Seconds()*1.5) + 5
 
-	server, err := lab.src.Start("iperf3", "-s", "-1", "-B", "192.168.0.230")
+	server, err := iperfServer(lab.src)
 	if err != nil {
 		return res, err
 	}
 	defer server.Stop()
-	time.Sleep(300 * time.Millisecond) // let the server listen
 	args := []string{"-c", "192.168.0.230", "-t", strconv.Itoa(seconds), "--forceflush"}
 	if reverse {
 		args = append(args, "-R")

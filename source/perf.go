@@ -131,12 +131,11 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 		return res, err
 	}
 	defer stop()
-	server, err := src.Start("iperf3", "-s", "-1", "-B", "192.168.0.230")
+	server, err := iperfServer(src)
 	if err != nil {
 		return res, err
 	}
 	defer server.Stop()
-	time.Sleep(300 * time.Millisecond) // let the server listen
 	args := []string{"-c", "192.168.0.230", "-t", strconv.Itoa(int(d.Seconds())), "-J"}
 	if reverse {
 		args = append(args, "-R")
@@ -176,6 +175,17 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 		}
 	}
 	return res, nil
+}
+
+// iperfServer starts a one-off iperf3 server on the source's address and
+// gives it time to listen.
+func iperfServer(src *netlab.Host) (*netlab.Proc, error) {
+	server, err := src.Start("iperf3", "-s", "-1", "-B", "192.168.0.230")
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(300 * time.Millisecond)
+	return server, nil
 }
 
 // iperfLab is the lab of the iperf3 scenarios: source, test and target on

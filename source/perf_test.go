@@ -29,18 +29,7 @@ import (
 // XM_IPERF_MAX_DELAY (e.g. 100ms) sets the ring datapath's MaxDelay.
 func BenchmarkIperf(b *testing.B) {
 	netlab.RequireRoot(b)
-	var modes []string
-	if m := os.Getenv("XM_IPERF_MODES"); m != "" {
-		modes = strings.Split(m, ",")
-	}
-	var maxDelay time.Duration
-	if v := os.Getenv("XM_IPERF_MAX_DELAY"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			b.Fatalf("XM_IPERF_MAX_DELAY: %v", err)
-		}
-		maxDelay = d
-	}
+	env := iperfEnv(b)
 	for _, offload := range []bool{true, false} {
 		name := map[bool]string{true: "offload-on", false: "offload-off"}[offload]
 		if o := os.Getenv("XM_IPERF_OFFLOAD"); o != "" && o != name[len("offload-"):] {
@@ -51,7 +40,9 @@ func BenchmarkIperf(b *testing.B) {
 			cost := map[string][]float64{} // against plain in the same round
 			var order []string
 			for i := 0; i < b.N; i++ {
-				res, err := IperfScenario(context.Background(), IperfOptions{Duration: 3 * time.Second, Offload: offload, Modes: modes, Sink: os.Getenv("XM_IPERF_SINK"), MaxDelay: maxDelay})
+				opts := env
+				opts.Duration, opts.Offload = 3*time.Second, offload
+				res, err := IperfScenario(context.Background(), opts)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -79,6 +70,24 @@ func BenchmarkIperf(b *testing.B) {
 			}
 		})
 	}
+}
+
+// iperfEnv reads the options the iperf3 benchmarks take from the
+// environment: XM_IPERF_MODES, XM_IPERF_SINK and XM_IPERF_MAX_DELAY.
+func iperfEnv(b *testing.B) IperfOptions {
+	var o IperfOptions
+	if m := os.Getenv("XM_IPERF_MODES"); m != "" {
+		o.Modes = strings.Split(m, ",")
+	}
+	o.Sink = os.Getenv("XM_IPERF_SINK")
+	if v := os.Getenv("XM_IPERF_MAX_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("XM_IPERF_MAX_DELAY: %v", err)
+		}
+		o.MaxDelay = d
+	}
+	return o
 }
 
 func median(v []float64) float64 {
@@ -118,20 +127,10 @@ func TestPlainBaseline(t *testing.T) {
 //	go test -run XXX -bench OnOff -benchtime 20x ./source/
 func BenchmarkOnOff(b *testing.B) {
 	netlab.RequireRoot(b)
-	var modes []string
-	if m := os.Getenv("XM_IPERF_MODES"); m != "" {
-		modes = strings.Split(m, ",")
-	}
-	var maxDelay time.Duration
-	if v := os.Getenv("XM_IPERF_MAX_DELAY"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			b.Fatalf("XM_IPERF_MAX_DELAY: %v", err)
-		}
-		maxDelay = d
-	}
+	env := iperfEnv(b)
+	env.Offload = true
 	res, err := IperfAlternating(context.Background(), AlternatingOptions{
-		IperfOptions: IperfOptions{Offload: true, Modes: modes, Sink: os.Getenv("XM_IPERF_SINK"), MaxDelay: maxDelay},
+		IperfOptions: env,
 		Pairs:        b.N,
 	})
 	if err != nil {
