@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xmirror/xmirror/config"
@@ -44,6 +45,30 @@ type IperfOptions struct {
 	Sink string
 	// MaxDelay is Options.MaxDelay for the xmirror modes (0: the default).
 	MaxDelay time.Duration
+	// CPUs pins the iperf3 ends (iperf3 -A): "" leaves them to the
+	// scheduler, "N" puts client and server on CPU N, "N,M" the client on
+	// N and the server on M. Where the two ends land decides the
+	// throughput of a veth stream on a small machine (on one CPU or on
+	// two, and which CPU the softirqs take), and left to the scheduler it
+	// changes every few minutes.
+	CPUs string
+}
+
+// affinity gives the iperf3 -A arguments of the client and the server.
+func (o IperfOptions) affinity() (client, server []string, err error) {
+	if o.CPUs == "" {
+		return nil, nil, nil
+	}
+	c, s, two := strings.Cut(o.CPUs, ",")
+	if !two {
+		s = c
+	}
+	for _, v := range []string{c, s} {
+		if n, err := strconv.Atoi(v); err != nil || n < 0 {
+			return nil, nil, fmt.Errorf("iperf3 CPUs %q: want N or N,M (CPU numbers)", o.CPUs)
+		}
+	}
+	return []string{"-A", c}, []string{"-A", s}, nil
 }
 
 // Where IperfScenario drops the mirrored traffic.
@@ -131,12 +156,16 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 		return res, err
 	}
 	defer stop()
-	server, err := iperfServer(src)
+	clientCPU, serverCPU, err := opts.affinity()
+	if err != nil {
+		return res, err
+	}
+	server, err := iperfServer(src, serverCPU)
 	if err != nil {
 		return res, err
 	}
 	defer server.Stop()
-	args := []string{"-c", "192.168.0.230", "-t", strconv.Itoa(int(d.Seconds())), "-J"}
+	args := append([]string{"-c", "192.168.0.230", "-t", strconv.Itoa(int(d.Seconds())), "-J"}, clientCPU...)
 	if reverse {
 		args = append(args, "-R")
 	}
@@ -178,9 +207,9 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 }
 
 // iperfServer starts a one-off iperf3 server on the source's address and
-// gives it time to listen.
-func iperfServer(src *netlab.Host) (*netlab.Proc, error) {
-	server, err := src.Start("iperf3", "-s", "-1", "-B", "192.168.0.230")
+// gives it time to listen; extra are more arguments (its CPU).
+func iperfServer(src *netlab.Host, extra []string) (*netlab.Proc, error) {
+	server, err := src.Start("iperf3", append([]string{"-s", "-1", "-B", "192.168.0.230"}, extra...)...)
 	if err != nil {
 		return nil, err
 	}

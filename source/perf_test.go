@@ -73,13 +73,18 @@ func BenchmarkIperf(b *testing.B) {
 }
 
 // iperfEnv reads the options the iperf3 benchmarks take from the
-// environment: XM_IPERF_MODES, XM_IPERF_SINK and XM_IPERF_MAX_DELAY.
+// environment: XM_IPERF_MODES, XM_IPERF_SINK, XM_IPERF_MAX_DELAY and
+// XM_IPERF_CPUS.
 func iperfEnv(b *testing.B) IperfOptions {
 	var o IperfOptions
 	if m := os.Getenv("XM_IPERF_MODES"); m != "" {
 		o.Modes = strings.Split(m, ",")
 	}
 	o.Sink = os.Getenv("XM_IPERF_SINK")
+	o.CPUs = os.Getenv("XM_IPERF_CPUS")
+	if _, _, err := o.affinity(); err != nil {
+		b.Fatalf("XM_IPERF_CPUS: %v", err)
+	}
 	if v := os.Getenv("XM_IPERF_MAX_DELAY"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
