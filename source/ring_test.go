@@ -107,7 +107,7 @@ func TestRingReader(t *testing.T) {
 	if _, err := s.objs.XmSourceIngress.Run(&ebpf.RunOptions{Data: frame}); err != nil {
 		t.Fatal(err)
 	}
-	rd.wait(0) // the wakeups the rounds above asked for
+	rd.wait(time.Millisecond) // takes the wakeup the rounds above asked for
 	start := time.Now()
 	if err := rd.wait(50 * time.Millisecond); err != nil {
 		t.Fatalf("wait: %v", err)
