@@ -25,6 +25,10 @@ const (
 	// instead of SCHED_IDLE.
 	ModeRingNormal = "xmirror-ring-normal"
 	ModeMirred     = "mirred" // kernel-native: tc u32 + action mirred egress mirror to a VXLAN device (no cut)
+	// ModeNoMatch is datapath ring with a filter that mirrors UDP only:
+	// the programs classify every packet of the TCP stream and mirror
+	// none, which is what xmirror costs traffic it does not copy.
+	ModeNoMatch = "xmirror-nomatch"
 )
 
 // IperfOptions configure IperfScenario.
@@ -99,6 +103,9 @@ sessions:
   - {name: perf, priority: 1, vni: 1, packet_length: 96, filter: all-tcp, sources: [eth0], target: 192.168.0.147}
 metrics: {listen: "off"}
 `
+
+// noMatchYAML is perfYAML with rules no packet of the TCP stream matches.
+var noMatchYAML = strings.ReplaceAll(perfYAML, "protocol: tcp", "protocol: udp")
 
 // IperfScenario measures the TCP throughput between two namespaces (source
 // 192.168.0.230, test 192.168.0.161) in both directions, plain, with xmirror
@@ -286,8 +293,12 @@ func startMode(src *netlab.Host, mode string, opts IperfOptions) (s *Source, sto
 	stop = func() {}
 	switch mode {
 	case ModePlain:
-	case ModeXmirror, ModePerf, ModeRing, ModeRingNormal:
-		cfg, err := config.Parse([]byte(perfYAML))
+	case ModeXmirror, ModePerf, ModeRing, ModeRingNormal, ModeNoMatch:
+		yaml := perfYAML
+		if mode == ModeNoMatch {
+			yaml = noMatchYAML
+		}
+		cfg, err := config.Parse([]byte(yaml))
 		if err != nil {
 			return nil, stop, err
 		}
@@ -295,7 +306,7 @@ func startMode(src *netlab.Host, mode string, opts IperfOptions) (s *Source, sto
 		switch mode {
 		case ModePerf:
 			dp = DatapathPerf
-		case ModeRing, ModeRingNormal:
+		case ModeRing, ModeRingNormal, ModeNoMatch:
 			dp = DatapathRing
 		}
 		prio := PriorityIdle
