@@ -183,3 +183,31 @@ func TestAlternatingCosts(t *testing.T) {
 		t.Fatalf("Costs without the last plain segment = %v, want one", got)
 	}
 }
+
+func TestIperfAffinity(t *testing.T) {
+	for _, c := range []struct {
+		cpus           string
+		client, server string
+		bad            bool
+	}{
+		{cpus: ""},
+		{cpus: "0", client: "-A 0", server: "-A 0"},
+		{cpus: "0,1", client: "-A 0", server: "-A 1"},
+		{cpus: "x", bad: true},
+		{cpus: "-1", bad: true},
+		{cpus: "0,", bad: true},
+		{cpus: "0,1,2", bad: true},
+	} {
+		client, server, err := IperfOptions{CPUs: c.cpus}.affinity()
+		if (err != nil) != c.bad {
+			t.Errorf("CPUs %q: error %v, want error %v", c.cpus, err, c.bad)
+			continue
+		}
+		if got := strings.Join(client, " "); got != c.client {
+			t.Errorf("CPUs %q: client %q, want %q", c.cpus, got, c.client)
+		}
+		if got := strings.Join(server, " "); got != c.server {
+			t.Errorf("CPUs %q: server %q, want %q", c.cpus, got, c.server)
+		}
+	}
+}
