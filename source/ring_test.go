@@ -55,6 +55,36 @@ func readRing(t *testing.T, s *Source) [][]byte {
 	}
 }
 
+// TestRingReaderReleases checks that closing a reader, interrupted or not,
+// gives back its descriptor and mappings, and leaves the map usable.
+func TestRingReaderReleases(t *testing.T) {
+	s := ringSource(t, mustParse(t, ringSession(96)))
+	openFDs := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	before := openFDs()
+	for _, interrupt := range []bool{false, true, false} {
+		rd, err := newRingReader(s.objs.XmRing)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if interrupt {
+			rd.interrupt()
+			if err := rd.wait(time.Second); !errors.Is(err, os.ErrClosed) {
+				t.Errorf("wait after interrupt: %v, want ErrClosed", err)
+			}
+		}
+		rd.close()
+	}
+	if after := openFDs(); after != before {
+		t.Errorf("%d descriptors open after three readers closed, %d before", after, before)
+	}
+}
+
 // TestRingReader reads the ring in place over several times its size (so
 // records wrap around its end) and checks order, release and waiting.
 func TestRingReader(t *testing.T) {
