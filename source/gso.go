@@ -162,10 +162,12 @@ func blocks(r *run, dir, kind int) bool {
 // the inner flow, so different flows may share it: they are kept in order
 // as one).
 func sameFlow(b *batch, i, j int) bool {
-	// Words, not bytes.Equal: this runs for every record and open run.
+	// Words, not bytes.Equal, and the next hop's pointer before its
+	// address: this runs for every record and open run.
 	p, q := b.pkts[i][12:24], b.pkts[j][12:24]
-	return b.lls[i] == b.lls[j] && binary.NativeEndian.Uint64(p) == binary.NativeEndian.Uint64(q) &&
-		binary.NativeEndian.Uint32(p[8:]) == binary.NativeEndian.Uint32(q[8:])
+	return binary.NativeEndian.Uint64(p) == binary.NativeEndian.Uint64(q) &&
+		binary.NativeEndian.Uint32(p[8:]) == binary.NativeEndian.Uint32(q[8:]) &&
+		(b.runs.eths[i] == b.runs.eths[j] || b.lls[i] == b.lls[j])
 }
 
 // recordKind tells a pure TCP acknowledgement (IPv4 or IPv6, perhaps behind
