@@ -121,19 +121,11 @@ func alternate(ctx context.Context, lab *iperfLab, mode string, reverse bool, op
 	total := warmup + time.Duration(segments)*(opts.Segment+opts.Settle)
 	seconds := int(total.Seconds()*1.5) + 5
 
-	clientCPU, serverCPU, err := opts.affinity()
-	if err != nil {
-		return res, err
-	}
-	server, err := iperfServer(lab.src, serverCPU)
+	server, args, err := iperfEnds(lab.src, opts.IperfOptions, reverse, "-t", strconv.Itoa(seconds), "--forceflush")
 	if err != nil {
 		return res, err
 	}
 	defer server.Stop()
-	args := append([]string{"-c", "192.168.0.230", "-t", strconv.Itoa(seconds), "--forceflush"}, clientCPU...)
-	if reverse {
-		args = append(args, "-R")
-	}
 	client, err := lab.test.Start("iperf3", args...)
 	if err != nil {
 		return res, err
@@ -155,12 +147,9 @@ func alternate(ctx context.Context, lab *iperfLab, mode string, reverse bool, op
 		}
 		bps, err := segmentRate(ctx, client, receiver, opts.Settle, opts.Segment)
 		if s != nil {
-			if stats, err := s.Stats(); err == nil {
-				for _, st := range stats {
-					res.Mirrored += st.Packets
-					res.Errors += st.Errors
-				}
-			}
+			packets, errs := mirrorTotals(s)
+			res.Mirrored += packets
+			res.Errors += errs
 		}
 		stop()
 		if err != nil {

@@ -163,19 +163,11 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 		return res, err
 	}
 	defer stop()
-	clientCPU, serverCPU, err := opts.affinity()
-	if err != nil {
-		return res, err
-	}
-	server, err := iperfServer(src, serverCPU)
+	server, args, err := iperfEnds(src, opts, reverse, "-t", strconv.Itoa(int(d.Seconds())), "-J")
 	if err != nil {
 		return res, err
 	}
 	defer server.Stop()
-	args := append([]string{"-c", "192.168.0.230", "-t", strconv.Itoa(int(d.Seconds())), "-J"}, clientCPU...)
-	if reverse {
-		args = append(args, "-R")
-	}
 	out, err := test.Command(ctx, "iperf3", args...).Output()
 	if err != nil {
 		return res, fmt.Errorf("iperf3 client: %w: %s", err, out)
@@ -198,13 +190,7 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 	res.BitsPerSecond = rep.End.SumReceived.BitsPerSecond
 	res.Retransmits = rep.End.SumSent.Retransmits
 	if s != nil {
-		stats, err := s.Stats()
-		if err == nil {
-			for _, st := range stats {
-				res.Mirrored += st.Packets
-				res.Errors += st.Errors
-			}
-		}
+		res.Mirrored, res.Errors = mirrorTotals(s)
 		if s.ring != nil {
 			res.Sends = s.ring.sends()
 			res.SendErrors = s.ring.sendErrors()
@@ -213,15 +199,39 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 	return res, nil
 }
 
-// iperfServer starts a one-off iperf3 server on the source's address and
-// gives it time to listen; extra are more arguments (its CPU).
-func iperfServer(src *netlab.Host, extra []string) (*netlab.Proc, error) {
-	server, err := src.Start("iperf3", append([]string{"-s", "-1", "-B", "192.168.0.230"}, extra...)...)
+// iperfEnds starts a one-off iperf3 server on the source's address (on its
+// CPU when opts.CPUs pins it) and gives it time to listen. It returns the
+// server and the client's arguments: -c the server, args, the client's CPU,
+// and -R for the outbound direction (the source sends).
+func iperfEnds(src *netlab.Host, opts IperfOptions, reverse bool, args ...string) (*netlab.Proc, []string, error) {
+	clientCPU, serverCPU, err := opts.affinity()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	server, err := src.Start("iperf3", append([]string{"-s", "-1", "-B", "192.168.0.230"}, serverCPU...)...)
+	if err != nil {
+		return nil, nil, err
 	}
 	time.Sleep(300 * time.Millisecond)
-	return server, nil
+	client := append(append([]string{"-c", "192.168.0.230"}, args...), clientCPU...)
+	if reverse {
+		client = append(client, "-R")
+	}
+	return server, client, nil
+}
+
+// mirrorTotals sums the packets s mirrored and failed to mirror over its
+// sessions and directions (0 when its counters cannot be read).
+func mirrorTotals(s *Source) (packets, errors uint64) {
+	stats, err := s.Stats()
+	if err != nil {
+		return 0, 0
+	}
+	for _, st := range stats {
+		packets += st.Packets
+		errors += st.Errors
+	}
+	return packets, errors
 }
 
 // iperfLab is the lab of the iperf3 scenarios: source, test and target on

@@ -239,7 +239,7 @@ func (r *ringSender) run() {
 			return
 		}
 		if err != nil {
-			// Not expected (the epoll set is ours); do not spin on it.
+			// Not expected (the descriptor is ours); do not spin on it.
 			slog.Warn("ring read", "err", err)
 			time.Sleep(r.tick)
 		}
