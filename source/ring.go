@@ -15,6 +15,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/xmirror/xmirror/internal/ringbuf"
 )
 
 // ringRecHeader is sizeof(struct ring_rec); outerLen is XM_OUTER_LEN (outer
@@ -85,7 +87,7 @@ var (
 // whose neighbour is not resolved yet, take the raw socket, which makes the
 // kernel resolve it. Both sockets carry the tunnel mark.
 type ringSender struct {
-	rd   *ringReader
+	rd   *ringbuf.Reader
 	fd   int // raw IPv4 socket
 	pfd  int // AF_PACKET socket, -1 without one
 	mark uint32
@@ -156,7 +158,7 @@ func (s *Source) startRing() (err error) {
 		slog.Warn("ring datapath: no AF_PACKET socket, sending through the raw socket only", "err", err)
 	}
 	r.idle = s.objs.RingIdle
-	r.rd, err = newRingReader(s.objs.XmRing)
+	r.rd, err = ringbuf.New(s.objs.XmRing)
 	if err != nil {
 		return err
 	}
@@ -227,11 +229,11 @@ func (r *ringSender) run() {
 			r.setIdle(1)
 			r.fence.Add(1)
 			wait = ringIdleWait
-			if r.rd.available() > 0 {
+			if r.rd.Available() > 0 {
 				wait = 0
 			}
 		}
-		err := r.rd.wait(wait)
+		err := r.rd.Wait(wait)
 		if sleeping {
 			r.setIdle(0)
 		}
@@ -264,7 +266,7 @@ func (r *ringSender) drain() int {
 	n := 0
 	r.now = time.Now()
 	for {
-		rec, ok := r.rd.next()
+		rec, ok := r.rd.Next()
 		if !ok {
 			break
 		}
@@ -281,7 +283,7 @@ func (r *ringSender) drain() int {
 			r.send(b)
 		}
 	}
-	r.rd.release()
+	r.rd.Release()
 	return n
 }
 
@@ -291,7 +293,7 @@ func (r *ringSender) drain() int {
 func (r *ringSender) sendAndRelease(b *batch) {
 	r.send(b)
 	if r.linkB.n == 0 || r.linkB.runs == nil {
-		r.rd.release()
+		r.rd.Release()
 	}
 }
 
@@ -476,8 +478,8 @@ func (r *ringSender) close() {
 	if r == nil {
 		return
 	}
-	r.rd.interrupt()
+	r.rd.Interrupt()
 	r.wg.Wait()
-	r.rd.close()
+	r.rd.Close()
 	r.closeSockets()
 }

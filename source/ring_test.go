@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/ringbuf"
 )
 
 // ringSource loads the programs with datapath ring and cfg compiled for lo,
@@ -39,16 +40,16 @@ sessions:
 // readRing returns copies of the records in the ring without waiting.
 func readRing(t *testing.T, s *Source) [][]byte {
 	t.Helper()
-	rd, err := newRingReader(s.objs.XmRing)
+	rd, err := ringbuf.New(s.objs.XmRing)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rd.close()
+	defer rd.Close()
 	var out [][]byte
 	for {
-		rec, ok := rd.next()
+		rec, ok := rd.Next()
 		if !ok {
-			rd.release()
+			rd.Release()
 			return out
 		}
 		out = append(out, slices.Clone(rec))
@@ -68,17 +69,17 @@ func TestRingReaderReleases(t *testing.T) {
 	}
 	before := openFDs()
 	for _, interrupt := range []bool{false, true, false} {
-		rd, err := newRingReader(s.objs.XmRing)
+		rd, err := ringbuf.New(s.objs.XmRing)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if interrupt {
-			rd.interrupt()
-			if err := rd.wait(time.Second); !errors.Is(err, os.ErrClosed) {
+			rd.Interrupt()
+			if err := rd.Wait(time.Second); !errors.Is(err, os.ErrClosed) {
 				t.Errorf("wait after interrupt: %v, want ErrClosed", err)
 			}
 		}
-		rd.close()
+		rd.Close()
 	}
 	if after := openFDs(); after != before {
 		t.Errorf("%d descriptors open after three readers closed, %d before", after, before)
@@ -89,11 +90,11 @@ func TestRingReaderReleases(t *testing.T) {
 // records wrap around its end) and checks order, release and waiting.
 func TestRingReader(t *testing.T) {
 	s := ringSource(t, mustParse(t, ringSession(96)))
-	rd, err := newRingReader(s.objs.XmRing)
+	rd, err := ringbuf.New(s.objs.XmRing)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rd.close()
+	defer rd.Close()
 	// Records of a 96-byte cut take 152 bytes (the 8-byte header and the
 	// 144-byte size): 3 rounds fill the 8 MiB ring 1.5 times.
 	const n, recLen = 28000, 152
@@ -104,11 +105,11 @@ func TestRingReader(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if got := rd.available(); got != n*recLen {
+		if got := rd.Available(); got != n*recLen {
 			t.Fatalf("round %d: %d bytes available, want %d", round, got, n*recLen)
 		}
 		for i := 0; i < n; i++ {
-			rec, ok := rd.next()
+			rec, ok := rd.Next()
 			if !ok {
 				t.Fatalf("round %d: ring empty after %d records", round, i)
 			}
@@ -120,17 +121,17 @@ func TestRingReader(t *testing.T) {
 				t.Fatalf("round %d: record %d has inner source port %d, want %d", round, i, sport, 1000+i)
 			}
 			if i == n/2 {
-				rd.release()
-				if got := rd.available(); got != n/2*recLen-recLen {
+				rd.Release()
+				if got := rd.Available(); got != n/2*recLen-recLen {
 					t.Fatalf("round %d: %d bytes available after a release half-way, want %d", round, got, n/2*recLen-recLen)
 				}
 			}
 		}
-		if _, ok := rd.next(); ok {
+		if _, ok := rd.Next(); ok {
 			t.Fatalf("round %d: a record past the last", round)
 		}
-		rd.release()
-		if got := rd.available(); got != 0 {
+		rd.Release()
+		if got := rd.Available(); got != 0 {
 			t.Fatalf("round %d: %d bytes available after the last release", round, got)
 		}
 	}
@@ -139,9 +140,9 @@ func TestRingReader(t *testing.T) {
 	if _, err := s.objs.XmSourceIngress.Run(&ebpf.RunOptions{Data: frame}); err != nil {
 		t.Fatal(err)
 	}
-	rd.wait(time.Millisecond) // takes the wakeup the rounds above asked for
+	rd.Wait(time.Millisecond) // takes the wakeup the rounds above asked for
 	start := time.Now()
-	if err := rd.wait(50 * time.Millisecond); err != nil {
+	if err := rd.Wait(50 * time.Millisecond); err != nil {
 		t.Fatalf("wait: %v", err)
 	}
 	if d := time.Since(start); d < 40*time.Millisecond {
@@ -149,9 +150,9 @@ func TestRingReader(t *testing.T) {
 	}
 	// interrupt ends a wait in progress.
 	done := make(chan error)
-	go func() { done <- rd.wait(-1) }()
+	go func() { done <- rd.Wait(-1) }()
 	time.Sleep(20 * time.Millisecond)
-	rd.interrupt()
+	rd.Interrupt()
 	select {
 	case err := <-done:
 		if !errors.Is(err, os.ErrClosed) {
@@ -247,7 +248,7 @@ func TestRingRecords(t *testing.T) {
 
 // fillRing runs n TCP frames (inner source ports 1000, 1001, …) through
 // the ingress program and returns a reader of the ring, closed at cleanup.
-func fillRing(t *testing.T, s *Source, n int) *ringReader {
+func fillRing(t *testing.T, s *Source, n int) *ringbuf.Reader {
 	t.Helper()
 	for i := 0; i < n; i++ {
 		frame := tcp4(t, "10.0.0.1", "10.0.0.2", uint16(1000+i), 40000, 200)
@@ -255,11 +256,11 @@ func fillRing(t *testing.T, s *Source, n int) *ringReader {
 			t.Fatal(err)
 		}
 	}
-	rd, err := newRingReader(s.objs.XmRing)
+	rd, err := ringbuf.New(s.objs.XmRing)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(rd.close)
+	t.Cleanup(rd.Close)
 	return rd
 }
 

@@ -1,4 +1,8 @@
-package source
+// Package ringbuf reads a BPF ring buffer in place: a record is a slice of
+// the mapped ring, valid until Release, and the reader waits for the
+// programs' wakeups in Go's network poller. The source's ring datapath and
+// the collector's XDP receive path both read their rings with it.
+package ringbuf
 
 import (
 	"errors"
@@ -13,10 +17,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ringReader reads the BPF ring buffer in place. A record is a slice of the
-// mapped ring, valid until release moves the consumer position past it, so
-// the sender hands the kernel the bytes the program wrote without copying
-// them (cilium/ebpf's reader copies every record into a buffer, and stores
+// Reader reads a BPF ring buffer in place. A record is a slice of the
+// mapped ring, valid until Release moves the consumer position past it, so
+// a reader uses the bytes the program wrote without copying them
+// (cilium/ebpf's reader copies every record into a buffer, and stores
 // the consumer position after each one, on the cache line that every
 // reserve of the programs reads).
 //
@@ -26,7 +30,7 @@ import (
 // reads as one slice. Each record starts with an 8-byte header: its length,
 // with a bit for "being written" and one for "discarded", and a page offset
 // that only the kernel uses.
-type ringReader struct {
+type Reader struct {
 	cons, prod []byte // the two mappings
 	data       []byte // the data, mapped twice
 	mask       uint64
@@ -52,23 +56,23 @@ const (
 	ringHeaderLen  = 8       // BPF_RINGBUF_HDR_SZ
 )
 
-// errRingClosed is returned by wait once the reader is closed.
-var errRingClosed = fmt.Errorf("ring reader: %w", os.ErrClosed)
+// ErrClosed is returned by Wait once the reader is closed.
+var ErrClosed = fmt.Errorf("ring reader: %w", os.ErrClosed)
 
-// newRingReader maps the ring buffer m. A wait ends when a program asks for
+// New maps the ring buffer m. A wait ends when a program asks for
 // a wakeup (BPF_RB_FORCE_WAKEUP), not whenever the ring holds data, so
 // records submitted without a wakeup wait for the reader's own timer (see
-// ring_wake).
-func newRingReader(m *ebpf.Map) (_ *ringReader, err error) {
+// the programs' ring_wake).
+func New(m *ebpf.Map) (_ *Reader, err error) {
 	if m.Type() != ebpf.RingBuf {
 		return nil, fmt.Errorf("ring reader: map type %s, want a ring buffer", m.Type())
 	}
 	size := int(m.MaxEntries())
 	page := os.Getpagesize()
-	r := &ringReader{mask: uint64(size - 1)}
+	r := &Reader{mask: uint64(size - 1)}
 	defer func() {
 		if err != nil {
-			r.close()
+			r.Close()
 		}
 	}()
 	if r.cons, err = unix.Mmap(m.FD(), 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
@@ -103,10 +107,10 @@ func newRingReader(m *ebpf.Map) (_ *ringReader, err error) {
 	return r, nil
 }
 
-// next returns the next record, or false when there is none yet (the ring
+// Next returns the next record, or false when there is none yet (the ring
 // is empty or its next record is still being written). The record stays
 // valid until release.
-func (r *ringReader) next() ([]byte, bool) {
+func (r *Reader) Next() ([]byte, bool) {
 	for {
 		if r.pos == r.seen {
 			// The producer position sits on a line every reserve
@@ -130,23 +134,23 @@ func (r *ringReader) next() ([]byte, bool) {
 	}
 }
 
-// release gives the ring space of every record next returned back to the
+// Release gives the ring space of every record Next returned back to the
 // programs. Records returned before must not be used after it.
-func (r *ringReader) release() {
+func (r *Reader) Release() {
 	atomic.StoreUint64(r.consPos, r.pos)
 }
 
-// available is the number of bytes in the ring not yet released.
-func (r *ringReader) available() uint64 {
+// Available is the number of bytes in the ring not yet released.
+func (r *Reader) Available() uint64 {
 	return atomic.LoadUint64(r.prodPos) - atomic.LoadUint64(r.consPos)
 }
 
-// wait blocks until a program asks for a wakeup or until d has passed
-// (d < 0: no limit; d == 0 returns at once); errRingClosed once the reader
+// Wait blocks until a program asks for a wakeup or until d has passed
+// (d < 0: no limit; d == 0 returns at once); ErrClosed once the reader
 // is closed. A wakeup asked for while nobody waited ends the next wait.
-func (r *ringReader) wait(d time.Duration) error {
+func (r *Reader) Wait(d time.Duration) error {
 	if r.closed.Load() {
-		return errRingClosed
+		return ErrClosed
 	}
 	var deadline time.Time
 	if d >= 0 {
@@ -154,7 +158,7 @@ func (r *ringReader) wait(d time.Duration) error {
 	}
 	if err := r.poll.SetReadDeadline(deadline); err != nil {
 		if errors.Is(err, os.ErrClosed) {
-			return errRingClosed
+			return ErrClosed
 		}
 		return fmt.Errorf("ring reader: %w", err)
 	}
@@ -168,21 +172,21 @@ func (r *ringReader) wait(d time.Duration) error {
 	})
 	switch {
 	case r.closed.Load() || errors.Is(err, os.ErrClosed):
-		return errRingClosed
+		return ErrClosed
 	case err == nil || errors.Is(err, os.ErrDeadlineExceeded):
 		return nil
 	}
 	return fmt.Errorf("ring reader: wait: %w", err)
 }
 
-// interrupt ends a wait in progress and every later one.
-func (r *ringReader) interrupt() {
+// Interrupt ends a wait in progress and every later one.
+func (r *Reader) Interrupt() {
 	r.closed.Store(true)
 	r.poll.Close()
 }
 
-// close unmaps the ring; no wait may be in progress and no record in use.
-func (r *ringReader) close() {
+// Close unmaps the ring; no wait may be in progress and no record in use.
+func (r *Reader) Close() {
 	if r.poll != nil {
 		r.poll.Close()
 	}
