@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -128,7 +127,7 @@ func (r *runner) sourceSystem(ctx context.Context, res *SystemResult, sys source
 		if pid > 0 {
 			p0 = readProc(pid)
 		}
-		gbps, err := runIperf(lab, secs)
+		gbps, err := runIperf(ctx, lab, secs)
 		if err != nil {
 			res.Errors = append(res.Errors, err.Error())
 			continue
@@ -156,37 +155,16 @@ func (r *runner) sourceSystem(ctx context.Context, res *SystemResult, sys source
 
 // runIperf runs one iperf3 TCP test from cli to srv and returns the received
 // throughput in Gbit/s.
-func runIperf(lab *netlab.Lab, secs int) (float64, error) {
-	srv, cli := lab.Host("srv"), lab.Host("cli")
-	p, err := srv.Start("iperf3", "-s", "-1", "-B", addrSrv)
+func runIperf(ctx context.Context, lab *netlab.Lab, secs int) (float64, error) {
+	ip := netlab.Iperf{Server: lab.Host("srv"), Client: lab.Host("cli"), Addr: addrSrv}
+	rep, err := ip.Run(ctx, false, "-t", strconv.Itoa(secs), "-M", strconv.Itoa(iperfMSS))
 	if err != nil {
 		return 0, err
 	}
-	defer p.Stop()
-	if !waitFor(5*time.Second, func() bool {
-		out, err := srv.Run("ss", "-Hltn", "sport = :5201")
-		return err == nil && out != ""
-	}) {
-		return 0, fmt.Errorf("iperf3 server did not start: %s", p.Output())
-	}
-	out, err := cli.Run("iperf3", "-c", addrSrv, "-t", strconv.Itoa(secs), "-M", strconv.Itoa(iperfMSS), "-J")
-	if err != nil {
-		return 0, err
-	}
-	var rep struct {
-		End struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		return 0, fmt.Errorf("iperf3 output: %w", err)
-	}
-	if rep.End.SumReceived.BitsPerSecond <= 0 {
+	if rep.BitsPerSecond <= 0 {
 		return 0, errors.New("iperf3 reported no throughput")
 	}
-	return rep.End.SumReceived.BitsPerSecond / 1e9, nil
+	return rep.BitsPerSecond / 1e9, nil
 }
 
 // setupXmirrorSource runs `xmirror source --datapath dp` on the client
@@ -226,26 +204,11 @@ func (r *runner) setupXmirrorSource(lab *netlab.Lab, dir, dp string) (int, func(
 }
 
 // setupMirred is the kernel's own way: tc mirred copies every packet of eth0 (both
-// directions) to a VXLAN device. Packets to the VXLAN port are excluded on egress,
-// or the mirror would mirror its own tunnel traffic forever: a u32 match without
-// actions ends classification with "ok" (the gact module is not available here).
+// directions) to a VXLAN device.
 func setupMirred(lab *netlab.Lab, _ string) (int, func(), error) {
-	cli := lab.Host("cli")
-	cmds := [][]string{
-		{"ip", "link", "add", "vxm0", "type", "vxlan", "id", "1", "remote", addrMon, "dstport", strconv.Itoa(VXLANPort), "dev", "eth0"},
-		{"ip", "link", "set", "vxm0", "up"},
-		{"tc", "qdisc", "add", "dev", "eth0", "clsact"},
-		{"tc", "filter", "add", "dev", "eth0", "ingress", "prio", "2", "u32", "match", "u32", "0", "0",
-			"action", "mirred", "egress", "mirror", "dev", "vxm0"},
-		{"tc", "filter", "add", "dev", "eth0", "egress", "prio", "1", "u32", "match", "ip", "protocol", "17", "0xff",
-			"match", "ip", "dport", strconv.Itoa(VXLANPort), "0xffff", "flowid", "1:1"},
-		{"tc", "filter", "add", "dev", "eth0", "egress", "prio", "2", "u32", "match", "u32", "0", "0",
-			"action", "mirred", "egress", "mirror", "dev", "vxm0"},
-	}
-	for _, c := range cmds {
-		if _, err := cli.Run(c[0], c[1:]...); err != nil {
-			return 0, nil, err
-		}
+	m := netlab.Mirred{Iface: "eth0", Device: "vxm0", Remote: addrMon}
+	if _, err := m.Setup(lab.Host("cli")); err != nil {
+		return 0, nil, err
 	}
 	return 0, func() {}, nil
 }

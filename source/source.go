@@ -65,9 +65,6 @@ type Options struct {
 	// MaxMaxDelay; 0 means DefaultMaxDelay. Longer is cheaper for the
 	// mirrored traffic; collector timestamps move by up to as much.
 	MaxDelay time.Duration
-	// TunnelStop drops clones in the tunnel program before (1) or after (2)
-	// cutting them: a profiling aid for benchmarks, never for production.
-	TunnelStop uint32
 }
 
 // New validates cfg against the system, creates the VXLAN device, loads and
@@ -176,11 +173,6 @@ func (s *Source) load(opts Options) error {
 	}
 	if err := spec.Variables["ring_wake"].Set(ringWakeFor(s.maxDelay)); err != nil {
 		return fmt.Errorf("set ring_wake: %w", err)
-	}
-	if opts.TunnelStop != 0 {
-		if err := spec.Variables["tunnel_stop"].Set(opts.TunnelStop); err != nil {
-			return fmt.Errorf("set tunnel_stop: %w", err)
-		}
 	}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		var ve *ebpf.VerifierError

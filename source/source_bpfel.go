@@ -136,7 +136,6 @@ const (
 	sourceVarRecordDecision   = "record_decision"
 	sourceVarRingIdle         = "ring_idle"
 	sourceVarRingWake         = "ring_wake"
-	sourceVarTunnelStop       = "tunnel_stop"
 	sourceVarUnusedRingRec    = "unused_ring_rec"
 	sourceVarUnusedSample     = "unused_sample"
 )
@@ -213,7 +212,6 @@ type sourceVariableSpecs struct {
 	RecordDecision *ebpf.VariableSpec `ebpf:"record_decision"`
 	RingIdle       *ebpf.VariableSpec `ebpf:"ring_idle"`
 	RingWake       *ebpf.VariableSpec `ebpf:"ring_wake"`
-	TunnelStop     *ebpf.VariableSpec `ebpf:"tunnel_stop"`
 	UnusedRingRec  *ebpf.VariableSpec `ebpf:"unused_ring_rec"`
 	UnusedSample   *ebpf.VariableSpec `ebpf:"unused_sample"`
 }
@@ -272,7 +270,6 @@ type sourceVariables struct {
 	RecordDecision *ebpf.Variable `ebpf:"record_decision"`
 	RingIdle       *ebpf.Variable `ebpf:"ring_idle"`
 	RingWake       *ebpf.Variable `ebpf:"ring_wake"`
-	TunnelStop     *ebpf.Variable `ebpf:"tunnel_stop"`
 	UnusedRingRec  *ebpf.Variable `ebpf:"unused_ring_rec"`
 	UnusedSample   *ebpf.Variable `ebpf:"unused_sample"`
 }

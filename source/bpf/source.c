@@ -42,10 +42,6 @@ volatile __u32 ring_idle = 0;
 /* Set by tests: record every classification in xm_decision and do not clone. */
 volatile const __u32 record_decision = 0;
 
-/* Profiling aid for benchmarks: 1 = drop clones before cutting, 2 = drop
- * them after cutting (measures the cost of each stage). */
-volatile const __u32 tunnel_stop = 0;
-
 struct walk {
 	struct flow f;
 	__u32 base;
@@ -464,8 +460,6 @@ int xm_tunnel(struct __sk_buff *skb)
 	/* Hash before cutting: the ports may lie beyond the cut. */
 	parse_flow(skb, &f);
 
-	if (tunnel_stop == 1)
-		return XM_TC_SHOT;
 	len = skb->len;
 	if (s->snaplen && len > s->snaplen) {
 		if (bpf_skb_change_tail(skb, s->snaplen, 0)) {
@@ -476,8 +470,6 @@ int xm_tunnel(struct __sk_buff *skb)
 		len = s->snaplen;
 	}
 
-	if (tunnel_stop == 2)
-		return XM_TC_SHOT;
 	key.tunnel_id = s->vni;
 	key.remote_ipv4 = bpf_ntohl(s->remote);
 	key.local_ipv4 = bpf_ntohl(ifc->local);

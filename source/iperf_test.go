@@ -2,7 +2,6 @@ package source
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -11,9 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/xmirror/xmirror/config"
 	"github.com/xmirror/xmirror/internal/netlab"
 )
+
+// The iperf3 scenarios of the source's benchmarks (iperf_bench_test.go):
+// the TCP throughput between two namespaces with and without a mirror.
 
 // Iperf modes: what runs on the source interface while iperf3 measures.
 const (
@@ -36,9 +40,6 @@ type IperfOptions struct {
 	Duration time.Duration // per iperf3 run; default 3s
 	Offload  bool          // keep checksum/segmentation offload on the veths (TSO: large GSO packets)
 	Modes    []string      // default plain, xmirror, xmirror-ring, xmirror-perf, mirred
-	// TunnelStop profiles the xmirror mode: clones dropped before (1) or
-	// after (2) cutting, 0 = the real path.
-	TunnelStop uint32
 	// Sink is where the mirrored VXLAN is dropped (nftables netdev
 	// ingress): SinkWire (default) as it leaves the source, at the source's
 	// bridge port, so the source pays what it pays for a remote target (its
@@ -58,10 +59,12 @@ type IperfOptions struct {
 	CPUs string
 }
 
-// affinity gives the iperf3 -A arguments of the client and the server.
-func (o IperfOptions) affinity() (client, server []string, err error) {
+// iperf is the iperf3 pair of the lab: the server on the source's address,
+// pinned as o.CPUs says.
+func (o IperfOptions) iperf(src, test *netlab.Host) (netlab.Iperf, error) {
+	ip := netlab.Iperf{Server: src, Client: test, Addr: sourceIP}
 	if o.CPUs == "" {
-		return nil, nil, nil
+		return ip, nil
 	}
 	c, s, two := strings.Cut(o.CPUs, ",")
 	if !two {
@@ -69,10 +72,11 @@ func (o IperfOptions) affinity() (client, server []string, err error) {
 	}
 	for _, v := range []string{c, s} {
 		if n, err := strconv.Atoi(v); err != nil || n < 0 {
-			return nil, nil, fmt.Errorf("iperf3 CPUs %q: want N or N,M (CPU numbers)", o.CPUs)
+			return ip, fmt.Errorf("iperf3 CPUs %q: want N or N,M (CPU numbers)", o.CPUs)
 		}
 	}
-	return []string{"-A", c}, []string{"-A", s}, nil
+	ip.ClientCPU, ip.ServerCPU = c, s
+	return ip, nil
 }
 
 // Where IperfScenario drops the mirrored traffic.
@@ -93,8 +97,8 @@ type IperfResult struct {
 	SendErrors    uint64 // of Errors, the packets the ring datapath's sends failed for
 }
 
-// perfYAML mirrors every TCP packet both ways, as the seed session would.
-const perfYAML = `
+// iiperfYAML mirrors every TCP packet both ways, as the seed session would.
+const iperfYAML = `
 filters:
   - name: all-tcp
     inbound: [{priority: 1, action: accept, protocol: tcp}]
@@ -104,8 +108,8 @@ sessions:
 metrics: {listen: "off"}
 `
 
-// noMatchYAML is perfYAML with rules no packet of the TCP stream matches.
-var noMatchYAML = strings.ReplaceAll(perfYAML, "protocol: tcp", "protocol: udp")
+// noMatchYAML is iperfYAML with rules no packet of the TCP stream matches.
+var noMatchYAML = strings.ReplaceAll(iperfYAML, "protocol: tcp", "protocol: udp")
 
 // IperfScenario measures the TCP throughput between two namespaces (source
 // 192.168.0.230, test 192.168.0.161) in both directions, plain, with xmirror
@@ -163,32 +167,16 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 		return res, err
 	}
 	defer stop()
-	server, args, err := iperfEnds(src, opts, reverse, "-t", strconv.Itoa(int(d.Seconds())), "-J")
+	ip, err := opts.iperf(src, test)
 	if err != nil {
 		return res, err
 	}
-	defer server.Stop()
-	out, err := test.Command(ctx, "iperf3", args...).Output()
+	rep, err := ip.Run(ctx, reverse, "-t", strconv.Itoa(int(d.Seconds())))
 	if err != nil {
-		return res, fmt.Errorf("iperf3 client: %w: %s", err, out)
+		return res, err
 	}
-	var rep struct {
-		End struct {
-			SumSent     struct{ Retransmits int } `json:"sum_sent"`
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-		Error string `json:"error"`
-	}
-	if err := json.Unmarshal(out, &rep); err != nil {
-		return res, fmt.Errorf("iperf3 output: %w", err)
-	}
-	if rep.Error != "" {
-		return res, errors.New("iperf3: " + rep.Error)
-	}
-	res.BitsPerSecond = rep.End.SumReceived.BitsPerSecond
-	res.Retransmits = rep.End.SumSent.Retransmits
+	res.BitsPerSecond = rep.BitsPerSecond
+	res.Retransmits = rep.Retransmits
 	if s != nil {
 		res.Mirrored, res.Errors = mirrorTotals(s)
 		if s.ring != nil {
@@ -197,27 +185,6 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 		}
 	}
 	return res, nil
-}
-
-// iperfEnds starts a one-off iperf3 server on the source's address (on its
-// CPU when opts.CPUs pins it) and gives it time to listen. It returns the
-// server and the client's arguments: -c the server, args, the client's CPU,
-// and -R for the outbound direction (the source sends).
-func iperfEnds(src *netlab.Host, opts IperfOptions, reverse bool, args ...string) (*netlab.Proc, []string, error) {
-	clientCPU, serverCPU, err := opts.affinity()
-	if err != nil {
-		return nil, nil, err
-	}
-	server, err := src.Start("iperf3", append([]string{"-s", "-1", "-B", "192.168.0.230"}, serverCPU...)...)
-	if err != nil {
-		return nil, nil, err
-	}
-	time.Sleep(300 * time.Millisecond)
-	client := append(append([]string{"-c", "192.168.0.230"}, args...), clientCPU...)
-	if reverse {
-		client = append(client, "-R")
-	}
-	return server, client, nil
 }
 
 // mirrorTotals sums the packets s mirrored and failed to mirror over its
@@ -242,7 +209,7 @@ type iperfLab struct {
 }
 
 func newIperfLab(opts IperfOptions) (_ *iperfLab, err error) {
-	lab, err := netlab.New("srcperf")
+	lab, err := netlab.New("srciperf")
 	if err != nil {
 		return nil, err
 	}
@@ -285,9 +252,9 @@ func newIperfLab(opts IperfOptions) (_ *iperfLab, err error) {
 		return nil, fmt.Errorf("unknown sink %q (want %s or %s)", opts.Sink, SinkWire, SinkTarget)
 	}
 	for _, cmd := range [][]string{
-		{"nft", "add", "table", "netdev", "xmperf"},
-		{"nft", "add", "chain", "netdev", "xmperf", "in", "{ type filter hook ingress device " + sinkDev + " priority 0 ; }"},
-		{"nft", "add", "rule", "netdev", "xmperf", "in", "udp", "dport", "4789", "drop"},
+		{"nft", "add", "table", "netdev", "xmiperf"},
+		{"nft", "add", "chain", "netdev", "xmiperf", "in", "{ type filter hook ingress device " + sinkDev + " priority 0 ; }"},
+		{"nft", "add", "rule", "netdev", "xmiperf", "in", "udp", "dport", "4789", "drop"},
 	} {
 		if _, err := sinkHost(cmd[0], cmd[1:]...); err != nil {
 			return nil, fmt.Errorf("vxlan sink: %w", err)
@@ -304,7 +271,7 @@ func startMode(src *netlab.Host, mode string, opts IperfOptions) (s *Source, sto
 	switch mode {
 	case ModePlain:
 	case ModeXmirror, ModePerf, ModeRing, ModeRingNormal, ModeNoMatch:
-		yaml := perfYAML
+		yaml := iperfYAML
 		if mode == ModeNoMatch {
 			yaml = noMatchYAML
 		}
@@ -324,14 +291,15 @@ func startMode(src *netlab.Host, mode string, opts IperfOptions) (s *Source, sto
 			prio = PriorityNormal
 		}
 		if err := src.Do(func() (err error) {
-			s, err = New(cfg, Options{TunnelStop: opts.TunnelStop, Datapath: dp, SendPriority: prio, MaxDelay: opts.MaxDelay})
+			s, err = New(cfg, Options{Datapath: dp, SendPriority: prio, MaxDelay: opts.MaxDelay})
 			return err
 		}); err != nil {
 			return nil, stop, err
 		}
 		stop = func() { src.Do(s.Close) }
 	case ModeMirred:
-		undo, err := setupMirred(src)
+		m := netlab.Mirred{Iface: "eth0", Device: "xmtc0", Remote: targetIP, Local: sourceIP, MTU: 65000, TCPOnly: true}
+		undo, err := m.Setup(src)
 		if err != nil {
 			undo()
 			return nil, stop, err
@@ -360,23 +328,221 @@ func PlainBaseline(results []IperfResult) map[string]float64 {
 	return sum
 }
 
-// setupMirred is the kernel-native alternative: a VXLAN device to the target
-// and tc mirred copying every TCP packet in both directions to it.
-func setupMirred(src *netlab.Host) (undo func(), err error) {
-	undo = func() {
-		src.Run("tc", "qdisc", "del", "dev", "eth0", "clsact")
-		src.Run("ip", "link", "del", "xmtc0")
-	}
-	for _, cmd := range [][]string{
-		{"ip", "link", "add", "xmtc0", "mtu", "65000", "type", "vxlan", "id", "1", "remote", "192.168.0.147", "local", "192.168.0.230", "dstport", "4789", "nolearning"},
-		{"ip", "link", "set", "xmtc0", "up"},
-		{"tc", "qdisc", "add", "dev", "eth0", "clsact"},
-		{"tc", "filter", "add", "dev", "eth0", "ingress", "protocol", "ip", "u32", "match", "ip", "protocol", "6", "0xff", "action", "mirred", "egress", "mirror", "dev", "xmtc0"},
-		{"tc", "filter", "add", "dev", "eth0", "egress", "protocol", "ip", "u32", "match", "ip", "protocol", "6", "0xff", "action", "mirred", "egress", "mirror", "dev", "xmtc0"},
-	} {
-		if _, err := src.Run(cmd[0], cmd[1:]...); err != nil {
-			return undo, err
+// AlternatingOptions configure IperfAlternating.
+type AlternatingOptions struct {
+	IperfOptions // Offload, Modes (plain is implied), Sink, MaxDelay, CPUs; Duration is unused
+	// Pairs is the number of segments with the mode per iperf3 run, each
+	// between two plain ones (default 10).
+	Pairs int
+	// Segment is the measured time of a segment (default 1s); Settle is
+	// how long after switching the mode on or off the measurement starts
+	// (default 300ms), so that loading the programs is not counted.
+	Segment, Settle time.Duration
+}
+
+// AlternatingResult is one iperf3 run of IperfAlternating: the throughput of
+// each plain segment and of each segment with the mode, in bits per second,
+// in the order they ran (plain, mode, plain, …, mode, plain).
+type AlternatingResult struct {
+	Mode      string
+	Direction string // "inbound" (test sends to source) or "outbound" (source sends)
+	Plain     []float64
+	With      []float64
+	Mirrored  uint64 // packets the xmirror source mirrored over all its segments
+	Errors    uint64 // packets it failed to mirror
+}
+
+// Costs is, for each segment with the mode, its throughput cost in percent
+// against the mean of the plain segments before and after it.
+func (r AlternatingResult) Costs() []float64 {
+	var costs []float64
+	for i, w := range r.With {
+		if i+1 >= len(r.Plain) {
+			break
+		}
+		if base := (r.Plain[i] + r.Plain[i+1]) / 2; base > 0 {
+			costs = append(costs, 100*(1-w/base))
 		}
 	}
-	return undo, nil
+	return costs
+}
+
+// IperfAlternating measures what a mode costs a running TCP stream: one
+// iperf3 connection per mode and direction, during which the mode is
+// switched on and off every segment (plain first and last). The throughput
+// of a segment is what the receiving interface counted over it, so each
+// segment with the mode is compared with the plain ones just before and
+// after it on the same connection, seconds apart. IperfScenario compares
+// separate iperf3 runs, tens of seconds apart, and on a shared machine the
+// speed moves between them; here that drift mostly cancels, and so does
+// what differs between connections (the start of TCP, the CPUs the
+// processes land on). Needs root and iperf3.
+func IperfAlternating(ctx context.Context, opts AlternatingOptions) (results []AlternatingResult, err error) {
+	if opts.Pairs <= 0 {
+		opts.Pairs = 10
+	}
+	if opts.Segment <= 0 {
+		opts.Segment = time.Second
+	}
+	if opts.Settle <= 0 {
+		opts.Settle = 300 * time.Millisecond
+	}
+	modes := opts.Modes
+	if len(modes) == 0 {
+		modes = []string{ModeRing, ModeMirred}
+	}
+	lab, err := newIperfLab(opts.IperfOptions)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := lab.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	for _, mode := range modes {
+		if mode == ModePlain {
+			continue
+		}
+		for _, reverse := range []bool{false, true} {
+			if err := ctx.Err(); err != nil {
+				return results, err
+			}
+			r, err := alternate(ctx, lab, mode, reverse, opts)
+			if err != nil {
+				return results, fmt.Errorf("%s: %w", mode, err)
+			}
+			results = append(results, r)
+		}
+	}
+	return results, nil
+}
+
+// alternate runs one iperf3 connection and switches mode on and off under it.
+func alternate(ctx context.Context, lab *iperfLab, mode string, reverse bool, opts AlternatingOptions) (res AlternatingResult, err error) {
+	res = AlternatingResult{Mode: mode, Direction: "inbound"}
+	// The receiving end's interface counts the stream.
+	receiver := lab.src
+	if reverse {
+		res.Direction = "outbound"
+		receiver = lab.test
+	}
+	// Past the start of the connection: about two seconds in, its
+	// throughput drops for a tenth of a second (seen in 100-ms samples).
+	const warmup = 3 * time.Second
+	segments := 2*opts.Pairs + 1
+	// The schedule takes a little longer than its sleeps (switching the
+	// mode, reading counters): iperf3 runs on and is stopped at the end.
+	total := warmup + time.Duration(segments)*(opts.Segment+opts.Settle)
+	seconds := int(total.Seconds()*1.5) + 5
+
+	ip, err := opts.iperf(lab.src, lab.test)
+	if err != nil {
+		return res, err
+	}
+	server, err := ip.Serve()
+	if err != nil {
+		return res, err
+	}
+	defer server.Stop()
+	client, err := lab.test.Start("iperf3", ip.ClientArgs(reverse, "-t", strconv.Itoa(seconds), "--forceflush")...)
+	if err != nil {
+		return res, err
+	}
+	defer client.Stop()
+	if err := sleepCtx(ctx, client, warmup); err != nil {
+		return res, err
+	}
+
+	for seg := 0; seg < segments; seg++ {
+		on := seg%2 == 1
+		stop := func() {}
+		var s *Source
+		if on {
+			if s, stop, err = startMode(lab.src, mode, opts.IperfOptions); err != nil {
+				stop()
+				return res, err
+			}
+		}
+		bps, err := segmentRate(ctx, client, receiver, opts.Settle, opts.Segment)
+		if s != nil {
+			packets, errs := mirrorTotals(s)
+			res.Mirrored += packets
+			res.Errors += errs
+		}
+		stop()
+		if err != nil {
+			return res, err
+		}
+		if on {
+			res.With = append(res.With, bps)
+		} else {
+			res.Plain = append(res.Plain, bps)
+		}
+	}
+	return res, nil
+}
+
+// segmentSlices is how many slices segmentRate measures a segment in.
+const segmentSlices = 5
+
+// segmentRate waits settle, then measures the rate in bits per second at
+// which the receiver's eth0 received over d, in segmentSlices slices, and
+// returns their median. The host this was built on loses about 0.2 s
+// every 10 to 12 s (a fifth of a second's throughput, in plain segments as
+// much as with a mode; nothing in the guest runs then): the median of the
+// slices leaves such a stall out, while a mode's own cost, paid on every
+// packet, shows in every slice.
+func segmentRate(ctx context.Context, client *netlab.Proc, receiver *netlab.Host, settle, d time.Duration) (float64, error) {
+	if err := sleepCtx(ctx, client, settle); err != nil {
+		return 0, err
+	}
+	b0, t0, err := rxBytes(receiver)
+	if err != nil {
+		return 0, err
+	}
+	rates := make([]float64, 0, segmentSlices)
+	for range segmentSlices {
+		if err := sleepCtx(ctx, client, d/segmentSlices); err != nil {
+			return 0, err
+		}
+		b1, t1, err := rxBytes(receiver)
+		if err != nil {
+			return 0, err
+		}
+		rates = append(rates, float64(b1-b0)*8/t1.Sub(t0).Seconds())
+		b0, t0 = b1, t1
+	}
+	slices.Sort(rates)
+	return rates[segmentSlices/2], nil
+}
+
+// rxBytes reads the bytes eth0 of h received so far, and when.
+func rxBytes(h *netlab.Host) (n uint64, at time.Time, err error) {
+	err = h.Do(func() error {
+		link, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		if link.Attrs().Statistics == nil {
+			return errors.New("eth0: no statistics")
+		}
+		n, at = link.Attrs().Statistics.RxBytes, time.Now()
+		return nil
+	})
+	return n, at, err
+}
+
+// sleepCtx sleeps d unless ctx ends or the iperf3 client exits first.
+func sleepCtx(ctx context.Context, client *netlab.Proc, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-client.Done():
+		return fmt.Errorf("iperf3 client ended early (%v): %s", client.Wait(), client.Output())
+	}
 }

@@ -82,7 +82,7 @@ func iperfEnv(b *testing.B) IperfOptions {
 	}
 	o.Sink = os.Getenv("XM_IPERF_SINK")
 	o.CPUs = os.Getenv("XM_IPERF_CPUS")
-	if _, _, err := o.affinity(); err != nil {
+	if _, err := o.iperf(nil, nil); err != nil {
 		b.Fatalf("XM_IPERF_CPUS: %v", err)
 	}
 	if v := os.Getenv("XM_IPERF_MAX_DELAY"); v != "" {
@@ -198,15 +198,20 @@ func TestIperfAffinity(t *testing.T) {
 		{cpus: "0,", bad: true},
 		{cpus: "0,1,2", bad: true},
 	} {
-		client, server, err := IperfOptions{CPUs: c.cpus}.affinity()
+		ip, err := IperfOptions{CPUs: c.cpus}.iperf(nil, nil)
 		if (err != nil) != c.bad {
 			t.Errorf("CPUs %q: error %v, want error %v", c.cpus, err, c.bad)
 			continue
 		}
-		if got := strings.Join(client, " "); got != c.client {
+		client := strings.TrimSpace(strings.TrimPrefix(strings.Join(ip.ClientArgs(false), " "), "-c "+sourceIP))
+		server := ""
+		if ip.ServerCPU != "" {
+			server = "-A " + ip.ServerCPU
+		}
+		if got := client; got != c.client {
 			t.Errorf("CPUs %q: client %q, want %q", c.cpus, got, c.client)
 		}
-		if got := strings.Join(server, " "); got != c.server {
+		if got := server; got != c.server {
 			t.Errorf("CPUs %q: server %q, want %q", c.cpus, got, c.server)
 		}
 	}
