@@ -43,7 +43,7 @@ generate: ## rebuild every BPF object and its Go bindings with the pinned clang
 	$(GO) generate ./...
 
 verify-generate: generate ## fail when the committed BPF bindings differ from a fresh build
-	@git diff --exit-code --stat -- '*_bpfel.go' '*_bpfel.o' || \
+	@git diff --exit-code --stat -- '*_bpfel.go' '*_bpfel.o' '*_bpfel_test.go' '*_bpfel_test.o' || \
 		{ echo "committed BPF bindings are stale: run 'make generate' and commit"; exit 1; }
 
 lint: ## gofmt and go vet

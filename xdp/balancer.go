@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"reflect"
 	"sync"
 	"time"
 
@@ -66,12 +67,6 @@ func New(opts Options) (*Balancer, error) {
 	}
 	return b, nil
 }
-
-// Program is the load balancer's XDP program (for tests and benchmarks).
-func (b *Balancer) Program() *ebpf.Program { return b.objs.XmirrorLb }
-
-// BareProgram is a program that only returns XDP_TX: the benchmark baseline.
-func (b *Balancer) BareProgram() *ebpf.Program { return b.objs.XmirrorBareTx }
 
 // Mode is the XDP attach mode in use ("" before Attach).
 func (b *Balancer) Mode() string {
@@ -184,22 +179,55 @@ func (b *Balancer) Apply(cfg *config.LoadBalancer) error {
 	return nil
 }
 
+// apply runs the three phases every table change goes through: stable ids
+// for the backends, the new tables written into the idle slot, and the flip
+// that makes that slot live.
 func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 	slotCfg, err := slotFromConfig(cfg)
 	if err != nil {
 		return err
 	}
-	if len(cfg.Backends) > MaxBackends {
-		return fmt.Errorf("%d backends: at most %d", len(cfg.Backends), MaxBackends)
+	if err := checkBackends(cfg.Backends); err != nil {
+		return err
 	}
-	for _, be := range cfg.Backends {
+	if err := b.assignIDs(cfg.Backends); err != nil {
+		return err
+	}
+	active, err := b.activeSlot()
+	if err != nil {
+		return err
+	}
+	idle := active ^ 1
+	if err := b.writeIdle(idle, active, cfg, slotCfg); err != nil {
+		return err
+	}
+	if err := b.flip(active, idle); err != nil {
+		return err
+	}
+	b.cfg = cfg
+	slog.Debug("applied load balancer tables", "slot", idle, "wrr_len", slotCfg.WrrLen, "maglev_size", slotCfg.MaglevSize)
+	return nil
+}
+
+// checkBackends refuses what the tables cannot hold.
+func checkBackends(bes []config.Backend) error {
+	if len(bes) > MaxBackends {
+		return fmt.Errorf("%d backends: at most %d", len(bes), MaxBackends)
+	}
+	for _, be := range bes {
 		if be.Weight < 0 || be.Weight > config.MaxWeight {
 			return fmt.Errorf("backend %s weight %d: must be 0..%d", be.Name, be.Weight, config.MaxWeight)
 		}
 	}
-	// Stable ids: keep known backends, give new ones the lowest free id.
-	want := make(map[string]bool, len(cfg.Backends))
-	for _, be := range cfg.Backends {
+	return nil
+}
+
+// assignIDs is the stable-ids phase: known backends keep their ids (and so
+// their flows and counters), backends that left free theirs, and new ones
+// take the lowest free ids with their traffic counters starting at zero.
+func (b *Balancer) assignIDs(bes []config.Backend) error {
+	want := make(map[string]bool, len(bes))
+	for _, be := range bes {
 		want[backendKey(be.Address, be.Port)] = true
 	}
 	used := make(map[uint32]bool)
@@ -212,7 +240,7 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 		}
 	}
 	var fresh []uint32
-	for _, be := range cfg.Backends {
+	for _, be := range bes {
 		k := backendKey(be.Address, be.Port)
 		if _, ok := b.ids[k]; ok {
 			continue
@@ -226,32 +254,15 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 			}
 		}
 	}
-	if err := b.zeroTraffic(fresh); err != nil {
-		return err
-	}
+	return b.zeroTraffic(fresh)
+}
 
-	active, err := b.activeSlot()
-	if err != nil {
-		return err
-	}
-	idle := active ^ 1
-
-	rows := make([]lbLbBackend, MaxBackends)
-	var tbs []tableBackend
-	for _, be := range cfg.Backends {
-		k := backendKey(be.Address, be.Port)
-		id := b.ids[k]
-		b.names[id] = be.Name
-		alive := b.isHealthy(k)
-		row := lbLbBackend{Addr: addrToBE(be.Address), Port: portToBE(be.Port), Weight: uint8(be.Weight)}
-		row.CsumIp, row.CsumUdp = csumDiffs(cfg.Listener.VIP, cmpOr(cfg.Listener.Port, 4789), be.Address, be.Port)
-		copy(row.Name[:len(row.Name)-1], toInt8(be.Name))
-		if alive {
-			row.Flags = backendAlive
-			tbs = append(tbs, tableBackend{ID: id, Key: k, Weight: be.Weight})
-		}
-		rows[id] = row
-	}
+// writeIdle is the write-the-idle-buffer phase: backends, schedule or Maglev
+// table, allowlist and listener go into slot idle, which no packet reads, and
+// are copied into the data path's globals. slotCfg gets the table sizes and
+// the next generation.
+func (b *Balancer) writeIdle(idle, active uint32, cfg *config.LoadBalancer, slotCfg *lbLbSlot) error {
+	rows, tbs := b.backendRows(cfg)
 	keys := make([]uint32, MaxBackends)
 	for i := range keys {
 		keys[i] = idle*MaxBackends + uint32(i)
@@ -259,25 +270,9 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 	if err := batchPut(b.objs.LbBackends, keys, rows); err != nil {
 		return fmt.Errorf("write backends: %w", err)
 	}
-
-	switch slotCfg.Algorithm {
-	case algoWRR:
-		seq := wrrSchedule(tbs)
-		if len(seq) > wrrMax {
-			return fmt.Errorf("wrr schedule of %d entries: at most %d", len(seq), wrrMax)
-		}
-		if err := putTable(b.objs.LbWrr, idle*wrrMax, seq); err != nil {
-			return fmt.Errorf("write wrr schedule: %w", err)
-		}
-		slotCfg.WrrLen = uint32(len(seq))
-	case algoMaglev:
-		tab := maglevTable(tbs, int(slotCfg.MaglevSize))
-		if err := putTable(b.objs.LbMaglev, idle*MaglevMax, tab); err != nil {
-			return fmt.Errorf("write maglev table: %w", err)
-		}
-		slotCfg.MaglevSize = uint32(len(tab))
+	if err := b.writeTable(idle, slotCfg, tbs); err != nil {
+		return err
 	}
-
 	if err := b.writeACL(idle, cfg.Listener.AccessControl); err != nil {
 		return err
 	}
@@ -297,13 +292,58 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 	if err := b.objs.LbSlots.Put(idle, slotCfg); err != nil {
 		return fmt.Errorf("write slot: %w", err)
 	}
-	if err := b.publish(idle, slotCfg, rows); err != nil {
-		return err
+	return b.publish(idle, slotCfg, rows)
+}
+
+// backendRows are the backend table rows by id and the backends that take
+// new flows (configured and healthy), as the table builders want them.
+func (b *Balancer) backendRows(cfg *config.LoadBalancer) ([]lbLbBackend, []tableBackend) {
+	rows := make([]lbLbBackend, MaxBackends)
+	var tbs []tableBackend
+	for _, be := range cfg.Backends {
+		k := backendKey(be.Address, be.Port)
+		id := b.ids[k]
+		b.names[id] = be.Name
+		row := lbLbBackend{Addr: addrToBE(be.Address), Port: portToBE(be.Port), Weight: uint8(be.Weight)}
+		row.CsumIp, row.CsumUdp = csumDiffs(cfg.Listener.VIP, cmpOr(cfg.Listener.Port, 4789), be.Address, be.Port)
+		copy(row.Name[:len(row.Name)-1], toInt8(be.Name))
+		if b.isHealthy(k) {
+			row.Flags = backendAlive
+			tbs = append(tbs, tableBackend{ID: id, Key: k, Weight: be.Weight})
+		}
+		rows[id] = row
 	}
-	// The switch: everything above is in place before this single write of
-	// the global the data path reads. lb_active follows for status readers,
-	// a restarted control plane and a program of an older version still
-	// attached during a restart (it reads lb_active itself).
+	return rows, tbs
+}
+
+// writeTable writes the slot's WRR schedule or Maglev table and records its
+// length in slotCfg.
+func (b *Balancer) writeTable(slot uint32, slotCfg *lbLbSlot, tbs []tableBackend) error {
+	switch slotCfg.Algorithm {
+	case algoWRR:
+		seq := wrrSchedule(tbs)
+		if len(seq) > wrrMax {
+			return fmt.Errorf("wrr schedule of %d entries: at most %d", len(seq), wrrMax)
+		}
+		if err := putTable(b.objs.LbWrr, slot*wrrMax, seq); err != nil {
+			return fmt.Errorf("write wrr schedule: %w", err)
+		}
+		slotCfg.WrrLen = uint32(len(seq))
+	case algoMaglev:
+		tab := maglevTable(tbs, int(slotCfg.MaglevSize))
+		if err := putTable(b.objs.LbMaglev, slot*MaglevMax, tab); err != nil {
+			return fmt.Errorf("write maglev table: %w", err)
+		}
+		slotCfg.MaglevSize = uint32(len(tab))
+	}
+	return nil
+}
+
+// flip is the last phase: everything is in place in slot idle before this
+// single write of the global the data path reads. lb_active follows for
+// status readers, a restarted control plane and a program of an older
+// version still attached during a restart (it reads lb_active itself).
+func (b *Balancer) flip(active, idle uint32) error {
 	if err := b.objs.LbActiveSlot.Set(idle); err != nil {
 		return fmt.Errorf("switch active slot: %w", err)
 	}
@@ -314,8 +354,6 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 		}
 		return fmt.Errorf("switch active slot: %w", err)
 	}
-	b.cfg = cfg
-	slog.Debug("applied load balancer tables", "slot", idle, "backends", len(tbs), "wrr_len", slotCfg.WrrLen, "maglev_size", slotCfg.MaglevSize)
 	return nil
 }
 
@@ -607,14 +645,19 @@ func (b *Balancer) Close() error {
 	return errors.Join(errs...)
 }
 
-func (b *Balancer) mapsByName() map[string]*ebpf.Map {
-	m := b.objs.lbMaps
-	return map[string]*ebpf.Map{
-		"lb_acl": m.LbAcl, "lb_active": m.LbActive, "lb_traffic_base": m.LbTrafficBase,
-		"lb_backends": m.LbBackends, "lb_flows": m.LbFlows, "lb_maglev": m.LbMaglev,
-		"lb_slots": m.LbSlots, "lb_percpu": m.LbPercpu, "lb_tx_ports": m.LbTxPorts,
-		"lb_wrr": m.LbWrr,
+func (b *Balancer) mapsByName() map[string]*ebpf.Map { return mapsOf(&b.objs.lbMaps) }
+
+// mapsOf names every map of the generated bindings by its ebpf tag, which is
+// also its pin name, so the list cannot miss a map the object gains.
+func mapsOf(m *lbMaps) map[string]*ebpf.Map {
+	out := make(map[string]*ebpf.Map)
+	v := reflect.ValueOf(m).Elem()
+	for i := range v.NumField() {
+		if name := v.Type().Field(i).Tag.Get("ebpf"); name != "" {
+			out[name] = v.Field(i).Interface().(*ebpf.Map)
+		}
 	}
+	return out
 }
 
 // Byte-order helpers: the BPF program compares raw network-order words, and
@@ -622,8 +665,9 @@ func (b *Balancer) mapsByName() map[string]*ebpf.Map {
 // csumDiffs are the one's complement differences (RFC 1624) that rewriting
 // the destination from vip:lport to addr:port adds to the IP header and UDP
 // checksums, in the byte order the BPF program loads them (port 0 keeps the
-// listener's). The data path adds them instead of recomputing per packet.
-// keep in sync with lb_csum_add in bpf/lb_csum.h
+// listener's). The data path adds them (lb_csum_add in bpf/lb_csum.h)
+// instead of recomputing per packet; the golden tests check the result
+// against checksums computed from scratch.
 func csumDiffs(vip netip.Addr, lport uint16, addr netip.Addr, port uint16) (ip, udp uint16) {
 	o, n := vip.As4(), addr.As4()
 	sum := uint32(^binary.BigEndian.Uint16(o[0:])) + uint32(^binary.BigEndian.Uint16(o[2:])) +

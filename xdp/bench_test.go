@@ -1,7 +1,11 @@
 package xdp
 
+// The benchmark programs live in an object of their own, loaded only here.
+//go:generate go tool bpf2go -target bpfel -no-global-types lbbench bpf/lb_bench.c
+
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -17,6 +21,7 @@ import (
 //	go test -run '^$' -bench DataPath -benchtime 3000000x -count 10 ./xdp/
 func BenchmarkDataPath(b *testing.B) {
 	g := newGoldenLab(b)
+	bo := loadBench(b, g.bal)
 	frame := vxlanFrame(b, frameSpec{src: mirror, dst: vip, sport: 40001, vni: 1})
 	other := vxlanFrame(b, frameSpec{src: mirror, dst: netip.MustParseAddr("10.0.0.99"), sport: 40001, vni: 1})
 	cases := []struct {
@@ -27,15 +32,15 @@ func BenchmarkDataPath(b *testing.B) {
 		frame  []byte
 		expect uint32
 	}{
-		{"bare_xdp_tx_no_restore", g.bal.objs.XmirrorBareTx, "wrr", "inner-symmetric", frame, 3},
-		{"bare_xdp_tx", g.bal.objs.XmirrorBareBench, "wrr", "inner-symmetric", frame, 3},
-		{"wrr_conntrack_hit", g.bal.objs.XmirrorLbBench, "wrr", "inner-symmetric", frame, 3},
-		{"wrr_shared_table_hit", g.bal.objs.XmirrorLbBenchShared, "wrr", "inner-symmetric", frame, 3},
-		{"wrr_outer_conntrack_hit", g.bal.objs.XmirrorLbBench, "wrr", "outer", frame, 3},
-		{"wrr_none_per_packet", g.bal.objs.XmirrorLbBench, "wrr", "none", frame, 3},
-		{"maglev_inner_symmetric", g.bal.objs.XmirrorLbBench, "maglev", "inner-symmetric", frame, 3},
-		{"maglev_outer", g.bal.objs.XmirrorLbBench, "maglev", "outer", frame, 3},
-		{"not_listener_pass", g.bal.objs.XmirrorLbBench, "wrr", "inner-symmetric", other, 2},
+		{"bare_xdp_tx_no_restore", bo.XmirrorBareTx, "wrr", "inner-symmetric", frame, 3},
+		{"bare_xdp_tx", bo.XmirrorBareBench, "wrr", "inner-symmetric", frame, 3},
+		{"wrr_conntrack_hit", bo.XmirrorLbBench, "wrr", "inner-symmetric", frame, 3},
+		{"wrr_shared_table_hit", bo.XmirrorLbBenchShared, "wrr", "inner-symmetric", frame, 3},
+		{"wrr_outer_conntrack_hit", bo.XmirrorLbBench, "wrr", "outer", frame, 3},
+		{"wrr_none_per_packet", bo.XmirrorLbBench, "wrr", "none", frame, 3},
+		{"maglev_inner_symmetric", bo.XmirrorLbBench, "maglev", "inner-symmetric", frame, 3},
+		{"maglev_outer", bo.XmirrorLbBench, "maglev", "outer", frame, 3},
+		{"not_listener_pass", bo.XmirrorLbBench, "wrr", "inner-symmetric", other, 2},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -70,4 +75,50 @@ func BenchmarkDataPath(b *testing.B) {
 			b.SetBytes(int64(len(c.frame)))
 		})
 	}
+}
+
+// loadBench loads the benchmark programs (bpf/lb_bench.c) over bal's maps
+// and globals, so they run the production data path on bal's tables.
+func loadBench(tb testing.TB, bal *Balancer) *lbbenchObjects {
+	tb.Helper()
+	spec, err := loadLbbench()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := setConstants(spec); err != nil {
+		tb.Fatal(err)
+	}
+	repl := bal.mapsByName()
+	repl[".bss"] = globalsMap(tb, bal.objs.XmirrorLb)
+	var o lbbenchObjects
+	if err := spec.LoadAndAssign(&o, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+		tb.Fatalf("load benchmark programs: %v", err)
+	}
+	tb.Cleanup(func() { o.Close() })
+	return &o
+}
+
+// globalsMap is the .bss map of prog (its writable globals), found through
+// the maps the kernel says the program uses.
+func globalsMap(tb testing.TB, prog *ebpf.Program) *ebpf.Map {
+	tb.Helper()
+	info, err := prog.Info()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ids, _ := info.MapIDs()
+	for _, id := range ids {
+		m, err := ebpf.NewMapFromID(id)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		mi, err := m.Info()
+		if err == nil && strings.HasSuffix(mi.Name, ".bss") {
+			tb.Cleanup(func() { m.Close() })
+			return m
+		}
+		m.Close()
+	}
+	tb.Fatal("program has no .bss map")
+	return nil
 }

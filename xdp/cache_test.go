@@ -42,7 +42,7 @@ func TestFrontCache(t *testing.T) {
 				return err
 			}
 			defer unix.SchedSetaffinity(0, &old)
-			ret, out, err := runXDP(g.bal.Program(), frame, g.lb.Ifindex)
+			ret, out, err := runXDP(g.bal.objs.XmirrorLb, frame, g.lb.Ifindex)
 			if err != nil {
 				return err
 			}

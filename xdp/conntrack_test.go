@@ -55,7 +55,7 @@ func TestConnTableEviction(t *testing.T) {
 		t.Helper()
 		frame := vxlanFrame(t, ctFrame(sp))
 		err := g.lb.Do(func() error {
-			ret, _, err := runXDP(g.bal.Program(), frame, g.lb.Ifindex)
+			ret, _, err := runXDP(g.bal.objs.XmirrorLb, frame, g.lb.Ifindex)
 			if err == nil && ret != 3 {
 				t.Errorf("flow %d: verdict %d, want XDP_TX", sp, ret)
 			}

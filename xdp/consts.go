@@ -1,7 +1,7 @@
 package xdp
 
-// Limits and codes shared with the BPF program.
-// keep in sync with bpf/lb_consts.h
+// Limits of the BPF program's maps (#defines in bpf/lb_consts.h; BTF does not
+// carry them): TestContract checks each against the map it sizes.
 const (
 	MaxBackends = 64
 	wrrMax      = 8192
@@ -10,45 +10,49 @@ const (
 	// DefaultMaglevSize is the prime table size used when the config says none.
 	DefaultMaglevSize = 65537
 	slots             = 2
-
-	algoWRR    = 0
-	algoMaglev = 1
-
-	affInnerSymmetric = 0
-	affOuter          = 1
-	affNone           = 2
-
-	aclAll       = 0
-	aclAllowlist = 1
-
-	backendAlive = 0x1
-
-	hashSeed     = 0x6d697272
-	hashSeedFrag = 0x66726167
 )
 
-// Stat is a verdict reason counted in the lb_stats per-CPU array.
-// keep in sync with enum lb_stat in bpf/lb_consts.h
+// Codes shared with the BPF program, from the enums of bpf/lb_consts.h that
+// bpf2go generates (see gen.go).
+const (
+	algoWRR    = uint8(lbLbAlgoLB_ALGO_WRR)
+	algoMaglev = uint8(lbLbAlgoLB_ALGO_MAGLEV)
+
+	affInnerSymmetric = uint8(lbLbAffinityLB_AFF_INNER_SYMMETRIC)
+	affOuter          = uint8(lbLbAffinityLB_AFF_OUTER)
+	affNone           = uint8(lbLbAffinityLB_AFF_NONE)
+
+	aclAll       = uint8(lbLbAclModeLB_ACL_ALL)
+	aclAllowlist = uint8(lbLbAclModeLB_ACL_ALLOWLIST)
+
+	backendAlive = uint8(lbLbBackendFlagLB_BACKEND_ALIVE)
+
+	hashSeed     = uint32(lbLbHashSeedLB_HASH_SEED)
+	hashSeedFrag = uint32(lbLbHashSeedLB_HASH_SEED_FRAG)
+)
+
+// Stat is a verdict reason: an index of the per-CPU counters (enum lb_stat).
 type Stat uint32
 
 const (
-	StatTX Stat = iota
-	StatRedirect
-	StatPassNotListener
-	StatPassNoNeigh
-	StatDropACL
-	StatDropNoBackend
-	StatDropNoRoute
-	StatDropMalformed
-	StatFragment
-	StatCTHit
-	StatCTMiss
-	StatHashFallback
-	StatPassMTU
-	statMax
+	StatTX              = Stat(lbLbStatLB_STAT_TX)
+	StatRedirect        = Stat(lbLbStatLB_STAT_REDIRECT)
+	StatPassNotListener = Stat(lbLbStatLB_STAT_PASS_NOT_LISTENER)
+	StatPassNoNeigh     = Stat(lbLbStatLB_STAT_PASS_NO_NEIGH)
+	StatDropACL         = Stat(lbLbStatLB_STAT_DROP_ACL)
+	StatDropNoBackend   = Stat(lbLbStatLB_STAT_DROP_NO_BACKEND)
+	StatDropNoRoute     = Stat(lbLbStatLB_STAT_DROP_NO_ROUTE)
+	StatDropMalformed   = Stat(lbLbStatLB_STAT_DROP_MALFORMED)
+	StatFragment        = Stat(lbLbStatLB_STAT_FRAGMENT)
+	StatCTHit           = Stat(lbLbStatLB_STAT_CT_HIT)
+	StatCTMiss          = Stat(lbLbStatLB_STAT_CT_MISS)
+	StatHashFallback    = Stat(lbLbStatLB_STAT_HASH_FALLBACK)
+	StatPassMTU         = Stat(lbLbStatLB_STAT_PASS_MTU)
+	statMax             = Stat(lbLbStatLB_STAT_MAX)
 )
 
-// statNames are the metric label values of each Stat.
+// statNames are the metric label values of each Stat; an entry left empty
+// when the enum grows fails TestContract.
 var statNames = [statMax]string{
 	StatTX:              "tx",
 	StatRedirect:        "redirect",

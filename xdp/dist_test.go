@@ -42,7 +42,7 @@ func (g *goldenLab) destinations(t *testing.T, frames [][]byte) []netip.Addr {
 	out := make([]netip.Addr, len(frames))
 	err := g.lb.Do(func() error {
 		for i, f := range frames {
-			ret, o, err := runXDP(g.bal.Program(), f, g.lb.Ifindex)
+			ret, o, err := runXDP(g.bal.objs.XmirrorLb, f, g.lb.Ifindex)
 			if err != nil {
 				return err
 			}

@@ -91,7 +91,7 @@ func newGoldenLab(t testing.TB) *goldenLab {
 func (g *goldenLab) run(t testing.TB, frame []byte) (ret uint32, out []byte) {
 	t.Helper()
 	err := g.lb.Do(func() (err error) {
-		ret, out, err = runXDP(g.bal.Program(), frame, g.lb.Ifindex)
+		ret, out, err = runXDP(g.bal.objs.XmirrorLb, frame, g.lb.Ifindex)
 		return err
 	})
 	if err != nil {

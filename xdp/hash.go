@@ -6,8 +6,8 @@ import (
 
 // The Go mirror of bpf/lb_hash.h, used by tests and tools to predict which
 // backend a flow gets. Words are the packet bytes loaded little-endian, as the
-// BPF program (bpfel) loads them.
-// keep in sync with bpf/lb_hash.h
+// BPF program (bpfel) loads them. TestGoMirrorAgrees runs both on the same
+// frames, so the two cannot drift apart unnoticed.
 
 // hash3 multiplies three words by 64-bit odd constants, sums, folds and
 // multiplies once more, keeping the high half (multiply-shift hashing: cheap
@@ -77,11 +77,11 @@ func FlowHash(frame []byte, affinity string) (hash uint32, ok bool) {
 	return 0, false
 }
 
-// What innerHash could hash; keep in sync with LB_INNER_* in bpf/lb_parsing.h.
+// What innerHash could hash (enum lb_inner_kind of bpf/lb_parsing.h).
 const (
-	innerNone = iota
-	innerAddrs
-	innerFull
+	innerNone  = int(lbLbInnerKindLB_INNER_NONE)
+	innerAddrs = int(lbLbInnerKindLB_INNER_ADDRS)
+	innerFull  = int(lbLbInnerKindLB_INNER_FULL)
 )
 
 func parseEth(b []byte) (l3 int, proto uint16, ok bool) {

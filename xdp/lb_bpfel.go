@@ -21,6 +21,28 @@ type lbLbAclKey struct {
 	Addr      uint32
 }
 
+type lbLbAclMode uint32
+
+const (
+	lbLbAclModeLB_ACL_ALL       lbLbAclMode = 0
+	lbLbAclModeLB_ACL_ALLOWLIST lbLbAclMode = 1
+)
+
+type lbLbAffinity uint32
+
+const (
+	lbLbAffinityLB_AFF_INNER_SYMMETRIC lbLbAffinity = 0
+	lbLbAffinityLB_AFF_OUTER           lbLbAffinity = 1
+	lbLbAffinityLB_AFF_NONE            lbLbAffinity = 2
+)
+
+type lbLbAlgo uint32
+
+const (
+	lbLbAlgoLB_ALGO_WRR    lbLbAlgo = 0
+	lbLbAlgoLB_ALGO_MAGLEV lbLbAlgo = 1
+)
+
 type lbLbBackend struct {
 	_       structs.HostLayout
 	Addr    uint32
@@ -31,6 +53,12 @@ type lbLbBackend struct {
 	CsumUdp uint16
 	Name    [32]int8
 }
+
+type lbLbBackendFlag uint32
+
+const (
+	lbLbBackendFlagLB_BACKEND_ALIVE lbLbBackendFlag = 1
+)
 
 type lbLbCpu struct {
 	_         structs.HostLayout
@@ -75,6 +103,21 @@ type lbLbCtSet struct {
 	Way [8]uint64
 }
 
+type lbLbHashSeed uint32
+
+const (
+	lbLbHashSeedLB_HASH_SEED      lbLbHashSeed = 1835627122
+	lbLbHashSeedLB_HASH_SEED_FRAG lbLbHashSeed = 1718772071
+)
+
+type lbLbInnerKind uint32
+
+const (
+	lbLbInnerKindLB_INNER_NONE  lbLbInnerKind = 0
+	lbLbInnerKindLB_INNER_ADDRS lbLbInnerKind = 1
+	lbLbInnerKindLB_INNER_FULL  lbLbInnerKind = 2
+)
+
 type lbLbSlot struct {
 	_             structs.HostLayout
 	Vip           uint32
@@ -90,6 +133,25 @@ type lbLbSlot struct {
 	FlowTimeoutNs uint64
 }
 
+type lbLbStat uint32
+
+const (
+	lbLbStatLB_STAT_TX                lbLbStat = 0
+	lbLbStatLB_STAT_REDIRECT          lbLbStat = 1
+	lbLbStatLB_STAT_PASS_NOT_LISTENER lbLbStat = 2
+	lbLbStatLB_STAT_PASS_NO_NEIGH     lbLbStat = 3
+	lbLbStatLB_STAT_DROP_ACL          lbLbStat = 4
+	lbLbStatLB_STAT_DROP_NO_BACKEND   lbLbStat = 5
+	lbLbStatLB_STAT_DROP_NO_ROUTE     lbLbStat = 6
+	lbLbStatLB_STAT_DROP_MALFORMED    lbLbStat = 7
+	lbLbStatLB_STAT_FRAGMENT          lbLbStat = 8
+	lbLbStatLB_STAT_CT_HIT            lbLbStat = 9
+	lbLbStatLB_STAT_CT_MISS           lbLbStat = 10
+	lbLbStatLB_STAT_HASH_FALLBACK     lbLbStat = 11
+	lbLbStatLB_STAT_PASS_MTU          lbLbStat = 12
+	lbLbStatLB_STAT_MAX               lbLbStat = 13
+)
+
 type lbLbTraffic struct {
 	_       structs.HostLayout
 	Packets uint64
@@ -100,26 +162,23 @@ type lbLbTraffic struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lbMapLbAcl                 = "lb_acl"
-	lbMapLbActive              = "lb_active"
-	lbMapLbBackends            = "lb_backends"
-	lbMapLbFlows               = "lb_flows"
-	lbMapLbMaglev              = "lb_maglev"
-	lbMapLbPercpu              = "lb_percpu"
-	lbMapLbSlots               = "lb_slots"
-	lbMapLbTrafficBase         = "lb_traffic_base"
-	lbMapLbTxPorts             = "lb_tx_ports"
-	lbMapLbWrr                 = "lb_wrr"
-	lbProgXmirrorBareBench     = "xmirror_bare_bench"
-	lbProgXmirrorBareTx        = "xmirror_bare_tx"
-	lbProgXmirrorLb            = "xmirror_lb"
-	lbProgXmirrorLbBench       = "xmirror_lb_bench"
-	lbProgXmirrorLbBenchShared = "xmirror_lb_bench_shared"
-	lbVarLbActiveSlot          = "lb_active_slot"
-	lbVarLbNcpus               = "lb_ncpus"
-	lbVarLbSlotBackends        = "lb_slot_backends"
-	lbVarLbSlotCfg             = "lb_slot_cfg"
-	lbVarLbTickNs              = "lb_tick_ns"
+	lbMapLbAcl          = "lb_acl"
+	lbMapLbActive       = "lb_active"
+	lbMapLbBackends     = "lb_backends"
+	lbMapLbFlows        = "lb_flows"
+	lbMapLbMaglev       = "lb_maglev"
+	lbMapLbPercpu       = "lb_percpu"
+	lbMapLbSlots        = "lb_slots"
+	lbMapLbTrafficBase  = "lb_traffic_base"
+	lbMapLbTxPorts      = "lb_tx_ports"
+	lbMapLbWrr          = "lb_wrr"
+	lbProgXmirrorLb     = "xmirror_lb"
+	lbVarLbActiveSlot   = "lb_active_slot"
+	lbVarLbGoEnums      = "lb_go_enums"
+	lbVarLbNcpus        = "lb_ncpus"
+	lbVarLbSlotBackends = "lb_slot_backends"
+	lbVarLbSlotCfg      = "lb_slot_cfg"
+	lbVarLbTickNs       = "lb_tick_ns"
 )
 
 // loadLb returns the embedded CollectionSpec for lb.
@@ -164,11 +223,7 @@ type lbSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbProgramSpecs struct {
-	XmirrorBareBench     *ebpf.ProgramSpec `ebpf:"xmirror_bare_bench"`
-	XmirrorBareTx        *ebpf.ProgramSpec `ebpf:"xmirror_bare_tx"`
-	XmirrorLb            *ebpf.ProgramSpec `ebpf:"xmirror_lb"`
-	XmirrorLbBench       *ebpf.ProgramSpec `ebpf:"xmirror_lb_bench"`
-	XmirrorLbBenchShared *ebpf.ProgramSpec `ebpf:"xmirror_lb_bench_shared"`
+	XmirrorLb *ebpf.ProgramSpec `ebpf:"xmirror_lb"`
 }
 
 // lbMapSpecs contains maps before they are loaded into the kernel.
@@ -192,6 +247,7 @@ type lbMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbVariableSpecs struct {
 	LbActiveSlot   *ebpf.VariableSpec `ebpf:"lb_active_slot"`
+	LbGoEnums      *ebpf.VariableSpec `ebpf:"lb_go_enums"`
 	LbNcpus        *ebpf.VariableSpec `ebpf:"lb_ncpus"`
 	LbSlotBackends *ebpf.VariableSpec `ebpf:"lb_slot_backends"`
 	LbSlotCfg      *ebpf.VariableSpec `ebpf:"lb_slot_cfg"`
@@ -250,6 +306,7 @@ func (m *lbMaps) Close() error {
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbVariables struct {
 	LbActiveSlot   *ebpf.Variable `ebpf:"lb_active_slot"`
+	LbGoEnums      *ebpf.Variable `ebpf:"lb_go_enums"`
 	LbNcpus        *ebpf.Variable `ebpf:"lb_ncpus"`
 	LbSlotBackends *ebpf.Variable `ebpf:"lb_slot_backends"`
 	LbSlotCfg      *ebpf.Variable `ebpf:"lb_slot_cfg"`
@@ -260,20 +317,12 @@ type lbVariables struct {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbPrograms struct {
-	XmirrorBareBench     *ebpf.Program `ebpf:"xmirror_bare_bench"`
-	XmirrorBareTx        *ebpf.Program `ebpf:"xmirror_bare_tx"`
-	XmirrorLb            *ebpf.Program `ebpf:"xmirror_lb"`
-	XmirrorLbBench       *ebpf.Program `ebpf:"xmirror_lb_bench"`
-	XmirrorLbBenchShared *ebpf.Program `ebpf:"xmirror_lb_bench_shared"`
+	XmirrorLb *ebpf.Program `ebpf:"xmirror_lb"`
 }
 
 func (p *lbPrograms) Close() error {
 	return _LbClose(
-		p.XmirrorBareBench,
-		p.XmirrorBareTx,
 		p.XmirrorLb,
-		p.XmirrorLbBench,
-		p.XmirrorLbBenchShared,
 	)
 }
 

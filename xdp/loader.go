@@ -43,25 +43,8 @@ func loadObjects(pinPath string) (_ *objects, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("load bpf spec: %w", err)
 	}
-	// The data path's clock is jiffies times the tick length, which is the
-	// resolution of the coarse clock (TICK_NSEC).
-	var tick unix.Timespec
-	if err := unix.ClockGetres(unix.CLOCK_MONOTONIC_COARSE, &tick); err != nil {
-		return nil, fmt.Errorf("coarse clock resolution: %w", err)
-	}
-	if tick.Nano() <= 0 {
-		return nil, fmt.Errorf("coarse clock resolution %d ns", tick.Nano())
-	}
-	if err := spec.Variables["lb_tick_ns"].Set(uint64(tick.Nano())); err != nil {
-		return nil, fmt.Errorf("set tick length: %w", err)
-	}
-	// Each CPU walks the WRR schedule from its own offset.
-	ncpu, err := ebpf.PossibleCPU()
-	if err != nil {
-		return nil, fmt.Errorf("count cpus: %w", err)
-	}
-	if err := spec.Variables["lb_ncpus"].Set(uint32(ncpu)); err != nil {
-		return nil, fmt.Errorf("set cpu count: %w", err)
+	if err := setConstants(spec); err != nil {
+		return nil, err
 	}
 	opts := &ebpf.CollectionOptions{}
 	if pinPath == "" {
@@ -89,6 +72,31 @@ func loadObjects(pinPath string) (_ *objects, err error) {
 		return nil, fmt.Errorf("load bpf objects: %w", err)
 	}
 	return o, nil
+}
+
+// setConstants fills in the program's load-time constants (.rodata).
+func setConstants(spec *ebpf.CollectionSpec) error {
+	// The data path's clock is jiffies times the tick length, which is the
+	// resolution of the coarse clock (TICK_NSEC).
+	var tick unix.Timespec
+	if err := unix.ClockGetres(unix.CLOCK_MONOTONIC_COARSE, &tick); err != nil {
+		return fmt.Errorf("coarse clock resolution: %w", err)
+	}
+	if tick.Nano() <= 0 {
+		return fmt.Errorf("coarse clock resolution %d ns", tick.Nano())
+	}
+	if err := spec.Variables["lb_tick_ns"].Set(uint64(tick.Nano())); err != nil {
+		return fmt.Errorf("set tick length: %w", err)
+	}
+	// Each CPU walks the WRR schedule from its own offset.
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("count cpus: %w", err)
+	}
+	if err := spec.Variables["lb_ncpus"].Set(uint32(ncpu)); err != nil {
+		return fmt.Errorf("set cpu count: %w", err)
+	}
+	return nil
 }
 
 // obsoletePins are maps earlier versions pinned that this one no longer

@@ -1,5 +1,6 @@
-/* Limits and constants of the xmirror XDP load balancer.
- * Every value here that Go also uses is mirrored in xdp/consts.go. */
+/* Limits and constants of the xmirror XDP load balancer. Go takes the enums
+ * from the generated bindings (bpf2go -type); the limits are checked against
+ * the maps' sizes by xdp/contract_test.go. */
 #ifndef XMIRROR_LB_CONSTS_H
 #define XMIRROR_LB_CONSTS_H
 
@@ -70,25 +71,35 @@
  * lb_active, so the data path never sees a half-written table. */
 #define LB_SLOTS 2
 
-#define LB_ALGO_WRR 0
-#define LB_ALGO_MAGLEV 1
+enum lb_algo {
+	LB_ALGO_WRR = 0,
+	LB_ALGO_MAGLEV = 1,
+};
 
-#define LB_AFF_INNER_SYMMETRIC 0
-#define LB_AFF_OUTER 1
-#define LB_AFF_NONE 2
+enum lb_affinity {
+	LB_AFF_INNER_SYMMETRIC = 0,
+	LB_AFF_OUTER = 1,
+	LB_AFF_NONE = 2,
+};
 
-#define LB_ACL_ALL 0
-#define LB_ACL_ALLOWLIST 1
+enum lb_acl_mode {
+	LB_ACL_ALL = 0,
+	LB_ACL_ALLOWLIST = 1,
+};
 
 /* lb_backend.flags */
-#define LB_BACKEND_ALIVE 0x1 /* configured and healthy: existing flows stay */
+enum lb_backend_flag {
+	LB_BACKEND_ALIVE = 0x1, /* configured and healthy: existing flows stay */
+};
 
 /* Hash seeds: distinct per kind so an outer and an inner hash of the same
  * numbers do not collide on purpose. */
-#define LB_HASH_SEED 0x6d697272u /* "mirr" */
-#define LB_HASH_SEED_FRAG 0x66726167u
+enum lb_hash_seed {
+	LB_HASH_SEED = 0x6d697272,      /* "mirr" */
+	LB_HASH_SEED_FRAG = 0x66726167, /* "frag" */
+};
 
-/* Indexes into lb_stats: one per verdict reason. */
+/* Indexes into lb_cpu.stats: one per verdict reason. */
 enum lb_stat {
 	LB_STAT_TX = 0,            /* forwarded with XDP_TX */
 	LB_STAT_REDIRECT,          /* forwarded with a devmap redirect */

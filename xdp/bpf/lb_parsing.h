@@ -86,9 +86,11 @@ static __always_inline int lb_plain_listener(void *data, void *data_end, __be32 
 }
 
 /* Result of lb_inner_hash: how much of the inner flow was hashed. */
-#define LB_INNER_NONE 0  /* nothing usable: caller falls back to the outer flow */
-#define LB_INNER_ADDRS 1 /* inner addresses only (L4 cut short or absent) */
-#define LB_INNER_FULL 2  /* addresses, protocol and ports */
+enum lb_inner_kind {
+	LB_INNER_NONE = 0,  /* nothing usable: caller falls back to the outer flow */
+	LB_INNER_ADDRS = 1, /* inner addresses only (L4 cut short or absent) */
+	LB_INNER_FULL = 2,  /* addresses, protocol and ports */
+};
 
 /* L4 "ports" of an inner packet for the symmetric hash; ICMP echo uses its id
  * on both sides so a request and its reply agree. Returns 0 when cut short. */

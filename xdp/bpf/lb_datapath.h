@@ -1,0 +1,571 @@
+/* The load balancer's data path: its globals and lb_process, the whole
+ * per-packet decision. Included by lb.c (the production program) and by
+ * lb_bench.c (the benchmark wrappers tests load), so both run the same code
+ * over the same maps. */
+#ifndef XMIRROR_LB_DATAPATH_H
+#define XMIRROR_LB_DATAPATH_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "lb_consts.h"
+#include "lb_structs.h"
+#include "lb_maps.h"
+#include "lb_hash.h"
+#include "lb_csum.h"
+#include "lb_parsing.h"
+
+/* One load the compiler may not repeat or merge: other CPUs change the word. */
+#define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
+/* The enums Go takes its constants from (bpf2go -type). An object's BTF
+ * describes only types something uses: this pointer, never read, is that
+ * use. */
+struct lb_go_enums {
+	enum lb_stat stat;
+	enum lb_algo algo;
+	enum lb_affinity affinity;
+	enum lb_acl_mode acl_mode;
+	enum lb_backend_flag backend_flag;
+	enum lb_hash_seed hash_seed;
+	enum lb_inner_kind inner_kind;
+};
+const struct lb_go_enums *lb_go_enums __attribute__((unused));
+
+/* Length of a jiffy in ns, set by the control plane before loading (the
+ * resolution of CLOCK_MONOTONIC_COARSE); 4 ms is HZ=250. */
+volatile const __u64 lb_tick_ns = 4000000;
+
+/* Possible CPUs, set by the control plane before loading: CPU c starts its
+ * walk of the WRR schedule c/lb_ncpus of the way in, so the first new flows
+ * on different CPUs do not all go to the schedule's first entry. */
+volatile const __u32 lb_ncpus = 1;
+
+/* The live slot, a copy of lb_active the control plane writes right after
+ * it: a global is one load where the map is a lookup. Not pinned (.bss), so
+ * a restarted control plane sets it from lb_active before it attaches. */
+volatile __u32 lb_active_slot;
+
+/* The data path's copies of lb_slots and lb_backends, written by the control
+ * plane next to the pinned maps and before the slot flips. A global is one
+ * address; a map lookup would put the key on the stack, load it back and
+ * bounds-check it on the way to every field. The pinned maps stay the record
+ * for status readers and a restarted control plane, which copies them back. */
+struct lb_slot lb_slot_cfg[LB_SLOTS];
+struct lb_backend lb_slot_backends[LB_SLOTS * LB_MAX_BACKENDS];
+
+/* lb_now is the data path's clock in ns, as coarse as bpf_ktime_get_coarse_ns
+ * (both advance once per tick) but without a helper call: the verifier turns
+ * bpf_jiffies64 into one load. Its epoch is not boot; only differences are
+ * used. */
+static __always_inline __u64 lb_now(void)
+{
+	return bpf_jiffies64() * lb_tick_ns;
+}
+
+/* reason is a constant at every call: a plain increment of this CPU's value. */
+static __always_inline void lb_count(struct lb_cpu *pc, __u32 reason)
+{
+	if (reason < LB_STAT_MAX)
+		pc->stats[reason] += 1;
+}
+
+static __always_inline int lb_verdict(struct lb_cpu *pc, __u32 reason, int action)
+{
+	lb_count(pc, reason);
+	return action;
+}
+
+/* Backend id from the slot's WRR schedule at position pos. */
+static __always_inline int lb_wrr_at(__u32 slot, struct lb_slot *cfg, __u32 pos, __u32 *id)
+{
+	__u32 key = slot * LB_WRR_MAX + pos % cfg->wrr_len;
+	__u32 *v = bpf_map_lookup_elem(&lb_wrr, &key);
+
+	if (!v)
+		return -1;
+	*id = *v;
+	return 0;
+}
+
+/* Next backend of the smooth WRR schedule for this CPU. */
+static __always_inline int lb_wrr_next(struct lb_cpu *pc, __u32 slot, struct lb_slot *cfg, __u32 *id)
+{
+	__u32 n = lb_ncpus;
+
+	/* A CPU's first pick seeds its cursor cpu/ncpus of the way into the
+	 * schedule, so the first new flows of different CPUs spread out (the
+	 * seed of CPU 0 is 0: it is tried again, which costs a compare). */
+	if (pc->wrr_cursor == 0 && n > 1)
+		pc->wrr_cursor = (__u64)bpf_get_smp_processor_id() * cfg->wrr_len / n;
+	pc->wrr_cursor += 1;
+	return lb_wrr_at(slot, cfg, pc->wrr_cursor, id);
+}
+
+static __always_inline int lb_maglev_at(__u32 slot, struct lb_slot *cfg, __u32 hash, __u32 *id)
+{
+	__u32 key = slot * LB_MAGLEV_MAX + hash % cfg->maglev_size;
+	__u32 *v = bpf_map_lookup_elem(&lb_maglev, &key);
+
+	if (!v)
+		return -1;
+	*id = *v;
+	return 0;
+}
+
+/* Six bytes as one 32- and one 16-bit move: memcpy on packet data compiles
+ * to single bytes on BPF. */
+static __always_inline void lb_copy_mac(__u8 *dst, const __u8 *src)
+{
+	*(__u32 *)dst = *(const __u32 *)src;
+	*(__u16 *)(dst + 4) = *(const __u16 *)(src + 4);
+}
+
+static __always_inline struct lb_backend *lb_backend_get(__u32 slot, __u32 id)
+{
+	if (id >= LB_MAX_BACKENDS || slot >= LB_SLOTS)
+		return NULL;
+	return &lb_slot_backends[slot * LB_MAX_BACKENDS + id];
+}
+
+#define LB_CT_TAG_SHIFT 47
+#define LB_CT_ID_SHIFT 40
+#define LB_CT_ID_MASK (0x7fULL << LB_CT_ID_SHIFT)
+#define LB_CT_SEEN_MASK ((1ULL << LB_CT_ID_SHIFT) - 1)
+
+/* The tag of a flow in its set: the hash bits the set index did not use. */
+static __always_inline __u64 lb_ct_tag(__u32 hash)
+{
+	return (__u64)(hash >> LB_CT_SET_BITS) << LB_CT_TAG_SHIFT;
+}
+
+static __always_inline __u64 lb_ct_entry(__u32 hash, __u32 id, __u64 seen)
+{
+	return lb_ct_tag(hash) | ((__u64)(id + 1) << LB_CT_ID_SHIFT) | (seen & LB_CT_SEEN_MASK);
+}
+
+/* An entry holds tag's flow when its tag matches and it is not empty. */
+static __always_inline int lb_ct_holds(__u64 e, __u64 tag)
+{
+	return (e & ~(LB_CT_ID_MASK | LB_CT_SEEN_MASK)) == tag && (e & LB_CT_ID_MASK);
+}
+
+/* The backend id of a non-empty entry (ids are below LB_MAX_BACKENDS; the
+ * mask keeps the verifier sure of it). */
+static __always_inline __u32 lb_ct_id(__u64 e)
+{
+	return (((e & LB_CT_ID_MASK) >> LB_CT_ID_SHIFT) - 1) & (LB_MAX_BACKENDS - 1);
+}
+
+/* lb_ct_find returns the way of set holding tag's flow (its entry in *ep), or
+ * LB_CT_WAYS. */
+static __always_inline __u32 lb_ct_find(struct lb_ct_set *set, __u64 tag, __u64 *ep)
+{
+	__u32 w;
+
+#pragma unroll
+	for (w = 0; w < LB_CT_WAYS; w++) {
+		__u64 e = READ_ONCE(set->way[w]);
+
+		if (lb_ct_holds(e, tag)) {
+			*ep = e;
+			return w;
+		}
+	}
+	return LB_CT_WAYS;
+}
+
+/* lb_ct_victim returns the way of set a new flow takes: an empty one, else
+ * the one idle longest (an expired one, if any, is among the idlest). A
+ * function of its own (global, so verified once), kept off the hit path. */
+__noinline int lb_ct_victim(struct lb_ct_set *set, __u64 t)
+{
+	__u64 best = 0;
+	int w, victim = 0;
+
+	if (!set)
+		return 0;
+	for (w = 0; w < LB_CT_WAYS; w++) {
+		__u64 e = READ_ONCE(set->way[w]);
+		__u64 age = (t - e) & LB_CT_SEEN_MASK;
+
+		if (!(e & LB_CT_ID_MASK))
+			return w;
+		if (age >= best) {
+			best = age;
+			victim = w;
+		}
+	}
+	return victim;
+}
+
+/* lb_wrr_flow finds the flow's backend in the shared connection table, or
+ * gives the flow the next schedule entry and records it. An entry whose
+ * backend is no longer alive in the active slot, or that was idle too long,
+ * counts as a new flow and is replaced. Entries are claimed with a
+ * compare-and-swap; of two entries for one flow (two CPUs recording its two
+ * directions at once) the first in the set is the one every CPU reads. */
+static __always_inline int lb_wrr_flow(struct lb_cpu *pc, __u32 slot, struct lb_slot *cfg, __u32 hash, __u32 *id, __u64 now)
+{
+	__u32 si = hash & (LB_CT_SETS - 1), w, first;
+	__u64 tag = lb_ct_tag(hash), t = now >> LB_CT_TIME_SHIFT;
+	__u64 timeout = cfg->flow_timeout_ns >> LB_CT_TIME_SHIFT;
+	__u64 e = 0, old;
+	struct lb_ct_set *set;
+
+	set = bpf_map_lookup_elem(&lb_flows, &si);
+	if (!set)
+		return -1;
+	w = lb_ct_find(set, tag, &e);
+	if (w < LB_CT_WAYS) {
+		struct lb_backend *b = lb_backend_get(slot, lb_ct_id(e));
+		__u64 age = (t - e) & LB_CT_SEEN_MASK;
+
+		if (b && (b->flags & LB_BACKEND_ALIVE) && (timeout == 0 || age <= timeout)) {
+			if (age > (LB_CT_TOUCH_NS >> LB_CT_TIME_SHIFT))
+				__sync_val_compare_and_swap(&set->way[w], e, lb_ct_entry(hash, lb_ct_id(e), t));
+			*id = lb_ct_id(e);
+			lb_count(pc, LB_STAT_CT_HIT);
+			return 0;
+		}
+		/* its backend left or it idled out: the entry is replaced */
+	} else {
+		w = lb_ct_victim(set, t) & (LB_CT_WAYS - 1);
+		e = READ_ONCE(set->way[w]);
+	}
+	lb_count(pc, LB_STAT_CT_MISS);
+	if (cfg->wrr_len == 0 || lb_wrr_next(pc, slot, cfg, id))
+		return -1;
+	old = __sync_val_compare_and_swap(&set->way[w & (LB_CT_WAYS - 1)], e, lb_ct_entry(hash, *id, t));
+	if (old != e) {
+		/* Another CPU took that entry first: if for this flow (its other
+		 * direction), follow it; else this packet goes unrecorded and the
+		 * flow's next one tries again. */
+		if (lb_ct_holds(old, tag))
+			*id = lb_ct_id(old);
+		return 0;
+	}
+	/* Another CPU may have recorded this flow in an earlier entry of the
+	 * set meanwhile: that one is what every lookup finds. */
+	first = lb_ct_find(set, tag, &e);
+	if (first < w)
+		*id = lb_ct_id(e);
+	return 0;
+}
+
+static __always_inline int lb_acl_allows(struct lb_slot *cfg, __u32 slot, __be32 saddr)
+{
+	struct lb_acl_key k;
+
+	if (cfg->acl_mode != LB_ACL_ALLOWLIST)
+		return 1;
+	/* built only when needed: the common "all" mode stores nothing */
+	k = (struct lb_acl_key){ .prefixlen = 64, .slot = slot, .addr = saddr };
+	return bpf_map_lookup_elem(&lb_acl, &k) != NULL;
+}
+
+/* Fragments are placed statelessly by (src, dst, id), which every fragment of
+ * a datagram carries, using the slot's schedule or Maglev table as a
+ * weighted hash ring. */
+static __always_inline int lb_pick_frag(struct lb_cpu *pc, __u32 slot, struct lb_slot *cfg, struct iphdr *ip, __u32 *id)
+{
+	__u32 hash = lb_hash_frag(ip->saddr, ip->daddr, ip->id);
+
+	lb_count(pc, LB_STAT_FRAGMENT);
+	if (cfg->algorithm == LB_ALGO_MAGLEV) {
+		if (cfg->maglev_size == 0)
+			return -1;
+		return lb_maglev_at(slot, cfg, hash, id);
+	}
+	if (cfg->wrr_len == 0)
+		return -1;
+	return lb_wrr_at(slot, cfg, hash, id);
+}
+
+/* lb_flow_hash is the hash that places a whole datagram by the slot's
+ * affinity (none: 0, the algorithm spreads per packet). */
+static __always_inline __u32 lb_flow_hash(struct lb_cpu *pc, struct lb_slot *cfg, struct iphdr *ip, struct udphdr *udp,
+					  void *data_end)
+{
+	__u32 hash = 0;
+	int rc;
+
+	if (cfg->affinity == LB_AFF_INNER_SYMMETRIC) {
+		rc = lb_inner_hash(udp + 1, data_end, &hash);
+		if (rc != LB_INNER_FULL)
+			lb_count(pc, LB_STAT_HASH_FALLBACK);
+		if (rc == LB_INNER_NONE)
+			hash = lb_hash_outer(ip->saddr, ip->daddr, udp->source, udp->dest);
+	} else if (cfg->affinity == LB_AFF_OUTER) {
+		hash = lb_hash_outer(ip->saddr, ip->daddr, udp->source, udp->dest);
+	}
+	return hash;
+}
+
+/* lb_pick chooses the backend of a whole datagram the front cache does not
+ * know, by algorithm and affinity. */
+static __always_inline int lb_pick(struct lb_cpu *pc, __u32 slot, struct lb_slot *cfg, __u32 hash, __u32 *id, __u64 now)
+{
+	if (cfg->algorithm == LB_ALGO_MAGLEV) {
+		if (cfg->maglev_size == 0)
+			return -1;
+		if (cfg->affinity == LB_AFF_NONE)
+			hash = bpf_get_prandom_u32();
+		return lb_maglev_at(slot, cfg, hash, id);
+	}
+	if (cfg->wrr_len == 0 && cfg->affinity == LB_AFF_NONE)
+		return -1;
+	if (cfg->affinity == LB_AFF_NONE)
+		return lb_wrr_next(pc, slot, cfg, id);
+	return lb_wrr_flow(pc, slot, cfg, hash, id, now);
+}
+
+/* lb_rewrite points the datagram (or fragment: udp is NULL past the first)
+ * at the backend: destination address (and port), checksums updated in place
+ * by the backend's precomputed differences (the destination was the VIP).
+ * The mirror source stays the outer source. */
+static __always_inline void lb_rewrite(struct iphdr *ip, struct udphdr *udp, __be32 daddr, __be16 dport,
+				       __u16 csum_ip, __u16 csum_udp)
+{
+	ip->daddr = daddr;
+	ip->check = lb_csum_add(ip->check, csum_ip);
+	if (udp) {
+		__u16 check = udp->check;
+
+		if (check) {
+			check = lb_csum_add(check, csum_udp);
+			/* 0 means "no checksum" in UDP: send its other form */
+			udp->check = check ? check : 0xffff;
+		}
+		if (dport)
+			udp->dest = dport;
+	}
+}
+
+/* lb_send puts the next hop's addresses on the rewritten frame, counts it for
+ * backend id and sends it out of the next hop's interface. */
+static __always_inline int lb_send(struct lb_cpu *pc, struct xdp_md *ctx, struct iphdr *ip, __u32 id,
+				   const struct lb_nexthop *nh)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct lb_traffic *st;
+	int rc;
+
+	if ((void *)(eth + 1) > data_end)
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
+	/* A cached next hop skips the lookup's MTU check: do it here, or the
+	 * driver would drop the frame without a word. */
+	if (bpf_ntohs(ip->tot_len) > nh->mtu)
+		return lb_verdict(pc, LB_STAT_PASS_MTU, XDP_PASS);
+	lb_copy_mac(eth->h_dest, nh->dmac);
+	lb_copy_mac(eth->h_source, nh->smac);
+
+	if (id >= LB_MAX_BACKENDS)
+		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+	st = &pc->traffic[id];
+	st->packets += 1;
+	st->bytes += data_end - data;
+	if (nh->ifindex == ctx->ingress_ifindex)
+		return lb_verdict(pc, LB_STAT_TX, XDP_TX);
+	rc = bpf_redirect_map(&lb_tx_ports, nh->ifindex, 0);
+	if (rc != XDP_REDIRECT)
+		return lb_verdict(pc, LB_STAT_DROP_NO_ROUTE, XDP_DROP);
+	return lb_verdict(pc, LB_STAT_REDIRECT, XDP_REDIRECT);
+}
+
+/* lb_forward sends the datagram (or fragment: udp is NULL past the first) to
+ * backend id, with the next hop cached per backend and CPU and looked up
+ * again when stale. With c, the whole decision is remembered in this CPU's
+ * front cache for the flow's next packets (lb_forward_cached). */
+static __always_inline int lb_forward(struct lb_cpu *pc, struct xdp_md *ctx, struct iphdr *ip, struct udphdr *udp,
+				      __u32 slot, struct lb_slot *cfg, __u32 id, __u64 now,
+				      struct lb_flow_cache *c, __u32 hash)
+{
+	struct lb_backend *b;
+	struct lb_nexthop *nh;
+	__u64 ttl;
+	int rc;
+
+	b = lb_backend_get(slot, id);
+	if (!b || !(b->flags & LB_BACKEND_ALIVE))
+		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+	lb_rewrite(ip, udp, b->addr, b->port, b->csum_ip, b->csum_udp);
+
+	if (id >= LB_MAX_BACKENDS)
+		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+	nh = &pc->nh[id];
+	if (nh->expires < now || nh->daddr != b->addr) {
+		/* declared here so a cache hit does not clear it */
+		struct bpf_fib_lookup fib = {};
+
+		fib.family = AF_INET;
+		fib.tos = ip->tos;
+		fib.l4_protocol = IPPROTO_UDP;
+		fib.tot_len = bpf_ntohs(ip->tot_len);
+		fib.ipv4_src = ip->saddr;
+		fib.ipv4_dst = ip->daddr;
+		fib.ifindex = ctx->ingress_ifindex;
+		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+			/* The kernel forwards the rewritten packet and resolves the
+			 * neighbour; the control plane resolves backends up front. */
+			return lb_verdict(pc, LB_STAT_PASS_NO_NEIGH, XDP_PASS);
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+			/* The kernel fragments it, or tells the source (DF). */
+			return lb_verdict(pc, LB_STAT_PASS_MTU, XDP_PASS);
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+			return lb_verdict(pc, LB_STAT_DROP_NO_ROUTE, XDP_DROP);
+		nh->daddr = b->addr;
+		nh->ifindex = fib.ifindex;
+		nh->mtu = fib.mtu_result;
+		__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
+		__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
+		nh->expires = now + LB_NH_TTL_NS;
+	}
+
+	if (c) {
+		/* at most LB_CT_CACHE_NS, never past the idle timeout (an idle
+		 * flow goes back to the shared table) nor the next hop's expiry */
+		ttl = LB_CT_CACHE_NS;
+		if (cfg->flow_timeout_ns && cfg->flow_timeout_ns < ttl)
+			ttl = cfg->flow_timeout_ns;
+		c->hash = hash;
+		c->backend = id;
+		c->gen = cfg->gen;
+		c->dport = b->port;
+		c->csum_ip = b->csum_ip;
+		c->csum_udp = b->csum_udp;
+		c->nh = *nh;
+		if (now + ttl < nh->expires)
+			c->nh.expires = now + ttl;
+	}
+	return lb_send(pc, ctx, ip, id, nh);
+}
+
+/* lb_forward_cached sends a packet of a flow this CPU forwarded recently
+ * exactly as its front-cache entry says: one cache line, no table. */
+static __always_inline int lb_forward_cached(struct lb_cpu *pc, struct xdp_md *ctx, struct iphdr *ip, struct udphdr *udp,
+					     const struct lb_flow_cache *c)
+{
+	lb_rewrite(ip, udp, c->nh.daddr, c->dport, c->csum_ip, c->csum_udp);
+	return lb_send(pc, ctx, ip, c->backend, &c->nh);
+}
+
+/* Returned by lb_parse_listener for a whole datagram to the listener: the
+ * caller goes on to place it. Every other value is the packet's verdict. */
+#define LB_CONTINUE (-1)
+
+/* lb_parse_listener is the general parser, for every frame lb_plain_listener
+ * does not vouch for: VLAN tags, IP options, fragments, other traffic and
+ * malformed frames, each counted by what it is. Non-first fragments to the
+ * VIP are placed and forwarded here. */
+static __always_inline int lb_parse_listener(struct lb_cpu *pc, struct xdp_md *ctx, __u32 slot, struct lb_slot *cfg,
+					     struct iphdr **ipp, struct udphdr **udpp)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct udphdr *udp;
+	struct iphdr *ip;
+	__u32 id = 0, ihl;
+	__be16 proto;
+	void *l3;
+
+	proto = lb_parse_eth(data, data_end, &l3);
+	if (!proto)
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
+	if (proto != bpf_htons(ETH_P_IP))
+		return lb_verdict(pc, LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
+	ip = l3;
+	if ((void *)(ip + 1) > data_end)
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
+	ihl = ip->ihl * 4;
+	if (ip->version != 4 || ihl < sizeof(*ip) || (void *)ip + ihl > data_end)
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
+	if (cfg->vip == 0 || ip->daddr != cfg->vip || ip->protocol != IPPROTO_UDP)
+		return lb_verdict(pc, LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
+
+	if (ip->frag_off & bpf_htons(LB_IP_OFFSET)) {
+		/* A non-first fragment to the VIP carries no port: it is taken
+		 * as listener traffic so that it follows its first fragment. */
+		if (!lb_acl_allows(cfg, slot, ip->saddr))
+			return lb_verdict(pc, LB_STAT_DROP_ACL, XDP_DROP);
+		if (lb_pick_frag(pc, slot, cfg, ip, &id))
+			return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+		return lb_forward(pc, ctx, ip, NULL, slot, cfg, id, lb_now(), NULL, 0);
+	}
+
+	udp = (void *)ip + ihl;
+	if ((void *)(udp + 1) > data_end || bpf_ntohs(udp->len) < sizeof(*udp))
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
+	if (udp->dest != cfg->port)
+		return lb_verdict(pc, LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
+	*ipp = ip;
+	*udpp = udp;
+	return LB_CONTINUE;
+}
+
+/* lb_process is the whole data path; xmirror_lb is it, the benchmark
+ * wrappers of lb_bench.c run it on a frame they restore afterwards. cached
+ * is a constant: 0 only in the benchmark that measures the shared connection
+ * table without the per-CPU front cache. */
+static __always_inline int lb_process(struct xdp_md *ctx, const int cached)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct lb_slot *cfg;
+	struct udphdr *udp;
+	struct iphdr *ip;
+	__u32 zero = 0, slot, id = 0, hash;
+	struct lb_flow_cache *c = NULL;
+	struct lb_cpu *pc;
+	__u64 now;
+	int rc;
+
+	/* counters, next-hop cache and cursor of this CPU: one lookup */
+	pc = bpf_map_lookup_elem(&lb_percpu, &zero);
+	if (!pc)
+		return XDP_PASS;
+	slot = lb_active_slot & 1;
+	cfg = &lb_slot_cfg[slot];
+	if (!lb_plain_listener(data, data_end, cfg->vip, cfg->port, &ip, &udp)) {
+		rc = lb_parse_listener(pc, ctx, slot, cfg, &ip, &udp);
+		if (rc != LB_CONTINUE)
+			return rc;
+	}
+	if (!lb_acl_allows(cfg, slot, ip->saddr))
+		return lb_verdict(pc, LB_STAT_DROP_ACL, XDP_DROP);
+	/* one clock read per packet: front cache, connection table, next hop */
+	now = lb_now();
+	if (ip->frag_off & bpf_htons(LB_IP_MF)) {
+		if (lb_pick_frag(pc, slot, cfg, ip, &id))
+			return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+		return lb_forward(pc, ctx, ip, udp, slot, cfg, id, now, NULL, 0);
+	}
+	hash = lb_flow_hash(pc, cfg, ip, udp, data_end);
+	/* The fast path for wrr: same flow, same tables, recently forwarded by
+	 * this CPU. (Maglev needs no connection table; affinity none has no
+	 * flow.) */
+	if (cached && cfg->algorithm == LB_ALGO_WRR && cfg->affinity != LB_AFF_NONE) {
+		c = &pc->cache[hash & (LB_CT_CACHE_SIZE - 1)];
+		if (c->hash == hash && c->gen == cfg->gen && now < c->nh.expires) {
+			lb_count(pc, LB_STAT_CT_HIT);
+			return lb_forward_cached(pc, ctx, ip, udp, c);
+		}
+	}
+	if (lb_pick(pc, slot, cfg, hash, &id, now))
+		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+	return lb_forward(pc, ctx, ip, udp, slot, cfg, id, now, c, hash);
+}
+
+#endif /* XMIRROR_LB_DATAPATH_H */
