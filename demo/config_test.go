@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/telemetry"
 )
 
 func TestDeriveConfigFromTheSeed(t *testing.T) {
@@ -71,51 +72,20 @@ func TestCheckSeedRefusesOtherAddresses(t *testing.T) {
 	}
 }
 
-func TestParseMetrics(t *testing.T) {
-	in := `# HELP x
-# TYPE xmirror_lb_packets_total counter
+func TestInteresting(t *testing.T) {
+	s, err := telemetry.ParseText(strings.NewReader(`# TYPE xmirror_lb_packets_total counter
 xmirror_lb_packets_total{backend="ECS-target-01",odd="a}b"} 12
 xmirror_lb_packets_total{backend="ECS-target-02"} 10
 xmirror_collector_files_total 2
 xmirror_zero 0
 go_goroutines 7
-broken{ 1
-novalue
-xmirror_nan NaN
-`
-	s, err := ParseMetrics(strings.NewReader(in))
+`))
 	if err != nil {
 		t.Fatal(err)
-	}
-	if len(s) != 5 {
-		t.Fatalf("got %d samples: %v", len(s), s)
-	}
-	if s[0].Labels != `backend="ECS-target-01",odd="a}b"` || s[0].Value != 12 {
-		t.Errorf("first sample %+v", s[0])
-	}
-	if got := Sum(s, "xmirror_lb_packets_total"); got != 22 {
-		t.Errorf("sum %v", got)
-	}
-	if got := Sum(s, "xmirror_lb_packets_total", `backend="ECS-target-02"`); got != 10 {
-		t.Errorf("sum by label %v", got)
 	}
 	if got := Interesting(s); len(got) != 3 || got[2].String() != "xmirror_collector_files_total 2" {
 		t.Errorf("interesting %v", got)
 	}
-}
-
-func FuzzParseMetrics(f *testing.F) {
-	f.Add("xmirror_a{b=\"c\"} 1\n# c\nx 2 123\n")
-	f.Add("a{\"\\\"}\"} 1")
-	f.Fuzz(func(t *testing.T, in string) {
-		s, _ := ParseMetrics(strings.NewReader(in))
-		for _, x := range s {
-			if x.Name == "" {
-				t.Fatalf("sample without a name from %q", in)
-			}
-			_ = x.String()
-		}
-	})
 }
 
 func FuzzDeriveConfig(f *testing.F) {

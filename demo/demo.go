@@ -8,6 +8,7 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/xmirror/xmirror/config"
 	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/telemetry"
 )
 
 // Options say how to run the demo. The zero value plus Config is usable.
@@ -208,7 +210,7 @@ func Run(ctx context.Context, opts Options, keepRunning bool) (err error) {
 	}); err != nil {
 		return err
 	}
-	counters := map[string][]Sample{}
+	counters := map[string][]telemetry.Sample{}
 	if err := d.do(ctx, "read the counters of every part (/metrics)", func() error {
 		// Give the last frames time to cross the load balancer before counting.
 		time.Sleep(500 * time.Millisecond)
@@ -582,7 +584,7 @@ func (d *Demo) get(ctx context.Context, host, path string) (int, []byte, error) 
 }
 
 // Metrics scrapes host's part.
-func (d *Demo) Metrics(ctx context.Context, host string) ([]Sample, error) {
+func (d *Demo) Metrics(ctx context.Context, host string) ([]telemetry.Sample, error) {
 	code, body, err := d.get(ctx, host, "/metrics")
 	if err != nil {
 		return nil, fmt.Errorf("scrape %s: %w", host, err)
@@ -590,7 +592,7 @@ func (d *Demo) Metrics(ctx context.Context, host string) ([]Sample, error) {
 	if code != http.StatusOK {
 		return nil, fmt.Errorf("scrape %s: status %d", host, code)
 	}
-	return ParseMetrics(strings.NewReader(string(body)))
+	return telemetry.ParseText(bytes.NewReader(body))
 }
 
 // StopCollector ends target's collector with SIGTERM, so that it closes its files.

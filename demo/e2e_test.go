@@ -15,6 +15,7 @@ import (
 
 	"github.com/xmirror/xmirror/config"
 	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/telemetry"
 )
 
 func TestMain(m *testing.M) {
@@ -147,7 +148,7 @@ func TestE2ESeedInnerSymmetricAndFailover(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		recv[i] = Sum(m, "xmirror_collector_received_total")
+		recv[i] = telemetry.Sum(m, "xmirror_collector_received_total")
 	}
 	if recv[1] > recv[0] {
 		failed, survivor = survivor, failed
@@ -175,7 +176,7 @@ func TestE2ESeedInnerSymmetricAndFailover(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if Sum(lbm, "xmirror_lb_backend_healthy", `backend="`+failed+`"`) == 0 {
+		if telemetry.Sum(lbm, "xmirror_lb_backend_healthy", `backend="`+failed+`"`) == 0 {
 			t.Logf("the load balancer marked %s unhealthy %.1fs after its collector stopped (interval %s)", failed, time.Since(stopped).Seconds(), interval)
 			break
 		}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/xmirror/xmirror/internal/telemetry"
 )
 
 // report is what `xmirror demo` prints once the collectors have closed their files.
@@ -16,7 +18,7 @@ type report struct {
 	unmatched UnmatchedResult
 	ref       []Frame // tcpdump -s 96 on ECS-source
 	got       []Frame // the union of both targets' files
-	counters  map[string][]Sample
+	counters  map[string][]telemetry.Sample
 	wire      map[string][]string // the seed's tcpdump on each target
 	problems  []string
 }
