@@ -1,10 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"syscall"
 	"time"
 
@@ -13,7 +13,6 @@ import (
 
 	"github.com/xmirror/xmirror/collector"
 	"github.com/xmirror/xmirror/config"
-	"github.com/xmirror/xmirror/internal/telemetry"
 )
 
 func collectCommand() *cli.Command {
@@ -44,18 +43,46 @@ func collectCommand() *cli.Command {
 }
 
 func runCollect(c *cli.Context) error {
+	cc, sessions, metricsAddr, err := collectSettings(c)
+	if err != nil {
+		return err
+	}
+	opts, err := collectOptions(c, cc, sessions)
+	if err != nil {
+		return err
+	}
+	return runPart(c.Context, partSpec{
+		metrics:  metricsAddr,
+		reloadOn: []os.Signal{syscall.SIGHUP, syscall.SIGUSR1},
+		start: func(set *metrics.Set, health func(bool)) (part, error) {
+			opts.Metrics, opts.Health = set, health
+			col, err := collector.New(opts)
+			if err != nil {
+				return nil, err
+			}
+			slog.Info("collector listening", "listen", col.Addr().String(), "readers", col.Readers(),
+				"so_rcvbuf", col.RcvBuf(), "out", opts.OutputDir, "format", opts.Format.String(),
+				"rotate_size", opts.RotateSize, "rotate_interval", opts.RotateInterval, "keep", opts.Keep,
+				"sessions", len(sessions), "unknown_vni", map[bool]string{false: "capture", true: "drop"}[opts.DropUnknownVNI])
+			return collectPart{col}, nil
+		},
+	})
+}
+
+// collectSettings merges the collector section of --config (or, without one,
+// the defaults of an empty section) with the flags given. sessions names the
+// VNIs of the configuration's sessions.
+func collectSettings(c *cli.Context) (cc config.Collector, sessions map[uint32]string, metricsAddr string, err error) {
 	// Without --config the flags start from the same defaults as an empty
-	// collector section.
+	// collector section, and no metrics are served.
 	defaults := &config.Config{Collector: &config.Collector{}}
 	config.ApplyDefaults(defaults)
-	cc := *defaults.Collector
+	cc = *defaults.Collector
 	cc.Rotate = config.Rotate{Size: config.DefaultRotateSize, Interval: config.DefaultRotateEvery, Keep: config.DefaultRotateKeep}
-	var sessions map[uint32]string
-	metricsAddr := ""
 	if path := c.String("config"); path != "" {
 		cfg, err := loadConfig(path)
 		if err != nil {
-			return err
+			return cc, nil, "", err
 		}
 		if cfg.Collector != nil {
 			cc = *cfg.Collector
@@ -66,23 +93,24 @@ func runCollect(c *cli.Context) error {
 		}
 		metricsAddr = cfg.Metrics.Listen
 	}
-	if c.IsSet("listen") {
-		cc.Listen = c.String("listen")
+	if err := collectFlags(c, &cc); err != nil {
+		return cc, nil, "", err
 	}
-	if c.IsSet("out") {
-		cc.OutputDir = c.String("out")
-	}
-	if c.IsSet("format") {
-		cc.Format = c.String("format")
-	}
-	if c.IsSet("unknown-vni") {
-		cc.UnknownVNI = c.String("unknown-vni")
+	return cc, sessions, metricsListen(c, metricsAddr), nil
+}
+
+// collectFlags writes the flags given over cc.
+func collectFlags(c *cli.Context, cc *config.Collector) error {
+	for _, f := range []struct {
+		flag string
+		dst  *string
+	}{{"listen", &cc.Listen}, {"out", &cc.OutputDir}, {"format", &cc.Format}, {"unknown-vni", &cc.UnknownVNI}, {"post-rotate", &cc.PostRotate}} {
+		if c.IsSet(f.flag) {
+			*f.dst = c.String(f.flag)
+		}
 	}
 	if c.IsSet("readers") {
 		cc.Readers = c.Int("readers")
-	}
-	if c.IsSet("post-rotate") {
-		cc.PostRotate = c.String("post-rotate")
 	}
 	if c.IsSet("rotate-interval") {
 		cc.Rotate.Interval = config.Duration(c.Duration("rotate-interval"))
@@ -102,19 +130,18 @@ func runCollect(c *cli.Context) error {
 			*f.dst = n
 		}
 	}
-	if c.IsSet("metrics-listen") {
-		metricsAddr = c.String("metrics-listen")
-	}
-	if metricsAddr == config.MetricsOff {
-		metricsAddr = ""
-	}
+	return nil
+}
 
+// collectOptions checks the merged settings and turns them into the
+// collector's options (without metrics, which runPart provides).
+func collectOptions(c *cli.Context, cc config.Collector, sessions map[uint32]string) (collector.Options, error) {
 	if cc.OutputDir == "" {
-		return usagef("no output directory: give --out or collector.output_dir in --config")
+		return collector.Options{}, usagef("no output directory: give --out or collector.output_dir in --config")
 	}
 	format, err := collector.ParseFormat(cc.Format)
 	if err != nil {
-		return usagef("collector.format: %w", err)
+		return collector.Options{}, usagef("collector.format: %w", err)
 	}
 	var dropUnknown bool
 	switch cc.UnknownVNI {
@@ -122,33 +149,15 @@ func runCollect(c *cli.Context) error {
 	case "drop":
 		dropUnknown = true
 	default:
-		return usagef("collector.unknown_vni: %q is not capture or drop", cc.UnknownVNI)
+		return collector.Options{}, usagef("collector.unknown_vni: %q is not capture or drop", cc.UnknownVNI)
 	}
 	if c.Int("max-sessions") < 1 {
-		return usagef("--max-sessions must be at least 1")
+		return collector.Options{}, usagef("--max-sessions must be at least 1")
 	}
 	if cc.Readers < 0 || cc.Rotate.Keep < 0 || cc.Rotate.Size < 0 || cc.Rotate.KeepBytes < 0 || cc.Rotate.Interval < 0 {
-		return usagef("collector: readers, rotate.size, rotate.interval, rotate.keep and rotate.keep_size must not be negative")
+		return collector.Options{}, usagef("collector: readers, rotate.size, rotate.interval, rotate.keep and rotate.keep_size must not be negative")
 	}
-
-	// Signals first: a SIGTERM or SIGHUP that arrives while starting must
-	// not kill the process the default way.
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP, syscall.SIGUSR1)
-	defer signal.Stop(hup)
-
-	set := metrics.NewSet()
-	var srv *telemetry.Server
-	if metricsAddr != "" {
-		if srv, err = telemetry.Listen(metricsAddr, set); err != nil {
-			return err
-		}
-		defer srv.Close()
-		srv.SetHealthy(false) // until the receivers run
-	}
-	opts := collector.Options{
+	return collector.Options{
 		Listen:         cc.Listen,
 		OutputDir:      cc.OutputDir,
 		Format:         format,
@@ -161,37 +170,28 @@ func runCollect(c *cli.Context) error {
 		PostRotate:     cc.PostRotate,
 		Readers:        cc.Readers,
 		MaxSessions:    c.Int("max-sessions"),
-		Metrics:        set,
 		Application:    "xmirror " + version,
-	}
-	if srv != nil {
-		opts.Health = srv.SetHealthy
-	}
-	col, err := collector.New(opts)
-	if err != nil {
-		return err
-	}
-	slog.Info("collector listening", "listen", col.Addr().String(), "readers", col.Readers(),
-		"so_rcvbuf", col.RcvBuf(), "out", opts.OutputDir, "format", format.String(),
-		"rotate_size", opts.RotateSize, "rotate_interval", opts.RotateInterval, "keep", opts.Keep,
-		"sessions", len(sessions), "unknown_vni", map[bool]string{false: "capture", true: "drop"}[dropUnknown])
+	}, nil
+}
 
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case s := <-hup:
-				slog.Info("rotating all capture files", "signal", s.String())
-				col.Rotate()
-			}
-		}
-	}()
-	err = col.Run(ctx)
-	st := col.Stats()
+// collectPart is a running `xmirror collect`: SIGHUP and SIGUSR1 rotate every
+// file; stopping flushes and closes them.
+type collectPart struct{ col *collector.Collector }
+
+func (p collectPart) Run(ctx context.Context) error {
+	err := p.col.Run(ctx)
+	st := p.col.Stats()
 	slog.Info("collector stopped", "received", st.Received, "written", st.Written, "socket_drops", st.SocketDrops)
 	if err != nil {
 		return fmt.Errorf("collect: %w", err)
 	}
 	return nil
 }
+
+func (p collectPart) Reload(sig os.Signal) {
+	slog.Info("rotating all capture files", "signal", sig.String())
+	p.col.Rotate()
+}
+
+// Close has nothing to undo: Run closes the files and sockets.
+func (collectPart) Close() {}

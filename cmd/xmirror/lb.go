@@ -1,11 +1,12 @@
 package main
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -16,7 +17,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/xmirror/xmirror/config"
-	"github.com/xmirror/xmirror/internal/telemetry"
 	"github.com/xmirror/xmirror/xdp"
 )
 
@@ -74,13 +74,6 @@ func lbCommand() *cli.Command {
 	}
 }
 
-func cmpOrString(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
-}
-
 func loadLBConfig(path string) (*config.Config, error) {
 	cfg, err := loadConfig(path)
 	if err != nil {
@@ -101,84 +94,100 @@ func runLB(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	lb := cfg.LoadBalancer
-	opts := xdp.Options{
-		PinPath:      cmpOrString(c.String("pin-path"), cmpOrString(lb.PinPath, xdp.DefaultPinPath)),
-		XDPMode:      cmpOrString(c.String("xdp-mode"), cmpOrString(lb.XDPMode, xdp.ModeAuto)),
-		DetachOnExit: c.Bool("detach-on-exit"),
-	}
-	if !slices.Contains([]string{xdp.ModeAuto, xdp.ModeNative, xdp.ModeGeneric}, opts.XDPMode) {
-		return usagef("--xdp-mode: %q is not one of auto, native, generic", opts.XDPMode)
-	}
-	addr := cmpOrString(c.String("metrics-listen"), cfg.Metrics.Listen)
-
-	set := metrics.NewSet()
-	var srv *telemetry.Server
-	if addr != "" && addr != "off" {
-		if srv, err = telemetry.Listen(addr, set); err != nil {
-			return err
-		}
-		defer srv.Close()
-		// Not healthy until the program is attached and the tables are filled:
-		// tools wait for /healthz before they send traffic.
-		srv.SetHealthy(false)
-	}
-
-	bal, err := xdp.New(opts)
+	opts, err := lbOptions(c, cfg.LoadBalancer)
 	if err != nil {
 		return err
 	}
+	return runPart(c.Context, partSpec{
+		metrics:  metricsListen(c, cfg.Metrics.Listen),
+		reloadOn: []os.Signal{syscall.SIGHUP},
+		start: func(set *metrics.Set, _ func(bool)) (part, error) {
+			return startLB(path, cfg.LoadBalancer, opts, set)
+		},
+	})
+}
+
+// lbOptions are the flags, else the load_balancer section, else the defaults.
+func lbOptions(c *cli.Context, lb *config.LoadBalancer) (xdp.Options, error) {
+	opts := xdp.Options{
+		PinPath:      cmp.Or(c.String("pin-path"), lb.PinPath, xdp.DefaultPinPath),
+		XDPMode:      cmp.Or(c.String("xdp-mode"), lb.XDPMode, xdp.ModeAuto),
+		DetachOnExit: c.Bool("detach-on-exit"),
+	}
+	if !slices.Contains([]string{xdp.ModeAuto, xdp.ModeNative, xdp.ModeGeneric}, opts.XDPMode) {
+		return opts, usagef("--xdp-mode: %q is not one of auto, native, generic", opts.XDPMode)
+	}
+	return opts, nil
+}
+
+// lbPart is a running `xmirror lb`: SIGHUP re-reads the file and swaps the
+// tables without losing a packet.
+type lbPart struct {
+	path         string
+	lb           *config.LoadBalancer // as started: the interfaces the program is attached to
+	opts         xdp.Options
+	bal          *xdp.Balancer
+	reloads      *metrics.Counter
+	reloadErrors *metrics.Counter
+}
+
+// startLB loads the program, fills the tables and attaches: the load balancer
+// forwards when it returns.
+func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metrics.Set) (_ *lbPart, err error) {
+	bal, err := xdp.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	p := &lbPart{path: path, lb: lb, opts: opts, bal: bal}
 	defer func() {
-		if err := bal.Close(); err != nil {
-			slog.Error("close load balancer", "err", err)
-		}
-		if opts.DetachOnExit {
-			slog.Info("detached and removed pins", "pin_path", opts.PinPath)
-		} else if opts.PinPath != "" {
-			slog.Info("program stays attached and forwarding; `xmirror lb detach` removes it", "pin_path", opts.PinPath)
+		if err != nil {
+			p.Close()
 		}
 	}()
 	if err := bal.Apply(lb); err != nil {
-		return usageError{fmt.Errorf("%s: load_balancer: %w", path, err)}
+		return nil, usageError{fmt.Errorf("%s: load_balancer: %w", path, err)}
 	}
 	if err := bal.Attach(); err != nil {
-		return err
+		return nil, err
 	}
 	bal.StartHealthChecks()
 	bal.RegisterMetrics(set)
-	reloads := set.NewCounter("xmirror_lb_reloads_total")
-	reloadErrors := set.NewCounter("xmirror_lb_reload_errors_total")
-	if srv != nil {
-		srv.SetHealthy(true)
-	}
+	p.reloads = set.NewCounter("xmirror_lb_reloads_total")
+	p.reloadErrors = set.NewCounter("xmirror_lb_reload_errors_total")
 	slog.Info("load balancer running", "listener", lb.Listener.Name, "vip", lb.Listener.VIP, "port", lb.Listener.Port,
 		"interfaces", lb.Listener.Interfaces, "algorithm", lb.Algorithm, "affinity", lb.Affinity,
 		"backends", len(lb.Backends), "mode", bal.Mode(), "pin_path", opts.PinPath)
+	return p, nil
+}
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	for sig := range sigs {
-		if sig != syscall.SIGHUP {
-			slog.Info("stopping", "signal", sig.String())
-			return nil
+func (p *lbPart) Run(ctx context.Context) error { return waitPart(ctx) }
+
+func (p *lbPart) Reload(os.Signal) {
+	next, err := loadLBConfig(p.path)
+	if err == nil {
+		if !slices.Equal(next.LoadBalancer.Listener.Interfaces, p.lb.Listener.Interfaces) {
+			slog.Warn("listener interfaces changed: restart to move the program; other changes apply now")
 		}
-		next, err := loadLBConfig(path)
-		if err == nil {
-			if !slices.Equal(next.LoadBalancer.Listener.Interfaces, lb.Listener.Interfaces) {
-				slog.Warn("listener interfaces changed: restart to move the program; other changes apply now")
-			}
-			err = bal.Apply(next.LoadBalancer)
-		}
-		if err != nil {
-			reloadErrors.Inc()
-			slog.Error("reload failed, keeping the running configuration", "err", err)
-			continue
-		}
-		reloads.Inc()
-		slog.Info("reloaded", "backends", len(next.LoadBalancer.Backends), "algorithm", next.LoadBalancer.Algorithm)
+		err = p.bal.Apply(next.LoadBalancer)
 	}
-	return nil
+	if err != nil {
+		p.reloadErrors.Inc()
+		slog.Error("reload failed, keeping the running configuration", "err", err)
+		return
+	}
+	p.reloads.Inc()
+	slog.Info("reloaded", "backends", len(next.LoadBalancer.Backends), "algorithm", next.LoadBalancer.Algorithm)
+}
+
+func (p *lbPart) Close() {
+	if err := p.bal.Close(); err != nil {
+		slog.Error("close load balancer", "err", err)
+	}
+	if p.opts.DetachOnExit {
+		slog.Info("detached and removed pins", "pin_path", p.opts.PinPath)
+	} else if p.opts.PinPath != "" {
+		slog.Info("program stays attached and forwarding; `xmirror lb detach` removes it", "pin_path", p.opts.PinPath)
+	}
 }
 
 // pinPathOf is --pin-path, else load_balancer.pin_path of --config, else the default.
@@ -191,7 +200,7 @@ func pinPathOf(c *cli.Context) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return cmpOrString(cfg.LoadBalancer.PinPath, xdp.DefaultPinPath), nil
+		return cmp.Or(cfg.LoadBalancer.PinPath, xdp.DefaultPinPath), nil
 	}
 	return xdp.DefaultPinPath, nil
 }

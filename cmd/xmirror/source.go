@@ -1,17 +1,15 @@
 package main
 
 import (
-	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
-	"os/signal"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -77,56 +75,47 @@ func runSource(c *cli.Context) error {
 	if len(cfg.Sessions) == 0 {
 		return usagef("%s: no sessions", path)
 	}
-	addr := cfg.Metrics.Listen
-	if c.IsSet("metrics-listen") {
-		addr = c.String("metrics-listen")
-	}
-	set := metrics.NewSet()
-	var srv *telemetry.Server
-	if addr != "" && addr != config.MetricsOff {
-		if srv, err = telemetry.Listen(addr, set); err != nil {
-			return err
-		}
-		defer srv.Close()
-		// Not healthy until the programs are attached.
-		srv.SetHealthy(false)
-	}
-	src, err := source.New(cfg, source.Options{Datapath: dp, SendPriority: prio, MaxDelay: delay})
-	if err != nil {
-		if errors.Is(err, source.ErrConfig) {
-			return usageError{err}
-		}
-		return err
-	}
-	defer func() {
-		if err := src.Close(); err != nil {
-			slog.Error("detach", "err", err)
-		}
-		slog.Info("mirror source detached")
-	}()
-	set.RegisterMetricsWriter(src.WriteMetrics)
-	if srv != nil {
-		srv.SetHealthy(true)
-	}
+	return runPart(c.Context, partSpec{
+		metrics:  metricsListen(c, cfg.Metrics.Listen),
+		reloadOn: []os.Signal{syscall.SIGHUP},
+		start: func(set *metrics.Set, _ func(bool)) (part, error) {
+			src, err := source.New(cfg, source.Options{Datapath: dp, SendPriority: prio, MaxDelay: delay})
+			if err != nil {
+				if errors.Is(err, source.ErrConfig) {
+					return nil, usageError{err}
+				}
+				return nil, err
+			}
+			set.RegisterMetricsWriter(src.WriteMetrics)
+			return &sourcePart{src: src, path: path}, nil
+		},
+	})
+}
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	for sig := range sigs {
-		if sig != syscall.SIGHUP {
-			slog.Info("stopping", "signal", sig.String())
-			return nil
-		}
-		next, err := config.Load(path)
-		if err != nil {
-			slog.Error("reload refused: keeping the running configuration", "err", err)
-			continue
-		}
-		if err := src.Reload(next); err != nil {
-			slog.Error("reload refused: keeping the running configuration", "err", err)
-		}
+// sourcePart is a running `xmirror source`: SIGHUP re-reads the file and
+// switches the rules without detaching.
+type sourcePart struct {
+	src  *source.Source
+	path string
+}
+
+func (p *sourcePart) Run(ctx context.Context) error { return waitPart(ctx) }
+
+func (p *sourcePart) Reload(os.Signal) {
+	next, err := config.Load(p.path)
+	if err == nil {
+		err = p.src.Reload(next)
 	}
-	return nil
+	if err != nil {
+		slog.Error("reload refused: keeping the running configuration", "err", err)
+	}
+}
+
+func (p *sourcePart) Close() {
+	if err := p.src.Close(); err != nil {
+		slog.Error("detach", "err", err)
+	}
+	slog.Info("mirror source detached")
 }
 
 // sourceStatus prints the session table of the configuration and the counters
@@ -173,8 +162,6 @@ func sourceStatus(c *cli.Context) error {
 	return w.Flush()
 }
 
-var sourceMetricLine = regexp.MustCompile(`^xmirror_source_(mirrored_packets|mirrored_bytes|cut_packets|ratelimited_packets|errors)_total\{session="((?:[^"\\]|\\.)*)",filter="((?:[^"\\]|\\.)*)",direction="(inbound|outbound)"\} (\d+)$`)
-
 func scrapeSource(addr string) ([]source.Stats, error) {
 	client := &http.Client{Timeout: 3 * time.Second}
 	resp, err := client.Get("http://" + addr + "/metrics")
@@ -188,41 +175,42 @@ func scrapeSource(addr string) ([]source.Stats, error) {
 	return parseSourceMetrics(resp.Body)
 }
 
+// sourceCounters maps the source's counter names to the field of a row they fill.
+var sourceCounters = map[string]func(*source.Stats) *uint64{
+	"xmirror_source_mirrored_packets_total":    func(s *source.Stats) *uint64 { return &s.Packets },
+	"xmirror_source_mirrored_bytes_total":      func(s *source.Stats) *uint64 { return &s.Bytes },
+	"xmirror_source_cut_packets_total":         func(s *source.Stats) *uint64 { return &s.Cut },
+	"xmirror_source_ratelimited_packets_total": func(s *source.Stats) *uint64 { return &s.RateLimited },
+	"xmirror_source_errors_total":              func(s *source.Stats) *uint64 { return &s.Errors },
+}
+
+// parseSourceMetrics turns the source's counters into one row per session and
+// direction, in the order /metrics lists them.
 func parseSourceMetrics(r io.Reader) ([]source.Stats, error) {
+	samples, err := telemetry.ParseText(r)
+	if err != nil {
+		return nil, err
+	}
 	var rows []source.Stats
 	index := map[string]int{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		m := sourceMetricLine.FindStringSubmatch(sc.Text())
-		if m == nil {
+	for _, m := range samples {
+		field := sourceCounters[m.Name]
+		dir := m.Label("direction")
+		if field == nil || (dir != "inbound" && dir != "outbound") {
 			continue
 		}
-		session, _ := strconv.Unquote(`"` + m[2] + `"`)
-		filter, _ := strconv.Unquote(`"` + m[3] + `"`)
-		key := session + "\x00" + m[4]
+		session := m.Label("session")
+		key := session + "\x00" + dir
 		i, ok := index[key]
 		if !ok {
 			i = len(rows)
 			index[key] = i
-			rows = append(rows, source.Stats{Session: session, Filter: filter, Direction: m[4]})
+			rows = append(rows, source.Stats{Session: session, Filter: m.Label("filter"), Direction: dir})
 		}
-		v, err := strconv.ParseUint(m[5], 10, 64)
-		if err != nil {
-			continue
-		}
-		switch m[1] {
-		case "mirrored_packets":
-			rows[i].Packets = v
-		case "mirrored_bytes":
-			rows[i].Bytes = v
-		case "cut_packets":
-			rows[i].Cut = v
-		case "ratelimited_packets":
-			rows[i].RateLimited = v
-		case "errors":
-			rows[i].Errors = v
+		// Counters are whole numbers that fit a uint64; anything else is not one of ours.
+		if m.Value >= 0 && m.Value < math.MaxUint64 && m.Value == math.Trunc(m.Value) {
+			*field(&rows[i]) = uint64(m.Value)
 		}
 	}
-	return rows, sc.Err()
+	return rows, nil
 }

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/urfave/cli/v2"
+
+	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/telemetry"
+)
+
+// A part is a long-running xmirror process (source, lb, collect) once started.
+type part interface {
+	// Run works until ctx is done. Source and lb work in the kernel: theirs waits.
+	Run(ctx context.Context) error
+	// Reload handles one of the part's reload signals.
+	Reload(sig os.Signal)
+	// Close undoes what starting did; it logs its own errors.
+	Close()
+}
+
+// partSpec says how runPart runs one part.
+type partSpec struct {
+	// metrics is where /metrics and /healthz are served; "" or config.MetricsOff: nowhere.
+	metrics string
+	// reloadOn are the signals that call the part's Reload (SIGINT and SIGTERM stop it).
+	reloadOn []os.Signal
+	// start builds the part and registers its metrics on set. health is what
+	// /healthz answers; runPart reports healthy once start returns, and a part
+	// that can fail while it runs (the collector's readers) says so through it.
+	start func(set *metrics.Set, health func(bool)) (part, error)
+}
+
+// runPart is the life of every long-running part, in the same order for all:
+// catch signals, serve /metrics (unhealthy), start, report healthy, run while
+// dispatching reload signals, and on SIGINT or SIGTERM stop and close.
+func runPart(ctx context.Context, spec partSpec) error {
+	// Signals first: a SIGTERM or SIGHUP that arrives while starting must not
+	// kill the process the default way; it is handled once the part runs.
+	stopOn := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, append(stopOn, spec.reloadOn...)...)
+	defer signal.Stop(sigs)
+
+	set := metrics.NewSet()
+	health := func(bool) {}
+	if spec.metrics != "" && spec.metrics != config.MetricsOff {
+		srv, err := telemetry.Listen(spec.metrics, set)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		// Not healthy until started: tools wait for /healthz before they send traffic.
+		srv.SetHealthy(false)
+		health = srv.SetHealthy
+	}
+	p, err := spec.start(set, health)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	health(true)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case sig := <-sigs:
+				if slices.Contains(stopOn, sig) {
+					slog.Info("stopping", "signal", sig.String())
+					cancel()
+					return
+				}
+				p.Reload(sig)
+			}
+		}
+	}()
+	return p.Run(ctx)
+}
+
+// metricsListen is --metrics-listen when given, else metrics.listen of the
+// configuration (fromConfig).
+func metricsListen(c *cli.Context, fromConfig string) string {
+	if c.IsSet("metrics-listen") {
+		return c.String("metrics-listen")
+	}
+	return fromConfig
+}
+
+// waitPart is the Run of a part that works in the kernel: it only waits.
+func waitPart(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
