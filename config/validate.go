@@ -318,7 +318,7 @@ func (v *validator) loadBalancer(lb *LoadBalancer) {
 	}
 	v.oneOf(p+".algorithm", lb.Algorithm, AlgorithmWRR, AlgorithmMaglev)
 	v.oneOf(p+".affinity", lb.Affinity, AffinityInnerSymmetric, AffinityOuter, AffinityNone)
-	if !isPrime(lb.MaglevSize) || lb.MaglevSize > MaxMaglevSize {
+	if !IsPrime(lb.MaglevSize) || lb.MaglevSize > MaxMaglevSize {
 		v.errorf(p+".maglev_table_size", "%d is not a prime number up to %d (65537 is a good choice)", lb.MaglevSize, MaxMaglevSize)
 	} else if lb.MaglevSize <= len(lb.Backends) {
 		v.errorf(p+".maglev_table_size", "%d must be larger than the number of backends (%d)", lb.MaglevSize, len(lb.Backends))
@@ -369,7 +369,9 @@ func (v *validator) loadBalancer(lb *LoadBalancer) {
 	}
 }
 
-func isPrime(n int) bool {
+// IsPrime reports whether n is prime: a Maglev table size must be (table sizes
+// are small, so trial division).
+func IsPrime(n int) bool {
 	if n < 2 {
 		return false
 	}

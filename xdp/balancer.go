@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -305,7 +306,7 @@ func (b *Balancer) backendRows(cfg *config.LoadBalancer) ([]lbLbBackend, []table
 		id := b.ids[k]
 		b.names[id] = be.Name
 		row := lbLbBackend{Addr: addrToBE(be.Address), Port: portToBE(be.Port), Weight: uint8(be.Weight)}
-		row.CsumIp, row.CsumUdp = csumDiffs(cfg.Listener.VIP, cmpOr(cfg.Listener.Port, 4789), be.Address, be.Port)
+		row.CsumIp, row.CsumUdp = csumDiffs(cfg.Listener.VIP, cmp.Or(cfg.Listener.Port, 4789), be.Address, be.Port)
 		copy(row.Name[:len(row.Name)-1], toInt8(be.Name))
 		if b.isHealthy(k) {
 			row.Flags = backendAlive
@@ -367,14 +368,14 @@ func slotFromConfig(cfg *config.LoadBalancer) (*lbLbSlot, error) {
 	if !cfg.Listener.VIP.Is4() {
 		return nil, fmt.Errorf("listener vip %s: only IPv4 is supported", cfg.Listener.VIP)
 	}
-	s := &lbLbSlot{Vip: addrToBE(cfg.Listener.VIP), Port: portToBE(cmpOr(cfg.Listener.Port, 4789))}
+	s := &lbLbSlot{Vip: addrToBE(cfg.Listener.VIP), Port: portToBE(cmp.Or(cfg.Listener.Port, 4789))}
 	switch cfg.Algorithm {
 	case "", "wrr":
 		s.Algorithm = algoWRR
 	case "maglev":
 		s.Algorithm = algoMaglev
-		s.MaglevSize = uint32(cmpOr(cfg.MaglevSize, DefaultMaglevSize))
-		if s.MaglevSize > MaglevMax || !isPrime(int(s.MaglevSize)) {
+		s.MaglevSize = uint32(cmp.Or(cfg.MaglevSize, DefaultMaglevSize))
+		if s.MaglevSize > MaglevMax || !config.IsPrime(int(s.MaglevSize)) {
 			return nil, fmt.Errorf("maglev_table_size %d: must be a prime up to %d", s.MaglevSize, MaglevMax)
 		}
 	default:
@@ -400,14 +401,6 @@ func slotFromConfig(cfg *config.LoadBalancer) (*lbLbSlot, error) {
 	}
 	s.FlowTimeoutNs = uint64(time.Duration(cfg.FlowTimeout).Nanoseconds())
 	return s, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // writeACL replaces the idle slot's allowlist.

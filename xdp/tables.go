@@ -141,16 +141,3 @@ func keyHash(key string, seed uint64) uint64 {
 	x ^= x >> 33
 	return x
 }
-
-// isPrime reports whether n is prime (table sizes are small: trial division).
-func isPrime(n int) bool {
-	if n < 2 {
-		return false
-	}
-	for d := 2; d*d <= n; d++ {
-		if n%d == 0 {
-			return false
-		}
-	}
-	return true
-}

@@ -75,11 +75,3 @@ func TestMaglevRemap(t *testing.T) {
 		}
 	}
 }
-
-func TestIsPrime(t *testing.T) {
-	for n, want := range map[int]bool{0: false, 1: false, 2: true, 251: true, 65537: true, 65536: false, 131071: true} {
-		if isPrime(n) != want {
-			t.Errorf("isPrime(%d) = %v", n, !want)
-		}
-	}
-}
