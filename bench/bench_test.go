@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // TestQuickBench builds xmirror and runs `xmirror bench --quick` into a temporary
@@ -15,11 +15,11 @@ import (
 // report was written and holds numbers for every scenario, never how fast
 // anything was.
 func TestQuickBench(t *testing.T) {
-	netlab.RequireRoot(t)
+	labtest.RequireRoot(t)
 	if testing.Short() {
 		t.Skip("skipped in -short mode: the quick bench takes about a minute")
 	}
-	exe := netlab.XmirrorBinary(t)
+	exe := labtest.XmirrorBinary(t)
 	dir := t.TempDir()
 	outDir := filepath.Join(dir, "report")
 	cmd := exec.Command(exe, "bench", "--quick", "--out", outDir)
@@ -80,8 +80,4 @@ func TestQuickBench(t *testing.T) {
 	}
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	netlab.RemoveXmirrorBinary()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { labtest.Main(m) }

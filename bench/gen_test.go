@@ -11,7 +11,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 var testSpec = FrameSpec{
@@ -116,7 +116,7 @@ func TestBuildFrame(t *testing.T) {
 
 func mustLoadGen(t *testing.T, gc genGenConfig) *genObjects {
 	t.Helper()
-	netlab.RequireRoot(t)
+	labtest.RequireRoot(t)
 	var objs genObjects
 	if err := loadGenObjects(&objs, nil); err != nil {
 		t.Fatalf("load: %v", err)

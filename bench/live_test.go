@@ -6,12 +6,13 @@ import (
 	"time"
 
 	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // TestGenerateLive sends real frames from one namespace to another and counts them
 // at the receiver with the XDP counter.
 func TestGenerateLive(t *testing.T) {
-	lab := netlab.ForTest(t,
+	lab := labtest.ForTest(t,
 		netlab.HostSpec{Name: "gen", Addrs: []string{"10.99.0.1/24"}, GRO: true, MTU: 1600},
 		netlab.HostSpec{Name: "recv", Addrs: []string{"10.99.0.2/24"}, MTU: 1600})
 	gen, recv := lab.Host("gen"), lab.Host("recv")
@@ -70,7 +71,7 @@ func TestGenerateLive(t *testing.T) {
 // TestForwarderLive runs the XDP ceiling forwarder between a generator and a
 // counting backend.
 func TestForwarderLive(t *testing.T) {
-	lab := netlab.ForTest(t,
+	lab := labtest.ForTest(t,
 		netlab.HostSpec{Name: "gen", Addrs: []string{"10.98.0.1/24"}, GRO: true, MTU: labMTU},
 		netlab.HostSpec{Name: "lb", Addrs: []string{"10.98.0.2/24"}, GRO: true, MTU: labMTU, PeerXDP: true},
 		netlab.HostSpec{Name: "b1", Addrs: []string{"10.98.0.3/24"}, MTU: labMTU})

@@ -11,12 +11,12 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 func mustLoadPeer(t testing.TB) *peerObjects {
 	t.Helper()
-	netlab.RequireRoot(t)
+	labtest.RequireRoot(t)
 	var o peerObjects
 	if err := loadPeerObjects(&o, nil); err != nil {
 		t.Fatalf("load: %v", err)

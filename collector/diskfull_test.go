@@ -8,14 +8,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // TestDiskFull writes into a 256 KiB tmpfs until it is full: the session
 // closes its file with only whole packets in it, counts the packets it cannot
 // keep, and resumes in a new file once space returns.
 func TestDiskFull(t *testing.T) {
-	netlab.RequireRoot(t)
+	labtest.RequireRoot(t)
 	out := filepath.Join(t.TempDir(), "small")
 	if err := os.Mkdir(out, 0o755); err != nil {
 		t.Fatal(err)

@@ -12,13 +12,14 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // TestLinuxVXLANDevice: the collector captures what the Linux kernel's own
 // VXLAN device (RFC 7348, like the cloud products) sends, not only what our
 // tests build by hand.
 func TestLinuxVXLANDevice(t *testing.T) {
-	lab := netlab.ForTest(t,
+	lab := labtest.ForTest(t,
 		netlab.HostSpec{Name: "source", Addrs: []string{"192.168.0.230/24"}},
 		netlab.HostSpec{Name: "target", Addrs: []string{"192.168.0.6/24"}})
 	src := lab.Host("source")

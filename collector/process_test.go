@@ -17,14 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	netlab.RemoveXmirrorBinary()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { labtest.Main(m) }
 
 // proc is a running `xmirror collect`.
 type proc struct {
@@ -49,7 +45,7 @@ func startCollect(t *testing.T, args ...string) *proc {
 	t.Helper()
 	port := freeUDPPort(t)
 	args = append([]string{"collect", "--listen", "127.0.0.1:" + strconv.Itoa(port), "--metrics-listen", "127.0.0.1:0"}, args...)
-	cmd := exec.Command(netlab.XmirrorBinary(t), args...)
+	cmd := exec.Command(labtest.XmirrorBinary(t), args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -305,7 +301,7 @@ func TestProcessKill9(t *testing.T) {
 }
 
 func TestProcessUsageErrors(t *testing.T) {
-	bin := netlab.XmirrorBinary(t)
+	bin := labtest.XmirrorBinary(t)
 	for _, args := range [][]string{
 		{"collect", "--out", t.TempDir(), "--format", "erf"},
 		{"collect", "--out", t.TempDir(), "--unknown-vni", "maybe"},

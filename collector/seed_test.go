@@ -13,6 +13,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // seedFrames rebuilds the two inner frames of Step 5 of the seed: the data
@@ -47,7 +48,7 @@ func seedFrames(tb testing.TB) (data, ack []byte) {
 // collector on 192.168.0.6:4789 (ECS-target-01) in a network namespace lab
 // and checks that exactly those inner frames are written for VNI 1.
 func TestSeedPackets(t *testing.T) {
-	lab := netlab.ForTest(t,
+	lab := labtest.ForTest(t,
 		netlab.HostSpec{Name: "source", Addrs: []string{"192.168.0.230/24"}},
 		netlab.HostSpec{Name: "target", Addrs: []string{"192.168.0.6/24"}})
 	data, ack := seedFrames(t)

@@ -14,22 +14,18 @@ import (
 	"time"
 
 	"github.com/xmirror/xmirror/config"
-	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 	"github.com/xmirror/xmirror/internal/telemetry"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	netlab.RemoveXmirrorBinary()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { labtest.Main(m) }
 
 // startDemo runs the seed topology for a test; the progress lines go to the test log.
 func startDemo(t *testing.T, label string, opts Options) *Demo {
 	t.Helper()
-	netlab.RequireRoot(t)
+	labtest.RequireRoot(t)
 	var progress bytes.Buffer
-	opts.Binary = netlab.XmirrorBinary(t)
+	opts.Binary = labtest.XmirrorBinary(t)
 	opts.OutDir = t.TempDir()
 	opts.Config = config.SeedYAML
 	opts.Label = label
@@ -122,7 +118,7 @@ func assertNothingUnmatched(t *testing.T, got []Frame) {
 //     new conversations all reach the other target, and the stopped target's files
 //     stay readable (tshark) and unchanged.
 func TestE2ESeedInnerSymmetricAndFailover(t *testing.T) {
-	netlab.RequireRoot(t)
+	labtest.RequireRoot(t)
 	const interval = time.Second
 	d := startDemo(t, "e2e-sym", Options{Affinity: "inner-symmetric", HealthCheck: true, HealthInterval: interval})
 	ctx := context.Background()
@@ -248,7 +244,7 @@ func TestE2ESeedInnerSymmetricAndFailover(t *testing.T) {
 // the union of the files still holds every frame tcpdump captured, and each
 // direction stays on one target.
 func TestE2ESeedOuterAffinity(t *testing.T) {
-	netlab.RequireRoot(t)
+	labtest.RequireRoot(t)
 	d := startDemo(t, "e2e-outer", Options{Affinity: "outer"})
 	ctx := context.Background()
 	ref, err := d.StartCapture(ctx, HostSource, filepath.Join(t.TempDir(), "ref.pcap"), 96, ReferenceFilter)
@@ -318,8 +314,8 @@ func assertTsharkReads(t *testing.T, path string, frames int) {
 // `xmirror demo` itself, as the README's first command runs it: exit 0, the
 // report's check line, the files, and nothing left behind.
 func TestE2EDemoCommand(t *testing.T) {
-	netlab.RequireRoot(t)
-	bin := netlab.XmirrorBinary(t)
+	labtest.RequireRoot(t)
+	bin := labtest.XmirrorBinary(t)
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -11,7 +11,7 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/xmirror/xmirror/config"
-	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // testSource loads the programs in decision-recording mode with cfg compiled
@@ -26,7 +26,7 @@ func testSource(t testing.TB, cfg *config.Config) *Source {
 // with cfg compiled for lo, without attaching them or starting a sender.
 func loadTestSource(t testing.TB, cfg *config.Config, datapath uint32, opts Options) *Source {
 	t.Helper()
-	netlab.RequireRoot(t)
+	labtest.RequireRoot(t)
 	s := &Source{links: map[uint32][2]link.Link{}, ids: map[string]uint16{}, noAttach: true, mark: config.DefaultMark, datapath: datapath}
 	if err := s.load(opts); err != nil {
 		t.Fatalf("load: %v", err)

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // BenchmarkIperf reports iperf3 TCP throughput plain, with xmirror mirroring
@@ -28,7 +28,7 @@ import (
 // (IperfOptions.Sink);
 // XM_IPERF_MAX_DELAY (e.g. 100ms) sets the ring datapath's MaxDelay.
 func BenchmarkIperf(b *testing.B) {
-	netlab.RequireRoot(b)
+	labtest.RequireRoot(b)
 	env := iperfEnv(b)
 	for _, offload := range []bool{true, false} {
 		name := map[bool]string{true: "offload-on", false: "offload-off"}[offload]
@@ -131,7 +131,7 @@ func TestPlainBaseline(t *testing.T) {
 //
 //	go test -run XXX -bench OnOff -benchtime 20x ./source/
 func BenchmarkOnOff(b *testing.B) {
-	netlab.RequireRoot(b)
+	labtest.RequireRoot(b)
 	env := iperfEnv(b)
 	env.Offload = true
 	res, err := IperfAlternating(context.Background(), AlternatingOptions{

@@ -8,12 +8,13 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // TestIPv6Traffic mirrors an IPv6 TCP conversation (the tunnel stays IPv4)
 // and checks it against tcpdump with the equivalent filter.
 func TestIPv6Traffic(t *testing.T) {
-	lab := netlab.ForTest(t,
+	lab := labtest.ForTest(t,
 		netlab.HostSpec{Name: "source", Addrs: []string{sourceIP + "/24", "fd00::230/64"}},
 		netlab.HostSpec{Name: "test", Addrs: []string{testIP + "/24", "fd00::161/64"}},
 		netlab.HostSpec{Name: "target", Addrs: []string{targetIP + "/24"}},

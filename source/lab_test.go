@@ -16,6 +16,7 @@ import (
 
 	"github.com/xmirror/xmirror/config"
 	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // The seed's addresses.
@@ -54,7 +55,7 @@ func seedConfig(t *testing.T, yaml string) *config.Config {
 
 // seedLab is the seed's topology: source, test and target on one subnet.
 func seedLab(t *testing.T, offload bool) *netlab.Lab {
-	return netlab.ForTest(t,
+	return labtest.ForTest(t,
 		netlab.HostSpec{Name: "source", Addrs: []string{sourceIP + "/24"}, Offload: offload},
 		netlab.HostSpec{Name: "test", Addrs: []string{testIP + "/24"}, Offload: offload},
 		netlab.HostSpec{Name: "target", Addrs: []string{targetIP + "/24"}, Offload: offload},

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // BenchmarkSendPath measures what one mirrored packet (132 bytes: outer
@@ -24,7 +25,7 @@ import (
 //
 //	go test -run XXX -bench SendPath ./source/
 func BenchmarkSendPath(b *testing.B) {
-	netlab.RequireRoot(b)
+	labtest.RequireRoot(b)
 	lab, err := netlab.New("sendpath")
 	if err != nil {
 		b.Fatal(err)

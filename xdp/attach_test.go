@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // TestAttachAndPinning: the program attaches in each mode, stays attached
 // after Close (pinned), is taken over by the next Balancer with its backend
 // ids, and DetachOnExit removes it all.
 func TestAttachAndPinning(t *testing.T) {
-	lab := netlab.ForTest(t,
+	lab := labtest.ForTest(t,
 		netlab.HostSpec{Name: "n", Addrs: []string{"10.0.0.1/24"}},
 		netlab.HostSpec{Name: "g", Addrs: []string{"10.0.0.2/24"}},
 	)

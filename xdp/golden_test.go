@@ -15,6 +15,7 @@ import (
 
 	"github.com/xmirror/xmirror/config"
 	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // goldenLab is an LB namespace where bpf_fib_lookup has something to find:
@@ -42,7 +43,7 @@ var (
 
 func newGoldenLab(t testing.TB) *goldenLab {
 	t.Helper()
-	lab := netlab.ForTest(t, netlab.HostSpec{Name: "lb", Addrs: []string{"10.0.0.1/24"}})
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "lb", Addrs: []string{"10.0.0.1/24"}})
 	g := &goldenLab{lb: lab.Host("lb"), b1MAC: b1MACFix, b2MAC: b2MACFix, farMAC: net.HardwareAddr{0x02, 0x09, 0, 0, 0, 0x02}}
 	err := g.lb.Do(func() error {
 		if err := os.WriteFile("/proc/sys/net/ipv4/conf/eth0/forwarding", []byte("1"), 0o644); err != nil {

@@ -20,13 +20,10 @@ import (
 	"github.com/google/gopacket/layers"
 
 	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	netlab.RemoveXmirrorBinary()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { labtest.Main(m) }
 
 // receiver counts the VXLAN datagrams a backend gets, by flow and direction.
 type receiver struct {
@@ -226,7 +223,7 @@ func waitCount(rs []*receiver, want int, d time.Duration) int {
 // and checksums (the receivers' kernels verify them: offload is off), a health
 // failure, a SIGHUP weight change and a restart, the last two with no loss.
 func TestIntegration(t *testing.T) {
-	lab := netlab.ForTest(t,
+	lab := labtest.ForTest(t,
 		netlab.HostSpec{Name: "src", Addrs: []string{"10.0.0.230/24"}},
 		// PeerXDP: frames the program sends back into the veth with XDP_TX
 		// are dropped unless the bridge end runs XDP.
@@ -234,7 +231,7 @@ func TestIntegration(t *testing.T) {
 		netlab.HostSpec{Name: "b1", Addrs: []string{"10.0.0.11/24"}},
 		netlab.HostSpec{Name: "b2", Addrs: []string{"10.0.0.12/24"}},
 	)
-	bin := netlab.XmirrorBinary(t)
+	bin := labtest.XmirrorBinary(t)
 	pin := fmt.Sprintf("/sys/fs/bpf/xmirror-test-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
 	t.Cleanup(func() { Detach(pin) })
 	dir := t.TempDir()

@@ -3,11 +3,11 @@ package xdp
 import (
 	"testing"
 
-	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 func TestProgramLoads(t *testing.T) {
-	netlab.RequireRoot(t)
+	labtest.RequireRoot(t)
 	o, err := loadObjects("")
 	if err != nil {
 		t.Fatal(err)

@@ -12,14 +12,14 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
-	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // TestWRRCursorPerCPU: the first new flow on CPU 0 and the first on CPU 1
 // start at different places in the schedule, so with two equal backends
 // they go to different backends (before, both took the schedule's entry 1).
 func TestWRRCursorPerCPU(t *testing.T) {
-	netlab.RequireRoot(t)
+	labtest.RequireRoot(t)
 	if n, err := ebpf.PossibleCPU(); err != nil || n < 2 {
 		t.Skipf("needs 2 possible cpus (have %d, %v)", n, err)
 	}
@@ -68,7 +68,7 @@ func TestWRRCursorPerCPU(t *testing.T) {
 // the dropped maps' pins go away and a per-CPU map of another layout is
 // replaced instead of failing the load.
 func TestStalePinsReplaced(t *testing.T) {
-	netlab.RequireRoot(t)
+	labtest.RequireRoot(t)
 	pin := fmt.Sprintf("/sys/fs/bpf/xmirror-stale-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
 	if err := ensureBPFFS(pin); err != nil {
 		t.Fatal(err)

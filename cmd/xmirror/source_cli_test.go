@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // TestSourceHelperProcess is not a test: the CLI tests below re-run the test
@@ -65,7 +66,7 @@ func TestSourceCommand(t *testing.T) {
 }
 
 func testSourceCommand(t *testing.T, datapath string) {
-	lab := netlab.ForTest(t,
+	lab := labtest.ForTest(t,
 		netlab.HostSpec{Name: "source", Addrs: []string{"192.168.0.230/24"}},
 		netlab.HostSpec{Name: "test", Addrs: []string{"192.168.0.161/24"}},
 		netlab.HostSpec{Name: "target", Addrs: []string{"192.168.0.147/24"}},
@@ -137,7 +138,7 @@ func testSourceCommand(t *testing.T, datapath string) {
 }
 
 func TestSourceCommandRefusesBadConfig(t *testing.T) {
-	lab := netlab.ForTest(t, netlab.HostSpec{Name: "source", Addrs: []string{"192.168.0.230/24"}})
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "source", Addrs: []string{"192.168.0.230/24"}})
 	src := lab.Host("source")
 	good := filepath.Join(t.TempDir(), "good.yaml")
 	os.WriteFile(good, []byte(cliSourceYAML), 0o644)

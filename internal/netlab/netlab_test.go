@@ -1,4 +1,4 @@
-package netlab
+package netlab_test
 
 import (
 	"net"
@@ -13,12 +13,15 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 func TestTwoHostsTalk(t *testing.T) {
-	lab := ForTest(t,
-		HostSpec{Name: "a", Addrs: []string{"10.99.0.1/24"}},
-		HostSpec{Name: "b", Addrs: []string{"10.99.0.2/24", "fd99::2/64"}, MTU: 9000, GRO: true},
+	lab := labtest.ForTest(t,
+		netlab.HostSpec{Name: "a", Addrs: []string{"10.99.0.1/24"}},
+		netlab.HostSpec{Name: "b", Addrs: []string{"10.99.0.2/24", "fd99::2/64"}, MTU: 9000, GRO: true},
 	)
 	a, b := lab.Host("a"), lab.Host("b")
 	if a.Iface != "eth0" || a.Ifindex == 0 || len(a.MAC) != 6 {
@@ -66,12 +69,12 @@ func TestTwoHostsTalk(t *testing.T) {
 }
 
 func TestCloseRemovesEverything(t *testing.T) {
-	RequireRoot(t)
-	lab, err := New("close")
+	labtest.RequireRoot(t)
+	lab, err := netlab.New("close")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := lab.AddHost(HostSpec{Name: "h", Addrs: []string{"10.98.0.1/24"}})
+	h, err := lab.AddHost(netlab.HostSpec{Name: "h", Addrs: []string{"10.98.0.1/24"}})
 	if err != nil {
 		lab.Close()
 		t.Fatal(err)
@@ -90,7 +93,7 @@ func TestCloseRemovesEverything(t *testing.T) {
 		t.Fatal("process still running after Close")
 	}
 	for _, name := range []string{h.NS, lab.Name + "-sw"} {
-		if _, err := os.Stat(filepath.Join(netnsDir, name)); !os.IsNotExist(err) {
+		if _, err := os.Stat(filepath.Join("/run/netns", name)); !os.IsNotExist(err) {
 			t.Errorf("namespace %s still exists (%v)", name, err)
 		}
 	}
@@ -100,7 +103,7 @@ func TestCloseRemovesEverything(t *testing.T) {
 }
 
 func TestStopReportsCleanExit(t *testing.T) {
-	lab := ForTest(t, HostSpec{Name: "h"})
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "h"})
 	p, err := lab.Host("h").Start("sh", "-c", "trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 0.05; done")
 	if err != nil {
 		t.Fatal(err)
@@ -122,9 +125,9 @@ func TestStopReportsCleanExit(t *testing.T) {
 // exits, and Go ends a thread whose goroutine returns locked to it, unless it
 // is the main thread: hence several callers).
 func TestStartSurvivesCallersThread(t *testing.T) {
-	lab := ForTest(t, HostSpec{Name: "h"})
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "h"})
 	const callers = 4
-	started := make(chan *Proc, callers)
+	started := make(chan *netlab.Proc, callers)
 	for range callers {
 		go func() {
 			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
@@ -135,7 +138,7 @@ func TestStartSurvivesCallersThread(t *testing.T) {
 			started <- p
 		}()
 	}
-	var procs []*Proc
+	var procs []*netlab.Proc
 	for range callers {
 		if p := <-started; p != nil {
 			procs = append(procs, p)
@@ -153,31 +156,31 @@ func TestStartSurvivesCallersThread(t *testing.T) {
 }
 
 func TestSweepRemovesNamespacesOfDeadOwners(t *testing.T) {
-	RequireRoot(t)
+	labtest.RequireRoot(t)
 	// A pid above pid_max cannot be alive.
-	stale := namePrefix + "4194305-1-stale-sw"
-	ns, err := newNamedNS(stale)
+	stale := netlab.NamePrefix + "4194305-1-stale-sw"
+	ns, err := netlab.NewNamedNS(stale)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ns.Close()
 	t.Cleanup(func() { netns.DeleteNamed(stale) })
-	lab, err := New("sweep")
+	lab, err := netlab.New("sweep")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer lab.Close()
-	if _, err := os.Stat(filepath.Join(netnsDir, stale)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join("/run/netns", stale)); !os.IsNotExist(err) {
 		t.Fatalf("stale namespace %s survived New (%v)", stale, err)
 	}
 }
 
 func TestPeerXDPAttachesPassProgram(t *testing.T) {
-	lab := ForTest(t,
-		HostSpec{Name: "lb", Addrs: []string{"10.97.0.1/24"}, PeerXDP: true},
-		HostSpec{Name: "other", Addrs: []string{"10.97.0.2/24"}},
+	lab := labtest.ForTest(t,
+		netlab.HostSpec{Name: "lb", Addrs: []string{"10.97.0.1/24"}, PeerXDP: true},
+		netlab.HostSpec{Name: "other", Addrs: []string{"10.97.0.2/24"}},
 	)
-	attached := func(h *Host) bool {
+	attached := func(h *netlab.Host) bool {
 		var on bool
 		if err := lab.SwitchDo(func() error {
 			l, err := netlink.LinkByName(h.Port)
@@ -207,7 +210,7 @@ func TestPeerXDPAttachesPassProgram(t *testing.T) {
 // br_netfilter, and with offloads on a host's bridge port segments UDP GSO
 // packets (tx-udp-segmentation off) while the host's own eth0 keeps it.
 func TestSwitchIsPlain(t *testing.T) {
-	lab := ForTest(t, HostSpec{Name: "a", Addrs: []string{"10.99.0.1/24"}, Offload: true})
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "a", Addrs: []string{"10.99.0.1/24"}, Offload: true})
 	a := lab.Host("a")
 	var calls []byte
 	var port []byte

@@ -1,4 +1,4 @@
-package netlab
+package labtest
 
 import (
 	"fmt"
@@ -44,10 +44,12 @@ func XmirrorBinary(tb testing.TB) string {
 	return b.path
 }
 
-// RemoveXmirrorBinary deletes the binary XmirrorBinary built, if any; call it from
-// TestMain after m.Run.
-func RemoveXmirrorBinary() {
+// Main runs the tests of a package that uses XmirrorBinary and removes the
+// binary afterwards: a package's TestMain is `func TestMain(m *testing.M) { labtest.Main(m) }`.
+func Main(m *testing.M) {
+	code := m.Run()
 	if p := xmirrorBuild.path; p != "" {
 		os.RemoveAll(filepath.Dir(p))
 	}
+	os.Exit(code)
 }

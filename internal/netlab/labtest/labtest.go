@@ -1,9 +1,15 @@
-package netlab
+// Package labtest holds what only tests need of the network labs: skipping
+// when not root, a lab removed when the test ends, the xmirror binary built
+// once per test process. It imports testing, so product code (bench, demo,
+// cmd/xmirror) must not import it: they use internal/netlab.
+package labtest
 
 import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/xmirror/xmirror/internal/netlab"
 )
 
 // RequireRoot skips the test unless it runs as root.
@@ -16,7 +22,7 @@ func RequireRoot(tb testing.TB) {
 
 // ForTest builds a lab with hosts for the test and removes it when the test ends,
 // also when it fails or panics. It skips the test when not root.
-func ForTest(tb testing.TB, hosts ...HostSpec) *Lab {
+func ForTest(tb testing.TB, hosts ...netlab.HostSpec) *netlab.Lab {
 	tb.Helper()
 	RequireRoot(tb)
 	label := tb.Name()
@@ -26,7 +32,7 @@ func ForTest(tb testing.TB, hosts ...HostSpec) *Lab {
 	if len(label) > 16 {
 		label = label[:16]
 	}
-	l, err := New(label)
+	l, err := netlab.New(label)
 	if err != nil {
 		tb.Fatalf("netlab: %v", err)
 	}
