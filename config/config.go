@@ -170,6 +170,9 @@ type Collector struct {
 	UnknownVNI string `yaml:"unknown_vni"`           // capture | drop
 	Readers    int    `yaml:"readers,omitempty"`     // 0 = one per CPU
 	PostRotate string `yaml:"post_rotate,omitempty"` // command run with the closed file's path
+	// HealthListen serves only /healthz, for the load balancer's health checks,
+	// so /metrics can stay on loopback.
+	HealthListen string `yaml:"health_listen"`
 }
 
 // Rotate says when a capture file is closed and how many are kept.

@@ -151,13 +151,13 @@ collector:
 	if b := lb.Backends[0]; b.Port != 4789 || b.Weight != 1 {
 		t.Errorf("backend defaults: %+v", b)
 	}
-	wantHC := HealthCheck{Type: HealthHTTP, Port: 9090, Path: "/healthz", Interval: Duration(2 * time.Second),
+	wantHC := HealthCheck{Type: HealthHTTP, Port: 9091, Path: "/healthz", Interval: Duration(2 * time.Second),
 		Timeout: Duration(time.Second), HealthyThreshold: 2, UnhealthyThreshold: 3}
 	if lb.HealthCheck != wantHC {
 		t.Errorf("health check defaults: %+v", lb.HealthCheck)
 	}
 	wantCol := Collector{Listen: "0.0.0.0:4789", OutputDir: "/var/lib/xmirror/pcap", Format: FormatPCAPNG,
-		Rotate: Rotate{Size: 100 << 20, Interval: Duration(time.Hour), Keep: 24}, UnknownVNI: UnknownVNICapture}
+		Rotate: Rotate{Size: 100 << 20, Interval: Duration(time.Hour), Keep: 24}, UnknownVNI: UnknownVNICapture, HealthListen: ":9091"}
 	if *cfg.Collector != wantCol {
 		t.Errorf("collector defaults: %+v", cfg.Collector)
 	}

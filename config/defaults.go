@@ -28,7 +28,7 @@ const (
 	DefaultAccessMode   = AccessAll
 	DefaultWeight       = 1
 	DefaultHealthType   = HealthHTTP
-	DefaultHealthPort   = 9090
+	DefaultHealthPort   = 9091 // the collector's health_listen port
 	DefaultHealthPath   = "/healthz"
 	DefaultHealthEvery  = Duration(2 * time.Second)
 	DefaultHealthWait   = Duration(time.Second)
@@ -42,6 +42,9 @@ const (
 	DefaultRotateKeep   = 24
 	DefaultUnknownVNI   = UnknownVNICapture
 	DefaultMetricsAt    = "127.0.0.1:9090"
+	// DefaultHealthListen serves the collector's /healthz on every address at the
+	// port the load balancer's health check probes by default.
+	DefaultHealthListen = ":9091"
 	// MetricsOff as metrics.listen serves no /metrics endpoint.
 	MetricsOff = "off"
 )
@@ -141,6 +144,7 @@ func ApplyDefaults(c *Config) {
 		setDefault(&col.OutputDir, DefaultOutputDir)
 		setDefault(&col.Format, DefaultFormat)
 		setDefault(&col.UnknownVNI, DefaultUnknownVNI)
+		setDefault(&col.HealthListen, DefaultHealthListen)
 		r := &col.Rotate
 		if r.sizeMissing {
 			r.Size = DefaultRotateSize

@@ -45,6 +45,7 @@ metrics: {listen: "off"}
 	//     interval: 15m
 	//     keep: 24
 	//   unknown_vni: capture
+	//   health_listen: :9091
 	// metrics:
 	//   listen: "off"
 }

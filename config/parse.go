@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,11 +13,12 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Load reads and parses the file at path: see Parse.
+// Load reads the file at path (see ReadFile for what it refuses) and parses it:
+// see Parse.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, err
 	}
 	cfg, err := Parse(data)
 	if err != nil {
@@ -624,12 +624,13 @@ func (d *decoder) loadBalancer(n *yaml.Node, path string, lb *LoadBalancer) {
 
 func (d *decoder) collector(n *yaml.Node, path string, c *Collector) {
 	d.mapping(n, path, map[string]field{
-		"listen":      d.str(&c.Listen),
-		"output_dir":  d.str(&c.OutputDir),
-		"format":      d.str(&c.Format),
-		"unknown_vni": d.str(&c.UnknownVNI),
-		"readers":     d.intField(&c.Readers, 0, MaxReaders),
-		"post_rotate": d.str(&c.PostRotate),
+		"listen":        d.str(&c.Listen),
+		"output_dir":    d.str(&c.OutputDir),
+		"format":        d.str(&c.Format),
+		"unknown_vni":   d.str(&c.UnknownVNI),
+		"readers":       d.intField(&c.Readers, 0, MaxReaders),
+		"post_rotate":   d.str(&c.PostRotate),
+		"health_listen": d.str(&c.HealthListen),
 		"rotate": func(n *yaml.Node, path string) {
 			r := &c.Rotate
 			seen := d.mapping(n, path, map[string]field{

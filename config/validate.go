@@ -388,6 +388,9 @@ func (v *validator) collector(c *Collector) {
 	v.listenAddr(p+".listen", c.Listen)
 	v.oneOf(p+".format", c.Format, FormatPCAP, FormatPCAPNG)
 	v.oneOf(p+".unknown_vni", c.UnknownVNI, UnknownVNICapture, UnknownVNIDrop)
+	if c.HealthListen != "" && c.HealthListen != MetricsOff {
+		v.listenAddr(p+".health_listen", c.HealthListen)
+	}
 	if c.Readers < 0 || c.Readers > MaxReaders {
 		v.errorf(p+".readers", "%d is out of range 0..%d", c.Readers, MaxReaders)
 	}

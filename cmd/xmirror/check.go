@@ -24,17 +24,25 @@ func versionCommand() *cli.Command {
 
 func checkCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "check",
-		Usage:     "validate a configuration file and print it with defaults applied",
+		Name:  "check",
+		Usage: "validate a configuration file and print it with defaults applied, or probe this host (--system)",
+		Description: "Without --system: reads --config, prints the effective configuration, exit 2 when it is invalid.\n" +
+			"With --system: probes what each part needs on this host (kernel, BPF program types, helpers and\n" +
+			"maps, TCX, native XDP on the configured interfaces, bpffs, capabilities, memlock) and prints a\n" +
+			"table with what to do; exit 0 only when every role asked about (--role, else all) can run.\n" +
+			"Each part runs the same probes when it starts.",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
-			// Not Required: urfave/cli reports a missing required flag as a
-			// plain error (exit 1); a missing --config is a usage error (exit 2).
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE` (required)"},
+			configFlag(),
+			&cli.BoolFlag{Name: "system", Usage: "probe this host instead of printing the configuration"},
+			&cli.StringFlag{Name: "role", Usage: "with --system: source, lb or collect (default all three)"},
 		},
 		Action: func(c *cli.Context) error {
-			if c.String("config") == "" {
-				return usagef("check: --config FILE is required")
+			if c.Bool("system") {
+				return checkSystem(c)
+			}
+			if c.IsSet("role") {
+				return usagef("check: --role needs --system")
 			}
 			cfg, err := loadConfig(c.String("config"))
 			if err != nil {
@@ -48,6 +56,12 @@ func checkCommand() *cli.Command {
 			return err
 		},
 	}
+}
+
+// configFlag is --config of the parts and of check: the default path is where
+// the package installs the configuration.
+func configFlag() cli.Flag {
+	return &cli.StringFlag{Name: "config", Aliases: []string{"c"}, Value: config.DefaultPath, Usage: "YAML configuration `FILE`"}
 }
 
 // loadConfig reads, validates and fills in defaults; a bad or missing file is a

@@ -13,6 +13,7 @@ import (
 
 	"github.com/xmirror/xmirror/collector"
 	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/syscheck"
 )
 
 func collectCommand() *cli.Command {
@@ -24,7 +25,7 @@ func collectCommand() *cli.Command {
 			"SIGHUP/SIGUSR1 rotate every file, SIGINT/SIGTERM flush and close them.",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE`"},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE` (default " + config.DefaultPath + " when it exists)"},
 			&cli.StringFlag{Name: "listen", Usage: "UDP `ADDR` to receive VXLAN on (default 0.0.0.0:4789)"},
 			&cli.StringFlag{Name: "out", Usage: "output `DIR`, one subdirectory per session (default /var/lib/xmirror/pcap)"},
 			&cli.StringFlag{Name: "format", Usage: "pcapng (default) or pcap"},
@@ -37,13 +38,14 @@ func collectCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-sessions", Usage: "capture at most `N` VNIs that no session names", Value: 1024},
 			&cli.StringFlag{Name: "post-rotate", Usage: "shell `CMD` run with each closed file's path as $1"},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve /metrics and /healthz on `ADDR` (\"off\" = none; default metrics.listen of --config, else none)"},
+			&cli.StringFlag{Name: "health-listen", Usage: "serve only /healthz, for the load balancer's health checks, on `ADDR` (\"off\" = none; default collector.health_listen of --config, else none)"},
 		},
 		Action: runCollect,
 	}
 }
 
 func runCollect(c *cli.Context) error {
-	cc, sessions, metricsAddr, err := collectSettings(c)
+	cc, sessions, metricsAddr, healthAddr, err := collectSettings(c)
 	if err != nil {
 		return err
 	}
@@ -52,7 +54,9 @@ func runCollect(c *cli.Context) error {
 		return err
 	}
 	return runPart(c.Context, partSpec{
+		role:     syscheck.RoleCollect,
 		metrics:  metricsAddr,
+		health:   healthAddr,
 		reloadOn: []os.Signal{syscall.SIGHUP, syscall.SIGUSR1},
 		start: func(set *metrics.Set, health func(bool)) (part, error) {
 			opts.Metrics, opts.Health = set, health
@@ -71,18 +75,23 @@ func runCollect(c *cli.Context) error {
 
 // collectSettings merges the collector section of --config (or, without one,
 // the defaults of an empty section) with the flags given. sessions names the
-// VNIs of the configuration's sessions.
-func collectSettings(c *cli.Context) (cc config.Collector, sessions map[uint32]string, metricsAddr string, err error) {
+// VNIs of the configuration's sessions. --config defaults to config.DefaultPath
+// when that file exists.
+func collectSettings(c *cli.Context) (cc config.Collector, sessions map[uint32]string, metricsAddr, healthAddr string, err error) {
 	// Without --config the flags start from the same defaults as an empty
-	// collector section, and no metrics are served.
+	// collector section, and no metrics or health are served.
 	defaults := &config.Config{Collector: &config.Collector{}}
 	config.ApplyDefaults(defaults)
 	cc = *defaults.Collector
 	cc.Rotate = config.Rotate{Size: config.DefaultRotateSize, Interval: config.DefaultRotateEvery, Keep: config.DefaultRotateKeep}
-	if path := c.String("config"); path != "" {
+	path := c.String("config")
+	if !c.IsSet("config") && fileExists(config.DefaultPath) {
+		path = config.DefaultPath
+	}
+	if path != "" {
 		cfg, err := loadConfig(path)
 		if err != nil {
-			return cc, nil, "", err
+			return cc, nil, "", "", err
 		}
 		if cfg.Collector != nil {
 			cc = *cfg.Collector
@@ -92,11 +101,15 @@ func collectSettings(c *cli.Context) (cc config.Collector, sessions map[uint32]s
 			sessions[s.VNI] = s.Name
 		}
 		metricsAddr = cfg.Metrics.Listen
+		healthAddr = cc.HealthListen
 	}
 	if err := collectFlags(c, &cc); err != nil {
-		return cc, nil, "", err
+		return cc, nil, "", "", err
 	}
-	return cc, sessions, metricsListen(c, metricsAddr), nil
+	if c.IsSet("health-listen") {
+		healthAddr = c.String("health-listen")
+	}
+	return cc, sessions, metricsListen(c, metricsAddr), healthAddr, nil
 }
 
 // collectFlags writes the flags given over cc.

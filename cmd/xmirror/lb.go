@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/syscheck"
 	"github.com/xmirror/xmirror/xdp"
 )
 
@@ -32,7 +33,7 @@ func lbCommand() *cli.Command {
 			"and keeps forwarding; a restart takes it over with zero loss. `xmirror lb detach` removes it.",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE` (required)"},
+			configFlag(),
 			pinFlag,
 			&cli.StringFlag{Name: "xdp-mode", Usage: "auto (native, else generic), native or generic (default load_balancer.xdp_mode)"},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve /metrics and /healthz on `ADDR` (default metrics.listen; \"off\" = none)"},
@@ -87,9 +88,6 @@ func loadLBConfig(path string) (*config.Config, error) {
 
 func runLB(c *cli.Context) error {
 	path := c.String("config")
-	if path == "" {
-		return usagef("--config is required")
-	}
 	cfg, err := loadLBConfig(path)
 	if err != nil {
 		return err
@@ -99,6 +97,9 @@ func runLB(c *cli.Context) error {
 		return err
 	}
 	return runPart(c.Context, partSpec{
+		role: syscheck.RoleLB,
+		system: syscheck.RoleOptions{Interfaces: cfg.LoadBalancer.Listener.Interfaces,
+			XDPMode: opts.XDPMode, PinPath: opts.PinPath},
 		metrics:  metricsListen(c, cfg.Metrics.Listen),
 		reloadOn: []os.Signal{syscall.SIGHUP},
 		start: func(set *metrics.Set, _ func(bool)) (part, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/syscheck"
 	"github.com/xmirror/xmirror/internal/telemetry"
 )
 
@@ -27,6 +28,10 @@ type part interface {
 
 // partSpec says how runPart runs one part.
 type partSpec struct {
+	// role names the part for the system check (`check --system`) that runs
+	// before anything starts; system is what the configuration changes of it.
+	role   string
+	system syscheck.RoleOptions
 	// metrics is where /metrics and /healthz are served; "" or config.MetricsOff: nowhere.
 	metrics string
 	// reloadOn are the signals that call the part's Reload (SIGINT and SIGTERM stop it).
@@ -35,6 +40,9 @@ type partSpec struct {
 	// /healthz answers; runPart reports healthy once start returns, and a part
 	// that can fail while it runs (the collector's readers) says so through it.
 	start func(set *metrics.Set, health func(bool)) (part, error)
+	// health is where only /healthz is served, for load balancers' health
+	// checks from the network ("" or config.MetricsOff: nowhere).
+	health string
 }
 
 // runPart is the life of every long-running part, in the same order for all:
@@ -48,17 +56,38 @@ func runPart(ctx context.Context, spec partSpec) error {
 	signal.Notify(sigs, append(stopOn, spec.reloadOn...)...)
 	defer signal.Stop(sigs)
 
+	if err := requireSystem(spec.role, spec.system); err != nil {
+		return err
+	}
 	set := metrics.NewSet()
-	health := func(bool) {}
-	if spec.metrics != "" && spec.metrics != config.MetricsOff {
-		srv, err := telemetry.Listen(spec.metrics, set)
+	var servers []*telemetry.Server
+	defer func() {
+		for _, s := range servers {
+			s.Close()
+		}
+	}()
+	for _, l := range []struct {
+		addr   string
+		listen func(string) (*telemetry.Server, error)
+	}{
+		{spec.metrics, func(a string) (*telemetry.Server, error) { return telemetry.Listen(a, set) }},
+		{spec.health, telemetry.ListenHealth},
+	} {
+		if l.addr == "" || l.addr == config.MetricsOff {
+			continue
+		}
+		srv, err := l.listen(l.addr)
 		if err != nil {
 			return err
 		}
-		defer srv.Close()
 		// Not healthy until started: tools wait for /healthz before they send traffic.
 		srv.SetHealthy(false)
-		health = srv.SetHealthy
+		servers = append(servers, srv)
+	}
+	health := func(ok bool) {
+		for _, s := range servers {
+			s.SetHealthy(ok)
+		}
 	}
 	p, err := spec.start(set, health)
 	if err != nil {

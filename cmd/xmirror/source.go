@@ -19,6 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/syscheck"
 	"github.com/xmirror/xmirror/internal/telemetry"
 	"github.com/xmirror/xmirror/source"
 )
@@ -31,7 +32,7 @@ func sourceCommand() *cli.Command {
 			"SIGHUP re-reads the configuration and switches the rules without detaching.",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE` (required)"},
+			configFlag(),
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve /metrics and /healthz on `ADDR` (overrides metrics.listen; \"off\" disables)"},
 			&cli.StringFlag{Name: "datapath", Value: source.DefaultDatapath, Usage: "`WHERE` mirrored frames are encapsulated: ring (BPF writes the cut frame with its outer headers to a ring buffer, the process sends batches), kernel (clone to a VXLAN device) or perf (copy the cut frame to user space over a perf buffer)"},
 			&cli.DurationFlag{Name: "max-delay", Value: source.DefaultMaxDelay, Usage: "`DURATION` a mirrored packet may wait in the ring before it is sent (datapath ring, 1ms..1s): longer costs the mirrored traffic less, and collector timestamps move by up to as much"},
@@ -53,9 +54,6 @@ func sourceCommand() *cli.Command {
 
 func runSource(c *cli.Context) error {
 	path := c.String("config")
-	if path == "" {
-		return usagef("source: --config is required")
-	}
 	dp := c.String("datapath")
 	if !slices.Contains(source.Datapaths, dp) {
 		return usagef("--datapath: %q is not one of %s", dp, strings.Join(source.Datapaths, ", "))
@@ -76,6 +74,7 @@ func runSource(c *cli.Context) error {
 		return usagef("%s: no sessions", path)
 	}
 	return runPart(c.Context, partSpec{
+		role:     syscheck.RoleSource,
 		metrics:  metricsListen(c, cfg.Metrics.Listen),
 		reloadOn: []os.Signal{syscall.SIGHUP},
 		start: func(set *metrics.Set, _ func(bool)) (part, error) {

@@ -26,33 +26,57 @@ type Server struct {
 // Listen binds addr ("127.0.0.1:9090"; ":0" picks a port). The server reports
 // healthy until SetHealthy(false).
 func Listen(addr string, set *metrics.Set) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics listen on %s: %w", addr, err)
-	}
-	s := &Server{set: set, ln: ln}
-	s.healthy.Store(true)
+	s := &Server{set: set}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		s.set.WritePrometheus(w)
 		metrics.WriteProcessMetrics(w)
 	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.healthy.Load() {
-			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
+	mux.HandleFunc("/healthz", s.healthz)
+	if err := s.serve(addr, mux); err != nil {
+		return nil, fmt.Errorf("metrics listen on %s: %w", addr, err)
+	}
+	slog.Info("serving metrics", "addr", s.Addr())
+	return s, nil
+}
+
+// ListenHealth binds addr and serves only /healthz: a load balancer's health
+// checks reach it from the network while /metrics, which names sessions and
+// mirror sources, stays on a loopback address.
+func ListenHealth(addr string) (*Server, error) {
+	s := &Server{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", s.healthz)
+	if err := s.serve(addr, mux); err != nil {
+		return nil, fmt.Errorf("health listen on %s: %w", addr, err)
+	}
+	slog.Info("serving /healthz", "addr", s.Addr())
+	return s, nil
+}
+
+func (s *Server) serve(addr string, mux *http.ServeMux) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	s.healthy.Store(true)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			slog.Error("metrics server stopped", "err", err)
+			slog.Error("http server stopped", "addr", addr, "err", err)
 		}
 	}()
-	slog.Info("serving metrics", "addr", ln.Addr().String())
-	return s, nil
+	return nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	if !s.healthy.Load() {
+		http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
 }
 
 // Addr is the address the server listens on.

@@ -56,3 +56,24 @@ func TestListenReportsBusyAddress(t *testing.T) {
 		t.Fatalf("second Listen on %s: %v, want an error naming the address", s.Addr(), err)
 	}
 }
+
+// TestHealthListenerServesOnlyHealth: the listener the load balancer probes from
+// the network must not expose /metrics.
+func TestHealthListenerServesOnlyHealth(t *testing.T) {
+	h, err := ListenHealth("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	base := "http://" + h.Addr()
+	if code, body := get(t, base+"/healthz"); code != 200 || body != "ok\n" {
+		t.Fatalf("/healthz: %d %q", code, body)
+	}
+	if code, _ := get(t, base+"/metrics"); code != http.StatusNotFound {
+		t.Errorf("/metrics on the health listener: %d, want 404", code)
+	}
+	h.SetHealthy(false)
+	if code, _ := get(t, base+"/healthz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/healthz while unhealthy: %d, want 503", code)
+	}
+}

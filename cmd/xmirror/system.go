@@ -1,0 +1,91 @@
+package main
+
+import (
+	"cmp"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/syscheck"
+	"github.com/xmirror/xmirror/xdp"
+)
+
+// requireSystem runs the probes of `xmirror check --system` for role before a
+// part starts: a host that cannot run it is refused with the failing checks
+// and what to do, instead of a verifier or attach error halfway through setup.
+func requireSystem(role string, o syscheck.RoleOptions) error {
+	req, err := syscheck.ForRole(role, o)
+	if err != nil {
+		return err
+	}
+	rep := syscheck.Run(req)
+	for _, r := range rep.Results {
+		if r.Status == syscheck.Warn {
+			slog.Warn("system check", "check", r.Check, "detail", r.Detail, "fix", r.Fix)
+		}
+	}
+	return rep.Err()
+}
+
+// roleOptions takes from cfg what changes a role's requirements.
+func roleOptions(role string, cfg *config.Config) syscheck.RoleOptions {
+	var o syscheck.RoleOptions
+	if role == syscheck.RoleLB && cfg != nil && cfg.LoadBalancer != nil {
+		lb := cfg.LoadBalancer
+		o.Interfaces = lb.Listener.Interfaces
+		o.XDPMode = cmp.Or(lb.XDPMode, xdp.ModeAuto)
+		o.PinPath = cmp.Or(lb.PinPath, xdp.DefaultPinPath)
+	} else if role == syscheck.RoleLB {
+		o.XDPMode, o.PinPath = xdp.ModeAuto, xdp.DefaultPinPath
+	}
+	return o
+}
+
+// checkSystem is `xmirror check --system`: one table per role, exit 0 only when
+// every role asked about can run here.
+func checkSystem(c *cli.Context) error {
+	roles := syscheck.Roles
+	if r := c.String("role"); r != "" {
+		if !slices.Contains(syscheck.Roles, r) {
+			return usagef("--role: %q is not one of source, lb, collect", r)
+		}
+		roles = []string{r}
+	}
+	var cfg *config.Config
+	if path := c.String("config"); c.IsSet("config") || fileExists(path) {
+		var err error
+		if cfg, err = loadConfig(path); err != nil {
+			return err
+		}
+	}
+	failed := 0
+	for i, role := range roles {
+		if i > 0 {
+			fmt.Fprintln(c.App.Writer)
+		}
+		req, err := syscheck.ForRole(role, roleOptions(role, cfg))
+		if err != nil {
+			return err
+		}
+		rep := syscheck.Run(req)
+		if err := rep.WriteTable(c.App.Writer); err != nil {
+			return err
+		}
+		if !rep.OK() {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("check --system: %d of %d %s cannot run on this host", failed, len(roles), plural(len(roles), "role", "roles"))
+	}
+	return nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}

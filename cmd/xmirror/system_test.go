@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// helperCmd is `xmirror args...` as a child process (the test binary in helper
+// mode), optionally behind a wrapper such as unshare or setpriv.
+func helperCmd(ctx context.Context, wrapper []string, args ...string) *exec.Cmd {
+	full := append(append(wrapper, os.Args[0], "-test.run=^TestSourceHelperProcess$", "--"), args...)
+	cmd := exec.CommandContext(ctx, full[0], full[1:]...)
+	cmd.Env = append(os.Environ(), "XMIRROR_HELPER=1")
+	return cmd
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the probes load BPF programs")
+	}
+}
+
+// TestCheckSystemPasses: this machine (kernel 6.18, root) runs every role.
+func TestCheckSystemPasses(t *testing.T) {
+	requireRoot(t)
+	code, out, errOut := runCaptured(t, "check", "--system", "--config", filepath.Join(t.TempDir(), "none.yaml"))
+	if code != exitUsage {
+		t.Errorf("--system with a missing explicit --config: exit %d, want %d", code, exitUsage)
+	}
+	code, out, errOut = runCaptured(t, "check", "--system")
+	if code != exitOK {
+		t.Fatalf("exit %d:\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"CHECK (role source)", "tcx attach", "SchedCLS helpers", "CHECK (role lb)", "XDP helpers",
+		"bpffs", "CHECK (role collect)", "xmirror source can run", "xmirror lb can run", "xmirror collect can run"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if code, _, _ := runCaptured(t, "check", "--system", "--role", "proxy"); code != exitUsage {
+		t.Errorf("unknown role: exit %d, want %d", code, exitUsage)
+	}
+}
+
+// TestCheckSystemWithheld: with bpffs unmounted in a private mount namespace and
+// CAP_SYS_ADMIN and CAP_BPF out of the bounding set, `check --system --role lb`
+// fails, naming both, and so does `xmirror lb` itself before touching anything.
+func TestCheckSystemWithheld(t *testing.T) {
+	requireRoot(t)
+	for _, tool := range []string{"unshare", "setpriv"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (util-linux, in make deps)", tool)
+		}
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "lb.yaml")
+	os.WriteFile(cfg, []byte("load_balancer:\n  listener: {vip: 10.0.0.1, interfaces: [lo]}\n  backends: [{address: 10.0.0.2}]\n"), 0o600)
+	wrap := []string{"unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+		`umount -l /sys/fs/bpf 2>/dev/null; exec setpriv --bounding-set -sys_admin,-bpf --inh-caps=-all "$@"`, "sh"}
+	for _, args := range [][]string{
+		{"check", "--system", "--role", "lb", "--config", cfg},
+		{"lb", "--config", cfg, "--metrics-listen", "off"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := helperCmd(ctx, wrap, args...).CombinedOutput()
+		cancel()
+		var ee *exec.ExitError
+		if err == nil || !asExit(err, &ee) || ee.ExitCode() != exitRuntime {
+			t.Fatalf("%v: %v, want exit %d:\n%s", args, err, exitRuntime, out)
+		}
+		for _, want := range []string{"capabilities", "missing CAP_BPF", "bpffs", "is not on a bpf filesystem", "mount -t bpf bpf /sys/fs/bpf"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("%v: output lacks %q:\n%s", args, want, out)
+			}
+		}
+	}
+}
+
+func asExit(err error, ee **exec.ExitError) bool {
+	e, ok := err.(*exec.ExitError)
+	*ee = e
+	return ok
+}
+
+// TestConfigReadingBounded: a configuration path that is /dev/zero, a FIFO, a
+// directory, a file over the limit or an empty file is refused by every part
+// with exit 2 and the reason, at once and without growing.
+func TestConfigReadingBounded(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.yaml")
+	f, _ := os.Create(big)
+	f.Truncate(50 << 20)
+	f.Close()
+	empty := filepath.Join(dir, "empty.yaml")
+	os.WriteFile(empty, nil, 0o600)
+	cases := []struct{ path, why string }{
+		{"/dev/zero", "a character device, not a regular file"},
+		{fifo, "a FIFO, not a regular file"},
+		{dir, "a directory, not a regular file"},
+		{big, "more than the limit"},
+		{empty, "it is empty"},
+	}
+	for _, part := range [][]string{{"check"}, {"lb"}, {"source"}, {"collect"}, {"lb", "status"}} {
+		for _, tc := range cases {
+			t.Run(strings.Join(part, "-")+filepath.Base(tc.path), func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				cmd := helperCmd(ctx, nil, append(part, "--config", tc.path)...)
+				out, err := cmd.CombinedOutput()
+				if ctx.Err() != nil {
+					t.Fatalf("still running after 20 s: killed")
+				}
+				var ee *exec.ExitError
+				if !asExit(err, &ee) || ee.ExitCode() != exitUsage {
+					t.Fatalf("%v, want exit %d:\n%s", err, exitUsage, out)
+				}
+				if !strings.Contains(string(out), tc.why) {
+					t.Errorf("output lacks %q:\n%s", tc.why, out)
+				}
+				// The test binary alone is about 40 MiB resident; reading 50 MiB or
+				// /dev/zero would show.
+				if rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss; rss > 100<<10 {
+					t.Errorf("max RSS %d KiB", rss)
+				}
+			})
+		}
+	}
+}

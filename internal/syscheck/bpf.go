@@ -1,0 +1,172 @@
+package syscheck
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// checkObjects probes every program type, helper and map type the objects use,
+// as compiled: a kernel that lacks one would refuse to load the object.
+func checkObjects(objs []*ebpf.CollectionSpec) []Result {
+	helpers := map[ebpf.ProgramType][]asm.BuiltinFunc{}
+	var progTypes []ebpf.ProgramType
+	var mapTypes []ebpf.MapType
+	for _, spec := range objs {
+		for _, p := range spec.Programs {
+			if !slices.Contains(progTypes, p.Type) {
+				progTypes = append(progTypes, p.Type)
+			}
+			for _, ins := range p.Instructions {
+				if fn := asm.BuiltinFunc(ins.Constant); ins.IsBuiltinCall() && !slices.Contains(helpers[p.Type], fn) {
+					helpers[p.Type] = append(helpers[p.Type], fn)
+				}
+			}
+		}
+		for _, m := range spec.Maps {
+			if !slices.Contains(mapTypes, m.Type) {
+				mapTypes = append(mapTypes, m.Type)
+			}
+		}
+	}
+	var out []Result
+	for _, pt := range progTypes {
+		out = append(out, probeAll(fmt.Sprintf("program type %s", pt), []ebpf.ProgramType{pt},
+			func(t ebpf.ProgramType) error { return features.HaveProgramType(t) }))
+		out = append(out, probeAll(fmt.Sprintf("%s helpers (%d)", pt, len(helpers[pt])), helpers[pt],
+			func(fn asm.BuiltinFunc) error { return features.HaveProgramHelper(pt, fn) }))
+	}
+	out = append(out, probeAll(fmt.Sprintf("map types (%d)", len(mapTypes)), mapTypes,
+		func(mt ebpf.MapType) error { return features.HaveMapType(mt) }))
+	return out
+}
+
+// probeAll runs probe on each item: a Pass row naming them, or a Fail row naming
+// the missing ones and any probe that could not run.
+func probeAll[T fmt.Stringer](check string, items []T, probe func(T) error) Result {
+	var names, missing, broken []string
+	for _, it := range items {
+		names = append(names, it.String())
+		err := probe(it)
+		switch {
+		case err == nil:
+		case errors.Is(err, ebpf.ErrNotSupported):
+			missing = append(missing, it.String())
+		default:
+			broken = append(broken, fmt.Sprintf("%s: %v", it, err))
+		}
+	}
+	r := Result{Check: check, Status: Pass, Detail: strings.Join(names, " ")}
+	if len(names) == 0 {
+		r.Detail = "none"
+	}
+	switch {
+	case len(missing) > 0:
+		r.Status, r.Detail = Fail, "kernel lacks "+strings.Join(missing, " ")
+		r.Fix = "use a newer kernel (see the kernel matrix in docs/deploy.md)"
+	case len(broken) > 0:
+		r.Status, r.Detail = Fail, "probe failed: "+strings.Join(broken, "; ")
+		r.Fix = "check the capabilities above and that no LSM (seccomp, SELinux, lockdown) forbids bpf()"
+	}
+	return r
+}
+
+// checkTCX attaches a program that passes every packet on to the loopback
+// device's TCX ingress hook and detaches it: the kernel has TCX (6.6+) exactly
+// when that works.
+func checkTCX() Result {
+	r := Result{Check: "tcx attach"}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:    ebpf.SchedCLS,
+		License: "Dual MIT/GPL",
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R0, -1), // TCX_NEXT: leave the packet to the next program
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		r.Status, r.Detail, r.Fix = Fail, fmt.Sprintf("load a tc program: %v", err), "check the capabilities above"
+		return r
+	}
+	defer prog.Close()
+	l, err := link.AttachTCX(link.TCXOptions{Interface: 1, Program: prog, Attach: ebpf.AttachTCXIngress})
+	if err != nil {
+		r.Status = Fail
+		r.Detail = fmt.Sprintf("attach to lo: %v", err)
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			r.Detail = "the kernel has no TCX (Linux 6.6+)"
+		}
+		r.Fix = "use Linux 6.6 or later"
+		return r
+	}
+	l.Close()
+	r.Status, r.Detail = Pass, "TCX links attach (tested on lo)"
+	return r
+}
+
+// checkXDP asks the kernel whether ifname's driver runs XDP natively.
+func checkXDP(ifname, mode string) Result {
+	r := Result{Check: "xdp " + ifname}
+	native, err := nativeXDP(ifname)
+	switch {
+	case errors.Is(err, errNoInterface):
+		r.Status, r.Detail, r.Fix = Fail, "no such interface", "create it, or name the right one in the configuration"
+	case mode == "generic":
+		r.Status, r.Detail = Pass, "generic mode configured"
+	case errors.Is(err, errNoXDPFeatures):
+		r.Status = Warn
+		r.Detail = "cannot tell: the kernel reports XDP features from Linux 6.3"
+		r.Fix = "watch the log: xmirror says which mode it attached in"
+	case err != nil:
+		r.Status, r.Detail, r.Fix = Warn, "cannot tell: "+err.Error(), "watch the log: xmirror says which mode it attached in"
+	case native:
+		r.Status, r.Detail = Pass, "native XDP supported by the driver"
+	case mode == "native":
+		r.Status, r.Detail = Fail, "the driver has no native XDP and xdp_mode is native"
+		r.Fix = "set xdp_mode: auto (or generic) to run in generic mode, slower"
+	default:
+		r.Status, r.Detail = Warn, "the driver has no native XDP: runs in generic mode, slower"
+		r.Fix = "use a NIC whose driver supports XDP for full speed"
+	}
+	return r
+}
+
+// checkBPFFS: the pin path must be on a bpf filesystem. Under /sys/fs/bpf a
+// part that holds CAP_SYS_ADMIN mounts one itself.
+func checkBPFFS(pinPath string) Result {
+	r := Result{Check: "bpffs"}
+	dir := filepath.Clean(pinPath)
+	for {
+		if _, err := os.Stat(dir); err == nil || dir == "/" {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
+		r.Status, r.Detail = Pass, fmt.Sprintf("%s is on bpffs", dir)
+		return r
+	}
+	const root = "/sys/fs/bpf"
+	underRoot := strings.HasPrefix(filepath.Clean(pinPath)+"/", root+"/")
+	if set, err := effectiveCaps(); underRoot && err == nil && set&(1<<uint(CapSysAdmin)) != 0 {
+		r.Status, r.Detail = Pass, root+" is not mounted; xmirror mounts it (holds CAP_SYS_ADMIN)"
+		return r
+	}
+	r.Status = Fail
+	r.Detail = fmt.Sprintf("%s (for pin path %s) is not on a bpf filesystem", dir, pinPath)
+	r.Fix = "mount -t bpf bpf " + root + " (systemd does at boot; a container needs -v /sys/fs/bpf:/sys/fs/bpf)"
+	if !underRoot {
+		r.Fix = "point pin_path into a mounted bpffs such as " + root
+	}
+	return r
+}

@@ -1,0 +1,64 @@
+package syscheck
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/xmirror/xmirror/source"
+	"github.com/xmirror/xmirror/xdp"
+)
+
+// RoleOptions are the parts of the configuration that change what a role needs.
+type RoleOptions struct {
+	// Interfaces: the lb's listener interfaces, the XDP collector's receive
+	// interfaces (the source attaches with TCX, where the driver does not matter).
+	Interfaces []string
+	XDPMode    string // auto | native | generic
+	PinPath    string // the lb's bpffs directory
+	// CollectXDP: the collector receives through XDP instead of a socket.
+	CollectXDP bool
+}
+
+// LBCaps are what `xmirror lb` (and the XDP collector) need: load programs and
+// maps (CAP_BPF), attach XDP and change links (CAP_NET_ADMIN), and pointer
+// arithmetic and helpers that verify only with CAP_PERFMON.
+var LBCaps = []Capability{CapBPF, CapNetAdmin, CapPerfmon}
+
+// SourceCaps add CAP_NET_RAW for the socket that sends the mirrored packets.
+var SourceCaps = []Capability{CapBPF, CapNetAdmin, CapPerfmon, CapNetRaw}
+
+// ForRole returns what role needs on this host.
+func ForRole(role string, o RoleOptions) (Requirements, error) {
+	req := Requirements{Role: role}
+	switch role {
+	case RoleSource:
+		spec, err := source.Spec()
+		if err != nil {
+			return req, fmt.Errorf("load the source's BPF object: %w", err)
+		}
+		req.Objects = []*ebpf.CollectionSpec{spec}
+		req.TCX = true
+		req.MinKernel, req.MinKernelWhy = Version{6, 6}, "TCX links"
+		req.Caps = SourceCaps
+	case RoleLB:
+		spec, err := xdp.Spec()
+		if err != nil {
+			return req, fmt.Errorf("load the load balancer's BPF object: %w", err)
+		}
+		req.Objects = []*ebpf.CollectionSpec{spec}
+		req.XDPInterfaces, req.XDPMode, req.PinPath = o.Interfaces, o.XDPMode, o.PinPath
+		req.MinKernel, req.MinKernelWhy = Version{5, 9}, "XDP links, bpf_jiffies64, devmap hash"
+		req.Caps = LBCaps
+	case RoleCollect:
+		req.MinKernel, req.MinKernelWhy = Version{3, 9}, "SO_REUSEPORT"
+		if o.CollectXDP {
+			req.XDPInterfaces, req.XDPMode = o.Interfaces, o.XDPMode
+			req.MinKernel, req.MinKernelWhy = Version{5, 9}, "XDP links"
+			req.Caps = LBCaps
+		}
+	default:
+		return req, fmt.Errorf("role %q is not one of source, lb, collect", role)
+	}
+	return req, nil
+}
