@@ -656,20 +656,23 @@ func mapsOf(m *lbMaps) map[string]*ebpf.Map {
 // Byte-order helpers: the BPF program compares raw network-order words, and
 // cilium/ebpf stores struct fields in host order.
 // csumDiffs are the one's complement differences (RFC 1624) that rewriting
-// the destination from vip:lport to addr:port adds to the IP header and UDP
-// checksums, in the byte order the BPF program loads them (port 0 keeps the
+// the destination from vip:lport to addr:port (and, in the IP header, the
+// TTL one lower) adds to the IP header and UDP checksums, in the byte order the BPF program loads them (port 0 keeps the
 // listener's). The data path adds them (lb_csum_add in bpf/lb_csum.h)
 // instead of recomputing per packet; the golden tests check the result
 // against checksums computed from scratch.
 func csumDiffs(vip netip.Addr, lport uint16, addr netip.Addr, port uint16) (ip, udp uint16) {
 	o, n := vip.As4(), addr.As4()
-	sum := uint32(^binary.BigEndian.Uint16(o[0:])) + uint32(^binary.BigEndian.Uint16(o[2:])) +
+	addrs := uint32(^binary.BigEndian.Uint16(o[0:])) + uint32(^binary.BigEndian.Uint16(o[2:])) +
 		uint32(binary.BigEndian.Uint16(n[0:])) + uint32(binary.BigEndian.Uint16(n[2:]))
-	ip = csumFold(sum)
+	// The TTL one lower: its word (TTL, protocol) loses 0x0100, which is
+	// adding the complement 0xfeff (LB_CSUM_TTL_INC in C undoes it).
+	ip = csumFold(addrs + 0xfeff)
+	ports := addrs
 	if port != 0 && port != lport {
-		sum += uint32(^lport) + uint32(port)
+		ports += uint32(^lport) + uint32(port)
 	}
-	return portToBE(ip), portToBE(csumFold(sum))
+	return portToBE(ip), portToBE(csumFold(ports))
 }
 
 func csumFold(s uint32) uint16 {

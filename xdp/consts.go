@@ -31,24 +31,33 @@ const (
 	hashSeedFrag = uint32(lbLbHashSeedLB_HASH_SEED_FRAG)
 )
 
-// Stat is a verdict reason: an index of the per-CPU counters (enum lb_stat).
+// Stat is an index of the per-CPU counters (enum lb_stat): a verdict (the
+// packet's fate, exactly one per packet) or an event (any number per packet).
 type Stat uint32
 
+// Verdicts.
 const (
 	StatTX              = Stat(lbLbStatLB_STAT_TX)
 	StatRedirect        = Stat(lbLbStatLB_STAT_REDIRECT)
 	StatPassNotListener = Stat(lbLbStatLB_STAT_PASS_NOT_LISTENER)
 	StatPassNoNeigh     = Stat(lbLbStatLB_STAT_PASS_NO_NEIGH)
+	StatPassMTU         = Stat(lbLbStatLB_STAT_PASS_MTU)
+	StatPassVLAN        = Stat(lbLbStatLB_STAT_PASS_VLAN)
 	StatDropACL         = Stat(lbLbStatLB_STAT_DROP_ACL)
 	StatDropNoBackend   = Stat(lbLbStatLB_STAT_DROP_NO_BACKEND)
 	StatDropNoRoute     = Stat(lbLbStatLB_STAT_DROP_NO_ROUTE)
 	StatDropMalformed   = Stat(lbLbStatLB_STAT_DROP_MALFORMED)
-	StatFragment        = Stat(lbLbStatLB_STAT_FRAGMENT)
-	StatCTHit           = Stat(lbLbStatLB_STAT_CT_HIT)
-	StatCTMiss          = Stat(lbLbStatLB_STAT_CT_MISS)
-	StatHashFallback    = Stat(lbLbStatLB_STAT_HASH_FALLBACK)
-	StatPassMTU         = Stat(lbLbStatLB_STAT_PASS_MTU)
-	statMax             = Stat(lbLbStatLB_STAT_MAX)
+	StatDropTTL         = Stat(lbLbStatLB_STAT_DROP_TTL)
+	statVerdicts        = Stat(lbLbStatLB_STAT_VERDICTS)
+)
+
+// Events.
+const (
+	StatFragment     = Stat(lbLbStatLB_STAT_FRAGMENT)
+	StatCTHit        = Stat(lbLbStatLB_STAT_CT_HIT)
+	StatCTMiss       = Stat(lbLbStatLB_STAT_CT_MISS)
+	StatHashFallback = Stat(lbLbStatLB_STAT_HASH_FALLBACK)
+	statMax          = Stat(lbLbStatLB_STAT_MAX)
 )
 
 // statNames are the metric label values of each Stat; an entry left empty
@@ -58,16 +67,22 @@ var statNames = [statMax]string{
 	StatRedirect:        "redirect",
 	StatPassNotListener: "pass_not_listener",
 	StatPassNoNeigh:     "pass_no_neigh",
+	StatPassMTU:         "pass_mtu",
+	StatPassVLAN:        "pass_vlan",
 	StatDropACL:         "drop_acl",
 	StatDropNoBackend:   "drop_no_backend",
 	StatDropNoRoute:     "drop_no_route",
 	StatDropMalformed:   "drop_malformed",
+	StatDropTTL:         "drop_ttl",
 	StatFragment:        "fragment",
 	StatCTHit:           "conntrack_hit",
 	StatCTMiss:          "conntrack_miss",
 	StatHashFallback:    "hash_fallback",
-	StatPassMTU:         "pass_mtu",
 }
+
+// Verdict reports whether s is a packet's fate (counted once per packet)
+// rather than an event.
+func (s Stat) Verdict() bool { return s < statVerdicts }
 
 // Stats lists every verdict reason in counter order.
 func Stats() []Stat {

@@ -13,6 +13,7 @@ func seedFrames(tb testing.TB) [][]byte {
 		vxlanFrame(tb, frameSpec{src: mirror, dst: vip, sport: 1, vlan: 7, ipOptions: true}),
 		vxlanFrame(tb, frameSpec{src: mirror, dst: vip, sport: 2, innerSrc: b1Addr, inDst: b2Addr, innerICMP: true}),
 		f1, f2, std[:50], std[:14],
+		withTTL(std, 1), withTTL(std, 2), shorten(std, 60),
 	}
 }
 
@@ -55,7 +56,16 @@ func FuzzDataPath(f *testing.F) {
 		if len(frame) < 14 {
 			return // BPF_PROG_TEST_RUN refuses these, as drivers never pass them
 		}
+		before := g.stats(t)
 		ret, out := g.run(t, frame)
+		after := g.stats(t)
+		var verdicts uint64
+		for st := range statVerdicts {
+			verdicts += after[st] - before[st]
+		}
+		if verdicts != 1 {
+			t.Fatalf("%d verdicts counted for one packet (%v)", verdicts, delta(before, after))
+		}
 		switch ret {
 		case 1, 2: // drop, pass
 		case 3:
@@ -65,6 +75,13 @@ func FuzzDataPath(f *testing.F) {
 			l3 := l3Offset(out)
 			if string(out[l3+12:l3+16]) != string(frame[l3+12:l3+16]) {
 				t.Fatalf("outer source changed")
+			}
+			ihl := int(frame[l3]&0xf) * 4
+			if checksum(frame[l3:l3+ihl]) != 0 || frame[l3+8] < 2 {
+				t.Fatalf("forwarded a header with a bad checksum or TTL %d", frame[l3+8])
+			}
+			if out[l3+8] != frame[l3+8]-1 || checksum(out[l3:l3+ihl]) != 0 {
+				t.Fatalf("TTL %d -> %d, checksum of the result %#x", frame[l3+8], out[l3+8], checksum(out[l3:l3+ihl]))
 			}
 			h, ok := FlowHash(frame, "inner-symmetric")
 			if !ok {

@@ -170,8 +170,8 @@ func checksum(parts ...[]byte) uint16 {
 }
 
 // expectForward is frame as the load balancer must send it to a backend:
-// next-hop MACs, destination address and port, and checksums recomputed in
-// full. fragment: the frame is an IP fragment (the UDP checksum is only
+// next-hop MACs, destination address and port, TTL one lower, and checksums
+// recomputed in full. fragment: the frame is an IP fragment (the UDP checksum is only
 // patched, since the datagram is not all here).
 func expectForward(frame []byte, dstMAC, srcMAC net.HardwareAddr, dst netip.Addr, port uint16) []byte {
 	out := append([]byte(nil), frame...)
@@ -181,6 +181,7 @@ func expectForward(frame []byte, dstMAC, srcMAC net.HardwareAddr, dst netip.Addr
 	ihl := int(out[l3]&0xf) * 4
 	d := dst.As4()
 	copy(out[l3+16:l3+20], d[:])
+	out[l3+8]--
 	out[l3+10], out[l3+11] = 0, 0
 	binary.BigEndian.PutUint16(out[l3+10:], checksum(out[l3:l3+ihl]))
 	fragOff := binary.BigEndian.Uint16(out[l3+6:]) & 0x1fff
@@ -203,6 +204,47 @@ func expectForward(frame []byte, dstMAC, srcMAC net.HardwareAddr, dst netip.Addr
 	pseudo[9] = 17
 	binary.BigEndian.PutUint16(pseudo[10:], uint16(ulen))
 	c := checksum(pseudo, out[u:u+ulen])
+	if c == 0 {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(out[u+6:], c)
+	return out
+}
+
+// withTTL is frame with its outer IPv4 TTL set to ttl and the header
+// checksum recomputed.
+func withTTL(frame []byte, ttl uint8) []byte {
+	out := append([]byte(nil), frame...)
+	l3 := l3Offset(out)
+	out[l3+8] = ttl
+	fixIPChecksum(out)
+	return out
+}
+
+// fixIPChecksum recomputes the outer IPv4 header checksum in place.
+func fixIPChecksum(frame []byte) {
+	l3 := l3Offset(frame)
+	ihl := int(frame[l3]&0xf) * 4
+	frame[l3+10], frame[l3+11] = 0, 0
+	binary.BigEndian.PutUint16(frame[l3+10:], checksum(frame[l3:l3+ihl]))
+}
+
+// shorten cuts a whole, unfragmented frame to n bytes and makes what is left
+// a well-formed datagram: IP and UDP lengths and both checksums fit the cut.
+func shorten(frame []byte, n int) []byte {
+	out := append([]byte(nil), frame[:n]...)
+	l3 := l3Offset(out)
+	ihl := int(out[l3]&0xf) * 4
+	binary.BigEndian.PutUint16(out[l3+2:], uint16(n-l3))
+	fixIPChecksum(out)
+	u := l3 + ihl
+	binary.BigEndian.PutUint16(out[u+4:], uint16(n-u))
+	out[u+6], out[u+7] = 0, 0
+	pseudo := make([]byte, 12)
+	copy(pseudo, out[l3+12:l3+20])
+	pseudo[9] = 17
+	binary.BigEndian.PutUint16(pseudo[10:], uint16(n-u))
+	c := checksum(pseudo, out[u:])
 	if c == 0 {
 		c = 0xffff
 	}

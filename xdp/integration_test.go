@@ -406,7 +406,13 @@ func TestIntegration(t *testing.T) {
 	waitLog(t, p, "reload failed", 1)
 	writeCfg("wrr", 3, 1)
 	metricsText := httpGet(t, lbh, "/metrics")
-	for _, want := range []string{`xmirror_lb_packets_total{reason="tx"}`, `xmirror_lb_backend_packets_total{backend="target-01",address="10.0.0.11"}`,
+	// Verdicts and events are separate metrics: summing packets_total over
+	// its reasons counts every packet once.
+	if strings.Contains(metricsText, `xmirror_lb_packets_total{reason="conntrack_hit"}`) {
+		t.Errorf("/metrics counts an event as a packet verdict")
+	}
+	for _, want := range []string{`xmirror_lb_packets_total{reason="tx"}`, `xmirror_lb_events_total{event="conntrack_miss"}`,
+		`xmirror_lb_backend_packets_total{backend="target-01",address="10.0.0.11"}`,
 		`xmirror_lb_backend_healthy{backend="target-02",address="10.0.0.12"} 1`, "xmirror_lb_reloads_total 3", "xmirror_lb_reload_errors_total 1"} {
 		if !strings.Contains(metricsText, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -64,7 +64,7 @@ type lbLbCpu struct {
 	_         structs.HostLayout
 	WrrCursor uint32
 	Pad       uint32
-	Stats     [13]uint64
+	Stats     [15]uint64
 	Nh        [64]struct {
 		_       structs.HostLayout
 		Daddr   uint32
@@ -140,16 +140,19 @@ const (
 	lbLbStatLB_STAT_REDIRECT          lbLbStat = 1
 	lbLbStatLB_STAT_PASS_NOT_LISTENER lbLbStat = 2
 	lbLbStatLB_STAT_PASS_NO_NEIGH     lbLbStat = 3
-	lbLbStatLB_STAT_DROP_ACL          lbLbStat = 4
-	lbLbStatLB_STAT_DROP_NO_BACKEND   lbLbStat = 5
-	lbLbStatLB_STAT_DROP_NO_ROUTE     lbLbStat = 6
-	lbLbStatLB_STAT_DROP_MALFORMED    lbLbStat = 7
-	lbLbStatLB_STAT_FRAGMENT          lbLbStat = 8
-	lbLbStatLB_STAT_CT_HIT            lbLbStat = 9
-	lbLbStatLB_STAT_CT_MISS           lbLbStat = 10
-	lbLbStatLB_STAT_HASH_FALLBACK     lbLbStat = 11
-	lbLbStatLB_STAT_PASS_MTU          lbLbStat = 12
-	lbLbStatLB_STAT_MAX               lbLbStat = 13
+	lbLbStatLB_STAT_PASS_MTU          lbLbStat = 4
+	lbLbStatLB_STAT_PASS_VLAN         lbLbStat = 5
+	lbLbStatLB_STAT_DROP_ACL          lbLbStat = 6
+	lbLbStatLB_STAT_DROP_NO_BACKEND   lbLbStat = 7
+	lbLbStatLB_STAT_DROP_NO_ROUTE     lbLbStat = 8
+	lbLbStatLB_STAT_DROP_MALFORMED    lbLbStat = 9
+	lbLbStatLB_STAT_DROP_TTL          lbLbStat = 10
+	lbLbStatLB_STAT_VERDICTS          lbLbStat = 11
+	lbLbStatLB_STAT_FRAGMENT          lbLbStat = 11
+	lbLbStatLB_STAT_CT_HIT            lbLbStat = 12
+	lbLbStatLB_STAT_CT_MISS           lbLbStat = 13
+	lbLbStatLB_STAT_HASH_FALLBACK     lbLbStat = 14
+	lbLbStatLB_STAT_MAX               lbLbStat = 15
 )
 
 type lbLbTraffic struct {

@@ -184,8 +184,15 @@ func (b *Balancer) RegisterMetrics(set *metrics.Set) {
 			return
 		}
 		metrics.WriteGaugeUint64(w, "xmirror_lb_up", 1)
+		// Verdicts sum to the packets seen; events are counted beside them
+		// (a fragment, a connection-table miss), so they get a metric of
+		// their own that no one adds to the packets by mistake.
 		for i, v := range st.Counters {
-			metrics.WriteCounterUint64(w, fmt.Sprintf(`xmirror_lb_packets_total{reason=%q}`, Stat(i).String()), v)
+			if Stat(i).Verdict() {
+				metrics.WriteCounterUint64(w, fmt.Sprintf(`xmirror_lb_packets_total{reason=%q}`, Stat(i).String()), v)
+			} else {
+				metrics.WriteCounterUint64(w, fmt.Sprintf(`xmirror_lb_events_total{event=%q}`, Stat(i).String()), v)
+			}
 		}
 		metrics.WriteGaugeUint64(w, "xmirror_lb_active_slot", uint64(st.Slot))
 		for _, be := range st.Backends {

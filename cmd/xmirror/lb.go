@@ -250,10 +250,18 @@ func runLBStatus(c *cli.Context) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%.0f\t%.0f\n", b.Name, addr, b.Weight, health, b.Packets, b.Bytes, pps, bps)
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "counters:")
-	for _, i := range xdp.Stats() {
-		d := float64(second.Counter(i)-min(first.Counter(i), second.Counter(i))) / secs
-		fmt.Fprintf(w, "  %-18s %12d  %10.0f/s\n", i, second.Counter(i), d)
+	for _, group := range []struct {
+		title    string
+		verdicts bool
+	}{{"verdicts (one per packet):", true}, {"events:", false}} {
+		fmt.Fprintln(w, group.title)
+		for _, i := range xdp.Stats() {
+			if i.Verdict() != group.verdicts {
+				continue
+			}
+			d := float64(second.Counter(i)-min(first.Counter(i), second.Counter(i))) / secs
+			fmt.Fprintf(w, "  %-18s %12d  %10.0f/s\n", i, second.Counter(i), d)
+		}
 	}
 	return nil
 }

@@ -99,21 +99,27 @@ enum lb_hash_seed {
 	LB_HASH_SEED_FRAG = 0x66726167, /* "frag" */
 };
 
-/* Indexes into lb_cpu.stats: one per verdict reason. */
+/* Indexes into lb_cpu.stats. The verdicts come first: every packet counts
+ * exactly one of them, so they sum to the packets seen. Events follow; a
+ * packet counts any number of them (none, or a fragment that missed the
+ * connection table, ...). */
 enum lb_stat {
 	LB_STAT_TX = 0,            /* forwarded with XDP_TX */
 	LB_STAT_REDIRECT,          /* forwarded with a devmap redirect */
 	LB_STAT_PASS_NOT_LISTENER, /* not for the VIP:port: kernel handles it */
 	LB_STAT_PASS_NO_NEIGH,     /* next hop unresolved: kernel forwards and resolves */
+	LB_STAT_PASS_MTU,          /* larger than the egress MTU: kernel fragments or answers */
+	LB_STAT_PASS_VLAN,         /* VLAN-tagged: the kernel's VLAN device handles it */
 	LB_STAT_DROP_ACL,          /* source outside the allowlist */
 	LB_STAT_DROP_NO_BACKEND,   /* no healthy backend with weight */
 	LB_STAT_DROP_NO_ROUTE,     /* fib lookup failed or the egress port is unknown */
-	LB_STAT_DROP_MALFORMED,    /* truncated or invalid Ethernet/VLAN/IPv4/UDP */
-	LB_STAT_FRAGMENT,          /* outer fragments forwarded by (src, dst, id) */
+	LB_STAT_DROP_MALFORMED,    /* truncated or invalid Ethernet/IPv4/UDP, bad IPv4 checksum */
+	LB_STAT_DROP_TTL,          /* TTL 1 or 0: it would expire on the way to the backend */
+	LB_STAT_VERDICTS,          /* the number of verdicts: events follow */
+	LB_STAT_FRAGMENT = LB_STAT_VERDICTS, /* outer fragments placed by (src, dst, id) */
 	LB_STAT_CT_HIT,            /* connection table hit (front cache or shared) */
 	LB_STAT_CT_MISS,           /* new (or expired, or moved) flow */
 	LB_STAT_HASH_FALLBACK,     /* inner headers cut short: hashed less of the flow */
-	LB_STAT_PASS_MTU,          /* larger than the egress MTU: kernel fragments or answers */
 	LB_STAT_MAX,
 };
 

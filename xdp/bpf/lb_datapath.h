@@ -330,13 +330,15 @@ static __always_inline int lb_pick(struct lb_cpu *pc, __u32 slot, struct lb_slot
 }
 
 /* lb_rewrite points the datagram (or fragment: udp is NULL past the first)
- * at the backend: destination address (and port), checksums updated in place
- * by the backend's precomputed differences (the destination was the VIP).
- * The mirror source stays the outer source. */
+ * at the backend: destination address (and port), TTL one lower, checksums
+ * updated in place by the backend's precomputed differences (the destination
+ * was the VIP; csum_ip includes the TTL's step). The mirror source stays the
+ * outer source. */
 static __always_inline void lb_rewrite(struct iphdr *ip, struct udphdr *udp, __be32 daddr, __be16 dport,
 				       __u16 csum_ip, __u16 csum_udp)
 {
 	ip->daddr = daddr;
+	ip->ttl -= 1;
 	ip->check = lb_csum_add(ip->check, csum_ip);
 	if (udp) {
 		__u16 check = udp->check;
@@ -349,6 +351,15 @@ static __always_inline void lb_rewrite(struct iphdr *ip, struct udphdr *udp, __b
 		if (dport)
 			udp->dest = dport;
 	}
+}
+
+/* lb_pass_rewritten hands a rewritten packet to the kernel, which forwards
+ * it (and lowers the TTL itself): the TTL goes back up. */
+static __always_inline int lb_pass_rewritten(struct lb_cpu *pc, struct iphdr *ip, __u32 reason)
+{
+	ip->ttl += 1;
+	ip->check = lb_csum_add(ip->check, LB_CSUM_TTL_INC);
+	return lb_verdict(pc, reason, XDP_PASS);
 }
 
 /* lb_send puts the next hop's addresses on the rewritten frame, counts it for
@@ -367,7 +378,7 @@ static __always_inline int lb_send(struct lb_cpu *pc, struct xdp_md *ctx, struct
 	/* A cached next hop skips the lookup's MTU check: do it here, or the
 	 * driver would drop the frame without a word. */
 	if (bpf_ntohs(ip->tot_len) > nh->mtu)
-		return lb_verdict(pc, LB_STAT_PASS_MTU, XDP_PASS);
+		return lb_pass_rewritten(pc, ip, LB_STAT_PASS_MTU);
 	lb_copy_mac(eth->h_dest, nh->dmac);
 	lb_copy_mac(eth->h_source, nh->smac);
 
@@ -420,10 +431,10 @@ static __always_inline int lb_forward(struct lb_cpu *pc, struct xdp_md *ctx, str
 		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 			/* The kernel forwards the rewritten packet and resolves the
 			 * neighbour; the control plane resolves backends up front. */
-			return lb_verdict(pc, LB_STAT_PASS_NO_NEIGH, XDP_PASS);
+			return lb_pass_rewritten(pc, ip, LB_STAT_PASS_NO_NEIGH);
 		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 			/* The kernel fragments it, or tells the source (DF). */
-			return lb_verdict(pc, LB_STAT_PASS_MTU, XDP_PASS);
+			return lb_pass_rewritten(pc, ip, LB_STAT_PASS_MTU);
 		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 			return lb_verdict(pc, LB_STAT_DROP_NO_ROUTE, XDP_DROP);
 		nh->daddr = b->addr;
@@ -468,25 +479,27 @@ static __always_inline int lb_forward_cached(struct lb_cpu *pc, struct xdp_md *c
 
 /* lb_parse_listener is the general parser, for every frame lb_plain_listener
  * does not vouch for: VLAN tags, IP options, fragments, other traffic and
- * malformed frames, each counted by what it is. Non-first fragments to the
- * VIP are placed and forwarded here. */
+ * malformed frames, each counted by what it is. Non-first
+ * fragments to the VIP are placed and forwarded here. */
 static __always_inline int lb_parse_listener(struct lb_cpu *pc, struct xdp_md *ctx, __u32 slot, struct lb_slot *cfg,
 					     struct iphdr **ipp, struct udphdr **udpp)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
 	struct udphdr *udp;
 	struct iphdr *ip;
-	__u32 id = 0, ihl;
-	__be16 proto;
-	void *l3;
+	__u32 id = 0, ihl, tot;
 
-	proto = lb_parse_eth(data, data_end, &l3);
-	if (!proto)
+	if ((void *)(eth + 1) > data_end)
 		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
-	if (proto != bpf_htons(ETH_P_IP))
+	/* The rule for VLANs: a tagged frame goes to the kernel, whose VLAN
+	 * device untags it; a listener on that device sees it untagged. */
+	if (eth->h_proto == bpf_htons(ETH_P_8021Q) || eth->h_proto == bpf_htons(ETH_P_8021AD))
+		return lb_verdict(pc, LB_STAT_PASS_VLAN, XDP_PASS);
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
 		return lb_verdict(pc, LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
-	ip = l3;
+	ip = (void *)(eth + 1);
 	if ((void *)(ip + 1) > data_end)
 		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
 	ihl = ip->ihl * 4;
@@ -494,12 +507,19 @@ static __always_inline int lb_parse_listener(struct lb_cpu *pc, struct xdp_md *c
 		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
 	if (cfg->vip == 0 || ip->daddr != cfg->vip || ip->protocol != IPPROTO_UDP)
 		return lb_verdict(pc, LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
+	/* a length past the frame's end or a bad checksum: forwarding it
+	 * would hand the backend what its kernel drops */
+	tot = bpf_ntohs(ip->tot_len);
+	if (tot < ihl || (void *)ip + tot > data_end || !lb_ipv4_csum_ok((__u32 *)ip, ihl / 4, data_end))
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
 
 	if (ip->frag_off & bpf_htons(LB_IP_OFFSET)) {
 		/* A non-first fragment to the VIP carries no port: it is taken
 		 * as listener traffic so that it follows its first fragment. */
 		if (!lb_acl_allows(cfg, slot, ip->saddr))
 			return lb_verdict(pc, LB_STAT_DROP_ACL, XDP_DROP);
+		if (ip->ttl <= 1)
+			return lb_verdict(pc, LB_STAT_DROP_TTL, XDP_DROP);
 		if (lb_pick_frag(pc, slot, cfg, ip, &id))
 			return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
 		return lb_forward(pc, ctx, ip, NULL, slot, cfg, id, lb_now(), NULL, 0);
@@ -510,6 +530,10 @@ static __always_inline int lb_parse_listener(struct lb_cpu *pc, struct xdp_md *c
 		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
 	if (udp->dest != cfg->port)
 		return lb_verdict(pc, LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
+	/* a whole datagram must fit its IP packet (a first fragment holds
+	 * only part of it) */
+	if (!(ip->frag_off & bpf_htons(LB_IP_MF)) && bpf_ntohs(udp->len) + ihl > tot)
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
 	*ipp = ip;
 	*udpp = udp;
 	return LB_CONTINUE;
@@ -545,6 +569,10 @@ static __always_inline int lb_process(struct xdp_md *ctx, const int cached)
 	}
 	if (!lb_acl_allows(cfg, slot, ip->saddr))
 		return lb_verdict(pc, LB_STAT_DROP_ACL, XDP_DROP);
+	/* The forward lowers the TTL: at 1 it would expire on the way, and a
+	 * loop of LBs listing each other would never end. */
+	if (ip->ttl <= 1)
+		return lb_verdict(pc, LB_STAT_DROP_TTL, XDP_DROP);
 	/* one clock read per packet: front cache, connection table, next hop */
 	now = lb_now();
 	if (ip->frag_off & bpf_htons(LB_IP_MF)) {

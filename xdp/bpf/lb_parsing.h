@@ -11,6 +11,7 @@
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
 #include "lb_hash.h"
+#include "lb_csum.h"
 
 #ifndef ETH_P_8021Q
 #define ETH_P_8021Q 0x8100
@@ -62,23 +63,33 @@ static __always_inline __be16 lb_parse_eth(void *data, void *data_end, void **l3
 #define LB_PLAIN_FRAG_PROTO_MASK 0xff00ff3fu /* protocol, MF and offset */
 #define LB_PLAIN_UDP 0x11000000u
 #define LB_PLAIN_TCP 0x06000000u
+#define LB_PLAIN_TTL_MASK 0x00ff0000u
+#define LB_PLAIN_TTL_1 0x00010000u
 #define LB_PLAIN_HLEN (ETH_HLEN + 20) /* Ethernet + IPv4 without options */
 
-/* lb_plain_listener vouches for the common case, a whole UDP datagram to
- * vip:port in an untagged frame without IP options, and sets the header
- * pointers. 0 = not vouched for (the general parser decides). */
+/* lb_plain_listener vouches for the common case, a whole, well-formed UDP
+ * datagram to vip:port with a TTL above 1, in an untagged frame without IP
+ * options, and sets the header pointers. 0 = not vouched for: the general
+ * parser decides, and counts what is wrong. */
 static __always_inline int lb_plain_listener(void *data, void *data_end, __be32 vip, __be16 port,
 					     struct iphdr **ipp, struct udphdr **udpp)
 {
 	struct udphdr *udp = data + LB_PLAIN_HLEN;
 	struct iphdr *ip = data + ETH_HLEN;
+	__u32 fpt, tot, ulen;
 
 	if ((void *)(udp + 1) > data_end)
 		return 0;
+	fpt = *(__u32 *)(data + 20);
 	if ((*(__u32 *)(data + 12) & LB_PLAIN_L2_MASK) != LB_PLAIN_L2_IPV4 ||
-	    (*(__u32 *)(data + 20) & LB_PLAIN_FRAG_PROTO_MASK) != LB_PLAIN_UDP)
+	    (fpt & LB_PLAIN_FRAG_PROTO_MASK) != LB_PLAIN_UDP)
 		return 0;
-	if (vip == 0 || ip->daddr != vip || udp->dest != port || bpf_ntohs(udp->len) < sizeof(*udp))
+	if (vip == 0 || ip->daddr != vip || udp->dest != port)
+		return 0;
+	tot = bpf_ntohs(ip->tot_len);
+	ulen = bpf_ntohs(udp->len);
+	if ((fpt & LB_PLAIN_TTL_MASK) <= LB_PLAIN_TTL_1 || (void *)ip + tot > data_end ||
+	    ulen < sizeof(*udp) || ulen + sizeof(*ip) > tot || !lb_ipv4_csum_ok20((__u32 *)ip))
 		return 0;
 	*ipp = ip;
 	*udpp = udp;
