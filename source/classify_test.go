@@ -2,6 +2,7 @@ package source
 
 import (
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 	"testing"
@@ -19,16 +20,17 @@ import (
 // lo, ifindex 1). Sources named anything else get ifindex 1000+.
 func testSource(t testing.TB, cfg *config.Config) *Source {
 	t.Helper()
-	return loadTestSource(t, cfg, datapathKernel, Options{RecordDecision: true})
+	return loadTestSource(t, cfg, sourceXmDatapathXM_DATAPATH_KERNEL, Options{RecordDecision: true})
 }
 
 // loadTestSource loads the programs for datapath
 // with cfg compiled for lo, without attaching them or starting a sender.
-func loadTestSource(t testing.TB, cfg *config.Config, datapath uint32, opts Options) *Source {
+func loadTestSource(t testing.TB, cfg *config.Config, datapath sourceXmDatapath, opts Options) *Source {
 	t.Helper()
 	labtest.RequireRoot(t)
-	s := &Source{links: map[uint32][2]link.Link{}, ids: map[string]uint16{}, noAttach: true, mark: config.DefaultMark, datapath: datapath}
-	if err := s.load(opts); err != nil {
+	s := &Source{links: map[uint32][2]link.Link{}, ids: map[string]uint16{}, noAttach: true, mark: config.DefaultMark,
+		dp: programsOnly{datapath}}
+	if err := s.load(opts.RecordDecision, opts.MaxDelay); err != nil {
 		t.Fatalf("load: %v", err)
 	}
 	t.Cleanup(func() { s.Close() })
@@ -45,6 +47,21 @@ func loadTestSource(t testing.TB, cfg *config.Config, datapath uint32, opts Opti
 	s.cfg = cfg
 	return s
 }
+
+// programsOnly stands in for a datapath in tests of the programs alone: it
+// sets the datapath the programs switch on, and sends nothing.
+type programsOnly struct{ kind sourceXmDatapath }
+
+func (p programsOnly) name() string { return "programs only" }
+func (p programsOnly) fill(st *sourceState) {
+	st.Datapath = p.kind
+	pr := localPortRange()
+	st.PortMin, st.PortRange = pr.min, pr.span
+}
+func (p programsOnly) running(*Program)          {}
+func (p programsOnly) errors(uint16, int) uint64 { return 0 }
+func (p programsOnly) writeMetrics(w io.Writer)  {}
+func (p programsOnly) close() error              { return nil }
 
 func fakeResolved(cfg *config.Config) *Resolved {
 	res := &Resolved{Ifindex: map[string]int{}, Local: map[string]netip.Addr{}, Target: map[string]netip.Addr{}, PathMTU: map[string]int{}}

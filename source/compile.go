@@ -10,32 +10,39 @@ import (
 	"github.com/xmirror/xmirror/config"
 )
 
-// Limits of the data path. Keep in sync with bpf/consts.h.
+// Limits of the data path: the sizes of its maps (bpf/consts.h;
+// TestContract checks them against the compiled maps).
 const (
 	MaxRules    = 8192 // per direction, over all sessions and interfaces
 	MaxSessions = 256
 	MaxIfaces   = 64
 	MaxTargets  = 256
+)
 
-	dirIn  = 0
-	dirOut = 1
+// Values shared with the programs, generated from bpf/consts.h.
+const (
+	dirIn  = int(sourceXmDirXM_DIR_IN)
+	dirOut = int(sourceXmDirXM_DIR_OUT)
 
-	actionAccept = 1
-	actionReject = 2
+	actionAccept = uint8(sourceXmActionXM_ACTION_ACCEPT)
+	actionReject = uint8(sourceXmActionXM_ACTION_REJECT)
 
-	ruleAnyProto = 0x1
-	rulePorts    = 0x2
+	ruleAnyProto = uint8(sourceXmRuleFlagXM_RULE_ANY_PROTO)
+	rulePorts    = uint8(sourceXmRuleFlagXM_RULE_PORTS)
 
-	ifReplica = 0x1
+	ifReplica = uint32(sourceXmIfFlagXM_IF_REPLICA)
 
 	// The clone's mark carries the source ifindex in 16 bits.
-	markIfindexMax = 0xffff
-	markMagic      = 0xB0000000
-	markMagicMask  = 0xF8000000
+	markIfindexMax = int(sourceXmMarkXM_MARK_IF_MASK)
+	markMagic      = uint32(sourceXmMarkXM_MARK_MAGIC)
+	markMagicMask  = uint32(sourceXmMarkXM_MARK_MAGIC_MASK)
 
-	hashSymmetric   = 0
-	hashDirectional = 1
+	hashSymmetric   = uint8(sourceXmHashModeXM_HASH_SYMMETRIC)
+	hashDirectional = uint8(sourceXmHashModeXM_HASH_DIRECTIONAL)
+)
 
+// Of the kernel's vxlan driver.
+const (
 	// vxlanOverhead is what the vxlan driver adds in front of a frame and
 	// checks against the route MTU (VXLAN_HEADROOM: outer Ethernet, IPv4, UDP,
 	// VXLAN), so a clone of at most MTU - 50 bytes is never refused or
@@ -85,7 +92,7 @@ func compile(cfg *config.Config, res *Resolved, ids map[string]uint16) (*Program
 	for i := range cfg.Filters {
 		filters[cfg.Filters[i].Name] = &cfg.Filters[i]
 	}
-	hashMode := uint8(hashSymmetric)
+	hashMode := hashSymmetric
 	if cfg.Source != nil && cfg.Source.Hash == config.HashDirectional {
 		hashMode = hashDirectional
 	}
@@ -122,25 +129,8 @@ func compile(cfg *config.Config, res *Resolved, ids map[string]uint16) (*Program
 			p.Targets = append(p.Targets, target)
 		}
 		for _, ifname := range s.Sources {
-			ifindex, ok := res.Ifindex[ifname]
-			if !ok {
-				return nil, fmt.Errorf("session %s: unknown interface %q", s.Name, ifname)
-			}
-			local := res.Local[ifname]
-			if !local.Is4() {
-				return nil, fmt.Errorf("session %s: interface %s has no IPv4 address for the outer header", s.Name, ifname)
-			}
-			ifc := sourceIface{Local: addrWord(local)}
-			if off, ok := res.Offloads[ifname]; ok && off.softTx() {
-				ifc.Flags |= ifReplica
-			}
-			p.Ifaces[uint32(ifindex)] = ifc
-			p.IfNames[uint32(ifindex)] = ifname
-			p.Offloads[uint32(ifindex)] = res.Offloads[ifname]
-			for dir, rules := range [2][]config.Rule{f.Inbound, f.Outbound} {
-				if err := p.appendBlock(dir, uint32(ifindex), id, rules); err != nil {
-					return nil, fmt.Errorf("session %s: %w", s.Name, err)
-				}
+			if err := p.addSource(res, ifname, id, f); err != nil {
+				return nil, fmt.Errorf("session %s: %w", s.Name, err)
 			}
 		}
 	}
@@ -151,6 +141,32 @@ func compile(cfg *config.Config, res *Resolved, ids map[string]uint16) (*Program
 		return nil, fmt.Errorf("%d targets, at most %d", len(p.Targets), MaxTargets)
 	}
 	return p, nil
+}
+
+// addSource adds source interface ifname of session id, with filter f's
+// rules for it.
+func (p *Program) addSource(res *Resolved, ifname string, id uint16, f *config.Filter) error {
+	ifindex, ok := res.Ifindex[ifname]
+	if !ok {
+		return fmt.Errorf("unknown interface %q", ifname)
+	}
+	local := res.Local[ifname]
+	if !local.Is4() {
+		return fmt.Errorf("interface %s has no IPv4 address for the outer header", ifname)
+	}
+	ifc := sourceIface{Local: addrWord(local)}
+	if off, ok := res.Offloads[ifname]; ok && off.softTx() {
+		ifc.Flags |= ifReplica
+	}
+	p.Ifaces[uint32(ifindex)] = ifc
+	p.IfNames[uint32(ifindex)] = ifname
+	p.Offloads[uint32(ifindex)] = res.Offloads[ifname]
+	for dir, rules := range [2][]config.Rule{f.Inbound, f.Outbound} {
+		if err := p.appendBlock(dir, uint32(ifindex), id, rules); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // enabledSessions returns the enabled sessions by priority; equal priorities

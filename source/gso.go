@@ -2,7 +2,6 @@ package source
 
 import (
 	"encoding/binary"
-	"fmt"
 	"sync/atomic"
 	"unsafe"
 
@@ -35,33 +34,10 @@ const (
 	vnetNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
 	vnetGSOUDPL4  = 5 // VIRTIO_NET_HDR_GSO_UDP_L4
 
-	// Offsets in the frame the sender writes: Ethernet, IPv4 without
-	// options, UDP.
-	ethLen     = 14
-	ipUDPLen   = 28
-	udpCsumOff = 6
-
-	maxIPLen = 0xffff
 	// maxRunSegs is UDP_MAX_SEGMENTS: the kernel refuses (EINVAL) a
 	// virtio-net header asking for more segments.
 	maxRunSegs = 128
 )
-
-// gsoSocket is an AF_PACKET socket for whole Ethernet frames whose packets
-// carry mark and start with a virtio-net header, which is how a packet asks
-// for segmentation offload (the kernel reads that header only on a socket of
-// type SOCK_RAW). It is never bound, so it receives nothing.
-func gsoSocket(mark uint32) (int, error) {
-	fd, err := markedSocket("packet socket", unix.AF_PACKET, unix.SOCK_RAW, 0, mark)
-	if err != nil {
-		return -1, err
-	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("packet socket: set PACKET_VNET_HDR: %w", err)
-	}
-	return fd, nil
-}
 
 // What a record holds, as far as the order of packets goes.
 const (
@@ -114,7 +90,7 @@ type runs struct {
 func (g *runs) admit(b *batch, i int) {
 	pkt := b.pkts[i]
 	seg := len(pkt) - ipUDPLen
-	dir, kind := b.keys[i]&1, recordKind(pkt[outerLen:])
+	dir, kind := b.keys[i]&1, recordKind(innerFrame(pkt))
 	g.next[i] = -1
 	joined := false
 	for k := 0; k < g.n; k++ {
@@ -162,11 +138,9 @@ func blocks(r *run, dir, kind int) bool {
 // the inner flow, so different flows may share it: they are kept in order
 // as one).
 func sameFlow(b *batch, i, j int) bool {
-	// Words, not bytes.Equal, and the next hop's pointer before its
-	// address: this runs for every record and open run.
-	p, q := b.pkts[i][12:24], b.pkts[j][12:24]
-	return binary.NativeEndian.Uint64(p) == binary.NativeEndian.Uint64(q) &&
-		binary.NativeEndian.Uint32(p[8:]) == binary.NativeEndian.Uint32(q[8:]) &&
+	// The next hop's pointer before its address: this runs for every
+	// record and open run.
+	return sameOuterFlow(b.pkts[i], b.pkts[j]) &&
 		(b.runs.eths[i] == b.runs.eths[j] || b.lls[i] == b.lls[j])
 }
 
@@ -205,7 +179,7 @@ func recordKind(f []byte) int {
 
 // send sends the records of b, a run per packet, and empties b; a run the
 // kernel refuses counts in errs once per record.
-func (g *runs) send(fd int, b *batch, errs *[MaxSessions * 2]atomic.Uint64) {
+func (g *runs) send(fd int, b *batch, errs *sendErrors) {
 	m := g.build(b)
 	sendMessages(fd, b.msgs[:m], func(i int) {
 		for k := g.list[g.order[i]].head; k >= 0; k = g.next[k] {
@@ -268,32 +242,14 @@ func (g *runs) packet(b *batch, r *run, m, v int) int {
 		v++
 	}
 	if r.tail != r.head {
-		binary.BigEndian.PutUint16(hdr[2:], uint16(r.total))
-		udpLen := uint16(r.total - 20)
-		binary.BigEndian.PutUint16(hdr[24:], udpLen)
-		// A partial checksum: the pseudo-header's sum, which the kernel
-		// (or the NIC) completes for each segment.
-		binary.BigEndian.PutUint16(hdr[26:], pseudoHeaderSum(hdr[12:20], udpLen))
+		resizeOuter(hdr[:], r.total)
 		h[0] = vnetNeedsCsum
 		h[1] = vnetGSOUDPL4
-		binary.LittleEndian.PutUint16(h[2:], ethLen+ipUDPLen) // headers
-		binary.LittleEndian.PutUint16(h[4:], uint16(r.seg))   // segment payload
-		binary.LittleEndian.PutUint16(h[6:], ethLen+20)       // checksum start: UDP
+		binary.LittleEndian.PutUint16(h[2:], uint16(ethLen+ipUDPLen)) // headers
+		binary.LittleEndian.PutUint16(h[4:], uint16(r.seg))           // segment payload
+		binary.LittleEndian.PutUint16(h[6:], uint16(ethLen+20))       // checksum start: UDP
 		binary.LittleEndian.PutUint16(h[8:], udpCsumOff)
 	}
-	binary.BigEndian.PutUint16(hdr[10:], ipv4Checksum(hdr[:20]))
+	setIPv4Checksum(hdr[:])
 	return v
-}
-
-// pseudoHeaderSum is the folded one's-complement sum of the IPv4 UDP
-// pseudo-header (addrs: source and destination address) for a UDP length.
-func pseudoHeaderSum(addrs []byte, udpLen uint16) uint16 {
-	sum := uint32(unix.IPPROTO_UDP) + uint32(udpLen)
-	for i := 0; i+1 < len(addrs); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(addrs[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return uint16(sum)
 }

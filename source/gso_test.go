@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"unsafe"
 
@@ -245,7 +244,7 @@ func checkMessage(t *testing.T, raw []byte, hop *nextHop, want [][]byte) {
 		return
 	}
 	seg := len(want[0]) - ipUDPLen
-	wantVnet := []byte{vnetNeedsCsum, vnetGSOUDPL4, ethLen + ipUDPLen, 0, byte(seg), byte(seg >> 8), ethLen + 20, 0, udpCsumOff, 0}
+	wantVnet := []byte{vnetNeedsCsum, vnetGSOUDPL4, byte(ethLen + ipUDPLen), 0, byte(seg), byte(seg >> 8), byte(ethLen + 20), 0, udpCsumOff, 0}
 	if !bytes.Equal(vnet, wantVnet) {
 		t.Errorf("virtio-net header % x, want % x", vnet, wantVnet)
 	}
@@ -362,7 +361,7 @@ func TestRunsRefused(t *testing.T) {
 		bt.runs.admit(bt, i)
 		bt.n++
 	}
-	var errs [MaxSessions * 2]atomic.Uint64
+	var errs sendErrors
 	bt.runs.send(-1, bt, &errs) // every send fails: not a socket
 	if errs[2].Load() != 3 || errs[5].Load() != 1 || bt.n != 0 || bt.runs.sent.Load() != 3 {
 		t.Errorf("errors %d (key 2) and %d (key 5), batch %d, sent %d; want 3, 1, 0, 3 packets", errs[2].Load(), errs[5].Load(), bt.n, bt.runs.sent.Load())

@@ -179,9 +179,9 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 	res.Retransmits = rep.Retransmits
 	if s != nil {
 		res.Mirrored, res.Errors = mirrorTotals(s)
-		if s.ring != nil {
-			res.Sends = s.ring.sends()
-			res.SendErrors = s.ring.sendErrors()
+		if r, ok := s.dp.(*ringPath); ok {
+			res.Sends = r.sends()
+			res.SendErrors = r.errs.total()
 		}
 	}
 	return res, nil

@@ -1,11 +1,10 @@
 package source
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -17,13 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xmirror/xmirror/internal/ringbuf"
-)
-
-// ringRecHeader is sizeof(struct ring_rec); outerLen is XM_OUTER_LEN (outer
-// IPv4 + UDP + VXLAN). Keep in sync with bpf/structs.h and bpf/consts.h.
-const (
-	ringRecHeader = int(unsafe.Sizeof(sourceRingRec{}))
-	outerLen      = 36
 )
 
 // Batching of the ring datapath. The program wakes the reader only when the
@@ -63,30 +55,18 @@ func idleLooks(delay time.Duration) int {
 	return max(int(ringIdleAfter/delay), 2)
 }
 
-// errRecord is a ring record that does not hold a valid packet.
-var errRecord = errors.New("malformed ring record")
-
-// hopRefresh is how long a resolved next hop is used before it is looked up
-// again (route, link, neighbour); hopRetry is the same for a target whose
-// neighbour is not resolved yet: the raw socket's first packet makes the
-// kernel resolve it, which takes a round trip, and until the next lookup
-// every packet pays for the raw socket.
-var (
-	hopRefresh = time.Second
-	hopRetry   = 50 * time.Millisecond
-)
-
-// ringSender reads the records of datapath ring, each an outer IPv4 packet
-// built by the program, and sends them in batches. A packet whose next hop
-// is a resolved neighbour on an Ethernet interface goes out through an
+// ringPath is datapath ring: it reads the records of the ring buffer
+// (internal/ringbuf), each an outer IPv4 packet built by the program, and sends
+// them in batches (batch.go). A packet whose next hop is a resolved
+// neighbour on an Ethernet interface (nexthop.go) goes out through an
 // AF_PACKET socket straight to that interface, a flow's runs as one UDP GSO
 // packet each (gso.go; without PACKET_VNET_HDR, one datagram per packet and
 // the kernel adds the Ethernet header): cheaper than the raw IPv4 socket,
 // which routes each packet and passes it through netfilter and the
-// neighbour layer (BenchmarkSendPath). Everything else, and the first packets to a target
-// whose neighbour is not resolved yet, take the raw socket, which makes the
-// kernel resolve it. Both sockets carry the tunnel mark.
-type ringSender struct {
+// neighbour layer (BenchmarkSendPath). Everything else, and the first
+// packets to a target whose neighbour is not resolved yet, take the raw
+// socket, which makes the kernel resolve it (sockets.go).
+type ringPath struct {
 	rd   *ringbuf.Reader
 	fd   int // raw IPv4 socket
 	pfd  int // AF_PACKET socket, -1 without one
@@ -98,11 +78,12 @@ type ringSender struct {
 	// packets stay in the ring until they are sent (see add).
 	rawB, linkB       batch
 	rawSent, linkSent atomic.Uint64
+	ports             portRange
 	idle              *ebpf.Variable // ring_idle in the program's memory
 	// fence orders the store of ring_idle before the look at the ring
 	// (a locked instruction), as the program's submit does on its side.
 	fence atomic.Int32
-	errs  [MaxSessions * 2]atomic.Uint64
+	errs  sendErrors
 	bad   atomic.Uint64 // malformed records (never expected)
 	wg    sync.WaitGroup
 	// send sends and empties a batch (sendBatch; tests replace it).
@@ -114,23 +95,14 @@ type ringSender struct {
 	lookup func(dst [4]byte) *nextHop
 }
 
-// nextHop is where packets to one target go at the link layer.
-type nextHop struct {
-	ll   unix.RawSockaddrLinklayer
-	eth  [ethLen]byte // the Ethernet header, for the GSO socket
-	ok   bool         // resolved: use the AF_PACKET socket
-	kick bool         // the neighbour is stale: send one packet through the raw socket so the kernel revalidates it
-	at   time.Time    // when it was looked up
-}
-
-// startRing opens the raw socket (in the caller's network namespace) and the
+// startRing opens the sockets (in the caller's network namespace) and the
 // ring reader and starts the sending goroutine.
-func (s *Source) startRing() (err error) {
-	r := &ringSender{pfd: -1, mark: s.mark, hops: map[[4]byte]*nextHop{}, priority: s.priority,
-		tick: s.maxDelay, idleLooks: idleLooks(s.maxDelay)}
-	r.fd, err = rawSocket(s.mark)
+func startRing(objs *sourceObjects, mark uint32, priority string, maxDelay time.Duration) (_ datapath, err error) {
+	r := &ringPath{pfd: -1, mark: mark, hops: map[[4]byte]*nextHop{}, priority: priority,
+		tick: maxDelay, idleLooks: idleLooks(maxDelay), ports: localPortRange()}
+	r.fd, err = rawSocket(mark)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -140,12 +112,12 @@ func (s *Source) startRing() (err error) {
 	r.linkB.link = true
 	// Without an AF_PACKET socket or a netlink handle every packet takes the
 	// raw socket: slower, not wrong.
-	fd, err := gsoSocket(s.mark)
+	fd, err := gsoSocket(mark)
 	if err == nil {
 		r.linkB.runs = &runs{}
 	} else {
 		slog.Warn("ring datapath: no segmentation offload, one send per packet", "err", err)
-		fd, err = packetSocket(s.mark)
+		fd, err = packetSocket(mark)
 	}
 	if err == nil {
 		r.pfd = fd
@@ -157,10 +129,10 @@ func (s *Source) startRing() (err error) {
 	} else {
 		slog.Warn("ring datapath: no AF_PACKET socket, sending through the raw socket only", "err", err)
 	}
-	r.idle = s.objs.RingIdle
-	r.rd, err = ringbuf.New(s.objs.XmRing)
+	r.idle = objs.RingIdle
+	r.rd, err = ringbuf.New(objs.XmRing)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.send = func(b *batch) {
 		switch {
@@ -172,41 +144,31 @@ func (s *Source) startRing() (err error) {
 			sendBatch(r.fd, b, &r.errs)
 		}
 	}
-	s.ring = r
 	r.wg.Add(1)
 	go r.run()
-	return nil
+	return r, nil
 }
 
-// rawSocket is a raw IPv4 socket (the packets carry their own IPv4 header)
-// whose packets carry mark, so the source programs do not mirror them.
-func rawSocket(mark uint32) (int, error) {
-	return markedSocket("raw socket", unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW, mark)
+func (r *ringPath) name() string { return DatapathRing }
+
+func (r *ringPath) fill(st *sourceState) {
+	st.Datapath = sourceXmDatapathXM_DATAPATH_RING
+	st.PortMin, st.PortRange = r.ports.min, r.ports.span
 }
 
-// packetSocket is an AF_PACKET datagram socket for IPv4 (the kernel builds
-// the link-layer header from the destination address) whose packets carry
-// mark. It is never bound, so it receives nothing.
-func packetSocket(mark uint32) (int, error) {
-	return markedSocket("packet socket", unix.AF_PACKET, unix.SOCK_DGRAM, 0, mark)
+func (r *ringPath) running(*Program) {}
+
+func (r *ringPath) errors(id uint16, dir int) uint64 { return r.errs.of(id, dir) }
+
+func (r *ringPath) writeMetrics(w io.Writer) {
+	fmt.Fprintf(w, "# HELP xmirror_source_ring_sent_packets_total Packets the ring datapath handed to a socket: packet (AF_PACKET, next hop resolved) or raw (raw IPv4).\n# TYPE xmirror_source_ring_sent_packets_total counter\n")
+	fmt.Fprintf(w, "xmirror_source_ring_sent_packets_total{socket=\"packet\"} %d\n", r.linkSent.Load())
+	fmt.Fprintf(w, "xmirror_source_ring_sent_packets_total{socket=\"raw\"} %d\n", r.rawSent.Load())
+	fmt.Fprintf(w, "# HELP xmirror_source_ring_sends_total Packets the ring datapath handed to the kernel: a run of mirrored packets sent as one segmentation-offload packet counts once.\n# TYPE xmirror_source_ring_sends_total counter\n")
+	fmt.Fprintf(w, "xmirror_source_ring_sends_total %d\n", r.sends())
 }
 
-// markedSocket opens a sending socket whose packets carry mark, with a 4 MiB
-// send buffer for batches.
-func markedSocket(what string, domain, typ, proto int, mark uint32) (int, error) {
-	fd, err := unix.Socket(domain, typ|unix.SOCK_CLOEXEC, proto)
-	if err != nil {
-		return -1, fmt.Errorf("%s: %w", what, err)
-	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(mark)); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("%s: set SO_MARK: %w", what, err)
-	}
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
-	return fd, nil
-}
-
-func (r *ringSender) closeSockets() {
+func (r *ringPath) closeSockets() {
 	unix.Close(r.fd)
 	if r.pfd >= 0 {
 		unix.Close(r.pfd)
@@ -216,7 +178,7 @@ func (r *ringSender) closeSockets() {
 	}
 }
 
-func (r *ringSender) run() {
+func (r *ringPath) run() {
 	defer r.wg.Done()
 	defer senderThread(r.priority)()
 	empty := 0
@@ -253,7 +215,7 @@ func (r *ringSender) run() {
 	}
 }
 
-func (r *ringSender) setIdle(v uint32) {
+func (r *ringPath) setIdle(v uint32) {
 	if err := r.idle.Set(v); err != nil {
 		slog.Warn("set ring_idle", "err", err)
 	}
@@ -262,7 +224,7 @@ func (r *ringSender) setIdle(v uint32) {
 // drain takes every record in the ring and sends them, batchSize per
 // system call, and gives their space back to the programs. It returns the
 // number of records taken.
-func (r *ringSender) drain() int {
+func (r *ringPath) drain() int {
 	n := 0
 	r.now = time.Now()
 	for {
@@ -290,7 +252,7 @@ func (r *ringSender) drain() int {
 // sendAndRelease sends b and, once no batch holds packets in the ring, gives
 // the space of the records read so far back to the programs (a drain under
 // sustained traffic may go on for long).
-func (r *ringSender) sendAndRelease(b *batch) {
+func (r *ringPath) sendAndRelease(b *batch) {
 	r.send(b)
 	if r.linkB.n == 0 || r.linkB.runs == nil {
 		r.rd.Release()
@@ -303,7 +265,7 @@ func (r *ringSender) sendAndRelease(b *batch) {
 // GSO socket are sent from the ring, where the program wrote them; the
 // other paths change the packet or may wait behind a release, so they get a
 // copy.
-func (r *ringSender) add(rec []byte) {
+func (r *ringPath) add(rec []byte) {
 	pkt, key, dst, err := parseRingRecord(rec)
 	if err != nil {
 		r.bad.Add(1)
@@ -332,7 +294,7 @@ func (r *ringSender) add(rec []byte) {
 			b.runs.admit(b, i)
 		} else {
 			// The raw socket fills in the IPv4 checksum; here we do.
-			binary.BigEndian.PutUint16(pkt[10:], ipv4Checksum(pkt[:20]))
+			setIPv4Checksum(pkt)
 		}
 		r.linkSent.Add(1)
 	} else {
@@ -345,141 +307,44 @@ func (r *ringSender) add(rec []byte) {
 	}
 }
 
-// hop returns the link-layer next hop for dst, nil when the packet has to
-// take the raw socket.
-func (r *ringSender) hop(dst [4]byte) *nextHop {
-	if r.pfd < 0 || r.lookup == nil {
-		return nil
-	}
-	h := r.hops[dst]
-	if h == nil || r.now.Sub(h.at) > hopRefresh || (!h.ok && r.now.Sub(h.at) > hopRetry) {
-		h = r.lookup(dst)
-		r.hops[dst] = h
-	}
-	if !h.ok {
-		return nil
-	}
-	if h.kick {
-		h.kick = false
-		return nil
-	}
-	return h
-}
+// errRecord is a ring record that does not hold a valid packet.
+var errRecord = errors.New("malformed ring record")
 
-// resolve looks up the route to dst (with the tunnel mark, as the raw socket
-// would), its interface and the neighbour entry of the next hop.
-func (r *ringSender) resolve(dst [4]byte) *nextHop {
-	h := &nextHop{at: r.now}
-	ip := net.IP(dst[:])
-	routes, err := r.nl.RouteGetWithOptions(ip, &netlink.RouteGetOptions{Mark: r.mark})
-	if err != nil || len(routes) == 0 || routes[0].LinkIndex <= 0 ||
-		(routes[0].Type != 0 && routes[0].Type != unix.RTN_UNICAST) {
-		return h
-	}
-	rt := routes[0]
-	nh := ip
-	if rt.Gw != nil {
-		nh = rt.Gw
-	}
-	link, err := r.nl.LinkByIndex(rt.LinkIndex)
-	if err != nil || link.Attrs().EncapType != "ether" || len(link.Attrs().HardwareAddr) != 6 {
-		return h
-	}
-	neighs, err := r.nl.NeighList(rt.LinkIndex, netlink.FAMILY_V4)
-	if err != nil {
-		return h
-	}
-	for _, n := range neighs {
-		if !n.IP.Equal(nh) || len(n.HardwareAddr) != 6 {
-			continue
-		}
-		switch {
-		case n.State&(netlink.NUD_REACHABLE|netlink.NUD_PERMANENT) != 0:
-		case n.State&(netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE) != 0:
-			h.kick = true
-		default:
-			continue
-		}
-		h.ll = unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(unix.ETH_P_IP), Ifindex: int32(rt.LinkIndex), Halen: 6}
-		copy(h.ll.Addr[:], n.HardwareAddr)
-		copy(h.eth[0:], n.HardwareAddr)
-		copy(h.eth[6:], link.Attrs().HardwareAddr)
-		binary.BigEndian.PutUint16(h.eth[12:], unix.ETH_P_IP)
-		h.ok = true
-		break
-	}
-	return h
-}
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
-
-// ipv4Checksum is the checksum of an IPv4 header whose checksum field is
-// zero or already set (it is skipped).
-func ipv4Checksum(h []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(h); i += 2 {
-		if i != 10 {
-			sum += uint32(binary.BigEndian.Uint16(h[i:]))
-		}
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
-}
+// ringRecLen is sizeof(struct ring_rec), the header of every record.
+const ringRecLen = int(unsafe.Sizeof(sourceRingRec{}))
 
 // parseRingRecord checks a ring record and returns its outer packet, its
 // counter key (session * 2 + direction) and the packet's destination.
 func parseRingRecord(raw []byte) (pkt []byte, key int, dst [4]byte, err error) {
-	if len(raw) < ringRecHeader {
+	if len(raw) < ringRecLen {
 		return nil, 0, dst, errRecord
 	}
-	n := int(binary.NativeEndian.Uint32(raw[0:]))
-	session := int(binary.NativeEndian.Uint16(raw[4:]))
-	dir := int(raw[6])
-	if n < outerLen+14 || n > len(raw)-ringRecHeader || session >= MaxSessions || dir > 1 {
+	// Records start 8-byte aligned in the ring (and in the tests' buffers).
+	h := (*sourceRingRec)(unsafe.Pointer(&raw[0]))
+	n := int(h.Pktlen)
+	if n > len(raw)-ringRecLen || int(h.Session) >= MaxSessions || h.Dir > 1 {
 		return nil, 0, dst, errRecord
 	}
-	pkt = raw[ringRecHeader : ringRecHeader+n]
-	// IPv4 without options, UDP, total length as recorded.
-	if pkt[0] != 0x45 || pkt[9] != unix.IPPROTO_UDP || int(binary.BigEndian.Uint16(pkt[2:])) != n {
+	pkt = raw[ringRecLen : ringRecLen+n]
+	if !outerOK(pkt) {
 		return nil, 0, dst, errRecord
 	}
-	copy(dst[:], pkt[16:20])
-	return pkt, session*2 + dir, dst, nil
+	return pkt, int(h.Session)*2 + int(h.Dir), outerDst(pkt), nil
 }
 
 // sends is the number of packets handed to the kernel: one per packet on
 // the raw socket, one per run on the GSO socket.
-func (r *ringSender) sends() uint64 {
+func (r *ringPath) sends() uint64 {
 	if r.linkB.runs == nil {
 		return r.rawSent.Load() + r.linkSent.Load()
 	}
 	return r.rawSent.Load() + r.linkB.runs.sent.Load()
 }
 
-// sendErrors is the number of packets whose send failed, all sessions.
-func (r *ringSender) sendErrors() (n uint64) {
-	for i := range r.errs {
-		n += r.errs[i].Load()
-	}
-	return n
-}
-
-// errors returns the send failures of a session and direction.
-func (r *ringSender) errors(id uint16, dir int) uint64 {
-	if r == nil {
-		return 0
-	}
-	return r.errs[int(id)*2+dir].Load()
-}
-
-func (r *ringSender) close() {
-	if r == nil {
-		return
-	}
+func (r *ringPath) close() error {
 	r.rd.Interrupt()
 	r.wg.Wait()
 	r.rd.Close()
 	r.closeSockets()
+	return nil
 }

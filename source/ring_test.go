@@ -23,7 +23,7 @@ import (
 // without attaching them or starting the sender: the test reads the ring.
 func ringSource(t testing.TB, cfg *config.Config) *Source {
 	t.Helper()
-	return loadTestSource(t, cfg, datapathRing, Options{})
+	return loadTestSource(t, cfg, sourceXmDatapathXM_DATAPATH_RING, Options{})
 }
 
 func ringSession(length int) string {
@@ -200,7 +200,8 @@ func TestRingRecords(t *testing.T) {
 				t.Fatalf("%d records, want 2", len(recs))
 			}
 			var ports []uint16
-			min, rng := localPortRange()
+			pr := localPortRange()
+			min, rng := pr.min, pr.span
 			for i, raw := range recs {
 				pkt, key, dst, err := parseRingRecord(raw)
 				if err != nil {
@@ -272,7 +273,7 @@ func TestRingSenderBatches(t *testing.T) {
 	rd := fillRing(t, s, n)
 	var sizes []int
 	var sports []uint16
-	r := &ringSender{rd: rd, pfd: -1, send: func(b *batch) {
+	r := &ringPath{rd: rd, pfd: -1, send: func(b *batch) {
 		sizes = append(sizes, b.n)
 		for i := 0; i < b.n; i++ {
 			sports = append(sports, binary.BigEndian.Uint16(b.pkts[i][outerLen+34:]))
@@ -306,7 +307,7 @@ func TestRingHopRefresh(t *testing.T) {
 	defer func(refresh, retry time.Duration) { hopRefresh, hopRetry = refresh, retry }(hopRefresh, hopRetry)
 	hopRefresh, hopRetry = time.Hour, 0 // every look at an unresolved hop after the clock moved is a new lookup
 	lookups := 0
-	r := &ringSender{rd: rd, pfd: 1 << 20, hops: map[[4]byte]*nextHop{}, send: func(b *batch) { b.n = 0 }}
+	r := &ringPath{rd: rd, pfd: 1 << 20, hops: map[[4]byte]*nextHop{}, send: func(b *batch) { b.n = 0 }}
 	r.lookup = func(dst [4]byte) *nextHop {
 		lookups++
 		time.Sleep(time.Millisecond) // the clock moves between batches
@@ -322,11 +323,11 @@ func TestRingHopRefresh(t *testing.T) {
 
 func validRecord(frameLen int) []byte {
 	n := outerLen + frameLen
-	raw := make([]byte, ringRecHeader+n)
+	raw := make([]byte, ringRecLen+n)
 	binary.NativeEndian.PutUint32(raw[0:], uint32(n))
 	binary.NativeEndian.PutUint16(raw[4:], 3)
 	raw[6] = 1
-	pkt := raw[ringRecHeader:]
+	pkt := raw[ringRecLen:]
 	pkt[0] = 0x45
 	binary.BigEndian.PutUint16(pkt[2:], uint16(n))
 	pkt[9] = 17
@@ -342,12 +343,12 @@ func TestParseRingRecord(t *testing.T) {
 	for name, mutate := range map[string]func([]byte) []byte{
 		"short header":      func(b []byte) []byte { return b[:5] },
 		"length too big":    func(b []byte) []byte { return b[:len(b)-1] },
-		"no inner frame":    func(b []byte) []byte { binary.NativeEndian.PutUint32(b, outerLen); return b },
+		"no inner frame":    func(b []byte) []byte { binary.NativeEndian.PutUint32(b, uint32(outerLen)); return b },
 		"session too big":   func(b []byte) []byte { binary.NativeEndian.PutUint16(b[4:], MaxSessions); return b },
 		"direction":         func(b []byte) []byte { b[6] = 2; return b },
-		"not IPv4":          func(b []byte) []byte { b[ringRecHeader] = 0x46; return b },
-		"not UDP":           func(b []byte) []byte { b[ringRecHeader+9] = 6; return b },
-		"IP length differs": func(b []byte) []byte { b[ringRecHeader+3]++; return b },
+		"not IPv4":          func(b []byte) []byte { b[ringRecLen] = 0x46; return b },
+		"not UDP":           func(b []byte) []byte { b[ringRecLen+9] = 6; return b },
+		"IP length differs": func(b []byte) []byte { b[ringRecLen+3]++; return b },
 	} {
 		if _, _, _, err := parseRingRecord(mutate(validRecord(60))); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -383,7 +384,7 @@ func TestRingPacketSocket(t *testing.T) {
 	sinkVXLAN(t, target)
 	atTarget := startCapture(t, target, "target", "udp", "port", "4789")
 	s := startSourceOpts(t, src, seedConfig(t, seedYAML), Options{Datapath: DatapathRing})
-	r := s.ring
+	r := s.dp.(*ringPath)
 	if r.pfd < 0 || r.nl == nil {
 		t.Fatal("no AF_PACKET socket or netlink handle")
 	}
@@ -484,7 +485,7 @@ func TestRingIdle(t *testing.T) {
 		}
 		return v
 	}
-	r := s.ring
+	r := s.dp.(*ringPath)
 	time.Sleep(time.Duration(r.idleLooks+10) * r.tick)
 	if idle() != 1 {
 		t.Fatalf("ring_idle = 0 after %v without traffic", time.Duration(r.idleLooks+10)*r.tick)
@@ -498,10 +499,10 @@ func TestRingIdle(t *testing.T) {
 		return nil
 	})
 	deadline := time.Now().Add(2 * time.Second)
-	for s.ring.linkSent.Load()+s.ring.rawSent.Load() < 2 && time.Now().Before(deadline) {
+	for s.dp.(*ringPath).linkSent.Load()+s.dp.(*ringPath).rawSent.Load() < 2 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if n := s.ring.linkSent.Load() + s.ring.rawSent.Load(); n < 2 {
+	if n := s.dp.(*ringPath).linkSent.Load() + s.dp.(*ringPath).rawSent.Load(); n < 2 {
 		t.Fatalf("%d packets sent after the idle period, want 2", n)
 	}
 }
@@ -532,8 +533,8 @@ func TestMaxDelay(t *testing.T) {
 	if err := s.objs.RingWake.Get(&wake); err != nil {
 		t.Fatal(err)
 	}
-	if s.ring.tick != 50*time.Millisecond || s.ring.idleLooks != 4 || wake != ringWakeFor(50*time.Millisecond) {
-		t.Errorf("max delay 50 ms: tick %v, idle looks %d, ring_wake %d", s.ring.tick, s.ring.idleLooks, wake)
+	if s.dp.(*ringPath).tick != 50*time.Millisecond || s.dp.(*ringPath).idleLooks != 4 || wake != ringWakeFor(50*time.Millisecond) {
+		t.Errorf("max delay 50 ms: tick %v, idle looks %d, ring_wake %d", s.dp.(*ringPath).tick, s.dp.(*ringPath).idleLooks, wake)
 	}
 	for _, d := range []time.Duration{time.Microsecond, 2 * time.Second, -time.Second} {
 		if err := src.Do(func() error { _, err := New(cfg, Options{MaxDelay: d}); return err }); !errors.Is(err, ErrConfig) {

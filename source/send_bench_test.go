@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"os"
 	"os/exec"
-	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -69,7 +68,7 @@ func BenchmarkSendPath(b *testing.B) {
 	// raw socket.
 	run := func(b *testing.B, fd int, ll *unix.RawSockaddrLinklayer) {
 		bt := &batch{link: ll != nil}
-		var errs [MaxSessions * 2]atomic.Uint64
+		var errs sendErrors
 		b.ResetTimer()
 		for i := 0; i < b.N; i += batchSize {
 			n := min(batchSize, b.N-i)

@@ -4,46 +4,36 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
-	"os"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/vishvananda/netlink"
 
 	"github.com/xmirror/xmirror/config"
 )
 
 // Source is a running mirror source: the programs attached to the source
-// interfaces, the VXLAN device and the maps describing the sessions.
+// interfaces, the datapath that sends what they hand it, and the maps
+// describing the sessions.
 //
 // Its methods call netlink and attach programs in the caller's network
 // namespace; call them all from the same one.
 type Source struct {
 	mu       sync.Mutex
 	objs     sourceObjects
-	device   netlink.Link
-	tunnel   link.Link
-	drop     link.Link
+	dp       datapath
 	links    map[uint32][2]link.Link // ifindex -> ingress, egress
-	ids      map[string]uint16       // session name -> counter slot
-	prog     *Program
-	active   uint32
-	mark     uint32
-	port     int
-	cfg      *config.Config
 	replicas map[uint32]*replica
-	datapath uint32
-	maxDelay time.Duration // datapath ring: the reader's look interval
-	priority string        // of the user-space sender
-	devName  string
-	encap    *encapsulator
-	ring     *ringSender
-	live     atomic.Pointer[Program] // what the data path runs, for the encapsulator
+	ids      map[string]uint16 // session name -> counter slot
+	prog     *Program          // running
+	active   uint32            // the buffer prog is in
+	mark     uint32            // of the datapath's own packets
+	devName  string            // the VXLAN device (kernel), prefix of the replicas' names
+	cfg      *config.Config
 	// noAttach fills the maps without attaching (tests of the programs).
 	noAttach bool
 }
@@ -67,111 +57,85 @@ type Options struct {
 	MaxDelay time.Duration
 }
 
-// New validates cfg against the system, creates the VXLAN device, loads and
-// fills the maps and attaches the programs. Nothing stays behind on error.
+// New validates cfg against the system, loads the programs, starts the
+// datapath, fills the maps and attaches the programs. Nothing stays behind
+// on error.
 func New(cfg *config.Config, opts Options) (_ *Source, err error) {
-	section := cfg.Source
-	if section == nil {
-		section = &config.Source{}
-	}
-	device := section.Device
-	if device == "" {
-		device = config.DefaultDevice
+	set, err := opts.check()
+	if err != nil {
+		return nil, err
 	}
 	s := &Source{
-		links: map[uint32][2]link.Link{},
-		ids:   map[string]uint16{},
-		mark:  section.Mark,
-		port:  config.DefaultVXLANPort,
+		links:   map[uint32][2]link.Link{},
+		ids:     map[string]uint16{},
+		devName: config.DefaultDevice,
 	}
-	if opts.Datapath == "" {
-		opts.Datapath = DefaultDatapath
-	}
-	switch opts.Datapath {
-	case DatapathKernel:
-		s.datapath = datapathKernel
-	case DatapathPerf:
-		s.datapath = datapathPerf
-	case DatapathRing:
-		s.datapath = datapathRing
-	default:
-		return nil, fmt.Errorf("%w: datapath %q is not %s, %s or %s", ErrConfig, opts.Datapath, DatapathKernel, DatapathRing, DatapathPerf)
-	}
-	switch d := opts.MaxDelay; {
-	case d == 0:
-		s.maxDelay = DefaultMaxDelay
-	case d < MinMaxDelay || d > MaxMaxDelay:
-		return nil, fmt.Errorf("%w: max delay %v is not between %v and %v", ErrConfig, d, MinMaxDelay, MaxMaxDelay)
-	default:
-		s.maxDelay = d
-	}
-	switch opts.SendPriority {
-	case "":
-		s.priority = DefaultPriority
-	case PriorityIdle, PriorityNormal:
-		s.priority = opts.SendPriority
-	default:
-		return nil, fmt.Errorf("%w: send priority %q is not %s or %s", ErrConfig, opts.SendPriority, PriorityIdle, PriorityNormal)
+	if cfg.Source != nil {
+		s.mark = cfg.Source.Mark
+		if cfg.Source.Device != "" {
+			s.devName = cfg.Source.Device
+		}
 	}
 	if s.mark&markMagicMask == markMagic {
-		return nil, fmt.Errorf("%w: source.mark 0x%x collides with the marks of xmirror's clones (0x%x/0x%x)", ErrConfig, s.mark, uint32(markMagic), uint32(markMagicMask))
+		return nil, fmt.Errorf("%w: source.mark 0x%x collides with the marks of xmirror's clones (0x%x/0x%x)", ErrConfig, s.mark, markMagic, markMagicMask)
 	}
-	res, err := resolve(cfg, s.port)
+	prog, err := s.compile(cfg)
 	if err != nil {
 		return nil, err
-	}
-	if err := s.assignIDs(cfg); err != nil {
-		return nil, err
-	}
-	prog, err := compile(cfg, res, s.ids)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-	if err := s.load(opts); err != nil {
+	if err := s.load(opts.RecordDecision, set.maxDelay); err != nil {
 		return nil, err
 	}
-	s.devName = device
-	// The perf and ring datapaths encapsulate in user space: no VXLAN
-	// device (which would also occupy UDP 4789 on this host).
-	switch s.datapath {
-	case datapathKernel:
-		if err := s.createDevice(device); err != nil {
-			return nil, err
-		}
-	case datapathPerf:
-		if err := s.startEncapsulator(); err != nil {
-			return nil, err
-		}
-	case datapathRing:
-		if err := s.startRing(); err != nil {
-			return nil, err
-		}
+	if s.dp, err = s.startDatapath(set); err != nil {
+		return nil, err
 	}
 	if err := s.apply(prog); err != nil {
 		return nil, err
 	}
 	s.cfg = cfg
-	slog.Info("mirror source attached", "datapath", datapathNames[s.datapath], "sessions", len(prog.Sessions),
+	slog.Info("mirror source attached", "datapath", s.dp.name(), "sessions", len(prog.Sessions),
 		"interfaces", len(prog.Ifaces), "inbound_rules", len(prog.Rules[dirIn]), "outbound_rules", len(prog.Rules[dirOut]))
 	return s, nil
 }
 
-func (s *Source) load(opts Options) error {
+// compile resolves cfg in the system, gives its sessions their stable ids
+// and compiles it. On error the ids stay as they were.
+func (s *Source) compile(cfg *config.Config) (*Program, error) {
+	res, err := resolve(cfg, int(vxlanPort))
+	if err != nil {
+		return nil, err
+	}
+	old := maps.Clone(s.ids)
+	if err := s.assignIDs(cfg); err != nil {
+		s.ids = old
+		return nil, err
+	}
+	prog, err := compile(cfg, res, s.ids)
+	if err != nil {
+		s.ids = old
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return prog, nil
+}
+
+// load loads the programs and their maps; recordDecision puts them in test
+// mode, maxDelay sets when the ring datapath's program wakes the reader.
+func (s *Source) load(recordDecision bool, maxDelay time.Duration) error {
 	spec, err := loadSource()
 	if err != nil {
 		return fmt.Errorf("load bpf spec: %w", err)
 	}
-	if opts.RecordDecision {
+	if recordDecision {
 		if err := spec.Variables["record_decision"].Set(uint32(1)); err != nil {
 			return fmt.Errorf("set record_decision: %w", err)
 		}
 	}
-	if err := spec.Variables["ring_wake"].Set(ringWakeFor(s.maxDelay)); err != nil {
+	if err := spec.Variables["ring_wake"].Set(ringWakeFor(maxDelay)); err != nil {
 		return fmt.Errorf("set ring_wake: %w", err)
 	}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
@@ -180,57 +144,6 @@ func (s *Source) load(opts Options) error {
 			return fmt.Errorf("load bpf programs: %+v", ve)
 		}
 		return fmt.Errorf("load bpf programs: %w", err)
-	}
-	return nil
-}
-
-// createDevice creates the VXLAN device in external (collect_md) mode with the
-// tunnel program on its egress. A device left behind by a killed run is
-// replaced.
-func (s *Source) createDevice(name string) error {
-	if old, err := netlink.LinkByName(name); err == nil {
-		if _, ok := old.(*netlink.Vxlan); !ok {
-			return fmt.Errorf("%w: device %s exists and is not a VXLAN device", ErrConfig, name)
-		}
-		slog.Warn("replacing stale VXLAN device", "device", name)
-		if err := netlink.LinkDel(old); err != nil {
-			return fmt.Errorf("delete stale %s: %w", name, err)
-		}
-	}
-	vx := &netlink.Vxlan{
-		LinkAttrs: netlink.LinkAttrs{Name: name, MTU: 65000},
-		FlowBased: true,
-		Port:      s.port,
-		Learning:  false,
-	}
-	if err := netlink.LinkAdd(vx); err != nil {
-		return fmt.Errorf("create vxlan device %s: %w", name, err)
-	}
-	dev, err := netlink.LinkByName(name)
-	if err != nil {
-		return fmt.Errorf("find %s: %w", name, err)
-	}
-	s.device = dev
-	// The device is only a tunnel endpoint for our clones: no IPv6 chatter.
-	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0o644)
-	s.tunnel, err = link.AttachTCX(link.TCXOptions{
-		Interface: dev.Attrs().Index,
-		Program:   s.objs.XmTunnel,
-		Attach:    ebpf.AttachTCXEgress,
-	})
-	if err != nil {
-		return fmt.Errorf("attach tunnel program to %s: %w", name, err)
-	}
-	s.drop, err = link.AttachTCX(link.TCXOptions{
-		Interface: dev.Attrs().Index,
-		Program:   s.objs.XmDrop,
-		Attach:    ebpf.AttachTCXIngress,
-	})
-	if err != nil {
-		return fmt.Errorf("attach drop program to %s: %w", name, err)
-	}
-	if err := netlink.LinkSetUp(dev); err != nil {
-		return fmt.Errorf("set %s up: %w", name, err)
 	}
 	return nil
 }
@@ -283,18 +196,86 @@ func (s *Source) resetCounters(id uint16) {
 	}
 }
 
-// apply writes prog into the inactive buffer, attaches new interfaces, flips
-// the active buffer and then removes what the new program no longer uses.
+// apply makes prog the running program in the phases the load balancer's
+// tables go through too (xdp/balancer.go): the sessions' ids are already
+// stable (assignIDs, in compile); writeIdle writes prog into the idle buffer
+// and attaches new interfaces; flip makes that buffer live; retire removes
+// what only the old program used. A packet in flight sees the old or the
+// new program, never a mix.
 func (s *Source) apply(prog *Program) error {
-	next := s.active ^ 1
+	idle := s.active ^ 1
 	if s.prog == nil {
-		next = 0
+		idle = 0
 	}
+	st, err := s.writeIdle(idle, prog)
+	if err != nil {
+		return err
+	}
+	if err := s.flip(idle, st, prog); err != nil {
+		return err
+	}
+	s.retire(prog)
+	return nil
+}
+
+// writeIdle writes sessions, interfaces (with their replicas), rules,
+// targets and the rule counts of prog into buffer idle, and attaches the
+// programs to the interfaces new in prog. It returns the state to flip to.
+func (s *Source) writeIdle(idle uint32, prog *Program) (sourceState, error) {
+	var st sourceState
 	for id, sess := range prog.Sessions {
-		if err := s.objs.XmSessions.Put(next*MaxSessions+uint32(id), sess); err != nil {
-			return fmt.Errorf("write session %d: %w", id, err)
+		if err := s.objs.XmSessions.Put(idle*MaxSessions+uint32(id), sess); err != nil {
+			return st, fmt.Errorf("write session %d: %w", id, err)
 		}
 	}
+	if err := s.writeIfaces(prog); err != nil {
+		return st, err
+	}
+	// Interfaces first: each rule carries its interface's outer source
+	// address and replica, so the programs need not look them up per packet.
+	for dir := 0; dir < 2; dir++ {
+		for i, r := range prog.Rules[dir] {
+			ifc := prog.Ifaces[r.Ifindex]
+			r.Local = ifc.Local
+			if dir == dirOut {
+				r.Replica = ifc.Replica // 0 without a replica
+			}
+			key := uint32((int(idle)*2+dir)*MaxRules + i)
+			if err := s.objs.XmRules.Put(key, r); err != nil {
+				return st, fmt.Errorf("write rule %d: %w", i, err)
+			}
+		}
+	}
+	for _, t := range prog.Targets {
+		if err := s.objs.XmTargets.Put(addrWord(t), uint32(1)); err != nil {
+			return st, fmt.Errorf("write target %s: %w", t, err)
+		}
+	}
+	if err := s.objs.XmState.Lookup(uint32(0), &st); err != nil {
+		return st, fmt.Errorf("read state: %w", err)
+	}
+	s.dp.fill(&st)
+	st.TunnelMark = s.mark
+	st.Nrules[idle][dirIn] = uint32(len(prog.Rules[dirIn]))
+	st.Nrules[idle][dirOut] = uint32(len(prog.Rules[dirOut]))
+	// The idle buffer's counts, before an interface new in prog reads them.
+	if err := s.objs.XmState.Put(uint32(0), st); err != nil {
+		return st, fmt.Errorf("write state: %w", err)
+	}
+	for ifindex := range prog.Ifaces {
+		if _, ok := s.links[ifindex]; ok || s.noAttach {
+			continue
+		}
+		if err := s.attach(ifindex); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+// writeIfaces writes the interfaces of prog, each with the sending end of
+// its replica when it needs one (created here).
+func (s *Source) writeIfaces(prog *Program) error {
 	for ifindex, ifc := range prog.Ifaces {
 		if ifc.Flags&ifReplica != 0 && !s.noAttach {
 			send, err := s.ensureReplica(ifindex, prog.Offloads[ifindex])
@@ -310,59 +291,24 @@ func (s *Source) apply(prog *Program) error {
 			return fmt.Errorf("write interface %d: %w", ifindex, err)
 		}
 	}
-	// Interfaces first: each rule carries its interface's outer source
-	// address and replica, so the programs need not look them up per packet.
-	for dir := 0; dir < 2; dir++ {
-		for i, r := range prog.Rules[dir] {
-			ifc := prog.Ifaces[r.Ifindex]
-			r.Local = ifc.Local
-			if dir == dirOut {
-				r.Replica = ifc.Replica // 0 without a replica
-			}
-			key := uint32((int(next)*2+dir)*MaxRules + i)
-			if err := s.objs.XmRules.Put(key, r); err != nil {
-				return fmt.Errorf("write rule %d: %w", i, err)
-			}
-		}
-	}
-	for _, t := range prog.Targets {
-		if err := s.objs.XmTargets.Put(addrWord(t), uint32(1)); err != nil {
-			return fmt.Errorf("write target %s: %w", t, err)
-		}
-	}
-	var st sourceState
-	if err := s.objs.XmState.Lookup(uint32(0), &st); err != nil {
-		return fmt.Errorf("read state: %w", err)
-	}
-	if s.device != nil {
-		st.VxlanIfindex = uint32(s.device.Attrs().Index)
-	}
-	st.TunnelMark = s.mark
-	st.Datapath = s.datapath
-	st.PortMin, st.PortRange = localPortRange()
-	st.Nrules[next][dirIn] = uint32(len(prog.Rules[dirIn]))
-	st.Nrules[next][dirOut] = uint32(len(prog.Rules[dirOut]))
-	// Counts of the inactive buffer first, then the switch: a packet in
-	// flight sees either the old or the new program, never a mix.
-	if err := s.objs.XmState.Put(uint32(0), st); err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	for ifindex := range prog.Ifaces {
-		if _, ok := s.links[ifindex]; ok || s.noAttach {
-			continue
-		}
-		if err := s.attach(ifindex); err != nil {
-			return err
-		}
-	}
-	st.Active = next
+	return nil
+}
+
+// flip makes buffer idle, written by writeIdle, the one the programs read:
+// one write of the state.
+func (s *Source) flip(idle uint32, st sourceState, prog *Program) error {
+	st.Active = idle
 	if err := s.objs.XmState.Put(uint32(0), st); err != nil {
 		return fmt.Errorf("switch rules: %w", err)
 	}
-	s.active = next
-	s.live.Store(prog)
+	s.active = idle
+	s.dp.running(prog)
+	return nil
+}
 
-	// Clean up what only the old program used.
+// retire removes what only the program before prog used (interfaces,
+// replicas, targets) and makes prog the running one.
+func (s *Source) retire(prog *Program) {
 	for ifindex, l := range s.links {
 		if _, ok := prog.Ifaces[ifindex]; !ok {
 			l[0].Close()
@@ -390,7 +336,6 @@ func (s *Source) apply(prog *Program) error {
 		}
 	}
 	s.prog = prog
-	return nil
 }
 
 func (s *Source) attach(ifindex uint32) error {
@@ -414,22 +359,9 @@ func (s *Source) attach(ifindex uint32) error {
 func (s *Source) Reload(cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	res, err := resolve(cfg, s.port)
+	prog, err := s.compile(cfg)
 	if err != nil {
 		return err
-	}
-	oldIDs := make(map[string]uint16, len(s.ids))
-	for k, v := range s.ids {
-		oldIDs[k] = v
-	}
-	if err := s.assignIDs(cfg); err != nil {
-		s.ids = oldIDs
-		return err
-	}
-	prog, err := compile(cfg, res, s.ids)
-	if err != nil {
-		s.ids = oldIDs
-		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if err := s.apply(prog); err != nil {
 		return err
@@ -440,15 +372,17 @@ func (s *Source) Reload(cfg *config.Config) error {
 	return nil
 }
 
-// Close detaches every program, deletes the VXLAN device and frees the maps.
+// Close stops the datapath, detaches every program and frees the maps.
 func (s *Source) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
-	s.encap.close()
-	s.encap = nil
-	s.ring.close()
-	s.ring = nil
+	if s.dp != nil {
+		if err := s.dp.close(); err != nil {
+			errs = append(errs, fmt.Errorf("stop datapath %s: %w", s.dp.name(), err))
+		}
+		s.dp = nil
+	}
 	for ifindex, l := range s.links {
 		for _, x := range l {
 			if err := x.Close(); err != nil {
@@ -461,18 +395,6 @@ func (s *Source) Close() error {
 		if err := s.removeReplica(ifindex); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	for _, l := range []*link.Link{&s.tunnel, &s.drop} {
-		if *l != nil {
-			(*l).Close()
-			*l = nil
-		}
-	}
-	if s.device != nil {
-		if err := netlink.LinkDel(s.device); err != nil {
-			errs = append(errs, fmt.Errorf("delete %s: %w", s.device.Attrs().Name, err))
-		}
-		s.device = nil
 	}
 	if err := s.objs.Close(); err != nil {
 		errs = append(errs, err)

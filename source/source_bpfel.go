@@ -108,11 +108,74 @@ type sourceState struct {
 	Active       uint32
 	VxlanIfindex uint32
 	TunnelMark   uint32
-	Datapath     uint32
+	Datapath     sourceXmDatapath
 	Nrules       [2][2]uint32
 	PortMin      uint32
 	PortRange    uint32
 }
+
+type sourceXmAction uint32
+
+const (
+	sourceXmActionXM_ACTION_ACCEPT sourceXmAction = 1
+	sourceXmActionXM_ACTION_REJECT sourceXmAction = 2
+)
+
+type sourceXmDatapath uint32
+
+const (
+	sourceXmDatapathXM_DATAPATH_KERNEL sourceXmDatapath = 0
+	sourceXmDatapathXM_DATAPATH_PERF   sourceXmDatapath = 1
+	sourceXmDatapathXM_DATAPATH_RING   sourceXmDatapath = 2
+)
+
+type sourceXmDir uint32
+
+const (
+	sourceXmDirXM_DIR_IN  sourceXmDir = 0
+	sourceXmDirXM_DIR_OUT sourceXmDir = 1
+)
+
+type sourceXmHashMode uint32
+
+const (
+	sourceXmHashModeXM_HASH_SYMMETRIC   sourceXmHashMode = 0
+	sourceXmHashModeXM_HASH_DIRECTIONAL sourceXmHashMode = 1
+)
+
+type sourceXmIfFlag uint32
+
+const (
+	sourceXmIfFlagXM_IF_REPLICA sourceXmIfFlag = 1
+)
+
+type sourceXmMark uint32
+
+const (
+	sourceXmMarkXM_MARK_MAGIC      sourceXmMark = 2952790016
+	sourceXmMarkXM_MARK_MAGIC_MASK sourceXmMark = 4160749568
+	sourceXmMarkXM_MARK_DIR_SHIFT  sourceXmMark = 26
+	sourceXmMarkXM_MARK_SESS_SHIFT sourceXmMark = 16
+	sourceXmMarkXM_MARK_SESS_MASK  sourceXmMark = 1023
+	sourceXmMarkXM_MARK_IF_MASK    sourceXmMark = 65535
+)
+
+type sourceXmRuleFlag uint32
+
+const (
+	sourceXmRuleFlagXM_RULE_ANY_PROTO sourceXmRuleFlag = 1
+	sourceXmRuleFlagXM_RULE_PORTS     sourceXmRuleFlag = 2
+)
+
+type sourceXmWire uint32
+
+const (
+	sourceXmWireXM_OUTER_LEN  sourceXmWire = 36
+	sourceXmWireXM_VXLAN_PORT sourceXmWire = 4789
+	sourceXmWireXM_ETH_HLEN   sourceXmWire = 14
+	sourceXmWireXM_ETH_P_IP   sourceXmWire = 2048
+	sourceXmWireXM_ETH_P_IPV6 sourceXmWire = 34525
+)
 
 // Names of all BPF objects in the ELF.
 //
@@ -136,8 +199,15 @@ const (
 	sourceVarRecordDecision   = "record_decision"
 	sourceVarRingIdle         = "ring_idle"
 	sourceVarRingWake         = "ring_wake"
+	sourceVarUnusedAction     = "unused_action"
+	sourceVarUnusedDir        = "unused_dir"
+	sourceVarUnusedHashMode   = "unused_hash_mode"
+	sourceVarUnusedIfFlag     = "unused_if_flag"
+	sourceVarUnusedMark       = "unused_mark"
 	sourceVarUnusedRingRec    = "unused_ring_rec"
+	sourceVarUnusedRuleFlag   = "unused_rule_flag"
 	sourceVarUnusedSample     = "unused_sample"
+	sourceVarUnusedWire       = "unused_wire"
 )
 
 // loadSource returns the embedded CollectionSpec for source.
@@ -212,8 +282,15 @@ type sourceVariableSpecs struct {
 	RecordDecision *ebpf.VariableSpec `ebpf:"record_decision"`
 	RingIdle       *ebpf.VariableSpec `ebpf:"ring_idle"`
 	RingWake       *ebpf.VariableSpec `ebpf:"ring_wake"`
+	UnusedAction   *ebpf.VariableSpec `ebpf:"unused_action"`
+	UnusedDir      *ebpf.VariableSpec `ebpf:"unused_dir"`
+	UnusedHashMode *ebpf.VariableSpec `ebpf:"unused_hash_mode"`
+	UnusedIfFlag   *ebpf.VariableSpec `ebpf:"unused_if_flag"`
+	UnusedMark     *ebpf.VariableSpec `ebpf:"unused_mark"`
 	UnusedRingRec  *ebpf.VariableSpec `ebpf:"unused_ring_rec"`
+	UnusedRuleFlag *ebpf.VariableSpec `ebpf:"unused_rule_flag"`
 	UnusedSample   *ebpf.VariableSpec `ebpf:"unused_sample"`
+	UnusedWire     *ebpf.VariableSpec `ebpf:"unused_wire"`
 }
 
 // sourceObjects contains all objects after they have been loaded into the kernel.
@@ -270,8 +347,15 @@ type sourceVariables struct {
 	RecordDecision *ebpf.Variable `ebpf:"record_decision"`
 	RingIdle       *ebpf.Variable `ebpf:"ring_idle"`
 	RingWake       *ebpf.Variable `ebpf:"ring_wake"`
+	UnusedAction   *ebpf.Variable `ebpf:"unused_action"`
+	UnusedDir      *ebpf.Variable `ebpf:"unused_dir"`
+	UnusedHashMode *ebpf.Variable `ebpf:"unused_hash_mode"`
+	UnusedIfFlag   *ebpf.Variable `ebpf:"unused_if_flag"`
+	UnusedMark     *ebpf.Variable `ebpf:"unused_mark"`
 	UnusedRingRec  *ebpf.Variable `ebpf:"unused_ring_rec"`
+	UnusedRuleFlag *ebpf.Variable `ebpf:"unused_rule_flag"`
 	UnusedSample   *ebpf.Variable `ebpf:"unused_sample"`
+	UnusedWire     *ebpf.Variable `ebpf:"unused_wire"`
 }
 
 // sourcePrograms contains all programs after they have been loaded into the kernel.

@@ -40,7 +40,9 @@ func (s *Source) Stats() ([]Stats, error) {
 				st.RateLimited += c.Ratelimited
 				st.Errors += c.Errors
 			}
-			st.Errors += s.encap.errors(id, int(dir)) + s.ring.errors(id, int(dir))
+			if s.dp != nil {
+				st.Errors += s.dp.errors(id, int(dir))
+			}
 			out = append(out, st)
 		}
 	}
@@ -97,7 +99,7 @@ func (s *Source) WriteMetrics(w io.Writer) {
 		}
 	}
 	s.mu.Lock()
-	prog, encap, ring := s.prog, s.encap, s.ring
+	prog, dp := s.prog, s.dp
 	s.mu.Unlock()
 	if prog != nil {
 		fmt.Fprintf(w, "# HELP xmirror_source_rules Compiled filter rules in the data path.\n# TYPE xmirror_source_rules gauge\n")
@@ -106,15 +108,7 @@ func (s *Source) WriteMetrics(w io.Writer) {
 		fmt.Fprintf(w, "# HELP xmirror_source_interfaces Interfaces with the source programs attached.\n# TYPE xmirror_source_interfaces gauge\n")
 		fmt.Fprintf(w, "xmirror_source_interfaces %d\n", len(prog.Ifaces))
 	}
-	if encap != nil {
-		fmt.Fprintf(w, "# HELP xmirror_source_perf_lost_samples_total Cut frames lost because the perf buffer was full (datapath perf).\n# TYPE xmirror_source_perf_lost_samples_total counter\n")
-		fmt.Fprintf(w, "xmirror_source_perf_lost_samples_total %d\n", encap.lost.Load())
-	}
-	if ring != nil {
-		fmt.Fprintf(w, "# HELP xmirror_source_ring_sent_packets_total Packets the ring datapath handed to a socket: packet (AF_PACKET, next hop resolved) or raw (raw IPv4).\n# TYPE xmirror_source_ring_sent_packets_total counter\n")
-		fmt.Fprintf(w, "xmirror_source_ring_sent_packets_total{socket=\"packet\"} %d\n", ring.linkSent.Load())
-		fmt.Fprintf(w, "xmirror_source_ring_sent_packets_total{socket=\"raw\"} %d\n", ring.rawSent.Load())
-		fmt.Fprintf(w, "# HELP xmirror_source_ring_sends_total Packets the ring datapath handed to the kernel: a run of mirrored packets sent as one segmentation-offload packet counts once.\n# TYPE xmirror_source_ring_sends_total counter\n")
-		fmt.Fprintf(w, "xmirror_source_ring_sends_total %d\n", ring.sends())
+	if dp != nil {
+		dp.writeMetrics(w)
 	}
 }

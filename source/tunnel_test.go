@@ -31,11 +31,11 @@ func TestTunnelProgram(t *testing.T) {
 		wantOut []byte
 		counter func(sourceCounters) uint64
 	}{
-		{"cut to the session length", long, mark(dirOut, 1), 0, long[:96], func(c sourceCounters) uint64 { return c.Cut }},
-		{"shorter frame kept whole", short, mark(dirIn, 1), 0, short, func(c sourceCounters) uint64 { return c.Packets }},
+		{"cut to the session length", long, mark(uint32(dirOut), 1), 0, long[:96], func(c sourceCounters) uint64 { return c.Cut }},
+		{"shorter frame kept whole", short, mark(uint32(dirIn), 1), 0, short, func(c sourceCounters) uint64 { return c.Packets }},
 		{"foreign packet dropped", long, 0x1234, 2, nil, nil},
 		{"tunnel mark dropped", long, uint32(config.DefaultMark), 2, nil, nil},
-		{"unknown source interface dropped", long, mark(dirIn, 77), 2, nil, func(c sourceCounters) uint64 { return c.Errors }},
+		{"unknown source interface dropped", long, mark(uint32(dirIn), 77), 2, nil, func(c sourceCounters) uint64 { return c.Errors }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := sumCounters(t, s, id)

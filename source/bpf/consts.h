@@ -1,6 +1,8 @@
 /* Constants of the source data path. Limits are #defines so a build can
- * override them (-DXM_MAX_RULES=...); the Go side mirrors them in consts.go
- * ("keep in sync with bpf/consts.h"). */
+ * override them (-DXM_MAX_RULES=...); Go reads them back from the maps'
+ * sizes (contract_test.go checks its own limits against them). Values Go
+ * needs as well are enums: bpf2go generates them (-type), so the Go side
+ * never holds a copy. */
 #ifndef XM_SOURCE_CONSTS_H
 #define XM_SOURCE_CONSTS_H
 
@@ -34,59 +36,73 @@
 #define XM_MAX_V6_EXT 4
 #endif
 
-#define XM_DIR_IN  0
-#define XM_DIR_OUT 1
+enum xm_dir {
+	XM_DIR_IN = 0,
+	XM_DIR_OUT = 1,
+};
 
-#define XM_ACTION_ACCEPT 1
-#define XM_ACTION_REJECT 2
+enum xm_action {
+	XM_ACTION_ACCEPT = 1,
+	XM_ACTION_REJECT = 2,
+};
 
 /* rule.flags */
-#define XM_RULE_ANY_PROTO 0x1 /* protocol "all" */
-#define XM_RULE_PORTS     0x2 /* a port range narrower than all: tcp/udp only */
+enum xm_rule_flag {
+	XM_RULE_ANY_PROTO = 0x1, /* protocol "all" */
+	XM_RULE_PORTS = 0x2,     /* a port range narrower than all: tcp/udp only */
+};
 
-/* state.datapath: where clones are cut and encapsulated. */
-#define XM_DATAPATH_KERNEL 0 /* clone to the VXLAN device (default) */
-#define XM_DATAPATH_PERF   1 /* copy the cut frame to a perf buffer; user space encapsulates */
-#define XM_DATAPATH_RING   2 /* cut frame with outer headers to the ring buffer; user space sends */
+/* state.datapath: where the cut copy of a packet is encapsulated. */
+enum xm_datapath {
+	XM_DATAPATH_KERNEL = 0, /* clone to the VXLAN device, which encapsulates */
+	XM_DATAPATH_PERF = 1,   /* copy the cut frame to a perf buffer; user space encapsulates */
+	XM_DATAPATH_RING = 2,   /* cut frame with outer headers to the ring buffer; user space sends (the default) */
+};
 
 /* Bytes of the BPF ring buffer (datapath ring): a power of two. */
 #ifndef XM_RING_SIZE
 #define XM_RING_SIZE (8 << 20)
 #endif
 
-
-/* Outer IPv4 (20) + UDP (8) + VXLAN (8) that the ring path writes in front of
- * the frame. */
-#define XM_OUTER_LEN 36
+/* The wire: outer IPv4 (20) + UDP (8) + VXLAN (8) that the ring path writes
+ * in front of the frame (source/outer.go knows the same layout, and
+ * TestOuterLayout compares the two), the VXLAN port, Ethernet. */
+enum xm_wire {
+	XM_OUTER_LEN = 36,
+	XM_VXLAN_PORT = 4789,
+	XM_ETH_HLEN = 14,
+	XM_ETH_P_IP = 0x0800,
+	XM_ETH_P_IPV6 = 0x86DD,
+};
 
 /* session.hash_mode */
-#define XM_HASH_SYMMETRIC   0
-#define XM_HASH_DIRECTIONAL 1
+enum xm_hash_mode {
+	XM_HASH_SYMMETRIC = 0,
+	XM_HASH_DIRECTIONAL = 1,
+};
 
 /* skb->mark of a clone on its way to the VXLAN device: a magic in the top
  * five bits, then direction, session id and source ifindex. The mark is the
  * only thing that survives the trip through the replica veth (below), and the
  * tunnel program drops anything without the magic that the kernel might send
  * through the VXLAN device. */
-#define XM_MARK_MAGIC      0xB0000000U
-#define XM_MARK_MAGIC_MASK 0xF8000000U
-#define XM_MARK_DIR_SHIFT  26
-#define XM_MARK_SESS_SHIFT 16
-#define XM_MARK_SESS_MASK  0x3ffU
-#define XM_MARK_IF_MASK    0xffffU
+enum xm_mark {
+	XM_MARK_MAGIC = 0xB0000000U,
+	XM_MARK_MAGIC_MASK = 0xF8000000U,
+	XM_MARK_DIR_SHIFT = 26,
+	XM_MARK_SESS_SHIFT = 16,
+	XM_MARK_SESS_MASK = 0x3ffU,
+	XM_MARK_IF_MASK = 0xffffU,
+};
 
 /* iface.flags */
 /* The interface leaves segmentation or checksumming to the kernel, which does
  * it after the tc hook and before tcpdump sees the packet: outbound clones go
  * through a replica veth with the same offload settings, so the kernel does
  * the same work on them before they are cut. */
-#define XM_IF_REPLICA 0x1
-
-#define XM_VXLAN_PORT 4789
-
-#define XM_ETH_HLEN 14
-#define XM_ETH_P_IP   0x0800
-#define XM_ETH_P_IPV6 0x86DD
+enum xm_if_flag {
+	XM_IF_REPLICA = 0x1,
+};
 
 /* tc verdicts as returned to TCX: TC_ACT_UNSPEC lets the next program or the
  * stack decide, so the original packet is never affected. */

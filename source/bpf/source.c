@@ -4,12 +4,22 @@
  *
  * xm_source_ingress / xm_source_egress run (TCX) on every source interface:
  * they classify the packet against the compiled filter rules of the sessions
- * and, for the first session that accepts it, clone it to the VXLAN device in
- * external mode. The original packet is never changed or dropped.
+ * and hand the first session that accepts it to the datapath in
+ * state.datapath. The original packet is never changed or dropped.
  *
- * xm_tunnel runs on the VXLAN device's egress: it cuts the clone to the
- * session length and sets the tunnel key (VNI, target, outer source, DF) and
- * the flow hash from which the driver derives the outer UDP source port. */
+ * ring (the default): ring_put writes the outer IPv4/UDP/VXLAN headers and
+ *   the cut frame into the ring buffer xm_ring; user space sends them.
+ * perf: perf_put copies the cut frame to the perf buffer xm_events; user
+ *   space builds the outer headers and sends.
+ * kernel: the packet is cloned to the VXLAN device in external mode, where
+ *   xm_tunnel cuts the clone to the session length and sets the tunnel key
+ *   (VNI, target, outer source, DF) and the flow hash from which the driver
+ *   derives the outer UDP source port; xm_drop closes the device's receive
+ *   side.
+ *
+ * Outbound packets of an interface whose segmentation or checksums the
+ * kernel completes in software go through a replica veth first (xm_replica),
+ * so the copy is what tcpdump would see. */
 
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -25,10 +35,18 @@
 
 char __license[] SEC("license") = "GPL";
 
-/* Puts struct sample and struct ring_rec into the BTF for bpf2go (they only
- * travel through the perf and ring buffers). */
+/* Puts the types Go shares with the programs into the BTF for bpf2go: struct
+ * sample and struct ring_rec only travel through the perf and ring buffers,
+ * the enums only name constants. */
 const struct sample *unused_sample __attribute__((unused));
 const struct ring_rec *unused_ring_rec __attribute__((unused));
+const enum xm_dir *unused_dir __attribute__((unused));
+const enum xm_action *unused_action __attribute__((unused));
+const enum xm_rule_flag *unused_rule_flag __attribute__((unused));
+const enum xm_if_flag *unused_if_flag __attribute__((unused));
+const enum xm_hash_mode *unused_hash_mode __attribute__((unused));
+const enum xm_mark *unused_mark __attribute__((unused));
+const enum xm_wire *unused_wire __attribute__((unused));
 
 /* Unread bytes in the ring at which the program wakes the reader (datapath
  * ring; set by the loader). Below it records wait for the reader's timer, so

@@ -1,10 +1,11 @@
-/* Structures shared by the source programs and the Go control plane (bpf2go
- * generates the Go types from them: keep the field order and padding
- * explicit). */
+/* Structures shared by the source programs and the Go control plane: bpf2go
+ * generates the Go types from them (keep the field order and padding
+ * explicit), and TestContract checks the maps' value sizes against them. */
 #ifndef XM_SOURCE_STRUCTS_H
 #define XM_SOURCE_STRUCTS_H
 
 #include <linux/types.h>
+#include "consts.h"
 
 /* One compiled filter rule. Rules of one (session, interface) pair form a
  * block; next is the index of the first rule after the block, so a reject or
@@ -63,7 +64,7 @@ struct state {
 	__u32 active;
 	__u32 vxlan_ifindex;
 	__u32 tunnel_mark;
-	__u32 datapath;     /* XM_DATAPATH_* */
+	enum xm_datapath datapath;
 	__u32 nrules[2][2]; /* [buffer][direction] */
 	__u32 port_min;     /* outer UDP source ports (datapath ring): */
 	__u32 port_range;   /*   net.ipv4.ip_local_port_range, as the vxlan driver uses */
