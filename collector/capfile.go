@@ -52,6 +52,7 @@ const (
 	ngBlockSHB       = 0x0A0D0D0A
 	ngBlockIDB       = 0x00000001
 	ngBlockEPB       = 0x00000006
+	ngBlockISB       = 0x00000005
 	ngByteOrderMagic = 0x1A2B3C4D
 	ngEPBOverhead    = 32 // block header, fields and trailing length
 
@@ -63,6 +64,10 @@ const (
 	ngOptIfName      = 2
 	ngOptIfDesc      = 3
 	ngOptIfTsresol   = 9
+	ngOptISBStart    = 2
+	ngOptISBEnd      = 3
+	ngOptISBIfRecv   = 4
+	ngOptISBIfDrop   = 5
 )
 
 var le = binary.LittleEndian
@@ -148,8 +153,12 @@ func appendNgSHB(b []byte, si sectionInfo) []byte {
 }
 
 // appendNgIDB appends an interface description block: Ethernet, nanosecond
-// timestamps (if_tsresol 9), named after the mirror source.
-func appendNgIDB(b []byte, name, desc string) []byte {
+// timestamps (if_tsresol 9), named after the mirror source; snap is the
+// session's packet length (0: whole frames).
+func appendNgIDB(b []byte, name, desc string, snap int) []byte {
+	if snap <= 0 || snap > snapLen {
+		snap = snapLen
+	}
 	opts := []ngOption{
 		{ngOptIfName, []byte(name)},
 		{ngOptIfDesc, []byte(desc)},
@@ -160,9 +169,33 @@ func appendNgIDB(b []byte, name, desc string) []byte {
 	b = le.AppendUint32(b, uint32(total))
 	b = le.AppendUint16(b, linkTypeEthernet)
 	b = le.AppendUint16(b, 0)
-	b = le.AppendUint32(b, snapLen)
+	b = le.AppendUint32(b, uint32(snap))
 	b = appendNgOptions(b, opts)
 	return le.AppendUint32(b, uint32(total))
+}
+
+// ngISBLen is the size of the interface statistics block appendNgISB writes.
+const ngISBLen = 20 + 4*12 + 4 + 4
+
+// appendNgISB appends an interface statistics block for interface ifID:
+// the packets received from it and dropped, counted since the collector
+// started (as dumpcap counts), between start and end (unix nanoseconds).
+func appendNgISB(b []byte, ifID uint32, start, end int64, recv, drop uint64) []byte {
+	u64 := func(v uint64) []byte { return le.AppendUint64(nil, v) }
+	ts := func(v int64) []byte { return le.AppendUint32(le.AppendUint32(nil, uint32(uint64(v)>>32)), uint32(v)) }
+	opts := []ngOption{
+		{ngOptISBStart, ts(start)},
+		{ngOptISBEnd, ts(end)},
+		{ngOptISBIfRecv, u64(recv)},
+		{ngOptISBIfDrop, u64(drop)},
+	}
+	b = le.AppendUint32(b, ngBlockISB)
+	b = le.AppendUint32(b, ngISBLen)
+	b = le.AppendUint32(b, ifID)
+	b = le.AppendUint32(b, uint32(uint64(end)>>32))
+	b = le.AppendUint32(b, uint32(end))
+	b = appendNgOptions(b, opts)
+	return le.AppendUint32(b, ngISBLen)
 }
 
 func ngEPBLen(data []byte) int { return ngEPBOverhead + pad4(len(data)) }
@@ -183,6 +216,27 @@ func appendNgEPB(b []byte, ifID uint32, tsNanos int64, data []byte, origLen int)
 		b = append(b, 0)
 	}
 	return le.AppendUint32(b, uint32(total))
+}
+
+// countPackets counts the packets in whole blocks or records (data as
+// validPrefix leaves it).
+func countPackets(data []byte, f Format) int {
+	n := 0
+	if f == FormatPcap {
+		for off := pcapHeaderLen; len(data)-off >= pcapRecHeaderLen; n++ {
+			off += pcapRecHeaderLen + int(le.Uint32(data[off+8:]))
+		}
+		return n
+	}
+	for off := 0; len(data)-off >= 12; off += int(le.Uint32(data[off+4:])) {
+		if le.Uint32(data[off:]) == ngBlockEPB {
+			n++
+		}
+		if le.Uint32(data[off+4:]) < 12 {
+			break
+		}
+	}
+	return n
 }
 
 // validPrefix walks a capture file and returns the length of its longest

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/user"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/sys/unix"
 )
 
 // Options configure a Collector. Zero values take the defaults noted.
@@ -35,17 +37,50 @@ type Options struct {
 	// caps their total size (0 = no cap). The newest file is always kept.
 	Keep      int
 	KeepBytes int64
+	// KeepAge removes closed files older than this, MaxTotalSize the oldest
+	// closed files while all sessions' files together are larger (0 = no
+	// limit). MinFree removes the oldest closed files while the output
+	// filesystem has less space free, and pauses writing (drops counted as
+	// disk_low) when that is not enough. The newest file of each session is
+	// never removed by any of them.
+	KeepAge      time.Duration
+	MaxTotalSize int64
+	MinFree      int64
+	// Compress gzips each closed file (name.pcapng.gz) before retention and
+	// the post-rotate command see it.
+	Compress bool
+	// FileMode is the mode of capture files (default 0640); directories get
+	// the same with x where r is set (0750). Group, a name or a number,
+	// owns them ("" = the process's group).
+	FileMode os.FileMode
+	Group    string
+	// FileName is the file name template (default DefaultFileName):
+	// {session}, {host}, {vni} and {time} (UTC start, required).
+	FileName string
+	// Host names the collector in file names (default: the host name).
+	Host string
 	// Sessions names the sessions by VNI; other VNIs are "vni-N".
-	Sessions map[uint32]string
+	// PacketLengths are the sessions' packet lengths, the snaplen of their
+	// interface blocks (missing or 0: whole frames).
+	Sessions      map[uint32]string
+	PacketLengths map[uint32]int
 	// DropUnknownVNI drops packets of VNIs not in Sessions instead of
 	// capturing them.
 	DropUnknownVNI bool
-	// MaxSessions bounds the sessions (VNIs) captured at once (default
-	// 1024): a sender spraying VNIs cannot make a directory, a file and a
-	// buffer for each. Sessions in Sessions are always captured; packets of
-	// other VNIs beyond the limit are dropped as session_limit.
+	// MaxSessions bounds the sessions (VNIs) not in Sessions captured at
+	// once (default 1024): a sender spraying VNIs cannot make a directory,
+	// a file and a buffer for each. Packets of other VNIs beyond the limit
+	// are dropped as session_limit until a session goes idle.
 	MaxSessions int
-	// PostRotate is a shell command run with each closed file as "$1".
+	// SessionIdle closes the file of a session without packets for this
+	// long; a session not in Sessions is then forgotten, freeing its place
+	// under MaxSessions (default 5m; negative = never).
+	SessionIdle time.Duration
+	// MaxSourceSeries bounds the per-source metric series across all
+	// sessions (default 4096); sources beyond it count as source="other".
+	MaxSourceSeries int
+	// PostRotate is a command, split at spaces and run without a shell,
+	// with each closed file's path as its last argument.
 	PostRotate string
 	// Readers is the number of SO_REUSEPORT sockets, one goroutine each
 	// (default: one per CPU).
@@ -90,9 +125,22 @@ type Collector struct {
 	addr    *net.UDPAddr
 	rcvbuf  int
 
-	mu     sync.RWMutex
-	series map[uint32]*series
-	names  map[string]uint32 // sanitised name -> VNI, to keep names unique
+	out        *outDir
+	disk       disk
+	diskLow    atomic.Bool    // below MinFree: packets dropped as disk_low
+	closed     chan closedJob // closed files for compression, retention, post-rotate
+	closedMu   sync.Mutex     // guards sends on closed against closing it
+	closedDone bool
+	retained   map[string]*metrics.Counter // files removed, by rule
+
+	mu       sync.RWMutex
+	series   map[uint32]*series
+	names    map[string]uint32 // sanitised name -> VNI, to keep names unique
+	unnamed  int               // series of VNIs not in Sessions (bounded by MaxSessions)
+	limitLog time.Time         // when session_limit drops were last logged
+	limitN   uint64            // session_limit drops since then
+
+	sourceSeries atomic.Int64 // source metric series, bounded by MaxSourceSeries
 
 	drops       [numReasons]*metrics.Counter
 	received    *metrics.Counter
@@ -130,6 +178,26 @@ func (o *Options) applyDefaults() {
 	}
 	if o.MaxSessions <= 0 {
 		o.MaxSessions = 1024
+	}
+	if o.SessionIdle == 0 {
+		o.SessionIdle = 5 * time.Minute
+	}
+	if o.MaxSourceSeries <= 0 {
+		o.MaxSourceSeries = 4096
+	}
+	if o.FileMode == 0 {
+		o.FileMode = DefaultFileMode
+	}
+	if o.FileName == "" {
+		o.FileName = DefaultFileName
+	}
+	if o.Host == "" {
+		o.Host, _ = os.Hostname()
+	}
+	if h := SanitizeName(o.Host); h != "" {
+		o.Host = h
+	} else {
+		o.Host = "localhost"
 	}
 	if o.RcvBuf <= 0 {
 		o.RcvBuf = 32 << 20
@@ -176,20 +244,35 @@ func New(opts Options) (c *Collector, err error) {
 	if opts.Format != FormatPcap && opts.Format != FormatPcapng {
 		return nil, fmt.Errorf("unknown format %d", opts.Format)
 	}
-	if err := os.MkdirAll(opts.OutputDir, 0o755); err != nil {
-		return nil, fmt.Errorf("create output directory: %w", err)
+	if err := CheckFileName(opts.FileName); err != nil {
+		return nil, err
 	}
-	host, _ := os.Hostname()
+	gid, err := lookupGroup(opts.Group)
+	if err != nil {
+		return nil, err
+	}
+	out, err := openOutDir(opts.OutputDir, opts.FileMode, gid, opts.Logger)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			out.close()
+		}
+	}()
 	c = &Collector{
-		opts: opts,
-		log:  opts.Logger,
-		set:  opts.Metrics,
-		now:  opts.Now,
+		out:      out,
+		closed:   make(chan closedJob, closedQueue),
+		retained: make(map[string]*metrics.Counter),
+		opts:     opts,
+		log:      opts.Logger,
+		set:      opts.Metrics,
+		now:      opts.Now,
 		section: sectionInfo{
 			Hardware:    runtime.GOARCH,
 			OS:          runtime.GOOS,
 			Application: opts.Application,
-			Comment:     "xmirror collect on " + host + ": VXLAN-decapsulated mirror traffic",
+			Comment:     "xmirror collect on " + opts.Host + ": VXLAN-decapsulated mirror traffic",
 		},
 		series:    make(map[uint32]*series),
 		names:     make(map[string]uint32),
@@ -200,7 +283,16 @@ func New(opts Options) (c *Collector, err error) {
 	}
 	c.received = c.set.GetOrCreateCounter("xmirror_collector_received_total")
 	c.socketDrops = c.set.GetOrCreateCounter("xmirror_collector_socket_drops_total")
-	recoverParts(opts.OutputDir, c.log)
+	for _, rule := range []string{"keep", "keep_size", "keep_age", "max_total_size", "min_free"} {
+		c.retained[rule] = c.set.GetOrCreateCounter(`xmirror_collector_retention_removed_total{rule="` + rule + `"}`)
+	}
+	c.set.GetOrCreateGauge("xmirror_collector_disk_low", func() float64 {
+		if c.diskLow.Load() {
+			return 1
+		}
+		return 0
+	})
+	recoverParts(c.out, c.log)
 	// Reserve the configured names first so that an unknown VNI whose
 	// vni-N name clashes cannot take a configured session's directory.
 	for vni, name := range opts.Sessions {
@@ -209,7 +301,39 @@ func New(opts Options) (c *Collector, err error) {
 	if err := c.listen(); err != nil {
 		return nil, err
 	}
+	go c.closedLoop()
 	return c, nil
+}
+
+// lookupGroup resolves Options.Group (a name or a number); "" is -1, the
+// process's own group.
+func lookupGroup(name string) (int, error) {
+	if name == "" {
+		return -1, nil
+	}
+	if n, err := strconv.Atoi(name); err == nil && n >= 0 {
+		return n, nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, fmt.Errorf("collector.group: %w", err)
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+// namer is the file namer of a session.
+func (c *Collector) namer(session string, vni uint32) fileNamer {
+	return newFileNamer(c.opts.FileName, session, c.opts.Host, vni, c.opts.Format.Ext())
+}
+
+// takeSourceSeries takes a place for one more source metric series, or
+// reports that MaxSourceSeries are taken.
+func (c *Collector) takeSourceSeries() bool {
+	if c.sourceSeries.Add(1) > int64(c.opts.MaxSourceSeries) {
+		c.sourceSeries.Add(-1)
+		return false
+	}
+	return true
 }
 
 // Addr is the bound UDP address (useful with port 0).
@@ -280,13 +404,49 @@ func (c *Collector) seriesFor(vni uint32) (*series, Reason) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s = c.series[vni]; s == nil {
-		if !known && len(c.series) >= c.opts.MaxSessions {
+		if !known && c.unnamed >= c.opts.MaxSessions {
+			c.limitReached()
 			return nil, ReasonSessionLimit
 		}
-		s = newSeries(c, vni, c.sessionName(vni, name))
+		if !known {
+			c.unnamed++
+		}
+		s = newSeries(c, vni, c.sessionName(vni, name), known)
 		c.series[vni] = s
 	}
 	return s, ReasonNone
+}
+
+// limitReached logs the session_limit drops, at most once per
+// RetryInterval. Called with c.mu held.
+func (c *Collector) limitReached() {
+	c.limitN++
+	if now := c.now(); now.Sub(c.limitLog) >= c.opts.RetryInterval {
+		c.log.Warn("session limit reached: packets of new VNIs dropped until a session is idle",
+			"max_sessions", c.opts.MaxSessions, "session_idle", c.opts.SessionIdle, "dropped", c.limitN)
+		c.limitLog, c.limitN = now, 0
+	}
+}
+
+// evictIdle forgets the idle series of VNIs not in Sessions, freeing their
+// places under MaxSessions.
+func (c *Collector) evictIdle(idle []*series) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range idle {
+		if s.named || c.series[s.vni] != s {
+			continue
+		}
+		s.mu.Lock()
+		if s.f == nil && s.pendPkts == 0 { // no packet arrived since the tick saw it idle
+			delete(c.series, s.vni)
+			delete(c.names, s.name)
+			c.unnamed--
+			s.evictLocked("idle")
+			c.log.Info("idle session closed", "session", s.name, "vni", s.vni)
+		}
+		s.mu.Unlock()
+	}
 }
 
 func (c *Collector) drop(r Reason)            { c.drops[r].Inc() }
@@ -324,6 +484,14 @@ func (r *rx) packet(src netip.Addr, tsNanos int64, payload []byte) {
 			return
 		}
 		s.mu.Lock()
+		if s.evicted { // idle and forgotten since the reader cached it
+			s.mu.Unlock()
+			delete(r.cache, fr.VNI)
+			if s = r.lookup(fr.VNI); s == nil {
+				return
+			}
+			s.mu.Lock()
+		}
 		r.held = s
 	}
 	if reason := s.writeLocked(src, tsNanos, fr); reason != ReasonNone {
@@ -356,11 +524,13 @@ func (r *rx) release() {
 }
 
 // Rotate closes every open file; the next packet of each session opens a new
-// one. It is what SIGHUP and SIGUSR1 do.
+// one. It returns once the closed files are compressed, pruned and handed
+// to the post-rotate command (or after 10 seconds).
 func (c *Collector) Rotate() {
 	for _, s := range c.allSeries() {
 		s.rotate("requested")
 	}
+	waitTimeout(&c.post, 10*time.Second)
 }
 
 func (c *Collector) allSeries() []*series {
@@ -424,6 +594,7 @@ loop:
 		s.rotate("shutdown")
 	}
 	waitTimeout(&c.post, 10*time.Second)
+	c.closeFiles()
 	select {
 	case err := <-errc:
 		return err
@@ -432,8 +603,33 @@ loop:
 	}
 }
 
+// closeFiles stops the closed-file worker and closes the directories.
+func (c *Collector) closeFiles() {
+	c.closedMu.Lock()
+	defer c.closedMu.Unlock()
+	if c.closedDone {
+		return
+	}
+	c.closedDone = true
+	close(c.closed)
+	for _, s := range c.allSeries() {
+		s.mu.Lock()
+		if s.dirfd >= 0 {
+			_ = unix.Close(s.dirfd)
+			s.dirfd = -1
+		}
+		s.mu.Unlock()
+	}
+	c.out.close()
+}
+
 // Close releases the sockets of a Collector whose Run was never called.
 func (c *Collector) Close() error {
+	for _, s := range c.allSeries() {
+		s.rotate("close")
+	}
+	waitTimeout(&c.post, 10*time.Second)
+	c.closeFiles()
 	var errs []error
 	for _, conn := range c.conns {
 		if err := conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
@@ -446,9 +642,16 @@ func (c *Collector) Close() error {
 func (c *Collector) tick() {
 	c.pollSocketDrops()
 	now := c.now()
+	var idle []*series
 	for _, s := range c.allSeries() {
-		s.tick(now)
+		if s.tick(now) && !s.named {
+			idle = append(idle, s)
+		}
 	}
+	if len(idle) > 0 {
+		c.evictIdle(idle)
+	}
+	c.enforceDisk(now)
 }
 
 func waitTimeout(wg *sync.WaitGroup, d time.Duration) {

@@ -45,6 +45,8 @@ const (
 	ReasonWriteError
 	// ReasonSessionLimit: a new unknown VNI beyond Options.MaxSessions.
 	ReasonSessionLimit
+	// ReasonDiskLow: the output filesystem is below Options.MinFree.
+	ReasonDiskLow
 	numReasons
 )
 
@@ -57,6 +59,7 @@ var reasonNames = [numReasons]string{
 	ReasonSocketTruncated: "socket_truncated",
 	ReasonWriteError:      "write_error",
 	ReasonSessionLimit:    "session_limit",
+	ReasonDiskLow:         "disk_low",
 }
 
 func (r Reason) String() string {

@@ -122,7 +122,7 @@ func FuzzDecap(f *testing.F) {
 // FuzzValidPrefix checks the crash-recovery walk over arbitrary files.
 func FuzzValidPrefix(f *testing.F) {
 	ng := appendNgSHB(nil, sectionInfo{Application: "x"})
-	ng = appendNgIDB(ng, "a", "b")
+	ng = appendNgIDB(ng, "a", "b", 0)
 	ng = appendNgEPB(ng, 0, 1, []byte{1, 2, 3}, 3)
 	f.Add(ng, false)
 	f.Add(appendPcapRecord(appendPcapHeader(nil), 1, []byte{1, 2}, 2), true)

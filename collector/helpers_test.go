@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,6 +58,9 @@ func testCollector(t *testing.T, opts Options) (*Collector, func()) {
 	t.Helper()
 	if opts.Listen == "" {
 		opts.Listen = "127.0.0.1:0"
+	}
+	if opts.FileName == "" {
+		opts.FileName = "{session}-{time}" // the names the tests expect; TestFileNameTemplate checks the default
 	}
 	if opts.OutputDir == "" {
 		opts.OutputDir = t.TempDir()
@@ -222,6 +226,26 @@ func files(t *testing.T, dir string) []string {
 }
 
 var loopback = netip.MustParseAddr("127.0.0.1")
+
+// syncBuffer is a log sink the tests read while the collector writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func textLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
 func execOutput(name string, args ...string) (string, error) {
 	if _, err := exec.LookPath(name); err != nil {

@@ -3,15 +3,8 @@ package collector
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,46 +12,54 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fileTimeLayout is the UTC start time in file names.
-const fileTimeLayout = "20060102T150405Z"
-
 // series is the file series of one session (VNI): the open file, its
 // buffer of whole blocks, rotation and retention. Readers write through it
-// under mu; the ticker flushes it and rotates it when idle.
+// under mu; the ticker flushes it, rotates it and closes it when idle.
 type series struct {
-	c    *Collector
-	name string // sanitised session name: directory and file name prefix
-	vni  uint32
-	dir  string
+	c     *Collector
+	name  string // sanitised session name: directory name, {session} in file names
+	vni   uint32
+	named bool // a session of the configuration: never evicted for the limit
+	snap  int  // the session's packet length, the snaplen of its interfaces (0: whole frames)
+	namer fileNamer
 
 	mu        sync.Mutex
+	dirfd     int      // the session directory, opened on the first file; -1 before
 	f         *os.File // nil between files: the next packet opens one
-	partPath  string
-	finalPath string
+	partName  string
+	finalName string
 	written   int64  // bytes of f on disk, always whole blocks
+	filePkts  int    // packets in f on disk: a file without any is not kept
 	buf       []byte // whole blocks not yet written to f
 	// Packets, bytes and cut packets in buf: counted when written, dropped
-	// (write_error) when the write fails.
+	// (write_error) when the write fails; pendSrc are the sources with
+	// packets in buf, so that a failed write counts their drops.
 	pendPkts, pendBytes, pendCut int
+	pendSrc                      []*sourceState
 
-	deadline int64  // unix nanos at which the interval rotation closes f; 0 = none
-	lastBase string // name stem of the last file opened, and its number
-	lastSeq  int
-	gen      uint64 // file generation, so that sources know if their IDB is in f
-	nextIf   uint32 // next pcapng interface id in f
-	sources  map[netip.Addr]*sourceState
+	deadline  int64 // unix nanos at which the interval rotation closes f; 0 = none
+	opened    int64 // unix nanos at which f was opened
+	lastPkt   int64 // unix nanos of the last packet (by the collector's clock)
+	evicted   bool  // out of the collector's map: readers must look the VNI up again
+	lastStamp string
+	lastSeq   int
+	gen       uint64 // file generation, so that sources know if their IDB is in f
+	nextIf    uint32 // next pcapng interface id in f
+	sources   map[netip.Addr]*sourceState
 	// The source of the last packet, its entry and the address its entry
-	// is named after ("other" beyond maxSources): a mirror session usually
+	// is named after ("other" beyond the limits): a mirror session usually
 	// has one source, so this spares hashing the address on every packet.
 	lastSrc, lastEff netip.Addr
 	lastSS           *sourceState
 
 	failed    bool      // a write failed; packets are dropped until retryAt
+	failing   bool      // failed since the last packet written (logged once)
 	retryAt   time.Time // when the ticker lets the next packet reopen a file
 	failDrops uint64    // packets dropped since the failure was last logged
 	lastErr   error
 
-	packets, bytes, files, cut *metrics.Counter
+	packets, bytes, files, cut, dropped *metrics.Counter
+	metricNames                         []string // to unregister when evicted
 }
 
 // maxSources bounds the mirror sources tracked per session (a counter and an
@@ -66,27 +67,42 @@ type series struct {
 // so that spoofed outer addresses cannot grow memory without bound.
 const maxSources = 256
 
-// sourceState is a mirror source seen in a session: its counter of received
-// packets and its interface id in the current pcapng file.
+// sourceState is a mirror source seen in a session: its packets received
+// and dropped (since start, as the interface statistics report them) and
+// its interface id in the current pcapng file.
 type sourceState struct {
 	packets *metrics.Counter
+	drops   uint64
+	pend    int // packets in the series' buffer
 	gen     uint64
 	ifID    uint32
+	counted bool // takes a place under Options.MaxSourceSeries
 }
 
-func newSeries(c *Collector, vni uint32, name string) *series {
+func newSeries(c *Collector, vni uint32, name string, named bool) *series {
 	lbl := fmt.Sprintf(`{session=%q,vni="%d"}`, name, vni)
-	return &series{
+	s := &series{
 		c:       c,
 		name:    name,
 		vni:     vni,
-		dir:     filepath.Join(c.opts.OutputDir, name),
+		named:   named,
+		snap:    c.opts.PacketLengths[vni],
+		namer:   c.namer(name, vni),
+		dirfd:   -1,
 		sources: make(map[netip.Addr]*sourceState),
-		packets: c.set.GetOrCreateCounter("xmirror_collector_packets_total" + lbl),
-		bytes:   c.set.GetOrCreateCounter("xmirror_collector_bytes_total" + lbl),
-		files:   c.set.GetOrCreateCounter("xmirror_collector_files_total" + lbl),
-		cut:     c.set.GetOrCreateCounter("xmirror_collector_truncated_packets_total" + lbl),
+		lastPkt: c.now().UnixNano(),
 	}
+	s.packets = s.counter("xmirror_collector_packets_total" + lbl)
+	s.bytes = s.counter("xmirror_collector_bytes_total" + lbl)
+	s.files = s.counter("xmirror_collector_files_total" + lbl)
+	s.cut = s.counter("xmirror_collector_truncated_packets_total" + lbl)
+	s.dropped = s.counter("xmirror_collector_session_drops_total" + lbl)
+	return s
+}
+
+func (s *series) counter(name string) *metrics.Counter {
+	s.metricNames = append(s.metricNames, name)
+	return s.c.set.GetOrCreateCounter(name)
 }
 
 // write appends one packet to the series, opening or rotating its file as
@@ -98,20 +114,21 @@ func (s *series) write(src netip.Addr, tsNanos int64, fr Frame) Reason {
 }
 
 // source returns the entry of a mirror source, creating it on first sight;
-// beyond maxSources the source shares the "other" entry, whose address (the
-// zero Addr) comes back as the address to name the interface after.
+// beyond maxSources in the session, or Options.MaxSourceSeries across all
+// sessions, the source shares the "other" entry, whose address (the zero
+// Addr) comes back as the address to name the interface after.
 func (s *series) source(src netip.Addr) (*sourceState, netip.Addr) {
 	if s.lastSS != nil && src == s.lastSrc {
 		return s.lastSS, s.lastEff
 	}
 	in := src
 	ss := s.sources[src]
-	if ss == nil && len(s.sources) >= maxSources {
+	if ss == nil && src.IsValid() && (len(s.sources) >= maxSources || !s.c.takeSourceSeries()) {
 		src = netip.Addr{}
 		ss = s.sources[src]
 	}
 	if ss == nil {
-		ss = &sourceState{packets: s.c.set.GetOrCreateCounter(fmt.Sprintf(
+		ss = &sourceState{counted: src.IsValid(), packets: s.counter(fmt.Sprintf(
 			`xmirror_collector_source_packets_total{session=%q,source=%q}`, s.name, sourceName(src)))}
 		s.sources[src] = ss
 	}
@@ -122,9 +139,15 @@ func (s *series) source(src netip.Addr) (*sourceState, netip.Addr) {
 // writeLocked is write with s.mu held: a reader holds it across the packets
 // of one session in a receive batch.
 func (s *series) writeLocked(src netip.Addr, tsNanos int64, fr Frame) Reason {
+	s.lastPkt = tsNanos
+	ss, src := s.source(src)
+	ss.packets.Inc()
 	if s.failed {
 		s.failDrops++
-		return ReasonWriteError
+		return s.dropLocked(ss, ReasonWriteError)
+	}
+	if s.c.diskLow.Load() {
+		return s.dropLocked(ss, ReasonDiskLow)
 	}
 	if s.f != nil && s.deadline != 0 && tsNanos >= s.deadline {
 		s.closeLocked("interval")
@@ -133,14 +156,11 @@ func (s *series) writeLocked(src netip.Addr, tsNanos int64, fr Frame) Reason {
 		if err := s.openLocked(time.Unix(0, tsNanos)); err != nil {
 			s.failLocked(err)
 			s.failDrops++
-			return ReasonWriteError
+			return s.dropLocked(ss, ReasonWriteError)
 		}
 	}
-	ss, src := s.source(src)
-	var need int
-	if s.c.opts.Format == FormatPcap {
-		need = pcapRecordLen(fr.Inner)
-	} else {
+	need := pcapRecordLen(fr.Inner)
+	if s.c.opts.Format == FormatPcapng {
 		need = ngEPBLen(fr.Inner)
 		if ss.gen != s.gen {
 			need += 512 // room for the interface block
@@ -150,34 +170,55 @@ func (s *series) writeLocked(src netip.Addr, tsNanos int64, fr Frame) Reason {
 		if err := s.flushLocked(); err != nil {
 			s.failLocked(err)
 			s.failDrops++
-			return ReasonWriteError
+			return s.dropLocked(ss, ReasonWriteError)
 		}
 	}
-	if s.c.opts.Format == FormatPcap {
-		s.buf = appendPcapRecord(s.buf, tsNanos, fr.Inner, fr.OrigLen)
-	} else {
-		if ss.gen != s.gen {
-			ss.gen, ss.ifID = s.gen, s.nextIf
-			s.nextIf++
-			s.buf = appendNgIDB(s.buf, fmt.Sprintf("%s/vni%d", sourceName(src), s.vni),
-				fmt.Sprintf("mirror source %s, session %s (VNI %d)", sourceName(src), s.name, s.vni))
-		}
-		s.buf = appendNgEPB(s.buf, ss.ifID, tsNanos, fr.Inner, fr.OrigLen)
-	}
-	ss.packets.Inc()
-	s.pendPkts++
-	s.pendBytes += len(fr.Inner)
-	if fr.OrigLen > len(fr.Inner) {
-		s.pendCut++
-	}
+	s.appendLocked(ss, src, tsNanos, fr)
 	if s.c.opts.RotateSize > 0 && s.written+int64(len(s.buf)) >= s.c.opts.RotateSize {
 		s.closeLocked("size")
 	}
 	return ReasonNone
 }
 
+// appendLocked appends the packet's block (and its interface block, first
+// time in this file) to the buffer.
+func (s *series) appendLocked(ss *sourceState, src netip.Addr, tsNanos int64, fr Frame) {
+	if s.c.opts.Format == FormatPcap {
+		s.buf = appendPcapRecord(s.buf, tsNanos, fr.Inner, fr.OrigLen)
+	} else {
+		if ss.gen != s.gen {
+			ss.gen, ss.ifID = s.gen, s.nextIf
+			s.nextIf++
+			s.buf = appendNgIDB(s.buf, ifName(src, s.vni), ifDesc(src, s.name, s.vni), s.snap)
+		}
+		s.buf = appendNgEPB(s.buf, ss.ifID, tsNanos, fr.Inner, fr.OrigLen)
+	}
+	if ss.pend == 0 {
+		s.pendSrc = append(s.pendSrc, ss)
+	}
+	ss.pend++
+	s.pendPkts++
+	s.pendBytes += len(fr.Inner)
+	if fr.OrigLen > len(fr.Inner) {
+		s.pendCut++
+	}
+}
+
+// dropLocked counts a packet of source ss that the series could not keep.
+func (s *series) dropLocked(ss *sourceState, r Reason) Reason {
+	ss.drops++
+	s.dropped.Inc()
+	return r
+}
+
+func ifName(src netip.Addr, vni uint32) string { return fmt.Sprintf("%s/vni%d", sourceName(src), vni) }
+
+func ifDesc(src netip.Addr, session string, vni uint32) string {
+	return fmt.Sprintf("mirror source %s, session %s (VNI %d)", sourceName(src), session, vni)
+}
+
 // sourceName names a mirror source; the zero address stands for the
-// sources beyond maxSources.
+// sources beyond the limits.
 func sourceName(a netip.Addr) string {
 	if !a.IsValid() {
 		return "other"
@@ -188,34 +229,31 @@ func sourceName(a netip.Addr) string {
 // openLocked creates the next file of the series, named after t, under its
 // hidden temporary name, with the file header in the buffer.
 func (s *series) openLocked(t time.Time) error {
-	if err := os.MkdirAll(s.dir, 0o755); err != nil {
-		return fmt.Errorf("create session directory: %w", err)
+	if s.dirfd < 0 {
+		fd, err := s.c.out.sessionDir(s.name)
+		if err != nil {
+			return err
+		}
+		s.dirfd = fd
 	}
-	t = t.UTC()
-	ext := s.c.opts.Format.Ext()
-	base := s.name + "-" + t.Format(fileTimeLayout)
-	// Several files can start within one second (size rotation at high rate):
-	// number them so that no name is reused.
-	// Never go back to a number used before in this second, even when
-	// retention has deleted that file since: the numbers order the files.
+	// Several files can start within one second (size rotation at high
+	// rate): number them so that no name is reused. Never go back to a
+	// number used before in this second, even when retention has deleted
+	// that file since: the numbers order the files.
+	stamp := t.UTC().Format(fileTimeLayout)
 	first := 0
-	if base == s.lastBase {
+	if stamp == s.lastStamp {
 		first = s.lastSeq + 1
 	}
 	var name string
 	for i := first; ; i++ {
-		s.lastBase, s.lastSeq = base, i
-		name = base + ext
-		if i > 0 {
-			name = base + "-" + strconv.Itoa(i) + ext
-		}
-		if _, err := os.Lstat(filepath.Join(s.dir, name)); errors.Is(err, fs.ErrNotExist) {
-			if _, err := os.Lstat(filepath.Join(s.dir, "."+name+".part")); errors.Is(err, fs.ErrNotExist) {
-				break
-			}
+		s.lastStamp, s.lastSeq = stamp, i
+		name = s.namer.name(t, i)
+		if !s.exists(name) && !s.exists(name+gzExt) && !s.exists("."+name+".part") {
+			break
 		}
 	}
-	part := filepath.Join(s.dir, "."+name+".part")
+	part := "." + name + ".part"
 	if s.buf == nil {
 		// Grows up to WriteBuffer with the session's rate; released when
 		// the file closes, so idle sessions hold no buffer.
@@ -227,15 +265,16 @@ func (s *series) openLocked(t time.Time) error {
 	} else {
 		header = appendNgSHB(s.buf[:0], s.c.section)
 	}
-	f, err := createWithHeader(s.dir, part, header)
+	f, err := s.c.out.createFile(s.dirfd, part, header)
 	s.buf = s.buf[:0]
 	if err != nil {
 		return err
 	}
-	s.f, s.partPath, s.finalPath = f, part, filepath.Join(s.dir, name)
-	s.written = int64(len(header))
+	s.f, s.partName, s.finalName = f, part, name
+	s.written, s.filePkts = int64(len(header)), 0
 	s.gen++
 	s.nextIf = 0
+	s.opened = t.UnixNano()
 	s.deadline = 0
 	if iv := s.c.opts.RotateInterval; iv > 0 {
 		s.deadline = t.Truncate(iv).Add(iv).UnixNano()
@@ -244,69 +283,55 @@ func (s *series) openLocked(t time.Time) error {
 	return nil
 }
 
-// createWithHeader creates path holding header. The file appears under its
-// name only once the header is in it (O_TMPFILE, then linkat), so that even a
-// kill -9 never leaves an empty, unreadable capture file; a full disk shows
-// up here, before packets are buffered. Filesystems without O_TMPFILE get a
-// plain create.
-func createWithHeader(dir, path string, header []byte) (*os.File, error) {
-	if fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o644); err == nil {
-		f := os.NewFile(uintptr(fd), path)
-		if _, err := f.Write(header); err != nil {
-			_ = f.Close()
-			return nil, fmt.Errorf("write capture file header: %w", err)
-		}
-		err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
-		if err == nil {
-			return f, nil
-		}
-		_ = f.Close()
-		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOSPC) {
-			return nil, fmt.Errorf("create capture file: %w", err)
-		}
-		// No /proc, or linkat refused: fall back to a plain create.
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("create capture file: %w", err)
-	}
-	if _, err := f.Write(header); err != nil {
-		_ = f.Close()
-		_ = os.Remove(path)
-		return nil, fmt.Errorf("write capture file header: %w", err)
-	}
-	return f, nil
+func (s *series) exists(name string) bool {
+	var st unix.Stat_t
+	return !errors.Is(unix.Fstatat(s.dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW), unix.ENOENT)
 }
 
 // flushLocked writes the buffered blocks. On a short write it cuts the file
 // back to its last whole block so that it stays readable, and reports the
-// error; the buffered packets are lost (counted by the caller's drop).
+// error; the buffered packets are lost (counted as dropped).
 func (s *series) flushLocked() error {
 	if s.f == nil || len(s.buf) == 0 {
 		return nil
 	}
 	n, err := s.f.Write(s.buf)
+	s.buf = s.buf[:0]
+	pkts := s.pendPkts
+	for _, ss := range s.pendSrc {
+		if err != nil {
+			ss.drops += uint64(ss.pend)
+		}
+		ss.pend = 0
+	}
+	s.pendSrc = s.pendSrc[:0]
 	if err != nil {
 		if n > 0 {
 			_ = s.f.Truncate(s.written)
 		}
-		s.c.dropN(ReasonWriteError, uint64(s.pendPkts))
-		s.buf = s.buf[:0]
+		s.c.dropN(ReasonWriteError, uint64(pkts))
+		s.dropped.Add(pkts)
 		s.pendPkts, s.pendBytes, s.pendCut = 0, 0, 0
 		return fmt.Errorf("write capture file: %w", err)
 	}
 	s.written += int64(n)
-	s.buf = s.buf[:0]
+	s.filePkts += pkts
 	// Packets count as written once they are in the file.
-	s.packets.Add(s.pendPkts)
+	s.packets.Add(pkts)
 	s.bytes.Add(s.pendBytes)
 	s.cut.Add(s.pendCut)
 	s.pendPkts, s.pendBytes, s.pendCut = 0, 0, 0
+	if s.failing && pkts > 0 {
+		s.failing = false
+		s.c.log.Info("capture file writing resumed", "session", s.name, "file", s.finalName)
+	}
 	return nil
 }
 
 // failLocked closes what is open (keeping the whole blocks already on disk)
-// and stops writing until the ticker lets a packet retry.
+// and stops writing until the ticker lets a packet retry. The first failure
+// is logged; later ones until a packet is written again are summed up by
+// the ticker once per retry interval.
 func (s *series) failLocked(err error) {
 	if s.f != nil {
 		s.closeLocked("error")
@@ -314,39 +339,59 @@ func (s *series) failLocked(err error) {
 	s.failed = true
 	s.lastErr = err
 	s.retryAt = s.c.now().Add(s.c.opts.RetryInterval)
-	s.c.log.Error("capture file write failed; dropping packets until it can be reopened",
-		"session", s.name, "err", err, "retry_in", s.c.opts.RetryInterval)
+	if !s.failing {
+		s.failing = true
+		s.c.log.Error("capture file write failed; dropping packets until it can be reopened",
+			"session", s.name, "err", err, "retry_every", s.c.opts.RetryInterval)
+	}
 }
 
-// closeLocked flushes and closes the open file and renames it to its final
-// name, then applies retention and starts the post-rotate command.
+// closeLocked writes the interface statistics, flushes and closes the open
+// file and renames it to its final name; a file that holds no packet is
+// removed instead. The closed file is then handed to retention,
+// compression and the post-rotate command.
 func (s *series) closeLocked(why string) {
 	if s.f == nil {
 		return
 	}
+	if s.c.opts.Format == FormatPcapng && s.pendPkts+s.filePkts > 0 {
+		s.appendStatsLocked()
+	}
 	flushErr := s.flushLocked()
-	f, part, final := s.f, s.partPath, s.finalPath
+	f, part, final := s.f, s.partName, s.finalName
 	s.f = nil
 	s.buf = nil
 	if err := f.Close(); err != nil && flushErr == nil {
 		flushErr = err
 	}
-	if s.written == 0 {
-		// Not even the header reached the disk: nothing worth keeping.
-		_ = os.Remove(part)
-		if flushErr != nil {
-			s.c.log.Warn("capture file discarded", "session", s.name, "file", part, "err", flushErr)
-		}
+	if s.filePkts == 0 {
+		// A header alone is not a capture: keeping it would let retention
+		// count it (a full disk retrying every few seconds would push the
+		// real captures out).
+		_ = unix.Unlinkat(s.dirfd, part, 0)
+		s.c.log.Debug("capture file without packets removed", "session", s.name, "file", part, "err", flushErr)
 		return
 	}
-	if err := os.Rename(part, final); err != nil {
+	if err := unix.Renameat(s.dirfd, part, s.dirfd, final); err != nil {
 		s.c.log.Error("rename closed capture file", "session", s.name, "file", part, "err", err)
 		return
 	}
 	s.files.Inc()
-	s.c.log.Info("capture file closed", "session", s.name, "file", final, "bytes", s.written, "why", why)
-	s.c.retain(s.dir, s.name)
-	s.c.postRotate(final)
+	s.c.log.Info("capture file closed", "session", s.name, "file", final, "bytes", s.written,
+		"packets", s.filePkts, "why", why)
+	s.c.fileClosed(s, final)
+}
+
+// appendStatsLocked appends an interface statistics block for each
+// interface of the open file, as dumpcap does when it closes a file.
+// Writing them can fail like any block; the file stays valid without them.
+func (s *series) appendStatsLocked() {
+	now := s.c.now().UnixNano()
+	for _, ss := range s.sources {
+		if ss.gen == s.gen {
+			s.buf = appendNgISB(s.buf, ss.ifID, s.opened, now, ss.packets.Get(), ss.drops)
+		}
+	}
 }
 
 // flush writes the buffer (called by the ticker at least once a second).
@@ -359,12 +404,18 @@ func (s *series) flush() {
 }
 
 // tick runs once per flush interval: flush, rotate an idle file whose
-// interval ended, let a failed series retry, and log drops once per interval.
-func (s *series) tick(now time.Time) {
+// interval ended, close the file of a session idle for SessionIdle, let a
+// failed series retry, and log drops once per interval. It reports whether
+// the session has been idle that long (so that it may be evicted).
+func (s *series) tick(now time.Time) (idle bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.f != nil && s.deadline != 0 && now.UnixNano() >= s.deadline {
 		s.closeLocked("interval")
+	}
+	idle = s.c.opts.SessionIdle > 0 && now.UnixNano()-s.lastPkt >= int64(s.c.opts.SessionIdle)
+	if idle && s.f != nil {
+		s.closeLocked("idle")
 	}
 	if err := s.flushLocked(); err != nil {
 		s.failLocked(err)
@@ -377,6 +428,7 @@ func (s *series) tick(now time.Time) {
 		s.failDrops = 0
 		s.failed = false // the next packet tries to open a file
 	}
+	return idle && s.f == nil
 }
 
 // rotate closes the open file; the next packet opens a new one.
@@ -386,152 +438,22 @@ func (s *series) rotate(why string) {
 	s.closeLocked(why)
 }
 
-// capFile is a closed capture file of a series.
-type capFile struct {
-	path string
-	key  string // start time then sequence, sortable
-	size int64
-}
-
-// closedFiles lists the closed files of the series in dir, oldest first.
-func closedFiles(dir, name string) []capFile {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil
+// evictLocked closes the series for good: its file, its directory and its
+// metrics. Readers holding it in their caches see evicted and look the
+// VNI up again.
+func (s *series) evictLocked(why string) {
+	s.closeLocked(why)
+	s.evicted = true
+	if s.dirfd >= 0 {
+		_ = unix.Close(s.dirfd)
+		s.dirfd = -1
 	}
-	var out []capFile
-	prefix := name + "-"
-	for _, e := range ents {
-		fn := e.Name()
-		if !e.Type().IsRegular() || !strings.HasPrefix(fn, prefix) {
-			continue
+	for _, ss := range s.sources {
+		if ss.counted {
+			s.c.sourceSeries.Add(-1)
 		}
-		rest := strings.TrimPrefix(fn, prefix)
-		var stem string
-		switch {
-		case strings.HasSuffix(rest, ".pcapng"):
-			stem = strings.TrimSuffix(rest, ".pcapng")
-		case strings.HasSuffix(rest, ".pcap"):
-			stem = strings.TrimSuffix(rest, ".pcap")
-		default:
-			continue
-		}
-		ts, seq, _ := strings.Cut(stem, "-")
-		if _, err := time.Parse(fileTimeLayout, ts); err != nil {
-			continue
-		}
-		n := 0
-		if seq != "" {
-			if n, err = strconv.Atoi(seq); err != nil {
-				continue
-			}
-		}
-		info, err := e.Info()
-		if err != nil {
-			continue
-		}
-		out = append(out, capFile{path: filepath.Join(dir, fn), key: fmt.Sprintf("%s-%09d", ts, n), size: info.Size()})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].key < out[j].key })
-	return out
-}
-
-// retain deletes the oldest closed files of a series beyond Keep files or
-// KeepBytes bytes; the newest file is always kept.
-func (c *Collector) retain(dir, name string) {
-	keep, keepBytes := c.opts.Keep, c.opts.KeepBytes
-	if keep <= 0 && keepBytes <= 0 {
-		return
-	}
-	files := closedFiles(dir, name)
-	var total int64
-	for _, f := range files {
-		total += f.size
-	}
-	for i := 0; i < len(files)-1; i++ {
-		over := keep > 0 && len(files)-i > keep
-		if !over && keepBytes > 0 && total > keepBytes {
-			over = true
-		}
-		if !over {
-			break
-		}
-		if err := os.Remove(files[i].path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			c.log.Warn("retention: remove old capture file", "file", files[i].path, "err", err)
-			continue
-		}
-		total -= files[i].size
-		c.log.Debug("retention: removed", "file", files[i].path)
-	}
-}
-
-// postRotate runs the post-rotate command with the closed file's path as its
-// argument ($1 in a shell), like tcpdump -z; it does not block the writer.
-func (c *Collector) postRotate(path string) {
-	if c.opts.PostRotate == "" {
-		return
-	}
-	c.post.Add(1)
-	go func() {
-		defer c.post.Done()
-		cmd := exec.Command("/bin/sh", "-c", c.opts.PostRotate+` "$1"`, "xmirror-post-rotate", path)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			c.log.Warn("post-rotate command failed", "cmd", c.opts.PostRotate, "file", path,
-				"err", err, "output", strings.TrimSpace(string(out)))
-		}
-	}()
-}
-
-// recoverParts renames the temporary files a crashed collector left in the
-// session directories under dir to their final names, after cutting any
-// half-written last block, so that nothing captured stays hidden.
-func recoverParts(dir string, log *slog.Logger) {
-	sessions, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, sd := range sessions {
-		if !sd.IsDir() {
-			continue
-		}
-		sdir := filepath.Join(dir, sd.Name())
-		ents, err := os.ReadDir(sdir)
-		if err != nil {
-			continue
-		}
-		for _, e := range ents {
-			fn := e.Name()
-			if !e.Type().IsRegular() || !strings.HasPrefix(fn, ".") || !strings.HasSuffix(fn, ".part") {
-				continue
-			}
-			final := strings.TrimSuffix(strings.TrimPrefix(fn, "."), ".part")
-			f := FormatPcapng
-			if strings.HasSuffix(final, ".pcap") {
-				f = FormatPcap
-			}
-			part := filepath.Join(sdir, fn)
-			data, err := os.ReadFile(part)
-			if err != nil {
-				log.Warn("recover temporary capture file", "file", part, "err", err)
-				continue
-			}
-			n := validPrefix(data, f)
-			if n == 0 {
-				_ = os.Remove(part)
-				continue
-			}
-			if n < len(data) {
-				_ = os.Truncate(part, int64(n))
-			}
-			dst := filepath.Join(sdir, final)
-			if _, err := os.Lstat(dst); err == nil {
-				continue
-			}
-			if err := os.Rename(part, dst); err != nil {
-				log.Warn("recover temporary capture file", "file", part, "err", err)
-				continue
-			}
-			log.Info("recovered capture file left by an earlier run", "file", dst, "bytes", n)
-		}
+	for _, n := range s.metricNames {
+		s.c.set.UnregisterMetric(n)
 	}
 }

@@ -169,10 +169,18 @@ type Collector struct {
 	Rotate     Rotate `yaml:"rotate"`
 	UnknownVNI string `yaml:"unknown_vni"`           // capture | drop
 	Readers    int    `yaml:"readers,omitempty"`     // 0 = one per CPU
-	PostRotate string `yaml:"post_rotate,omitempty"` // command run with the closed file's path
+	PostRotate string `yaml:"post_rotate,omitempty"` // command (argv, no shell) run with the closed file's path
 	// HealthListen serves only /healthz, for the load balancer's health checks,
 	// so /metrics can stay on loopback.
 	HealthListen string `yaml:"health_listen"`
+
+	FileMode        string   `yaml:"file_mode"`         // octal mode of capture files; directories get x where r
+	Group           string   `yaml:"group,omitempty"`   // group owning files and directories ("" = the process's)
+	FileName        string   `yaml:"file_name"`         // template: {session} {host} {vni} {time}
+	Compress        string   `yaml:"compress"`          // none | gzip
+	SessionIdle     Duration `yaml:"session_idle"`      // close (and forget, if unnamed) an idle session
+	MaxSessions     int      `yaml:"max_sessions"`      // unnamed VNIs captured at once
+	MaxSourceSeries int      `yaml:"max_source_series"` // per-source metric series across sessions
 }
 
 // Rotate says when a capture file is closed and how many are kept.
@@ -181,6 +189,11 @@ type Rotate struct {
 	Interval  Duration `yaml:"interval"`
 	Keep      int      `yaml:"keep"`
 	KeepBytes ByteSize `yaml:"keep_size,omitempty"`
+	// Across all sessions (0 = no limit): age of closed files, their total
+	// size, and the free space kept on the output filesystem.
+	KeepAge      Duration `yaml:"keep_age,omitempty"`
+	MaxTotalSize ByteSize `yaml:"max_total_size,omitempty"`
+	MinFree      ByteSize `yaml:"min_free,omitempty"`
 
 	// 0 is a meaningful explicit value for each of these (no rotation, keep
 	// all), so an absent key is tracked apart from an explicit 0.

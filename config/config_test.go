@@ -103,7 +103,8 @@ func TestFullExample(t *testing.T) {
 		lb.Listener.AccessControl.Allows(netip.MustParseAddr("172.16.0.1")) {
 		t.Error("allowlist")
 	}
-	if cfg.Collector.Rotate.KeepBytes != 10<<30 || cfg.Collector.PostRotate != "gzip" {
+	if col := cfg.Collector; col.Rotate.KeepBytes != 10<<30 || col.PostRotate != "/usr/local/bin/ship-pcap --to archive" ||
+		col.Rotate.KeepAge != Duration(7*24*time.Hour) || col.Rotate.MinFree != 5<<30 || col.Compress != CompressGzip {
 		t.Errorf("collector: %+v", cfg.Collector)
 	}
 }
@@ -157,7 +158,9 @@ collector:
 		t.Errorf("health check defaults: %+v", lb.HealthCheck)
 	}
 	wantCol := Collector{Listen: "0.0.0.0:4789", OutputDir: "/var/lib/xmirror/pcap", Format: FormatPCAPNG,
-		Rotate: Rotate{Size: 100 << 20, Interval: Duration(time.Hour), Keep: 24}, UnknownVNI: UnknownVNICapture, HealthListen: ":9091"}
+		Rotate: Rotate{Size: 100 << 20, Interval: Duration(time.Hour), Keep: 24}, UnknownVNI: UnknownVNICapture,
+		FileMode: "0640", FileName: "{session}-{host}-{time}", Compress: CompressNone, SessionIdle: Duration(5 * time.Minute),
+		MaxSessions: 1024, MaxSourceSeries: 4096, HealthListen: ":9091"}
 	if *cfg.Collector != wantCol {
 		t.Errorf("collector defaults: %+v", cfg.Collector)
 	}
@@ -339,7 +342,7 @@ func TestInvalid(t *testing.T) {
 		{"hc type", with(lbBase, 0, "  health_check: {type: icmp}"), []string{`load_balancer.health_check.type: "icmp" is not one of http, tcp (line 7)`}},
 		{"hc path", with(lbBase, 0, "  health_check: {path: healthz}"), []string{`load_balancer.health_check.path: "healthz" must start with / (line 7)`}},
 		{"hc timeout", with(lbBase, 0, "  health_check:", "    interval: 1s", "    timeout: 1s"), []string{"load_balancer.health_check.timeout: 1s must be shorter than interval 1s (line 9)"}},
-		{"hc interval bad", with(lbBase, 0, "  health_check: {interval: 2}"), []string{`load_balancer.health_check.interval: "2" is not a duration such as 500ms, 2s, 1h (line 7)`}},
+		{"hc interval bad", with(lbBase, 0, "  health_check: {interval: 2}"), []string{`load_balancer.health_check.interval: "2" is not a duration such as 500ms, 2s, 1h, 7d (line 7)`}},
 		{"hc threshold", with(lbBase, 0, "  health_check:", "    healthy_threshold: 0"), []string{"load_balancer.health_check.healthy_threshold: 0 is out of range 1..1000 (line 8)"}},
 		{"hc enabled", with(lbBase, 0, "  health_check: {enabled: 1}"), []string{"load_balancer.health_check.enabled: must be true or false, got integer 1 (line 7)"}},
 		{"collector listen", with(colBase, 2, "  listen: 4789"), []string{"collector.listen: must be a string, got integer 4789 (quote it) (line 2)"}},
@@ -349,7 +352,7 @@ func TestInvalid(t *testing.T) {
 		{"collector readers", with(colBase, 0, "  readers: -1"), []string{"collector.readers: -1 is out of range 0..1024 (line 3)"}},
 		{"rotate size unit", with(colBase, 0, "  rotate: {size: 10XB}"), []string{`collector.rotate.size: "10XB" has unknown unit "XB" (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB) (line 3)`}},
 		{"rotate size negative", with(colBase, 0, "  rotate: {size: -1}"), []string{`collector.rotate.size: "-1" is not a size such as 4096, 64KiB, 100MiB, 1GB (line 3)`}},
-		{"rotate interval", with(colBase, 0, "  rotate:", "    interval: 1d"), []string{`collector.rotate.interval: "1d" is not a duration such as 500ms, 2s, 1h (line 4)`}},
+		{"rotate interval", with(colBase, 0, "  rotate:", "    interval: 1w"), []string{`collector.rotate.interval: "1w" is not a duration such as 500ms, 2s, 1h, 7d (line 4)`}},
 		{"rotate keep", with(colBase, 0, "  rotate:", "    keep: many"), []string{`collector.rotate.keep: must be an integer, got string "many" (line 4)`}},
 		{"rotate unknown", with(colBase, 0, "  rotate: {count: 3}"), []string{"collector.rotate.count: unknown key (line 3)"}},
 		{"metrics listen", lines("metrics:", "  listen: nowhere"), []string{`metrics.listen: "nowhere" is not host:port (line 2)`}},

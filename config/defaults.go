@@ -41,7 +41,15 @@ const (
 	DefaultRotateEvery  = Duration(time.Hour)
 	DefaultRotateKeep   = 24
 	DefaultUnknownVNI   = UnknownVNICapture
-	DefaultMetricsAt    = "127.0.0.1:9090"
+	DefaultFileMode     = "0640"
+	DefaultFileName     = "{session}-{host}-{time}"
+	DefaultCompress     = CompressNone
+	DefaultSessionIdle  = Duration(5 * time.Minute)
+	DefaultMaxSessions  = 1024
+	DefaultSourceSeries = 4096
+	// MaxCollectorSessions bounds collector.max_sessions.
+	MaxCollectorSessions = 1 << 20
+	DefaultMetricsAt     = "127.0.0.1:9090"
 	// DefaultHealthListen serves the collector's /healthz on every address at the
 	// port the load balancer's health check probes by default.
 	DefaultHealthListen = ":9091"
@@ -76,6 +84,9 @@ const (
 
 	UnknownVNICapture = "capture"
 	UnknownVNIDrop    = "drop"
+
+	CompressNone = "none"
+	CompressGzip = "gzip"
 )
 
 // ApplyDefaults fills every unset field with its default, in this one place, so
@@ -145,6 +156,12 @@ func ApplyDefaults(c *Config) {
 		setDefault(&col.Format, DefaultFormat)
 		setDefault(&col.UnknownVNI, DefaultUnknownVNI)
 		setDefault(&col.HealthListen, DefaultHealthListen)
+		setDefault(&col.FileMode, DefaultFileMode)
+		setDefault(&col.FileName, DefaultFileName)
+		setDefault(&col.Compress, DefaultCompress)
+		setDefault(&col.SessionIdle, DefaultSessionIdle)
+		setDefault(&col.MaxSessions, DefaultMaxSessions)
+		setDefault(&col.MaxSourceSeries, DefaultSourceSeries)
 		r := &col.Rotate
 		if r.sizeMissing {
 			r.Size = DefaultRotateSize

@@ -46,6 +46,12 @@ metrics: {listen: "off"}
 	//     keep: 24
 	//   unknown_vni: capture
 	//   health_listen: :9091
+	//   file_mode: "0640"
+	//   file_name: '{session}-{host}-{time}'
+	//   compress: none
+	//   session_idle: 5m
+	//   max_sessions: 1024
+	//   max_source_series: 4096
 	// metrics:
 	//   listen: "off"
 }

@@ -624,20 +624,30 @@ func (d *decoder) loadBalancer(n *yaml.Node, path string, lb *LoadBalancer) {
 
 func (d *decoder) collector(n *yaml.Node, path string, c *Collector) {
 	d.mapping(n, path, map[string]field{
-		"listen":        d.str(&c.Listen),
-		"output_dir":    d.str(&c.OutputDir),
-		"format":        d.str(&c.Format),
-		"unknown_vni":   d.str(&c.UnknownVNI),
-		"readers":       d.intField(&c.Readers, 0, MaxReaders),
-		"post_rotate":   d.str(&c.PostRotate),
-		"health_listen": d.str(&c.HealthListen),
+		"listen":            d.str(&c.Listen),
+		"output_dir":        d.str(&c.OutputDir),
+		"format":            d.str(&c.Format),
+		"unknown_vni":       d.str(&c.UnknownVNI),
+		"readers":           d.intField(&c.Readers, 0, MaxReaders),
+		"post_rotate":       d.str(&c.PostRotate),
+		"health_listen":     d.str(&c.HealthListen),
+		"file_mode":         d.str(&c.FileMode),
+		"group":             d.str(&c.Group),
+		"file_name":         d.str(&c.FileName),
+		"compress":          d.str(&c.Compress),
+		"session_idle":      d.duration(&c.SessionIdle),
+		"max_sessions":      d.intField(&c.MaxSessions, 1, MaxCollectorSessions),
+		"max_source_series": d.intField(&c.MaxSourceSeries, 1, 1<<20),
 		"rotate": func(n *yaml.Node, path string) {
 			r := &c.Rotate
 			seen := d.mapping(n, path, map[string]field{
-				"size":      d.size(&r.Size),
-				"interval":  d.duration(&r.Interval),
-				"keep":      d.intField(&r.Keep, 0, 1<<31-1),
-				"keep_size": d.size(&r.KeepBytes),
+				"size":           d.size(&r.Size),
+				"interval":       d.duration(&r.Interval),
+				"keep":           d.intField(&r.Keep, 0, 1<<31-1),
+				"keep_size":      d.size(&r.KeepBytes),
+				"keep_age":       d.duration(&r.KeepAge),
+				"max_total_size": d.size(&r.MaxTotalSize),
+				"min_free":       d.size(&r.MinFree),
 			})
 			r.sizeMissing, r.intervalMissing, r.keepMissing = !seen["size"], !seen["interval"], !seen["keep"]
 		},

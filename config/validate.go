@@ -410,6 +410,28 @@ func (v *validator) collector(c *Collector) {
 	if strings.ContainsRune(c.OutputDir, 0) {
 		v.errorf(p+".output_dir", "contains a NUL byte")
 	}
+	if r.KeepAge < 0 {
+		v.errorf(p+".rotate.keep_age", "%s is negative", r.KeepAge)
+	}
+	if r.MaxTotalSize < 0 {
+		v.errorf(p+".rotate.max_total_size", "%d is negative", r.MaxTotalSize)
+	}
+	if r.MinFree < 0 {
+		v.errorf(p+".rotate.min_free", "%d is negative", r.MinFree)
+	}
+	if c.FileMode != "" {
+		if m, err := ParseFileMode(c.FileMode); err != nil {
+			v.errorf(p+".file_mode", "%v", err)
+		} else if m&0o600 != 0o600 {
+			v.errorf(p+".file_mode", "%s: the owner must be able to read and write (0600 at least)", c.FileMode)
+		}
+	}
+	if c.Compress != "" {
+		v.oneOf(p+".compress", c.Compress, CompressNone, CompressGzip)
+	}
+	if c.SessionIdle < 0 {
+		v.errorf(p+".session_idle", "%s is negative", c.SessionIdle)
+	}
 }
 
 // listenAddr checks host:port with a numeric port; an empty host means every address.

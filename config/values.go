@@ -114,14 +114,36 @@ func (r PortRange) MarshalYAML() (any, error) {
 
 // ParseDuration reads a Go duration ("2s", "1h30m"); "0" is zero. Negative durations are errors.
 func ParseDuration(s string) (Duration, error) {
-	d, err := time.ParseDuration(strings.TrimSpace(s))
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration such as 500ms, 2s, 1h", s)
+	rest := strings.TrimSpace(s)
+	var days time.Duration
+	if i := strings.IndexByte(rest, 'd'); i > 0 {
+		// Days, for retention ("7d", "1d12h"): a number before the d.
+		if n, err := strconv.ParseUint(rest[:i], 10, 16); err == nil {
+			days = time.Duration(n) * 24 * time.Hour
+			rest = rest[i+1:]
+			if rest == "" {
+				rest = "0s"
+			}
+		}
 	}
+	d, err := time.ParseDuration(rest)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as 500ms, 2s, 1h, 7d", s)
+	}
+	d += days
 	if d < 0 {
 		return 0, fmt.Errorf("%q is negative", s)
 	}
 	return Duration(d), nil
+}
+
+// ParseFileMode reads an octal file mode such as 0640.
+func ParseFileMode(s string) (uint32, error) {
+	m, err := strconv.ParseUint(strings.TrimSpace(s), 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("%q is not an octal mode such as 0640", s)
+	}
+	return uint32(m), nil
 }
 
 // D is the value as a time.Duration.

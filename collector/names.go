@@ -1,0 +1,90 @@
+package collector
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultFileName is the file name template: today's session-and-time
+// names with the collector's host name, so that files gathered from several
+// collectors never collide.
+const DefaultFileName = "{session}-{host}-{time}"
+
+// fileTimeLayout is the UTC start time in file names.
+const fileTimeLayout = "20060102T150405Z"
+
+// gzExt is appended to a capture file's name when it is compressed.
+const gzExt = ".gz"
+
+// fileNamer turns the file name template into the names of one session's
+// files and recognises them again (for retention), including their
+// compressed form.
+type fileNamer struct {
+	prefix, suffix string         // template around {time}, placeholders filled
+	ext            string         // ".pcapng" or ".pcap"
+	re             *regexp.Regexp // matches prefix TIME [-SEQ] suffix .pcap[ng] [.gz]
+}
+
+// CheckFileName validates a file name template: {time} exactly once, only
+// known placeholders, nothing that makes a path.
+func CheckFileName(tmpl string) error {
+	if strings.Count(tmpl, "{time}") != 1 {
+		return fmt.Errorf("file name %q must contain {time} once (it orders and separates the files)", tmpl)
+	}
+	rest := tmpl
+	for _, p := range []string{"{session}", "{host}", "{vni}", "{time}"} {
+		rest = strings.ReplaceAll(rest, p, "")
+	}
+	if strings.ContainsAny(rest, "{}/\\\x00") {
+		return fmt.Errorf("file name %q: only {session}, {host}, {vni} and {time} may be used, and no '/'", tmpl)
+	}
+	if strings.HasPrefix(tmpl, ".") {
+		return fmt.Errorf("file name %q must not start with '.' (hidden names are temporary files)", tmpl)
+	}
+	return nil
+}
+
+// newFileNamer fills the template for one session. The files it
+// recognises may have any VNI and either format: retention also applies to
+// a session's files from earlier runs.
+func newFileNamer(tmpl, session, host string, vni uint32, ext string) fileNamer {
+	before, after, _ := strings.Cut(tmpl, "{time}")
+	fill := strings.NewReplacer("{session}", session, "{host}", host, "{vni}", strconv.FormatUint(uint64(vni), 10))
+	n := fileNamer{prefix: fill.Replace(before), suffix: fill.Replace(after), ext: ext}
+	quote := func(s string) string {
+		q := regexp.QuoteMeta(strings.NewReplacer("{session}", session, "{host}", host).Replace(s))
+		return strings.ReplaceAll(q, regexp.QuoteMeta("{vni}"), `\d+`)
+	}
+	n.re = regexp.MustCompile("^" + quote(before) + `(\d{8}T\d{6}Z)(?:-(\d+))?` + quote(after) + `\.(?:pcapng|pcap)(?:\.gz)?$`)
+	return n
+}
+
+// name is the file name for start time t and sequence number seq (files
+// that start within one second are numbered from 1).
+func (n fileNamer) name(t time.Time, seq int) string {
+	ts := t.UTC().Format(fileTimeLayout)
+	if seq > 0 {
+		ts += "-" + strconv.Itoa(seq)
+	}
+	return n.prefix + ts + n.suffix + n.ext
+}
+
+// key returns a sortable key (start time, then sequence) of a closed file
+// of this series, or false when the name is not one.
+func (n fileNamer) key(name string) (string, bool) {
+	m := n.re.FindStringSubmatch(name)
+	if m == nil {
+		return "", false
+	}
+	seq := 0
+	if m[2] != "" {
+		var err error
+		if seq, err = strconv.Atoi(m[2]); err != nil {
+			return "", false
+		}
+	}
+	return fmt.Sprintf("%s-%09d", m[1], seq), true
+}

@@ -1,0 +1,217 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Default modes of what the collector creates: captured traffic is readable
+// by the owner and the group, never by others.
+const (
+	DefaultFileMode fs.FileMode = 0o640
+	DefaultDirMode  fs.FileMode = 0o750
+)
+
+// outDir is the output directory, held open: everything below it is
+// reached through directory descriptors with O_NOFOLLOW, so that a session
+// directory or a file replaced by a symbolic link is refused instead of
+// followed out of the output directory.
+type outDir struct {
+	path     string
+	fd       int
+	fileMode fs.FileMode
+	dirMode  fs.FileMode
+	gid      int // group of new files and directories; -1 = the process's
+}
+
+// openOutDir creates the output directory if needed (the path itself may
+// be or contain a link: the operator chose it), opens it, and checks who may
+// read it: a directory that others may write to is refused, one they may
+// read is reported.
+func openOutDir(path string, fileMode fs.FileMode, gid int, log *slog.Logger) (*outDir, error) {
+	dirMode := fileMode | (fileMode&0o444)>>2 // x where r: 0640 -> 0750
+	if err := os.MkdirAll(path, dirMode); err != nil {
+		return nil, fmt.Errorf("create output directory: %w", err)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open output directory %s: %w", path, err)
+	}
+	d := &outDir{path: path, fd: fd, fileMode: fileMode, dirMode: dirMode, gid: gid}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		d.close()
+		return nil, fmt.Errorf("stat output directory %s: %w", path, err)
+	}
+	mode := fs.FileMode(st.Mode & 0o7777)
+	if mode&0o002 != 0 && mode&fs.FileMode(unix.S_ISVTX) == 0 {
+		d.close()
+		return nil, fmt.Errorf("output directory %s is writable by everyone (mode %#o): refused, anyone could replace capture files", path, mode)
+	}
+	log.Info("output directory", "path", path, "uid", st.Uid, "gid", st.Gid, "mode", fmt.Sprintf("%#o", mode),
+		"file_mode", fmt.Sprintf("%#o", fileMode), "dir_mode", fmt.Sprintf("%#o", dirMode))
+	if mode&0o007 != 0 {
+		log.Warn("output directory is open to other users; capture files are not, but their names are",
+			"path", path, "mode", fmt.Sprintf("%#o", mode))
+	}
+	if int(st.Uid) != os.Geteuid() {
+		log.Warn("output directory belongs to another user", "path", path, "uid", st.Uid, "euid", os.Geteuid())
+	}
+	return d, nil
+}
+
+func (d *outDir) close() {
+	if d.fd >= 0 {
+		_ = unix.Close(d.fd)
+		d.fd = -1
+	}
+}
+
+// sessionDir creates (if needed) and opens the directory of a session. A
+// symbolic link in its place is refused.
+func (d *outDir) sessionDir(name string) (int, error) {
+	err := unix.Mkdirat(d.fd, name, uint32(d.dirMode))
+	created := err == nil
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return -1, fmt.Errorf("create session directory %s: %w", name, err)
+	}
+	fd, err := unix.Openat(d.fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+			return -1, fmt.Errorf("session directory %s/%s is not a directory (a symbolic link?): refused", d.path, name)
+		}
+		return -1, fmt.Errorf("open session directory %s: %w", name, err)
+	}
+	if created {
+		// The umask may have taken bits; the configured mode is the contract.
+		if err := d.own(fd, d.dirMode); err != nil {
+			_ = unix.Close(fd)
+			return -1, fmt.Errorf("session directory %s: %w", name, err)
+		}
+	}
+	return fd, nil
+}
+
+// own gives a new file or directory its mode and group.
+func (d *outDir) own(fd int, mode fs.FileMode) error {
+	if err := unix.Fchmod(fd, uint32(mode)); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	if d.gid >= 0 {
+		if err := unix.Fchown(fd, -1, d.gid); err != nil {
+			return fmt.Errorf("chown to group %d: %w", d.gid, err)
+		}
+	}
+	return nil
+}
+
+// createFile creates name in the session directory dirfd holding header.
+// The file appears under its name only once the header is in it (O_TMPFILE,
+// then linkat), so that even a kill -9 never leaves an empty, unreadable
+// capture file; a full disk shows up here, before packets are buffered.
+// Filesystems without O_TMPFILE get a plain exclusive create. Neither
+// follows a symbolic link.
+func (d *outDir) createFile(dirfd int, name string, header []byte) (*os.File, error) {
+	if fd, err := unix.Openat(dirfd, ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, uint32(d.fileMode)); err == nil {
+		f := os.NewFile(uintptr(fd), name)
+		if err := d.own(fd, d.fileMode); err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("capture file %s: %w", name, err)
+		}
+		if _, err := f.Write(header); err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("write capture file header: %w", err)
+		}
+		// linkat of the descriptor itself (AT_EMPTY_PATH) needs
+		// CAP_DAC_READ_SEARCH before Linux 6.10; its /proc name does not.
+		err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), dirfd, name, unix.AT_SYMLINK_FOLLOW)
+		if err == nil {
+			return f, nil
+		}
+		_ = f.Close()
+		if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOSPC) {
+			return nil, fmt.Errorf("create capture file: %w", err)
+		}
+		// No /proc, or linkat refused: fall back to a plain create.
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(d.fileMode))
+	if err != nil {
+		return nil, fmt.Errorf("create capture file: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	err = d.own(fd, d.fileMode)
+	if err == nil {
+		_, err = f.Write(header)
+	}
+	if err != nil {
+		_ = f.Close()
+		_ = unix.Unlinkat(dirfd, name, 0)
+		return nil, fmt.Errorf("write capture file header: %w", err)
+	}
+	return f, nil
+}
+
+// dirEntry is a regular file in a session directory.
+type dirEntry struct {
+	name  string
+	size  int64
+	mtime int64 // unix seconds
+}
+
+// listDir lists the regular files of the directory dirfd (links and other
+// kinds are left out).
+func listDir(dirfd int) ([]dirEntry, error) {
+	fd, err := unix.Openat(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), ".")
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dirEntry, 0, len(names))
+	for _, n := range names {
+		var st unix.Stat_t
+		if unix.Fstatat(dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			continue
+		}
+		out = append(out, dirEntry{name: n, size: st.Size, mtime: st.Mtim.Sec})
+	}
+	return out, nil
+}
+
+// subdirs lists the directories directly below the output directory.
+func (d *outDir) subdirs() []string {
+	fd, err := unix.Openat(d.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), ".")
+	defer f.Close()
+	names, _ := f.Readdirnames(-1)
+	var out []string
+	for _, n := range names {
+		var st unix.Stat_t
+		if unix.Fstatat(d.fd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// free is the space left to unprivileged writers on the output filesystem.
+func (d *outDir) free() (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(d.fd, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * st.Bsize, nil
+}
