@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -393,17 +394,18 @@ func SanitizeName(s string) string {
 func (c *Collector) seriesFor(vni uint32) (*series, Reason) {
 	c.mu.RLock()
 	s := c.series[vni]
+	_, known := c.opts.Sessions[vni]
 	c.mu.RUnlock()
 	if s != nil {
 		return s, ReasonNone
 	}
-	name, known := c.opts.Sessions[vni]
 	if !known && c.opts.DropUnknownVNI {
 		return nil, ReasonUnknownVNI
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s = c.series[vni]; s == nil {
+		name, known := c.opts.Sessions[vni]
 		if !known && c.unnamed >= c.opts.MaxSessions {
 			c.limitReached()
 			return nil, ReasonSessionLimit
@@ -415,6 +417,42 @@ func (c *Collector) seriesFor(vni uint32) (*series, Reason) {
 		c.series[vni] = s
 	}
 	return s, ReasonNone
+}
+
+// Reload replaces the session names and packet lengths (SIGHUP). A series
+// whose name, packet length or standing (named or not) changes is closed
+// and forgotten; its next packet starts it again under the new settings.
+func (c *Collector) Reload(sessions map[uint32]string, packetLengths map[uint32]int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.opts.Sessions, c.opts.PacketLengths = sessions, packetLengths
+	for vni, s := range c.series {
+		name, known := sessions[vni]
+		want := SanitizeName(name)
+		if !known || want == "" {
+			want = "vni-" + strconv.FormatUint(uint64(vni), 10)
+		}
+		if known == s.named && strings.HasPrefix(s.name, want) && packetLengths[vni] == s.snap {
+			continue
+		}
+		delete(c.series, vni)
+		if !s.named {
+			c.unnamed--
+		}
+		s.mu.Lock()
+		s.evictLocked("reload")
+		s.mu.Unlock()
+	}
+	c.names = make(map[string]uint32)
+	for vni, s := range c.series {
+		c.names[s.name] = vni
+	}
+	for vni, name := range sessions {
+		if c.series[vni] == nil {
+			c.sessionName(vni, name)
+		}
+	}
+	c.log.Info("sessions reloaded", "sessions", len(sessions), "open", len(c.series))
 }
 
 // limitReached logs the session_limit drops, at most once per
@@ -606,12 +644,15 @@ loop:
 // closeFiles stops the closed-file worker and closes the directories.
 func (c *Collector) closeFiles() {
 	c.closedMu.Lock()
-	defer c.closedMu.Unlock()
-	if c.closedDone {
+	done := c.closedDone
+	if !done {
+		c.closedDone = true
+		close(c.closed)
+	}
+	c.closedMu.Unlock()
+	if done {
 		return
 	}
-	c.closedDone = true
-	close(c.closed)
 	for _, s := range c.allSeries() {
 		s.mu.Lock()
 		if s.dirfd >= 0 {

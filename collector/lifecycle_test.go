@@ -10,13 +10,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // smallDisk mounts a tmpfs of size bytes for the test.
 func smallDisk(t *testing.T, size string) string {
 	t.Helper()
-	netlab.RequireRoot(t)
+	labtest.RequireRoot(t)
 	out := filepath.Join(t.TempDir(), "small")
 	if err := os.Mkdir(out, 0o750); err != nil {
 		t.Fatal(err)
@@ -80,7 +80,9 @@ func TestMinFree(t *testing.T) {
 	c := offline(t, Options{OutputDir: out, RotateSize: 50 << 10, MinFree: 750 << 10, Now: clock.Now,
 		Logger: textLogger(&log), Sessions: map[uint32]string{1: "a", 2: "b"}})
 	cache := map[uint32]*series{}
-	fr := func(vni uint32) []byte { return vxlan(vni, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, make([]byte, 1000))) }
+	fr := func(vni uint32) []byte {
+		return vxlan(vni, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, make([]byte, 1000)))
+	}
 	send := func(n int) {
 		for i := 0; i < n; i++ {
 			c.handle(cache, loopback, clock.Now().UnixNano(), fr(uint32(1+i%2)))

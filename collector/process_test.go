@@ -3,6 +3,7 @@ package collector
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -382,4 +383,71 @@ func wholeBlocks(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return cut
+}
+
+// TestProcessReloadSessions: SIGHUP re-reads the sessions: a VNI captured
+// as vni-2 gets the name a session now gives it, and its files that
+// session's packet length as snaplen; a broken file keeps the running
+// sessions.
+func TestProcessReloadSessions(t *testing.T) {
+	out := t.TempDir()
+	cfg := filepath.Join(t.TempDir(), "xmirror.yaml")
+	session := func(name string, vni int) string {
+		return fmt.Sprintf("  - {name: %s, priority: %d, vni: %d, packet_length: 96, enabled: true, filter: f, sources: [eth0], target: 192.168.0.147}\n", name, vni, vni)
+	}
+	write := func(sessions string) {
+		yaml := "filters:\n  - name: f\n    inbound: [{priority: 1, action: accept}]\nsessions:\n" + sessions +
+			"collector: {output_dir: " + out + "}\nmetrics: {listen: \"off\"}\n"
+		if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(session("one", 1))
+	p := startCollect(t, "--config", cfg)
+	fr := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)
+	send(t, "127.0.0.1", p.udp, vxlan(1, fr), vxlan(2, fr))
+	p.waitMetric(t, "xmirror_collector_received_total", 2)
+
+	write(session("one", 1) + session("two", 2))
+	_ = p.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, p, "sessions reloaded")
+	send(t, "127.0.0.1", p.udp, vxlan(2, fr))
+	p.waitMetric(t, "xmirror_collector_received_total", 3)
+
+	if err := os.WriteFile(cfg, []byte("sessions: [{name: broken"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, p, "configuration refused")
+	send(t, "127.0.0.1", p.udp, vxlan(2, fr))
+	p.waitMetric(t, "xmirror_collector_received_total", 4)
+	if err := p.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, f := range files(t, out) {
+		dirs = append(dirs, filepath.Dir(f))
+	}
+	if strings.Join(dirs, " ") != "one two two vni-2" {
+		t.Fatalf("files %v, want one file of one, one of vni-2, two of two", files(t, out))
+	}
+	for _, f := range files(t, out) {
+		if strings.HasPrefix(f, "two/") {
+			if _, ifs := readCapture(t, filepath.Join(out, f)); len(ifs) != 1 || ifs[0].SnapLength != 96 {
+				t.Errorf("%s: interfaces %+v, want snaplen 96", f, ifs)
+			}
+		}
+	}
+}
+
+// waitLog waits until the collector has logged msg.
+func waitLog(t *testing.T, p *proc, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.output(), msg) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log:\n%s", msg, p.output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

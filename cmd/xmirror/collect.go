@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -22,7 +23,8 @@ func collectCommand() *cli.Command {
 		Usage: "receive mirrored VXLAN and write one rotating pcapng/pcap series per session",
 		Description: "Reads the collector section (and the sessions, for VNI names) of --config;\n" +
 			"flags override it, or replace it: xmirror collect --listen :4789 --out ./pcap.\n" +
-			"SIGHUP/SIGUSR1 rotate every file, SIGINT/SIGTERM flush and close them.",
+			"SIGHUP re-reads the sessions of --config (a bad file keeps the running ones) and\n" +
+			"rotates every file, SIGUSR1 rotates, SIGINT/SIGTERM flush and close them.",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE` (default " + config.DefaultPath + " when it exists)"},
@@ -35,8 +37,16 @@ func collectCommand() *cli.Command {
 			&cli.StringFlag{Name: "keep-size", Usage: "keep at most `SIZE` of closed files per session (0 = no limit)"},
 			&cli.StringFlag{Name: "unknown-vni", Usage: "capture (as vni-N) or drop packets of VNIs no session names"},
 			&cli.IntFlag{Name: "readers", Usage: "number of SO_REUSEPORT sockets", DefaultText: "one per CPU"},
-			&cli.IntFlag{Name: "max-sessions", Usage: "capture at most `N` VNIs that no session names", Value: 1024},
-			&cli.StringFlag{Name: "post-rotate", Usage: "shell `CMD` run with each closed file's path as $1"},
+			&cli.IntFlag{Name: "max-sessions", Usage: "capture at most `N` VNIs that no session names at once", DefaultText: "1024"},
+			&cli.DurationFlag{Name: "session-idle", Usage: "close a session's file after `D` without packets; forget unnamed ones", DefaultText: "5m"},
+			&cli.StringFlag{Name: "keep-age", Usage: "remove closed files older than `D`, all sessions (e.g. 7d; 0 = no limit)"},
+			&cli.StringFlag{Name: "max-total-size", Usage: "keep at most `SIZE` of closed files, all sessions (0 = no limit)"},
+			&cli.StringFlag{Name: "min-free", Usage: "keep `SIZE` free on the output filesystem: remove old files, then pause (0 = none)"},
+			&cli.StringFlag{Name: "compress", Usage: "none (default) or gzip: closed files become .pcapng.gz"},
+			&cli.StringFlag{Name: "file-mode", Usage: "octal `MODE` of capture files (default 0640; directories 0750)"},
+			&cli.StringFlag{Name: "group", Usage: "`GROUP` owning capture files and directories"},
+			&cli.StringFlag{Name: "file-name", Usage: "file name `TEMPLATE`: {session} {host} {vni} {time}", DefaultText: collector.DefaultFileName},
+			&cli.StringFlag{Name: "post-rotate", Usage: "`CMD` run with each closed file's path appended (split at spaces, no shell)"},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve /metrics and /healthz on `ADDR` (\"off\" = none; default metrics.listen of --config, else none)"},
 			&cli.StringFlag{Name: "health-listen", Usage: "serve only /healthz, for the load balancer's health checks, on `ADDR` (\"off\" = none; default collector.health_listen of --config, else none)"},
 		},
@@ -49,7 +59,7 @@ func runCollect(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts, err := collectOptions(c, cc, sessions)
+	opts, err := collectOptions(cc, sessions)
 	if err != nil {
 		return err
 	}
@@ -67,17 +77,35 @@ func runCollect(c *cli.Context) error {
 			slog.Info("collector listening", "listen", col.Addr().String(), "readers", col.Readers(),
 				"so_rcvbuf", col.RcvBuf(), "out", opts.OutputDir, "format", opts.Format.String(),
 				"rotate_size", opts.RotateSize, "rotate_interval", opts.RotateInterval, "keep", opts.Keep,
-				"sessions", len(sessions), "unknown_vni", map[bool]string{false: "capture", true: "drop"}[opts.DropUnknownVNI])
-			return collectPart{col}, nil
+				"compress", opts.Compress, "sessions", len(sessions.names),
+				"unknown_vni", map[bool]string{false: "capture", true: "drop"}[opts.DropUnknownVNI])
+			return collectPart{col: col, config: sessions.config}, nil
 		},
 	})
 }
 
+// sessionSet is what the collector takes from the configuration's sessions.
+type sessionSet struct {
+	names   map[uint32]string
+	lengths map[uint32]int // packet lengths: the snaplen of their files
+	config  string         // the file they come from, re-read on SIGHUP
+}
+
+func sessionsOf(cfg *config.Config) sessionSet {
+	ss := sessionSet{names: map[uint32]string{}, lengths: map[uint32]int{}}
+	for _, s := range cfg.Sessions {
+		ss.names[s.VNI] = s.Name
+		if s.PacketLength > 0 {
+			ss.lengths[s.VNI] = s.PacketLength
+		}
+	}
+	return ss
+}
+
 // collectSettings merges the collector section of --config (or, without one,
-// the defaults of an empty section) with the flags given. sessions names the
-// VNIs of the configuration's sessions. --config defaults to config.DefaultPath
-// when that file exists.
-func collectSettings(c *cli.Context) (cc config.Collector, sessions map[uint32]string, metricsAddr, healthAddr string, err error) {
+// the defaults of an empty section) with the flags given. --config defaults
+// to config.DefaultPath when that file exists.
+func collectSettings(c *cli.Context) (cc config.Collector, sessions sessionSet, metricsAddr, healthAddr string, err error) {
 	// Without --config the flags start from the same defaults as an empty
 	// collector section, and no metrics or health are served.
 	defaults := &config.Config{Collector: &config.Collector{}}
@@ -91,20 +119,18 @@ func collectSettings(c *cli.Context) (cc config.Collector, sessions map[uint32]s
 	if path != "" {
 		cfg, err := loadConfig(path)
 		if err != nil {
-			return cc, nil, "", "", err
+			return cc, sessions, "", "", err
 		}
 		if cfg.Collector != nil {
 			cc = *cfg.Collector
 		}
-		sessions = make(map[uint32]string)
-		for _, s := range cfg.Sessions {
-			sessions[s.VNI] = s.Name
-		}
+		sessions = sessionsOf(cfg)
+		sessions.config = path
 		metricsAddr = cfg.Metrics.Listen
 		healthAddr = cc.HealthListen
 	}
 	if err := collectFlags(c, &cc); err != nil {
-		return cc, nil, "", "", err
+		return cc, sessions, "", "", err
 	}
 	if c.IsSet("health-listen") {
 		healthAddr = c.String("health-listen")
@@ -117,24 +143,39 @@ func collectFlags(c *cli.Context, cc *config.Collector) error {
 	for _, f := range []struct {
 		flag string
 		dst  *string
-	}{{"listen", &cc.Listen}, {"out", &cc.OutputDir}, {"format", &cc.Format}, {"unknown-vni", &cc.UnknownVNI}, {"post-rotate", &cc.PostRotate}} {
+	}{{"listen", &cc.Listen}, {"out", &cc.OutputDir}, {"format", &cc.Format}, {"unknown-vni", &cc.UnknownVNI},
+		{"post-rotate", &cc.PostRotate}, {"compress", &cc.Compress}, {"file-mode", &cc.FileMode},
+		{"group", &cc.Group}, {"file-name", &cc.FileName}} {
 		if c.IsSet(f.flag) {
 			*f.dst = c.String(f.flag)
 		}
 	}
-	if c.IsSet("readers") {
-		cc.Readers = c.Int("readers")
+	for _, f := range []struct {
+		flag string
+		dst  *int
+	}{{"readers", &cc.Readers}, {"keep", &cc.Rotate.Keep}, {"max-sessions", &cc.MaxSessions}} {
+		if c.IsSet(f.flag) {
+			*f.dst = c.Int(f.flag)
+		}
 	}
 	if c.IsSet("rotate-interval") {
 		cc.Rotate.Interval = config.Duration(c.Duration("rotate-interval"))
 	}
-	if c.IsSet("keep") {
-		cc.Rotate.Keep = c.Int("keep")
+	if c.IsSet("session-idle") {
+		cc.SessionIdle = config.Duration(c.Duration("session-idle"))
+	}
+	if c.IsSet("keep-age") {
+		d, err := config.ParseDuration(c.String("keep-age"))
+		if err != nil {
+			return usagef("--keep-age: %w", err)
+		}
+		cc.Rotate.KeepAge = d
 	}
 	for _, f := range []struct {
 		flag string
 		dst  *config.ByteSize
-	}{{"rotate-size", &cc.Rotate.Size}, {"keep-size", &cc.Rotate.KeepBytes}} {
+	}{{"rotate-size", &cc.Rotate.Size}, {"keep-size", &cc.Rotate.KeepBytes},
+		{"max-total-size", &cc.Rotate.MaxTotalSize}, {"min-free", &cc.Rotate.MinFree}} {
 		if c.IsSet(f.flag) {
 			n, err := config.ParseByteSize(c.String(f.flag))
 			if err != nil {
@@ -146,9 +187,10 @@ func collectFlags(c *cli.Context, cc *config.Collector) error {
 	return nil
 }
 
-// collectOptions checks the merged settings and turns them into the
-// collector's options (without metrics, which runPart provides).
-func collectOptions(c *cli.Context, cc config.Collector, sessions map[uint32]string) (collector.Options, error) {
+// collectOptions checks the merged settings (flags bypass the
+// configuration's validation) and turns them into the collector's options
+// (without metrics, which runPart provides).
+func collectOptions(cc config.Collector, sessions sessionSet) (collector.Options, error) {
 	if cc.OutputDir == "" {
 		return collector.Options{}, usagef("no output directory: give --out or collector.output_dir in --config")
 	}
@@ -164,32 +206,65 @@ func collectOptions(c *cli.Context, cc config.Collector, sessions map[uint32]str
 	default:
 		return collector.Options{}, usagef("collector.unknown_vni: %q is not capture or drop", cc.UnknownVNI)
 	}
-	if c.Int("max-sessions") < 1 {
-		return collector.Options{}, usagef("--max-sessions must be at least 1")
+	if cc.MaxSessions < 1 {
+		return collector.Options{}, usagef("collector.max_sessions (--max-sessions) must be at least 1")
 	}
-	if cc.Readers < 0 || cc.Rotate.Keep < 0 || cc.Rotate.Size < 0 || cc.Rotate.KeepBytes < 0 || cc.Rotate.Interval < 0 {
-		return collector.Options{}, usagef("collector: readers, rotate.size, rotate.interval, rotate.keep and rotate.keep_size must not be negative")
+	if cc.Readers < 0 || cc.Rotate.Keep < 0 || cc.Rotate.Size < 0 || cc.Rotate.KeepBytes < 0 || cc.Rotate.Interval < 0 || cc.SessionIdle < 0 {
+		return collector.Options{}, usagef("collector: readers, rotate.size, rotate.interval, rotate.keep, rotate.keep_size and session_idle must not be negative")
+	}
+	mode, err := config.ParseFileMode(cmp.Or(cc.FileMode, config.DefaultFileMode))
+	if err != nil || mode&0o600 != 0o600 {
+		return collector.Options{}, usagef("collector.file_mode: %q is not an octal mode of at least 0600", cc.FileMode)
+	}
+	if err := collector.CheckFileName(cmp.Or(cc.FileName, collector.DefaultFileName)); err != nil {
+		return collector.Options{}, usagef("collector.file_name: %w", err)
+	}
+	var compress bool
+	switch cc.Compress {
+	case "", config.CompressNone:
+	case config.CompressGzip:
+		compress = true
+	default:
+		return collector.Options{}, usagef("collector.compress: %q is not none or gzip", cc.Compress)
+	}
+	idle := time.Duration(cc.SessionIdle)
+	if idle == 0 {
+		idle = -1 // 0 in the configuration: never idle
 	}
 	return collector.Options{
-		Listen:         cc.Listen,
-		OutputDir:      cc.OutputDir,
-		Format:         format,
-		RotateSize:     int64(cc.Rotate.Size),
-		RotateInterval: time.Duration(cc.Rotate.Interval),
-		Keep:           cc.Rotate.Keep,
-		KeepBytes:      int64(cc.Rotate.KeepBytes),
-		Sessions:       sessions,
-		DropUnknownVNI: dropUnknown,
-		PostRotate:     cc.PostRotate,
-		Readers:        cc.Readers,
-		MaxSessions:    c.Int("max-sessions"),
-		Application:    "xmirror " + version,
+		Listen:          cc.Listen,
+		OutputDir:       cc.OutputDir,
+		Format:          format,
+		RotateSize:      int64(cc.Rotate.Size),
+		RotateInterval:  time.Duration(cc.Rotate.Interval),
+		Keep:            cc.Rotate.Keep,
+		KeepBytes:       int64(cc.Rotate.KeepBytes),
+		KeepAge:         time.Duration(cc.Rotate.KeepAge),
+		MaxTotalSize:    int64(cc.Rotate.MaxTotalSize),
+		MinFree:         int64(cc.Rotate.MinFree),
+		Compress:        compress,
+		FileMode:        os.FileMode(mode),
+		Group:           cc.Group,
+		FileName:        cc.FileName,
+		Sessions:        sessions.names,
+		PacketLengths:   sessions.lengths,
+		DropUnknownVNI:  dropUnknown,
+		PostRotate:      cc.PostRotate,
+		Readers:         cc.Readers,
+		MaxSessions:     cc.MaxSessions,
+		SessionIdle:     idle,
+		MaxSourceSeries: cc.MaxSourceSeries,
+		Application:     "xmirror " + version,
 	}, nil
 }
 
-// collectPart is a running `xmirror collect`: SIGHUP and SIGUSR1 rotate every
-// file; stopping flushes and closes them.
-type collectPart struct{ col *collector.Collector }
+// collectPart is a running `xmirror collect`. SIGHUP re-reads the sessions
+// of the configuration and rotates every file, SIGUSR1 rotates; stopping
+// flushes and closes them.
+type collectPart struct {
+	col    *collector.Collector
+	config string // --config, re-read on SIGHUP
+}
 
 func (p collectPart) Run(ctx context.Context) error {
 	err := p.col.Run(ctx)
@@ -202,6 +277,14 @@ func (p collectPart) Run(ctx context.Context) error {
 }
 
 func (p collectPart) Reload(sig os.Signal) {
+	if sig == syscall.SIGHUP && p.config != "" {
+		if cfg, err := loadConfig(p.config); err != nil {
+			slog.Error("reload: configuration refused; the running sessions stay", "config", p.config, "err", err)
+		} else {
+			ss := sessionsOf(cfg)
+			p.col.Reload(ss.names, ss.lengths)
+		}
+	}
 	slog.Info("rotating all capture files", "signal", sig.String())
 	p.col.Rotate()
 }
