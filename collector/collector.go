@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -26,9 +27,18 @@ type Options struct {
 	// Listen is the UDP address to receive VXLAN on (default "0.0.0.0:4789";
 	// port 0 picks a free port, see Addr).
 	Listen string
-	// OutputDir holds one directory per session (required).
+	// OutputDir holds one directory per session; "" writes no files (then
+	// Live or Tap must be set).
 	OutputDir string
-	Format    Format
+	// Live receives one pcapng stream of every session's packets (one
+	// interface block per session and mirror source), e.g. stdout for
+	// `| wireshark -k -i -`. A reader that falls behind loses packets
+	// (xmirror_collector_live_drops_total); it never stalls receiving.
+	Live io.Writer
+	// Tap names a TAP device, created if needed, that receives every inner
+	// frame, for an IDS to capture from. Drops are counted as for Live.
+	Tap    string
+	Format Format
 	// RotateSize closes a file once it reaches this many bytes (0 = never).
 	RotateSize int64
 	// RotateInterval closes files on wall-clock boundaries of this interval
@@ -143,6 +153,14 @@ type Collector struct {
 
 	sourceSeries atomic.Int64 // source metric series, bounded by MaxSourceSeries
 
+	live       *liveStream   // nil without Options.Live
+	tap        *tapOut       // nil without Options.Tap
+	tapDev     *os.File      //
+	exportStop chan struct{} // closed to stop the live outputs' writers
+	stopOnce   sync.Once
+	liveGone   chan struct{} // closed when the only output, Live, failed
+	goneOnce   sync.Once
+
 	drops       [numReasons]*metrics.Counter
 	received    *metrics.Counter
 	socketDrops *metrics.Counter
@@ -239,8 +257,8 @@ func (o *Options) applyDefaults() {
 // temporary names, and binds the receive sockets. Run starts receiving.
 func New(opts Options) (c *Collector, err error) {
 	opts.applyDefaults()
-	if opts.OutputDir == "" {
-		return nil, errors.New("output directory is required")
+	if opts.OutputDir == "" && opts.Live == nil && opts.Tap == "" {
+		return nil, errors.New("no output: give an output directory, a live output or a TAP device")
 	}
 	if opts.Format != FormatPcap && opts.Format != FormatPcapng {
 		return nil, fmt.Errorf("unknown format %d", opts.Format)
@@ -252,15 +270,17 @@ func New(opts Options) (c *Collector, err error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := openOutDir(opts.OutputDir, opts.FileMode, gid, opts.Logger)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			out.close()
+	var out *outDir
+	if opts.OutputDir != "" {
+		if out, err = openOutDir(opts.OutputDir, opts.FileMode, gid, opts.Logger); err != nil {
+			return nil, err
 		}
-	}()
+		defer func() {
+			if err != nil {
+				out.close()
+			}
+		}()
+	}
 	c = &Collector{
 		out:      out,
 		closed:   make(chan closedJob, closedQueue),
@@ -293,17 +313,75 @@ func New(opts Options) (c *Collector, err error) {
 		}
 		return 0
 	})
-	recoverParts(c.out, c.log)
+	if c.out != nil {
+		recoverParts(c.out, c.log)
+	}
 	// Reserve the configured names first so that an unknown VNI whose
 	// vni-N name clashes cannot take a configured session's directory.
 	for vni, name := range opts.Sessions {
 		c.sessionName(vni, name)
 	}
+	if err := c.startExports(); err != nil {
+		return nil, err
+	}
 	if err := c.listen(); err != nil {
+		c.stopExports()
 		return nil, err
 	}
 	go c.closedLoop()
 	return c, nil
+}
+
+// startExports opens the live outputs and starts their writers.
+func (c *Collector) startExports() error {
+	c.exportStop = make(chan struct{})
+	c.liveGone = make(chan struct{})
+	if c.opts.Tap != "" {
+		dev, err := openTap(c.opts.Tap)
+		if err != nil {
+			return err
+		}
+		c.tapDev = dev
+		c.tap = newTapOut(c, dev)
+		go c.tap.run(c.exportStop, c)
+		c.log.Info("live output to a TAP device", "tap", c.opts.Tap)
+	}
+	if c.opts.Live != nil {
+		c.live = newLiveStream(c, c.opts.Live)
+		go c.live.run(c.exportStop, c)
+	}
+	return nil
+}
+
+// stopExports writes what the live outputs hold and stops them.
+func (c *Collector) stopExports() {
+	c.stopOnce.Do(func() {
+		close(c.exportStop)
+		var running []*exporter
+		if c.live != nil {
+			running = append(running, c.live.exporter)
+		}
+		if c.tap != nil {
+			running = append(running, c.tap.exporter)
+		}
+		for _, e := range running {
+			select {
+			case <-e.done:
+			case <-time.After(5 * time.Second):
+			}
+		}
+		if c.tapDev != nil {
+			_ = c.tapDev.Close()
+		}
+	})
+}
+
+// liveFailed stops the collector when the failed live output was its only
+// output (the reader of `--write -` went away and there are no files).
+func (c *Collector) liveFailed(e *exporter) {
+	if c.out == nil && c.tap == nil {
+		c.goneOnce.Do(func() { close(c.liveGone) })
+	}
 }
 
 // lookupGroup resolves Options.Group (a name or a number); "" is -1, the
@@ -623,6 +701,9 @@ loop:
 		select {
 		case <-ctx.Done():
 			break loop
+		case <-c.liveGone:
+			cancel()
+			break loop
 		case <-t.C:
 			c.tick()
 		}
@@ -633,6 +714,7 @@ loop:
 	}
 	waitTimeout(&c.post, 10*time.Second)
 	c.closeFiles()
+	c.stopExports()
 	select {
 	case err := <-errc:
 		return err
@@ -661,7 +743,9 @@ func (c *Collector) closeFiles() {
 		}
 		s.mu.Unlock()
 	}
-	c.out.close()
+	if c.out != nil {
+		c.out.close()
+	}
 }
 
 // Close releases the sockets of a Collector whose Run was never called.
@@ -671,6 +755,7 @@ func (c *Collector) Close() error {
 	}
 	waitTimeout(&c.post, 10*time.Second)
 	c.closeFiles()
+	c.stopExports()
 	var errs []error
 	for _, conn := range c.conns {
 		if err := conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {

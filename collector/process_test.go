@@ -44,9 +44,17 @@ var (
 // on another, and waits until it logs that it listens.
 func startCollect(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startCollectStdout(t, nil, args...)
+}
+
+// startCollectStdout is startCollect with the collector's standard output
+// going to stdout.
+func startCollectStdout(t *testing.T, stdout io.Writer, args ...string) *proc {
+	t.Helper()
 	port := freeUDPPort(t)
 	args = append([]string{"collect", "--listen", "127.0.0.1:" + strconv.Itoa(port), "--metrics-listen", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(labtest.XmirrorBinary(t), args...)
+	cmd.Stdout = stdout
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -96,7 +96,7 @@ const diskScanEvery = 10 * time.Second
 // enforceDisk runs from the ticker (never on the receive path).
 func (c *Collector) enforceDisk(now time.Time) {
 	o := c.opts
-	if o.KeepAge <= 0 && o.MaxTotalSize <= 0 && o.MinFree <= 0 {
+	if c.out == nil || o.KeepAge <= 0 && o.MaxTotalSize <= 0 && o.MinFree <= 0 {
 		return
 	}
 	c.disk.mu.Lock()

@@ -142,6 +142,17 @@ func (s *series) writeLocked(src netip.Addr, tsNanos int64, fr Frame) Reason {
 	s.lastPkt = tsNanos
 	ss, src := s.source(src)
 	ss.packets.Inc()
+	if s.c.live != nil {
+		s.c.live.packet(s, src, tsNanos, fr)
+	}
+	if s.c.tap != nil {
+		s.c.tap.packet(fr)
+	}
+	if s.c.out == nil { // live outputs only
+		s.packets.Inc()
+		s.bytes.Add(len(fr.Inner))
+		return ReasonNone
+	}
 	if s.failed {
 		s.failDrops++
 		return s.dropLocked(ss, ReasonWriteError)

@@ -181,6 +181,7 @@ type Collector struct {
 	SessionIdle     Duration `yaml:"session_idle"`      // close (and forget, if unnamed) an idle session
 	MaxSessions     int      `yaml:"max_sessions"`      // unnamed VNIs captured at once
 	MaxSourceSeries int      `yaml:"max_source_series"` // per-source metric series across sessions
+	Tap             string   `yaml:"tap,omitempty"`     // TAP device receiving every inner frame ("" = none)
 }
 
 // Rotate says when a capture file is closed and how many are kept.

@@ -631,6 +631,7 @@ func (d *decoder) collector(n *yaml.Node, path string, c *Collector) {
 		"readers":           d.intField(&c.Readers, 0, MaxReaders),
 		"post_rotate":       d.str(&c.PostRotate),
 		"health_listen":     d.str(&c.HealthListen),
+		"tap":               d.str(&c.Tap),
 		"file_mode":         d.str(&c.FileMode),
 		"group":             d.str(&c.Group),
 		"file_name":         d.str(&c.FileName),

@@ -429,6 +429,9 @@ func (v *validator) collector(c *Collector) {
 	if c.Compress != "" {
 		v.oneOf(p+".compress", c.Compress, CompressNone, CompressGzip)
 	}
+	if len(c.Tap) > 15 || strings.ContainsAny(c.Tap, "/ \x00") {
+		v.errorf(p+".tap", "%q is not an interface name (at most 15 bytes, no '/' or space)", c.Tap)
+	}
 	if c.SessionIdle < 0 {
 		v.errorf(p+".session_idle", "%s is negative", c.SessionIdle)
 	}

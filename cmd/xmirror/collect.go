@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"syscall"
 	"time"
 
@@ -46,6 +48,8 @@ func collectCommand() *cli.Command {
 			&cli.StringFlag{Name: "file-mode", Usage: "octal `MODE` of capture files (default 0640; directories 0750)"},
 			&cli.StringFlag{Name: "group", Usage: "`GROUP` owning capture files and directories"},
 			&cli.StringFlag{Name: "file-name", Usage: "file name `TEMPLATE`: {session} {host} {vni} {time}", DefaultText: collector.DefaultFileName},
+			&cli.StringFlag{Name: "write", Aliases: []string{"w"}, Usage: "also stream every session as one pcapng to `FILE` (- = stdout, for | wireshark -k -i -); without --out or --config, no files are written"},
+			&cli.StringFlag{Name: "tap", Usage: "write every inner frame to the TAP device `NAME` (created if missing)"},
 			&cli.StringFlag{Name: "post-rotate", Usage: "`CMD` run with each closed file's path appended (split at spaces, no shell)"},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve /metrics and /healthz on `ADDR` (\"off\" = none; default metrics.listen of --config, else none)"},
 			&cli.StringFlag{Name: "health-listen", Usage: "serve only /healthz, for the load balancer's health checks, on `ADDR` (\"off\" = none; default collector.health_listen of --config, else none)"},
@@ -59,8 +63,15 @@ func runCollect(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts, err := collectOptions(cc, sessions)
+	liveOnly := c.IsSet("write") && !c.IsSet("out") && sessions.config == ""
+	if liveOnly {
+		cc.OutputDir = "" // a live stream alone: no files
+	}
+	opts, err := collectOptions(cc, sessions, liveOnly)
 	if err != nil {
+		return err
+	}
+	if opts.Live, err = liveOutput(c.String("write")); err != nil {
 		return err
 	}
 	return runPart(c.Context, partSpec{
@@ -82,6 +93,24 @@ func runCollect(c *cli.Context) error {
 			return collectPart{col: col, config: sessions.config}, nil
 		},
 	})
+}
+
+// liveOutput opens the --write target: "-" is stdout, whose reader going
+// away (EPIPE) ends the live output instead of the process; anything else
+// is a file created with the capture files' mode.
+func liveOutput(path string) (io.Writer, error) {
+	switch path {
+	case "":
+		return nil, nil
+	case "-":
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+		return os.Stdout, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return nil, usagef("--write: %w", err)
+	}
+	return f, nil
 }
 
 // sessionSet is what the collector takes from the configuration's sessions.
@@ -145,7 +174,7 @@ func collectFlags(c *cli.Context, cc *config.Collector) error {
 		dst  *string
 	}{{"listen", &cc.Listen}, {"out", &cc.OutputDir}, {"format", &cc.Format}, {"unknown-vni", &cc.UnknownVNI},
 		{"post-rotate", &cc.PostRotate}, {"compress", &cc.Compress}, {"file-mode", &cc.FileMode},
-		{"group", &cc.Group}, {"file-name", &cc.FileName}} {
+		{"group", &cc.Group}, {"file-name", &cc.FileName}, {"tap", &cc.Tap}} {
 		if c.IsSet(f.flag) {
 			*f.dst = c.String(f.flag)
 		}
@@ -190,8 +219,8 @@ func collectFlags(c *cli.Context, cc *config.Collector) error {
 // collectOptions checks the merged settings (flags bypass the
 // configuration's validation) and turns them into the collector's options
 // (without metrics, which runPart provides).
-func collectOptions(cc config.Collector, sessions sessionSet) (collector.Options, error) {
-	if cc.OutputDir == "" {
+func collectOptions(cc config.Collector, sessions sessionSet, liveOnly bool) (collector.Options, error) {
+	if cc.OutputDir == "" && cc.Tap == "" && !liveOnly {
 		return collector.Options{}, usagef("no output directory: give --out or collector.output_dir in --config")
 	}
 	format, err := collector.ParseFormat(cc.Format)
@@ -254,6 +283,7 @@ func collectOptions(cc config.Collector, sessions sessionSet) (collector.Options
 		MaxSessions:     cc.MaxSessions,
 		SessionIdle:     idle,
 		MaxSourceSeries: cc.MaxSourceSeries,
+		Tap:             cc.Tap,
 		Application:     "xmirror " + version,
 	}, nil
 }

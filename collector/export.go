@@ -1,0 +1,187 @@
+package collector
+
+import (
+	"io"
+	"net/netip"
+	"sync"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// Live outputs: the packets of every session, as they arrive, to a pcapng
+// stream (`--write -`, for `| wireshark -k -i -`) and to a TAP device (for
+// an IDS capturing from an interface). The receive path only appends to a
+// bounded buffer; one goroutine per output writes it out, so a slow reader
+// loses packets (counted) instead of stalling the receivers.
+
+// exportBuffer bounds the bytes waiting for a live output.
+const exportBuffer = 8 << 20
+
+// exporter is the buffer and writer goroutine of one live output.
+type exporter struct {
+	name  string
+	mu    sync.Mutex
+	buf   []byte // whole records waiting
+	spare []byte // the buffer being written, handed back for reuse
+	dead  bool   // the output failed: packets are no longer taken
+	kick  chan struct{}
+	flush func([]byte) error
+	drops *metrics.Counter
+	sent  *metrics.Counter
+	done  chan struct{} // closed when the writer has stopped
+}
+
+func newExporter(c *Collector, name string, flush func([]byte) error) *exporter {
+	lbl := `{output="` + name + `"}`
+	return &exporter{
+		name:  name,
+		kick:  make(chan struct{}, 1),
+		flush: flush,
+		drops: c.set.GetOrCreateCounter("xmirror_collector_live_drops_total" + lbl),
+		sent:  c.set.GetOrCreateCounter("xmirror_collector_live_packets_total" + lbl),
+		done:  make(chan struct{}),
+	}
+}
+
+// room reports whether need more bytes fit; the caller holds e.mu. A packet
+// that does not fit is counted as dropped.
+func (e *exporter) room(need int) bool {
+	if e.dead {
+		return false
+	}
+	if len(e.buf)+need > exportBuffer {
+		e.drops.Inc()
+		return false
+	}
+	return true
+}
+
+// added wakes the writer; the caller holds e.mu.
+func (e *exporter) added() {
+	e.sent.Inc()
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run writes the buffer out each time records are added, until stop is
+// closed (then it writes what is left) or a write fails.
+func (e *exporter) run(stop <-chan struct{}, c *Collector) {
+	defer close(e.done)
+	for {
+		last := false
+		select {
+		case <-e.kick:
+		case <-stop:
+			last = true
+		}
+		e.mu.Lock()
+		b := e.buf
+		e.buf = e.spare[:0]
+		e.mu.Unlock()
+		if len(b) > 0 {
+			if err := e.flush(b); err != nil {
+				e.mu.Lock()
+				e.dead, e.buf = true, nil
+				e.mu.Unlock()
+				c.log.Error("live output failed; it stays off, capture files go on", "output", e.name, "err", err)
+				c.liveFailed(e)
+				return
+			}
+		}
+		e.mu.Lock()
+		e.spare = b[:0]
+		e.mu.Unlock()
+		if last {
+			return
+		}
+	}
+}
+
+// liveKey is an interface of the live pcapng stream: a mirror source of a
+// session.
+type liveKey struct {
+	vni uint32
+	src netip.Addr
+}
+
+// maxLiveInterfaces bounds the interface blocks of the live stream (they
+// cannot be taken back, while sessions come and go); packets of further
+// sources are dropped.
+const maxLiveInterfaces = 1 << 16
+
+// liveStream is the pcapng stream of all sessions.
+type liveStream struct {
+	*exporter
+	ifs map[liveKey]uint32
+}
+
+func newLiveStream(c *Collector, w io.Writer) *liveStream {
+	l := &liveStream{ifs: make(map[liveKey]uint32)}
+	l.exporter = newExporter(c, "write", func(b []byte) error {
+		_, err := w.Write(b)
+		return err
+	})
+	l.buf = appendNgSHB(nil, c.section)
+	return l
+}
+
+// packet adds one packet of session s from mirror source src.
+func (l *liveStream) packet(s *series, src netip.Addr, tsNanos int64, fr Frame) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	key := liveKey{s.vni, src}
+	id, known := l.ifs[key]
+	need := ngEPBLen(fr.Inner)
+	if !known {
+		need += 512
+		if len(l.ifs) >= maxLiveInterfaces {
+			l.drops.Inc()
+			return
+		}
+	}
+	if !l.room(need) {
+		return
+	}
+	if !known {
+		id = uint32(len(l.ifs))
+		l.ifs[key] = id
+		l.buf = appendNgIDB(l.buf, ifName(src, s.vni), ifDesc(src, s.name, s.vni), s.snap)
+	}
+	l.buf = appendNgEPB(l.buf, id, tsNanos, fr.Inner, fr.OrigLen)
+	l.added()
+}
+
+// tapOut writes each inner frame to a TAP device. Its buffer holds frames
+// behind a 4-byte length; the writer writes them one by one (one frame per
+// write is what a TAP device takes).
+type tapOut struct{ *exporter }
+
+func newTapOut(c *Collector, dev io.Writer) *tapOut {
+	t := &tapOut{}
+	t.exporter = newExporter(c, "tap", func(b []byte) error {
+		for len(b) >= 4 {
+			n := int(le.Uint32(b))
+			if _, err := dev.Write(b[4 : 4+n]); err != nil {
+				// The device refused this frame (down, no buffer):
+				// the next may pass.
+				t.drops.Inc()
+			}
+			b = b[4+n:]
+		}
+		return nil
+	})
+	return t
+}
+
+func (t *tapOut) packet(fr Frame) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.room(4 + len(fr.Inner)) {
+		return
+	}
+	t.buf = le.AppendUint32(t.buf, uint32(len(fr.Inner)))
+	t.buf = append(t.buf, fr.Inner...)
+	t.added()
+}
