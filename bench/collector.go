@@ -91,10 +91,10 @@ func (r *runner) collectorTrial(lab *netlab.Lab, rx receiver) stepTrial {
 		// Some receivers say they are ready a moment before their filter or socket
 		// sees traffic; every receiver gets the same head start.
 		time.Sleep(rxSettle)
-		p0 := readProc(sp.pid)
+		p0 := readProc(sp.Cmd.Process.Pid)
 		g, gerr := r.generateOn(ctx, gen, hostIf(gen), col.MAC, col.Addr, rate, r.o.Trial, label)
 		time.Sleep(max(rx.drain, defaultDrain)) // the receiver drains its socket
-		p1 := readProc(sp.pid)
+		p1 := readProc(sp.Cmd.Process.Pid)
 		st, err := rx.stop(sp, dir)
 		if gerr != nil {
 			return nil, gerr

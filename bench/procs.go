@@ -1,48 +1,75 @@
 package bench
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/xmirror/xmirror/config"
 	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/telemetry"
 )
 
 var execLookPath = exec.LookPath
 
-// startOffGen starts a user-space system under test in h's namespace on the CPUs
-// other than the generator's, which is busy for the whole trial: the same
-// treatment for every receiver and proxy, and no fight with the generator.
-func startOffGen(h *netlab.Host, name string, args ...string) (*netlab.Proc, error) {
+// offGen is command run on the CPUs other than the generator's, which is busy
+// for the whole trial: the same treatment for every receiver and proxy, and no
+// fight with the generator.
+func offGen(command ...string) []string {
 	n := runtime.NumCPU()
 	if n < 2 {
-		return h.Start(name, args...)
+		return command
 	}
 	cpus := "1"
 	if n > 2 {
 		cpus = fmt.Sprintf("1-%d", n-1)
 	}
-	return h.Start("taskset", append([]string{"-c", cpus, name}, args...)...)
+	return append([]string{"taskset", "-c", cpus}, command...)
+}
+
+// startOffGen starts a user-space system under test in h's namespace, off the
+// generator's CPU.
+func startOffGen(h *netlab.Host, name string, args ...string) (*netlab.Proc, error) {
+	cmd := offGen(append([]string{name}, args...)...)
+	return h.Start(cmd[0], cmd[1:]...)
 }
 
 // metricsAddr is where xmirror processes serve /metrics inside their own namespace:
 // a fixed port is free there because the namespace is new.
 const metricsAddr = "127.0.0.1:9090"
 
-// startedProc is a receiver or proxy the bench started in a namespace.
+// startPart runs `xmirror <part> args... --metrics-listen metricsAddr` in h
+// (off the generator's CPU with offGenCPU) and waits until /healthz answers.
+func (r *runner) startPart(h *netlab.Host, offGenCPU bool, part string, args ...string) (*netlab.Part, error) {
+	cmd := append([]string{r.o.Exe, part}, args...)
+	cmd = append(cmd, "--metrics-listen", metricsAddr)
+	if offGenCPU {
+		cmd = offGen(cmd...)
+	}
+	p, err := h.StartPart(part, metricsAddr, cmd...)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.WaitHealthy(context.Background(), 10*time.Second); err != nil {
+		p.Stop()
+		return nil, fmt.Errorf("%w: %s", err, tail(p.Output()))
+	}
+	return p, nil
+}
+
+// startedProc is a receiver the bench started in a namespace.
 type startedProc struct {
-	p   *netlab.Proc
-	pid int
+	*netlab.Proc
+	part *netlab.Part    // xmirror collect: what it wrote is read from its /metrics
+	dump *netlab.Tcpdump // tcpdump: what it captured is read from its closing counts
 }
 
 // rxStats is what a receiver reports when it stops.
@@ -75,19 +102,18 @@ func (r *runner) sinkReceiver() receiver {
 			if err != nil {
 				return nil, err
 			}
-			sp := &startedProc{p: p, pid: p.Cmd.Process.Pid}
 			if !waitFor(5*time.Second, func() bool { return strings.Contains(p.Output(), "listening") }) {
 				p.Stop()
 				return nil, fmt.Errorf("sink did not start: %s", p.Output())
 			}
-			return sp, nil
+			return &startedProc{Proc: p}, nil
 		},
 		stop: func(sp *startedProc, _ string) (rxStats, error) {
-			if err := sp.p.Stop(); err != nil {
-				return rxStats{}, fmt.Errorf("sink: %w: %s", err, sp.p.Output())
+			if err := sp.Stop(); err != nil {
+				return rxStats{}, fmt.Errorf("sink: %w: %s", err, sp.Output())
 			}
 			var out SinkReport
-			if err := lastJSON(sp.p.Output(), &out); err != nil {
+			if err := lastJSON(sp.Output(), &out); err != nil {
 				return rxStats{}, fmt.Errorf("sink output: %w", err)
 			}
 			return rxStats{received: out.Packets}, nil
@@ -107,34 +133,26 @@ func (r *runner) collectReceiver() receiver {
 }
 
 func (r *runner) startCollect(h *netlab.Host, dir string) (*startedProc, error) {
-	p, err := startOffGen(h, r.o.Exe, "collect", "--listen", fmt.Sprintf("0.0.0.0:%d", VXLANPort), "--out", dir,
-		"--format", "pcapng", "--metrics-listen", metricsAddr)
+	p, err := r.startPart(h, true, "collect", "--listen", fmt.Sprintf("0.0.0.0:%d", VXLANPort), "--out", dir, "--format", "pcapng")
 	if err != nil {
 		return nil, err
 	}
-	ok := waitFor(10*time.Second, func() bool {
-		code, _, err := httpGetIn(h, metricsAddr, "/healthz")
-		return err == nil && code == 200
-	})
-	if !ok {
-		p.Stop()
-		return nil, fmt.Errorf("xmirror collect not healthy within 10s: %s", p.Output())
-	}
-	return &startedProc{p: p, pid: p.Cmd.Process.Pid}, nil
+	return &startedProc{Proc: p.Proc, part: p}, nil
 }
 
-var collectWritten = regexp.MustCompile(`collector stopped.* written=(\d+)`)
-
+// stopCollect reads what the collector wrote from its /metrics (the packets
+// of every session's files) before it stops it: the drain has emptied its
+// sockets, and its log is for people, not a contract between processes.
 func stopCollect(sp *startedProc, dir string) (rxStats, error) {
-	if err := sp.p.Stop(); err != nil {
-		return rxStats{}, fmt.Errorf("xmirror collect: %w: %s", err, tail(sp.p.Output()))
+	m, scrapeErr := sp.part.Scrape(context.Background())
+	if err := sp.Stop(); err != nil {
+		return rxStats{}, fmt.Errorf("xmirror collect: %w: %s", err, tail(sp.Output()))
 	}
-	m := collectWritten.FindStringSubmatch(sp.p.Output())
-	if m == nil {
-		return rxStats{}, fmt.Errorf("xmirror collect did not report what it wrote: %s", tail(sp.p.Output()))
+	if scrapeErr != nil {
+		return rxStats{}, fmt.Errorf("%w: %s", scrapeErr, tail(sp.Output()))
 	}
-	n, _ := strconv.ParseUint(m[1], 10, 64)
-	return rxStats{received: n, written: dirBytes(dir)}, nil
+	written := telemetry.Sum(m, "xmirror_collector_packets_total")
+	return rxStats{received: uint64(written), written: dirBytes(dir)}, nil
 }
 
 func tcpdumpReceiver() receiver {
@@ -152,21 +170,18 @@ func tcpdumpReceiver() receiver {
 			if err != nil {
 				return nil, err
 			}
-			if !waitFor(5*time.Second, func() bool { return strings.Contains(p.Output(), "listening on") }) {
-				p.Stop()
-				return nil, fmt.Errorf("tcpdump did not start: %s", p.Output())
+			dump, err := netlab.AwaitTcpdump(context.Background(), p)
+			if err != nil {
+				return nil, err
 			}
-			return &startedProc{p: p, pid: p.Cmd.Process.Pid}, nil
+			return &startedProc{Proc: p, dump: dump}, nil
 		},
 		stop: func(sp *startedProc, dir string) (rxStats, error) {
-			sp.p.Signal(syscall.SIGINT)
-			sp.p.Stop()
-			m := regexp.MustCompile(`(\d+) packets? captured`).FindStringSubmatch(sp.p.Output())
-			if m == nil {
-				return rxStats{}, fmt.Errorf("tcpdump did not report captured packets: %s", tail(sp.p.Output()))
+			counts, err := sp.dump.Stop()
+			if err != nil {
+				return rxStats{}, fmt.Errorf("%w: %s", err, tail(sp.Output()))
 			}
-			n, _ := strconv.ParseUint(m[1], 10, 64)
-			return rxStats{received: n, written: dirBytes(dir)}, nil
+			return rxStats{received: uint64(counts.Captured), written: dirBytes(dir)}, nil
 		},
 	}
 }
@@ -237,21 +252,13 @@ func (r *runner) setupXmirrorLB(t *lbTopo, dir, algorithm string) (int, func(), 
 		return 0, nil, err
 	}
 	pin := fmt.Sprintf("/sys/fs/bpf/xmbench-%d-%d", os.Getpid(), r.seq)
-	p, err := lb.Start(r.o.Exe, "lb", "--config", f, "--metrics-listen", metricsAddr, "--pin-path", pin)
+	p, err := r.startPart(lb, false, "lb", "--config", f, "--pin-path", pin)
 	if err != nil {
+		os.RemoveAll(pin)
 		return 0, nil, err
 	}
-	stop := func() {
+	return p.Cmd.Process.Pid, func() {
 		p.Stop()
 		os.RemoveAll(pin)
-	}
-	ok := waitFor(10*time.Second, func() bool {
-		code, _, err := httpGetIn(lb, metricsAddr, "/healthz")
-		return err == nil && code == 200
-	})
-	if !ok {
-		stop()
-		return 0, nil, fmt.Errorf("xmirror lb not healthy within 10s: %s", tail(p.Output()))
-	}
-	return p.Cmd.Process.Pid, stop, nil
+	}, nil
 }

@@ -188,17 +188,9 @@ func (r *runner) setupXmirrorSource(lab *netlab.Lab, dir, dp string) (int, func(
 	if err := os.WriteFile(f, y, 0o644); err != nil {
 		return 0, nil, err
 	}
-	p, err := cli.Start(r.o.Exe, "source", "--config", f, "--metrics-listen", metricsAddr, "--datapath", dp)
+	p, err := r.startPart(cli, false, "source", "--config", f, "--datapath", dp)
 	if err != nil {
 		return 0, nil, err
-	}
-	ok := waitFor(10*time.Second, func() bool {
-		code, _, err := httpGetIn(cli, metricsAddr, "/healthz")
-		return err == nil && code == 200
-	})
-	if !ok {
-		p.Stop()
-		return 0, nil, fmt.Errorf("xmirror source not healthy within 10s: %s", tail(p.Output()))
 	}
 	return p.Cmd.Process.Pid, func() { p.Stop() }, nil
 }

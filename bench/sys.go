@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"runtime"
 	"strconv"
@@ -148,32 +146,6 @@ func readProc(pid int) procStats {
 	}
 	ps.Valid = true
 	return ps
-}
-
-// httpGetIn fetches http://addr/path from inside h's namespace. The socket is opened
-// on the namespace's thread and then used from anywhere.
-func httpGetIn(h *netlab.Host, addr, path string) (int, string, error) {
-	var conn net.Conn
-	err := h.Do(func() (err error) {
-		conn, err = net.DialTimeout("tcp", addr, time.Second)
-		return err
-	})
-	if err != nil {
-		return 0, "", err
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(3 * time.Second))
-	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, addr); err != nil {
-		return 0, "", err
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	var body bytes.Buffer
-	body.ReadFrom(resp.Body)
-	return resp.StatusCode, body.String(), nil
 }
 
 // waitFor polls cond every 50 ms until it is true or timeout passes.

@@ -56,7 +56,7 @@ func BenchmarkLadder(b *testing.B) {
 		b.ReportMetric(res.TopRxCPU, "rx-cpu-ns/pkt")
 	}
 	b.Run("bare-recvmmsg", func(b *testing.B) {
-		r, err := NewBareReceiver("127.0.0.1:0", numReaders(), 32<<20, 64)
+		r, err := newSinkReceiver("127.0.0.1:0", numReaders(), 32<<20)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -68,10 +68,10 @@ func BenchmarkLadder(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		run(b, NewCollectorReceiver(c))
+		run(b, newCollectorReceiver(c))
 	})
 	b.Run("tcpdump", func(b *testing.B) {
-		r, err := NewTcpdumpReceiver(0)
+		r, err := newTcpdumpReceiver(0)
 		if err != nil {
 			b.Skip(err)
 		}

@@ -8,13 +8,11 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,19 +61,14 @@ type Demo struct {
 	cfg     *config.Config // the seed with the demo's edits, as the parts read it
 	session config.Session // the session the demo shows (the first enabled one)
 	lab     *netlab.Lab
-	procs   map[string]*netlab.Proc // by host name: the part running there now
-	started []startedProc           // every part started, for Close and the logs
+	parts   map[string]*netlab.Part // by host name: the part running there now
+	started []*netlab.Part          // every part started, for Close and the logs
 	pinPath string
 	out     io.Writer
 	step    int
 	steps   int
 	cfgDir  string
 	logDir  string
-}
-
-type startedProc struct {
-	host, part string
-	proc       *netlab.Proc
 }
 
 // StepError names the step of the demo that failed.
@@ -127,7 +120,7 @@ func newDemo(opts Options) (*Demo, error) {
 		return nil, fmt.Errorf("output directory: %w", err)
 	}
 	opts.OutDir = abs
-	return &Demo{opts: opts, out: out, procs: map[string]*netlab.Proc{},
+	return &Demo{opts: opts, out: out, parts: map[string]*netlab.Part{},
 		cfgDir: filepath.Join(abs, "configs"), logDir: filepath.Join(abs, "logs")}, nil
 }
 
@@ -498,40 +491,14 @@ func (d *Demo) startCollector(ctx context.Context, target string) error {
 // startPart runs `xmirror <part> --config F --metrics-listen A [args]` in host and
 // waits until its /healthz answers 200.
 func (d *Demo) startPart(ctx context.Context, host, part string, args ...string) error {
-	h := d.lab.Host(host)
-	full := append([]string{part, "--config", d.configPath(host), "--metrics-listen", d.metricsAddr(host)}, args...)
-	p, err := h.Start(d.opts.Binary, full...)
+	full := append([]string{d.opts.Binary, part, "--config", d.configPath(host), "--metrics-listen", d.metricsAddr(host)}, args...)
+	p, err := d.lab.Host(host).StartPart(part, d.metricsAddr(host), full...)
 	if err != nil {
 		return err
 	}
-	d.procs[host] = p
-	d.started = append(d.started, startedProc{host, part, p})
-	return d.waitHealthy(ctx, host, part)
-}
-
-func (d *Demo) waitHealthy(ctx context.Context, host, part string) error {
-	p := d.procs[host]
-	deadline := time.Now().Add(d.opts.StartTimeout)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.Done():
-			return fmt.Errorf("xmirror %s exited before it was healthy: %v", part, p.Wait())
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
-		}
-		code, _, err := d.get(ctx, host, "/healthz")
-		if err == nil && code == http.StatusOK {
-			return nil
-		}
-		if err == nil {
-			err = fmt.Errorf("/healthz answered %d", code)
-		}
-		last = err
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("xmirror %s not healthy after %s: %w", part, d.opts.StartTimeout, last)
+	d.parts[host] = p
+	d.started = append(d.started, p)
+	return p.WaitHealthy(ctx, d.opts.StartTimeout)
 }
 
 // waitBackendsUp gives the load balancer's health checks the time to probe the
@@ -552,52 +519,18 @@ func (d *Demo) waitBackendsUp(ctx context.Context) error {
 	}
 }
 
-// get fetches path from host's part; the connection is made inside the host's
-// namespace.
-func (d *Demo) get(ctx context.Context, host, path string) (int, []byte, error) {
-	h := d.lab.Host(host)
-	tr := &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var c net.Conn
-			err := h.Do(func() error {
-				var err error
-				c, err = (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, network, addr)
-				return err
-			})
-			return c, err
-		},
-	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 3 * time.Second}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+d.metricsAddr(host)+path, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	return resp.StatusCode, body, err
-}
-
 // Metrics scrapes host's part.
 func (d *Demo) Metrics(ctx context.Context, host string) ([]telemetry.Sample, error) {
-	code, body, err := d.get(ctx, host, "/metrics")
-	if err != nil {
-		return nil, fmt.Errorf("scrape %s: %w", host, err)
+	p := d.parts[host]
+	if p == nil {
+		return nil, fmt.Errorf("scrape %s: no part runs there", host)
 	}
-	if code != http.StatusOK {
-		return nil, fmt.Errorf("scrape %s: status %d", host, code)
-	}
-	return telemetry.ParseText(bytes.NewReader(body))
+	return p.Scrape(ctx)
 }
 
 // StopCollector ends target's collector with SIGTERM, so that it closes its files.
 func (d *Demo) StopCollector(target string) error {
-	p := d.procs[target]
+	p := d.parts[target]
 	if p == nil {
 		return nil
 	}
@@ -632,15 +565,11 @@ func (d *Demo) CollectedFrames() ([]Frame, error) {
 
 // logTail is the end of what host's part printed, for error messages.
 func (d *Demo) logTail(host string) string {
-	p := d.procs[host]
+	p := d.parts[host]
 	if p == nil {
 		return ""
 	}
-	lines := strings.Split(strings.TrimRight(p.Output(), "\n"), "\n")
-	if len(lines) > 15 {
-		lines = lines[len(lines)-15:]
-	}
-	return "last lines of " + host + "'s log:\n    " + strings.Join(lines, "\n    ")
+	return "last lines of " + host + "'s log:\n    " + strings.ReplaceAll(p.LogTail(15), "\n", "\n    ")
 }
 
 // Close stops every part (SIGTERM first, so that collectors close their files),
@@ -655,18 +584,18 @@ func (d *Demo) Close() error {
 	order := map[string]int{HostSource: 0, HostLB: 1}
 	for pass := 0; pass < 3; pass++ {
 		for _, sp := range d.started {
-			o, ok := order[sp.host]
+			o, ok := order[sp.Host.Name]
 			if !ok {
 				o = 2
 			}
 			if o == pass {
-				sp.proc.Stop() // its exit status was reported by the step that needed it
+				sp.Stop() // its exit status was reported by the step that needed it
 			}
 		}
 	}
 	for _, sp := range d.started {
-		if err := appendFile(filepath.Join(d.logDir, sp.host+"-"+sp.part+".log"), sp.proc.Output()); err != nil {
-			errs = append(errs, fmt.Errorf("save log of %s: %w", sp.host, err))
+		if err := appendFile(filepath.Join(d.logDir, sp.Host.Name+"-"+sp.Name+".log"), sp.Output()); err != nil {
+			errs = append(errs, fmt.Errorf("save log of %s: %w", sp.Host.Name, err))
 		}
 	}
 	errs = append(errs, d.lab.Close())

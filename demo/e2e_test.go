@@ -43,7 +43,7 @@ func startDemo(t *testing.T, label string, opts Options) *Demo {
 		}
 		if t.Failed() {
 			for _, sp := range d.started {
-				t.Logf("log of xmirror %s on %s:\n%s", sp.part, sp.host, sp.proc.Output())
+				t.Logf("log of xmirror %s on %s:\n%s", sp.Name, sp.Host.Name, sp.Output())
 			}
 		}
 	})

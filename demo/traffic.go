@@ -238,7 +238,7 @@ func (d *Demo) ping(ctx context.Context, count int) (int, error) {
 // Capture is a tcpdump running in a host of the lab.
 type Capture struct {
 	path string
-	proc *netlab.Proc
+	dump *netlab.Tcpdump
 	once sync.Once
 	err  error
 	out  []Frame
@@ -255,72 +255,35 @@ func (d *Demo) StartCapture(ctx context.Context, host, path string, snaplen int,
 	// able to write into path.
 	// --immediate-mode: without it tcpdump takes packets from the kernel in blocks
 	// (up to a second late), and those still in the ring when it stops are lost.
-	p, err := h.Start("tcpdump", "-i", h.Iface, "-n", "--immediate-mode", "-s", strconv.Itoa(snaplen), "-U", "-Z", "root", "-w", path, filter)
+	dump, err := h.StartTcpdump(ctx, "-i", h.Iface, "-n", "--immediate-mode", "-s", strconv.Itoa(snaplen), "-U", "-Z", "root", "-w", path, filter)
 	if err != nil {
 		return nil, err
 	}
-	if err := waitListening(ctx, p); err != nil {
-		return nil, err
-	}
-	return &Capture{path: path, proc: p}, nil
-}
-
-// waitListening waits for tcpdump's "listening on" line: from then on it sees
-// every packet.
-func waitListening(ctx context.Context, p *netlab.Proc) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.Output(), "listening on") {
-		select {
-		case <-p.Done():
-			return fmt.Errorf("tcpdump exited: %v: %s", p.Wait(), strings.TrimSpace(p.Output()))
-		case <-ctx.Done():
-			p.Stop()
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			p.Stop()
-			return fmt.Errorf("tcpdump did not start listening within 10s: %s", strings.TrimSpace(p.Output()))
-		}
-	}
-	return nil
+	return &Capture{path: path, dump: dump}, nil
 }
 
 // Watch is `tcpdump -i eth0 udp port 4789 -nne` on a target, as the seed's
 // Step 5 runs it: the VXLAN as it arrives, with the mirrored frame inside.
 type Watch struct {
-	proc *netlab.Proc
+	dump *netlab.Tcpdump
 }
 
 // StartWatch runs the seed's tcpdump on host and waits until it listens.
 func (d *Demo) StartWatch(ctx context.Context, host string) (*Watch, error) {
 	h := d.lab.Host(host)
-	p, err := h.Start("tcpdump", "-i", h.Iface, "-l", "--immediate-mode", "-nne", "udp", "port", "4789")
+	dump, err := h.StartTcpdump(ctx, "-i", h.Iface, "-l", "--immediate-mode", "-nne", "udp", "port", "4789")
 	if err != nil {
 		return nil, err
 	}
-	if err := waitListening(ctx, p); err != nil {
-		return nil, err
-	}
-	return &Watch{proc: p}, nil
+	return &Watch{dump: dump}, nil
 }
 
 // Stop ends the watch and returns what tcpdump printed for the packets: two lines
 // each (the outer VXLAN, then the inner frame), without tcpdump's banners.
 func (w *Watch) Stop() []string {
 	time.Sleep(100 * time.Millisecond)
-	w.proc.Stop()
-	var lines []string
-	for _, l := range strings.Split(w.proc.Output(), "\n") {
-		switch {
-		case l == "", strings.HasPrefix(l, "tcpdump:"), strings.HasPrefix(l, "listening on"),
-			strings.Contains(l, "packets captured"), strings.Contains(l, "received by filter"),
-			strings.Contains(l, "dropped by kernel"):
-			continue
-		}
-		lines = append(lines, l)
-	}
-	return lines
+	w.dump.Stop()
+	return w.dump.Printed()
 }
 
 // Stop ends the capture (after a moment for packets still in the socket's ring)
@@ -328,14 +291,13 @@ func (w *Watch) Stop() []string {
 func (c *Capture) Stop() ([]Frame, error) {
 	c.once.Do(func() {
 		time.Sleep(300 * time.Millisecond)
-		if err := c.proc.Stop(); err != nil {
-			c.err = fmt.Errorf("tcpdump: %w: %s", err, strings.TrimSpace(c.proc.Output()))
+		counts, err := c.dump.Stop()
+		if err != nil {
+			c.err = err
 			return
 		}
-		out := c.proc.Output()
-		captured, received, dropped := tcpdumpStat(out, "captured"), tcpdumpStat(out, "received by filter"), tcpdumpStat(out, "dropped by kernel")
-		if dropped != 0 || captured != received {
-			c.err = fmt.Errorf("tcpdump lost packets (a reference must be complete): %s", strings.TrimSpace(out))
+		if !counts.Complete() {
+			c.err = fmt.Errorf("tcpdump lost packets (a reference must be complete): %s", strings.TrimSpace(c.dump.Output()))
 			return
 		}
 		c.out, c.err = ReadCaptureFile(c.path)
@@ -345,17 +307,3 @@ func (c *Capture) Stop() ([]Frame, error) {
 
 // Path is the capture file.
 func (c *Capture) Path() string { return c.path }
-
-// tcpdumpStat reads "N packets <what>" from tcpdump's closing statistics; -1 when
-// the line is missing.
-func tcpdumpStat(out, what string) int {
-	for _, line := range strings.Split(out, "\n") {
-		n, rest, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if ok && (rest == "packets "+what || rest == "packet "+what) {
-			if v, err := strconv.Atoi(n); err == nil {
-				return v
-			}
-		}
-	}
-	return -1
-}

@@ -364,6 +364,6 @@ func TestReloadIsHitless(t *testing.T) {
 		mirrored += st.Packets
 	}
 	if mirrored != uint64(len(want)) || len(got) != len(want) || vnis[1] == 0 || vnis[2] == 0 || vnis[1]+vnis[2] != len(got) {
-		t.Fatalf("tcpdump saw %d packets; the target got %d (by VNI: %v); counters %+v\ntarget: %s\nsource: %s", len(want), len(got), vnis, stats, atTarget.proc.Output(), atSource.proc.Output())
+		t.Fatalf("tcpdump saw %d packets; the target got %d (by VNI: %v); counters %+v\ntarget: %s\nsource: %s", len(want), len(got), vnis, stats, atTarget.dump.Output(), atSource.dump.Output())
 	}
 }

@@ -40,7 +40,7 @@ func testSeedEquivalence(t *testing.T, datapath string, offload bool) {
 	want := atSource.packets(t)
 	got := atTarget.packets(t)
 	if len(want) < 8 {
-		t.Fatalf("source capture has only %d packets (%s)", len(want), atSource.proc.Output())
+		t.Fatalf("source capture has only %d packets (%s)", len(want), atSource.dump.Output())
 	}
 	if len(got) != len(want) {
 		for _, p := range got {

@@ -1,12 +1,12 @@
 package source
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -120,7 +120,7 @@ func startSourceOpts(t *testing.T, h *netlab.Host, cfg *config.Config, opts Opti
 
 // capture is a tcpdump writing a pcap file in a host's namespace.
 type capture struct {
-	proc *netlab.Proc
+	dump *netlab.Tcpdump
 	path string
 }
 
@@ -128,25 +128,18 @@ func startCapture(t *testing.T, h *netlab.Host, name string, args ...string) *ca
 	t.Helper()
 	path := filepath.Join(t.TempDir(), name+".pcap")
 	full := append([]string{"-i", h.Iface, "-n", "-U", "--immediate-mode", "-B", "16384", "-w", path}, args...)
-	p, err := h.Start("tcpdump", full...)
+	dump, err := h.StartTcpdump(context.Background(), full...)
 	if err != nil {
-		t.Fatalf("tcpdump: %v", err)
+		t.Fatalf("tcpdump in %s: %v", h.Name, err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(p.Output(), "listening on") {
-		if time.Now().After(deadline) {
-			t.Fatalf("tcpdump in %s did not start: %s", h.Name, p.Output())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return &capture{proc: p, path: path}
+	return &capture{dump: dump, path: path}
 }
 
 // packets stops the capture and returns its packets.
 func (c *capture) packets(t *testing.T) []gopacket.Packet {
 	t.Helper()
 	time.Sleep(200 * time.Millisecond) // let the last packets reach the capture
-	c.proc.Stop()
+	c.dump.Stop()
 	f, err := os.Open(c.path)
 	if err != nil {
 		t.Fatalf("open capture: %v", err)
@@ -154,7 +147,7 @@ func (c *capture) packets(t *testing.T) []gopacket.Packet {
 	defer f.Close()
 	r, err := pcapgo.NewReader(f)
 	if err != nil {
-		t.Fatalf("read capture %s: %v (tcpdump: %s)", c.path, err, c.proc.Output())
+		t.Fatalf("read capture %s: %v (tcpdump: %s)", c.path, err, c.dump.Output())
 	}
 	var out []gopacket.Packet
 	for {

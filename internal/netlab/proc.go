@@ -17,8 +17,16 @@ import (
 // `nsenter --net` rather than `ip netns exec`, which would also remount /sys and
 // hide the machine's bpffs (pinned BPF objects) from the command.
 func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	full := append([]string{"--net=" + filepath.Join(netnsDir, h.NS), "--", name}, args...)
-	cmd := exec.CommandContext(ctx, "nsenter", full...)
+	return command(ctx, h, name, args...)
+}
+
+// command prepares name args... in h's namespace, or this process's when h is nil.
+func command(ctx context.Context, h *Host, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	if h != nil {
+		full := append([]string{"--net=" + filepath.Join(netnsDir, h.NS), "--", name}, args...)
+		cmd = exec.CommandContext(ctx, "nsenter", full...)
+	}
 	// Children die with the test process, and a process group lets Close kill what
 	// they started in turn.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -38,7 +46,19 @@ func (h *Host) Run(name string, args ...string) (string, error) {
 // Start runs a command in the background in the host's namespace. The lab kills it
 // on Close if it is still running.
 func (h *Host) Start(name string, args ...string) (*Proc, error) {
-	p := &Proc{Cmd: h.Command(context.Background(), name, args...), done: make(chan struct{})}
+	p, err := start(h.Command(context.Background(), name, args...))
+	if err != nil {
+		return nil, fmt.Errorf("start %s in %s: %w", name, h.Name, err)
+	}
+	h.lab.mu.Lock()
+	h.lab.procs = append(h.lab.procs, p)
+	h.lab.mu.Unlock()
+	return p, nil
+}
+
+// start runs cmd in the background, its output collected.
+func start(cmd *exec.Cmd) (*Proc, error) {
+	p := &Proc{Cmd: cmd, done: make(chan struct{})}
 	p.Cmd.Stdout = &p.out
 	p.Cmd.Stderr = &p.out
 	// The kernel sends Pdeathsig when the thread that forked exits, not the
@@ -59,11 +79,8 @@ func (h *Host) Start(name string, args ...string) (*Proc, error) {
 		close(p.done)
 	}()
 	if err := <-started; err != nil {
-		return nil, fmt.Errorf("start %s in %s: %w", name, h.Name, err)
+		return nil, err
 	}
-	h.lab.mu.Lock()
-	h.lab.procs = append(h.lab.procs, p)
-	h.lab.mu.Unlock()
 	return p, nil
 }
 
@@ -83,6 +100,19 @@ func (p *Proc) Done() <-chan struct{} { return p.done }
 
 // Signal sends sig to the process.
 func (p *Proc) Signal(sig syscall.Signal) error { return p.Cmd.Process.Signal(sig) }
+
+// CPU is the user and system time the process used; zero until it has exited.
+func (p *Proc) CPU() time.Duration {
+	select {
+	case <-p.done:
+	default:
+		return 0
+	}
+	if ru, ok := p.Cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	return 0
+}
 
 // Wait waits for the process to exit and returns its error.
 func (p *Proc) Wait() error {

@@ -1,7 +1,10 @@
 package collector
 
+// The load ladder of BenchmarkLadder: a sendmmsg VXLAN sender, steps of
+// increasing rate, and three receivers measured the same way (the collector,
+// bench's recvmmsg sink as the ceiling, tcpdump -w).
+
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,16 +12,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xmirror/xmirror/bench"
+	"github.com/xmirror/xmirror/internal/netlab"
 )
 
 // LoadSpec describes the VXLAN traffic SendVXLAN generates.
@@ -261,180 +265,112 @@ func RunLadder(ctx context.Context, r Receiver, rates []int, step time.Duration,
 	return res, nil
 }
 
-// CollectorReceiver measures an in-process Collector by its received count.
-type CollectorReceiver struct {
+// collectorReceiver measures an in-process Collector by its received count.
+type collectorReceiver struct {
 	C      *Collector
 	cancel context.CancelFunc
 	done   chan error
 	base   uint64
 }
 
-// NewCollectorReceiver starts c.Run; Close stops it.
-func NewCollectorReceiver(c *Collector) *CollectorReceiver {
+// newCollectorReceiver starts c.Run; Close stops it.
+func newCollectorReceiver(c *Collector) *collectorReceiver {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &CollectorReceiver{C: c, cancel: cancel, done: make(chan error, 1)}
+	r := &collectorReceiver{C: c, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- c.Run(ctx) }()
 	return r
 }
 
-func (r *CollectorReceiver) Name() string       { return "xmirror collect" }
-func (r *CollectorReceiver) Addr() *net.UDPAddr { return r.C.Addr() }
-func (r *CollectorReceiver) Begin() error       { r.base = r.C.Stats().Received; return nil }
-func (r *CollectorReceiver) End() (uint64, error) {
+func (r *collectorReceiver) Name() string       { return "xmirror collect" }
+func (r *collectorReceiver) Addr() *net.UDPAddr { return r.C.Addr() }
+func (r *collectorReceiver) Begin() error       { r.base = r.C.Stats().Received; return nil }
+func (r *collectorReceiver) End() (uint64, error) {
 	return r.C.Stats().Received - r.base, nil
 }
-func (r *CollectorReceiver) Close() error { r.cancel(); return <-r.done }
+func (r *collectorReceiver) Close() error { r.cancel(); return <-r.done }
 
-// BareReceiver is the ceiling: the same SO_REUSEPORT sockets and recvmmsg
-// batches as the collector, but it only counts the datagrams.
-type BareReceiver struct {
-	conns []*net.UDPConn
-	count atomic.Uint64
-	base  uint64
-	done  chan struct{}
+// sinkReceiver is the ceiling: bench's recvmmsg sink (`xmirror bench sink`),
+// SO_REUSEPORT sockets that only count the datagrams.
+type sinkReceiver struct {
+	sink   *bench.Sink
+	cancel context.CancelFunc
+	done   chan error
+	base   uint64
 }
 
-// NewBareReceiver listens on addr with readers sockets.
-func NewBareReceiver(addr string, readers, rcvbuf, batchSize int) (*BareReceiver, error) {
-	conns, _, err := listenReuseport(addr, readers, rcvbuf)
+// newSinkReceiver listens on addr with readers sockets of rcvbuf bytes.
+func newSinkReceiver(addr string, readers, rcvbuf int) (*sinkReceiver, error) {
+	s, err := bench.ListenSink(addr, readers, rcvbuf)
 	if err != nil {
 		return nil, err
 	}
-	r := &BareReceiver{conns: conns, done: make(chan struct{})}
-	for _, conn := range conns {
-		go r.loop(conn, batchSize)
-	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &sinkReceiver{sink: s, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- s.Run(ctx) }()
 	return r, nil
 }
 
-func (r *BareReceiver) loop(conn *net.UDPConn, batchSize int) {
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return
-	}
-	b := newBatch(batchSize, 16384)
-	var n int
-	var errno syscall.Errno
-	read := func(fd uintptr) bool {
-		b.reset()
-		n, errno = recvmmsg(fd, b)
-		return errno != unix.EAGAIN
-	}
-	for rc.Read(read) == nil {
-		if errno == 0 {
-			r.count.Add(uint64(n))
-		}
-	}
+func (r *sinkReceiver) Name() string         { return "bare recvmmsg" }
+func (r *sinkReceiver) Addr() *net.UDPAddr   { return r.sink.Addr().(*net.UDPAddr) }
+func (r *sinkReceiver) Begin() error         { r.base = r.sink.Counts().Packets; return nil }
+func (r *sinkReceiver) End() (uint64, error) { return r.sink.Counts().Packets - r.base, nil }
+func (r *sinkReceiver) Close() error {
+	r.cancel()
+	return errors.Join(<-r.done, r.sink.Close())
 }
 
-func (r *BareReceiver) Name() string         { return "bare recvmmsg" }
-func (r *BareReceiver) Addr() *net.UDPAddr   { return r.conns[0].LocalAddr().(*net.UDPAddr) }
-func (r *BareReceiver) Begin() error         { r.base = r.count.Load(); return nil }
-func (r *BareReceiver) End() (uint64, error) { return r.count.Load() - r.base, nil }
-func (r *BareReceiver) Close() error {
-	for _, c := range r.conns {
-		_ = c.Close()
-	}
-	return nil
-}
-
-// TcpdumpReceiver runs `tcpdump -i lo -w FILE udp dst port P` for each step
+// tcpdumpReceiver runs `tcpdump -i lo -w FILE udp dst port P` for each step
 // (what users run today) and counts what it says it captured. A socket that
 // is never read holds the port so that the sender gets no ICMP errors.
-type TcpdumpReceiver struct {
+type tcpdumpReceiver struct {
 	cpu  time.Duration
-	sink *net.UDPConn
+	hold *net.UDPConn
 	dir  string
-	cmd  *exec.Cmd
-	out  *bufio.Reader
-	errc chan string
+	dump *netlab.Tcpdump
 }
 
-// NewTcpdumpReceiver binds the sink on 127.0.0.1 (port 0 picks one).
-func NewTcpdumpReceiver(port int) (*TcpdumpReceiver, error) {
+// newTcpdumpReceiver binds the port holder on 127.0.0.1 (port 0 picks one).
+func newTcpdumpReceiver(port int) (*tcpdumpReceiver, error) {
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		return nil, fmt.Errorf("tcpdump: %w", err)
 	}
-	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	hold, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 	if err != nil {
-		return nil, fmt.Errorf("tcpdump sink: %w", err)
+		return nil, fmt.Errorf("tcpdump port holder: %w", err)
 	}
-	_ = sink.SetReadBuffer(4096)
+	_ = hold.SetReadBuffer(4096)
 	dir, err := os.MkdirTemp("", "xmirror-tcpdump-")
 	if err != nil {
-		sink.Close()
+		hold.Close()
 		return nil, err
 	}
-	return &TcpdumpReceiver{sink: sink, dir: dir}, nil
+	return &tcpdumpReceiver{hold: hold, dir: dir}, nil
 }
 
-func (r *TcpdumpReceiver) Name() string       { return "tcpdump -w" }
-func (r *TcpdumpReceiver) Addr() *net.UDPAddr { return r.sink.LocalAddr().(*net.UDPAddr) }
+func (r *tcpdumpReceiver) Name() string       { return "tcpdump -w" }
+func (r *tcpdumpReceiver) Addr() *net.UDPAddr { return r.hold.LocalAddr().(*net.UDPAddr) }
 
-var reListening = regexp.MustCompile(`listening on`)
-var reCaptured = regexp.MustCompile(`(\d+) packets? captured`)
-
-func (r *TcpdumpReceiver) Begin() error {
+func (r *tcpdumpReceiver) Begin() (err error) {
 	file := filepath.Join(r.dir, "capture.pcap")
 	_ = os.Remove(file)
-	r.cmd = exec.Command("tcpdump", "-i", "lo", "-n", "-w", file, "udp", "dst", "port", strconv.Itoa(r.Addr().Port))
-	stderr, err := r.cmd.StderrPipe()
-	if err != nil {
-		return err
-	}
-	if err := r.cmd.Start(); err != nil {
-		return fmt.Errorf("start tcpdump: %w", err)
-	}
-	r.errc = make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			r.errc <- sc.Text()
-		}
-		close(r.errc)
-	}()
-	timeout := time.After(10 * time.Second)
-	for {
-		select {
-		case line, ok := <-r.errc:
-			if !ok {
-				return errors.New("tcpdump exited before capturing")
-			}
-			if reListening.MatchString(line) {
-				return nil
-			}
-		case <-timeout:
-			return errors.New("tcpdump did not start")
-		}
-	}
+	r.dump, err = netlab.StartTcpdump(context.Background(), "-i", "lo", "-n", "-w", file, "udp", "dst", "port", strconv.Itoa(r.Addr().Port))
+	return err
 }
 
-func (r *TcpdumpReceiver) End() (uint64, error) {
-	_ = r.cmd.Process.Signal(os.Interrupt)
-	var captured uint64
-	var found bool
-	for line := range r.errc {
-		if m := reCaptured.FindStringSubmatch(line); m != nil {
-			captured, _ = strconv.ParseUint(m[1], 10, 64)
-			found = true
-		}
-	}
-	_ = r.cmd.Wait()
-	r.cpu = 0
-	if ru, ok := r.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
+func (r *tcpdumpReceiver) End() (uint64, error) {
+	counts, err := r.dump.Stop()
+	r.cpu = r.dump.CPU()
 	_ = os.Remove(filepath.Join(r.dir, "capture.pcap"))
-	if !found {
-		return 0, errors.New("tcpdump reported no capture count")
+	if err != nil {
+		return 0, err
 	}
-	return captured, nil
+	return uint64(counts.Captured), nil
 }
 
 // StepCPU is the CPU time tcpdump used in the last step.
-func (r *TcpdumpReceiver) StepCPU() time.Duration { return r.cpu }
+func (r *tcpdumpReceiver) StepCPU() time.Duration { return r.cpu }
 
-func (r *TcpdumpReceiver) Close() error {
+func (r *tcpdumpReceiver) Close() error {
 	_ = os.RemoveAll(r.dir)
-	return r.sink.Close()
+	return r.hold.Close()
 }
