@@ -6,8 +6,13 @@
 //
 // The receive path uses SO_REUSEPORT sockets read with recvmmsg, kernel
 // timestamps (SO_TIMESTAMPNS) and the socket drop counter (SO_MEMINFO, read
-// once a second); it does not allocate per packet. Files are written under a hidden temporary
-// name and renamed when closed, flushed at least every second, rotated by size
-// and by wall-clock-aligned interval, and pruned by a retention limit. Every
-// packet that is not written is counted under a drop reason.
+// once a second); it does not allocate per packet. Files are created below
+// the output directory without following links (outdir.go), written under a
+// hidden temporary name and renamed when closed (series.go), flushed at least
+// every second, rotated by size, by wall-clock-aligned interval and when a
+// session is idle; closed files are compressed, pruned by retention and free
+// space and handed to a post-rotate command off the receive path (closed.go,
+// retention.go). Live outputs (export.go) stream the packets as one pcapng
+// and to a TAP device. Every packet that is not written is counted under a
+// drop reason.
 package collector
