@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 )
 
@@ -17,12 +15,19 @@ import (
 // and sets the tunnel key, and the vxlan driver encapsulates it.
 type kernelPath struct {
 	device netlink.Link
-	tunnel link.Link // xm_tunnel on the device's egress
-	drop   link.Link // xm_drop on its ingress
+	tunnel hook // xm_tunnel on the device's egress
+	drop   hook // xm_drop on its ingress (a tc filter: it outlives the process)
 }
 
 // startKernel creates the VXLAN device name with the tunnel program on its
-// egress. A device left behind by a killed run is replaced.
+// egress and the drop program on its ingress. What a killed run left behind
+// is gone already (removeLeftovers).
+//
+// In external mode the device also decapsulates whatever reaches UDP 4789 of
+// the host and hands it to the stack as received on the device. The drop
+// program closes that door, and it is a tc filter, which the device holds,
+// not a TCX link, which the process holds: it stays when the process is
+// killed, until the device is deleted. The device comes up only after it.
 func startKernel(objs *sourceObjects, name string, mark uint32) (_ datapath, err error) {
 	if old, err := netlink.LinkByName(name); err == nil {
 		if _, ok := old.(*netlink.Vxlan); !ok {
@@ -34,7 +39,7 @@ func startKernel(objs *sourceObjects, name string, mark uint32) (_ datapath, err
 		}
 	}
 	vx := &netlink.Vxlan{
-		LinkAttrs: netlink.LinkAttrs{Name: name, MTU: 65000},
+		LinkAttrs: netlink.LinkAttrs{Name: name, MTU: 65000, Alias: deviceAlias},
 		FlowBased: true,
 		Port:      int(vxlanPort),
 		Learning:  false,
@@ -54,23 +59,14 @@ func startKernel(objs *sourceObjects, name string, mark uint32) (_ datapath, err
 	if k.device, err = netlink.LinkByName(name); err != nil {
 		return nil, fmt.Errorf("find %s: %w", name, err)
 	}
+	ifindex := k.device.Attrs().Index
 	// The device is only a tunnel endpoint for our clones: no IPv6 chatter.
 	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0o644)
-	k.tunnel, err = link.AttachTCX(link.TCXOptions{
-		Interface: k.device.Attrs().Index,
-		Program:   objs.XmTunnel,
-		Attach:    ebpf.AttachTCXEgress,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("attach tunnel program to %s: %w", name, err)
-	}
-	k.drop, err = link.AttachTCX(link.TCXOptions{
-		Interface: k.device.Attrs().Index,
-		Program:   objs.XmDrop,
-		Attach:    ebpf.AttachTCXIngress,
-	})
-	if err != nil {
+	if k.drop, err = attachTC(objs.XmDrop, ifindex, true, "drop"); err != nil {
 		return nil, fmt.Errorf("attach drop program to %s: %w", name, err)
+	}
+	if k.tunnel, err = attachTCX(objs.XmTunnel, ifindex, false); err != nil {
+		return nil, fmt.Errorf("attach tunnel program to %s: %w", name, err)
 	}
 	if err := netlink.LinkSetUp(k.device); err != nil {
 		return nil, fmt.Errorf("set %s up: %w", name, err)
@@ -95,7 +91,7 @@ func (k *kernelPath) writeMetrics(io.Writer) {}
 // close detaches the programs and deletes the device.
 func (k *kernelPath) close() error {
 	var errs []error
-	for _, l := range []*link.Link{&k.tunnel, &k.drop} {
+	for _, l := range []*hook{&k.tunnel, &k.drop} {
 		if *l != nil {
 			(*l).Close()
 			*l = nil

@@ -23,12 +23,17 @@ type replica struct {
 }
 
 func replicaNames(device string, ifindex uint32) (send, recv string) {
-	// Interface names have at most 15 bytes.
-	base := device
-	if len(base) > 8 {
-		base = base[:8]
-	}
+	base := replicaBase(device)
 	return fmt.Sprintf("%ss%d", base, ifindex), fmt.Sprintf("%sr%d", base, ifindex)
+}
+
+// replicaBase is the start of the replicas' names: interface names have at
+// most 15 bytes.
+func replicaBase(device string) string {
+	if len(device) > 8 {
+		return device[:8]
+	}
+	return device
 }
 
 // ensureReplica creates (or adjusts) the replica of ifindex and returns the
@@ -49,7 +54,7 @@ func (s *Source) ensureReplica(ifindex uint32, want offloads) (uint32, error) {
 			_ = netlink.LinkDel(old) // left behind by a killed run
 		}
 	}
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: sendName, MTU: 65535}, PeerName: recvName}
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: sendName, MTU: 65535, Alias: deviceAlias}, PeerName: recvName}
 	if err := netlink.LinkAdd(veth); err != nil {
 		return 0, fmt.Errorf("create replica veth %s: %w", sendName, err)
 	}

@@ -88,6 +88,11 @@ func New(cfg *config.Config, opts Options) (_ *Source, err error) {
 			s.Close()
 		}
 	}()
+	ifindexes := make([]int, 0, len(prog.Ifaces))
+	for ifindex := range prog.Ifaces {
+		ifindexes = append(ifindexes, int(ifindex))
+	}
+	removeLeftovers(s.devName, ifindexes)
 	if err := s.load(opts.RecordDecision, set.maxDelay); err != nil {
 		return nil, err
 	}

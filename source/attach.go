@@ -1,0 +1,100 @@
+package source
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// tcPriority is the tc filter priority of xmirror's programs when they are
+// attached through tc clsact; their names start with tcNamePrefix, which is
+// how a start finds and removes what a killed run left behind.
+const (
+	tcPriority   = 0xa1
+	tcNamePrefix = "xmirror:"
+)
+
+// hook is a program attached to one direction of an interface.
+type hook interface{ Close() error }
+
+// attachTCX attaches prog through TCX: a link the process holds, so the
+// program detaches when the process ends, however it ends.
+func attachTCX(prog *ebpf.Program, ifindex int, ingress bool) (hook, error) {
+	at := ebpf.AttachTCXEgress
+	if ingress {
+		at = ebpf.AttachTCXIngress
+	}
+	return link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: at})
+}
+
+// tcFilter is a program attached as a tc bpf filter (direct action) on the
+// interface's clsact qdisc. The qdisc holds it: it stays attached after the
+// process ends, until the filter or the interface is deleted.
+type tcFilter struct{ f *netlink.BpfFilter }
+
+// attachTC attaches prog as a tc filter named tcNamePrefix+name, creating
+// the clsact qdisc if the interface has none.
+func attachTC(prog *ebpf.Program, ifindex int, ingress bool, name string) (hook, error) {
+	qdisc := &netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
+		QdiscType:  "clsact",
+	}
+	if err := netlink.QdiscAdd(qdisc); err != nil && !errors.Is(err, unix.EEXIST) {
+		return nil, fmt.Errorf("add clsact qdisc to ifindex %d: %w", ifindex, err)
+	}
+	parent := uint32(netlink.HANDLE_MIN_EGRESS)
+	if ingress {
+		parent = netlink.HANDLE_MIN_INGRESS
+	}
+	f := &netlink.BpfFilter{
+		FilterAttrs: netlink.FilterAttrs{
+			LinkIndex: ifindex,
+			Parent:    parent,
+			Handle:    1,
+			Priority:  tcPriority,
+			Protocol:  unix.ETH_P_ALL,
+		},
+		Fd:           prog.FD(),
+		Name:         tcNamePrefix + name,
+		DirectAction: true,
+	}
+	if err := netlink.FilterReplace(f); err != nil {
+		return nil, fmt.Errorf("add tc filter %s to ifindex %d: %w", f.Name, ifindex, err)
+	}
+	return &tcFilter{f: f}, nil
+}
+
+func (t *tcFilter) Close() error {
+	if err := netlink.FilterDel(t.f); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("delete tc filter %s: %w", t.f.Name, err)
+	}
+	return nil
+}
+
+// removeStaleFilters deletes the tc filters of xmirror (by name) on both
+// directions of ifindex: left by a run that was killed.
+func removeStaleFilters(ifindex int) (n int) {
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil {
+		return 0
+	}
+	for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+		filters, err := netlink.FilterList(l, parent)
+		if err != nil {
+			continue
+		}
+		for _, f := range filters {
+			if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, tcNamePrefix) {
+				if netlink.FilterDel(bf) == nil {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
