@@ -313,6 +313,7 @@ func TestInvalid(t *testing.T) {
 		{"source listed twice", with(sessionBase, 8, "    sources: [eth0, eth0]"), []string{`sessions[0].sources[1]: "eth0" is listed twice (line 8)`}},
 		{"target ipv6", with(sessionBase, 9, `    target: "[2001:db8::1]:4789"`), []string{`sessions[0].target: "[2001:db8::1]:4789": only IPv4 targets are supported (the VXLAN outer header is IPv4) (line 9)`}},
 		{"target bad host", with(sessionBase, 9, "    target: bad_host!"), []string{`sessions[0].target: "bad_host!" is not an IPv4 address or host name (line 9)`}},
+		{"target port not VXLAN's", with(sessionBase, 9, "    target: 10.0.0.1:4790"), []string{`sessions[0].target: "10.0.0.1:4790": port 4790: a mirror source sends VXLAN to UDP port 4789 only (line 9)`}},
 		{"target port 0", with(sessionBase, 9, "    target: 10.0.0.1:0"), []string{`sessions[0].target: "10.0.0.1:0": port "0" is not a number 1..65535 (line 9)`}},
 		{"rate limit negative", with(sessionBase, 0, "    rate_limit: -5"), []string{"sessions[0].rate_limit: -5 is out of range 0..2147483647 (line 10)"}},
 		{"source hash", lines("source:", "  hash: random"), []string{`source.hash: "random" is not one of symmetric, directional (line 2)`}},
@@ -521,7 +522,7 @@ func TestValidateGo(t *testing.T) {
 	cfg := &Config{
 		Filters: []Filter{{Name: "f", Inbound: []Rule{{Priority: 1, Action: Accept, Protocol: ProtocolTCP,
 			DestinationPorts: PortRange{1234, 1234}}}, Outbound: []Rule{{Priority: 1, Action: Accept, Protocol: ProtocolICMP}}}},
-		Sessions: []Session{{Name: "s", Priority: 1, VNI: 1, Enabled: true, Filter: "f", Sources: []string{"veth0"}, Target: "127.0.0.1:14789"}},
+		Sessions: []Session{{Name: "s", Priority: 1, VNI: 1, Enabled: true, Filter: "f", Sources: []string{"veth0"}, Target: "127.0.0.1:4789"}},
 		LoadBalancer: &LoadBalancer{
 			Listener: Listener{VIP: netip.MustParseAddr("10.0.0.1"), Interfaces: []string{"eth0"}},
 			Backends: []Backend{{Address: netip.MustParseAddr("10.0.0.2"), Weight: 1}},
@@ -567,7 +568,7 @@ func TestLookups(t *testing.T) {
 	cfg, err := Parse([]byte(`
 filters: [{name: f}]
 sessions:
-  - {name: b, priority: 20, vni: 2, filter: f, sources: [eth0], target: "127.0.0.1:9999"}
+  - {name: b, priority: 20, vni: 2, filter: f, sources: [eth0], target: "127.0.0.1:4789"}
   - {name: a, priority: 10, vni: 1, filter: f, sources: [eth0, eth1], target: localhost}
   - {name: c, priority: 5, vni: 3, enabled: false, filter: f, sources: [eth0], target: 10.0.0.1}
 `))
@@ -581,7 +582,7 @@ sessions:
 	if cfg.SessionByName("c") == nil || cfg.SessionByName("zz") != nil || cfg.FilterByName("g") != nil || cfg.SessionByVNI(9) != nil {
 		t.Error("lookups")
 	}
-	if ap, err := cfg.SessionByName("b").TargetAddrPort(); err != nil || ap.String() != "127.0.0.1:9999" {
+	if ap, err := cfg.SessionByName("b").TargetAddrPort(); err != nil || ap.String() != "127.0.0.1:4789" {
 		t.Errorf("target b: %v %v", ap, err)
 	}
 	// localhost resolves from /etc/hosts; only the loopback is involved.

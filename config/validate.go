@@ -87,6 +87,7 @@ func validate(orig *Config, lineOf func(string) int) Errors {
 		v.rules(p+".outbound", f.Outbound)
 	}
 	v.sessions(c.Sessions, filters)
+	v.sourceLimits(c)
 	if s := c.Source; s != nil {
 		v.oneOf("source.hash", s.Hash, HashSymmetric, HashDirectional)
 		v.ifname("source.device", s.Device)
@@ -216,12 +217,58 @@ func (v *validator) sessions(sessions []Session, filters map[string]int) {
 		}
 		if s.Target == "" {
 			v.errorf(p+".target", "required")
-		} else if _, _, err := SplitTarget(s.Target); err != nil {
+		} else if _, port, err := SplitTarget(s.Target); err != nil {
 			v.errorf(p+".target", "%v", err)
+		} else if port != DefaultVXLANPort {
+			v.errorf(p+".target", "%q: port %d: a mirror source sends VXLAN to UDP port %d only", s.Target, port, DefaultVXLANPort)
 		}
 		if s.RateLimit < 0 {
 			v.errorf(p+".rate_limit", "%d is negative", s.RateLimit)
 		}
+	}
+}
+
+// Limits of the mirror source's data path: the sizes of its BPF maps, which
+// source.MaxRules and its other limits are (source.TestContract checks them
+// against the compiled maps). Validation refuses what `xmirror source` could
+// not load, so that `xmirror check` and `xmirror source` agree.
+const (
+	MaxSourceRules      = 8192 // per direction: each filter's rules once per (enabled session, source interface)
+	MaxSourceSessions   = 256  // enabled or not: each keeps its counters
+	MaxSourceInterfaces = 64   // distinct source interfaces of the enabled sessions
+	MaxSourceTargets    = 256  // distinct targets of the enabled sessions
+)
+
+// sourceLimits refuses a configuration larger than the source's maps.
+func (v *validator) sourceLimits(c *Config) {
+	if len(c.Sessions) > MaxSourceSessions {
+		v.errorf("sessions", "%d sessions: a mirror source holds at most %d", len(c.Sessions), MaxSourceSessions)
+	}
+	var rules [2]int
+	ifaces, targets := map[string]bool{}, map[string]bool{}
+	for _, s := range c.Sessions {
+		f := c.FilterByName(s.Filter)
+		if !s.Enabled || f == nil {
+			continue
+		}
+		targets[s.Target] = true
+		for _, src := range s.Sources {
+			ifaces[src] = true
+		}
+		rules[0] += len(f.Inbound) * len(s.Sources)
+		rules[1] += len(f.Outbound) * len(s.Sources)
+	}
+	for dir, name := range [2]string{"inbound", "outbound"} {
+		if rules[dir] > MaxSourceRules {
+			v.errorf("sessions", "the enabled sessions make %d %s rules (each filter's rules once per source interface of each session): a mirror source holds at most %d per direction",
+				rules[dir], name, MaxSourceRules)
+		}
+	}
+	if len(ifaces) > MaxSourceInterfaces {
+		v.errorf("sessions", "the enabled sessions mirror %d interfaces: a mirror source attaches to at most %d", len(ifaces), MaxSourceInterfaces)
+	}
+	if len(targets) > MaxSourceTargets {
+		v.errorf("sessions", "the enabled sessions have %d targets: a mirror source sends to at most %d", len(targets), MaxSourceTargets)
 	}
 }
 

@@ -1,11 +1,45 @@
 package config
 
-import "testing"
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
 
 func TestIsPrime(t *testing.T) {
 	for n, want := range map[int]bool{0: false, 1: false, 2: true, 251: true, 65537: true, 65536: false, 131071: true} {
 		if IsPrime(n) != want {
 			t.Errorf("IsPrime(%d) = %v", n, !want)
+		}
+	}
+}
+
+// TestSourceLimits: what the mirror source cannot load, validation refuses,
+// so that `xmirror check` and `xmirror source` agree.
+func TestSourceLimits(t *testing.T) {
+	rules := func(n int) string {
+		var b strings.Builder
+		for i := 1; i <= n; i++ {
+			fmt.Fprintf(&b, "      - {priority: %d, action: accept, protocol: tcp}\n", i)
+		}
+		return b.String()
+	}
+	doc := func(inbound int, sources string) string {
+		return "filters:\n  - name: f\n    inbound:\n" + rules(inbound) +
+			"sessions:\n  - {name: s, priority: 1, vni: 1, filter: f, sources: " + sources + ", target: 10.0.0.1}\n"
+	}
+	if _, err := Parse([]byte(doc(MaxSourceRules, "[eth0]"))); err != nil {
+		t.Errorf("%d rules on one interface: %v", MaxSourceRules, err)
+	}
+	for _, c := range []struct {
+		name, yaml, want string
+	}{
+		{"one rule too many", doc(MaxSourceRules+1, "[eth0]"), "the enabled sessions make 8193 inbound rules"},
+		{"rules once per interface", doc(MaxSourceRules/2+1, "[eth0, eth1]"), "the enabled sessions make 8194 inbound rules"},
+	} {
+		_, err := Parse([]byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "at most 8192 per direction") {
+			t.Errorf("%s: error %v, want %q", c.name, err, c.want)
 		}
 	}
 }

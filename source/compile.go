@@ -10,13 +10,14 @@ import (
 	"github.com/xmirror/xmirror/config"
 )
 
-// Limits of the data path: the sizes of its maps (bpf/consts.h;
-// TestContract checks them against the compiled maps).
+// Limits of the data path: the sizes of its maps (bpf/consts.h). They are
+// config's, which validation enforces; TestContract checks them against the
+// compiled maps.
 const (
-	MaxRules    = 8192 // per direction, over all sessions and interfaces
-	MaxSessions = 256
-	MaxIfaces   = 64
-	MaxTargets  = 256
+	MaxRules    = config.MaxSourceRules // per direction, over all sessions and interfaces
+	MaxSessions = config.MaxSourceSessions
+	MaxIfaces   = config.MaxSourceInterfaces
+	MaxTargets  = config.MaxSourceTargets
 )
 
 // Values shared with the programs, generated from bpf/consts.h.

@@ -22,10 +22,17 @@ func TestRefusesBadConfig(t *testing.T) {
 	}{
 		{"unknown interface", "sources: [eth0]", "sources: [eth7]", `interface "eth7"`},
 		{"target without route", "target: 192.168.0.147", "target: 10.20.30.40", "no route"},
+		// config.Parse refuses it too (TestInvalid); New validates a
+		// configuration built in Go the same way.
 		{"target port other than the device's", "target: 192.168.0.147", `target: "192.168.0.147:4790"`, "port 4790"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := seedConfig(t, strings.Replace(seedYAML, c.from, c.to, 1))
+			cfg := seedConfig(t, seedYAML)
+			if strings.HasPrefix(c.to, "target: ") {
+				cfg.Sessions[0].Target = strings.Trim(strings.TrimPrefix(c.to, "target: "), `"`)
+			} else {
+				cfg = seedConfig(t, strings.Replace(seedYAML, c.from, c.to, 1))
+			}
 			err := src.Do(func() error {
 				s, err := New(cfg, Options{})
 				if err == nil {

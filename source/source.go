@@ -108,9 +108,13 @@ func New(cfg *config.Config, opts Options) (_ *Source, err error) {
 	return s, nil
 }
 
-// compile resolves cfg in the system, gives its sessions their stable ids
-// and compiles it. On error the ids stay as they were.
+// compile validates cfg (as config.Parse and `xmirror check` do, for a
+// configuration built in Go), resolves it in the system, gives its sessions
+// their stable ids and compiles it. On error the ids stay as they were.
 func (s *Source) compile(cfg *config.Config) (*Program, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	res, err := resolve(cfg, int(vxlanPort))
 	if err != nil {
 		return nil, err

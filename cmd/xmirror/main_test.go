@@ -105,3 +105,33 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version printed %q, want %q", out, want)
 	}
 }
+
+// TestCheckRefusesWhatSourceRefuses: check and source share one validation,
+// so check refuses a configuration source could not run.
+func TestCheckRefusesWhatSourceRefuses(t *testing.T) {
+	seed, err := os.ReadFile("../../config/examples/seed.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules strings.Builder
+	for i := 1; i <= config.MaxSourceRules+1; i++ {
+		fmt.Fprintf(&rules, "      - {priority: %d, action: accept, protocol: tcp}\n", i)
+	}
+	many := "filters:\n  - name: f\n    inbound:\n" + rules.String() +
+		"sessions:\n  - {name: s, priority: 1, vni: 1, filter: f, sources: [eth0], target: 192.168.0.147}\n"
+	for _, c := range []struct{ name, yaml, want string }{
+		{"target port", strings.Replace(string(seed), "target: 192.168.0.147", "target: 192.168.0.147:4790", 1), "port 4790"},
+		{"rules", many, "8193 inbound rules"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "x.yaml")
+			if err := os.WriteFile(path, []byte(c.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, _, errOut := runCaptured(t, "check", "--config", path)
+			if code != exitUsage || !strings.Contains(errOut, c.want) {
+				t.Errorf("exit %d, want %d with %q; stderr:\n%s", code, exitUsage, c.want, errOut)
+			}
+		})
+	}
+}
