@@ -159,91 +159,21 @@ func Run(ctx context.Context, opts Options, keepRunning bool) (err error) {
 	if err := d.setup(ctx); err != nil {
 		return err
 	}
-	var ref *Capture
-	watches := map[string]*Watch{}
-	if err := d.do(ctx, "start tcpdump -s 96 '"+ReferenceFilter+"' on ECS-source (the reference) and the seed's tcpdump on the targets", func() error {
-		var err error
-		ref, err = d.StartCapture(ctx, HostSource, filepath.Join(d.opts.OutDir, "reference", "ECS-source-eth0.pcap"), 96, ReferenceFilter)
-		if err != nil {
-			return err
-		}
-		for _, t := range Targets {
-			if watches[t], err = d.StartWatch(ctx, t); err != nil {
-				return fmt.Errorf("tcpdump on %s: %w", t, err)
-			}
-		}
-		return nil
-	}); err != nil {
-		if ref != nil {
-			ref.Stop()
-		}
+	ref, watches, err := d.startCaptures(ctx)
+	if err != nil {
 		return err
 	}
 	defer ref.Stop()
-	var convs []ConversationResult
-	if err := d.do(ctx, "seed Step 5: ECS-test connects to ECS-source:1234; hello, source to test, test to source", func() error {
-		c, err := d.Conversation(ctx, 1234, Step5)
-		convs = append(convs, c)
-		return err
-	}); err != nil {
+	rep := &report{d: d}
+	if err := d.sendTraffic(ctx, rep); err != nil {
 		return err
 	}
-	if err := d.do(ctx, "a second conversation on port 1234 (a new flow for the round robin)", func() error {
-		c, err := d.Conversation(ctx, 1234, SecondConversation)
-		convs = append(convs, c)
-		return err
-	}); err != nil {
+	if err := d.readCounters(ctx, rep); err != nil {
 		return err
 	}
-	var un UnmatchedResult
-	if err := d.do(ctx, "traffic the filter must not mirror: TCP port 1235, UDP port 1234, ICMP echo", func() error {
-		var err error
-		un, err = d.Unmatched(ctx)
-		return err
-	}); err != nil {
+	if err := d.collect(ctx, ref, watches, rep); err != nil {
 		return err
 	}
-	counters := map[string][]telemetry.Sample{}
-	if err := d.do(ctx, "read the counters of every part (/metrics)", func() error {
-		// Give the last frames time to cross the load balancer before counting.
-		time.Sleep(500 * time.Millisecond)
-		for _, h := range []string{HostSource, HostLB, HostTarget01, HostTarget02} {
-			s, err := d.Metrics(ctx, h)
-			if err != nil {
-				return err
-			}
-			counters[h] = s
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	var refFrames []Frame
-	wire := map[string][]string{}
-	if err := d.do(ctx, "stop the collectors (SIGTERM closes their files) and the captures", func() error {
-		for t, w := range watches {
-			wire[t] = w.Stop()
-		}
-		var errs []error
-		var err error
-		refFrames, err = ref.Stop()
-		errs = append(errs, err)
-		for _, t := range Targets {
-			errs = append(errs, d.StopCollector(t))
-		}
-		return errors.Join(errs...)
-	}); err != nil {
-		return err
-	}
-	var got []Frame
-	if err := d.do(ctx, "read the capture files the collectors wrote", func() error {
-		var err error
-		got, err = d.CollectedFrames()
-		return err
-	}); err != nil {
-		return err
-	}
-	rep := &report{d: d, convs: convs, unmatched: un, ref: refFrames, got: got, counters: counters, wire: wire}
 	rep.print(d.out)
 	if len(rep.problems) > 0 {
 		return fmt.Errorf("the collected frames differ from the reference capture: %s", strings.Join(rep.problems, "; "))
@@ -259,6 +189,97 @@ func Run(ctx context.Context, opts Options, keepRunning bool) (err error) {
 	d.printKeepRunning()
 	<-ctx.Done()
 	return nil
+}
+
+// startCaptures starts the reference capture on ECS-source and the seed's
+// tcpdump on each target.
+func (d *Demo) startCaptures(ctx context.Context) (*Capture, map[string]*Watch, error) {
+	var ref *Capture
+	watches := map[string]*Watch{}
+	err := d.do(ctx, "start tcpdump -s 96 '"+ReferenceFilter+"' on ECS-source (the reference) and the seed's tcpdump on the targets", func() error {
+		var err error
+		ref, err = d.StartCapture(ctx, HostSource, filepath.Join(d.opts.OutDir, "reference", "ECS-source-eth0.pcap"), 96, ReferenceFilter)
+		if err != nil {
+			return err
+		}
+		for _, t := range Targets {
+			if watches[t], err = d.StartWatch(ctx, t); err != nil {
+				return fmt.Errorf("tcpdump on %s: %w", t, err)
+			}
+		}
+		return nil
+	})
+	if err != nil && ref != nil {
+		ref.Stop()
+	}
+	return ref, watches, err
+}
+
+// sendTraffic sends the seed's conversation, a second one, and traffic the
+// filter must not mirror.
+func (d *Demo) sendTraffic(ctx context.Context, rep *report) error {
+	if err := d.do(ctx, "seed Step 5: ECS-test connects to ECS-source:1234; hello, source to test, test to source", func() error {
+		c, err := d.Conversation(ctx, 1234, Step5)
+		rep.convs = append(rep.convs, c)
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := d.do(ctx, "a second conversation on port 1234 (a new flow for the round robin)", func() error {
+		c, err := d.Conversation(ctx, 1234, SecondConversation)
+		rep.convs = append(rep.convs, c)
+		return err
+	}); err != nil {
+		return err
+	}
+	return d.do(ctx, "traffic the filter must not mirror: TCP port 1235, UDP port 1234, ICMP echo", func() error {
+		var err error
+		rep.unmatched, err = d.Unmatched(ctx)
+		return err
+	})
+}
+
+// readCounters scrapes every part's /metrics.
+func (d *Demo) readCounters(ctx context.Context, rep *report) error {
+	rep.counters = map[string][]telemetry.Sample{}
+	return d.do(ctx, "read the counters of every part (/metrics)", func() error {
+		// Give the last frames time to cross the load balancer before counting.
+		time.Sleep(500 * time.Millisecond)
+		for _, h := range []string{HostSource, HostLB, HostTarget01, HostTarget02} {
+			s, err := d.Metrics(ctx, h)
+			if err != nil {
+				return err
+			}
+			rep.counters[h] = s
+		}
+		return nil
+	})
+}
+
+// collect stops the captures and the collectors, which closes their files,
+// and reads those files.
+func (d *Demo) collect(ctx context.Context, ref *Capture, watches map[string]*Watch, rep *report) error {
+	rep.wire = map[string][]string{}
+	if err := d.do(ctx, "stop the collectors (SIGTERM closes their files) and the captures", func() error {
+		for t, w := range watches {
+			rep.wire[t] = w.Stop()
+		}
+		var errs []error
+		var err error
+		rep.ref, err = ref.Stop()
+		errs = append(errs, err)
+		for _, t := range Targets {
+			errs = append(errs, d.StopCollector(t))
+		}
+		return errors.Join(errs...)
+	}); err != nil {
+		return err
+	}
+	return d.do(ctx, "read the capture files the collectors wrote", func() error {
+		var err error
+		rep.got, err = d.CollectedFrames()
+		return err
+	})
 }
 
 // do runs one step with a progress line.
@@ -361,27 +382,9 @@ func (d *Demo) loadConfig() error {
 	if err := checkSeed(base); err != nil {
 		return fmt.Errorf("seed configuration does not fit the demo's network: %w", err)
 	}
-	edits := []edit{}
-	switch d.opts.Affinity {
-	case "":
-	case "inner-symmetric":
-		edits = append(edits, edit{"load_balancer.affinity", "inner-symmetric"})
-	case "outer":
-		edits = append(edits, edit{"load_balancer.affinity", "outer"}, edit{"source.hash", "directional"})
-	default:
-		return fmt.Errorf("affinity %q: want inner-symmetric or outer", d.opts.Affinity)
-	}
-	if d.opts.HealthCheck {
-		iv := d.opts.HealthInterval
-		edits = append(edits,
-			edit{"load_balancer.health_check.enabled", "true"},
-			edit{"load_balancer.health_check.type", "http"},
-			edit{"load_balancer.health_check.path", "/healthz"},
-			edit{"load_balancer.health_check.interval", iv.String()},
-			edit{"load_balancer.health_check.timeout", (iv / 2).String()},
-			edit{"load_balancer.health_check.healthy_threshold", "1"},
-			edit{"load_balancer.health_check.unhealthy_threshold", "2"},
-		)
+	edits, err := d.edits()
+	if err != nil {
+		return err
 	}
 	common, err := deriveConfig(d.opts.Config, edits...)
 	if err != nil {
@@ -401,8 +404,43 @@ func (d *Demo) loadConfig() error {
 	if d.session.Name == "" {
 		return errors.New("seed configuration: no enabled session")
 	}
-	// A new run replaces what an earlier one left in the demo's own directories
-	// (and only those): old files would mix with the new ones.
+	if err := d.cleanDirs(); err != nil {
+		return err
+	}
+	return d.writeHostConfigs(common)
+}
+
+// edits are the demo's changes to the seed: the affinity and health checks
+// its options ask for.
+func (d *Demo) edits() ([]edit, error) {
+	edits := []edit{}
+	switch d.opts.Affinity {
+	case "":
+	case "inner-symmetric":
+		edits = append(edits, edit{"load_balancer.affinity", "inner-symmetric"})
+	case "outer":
+		edits = append(edits, edit{"load_balancer.affinity", "outer"}, edit{"source.hash", "directional"})
+	default:
+		return nil, fmt.Errorf("affinity %q: want inner-symmetric or outer", d.opts.Affinity)
+	}
+	if d.opts.HealthCheck {
+		iv := d.opts.HealthInterval
+		edits = append(edits,
+			edit{"load_balancer.health_check.enabled", "true"},
+			edit{"load_balancer.health_check.type", "http"},
+			edit{"load_balancer.health_check.path", "/healthz"},
+			edit{"load_balancer.health_check.interval", iv.String()},
+			edit{"load_balancer.health_check.timeout", (iv / 2).String()},
+			edit{"load_balancer.health_check.healthy_threshold", "1"},
+			edit{"load_balancer.health_check.unhealthy_threshold", "2"},
+		)
+	}
+	return edits, nil
+}
+
+// cleanDirs empties what an earlier run left in the demo's own directories
+// (and only those): old files would mix with the new ones.
+func (d *Demo) cleanDirs() error {
 	for _, dir := range append([]string{d.cfgDir, d.logDir, filepath.Join(d.opts.OutDir, "reference")}, d.TargetDir(HostTarget01), d.TargetDir(HostTarget02)) {
 		if err := os.RemoveAll(dir); err != nil {
 			return fmt.Errorf("clean %s: %w", dir, err)
@@ -414,6 +452,12 @@ func (d *Demo) loadConfig() error {
 	if err := os.MkdirAll(d.logDir, 0o755); err != nil {
 		return fmt.Errorf("create log directory: %w", err)
 	}
+	return nil
+}
+
+// writeHostConfigs writes common, with the host's metrics address and output
+// directory, as each host's configuration.
+func (d *Demo) writeHostConfigs(common []byte) error {
 	for _, h := range seedHosts {
 		hostEdits := []edit{{"metrics.listen", d.metricsAddr(h.Name)}}
 		for _, t := range Targets {

@@ -23,7 +23,22 @@ type report struct {
 	problems  []string
 }
 
+// print writes the report, one section after the other; a section that finds
+// the demo wrong adds to r.problems.
 func (r *report) print(w io.Writer) {
+	r.printSetup(w)
+	r.printMirrored(w)
+	r.printWire(w)
+	byFile, files := r.framesByFile()
+	r.printFiles(w, byFile)
+	r.printPackets(w, byFile, files)
+	r.printCheck(w)
+	r.printCounters(w)
+	fmt.Fprintf(w, "\nOpen the files with: tshark -r FILE   or   wireshark FILE   (under %s)\n", r.d.opts.OutDir)
+}
+
+// printSetup shows the session, its filter and the load balancer.
+func (r *report) printSetup(w io.Writer) {
 	d := r.d
 	s := d.session
 	lb := d.cfg.LoadBalancer
@@ -50,7 +65,11 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "  affinity outer with the source hashing per direction (source.hash: %s), like the seed's cloud:\n", d.cfg.Source.Hash)
 		fmt.Fprintf(w, "  the two directions of a conversation may reach different targets\n")
 	}
+}
 
+// printMirrored shows each conversation's directions and the target that got
+// them, and that the traffic the filter rejects is in no file.
+func (r *report) printMirrored(w io.Writer) {
 	fmt.Fprintf(w, "\n== What was mirrored, and to which target\n")
 	place := Placement(r.got)
 	for _, c := range r.convs {
@@ -84,42 +103,54 @@ func (r *report) print(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, " -- none in any file\n")
 	}
+}
 
-	if len(r.wire) > 0 {
-		fmt.Fprintf(w, "\n== On the wire at the targets, as the seed's Step 5 shows it (tcpdump -i eth0 udp port 4789 -nne)\n")
-		for _, t := range Targets {
-			lines := r.wire[t]
-			fmt.Fprintf(w, "  [root@%s ~]# tcpdump -i eth0 udp port 4789 -nne\n", strings.ToLower(t))
-			shown, total := 0, 0
-			for _, l := range lines {
-				if startsWithTime(l) {
-					total++
-				}
-				if total <= wirePackets && total > 0 {
-					fmt.Fprintf(w, "  %s\n", l)
-					shown = total
-				}
+// printWire shows the first packets the seed's tcpdump saw on each target.
+func (r *report) printWire(w io.Writer) {
+	if len(r.wire) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n== On the wire at the targets, as the seed's Step 5 shows it (tcpdump -i eth0 udp port 4789 -nne)\n")
+	for _, t := range Targets {
+		lines := r.wire[t]
+		fmt.Fprintf(w, "  [root@%s ~]# tcpdump -i eth0 udp port 4789 -nne\n", strings.ToLower(t))
+		shown, total := 0, 0
+		for _, l := range lines {
+			if startsWithTime(l) {
+				total++
 			}
-			if total > shown {
-				fmt.Fprintf(w, "  ... and %d more packets\n", total-shown)
-			}
-			if total == 0 {
-				fmt.Fprintf(w, "  (no packet)\n")
+			if total <= wirePackets && total > 0 {
+				fmt.Fprintf(w, "  %s\n", l)
+				shown = total
 			}
 		}
+		if total > shown {
+			fmt.Fprintf(w, "  ... and %d more packets\n", total-shown)
+		}
+		if total == 0 {
+			fmt.Fprintf(w, "  (no packet)\n")
+		}
 	}
+}
 
-	fmt.Fprintf(w, "\n== Files written (one series per session, per target)\n")
-	byFile := map[string][]Frame{}
-	var files []string
+// framesByFile groups the collected frames by the file they were read from;
+// files lists those files in the order their first frame came.
+func (r *report) framesByFile() (byFile map[string][]Frame, files []string) {
+	byFile = map[string][]Frame{}
 	for _, f := range r.got {
 		if _, ok := byFile[f.File]; !ok {
 			files = append(files, f.File)
 		}
 		byFile[f.File] = append(byFile[f.File], f)
 	}
+	return byFile, files
+}
+
+// printFiles lists every capture file of each target with its frames and size.
+func (r *report) printFiles(w io.Writer, byFile map[string][]Frame) {
+	fmt.Fprintf(w, "\n== Files written (one series per session, per target)\n")
 	for _, t := range Targets {
-		names, _ := CaptureFiles(d.TargetDir(t))
+		names, _ := CaptureFiles(r.d.TargetDir(t))
 		if len(names) == 0 {
 			fmt.Fprintf(w, "  %s: no file\n", t)
 		}
@@ -131,7 +162,10 @@ func (r *report) print(w io.Writer) {
 			fmt.Fprintf(w, "  %s: %s  (%d frames, %d bytes)\n", t, r.rel(n), len(byFile[n]), size)
 		}
 	}
+}
 
+// printPackets shows the frames of each file, one tcpdump-style line each.
+func (r *report) printPackets(w io.Writer, byFile map[string][]Frame, files []string) {
 	fmt.Fprintf(w, "\n== Their packets (tcpdump -nne style; the collector recovers each frame's original length)\n")
 	for _, name := range files {
 		frames := byFile[name]
@@ -151,8 +185,13 @@ func (r *report) print(w io.Writer) {
 			fmt.Fprintf(w, "    %s %s\n", f.Time.UTC().Format("15:04:05.000000"), sum.Line(f))
 		}
 	}
+}
 
-	fmt.Fprintf(w, "\n== Check against tcpdump -s %d on ECS-source eth0 (%s)\n", s.PacketLength, ReferenceFilter)
+// printCheck compares the files with the reference capture and, with
+// inner-symmetric affinity, checks that both directions of a conversation
+// reached one target.
+func (r *report) printCheck(w io.Writer) {
+	fmt.Fprintf(w, "\n== Check against tcpdump -s %d on ECS-source eth0 (%s)\n", r.d.session.PacketLength, ReferenceFilter)
 	mm := Compare(r.ref, r.got)
 	if len(mm) == 0 {
 		fmt.Fprintf(w, "  identical: the %d frames tcpdump captured are exactly the %d frames in the targets' files (bytes, original lengths, order per direction)\n", len(r.ref), len(r.got))
@@ -167,27 +206,32 @@ func (r *report) print(w io.Writer) {
 		}
 		r.problems = append(r.problems, fmt.Sprintf("%d differences, first: %s", len(mm), mm[0]))
 	}
-	if lb.Affinity == "inner-symmetric" {
-		for _, c := range r.convs {
-			if c.Client == nil {
-				continue
-			}
-			fl := Flow{Proto: "tcp", Src: endpoint(c.Client.IP.String(), uint16(c.Client.Port)), Dst: endpoint(c.Server.IP.String(), uint16(c.Server.Port))}
-			a, b := place[fl], place[fl.Reverse()]
-			if len(a) != 1 || len(b) != 1 || a[0] != b[0] {
-				r.problems = append(r.problems, fmt.Sprintf("the directions of %s went to %v and %v", fl, a, b))
-				fmt.Fprintf(w, "  SPLIT: the directions of %s went to %v and %v despite inner-symmetric affinity\n", fl, a, b)
-			}
+	if r.d.cfg.LoadBalancer.Affinity != "inner-symmetric" {
+		return
+	}
+	place := Placement(r.got)
+	for _, c := range r.convs {
+		if c.Client == nil {
+			continue
+		}
+		fl := Flow{Proto: "tcp", Src: endpoint(c.Client.IP.String(), uint16(c.Client.Port)), Dst: endpoint(c.Server.IP.String(), uint16(c.Server.Port))}
+		a, b := place[fl], place[fl.Reverse()]
+		if len(a) != 1 || len(b) != 1 || a[0] != b[0] {
+			r.problems = append(r.problems, fmt.Sprintf("the directions of %s went to %v and %v", fl, a, b))
+			fmt.Fprintf(w, "  SPLIT: the directions of %s went to %v and %v despite inner-symmetric affinity\n", fl, a, b)
 		}
 	}
+}
 
+// printCounters shows the non-zero xmirror counters of every part.
+func (r *report) printCounters(w io.Writer) {
 	fmt.Fprintf(w, "\n== Counters (non-zero xmirror_* samples from each part's /metrics)\n")
 	for _, h := range []string{HostLB, HostTarget01, HostTarget02, HostSource} {
 		part := map[string]string{HostLB: "xmirror lb", HostSource: "xmirror source"}[h]
 		if part == "" {
 			part = "xmirror collect"
 		}
-		fmt.Fprintf(w, "  %s (%s, http://%s/metrics)\n", h, part, d.metricsAddr(h))
+		fmt.Fprintf(w, "  %s (%s, http://%s/metrics)\n", h, part, r.d.metricsAddr(h))
 		samples := Interesting(r.counters[h])
 		if len(samples) == 0 {
 			fmt.Fprintf(w, "    (none)\n")
@@ -196,7 +240,6 @@ func (r *report) print(w io.Writer) {
 			fmt.Fprintf(w, "    %s\n", s)
 		}
 	}
-	fmt.Fprintf(w, "\nOpen the files with: tshark -r FILE   or   wireshark FILE   (under %s)\n", d.opts.OutDir)
 }
 
 // unmatchedFrames counts collected frames of the traffic the filter rejects.
