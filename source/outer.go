@@ -10,8 +10,8 @@ import (
 )
 
 // The outer headers in front of a mirrored frame, as the clouds' mirrors
-// send them (RFC 7348): IPv4 without options (DF, the source interface's
-// address, the session's TTL), UDP to port 4789 whose source port carries
+// send them (RFC 7348): IPv4 without options (DSCP Lower Effort, DF, the
+// source interface's address, the session's TTL), UDP to port 4789 whose source port carries
 // the flow hash (checksum 0), VXLAN with the I flag and the session's VNI.
 // The ring datapath's program writes them (ring_put in bpf/source.c;
 // TestOuterLayout checks it against appendOuter), the perf datapath writes
@@ -23,6 +23,10 @@ const (
 	ethLen    = int(sourceXmWireXM_ETH_HLEN)
 	vxlanPort = uint16(sourceXmWireXM_VXLAN_PORT)
 	maxIPLen  = 0xffff
+	// mirrorTOS is the outer IPv4 TOS: DSCP Lower Effort, by which every
+	// xmirror source recognises mirrored traffic (is_mirror in
+	// bpf/source.c).
+	mirrorTOS = byte(sourceXmWireXM_MIRROR_TOS)
 
 	// Offsets in the outer packet.
 	offTotalLen = 2  // IPv4 total length
@@ -47,7 +51,7 @@ type outerFields struct {
 // AF_PACKET paths set the checksum, setIPv4Checksum).
 func appendOuter(b []byte, o outerFields, frameLen int) []byte {
 	total := outerLen + frameLen
-	b = append(b, 0x45, 0) // version, IHL, TOS
+	b = append(b, 0x45, mirrorTOS) // version, IHL, TOS
 	b = binary.BigEndian.AppendUint16(b, uint16(total))
 	b = append(b,
 		0, 0, 0x40, 0, // ID, DF

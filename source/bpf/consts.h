@@ -73,6 +73,12 @@ enum xm_wire {
 	XM_ETH_HLEN = 14,
 	XM_ETH_P_IP = 0x0800,
 	XM_ETH_P_IPV6 = 0x86DD,
+	/* The outer IPv4 DSCP of every mirrored packet: Lower Effort (RFC
+	 * 8622), which is what mirrored traffic is, and the mark by which
+	 * every xmirror source recognises mirrored traffic and never mirrors
+	 * it again (is_mirror in source.c). */
+	XM_MIRROR_DSCP = 1,
+	XM_MIRROR_TOS = XM_MIRROR_DSCP << 2,
 };
 
 /* session.hash_mode */

@@ -20,6 +20,9 @@ struct flow {
 	__u8 has_ports;
 	__u16 sport; /* host order */
 	__u16 dport;
+	__u8 tos;   /* IPv4 only */
+	__u8 pad;
+	__u16 l4;   /* offset of the IPv4 payload */
 };
 
 #define IPV6_NEXTHDR_HOP 0
@@ -70,6 +73,8 @@ static __always_inline int parse_flow(struct __sk_buff *skb, struct flow *f)
 		f->src[0] = ip->saddr;
 		f->dst[0] = ip->daddr;
 		f->proto = ip->protocol;
+		f->tos = ip->tos;
+		f->l4 = XM_ETH_HLEN + ip->ihl * 4;
 		/* Only the first fragment carries ports. */
 		if (ip->frag_off & bpf_htons(0x1fff))
 			return 0;

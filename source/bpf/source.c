@@ -233,7 +233,7 @@ static __always_inline long ring_put(struct __sk_buff *skb, const struct state *
 	vx = (void *)(udp + 1);
 	ip->version = 4;
 	ip->ihl = 5;
-	ip->tos = 0;
+	ip->tos = XM_MIRROR_TOS;
 	ip->tot_len = bpf_htons(XM_OUTER_LEN + cap);
 	ip->id = 0; /* the raw socket picks one */
 	ip->frag_off = bpf_htons(0x4000); /* DF */
@@ -315,6 +315,45 @@ static __always_inline __u32 clone_mark(__u32 session, __u32 dir, __u32 ifindex)
 	       ((session & XM_MARK_SESS_MASK) << XM_MARK_SESS_SHIFT) | (ifindex & XM_MARK_IF_MASK);
 }
 
+/* icmp_quote is the start of an ICMP error: the header, then the IPv4
+ * header and the first ports of the packet it is about. */
+struct icmp_quote {
+	__u8 type;
+	__u8 code;
+	__u16 csum;
+	__u32 rest;
+	struct iphdr ip;
+	__u16 sport;
+	__u16 dport;
+};
+
+/* is_mirror tells xmirror's mirrored traffic, from this source or another:
+ * IPv4 UDP to the VXLAN port with the mirror DSCP, and the ICMP errors about
+ * such packets (a host without a VXLAN listener answers each with one). No
+ * source mirrors them, so two sources that mirror each other's traffic
+ * cannot loop. */
+static __always_inline int is_mirror(struct __sk_buff *skb, const struct flow *f)
+{
+	struct icmp_quote q;
+	__u16 dport;
+
+	if (f->ethertype != XM_ETH_P_IP)
+		return 0;
+	if (f->proto == IPPROTO_UDP)
+		return f->has_ports && f->dport == XM_VXLAN_PORT && (f->tos >> 2) == XM_MIRROR_DSCP;
+	if (f->proto != IPPROTO_ICMP || bpf_skb_load_bytes(skb, f->l4, &q, sizeof(q)) < 0)
+		return 0;
+	/* Destination unreachable, time exceeded, parameter problem. */
+	if (q.type != 3 && q.type != 11 && q.type != 12)
+		return 0;
+	if (q.ip.version != 4 || q.ip.protocol != IPPROTO_UDP || (q.ip.tos >> 2) != XM_MIRROR_DSCP)
+		return 0;
+	dport = q.dport;
+	if (q.ip.ihl != 5 && bpf_skb_load_bytes(skb, f->l4 + 8 + q.ip.ihl * 4 + 2, &dport, sizeof(dport)) < 0)
+		return 0;
+	return bpf_ntohs(dport) == XM_VXLAN_PORT;
+}
+
 static __always_inline int handle(struct __sk_buff *skb, __u32 dir)
 {
 	__u32 zero = 0;
@@ -335,6 +374,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u32 dir)
 		return XM_TC_NEXT;
 	if (w.f.ethertype == XM_ETH_P_IP && w.f.proto == IPPROTO_UDP && w.f.has_ports &&
 	    w.f.dport == XM_VXLAN_PORT && bpf_map_lookup_elem(&xm_targets, &w.f.dst[0]))
+		return XM_TC_NEXT;
+	if (is_mirror(skb, &w.f))
 		return XM_TC_NEXT;
 
 	__u32 buf = st->active & 1;
@@ -492,6 +533,7 @@ int xm_tunnel(struct __sk_buff *skb)
 	key.remote_ipv4 = bpf_ntohl(s->remote);
 	key.local_ipv4 = bpf_ntohl(ifc->local);
 	key.tunnel_ttl = s->ttl ? s->ttl : 64;
+	key.tunnel_tos = XM_MIRROR_TOS;
 	/* DF: the cut already fits the path MTU; a zero UDP checksum as RFC 7348
 	 * recommends and the clouds send. */
 	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_DONT_FRAGMENT | BPF_F_ZERO_CSUM_TX)) {
