@@ -111,48 +111,54 @@ func (r *runner) prepareE2E(res *SystemResult, sys e2eSystem) (stepTrial, func()
 		}
 	}
 	trial := func(ctx context.Context, rate float64, label string) (map[string]float64, error) {
-		var started []*startedProc
-		var dirs []string
-		stopAll := func() (uint64, uint64, error) {
-			var got, written uint64
-			var firstErr error
-			for i, sp := range started {
-				st, err := sys.receivers[i].stop(sp, dirs[i])
-				if err != nil && firstErr == nil {
-					firstErr = err
-				}
-				got += st.received
-				written += st.written
-				os.RemoveAll(dirs[i])
-			}
-			return got, written, firstErr
-		}
-		for i, rx := range sys.receivers {
-			d, err := os.MkdirTemp(r.tmp, "rx-")
-			if err != nil {
-				stopAll()
-				return nil, err
-			}
-			sp, err := rx.start(hosts[i], d)
-			if err != nil {
-				os.RemoveAll(d)
-				stopAll()
-				return nil, err
-			}
-			started = append(started, sp)
-			dirs = append(dirs, d)
-		}
-		time.Sleep(rxSettle)
-		g, gerr := r.generate(ctx, topo, rate, r.o.Trial, label)
-		time.Sleep(defaultDrain)
-		got, written, err := stopAll()
-		if gerr != nil {
-			return nil, gerr
-		}
-		if err != nil {
-			return nil, err
-		}
-		return rxTrial(g, got, written, procStats{}, procStats{})
+		return r.e2eTrial(ctx, topo, sys.receivers, hosts, rate, label)
 	}
 	return trial, closeAll
+}
+
+// e2eTrial starts the receivers fresh on hosts, sends at rate through the LB
+// and stops them, summing what they received.
+func (r *runner) e2eTrial(ctx context.Context, topo *lbTopo, receivers []receiver, hosts []*netlab.Host, rate float64, label string) (map[string]float64, error) {
+	var started []*startedProc
+	var dirs []string
+	stopAll := func() (uint64, uint64, error) {
+		var got, written uint64
+		var firstErr error
+		for i, sp := range started {
+			st, err := receivers[i].stop(sp, dirs[i])
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			got += st.received
+			written += st.written
+			os.RemoveAll(dirs[i])
+		}
+		return got, written, firstErr
+	}
+	for i, rx := range receivers {
+		d, err := os.MkdirTemp(r.tmp, "rx-")
+		if err != nil {
+			stopAll()
+			return nil, err
+		}
+		sp, err := rx.start(hosts[i], d)
+		if err != nil {
+			os.RemoveAll(d)
+			stopAll()
+			return nil, err
+		}
+		started = append(started, sp)
+		dirs = append(dirs, d)
+	}
+	time.Sleep(rxSettle)
+	g, gerr := r.generate(ctx, topo, rate, r.o.Trial, label)
+	time.Sleep(defaultDrain)
+	got, written, err := stopAll()
+	if gerr != nil {
+		return nil, gerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rxTrial(g, got, written, procStats{}, procStats{})
 }

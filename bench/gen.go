@@ -70,8 +70,36 @@ func Generate(ctx context.Context, cfg GenConfig) (GenResult, error) {
 		return GenResult{}, fmt.Errorf("load generator: %w", err)
 	}
 	defer objs.Close()
+	if err := objs.GenCfg.Put(uint32(0), genProgramConfig(cfg, frame, ipBase, tcpBase)); err != nil {
+		return GenResult{}, fmt.Errorf("write generator config: %w", err)
+	}
 
-	gc := genGenConfig{
+	// The thread's CPU time is the generator's cost; keep the goroutine on it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if cfg.CPU >= 0 {
+		restore, err := pinThread(cfg.CPU)
+		if err != nil {
+			return GenResult{}, err
+		}
+		defer restore()
+	}
+	cpu0 := threadCPU()
+	st, calls, err := runGenerator(ctx, &objs, cfg, frame)
+	if err != nil {
+		return GenResult{}, err
+	}
+	res := GenResult{Sent: st.Sent, Runs: st.Runs, Calls: calls, CPU: threadCPU() - cpu0}
+	if st.LastNs > st.StartNs {
+		res.Elapsed = time.Duration(st.LastNs - st.StartNs)
+		res.PPS = float64(st.Sent) / res.Elapsed.Seconds()
+	}
+	return res, nil
+}
+
+// genProgramConfig is what the generator program reads from its config map.
+func genProgramConfig(cfg GenConfig, frame []byte, ipBase, tcpBase uint32) *genGenConfig {
+	gc := &genGenConfig{
 		Count:       cfg.Count,
 		DurationNs:  uint64(cfg.Duration),
 		Flows:       uint32(max(cfg.Flows, 1)),
@@ -86,34 +114,28 @@ func Generate(ctx context.Context, cfg GenConfig) (GenResult, error) {
 	if cfg.Rate > 0 {
 		gc.IntervalNs = uint64(float64(time.Second) / cfg.Rate)
 	}
-	if err := objs.GenCfg.Put(uint32(0), &gc); err != nil {
-		return GenResult{}, fmt.Errorf("write generator config: %w", err)
-	}
+	return gc
+}
 
-	// The thread's CPU time is the generator's cost; keep the goroutine on it.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if cfg.CPU >= 0 {
-		var orig, one unix.CPUSet
-		if err := unix.SchedGetaffinity(0, &orig); err != nil {
-			return GenResult{}, fmt.Errorf("read cpu affinity: %w", err)
-		}
-		one.Set(cfg.CPU)
-		if err := unix.SchedSetaffinity(0, &one); err != nil {
-			return GenResult{}, fmt.Errorf("pin generator to cpu %d: %w", cfg.CPU, err)
-		}
-		defer unix.SchedSetaffinity(0, &orig)
+// pinThread pins the calling (locked) thread to cpu; restore undoes it.
+func pinThread(cpu int) (restore func(), err error) {
+	var orig, one unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &orig); err != nil {
+		return nil, fmt.Errorf("read cpu affinity: %w", err)
 	}
-	cpu0 := threadCPU()
+	one.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		return nil, fmt.Errorf("pin generator to cpu %d: %w", cpu, err)
+	}
+	return func() { unix.SchedSetaffinity(0, &orig) }, nil
+}
 
+// runGenerator calls the program with live frames until it reports done or
+// ctx ends, each call sized to last about callTarget.
+func runGenerator(ctx context.Context, objs *genObjects, cfg GenConfig, frame []byte) (st genGenState, calls int, err error) {
 	md := xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(cfg.Ifindex)}
 	repeat := uint32(1 << 22)
-	var st genGenState
-	calls := 0
-	for {
-		if err := ctx.Err(); err != nil {
-			break
-		}
+	for ctx.Err() == nil {
 		t0 := time.Now()
 		before := st.Runs
 		_, err := objs.XdpGen.Run(&ebpf.RunOptions{
@@ -124,10 +146,10 @@ func Generate(ctx context.Context, cfg GenConfig) (GenResult, error) {
 		})
 		calls++
 		if err != nil {
-			return GenResult{}, fmt.Errorf("run generator: %w", err)
+			return st, calls, fmt.Errorf("run generator: %w", err)
 		}
 		if err := objs.GenProgress.Lookup(uint32(0), &st); err != nil {
-			return GenResult{}, fmt.Errorf("read generator state: %w", err)
+			return st, calls, fmt.Errorf("read generator state: %w", err)
 		}
 		if cfg.Progress != nil {
 			cfg.Progress(st.Sent)
@@ -135,32 +157,32 @@ func Generate(ctx context.Context, cfg GenConfig) (GenResult, error) {
 		if st.Done != 0 {
 			break
 		}
-		// Size the next call to last about callTarget at the rate runs go now.
 		if el := time.Since(t0); el > 0 && st.Runs > before {
-			perSec := float64(st.Runs-before) / el.Seconds()
-			repeat = uint32(min(max(perSec*callTarget.Seconds(), 1<<16), 1<<31))
-			if cfg.Count > 0 && st.Sent < cfg.Count {
-				left := float64(cfg.Count - st.Sent)
-				if cfg.Rate > 0 {
-					left = perSec * (left/cfg.Rate + 0.01)
-				}
-				repeat = uint32(min(float64(repeat), max(left+64, 1<<12)))
-			}
-			if cfg.Duration > 0 {
-				left := cfg.Duration - time.Duration(monotonicNs()-st.StartNs)
-				if left > 0 {
-					// A little beyond the deadline, so the program reaches it and stops.
-					repeat = uint32(min(float64(repeat), max(perSec*(left.Seconds()+0.01), 1<<12)))
-				}
-			}
+			repeat = nextRepeat(cfg, st, float64(st.Runs-before)/el.Seconds())
 		}
 	}
-	res := GenResult{Sent: st.Sent, Runs: st.Runs, Calls: calls, CPU: threadCPU() - cpu0}
-	if st.LastNs > st.StartNs {
-		res.Elapsed = time.Duration(st.LastNs - st.StartNs)
-		res.PPS = float64(st.Sent) / res.Elapsed.Seconds()
+	return st, calls, nil
+}
+
+// nextRepeat sizes the next call to last about callTarget at the rate runs go
+// now (perSec), and not much beyond the count or the duration left.
+func nextRepeat(cfg GenConfig, st genGenState, perSec float64) uint32 {
+	repeat := uint32(min(max(perSec*callTarget.Seconds(), 1<<16), 1<<31))
+	if cfg.Count > 0 && st.Sent < cfg.Count {
+		left := float64(cfg.Count - st.Sent)
+		if cfg.Rate > 0 {
+			left = perSec * (left/cfg.Rate + 0.01)
+		}
+		repeat = uint32(min(float64(repeat), max(left+64, 1<<12)))
 	}
-	return res, nil
+	if cfg.Duration > 0 {
+		left := cfg.Duration - time.Duration(monotonicNs()-st.StartNs)
+		if left > 0 {
+			// A little beyond the deadline, so the program reaches it and stops.
+			repeat = uint32(min(float64(repeat), max(perSec*(left.Seconds()+0.01), 1<<12)))
+		}
+	}
+	return repeat
 }
 
 // monotonicNs reads the clock bpf_ktime_get_ns uses.

@@ -6,6 +6,7 @@
 package netlab
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -158,30 +159,8 @@ func (l *Lab) AddHost(spec HostSpec) (*Host, error) {
 			return nil, err
 		}
 	}
-	mtu := spec.MTU
-	if mtu == 0 {
-		mtu = 1500
-	}
-	err = inNS(l.switchNS, func() error {
-		veth := &netlink.Veth{
-			LinkAttrs:     netlink.LinkAttrs{Name: h.Port, MTU: mtu, MasterIndex: l.bridge.Index},
-			PeerName:      "eth0",
-			PeerNamespace: netlink.NsFd(int(ns)),
-		}
-		if err := netlink.LinkAdd(veth); err != nil {
-			return fmt.Errorf("add veth for %s: %w", spec.Name, err)
-		}
-		if err := setFeatures(h.Port, spec, true); err != nil {
-			return err
-		}
-		port, err := netlink.LinkByName(h.Port)
-		if err != nil {
-			return fmt.Errorf("find %s: %w", h.Port, err)
-		}
-		h.portIndex = port.Attrs().Index
-		return linkUp(h.Port)
-	})
-	if err != nil {
+	mtu := cmp.Or(spec.MTU, 1500)
+	if err := inNS(l.switchNS, func() error { return l.plugPort(h, spec, mtu) }); err != nil {
 		return nil, err
 	}
 	if spec.PeerXDP {
@@ -189,40 +168,65 @@ func (l *Lab) AddHost(spec HostSpec) (*Host, error) {
 			return nil, err
 		}
 	}
-	err = inNS(ns, func() error {
-		if err := linkUp("lo"); err != nil {
-			return err
-		}
-		link, err := netlink.LinkByName("eth0")
-		if err != nil {
-			return fmt.Errorf("find eth0: %w", err)
-		}
-		if err := netlink.LinkSetMTU(link, mtu); err != nil {
-			return fmt.Errorf("set mtu: %w", err)
-		}
-		for _, p := range h.Addrs {
-			addr := &netlink.Addr{IPNet: prefixToIPNet(p)}
-			if p.Addr().Is6() {
-				addr.Flags = unix.IFA_F_NODAD
-			}
-			if err := netlink.AddrAdd(link, addr); err != nil {
-				return fmt.Errorf("add address %s: %w", p, err)
-			}
-		}
-		if err := setFeatures("eth0", spec, false); err != nil {
-			return err
-		}
-		if err := netlink.LinkSetUp(link); err != nil {
-			return fmt.Errorf("set eth0 up: %w", err)
-		}
-		h.MAC = link.Attrs().HardwareAddr
-		h.Ifindex = link.Attrs().Index
-		return nil
-	})
-	if err != nil {
+	if err := inNS(ns, func() error { return h.configureEth0(spec, mtu) }); err != nil {
 		return nil, err
 	}
 	return h, nil
+}
+
+// plugPort creates h's veth, its bridge end in the switch namespace (the
+// calling thread's) and eth0 in h's.
+func (l *Lab) plugPort(h *Host, spec HostSpec, mtu int) error {
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: h.Port, MTU: mtu, MasterIndex: l.bridge.Index},
+		PeerName:      "eth0",
+		PeerNamespace: netlink.NsFd(int(h.handle)),
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("add veth for %s: %w", spec.Name, err)
+	}
+	if err := setFeatures(h.Port, spec, true); err != nil {
+		return err
+	}
+	port, err := netlink.LinkByName(h.Port)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", h.Port, err)
+	}
+	h.portIndex = port.Attrs().Index
+	return linkUp(h.Port)
+}
+
+// configureEth0 gives eth0 (in the calling thread's namespace, h's) its MTU,
+// addresses and features, and brings it and lo up.
+func (h *Host) configureEth0(spec HostSpec, mtu int) error {
+	if err := linkUp("lo"); err != nil {
+		return err
+	}
+	link, err := netlink.LinkByName("eth0")
+	if err != nil {
+		return fmt.Errorf("find eth0: %w", err)
+	}
+	if err := netlink.LinkSetMTU(link, mtu); err != nil {
+		return fmt.Errorf("set mtu: %w", err)
+	}
+	for _, p := range h.Addrs {
+		addr := &netlink.Addr{IPNet: prefixToIPNet(p)}
+		if p.Addr().Is6() {
+			addr.Flags = unix.IFA_F_NODAD
+		}
+		if err := netlink.AddrAdd(link, addr); err != nil {
+			return fmt.Errorf("add address %s: %w", p, err)
+		}
+	}
+	if err := setFeatures("eth0", spec, false); err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("set eth0 up: %w", err)
+	}
+	h.MAC = link.Attrs().HardwareAddr
+	h.Ifindex = link.Attrs().Index
+	return nil
 }
 
 // Host returns the host called name, or nil.
