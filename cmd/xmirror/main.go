@@ -53,10 +53,20 @@ func newApp() *cli.App {
 			benchCommand(),
 			checkCommand(),
 			versionCommand(),
+			manCommand(),
+			completionCommand(),
 		},
-		OnUsageError:   func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
-		ExitErrHandler: func(*cli.Context, error) {},
-		HideVersion:    true,
+		// Without a command: help. With an unknown one: a usage error (exit 2),
+		// not urfave/cli's "No help topic" with exit 0.
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return usagef("unknown command %q: `xmirror --help` lists the commands", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
+		EnableBashCompletion: true,
+		OnUsageError:         func(_ *cli.Context, err error, _ bool) error { return usageError{err} },
+		ExitErrHandler:       func(*cli.Context, error) {},
 	}
 }
 
