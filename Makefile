@@ -16,11 +16,12 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # Debian packages the build, the tests, the demo and the benchmarks need.
 DEB_PACKAGES := clang-19 llvm-19 libbpf-dev linux-libc-dev bpftool iproute2 iputils-ping ethtool nftables \
 	procps util-linux \
-	tcpdump tshark iperf3 nginx-light libnginx-mod-stream netcat-openbsd ca-certificates git make
+	tcpdump tshark iperf3 nginx-light libnginx-mod-stream netcat-openbsd ca-certificates git make \
+	systemd lintian prometheus adduser
 
 GO ?= go
 
-.PHONY: help deps build generate verify-generate test test-unit lint demo bench bench-quick docker clean
+.PHONY: help deps build generate verify-generate test test-unit lint demo bench bench-quick deb release docker clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -67,8 +68,21 @@ bench-quick: build ## the benchmark smoke run (under two minutes; needs root)
 bench: build ## the full benchmark run (about ten minutes; needs root), report in ./bench-report
 	./bin/xmirror bench --out ./bench-report
 
-docker: ## build the container image (needs a Docker engine)
-	docker build -t xmirror:$(VERSION) .
+deb: build ## build dist/xmirror_VERSION_ARCH.deb (binary, units, config, examples, man page, completion)
+	deploy/deb/build.sh bin/xmirror $(VERSION) dist
+
+# Static binaries for each architecture, named with the version, and their sha256 sums.
+RELEASE_ARCHES ?= amd64 arm64
+release: ## build dist/xmirror-VERSION-linux-ARCH for $(RELEASE_ARCHES) and dist/SHA256SUMS
+	@mkdir -p dist
+	@for a in $(RELEASE_ARCHES); do \
+		echo "building dist/xmirror-$(VERSION)-linux-$$a"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/xmirror-$(VERSION)-linux-$$a ./cmd/xmirror || exit 1; \
+	done
+	cd dist && sha256sum xmirror-$(VERSION)-linux-* > SHA256SUMS && cat SHA256SUMS
+
+docker: ## build the container image with the version and commit (needs a Docker engine)
+	docker build --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t xmirror:$(VERSION) .
 
 clean: ## remove build output
-	rm -rf bin
+	rm -rf bin dist

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/xmirror/xmirror/internal/telemetry"
 )
 
 // Set by the build: -ldflags "-X main.version=... -X main.commit=...".
@@ -92,6 +94,7 @@ func main() {
 }
 
 func run(args []string) int {
+	telemetry.SetBuild(version, commit)
 	app := newApp()
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = app.OnUsageError

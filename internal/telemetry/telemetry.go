@@ -30,8 +30,9 @@ func Listen(addr string, set *metrics.Set) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		s.set.WritePrometheus(w)
-		metrics.WriteProcessMetrics(w)
+		if err := exposition(w, s.set.WritePrometheus, metrics.WriteProcessMetrics); err != nil {
+			slog.Debug("write /metrics", "err", err)
+		}
 	})
 	mux.HandleFunc("/healthz", s.healthz)
 	if err := s.serve(addr, mux); err != nil {

@@ -77,3 +77,48 @@ func TestHealthListenerServesOnlyHealth(t *testing.T) {
 		t.Errorf("/healthz while unhealthy: %d, want 503", code)
 	}
 }
+
+// TestMetadataOnEveryFamily: /metrics carries xmirror_build_info and a HELP and
+// TYPE line before the first sample of every family, including the families
+// written without them, and keeps those written with them.
+func TestMetadataOnEveryFamily(t *testing.T) {
+	SetBuild("v1.2.3", "abc1234")
+	defer SetBuild("dev", "unknown")
+	set := metrics.NewSet()
+	set.NewCounter(`xmirror_collector_drops_total{reason="write_error"}`).Inc()
+	set.NewCounter(`xmirror_collector_drops_total{reason="malformed"}`).Inc()
+	set.NewGauge(`xmirror_lb_backend_healthy{backend="a"}`, func() float64 { return 1 })
+	set.RegisterMetricsWriter(func(w io.Writer) {
+		io.WriteString(w, "# HELP xmirror_source_rules Rules.\n# TYPE xmirror_source_rules gauge\nxmirror_source_rules 3\n")
+	})
+	s, err := Listen("127.0.0.1:0", set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, body := get(t, "http://"+s.Addr()+"/metrics")
+	if !strings.Contains(body, `xmirror_build_info{version="v1.2.3",commit="abc1234",goversion="go`) {
+		t.Errorf("no build info:\n%s", body)
+	}
+	helps, types := map[string]int{}, map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(body), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case strings.HasPrefix(line, "# HELP "):
+			helps[f[2]]++
+			if len(f) < 4 {
+				t.Errorf("HELP without text: %q", line)
+			}
+		case strings.HasPrefix(line, "# TYPE "):
+			types[f[2]]++
+		case !strings.HasPrefix(line, "#"):
+			fam := family(line)
+			if helps[fam] != 1 || types[fam] != 1 {
+				t.Errorf("%s: sample after %d HELP and %d TYPE lines", fam, helps[fam], types[fam])
+			}
+		}
+	}
+	if !strings.Contains(body, "# HELP xmirror_collector_drops_total Datagrams the collector dropped, by reason.\n# TYPE xmirror_collector_drops_total counter\n") {
+		t.Errorf("drops family lacks its help:\n%s", body)
+	}
+}

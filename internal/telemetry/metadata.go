@@ -1,0 +1,102 @@
+package telemetry
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+)
+
+// build is what xmirror_build_info reports; SetBuild fills it in at start.
+var build = struct{ version, commit string }{"dev", "unknown"}
+
+// SetBuild records the version and commit the binary was built from, for
+// xmirror_build_info on every part's /metrics.
+func SetBuild(version, commit string) { build.version, build.commit = version, commit }
+
+func writeBuildInfo(w io.Writer) {
+	fmt.Fprintf(w, "xmirror_build_info{version=%q,commit=%q,goversion=%q} 1\n", build.version, build.commit, runtime.Version())
+}
+
+// help explains the metric families whose code does not write its own HELP.
+// Families not listed get a generic text: Prometheus needs HELP and TYPE on
+// every family for its metadata API and for dashboards' tooltips.
+var help = map[string]string{
+	"xmirror_build_info":                        "Version and commit of the running binary (always 1).",
+	"xmirror_lb_up":                             "1 while the load balancer's XDP program is attached and its tables are readable.",
+	"xmirror_lb_packets_total":                  "Packets the load balancer's XDP program saw, by verdict (reason); the reasons sum to all packets.",
+	"xmirror_lb_events_total":                   "Events counted beside the verdicts (fragments, connection-table misses); not packets to add up.",
+	"xmirror_lb_active_slot":                    "Which of the two table slots the XDP program reads (flips on every reload).",
+	"xmirror_lb_backend_packets_total":          "Packets forwarded to a backend (collector).",
+	"xmirror_lb_backend_bytes_total":            "Bytes forwarded to a backend (collector).",
+	"xmirror_lb_backend_weight":                 "Configured weight of a backend; 0 drains it.",
+	"xmirror_lb_backend_healthy":                "1 while a backend passes its health check (always 1 without health checks).",
+	"xmirror_lb_reloads_total":                  "Configuration reloads (SIGHUP) applied.",
+	"xmirror_lb_reload_errors_total":            "Configuration reloads refused; the running configuration was kept.",
+	"xmirror_collector_received_total":          "VXLAN datagrams the collector received.",
+	"xmirror_collector_packets_total":           "Inner frames written to a session's capture files.",
+	"xmirror_collector_bytes_total":             "Bytes of inner frames written to a session's capture files.",
+	"xmirror_collector_files_total":             "Capture files a session closed.",
+	"xmirror_collector_truncated_packets_total": "Frames the source cut, written with their original length.",
+	"xmirror_collector_drops_total":             "Datagrams the collector dropped, by reason.",
+	"xmirror_collector_socket_drops_total":      "Datagrams the kernel dropped because the collector's sockets were full.",
+	"xmirror_collector_session_drops_total":     "Datagrams of VNIs dropped because the session limit was reached or unknown VNIs are dropped.",
+	"xmirror_collector_disk_low":                "1 while free space in the output directory is below collector.rotate.min_free.",
+}
+
+// withMetadata copies a Prometheus text exposition from r to w, adding the
+// HELP and TYPE lines of every family that lacks them.
+func withMetadata(w io.Writer, r io.Reader) error {
+	described := map[string]bool{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	bw := bufio.NewWriter(w)
+	for sc.Scan() {
+		line := sc.Text()
+		if name, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			described[strings.Fields(name + " ")[0]] = true
+		} else if line != "" && line[0] != '#' {
+			fam := family(line)
+			if !described[fam] {
+				described[fam] = true
+				text := help[fam]
+				if text == "" {
+					text = "xmirror " + strings.ReplaceAll(fam, "_", " ") + "."
+				}
+				fmt.Fprintf(bw, "# HELP %s %s\n# TYPE %s %s\n", fam, text, fam, typeOf(fam))
+			}
+		}
+		bw.WriteString(line)
+		bw.WriteByte('\n')
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// family is the metric name of a sample line: before the labels or the value.
+func family(line string) string {
+	if i := strings.IndexAny(line, "{ "); i >= 0 {
+		return line[:i]
+	}
+	return line
+}
+
+func typeOf(fam string) string {
+	if strings.HasSuffix(fam, "_total") {
+		return "counter"
+	}
+	return "gauge"
+}
+
+// exposition renders the set, the build info and the process metrics with metadata.
+func exposition(w io.Writer, writeSet func(io.Writer), writeProcess func(io.Writer)) error {
+	var buf bytes.Buffer
+	writeBuildInfo(&buf)
+	writeSet(&buf)
+	writeProcess(&buf)
+	return withMetadata(w, &buf)
+}
