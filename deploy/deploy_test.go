@@ -1,0 +1,362 @@
+// Package deploy_test checks the deployment files in this folder: the systemd
+// units, the .deb, the monitoring rules and dashboard, the Kubernetes manifests,
+// and that the shipped example configurations work together.
+package deploy_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
+)
+
+func TestMain(m *testing.M) { labtest.Main(m) }
+
+// needTool skips when a tool that `make deps` installs is missing (a developer
+// machine without the deps); CI has it.
+func needTool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Skipf("needs %s (Debian package %s, installed by make deps)", name, pkg)
+	}
+	return p
+}
+
+var units = map[string][]string{
+	"xmirror-lb.service":      {"CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON"},
+	"xmirror-source.service":  {"CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON", "CAP_NET_RAW"},
+	"xmirror-collect.service": {},
+}
+
+// TestUnitsVerify: systemd-analyze verify accepts the units (with ExecStart
+// pointing at a built binary, since verify checks that it exists), and each
+// holds exactly the capabilities its part was measured to need.
+func TestUnitsVerify(t *testing.T) {
+	sa := needTool(t, "systemd-analyze", "systemd")
+	bin := labtest.XmirrorBinary(t)
+	dir := t.TempDir()
+	var paths []string
+	for name, caps := range units {
+		b, err := os.ReadFile(filepath.Join("systemd", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(b)
+		want := strings.Join(caps, " ")
+		for _, key := range []string{"AmbientCapabilities=", "CapabilityBoundingSet="} {
+			if !strings.Contains(text, "\n"+key+want+"\n") {
+				t.Errorf("%s: want %s%s", name, key, want)
+			}
+		}
+		for _, key := range []string{"User=xmirror", "StateDirectory=xmirror", "ProtectSystem=strict", "NoNewPrivileges=yes", "ExecReload=/bin/kill -HUP $MAINPID"} {
+			if !strings.Contains(text, "\n"+key+"\n") {
+				t.Errorf("%s lacks %s", name, key)
+			}
+		}
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(strings.ReplaceAll(text, "/usr/bin/xmirror", bin)), 0o644)
+		paths = append(paths, p)
+	}
+	out, err := exec.Command(sa, append([]string{"verify", "--man=no"}, paths...)...).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// TestDeb builds the package from a built binary and runs lintian on it.
+func TestDeb(t *testing.T) {
+	needTool(t, "dpkg-deb", "dpkg")
+	lintian := needTool(t, "lintian", "lintian")
+	out := t.TempDir()
+	// Built as `make build` does: static and stripped.
+	bin := filepath.Join(out, "xmirror")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=v1.2.3", "-o", bin, "../cmd/xmirror")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	b, err := exec.Command("deb/build.sh", bin, "v1.2.3", filepath.Join(out, "dist")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("build.sh: %v\n%s", err, b)
+	}
+	deb := strings.TrimSpace(string(b))
+	if !strings.HasSuffix(deb, "xmirror_1.2.3-1_"+debArch(t)+".deb") {
+		t.Fatalf("package name %q", deb)
+	}
+	list, err := exec.Command("dpkg-deb", "-c", deb).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"./usr/bin/xmirror", "./lib/systemd/system/xmirror-lb.service", "./lib/systemd/system/xmirror-collect.service",
+		"./lib/systemd/system/xmirror-source.service", "./etc/xmirror/xmirror.yaml", "./usr/share/doc/xmirror/examples/lb.yaml",
+		"./usr/share/man/man8/xmirror.8.gz", "./usr/share/bash-completion/completions/xmirror", "./usr/share/doc/xmirror/copyright"} {
+		if !strings.Contains(string(list), " "+f+"\n") {
+			t.Errorf("package lacks %s", f)
+		}
+	}
+	post, err := exec.Command("dpkg-deb", "-I", deb, "postinst").Output()
+	if err != nil || !strings.Contains(string(post), "adduser --system --group") {
+		t.Errorf("postinst does not create the xmirror user: %v\n%s", err, post)
+	}
+	lo, _ := exec.Command(lintian, "--tag-display-limit", "0", deb).CombinedOutput()
+	for _, line := range strings.Split(string(lo), "\n") {
+		if strings.HasPrefix(line, "E: ") {
+			t.Errorf("lintian: %s", line)
+		}
+	}
+	t.Logf("lintian:\n%s", lo)
+}
+
+func debArch(t *testing.T) string {
+	b, err := exec.Command("dpkg", "--print-architecture").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// TestAlertRules: promtool accepts the rules, and the alerts the operators asked
+// for are there.
+func TestAlertRules(t *testing.T) {
+	promtool := needTool(t, "promtool", "prometheus")
+	out, err := exec.Command(promtool, "check", "rules", "monitoring/alerts.yml").CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+	b, _ := os.ReadFile("monitoring/alerts.yml")
+	for _, a := range []string{"XmirrorLBDown", "XmirrorBackendUnhealthy", "XmirrorNoBackend", "XmirrorCollectorSocketDrops",
+		"XmirrorCollectorWriteErrors", "XmirrorCollectorDiskLow"} {
+		if !strings.Contains(string(b), "alert: "+a+"\n") {
+			t.Errorf("alerts.yml lacks %s", a)
+		}
+	}
+}
+
+// TestDashboard: the dashboard is JSON Grafana imports, and every query reads
+// an xmirror metric.
+func TestDashboard(t *testing.T) {
+	b, err := os.ReadFile("monitoring/dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Title  string
+		UID    string
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.UID == "" || len(d.Panels) < 6 {
+		t.Fatalf("dashboard %q: uid %q, %d panels", d.Title, d.UID, len(d.Panels))
+	}
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			if !strings.Contains(tg.Expr, "xmirror_") {
+				t.Errorf("panel %q: query %q reads no xmirror metric", p.Title, tg.Expr)
+			}
+		}
+	}
+}
+
+type k8sContainer struct {
+	Args            []string
+	SecurityContext struct {
+		Privileged   bool
+		Capabilities struct{ Add, Drop []string }
+	} `yaml:"securityContext"`
+	ReadinessProbe struct {
+		HTTPGet struct {
+			Path string
+			Port int
+		} `yaml:"httpGet"`
+	} `yaml:"readinessProbe"`
+	VolumeMounts []struct {
+		Name      string
+		MountPath string `yaml:"mountPath"`
+	} `yaml:"volumeMounts"`
+}
+
+type daemonSet struct {
+	Kind string
+	Spec struct {
+		Template struct {
+			Spec struct {
+				HostNetwork bool `yaml:"hostNetwork"`
+				Containers  []k8sContainer
+				Volumes     []struct {
+					Name     string
+					HostPath *struct{ Path string } `yaml:"hostPath"`
+				}
+			}
+		}
+	}
+}
+
+// TestKubernetesManifests checks the DaemonSets offline: host network, the
+// measured capabilities and nothing privileged, bpffs for the LB, readiness on
+// /healthz at the port the part serves it on.
+func TestKubernetesManifests(t *testing.T) {
+	for _, tc := range []struct {
+		file      string
+		caps      []string
+		probePort int
+		hostPaths []string
+	}{
+		{"kubernetes/xmirror-lb.yaml", []string{"BPF", "NET_ADMIN", "PERFMON"}, 9090, []string{"/sys/fs/bpf"}},
+		{"kubernetes/xmirror-collect.yaml", nil, config.DefaultHealthPort, []string{"/var/lib/xmirror/pcap"}},
+	} {
+		b, err := os.ReadFile(tc.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ds daemonSet
+		if err := yaml.Unmarshal(b, &ds); err != nil {
+			t.Fatalf("%s: %v", tc.file, err)
+		}
+		ps := ds.Spec.Template.Spec
+		if ds.Kind != "DaemonSet" || !ps.HostNetwork || len(ps.Containers) != 1 {
+			t.Fatalf("%s: kind %s, hostNetwork %v, %d containers", tc.file, ds.Kind, ps.HostNetwork, len(ps.Containers))
+		}
+		c := ps.Containers[0]
+		sc := c.SecurityContext
+		if sc.Privileged || fmt.Sprint(sc.Capabilities.Drop) != "[ALL]" || fmt.Sprint(sc.Capabilities.Add) != fmt.Sprint(tc.caps) {
+			t.Errorf("%s: privileged %v, drop %v, add %v; want drop [ALL], add %v", tc.file, sc.Privileged, sc.Capabilities.Drop, sc.Capabilities.Add, tc.caps)
+		}
+		if p := c.ReadinessProbe.HTTPGet; p.Path != "/healthz" || p.Port != tc.probePort {
+			t.Errorf("%s: readiness %s:%d, want /healthz:%d", tc.file, p.Path, p.Port, tc.probePort)
+		}
+		var hp []string
+		for _, v := range ps.Volumes {
+			if v.HostPath != nil {
+				hp = append(hp, v.HostPath.Path)
+			}
+		}
+		if fmt.Sprint(hp) != fmt.Sprint(tc.hostPaths) {
+			t.Errorf("%s: host paths %v, want %v", tc.file, hp, tc.hostPaths)
+		}
+	}
+}
+
+func loadExample(t *testing.T, name string) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(filepath.Join("..", "config", "examples", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestExamplesWorkTogether: the per-role examples and the default configuration
+// agree on the addresses and ports that connect the parts.
+func TestExamplesWorkTogether(t *testing.T) {
+	src, lb, col := loadExample(t, "source.yaml"), loadExample(t, "lb.yaml"), loadExample(t, "collector.yaml")
+	def, err := config.Load("xmirror.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := lb.LoadBalancer
+	if got := src.Sessions[0].Target; got != l.Listener.VIP.String() {
+		t.Errorf("source target %s, LB VIP %s", got, l.Listener.VIP)
+	}
+	if !strings.HasSuffix(col.Collector.Listen, fmt.Sprintf(":%d", l.Backends[0].Port)) {
+		t.Errorf("collector listens on %s, LB sends to port %d", col.Collector.Listen, l.Backends[0].Port)
+	}
+	if !l.HealthCheck.Enabled || !strings.HasSuffix(col.Collector.HealthListen, fmt.Sprintf(":%d", l.HealthCheck.Port)) {
+		t.Errorf("LB health checks port %d (enabled %v), collector health_listen %s", l.HealthCheck.Port, l.HealthCheck.Enabled, col.Collector.HealthListen)
+	}
+	// The default file is the three in one.
+	for name, pair := range map[string][2]any{
+		"sessions":      {def.Sessions, src.Sessions},
+		"filters":       {def.Filters, src.Filters},
+		"load_balancer": {def.LoadBalancer, lb.LoadBalancer},
+		"collector":     {def.Collector, col.Collector},
+	} {
+		a, _ := yaml.Marshal(pair[0])
+		b, _ := yaml.Marshal(pair[1])
+		if string(a) != string(b) {
+			t.Errorf("deploy/xmirror.yaml %s differs from the example's:\n%s\n%s", name, a, b)
+		}
+	}
+}
+
+// TestHealthChecksWithShippedExamples runs the LB node and the two collectors of
+// the shipped examples, as shipped (addresses, interfaces, health checks on),
+// in network namespaces: the LB marks both collectors healthy, one stopped
+// collector goes down, and the collectors' /metrics stays off the network.
+func TestHealthChecksWithShippedExamples(t *testing.T) {
+	labtest.RequireRoot(t)
+	bin := labtest.XmirrorBinary(t)
+	lab := labtest.ForTest(t,
+		netlab.HostSpec{Name: "lb", Addrs: []string{"192.168.0.147/24"}},
+		netlab.HostSpec{Name: "c1", Addrs: []string{"192.168.0.6/24"}},
+		netlab.HostSpec{Name: "c2", Addrs: []string{"192.168.0.12/24"}},
+	)
+	examples, _ := filepath.Abs(filepath.Join("..", "config", "examples"))
+	out := t.TempDir()
+	cols := map[string]*netlab.Proc{}
+	for _, h := range []string{"c1", "c2"} {
+		p, err := lab.Host(h).Start(bin, "collect", "--config", filepath.Join(examples, "collector.yaml"), "--out", filepath.Join(out, h))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols[h] = p
+	}
+	pin := fmt.Sprintf("/sys/fs/bpf/xmirror-deploy-test-%d", os.Getpid())
+	lbProc, err := lab.Host("lb").Start(bin, "lb", "--config", filepath.Join(examples, "lb.yaml"), "--pin-path", pin, "--detach-on-exit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lbProc.Stop()
+	status := func() string {
+		s, _ := lab.Host("lb").Run(bin, "lb", "status", "--pin-path", pin, "--interval", "10ms")
+		return s
+	}
+	waitFor := func(what string, ok func(string) bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			s := status()
+			if ok(s) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 20 s; lb status:\n%s\nlb log:\n%s\nc1 log:\n%s", what, s, lbProc.Output(), cols["c1"].Output())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	row := func(s, backend string) string {
+		for _, l := range strings.Split(s, "\n") {
+			if strings.HasPrefix(l, backend+" ") {
+				return l
+			}
+		}
+		return ""
+	}
+	waitFor("both collectors healthy", func(s string) bool {
+		return strings.Contains(row(s, "collector-01"), " healthy ") && strings.Contains(row(s, "collector-02"), " healthy ")
+	})
+	// /metrics is on the collector's loopback only: the LB node cannot read it.
+	if o, err := lab.Host("lb").Run("bash", "-c", "exec 3<>/dev/tcp/192.168.0.6/9090"); err == nil {
+		t.Errorf("the collector's metrics port is reachable from the LB node: %s", o)
+	}
+	cols["c2"].Stop()
+	waitFor("a stopped collector marked down", func(s string) bool {
+		return strings.Contains(row(s, "collector-02"), " down ") && strings.Contains(row(s, "collector-01"), " healthy ")
+	})
+}
