@@ -159,6 +159,9 @@ type HealthCheck struct {
 	Timeout            Duration `yaml:"timeout"`
 	HealthyThreshold   int      `yaml:"healthy_threshold"`
 	UnhealthyThreshold int      `yaml:"unhealthy_threshold"`
+	// AllUnhealthy is what happens when every backend with weight fails its
+	// checks: fail-open (send to all of them, as cloud load balancers do) or drop.
+	AllUnhealthy string `yaml:"all_unhealthy"`
 }
 
 // Collector is the `xmirror collect` section.

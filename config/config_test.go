@@ -153,7 +153,7 @@ collector:
 		t.Errorf("backend defaults: %+v", b)
 	}
 	wantHC := HealthCheck{Type: HealthHTTP, Port: 9091, Path: "/healthz", Interval: Duration(2 * time.Second),
-		Timeout: Duration(time.Second), HealthyThreshold: 2, UnhealthyThreshold: 3}
+		Timeout: Duration(time.Second), HealthyThreshold: 2, UnhealthyThreshold: 3, AllUnhealthy: AllUnhealthyFailOpen}
 	if lb.HealthCheck != wantHC {
 		t.Errorf("health check defaults: %+v", lb.HealthCheck)
 	}
@@ -338,6 +338,12 @@ func TestInvalid(t *testing.T) {
 		{"backend address missing", with(lbBase, 6, "    - name: x"), []string{"load_balancer.backends[0].address: required (line 6)"}},
 		{"backend address bad", with(lbBase, 6, "    - address: 192.168.0.300"), []string{`load_balancer.backends[0].address: "192.168.0.300" is not an IPv4 address (line 6)`}},
 		{"backend duplicate", with(lbBase, 0, "    - {address: 192.168.0.6, port: 4789}"), []string{"load_balancer.backends[1].address: 192.168.0.6:4789 is also the address of backends[0] (line 7)"}},
+		{"backend broadcast", with(lbBase, 6, "    - address: 255.255.255.255"), []string{"load_balancer.backends[0].address: 255.255.255.255 is the broadcast address or reserved (240.0.0.0/4): backends must be unicast addresses of other hosts (line 6)"}},
+		{"backend unspecified", with(lbBase, 6, "    - address: 0.0.0.0"), []string{"load_balancer.backends[0].address: 0.0.0.0 is the unspecified address: backends must be unicast addresses of other hosts (line 6)"}},
+		{"backend loopback", with(lbBase, 6, "    - address: 127.0.0.1"), []string{"load_balancer.backends[0].address: 127.0.0.1 is a loopback address: backends must be unicast addresses of other hosts (line 6)"}},
+		{"backend multicast", with(lbBase, 6, "    - address: 224.0.0.1"), []string{"load_balancer.backends[0].address: 224.0.0.1 is a multicast address: backends must be unicast addresses of other hosts (line 6)"}},
+		{"backend is the vip", with(lbBase, 6, "    - address: 192.168.0.147"), []string{"load_balancer.backends[0].address: 192.168.0.147 is the listener's vip: the load balancer would send to itself (line 6)"}},
+		{"hc all unhealthy", with(lbBase, 0, "  health_check: {all_unhealthy: open}"), []string{`load_balancer.health_check.all_unhealthy: "open" is not one of fail-open, drop (line 7)`}},
 		{"backend weight", with(lbBase, 0, "      weight: 101"), []string{"load_balancer.backends[0].weight: 101 is out of range 0..100 (line 7)"}},
 		{"backend weight float", with(lbBase, 0, "      weight: 1.5"), []string{"load_balancer.backends[0].weight: must be an integer, got number 1.5 (line 7)"}},
 		{"hc type", with(lbBase, 0, "  health_check: {type: icmp}"), []string{`load_balancer.health_check.type: "icmp" is not one of http, tcp (line 7)`}},

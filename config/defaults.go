@@ -34,6 +34,7 @@ const (
 	DefaultHealthWait   = Duration(time.Second)
 	DefaultHealthyAfter = 2
 	DefaultSickAfter    = 3
+	DefaultAllUnhealthy = AllUnhealthyFailOpen
 	DefaultCollectorAt  = "0.0.0.0:4789"
 	DefaultOutputDir    = "/var/lib/xmirror/pcap"
 	DefaultFormat       = FormatPCAPNG
@@ -78,6 +79,9 @@ const (
 
 	HealthHTTP = "http"
 	HealthTCP  = "tcp"
+
+	AllUnhealthyFailOpen = "fail-open"
+	AllUnhealthyDrop     = "drop"
 
 	FormatPCAP   = "pcap"
 	FormatPCAPNG = "pcapng"
@@ -149,6 +153,7 @@ func ApplyDefaults(c *Config) {
 		setDefault(&h.Timeout, DefaultHealthWait)
 		setDefault(&h.HealthyThreshold, DefaultHealthyAfter)
 		setDefault(&h.UnhealthyThreshold, DefaultSickAfter)
+		setDefault(&h.AllUnhealthy, DefaultAllUnhealthy)
 	}
 	if col := c.Collector; col != nil {
 		setDefault(&col.Listen, DefaultCollectorAt)

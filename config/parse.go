@@ -616,6 +616,7 @@ func (d *decoder) loadBalancer(n *yaml.Node, path string, lb *LoadBalancer) {
 				"timeout":             d.duration(&h.Timeout),
 				"healthy_threshold":   d.intField(&h.HealthyThreshold, 1, 1000),
 				"unhealthy_threshold": d.intField(&h.UnhealthyThreshold, 1, 1000),
+				"all_unhealthy":       d.str(&h.AllUnhealthy),
 			})
 		},
 	})

@@ -387,6 +387,10 @@ func (v *validator) loadBalancer(lb *LoadBalancer) {
 			v.errorf(bp+".address", "required")
 		} else if !b.Address.Is4() {
 			v.errorf(bp+".address", "%s is not an IPv4 address", b.Address)
+		} else if why := notUnicast(b.Address); why != "" {
+			v.errorf(bp+".address", "%s is %s: backends must be unicast addresses of other hosts", b.Address, why)
+		} else if b.Address == l.VIP {
+			v.errorf(bp+".address", "%s is the listener's vip: the load balancer would send to itself", b.Address)
 		} else if j, dup := seen[b.AddrPort()]; dup {
 			v.errorf(bp+".address", "%s is also the address of backends[%d]", b.AddrPort(), j)
 		} else {
@@ -414,6 +418,23 @@ func (v *validator) loadBalancer(lb *LoadBalancer) {
 	if h.UnhealthyThreshold < 1 {
 		v.errorf(hp+".unhealthy_threshold", "%d must be at least 1", h.UnhealthyThreshold)
 	}
+	v.oneOf(hp+".all_unhealthy", h.AllUnhealthy, AllUnhealthyFailOpen, AllUnhealthyDrop)
+}
+
+// notUnicast says why a is no address to forward to ("" when it is one):
+// an LB cannot send a host's datagram to every host, to none or to itself.
+func notUnicast(a netip.Addr) string {
+	switch {
+	case a.IsUnspecified():
+		return "the unspecified address"
+	case a.IsLoopback():
+		return "a loopback address"
+	case a.IsMulticast():
+		return "a multicast address"
+	case a.Is4() && a.As4()[0] >= 240:
+		return "the broadcast address or reserved (240.0.0.0/4)"
+	}
+	return ""
 }
 
 // IsPrime reports whether n is prime: a Maglev table size must be (table sizes
