@@ -6,30 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
-	"reflect"
 	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/xmirror/xmirror/config"
 )
-
-// Options says where and how the load balancer runs.
-type Options struct {
-	// PinPath holds the maps and links so a restart keeps forwarding; "" pins
-	// nothing (the program then lives as long as the Balancer).
-	PinPath string
-	// XDPMode is auto (native, else generic), native or generic.
-	XDPMode string
-	// DetachOnExit removes the program and the pins on Close.
-	DetachOnExit bool
-}
 
 // Balancer owns the loaded program and its maps: it writes backend tables
 // into the idle slot and flips the active slot, attaches to the listener's
@@ -49,24 +35,17 @@ type Balancer struct {
 	// hcWanted: StartHealthChecks was called, so a reload that enables
 	// health checks starts them.
 	hcWanted bool
-}
 
-// New loads the program, reusing pinned maps from an earlier run.
-func New(opts Options) (*Balancer, error) {
-	o, err := loadObjects(opts.PinPath)
-	if err != nil {
-		return nil, err
-	}
-	b := &Balancer{objs: o, opts: opts, ids: make(map[string]uint32), healthy: make(map[string]bool)}
-	if err := b.syncActiveSlot(); err != nil {
-		o.Close()
-		return nil, err
-	}
-	if err := b.recoverIDs(); err != nil {
-		o.Close()
-		return nil, err
-	}
-	return b, nil
+	// What a failed start puts back (Abort).
+	lock         *pinLock
+	pinnedBefore bool                     // a previous run's pins were there
+	activeBefore uint32                   // the slot that run had made live
+	prevProgs    map[string]*ebpf.Program // interface -> program its pinned link ran
+	released     bool
+
+	// ready: some backend takes new flows; failOpen: every weighted backend
+	// failed its checks and takes them anyway (all_unhealthy: fail-open).
+	ready, readyKnown, failOpen bool
 }
 
 // Mode is the XDP attach mode in use ("" before Attach).
@@ -199,18 +178,58 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 		return err
 	}
 	idle := active ^ 1
-	if err := b.writeIdle(idle, active, cfg, slotCfg); err != nil {
+	state, err := b.writeIdle(idle, active, cfg, slotCfg)
+	if err != nil {
 		return err
 	}
 	if err := b.flip(active, idle); err != nil {
 		return err
 	}
 	b.cfg = cfg
+	b.noteState(state)
 	slog.Debug("applied load balancer tables", "slot", idle, "wrr_len", slotCfg.WrrLen, "maglev_size", slotCfg.MaglevSize)
 	return nil
 }
 
-// checkBackends refuses what the tables cannot hold.
+// tableState is what a table change means for new flows.
+type tableState struct {
+	ready    bool // some backend takes new flows
+	failOpen bool // every weighted backend failed its checks and takes them anyway
+}
+
+// noteState logs and reports changes of readiness and fail-open.
+func (b *Balancer) noteState(s tableState) {
+	if s.failOpen != b.failOpen {
+		if s.failOpen {
+			slog.Warn("every weighted backend is unhealthy: failing open, sending to all of them (health_check.all_unhealthy: fail-open)")
+		} else {
+			slog.Info("a backend is healthy again: fail-open ends")
+		}
+	}
+	changed := !b.readyKnown || s.ready != b.ready
+	b.ready, b.failOpen, b.readyKnown = s.ready, s.failOpen, true
+	if !changed {
+		return
+	}
+	if !s.ready {
+		slog.Warn("no backend takes new flows (weights 0, or unhealthy with all_unhealthy: drop): not ready")
+	}
+	if b.opts.OnReady != nil {
+		b.opts.OnReady(s.ready)
+	}
+}
+
+// Ready reports whether some backend takes new flows, and whether that is
+// because the LB fails open.
+func (b *Balancer) Ready() (ready, failOpen bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ready, b.failOpen
+}
+
+// checkBackends refuses what the tables cannot hold, and backends that are
+// this node's own addresses (the LB would send to itself; where it runs is
+// known only here, not to `xmirror check`).
 func checkBackends(bes []config.Backend) error {
 	if len(bes) > MaxBackends {
 		return fmt.Errorf("%d backends: at most %d", len(bes), MaxBackends)
@@ -218,6 +237,17 @@ func checkBackends(bes []config.Backend) error {
 	for _, be := range bes {
 		if be.Weight < 0 || be.Weight > config.MaxWeight {
 			return fmt.Errorf("backend %s weight %d: must be 0..%d", be.Name, be.Weight, config.MaxWeight)
+		}
+	}
+	own, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("list this node's addresses: %w", err)
+	}
+	for i, be := range bes {
+		for _, a := range own {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == be.Address {
+				return fmt.Errorf("backends[%d] (%s): %s is an address of this node: the load balancer would send to itself", i, be.Name, be.Address)
+			}
 		}
 	}
 	return nil
@@ -262,24 +292,24 @@ func (b *Balancer) assignIDs(bes []config.Backend) error {
 // table, allowlist and listener go into slot idle, which no packet reads, and
 // are copied into the data path's globals. slotCfg gets the table sizes and
 // the next generation.
-func (b *Balancer) writeIdle(idle, active uint32, cfg *config.LoadBalancer, slotCfg *lbLbSlot) error {
-	rows, tbs := b.backendRows(cfg)
+func (b *Balancer) writeIdle(idle, active uint32, cfg *config.LoadBalancer, slotCfg *lbLbSlot) (tableState, error) {
+	rows, tbs, state := b.backendRows(cfg)
 	keys := make([]uint32, MaxBackends)
 	for i := range keys {
 		keys[i] = idle*MaxBackends + uint32(i)
 	}
 	if err := batchPut(b.objs.LbBackends, keys, rows); err != nil {
-		return fmt.Errorf("write backends: %w", err)
+		return state, fmt.Errorf("write backends: %w", err)
 	}
 	if err := b.writeTable(idle, slotCfg, tbs); err != nil {
-		return err
+		return state, err
 	}
 	if err := b.writeACL(idle, cfg.Listener.AccessControl); err != nil {
-		return err
+		return state, err
 	}
 	var cur lbLbSlot
 	if err := b.objs.LbSlots.Lookup(active, &cur); err != nil {
-		return fmt.Errorf("read active slot: %w", err)
+		return state, fmt.Errorf("read active slot: %w", err)
 	}
 	// A new generation retires every CPU's connection-table front cache, so
 	// no CPU keeps sending a flow where the new tables would not.
@@ -291,16 +321,18 @@ func (b *Balancer) writeIdle(idle, active uint32, cfg *config.LoadBalancer, slot
 		slotCfg.XdpMode = cur.XdpMode
 	}
 	if err := b.objs.LbSlots.Put(idle, slotCfg); err != nil {
-		return fmt.Errorf("write slot: %w", err)
+		return state, fmt.Errorf("write slot: %w", err)
 	}
-	return b.publish(idle, slotCfg, rows)
+	return state, b.publish(idle, slotCfg, rows)
 }
 
-// backendRows are the backend table rows by id and the backends that take
-// new flows (configured and healthy), as the table builders want them.
-func (b *Balancer) backendRows(cfg *config.LoadBalancer) ([]lbLbBackend, []tableBackend) {
+// backendRows are the backend table rows by id and the live backends
+// (configured and healthy, or all of them when failing open), as the table
+// builders want them.
+func (b *Balancer) backendRows(cfg *config.LoadBalancer) ([]lbLbBackend, []tableBackend, tableState) {
 	rows := make([]lbLbBackend, MaxBackends)
 	var tbs []tableBackend
+	state := tableState{failOpen: b.allWeightedDown(cfg)}
 	for _, be := range cfg.Backends {
 		k := backendKey(be.Address, be.Port)
 		id := b.ids[k]
@@ -308,13 +340,33 @@ func (b *Balancer) backendRows(cfg *config.LoadBalancer) ([]lbLbBackend, []table
 		row := lbLbBackend{Addr: addrToBE(be.Address), Port: portToBE(be.Port), Weight: uint8(be.Weight)}
 		row.CsumIp, row.CsumUdp = csumDiffs(cfg.Listener.VIP, cmp.Or(cfg.Listener.Port, 4789), be.Address, be.Port)
 		copy(row.Name[:len(row.Name)-1], toInt8(be.Name))
-		if b.isHealthy(k) {
+		if b.isHealthy(k) || state.failOpen {
 			row.Flags = backendAlive
 			tbs = append(tbs, tableBackend{ID: id, Key: k, Weight: be.Weight})
+			state.ready = state.ready || be.Weight > 0
 		}
 		rows[id] = row
 	}
-	return rows, tbs
+	return rows, tbs, state
+}
+
+// allWeightedDown: health checks found every backend with weight unhealthy
+// and all_unhealthy says fail-open (its default).
+func (b *Balancer) allWeightedDown(cfg *config.LoadBalancer) bool {
+	hc := cfg.HealthCheck
+	if !hc.Enabled || hc.AllUnhealthy == config.AllUnhealthyDrop {
+		return false
+	}
+	weighted := false
+	for _, be := range cfg.Backends {
+		if be.Weight > 0 {
+			if b.isHealthy(backendKey(be.Address, be.Port)) {
+				return false
+			}
+			weighted = true
+		}
+	}
+	return weighted
 }
 
 // writeTable writes the slot's WRR schedule or Maglev table and records its
@@ -482,175 +534,6 @@ func putTable(m *ebpf.Map, base uint32, ids []uint32) error {
 		keys[i] = base + uint32(i)
 	}
 	return batchPut(m, keys, ids)
-}
-
-// Attach puts the program on the listener's interfaces (updating links pinned
-// by a previous run), fills the redirect map and resolves backend neighbours.
-func (b *Balancer) Attach() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cfg == nil {
-		return errors.New("attach before apply: no configuration")
-	}
-	if err := b.prepareEgress(b.cfg); err != nil {
-		return err
-	}
-	// A pinned link keeps the mode it was made with: remember it from the maps.
-	prev := ""
-	if slot, err := b.activeSlot(); err == nil {
-		var sc lbLbSlot
-		if b.objs.LbSlots.Lookup(slot, &sc) == nil && sc.XdpMode != 0 {
-			prev = modeName(sc.XdpMode)
-		}
-	}
-	links, mode, err := b.objs.attach(b.cfg.Listener.Interfaces, b.opts.XDPMode, b.objs.XmirrorLb)
-	if err != nil {
-		return err
-	}
-	if mode == "pinned" && prev != "" {
-		mode = prev
-	}
-	b.links = links
-	b.mode = mode
-	// Record the mode for `xmirror lb status` (rewrites the tables once more).
-	return b.apply(b.cfg)
-}
-
-// prepareEgress adds the egress port of every backend (and the listener
-// ports) to the redirect map and starts neighbour resolution, so the first
-// packets find a resolved next hop instead of taking the kernel path.
-func (b *Balancer) prepareEgress(cfg *config.LoadBalancer) error {
-	for _, name := range cfg.Listener.Interfaces {
-		ifc, err := net.InterfaceByName(name)
-		if err != nil {
-			return fmt.Errorf("interface %s: %w", name, err)
-		}
-		if err := b.objs.LbTxPorts.Put(uint32(ifc.Index), uint32(ifc.Index)); err != nil {
-			return fmt.Errorf("add %s to redirect map: %w", name, err)
-		}
-		if err := enableForwarding(name); err != nil {
-			return err
-		}
-	}
-	var hops []hop
-	for _, be := range cfg.Backends {
-		routes, err := netlink.RouteGet(be.Address.AsSlice())
-		if err != nil || len(routes) == 0 {
-			slog.Warn("no route to backend", "backend", be.Name, "address", be.Address, "err", err)
-			continue
-		}
-		r := routes[0]
-		if err := b.objs.LbTxPorts.Put(uint32(r.LinkIndex), uint32(r.LinkIndex)); err != nil {
-			return fmt.Errorf("add egress of %s to redirect map: %w", be.Name, err)
-		}
-		ip := net.IP(be.Address.AsSlice())
-		if r.Gw != nil {
-			ip = r.Gw
-		}
-		hops = append(hops, hop{r.LinkIndex, ip})
-	}
-	resolveNeighbours(hops)
-	return nil
-}
-
-type hop struct {
-	linkIndex int
-	ip        net.IP
-}
-
-// resolveNeighbours asks the kernel to resolve each next hop with an NTF_USE
-// neighbour update (what `ip neigh replace IP dev D use` does): ARP runs
-// without sending the backend any data, unlike a probe datagram would. It
-// waits up to a second in all for the answers.
-func resolveNeighbours(hops []hop) {
-	pending := map[string]hop{}
-	for _, h := range hops {
-		n := &netlink.Neigh{LinkIndex: h.linkIndex, Family: unix.AF_INET, IP: h.ip, Flags: netlink.NTF_USE}
-		if err := netlink.NeighSet(n); err != nil {
-			slog.Warn("neighbour resolution request failed", "ip", h.ip, "err", err)
-			continue
-		}
-		pending[h.ip.String()] = h
-	}
-	const usable = netlink.NUD_REACHABLE | netlink.NUD_PERMANENT | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE
-	for i := 0; len(pending) > 0 && i < 50; i++ {
-		if i > 0 {
-			time.Sleep(20 * time.Millisecond)
-		}
-		for k, h := range pending {
-			ns, err := netlink.NeighList(h.linkIndex, unix.AF_INET)
-			if err != nil {
-				delete(pending, k)
-				continue
-			}
-			for _, x := range ns {
-				if x.IP.Equal(h.ip) && x.State&usable != 0 && len(x.HardwareAddr) > 0 {
-					slog.Debug("neighbour resolved", "ip", h.ip, "mac", x.HardwareAddr.String())
-					delete(pending, k)
-					break
-				}
-			}
-		}
-	}
-	for _, h := range pending {
-		slog.Warn("neighbour not resolved yet: first packets take the kernel path", "ip", h.ip)
-	}
-}
-
-// Close stops health checks and releases the program. Pinned links and maps
-// stay (the data path keeps running) unless DetachOnExit is set.
-func (b *Balancer) Close() error {
-	b.mu.Lock()
-	hc := b.hc
-	b.hc = nil
-	b.mu.Unlock()
-	if hc != nil {
-		hc.stop()
-	}
-	var errs []error
-	for _, l := range b.links {
-		if b.opts.DetachOnExit {
-			if b.opts.PinPath != "" {
-				if err := l.Unpin(); err != nil {
-					errs = append(errs, err)
-				}
-			}
-		}
-		if err := l.Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if b.opts.DetachOnExit && b.opts.PinPath != "" {
-		for _, m := range b.mapsByName() {
-			if err := m.Unpin(); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	if err := b.objs.Close(); err != nil {
-		errs = append(errs, err)
-	}
-	if b.opts.DetachOnExit && b.opts.PinPath != "" {
-		if err := Detach(b.opts.PinPath); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (b *Balancer) mapsByName() map[string]*ebpf.Map { return mapsOf(&b.objs.lbMaps) }
-
-// mapsOf names every map of the generated bindings by its ebpf tag, which is
-// also its pin name, so the list cannot miss a map the object gains.
-func mapsOf(m *lbMaps) map[string]*ebpf.Map {
-	out := make(map[string]*ebpf.Map)
-	v := reflect.ValueOf(m).Elem()
-	for i := range v.NumField() {
-		if name := v.Type().Field(i).Tag.Get("ebpf"); name != "" {
-			out[name] = v.Field(i).Interface().(*ebpf.Map)
-		}
-	}
-	return out
 }
 
 // Byte-order helpers: the BPF program compares raw network-order words, and

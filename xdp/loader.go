@@ -11,7 +11,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -52,9 +51,6 @@ func loadObjects(pinPath string) (_ *objects, err error) {
 			m.Pinning = ebpf.PinNone
 		}
 	} else {
-		if err := ensureBPFFS(pinPath); err != nil {
-			return nil, err
-		}
 		opts.Maps.PinPath = pinPath
 		if err := replaceStalePins(pinPath, spec); err != nil {
 			return nil, err
@@ -203,77 +199,122 @@ func modeName(c uint8) string {
 	return "unknown"
 }
 
+// attached is what attach did: a link per interface, the program each link
+// a previous run had pinned ran before it was taken over (to give back if
+// the start fails), and the mode in use.
+type attached struct {
+	links map[string]link.Link
+	prev  map[string]*ebpf.Program
+	mode  string
+}
+
 // attach puts prog on each interface. A link pinned by an earlier run is
 // updated in place (the old program keeps forwarding until the new one takes
-// over: nothing is lost); otherwise a new link is made in the requested mode,
-// native falling back to generic in auto mode. It returns the mode in use.
-func (o *objects) attach(ifaces []string, mode string, prog *ebpf.Program) (links map[string]link.Link, used string, err error) {
+// over: nothing is lost); otherwise a new link is made in the requested mode
+// (auto: see autoMode, falling back to generic if native fails). On error
+// every interface is left as it was.
+func (o *objects) attach(ifaces []string, mode string, prog *ebpf.Program) (a *attached, err error) {
 	if mode == "" {
 		mode = ModeAuto
 	}
 	if mode != ModeAuto && mode != ModeNative && mode != ModeGeneric {
-		return nil, "", fmt.Errorf("%w: %q", ErrBadMode, mode)
+		return nil, fmt.Errorf("%w: %q", ErrBadMode, mode)
 	}
-	links = make(map[string]link.Link)
+	a = &attached{links: make(map[string]link.Link), prev: make(map[string]*ebpf.Program), mode: mode}
 	defer func() {
 		if err != nil {
-			for _, l := range links {
-				l.Close()
+			for name, l := range a.links {
+				if uerr := undoLink(name, l, a.prev[name], o.pinPath != ""); uerr != nil {
+					err = errors.Join(err, uerr)
+				}
+			}
+			for _, p := range a.prev {
+				p.Close()
 			}
 		}
 	}()
-	used = mode
 	for _, name := range ifaces {
 		iface, err := net.InterfaceByName(name)
 		if err != nil {
-			return nil, "", fmt.Errorf("interface %s: %w", name, err)
+			return nil, fmt.Errorf("interface %s: %w", name, err)
 		}
-		pin := ""
 		if o.pinPath != "" {
-			pin = filepath.Join(o.pinPath, linkPrefix+name)
-			if l, err := link.LoadPinnedLink(pin, nil); err == nil {
-				if err := l.Update(prog); err != nil {
-					l.Close()
-					return nil, "", fmt.Errorf("update xdp program on %s: %w", name, err)
-				}
-				links[name] = l
-				slog.Info("updated pinned xdp link", "interface", name)
-				if used == ModeAuto {
-					used = "pinned"
-				}
+			taken, err := a.takeOver(filepath.Join(o.pinPath, linkPrefix+name), name, prog)
+			if err != nil {
+				return nil, err
+			}
+			if taken {
 				continue
 			}
 		}
-		var l link.Link
-		switch mode {
-		case ModeNative:
-			l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: iface.Index, Flags: link.XDPDriverMode})
-		case ModeGeneric:
-			l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: iface.Index, Flags: link.XDPGenericMode})
-		default:
-			l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: iface.Index, Flags: link.XDPDriverMode})
-			used = ModeNative
-			if err != nil {
-				slog.Warn("native xdp failed, falling back to generic", "interface", name, "err", err)
-				l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: iface.Index, Flags: link.XDPGenericMode})
-				used = ModeGeneric
-			}
-		}
+		l, used, err := attachXDP(iface, mode, prog)
 		if err != nil {
-			return nil, "", fmt.Errorf("attach xdp to %s: %w", name, err)
+			return nil, err
 		}
-		if used == ModeNative {
-			warnVeth(name)
+		a.links[name] = l
+		if a.mode == ModeAuto || a.mode == ModeNative && used == ModeGeneric {
+			a.mode = used
 		}
-		links[name] = l
-		if pin != "" {
-			if err := l.Pin(pin); err != nil {
-				return nil, "", fmt.Errorf("pin xdp link of %s: %w", name, err)
+		if o.pinPath != "" {
+			if err := l.Pin(filepath.Join(o.pinPath, linkPrefix+name)); err != nil {
+				return nil, fmt.Errorf("pin xdp link of %s: %w", name, err)
 			}
 		}
 		slog.Info("attached xdp program", "interface", name, "mode", used)
 	}
-	return links, used, nil
+	return a, nil
+}
+
+// takeOver updates the link a previous run pinned at pin, if any, to prog,
+// remembering the program it ran.
+func (a *attached) takeOver(pin, name string, prog *ebpf.Program) (bool, error) {
+	l, err := link.LoadPinnedLink(pin, nil)
+	if err != nil {
+		return false, nil
+	}
+	info, err := l.Info()
+	if err != nil {
+		l.Close()
+		return false, fmt.Errorf("read the pinned xdp link of %s: %w", name, err)
+	}
+	prev, err := ebpf.NewProgramFromID(info.Program)
+	if err != nil {
+		l.Close()
+		return false, fmt.Errorf("open the program of the pinned xdp link of %s: %w", name, err)
+	}
+	if err := l.Update(prog); err != nil {
+		prev.Close()
+		l.Close()
+		return false, fmt.Errorf("update xdp program on %s: %w", name, err)
+	}
+	a.links[name], a.prev[name] = l, prev
+	if a.mode == ModeAuto {
+		a.mode = "pinned"
+	}
+	slog.Info("updated pinned xdp link", "interface", name)
+	return true, nil
+}
+
+// attachXDP makes a new XDP link on iface in mode and returns the mode used.
+func attachXDP(iface *net.Interface, mode string, prog *ebpf.Program) (link.Link, string, error) {
+	used := mode
+	if mode == ModeAuto {
+		used = autoMode(iface.Name)
+	}
+	flags := map[string]link.XDPAttachFlags{ModeNative: link.XDPDriverMode, ModeGeneric: link.XDPGenericMode}
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: iface.Index, Flags: flags[used]})
+	if err != nil && mode == ModeAuto && used == ModeNative {
+		slog.Warn("native xdp failed, falling back to generic", "interface", iface.Name, "err", err)
+		used = ModeGeneric
+		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: iface.Index, Flags: link.XDPGenericMode})
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("attach xdp to %s: %w", iface.Name, err)
+	}
+	if used == ModeNative {
+		warnVeth(iface.Name)
+	}
+	return l, used, nil
 }
 
 // Detach removes every pinned link (which detaches the program) and every
@@ -316,7 +357,7 @@ func Detach(pinPath string) error {
 // warnVeth says what a native program on a veth needs: frames it sends back
 // out with XDP_TX are dropped by the other end unless that end runs XDP too.
 func warnVeth(name string) {
-	if l, err := netlink.LinkByName(name); err == nil && l.Type() == "veth" {
-		slog.Warn("native XDP on a veth: the peer must run an XDP program (e.g. xdp pass) or XDP_TX frames are dropped", "interface", name)
+	if peerXDP, err := vethPeerRunsXDP(name); err == nil && !peerXDP {
+		slog.Warn("native XDP on a veth whose peer runs no XDP program: XDP_TX frames are dropped there (attach e.g. xdp pass to the peer, or use generic mode)", "interface", name)
 	}
 }

@@ -195,16 +195,22 @@ func (b *Balancer) RegisterMetrics(set *metrics.Set) {
 			}
 		}
 		metrics.WriteGaugeUint64(w, "xmirror_lb_active_slot", uint64(st.Slot))
+		ready, failOpen := b.Ready()
+		metrics.WriteGaugeUint64(w, "xmirror_lb_ready", boolGauge(ready))
+		metrics.WriteGaugeUint64(w, "xmirror_lb_fail_open", boolGauge(failOpen))
 		for _, be := range st.Backends {
 			l := fmt.Sprintf(`{backend=%q,address=%q}`, be.Name, be.Address.String())
 			metrics.WriteCounterUint64(w, "xmirror_lb_backend_packets_total"+l, be.Packets)
 			metrics.WriteCounterUint64(w, "xmirror_lb_backend_bytes_total"+l, be.Bytes)
 			metrics.WriteGaugeUint64(w, "xmirror_lb_backend_weight"+l, uint64(be.Weight))
-			h := uint64(0)
-			if be.Healthy {
-				h = 1
-			}
-			metrics.WriteGaugeUint64(w, "xmirror_lb_backend_healthy"+l, h)
+			metrics.WriteGaugeUint64(w, "xmirror_lb_backend_healthy"+l, boolGauge(be.Healthy))
 		}
 	})
+}
+
+func boolGauge(v bool) uint64 {
+	if v {
+		return 1
+	}
+	return 0
 }

@@ -96,14 +96,19 @@ func runLB(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Refused before anything is loaded or pinned: the configuration does
+	// not fit this host.
+	if err := xdp.CheckInterfaces(cfg.LoadBalancer, opts.PinPath); err != nil {
+		return usageError{fmt.Errorf("%s: %w", path, err)}
+	}
 	return runPart(c.Context, partSpec{
 		role: syscheck.RoleLB,
 		system: syscheck.RoleOptions{Interfaces: cfg.LoadBalancer.Listener.Interfaces,
 			XDPMode: opts.XDPMode, PinPath: opts.PinPath},
 		metrics:  metricsListen(c, cfg.Metrics.Listen),
 		reloadOn: []os.Signal{syscall.SIGHUP},
-		start: func(set *metrics.Set, _ func(bool)) (part, error) {
-			return startLB(path, cfg.LoadBalancer, opts, set)
+		start: func(set *metrics.Set, health func(bool)) (part, error) {
+			return startLB(path, cfg.LoadBalancer, opts, set, health)
 		},
 	})
 }
@@ -122,7 +127,8 @@ func lbOptions(c *cli.Context, lb *config.LoadBalancer) (xdp.Options, error) {
 }
 
 // lbPart is a running `xmirror lb`: SIGHUP re-reads the file and swaps the
-// tables without losing a packet.
+// tables without losing a packet. It is ready (/healthz) while some backend
+// takes new flows.
 type lbPart struct {
 	path         string
 	lb           *config.LoadBalancer // as started: the interfaces the program is attached to
@@ -132,17 +138,24 @@ type lbPart struct {
 	reloadErrors *metrics.Counter
 }
 
-// startLB loads the program, fills the tables and attaches: the load balancer
-// forwards when it returns.
-func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metrics.Set) (_ *lbPart, err error) {
+// startLB takes the pin path, loads the program, fills the tables and
+// attaches: the load balancer forwards when it returns. A failure undoes
+// all of it (xdp.Balancer.Abort); the pin path's being held by another
+// process, or a configuration the tables refuse, exits 2.
+func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metrics.Set, health func(bool)) (_ *lbPart, err error) {
+	opts.OnReady = health
 	bal, err := xdp.New(opts)
+	if errors.Is(err, xdp.ErrPinPathBusy) {
+		return nil, usageError{err}
+	}
 	if err != nil {
 		return nil, err
 	}
-	p := &lbPart{path: path, lb: lb, opts: opts, bal: bal}
 	defer func() {
 		if err != nil {
-			p.Close()
+			if aerr := bal.Abort(); aerr != nil {
+				slog.Error("undo failed start", "err", aerr)
+			}
 		}
 	}()
 	if err := bal.Apply(lb); err != nil {
@@ -151,6 +164,7 @@ func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metric
 	if err := bal.Attach(); err != nil {
 		return nil, err
 	}
+	p := &lbPart{path: path, lb: lb, opts: opts, bal: bal}
 	bal.StartHealthChecks()
 	bal.RegisterMetrics(set)
 	p.reloads = set.NewCounter("xmirror_lb_reloads_total")
@@ -159,6 +173,12 @@ func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metric
 		"interfaces", lb.Listener.Interfaces, "algorithm", lb.Algorithm, "affinity", lb.Affinity,
 		"backends", len(lb.Backends), "mode", bal.Mode(), "pin_path", opts.PinPath)
 	return p, nil
+}
+
+// Ready: some backend takes new flows (weights, health, all_unhealthy).
+func (p *lbPart) Ready() bool {
+	ready, _ := p.bal.Ready()
+	return ready
 }
 
 func (p *lbPart) Run(ctx context.Context) error { return waitPart(ctx) }

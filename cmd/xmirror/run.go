@@ -26,6 +26,18 @@ type part interface {
 	Close()
 }
 
+// A readier part can run without being ready to serve (an LB with no backend
+// that takes new flows); it reports changes through start's health func.
+type readier interface{ Ready() bool }
+
+// ready is whether p serves once started: parts that are not readiers do.
+func ready(p part) bool {
+	if r, ok := p.(readier); ok {
+		return r.Ready()
+	}
+	return true
+}
+
 // partSpec says how runPart runs one part.
 type partSpec struct {
 	// role names the part for the system check (`check --system`) that runs
@@ -94,7 +106,7 @@ func runPart(ctx context.Context, spec partSpec) error {
 		return err
 	}
 	defer p.Close()
-	health(true)
+	health(ready(p))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

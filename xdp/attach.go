@@ -1,0 +1,247 @@
+package xdp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+
+	"github.com/xmirror/xmirror/config"
+)
+
+// Attach puts the program on the listener's interfaces (updating links pinned
+// by a previous run), fills the redirect map and resolves backend neighbours.
+func (b *Balancer) Attach() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cfg == nil {
+		return errors.New("attach before apply: no configuration")
+	}
+	if err := b.prepareEgress(b.cfg); err != nil {
+		return err
+	}
+	// A pinned link keeps the mode it was made with: remember it from the maps.
+	prev := ""
+	if slot, err := b.activeSlot(); err == nil {
+		var sc lbLbSlot
+		if b.objs.LbSlots.Lookup(slot, &sc) == nil && sc.XdpMode != 0 {
+			prev = modeName(sc.XdpMode)
+		}
+	}
+	a, err := b.objs.attach(b.cfg.Listener.Interfaces, b.opts.XDPMode, b.objs.XmirrorLb)
+	if err != nil {
+		return err
+	}
+	mode := a.mode
+	if mode == "pinned" && prev != "" {
+		mode = prev
+	}
+	b.links, b.prevProgs = a.links, a.prev
+	b.mode = mode
+	// Record the mode for `xmirror lb status` (rewrites the tables once more).
+	return b.apply(b.cfg)
+}
+
+// prepareEgress adds the egress port of every backend (and the listener
+// ports) to the redirect map and starts neighbour resolution, so the first
+// packets find a resolved next hop instead of taking the kernel path.
+func (b *Balancer) prepareEgress(cfg *config.LoadBalancer) error {
+	for _, name := range cfg.Listener.Interfaces {
+		ifc, err := net.InterfaceByName(name)
+		if err != nil {
+			return fmt.Errorf("interface %s: %w", name, err)
+		}
+		if err := b.objs.LbTxPorts.Put(uint32(ifc.Index), uint32(ifc.Index)); err != nil {
+			return fmt.Errorf("add %s to redirect map: %w", name, err)
+		}
+		if err := enableForwarding(name); err != nil {
+			return err
+		}
+	}
+	var hops []hop
+	for _, be := range cfg.Backends {
+		routes, err := netlink.RouteGet(be.Address.AsSlice())
+		if err != nil || len(routes) == 0 {
+			slog.Warn("no route to backend", "backend", be.Name, "address", be.Address, "err", err)
+			continue
+		}
+		r := routes[0]
+		if err := b.objs.LbTxPorts.Put(uint32(r.LinkIndex), uint32(r.LinkIndex)); err != nil {
+			return fmt.Errorf("add egress of %s to redirect map: %w", be.Name, err)
+		}
+		ip := net.IP(be.Address.AsSlice())
+		if r.Gw != nil {
+			ip = r.Gw
+		}
+		hops = append(hops, hop{r.LinkIndex, ip})
+	}
+	resolveNeighbours(hops)
+	return nil
+}
+
+type hop struct {
+	linkIndex int
+	ip        net.IP
+}
+
+// resolveNeighbours asks the kernel to resolve each next hop with an NTF_USE
+// neighbour update (what `ip neigh replace IP dev D use` does): ARP runs
+// without sending the backend any data, unlike a probe datagram would. It
+// waits up to a second in all for the answers.
+func resolveNeighbours(hops []hop) {
+	pending := map[string]hop{}
+	for _, h := range hops {
+		n := &netlink.Neigh{LinkIndex: h.linkIndex, Family: unix.AF_INET, IP: h.ip, Flags: netlink.NTF_USE}
+		if err := netlink.NeighSet(n); err != nil {
+			slog.Warn("neighbour resolution request failed", "ip", h.ip, "err", err)
+			continue
+		}
+		pending[h.ip.String()] = h
+	}
+	const usable = netlink.NUD_REACHABLE | netlink.NUD_PERMANENT | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE
+	for i := 0; len(pending) > 0 && i < 50; i++ {
+		if i > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		for k, h := range pending {
+			ns, err := netlink.NeighList(h.linkIndex, unix.AF_INET)
+			if err != nil {
+				delete(pending, k)
+				continue
+			}
+			for _, x := range ns {
+				if x.IP.Equal(h.ip) && x.State&usable != 0 && len(x.HardwareAddr) > 0 {
+					slog.Debug("neighbour resolved", "ip", h.ip, "mac", x.HardwareAddr.String())
+					delete(pending, k)
+					break
+				}
+			}
+		}
+	}
+	for _, h := range pending {
+		slog.Warn("neighbour not resolved yet: first packets take the kernel path", "ip", h.ip)
+	}
+}
+
+// ErrHost means the host cannot run the listener as configured: an
+// interface is missing or runs an XDP program that is not this pin path's.
+var ErrHost = errors.New("listener interfaces")
+
+// CheckInterfaces refuses, before anything is loaded or pinned, listener
+// interfaces that do not exist or that run an XDP program other than the one
+// pinned under pinPath (another pin path's, or another tool's): attaching
+// would fail half way, or take over someone else's interface.
+func CheckInterfaces(lb *config.LoadBalancer, pinPath string) error {
+	for i, name := range lb.Listener.Interfaces {
+		field := fmt.Sprintf("load_balancer.listener.interfaces[%d]", i)
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %s: no such interface", ErrHost, field, name)
+		}
+		x := l.Attrs().Xdp
+		if x == nil || !x.Attached {
+			continue
+		}
+		if ours, err := pinnedLinkRuns(pinPath, name, x.ProgId); err != nil {
+			return err
+		} else if !ours {
+			return fmt.Errorf("%w: %s: %s already runs XDP program %d that is not pinned under %s (another pin_path, or another tool): detach it or use its pin_path",
+				ErrHost, field, name, x.ProgId, pinPath)
+		}
+	}
+	return nil
+}
+
+// pinnedLinkRuns reports whether the link pinned under pinPath for iface
+// runs program id.
+func pinnedLinkRuns(pinPath, iface string, id uint32) (bool, error) {
+	if pinPath == "" {
+		return false, nil
+	}
+	l, err := link.LoadPinnedLink(filepath.Join(pinPath, linkPrefix+iface), nil)
+	if err != nil {
+		return false, nil
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		return false, fmt.Errorf("read the pinned link of %s: %w", iface, err)
+	}
+	return uint32(info.Program) == id, nil
+}
+
+// autoMode is the mode auto picks for an interface: native, except on a veth
+// whose peer runs no native XDP program. There, frames the program sends
+// back out with XDP_TX or a redirect are dropped by the peer, while generic
+// mode hands them to the peer's stack and they arrive.
+func autoMode(name string) string {
+	peerXDP, err := vethPeerRunsXDP(name)
+	switch {
+	case errors.Is(err, errNotVeth):
+		return ModeNative
+	case err != nil:
+		slog.Warn("cannot tell whether the veth peer runs XDP: using generic mode, which delivers either way", "interface", name, "err", err)
+		return ModeGeneric
+	case !peerXDP:
+		slog.Warn("veth peer runs no native XDP program, so it would drop XDP_TX frames: using generic mode "+
+			"(attach an XDP program to the peer, or set xdp_mode: native, for native speed)", "interface", name)
+		return ModeGeneric
+	}
+	return ModeNative
+}
+
+var errNotVeth = errors.New("not a veth")
+
+// vethPeerRunsXDP reports whether the other end of veth name, in whichever
+// namespace it lives, has a native (driver mode) XDP program attached.
+func vethPeerRunsXDP(name string) (bool, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return false, err
+	}
+	veth, ok := l.(*netlink.Veth)
+	if !ok {
+		return false, errNotVeth
+	}
+	idx, err := netlink.VethPeerIndex(veth)
+	if err != nil {
+		return false, fmt.Errorf("veth peer of %s: %w", name, err)
+	}
+	var peer netlink.Link
+	if nsid := l.Attrs().NetNsID; nsid >= 0 {
+		peer, err = linkInNetNSID(nsid, idx)
+	} else {
+		peer, err = netlink.LinkByIndex(idx)
+	}
+	if err != nil {
+		return false, fmt.Errorf("veth peer of %s: %w", name, err)
+	}
+	x := peer.Attrs().Xdp
+	const drv, multi = 1, 4 // XDP_ATTACHED_DRV, XDP_ATTACHED_MULTI
+	return x != nil && (x.AttachMode == drv || x.AttachMode == multi), nil
+}
+
+// linkInNetNSID reads link index of the namespace this one knows as nsid
+// (a veth's peer elsewhere): RTM_GETLINK with IFLA_TARGET_NETNSID.
+func linkInNetNSID(nsid, index int) (netlink.Link, error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	req.AddData(nl.NewRtAttr(unix.IFLA_TARGET_NETNSID, nl.Uint32Attr(uint32(nsid))))
+	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	if err != nil {
+		return nil, err
+	}
+	if len(msgs) == 0 {
+		return nil, fmt.Errorf("link %d of namespace id %d: no answer", index, nsid)
+	}
+	return netlink.LinkDeserialize(nil, msgs[0])
+}
