@@ -36,8 +36,11 @@ type Options struct {
 	// (xmirror_collector_live_drops_total); it never stalls receiving.
 	Live io.Writer
 	// Tap names a TAP device, created if needed, that receives every inner
-	// frame, for an IDS to capture from. Drops are counted as for Live.
-	Tap    string
+	// frame, for an IDS to capture from; with {vni} in the name, each
+	// configured session gets its own (e.g. "xm{vni}": xm100 for VNI 100)
+	// and unnamed VNIs none. Drops are counted as for Live.
+	Tap string
+
 	Format Format
 	// RotateSize closes a file once it reaches this many bytes (0 = never).
 	RotateSize int64
@@ -153,10 +156,10 @@ type Collector struct {
 
 	sourceSeries atomic.Int64 // source metric series, bounded by MaxSourceSeries
 
-	live       *liveStream   // nil without Options.Live
-	tap        *tapOut       // nil without Options.Tap
-	tapDev     *os.File      //
-	exportStop chan struct{} // closed to stop the live outputs' writers
+	live       *liveStream        // nil without Options.Live
+	tapAll     *tapOut            // one TAP for all sessions, or nil
+	tapVNI     map[uint32]*tapOut // per-session TAPs ({vni} in Options.Tap)
+	exportStop chan struct{}      // closed to stop the live outputs' writers
 	stopOnce   sync.Once
 	liveGone   chan struct{} // closed when the only output, Live, failed
 	goneOnce   sync.Once
@@ -336,15 +339,17 @@ func New(opts Options) (c *Collector, err error) {
 func (c *Collector) startExports() error {
 	c.exportStop = make(chan struct{})
 	c.liveGone = make(chan struct{})
-	if c.opts.Tap != "" {
-		dev, err := openTap(c.opts.Tap)
+	c.tapVNI = make(map[uint32]*tapOut)
+	if c.opts.Tap != "" && !strings.Contains(c.opts.Tap, "{vni}") {
+		t, err := c.startTap(c.opts.Tap, "tap")
 		if err != nil {
 			return err
 		}
-		c.tapDev = dev
-		c.tap = newTapOut(c, dev)
-		go c.tap.run(c.exportStop, c)
-		c.log.Info("live output to a TAP device", "tap", c.opts.Tap)
+		c.tapAll = t
+	}
+	if err := c.startSessionTaps(); err != nil {
+		c.stopExports()
+		return err
 	}
 	if c.opts.Live != nil {
 		c.live = newLiveStream(c, c.opts.Live)
@@ -361,8 +366,10 @@ func (c *Collector) stopExports() {
 		if c.live != nil {
 			running = append(running, c.live.exporter)
 		}
-		if c.tap != nil {
-			running = append(running, c.tap.exporter)
+		var devs []io.Closer
+		for _, t := range c.allTaps() {
+			running = append(running, t.exporter)
+			devs = append(devs, t.dev)
 		}
 		for _, e := range running {
 			select {
@@ -370,16 +377,29 @@ func (c *Collector) stopExports() {
 			case <-time.After(5 * time.Second):
 			}
 		}
-		if c.tapDev != nil {
-			_ = c.tapDev.Close()
+		for _, d := range devs {
+			_ = d.Close()
 		}
 	})
+}
+
+func (c *Collector) allTaps() []*tapOut {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []*tapOut
+	if c.tapAll != nil {
+		out = append(out, c.tapAll)
+	}
+	for _, t := range c.tapVNI {
+		out = append(out, t)
+	}
+	return out
 }
 
 // liveFailed stops the collector when the failed live output was its only
 // output (the reader of `--write -` went away and there are no files).
 func (c *Collector) liveFailed(e *exporter) {
-	if c.out == nil && c.tap == nil {
+	if c.out == nil && len(c.allTaps()) == 0 {
 		c.goneOnce.Do(func() { close(c.liveGone) })
 	}
 }
@@ -529,6 +549,9 @@ func (c *Collector) Reload(sessions map[uint32]string, packetLengths map[uint32]
 		if c.series[vni] == nil {
 			c.sessionName(vni, name)
 		}
+	}
+	if err := c.startSessionTaps(); err != nil {
+		c.log.Error("reload: per-session TAP device", "err", err)
 	}
 	c.log.Info("sessions reloaded", "sessions", len(sessions), "open", len(c.series))
 }

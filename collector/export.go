@@ -3,6 +3,8 @@ package collector
 import (
 	"io"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -156,11 +158,57 @@ func (l *liveStream) packet(s *series, src netip.Addr, tsNanos int64, fr Frame) 
 // tapOut writes each inner frame to a TAP device. Its buffer holds frames
 // behind a 4-byte length; the writer writes them one by one (one frame per
 // write is what a TAP device takes).
-type tapOut struct{ *exporter }
+type tapOut struct {
+	*exporter
+	dev io.Closer
+}
 
-func newTapOut(c *Collector, dev io.Writer) *tapOut {
+// startTap opens the TAP device name and starts its writer.
+func (c *Collector) startTap(name, label string) (*tapOut, error) {
+	dev, err := openTap(name)
+	if err != nil {
+		return nil, err
+	}
+	t := newTapOut(c, dev, label)
+	t.dev = dev
+	go t.run(c.exportStop, c)
+	c.log.Info("live output to a TAP device", "tap", name)
+	return t, nil
+}
+
+// tapFor returns the TAP output of a VNI: the one of all sessions, or with
+// {vni} in Options.Tap that of the VNI's configured session (created on
+// start and reload), or nil. Called with c.mu held.
+func (c *Collector) tapFor(vni uint32) *tapOut {
+	if c.tapAll != nil {
+		return c.tapAll
+	}
+	return c.tapVNI[vni]
+}
+
+// startSessionTaps opens the per-session TAP devices of configured sessions
+// that have none yet. Called with c.mu held, or before receiving starts.
+func (c *Collector) startSessionTaps() error {
+	if !strings.Contains(c.opts.Tap, "{vni}") {
+		return nil
+	}
+	for vni := range c.opts.Sessions {
+		if c.tapVNI[vni] != nil {
+			continue
+		}
+		name := strings.ReplaceAll(c.opts.Tap, "{vni}", strconv.FormatUint(uint64(vni), 10))
+		t, err := c.startTap(name, "tap:"+name)
+		if err != nil {
+			return err
+		}
+		c.tapVNI[vni] = t
+	}
+	return nil
+}
+
+func newTapOut(c *Collector, dev io.Writer, label string) *tapOut {
 	t := &tapOut{}
-	t.exporter = newExporter(c, "tap", func(b []byte) error {
+	t.exporter = newExporter(c, label, func(b []byte) error {
 		for len(b) >= 4 {
 			n := int(le.Uint32(b))
 			if _, err := dev.Write(b[4 : 4+n]); err != nil {

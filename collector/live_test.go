@@ -175,7 +175,32 @@ func TestTap(t *testing.T) {
 			t.Errorf("frame %d differs:\n%x\n%x", i, p.data, sent[i])
 		}
 	}
-	if c.tap.sent.Get() != 3 || c.tap.drops.Get() != 0 {
-		t.Errorf("tap: %d sent, %d dropped", c.tap.sent.Get(), c.tap.drops.Get())
+	if c.tapAll.sent.Get() != 3 || c.tapAll.drops.Get() != 0 {
+		t.Errorf("tap: %d sent, %d dropped", c.tapAll.sent.Get(), c.tapAll.drops.Get())
+	}
+}
+
+// TestTapPerSession: with {vni} in the name, each configured session gets
+// its own TAP device; VNIs no session names get none.
+func TestTapPerSession(t *testing.T) {
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "c"})
+	h := lab.Host("c")
+	var c *Collector
+	if err := h.Do(func() error {
+		c = offline(t, Options{OutputDir: t.TempDir(), Tap: "xmt{vni}", Sessions: map[uint32]string{1: "a", 20: "b"}})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := h.Run("ip", "-br", "link", "show", "type", "tun"); err != nil || !strings.Contains(out, "xmt1 ") || !strings.Contains(out, "xmt20 ") {
+		t.Fatalf("TAP devices: %v %s", err, out)
+	}
+	cache := map[uint32]*series{}
+	fr := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)
+	for _, vni := range []uint32{1, 1, 20, 3} {
+		c.handle(cache, loopback, t0.UnixNano(), vxlan(vni, fr))
+	}
+	if a, b := c.tapVNI[1].sent.Get(), c.tapVNI[20].sent.Get(); a != 2 || b != 1 || len(c.tapVNI) != 2 {
+		t.Errorf("xmt1 got %d frames, xmt20 %d, %d devices; want 2, 1, 2", a, b, len(c.tapVNI))
 	}
 }

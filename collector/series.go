@@ -21,6 +21,7 @@ type series struct {
 	vni   uint32
 	named bool // a session of the configuration: never evicted for the limit
 	snap  int  // the session's packet length, the snaplen of its interfaces (0: whole frames)
+	tap   *tapOut
 	namer fileNamer
 
 	mu        sync.Mutex
@@ -87,6 +88,7 @@ func newSeries(c *Collector, vni uint32, name string, named bool) *series {
 		vni:     vni,
 		named:   named,
 		snap:    c.opts.PacketLengths[vni],
+		tap:     c.tapFor(vni),
 		namer:   c.namer(name, vni),
 		dirfd:   -1,
 		sources: make(map[netip.Addr]*sourceState),
@@ -145,8 +147,8 @@ func (s *series) writeLocked(src netip.Addr, tsNanos int64, fr Frame) Reason {
 	if s.c.live != nil {
 		s.c.live.packet(s, src, tsNanos, fr)
 	}
-	if s.c.tap != nil {
-		s.c.tap.packet(fr)
+	if s.tap != nil {
+		s.tap.packet(fr)
 	}
 	if s.c.out == nil { // live outputs only
 		s.packets.Inc()

@@ -497,8 +497,8 @@ func (v *validator) collector(c *Collector) {
 	if c.Compress != "" {
 		v.oneOf(p+".compress", c.Compress, CompressNone, CompressGzip)
 	}
-	if len(c.Tap) > 15 || strings.ContainsAny(c.Tap, "/ \x00") {
-		v.errorf(p+".tap", "%q is not an interface name (at most 15 bytes, no '/' or space)", c.Tap)
+	if tap := strings.ReplaceAll(c.Tap, "{vni}", "16777215"); len(tap) > 15 || strings.ContainsAny(tap, "/ {}\x00") {
+		v.errorf(p+".tap", "%q is not an interface name (at most 15 bytes with {vni} filled in, no '/' or space)", c.Tap)
 	}
 	if c.SessionIdle < 0 {
 		v.errorf(p+".session_idle", "%s is negative", c.SessionIdle)

@@ -49,7 +49,7 @@ func collectCommand() *cli.Command {
 			&cli.StringFlag{Name: "group", Usage: "`GROUP` owning capture files and directories"},
 			&cli.StringFlag{Name: "file-name", Usage: "file name `TEMPLATE`: {session} {host} {vni} {time}", DefaultText: collector.DefaultFileName},
 			&cli.StringFlag{Name: "write", Aliases: []string{"w"}, Usage: "also stream every session as one pcapng to `FILE` (- = stdout, for | wireshark -k -i -); without --out or --config, no files are written"},
-			&cli.StringFlag{Name: "tap", Usage: "write every inner frame to the TAP device `NAME` (created if missing)"},
+			&cli.StringFlag{Name: "tap", Usage: "write every inner frame to the TAP device `NAME` (created if missing; {vni} in it: one per configured session)"},
 			&cli.StringFlag{Name: "post-rotate", Usage: "`CMD` run with each closed file's path appended (split at spaces, no shell)"},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve /metrics and /healthz on `ADDR` (\"off\" = none; default metrics.listen of --config, else none)"},
 			&cli.StringFlag{Name: "health-listen", Usage: "serve only /healthz, for the load balancer's health checks, on `ADDR` (\"off\" = none; default collector.health_listen of --config, else none)"},
