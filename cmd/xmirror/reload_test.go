@@ -1,0 +1,87 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
+)
+
+// TestReloadRefusesUnboundedFiles points a running lb and source at /dev/zero, a
+// FIFO and an oversized file and sends SIGHUP each time: every reload is refused
+// at once with the reason, the process stays small, and SIGTERM still stops it
+// (before, /dev/zero grew the process to gigabytes and it ignored SIGTERM).
+func TestReloadRefusesUnboundedFiles(t *testing.T) {
+	labtest.RequireRoot(t)
+	lbYAML := "load_balancer:\n  listener: {vip: 192.168.0.147, interfaces: [eth0]}\n  backends: [{address: 192.168.0.6}]\nmetrics: {listen: \"off\"}\n"
+	for _, tc := range []struct {
+		part, yaml, refused string
+		args                []string
+	}{
+		{"source", cliSourceYAML, "reload refused", nil},
+		{"lb", lbYAML, "reload failed", []string{"--pin-path", fmt.Sprintf("/sys/fs/bpf/xmirror-reload-test-%d", os.Getpid()), "--detach-on-exit"}},
+	} {
+		t.Run(tc.part, func(t *testing.T) {
+			lab := labtest.ForTest(t, netlab.HostSpec{Name: "host", Addrs: []string{"192.168.0.230/24"}})
+			dir := t.TempDir()
+			good := filepath.Join(dir, "good.yaml")
+			os.WriteFile(good, []byte(tc.yaml), 0o644)
+			fifo := filepath.Join(dir, "fifo")
+			syscall.Mkfifo(fifo, 0o600)
+			big := filepath.Join(dir, "big.yaml")
+			f, _ := os.Create(big)
+			f.Truncate(50 << 20)
+			f.Close()
+			link := filepath.Join(dir, "xmirror.yaml")
+			os.Symlink(good, link)
+
+			p := startXmirror(t, lab.Host("host"), append([]string{tc.part, "--config", link}, tc.args...)...)
+			waitFor(t, "started", p, func() bool {
+				return strings.Contains(p.Output(), "load balancer running") || strings.Contains(p.Output(), "mirror source")
+			})
+			for i, target := range []string{"/dev/zero", fifo, big} {
+				os.Remove(link)
+				os.Symlink(target, link)
+				p.Signal(syscall.SIGHUP)
+				waitFor(t, "refused reload of "+target, p, func() bool {
+					return strings.Count(p.Output(), tc.refused) == i+1 && strings.Contains(p.Output(), "read config "+link)
+				})
+			}
+			if hwm := peakRSSKiB(t, p.Cmd.Process.Pid); hwm > 200<<10 {
+				t.Errorf("peak RSS %d KiB after the refused reloads", hwm)
+			}
+			p.Signal(syscall.SIGTERM)
+			select {
+			case <-p.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatalf("still running 10 s after SIGTERM:\n%s", p.Output())
+			}
+			if err := p.Wait(); err != nil {
+				t.Errorf("exit: %v\n%s", err, p.Output())
+			}
+		})
+	}
+}
+
+// peakRSSKiB is VmHWM of /proc/PID/status.
+func peakRSSKiB(t *testing.T, pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
+}
