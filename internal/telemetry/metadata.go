@@ -42,7 +42,11 @@ var help = map[string]string{
 	"xmirror_collector_truncated_packets_total": "Frames the source cut, written with their original length.",
 	"xmirror_collector_drops_total":             "Datagrams the collector dropped, by reason.",
 	"xmirror_collector_socket_drops_total":      "Datagrams the kernel dropped because the collector's sockets were full.",
-	"xmirror_collector_session_drops_total":     "Datagrams of VNIs dropped because the session limit was reached or unknown VNIs are dropped.",
+	"xmirror_collector_session_drops_total":     "Frames of a session it could not write (write errors, writing paused below min_free).",
+	"xmirror_collector_source_packets_total":    "Frames a session received from one mirror source (other: beyond max_source_series).",
+	"xmirror_collector_retention_removed_total": "Closed capture files removed, by retention rule.",
+	"xmirror_collector_live_packets_total":      "Frames handed to a live output (--write stream, TAP device).",
+	"xmirror_collector_live_drops_total":        "Frames a live output dropped because its reader fell behind.",
 	"xmirror_collector_disk_low":                "1 while free space in the output directory is below collector.rotate.min_free.",
 }
 
