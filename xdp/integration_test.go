@@ -1,12 +1,10 @@
 package xdp
 
 import (
-	"bufio"
+	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -177,30 +175,17 @@ metrics: {listen: 127.0.0.1:9190}
 `
 
 // startLB runs `xmirror lb` in the lb namespace and waits for /healthz.
-func startLB(t *testing.T, lb *netlab.Host, bin, cfg, pin string, extra ...string) *netlab.Proc {
+func startLB(t *testing.T, lb *netlab.Host, bin, cfg, pin string, extra ...string) *netlab.Part {
 	t.Helper()
-	args := append([]string{"--log-level", "debug", "lb", "--config", cfg, "--pin-path", pin}, extra...)
-	p, err := lb.Start(bin, args...)
+	args := append([]string{bin, "--log-level", "debug", "lb", "--config", cfg, "--pin-path", pin}, extra...)
+	p, err := lb.StartPart("lb", "127.0.0.1:9190", args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		var ok bool
-		ok = httpStatus(lb, "/healthz") == 200
-		if ok {
-			return p
-		}
-		select {
-		case <-p.Done():
-			t.Fatalf("xmirror lb exited: %s", p.Output())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("xmirror lb not healthy in time: %s", p.Output())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := p.WaitHealthy(context.Background(), 15*time.Second); err != nil {
+		t.Fatalf("%v: %s", err, p.Output())
 	}
+	return p
 }
 
 func waitCount(rs []*receiver, want int, d time.Duration) int {
@@ -326,7 +311,7 @@ func TestIntegration(t *testing.T) {
 	}
 	h2 = healthServer(t, lab.Host("b2"))
 	defer h2.Close()
-	waitLog(t, p, "backend healthy", 1)
+	waitLog(t, p.Proc, "backend healthy", 1)
 
 	// 3. Zero loss while SIGHUP changes the weights and while the control
 	// plane restarts; new flows follow the new weights.
@@ -354,7 +339,7 @@ func TestIntegration(t *testing.T) {
 	if got := waitCount(rs, sent, 5*time.Second); got != sent {
 		t.Fatalf("lost datagrams during SIGHUP: %d of %d", got, sent)
 	}
-	waitLog(t, p, "msg=reloaded", 1) // the new weights are in before shares are counted
+	waitLog(t, p.Proc, "msg=reloaded", 1) // the new weights are in before shares are counted
 	r1.reset()
 	r2.reset()
 	sent = 0
@@ -379,7 +364,7 @@ func TestIntegration(t *testing.T) {
 	if got := waitCount(rs, sent, 5*time.Second); got != sent {
 		t.Fatalf("lost datagrams switching to maglev: %d of %d", got, sent)
 	}
-	waitLog(t, p, "msg=reloaded", 2)
+	waitLog(t, p.Proc, "msg=reloaded", 2)
 	r1.reset()
 	r2.reset()
 	sent = 0
@@ -394,7 +379,7 @@ func TestIntegration(t *testing.T) {
 	if err := p.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitLog(t, p, `msg=reloaded`, 3)
+	waitLog(t, p.Proc, `msg=reloaded`, 3)
 
 	// A broken file on SIGHUP is logged and the running tables stay.
 	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(lbTestConfig, "wrr", 500, 1)), 0o644); err != nil {
@@ -403,9 +388,13 @@ func TestIntegration(t *testing.T) {
 	if err := p.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitLog(t, p, "reload failed", 1)
+	waitLog(t, p.Proc, "reload failed", 1)
 	writeCfg("wrr", 3, 1)
-	metricsText := httpGet(t, lbh, "/metrics")
+	code, body, err := p.Get(context.Background(), "/metrics")
+	if err != nil || code != 200 {
+		t.Fatalf("GET /metrics: %d %v", code, err)
+	}
+	metricsText := string(body)
 	// Verdicts and events are separate metrics: summing packets_total over
 	// its reasons counts every packet once.
 	if strings.Contains(metricsText, `xmirror_lb_packets_total{reason="conntrack_hit"}`) {
@@ -422,7 +411,7 @@ func TestIntegration(t *testing.T) {
 	r1.reset()
 	r2.reset()
 	sent = 0
-	var p2 *netlab.Proc
+	var p2 *netlab.Part
 	stream(300000, 6000, func() {
 		// The old process exits, the pinned program keeps forwarding, the
 		// new one takes the link over.
@@ -453,43 +442,6 @@ func TestIntegration(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(pin, "lb_active")); !os.IsNotExist(err) {
 		t.Errorf("--detach-on-exit left pins behind: %v", err)
 	}
-}
-
-// httpStatus GETs path from the LB's metrics server inside its namespace with
-// a plain dial: http.Client dials on goroutines of its own, outside it.
-func httpStatus(h *netlab.Host, path string) int {
-	code, _ := httpDo(h, path)
-	return code
-}
-
-func httpGet(t *testing.T, h *netlab.Host, path string) string {
-	t.Helper()
-	code, body := httpDo(h, path)
-	if code != 200 {
-		t.Fatalf("GET %s: status %d", path, code)
-	}
-	return body
-}
-
-func httpDo(h *netlab.Host, path string) (code int, body string) {
-	h.Do(func() error {
-		c, err := net.DialTimeout("tcp4", "127.0.0.1:9190", time.Second)
-		if err != nil {
-			return nil
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(2 * time.Second))
-		fmt.Fprintf(c, "GET %s HTTP/1.0\r\n\r\n", path)
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			return nil
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		code, body = resp.StatusCode, string(b)
-		return nil
-	})
-	return code, body
 }
 
 // waitLog waits until the process has logged substr n times.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -78,20 +77,12 @@ func testSourceCommand(t *testing.T, datapath string) {
 		t.Fatal(err)
 	}
 	p := startXmirror(t, src, "source", "--config", cfgPath, "--datapath", datapath)
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-			err = src.Do(func() error { c, err = net.Dial(network, addr); return err })
-			return c, err
-		},
-	}}
 	get := func(path string) (int, string) {
-		resp, err := client.Get("http://127.0.0.1:9464" + path)
+		code, body, err := src.Get(context.Background(), "127.0.0.1:9464", path)
 		if err != nil {
 			return 0, err.Error()
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return code, string(body)
 	}
 	waitFor(t, "healthy", p, func() bool { code, _ := get("/healthz"); return code == 200 })
 
