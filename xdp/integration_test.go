@@ -178,7 +178,7 @@ metrics: {listen: 127.0.0.1:9190}
 func startLB(t *testing.T, lb *netlab.Host, bin, cfg, pin string, extra ...string) *netlab.Part {
 	t.Helper()
 	args := append([]string{bin, "--log-level", "debug", "lb", "--config", cfg, "--pin-path", pin}, extra...)
-	p, err := lb.StartPart("lb", "127.0.0.1:9190", args...)
+	p, err := lb.StartPart("lb", lbMetrics, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,11 +390,7 @@ func TestIntegration(t *testing.T) {
 	}
 	waitLog(t, p.Proc, "reload failed", 1)
 	writeCfg("wrr", 3, 1)
-	code, body, err := p.Get(context.Background(), "/metrics")
-	if err != nil || code != 200 {
-		t.Fatalf("GET /metrics: %d %v", code, err)
-	}
-	metricsText := string(body)
+	metricsText := httpGet(t, lbh, "/metrics")
 	// Verdicts and events are separate metrics: summing packets_total over
 	// its reasons counts every packet once.
 	if strings.Contains(metricsText, `xmirror_lb_packets_total{reason="conntrack_hit"}`) {
@@ -442,6 +438,25 @@ func TestIntegration(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(pin, "lb_active")); !os.IsNotExist(err) {
 		t.Errorf("--detach-on-exit left pins behind: %v", err)
 	}
+}
+
+// lbMetrics is where the tests' load balancers serve /metrics and /healthz,
+// inside their namespace.
+const lbMetrics = "127.0.0.1:9190"
+
+// httpStatus GETs path from the LB's metrics server inside its namespace.
+func httpStatus(h *netlab.Host, path string) int {
+	code, _, _ := h.Get(context.Background(), lbMetrics, path)
+	return code
+}
+
+func httpGet(t *testing.T, h *netlab.Host, path string) string {
+	t.Helper()
+	code, body, err := h.Get(context.Background(), lbMetrics, path)
+	if err != nil || code != 200 {
+		t.Fatalf("GET %s: status %d, %v", path, code, err)
+	}
+	return string(body)
 }
 
 // waitLog waits until the process has logged substr n times.
