@@ -353,6 +353,7 @@ func (c *Collector) startExports() error {
 	}
 	if c.opts.Live != nil {
 		c.live = newLiveStream(c, c.opts.Live)
+		c.live.kick <- struct{}{} // the section header now: readers wait for it
 		go c.live.run(c.exportStop, c)
 	}
 	return nil

@@ -175,6 +175,19 @@ func TestRetention(t *testing.T) {
 	}
 }
 
+// TestPostRotateNoShell: post_rotate runs as argv without a shell (the
+// container image has none): shell syntax reaches the command as it is
+// written.
+func TestPostRotateNoShell(t *testing.T) {
+	out, marks := t.TempDir(), t.TempDir()
+	c := offline(t, Options{OutputDir: out, PostRotate: "touch " + marks + "/$HOME", Sessions: map[uint32]string{4: "p"}})
+	c.handle(map[uint32]*series{}, loopback, t0.UnixNano(), vxlan(4, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)))
+	c.Rotate()
+	if _, err := os.Stat(filepath.Join(marks, "$HOME")); err != nil {
+		t.Errorf("no file named $HOME: the command went through a shell (%v); %v", err, files(t, marks))
+	}
+}
+
 func TestPostRotate(t *testing.T) {
 	out, copies := t.TempDir(), t.TempDir()
 	c, stop := testCollector(t, Options{OutputDir: out, PostRotate: "cp -t " + copies, Sessions: map[uint32]string{4: "p"}})
