@@ -193,3 +193,76 @@ metrics: {listen: "off"}
 		t.Errorf("mirrored %d packets, then %d more in 2 s without traffic: the sources mirror each other's mirrored traffic", before, after-before)
 	}
 }
+
+// icmpYAML mirrors ICMP both ways to target.
+func icmpYAML(target string) string {
+	return `
+filters:
+  - name: icmp
+    inbound: [{priority: 1, action: accept, protocol: icmp}]
+    outbound: [{priority: 1, action: accept, protocol: icmp}]
+sessions:
+  - {name: pings, priority: 1, vni: 5, filter: icmp, sources: [eth0], target: ` + target + `}
+metrics: {listen: "off"}
+`
+}
+
+// TestTargetProblems: a target that does not take the mirrored packets is
+// not healthy, and the metrics, Ready (/healthz) and Targets say why. Before
+// the watch, packets to an absent target counted as sent, errors stayed 0
+// and /healthz said 200.
+func TestTargetProblems(t *testing.T) {
+	defer func(d time.Duration) { healthEvery = d }(healthEvery)
+	healthEvery = 200 * time.Millisecond
+	for _, c := range []struct {
+		name, target, reason, detail string
+	}{
+		{"absent on the subnet", "192.168.0.99", ReasonUnresolved, "does not answer ARP"},
+		{"nothing listens on 4789", targetIP, ReasonICMP, "port unreachable"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			lab := seedLab(t, false)
+			src, test := lab.Host("source"), lab.Host("test")
+			s := startSource(t, src, seedConfig(t, icmpYAML(c.target)))
+			if err := s.Ready(); err != nil {
+				t.Fatalf("not ready before any packet: %v", err)
+			}
+			ping, err := test.Start("ping", "-i", "0.1", "-c", "60", sourceIP)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ping.Stop()
+			deadline := time.Now().Add(6 * time.Second)
+			var h []TargetHealth
+			for {
+				h = s.Targets()
+				if len(h) == 1 && h[0].Reason == c.reason {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("targets %+v, want reason %s", h, c.reason)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if !strings.Contains(h[0].Detail, c.detail) || h[0].Target.String() != c.target || len(h[0].Sessions) != 1 {
+				t.Errorf("target health %+v, want detail with %q", h[0], c.detail)
+			}
+			if err := s.Ready(); err == nil || !strings.Contains(err.Error(), c.reason) || !strings.Contains(err.Error(), c.target) {
+				t.Errorf("Ready() = %v, want the target and %s", err, c.reason)
+			}
+			var m strings.Builder
+			s.WriteMetrics(&m)
+			for _, want := range []string{
+				`xmirror_source_target_up{target="` + c.target + `"} 0`,
+				`xmirror_source_target_problem{target="` + c.target + `",reason="` + c.reason + `"`,
+			} {
+				if !strings.Contains(m.String(), want) {
+					t.Errorf("metrics lack %s:\n%s", want, m.String())
+				}
+			}
+			if c.reason == ReasonICMP && h[0].ICMPErrors == 0 {
+				t.Errorf("no ICMP errors counted: %+v", h[0])
+			}
+		})
+	}
+}

@@ -26,6 +26,7 @@ type Source struct {
 	mu       sync.Mutex
 	objs     sourceObjects
 	dp       datapath
+	watch    *watch                  // of the targets' health
 	links    map[uint32][2]link.Link // ifindex -> ingress, egress
 	replicas map[uint32]*replica
 	ids      map[string]uint16 // session name -> counter slot
@@ -102,6 +103,10 @@ func New(cfg *config.Config, opts Options) (_ *Source, err error) {
 	if err := s.apply(prog); err != nil {
 		return nil, err
 	}
+	if s.watch, err = startWatch(s.dp, s.mark); err != nil {
+		return nil, err
+	}
+	s.watch.running(prog)
 	s.cfg = cfg
 	slog.Info("mirror source attached", "datapath", s.dp.name(), "sessions", len(prog.Sessions),
 		"interfaces", len(prog.Ifaces), "inbound_rules", len(prog.Rules[dirIn]), "outbound_rules", len(prog.Rules[dirOut]))
@@ -312,6 +317,9 @@ func (s *Source) flip(idle uint32, st sourceState, prog *Program) error {
 	}
 	s.active = idle
 	s.dp.running(prog)
+	if s.watch != nil {
+		s.watch.running(prog)
+	}
 	return nil
 }
 
@@ -386,6 +394,10 @@ func (s *Source) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
+	if s.watch != nil {
+		s.watch.close()
+		s.watch = nil
+	}
 	if s.dp != nil {
 		if err := s.dp.close(); err != nil {
 			errs = append(errs, fmt.Errorf("stop datapath %s: %w", s.dp.name(), err))

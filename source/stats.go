@@ -1,6 +1,7 @@
 package source
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -99,7 +100,7 @@ func (s *Source) WriteMetrics(w io.Writer) {
 		}
 	}
 	s.mu.Lock()
-	prog, dp := s.prog, s.dp
+	prog, dp, watch := s.prog, s.dp, s.watch
 	s.mu.Unlock()
 	if prog != nil {
 		fmt.Fprintf(w, "# HELP xmirror_source_rules Compiled filter rules in the data path.\n# TYPE xmirror_source_rules gauge\n")
@@ -111,4 +112,30 @@ func (s *Source) WriteMetrics(w io.Writer) {
 	if dp != nil {
 		dp.writeMetrics(w)
 	}
+	if watch != nil {
+		watch.writeMetrics(w)
+	}
+}
+
+// Targets returns the health of the targets of the running configuration.
+func (s *Source) Targets() []TargetHealth {
+	s.mu.Lock()
+	watch := s.watch
+	s.mu.Unlock()
+	if watch == nil {
+		return nil
+	}
+	return watch.health()
+}
+
+// Ready is nil while the source runs and every target looks reachable, else
+// what is wrong: what /healthz answers.
+func (s *Source) Ready() error {
+	s.mu.Lock()
+	watch := s.watch
+	s.mu.Unlock()
+	if watch == nil {
+		return errors.New("not running")
+	}
+	return watch.ready()
 }

@@ -38,6 +38,12 @@ func ready(p part) bool {
 	return true
 }
 
+// A checker part can run and still fail at its work (the source's targets do
+// not answer): /healthz answers 503 with Check's error while it returns one.
+type checker interface {
+	Check() error
+}
+
 // partSpec says how runPart runs one part.
 type partSpec struct {
 	// role names the part for the system check (`check --system`) that runs
@@ -106,6 +112,11 @@ func runPart(ctx context.Context, spec partSpec) error {
 		return err
 	}
 	defer p.Close()
+	if c, ok := p.(checker); ok {
+		for _, s := range servers {
+			s.SetReadiness(c.Check)
+		}
+	}
 	health(ready(p))
 
 	ctx, cancel := context.WithCancel(ctx)

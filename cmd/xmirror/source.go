@@ -100,6 +100,9 @@ type sourcePart struct {
 
 func (p *sourcePart) Run(ctx context.Context) error { return waitPart(ctx) }
 
+// Check is nil while every target looks reachable.
+func (p *sourcePart) Check() error { return p.src.Ready() }
+
 func (p *sourcePart) Reload(os.Signal) {
 	next, err := config.Load(p.path)
 	if err == nil {
@@ -148,20 +151,65 @@ func sourceStatus(c *cli.Context) error {
 		}
 		fmt.Fprintln(w)
 	}
-	rows, err := scrapeSource(addr)
+	samples, err := scrapeSource(addr)
 	if err != nil {
 		w.Flush()
 		return err
 	}
 	fmt.Fprintln(w, "SESSION\tFILTER\tDIRECTION\tPACKETS\tBYTES\tCUT\tRATE-LIMITED\tERRORS")
-	for _, r := range rows {
+	for _, r := range sourceRows(samples) {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", r.Session, r.Filter, r.Direction,
 			r.Packets, r.Bytes, r.Cut, r.RateLimited, r.Errors)
+	}
+	if targets := targetRows(samples); len(targets) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "TARGET\tUP\tICMP-ERRORS\tPROBLEM")
+		for _, t := range targets {
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", t.target, t.up, t.icmp, t.problem)
+		}
 	}
 	return w.Flush()
 }
 
-func scrapeSource(addr string) ([]source.Stats, error) {
+// targetRow is a target's health as the running source exports it.
+type targetRow struct {
+	target, up, problem string
+	icmp                uint64
+}
+
+// targetRows reads the targets' health from the source's metrics.
+func targetRows(samples []telemetry.Sample) []targetRow {
+	var rows []targetRow
+	index := map[string]int{}
+	row := func(target string) *targetRow {
+		i, ok := index[target]
+		if !ok {
+			i = len(rows)
+			index[target] = i
+			rows = append(rows, targetRow{target: target, up: "?", problem: "-"})
+		}
+		return &rows[i]
+	}
+	for _, m := range samples {
+		target := m.Label("target")
+		if target == "" {
+			continue
+		}
+		switch m.Name {
+		case "xmirror_source_target_up":
+			row(target).up = map[bool]string{true: "yes", false: "no"}[m.Value == 1]
+		case "xmirror_source_target_problem":
+			row(target).problem = m.Label("reason") + ": " + m.Label("detail")
+		case "xmirror_source_target_icmp_errors_total":
+			if m.Value >= 0 && m.Value < math.MaxUint64 {
+				row(target).icmp = uint64(m.Value)
+			}
+		}
+	}
+	return rows
+}
+
+func scrapeSource(addr string) ([]telemetry.Sample, error) {
 	client := &http.Client{Timeout: 3 * time.Second}
 	resp, err := client.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -171,7 +219,7 @@ func scrapeSource(addr string) ([]source.Stats, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("read metrics of the running source: %s", resp.Status)
 	}
-	return parseSourceMetrics(resp.Body)
+	return telemetry.ParseText(resp.Body)
 }
 
 // sourceCounters maps the source's counter names to the field of a row they fill.
@@ -190,6 +238,11 @@ func parseSourceMetrics(r io.Reader) ([]source.Stats, error) {
 	if err != nil {
 		return nil, err
 	}
+	return sourceRows(samples), nil
+}
+
+// sourceRows is parseSourceMetrics of parsed samples.
+func sourceRows(samples []telemetry.Sample) []source.Stats {
 	var rows []source.Stats
 	index := map[string]int{}
 	for _, m := range samples {
@@ -211,5 +264,5 @@ func parseSourceMetrics(r io.Reader) ([]source.Stats, error) {
 			*field(&rows[i]) = uint64(m.Value)
 		}
 	}
-	return rows, nil
+	return rows
 }

@@ -202,3 +202,62 @@ func converse(t *testing.T, src, test *netlab.Host, port int) {
 		t.Fatal(err)
 	}
 }
+
+// TestSourceTargetProblem: with the target absent from its subnet, the
+// running source says so in /healthz (503 and the reason) and in `source
+// status`. Before, it counted the packets as sent and answered 200.
+func TestSourceTargetProblem(t *testing.T) {
+	lab := labtest.ForTest(t,
+		netlab.HostSpec{Name: "source", Addrs: []string{"192.168.0.230/24"}},
+		netlab.HostSpec{Name: "test", Addrs: []string{"192.168.0.161/24"}},
+	)
+	src, test := lab.Host("source"), lab.Host("test")
+	cfgPath := filepath.Join(t.TempDir(), "xmirror.yaml")
+	yaml := strings.NewReplacer("protocol: tcp, ", "protocol: icmp, ", ", destination_ports: 1234", "", ", source_ports: 1234", "",
+		"target: 192.168.0.147", "target: 192.168.0.99").Replace(cliSourceYAML)
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startXmirror(t, src, "source", "--config", cfgPath)
+	defer p.Stop()
+	var code int
+	var body string
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			err = src.Do(func() error { c, err = net.Dial(network, addr); return err })
+			return c, err
+		},
+	}}
+	get := func() bool {
+		resp, err := client.Get("http://127.0.0.1:9464/healthz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		code, body = resp.StatusCode, string(b)
+		return true
+	}
+	waitFor(t, "healthy", p, func() bool { return get() && code == 200 })
+	ping, err := test.Start("ping", "-i", "0.2", "-c", "50", "192.168.0.230")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ping.Stop()
+	waitFor(t, "unhealthy with the reason", p, func() bool {
+		return get() && code == http.StatusServiceUnavailable && strings.Contains(body, "neighbour_unresolved")
+	})
+	if !strings.Contains(body, "192.168.0.99") {
+		t.Errorf("/healthz does not name the target: %q", body)
+	}
+	out, err := src.Run("env", "XMIRROR_HELPER=1", os.Args[0], "-test.run=^TestSourceHelperProcess$", "--", "source", "status", "--config", cfgPath)
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	if !strings.Contains(out, "TARGET") || !strings.Contains(out, "neighbour_unresolved") {
+		t.Errorf("status does not show the target's problem:\n%s", out)
+	}
+	if !strings.Contains(p.Output(), "mirror target unreachable") {
+		t.Errorf("no log line about the target:\n%s", p.Output())
+	}
+}

@@ -19,6 +19,7 @@ import (
 type Server struct {
 	set     *metrics.Set
 	healthy atomic.Bool
+	ready   atomic.Pointer[func() error]
 	srv     *http.Server
 	ln      net.Listener
 }
@@ -77,6 +78,12 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "unhealthy", http.StatusServiceUnavailable)
 		return
 	}
+	if ready := s.ready.Load(); ready != nil {
+		if err := (*ready)(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
 	fmt.Fprintln(w, "ok")
 }
 
@@ -85,6 +92,10 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // SetHealthy sets what /healthz answers: 200 when true, 503 when false.
 func (s *Server) SetHealthy(ok bool) { s.healthy.Store(ok) }
+
+// SetReadiness adds a check to /healthz: while the server is healthy and
+// ready returns an error, it answers 503 with the error.
+func (s *Server) SetReadiness(ready func() error) { s.ready.Store(&ready) }
 
 // Close stops the server.
 func (s *Server) Close() error {

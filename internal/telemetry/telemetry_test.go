@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -120,5 +121,25 @@ func TestMetadataOnEveryFamily(t *testing.T) {
 	}
 	if !strings.Contains(body, "# HELP xmirror_collector_drops_total Datagrams the collector dropped, by reason.\n# TYPE xmirror_collector_drops_total counter\n") {
 		t.Errorf("drops family lacks its help:\n%s", body)
+	}
+}
+
+// TestReadiness: a running part whose work fails (the source's targets do
+// not answer) answers /healthz with 503 and what is wrong.
+func TestReadiness(t *testing.T) {
+	s, err := Listen("127.0.0.1:0", metrics.NewSet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var problem error
+	s.SetReadiness(func() error { return problem })
+	base := "http://" + s.Addr()
+	if code, _ := get(t, base+"/healthz"); code != 200 {
+		t.Fatalf("/healthz while ready: %d", code)
+	}
+	problem = errors.New("target 192.168.0.147: neighbour_unresolved")
+	if code, body := get(t, base+"/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "neighbour_unresolved") {
+		t.Fatalf("/healthz while not ready: %d %q, want 503 with the reason", code, body)
 	}
 }
