@@ -96,9 +96,25 @@ type Options struct {
 	// PostRotate is a command, split at spaces and run without a shell,
 	// with each closed file's path as its last argument.
 	PostRotate string
-	// Readers is the number of SO_REUSEPORT sockets, one goroutine each
-	// (default: one per CPU).
+	// Receive is the receive path: ReceiveAuto (default), ReceiveXDP or
+	// ReceiveSocket.
+	Receive string
+	// Readers is the number of SO_REUSEPORT sockets of the socket path,
+	// one goroutine each (default: one per CPU).
 	Readers int
+	// Writers is the number of goroutines that write the files, each
+	// owning the sessions whose VNI modulo Writers is its index (default 1).
+	Writers int
+	// HandoffBuffer is the memory of the batches in flight from the
+	// receive path to each writer (default 16 MiB); a writer that has them
+	// all makes its packets drop as writer_behind.
+	HandoffBuffer int
+	// ReorderWindow is how long a writer holds packets to put those of
+	// several receive goroutines into timestamp order (default 20ms).
+	ReorderWindow time.Duration
+	// RingSize is the bytes of the XDP path's ring buffer, a power of two
+	// (default 32 MiB); a full ring drops as ring_full.
+	RingSize int
 	// RcvBuf is the SO_RCVBUF asked for each socket (default 32 MiB).
 	RcvBuf int
 	// Batch is how many datagrams one recvmmsg call takes (default 128).
@@ -135,9 +151,16 @@ type Collector struct {
 	set     *metrics.Set
 	now     func() time.Time
 	section sectionInfo
-	conns   []*net.UDPConn
+	rcv     receiver
+	lock    *portLock // held while the collector has its port
 	addr    *net.UDPAddr
 	rcvbuf  int
+	writers []*writer
+	writing sync.WaitGroup
+	// writersMu orders Rotate's sync of the writers with their start and
+	// stop; writersOn says they run.
+	writersMu sync.Mutex
+	writersOn bool
 
 	out        *outDir
 	disk       disk
@@ -168,15 +191,14 @@ type Collector struct {
 	received    *metrics.Counter
 	socketDrops *metrics.Counter
 	rotateReq   chan struct{}
-	dropsMu     sync.Mutex
-	lastDrops   []uint32 // per socket: the kernel's drop count at the last poll
 	post        sync.WaitGroup
 	running     atomic.Int32
 }
 
 // Stats is a snapshot of the collector's counters.
 type Stats struct {
-	Received    uint64            // datagrams read from the sockets
+	Receive     string            // the receive path in use: socket or xdp
+	Received    uint64            // datagrams read from the sockets or the XDP ring
 	Written     uint64            // packets written to files
 	Bytes       uint64            // captured bytes of written packets
 	Drops       map[string]uint64 // by reason
@@ -195,8 +217,23 @@ func (o *Options) applyDefaults() {
 	if o.Listen == "" {
 		o.Listen = "0.0.0.0:4789"
 	}
+	if o.Receive == "" {
+		o.Receive = ReceiveAuto
+	}
 	if o.Readers <= 0 {
 		o.Readers = runtime.NumCPU()
+	}
+	if o.Writers <= 0 {
+		o.Writers = 1
+	}
+	if o.HandoffBuffer <= 0 {
+		o.HandoffBuffer = 16 << 20
+	}
+	if o.ReorderWindow <= 0 {
+		o.ReorderWindow = 20 * time.Millisecond
+	}
+	if o.RingSize <= 0 {
+		o.RingSize = 32 << 20
 	}
 	if o.MaxSessions <= 0 {
 		o.MaxSessions = 1024
@@ -257,9 +294,16 @@ func (o *Options) applyDefaults() {
 }
 
 // New checks the options, recovers files an earlier run left under their
-// temporary names, and binds the receive sockets. Run starts receiving.
+// temporary names, and binds the listen address with the receive path
+// (attaching the XDP program for ReceiveXDP). Run starts receiving.
 func New(opts Options) (c *Collector, err error) {
 	opts.applyDefaults()
+	if opts.Receive, err = ParseReceive(opts.Receive); err != nil {
+		return nil, err
+	}
+	if opts.RingSize&(opts.RingSize-1) != 0 || opts.RingSize < os.Getpagesize() {
+		return nil, fmt.Errorf("ring size %d is not a power of two of at least a page", opts.RingSize)
+	}
 	if opts.OutputDir == "" && opts.Live == nil && opts.Tap == "" {
 		return nil, errors.New("no output: give an output directory, a live output or a TAP device")
 	}
@@ -327,13 +371,21 @@ func New(opts Options) (c *Collector, err error) {
 	if err := c.startExports(); err != nil {
 		return nil, err
 	}
-	if err := c.listen(); err != nil {
+	batches := max(2, opts.HandoffBuffer/handoffBatchBytes)
+	for range opts.Writers {
+		c.writers = append(c.writers, newWriter(batches))
+	}
+	if c.rcv, err = c.openReceiver(); err != nil {
 		c.stopExports()
 		return nil, err
 	}
+	c.log.Info("collector receive path", "receive", c.rcv.mode(), "asked", opts.Receive)
 	go c.closedLoop()
 	return c, nil
 }
+
+// Receive is the receive path in use: ReceiveSocket or ReceiveXDP.
+func (c *Collector) Receive() string { return c.rcv.mode() }
 
 // startExports opens the live outputs and starts their writers.
 func (c *Collector) startExports() error {
@@ -439,8 +491,8 @@ func (c *Collector) takeSourceSeries() bool {
 // Addr is the bound UDP address (useful with port 0).
 func (c *Collector) Addr() *net.UDPAddr { return c.addr }
 
-// Readers is the number of receive sockets.
-func (c *Collector) Readers() int { return len(c.conns) }
+// Readers is the number of receive goroutines.
+func (c *Collector) Readers() int { return len(c.rcv.loops()) }
 
 // RcvBuf is the receive buffer size the kernel granted per socket.
 func (c *Collector) RcvBuf() int { return c.rcvbuf }
@@ -592,31 +644,36 @@ func (c *Collector) evictIdle(idle []*series) {
 func (c *Collector) drop(r Reason)            { c.drops[r].Inc() }
 func (c *Collector) dropN(r Reason, n uint64) { c.drops[r].AddInt64(int64(n)) }
 
-// handle decapsulates and writes one datagram; cache is the reader's own
+// handle decapsulates and writes one datagram on the caller's goroutine
+// (tests and benchmarks of the per-packet path); cache is the caller's own
 // VNI -> series map, which spares the shared lock on every packet.
 func (c *Collector) handle(cache map[uint32]*series, src netip.Addr, tsNanos int64, payload []byte) {
+	fr, reason := Decap(payload)
+	if reason != ReasonNone {
+		c.drop(reason)
+		return
+	}
 	r := rx{c: c, cache: cache}
-	r.packet(src, tsNanos, payload)
+	r.write(src, tsNanos, fr)
 	r.release()
 }
 
-// rx is one reader's per-packet state. It keeps the series of the last
-// packet locked until the end of the receive batch (or a packet of another
+// rx is one writer's per-packet state. It keeps the series of the last
+// packet locked until the end of the batch (or a packet of another
 // session), so that a batch of one session costs one lock, not one per
 // packet; the ticker and rotation wait at most one batch for it.
 type rx struct {
 	c     *Collector
 	cache map[uint32]*series // VNI -> series, spares the shared lock
-	held  *series            // locked by this reader, or nil
+	held  *series            // locked by this writer, or nil
+	// last is the time of each session's latest packet (nil: no clamping);
+	// heldLast is the held series' entry, kept out of the map while held.
+	last     map[uint32]int64
+	heldLast int64
 }
 
-// packet decapsulates and writes one datagram.
-func (r *rx) packet(src netip.Addr, tsNanos int64, payload []byte) {
-	fr, reason := Decap(payload)
-	if reason != ReasonNone {
-		r.c.drop(reason)
-		return
-	}
+// write appends one decapsulated frame to its session's file.
+func (r *rx) write(src netip.Addr, tsNanos int64, fr Frame) {
 	s := r.held
 	if s == nil || s.vni != fr.VNI {
 		r.release()
@@ -633,6 +690,13 @@ func (r *rx) packet(src netip.Addr, tsNanos int64, payload []byte) {
 			s.mu.Lock()
 		}
 		r.held = s
+		if r.last != nil {
+			r.heldLast = r.last[fr.VNI]
+		}
+	}
+	if r.last != nil {
+		tsNanos = max(tsNanos, r.heldLast)
+		r.heldLast = tsNanos
 	}
 	if reason := s.writeLocked(src, tsNanos, fr); reason != ReasonNone {
 		r.c.drop(reason)
@@ -658,15 +722,20 @@ func (r *rx) lookup(vni uint32) *series {
 // release unlocks the held series (at the end of every batch).
 func (r *rx) release() {
 	if r.held != nil {
+		if r.last != nil {
+			r.last[r.held.vni] = r.heldLast
+		}
 		r.held.mu.Unlock()
 		r.held = nil
 	}
 }
 
-// Rotate closes every open file; the next packet of each session opens a new
+// Rotate closes every open file, after the writers wrote every packet
+// received before the call; the next packet of each session opens a new
 // one. It returns once the closed files are compressed, pruned and handed
 // to the post-rotate command (or after 10 seconds).
 func (c *Collector) Rotate() {
+	c.syncWriters()
 	for _, s := range c.allSeries() {
 		s.rotate("requested")
 	}
@@ -683,40 +752,43 @@ func (c *Collector) allSeries() []*series {
 	return out
 }
 
-// Run receives until ctx is done or a socket fails, then flushes, closes and
-// renames every file. The sockets are closed when Run returns.
+// Run receives until ctx is done or the receive path fails, then writes
+// what was handed off, flushes, closes and renames every file. The receive
+// path (sockets, XDP program) is released when Run returns.
 func (c *Collector) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer c.releaseReceive()
 	var wg sync.WaitGroup
-	errc := make(chan error, len(c.conns))
-	// Healthy before the readers start, so that a reader failing at once
+	loops := c.rcv.loops()
+	errc := make(chan error, len(loops))
+	c.startWriters()
+	// Healthy before the receivers start, so that one failing at once
 	// cannot be overwritten by a late "healthy".
 	if c.opts.Health != nil {
 		c.opts.Health(true)
 	}
-	for i, conn := range c.conns {
+	for i, loop := range loops {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			k := c.newSink()
 			c.running.Add(1)
-			err := c.readLoop(ctx, conn)
+			err := loop(k)
+			k.flush()
 			c.running.Add(-1)
 			if c.opts.Health != nil {
 				c.opts.Health(false)
 			}
 			if err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("reader %d: %w", i, err)
+				errc <- fmt.Errorf("receiver %d (%s): %w", i, c.rcv.mode(), err)
 				cancel()
 			}
 		}()
 	}
 	go func() {
 		<-ctx.Done()
-		c.pollSocketDrops() // the last count, while the sockets are open
-		for _, conn := range c.conns {
-			_ = conn.Close()
-		}
+		c.rcv.stop()
 	}()
 	t := time.NewTicker(c.opts.FlushInterval)
 	defer t.Stop()
@@ -733,6 +805,7 @@ loop:
 		}
 	}
 	wg.Wait()
+	c.stopWriters()
 	for _, s := range c.allSeries() {
 		s.rotate("shutdown")
 	}
@@ -772,7 +845,8 @@ func (c *Collector) closeFiles() {
 	}
 }
 
-// Close releases the sockets of a Collector whose Run was never called.
+// Close closes the files of a Collector whose Run was never called and
+// releases its receive path.
 func (c *Collector) Close() error {
 	for _, s := range c.allSeries() {
 		s.rotate("close")
@@ -780,17 +854,20 @@ func (c *Collector) Close() error {
 	waitTimeout(&c.post, 10*time.Second)
 	c.closeFiles()
 	c.stopExports()
-	var errs []error
-	for _, conn := range c.conns {
-		if err := conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return c.releaseReceive()
+}
+
+// releaseReceive releases the receive path (sockets, the XDP program and
+// its ring) and the port's lock; Run calls it when it returns.
+func (c *Collector) releaseReceive() error {
+	c.rcv.stop()
+	err := c.rcv.close()
+	c.lock.release()
+	return err
 }
 
 func (c *Collector) tick() {
-	c.pollSocketDrops()
+	c.rcv.poll()
 	now := c.now()
 	var idle []*series
 	for _, s := range c.allSeries() {
@@ -815,8 +892,9 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
 
 // Stats returns a snapshot of the counters.
 func (c *Collector) Stats() Stats {
-	c.pollSocketDrops()
+	c.rcv.poll()
 	st := Stats{
+		Receive:     c.rcv.mode(),
 		Received:    c.received.Get(),
 		SocketDrops: c.socketDrops.Get(),
 		Drops:       make(map[string]uint64),

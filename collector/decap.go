@@ -47,6 +47,15 @@ const (
 	ReasonSessionLimit
 	// ReasonDiskLow: the output filesystem is below Options.MinFree.
 	ReasonDiskLow
+	// ReasonBadLength: the UDP length disagrees with the packet (XDP path;
+	// the kernel drops such datagrams before a socket sees them).
+	ReasonBadLength
+	// ReasonRingFull: the XDP program found no room in the ring buffer
+	// (the ring reader is behind).
+	ReasonRingFull
+	// ReasonWriterBehind: the writer of the packet's session had no free
+	// hand-off batch (the disk or the writer is behind).
+	ReasonWriterBehind
 	numReasons
 )
 
@@ -60,6 +69,9 @@ var reasonNames = [numReasons]string{
 	ReasonWriteError:      "write_error",
 	ReasonSessionLimit:    "session_limit",
 	ReasonDiskLow:         "disk_low",
+	ReasonBadLength:       "bad_length",
+	ReasonRingFull:        "ring_full",
+	ReasonWriterBehind:    "writer_behind",
 }
 
 func (r Reason) String() string {

@@ -16,14 +16,17 @@ import (
 // pcapgo readers and with tshark: inner frames byte for byte, the VNI split,
 // names, original lengths of cut frames, interface blocks, drop reasons.
 func TestGoldenLoopback(t *testing.T) {
-	for _, format := range []Format{FormatPcapng, FormatPcap} {
-		t.Run(format.String(), func(t *testing.T) { testGolden(t, format) })
-	}
+	bothPaths(t, func(t *testing.T, env collectEnv) {
+		for _, format := range []Format{FormatPcapng, FormatPcap} {
+			t.Run(format.String(), func(t *testing.T) { testGolden(t, env, format) })
+		}
+	})
 }
 
-func testGolden(t *testing.T, format Format) {
+func testGolden(t *testing.T, env collectEnv, format Format) {
 	out := t.TempDir()
-	c, stop := testCollector(t, Options{
+	src := env.sources()
+	c, stop := env.collector(t, Options{
 		OutputDir: out,
 		Format:    format,
 		Readers:   1, // one socket keeps the two senders' packets in send order
@@ -38,14 +41,14 @@ func testGolden(t *testing.T, format Format) {
 	jumbo := tcpFrame(t, ipSource, ipTest, 1234, 57032, 300, 400, bytes.Repeat([]byte{0xab}, 8947)) // 9001-byte frame
 
 	before := time.Now()
-	send(t, "127.0.0.1", c.Addr(),
+	env.send(t, src[0], c.Addr(),
 		vxlan(1, full), vxlan(1, cut), vxlan(1, cutTCP), vxlan(2, other), vxlan(9, unknown), vxlan(1, jumbo),
 		[]byte{0x08, 0, 0}, // short
 		append([]byte{0, 0, 0, 0, 0, 0, 1, 0}, full...), // no I flag
 		vxlan(1, full[:10]),                             // short inner frame
 	)
 	waitReceived(t, c, 9)
-	send(t, "127.0.0.2", c.Addr(), vxlan(1, full))
+	env.send(t, src[1], c.Addr(), vxlan(1, full))
 	waitReceived(t, c, 10)
 	stop()
 	after := time.Now()
@@ -79,11 +82,11 @@ func testGolden(t *testing.T, format Format) {
 		short   bool // Wireshark says "Packet size limited during capture"
 	}
 	check := map[string][]want{
-		"mirror-session-01": {{full, len(full), "127.0.0.1/vni1", false}, {cut, len(big), "127.0.0.1/vni1", false},
-			{cutTCP, len(big), "127.0.0.1/vni1", true},
-			{jumbo, len(jumbo), "127.0.0.1/vni1", false}, {full, len(full), "127.0.0.2/vni1", false}},
-		"web_.._x": {{other, len(other), "127.0.0.1/vni2", false}},
-		"vni-9":    {{unknown, len(unknown), "127.0.0.1/vni9", false}},
+		"mirror-session-01": {{full, len(full), src[0] + "/vni1", false}, {cut, len(big), src[0] + "/vni1", false},
+			{cutTCP, len(big), src[0] + "/vni1", true},
+			{jumbo, len(jumbo), src[0] + "/vni1", false}, {full, len(full), src[1] + "/vni1", false}},
+		"web_.._x": {{other, len(other), src[0] + "/vni2", false}},
+		"vni-9":    {{unknown, len(unknown), src[0] + "/vni9", false}},
 	}
 	for i, session := range []string{"mirror-session-01", "vni-9", "web_.._x"} {
 		path := filepath.Join(out, got[i])
@@ -158,11 +161,13 @@ func tsharkCapinfos(t *testing.T, path string) string {
 	return out
 }
 
-func TestUnknownVNIDrop(t *testing.T) {
+func TestUnknownVNIDrop(t *testing.T) { bothPaths(t, testUnknownVNIDrop) }
+
+func testUnknownVNIDrop(t *testing.T, env collectEnv) {
 	out := t.TempDir()
-	c, stop := testCollector(t, Options{OutputDir: out, DropUnknownVNI: true, Sessions: map[uint32]string{5: "five"}})
+	c, stop := env.collector(t, Options{OutputDir: out, DropUnknownVNI: true, Sessions: map[uint32]string{5: "five"}})
 	fr := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)
-	send(t, "127.0.0.1", c.Addr(), vxlan(6, fr), vxlan(5, fr), vxlan(7, fr))
+	env.send(t, env.sources()[0], c.Addr(), vxlan(6, fr), vxlan(5, fr), vxlan(7, fr))
 	waitReceived(t, c, 3)
 	stop()
 	if d := c.Stats().Drops["unknown_vni"]; d != 2 {
@@ -176,10 +181,12 @@ func TestUnknownVNIDrop(t *testing.T) {
 
 // TestManyReaders spreads flows over several SO_REUSEPORT sockets and checks
 // that every packet lands in its session's file.
-func TestManyReaders(t *testing.T) {
+func TestManyReaders(t *testing.T) { bothPaths(t, testManyReaders) }
+
+func testManyReaders(t *testing.T, env collectEnv) {
 	out := t.TempDir()
-	c, stop := testCollector(t, Options{OutputDir: out, Readers: 4})
-	if c.Readers() != 4 {
+	c, stop := env.collector(t, Options{OutputDir: out, Readers: 4})
+	if env.receive != ReceiveXDP && c.Readers() != 4 {
 		t.Fatalf("readers %d", c.Readers())
 	}
 	const perFlow = 200
@@ -188,7 +195,7 @@ func TestManyReaders(t *testing.T) {
 		for i := 0; i < perFlow; i++ {
 			ps = append(ps, vxlan(uint32(flow%2), tcpFrame(t, ipSource, ipTest, uint16(1000+flow), 80, uint32(i), 0, []byte(fmt.Sprint(i)))))
 		}
-		send(t, "127.0.0.1", c.Addr(), ps...)
+		env.send(t, env.sources()[0], c.Addr(), ps...)
 	}
 	waitReceived(t, c, 8*perFlow)
 	stop()

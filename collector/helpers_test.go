@@ -108,11 +108,12 @@ func send(t *testing.T, from string, to *net.UDPAddr, payloads ...[]byte) {
 	}
 }
 
-// waitReceived waits until the collector has read n datagrams.
+// waitReceived waits until the collector has read n datagrams and its
+// writers have written what they were handed.
 func waitReceived(t *testing.T, c *Collector, n uint64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for c.Stats().Received < n {
+	for c.Stats().Received < n || !c.handoffIdle() {
 		if time.Now().After(deadline) {
 			t.Fatalf("collector received %d of %d datagrams", c.Stats().Received, n)
 		}

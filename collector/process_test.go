@@ -2,6 +2,8 @@ package collector
 
 import (
 	"bufio"
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -26,8 +28,10 @@ func TestMain(m *testing.M) { labtest.Main(m) }
 // proc is a running `xmirror collect`.
 type proc struct {
 	cmd     *exec.Cmd
+	env     collectEnv
 	udp     *net.UDPAddr
 	metrics string
+	receive string // the receive path the collector logs it uses
 	mu      sync.Mutex
 	log     strings.Builder
 	exited  chan error
@@ -37,24 +41,45 @@ func (p *proc) output() string { p.mu.Lock(); defer p.mu.Unlock(); return p.log.
 
 var (
 	reMetrics = regexp.MustCompile(`msg="serving metrics" addr=(\S+)`)
-	reListen  = regexp.MustCompile(`msg="collector listening" listen=(\S+)`)
+	reListen  = regexp.MustCompile(`msg="collector listening" listen=(\S+) receive=(\S+)`)
 )
 
 // startCollect runs `xmirror collect` on a free loopback port with metrics
 // on another, and waits until it logs that it listens.
 func startCollect(t *testing.T, args ...string) *proc {
+	return collectEnv{}.start(t, args...)
+}
+
+// start runs `xmirror collect` in the environment and waits until it logs
+// that it listens.
+func (env collectEnv) start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	return startCollectStdout(t, nil, args...)
+	return env.startStdout(t, nil, args...)
 }
 
 // startCollectStdout is startCollect with the collector's standard output
 // going to stdout.
 func startCollectStdout(t *testing.T, stdout io.Writer, args ...string) *proc {
 	t.Helper()
-	port := freeUDPPort(t)
-	args = append([]string{"collect", "--listen", "127.0.0.1:" + strconv.Itoa(port), "--metrics-listen", "127.0.0.1:0"}, args...)
-	cmd := exec.Command(labtest.XmirrorBinary(t), args...)
+	return collectEnv{}.startStdout(t, stdout, args...)
+}
+
+// startStdout is start with the collector's standard output going to
+// stdout.
+func (env collectEnv) startStdout(t *testing.T, stdout io.Writer, args ...string) *proc {
+	t.Helper()
+	var cmd *exec.Cmd
+	if env.lab == nil {
+		port := freeUDPPort(t)
+		args = append([]string{"collect", "--listen", "127.0.0.1:" + strconv.Itoa(port), "--metrics-listen", "127.0.0.1:0"}, args...)
+		cmd = exec.Command(labtest.XmirrorBinary(t), args...)
+	} else {
+		args = append([]string{"collect", "--listen", labColAddr + ":4789", "--metrics-listen", labColAddr + ":0",
+			"--receive", env.receive}, args...)
+		cmd = env.lab.col.Command(context.Background(), labtest.XmirrorBinary(t), args...)
+	}
 	cmd.Stdout = stdout
+	p := &proc{cmd: cmd, env: env, exited: make(chan error, 1)}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +87,6 @@ func startCollectStdout(t *testing.T, stdout io.Writer, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, exited: make(chan error, 1)}
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -76,6 +100,7 @@ func startCollectStdout(t *testing.T, stdout io.Writer, args ...string) *proc {
 			}
 			if m := reListen.FindStringSubmatch(line); m != nil && !closed {
 				p.udp, _ = net.ResolveUDPAddr("udp", m[1])
+				p.receive = m[2]
 				closed = true
 				close(ready)
 			}
@@ -92,6 +117,9 @@ func startCollectStdout(t *testing.T, stdout io.Writer, args ...string) *proc {
 	})
 	select {
 	case <-ready:
+		if want := cmp.Or(env.receive, ReceiveSocket); p.receive != want {
+			t.Fatalf("xmirror collect receives with %q, want %q\n%s", p.receive, want, p.output())
+		}
 	case err := <-p.exited:
 		t.Fatalf("xmirror collect exited: %v\n%s", err, p.output())
 	case <-time.After(20 * time.Second):
@@ -110,13 +138,47 @@ func freeUDPPort(t *testing.T) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
+// get requests a path of the metrics server (from the lab's sender).
+func (p *proc) get(t *testing.T, path string) *http.Response {
+	t.Helper()
+	client := http.DefaultClient
+	if p.env.lab != nil {
+		client = p.env.lab.client
+	}
+	resp, err := client.Get("http://" + p.metrics + path)
+	if err != nil {
+		t.Fatalf("get %s: %v", path, err)
+	}
+	return resp
+}
+
+// send sends each payload as one datagram to the collector.
+func (p *proc) send(t *testing.T, payloads ...[]byte) {
+	t.Helper()
+	if p.env.lab != nil {
+		p.env.lab.send(t, p.udp, payloads...)
+		return
+	}
+	send(t, "127.0.0.1", p.udp, payloads...)
+}
+
+// dial opens a UDP socket to the collector.
+func (p *proc) dial(t *testing.T) *net.UDPConn {
+	t.Helper()
+	if p.env.lab != nil {
+		return p.env.lab.dial(t, p.udp)
+	}
+	conn, err := net.DialUDP("udp", nil, p.udp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
 // metric scrapes one sample of /metrics.
 func (p *proc) metric(t *testing.T, name string) uint64 {
 	t.Helper()
-	resp, err := http.Get("http://" + p.metrics + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape: %v", err)
-	}
+	resp := p.get(t, "/metrics")
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
@@ -175,14 +237,13 @@ func waitFiles(t *testing.T, dir string, n int) []string {
 // TestProcessSignals: SIGHUP and SIGUSR1 close and rename every file,
 // SIGTERM flushes and closes the rest and exits 0; /healthz answers 200
 // while the receivers run.
-func TestProcessSignals(t *testing.T) {
+func TestProcessSignals(t *testing.T) { bothPaths(t, testProcessSignals) }
+
+func testProcessSignals(t *testing.T, env collectEnv) {
 	out := t.TempDir()
-	p := startCollect(t, "--out", out, "--format", "pcap")
+	p := env.start(t, "--out", out, "--format", "pcap")
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		resp, err := http.Get("http://" + p.metrics + "/healthz")
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := p.get(t, "/healthz")
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusOK {
 			break
@@ -197,7 +258,7 @@ func TestProcessSignals(t *testing.T) {
 		for i := 0; i < n; i++ {
 			ps = append(ps, vxlan(vni, fr))
 		}
-		send(t, "127.0.0.1", p.udp, ps...)
+		p.send(t, ps...)
 	}
 	burst(1, 10)
 	burst(2, 3)
@@ -237,18 +298,16 @@ func TestProcessSignals(t *testing.T) {
 // at most one hidden .part per session; every one of them is a readable capture
 // holding what was flushed (at most the last second is lost). The next start
 // renames the .part files.
-func TestProcessKill9(t *testing.T) {
+func TestProcessKill9(t *testing.T) { bothPaths(t, testProcessKill9) }
+
+func testProcessKill9(t *testing.T, env collectEnv) {
 	out := t.TempDir()
-	p := startCollect(t, "--out", out, "--rotate-size", "256KiB", "--keep", "3")
+	p := env.start(t, "--out", out, "--rotate-size", "256KiB", "--keep", "3")
 	fr := vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, make([]byte, 500)))
 	stopSend := make(chan struct{})
 	sent := make(chan int)
+	conn := p.dial(t)
 	go func() {
-		conn, err := net.DialUDP("udp", nil, p.udp)
-		if err != nil {
-			sent <- 0
-			return
-		}
 		defer conn.Close()
 		n := 0
 		for {
@@ -298,7 +357,7 @@ func TestProcessKill9(t *testing.T) {
 	}
 	t.Logf("sent %d, %d packets readable in %d files after kill -9", n, total, len(got))
 
-	p2 := startCollect(t, "--out", out)
+	p2 := env.start(t, "--out", out)
 	if err := p2.stop(t, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +386,9 @@ func TestProcessUsageErrors(t *testing.T) {
 
 // TestProcessConfig: the collector section and the sessions of --config
 // name the series; a flag overrides the file.
-func TestProcessConfig(t *testing.T) {
+func TestProcessConfig(t *testing.T) { bothPaths(t, testProcessConfig) }
+
+func testProcessConfig(t *testing.T, env collectEnv) {
 	out := t.TempDir()
 	cfg := filepath.Join(t.TempDir(), "xmirror.yaml")
 	yaml := `filters:
@@ -348,10 +409,12 @@ metrics: {listen: "off"}
 		t.Fatal(err)
 	}
 	// startCollect's --listen and --metrics-listen override the file's.
-	p := startCollect(t, "--config", cfg, "--format", "pcap")
+	p := env.start(t, "--config", cfg, "--format", "pcap")
 	fr := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)
-	send(t, "127.0.0.1", p.udp, vxlan(1, fr), vxlan(2, fr), vxlan(1, fr))
+	p.send(t, vxlan(1, fr), vxlan(2, fr), vxlan(1, fr))
 	p.waitMetric(t, "xmirror_collector_received_total", 3)
+	// The writer decides unknown_vni after the hand-off.
+	p.waitMetric(t, `xmirror_collector_drops_total{reason="unknown_vni"}`, 1)
 	if d := p.metric(t, `xmirror_collector_drops_total{reason="unknown_vni"}`); d != 1 {
 		t.Errorf("unknown_vni drops %d, want 1", d)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -14,22 +15,96 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// listen binds opts.Readers UDP sockets to the same address with
-// SO_REUSEPORT, so that the kernel spreads flows over the readers (a flow
-// always lands on one socket, which keeps its packets in order).
-func (c *Collector) listen() error {
-	conns, granted, err := listenReuseport(c.opts.Listen, c.opts.Readers, c.opts.RcvBuf)
-	if err != nil {
-		return err
-	}
-	c.conns, c.rcvbuf = conns, granted
-	c.addr = conns[0].LocalAddr().(*net.UDPAddr)
-	return nil
+// socketReceiver reads UDP sockets bound to the listen address: several
+// with SO_REUSEPORT, so that the kernel spreads flows over the readers (a
+// flow always lands on one socket, which keeps its packets in order), or a
+// single one beside the XDP program.
+type socketReceiver struct {
+	c         *Collector
+	conns     []*net.UDPConn
+	dropsMu   sync.Mutex
+	lastDrops []uint32 // per socket: the kernel's drop count at the last poll
+	stopped   bool
 }
 
-// listenReuseport binds n sockets to addr; with port 0 the others join the
-// port the first one got. It returns the receive buffer the kernel granted.
-func listenReuseport(addr string, n, rcvbuf int) (conns []*net.UDPConn, granted int, err error) {
+// listenSockets binds opts.Readers sockets to the listen address and takes
+// the port's lock (before binding a fixed port, after binding port 0).
+func (c *Collector) listenSockets(ap netip.AddrPort) (_ receiver, err error) {
+	lock, err := c.lockFixedPort(ap)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.bindSockets(c.opts.Listen, c.opts.Readers, true)
+	if err == nil && lock == nil {
+		if c.lock, err = lockPort(uint16(c.addr.Port)); err != nil {
+			s.stop()
+		}
+	}
+	if err != nil {
+		c.lock.release()
+		c.lock = nil
+		return nil, err
+	}
+	return s, nil
+}
+
+// lockFixedPort takes the port's lock when the port is fixed (nil for port
+// 0: the lock follows the bind) and keeps it in c.lock.
+func (c *Collector) lockFixedPort(ap netip.AddrPort) (*portLock, error) {
+	if ap.Port() == 0 {
+		return nil, nil
+	}
+	lock, err := lockPort(ap.Port())
+	if err != nil {
+		return nil, err
+	}
+	c.lock = lock
+	return lock, nil
+}
+
+// bindSockets binds n sockets to addr and records the bound address and
+// the receive buffer granted.
+func (c *Collector) bindSockets(addr string, n int, reuseport bool) (*socketReceiver, error) {
+	conns, granted, err := listenUDP(addr, n, c.opts.RcvBuf, reuseport)
+	if err != nil {
+		return nil, err
+	}
+	c.rcvbuf = granted
+	c.addr = conns[0].LocalAddr().(*net.UDPAddr)
+	return &socketReceiver{c: c, conns: conns, lastDrops: make([]uint32, len(conns))}, nil
+}
+
+func (s *socketReceiver) mode() string { return ReceiveSocket }
+
+func (s *socketReceiver) loops() []func(*sink) error {
+	out := make([]func(*sink) error, len(s.conns))
+	for i, conn := range s.conns {
+		out[i] = func(k *sink) error { return s.c.readLoop(conn, k) }
+	}
+	return out
+}
+
+// stop takes the last drop count while the sockets are open, then closes
+// them, which ends the loops.
+func (s *socketReceiver) stop() {
+	s.poll()
+	s.dropsMu.Lock()
+	defer s.dropsMu.Unlock()
+	if s.stopped {
+		return
+	}
+	s.stopped = true
+	for _, conn := range s.conns {
+		_ = conn.Close()
+	}
+}
+
+func (s *socketReceiver) close() error { s.stop(); return nil }
+
+// listenUDP binds n sockets to addr (n > 1 needs reuseport); with port 0
+// the others join the port the first one got. It returns the receive
+// buffer the kernel granted.
+func listenUDP(addr string, n, rcvbuf int, reuseport bool) (conns []*net.UDPConn, granted int, err error) {
 	defer func() {
 		if err != nil {
 			for _, c := range conns {
@@ -43,7 +118,7 @@ func listenReuseport(addr string, n, rcvbuf int) (conns []*net.UDPConn, granted 
 		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 			var serr error
 			if err := rc.Control(func(fd uintptr) {
-				serr = setSockopts(int(fd), rcvbuf, &got)
+				serr = setSockopts(int(fd), rcvbuf, reuseport, &got)
 			}); err != nil {
 				return err
 			}
@@ -63,15 +138,17 @@ func listenReuseport(addr string, n, rcvbuf int) (conns []*net.UDPConn, granted 
 	return conns, granted, nil
 }
 
-// setSockopts sets what the receive path relies on; only SO_REUSEPORT and
-// the timestamps are required, a small receive buffer is merely logged.
+// setSockopts sets what the receive path relies on; only SO_REUSEPORT (when
+// asked for) and the timestamps are required, a small receive buffer is merely logged.
 // Kernel drops are read with SO_MEMINFO once a second (pollSocketDrops),
 // not with SO_RXQ_OVFL: that one adds a control message to every datagram
 // once the socket has dropped any, which costs most when the collector is
 // already behind.
-func setSockopts(fd, rcvbuf int, granted *int) error {
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
-		return fmt.Errorf("set SO_REUSEPORT: %w", err)
+func setSockopts(fd, rcvbuf int, reuseport bool, granted *int) error {
+	if reuseport {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return fmt.Errorf("set SO_REUSEPORT: %w", err)
+		}
 	}
 	// SO_RCVBUFFORCE passes rmem_max when we have CAP_NET_ADMIN; without it
 	// SO_RCVBUF is capped by net.core.rmem_max.
@@ -101,15 +178,12 @@ func socketDrops(fd int) (uint32, bool) {
 	return mem[unix.SK_MEMINFO_DROPS], true
 }
 
-// pollSocketDrops adds what the kernel dropped at each socket since the
-// last poll to socket_drops_total. Closed sockets are skipped.
-func (c *Collector) pollSocketDrops() {
-	c.dropsMu.Lock()
-	defer c.dropsMu.Unlock()
-	if c.lastDrops == nil {
-		c.lastDrops = make([]uint32, len(c.conns))
-	}
-	for i, conn := range c.conns {
+// poll adds what the kernel dropped at each socket since the last poll to
+// socket_drops_total. Closed sockets are skipped.
+func (s *socketReceiver) poll() {
+	s.dropsMu.Lock()
+	defer s.dropsMu.Unlock()
+	for i, conn := range s.conns {
 		rc, err := conn.SyscallConn()
 		if err != nil {
 			continue
@@ -121,9 +195,9 @@ func (c *Collector) pollSocketDrops() {
 		if rc.Control(func(fd uintptr) { v, ok = socketDrops(int(fd)) }) != nil || !ok {
 			continue
 		}
-		if v != c.lastDrops[i] {
-			c.socketDrops.Add(int(v - c.lastDrops[i]))
-			c.lastDrops[i] = v
+		if v != s.lastDrops[i] {
+			s.c.socketDrops.Add(int(v - s.lastDrops[i]))
+			s.lastDrops[i] = v
 		}
 	}
 }
@@ -233,14 +307,14 @@ func recvmmsg(fd uintptr, b *batch) (int, syscall.Errno) {
 	return int(n), errno
 }
 
-// readLoop receives batches on one socket until it is closed.
-func (c *Collector) readLoop(ctx context.Context, conn *net.UDPConn) error {
+// readLoop receives batches on one socket until it is closed, and hands
+// each batch's frames to the writers.
+func (c *Collector) readLoop(conn *net.UDPConn, k *sink) error {
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return fmt.Errorf("raw socket: %w", err)
 	}
 	b := newBatch(c.opts.Batch, c.opts.MaxDatagram)
-	r := rx{c: c, cache: make(map[uint32]*series)}
 	var (
 		n     int
 		errno syscall.Errno
@@ -254,7 +328,7 @@ func (c *Collector) readLoop(ctx context.Context, conn *net.UDPConn) error {
 	}
 	for {
 		if err := rc.Read(read); err != nil {
-			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
 			return fmt.Errorf("wait for datagrams: %w", err)
@@ -284,11 +358,16 @@ func (c *Collector) readLoop(ctx context.Context, conn *net.UDPConn) error {
 				}
 				ts = fallback
 			}
-			r.packet(b.source(i), ts, b.payload(i))
+			fr, reason := Decap(b.payload(i))
+			if reason != ReasonNone {
+				c.drop(reason)
+				continue
+			}
+			k.add(b.source(i), ts, fr.VNI, fr.Inner, fr.OrigLen)
 		}
-		r.release()
-		// Counted after handling, so that a reader of Stats who sees a
-		// datagram received also sees its effect.
+		k.flush()
+		// Counted after the hand-off, so that a reader of Stats who sees
+		// a datagram received and then the writers idle sees its effect.
 		c.received.Add(n)
 	}
 }

@@ -167,6 +167,7 @@ type HealthCheck struct {
 // Collector is the `xmirror collect` section.
 type Collector struct {
 	Listen     string `yaml:"listen"`
+	Receive    string `yaml:"receive"` // auto | xdp | socket
 	OutputDir  string `yaml:"output_dir"`
 	Format     string `yaml:"format"` // pcap | pcapng
 	Rotate     Rotate `yaml:"rotate"`

@@ -157,7 +157,7 @@ collector:
 	if lb.HealthCheck != wantHC {
 		t.Errorf("health check defaults: %+v", lb.HealthCheck)
 	}
-	wantCol := Collector{Listen: "0.0.0.0:4789", OutputDir: "/var/lib/xmirror/pcap", Format: FormatPCAPNG,
+	wantCol := Collector{Listen: "0.0.0.0:4789", Receive: ReceiveAuto, OutputDir: "/var/lib/xmirror/pcap", Format: FormatPCAPNG,
 		Rotate: Rotate{Size: 100 << 20, Interval: Duration(time.Hour), Keep: 24}, UnknownVNI: UnknownVNICapture,
 		FileMode: "0640", FileName: "{session}-{host}-{time}", Compress: CompressNone, SessionIdle: Duration(5 * time.Minute),
 		MaxSessions: 1024, MaxSourceSeries: 4096, HealthListen: ":9091"}
@@ -356,6 +356,7 @@ func TestInvalid(t *testing.T) {
 		{"collector listen no port", with(colBase, 2, "  listen: 0.0.0.0"), []string{`collector.listen: "0.0.0.0" is not host:port (line 2)`}},
 		{"collector format", with(colBase, 0, "  format: erf"), []string{`collector.format: "erf" is not one of pcap, pcapng (line 3)`}},
 		{"collector unknown vni", with(colBase, 0, "  unknown_vni: keep"), []string{`collector.unknown_vni: "keep" is not one of capture, drop (line 3)`}},
+		{"collector receive", with(colBase, 0, "  receive: kernel"), []string{`collector.receive: "kernel" is not one of auto, xdp, socket (line 3)`}},
 		{"collector readers", with(colBase, 0, "  readers: -1"), []string{"collector.readers: -1 is out of range 0..1024 (line 3)"}},
 		{"rotate size unit", with(colBase, 0, "  rotate: {size: 10XB}"), []string{`collector.rotate.size: "10XB" has unknown unit "XB" (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB) (line 3)`}},
 		{"rotate size negative", with(colBase, 0, "  rotate: {size: -1}"), []string{`collector.rotate.size: "-1" is not a size such as 4096, 64KiB, 100MiB, 1GB (line 3)`}},

@@ -36,6 +36,7 @@ const (
 	DefaultSickAfter    = 3
 	DefaultAllUnhealthy = AllUnhealthyFailOpen
 	DefaultCollectorAt  = "0.0.0.0:4789"
+	DefaultReceive      = ReceiveAuto
 	DefaultOutputDir    = "/var/lib/xmirror/pcap"
 	DefaultFormat       = FormatPCAPNG
 	DefaultRotateSize   = ByteSize(100 << 20)
@@ -91,6 +92,10 @@ const (
 
 	CompressNone = "none"
 	CompressGzip = "gzip"
+
+	ReceiveAuto   = "auto"
+	ReceiveXDP    = "xdp"
+	ReceiveSocket = "socket"
 )
 
 // ApplyDefaults fills every unset field with its default, in this one place, so
@@ -157,6 +162,7 @@ func ApplyDefaults(c *Config) {
 	}
 	if col := c.Collector; col != nil {
 		setDefault(&col.Listen, DefaultCollectorAt)
+		setDefault(&col.Receive, DefaultReceive)
 		setDefault(&col.OutputDir, DefaultOutputDir)
 		setDefault(&col.Format, DefaultFormat)
 		setDefault(&col.UnknownVNI, DefaultUnknownVNI)

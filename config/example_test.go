@@ -38,6 +38,7 @@ metrics: {listen: "off"}
 	// Output:
 	// collector:
 	//   listen: 0.0.0.0:4789
+	//   receive: auto
 	//   output_dir: /var/lib/xmirror/pcap
 	//   format: pcapng
 	//   rotate:

@@ -626,6 +626,7 @@ func (d *decoder) loadBalancer(n *yaml.Node, path string, lb *LoadBalancer) {
 func (d *decoder) collector(n *yaml.Node, path string, c *Collector) {
 	d.mapping(n, path, map[string]field{
 		"listen":            d.str(&c.Listen),
+		"receive":           d.str(&c.Receive),
 		"output_dir":        d.str(&c.OutputDir),
 		"format":            d.str(&c.Format),
 		"unknown_vni":       d.str(&c.UnknownVNI),

@@ -454,6 +454,7 @@ func IsPrime(n int) bool {
 func (v *validator) collector(c *Collector) {
 	const p = "collector"
 	v.listenAddr(p+".listen", c.Listen)
+	v.oneOf(p+".receive", c.Receive, ReceiveAuto, ReceiveXDP, ReceiveSocket)
 	v.oneOf(p+".format", c.Format, FormatPCAP, FormatPCAPNG)
 	v.oneOf(p+".unknown_vni", c.UnknownVNI, UnknownVNICapture, UnknownVNIDrop)
 	if c.HealthListen != "" && c.HealthListen != MetricsOff {

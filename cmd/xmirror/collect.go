@@ -31,6 +31,7 @@ func collectCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE` (default " + config.DefaultPath + " when it exists)"},
 			&cli.StringFlag{Name: "listen", Usage: "UDP `ADDR` to receive VXLAN on (default 0.0.0.0:4789)"},
+			&cli.StringFlag{Name: "receive", Usage: "receive path: auto (XDP where it attaches, else sockets), xdp or socket (default auto)"},
 			&cli.StringFlag{Name: "out", Usage: "output `DIR`, one subdirectory per session (default /var/lib/xmirror/pcap)"},
 			&cli.StringFlag{Name: "format", Usage: "pcapng (default) or pcap"},
 			&cli.StringFlag{Name: "rotate-size", Usage: "close a file at `SIZE` (default 100MiB; 0 = never)"},
@@ -85,7 +86,7 @@ func runCollect(c *cli.Context) error {
 			if err != nil {
 				return nil, err
 			}
-			slog.Info("collector listening", "listen", col.Addr().String(), "readers", col.Readers(),
+			slog.Info("collector listening", "listen", col.Addr().String(), "receive", col.Receive(), "readers", col.Readers(),
 				"so_rcvbuf", col.RcvBuf(), "out", opts.OutputDir, "format", opts.Format.String(),
 				"rotate_size", opts.RotateSize, "rotate_interval", opts.RotateInterval, "keep", opts.Keep,
 				"compress", opts.Compress, "sessions", len(sessions.names),
@@ -172,7 +173,7 @@ func collectFlags(c *cli.Context, cc *config.Collector) error {
 	for _, f := range []struct {
 		flag string
 		dst  *string
-	}{{"listen", &cc.Listen}, {"out", &cc.OutputDir}, {"format", &cc.Format}, {"unknown-vni", &cc.UnknownVNI},
+	}{{"listen", &cc.Listen}, {"receive", &cc.Receive}, {"out", &cc.OutputDir}, {"format", &cc.Format}, {"unknown-vni", &cc.UnknownVNI},
 		{"post-rotate", &cc.PostRotate}, {"compress", &cc.Compress}, {"file-mode", &cc.FileMode},
 		{"group", &cc.Group}, {"file-name", &cc.FileName}, {"tap", &cc.Tap}} {
 		if c.IsSet(f.flag) {
@@ -227,6 +228,10 @@ func collectOptions(cc config.Collector, sessions sessionSet, liveOnly bool) (co
 	if err != nil {
 		return collector.Options{}, usagef("collector.format: %w", err)
 	}
+	receive, err := collector.ParseReceive(cc.Receive)
+	if err != nil {
+		return collector.Options{}, usagef("collector.receive: %w", err)
+	}
 	var dropUnknown bool
 	switch cc.UnknownVNI {
 	case "", "capture":
@@ -262,6 +267,7 @@ func collectOptions(cc config.Collector, sessions sessionSet, liveOnly bool) (co
 	}
 	return collector.Options{
 		Listen:          cc.Listen,
+		Receive:         receive,
 		OutputDir:       cc.OutputDir,
 		Format:          format,
 		RotateSize:      int64(cc.Rotate.Size),
@@ -299,7 +305,8 @@ type collectPart struct {
 func (p collectPart) Run(ctx context.Context) error {
 	err := p.col.Run(ctx)
 	st := p.col.Stats()
-	slog.Info("collector stopped", "received", st.Received, "written", st.Written, "socket_drops", st.SocketDrops)
+	slog.Info("collector stopped", "received", st.Received, "written", st.Written, "socket_drops", st.SocketDrops,
+		"ring_full", st.Drops["ring_full"], "writer_behind", st.Drops["writer_behind"])
 	if err != nil {
 		return fmt.Errorf("collect: %w", err)
 	}

@@ -1,0 +1,405 @@
+package collector
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/xmirror/xmirror/internal/ringbuf"
+)
+
+// Keep in sync with bpf/consts.h: the indexes of xm_col_counters and the
+// reason each drop is counted under.
+const (
+	colReceived  = 0
+	colFragment  = 5
+	colNCounters = 8
+)
+
+var colCounterReasons = [colNCounters]Reason{
+	1: ReasonShort,
+	2: ReasonBadFlags,
+	3: ReasonShortInner,
+	4: ReasonBadLength,
+	6: ReasonRingFull,
+}
+
+// colRecHeaderLen is sizeof(struct col_rec): the frame follows it.
+const colRecHeaderLen = 32
+
+const (
+	// ringTick is how long records may wait in the ring below ring_wake:
+	// the reader's timer while traffic flows.
+	ringTick = 2 * time.Millisecond
+	// ringIdleLooks empty looks send the reader to sleep until a record
+	// wakes it (ring_idle); ringIdleWait bounds that sleep all the same.
+	ringIdleLooks = 50
+	ringIdleWait  = 100 * time.Millisecond
+	// ringReleaseEvery records, a long drain gives the ring's space back.
+	ringReleaseEvery = 4096
+)
+
+// xdpReceiver takes the listener's VXLAN off the wire in xm_collect and
+// reads the frames from the program's ring. Beside it a single UDP socket
+// (no SO_REUSEPORT) holds the port, so that no other socket can bind it,
+// and reads whatever reaches the kernel all the same: IPv4 fragments, which
+// the program passes for the kernel to reassemble, datagrams that arrive
+// on an interface without the program (the weak host model delivers them)
+// and those from the host itself over lo.
+type xdpReceiver struct {
+	c      *Collector
+	sock   *socketReceiver
+	objs   collectObjects
+	links  []link.Link
+	ifaces []string
+	ring   *ringbuf.Reader
+	// bootToWall is added to the program's boot-time stamps (CLOCK_BOOTTIME
+	// ns) to make wall-clock ns; poll refreshes it, so a clock step moves
+	// the stamps within a second.
+	bootToWall atomic.Int64
+	// fence orders the store of ring_idle before the look at the ring.
+	fence atomic.Int32
+
+	countersMu sync.Mutex
+	counted    [colNCounters]uint64
+	fragments  *metrics.Counter // first fragments the program passed to the kernel
+	stopOnce   sync.Once
+	closeOnce  sync.Once
+}
+
+func (x *xdpReceiver) mode() string { return ReceiveXDP }
+
+// listenXDP binds the port, loads xm_collect for the listen address and
+// attaches it to every interface that holds the address. Anything it did
+// is undone when a step fails.
+func (c *Collector) listenXDP(ap netip.AddrPort) (_ receiver, err error) {
+	if ap.Addr().IsUnspecified() {
+		return nil, fmt.Errorf("receive xdp: listen %s: XDP needs an address an interface holds, not the wildcard", ap)
+	}
+	ifaces, err := interfacesWith(ap.Addr())
+	if err != nil {
+		return nil, err
+	}
+	x := &xdpReceiver{c: c, ifaces: ifaces, fragments: c.set.GetOrCreateCounter("xmirror_collector_xdp_fragments_total")}
+	defer func() {
+		if err != nil {
+			x.stop()
+			_ = x.close()
+			c.lock.release()
+			c.lock = nil
+		}
+	}()
+	if _, err := c.lockFixedPort(ap); err != nil {
+		return nil, err
+	}
+	if x.sock, err = c.bindSockets(c.opts.Listen, 1, false); err != nil {
+		return nil, err
+	}
+	if ap.Port() == 0 {
+		if c.lock, err = lockPort(uint16(c.addr.Port)); err != nil {
+			return nil, err
+		}
+	}
+	if err := x.load(ap.Addr(), uint16(c.addr.Port)); err != nil {
+		return nil, err
+	}
+	for _, name := range ifaces {
+		if err := x.attach(name); err != nil {
+			return nil, err
+		}
+	}
+	if x.ring, err = ringbuf.New(x.objs.XmColRing); err != nil {
+		return nil, err
+	}
+	x.setClock()
+	return x, nil
+}
+
+// interfacesWith lists the interfaces that hold addr.
+func interfacesWith(addr netip.Addr) ([]string, error) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	var out []string
+	for _, ifc := range ifs {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == addr {
+					out = append(out, ifc.Name)
+					break
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("receive xdp: no interface holds the listen address %s", addr)
+	}
+	return out, nil
+}
+
+// load loads xm_collect with the listener compiled in and the ring sized
+// by RingSize.
+func (x *xdpReceiver) load(addr netip.Addr, port uint16) error {
+	spec, err := loadCollect()
+	if err != nil {
+		return fmt.Errorf("load xdp receive program: %w", err)
+	}
+	spec.Maps["xm_col_ring"].MaxEntries = uint32(x.c.opts.RingSize)
+	var words [4]uint32
+	family := uint32(4)
+	raw := addr.As16()
+	if addr.Is4() {
+		a4 := addr.As4()
+		words[0] = binary.NativeEndian.Uint32(a4[:])
+	} else {
+		family = 6
+		for i := range words {
+			words[i] = binary.NativeEndian.Uint32(raw[4*i:])
+		}
+	}
+	nport := binary.NativeEndian.Uint16([]byte{byte(port >> 8), byte(port)})
+	for name, v := range map[string]any{"listen_family": family, "listen_addr": words, "listen_port": nport} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	if err := spec.LoadAndAssign(&x.objs, nil); err != nil {
+		return fmt.Errorf("load xdp receive program: %w", err)
+	}
+	return nil
+}
+
+// attach attaches the program to one interface, natively where the driver
+// can and in generic mode otherwise. An interface that has an XDP program
+// already is refused with the program's name: the kernel would refuse a
+// second one anyway, and that one may be another collector's.
+func (x *xdpReceiver) attach(name string) error {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return fmt.Errorf("interface %s: %w", name, err)
+	}
+	if other := attachedXDP(ifc.Index); other != "" {
+		return fmt.Errorf("attach xdp to %s: %s is attached already (another collector or the load balancer?)", name, other)
+	}
+	mode := "native"
+	l, err := link.AttachXDP(link.XDPOptions{Program: x.objs.XmCollect, Interface: ifc.Index, Flags: link.XDPDriverMode})
+	if err != nil {
+		mode = "generic"
+		x.c.log.Info("native xdp unavailable, attaching in generic mode", "interface", name, "err", err)
+		l, err = link.AttachXDP(link.XDPOptions{Program: x.objs.XmCollect, Interface: ifc.Index, Flags: link.XDPGenericMode})
+	}
+	if err != nil {
+		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("attach xdp to %s: another XDP program is attached: %w", name, err)
+		}
+		return fmt.Errorf("attach xdp to %s: %w", name, err)
+	}
+	x.links = append(x.links, l)
+	x.c.log.Info("attached xdp receive program", "interface", name, "mode", mode)
+	return nil
+}
+
+// attachedXDP names the XDP program on an interface ("" when none).
+func attachedXDP(ifindex int) string {
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil || l.Attrs().Xdp == nil || !l.Attrs().Xdp.Attached {
+		return ""
+	}
+	id := l.Attrs().Xdp.ProgId
+	name := ""
+	if p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id)); err == nil {
+		if info, err := p.Info(); err == nil {
+			name = info.Name
+		}
+		p.Close()
+	}
+	return fmt.Sprintf("XDP program %q (id %d)", name, id)
+}
+
+// setClock measures CLOCK_REALTIME - CLOCK_BOOTTIME, reading the boot
+// clock on both sides of the wall clock.
+func (x *xdpReceiver) setClock() {
+	var b1, w, b2 unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &b1)
+	_ = unix.ClockGettime(unix.CLOCK_REALTIME, &w)
+	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &b2)
+	boot := (b1.Nano() + b2.Nano()) / 2
+	x.bootToWall.Store(w.Nano() - boot)
+}
+
+func (x *xdpReceiver) loops() []func(*sink) error {
+	return append(x.sock.loops(), x.ringLoop)
+}
+
+// ringLoop reads the ring until stop. While traffic flows it wakes on its
+// timer or when the unread data crosses ring_wake; after a while without
+// records it tells the program (ring_idle) to wake it with the next one.
+func (x *xdpReceiver) ringLoop(k *sink) error {
+	empty := 0
+	for {
+		wait := ringTick
+		sleeping := empty >= ringIdleLooks
+		if sleeping {
+			// Announce the sleep, then look once more: a record
+			// submitted before the program saw the flag woke nobody.
+			x.setIdle(1)
+			x.fence.Add(1)
+			wait = ringIdleWait
+			if x.ring.Available() > 0 {
+				wait = 0
+			}
+		}
+		err := x.ring.Wait(wait)
+		if sleeping {
+			x.setIdle(0)
+		}
+		if errors.Is(err, ringbuf.ErrClosed) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if x.drain(k) > 0 {
+			empty = 0
+		} else {
+			empty++
+		}
+	}
+}
+
+func (x *xdpReceiver) setIdle(v uint32) {
+	if err := x.objs.RingIdle.Set(v); err != nil {
+		x.c.log.Warn("set ring_idle", "err", err)
+	}
+}
+
+// drain hands every record in the ring to the writers and gives the ring's
+// space back; it returns the number of records.
+func (x *xdpReceiver) drain(k *sink) int {
+	n := 0
+	off := x.bootToWall.Load()
+	for {
+		rec, ok := x.ring.Next()
+		if !ok {
+			break
+		}
+		n++
+		x.record(k, rec, off)
+		if n%ringReleaseEvery == 0 {
+			k.flush()
+			x.ring.Release()
+			x.c.received.Add(ringReleaseEvery)
+		}
+	}
+	k.flush()
+	x.ring.Release()
+	x.c.received.Add(n % ringReleaseEvery)
+	return n
+}
+
+// record hands one ring record (struct col_rec, then the frame) on.
+func (x *xdpReceiver) record(k *sink, rec []byte, bootToWall int64) {
+	if len(rec) < colRecHeaderLen {
+		return
+	}
+	n := int(binary.NativeEndian.Uint16(rec[28:30]))
+	if colRecHeaderLen+n > len(rec) {
+		return
+	}
+	var src netip.Addr
+	if rec[30] == 6 {
+		src = netip.AddrFrom16([16]byte(rec[8:24])).Unmap()
+	} else {
+		src = netip.AddrFrom4([4]byte(rec[8:12]))
+	}
+	ts := int64(binary.NativeEndian.Uint64(rec[0:8])) + bootToWall
+	inner := rec[colRecHeaderLen : colRecHeaderLen+n]
+	k.add(src, ts, binary.NativeEndian.Uint32(rec[24:28]), inner, OriginalLength(inner))
+}
+
+// poll adds the program's drops since the last poll to the drop metrics
+// and refreshes the clock offset.
+func (x *xdpReceiver) poll() {
+	if x.sock != nil {
+		x.sock.poll()
+	}
+	x.setClock()
+	x.countersMu.Lock()
+	defer x.countersMu.Unlock()
+	if x.objs.XmColCounters == nil {
+		return
+	}
+	for i := range colNCounters {
+		var perCPU []uint64
+		if err := x.objs.XmColCounters.Lookup(uint32(i), &perCPU); err != nil {
+			continue
+		}
+		var sum uint64
+		for _, v := range perCPU {
+			sum += v
+		}
+		if i == colFragment && sum > x.counted[i] {
+			x.fragments.AddInt64(int64(sum - x.counted[i]))
+		}
+		if r := colCounterReasons[i]; r != ReasonNone && sum > x.counted[i] {
+			x.c.dropN(r, sum-x.counted[i])
+			// A malformed datagram reached the collector, as on the
+			// socket path; a full ring is like a full socket buffer.
+			if r != ReasonRingFull {
+				x.c.received.AddInt64(int64(sum - x.counted[i]))
+			}
+		}
+		x.counted[i] = sum
+	}
+}
+
+// stop ends the ring loop and the socket's loop.
+func (x *xdpReceiver) stop() {
+	x.stopOnce.Do(func() {
+		if x.objs.XmColCounters != nil {
+			x.poll()
+		}
+		if x.ring != nil {
+			x.ring.Interrupt()
+		}
+		if x.sock != nil {
+			x.sock.stop()
+		}
+	})
+}
+
+// close detaches the program from every interface and releases the ring
+// and the maps: nothing of the collector stays in the kernel.
+func (x *xdpReceiver) close() error {
+	var errs []error
+	x.closeOnce.Do(func() {
+		for _, l := range x.links {
+			if err := l.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("detach xdp: %w", err))
+			}
+		}
+		if x.ring != nil {
+			x.ring.Close()
+		}
+		if err := x.objs.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	})
+	return errors.Join(errs...)
+}
