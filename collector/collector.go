@@ -573,7 +573,9 @@ func (c *Collector) seriesFor(vni uint32) (*series, Reason) {
 // Reload replaces the session names and packet lengths (SIGHUP). A series
 // whose name, packet length or standing (named or not) changes is closed
 // and forgotten; its next packet starts it again under the new settings.
+// Packets received before the call are written under the old settings.
 func (c *Collector) Reload(sessions map[uint32]string, packetLengths map[uint32]int) {
+	c.syncWriters()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.opts.Sessions, c.opts.PacketLengths = sessions, packetLengths
