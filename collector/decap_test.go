@@ -5,7 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -137,6 +139,33 @@ func FuzzValidPrefix(f *testing.F) {
 		}
 		if n > 0 && validPrefix(b[:n], format) != n {
 			t.Fatalf("prefix of the prefix differs")
+		}
+		if k := countPackets(b[:n], format); k < 0 || k > n/12 {
+			t.Fatalf("%d packets in %d bytes", k, n)
+		}
+	})
+}
+
+// FuzzFileName: every template CheckFileName accepts names files that its
+// namer recognises again, in start-time and sequence order.
+func FuzzFileName(f *testing.F) {
+	for _, s := range []string{DefaultFileName, "{time}", "{host}_{vni}_{session}_{time}.x", "{time}-{time}", "a/{time}"} {
+		f.Add(s, "sess-1", "host.a", uint32(7), 3)
+	}
+	f.Fuzz(func(t *testing.T, tmpl, session, host string, vni uint32, seq int) {
+		session, host = SanitizeName(session), SanitizeName(host)
+		if CheckFileName(tmpl) != nil || session == "" || host == "" || seq < 0 || seq > 1e6 {
+			return
+		}
+		n := newFileNamer(tmpl, session, host, vni, ".pcapng")
+		name := n.name(t0, seq)
+		if strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
+			t.Fatalf("%q made %q", tmpl, name)
+		}
+		k1, ok1 := n.key(name)
+		k2, ok2 := n.key(n.name(t0.Add(time.Second), 0) + gzExt)
+		if !ok1 || !ok2 || k1 >= k2 {
+			t.Fatalf("%q: %q -> %q %v, next second %q %v", tmpl, name, k1, ok1, k2, ok2)
 		}
 	})
 }

@@ -38,8 +38,8 @@ func CheckFileName(tmpl string) error {
 	for _, p := range []string{"{session}", "{host}", "{vni}", "{time}"} {
 		rest = strings.ReplaceAll(rest, p, "")
 	}
-	if strings.ContainsAny(rest, "{}/\\\x00") {
-		return fmt.Errorf("file name %q: only {session}, {host}, {vni} and {time} may be used, and no '/'", tmpl)
+	if SanitizeName(rest) != rest && rest != "" {
+		return fmt.Errorf("file name %q: only {session}, {host}, {vni}, {time} and letters, digits, '.', '_', '-' may be used", tmpl)
 	}
 	if strings.HasPrefix(tmpl, ".") {
 		return fmt.Errorf("file name %q must not start with '.' (hidden names are temporary files)", tmpl)

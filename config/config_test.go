@@ -743,6 +743,24 @@ func FuzzParsePortRange(f *testing.F) {
 	})
 }
 
+func FuzzParseDuration(f *testing.F) {
+	for _, s := range []string{"2s", "7d", "1d12h", "90m", "-1d", "d", "99999d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseDuration(s)
+		if err != nil {
+			return
+		}
+		if d < 0 {
+			t.Fatalf("%q gave negative %v", s, d)
+		}
+		if back, err := ParseDuration(d.String()); err != nil || back != d {
+			t.Fatalf("%q -> %v -> %v, %v", s, d, back, err)
+		}
+	})
+}
+
 func FuzzParseByteSize(f *testing.F) {
 	for _, s := range []string{"4096", "100MiB", "1GB", "1.5G", "-3"} {
 		f.Add(s)
