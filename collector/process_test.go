@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/xmirror/xmirror/internal/netlab/labtest"
+	"github.com/xmirror/xmirror/internal/telemetry"
 )
 
 func TestMain(m *testing.M) { labtest.Main(m) }
@@ -175,19 +176,20 @@ func (p *proc) dial(t *testing.T) *net.UDPConn {
 	return conn
 }
 
-// metric scrapes one sample of /metrics.
+// metric scrapes one sample of /metrics: name, or name{labels} as written.
 func (p *proc) metric(t *testing.T, name string) uint64 {
 	t.Helper()
 	resp := p.get(t, "/metrics")
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			n, _ := strconv.ParseUint(v, 10, 64)
-			return n
-		}
+	samples, err := telemetry.ParseText(resp.Body)
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
 	}
-	return 0
+	base, labels, _ := strings.Cut(name, "{")
+	if labels = strings.TrimSuffix(labels, "}"); labels != "" {
+		return uint64(telemetry.Sum(samples, base, labels))
+	}
+	return uint64(telemetry.Sum(samples, base))
 }
 
 func (p *proc) waitMetric(t *testing.T, name string, n uint64) {
