@@ -3,6 +3,7 @@ package source
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -19,8 +20,46 @@ const (
 	tcNamePrefix = "xmirror:"
 )
 
+// How the programs are attached, Options.Attach.
+const (
+	// AttachTCX attaches through TCX links (Linux 6.6 and later): the
+	// process holds them, so the programs go when it goes.
+	AttachTCX = "tcx"
+	// AttachTC attaches bpf filters (direct action) to a clsact qdisc,
+	// which kernels before TCX have (4.5 and later). The qdisc holds
+	// them: a killed run leaves them, and the next start removes them.
+	AttachTC = "tc"
+	// AttachAuto is TCX where the kernel has it, else tc.
+	AttachAuto = "auto"
+)
+
+// Attaches lists the valid values of Options.Attach.
+var Attaches = []string{AttachAuto, AttachTCX, AttachTC}
+
 // hook is a program attached to one direction of an interface.
 type hook interface{ Close() error }
+
+// attacher attaches the programs the way the source was started with; with
+// AttachAuto it finds out at the first program.
+type attacher struct{ mode string }
+
+// attach attaches prog to one direction of ifindex; name tells the tc
+// filter apart.
+func (a *attacher) attach(prog *ebpf.Program, ifindex int, ingress bool, name string) (hook, error) {
+	if a.mode == AttachTC {
+		return attachTC(prog, ifindex, ingress, name)
+	}
+	h, err := attachTCX(prog, ifindex, ingress)
+	if err != nil && a.mode == AttachAuto && errors.Is(err, ebpf.ErrNotSupported) {
+		slog.Info("this kernel has no TCX: attaching with tc clsact", "err", err)
+		a.mode = AttachTC
+		return attachTC(prog, ifindex, ingress, name)
+	}
+	if err == nil && a.mode == AttachAuto {
+		a.mode = AttachTCX
+	}
+	return h, err
+}
 
 // attachTCX attaches prog through TCX: a link the process holds, so the
 // program detaches when the process ends, however it ends.

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/google/gopacket/layers"
 
 	"github.com/xmirror/xmirror/config"
@@ -28,7 +27,7 @@ func testSource(t testing.TB, cfg *config.Config) *Source {
 func loadTestSource(t testing.TB, cfg *config.Config, datapath sourceXmDatapath, opts Options) *Source {
 	t.Helper()
 	labtest.RequireRoot(t)
-	s := &Source{links: map[uint32][2]link.Link{}, ids: map[string]uint16{}, noAttach: true, mark: config.DefaultMark,
+	s := &Source{links: map[uint32][2]hook{}, ids: map[string]uint16{}, noAttach: true, mark: config.DefaultMark,
 		dp: programsOnly{datapath}}
 	if err := s.load(opts.RecordDecision, opts.MaxDelay); err != nil {
 		t.Fatalf("load: %v", err)

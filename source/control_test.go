@@ -2,6 +2,7 @@ package source
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -58,24 +59,52 @@ func TestRefusesBadConfig(t *testing.T) {
 // and checks that the programs stay attached (same TCX links) while the new
 // rules take effect; Close removes everything.
 func TestReload(t *testing.T) {
+	for _, attach := range []string{AttachTCX, AttachTC} {
+		t.Run(attach, func(t *testing.T) { testReload(t, attach) })
+	}
+}
+
+func testReload(t *testing.T, attach string) {
 	lab := seedLab(t, false)
 	src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
-	s := startSource(t, src, seedConfig(t, seedYAML))
-	linkIDs := func() []link.ID {
-		var ids []link.ID
+	s := startSourceOpts(t, src, seedConfig(t, seedYAML), Options{Attach: attach})
+	// What is attached to eth0: TCX link ids, or the tc filters.
+	linkIDs := func() []uint32 {
+		var ids []uint32
 		for _, l := range s.links {
 			for _, x := range l {
-				info, err := x.Info()
-				if err != nil {
-					t.Fatal(err)
+				switch x := x.(type) {
+				case link.Link:
+					info, err := x.Info()
+					if err != nil {
+						t.Fatal(err)
+					}
+					ids = append(ids, uint32(info.ID))
+				case *tcFilter:
+					// The same filter, not one added again.
+					ids = append(ids, uint32(reflect.ValueOf(x).Pointer()))
 				}
-				ids = append(ids, info.ID)
 			}
 		}
 		return ids
 	}
 	before := linkIDs()
 	src.Do(func() error {
+		if attach == AttachTC {
+			n := 0
+			l, _ := netlink.LinkByIndex(src.Ifindex)
+			for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+				fs, err := netlink.FilterList(l, parent)
+				if err != nil {
+					t.Error(err)
+				}
+				n += len(fs)
+			}
+			if n != 2 {
+				t.Errorf("%d tc filters on eth0, want 2", n)
+			}
+			return nil
+		}
 		res, err := link.QueryPrograms(link.QueryOptions{Target: src.Ifindex, Attach: ebpf.AttachTCXIngress})
 		if err != nil || len(res.Programs) != 1 {
 			t.Errorf("tcx ingress on eth0: %v, %v; want one program", res, err)

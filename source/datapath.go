@@ -59,6 +59,7 @@ type datapath interface {
 // settings are the checked Options of one source.
 type settings struct {
 	datapath string
+	attach   string        // Attach*
 	priority string        // of the user-space sender
 	maxDelay time.Duration // datapath ring: the reader's look interval
 }
@@ -68,6 +69,14 @@ func (o Options) check() (settings, error) {
 	st := settings{datapath: o.Datapath, priority: o.SendPriority, maxDelay: o.MaxDelay}
 	if st.datapath == "" {
 		st.datapath = DefaultDatapath
+	}
+	switch o.Attach {
+	case "":
+		st.attach = AttachAuto
+	case AttachAuto, AttachTCX, AttachTC:
+		st.attach = o.Attach
+	default:
+		return st, fmt.Errorf("%w: attach %q is not %s, %s or %s", ErrConfig, o.Attach, AttachAuto, AttachTCX, AttachTC)
 	}
 	if _, ok := datapathKinds[st.datapath]; !ok {
 		return st, fmt.Errorf("%w: datapath %q is not %s, %s or %s", ErrConfig, o.Datapath, DatapathKernel, DatapathRing, DatapathPerf)
@@ -93,7 +102,7 @@ func (o Options) check() (settings, error) {
 func (s *Source) startDatapath(set settings) (datapath, error) {
 	switch set.datapath {
 	case DatapathKernel:
-		return startKernel(&s.objs, s.devName, s.mark)
+		return startKernel(&s.objs, s.devName, &s.attacher)
 	case DatapathPerf:
 		return startPerf(&s.objs, s.mark, set.priority)
 	default:

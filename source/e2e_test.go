@@ -14,13 +14,25 @@ func TestSeedEquivalence(t *testing.T) {
 	for _, datapath := range []string{DatapathKernel, DatapathRing, DatapathPerf} {
 		for _, offload := range []bool{false, true} {
 			t.Run(datapath+"/"+map[bool]string{false: "offload-off", true: "offload-on"}[offload], func(t *testing.T) {
-				testSeedEquivalence(t, datapath, offload)
+				testSeedEquivalence(t, datapath, offload, AttachAuto)
 			})
 		}
 	}
 }
 
-func testSeedEquivalence(t *testing.T, datapath string, offload bool) {
+// TestSeedEquivalenceTC is TestSeedEquivalence with the programs attached
+// through tc clsact, as on kernels without TCX.
+func TestSeedEquivalenceTC(t *testing.T) {
+	for _, datapath := range []string{DatapathKernel, DatapathRing} {
+		for _, offload := range []bool{false, true} {
+			t.Run(datapath+"/"+map[bool]string{false: "offload-off", true: "offload-on"}[offload], func(t *testing.T) {
+				testSeedEquivalence(t, datapath, offload, AttachTC)
+			})
+		}
+	}
+}
+
+func testSeedEquivalence(t *testing.T, datapath string, offload bool, attach string) {
 	lab := seedLab(t, offload)
 	src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
 	cfg := seedConfig(t, seedYAML)
@@ -28,7 +40,7 @@ func testSeedEquivalence(t *testing.T, datapath string, offload bool) {
 	sinkVXLAN(t, target)
 	atTarget := startCapture(t, target, "target", "udp", "port", "4789")
 	atSource := startCapture(t, src, "source", "-s", "96", "tcp and host "+testIP+" and port 1234")
-	s := startSourceOpts(t, src, cfg, Options{Datapath: datapath})
+	s := startSourceOpts(t, src, cfg, Options{Datapath: datapath, Attach: attach})
 
 	gotSrc, gotTest := seedConversation(t, src, test)
 	if gotSrc != "test to source\n" || gotTest != "hello\nsource to test\n" {

@@ -103,9 +103,15 @@ func vxlanPing(t *testing.T, dstMAC net.HardwareAddr, dst string) []byte {
 // VXLAN from another host were answered). The next start, whatever its
 // datapath, removes the device.
 func TestKilledKernelSourceDeliversNothing(t *testing.T) {
+	for _, attach := range []string{AttachTCX, AttachTC} {
+		t.Run(attach, func(t *testing.T) { testKilledKernelSource(t, attach) })
+	}
+}
+
+func testKilledKernelSource(t *testing.T, attach string) {
 	lab := seedLab(t, false)
 	src, test := lab.Host("source"), lab.Host("test")
-	p := startBinary(t, src, seedYAML, "--datapath", "kernel")
+	p := startBinary(t, src, seedYAML, "--datapath", "kernel", "--attach", attach)
 	if err := p.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -138,11 +144,20 @@ func TestKilledKernelSourceDeliversNothing(t *testing.T) {
 		t.Errorf("the killed source's VXLAN device delivered %d pings into the host", got)
 	}
 
-	// A start with another datapath cleans up.
+	// A start with another datapath (attached through TCX) cleans up.
 	startSource(t, src, seedConfig(t, seedYAML))
 	inNS(t, src, func() error {
 		if _, err := netlink.LinkByName("xmirror0"); err == nil {
 			t.Errorf("xmirror0 left by the killed run is still there after a start")
+		}
+		eth0, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+			if fs, _ := netlink.FilterList(eth0, parent); len(fs) != 0 {
+				t.Errorf("tc filters left by the killed run on eth0: %v", fs)
+			}
 		}
 		return nil
 	})

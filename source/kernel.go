@@ -28,7 +28,7 @@ type kernelPath struct {
 // program closes that door, and it is a tc filter, which the device holds,
 // not a TCX link, which the process holds: it stays when the process is
 // killed, until the device is deleted. The device comes up only after it.
-func startKernel(objs *sourceObjects, name string, mark uint32) (_ datapath, err error) {
+func startKernel(objs *sourceObjects, name string, at *attacher) (_ datapath, err error) {
 	if old, err := netlink.LinkByName(name); err == nil {
 		if _, ok := old.(*netlink.Vxlan); !ok {
 			return nil, fmt.Errorf("%w: device %s exists and is not a VXLAN device", ErrConfig, name)
@@ -65,7 +65,7 @@ func startKernel(objs *sourceObjects, name string, mark uint32) (_ datapath, err
 	if k.drop, err = attachTC(objs.XmDrop, ifindex, true, "drop"); err != nil {
 		return nil, fmt.Errorf("attach drop program to %s: %w", name, err)
 	}
-	if k.tunnel, err = attachTCX(objs.XmTunnel, ifindex, false); err != nil {
+	if k.tunnel, err = at.attach(objs.XmTunnel, ifindex, false, "tunnel"); err != nil {
 		return nil, fmt.Errorf("attach tunnel program to %s: %w", name, err)
 	}
 	if err := netlink.LinkSetUp(k.device); err != nil {

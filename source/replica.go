@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 )
 
@@ -18,7 +16,7 @@ import (
 // device where they are cut like any other clone.
 type replica struct {
 	send, recv netlink.Link
-	prog       link.Link
+	prog       hook
 	offloads   offloads
 }
 
@@ -81,7 +79,7 @@ func (s *Source) ensureReplica(ifindex uint32, want offloads) (uint32, error) {
 	if err := setOffloads(sendName, want); err != nil {
 		return 0, err
 	}
-	r.prog, err = link.AttachTCX(link.TCXOptions{Interface: r.recv.Attrs().Index, Program: s.objs.XmReplica, Attach: ebpf.AttachTCXIngress})
+	r.prog, err = s.attacher.attach(s.objs.XmReplica, r.recv.Attrs().Index, true, "replica")
 	if err != nil {
 		return 0, fmt.Errorf("attach replica program to %s: %w", recvName, err)
 	}

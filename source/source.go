@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 
 	"github.com/xmirror/xmirror/config"
 )
@@ -26,8 +25,9 @@ type Source struct {
 	mu       sync.Mutex
 	objs     sourceObjects
 	dp       datapath
-	watch    *watch                  // of the targets' health
-	links    map[uint32][2]link.Link // ifindex -> ingress, egress
+	watch    *watch // of the targets' health
+	attacher attacher
+	links    map[uint32][2]hook // ifindex -> ingress, egress
 	replicas map[uint32]*replica
 	ids      map[string]uint16 // session name -> counter slot
 	prog     *Program          // running
@@ -51,6 +51,9 @@ type Options struct {
 	// thread that sends mirrored packets (datapaths ring and perf); empty
 	// means DefaultPriority.
 	SendPriority string
+	// Attach is AttachAuto, AttachTCX or AttachTC: how the programs are
+	// attached; empty means AttachAuto.
+	Attach string
 	// MaxDelay is how long a mirrored packet may wait in the ring before
 	// the sender looks (datapath ring), between MinMaxDelay and
 	// MaxMaxDelay; 0 means DefaultMaxDelay. Longer is cheaper for the
@@ -67,9 +70,10 @@ func New(cfg *config.Config, opts Options) (_ *Source, err error) {
 		return nil, err
 	}
 	s := &Source{
-		links:   map[uint32][2]link.Link{},
-		ids:     map[string]uint16{},
-		devName: config.DefaultDevice,
+		attacher: attacher{mode: set.attach},
+		links:    map[uint32][2]hook{},
+		ids:      map[string]uint16{},
+		devName:  config.DefaultDevice,
 	}
 	if cfg.Source != nil {
 		s.mark = cfg.Source.Mark
@@ -356,16 +360,16 @@ func (s *Source) retire(prog *Program) {
 }
 
 func (s *Source) attach(ifindex uint32) error {
-	in, err := link.AttachTCX(link.TCXOptions{Interface: int(ifindex), Program: s.objs.XmSourceIngress, Attach: ebpf.AttachTCXIngress})
+	in, err := s.attacher.attach(s.objs.XmSourceIngress, int(ifindex), true, "ingress")
 	if err != nil {
 		return fmt.Errorf("attach ingress to ifindex %d: %w", ifindex, err)
 	}
-	out, err := link.AttachTCX(link.TCXOptions{Interface: int(ifindex), Program: s.objs.XmSourceEgress, Attach: ebpf.AttachTCXEgress})
+	out, err := s.attacher.attach(s.objs.XmSourceEgress, int(ifindex), false, "egress")
 	if err != nil {
 		in.Close()
 		return fmt.Errorf("attach egress to ifindex %d: %w", ifindex, err)
 	}
-	s.links[ifindex] = [2]link.Link{in, out}
+	s.links[ifindex] = [2]hook{in, out}
 	return nil
 }
 

@@ -142,6 +142,7 @@ func TestSourceCommandRefusesBadConfig(t *testing.T) {
 		{[]string{"--config", bad}, `interface "eth9"`},
 		{[]string{"--config", good, "--send-priority", "low"}, `--send-priority: "low"`},
 		{[]string{"--config", good, "--datapath", "xdp"}, `--datapath: "xdp"`},
+		{[]string{"--config", good, "--attach", "xdp"}, `--attach: "xdp"`},
 		{[]string{"--config", good, "--max-delay", "5s"}, `--max-delay: 5s`},
 	} {
 		p := startXmirror(t, src, append([]string{"source", "--metrics-listen", "off"}, c.args...)...)

@@ -12,7 +12,7 @@ import (
 // RoleOptions are the parts of the configuration that change what a role needs.
 type RoleOptions struct {
 	// Interfaces: the lb's listener interfaces, the XDP collector's receive
-	// interfaces (the source attaches with TCX, where the driver does not matter).
+	// interfaces (the source attaches with TCX or tc, where the driver does not matter).
 	Interfaces []string
 	XDPMode    string // auto | native | generic
 	PinPath    string // the lb's bpffs directory
@@ -38,8 +38,10 @@ func ForRole(role string, o RoleOptions) (Requirements, error) {
 			return req, fmt.Errorf("load the source's BPF object: %w", err)
 		}
 		req.Objects = []*ebpf.CollectionSpec{spec}
-		req.TCX = true
-		req.MinKernel, req.MinKernelWhy = Version{6, 6}, "TCX links"
+		// TCX where the kernel has it (6.6+), else tc clsact: the
+		// programs' helpers (bpf_loop) set the minimum.
+		req.TCX, req.TCFallback = true, true
+		req.MinKernel, req.MinKernelWhy = Version{5, 17}, "bpf_loop"
 		req.Caps = SourceCaps
 	case RoleLB:
 		spec, err := xdp.Spec()

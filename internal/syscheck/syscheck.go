@@ -34,6 +34,9 @@ type Requirements struct {
 	Objects []*ebpf.CollectionSpec
 	// TCX: the role attaches tc programs through TCX links (Linux 6.6+).
 	TCX bool
+	// TCFallback: without TCX the role attaches through tc clsact (a
+	// warning, not a failure).
+	TCFallback bool
 	// XDPInterfaces get an XDP program; XDPMode is auto, native or generic.
 	XDPInterfaces []string
 	XDPMode       string
@@ -134,7 +137,12 @@ func Run(req Requirements) *Report {
 		}
 	}
 	if req.TCX {
-		r.add(checkTCX())
+		res := checkTCX()
+		if res.Status == Fail && req.TCFallback && strings.Contains(res.Detail, "no TCX") {
+			res.Status, res.Detail = Warn, res.Detail+": the source attaches with tc clsact instead"
+			res.Fix = "nothing to do (Linux 6.6 or later attaches through TCX links, which go with the process)"
+		}
+		r.add(res)
 	}
 	for _, ifname := range req.XDPInterfaces {
 		r.add(checkXDP(ifname, req.XDPMode))
