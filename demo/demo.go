@@ -8,6 +8,7 @@
 package demo
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,6 +50,11 @@ type Options struct {
 	Label string
 	// StartTimeout bounds how long a part may take to answer /healthz; default 20s.
 	StartTimeout time.Duration
+	// Receive is the collectors' collector.receive (auto, xdp or socket;
+	// default socket). The targets listen on their own address, so auto
+	// takes the XDP path; the seed's tcpdump on the targets then sees no
+	// VXLAN, which XDP takes before the kernel's packet taps.
+	Receive string
 }
 
 // ReferenceFilter is the tcpdump expression equivalent to the seed's
@@ -462,7 +468,9 @@ func (d *Demo) writeHostConfigs(common []byte) error {
 		hostEdits := []edit{{"metrics.listen", d.metricsAddr(h.Name)}}
 		for _, t := range Targets {
 			if t == h.Name {
-				hostEdits = append(hostEdits, edit{"collector.output_dir", d.TargetDir(t)})
+				hostEdits = append(hostEdits, edit{"collector.output_dir", d.TargetDir(t)},
+					edit{"collector.listen", net.JoinHostPort(h.Addr, "4789")},
+					edit{"collector.receive", cmp.Or(d.opts.Receive, config.ReceiveSocket)})
 			}
 		}
 		b, err := deriveConfig(common, hostEdits...)

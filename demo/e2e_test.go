@@ -120,7 +120,7 @@ func assertNothingUnmatched(t *testing.T, got []Frame) {
 func TestE2ESeedInnerSymmetricAndFailover(t *testing.T) {
 	labtest.RequireRoot(t)
 	const interval = time.Second
-	d := startDemo(t, "e2e-sym", Options{Affinity: "inner-symmetric", HealthCheck: true, HealthInterval: interval})
+	d := startDemo(t, "e2e-sym", Options{Affinity: "inner-symmetric", HealthCheck: true, HealthInterval: interval, Receive: "xdp"})
 	ctx := context.Background()
 	ref, err := d.StartCapture(ctx, HostSource, filepath.Join(t.TempDir(), "ref.pcap"), 96, ReferenceFilter)
 	if err != nil {
@@ -245,7 +245,7 @@ func TestE2ESeedInnerSymmetricAndFailover(t *testing.T) {
 // direction stays on one target.
 func TestE2ESeedOuterAffinity(t *testing.T) {
 	labtest.RequireRoot(t)
-	d := startDemo(t, "e2e-outer", Options{Affinity: "outer"})
+	d := startDemo(t, "e2e-outer", Options{Affinity: "outer", Receive: "xdp"})
 	ctx := context.Background()
 	ref, err := d.StartCapture(ctx, HostSource, filepath.Join(t.TempDir(), "ref.pcap"), 96, ReferenceFilter)
 	if err != nil {
