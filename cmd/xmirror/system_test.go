@@ -38,7 +38,7 @@ func TestCheckSystemPasses(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d:\n%s%s", code, out, errOut)
 	}
-	for _, want := range []string{"CHECK (role source)", "tcx attach", "SchedCLS helpers", "CHECK (role lb)", "XDP helpers",
+	for _, want := range []string{"CHECK (role source)", "tcx attach", "tc clsact", "SchedCLS helpers", "CHECK (role lb)", "XDP helpers",
 		"bpffs", "CHECK (role collect)", "xmirror source can run", "xmirror lb can run", "xmirror collect can run"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -85,14 +86,7 @@ func probeAll[T fmt.Stringer](check string, items []T, probe func(T) error) Resu
 // when that works.
 func checkTCX() Result {
 	r := Result{Check: "tcx attach"}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:    ebpf.SchedCLS,
-		License: "Dual MIT/GPL",
-		Instructions: asm.Instructions{
-			asm.Mov.Imm(asm.R0, -1), // TCX_NEXT: leave the packet to the next program
-			asm.Return(),
-		},
-	})
+	prog, err := passProgram()
 	if err != nil {
 		r.Status, r.Detail, r.Fix = Fail, fmt.Sprintf("load a tc program: %v", err), "check the capabilities above"
 		return r
@@ -111,6 +105,58 @@ func checkTCX() Result {
 	l.Close()
 	r.Status, r.Detail = Pass, "TCX links attach (tested on lo)"
 	return r
+}
+
+// checkClsact attaches the same pass-through program as a direct-action tc
+// bpf filter on lo's clsact qdisc and removes both again (the qdisc only if it
+// was not there): the source's kernel datapath holds a program that way.
+func checkClsact() Result {
+	r := Result{Check: "tc clsact"}
+	fail := func(what string, err error) Result {
+		r.Status, r.Detail = Warn, fmt.Sprintf("%s: %v", what, err)
+		r.Fix = "--datapath kernel needs sch_ingress (clsact) and cls_bpf: load the modules or use the default ring datapath"
+		return r
+	}
+	prog, err := passProgram()
+	if err != nil {
+		r.Status, r.Detail, r.Fix = Fail, fmt.Sprintf("load a tc program: %v", err), "check the capabilities above"
+		return r
+	}
+	defer prog.Close()
+	qdisc := &netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: 1, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
+		QdiscType:  "clsact",
+	}
+	err = netlink.QdiscAdd(qdisc)
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return fail("add a clsact qdisc to lo", err)
+	}
+	if err == nil {
+		defer netlink.QdiscDel(qdisc)
+	}
+	f := &netlink.BpfFilter{
+		FilterAttrs: netlink.FilterAttrs{LinkIndex: 1, Parent: netlink.HANDLE_MIN_INGRESS, Handle: 1,
+			Priority: 0xa2, Protocol: unix.ETH_P_ALL},
+		Fd: prog.FD(), Name: "xmirror-check", DirectAction: true,
+	}
+	if err := netlink.FilterAdd(f); err != nil {
+		return fail("add a bpf filter to lo", err)
+	}
+	netlink.FilterDel(f)
+	r.Status, r.Detail = Pass, "bpf filters attach to a clsact qdisc (tested on lo)"
+	return r
+}
+
+// passProgram is a tc program that leaves every packet to what comes next.
+func passProgram() (*ebpf.Program, error) {
+	return ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:    ebpf.SchedCLS,
+		License: "Dual MIT/GPL",
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R0, -1), // TCX_NEXT / TC_ACT_UNSPEC
+			asm.Return(),
+		},
+	})
 }
 
 // checkXDP asks the kernel whether ifname's driver runs XDP natively.

@@ -32,7 +32,8 @@ type Requirements struct {
 	MinKernelWhy string
 	// Objects are the BPF objects the role loads (none for the socket collector).
 	Objects []*ebpf.CollectionSpec
-	// TCX: the role attaches tc programs through TCX links (Linux 6.6+).
+	// TCX: the role attaches tc programs through TCX links (Linux 6.6+), and
+	// some (the kernel datapath's) as tc bpf filters on a clsact qdisc.
 	TCX bool
 	// TCFallback: without TCX the role attaches through tc clsact (a
 	// warning, not a failure).
@@ -137,12 +138,16 @@ func Run(req Requirements) *Report {
 		}
 	}
 	if req.TCX {
-		res := checkTCX()
-		if res.Status == Fail && req.TCFallback && strings.Contains(res.Detail, "no TCX") {
-			res.Status, res.Detail = Warn, res.Detail+": the source attaches with tc clsact instead"
-			res.Fix = "nothing to do (Linux 6.6 or later attaches through TCX links, which go with the process)"
+		tcx, clsact := checkTCX(), checkClsact()
+		if tcx.Status == Fail && req.TCFallback && strings.Contains(tcx.Detail, "no TCX") {
+			tcx.Status, tcx.Detail = Warn, tcx.Detail+": the source attaches with tc clsact instead"
+			tcx.Fix = "nothing to do (Linux 6.6 or later attaches through TCX links, which go with the process)"
+			if clsact.Status == Warn {
+				clsact.Status = Fail
+				clsact.Fix = "without TCX every program attaches through tc clsact: load sch_ingress and cls_bpf"
+			}
 		}
-		r.add(res)
+		r.add(tcx, clsact)
 	}
 	for _, ifname := range req.XDPInterfaces {
 		r.add(checkXDP(ifname, req.XDPMode))
