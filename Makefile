@@ -17,7 +17,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 DEB_PACKAGES := clang-19 llvm-19 libbpf-dev linux-libc-dev bpftool iproute2 iputils-ping ethtool nftables \
 	procps util-linux \
 	tcpdump tshark iperf3 nginx-light libnginx-mod-stream netcat-openbsd ca-certificates git make \
-	systemd lintian prometheus adduser
+	systemd lintian prometheus
 
 GO ?= go
 
