@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -232,4 +233,74 @@ func (t *tapOut) packet(fr Frame) {
 	t.buf = le.AppendUint32(t.buf, uint32(len(fr.Inner)))
 	t.buf = append(t.buf, fr.Inner...)
 	t.added()
+}
+
+// startExports opens the live outputs and starts their writers.
+func (c *Collector) startExports() error {
+	c.exportStop = make(chan struct{})
+	c.liveGone = make(chan struct{})
+	c.tapVNI = make(map[uint32]*tapOut)
+	if c.opts.Tap != "" && !strings.Contains(c.opts.Tap, "{vni}") {
+		t, err := c.startTap(c.opts.Tap, "tap")
+		if err != nil {
+			return err
+		}
+		c.tapAll = t
+	}
+	if err := c.startSessionTaps(); err != nil {
+		c.stopExports()
+		return err
+	}
+	if c.opts.Live != nil {
+		c.live = newLiveStream(c, c.opts.Live)
+		c.live.kick <- struct{}{} // the section header now: readers wait for it
+		go c.live.run(c.exportStop, c)
+	}
+	return nil
+}
+
+// stopExports writes what the live outputs hold and stops them.
+func (c *Collector) stopExports() {
+	c.stopOnce.Do(func() {
+		close(c.exportStop)
+		var running []*exporter
+		if c.live != nil {
+			running = append(running, c.live.exporter)
+		}
+		var devs []io.Closer
+		for _, t := range c.allTaps() {
+			running = append(running, t.exporter)
+			devs = append(devs, t.dev)
+		}
+		for _, e := range running {
+			select {
+			case <-e.done:
+			case <-time.After(5 * time.Second):
+			}
+		}
+		for _, d := range devs {
+			_ = d.Close()
+		}
+	})
+}
+
+func (c *Collector) allTaps() []*tapOut {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []*tapOut
+	if c.tapAll != nil {
+		out = append(out, c.tapAll)
+	}
+	for _, t := range c.tapVNI {
+		out = append(out, t)
+	}
+	return out
+}
+
+// liveFailed stops the collector when the failed live output was its only
+// output (the reader of `--write -` went away and there are no files).
+func (c *Collector) liveFailed(e *exporter) {
+	if c.out == nil && len(c.allTaps()) == 0 {
+		c.goneOnce.Do(func() { close(c.liveGone) })
+	}
 }

@@ -88,3 +88,8 @@ func (n fileNamer) key(name string) (string, bool) {
 	}
 	return fmt.Sprintf("%s-%09d", m[1], seq), true
 }
+
+// namer is the file namer of a session.
+func (c *Collector) namer(session string, vni uint32) fileNamer {
+	return newFileNamer(c.opts.FileName, session, c.opts.Host, vni, c.opts.Format.Ext())
+}

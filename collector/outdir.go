@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/user"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -214,4 +215,20 @@ func (d *outDir) free() (int64, error) {
 		return 0, err
 	}
 	return int64(st.Bavail) * st.Bsize, nil
+}
+
+// lookupGroup resolves Options.Group (a name or a number); "" is -1, the
+// process's own group.
+func lookupGroup(name string) (int, error) {
+	if name == "" {
+		return -1, nil
+	}
+	if n, err := strconv.Atoi(name); err == nil && n >= 0 {
+		return n, nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, fmt.Errorf("collector.group: %w", err)
+	}
+	return strconv.Atoi(g.Gid)
 }

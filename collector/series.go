@@ -470,3 +470,13 @@ func (s *series) evictLocked(why string) {
 		s.c.set.UnregisterMetric(n)
 	}
 }
+
+// takeSourceSeries takes a place for one more source metric series, or
+// reports that MaxSourceSeries are taken.
+func (c *Collector) takeSourceSeries() bool {
+	if c.sourceSeries.Add(1) > int64(c.opts.MaxSourceSeries) {
+		c.sourceSeries.Add(-1)
+		return false
+	}
+	return true
+}
