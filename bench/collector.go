@@ -34,18 +34,10 @@ func (r *runner) scenarioCollector(ctx context.Context) ScenarioResult {
 		Ceiling: "recvmmsg sink",
 		Primary: "lossless_pps",
 	}
-	lab, err := r.newLab("col", collectorHosts()...)
-	if err != nil {
-		sc.Skipped = fmt.Sprintf("lab: %v", err)
+	pmax, ok := r.labTopRate(ctx, &sc, "col", collectorHosts(), "col")
+	if !ok {
 		return sc
 	}
-	pmax, err := r.measureTop(ctx, lab.Host("gen"), lab.Host("col"))
-	lab.Close()
-	if err != nil {
-		sc.Skipped = fmt.Sprintf("generator: %v", err)
-		return sc
-	}
-	sc.Notes = append(sc.Notes, fmt.Sprintf("generator top rate into an XDP drop counter: %s; steps are fractions of it", formatPPS(pmax)))
 	var systems []*sweepSys
 	for _, rx := range []receiver{r.sinkReceiver(), r.collectReceiver(), tcpdumpReceiver()} {
 		res := &SystemResult{Name: rx.name, Kind: rx.kind}

@@ -26,18 +26,10 @@ func (r *runner) scenarioE2E(ctx context.Context) ScenarioResult {
 		Ceiling: "xdp ceiling → sink",
 		Primary: "lossless_pps",
 	}
-	lab, err := r.newLab("e2e", bridgeHosts()...)
-	if err != nil {
-		sc.Skipped = fmt.Sprintf("lab: %v", err)
+	pmax, ok := r.labTopRate(ctx, &sc, "e2e", bridgeHosts(), "lb")
+	if !ok {
 		return sc
 	}
-	pmax, err := r.measureTop(ctx, lab.Host("gen"), lab.Host("lb"))
-	lab.Close()
-	if err != nil {
-		sc.Skipped = fmt.Sprintf("generator: %v", err)
-		return sc
-	}
-	sc.Notes = append(sc.Notes, fmt.Sprintf("generator top rate into an XDP drop counter: %s; steps are fractions of it", formatPPS(pmax)))
 	both := func() string {
 		if why := r.available("lb"); why != "" {
 			return why

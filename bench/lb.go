@@ -159,19 +159,13 @@ func (r *runner) lbTrial(ctx context.Context, topo *lbTopo, ctr *XDPPeer, pid in
 		return nil, err
 	}
 	cpu0 := readCPUTimes()
-	var p0 procStats
-	if pid > 0 {
-		p0 = readProc(pid)
-	}
+	p0 := readProc(pid)
 	g, err := r.generate(ctx, topo, 0, r.o.Trial, label)
 	if err != nil {
 		return nil, err
 	}
 	cpu1 := readCPUTimes()
-	var p1 procStats
-	if pid > 0 {
-		p1 = readProc(pid)
-	}
+	p1 := readProc(pid)
 	// Packets still in queues arrive within milliseconds.
 	time.Sleep(200 * time.Millisecond)
 	after, err := ctr.ReceivedBy()
@@ -195,7 +189,7 @@ func (r *runner) lbTrial(ctx context.Context, topo *lbTopo, ctr *XDPPeer, pid in
 		"cpu_cores":     busyCores(cpu0, cpu1),
 		"softirq_cores": softirqCores(cpu0, cpu1),
 	}
-	if pid > 0 && p0.Valid && p1.Valid {
+	if p0.Valid && p1.Valid {
 		t["proc_cpu_cores"] = (p1.CPU - p0.CPU).Seconds() / secs
 	}
 	if total > 0 && sys.shares[1] > 0 {

@@ -224,6 +224,15 @@ func dirBytes(dir string) uint64 {
 	return n
 }
 
+// writeConfig writes cfg in the YAML contract to path, for a part to read.
+func writeConfig(cfg *config.Config, path string) (string, error) {
+	y, err := cfg.Marshal()
+	if err != nil {
+		return "", err
+	}
+	return path, os.WriteFile(path, y, 0o644)
+}
+
 // setupXmirrorLB writes an lb config in the YAML contract and runs `xmirror lb`
 // on the lab's "lb" host; it is ready when /healthz answers 200.
 func (r *runner) setupXmirrorLB(t *lbTopo, dir, algorithm string) (int, func(), error) {
@@ -243,12 +252,8 @@ func (r *runner) setupXmirrorLB(t *lbTopo, dir, algorithm string) (int, func(), 
 	}
 	config.ApplyDefaults(cfg)
 	cfg.LoadBalancer.HealthCheck.Enabled = false
-	y, err := cfg.Marshal()
+	f, err := writeConfig(cfg, filepath.Join(dir, "lb.yaml"))
 	if err != nil {
-		return 0, nil, err
-	}
-	f := filepath.Join(dir, "lb.yaml")
-	if err := os.WriteFile(f, y, 0o644); err != nil {
 		return 0, nil, err
 	}
 	pin := fmt.Sprintf("/sys/fs/bpf/xmbench-%d-%d", os.Getpid(), r.seq)

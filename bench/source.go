@@ -123,10 +123,7 @@ func (r *runner) sourceSystem(ctx context.Context, res *SystemResult, sys source
 			res.Errors = append(res.Errors, err.Error())
 			continue
 		}
-		var p0 procStats
-		if pid > 0 {
-			p0 = readProc(pid)
-		}
+		p0 := readProc(pid)
 		gbps, err := runIperf(ctx, lab, secs)
 		if err != nil {
 			res.Errors = append(res.Errors, err.Error())
@@ -138,11 +135,9 @@ func (r *runner) sourceSystem(ctx context.Context, res *SystemResult, sys source
 			"throughput_gbps": gbps,
 			"mirrored_pps":    float64(after[0].Packets-before[0].Packets) / float64(secs),
 		}
-		if pid > 0 {
-			if p1 := readProc(pid); p1.Valid && p0.Valid {
-				t["proc_cpu_cores"] = (p1.CPU - p0.CPU).Seconds() / float64(secs)
-				t["rss_mib"] = float64(p1.HWM) / (1 << 20)
-			}
+		if p1 := readProc(pid); p1.Valid && p0.Valid {
+			t["proc_cpu_cores"] = (p1.CPU - p0.CPU).Seconds() / float64(secs)
+			t["rss_mib"] = float64(p1.HWM) / (1 << 20)
 		}
 		res.Trials = append(res.Trials, t)
 	}
@@ -180,12 +175,8 @@ func (r *runner) setupXmirrorSource(lab *netlab.Lab, dir, dp string) (int, func(
 		Metrics: config.Metrics{Listen: metricsAddr},
 	}
 	config.ApplyDefaults(cfg)
-	y, err := cfg.Marshal()
+	f, err := writeConfig(cfg, filepath.Join(dir, "source.yaml"))
 	if err != nil {
-		return 0, nil, err
-	}
-	f := filepath.Join(dir, "source.yaml")
-	if err := os.WriteFile(f, y, 0o644); err != nil {
 		return 0, nil, err
 	}
 	p, err := r.startPart(cli, false, "source", "--config", f, "--datapath", dp)

@@ -121,6 +121,25 @@ func rateText(rate float64) string {
 }
 
 // measureTop is the generator's top rate from g to an XDP counter on dst: the
+// labTopRate builds a throwaway lab of hosts and measures the generator's top
+// rate from gen into to, the scale of the scenario's steps; on failure it says
+// in sc why the scenario is skipped.
+func (r *runner) labTopRate(ctx context.Context, sc *ScenarioResult, label string, hosts []netlab.HostSpec, to string) (float64, bool) {
+	lab, err := r.newLab(label, hosts...)
+	if err != nil {
+		sc.Skipped = fmt.Sprintf("lab: %v", err)
+		return 0, false
+	}
+	pmax, err := r.measureTop(ctx, lab.Host("gen"), lab.Host(to))
+	lab.Close()
+	if err != nil {
+		sc.Skipped = fmt.Sprintf("generator: %v", err)
+		return 0, false
+	}
+	sc.Notes = append(sc.Notes, fmt.Sprintf("generator top rate into an XDP drop counter: %s; steps are fractions of it", formatPPS(pmax)))
+	return pmax, true
+}
+
 // scale the sweeps' steps are fractions of.
 func (r *runner) measureTop(ctx context.Context, gen, dst *netlab.Host) (float64, error) {
 	var ctr *XDPPeer

@@ -113,8 +113,13 @@ type procStats struct {
 
 var clockTick = time.Second / 100 // USER_HZ is 100 on Linux
 
+// readProc reads pid's /proc files; for no process (pid 0: a system that runs
+// in the kernel only) it is not Valid.
 func readProc(pid int) procStats {
 	var ps procStats
+	if pid <= 0 {
+		return ps
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return ps

@@ -92,17 +92,7 @@ func readPcap(r io.Reader) ([]Frame, error) {
 	if pr.LinkType() != layers.LinkTypeEthernet {
 		return nil, fmt.Errorf("link type %s, want Ethernet", pr.LinkType())
 	}
-	var frames []Frame
-	for {
-		data, ci, err := pr.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			return frames, nil
-		}
-		if err != nil {
-			return frames, fmt.Errorf("packet %d: %w", len(frames)+1, err)
-		}
-		frames = append(frames, Frame{Time: ci.Timestamp, Data: data, Length: ci.Length})
-	}
+	return readFrames(pr, nil)
 }
 
 func readPcapng(r io.Reader) ([]Frame, error) {
@@ -113,23 +103,39 @@ func readPcapng(r io.Reader) ([]Frame, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pcapng section header: %w", err)
 	}
+	return readFrames(nr, func(fr *Frame, ci gopacket.CaptureInfo) error {
+		if len(ci.AncillaryData) > 0 {
+			if lt, ok := ci.AncillaryData[0].(layers.LinkType); ok && lt != layers.LinkTypeEthernet {
+				return fmt.Errorf("link type %s, want Ethernet", lt)
+			}
+		}
+		if iface, err := nr.Interface(ci.InterfaceIndex); err == nil {
+			fr.Iface = iface.Name
+		}
+		return nil
+	})
+}
+
+// packetReader is what pcapgo's pcap and pcapng readers have in common.
+type packetReader interface {
+	ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
+}
+
+// readFrames reads every packet up to the end of the file; each, when set,
+// checks a packet and completes its frame.
+func readFrames(r packetReader, each func(*Frame, gopacket.CaptureInfo) error) ([]Frame, error) {
 	var frames []Frame
 	for {
-		data, ci, err := nr.ReadPacketData()
+		data, ci, err := r.ReadPacketData()
 		if errors.Is(err, io.EOF) {
 			return frames, nil
 		}
+		fr := Frame{Time: ci.Timestamp, Data: data, Length: ci.Length}
+		if err == nil && each != nil {
+			err = each(&fr, ci)
+		}
 		if err != nil {
 			return frames, fmt.Errorf("packet %d: %w", len(frames)+1, err)
-		}
-		if len(ci.AncillaryData) > 0 {
-			if lt, ok := ci.AncillaryData[0].(layers.LinkType); ok && lt != layers.LinkTypeEthernet {
-				return frames, fmt.Errorf("packet %d: link type %s, want Ethernet", len(frames)+1, lt)
-			}
-		}
-		fr := Frame{Time: ci.Timestamp, Data: data, Length: ci.Length}
-		if iface, err := nr.Interface(ci.InterfaceIndex); err == nil {
-			fr.Iface = iface.Name
 		}
 		frames = append(frames, fr)
 	}

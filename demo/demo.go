@@ -224,19 +224,20 @@ func (d *Demo) startCaptures(ctx context.Context) (*Capture, map[string]*Watch, 
 // sendTraffic sends the seed's conversation, a second one, and traffic the
 // filter must not mirror.
 func (d *Demo) sendTraffic(ctx context.Context, rep *report) error {
-	if err := d.do(ctx, "seed Step 5: ECS-test connects to ECS-source:1234; hello, source to test, test to source", func() error {
-		c, err := d.Conversation(ctx, 1234, Step5)
-		rep.convs = append(rep.convs, c)
-		return err
-	}); err != nil {
-		return err
-	}
-	if err := d.do(ctx, "a second conversation on port 1234 (a new flow for the round robin)", func() error {
-		c, err := d.Conversation(ctx, 1234, SecondConversation)
-		rep.convs = append(rep.convs, c)
-		return err
-	}); err != nil {
-		return err
+	for _, conv := range []struct {
+		title string
+		msgs  []Message
+	}{
+		{"seed Step 5: ECS-test connects to ECS-source:1234; hello, source to test, test to source", Step5},
+		{"a second conversation on port 1234 (a new flow for the round robin)", SecondConversation},
+	} {
+		if err := d.do(ctx, conv.title, func() error {
+			c, err := d.Conversation(ctx, 1234, conv.msgs)
+			rep.convs = append(rep.convs, c)
+			return err
+		}); err != nil {
+			return err
+		}
 	}
 	return d.do(ctx, "traffic the filter must not mirror: TCP port 1235, UDP port 1234, ICMP echo", func() error {
 		var err error
