@@ -4,6 +4,7 @@
 package deploy_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -355,8 +356,46 @@ func TestHealthChecksWithShippedExamples(t *testing.T) {
 	if o, err := lab.Host("lb").Run("bash", "-c", "exec 3<>/dev/tcp/192.168.0.6/9090"); err == nil {
 		t.Errorf("the collector's metrics port is reachable from the LB node: %s", o)
 	}
+	// What Prometheus scrapes from the LB and a collector: every family with
+	// HELP and TYPE before its samples, and the build info.
+	for host, addr := range map[string]string{"lb": "127.0.0.1:9090", "c1": "127.0.0.1:9090"} {
+		code, body, err := lab.Host(host).Get(context.Background(), addr, "/metrics")
+		if err != nil || code != 200 {
+			t.Fatalf("%s /metrics: %d %v", host, code, err)
+		}
+		checkMetadata(t, host, string(body))
+	}
 	cols["c2"].Stop()
 	waitFor("a stopped collector marked down", func(s string) bool {
 		return strings.Contains(row(s, "collector-02"), " down ") && strings.Contains(row(s, "collector-01"), " healthy ")
 	})
+}
+
+// checkMetadata: every sample's family has exactly one HELP (with text) and one
+// TYPE line before it, and xmirror_build_info is there.
+func checkMetadata(t *testing.T, who, body string) {
+	t.Helper()
+	helps, types := map[string]int{}, map[string]int{}
+	samples := 0
+	for _, line := range strings.Split(strings.TrimSpace(body), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case strings.HasPrefix(line, "# HELP "):
+			helps[f[2]]++
+			if len(f) < 4 {
+				t.Errorf("%s: HELP without text: %q", who, line)
+			}
+		case strings.HasPrefix(line, "# TYPE "):
+			types[f[2]]++
+		case line != "" && line[0] != '#':
+			fam := line[:strings.IndexAny(line, "{ ")]
+			if helps[fam] != 1 || types[fam] != 1 {
+				t.Errorf("%s: %s sampled after %d HELP and %d TYPE lines", who, fam, helps[fam], types[fam])
+			}
+			samples++
+		}
+	}
+	if !strings.Contains(body, "\nxmirror_build_info{version=") || samples < 10 {
+		t.Errorf("%s: no xmirror_build_info, or only %d samples:\n%s", who, samples, body)
+	}
 }
