@@ -350,6 +350,9 @@ func New(opts Options) (c *Collector, err error) {
 	for _, rule := range []string{"keep", "keep_size", "keep_age", "max_total_size", "min_free"} {
 		c.retained[rule] = c.set.GetOrCreateCounter(`xmirror_collector_retention_removed_total{rule="` + rule + `"}`)
 	}
+	for name, v := range map[string]*atomic.Int64{"stored_files": &c.disk.files, "stored_bytes": &c.disk.bytes, "free_bytes": &c.disk.free} {
+		c.set.GetOrCreateGauge("xmirror_collector_"+name, func() float64 { return float64(v.Load()) })
+	}
 	c.set.GetOrCreateGauge("xmirror_collector_disk_low", func() float64 {
 		if c.diskLow.Load() {
 			return 1

@@ -32,6 +32,15 @@ func TestGzip(t *testing.T) {
 	if strings.Join(got, " ") != "s/s-20260102T100011Z.pcapng.gz s/s-20260102T100012Z.pcapng.gz" {
 		t.Fatalf("files %v, want the two newest, compressed", got)
 	}
+	c.tick() // the storage metrics count the compressed files
+	var size int64
+	for _, f := range got {
+		info, _ := os.Stat(filepath.Join(out, f))
+		size += info.Size()
+	}
+	if n, b := c.disk.files.Load(), c.disk.bytes.Load(); n != 2 || b != size || c.disk.free.Load() <= 0 {
+		t.Errorf("stored_files %d, stored_bytes %d, free %d; want 2, %d, > 0", n, b, c.disk.free.Load(), size)
+	}
 	if cp := files(t, copies); len(cp) != 3 || !strings.HasSuffix(cp[0], ".pcapng.gz") {
 		t.Errorf("post-rotate saw %v, want the three .gz files", cp)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -87,22 +88,29 @@ type disk struct {
 	mu       sync.Mutex
 	lastScan time.Time
 	dirty    bool // a file closed since the last scan
+	// What the last scan found, for /metrics: closed files (compressed or
+	// not) of all sessions, their bytes, and the filesystem's free bytes.
+	files, bytes, free atomic.Int64
 }
 
 // diskScanEvery bounds how often the session directories are listed when
 // no file closed: age limits need no finer grain.
 const diskScanEvery = 10 * time.Second
 
-// enforceDisk runs from the ticker (never on the receive path).
+// enforceDisk runs from the ticker (never on the receive path). Without
+// limits it still scans, for the storage metrics.
 func (c *Collector) enforceDisk(now time.Time) {
 	o := c.opts
-	if c.out == nil || o.KeepAge <= 0 && o.MaxTotalSize <= 0 && o.MinFree <= 0 {
+	if c.out == nil {
 		return
 	}
 	c.disk.mu.Lock()
 	defer c.disk.mu.Unlock()
 	free, ferr := c.out.free()
 	low := o.MinFree > 0 && ferr == nil && free < o.MinFree
+	if ferr == nil {
+		c.disk.free.Store(free)
+	}
 	if !low && !c.disk.dirty && now.Sub(c.disk.lastScan) < diskScanEvery {
 		return
 	}
@@ -114,8 +122,8 @@ func (c *Collector) enforceDisk(now time.Time) {
 	for _, f := range files {
 		total += f.size
 	}
-	cands := removable(files)
-	for _, f := range cands {
+	removed := 0
+	for _, f := range removable(files) {
 		var why string
 		switch {
 		case o.KeepAge > 0 && now.Sub(time.Unix(f.mtime, 0)) > o.KeepAge:
@@ -128,12 +136,16 @@ func (c *Collector) enforceDisk(now time.Time) {
 			continue
 		}
 		if c.remove(f, why) {
+			removed++
 			total -= f.size
 			free += f.size
 		}
 	}
-	if o.MinFree > 0 && ferr == nil {
-		if free, ferr = c.out.free(); ferr == nil {
+	c.disk.files.Store(int64(len(files) - removed))
+	c.disk.bytes.Store(total)
+	if free, ferr = c.out.free(); ferr == nil {
+		c.disk.free.Store(free)
+		if o.MinFree > 0 {
 			c.setDiskLow(free < o.MinFree, free)
 		}
 	}

@@ -47,6 +47,9 @@ var help = map[string]string{
 	"xmirror_collector_retention_removed_total": "Closed capture files removed, by retention rule.",
 	"xmirror_collector_live_packets_total":      "Frames handed to a live output (--write stream, TAP device).",
 	"xmirror_collector_live_drops_total":        "Frames a live output dropped because its reader fell behind.",
+	"xmirror_collector_stored_files":            "Closed capture files (compressed or not) of all sessions in the output directory, at the last scan.",
+	"xmirror_collector_stored_bytes":            "Bytes of the closed capture files of all sessions, at the last scan.",
+	"xmirror_collector_free_bytes":              "Free bytes on the output directory's filesystem.",
 	"xmirror_collector_disk_low":                "1 while free space in the output directory is below collector.rotate.min_free.",
 }
 
