@@ -77,6 +77,7 @@ func runCollect(c *cli.Context) error {
 	}
 	return runPart(c.Context, partSpec{
 		role:     syscheck.RoleCollect,
+		system:   collectRoleOptions(cc),
 		metrics:  metricsAddr,
 		health:   healthAddr,
 		reloadOn: []os.Signal{syscall.SIGHUP, syscall.SIGUSR1},

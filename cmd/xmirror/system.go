@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/xmirror/xmirror/collector"
 	"github.com/xmirror/xmirror/config"
 	"github.com/xmirror/xmirror/internal/syscheck"
 	"github.com/xmirror/xmirror/xdp"
@@ -34,15 +35,28 @@ func requireSystem(role string, o syscheck.RoleOptions) error {
 // roleOptions takes from cfg what changes a role's requirements.
 func roleOptions(role string, cfg *config.Config) syscheck.RoleOptions {
 	var o syscheck.RoleOptions
-	if role == syscheck.RoleLB && cfg != nil && cfg.LoadBalancer != nil {
+	switch {
+	case role == syscheck.RoleLB && cfg != nil && cfg.LoadBalancer != nil:
 		lb := cfg.LoadBalancer
 		o.Interfaces = lb.Listener.Interfaces
 		o.XDPMode = cmp.Or(lb.XDPMode, xdp.ModeAuto)
 		o.PinPath = cmp.Or(lb.PinPath, xdp.DefaultPinPath)
-	} else if role == syscheck.RoleLB {
+	case role == syscheck.RoleLB:
 		o.XDPMode, o.PinPath = xdp.ModeAuto, xdp.DefaultPinPath
+	case role == syscheck.RoleCollect && cfg != nil && cfg.Collector != nil:
+		o = collectRoleOptions(*cfg.Collector)
 	}
 	return o
+}
+
+// collectRoleOptions: receive xdp needs the XDP probes on the interfaces that
+// hold the listen address; auto falls back to sockets, so it needs nothing.
+func collectRoleOptions(cc config.Collector) syscheck.RoleOptions {
+	if cc.Receive != collector.ReceiveXDP {
+		return syscheck.RoleOptions{}
+	}
+	ifaces, _ := collector.XDPInterfaces(cc.Listen) // none: the collector says why at start
+	return syscheck.RoleOptions{CollectXDP: true, Interfaces: ifaces, XDPMode: xdp.ModeAuto}
 }
 
 // checkSystem is `xmirror check --system`: one table per role, exit 0 only when

@@ -9,6 +9,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // helperCmd is `xmirror args...` as a child process (the test binary in helper
@@ -135,5 +138,39 @@ func TestConfigReadingBounded(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestCheckSystemXDPCollector: a collector with receive: xdp needs what the lb
+// needs, on the interfaces that hold its listen address; without the
+// capabilities it is refused, while receive: auto falls back to sockets and
+// needs none.
+func TestCheckSystemXDPCollector(t *testing.T) {
+	labtest.RequireRoot(t)
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "col", Addrs: []string{"192.168.0.6/24"}})
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "col.yaml")
+	os.WriteFile(cfg, []byte("collector: {listen: \"192.168.0.6:4789\", receive: xdp}\n"), 0o644)
+	run := func(wrapper ...string) (string, error) {
+		args := append(wrapper, "env", "XMIRROR_HELPER=1", os.Args[0], "-test.run=^TestSourceHelperProcess$", "--",
+			"check", "--system", "--role", "collect", "--config", cfg)
+		return lab.Host("col").Run(args[0], args[1:]...)
+	}
+	out, err := run()
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	for _, want := range []string{"CAP_BPF CAP_NET_ADMIN CAP_PERFMON", "program type XDP", "xdp eth0", "xmirror collect can run"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, err = run("setpriv", "--bounding-set", "-sys_admin,-bpf,-perfmon", "--inh-caps=-all")
+	if err == nil || !strings.Contains(out, "missing CAP_BPF CAP_PERFMON") {
+		t.Errorf("without CAP_BPF: %v, want a refusal naming it:\n%s", err, out)
+	}
+	os.WriteFile(cfg, []byte("collector: {listen: \"192.168.0.6:4789\", receive: auto}\n"), 0o644)
+	if out, err := run("setpriv", "--bounding-set", "-sys_admin,-bpf,-perfmon", "--inh-caps=-all"); err != nil || !strings.Contains(out, "none needed") {
+		t.Errorf("receive auto without capabilities: %v:\n%s", err, out)
 	}
 }

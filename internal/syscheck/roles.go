@@ -5,6 +5,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/xmirror/xmirror/collector"
 	"github.com/xmirror/xmirror/source"
 	"github.com/xmirror/xmirror/xdp"
 )
@@ -55,6 +56,11 @@ func ForRole(role string, o RoleOptions) (Requirements, error) {
 	case RoleCollect:
 		req.MinKernel, req.MinKernelWhy = Version{3, 9}, "SO_REUSEPORT"
 		if o.CollectXDP {
+			spec, err := collector.Spec()
+			if err != nil {
+				return req, fmt.Errorf("load the collector's BPF object: %w", err)
+			}
+			req.Objects = []*ebpf.CollectionSpec{spec}
 			req.XDPInterfaces, req.XDPMode = o.Interfaces, o.XDPMode
 			req.MinKernel, req.MinKernelWhy = Version{5, 9}, "XDP links"
 			req.Caps = LBCaps

@@ -1,0 +1,18 @@
+package collector
+
+import "github.com/cilium/ebpf"
+
+// Spec is the XDP receive path's BPF object as compiled: `xmirror check
+// --system` probes the kernel for the program types, helpers and map types it
+// uses.
+func Spec() (*ebpf.CollectionSpec, error) { return loadCollect() }
+
+// XDPInterfaces are the interfaces the XDP receive path attaches to for listen:
+// those that hold its address.
+func XDPInterfaces(listen string) ([]string, error) {
+	ap, err := resolveListen(listen)
+	if err != nil {
+		return nil, err
+	}
+	return interfacesWith(ap.Addr())
+}
