@@ -399,3 +399,87 @@ func checkMetadata(t *testing.T, who, body string) {
 		t.Errorf("%s: no xmirror_build_info, or only %d samples:\n%s", who, samples, body)
 	}
 }
+
+// TestPartsRunWithUnitCapabilities runs each part of the shipped examples as an
+// unprivileged user (65534) holding exactly the capabilities its unit grants
+// (AmbientCapabilities=), the way systemd starts it: each becomes healthy.
+func TestPartsRunWithUnitCapabilities(t *testing.T) {
+	labtest.RequireRoot(t)
+	needTool(t, "setpriv", "util-linux")
+	bin := labtest.XmirrorBinary(t)
+	if err := os.Chmod(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lab := labtest.ForTest(t,
+		netlab.HostSpec{Name: "source", Addrs: []string{"192.168.0.230/24"}},
+		netlab.HostSpec{Name: "lb", Addrs: []string{"192.168.0.147/24"}},
+		netlab.HostSpec{Name: "c1", Addrs: []string{"192.168.0.6/24"}},
+	)
+	examples, _ := filepath.Abs(filepath.Join("..", "config", "examples"))
+	pins := fmt.Sprintf("/sys/fs/bpf/xmirror-captest-%d", os.Getpid())
+	// Directories the unprivileged user may write, as StateDirectory= and a
+	// chowned pin directory give it.
+	out := filepath.Join(os.TempDir(), fmt.Sprintf("xmirror-captest-%d", os.Getpid()))
+	for _, d := range []string{pins, out} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.Chown(d, 65534, 65534)
+		defer os.RemoveAll(d)
+	}
+	for _, tc := range []struct {
+		host, unit string
+		args       []string
+	}{
+		{"c1", "xmirror-collect.service", []string{"collect", "--config", filepath.Join(examples, "collector.yaml"), "--out", out}},
+		{"lb", "xmirror-lb.service", []string{"lb", "--config", filepath.Join(examples, "lb.yaml"), "--pin-path", pins + "/lb", "--detach-on-exit"}},
+		{"source", "xmirror-source.service", []string{"source", "--config", filepath.Join(examples, "source.yaml")}},
+	} {
+		caps := unitCaps(t, tc.unit)
+		args := append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=" + caps, "--ambient-caps=" + caps, bin}, tc.args...)
+		if caps == "" {
+			args = append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", bin}, tc.args...)
+		}
+		p, err := lab.Host(tc.host).Start("setpriv", args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Stop()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			code, _, err := lab.Host(tc.host).Get(context.Background(), "127.0.0.1:9090", "/healthz")
+			if err == nil && code == 200 {
+				break
+			}
+			select {
+			case <-p.Done():
+				t.Fatalf("%s with %q exited:\n%s", tc.args[0], caps, p.Output())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s with %q not healthy within 20 s:\n%s", tc.args[0], caps, p.Output())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("%s runs as uid 65534 with %q", tc.args[0], caps)
+	}
+}
+
+// unitCaps turns a unit's AmbientCapabilities= into setpriv's "+bpf,+net_admin".
+func unitCaps(t *testing.T, unit string) string {
+	b, err := os.ReadFile(filepath.Join("systemd", unit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "AmbientCapabilities="); ok {
+			var caps []string
+			for _, c := range strings.Fields(v) {
+				caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+			}
+			return strings.Join(caps, ",")
+		}
+	}
+	t.Fatalf("%s has no AmbientCapabilities=", unit)
+	return ""
+}
