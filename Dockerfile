@@ -1,6 +1,6 @@
 # Multi-stage build of xmirror from the committed BPF bindings (no clang needed).
 # `make docker` passes VERSION and COMMIT. Run with the host's network and only the
-# capabilities each part needs (never --privileged):
+# capabilities each part needs (never in privileged mode):
 #   lb:      docker run -d --network host --cap-drop ALL --cap-add BPF --cap-add NET_ADMIN --cap-add PERFMON \
 #              --user 0 -v /sys/fs/bpf:/sys/fs/bpf -v /etc/xmirror:/etc/xmirror:ro xmirror:VERSION lb
 #   source:  as lb, plus --cap-add NET_RAW; command: source

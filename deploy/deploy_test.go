@@ -462,6 +462,11 @@ func TestPartsRunWithUnitCapabilities(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		t.Logf("%s runs as uid 65534 with %q", tc.args[0], caps)
+		_, body, err := lab.Host(tc.host).Get(context.Background(), "127.0.0.1:9090", "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkMetadata(t, tc.args[0], string(body))
 	}
 }
 
@@ -482,4 +487,32 @@ func unitCaps(t *testing.T, unit string) string {
 	}
 	t.Fatalf("%s has no AmbientCapabilities=", unit)
 	return ""
+}
+
+// TestDockerfile checks offline what `make docker` relies on (there is no
+// Docker engine to build with here): version and commit as build arguments
+// into the binary, a volume for the capture files, and no --privileged advice.
+func TestDockerfile(t *testing.T) {
+	b, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := string(b)
+	for _, want := range []string{"ARG VERSION", "ARG COMMIT", "-X main.version=${VERSION} -X main.commit=${COMMIT}",
+		"VOLUME /var/lib/xmirror/pcap", "--cap-add BPF --cap-add NET_ADMIN --cap-add PERFMON", "--cap-drop ALL"} {
+		if !strings.Contains(df, want) {
+			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+	if strings.Contains(df, "--privileged") {
+		t.Error("Dockerfile still advises --privileged")
+	}
+	mk, _ := os.ReadFile("../Makefile")
+	if !strings.Contains(string(mk), "--build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT)") {
+		t.Error("make docker does not pass VERSION and COMMIT")
+	}
+	di, err := os.ReadFile("../.dockerignore")
+	if err != nil || !strings.Contains(string(di), ".git\n") {
+		t.Errorf(".dockerignore: %v", err)
+	}
 }

@@ -42,7 +42,7 @@ func demoCommand() *cli.Command {
 			}
 			seed := config.SeedYAML
 			if p := c.String("config"); p != "" {
-				b, err := os.ReadFile(p)
+				b, err := config.ReadFile(p)
 				if err != nil {
 					return usagef("--config: %w", err)
 				}
