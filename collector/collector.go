@@ -173,7 +173,8 @@ type Collector struct {
 	limitLog time.Time         // when session_limit drops were last logged
 	limitN   uint64            // session_limit drops since then
 
-	sourceSeries atomic.Int64 // source metric series, bounded by MaxSourceSeries
+	sourceSeries atomic.Int64  // source metric series, bounded by MaxSourceSeries
+	evictions    atomic.Uint64 // series evicted so far: writers prune their caches when it moves
 
 	live       *liveStream        // nil without Options.Live
 	tapAll     *tapOut            // one TAP for all sessions, or nil
@@ -427,6 +428,9 @@ type rx struct {
 	// heldLast is the held series' entry, kept out of the map while held.
 	last     map[uint32]int64
 	heldLast int64
+	// evictions is the collector's count of evicted series when the cache
+	// was last pruned of them.
+	evictions uint64
 }
 
 // write appends one decapsulated frame to its session's file.
@@ -438,7 +442,7 @@ func (r *rx) write(src netip.Addr, tsNanos int64, fr Frame) {
 			return
 		}
 		s.mu.Lock()
-		if s.evicted { // idle and forgotten since the reader cached it
+		if s.evicted.Load() { // idle and forgotten since the writer cached it
 			s.mu.Unlock()
 			delete(r.cache, fr.VNI)
 			if s = r.lookup(fr.VNI); s == nil {
@@ -463,6 +467,10 @@ func (r *rx) write(src netip.Addr, tsNanos int64, fr Frame) {
 // lookup finds the series of a VNI, or counts the drop and returns nil.
 // Called without a series lock held: seriesFor takes the collector's lock.
 func (r *rx) lookup(vni uint32) *series {
+	if n := r.c.evictions.Load(); n != r.evictions {
+		r.evictions = n
+		r.prune()
+	}
 	if s, ok := r.cache[vni]; ok {
 		return s
 	}
@@ -474,6 +482,17 @@ func (r *rx) lookup(vni uint32) *series {
 	}
 	r.cache[vni] = s
 	return s
+}
+
+// prune forgets the evicted series, so that a flood of VNIs coming and
+// going does not grow the cache.
+func (r *rx) prune() {
+	for vni, s := range r.cache {
+		if s.evicted.Load() {
+			delete(r.cache, vni)
+			delete(r.last, vni)
+		}
+	}
 }
 
 // release unlocks the held series (at the end of every batch).

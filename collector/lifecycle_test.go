@@ -205,6 +205,9 @@ func TestIdleSessionFreesSlot(t *testing.T) {
 	if st.Sessions["vni-5000"].Packets != 1 || st.Sessions["vni-1"].Packets != 1 {
 		t.Errorf("after the idle time the new VNIs were not captured: %+v", st)
 	}
+	if len(cache) != 3 {
+		t.Errorf("writer cache holds %d series, want 3 (the evicted ones pruned)", len(cache))
+	}
 	if again, _ := c.seriesFor(1000); again != known {
 		t.Error("the named session was evicted")
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -38,10 +39,10 @@ type series struct {
 	pendPkts, pendBytes, pendCut int
 	pendSrc                      []*sourceState
 
-	deadline  int64 // unix nanos at which the interval rotation closes f; 0 = none
-	opened    int64 // unix nanos at which f was opened
-	lastPkt   int64 // unix nanos of the last packet (by the collector's clock)
-	evicted   bool  // out of the collector's map: readers must look the VNI up again
+	deadline  int64       // unix nanos at which the interval rotation closes f; 0 = none
+	opened    int64       // unix nanos at which f was opened
+	lastPkt   int64       // unix nanos of the last packet (by the collector's clock)
+	evicted   atomic.Bool // out of the collector's map: writers must look the VNI up again
 	lastStamp string
 	lastSeq   int
 	gen       uint64 // file generation, so that sources know if their IDB is in f
@@ -456,7 +457,8 @@ func (s *series) rotate(why string) {
 // VNI up again.
 func (s *series) evictLocked(why string) {
 	s.closeLocked(why)
-	s.evicted = true
+	s.evicted.Store(true)
+	s.c.evictions.Add(1)
 	if s.dirfd >= 0 {
 		_ = unix.Close(s.dirfd)
 		s.dirfd = -1
