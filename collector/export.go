@@ -88,8 +88,7 @@ func (e *exporter) run(stop <-chan struct{}, c *Collector) {
 				e.mu.Lock()
 				e.dead, e.buf = true, nil
 				e.mu.Unlock()
-				c.log.Error("live output failed; it stays off, capture files go on", "output", e.name, "err", err)
-				c.liveFailed(e)
+				c.liveFailed(e, err)
 				return
 			}
 		}
@@ -299,8 +298,11 @@ func (c *Collector) allTaps() []*tapOut {
 
 // liveFailed stops the collector when the failed live output was its only
 // output (the reader of `--write -` went away and there are no files).
-func (c *Collector) liveFailed(e *exporter) {
+func (c *Collector) liveFailed(e *exporter, err error) {
 	if c.out == nil && len(c.allTaps()) == 0 {
+		c.log.Info("live output ended (its reader went away?) and it was the only output: stopping", "output", e.name, "err", err)
 		c.goneOnce.Do(func() { close(c.liveGone) })
+		return
 	}
+	c.log.Error("live output failed; it stays off, the other outputs go on", "output", e.name, "err", err)
 }
