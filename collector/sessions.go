@@ -138,6 +138,7 @@ func (c *Collector) limitReached() {
 func (c *Collector) evictIdle(idle []*series) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var closed []string
 	for _, s := range idle {
 		if s.named || c.series[s.vni] != s {
 			continue
@@ -148,9 +149,13 @@ func (c *Collector) evictIdle(idle []*series) {
 			delete(c.names, s.name)
 			c.unnamed--
 			s.evictLocked("idle")
-			c.log.Info("idle session closed", "session", s.name, "vni", s.vni)
+			closed = append(closed, s.name)
 		}
 		s.mu.Unlock()
+	}
+	// One line per tick, however many a flood of VNIs leaves idle at once.
+	if len(closed) > 0 {
+		c.log.Info("idle sessions closed", "count", len(closed), "first", closed[0], "open", len(c.series))
 	}
 }
 
