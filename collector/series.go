@@ -108,14 +108,6 @@ func (s *series) counter(name string) *metrics.Counter {
 	return s.c.set.GetOrCreateCounter(name)
 }
 
-// write appends one packet to the series, opening or rotating its file as
-// needed. It reports ReasonWriteError when the packet could not be kept.
-func (s *series) write(src netip.Addr, tsNanos int64, fr Frame) Reason {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.writeLocked(src, tsNanos, fr)
-}
-
 // source returns the entry of a mirror source, creating it on first sight;
 // beyond maxSources in the session, or Options.MaxSourceSeries across all
 // sessions, the source shares the "other" entry, whose address (the zero
@@ -405,15 +397,6 @@ func (s *series) appendStatsLocked() {
 		if ss.gen == s.gen {
 			s.buf = appendNgISB(s.buf, ss.ifID, s.opened, now, ss.packets.Get(), ss.drops)
 		}
-	}
-}
-
-// flush writes the buffer (called by the ticker at least once a second).
-func (s *series) flush() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.flushLocked(); err != nil {
-		s.failLocked(err)
 	}
 }
 
