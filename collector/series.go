@@ -14,7 +14,7 @@ import (
 )
 
 // series is the file series of one session (VNI): the open file, its
-// buffer of whole blocks, rotation and retention. Readers write through it
+// buffer of whole blocks, rotation and retention. Writers write through it
 // under mu; the ticker flushes it, rotates it and closes it when idle.
 type series struct {
 	c     *Collector
@@ -131,8 +131,10 @@ func (s *series) source(src netip.Addr) (*sourceState, netip.Addr) {
 	return ss, src
 }
 
-// writeLocked is write with s.mu held: a reader holds it across the packets
-// of one session in a receive batch.
+// writeLocked appends one packet to the series (and hands it to the live
+// outputs), opening or rotating its file as needed, with s.mu held: a writer
+// holds it across the packets of one session in a batch. It reports the
+// reason when the packet could not be kept.
 func (s *series) writeLocked(src netip.Addr, tsNanos int64, fr Frame) Reason {
 	s.lastPkt = tsNanos
 	ss, src := s.source(src)
