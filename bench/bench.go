@@ -206,11 +206,3 @@ func (r *runner) generateOn(ctx context.Context, g *netlab.Host, from ifRef, dst
 func hostIf(h *netlab.Host) ifRef {
 	return ifRef{name: h.Iface, index: h.Ifindex, mac: h.MAC, addr: h.Addr}
 }
-
-func parseAddr(s string) (netip.Addr, error) {
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return a, fmt.Errorf("address %q: %w", s, err)
-	}
-	return a, nil
-}
