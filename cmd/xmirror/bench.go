@@ -43,9 +43,6 @@ func benchCommand() *cli.Command {
 }
 
 func runBench(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return usagef("bench: unexpected argument %q (subcommands are gen and sink)", c.Args().First())
-	}
 	o := bench.Options{
 		Quick:   c.Bool("quick"),
 		Out:     c.String("out"),

@@ -29,9 +29,6 @@ func demoCommand() *cli.Command {
 			&cli.BoolFlag{Name: "keep-running", Usage: "after the report, restart the collectors and keep everything up until Ctrl-C"},
 		},
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return usagef("demo takes no arguments, got %q", c.Args().First())
-			}
 			switch c.String("affinity") {
 			case "inner-symmetric", "outer":
 			default:

@@ -41,6 +41,11 @@ func TestVersionFlagAndUnknownCommand(t *testing.T) {
 	if code != exitUsage || !strings.Contains(errOut, `unknown command "bogus"`) || out != "" {
 		t.Errorf("unknown command: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
+	for _, args := range [][]string{{"lb", "statu"}, {"check", "bogus", "--config", "x.yaml"}, {"source", "status", "extra"}, {"collect", "out"}} {
+		if code, _, errOut := runCaptured(t, args...); code != exitUsage || !strings.Contains(errOut, "takes no arguments, got") && !strings.Contains(errOut, "unknown subcommand") {
+			t.Errorf("%v: exit %d, %q; want a usage error", args, code, errOut)
+		}
+	}
 	if code, out, _ := runCaptured(t); code != exitOK || !strings.Contains(out, "COMMANDS:") {
 		t.Errorf("no command: exit %d, want the help:\n%s", code, out)
 	}

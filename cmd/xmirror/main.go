@@ -72,6 +72,35 @@ func newApp() *cli.App {
 	}
 }
 
+// refuseArgs makes a command that takes no arguments (ArgsUsage " ") refuse
+// them with a usage error: `xmirror lb statu` must not start a load balancer,
+// and a flag after a stray word (which urfave/cli leaves unparsed) must not be
+// silently ignored.
+func refuseArgs(cmd *cli.Command) {
+	if cmd.ArgsUsage != " " || cmd.Action == nil {
+		return
+	}
+	action := cmd.Action
+	cmd.Action = func(c *cli.Context) error {
+		if !c.Args().Present() {
+			return action(c)
+		}
+		var subs []string // urfave/cli adds "help" to every command
+		for _, s := range c.Command.Subcommands {
+			if s.Name != "help" {
+				subs = append(subs, s.Name)
+			}
+		}
+		if len(subs) > 0 {
+			return usagef("%s: unknown subcommand %q (subcommands are %s)", name(c), c.Args().First(), strings.Join(subs, ", "))
+		}
+		return usagef("%s takes no arguments, got %q", name(c), c.Args().First())
+	}
+}
+
+// name is the command's path without the program name: "lb status".
+func name(c *cli.Context) string { return strings.TrimPrefix(c.Command.HelpName, c.App.Name+" ") }
+
 func setupLogging(c *cli.Context) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
@@ -98,8 +127,10 @@ func run(args []string) int {
 	app := newApp()
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = app.OnUsageError
+		refuseArgs(cmd)
 		for _, sub := range cmd.Subcommands {
 			sub.OnUsageError = app.OnUsageError
+			refuseArgs(sub)
 		}
 	}
 	err := app.Run(args)
