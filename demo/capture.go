@@ -210,39 +210,50 @@ func (f Flow) Conversation() Flow {
 	return f
 }
 
+// frameLayers are the headers of a frame the demo reads, decoded in place.
+type frameLayers struct {
+	eth     layers.Ethernet
+	dot1q   layers.Dot1Q
+	ip4     layers.IPv4
+	ip6     layers.IPv6
+	tcp     layers.TCP
+	udp     layers.UDP
+	icmp4   layers.ICMPv4
+	icmp6   layers.ICMPv6
+	arp     layers.ARP
+	decoded []gopacket.LayerType
+}
+
+// decodeFrame decodes data's headers. A cut or odd frame still yields the
+// layers before the cut, with the error that stopped the decoding.
+func decodeFrame(data []byte) (*frameLayers, error) {
+	l := &frameLayers{}
+	p := gopacket.NewDecodingLayerParser(layers.LayerTypeEthernet, &l.eth, &l.dot1q, &l.ip4, &l.ip6, &l.tcp, &l.udp, &l.icmp4, &l.icmp6, &l.arp)
+	p.IgnoreUnsupported = true
+	err := p.DecodeLayers(data, &l.decoded)
+	return l, err
+}
+
 // FlowOf decodes a frame's headers (it may be cut short) into its flow.
 func FlowOf(data []byte) Flow {
-	var (
-		eth   layers.Ethernet
-		dot1q layers.Dot1Q
-		ip4   layers.IPv4
-		ip6   layers.IPv6
-		tcp   layers.TCP
-		udp   layers.UDP
-		icmp4 layers.ICMPv4
-		icmp6 layers.ICMPv6
-	)
-	p := gopacket.NewDecodingLayerParser(layers.LayerTypeEthernet, &eth, &dot1q, &ip4, &ip6, &tcp, &udp, &icmp4, &icmp6)
-	p.IgnoreUnsupported = true
-	var decoded []gopacket.LayerType
-	_ = p.DecodeLayers(data, &decoded) // a cut or odd frame still yields the layers before the cut
+	l, _ := decodeFrame(data)
 	var fl Flow
-	for _, lt := range decoded {
+	for _, lt := range l.decoded {
 		switch lt {
 		case layers.LayerTypeEthernet:
-			fl = Flow{Proto: "eth", Other: fmt.Sprintf("%#04x", uint16(eth.EthernetType))}
+			fl = Flow{Proto: "eth", Other: fmt.Sprintf("%#04x", uint16(l.eth.EthernetType))}
 		case layers.LayerTypeIPv4:
-			src, _ := netip.AddrFromSlice(ip4.SrcIP.To4())
-			dst, _ := netip.AddrFromSlice(ip4.DstIP.To4())
-			fl = Flow{Proto: fmt.Sprintf("ip-%d", ip4.Protocol), Src: Endpoint{Addr: src}, Dst: Endpoint{Addr: dst}}
+			src, _ := netip.AddrFromSlice(l.ip4.SrcIP.To4())
+			dst, _ := netip.AddrFromSlice(l.ip4.DstIP.To4())
+			fl = Flow{Proto: fmt.Sprintf("ip-%d", l.ip4.Protocol), Src: Endpoint{Addr: src}, Dst: Endpoint{Addr: dst}}
 		case layers.LayerTypeIPv6:
-			src, _ := netip.AddrFromSlice(ip6.SrcIP)
-			dst, _ := netip.AddrFromSlice(ip6.DstIP)
-			fl = Flow{Proto: fmt.Sprintf("ip-%d", ip6.NextHeader), Src: Endpoint{Addr: src}, Dst: Endpoint{Addr: dst}}
+			src, _ := netip.AddrFromSlice(l.ip6.SrcIP)
+			dst, _ := netip.AddrFromSlice(l.ip6.DstIP)
+			fl = Flow{Proto: fmt.Sprintf("ip-%d", l.ip6.NextHeader), Src: Endpoint{Addr: src}, Dst: Endpoint{Addr: dst}}
 		case layers.LayerTypeTCP:
-			fl.Proto, fl.Src.Port, fl.Dst.Port = "tcp", uint16(tcp.SrcPort), uint16(tcp.DstPort)
+			fl.Proto, fl.Src.Port, fl.Dst.Port = "tcp", uint16(l.tcp.SrcPort), uint16(l.tcp.DstPort)
 		case layers.LayerTypeUDP:
-			fl.Proto, fl.Src.Port, fl.Dst.Port = "udp", uint16(udp.SrcPort), uint16(udp.DstPort)
+			fl.Proto, fl.Src.Port, fl.Dst.Port = "udp", uint16(l.udp.SrcPort), uint16(l.udp.DstPort)
 		case layers.LayerTypeICMPv4:
 			fl.Proto = "icmp"
 		case layers.LayerTypeICMPv6:

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 )
 
@@ -34,53 +33,40 @@ func (s *Summarizer) Line(f Frame) string {
 }
 
 func (s *Summarizer) write(b *strings.Builder, data []byte, wireLen int) {
-	var (
-		eth   layers.Ethernet
-		dot1q layers.Dot1Q
-		ip4   layers.IPv4
-		tcp   layers.TCP
-		udp   layers.UDP
-		icmp4 layers.ICMPv4
-		arp   layers.ARP
-		ip6   layers.IPv6
-	)
-	p := gopacket.NewDecodingLayerParser(layers.LayerTypeEthernet, &eth, &dot1q, &ip4, &ip6, &tcp, &udp, &icmp4, &arp)
-	p.IgnoreUnsupported = true
-	var decoded []gopacket.LayerType
-	err := p.DecodeLayers(data, &decoded)
-	if len(decoded) == 0 {
+	l, err := decodeFrame(data)
+	if len(l.decoded) == 0 {
 		fmt.Fprintf(b, "malformed frame, length %d", wireLen)
 		return
 	}
-	fmt.Fprintf(b, "%s > %s, ethertype %s (%#04x), length %d: ", eth.SrcMAC, eth.DstMAC, etherName(eth.EthernetType), uint16(eth.EthernetType), wireLen)
+	fmt.Fprintf(b, "%s > %s, ethertype %s (%#04x), length %d: ", l.eth.SrcMAC, l.eth.DstMAC, etherName(l.eth.EthernetType), uint16(l.eth.EthernetType), wireLen)
 	var ipSrc, ipDst string
 	var ipPayload int
-	for _, lt := range decoded {
+	for _, lt := range l.decoded {
 		switch lt {
 		case layers.LayerTypeIPv4:
-			ipSrc, ipDst = ip4.SrcIP.String(), ip4.DstIP.String()
-			ipPayload = int(ip4.Length) - int(ip4.IHL)*4
+			ipSrc, ipDst = l.ip4.SrcIP.String(), l.ip4.DstIP.String()
+			ipPayload = int(l.ip4.Length) - int(l.ip4.IHL)*4
 		case layers.LayerTypeIPv6:
-			ipSrc, ipDst = ip6.SrcIP.String(), ip6.DstIP.String()
-			ipPayload = int(ip6.Length)
+			ipSrc, ipDst = l.ip6.SrcIP.String(), l.ip6.DstIP.String()
+			ipPayload = int(l.ip6.Length)
 		case layers.LayerTypeTCP:
-			s.tcp(b, ipSrc, ipDst, &tcp, ipPayload-int(tcp.DataOffset)*4)
+			s.tcp(b, ipSrc, ipDst, &l.tcp, ipPayload-int(l.tcp.DataOffset)*4)
 			return
 		case layers.LayerTypeUDP:
-			fmt.Fprintf(b, "%s.%d > %s.%d: UDP, length %d", ipSrc, udp.SrcPort, ipDst, udp.DstPort, int(udp.Length)-8)
+			fmt.Fprintf(b, "%s.%d > %s.%d: UDP, length %d", ipSrc, l.udp.SrcPort, ipDst, l.udp.DstPort, int(l.udp.Length)-8)
 			return
 		case layers.LayerTypeICMPv4:
-			fmt.Fprintf(b, "%s > %s: ICMP %s", ipSrc, ipDst, icmpName(&icmp4))
-			if t := icmp4.TypeCode.Type(); t == layers.ICMPv4TypeEchoRequest || t == layers.ICMPv4TypeEchoReply {
-				fmt.Fprintf(b, ", id %d, seq %d", icmp4.Id, icmp4.Seq)
+			fmt.Fprintf(b, "%s > %s: ICMP %s", ipSrc, ipDst, icmpName(&l.icmp4))
+			if t := l.icmp4.TypeCode.Type(); t == layers.ICMPv4TypeEchoRequest || t == layers.ICMPv4TypeEchoReply {
+				fmt.Fprintf(b, ", id %d, seq %d", l.icmp4.Id, l.icmp4.Seq)
 			}
 			fmt.Fprintf(b, ", length %d", ipPayload)
 			return
 		case layers.LayerTypeARP:
-			if arp.Operation == layers.ARPRequest {
-				fmt.Fprintf(b, "Request who-has %s tell %s", net.IP(arp.DstProtAddress), net.IP(arp.SourceProtAddress))
+			if l.arp.Operation == layers.ARPRequest {
+				fmt.Fprintf(b, "Request who-has %s tell %s", net.IP(l.arp.DstProtAddress), net.IP(l.arp.SourceProtAddress))
 			} else {
-				fmt.Fprintf(b, "Reply %s is-at %s", net.IP(arp.SourceProtAddress), net.HardwareAddr(arp.SourceHwAddress))
+				fmt.Fprintf(b, "Reply %s is-at %s", net.IP(l.arp.SourceProtAddress), net.HardwareAddr(l.arp.SourceHwAddress))
 			}
 			return
 		}
