@@ -23,7 +23,7 @@ func (r *runner) scenarioE2E(ctx context.Context) ScenarioResult {
 		Name:    "e2e",
 		Title:   "end to end: generator → LB → two collectors",
 		About:   "The whole pipeline at rising offered rates; received is the sum over both collectors.",
-		Ceiling: "xdp ceiling → sink",
+		Ceiling: "xdp ceiling → xdp counters",
 		Primary: "lossless_pps",
 	}
 	pmax, ok := r.labTopRate(ctx, &sc, "e2e", bridgeHosts(), "lb")
@@ -37,10 +37,15 @@ func (r *runner) scenarioE2E(ctx context.Context) ScenarioResult {
 		return r.available("collect")
 	}
 	systems := []e2eSystem{
-		{name: "xdp ceiling → sink", kind: KindCeiling, setupLB: setupCeiling, receivers: []receiver{r.sinkReceiver()}},
-		{name: "xmirror lb → xmirror collect", kind: KindXmirror, skip: both,
+		{name: "xdp ceiling → xdp counters", kind: KindCeiling, setupLB: setupCeiling,
+			receivers: []receiver{xdpCounterReceiver(), xdpCounterReceiver()}},
+		{name: "xdp ceiling → sink", kind: KindBaseline, setupLB: setupCeiling, receivers: []receiver{r.sinkReceiver()}},
+		{name: "xmirror lb → xmirror collect (socket)", kind: KindXmirror, skip: both,
 			setupLB:   func(t *lbTopo, dir string) (int, func(), error) { return r.setupXmirrorLB(t, dir, "wrr") },
-			receivers: []receiver{r.collectReceiver(), r.collectReceiver()}},
+			receivers: []receiver{r.collectReceiver(receiveSocket), r.collectReceiver(receiveSocket)}},
+		{name: "xmirror lb → xmirror collect (xdp)", kind: KindXmirror, skip: both,
+			setupLB:   func(t *lbTopo, dir string) (int, func(), error) { return r.setupXmirrorLB(t, dir, "wrr") },
+			receivers: []receiver{r.collectReceiver(receiveXDP), r.collectReceiver(receiveXDP)}},
 	}
 	var sweeps []*sweepSys
 	for _, sys := range systems {

@@ -3,14 +3,17 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/xmirror/xmirror/config"
@@ -67,15 +70,27 @@ func (r *runner) startPart(h *netlab.Host, offGenCPU bool, part string, args ...
 
 // startedProc is a receiver the bench started in a namespace.
 type startedProc struct {
-	*netlab.Proc
-	part *netlab.Part    // xmirror collect: what it wrote is read from its /metrics
-	dump *netlab.Tcpdump // tcpdump: what it captured is read from its closing counts
+	*netlab.Proc                 // nil for the XDP counter, which runs in the bench
+	part         *netlab.Part    // xmirror collect: what it wrote is read from its /metrics
+	dump         *netlab.Tcpdump // tcpdump: what it captured is read from its closing counts
+	counter      *XDPPeer        // the XDP counter: what it counted
+}
+
+// pid is the receiver's process, or 0 for the XDP counter.
+func (sp *startedProc) pid() int {
+	if sp.Proc == nil {
+		return 0
+	}
+	return sp.Cmd.Process.Pid
 }
 
 // rxStats is what a receiver reports when it stops.
 type rxStats struct {
 	received uint64 // packets it got (written, for the ones that write)
 	written  uint64 // bytes of files it wrote
+	// drops are xmirror collect's losses by where they happened: "drop_"
+	// and the reason of xmirror_collector_drops_total, or socket_drops.
+	drops map[string]float64
 }
 
 // receiver is a system that receives VXLAN on a host: the sink, xmirror collect or
@@ -121,19 +136,52 @@ func (r *runner) sinkReceiver() receiver {
 	}
 }
 
-func (r *runner) collectReceiver() receiver {
+// xdpCounterReceiver is the collector host's ceiling: an XDP program that
+// counts VXLAN and drops it, what any receiver on the host can at most take.
+func xdpCounterReceiver() receiver {
 	return receiver{
-		name: "xmirror collect (pcapng)", kind: KindXmirror,
+		name: "xdp drop counter", kind: KindCeiling,
+		start: func(h *netlab.Host, _ string) (*startedProc, error) {
+			var ctr *XDPPeer
+			if err := h.Do(func() (err error) { ctr, err = AttachCounter(h.Ifindex); return err }); err != nil {
+				return nil, err
+			}
+			return &startedProc{counter: ctr}, nil
+		},
+		stop: func(sp *startedProc, _ string) (rxStats, error) {
+			c, err := sp.counter.Received()
+			return rxStats{received: c.Packets}, errors.Join(err, sp.counter.Close())
+		},
+	}
+}
+
+// The collector's receive paths (collector.receive; the collector's tests
+// import bench, so bench does not import collector).
+const (
+	receiveSocket = "socket"
+	receiveXDP    = "xdp"
+)
+
+// collectReceiver is `xmirror collect` writing pcapng with the receive path
+// named: socket on the wildcard address (as deployed by default before the
+// XDP path), xdp on the host's own address.
+func (r *runner) collectReceiver(receive string) receiver {
+	return receiver{
+		name: "xmirror collect (" + receive + ")", kind: KindXmirror,
 		skip: func() string { return r.available("collect") },
 		start: func(h *netlab.Host, dir string) (*startedProc, error) {
-			return r.startCollect(h, dir)
+			return r.startCollect(h, dir, receive)
 		},
 		stop: stopCollect,
 	}
 }
 
-func (r *runner) startCollect(h *netlab.Host, dir string) (*startedProc, error) {
-	p, err := r.startPart(h, true, "collect", "--listen", fmt.Sprintf("0.0.0.0:%d", VXLANPort), "--out", dir, "--format", "pcapng")
+func (r *runner) startCollect(h *netlab.Host, dir, receive string) (*startedProc, error) {
+	listen := fmt.Sprintf("0.0.0.0:%d", VXLANPort)
+	if receive == receiveXDP {
+		listen = netip.AddrPortFrom(h.Addr, VXLANPort).String()
+	}
+	p, err := r.startPart(h, true, "collect", "--listen", listen, "--receive", receive, "--out", dir, "--format", "pcapng")
 	if err != nil {
 		return nil, err
 	}
@@ -143,8 +191,10 @@ func (r *runner) startCollect(h *netlab.Host, dir string) (*startedProc, error) 
 // stopCollect reads what the collector wrote from its /metrics (the packets
 // of every session's files) before it stops it: the drain has emptied its
 // sockets, and its log is for people, not a contract between processes.
+// SIGUSR1 first closes every file, which writes what the writers still
+// hold and what waits in a file's buffer for the next flush.
 func stopCollect(sp *startedProc, dir string) (rxStats, error) {
-	m, scrapeErr := sp.part.Scrape(context.Background())
+	m, scrapeErr := settledScrape(sp)
 	if err := sp.Stop(); err != nil {
 		return rxStats{}, fmt.Errorf("xmirror collect: %w: %s", err, tail(sp.Output()))
 	}
@@ -152,7 +202,35 @@ func stopCollect(sp *startedProc, dir string) (rxStats, error) {
 		return rxStats{}, fmt.Errorf("%w: %s", scrapeErr, tail(sp.Output()))
 	}
 	written := telemetry.Sum(m, "xmirror_collector_packets_total")
-	return rxStats{received: uint64(written), written: dirBytes(dir)}, nil
+	drops := map[string]float64{"socket_drops": telemetry.Sum(m, "xmirror_collector_socket_drops_total")}
+	for _, s := range m {
+		if s.Name == "xmirror_collector_drops_total" && s.Value > 0 {
+			_, reason, _ := strings.Cut(s.Labels, `reason="`)
+			drops["drop_"+strings.TrimSuffix(reason, `"`)] += s.Value
+		}
+	}
+	return rxStats{received: uint64(written), written: dirBytes(dir), drops: drops}, nil
+}
+
+// settledScrape rotates the collector's files (SIGUSR1) and scrapes its
+// /metrics until the written packets stop moving.
+func settledScrape(sp *startedProc) ([]telemetry.Sample, error) {
+	if err := sp.Signal(syscall.SIGUSR1); err != nil {
+		return nil, fmt.Errorf("rotate: %w", err)
+	}
+	last := -1.0
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		time.Sleep(100 * time.Millisecond)
+		m, err := sp.part.Scrape(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		n := telemetry.Sum(m, "xmirror_collector_packets_total")
+		if n == last || time.Now().After(deadline) {
+			return m, nil
+		}
+		last = n
+	}
 }
 
 func tcpdumpReceiver() receiver {

@@ -90,6 +90,7 @@ var metricUnits = []struct{ name, unit, title string }{
 	{"softirq_cores", "cores", "softirq CPU"},
 	{"cpu_cores", "cores", "machine CPU"},
 	{"proc_cpu_cores", "cores", "process CPU"},
+	{"proc_cpu_per_mpps", "cores", "process CPU per Mpps"},
 }
 
 func median(v []float64) float64 {

@@ -100,7 +100,7 @@ func (s *sweepSys) summarize() {
 		res.Metrics["top_offered_pps"] = s.top["offered_pps"]
 		res.Metrics["loss_top_pct"] = s.top["loss_pct"]
 		res.Metrics["received_pps"] = s.top["received_pps"]
-		for _, k := range []string{"write_mbps", "proc_cpu_cores", "cpu_cores"} {
+		for _, k := range []string{"write_mbps", "proc_cpu_cores", "proc_cpu_per_mpps", "cpu_cores", "softirq_cores"} {
 			if v, ok := s.top[k]; ok {
 				res.Metrics[k] = v
 			}

@@ -4,7 +4,9 @@ import (
 	"container/heap"
 	"math"
 	"net/netip"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +29,11 @@ const handoffBatchBytes = 128 << 10
 // cuts fills its packet slots before its bytes).
 const handoffBatchPackets = 1024
 
+// handoffDelay is how long a receive goroutine may keep a batch that is not
+// full: batches go over when full or this old, not after every receive
+// burst, so that a trickle of small bursts does not take a batch each.
+const handoffDelay = 5 * time.Millisecond
+
 // handed is one frame in a batch: its place in the batch's data and what the
 // receive path learnt about it.
 type handed struct {
@@ -43,6 +50,8 @@ type hbatch struct {
 	// done, on a batch that is not from the pool, asks the writer to
 	// write everything pending and close it (Collector.Rotate).
 	done chan struct{}
+	// started is when the sink put the first packet in.
+	started time.Time
 }
 
 // writer owns the sessions whose VNI maps to it (vni % number of writers):
@@ -166,10 +175,19 @@ type sink struct {
 	c       *Collector
 	writers []*writer
 	cur     []*hbatch
+	// held says the sink holds packets back; acked is the last flush
+	// request (Collector.flushReq) it has answered. Both are read by
+	// syncWriters on another goroutine.
+	held  atomic.Bool
+	acked atomic.Uint64
 }
 
 func (c *Collector) newSink() *sink {
-	return &sink{c: c, writers: c.writers, cur: make([]*hbatch, len(c.writers))}
+	k := &sink{c: c, writers: c.writers, cur: make([]*hbatch, len(c.writers))}
+	c.sinksMu.Lock()
+	c.sinks = append(c.sinks, k)
+	c.sinksMu.Unlock()
+	return k
 }
 
 // add copies one frame into the batch of its session's writer, sending the
@@ -185,6 +203,7 @@ func (k *sink) add(src netip.Addr, ts int64, vni uint32, inner []byte, origLen i
 		select {
 		case b = <-k.writers[i].free:
 			k.cur[i] = b
+			b.started = time.Now()
 		default:
 			k.c.drop(ReasonWriterBehind)
 			return
@@ -195,6 +214,7 @@ func (k *sink) add(src netip.Addr, ts int64, vni uint32, inner []byte, origLen i
 		k.c.drop(ReasonWriterBehind)
 		return
 	}
+	k.held.Store(true)
 	off := len(b.data)
 	b.data = append(b.data, inner...)
 	b.pkts = append(b.pkts, handed{src: src, ts: ts, vni: vni, origLen: int32(origLen), off: int32(off), n: int32(len(inner))})
@@ -209,14 +229,48 @@ func (k *sink) send(i int) {
 	}
 }
 
-// flush sends every batch that holds packets: at the end of each receive
-// burst, so a packet waits in a batch no longer than the burst it came in.
+// flush sends every batch that holds packets (when the receive goroutine
+// ends).
 func (k *sink) flush() {
 	for i, b := range k.cur {
 		if b != nil && len(b.pkts) > 0 {
 			k.send(i)
 		}
 	}
+	k.held.Store(false)
+}
+
+// flushOld sends the batches that have held packets for handoffDelay, and
+// all of them when a flush was asked for: the receive goroutines call it
+// after every burst and when they wake without one (pending says when
+// they must wake).
+func (k *sink) flushOld(now time.Time) {
+	if req := k.c.flushReq.Load(); req != k.acked.Load() {
+		k.flush()
+		k.acked.Store(req)
+		return
+	}
+	held := false
+	for i, b := range k.cur {
+		if b != nil && len(b.pkts) > 0 {
+			if now.Sub(b.started) >= handoffDelay {
+				k.send(i)
+			} else {
+				held = true
+			}
+		}
+	}
+	k.held.Store(held)
+}
+
+// pending reports whether the sink holds packets not yet handed over.
+func (k *sink) pending() bool {
+	for _, b := range k.cur {
+		if b != nil && len(b.pkts) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // startWriters starts the writer goroutines; stopWriters (after every
@@ -241,13 +295,25 @@ func (c *Collector) stopWriters() {
 	c.writersOn = false
 }
 
-// syncWriters returns once the writers have written every packet handed
-// over before the call (at once when they do not run).
+// syncWriters returns once the writers have written every packet received
+// before the call (at once when they do not run): the receive goroutines
+// that hold packets back hand them over at their next wake (at most
+// handoffDelay away), then every writer writes what it was handed.
 func (c *Collector) syncWriters() {
 	c.writersMu.Lock()
 	defer c.writersMu.Unlock()
 	if !c.writersOn {
 		return
+	}
+	req := c.flushReq.Add(1)
+	c.sinksMu.Lock()
+	sinks := slices.Clone(c.sinks)
+	c.sinksMu.Unlock()
+	deadline := time.Now().Add(time.Second)
+	for _, k := range sinks {
+		for k.held.Load() && k.acked.Load() < req && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
 	}
 	for _, w := range c.writers {
 		w.sync()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -326,8 +327,17 @@ func (c *Collector) readLoop(conn *net.UDPConn, k *sink) error {
 		n, errno = recvmmsg(fd, b)
 		return errno != unix.EAGAIN && errno != unix.EWOULDBLOCK
 	}
+	armed := false // a read deadline is set for the sink's held batch
 	for {
 		if err := rc.Read(read); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				k.flushOld(time.Now())
+				armed = false
+				if err := conn.SetReadDeadline(time.Time{}); err != nil && !errors.Is(err, net.ErrClosed) {
+					return fmt.Errorf("clear read deadline: %w", err)
+				}
+				continue
+			}
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
@@ -365,9 +375,20 @@ func (c *Collector) readLoop(conn *net.UDPConn, k *sink) error {
 			}
 			k.add(b.source(i), ts, fr.VNI, fr.Inner, fr.OrigLen)
 		}
-		k.flush()
-		// Counted after the hand-off, so that a reader of Stats who sees
-		// a datagram received and then the writers idle sees its effect.
+		now := time.Now()
+		k.flushOld(now)
 		c.received.Add(n)
+		// A batch held back wakes the loop when it is due, even without
+		// another datagram.
+		if p := k.pending(); p != armed {
+			armed = p
+			deadline := time.Time{}
+			if p {
+				deadline = now.Add(handoffDelay)
+			}
+			if err := conn.SetReadDeadline(deadline); err != nil && !errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("set read deadline: %w", err)
+			}
+		}
 	}
 }

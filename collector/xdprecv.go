@@ -254,7 +254,8 @@ func (x *xdpReceiver) ringLoop(k *sink) error {
 	empty := 0
 	for {
 		wait := ringTick
-		sleeping := empty >= ringIdleLooks
+		// No sleep while the sink holds a batch back (handoffDelay).
+		sleeping := empty >= ringIdleLooks && !k.pending()
 		if sleeping {
 			// Announce the sleep, then look once more: a record
 			// submitted before the program saw the flag woke nobody.
@@ -302,14 +303,13 @@ func (x *xdpReceiver) drain(k *sink) int {
 		n++
 		x.record(k, rec, off)
 		if n%ringReleaseEvery == 0 {
-			k.flush()
 			x.ring.Release()
 			x.c.received.Add(ringReleaseEvery)
 		}
 	}
-	k.flush()
 	x.ring.Release()
 	x.c.received.Add(n % ringReleaseEvery)
+	k.flushOld(time.Now())
 	return n
 }
 

@@ -38,7 +38,7 @@ volatile const __u16 listen_port = 0;
 /* Unread bytes in the ring at which the program wakes the reader; below it
  * records wait for the reader's timer, so that under load one wakeup
  * carries a batch of records. */
-volatile const __u32 ring_wake = 256 << 10;
+volatile const __u32 ring_wake = 64 << 10;
 
 /* Set by the reader when it sleeps without a timer because nothing came for
  * a while: the next record then wakes it at once. */

@@ -3,10 +3,10 @@
 #ifndef XM_COLLECT_CONSTS_H
 #define XM_COLLECT_CONSTS_H
 
-/* Bytes of the BPF ring buffer when the loader does not size it: a power of
- * two. 32 MiB hold about 200,000 records of a 96-byte cut. */
+/* Bytes of the BPF ring buffer when the loader does not size it (it does:
+ * Options.RingSize): a power of two. */
 #ifndef XM_COL_RING_SIZE
-#define XM_COL_RING_SIZE (32 << 20)
+#define XM_COL_RING_SIZE (16 << 20)
 #endif
 
 /* VLAN tags skipped in front of the outer IP header. */
