@@ -23,13 +23,13 @@ import (
 
 func TestMain(m *testing.M) { labtest.Main(m) }
 
-// needTool skips when a tool that `make deps` installs is missing (a developer
-// machine without the deps); CI has it.
+// needTool fails when a tool that `make deps` installs is missing: CI always
+// has it, so a missing one is a broken setup, not a reason to skip.
 func needTool(t *testing.T, name, pkg string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		t.Skipf("needs %s (Debian package %s, installed by make deps)", name, pkg)
+		t.Fatalf("needs %s (Debian package %s): run make deps", name, pkg)
 	}
 	return p
 }

@@ -59,7 +59,7 @@ func TestCheckSystemWithheld(t *testing.T) {
 	requireRoot(t)
 	for _, tool := range []string{"unshare", "setpriv"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (util-linux, in make deps)", tool)
+			t.Fatalf("needs %s (Debian package util-linux): run make deps", tool)
 		}
 	}
 	dir := t.TempDir()
