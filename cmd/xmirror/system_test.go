@@ -23,16 +23,9 @@ func helperCmd(ctx context.Context, wrapper []string, args ...string) *exec.Cmd 
 	return cmd
 }
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the probes load BPF programs")
-	}
-}
-
 // TestCheckSystemPasses: this machine (kernel 6.18, root) runs every role.
 func TestCheckSystemPasses(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t)
 	code, out, errOut := runCaptured(t, "check", "--system", "--config", filepath.Join(t.TempDir(), "none.yaml"))
 	if code != exitUsage {
 		t.Errorf("--system with a missing explicit --config: exit %d, want %d", code, exitUsage)
@@ -56,7 +49,7 @@ func TestCheckSystemPasses(t *testing.T) {
 // CAP_SYS_ADMIN and CAP_BPF out of the bounding set, `check --system --role lb`
 // fails, naming both, and so does `xmirror lb` itself before touching anything.
 func TestCheckSystemWithheld(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t)
 	for _, tool := range []string{"unshare", "setpriv"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("needs %s (Debian package util-linux): run make deps", tool)
