@@ -51,8 +51,8 @@ type Options struct {
 	// closed files while all sessions' files together are larger (0 = no
 	// limit). MinFree removes the oldest closed files while the output
 	// filesystem has less space free, and pauses writing (drops counted as
-	// disk_low) when that is not enough. The newest file of each session is
-	// never removed by any of them.
+	// disk_low) when that is not enough. The newest file of a configured or
+	// open session is never removed by any of them.
 	KeepAge      time.Duration
 	MaxTotalSize int64
 	MinFree      int64

@@ -140,12 +140,15 @@ func TestMinFree(t *testing.T) {
 }
 
 // TestRetentionAcrossSessions: keep_age and max_total_size apply to all
-// sessions' files together, oldest first, never the newest of a session.
+// sessions' files together, oldest first, never the newest of a configured
+// or open session; directories of other sessions (a VNI flood, an earlier
+// run) are emptied and removed.
 func TestRetentionAcrossSessions(t *testing.T) {
 	out := t.TempDir()
 	old := time.Now().Add(-48 * time.Hour)
 	for _, f := range []string{"a/a-20250101T000000Z.pcapng", "a/a-20250102T000000Z.pcapng.gz",
-		"b/b-20250101T000001Z.pcap", "b/b-20250103T000000Z.pcap", "b/notes.txt"} {
+		"b/b-20250101T000001Z.pcap", "b/b-20250103T000000Z.pcap", "b/notes.txt",
+		"vni-9/vni-9-20250101T000000Z.pcapng"} {
 		p := filepath.Join(out, f)
 		_ = os.MkdirAll(filepath.Dir(p), 0o750)
 		if err := os.WriteFile(p, make([]byte, 1000), 0o640); err != nil {
@@ -153,17 +156,22 @@ func TestRetentionAcrossSessions(t *testing.T) {
 		}
 		_ = os.Chtimes(p, old, old)
 	}
-	c := offline(t, Options{OutputDir: out, KeepAge: 24 * time.Hour})
+	sessions := map[uint32]string{1: "a", 2: "b"}
+	c := offline(t, Options{OutputDir: out, KeepAge: 24 * time.Hour, Sessions: sessions})
 	c.tick()
 	got := strings.Join(files(t, out), " ")
 	if got != "a/a-20250102T000000Z.pcapng.gz b/b-20250103T000000Z.pcap b/notes.txt" {
 		t.Errorf("keep_age: files %s", got)
 	}
-	if n := c.retained["keep_age"].Get(); n != 2 {
-		t.Errorf("keep_age removed %d", n)
+	if n := c.retained["keep_age"].Get(); n != 3 {
+		t.Errorf("keep_age removed %d, want 3", n)
+	}
+	if _, err := os.Stat(filepath.Join(out, "vni-9")); err == nil {
+		t.Error("the emptied directory of a session no longer open stays")
 	}
 
-	c2 := offline(t, Options{OutputDir: out, MaxTotalSize: 1500, Sessions: map[uint32]string{3: "c"}})
+	sessions[3] = "c"
+	c2 := offline(t, Options{OutputDir: out, MaxTotalSize: 1500, Sessions: sessions})
 	cache := map[uint32]*series{}
 	c2.handle(cache, loopback, t0.UnixNano(), vxlan(3, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)))
 	c2.Rotate()

@@ -123,7 +123,8 @@ func (c *Collector) enforceDisk(now time.Time) {
 		total += f.size
 	}
 	removed := 0
-	for _, f := range removable(files) {
+	emptied := map[string]bool{}
+	for _, f := range removable(files, c.sessionNames()) {
 		var why string
 		switch {
 		case o.KeepAge > 0 && now.Sub(time.Unix(f.mtime, 0)) > o.KeepAge:
@@ -136,11 +137,13 @@ func (c *Collector) enforceDisk(now time.Time) {
 			continue
 		}
 		if c.remove(f, why) {
+			emptied[f.dir] = true
 			removed++
 			total -= f.size
 			free += f.size
 		}
 	}
+	c.removeEmptyDirs(emptied)
 	c.disk.files.Store(int64(len(files) - removed))
 	c.disk.bytes.Store(total)
 	if free, ferr = c.out.free(); ferr == nil {
@@ -152,8 +155,11 @@ func (c *Collector) enforceDisk(now time.Time) {
 }
 
 // removable returns the files that retention may remove, oldest first:
-// all but the newest of each session.
-func removable(files []capFile) []capFile {
+// all but the newest of each session in sessions (the configured ones and
+// those open now). The files of other directories (sessions of a flood of
+// VNIs, forgotten when idle, or of earlier runs) are all removable, or
+// such a flood would pin a file per VNI.
+func removable(files []capFile, sessions map[string]bool) []capFile {
 	newest := map[string]string{}
 	for _, f := range files {
 		if f.key > newest[f.dir] {
@@ -162,7 +168,7 @@ func removable(files []capFile) []capFile {
 	}
 	var out []capFile
 	for _, f := range files {
-		if f.key != newest[f.dir] {
+		if f.key != newest[f.dir] || !sessions[f.dir] {
 			out = append(out, f)
 		}
 	}
@@ -186,6 +192,20 @@ func (c *Collector) allClosedFiles() ([]capFile, func()) {
 	return files, func() {
 		for _, fd := range fds {
 			_ = unix.Close(fd)
+		}
+	}
+}
+
+// removeEmptyDirs removes the directories, emptied by retention, of
+// sessions that are neither configured nor open. Under c.mu, so that no
+// session starts in a directory about to go; one that still holds anything
+// stays.
+func (c *Collector) removeEmptyDirs(dirs map[string]bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for dir := range dirs {
+		if _, live := c.names[dir]; !live {
+			_ = unix.Unlinkat(c.out.fd, dir, unix.AT_REMOVEDIR)
 		}
 	}
 }

@@ -159,6 +159,18 @@ func (c *Collector) evictIdle(idle []*series) {
 	}
 }
 
+// sessionNames are the directory names of the configured sessions and
+// the open ones.
+func (c *Collector) sessionNames() map[string]bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make(map[string]bool, len(c.names))
+	for name := range c.names {
+		out[name] = true
+	}
+	return out
+}
+
 func (c *Collector) allSeries() []*series {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
