@@ -29,7 +29,7 @@ func collectCommand() *cli.Command {
 			"rotates every file, SIGUSR1 rotates, SIGINT/SIGTERM flush and close them.",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE` (default " + config.DefaultPath + " when it exists)"},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE` (without --config and --out: " + config.DefaultPath + " when it exists)"},
 			&cli.StringFlag{Name: "listen", Usage: "UDP `ADDR` to receive VXLAN on (default 0.0.0.0:4789)"},
 			&cli.StringFlag{Name: "receive", Usage: "receive path: auto (XDP where it attaches, else sockets), xdp or socket (default auto)"},
 			&cli.StringFlag{Name: "out", Usage: "output `DIR`, one subdirectory per session (default /var/lib/xmirror/pcap)"},
@@ -134,8 +134,9 @@ func sessionsOf(cfg *config.Config) sessionSet {
 }
 
 // collectSettings merges the collector section of --config (or, without one,
-// the defaults of an empty section) with the flags given. --config defaults
-// to config.DefaultPath when that file exists.
+// the defaults of an empty section) with the flags given. Without --config and
+// --out, config.DefaultPath is read when it exists; a run that names its
+// output directory on the command line is configured by its flags alone.
 func collectSettings(c *cli.Context) (cc config.Collector, sessions sessionSet, metricsAddr, healthAddr string, err error) {
 	// Without --config the flags start from the same defaults as an empty
 	// collector section, and no metrics or health are served.
@@ -144,7 +145,7 @@ func collectSettings(c *cli.Context) (cc config.Collector, sessions sessionSet, 
 	cc = *defaults.Collector
 	cc.Rotate = config.Rotate{Size: config.DefaultRotateSize, Interval: config.DefaultRotateEvery, Keep: config.DefaultRotateKeep}
 	path := c.String("config")
-	if !c.IsSet("config") && fileExists(config.DefaultPath) {
+	if !c.IsSet("config") && !c.IsSet("out") && fileExists(config.DefaultPath) {
 		path = config.DefaultPath
 	}
 	if path != "" {
