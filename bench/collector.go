@@ -62,11 +62,7 @@ func (r *runner) scenarioCollector(ctx context.Context) ScenarioResult {
 		}
 		systems = append(systems, s)
 	}
-	r.sweep(ctx, systems, pmax)
-	for _, s := range systems {
-		r.ui.row(sc.Name, s.res)
-		sc.Systems = append(sc.Systems, *s.res)
-	}
+	r.sweep(ctx, &sc, systems, pmax)
 	return sc
 }
 

@@ -61,11 +61,7 @@ func (r *runner) scenarioE2E(ctx context.Context) ScenarioResult {
 		}
 		sweeps = append(sweeps, s)
 	}
-	r.sweep(ctx, sweeps, pmax)
-	for _, s := range sweeps {
-		r.ui.row(sc.Name, s.res)
-		sc.Systems = append(sc.Systems, *s.res)
-	}
+	r.sweep(ctx, &sc, sweeps, pmax)
 	return sc
 }
 

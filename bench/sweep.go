@@ -39,7 +39,8 @@ type sweepSys struct {
 // rate's outcome. At every step the repetitions go round the systems, so that load
 // from elsewhere on the machine falls on all of them alike. After two lossy steps
 // in a row a system jumps to the top rate: higher steps would only lose more.
-func (r *runner) sweep(ctx context.Context, systems []*sweepSys, pmax float64) {
+// Then each system's row is shown and its result added to sc.
+func (r *runner) sweep(ctx context.Context, sc *ScenarioResult, systems []*sweepSys, pmax float64) {
 	fr := r.sweepFractions()
 	for i, f := range fr {
 		rate := f * pmax
@@ -78,6 +79,8 @@ func (r *runner) sweep(ctx context.Context, systems []*sweepSys, pmax float64) {
 	}
 	for _, s := range systems {
 		s.summarize()
+		r.ui.row(sc.Name, s.res)
+		sc.Systems = append(sc.Systems, *s.res)
 	}
 }
 
