@@ -51,6 +51,13 @@ var help = map[string]string{
 	"xmirror_collector_stored_bytes":            "Bytes of the closed capture files of all sessions, at the last scan.",
 	"xmirror_collector_free_bytes":              "Free bytes on the output directory's filesystem.",
 	"xmirror_collector_disk_low":                "1 while free space in the output directory is below collector.rotate.min_free.",
+	"xmirror_collector_stored_files":            "Closed capture files kept in the output directory.",
+	"xmirror_collector_stored_bytes":            "Bytes of the closed capture files kept in the output directory.",
+	"xmirror_collector_free_bytes":              "Free space on the output directory's filesystem.",
+	"xmirror_collector_retention_removed_total": "Closed capture files removed, by the retention rule that removed them.",
+	"xmirror_collector_xdp_fragments_total":     "First IPv4 fragments the XDP receive path passed to the kernel to reassemble.",
+	"xmirror_lb_ready":                          "1 while some backend takes new flows (what /healthz reports).",
+	"xmirror_lb_fail_open":                      "1 while every backend fails its health check and all_unhealthy: fail-open sends to them all.",
 }
 
 // withMetadata copies a Prometheus text exposition from r to w, adding the
