@@ -385,6 +385,9 @@ func checkMetadata(t *testing.T, who, body string) {
 			if len(f) < 4 {
 				t.Errorf("%s: HELP without text: %q", who, line)
 			}
+			if generic := "xmirror " + strings.ReplaceAll(f[2], "_", " ") + "."; strings.HasPrefix(f[2], "xmirror_") && strings.Join(f[3:], " ") == generic {
+				t.Errorf("%s: %s has no HELP text of its own: add one in internal/telemetry/metadata.go", who, f[2])
+			}
 		case strings.HasPrefix(line, "# TYPE "):
 			types[f[2]]++
 		case line != "" && line[0] != '#':
