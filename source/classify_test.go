@@ -29,7 +29,7 @@ func loadTestSource(t testing.TB, cfg *config.Config, datapath sourceXmDatapath,
 	labtest.RequireRoot(t)
 	s := &Source{links: map[uint32][2]hook{}, ids: map[string]uint16{}, noAttach: true, mark: config.DefaultMark,
 		dp: programsOnly{datapath}}
-	if err := s.load(opts.RecordDecision, opts.MaxDelay); err != nil {
+	if err := s.load(opts.RecordDecision, opts.MaxDelay, nil); err != nil {
 		t.Fatalf("load: %v", err)
 	}
 	t.Cleanup(func() { s.Close() })

@@ -26,7 +26,8 @@ import (
 // narrow the run, e.g. to profile one datapath; XM_IPERF_SINK=target drops
 // the mirrored traffic at the target instead of as it leaves the source
 // (IperfOptions.Sink);
-// XM_IPERF_MAX_DELAY (e.g. 100ms) sets the ring datapath's MaxDelay.
+// XM_IPERF_MAX_DELAY (e.g. 100ms) sets the ring datapath's MaxDelay;
+// XM_IPERF_WHOLE=1 mirrors whole frames instead of 96 bytes.
 func BenchmarkIperf(b *testing.B) {
 	labtest.RequireRoot(b)
 	env := iperfEnv(b)
@@ -81,6 +82,7 @@ func iperfEnv(b *testing.B) IperfOptions {
 		o.Modes = strings.Split(m, ",")
 	}
 	o.Sink = os.Getenv("XM_IPERF_SINK")
+	o.Whole = os.Getenv("XM_IPERF_WHOLE") == "1"
 	o.CPUs = os.Getenv("XM_IPERF_CPUS")
 	if _, err := o.iperf(nil, nil); err != nil {
 		b.Fatalf("XM_IPERF_CPUS: %v", err)
@@ -126,14 +128,15 @@ func TestPlainBaseline(t *testing.T) {
 // XM_IPERF_MODES says otherwise) and direction, one iperf3 connection during
 // which the mode is switched on and off every second, b.N times on between
 // b.N+1 plain segments; the cost of each segment against the plain ones
-// either side, median over the segments. Offloads on, sink as in
+// either side, median over the segments. Offloads on (XM_IPERF_OFFLOAD=off
+// turns them off), sink as in
 // BenchmarkIperf (XM_IPERF_SINK, XM_IPERF_MAX_DELAY apply). Run:
 //
 //	go test -run XXX -bench OnOff -benchtime 20x ./source/
 func BenchmarkOnOff(b *testing.B) {
 	labtest.RequireRoot(b)
 	env := iperfEnv(b)
-	env.Offload = true
+	env.Offload = os.Getenv("XM_IPERF_OFFLOAD") != "off"
 	res, err := IperfAlternating(context.Background(), AlternatingOptions{
 		IperfOptions: env,
 		Pairs:        b.N,

@@ -48,6 +48,8 @@ type IperfOptions struct {
 	// charges the lab's bridge and the target's receive path to the two
 	// cores iperf3 runs on.
 	Sink string
+	// Whole mirrors whole frames instead of the seed's 96 bytes.
+	Whole bool
 	// MaxDelay is Options.MaxDelay for the xmirror modes (0: the default).
 	MaxDelay time.Duration
 	// CPUs pins the iperf3 ends (iperf3 -A): "" leaves them to the
@@ -97,7 +99,7 @@ type IperfResult struct {
 	SendErrors    uint64 // of Errors, the packets the ring datapath's sends failed for
 }
 
-// iiperfYAML mirrors every TCP packet both ways, as the seed session would.
+// iperfYAML mirrors every TCP packet both ways, as the seed session would.
 const iperfYAML = `
 filters:
   - name: all-tcp
@@ -274,6 +276,9 @@ func startMode(src *netlab.Host, mode string, opts IperfOptions) (s *Source, sto
 		yaml := iperfYAML
 		if mode == ModeNoMatch {
 			yaml = noMatchYAML
+		}
+		if opts.Whole {
+			yaml = strings.Replace(yaml, "packet_length: 96", "packet_length: 0", 1)
 		}
 		cfg, err := config.Parse([]byte(yaml))
 		if err != nil {

@@ -50,6 +50,32 @@ func ringWakeFor(delay time.Duration) uint32 {
 	return uint32(min(max(w, 64<<10), 4<<20))
 }
 
+// The ring's size: the compiled default (XM_RING_SIZE, 8 MiB: 55,000
+// records of a 96-byte cut) or, for longer cuts, room for ringRecords
+// records of the longest, up to ringMax. Whole frames take ten times the room
+// of the seed's cut: in 8 MiB about 5,000 of them, 25 ms of a 200,000
+// packets/s stream, and a sender that waited longer for a CPU lost a fifth
+// of them with the default MaxDelay (BenchmarkIperf, whole frames).
+const (
+	ringRecords = 20000
+	ringMax     = 64 << 20
+)
+
+// ringSizeFor is the size of the ring for the sessions of prog (a power of
+// two, as the kernel wants); def is the compiled default.
+func ringSizeFor(prog *Program, def uint32) uint32 {
+	longest := uint32(0)
+	for _, s := range prog.Sessions {
+		longest = max(longest, s.Snaplen)
+	}
+	need := uint64(ringRecords) * uint64(8+ringRecLen+outerLen+int(longest))
+	size := uint64(def)
+	for size < need && size < ringMax {
+		size <<= 1
+	}
+	return uint32(size)
+}
+
 // idleLooks is how many empty looks make the reader sleep.
 func idleLooks(delay time.Duration) int {
 	return max(int(ringIdleAfter/delay), 2)

@@ -542,3 +542,26 @@ func TestMaxDelay(t *testing.T) {
 		}
 	}
 }
+
+func TestRingSizeFor(t *testing.T) {
+	prog := func(snaplens ...uint32) *Program {
+		p := &Program{Sessions: map[uint16]sourceSession{}}
+		for i, n := range snaplens {
+			p.Sessions[uint16(i)] = sourceSession{Snaplen: n}
+		}
+		return p
+	}
+	for _, c := range []struct {
+		snaplens []uint32
+		want     uint32
+	}{
+		{nil, 8 << 20},
+		{[]uint32{96}, 8 << 20},
+		{[]uint32{96, 1450}, 32 << 20},
+		{[]uint32{8950}, 64 << 20},
+	} {
+		if got := ringSizeFor(prog(c.snaplens...), 8<<20); got != c.want {
+			t.Errorf("snaplens %v: ring %d MiB, want %d", c.snaplens, got>>20, c.want>>20)
+		}
+	}
+}

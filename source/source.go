@@ -98,7 +98,7 @@ func New(cfg *config.Config, opts Options) (_ *Source, err error) {
 		ifindexes = append(ifindexes, int(ifindex))
 	}
 	removeLeftovers(s.devName, ifindexes)
-	if err := s.load(opts.RecordDecision, set.maxDelay); err != nil {
+	if err := s.load(opts.RecordDecision, set.maxDelay, prog); err != nil {
 		return nil, err
 	}
 	if s.dp, err = s.startDatapath(set); err != nil {
@@ -142,11 +142,16 @@ func (s *Source) compile(cfg *config.Config) (*Program, error) {
 }
 
 // load loads the programs and their maps; recordDecision puts them in test
-// mode, maxDelay sets when the ring datapath's program wakes the reader.
-func (s *Source) load(recordDecision bool, maxDelay time.Duration) error {
+// mode, maxDelay sets when the ring datapath's program wakes the reader, and
+// the ring's size follows the longest cut of prog's sessions (a reload keeps
+// it).
+func (s *Source) load(recordDecision bool, maxDelay time.Duration, prog *Program) error {
 	spec, err := loadSource()
 	if err != nil {
 		return fmt.Errorf("load bpf spec: %w", err)
+	}
+	if ring := spec.Maps["xm_ring"]; prog != nil {
+		ring.MaxEntries = ringSizeFor(prog, ring.MaxEntries)
 	}
 	if recordDecision {
 		if err := spec.Variables["record_decision"].Set(uint32(1)); err != nil {
