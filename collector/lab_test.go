@@ -1,9 +1,7 @@
 package collector
 
 import (
-	"context"
 	"net"
-	"net/http"
 	"testing"
 
 	"github.com/xmirror/xmirror/internal/netlab"
@@ -15,7 +13,6 @@ import (
 // Traffic and HTTP requests of the test leave from the sender's namespace.
 type colLab struct {
 	sender, col *netlab.Host
-	client      *http.Client
 }
 
 const (
@@ -93,17 +90,6 @@ func newColLab(t *testing.T, mtu int) *colLab {
 		netlab.HostSpec{Name: "sender", Addrs: []string{labSenderAddr + "/24", labSenderAddr2 + "/24"}, MTU: mtu},
 		netlab.HostSpec{Name: "col", Addrs: []string{labColAddr + "/24"}, MTU: mtu})
 	e := &colLab{sender: l.Host("sender"), col: l.Host("col")}
-	e.client = &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var c net.Conn
-			err := e.sender.Do(func() (err error) {
-				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-				return err
-			})
-			return c, err
-		},
-	}}
-	t.Cleanup(e.client.CloseIdleConnections)
 	return e
 }
 

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -140,17 +141,23 @@ func freeUDPPort(t *testing.T) int {
 }
 
 // get requests a path of the metrics server (from the lab's sender).
-func (p *proc) get(t *testing.T, path string) *http.Response {
+func (p *proc) get(t *testing.T, path string) (code int, body []byte) {
 	t.Helper()
-	client := http.DefaultClient
+	var err error
 	if p.env.lab != nil {
-		client = p.env.lab.client
+		code, body, err = p.env.lab.sender.Get(context.Background(), p.metrics, path)
+	} else {
+		var resp *http.Response
+		if resp, err = http.Get("http://" + p.metrics + path); err == nil {
+			defer resp.Body.Close()
+			code = resp.StatusCode
+			body, err = io.ReadAll(resp.Body)
+		}
 	}
-	resp, err := client.Get("http://" + p.metrics + path)
 	if err != nil {
 		t.Fatalf("get %s: %v", path, err)
 	}
-	return resp
+	return code, body
 }
 
 // send sends each payload as one datagram to the collector.
@@ -179,9 +186,8 @@ func (p *proc) dial(t *testing.T) *net.UDPConn {
 // metric scrapes one sample of /metrics: name, or name{labels} as written.
 func (p *proc) metric(t *testing.T, name string) uint64 {
 	t.Helper()
-	resp := p.get(t, "/metrics")
-	defer resp.Body.Close()
-	samples, err := telemetry.ParseText(resp.Body)
+	_, body := p.get(t, "/metrics")
+	samples, err := telemetry.ParseText(bytes.NewReader(body))
 	if err != nil {
 		t.Fatalf("scrape: %v", err)
 	}
@@ -245,13 +251,12 @@ func testProcessSignals(t *testing.T, env collectEnv) {
 	out := t.TempDir()
 	p := env.start(t, "--out", out, "--format", "pcap")
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		resp := p.get(t, "/healthz")
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
+		code, _ := p.get(t, "/healthz")
+		if code == http.StatusOK {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("healthz answers %s", resp.Status)
+			t.Fatalf("healthz answers %d", code)
 		}
 	}
 	fr := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, []byte("x"))
