@@ -14,7 +14,7 @@ import (
 	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
-// TestReloadRefusesUnboundedFiles points a running lb and source at /dev/zero, a
+// TestReloadRefusesUnboundedFiles points a running lb, source and collector at /dev/zero, a
 // FIFO and an oversized file and sends SIGHUP each time: every reload is refused
 // at once with the reason, the process stays small, and SIGTERM still stops it
 // (before, /dev/zero grew the process to gigabytes and it ignored SIGTERM).
@@ -23,10 +23,15 @@ func TestReloadRefusesUnboundedFiles(t *testing.T) {
 	lbYAML := "load_balancer:\n  listener: {vip: 192.168.0.147, interfaces: [eth0]}\n  backends: [{address: 192.168.0.6}]\nmetrics: {listen: \"off\"}\n"
 	for _, tc := range []struct {
 		part, yaml, refused string
-		args                []string
+		args                func(dir string) []string
 	}{
-		{"source", cliSourceYAML, "reload refused", nil},
-		{"lb", lbYAML, "reload failed", []string{"--pin-path", fmt.Sprintf("/sys/fs/bpf/xmirror-reload-test-%d", os.Getpid()), "--detach-on-exit"}},
+		{"source", cliSourceYAML, "reload refused", func(string) []string { return nil }},
+		{"lb", lbYAML, "reload failed", func(string) []string {
+			return []string{"--pin-path", fmt.Sprintf("/sys/fs/bpf/xmirror-reload-test-%d", os.Getpid()), "--detach-on-exit"}
+		}},
+		{"collect", "collector: {listen: \"127.0.0.1:0\"}\nmetrics: {listen: \"off\"}\n", "configuration refused", func(dir string) []string {
+			return []string{"--out", filepath.Join(dir, "pcap")}
+		}},
 	} {
 		t.Run(tc.part, func(t *testing.T) {
 			lab := labtest.ForTest(t, netlab.HostSpec{Name: "host", Addrs: []string{"192.168.0.230/24"}})
@@ -42,9 +47,10 @@ func TestReloadRefusesUnboundedFiles(t *testing.T) {
 			link := filepath.Join(dir, "xmirror.yaml")
 			os.Symlink(good, link)
 
-			p := startXmirror(t, lab.Host("host"), append([]string{tc.part, "--config", link}, tc.args...)...)
+			p := startXmirror(t, lab.Host("host"), append([]string{tc.part, "--config", link}, tc.args(dir)...)...)
 			waitFor(t, "started", p, func() bool {
-				return strings.Contains(p.Output(), "load balancer running") || strings.Contains(p.Output(), "mirror source")
+				out := p.Output()
+				return strings.Contains(out, "load balancer running") || strings.Contains(out, "mirror source") || strings.Contains(out, "collector listening")
 			})
 			for i, target := range []string{"/dev/zero", fifo, big} {
 				os.Remove(link)
