@@ -118,6 +118,9 @@ func testSeedEquivalence(t *testing.T, datapath string, offload bool, attach str
 			if m.outer.Flags&layers.IPv4DontFragment == 0 {
 				t.Errorf("%s packet %d: DF not set", name, i)
 			}
+			if m.outer.TOS != mirrorTOS {
+				t.Errorf("%s packet %d: outer TOS %#x, want %#x (DSCP Lower Effort: mirrored traffic)", name, i, m.outer.TOS, mirrorTOS)
+			}
 			if !bytes.Equal(m.inner, wantDir[d][i]) {
 				reordered[d]++
 			}
