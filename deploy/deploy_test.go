@@ -165,12 +165,23 @@ func TestDashboard(t *testing.T) {
 	if d.UID == "" || len(d.Panels) < 6 {
 		t.Fatalf("dashboard %q: uid %q, %d panels", d.Title, d.UID, len(d.Panels))
 	}
-	for _, p := range d.Panels {
+	// promtool checks the queries' PromQL as recording rules, with Grafana's
+	// variables filled in.
+	vars := strings.NewReplacer("$__rate_interval", "5m", "$instance", ".*")
+	rules := "groups:\n  - name: dashboard\n    rules:\n"
+	for i, p := range d.Panels {
 		for _, tg := range p.Targets {
 			if !strings.Contains(tg.Expr, "xmirror_") {
 				t.Errorf("panel %q: query %q reads no xmirror metric", p.Title, tg.Expr)
 			}
+			q, _ := json.Marshal(vars.Replace(tg.Expr))
+			rules += fmt.Sprintf("      - record: dashboard:panel%d\n        expr: %s\n", i, q)
 		}
+	}
+	f := filepath.Join(t.TempDir(), "dashboard-queries.yml")
+	os.WriteFile(f, []byte(rules), 0o644)
+	if out, err := exec.Command(needTool(t, "promtool", "prometheus"), "check", "rules", f).CombinedOutput(); err != nil {
+		t.Errorf("dashboard queries: %v\n%s", err, out)
 	}
 }
 
