@@ -136,28 +136,35 @@ func (w *watch) checkLoop() {
 	}
 }
 
-// checkAll checks every target and logs what changed.
+// checkAll checks every target and logs what changed. The checks run
+// without the lock (they ask the kernel); what running and readICMP change
+// is read and written under it.
 func (w *watch) checkAll(now time.Time) {
+	type job struct {
+		st  *targetState
+		ids []uint16
+	}
 	w.mu.Lock()
-	targets := make([]*targetState, 0, len(w.targets))
+	jobs := make([]job, 0, len(w.targets))
 	for _, st := range w.targets {
-		targets = append(targets, st)
+		jobs = append(jobs, job{st, append([]uint16(nil), st.ids...)})
 	}
 	w.mu.Unlock()
-	for _, st := range targets {
-		reason, detail := w.check(st, now)
+	for _, j := range jobs {
+		reason, detail := w.check(j.st, j.ids, now)
 		w.mu.Lock()
-		st.Reason, st.Detail = reason, detail
+		j.st.Reason, j.st.Detail = reason, detail
+		logTarget(j.st, now)
 		w.mu.Unlock()
-		logTarget(st, now)
 	}
 }
 
-// check finds the first problem of a target: its route, its next hop, ICMP
-// errors, send failures.
-func (w *watch) check(st *targetState, now time.Time) (reason, detail string) {
+// check finds the first problem of a target (sessions ids): its route, its
+// next hop, ICMP errors, send failures. Only the checking goroutine uses
+// sendErrs and incomplete.
+func (w *watch) check(st *targetState, ids []uint16, now time.Time) (reason, detail string) {
 	var errs uint64
-	for _, id := range st.ids {
+	for _, id := range ids {
 		errs += w.dp.errors(id, dirIn) + w.dp.errors(id, dirOut)
 	}
 	newErrs := errs - st.sendErrs
