@@ -13,6 +13,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket/layers"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/xmirror/xmirror/config"
@@ -422,9 +423,15 @@ func TestRingPacketSocket(t *testing.T) {
 		t.Errorf("no run of packets left as one GSO packet")
 	}
 
-	// The next-hop lookup itself, in the source's namespace.
+	// The next-hop lookup itself, in the source's namespace, on a handle of
+	// its own (the running sender uses r's).
 	inNS(t, src, func() error {
-		r.now = time.Now()
+		nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return err
+		}
+		defer nl.Close()
+		r := &ringPath{nl: nl, mark: r.mark, now: time.Now()}
 		var mac net.HardwareAddr = target.MAC
 		if h := r.resolve([4]byte(net.ParseIP(targetIP).To4())); !h.ok || !bytes.Equal(h.ll.Addr[:6], mac) || int(h.ll.Ifindex) != src.Ifindex {
 			t.Errorf("target: %+v, want %v on ifindex %d", h, mac, src.Ifindex)
