@@ -17,6 +17,10 @@ import (
 // flow's packets); wrr_shared_table_hit skips that cache and asks the shared
 // connection table, as a flow's first packet on a CPU does. Both run through wrappers that restore the frame after every
 // run, since the kernel repeats a program over the same, rewritten, buffer.
+// The *_65536_flows cases send consecutive runs to consecutive ones of
+// 65,536 round-robin flows, as the live benchmark does, so the tables are
+// read with the cache misses that many flows cause (compare them with
+// bare_xdp_tx_65536_flows, which pays the same rewrite).
 //
 //	go test -run '^$' -bench DataPath -benchtime 3000000x -count 10 ./xdp/
 func BenchmarkDataPath(b *testing.B) {
@@ -41,6 +45,12 @@ func BenchmarkDataPath(b *testing.B) {
 		{"maglev_inner_symmetric", bo.XmirrorLbBench, "maglev", "inner-symmetric", frame, 3},
 		{"maglev_outer", bo.XmirrorLbBench, "maglev", "outer", frame, 3},
 		{"not_listener_pass", bo.XmirrorLbBench, "wrr", "inner-symmetric", other, 2},
+		{"bare_xdp_tx_65536_flows", bo.XmirrorBareBenchFlows, "wrr", "inner-symmetric", frame, 3},
+		{"wrr_65536_flows", bo.XmirrorLbBenchFlows, "wrr", "inner-symmetric", frame, 3},
+		{"wrr_shared_table_65536_flows", bo.XmirrorLbBenchSharedFlows, "wrr", "inner-symmetric", frame, 3},
+		{"wrr_4096_flows", bo.XmirrorLbBenchFlows, "wrr", "inner-symmetric", frame, 3},
+		{"maglev_4096_flows", bo.XmirrorLbBenchFlows, "maglev", "inner-symmetric", frame, 3},
+		{"maglev_65536_flows", bo.XmirrorLbBenchFlows, "maglev", "inner-symmetric", frame, 3},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -48,6 +58,11 @@ func BenchmarkDataPath(b *testing.B) {
 			if err := g.bal.Apply(cfg); err != nil {
 				b.Fatal(err)
 			}
+			flows := 65536
+			if strings.Contains(c.name, "_4096_flows") {
+				flows = 4096
+			}
+			setBenchFlows(b, bo, flows)
 			var ret uint32
 			err := g.lb.Do(func() error {
 				// warm the connection table
@@ -121,4 +136,21 @@ func globalsMap(tb testing.TB, prog *ebpf.Program) *ebpf.Map {
 	}
 	tb.Fatal("program has no .bss map")
 	return nil
+}
+
+// setBenchFlows makes the *_flows programs cycle through n flows (a power of
+// two) on every CPU.
+func setBenchFlows(tb testing.TB, bo *lbbenchObjects, n int) {
+	tb.Helper()
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	masks := make([]uint32, ncpu)
+	for i := range masks {
+		masks[i] = uint32(n - 1)
+	}
+	if err := bo.LbBenchFlow.Put(uint32(1), masks); err != nil {
+		tb.Fatal(err)
+	}
 }

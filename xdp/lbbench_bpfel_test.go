@@ -16,26 +16,30 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lbbenchMapLbAcl                 = "lb_acl"
-	lbbenchMapLbActive              = "lb_active"
-	lbbenchMapLbBackends            = "lb_backends"
-	lbbenchMapLbFlows               = "lb_flows"
-	lbbenchMapLbMaglev              = "lb_maglev"
-	lbbenchMapLbPercpu              = "lb_percpu"
-	lbbenchMapLbSlots               = "lb_slots"
-	lbbenchMapLbTrafficBase         = "lb_traffic_base"
-	lbbenchMapLbTxPorts             = "lb_tx_ports"
-	lbbenchMapLbWrr                 = "lb_wrr"
-	lbbenchProgXmirrorBareBench     = "xmirror_bare_bench"
-	lbbenchProgXmirrorBareTx        = "xmirror_bare_tx"
-	lbbenchProgXmirrorLbBench       = "xmirror_lb_bench"
-	lbbenchProgXmirrorLbBenchShared = "xmirror_lb_bench_shared"
-	lbbenchVarLbActiveSlot          = "lb_active_slot"
-	lbbenchVarLbGoEnums             = "lb_go_enums"
-	lbbenchVarLbNcpus               = "lb_ncpus"
-	lbbenchVarLbSlotBackends        = "lb_slot_backends"
-	lbbenchVarLbSlotCfg             = "lb_slot_cfg"
-	lbbenchVarLbTickNs              = "lb_tick_ns"
+	lbbenchMapLbAcl                      = "lb_acl"
+	lbbenchMapLbActive                   = "lb_active"
+	lbbenchMapLbBackends                 = "lb_backends"
+	lbbenchMapLbBenchFlow                = "lb_bench_flow"
+	lbbenchMapLbFlows                    = "lb_flows"
+	lbbenchMapLbMaglev                   = "lb_maglev"
+	lbbenchMapLbPercpu                   = "lb_percpu"
+	lbbenchMapLbSlots                    = "lb_slots"
+	lbbenchMapLbTrafficBase              = "lb_traffic_base"
+	lbbenchMapLbTxPorts                  = "lb_tx_ports"
+	lbbenchMapLbWrr                      = "lb_wrr"
+	lbbenchProgXmirrorBareBench          = "xmirror_bare_bench"
+	lbbenchProgXmirrorBareBenchFlows     = "xmirror_bare_bench_flows"
+	lbbenchProgXmirrorBareTx             = "xmirror_bare_tx"
+	lbbenchProgXmirrorLbBench            = "xmirror_lb_bench"
+	lbbenchProgXmirrorLbBenchFlows       = "xmirror_lb_bench_flows"
+	lbbenchProgXmirrorLbBenchShared      = "xmirror_lb_bench_shared"
+	lbbenchProgXmirrorLbBenchSharedFlows = "xmirror_lb_bench_shared_flows"
+	lbbenchVarLbActiveSlot               = "lb_active_slot"
+	lbbenchVarLbGoEnums                  = "lb_go_enums"
+	lbbenchVarLbNcpus                    = "lb_ncpus"
+	lbbenchVarLbSlotBackends             = "lb_slot_backends"
+	lbbenchVarLbSlotCfg                  = "lb_slot_cfg"
+	lbbenchVarLbTickNs                   = "lb_tick_ns"
 )
 
 // loadLbbench returns the embedded CollectionSpec for lbbench.
@@ -80,10 +84,13 @@ type lbbenchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbbenchProgramSpecs struct {
-	XmirrorBareBench     *ebpf.ProgramSpec `ebpf:"xmirror_bare_bench"`
-	XmirrorBareTx        *ebpf.ProgramSpec `ebpf:"xmirror_bare_tx"`
-	XmirrorLbBench       *ebpf.ProgramSpec `ebpf:"xmirror_lb_bench"`
-	XmirrorLbBenchShared *ebpf.ProgramSpec `ebpf:"xmirror_lb_bench_shared"`
+	XmirrorBareBench          *ebpf.ProgramSpec `ebpf:"xmirror_bare_bench"`
+	XmirrorBareBenchFlows     *ebpf.ProgramSpec `ebpf:"xmirror_bare_bench_flows"`
+	XmirrorBareTx             *ebpf.ProgramSpec `ebpf:"xmirror_bare_tx"`
+	XmirrorLbBench            *ebpf.ProgramSpec `ebpf:"xmirror_lb_bench"`
+	XmirrorLbBenchFlows       *ebpf.ProgramSpec `ebpf:"xmirror_lb_bench_flows"`
+	XmirrorLbBenchShared      *ebpf.ProgramSpec `ebpf:"xmirror_lb_bench_shared"`
+	XmirrorLbBenchSharedFlows *ebpf.ProgramSpec `ebpf:"xmirror_lb_bench_shared_flows"`
 }
 
 // lbbenchMapSpecs contains maps before they are loaded into the kernel.
@@ -93,6 +100,7 @@ type lbbenchMapSpecs struct {
 	LbAcl         *ebpf.MapSpec `ebpf:"lb_acl"`
 	LbActive      *ebpf.MapSpec `ebpf:"lb_active"`
 	LbBackends    *ebpf.MapSpec `ebpf:"lb_backends"`
+	LbBenchFlow   *ebpf.MapSpec `ebpf:"lb_bench_flow"`
 	LbFlows       *ebpf.MapSpec `ebpf:"lb_flows"`
 	LbMaglev      *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbPercpu      *ebpf.MapSpec `ebpf:"lb_percpu"`
@@ -137,6 +145,7 @@ type lbbenchMaps struct {
 	LbAcl         *ebpf.Map `ebpf:"lb_acl"`
 	LbActive      *ebpf.Map `ebpf:"lb_active"`
 	LbBackends    *ebpf.Map `ebpf:"lb_backends"`
+	LbBenchFlow   *ebpf.Map `ebpf:"lb_bench_flow"`
 	LbFlows       *ebpf.Map `ebpf:"lb_flows"`
 	LbMaglev      *ebpf.Map `ebpf:"lb_maglev"`
 	LbPercpu      *ebpf.Map `ebpf:"lb_percpu"`
@@ -151,6 +160,7 @@ func (m *lbbenchMaps) Close() error {
 		m.LbAcl,
 		m.LbActive,
 		m.LbBackends,
+		m.LbBenchFlow,
 		m.LbFlows,
 		m.LbMaglev,
 		m.LbPercpu,
@@ -177,18 +187,24 @@ type lbbenchVariables struct {
 //
 // It can be passed to loadLbbenchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbbenchPrograms struct {
-	XmirrorBareBench     *ebpf.Program `ebpf:"xmirror_bare_bench"`
-	XmirrorBareTx        *ebpf.Program `ebpf:"xmirror_bare_tx"`
-	XmirrorLbBench       *ebpf.Program `ebpf:"xmirror_lb_bench"`
-	XmirrorLbBenchShared *ebpf.Program `ebpf:"xmirror_lb_bench_shared"`
+	XmirrorBareBench          *ebpf.Program `ebpf:"xmirror_bare_bench"`
+	XmirrorBareBenchFlows     *ebpf.Program `ebpf:"xmirror_bare_bench_flows"`
+	XmirrorBareTx             *ebpf.Program `ebpf:"xmirror_bare_tx"`
+	XmirrorLbBench            *ebpf.Program `ebpf:"xmirror_lb_bench"`
+	XmirrorLbBenchFlows       *ebpf.Program `ebpf:"xmirror_lb_bench_flows"`
+	XmirrorLbBenchShared      *ebpf.Program `ebpf:"xmirror_lb_bench_shared"`
+	XmirrorLbBenchSharedFlows *ebpf.Program `ebpf:"xmirror_lb_bench_shared_flows"`
 }
 
 func (p *lbbenchPrograms) Close() error {
 	return _LbbenchClose(
 		p.XmirrorBareBench,
+		p.XmirrorBareBenchFlows,
 		p.XmirrorBareTx,
 		p.XmirrorLbBench,
+		p.XmirrorLbBenchFlows,
 		p.XmirrorLbBenchShared,
+		p.XmirrorLbBenchSharedFlows,
 	)
 }
 
