@@ -121,6 +121,35 @@ type LoadBalancer struct {
 	PinPath     string      `yaml:"pin_path,omitempty"`
 	Backends    []Backend   `yaml:"backends"`
 	HealthCheck HealthCheck `yaml:"health_check"`
+	// BGP, when set, announces the VIP to routers, so that several LB nodes
+	// share it by ECMP.
+	BGP *BGP `yaml:"bgp,omitempty"`
+}
+
+// BGP is how an LB node announces the VIP/32 with itself as next hop.
+type BGP struct {
+	ASN      uint32     `yaml:"asn"`       // this node's AS
+	RouterID netip.Addr `yaml:"router_id"` // unique per node
+	HoldTime Duration   `yaml:"hold_time"` // 0 (no keepalives) or 3s..65535s
+	Peers    []BGPPeer  `yaml:"peers"`
+	// Communities are attached to the announcement, each "ASN:value".
+	Communities []string `yaml:"communities"`
+	MED         uint32   `yaml:"med"`
+	// Drain is how long a stopping node waits after withdrawing the VIP
+	// before it stops, so routers move the traffic away first.
+	Drain Duration `yaml:"drain"`
+
+	// 0 is a meaningful explicit value for both (no hold timer, no wait).
+	holdTimeMissing, drainMissing bool
+}
+
+// BGPPeer is a router the node holds a session with.
+type BGPPeer struct {
+	Address  netip.Addr `yaml:"address"`
+	ASN      uint32     `yaml:"asn"`
+	Port     uint16     `yaml:"port"`
+	Password string     `yaml:"password"` // TCP MD5 (RFC 2385); "" = none
+	Line     int        `yaml:"-"`
 }
 
 // Listener is the VIP and UDP port the load balancer serves on Interfaces.

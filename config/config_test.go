@@ -343,6 +343,15 @@ func TestInvalid(t *testing.T) {
 		{"backend loopback", with(lbBase, 6, "    - address: 127.0.0.1"), []string{"load_balancer.backends[0].address: 127.0.0.1 is a loopback address: backends must be unicast addresses of other hosts (line 6)"}},
 		{"backend multicast", with(lbBase, 6, "    - address: 224.0.0.1"), []string{"load_balancer.backends[0].address: 224.0.0.1 is a multicast address: backends must be unicast addresses of other hosts (line 6)"}},
 		{"backend is the vip", with(lbBase, 6, "    - address: 192.168.0.147"), []string{"load_balancer.backends[0].address: 192.168.0.147 is the listener's vip: the load balancer would send to itself (line 6)"}},
+		{"bgp with wrr", with(lbBase, 0, "  bgp: {asn: 65001, router_id: 10.0.0.1, peers: [{address: 10.0.0.254, asn: 65000}]}"), []string{"load_balancer.algorithm: wrr keeps a connection table per node, so nodes behind ECMP would send one flow to different collectors: use maglev with bgp (line 1)"}},
+		{"bgp fields", with(lbBase, 0, "  algorithm: maglev", "  bgp: {asn: 65001, hold_time: 2s, communities: [65001, \"1:70000\"], peers: [{address: 224.0.0.5, asn: 65000}]}"), []string{
+			"load_balancer.bgp.communities[0]: must be a string, got integer 65001 (quote it) (line 8)",
+			"load_balancer.bgp.router_id: required (line 8)",
+			"load_balancer.bgp.hold_time: 2s must be 0 or whole seconds from 3s to 65535s (RFC 4271) (line 8)",
+			"load_balancer.bgp.communities[1]: \"1:70000\" is not a community ASN:value (two numbers 0..65535) (line 8)",
+			"load_balancer.bgp.peers[0].address: 224.0.0.5 is not a router's unicast IPv4 address (line 8)",
+		}},
+		{"bgp peers", with(lbBase, 0, "  algorithm: maglev", "  bgp: {asn: 65001, router_id: 10.0.0.1, peers: [{address: 10.0.0.254}]}"), []string{"load_balancer.bgp.peers[0].asn: required (line 8)"}},
 		{"hc all unhealthy", with(lbBase, 0, "  health_check: {all_unhealthy: open}"), []string{`load_balancer.health_check.all_unhealthy: "open" is not one of fail-open, drop (line 7)`}},
 		{"backend weight", with(lbBase, 0, "      weight: 101"), []string{"load_balancer.backends[0].weight: 101 is out of range 0..100 (line 7)"}},
 		{"backend weight float", with(lbBase, 0, "      weight: 1.5"), []string{"load_balancer.backends[0].weight: must be an integer, got number 1.5 (line 7)"}},
@@ -477,6 +486,11 @@ func stripLines(c *Config) *Config {
 	if c.LoadBalancer != nil {
 		for i := range c.LoadBalancer.Backends {
 			c.LoadBalancer.Backends[i].Line = 0
+		}
+		if g := c.LoadBalancer.BGP; g != nil {
+			for i := range g.Peers {
+				g.Peers[i].Line = 0
+			}
 		}
 	}
 	return c

@@ -35,6 +35,9 @@ const (
 	DefaultHealthyAfter = 2
 	DefaultSickAfter    = 3
 	DefaultAllUnhealthy = AllUnhealthyFailOpen
+	DefaultBGPHoldTime  = Duration(9 * time.Second)
+	DefaultBGPPort      = 179
+	DefaultBGPDrain     = Duration(2 * time.Second)
 	DefaultCollectorAt  = "0.0.0.0:4789"
 	DefaultReceive      = ReceiveAuto
 	DefaultOutputDir    = "/var/lib/xmirror/pcap"
@@ -159,6 +162,20 @@ func ApplyDefaults(c *Config) {
 		setDefault(&h.HealthyThreshold, DefaultHealthyAfter)
 		setDefault(&h.UnhealthyThreshold, DefaultSickAfter)
 		setDefault(&h.AllUnhealthy, DefaultAllUnhealthy)
+		if g := lb.BGP; g != nil {
+			if g.holdTimeMissing {
+				g.HoldTime, g.holdTimeMissing = DefaultBGPHoldTime, false
+			}
+			if g.drainMissing {
+				g.Drain, g.drainMissing = DefaultBGPDrain, false
+			}
+			if g.Communities == nil {
+				g.Communities = []string{}
+			}
+			for i := range g.Peers {
+				setDefault(&g.Peers[i].Port, DefaultBGPPort)
+			}
+		}
 	}
 	if col := c.Collector; col != nil {
 		setDefault(&col.Listen, DefaultCollectorAt)

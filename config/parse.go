@@ -619,8 +619,40 @@ func (d *decoder) loadBalancer(n *yaml.Node, path string, lb *LoadBalancer) {
 				"all_unhealthy":       d.str(&h.AllUnhealthy),
 			})
 		},
+		"bgp": func(n *yaml.Node, path string) {
+			lb.BGP = d.bgp(n, path)
+		},
 	})
 	d.required(seen, path, "listener", "backends")
+}
+
+func (d *decoder) bgp(n *yaml.Node, path string) *BGP {
+	g := &BGP{}
+	asn := func(dst *uint32) field { return d.integer(1, 1<<32-1, func(v int64) { *dst = uint32(v) }) }
+	seen := d.mapping(n, path, map[string]field{
+		"asn":         asn(&g.ASN),
+		"router_id":   d.ipv4(&g.RouterID),
+		"hold_time":   d.duration(&g.HoldTime),
+		"communities": d.strings(&g.Communities),
+		"med":         d.integer(0, 1<<32-1, func(v int64) { g.MED = uint32(v) }),
+		"drain":       d.duration(&g.Drain),
+		"peers": func(n *yaml.Node, path string) {
+			d.sequence(n, path, func(n *yaml.Node, path string, line int) {
+				p := BGPPeer{Line: line}
+				seen := d.mapping(n, path, map[string]field{
+					"address":  d.ipv4(&p.Address),
+					"asn":      asn(&p.ASN),
+					"port":     d.uint16Field(&p.Port, 1),
+					"password": d.str(&p.Password),
+				})
+				d.required(seen, path, "address", "asn")
+				g.Peers = append(g.Peers, p)
+			})
+		},
+	})
+	g.holdTimeMissing, g.drainMissing = !seen["hold_time"], !seen["drain"]
+	d.required(seen, path, "asn", "router_id", "peers")
+	return g
 }
 
 func (d *decoder) collector(n *yaml.Node, path string, c *Collector) {

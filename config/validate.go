@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Validate checks a configuration, typically one built in Go (Parse already
@@ -419,6 +420,66 @@ func (v *validator) loadBalancer(lb *LoadBalancer) {
 		v.errorf(hp+".unhealthy_threshold", "%d must be at least 1", h.UnhealthyThreshold)
 	}
 	v.oneOf(hp+".all_unhealthy", h.AllUnhealthy, AllUnhealthyFailOpen, AllUnhealthyDrop)
+	if lb.BGP != nil {
+		v.bgp(lb)
+	}
+}
+
+func (v *validator) bgp(lb *LoadBalancer) {
+	g := lb.BGP
+	const p = "load_balancer.bgp"
+	if g.ASN == 0 {
+		v.errorf(p+".asn", "required: this node's AS number, 1..4294967295")
+	}
+	if !g.RouterID.Is4() || g.RouterID.IsUnspecified() {
+		v.errorf(p+".router_id", "required: an IPv4 address unique to this node")
+	}
+	if hold := time.Duration(g.HoldTime); hold != 0 && (hold < 3*time.Second || hold > 65535*time.Second || hold%time.Second != 0) {
+		v.errorf(p+".hold_time", "%s must be 0 or whole seconds from 3s to 65535s (RFC 4271)", g.HoldTime)
+	}
+	if g.Drain < 0 {
+		v.errorf(p+".drain", "%s is negative", g.Drain)
+	}
+	for i, c := range g.Communities {
+		if !validCommunity(c) {
+			v.errorf(fmt.Sprintf("%s.communities[%d]", p, i), "%q is not a community ASN:value (two numbers 0..65535)", c)
+		}
+	}
+	if len(g.Peers) == 0 {
+		v.errorf(p+".peers", "needs at least one router")
+	}
+	for i, peer := range g.Peers {
+		pp := fmt.Sprintf("%s.peers[%d]", p, i)
+		if why := notUnicast(peer.Address); !peer.Address.Is4() || why != "" {
+			v.errorf(pp+".address", "%s is not a router's unicast IPv4 address", peer.Address)
+		}
+		if peer.ASN == 0 {
+			v.errorf(pp+".asn", "required: the router's AS number")
+		}
+		if len(peer.Password) > 80 {
+			v.errorf(pp+".password", "is %d characters: TCP MD5 keys hold at most 80", len(peer.Password))
+		}
+	}
+	// Behind ECMP, the router may send a flow's packets (its two directions,
+	// or before and after a node leaves) to different nodes; only a table
+	// that is the same on every node keeps the flow on one collector.
+	if lb.Algorithm == AlgorithmWRR {
+		v.errorf("load_balancer.algorithm", "wrr keeps a connection table per node, so nodes behind ECMP would send one flow to different collectors: use maglev with bgp")
+	}
+}
+
+// validCommunity: "ASN:value", two 16-bit numbers (RFC 1997).
+func validCommunity(c string) bool {
+	a, b, ok := strings.Cut(c, ":")
+	if !ok {
+		return false
+	}
+	for _, x := range []string{a, b} {
+		if n, err := strconv.ParseUint(x, 10, 16); err != nil || n > 65535 {
+			return false
+		}
+	}
+	return true
 }
 
 // notUnicast says why a is no address to forward to ("" when it is one):
@@ -544,6 +605,12 @@ func (c *Config) clone() *Config {
 		lb.Listener.Interfaces = slices.Clone(lb.Listener.Interfaces)
 		lb.Listener.AccessControl.Allowlist = slices.Clone(lb.Listener.AccessControl.Allowlist)
 		lb.Backends = slices.Clone(lb.Backends)
+		if lb.BGP != nil {
+			g := *lb.BGP
+			g.Peers = slices.Clone(g.Peers)
+			g.Communities = slices.Clone(g.Communities)
+			lb.BGP = &g
+		}
 		out.LoadBalancer = &lb
 	}
 	if c.Collector != nil {
