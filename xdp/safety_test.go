@@ -445,4 +445,3 @@ metrics: {listen: 127.0.0.1:9190}
 	}
 	t.Logf("the datagram made %v hops before its TTL ran out", fwd)
 }
-

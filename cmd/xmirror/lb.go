@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -18,7 +21,9 @@ import (
 
 	"github.com/xmirror/xmirror/config"
 	"github.com/xmirror/xmirror/internal/syscheck"
+	"github.com/xmirror/xmirror/internal/telemetry"
 	"github.com/xmirror/xmirror/xdp"
+	"github.com/xmirror/xmirror/xdp/bgp"
 )
 
 func lbCommand() *cli.Command {
@@ -128,22 +133,30 @@ func lbOptions(c *cli.Context, lb *config.LoadBalancer) (xdp.Options, error) {
 
 // lbPart is a running `xmirror lb`: SIGHUP re-reads the file and swaps the
 // tables without losing a packet. It is ready (/healthz) while some backend
-// takes new flows.
+// takes new flows, and with load_balancer.bgp it announces the VIP then.
 type lbPart struct {
 	path         string
 	lb           *config.LoadBalancer // as started: the interfaces the program is attached to
 	opts         xdp.Options
 	bal          *xdp.Balancer
+	speaker      *bgp.Speaker // nil without load_balancer.bgp
 	reloads      *metrics.Counter
 	reloadErrors *metrics.Counter
 }
 
-// startLB takes the pin path, loads the program, fills the tables and
-// attaches: the load balancer forwards when it returns. A failure undoes
+// startLB takes the pin path, loads the program, fills the tables,
+// attaches and (with bgp) opens the sessions: the load balancer forwards
+// when it returns, and announces the VIP while it is ready. A failure undoes
 // all of it (xdp.Balancer.Abort); the pin path's being held by another
 // process, or a configuration the tables refuse, exits 2.
 func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metrics.Set, health func(bool)) (_ *lbPart, err error) {
-	opts.OnReady = health
+	var speaker atomic.Pointer[bgp.Speaker]
+	opts.OnReady = func(ready bool) {
+		health(ready)
+		if sp := speaker.Load(); sp != nil {
+			sp.Announce(ready)
+		}
+	}
 	bal, err := xdp.New(opts)
 	if errors.Is(err, xdp.ErrPinPathBusy) {
 		return nil, usageError{err}
@@ -165,13 +178,22 @@ func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metric
 		return nil, err
 	}
 	p := &lbPart{path: path, lb: lb, opts: opts, bal: bal}
+	if lb.BGP != nil {
+		// Attached: the node may be announced once ready.
+		if p.speaker, err = bgp.Start(*lb.BGP, lb.Listener.VIP); err != nil {
+			return nil, err
+		}
+		speaker.Store(p.speaker)
+		p.speaker.Announce(p.Ready())
+		p.speaker.RegisterMetrics(set)
+	}
 	bal.StartHealthChecks()
 	bal.RegisterMetrics(set)
 	p.reloads = set.NewCounter("xmirror_lb_reloads_total")
 	p.reloadErrors = set.NewCounter("xmirror_lb_reload_errors_total")
 	slog.Info("load balancer running", "listener", lb.Listener.Name, "vip", lb.Listener.VIP, "port", lb.Listener.Port,
 		"interfaces", lb.Listener.Interfaces, "algorithm", lb.Algorithm, "affinity", lb.Affinity,
-		"backends", len(lb.Backends), "mode", bal.Mode(), "pin_path", opts.PinPath)
+		"backends", len(lb.Backends), "mode", bal.Mode(), "pin_path", opts.PinPath, "bgp", lb.BGP != nil)
 	return p, nil
 }
 
@@ -189,6 +211,9 @@ func (p *lbPart) Reload(os.Signal) {
 		if !slices.Equal(next.LoadBalancer.Listener.Interfaces, p.lb.Listener.Interfaces) {
 			slog.Warn("listener interfaces changed: restart to move the program; other changes apply now")
 		}
+		if !reflect.DeepEqual(next.LoadBalancer.BGP, p.lb.BGP) || next.LoadBalancer.Listener.VIP != p.lb.Listener.VIP {
+			slog.Warn("bgp settings or the vip changed: restart to apply them to the sessions; other changes apply now")
+		}
 		err = p.bal.Apply(next.LoadBalancer)
 	}
 	if err != nil {
@@ -201,6 +226,11 @@ func (p *lbPart) Reload(os.Signal) {
 }
 
 func (p *lbPart) Close() {
+	// Withdraw and drain first: routers move the traffic away while this
+	// node still forwards it.
+	if p.speaker != nil {
+		p.speaker.Stop()
+	}
 	if err := p.bal.Close(); err != nil {
 		slog.Error("close load balancer", "err", err)
 	}
@@ -283,5 +313,51 @@ func runLBStatus(c *cli.Context) error {
 			fmt.Fprintf(w, "  %-18s %12d  %10.0f/s\n", i, second.Counter(i), d)
 		}
 	}
-	return nil
+	return writeBGPStatus(c)
+}
+
+// writeBGPStatus prints the sessions and the announcement of a running LB
+// with load_balancer.bgp (from --config), read from its /metrics: they live
+// in that process, not in the pinned maps.
+func writeBGPStatus(c *cli.Context) error {
+	path := c.String("config")
+	if path == "" {
+		return nil
+	}
+	cfg, err := loadLBConfig(path)
+	if err != nil || cfg.LoadBalancer.BGP == nil {
+		return err
+	}
+	w := c.App.Writer
+	g := cfg.LoadBalancer.BGP
+	addr := cfg.Metrics.Listen
+	if addr == "" || addr == config.MetricsOff {
+		fmt.Fprintln(w, "bgp: metrics.listen is off, so the running process cannot be asked")
+		return nil
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return fmt.Errorf("read bgp state of the running lb: %w", err)
+	}
+	defer resp.Body.Close()
+	samples, err := telemetry.ParseText(resp.Body)
+	if err != nil {
+		return fmt.Errorf("read bgp state of the running lb: %w", err)
+	}
+	announced := "not announced"
+	if telemetry.Sum(samples, "xmirror_lb_bgp_announced") > 0 {
+		announced = "announced"
+	}
+	fmt.Fprintf(w, "bgp        AS %d  router id %s  %s/32 %s (%.0f announcements, %.0f withdrawals)\n", g.ASN, g.RouterID,
+		cfg.LoadBalancer.Listener.VIP, announced, telemetry.Sum(samples, "xmirror_lb_bgp_announcements_total"),
+		telemetry.Sum(samples, "xmirror_lb_bgp_withdrawals_total"))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tASN\tSTATE")
+	for _, s := range samples {
+		if s.Name == "xmirror_lb_bgp_session_up" {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Label("peer"), s.Label("asn"), s.Label("state"))
+		}
+	}
+	return tw.Flush()
 }

@@ -1,0 +1,314 @@
+// Package bgp announces a load balancer node's VIP to routers with an
+// embedded GoBGP speaker, so that several nodes share the VIP by ECMP: the
+// VIP/32 with the node itself as next hop while the node can forward, no
+// route while it cannot, and a withdrawal followed by a drain wait before a
+// stopping node goes away.
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/server"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/xmirror/xmirror/config"
+)
+
+// connectRetry is how often a session that is down is tried again.
+const connectRetry = 2 * time.Second
+
+// Speaker holds the BGP sessions of one LB node and its announcement.
+type Speaker struct {
+	cfg config.BGP
+	vip netip.Addr
+	srv *server.BgpServer
+
+	wake chan struct{} // the wanted announcement changed
+	done chan struct{} // the reconcile loop ended
+
+	mu         sync.Mutex
+	want       bool   // announce: the node is attached and some backend takes new flows
+	stopping   bool   // Stop began: never announce again
+	pathUUID   []byte // of the announced path; nil when not announced
+	sessions   map[string]api.PeerState_SessionState
+	announces  uint64 // times the VIP was announced
+	withdrawns uint64 // times it was withdrawn
+}
+
+// Start runs the speaker and opens a session with every peer. Nothing is
+// announced until Announce(true).
+func Start(cfg config.BGP, vip netip.Addr) (_ *Speaker, err error) {
+	s := &Speaker{cfg: cfg, vip: vip, wake: make(chan struct{}, 1), done: make(chan struct{}),
+		sessions: make(map[string]api.PeerState_SessionState)}
+	s.srv = server.NewBgpServer(server.LoggerOption(slogLogger{}))
+	go s.srv.Serve()
+	ctx := context.Background()
+	// ListenPort -1: the node dials its routers and accepts nothing.
+	if err := s.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn: cfg.ASN, RouterId: cfg.RouterID.String(), ListenPort: -1}}); err != nil {
+		s.srv.Stop()
+		return nil, fmt.Errorf("start bgp: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			s.srv.StopBgp(ctx, &api.StopBgpRequest{})
+			s.srv.Stop()
+		}
+	}()
+	if err := s.srv.WatchEvent(ctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, s.peerEvent); err != nil {
+		return nil, fmt.Errorf("watch bgp sessions: %w", err)
+	}
+	for _, p := range cfg.Peers {
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peerOf(cfg, p)}); err != nil {
+			return nil, fmt.Errorf("bgp peer %s: %w", p.Address, err)
+		}
+		s.sessions[p.Address.String()] = api.PeerState_IDLE
+	}
+	go s.reconcile()
+	slog.Info("bgp started", "asn", cfg.ASN, "router_id", cfg.RouterID, "peers", len(cfg.Peers))
+	return s, nil
+}
+
+// peerOf is the GoBGP description of one router.
+func peerOf(cfg config.BGP, p config.BGPPeer) *api.Peer {
+	hold := uint64(time.Duration(cfg.HoldTime) / time.Second)
+	return &api.Peer{
+		Conf: &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.ASN, AuthPassword: p.Password},
+		Timers: &api.Timers{Config: &api.TimersConfig{HoldTime: hold, KeepaliveInterval: hold / 3,
+			ConnectRetry: uint64(connectRetry / time.Second)}},
+		Transport: &api.Transport{RemotePort: uint32(p.Port)},
+		AfiSafis: []*api.AfiSafi{{Config: &api.AfiSafiConfig{
+			Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, Enabled: true}}},
+	}
+}
+
+// Announce sets whether the VIP should be announced; it returns at once
+// (the Balancer calls it with its lock held) and the change follows.
+func (s *Speaker) Announce(want bool) {
+	s.mu.Lock()
+	s.want = want
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// reconcile makes the announcement follow what is wanted.
+func (s *Speaker) reconcile() {
+	defer close(s.done)
+	for range s.wake {
+		s.mu.Lock()
+		want := s.want && !s.stopping
+		have := s.pathUUID != nil
+		s.mu.Unlock()
+		if want == have {
+			continue
+		}
+		var err error
+		if want {
+			err = s.announce()
+		} else {
+			err = s.withdraw()
+		}
+		if err != nil {
+			slog.Error("bgp", "err", err)
+		}
+	}
+}
+
+func (s *Speaker) announce() error {
+	path, err := s.path()
+	if err != nil {
+		return err
+	}
+	r, err := s.srv.AddPath(context.Background(), &api.AddPathRequest{Path: path})
+	if err != nil {
+		return fmt.Errorf("announce %s/32: %w", s.vip, err)
+	}
+	s.mu.Lock()
+	s.pathUUID = r.Uuid
+	s.announces++
+	s.mu.Unlock()
+	slog.Info("bgp: announced the vip", "prefix", s.vip.String()+"/32")
+	return nil
+}
+
+func (s *Speaker) withdraw() error {
+	s.mu.Lock()
+	uuid := s.pathUUID
+	s.mu.Unlock()
+	if uuid == nil {
+		return nil
+	}
+	if err := s.srv.DeletePath(context.Background(), &api.DeletePathRequest{Uuid: uuid}); err != nil {
+		return fmt.Errorf("withdraw %s/32: %w", s.vip, err)
+	}
+	s.mu.Lock()
+	s.pathUUID = nil
+	s.withdrawns++
+	s.mu.Unlock()
+	slog.Info("bgp: withdrew the vip", "prefix", s.vip.String()+"/32")
+	return nil
+}
+
+// path is the VIP/32 with the node as next hop (0.0.0.0: GoBGP puts the
+// session's local address there), origin IGP, the configured communities
+// and MED.
+func (s *Speaker) path() (*api.Path, error) {
+	nlri, err := anypb.New(&api.IPAddressPrefix{PrefixLen: 32, Prefix: s.vip.String()})
+	if err != nil {
+		return nil, err
+	}
+	attrs := []proto.Message{
+		&api.OriginAttribute{Origin: 0},
+		&api.NextHopAttribute{NextHop: "0.0.0.0"},
+		&api.MultiExitDiscAttribute{Med: s.cfg.MED},
+	}
+	if len(s.cfg.Communities) > 0 {
+		cs, err := communities(s.cfg.Communities)
+		if err != nil {
+			return nil, err
+		}
+		attrs = append(attrs, &api.CommunitiesAttribute{Communities: cs})
+	}
+	pattrs := make([]*anypb.Any, len(attrs))
+	for i, a := range attrs {
+		if pattrs[i], err = anypb.New(a); err != nil {
+			return nil, err
+		}
+	}
+	return &api.Path{Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, Nlri: nlri, Pattrs: pattrs}, nil
+}
+
+// communities parses "ASN:value" communities (validated with the config).
+func communities(in []string) ([]uint32, error) {
+	out := make([]uint32, 0, len(in))
+	for _, c := range in {
+		a, b, _ := strings.Cut(c, ":")
+		hi, err1 := strconv.ParseUint(a, 10, 16)
+		lo, err2 := strconv.ParseUint(b, 10, 16)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("community %q: %w", c, err)
+		}
+		out = append(out, uint32(hi)<<16|uint32(lo))
+	}
+	return out, nil
+}
+
+// peerEvent records session state changes.
+func (s *Speaker) peerEvent(r *api.WatchEventResponse) {
+	pe := r.GetPeer()
+	if pe == nil || pe.Peer == nil || pe.Peer.State == nil || pe.Type != api.WatchEventResponse_PeerEvent_STATE {
+		return
+	}
+	addr, st := pe.Peer.State.NeighborAddress, pe.Peer.State.SessionState
+	s.mu.Lock()
+	prev, known := s.sessions[addr]
+	s.sessions[addr] = st
+	s.mu.Unlock()
+	if !known || prev == st {
+		return
+	}
+	switch {
+	case st == api.PeerState_ESTABLISHED:
+		slog.Info("bgp session established", "peer", addr)
+	case prev == api.PeerState_ESTABLISHED:
+		slog.Warn("bgp session down", "peer", addr, "state", stateName(st))
+	}
+}
+
+// Stop is the graceful end: withdraw the VIP, wait cfg.Drain so routers
+// send the traffic elsewhere while this node still forwards, then close the
+// sessions.
+func (s *Speaker) Stop() {
+	s.mu.Lock()
+	s.stopping = true
+	announced := s.pathUUID != nil
+	s.mu.Unlock()
+	close(s.wake)
+	<-s.done
+	if announced {
+		if err := s.withdraw(); err != nil {
+			slog.Error("bgp", "err", err)
+		}
+		slog.Info("bgp: draining before stopping", "drain", time.Duration(s.cfg.Drain))
+		time.Sleep(time.Duration(s.cfg.Drain))
+	}
+	if err := s.srv.StopBgp(context.Background(), &api.StopBgpRequest{}); err != nil {
+		slog.Error("stop bgp", "err", err)
+	}
+	s.srv.Stop()
+	slog.Info("bgp stopped")
+}
+
+// Session is one router's session as the speaker sees it.
+type Session struct {
+	Peer        netip.Addr
+	ASN         uint32
+	State       string // idle, connect, active, opensent, openconfirm, established
+	Established bool
+}
+
+// Status is the speaker's sessions and announcement.
+type Status struct {
+	Sessions    []Session
+	Prefix      netip.Prefix
+	Announced   bool
+	Announces   uint64
+	Withdrawals uint64
+}
+
+// Status reports the sessions (by peer address) and whether the VIP is
+// announced.
+func (s *Speaker) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Status{Prefix: netip.PrefixFrom(s.vip, 32), Announced: s.pathUUID != nil,
+		Announces: s.announces, Withdrawals: s.withdrawns}
+	for _, p := range s.cfg.Peers {
+		ss := s.sessions[p.Address.String()]
+		st.Sessions = append(st.Sessions, Session{Peer: p.Address, ASN: p.ASN, State: stateName(ss),
+			Established: ss == api.PeerState_ESTABLISHED})
+	}
+	sort.Slice(st.Sessions, func(i, j int) bool { return st.Sessions[i].Peer.Less(st.Sessions[j].Peer) })
+	return st
+}
+
+func stateName(st api.PeerState_SessionState) string {
+	return strings.ToLower(strings.TrimPrefix(st.String(), "PeerState_"))
+}
+
+// RegisterMetrics adds the sessions and the announcement to set.
+func (s *Speaker) RegisterMetrics(set *metrics.Set) {
+	set.RegisterMetricsWriter(func(w io.Writer) {
+		st := s.Status()
+		for _, ss := range st.Sessions {
+			up := uint64(0)
+			if ss.Established {
+				up = 1
+			}
+			metrics.WriteGaugeUint64(w, fmt.Sprintf(`xmirror_lb_bgp_session_up{peer=%q,asn="%d",state=%q}`, ss.Peer, ss.ASN, ss.State), up)
+		}
+		announced := uint64(0)
+		if st.Announced {
+			announced = 1
+		}
+		metrics.WriteGaugeUint64(w, fmt.Sprintf(`xmirror_lb_bgp_announced{prefix=%q}`, st.Prefix), announced)
+		metrics.WriteCounterUint64(w, "xmirror_lb_bgp_announcements_total", st.Announces)
+		metrics.WriteCounterUint64(w, "xmirror_lb_bgp_withdrawals_total", st.Withdrawals)
+	})
+}
