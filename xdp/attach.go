@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,9 @@ func (b *Balancer) Attach() error {
 		if b.objs.LbSlots.Lookup(slot, &sc) == nil && sc.XdpMode != 0 {
 			prev = modeName(sc.XdpMode)
 		}
+	}
+	if err := b.writeListenerMACs(b.cfg.Listener.Interfaces); err != nil {
+		return err
 	}
 	a, err := b.objs.attach(b.cfg.Listener.Interfaces, b.opts.XDPMode, b.objs.XmirrorLb)
 	if err != nil {
@@ -128,6 +132,35 @@ func resolveNeighbours(hops []hop) {
 	for _, h := range pending {
 		slog.Warn("neighbour not resolved yet: first packets take the kernel path", "ip", h.ip)
 	}
+}
+
+// writeListenerMACs tells the data path each listener interface's MAC
+// (lb_listener_macs), so that frames a switch floods to it for other hosts
+// pass to the kernel instead of being forwarded by every LB node that sees
+// them. Two interfaces whose ifindexes share a slot leave the second
+// unfiltered (logged).
+func (b *Balancer) writeListenerMACs(names []string) error {
+	var macs [ifaceSlots]lbLbIfmac
+	for _, name := range names {
+		ifc, err := net.InterfaceByName(name)
+		if err != nil {
+			return fmt.Errorf("interface %s: %w", name, err)
+		}
+		m := &macs[ifc.Index%ifaceSlots]
+		if len(ifc.HardwareAddr) != 6 {
+			continue
+		}
+		if m.Ifindex != 0 {
+			slog.Warn("two listener interfaces share a MAC slot: frames for other hosts are not filtered on the second", "interface", name)
+			continue
+		}
+		*m = lbLbIfmac{Ifindex: uint32(ifc.Index), MacLo: binary.NativeEndian.Uint32(ifc.HardwareAddr[0:4]),
+			MacHi: binary.NativeEndian.Uint16(ifc.HardwareAddr[4:6])}
+	}
+	if err := b.objs.LbListenerMacs.Set(macs); err != nil {
+		return fmt.Errorf("write listener MACs: %w", err)
+	}
+	return nil
 }
 
 // ErrHost means the host cannot run the listener as configured: an

@@ -10,6 +10,7 @@ const (
 	// DefaultMaglevSize is the prime table size used when the config says none.
 	DefaultMaglevSize = 65537
 	slots             = 2
+	ifaceSlots        = 64
 )
 
 // Codes shared with the BPF program, from the enums of bpf/lb_consts.h that
@@ -43,6 +44,7 @@ const (
 	StatPassNoNeigh     = Stat(lbLbStatLB_STAT_PASS_NO_NEIGH)
 	StatPassMTU         = Stat(lbLbStatLB_STAT_PASS_MTU)
 	StatPassVLAN        = Stat(lbLbStatLB_STAT_PASS_VLAN)
+	StatPassOtherHost   = Stat(lbLbStatLB_STAT_PASS_OTHER_HOST)
 	StatDropACL         = Stat(lbLbStatLB_STAT_DROP_ACL)
 	StatDropNoBackend   = Stat(lbLbStatLB_STAT_DROP_NO_BACKEND)
 	StatDropNoRoute     = Stat(lbLbStatLB_STAT_DROP_NO_ROUTE)
@@ -69,6 +71,7 @@ var statNames = [statMax]string{
 	StatPassNoNeigh:     "pass_no_neigh",
 	StatPassMTU:         "pass_mtu",
 	StatPassVLAN:        "pass_vlan",
+	StatPassOtherHost:   "pass_other_host",
 	StatDropACL:         "drop_acl",
 	StatDropNoBackend:   "drop_no_backend",
 	StatDropNoRoute:     "drop_no_route",

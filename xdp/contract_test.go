@@ -56,6 +56,7 @@ func TestContract(t *testing.T) {
 		{"lb_slot_cfg", slots * unsafe.Sizeof(lbLbSlot{})},
 		{"lb_slot_backends", slots * MaxBackends * unsafe.Sizeof(lbLbBackend{})},
 		{"lb_active_slot", 4},
+		{"lb_listener_macs", ifaceSlots * unsafe.Sizeof(lbLbIfmac{})},
 	}
 	for _, g := range globals {
 		v, ok := spec.Variables[g.name]

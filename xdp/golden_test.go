@@ -86,6 +86,13 @@ func newGoldenLab(t testing.TB) *goldenLab {
 	if err := g.bal.objs.LbTxPorts.Put(uint32(g.rx0), uint32(g.rx0)); err != nil {
 		t.Fatal(err)
 	}
+	// As if attached to eth0 with the MAC the test frames are sent to.
+	var macs [ifaceSlots]lbLbIfmac
+	macs[g.lb.Ifindex%ifaceSlots] = lbLbIfmac{Ifindex: uint32(g.lb.Ifindex),
+		MacLo: binary.NativeEndian.Uint32(lbMACFake[0:4]), MacHi: binary.NativeEndian.Uint16(lbMACFake[4:6])}
+	if err := g.bal.objs.LbListenerMacs.Set(macs); err != nil {
+		t.Fatal(err)
+	}
 	return g
 }
 
@@ -282,6 +289,10 @@ func TestGolden(t *testing.T) {
 			passTo(noNeigh), StatPassNoNeigh},
 		{"no route to backend", lbConfig("wrr", "outer", backend("nr", noRoute, 0, 1)), nil, std, 1, nil, StatDropNoRoute},
 		{"larger than the egress MTU: kernel fragments or answers", one, nil, with(func(s *frameSpec) { s.pad = 1500 }), 2, passTo(b1Addr), StatPassMTU},
+		{"another host's MAC (flooded): the kernel's", one, nil, with(func(s *frameSpec) { s.dstMAC = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x99} }), 2, same, StatPassOtherHost},
+		{"another host's MAC, later fragment", one, nil, patch(frag2, func(b []byte) { b[5] = 0x99 }), 2, same, StatPassOtherHost},
+		{"broadcast MAC: for everyone", one, nil, with(func(s *frameSpec) { s.dstMAC = layers.EthernetBroadcast }), 3,
+			func(in []byte) []byte { return expectForward(in, g.b1MAC, lbMAC, b1Addr, 0) }, StatTX},
 		{"allowlist admits", allow("10.0.0.0/24"), nil, std, 3, toB1, StatTX},
 		{"allowlist denies", allow("10.1.0.0/16"), nil, std, 1, nil, StatDropACL},
 		{"allowlist denies later fragment", allow("10.1.0.0/16"), nil, frag2, 1, nil, StatDropACL},

@@ -64,7 +64,7 @@ type lbLbCpu struct {
 	_         structs.HostLayout
 	WrrCursor uint32
 	Pad       uint32
-	Stats     [15]uint64
+	Stats     [16]uint64
 	Nh        [64]struct {
 		_       structs.HostLayout
 		Daddr   uint32
@@ -110,6 +110,14 @@ const (
 	lbLbHashSeedLB_HASH_SEED_FRAG lbLbHashSeed = 1718772071
 )
 
+type lbLbIfmac struct {
+	_       structs.HostLayout
+	Ifindex uint32
+	MacLo   uint32
+	MacHi   uint16
+	Pad     uint16
+}
+
 type lbLbInnerKind uint32
 
 const (
@@ -142,17 +150,18 @@ const (
 	lbLbStatLB_STAT_PASS_NO_NEIGH     lbLbStat = 3
 	lbLbStatLB_STAT_PASS_MTU          lbLbStat = 4
 	lbLbStatLB_STAT_PASS_VLAN         lbLbStat = 5
-	lbLbStatLB_STAT_DROP_ACL          lbLbStat = 6
-	lbLbStatLB_STAT_DROP_NO_BACKEND   lbLbStat = 7
-	lbLbStatLB_STAT_DROP_NO_ROUTE     lbLbStat = 8
-	lbLbStatLB_STAT_DROP_MALFORMED    lbLbStat = 9
-	lbLbStatLB_STAT_DROP_TTL          lbLbStat = 10
-	lbLbStatLB_STAT_VERDICTS          lbLbStat = 11
-	lbLbStatLB_STAT_FRAGMENT          lbLbStat = 11
-	lbLbStatLB_STAT_CT_HIT            lbLbStat = 12
-	lbLbStatLB_STAT_CT_MISS           lbLbStat = 13
-	lbLbStatLB_STAT_HASH_FALLBACK     lbLbStat = 14
-	lbLbStatLB_STAT_MAX               lbLbStat = 15
+	lbLbStatLB_STAT_PASS_OTHER_HOST   lbLbStat = 6
+	lbLbStatLB_STAT_DROP_ACL          lbLbStat = 7
+	lbLbStatLB_STAT_DROP_NO_BACKEND   lbLbStat = 8
+	lbLbStatLB_STAT_DROP_NO_ROUTE     lbLbStat = 9
+	lbLbStatLB_STAT_DROP_MALFORMED    lbLbStat = 10
+	lbLbStatLB_STAT_DROP_TTL          lbLbStat = 11
+	lbLbStatLB_STAT_VERDICTS          lbLbStat = 12
+	lbLbStatLB_STAT_FRAGMENT          lbLbStat = 12
+	lbLbStatLB_STAT_CT_HIT            lbLbStat = 13
+	lbLbStatLB_STAT_CT_MISS           lbLbStat = 14
+	lbLbStatLB_STAT_HASH_FALLBACK     lbLbStat = 15
+	lbLbStatLB_STAT_MAX               lbLbStat = 16
 )
 
 type lbLbTraffic struct {
@@ -178,6 +187,7 @@ const (
 	lbProgXmirrorLb     = "xmirror_lb"
 	lbVarLbActiveSlot   = "lb_active_slot"
 	lbVarLbGoEnums      = "lb_go_enums"
+	lbVarLbListenerMacs = "lb_listener_macs"
 	lbVarLbNcpus        = "lb_ncpus"
 	lbVarLbSlotBackends = "lb_slot_backends"
 	lbVarLbSlotCfg      = "lb_slot_cfg"
@@ -251,6 +261,7 @@ type lbMapSpecs struct {
 type lbVariableSpecs struct {
 	LbActiveSlot   *ebpf.VariableSpec `ebpf:"lb_active_slot"`
 	LbGoEnums      *ebpf.VariableSpec `ebpf:"lb_go_enums"`
+	LbListenerMacs *ebpf.VariableSpec `ebpf:"lb_listener_macs"`
 	LbNcpus        *ebpf.VariableSpec `ebpf:"lb_ncpus"`
 	LbSlotBackends *ebpf.VariableSpec `ebpf:"lb_slot_backends"`
 	LbSlotCfg      *ebpf.VariableSpec `ebpf:"lb_slot_cfg"`
@@ -310,6 +321,7 @@ func (m *lbMaps) Close() error {
 type lbVariables struct {
 	LbActiveSlot   *ebpf.Variable `ebpf:"lb_active_slot"`
 	LbGoEnums      *ebpf.Variable `ebpf:"lb_go_enums"`
+	LbListenerMacs *ebpf.Variable `ebpf:"lb_listener_macs"`
 	LbNcpus        *ebpf.Variable `ebpf:"lb_ncpus"`
 	LbSlotBackends *ebpf.Variable `ebpf:"lb_slot_backends"`
 	LbSlotCfg      *ebpf.Variable `ebpf:"lb_slot_cfg"`

@@ -36,6 +36,7 @@ const (
 	lbbenchProgXmirrorLbBenchSharedFlows = "xmirror_lb_bench_shared_flows"
 	lbbenchVarLbActiveSlot               = "lb_active_slot"
 	lbbenchVarLbGoEnums                  = "lb_go_enums"
+	lbbenchVarLbListenerMacs             = "lb_listener_macs"
 	lbbenchVarLbNcpus                    = "lb_ncpus"
 	lbbenchVarLbSlotBackends             = "lb_slot_backends"
 	lbbenchVarLbSlotCfg                  = "lb_slot_cfg"
@@ -116,6 +117,7 @@ type lbbenchMapSpecs struct {
 type lbbenchVariableSpecs struct {
 	LbActiveSlot   *ebpf.VariableSpec `ebpf:"lb_active_slot"`
 	LbGoEnums      *ebpf.VariableSpec `ebpf:"lb_go_enums"`
+	LbListenerMacs *ebpf.VariableSpec `ebpf:"lb_listener_macs"`
 	LbNcpus        *ebpf.VariableSpec `ebpf:"lb_ncpus"`
 	LbSlotBackends *ebpf.VariableSpec `ebpf:"lb_slot_backends"`
 	LbSlotCfg      *ebpf.VariableSpec `ebpf:"lb_slot_cfg"`
@@ -177,6 +179,7 @@ func (m *lbbenchMaps) Close() error {
 type lbbenchVariables struct {
 	LbActiveSlot   *ebpf.Variable `ebpf:"lb_active_slot"`
 	LbGoEnums      *ebpf.Variable `ebpf:"lb_go_enums"`
+	LbListenerMacs *ebpf.Variable `ebpf:"lb_listener_macs"`
 	LbNcpus        *ebpf.Variable `ebpf:"lb_ncpus"`
 	LbSlotBackends *ebpf.Variable `ebpf:"lb_slot_backends"`
 	LbSlotCfg      *ebpf.Variable `ebpf:"lb_slot_cfg"`

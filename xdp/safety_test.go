@@ -441,7 +441,15 @@ metrics: {listen: 127.0.0.1:9190}
 	time.Sleep(300 * time.Millisecond)
 	fwd2, exp2 := counts()
 	if exp != 1 || exp2 != 1 || fwd2 != fwd || fwd > 63 {
-		t.Fatalf("forwarded %v then %v times, dropped for TTL %v then %v: want at most 63 hops and one drop_ttl, then nothing", fwd, fwd2, exp, exp2)
+		var m strings.Builder
+		for _, h := range hosts {
+			for _, line := range strings.Split(httpGet(t, h, "/metrics"), "\n") {
+				if strings.HasPrefix(line, "xmirror_lb_packets_total") && !strings.HasSuffix(line, " 0") {
+					fmt.Fprintf(&m, "%s %s\n", h.Name, line)
+				}
+			}
+		}
+		t.Fatalf("forwarded %v then %v times, dropped for TTL %v then %v: want at most 63 hops and one drop_ttl, then nothing\n%s", fwd, fwd2, exp, exp2, m.String())
 	}
 	t.Logf("the datagram made %v hops before its TTL ran out", fwd)
 }

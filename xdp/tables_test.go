@@ -1,7 +1,15 @@
 package xdp
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -74,4 +82,54 @@ func TestMaglevRemap(t *testing.T) {
 			t.Errorf("%d backends: %.4f of the flows moved, want about %.4f", n, frac, ideal)
 		}
 	}
+}
+
+// TestMaglevAcrossProcesses: the Maglev table is a pure function of the
+// backends' addresses, ports and weights, so LB nodes behind ECMP agree on
+// every flow. Another process, given the same backends in another order (so
+// with other ids), builds a table that names the same backend in every slot.
+func TestMaglevAcrossProcesses(t *testing.T) {
+	if order := os.Getenv("XM_MAGLEV_ORDER"); order != "" {
+		var idx []int
+		for _, f := range strings.Split(order, ",") {
+			i, _ := strconv.Atoi(f)
+			idx = append(idx, i)
+		}
+		fmt.Println("digest", maglevDigest(idx))
+		return
+	}
+	here := maglevDigest([]int{0, 1, 2, 3, 4})
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestMaglevAcrossProcesses$")
+	cmd.Env = append(os.Environ(), "XM_MAGLEV_ORDER=4,2,0,3,1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "digest "+here) {
+		t.Fatalf("another process built a different table: here %s, there:\n%s", here, out)
+	}
+}
+
+// maglevDigest builds the table of five fixed backends (weights 1-3) taken
+// in the given order, ids assigned in that order, and hashes which backend
+// (by address:port) each slot names.
+func maglevDigest(order []int) string {
+	all := []struct {
+		addr   string
+		port   uint16
+		weight int
+	}{{"10.0.0.11", 4789, 2}, {"10.0.0.12", 4789, 1}, {"10.0.0.13", 4790, 3}, {"10.0.1.7", 4789, 1}, {"192.168.5.5", 4789, 2}}
+	var bs []tableBackend
+	keys := map[uint32]string{}
+	for id, i := range order {
+		k := backendKey(netip.MustParseAddr(all[i].addr), all[i].port)
+		bs = append(bs, tableBackend{ID: uint32(id), Key: k, Weight: all[i].weight})
+		keys[uint32(id)] = k
+	}
+	h := sha256.New()
+	for _, id := range maglevTable(bs, DefaultMaglevSize) {
+		io.WriteString(h, keys[id])
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -49,6 +49,9 @@
 #define LB_ACL_MAX 1024
 #endif
 
+/* Listener interfaces' MACs, by ifindex % LB_IFACE_SLOTS (lb_listener_macs). */
+#define LB_IFACE_SLOTS 64
+
 /* Ports redirect may send to. */
 #ifndef LB_TX_PORTS_MAX
 #define LB_TX_PORTS_MAX 64
@@ -110,6 +113,7 @@ enum lb_stat {
 	LB_STAT_PASS_NO_NEIGH,     /* next hop unresolved: kernel forwards and resolves */
 	LB_STAT_PASS_MTU,          /* larger than the egress MTU: kernel fragments or answers */
 	LB_STAT_PASS_VLAN,         /* VLAN-tagged: the kernel's VLAN device handles it */
+	LB_STAT_PASS_OTHER_HOST,   /* to the VIP but another host's MAC (flooded): the kernel drops it */
 	LB_STAT_DROP_ACL,          /* source outside the allowlist */
 	LB_STAT_DROP_NO_BACKEND,   /* no healthy backend with weight */
 	LB_STAT_DROP_NO_ROUTE,     /* fib lookup failed or the egress port is unknown */

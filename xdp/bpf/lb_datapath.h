@@ -63,6 +63,14 @@ volatile __u32 lb_active_slot;
 struct lb_slot lb_slot_cfg[LB_SLOTS];
 struct lb_backend lb_slot_backends[LB_SLOTS * LB_MAX_BACKENDS];
 
+/* The MAC of each listener interface, by ifindex % LB_IFACE_SLOTS, written
+ * by the control plane as it attaches. A switch floods a frame whose
+ * destination it has not learnt (or has forgotten, as when a port goes
+ * down) to every port, and XDP sees frames before the stack drops those
+ * for other hosts: without this check every LB node on the segment would
+ * forward the same datagram. */
+struct lb_ifmac lb_listener_macs[LB_IFACE_SLOTS];
+
 /* lb_now is the data path's clock in ns, as coarse as bpf_ktime_get_coarse_ns
  * (both advance once per tick) but without a helper call: the verifier turns
  * bpf_jiffies64 into one load. Its epoch is not boot; only differences are
@@ -473,6 +481,22 @@ static __always_inline int lb_forward_cached(struct lb_cpu *pc, struct xdp_md *c
 	return lb_send(pc, ctx, ip, c->backend, &c->nh);
 }
 
+/* lb_other_host: the frame is unicast to a MAC that is not the ingress
+ * interface's (known only once a control plane attached the program). */
+static __always_inline int lb_other_host(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 ifindex = ctx->ingress_ifindex;
+	struct lb_ifmac *m = &lb_listener_macs[ifindex & (LB_IFACE_SLOTS - 1)];
+
+	if (data + ETH_HLEN > data_end || m->ifindex != ifindex)
+		return 0;
+	if (*(__u32 *)data == m->mac_lo && *(__u16 *)(data + 4) == m->mac_hi)
+		return 0;
+	return !(*(__u8 *)data & 1); /* multicast and broadcast are for everyone */
+}
+
 /* Returned by lb_parse_listener for a whole datagram to the listener: the
  * caller goes on to place it. Every other value is the packet's verdict. */
 #define LB_CONTINUE (-1)
@@ -516,6 +540,8 @@ static __always_inline int lb_parse_listener(struct lb_cpu *pc, struct xdp_md *c
 	if (ip->frag_off & bpf_htons(LB_IP_OFFSET)) {
 		/* A non-first fragment to the VIP carries no port: it is taken
 		 * as listener traffic so that it follows its first fragment. */
+		if (lb_other_host(ctx))
+			return lb_verdict(pc, LB_STAT_PASS_OTHER_HOST, XDP_PASS);
 		if (!lb_acl_allows(cfg, slot, ip->saddr))
 			return lb_verdict(pc, LB_STAT_DROP_ACL, XDP_DROP);
 		if (ip->ttl <= 1)
@@ -567,6 +593,8 @@ static __always_inline int lb_process(struct xdp_md *ctx, const int cached)
 		if (rc != LB_CONTINUE)
 			return rc;
 	}
+	if (lb_other_host(ctx))
+		return lb_verdict(pc, LB_STAT_PASS_OTHER_HOST, XDP_PASS);
 	if (!lb_acl_allows(cfg, slot, ip->saddr))
 		return lb_verdict(pc, LB_STAT_DROP_ACL, XDP_DROP);
 	/* The forward lowers the TTL: at 1 it would expire on the way, and a

@@ -53,6 +53,15 @@ struct lb_acl_key {
 	__be32 addr;
 };
 
+/* A listener interface's MAC (lb_listener_macs): ifindex 0 = unknown. The
+ * MAC is two words as loaded from the frame: bytes 0-3 and 4-5. */
+struct lb_ifmac {
+	__u32 ifindex;
+	__u32 mac_lo;
+	__u16 mac_hi;
+	__u16 pad;
+};
+
 /* Per-CPU next-hop cache entry for one backend id. */
 struct lb_nexthop {
 	__be32 daddr;      /* the backend address it was looked up for */
