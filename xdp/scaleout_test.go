@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -82,7 +83,7 @@ type soLab struct {
 	bin   string
 	dir   string
 	pins  []string
-	procs []*netlab.Proc
+	procs []*netlab.Part
 	rs    []*receiver
 	socks []*net.UDPConn
 }
@@ -145,7 +146,7 @@ func newSOLab(t *testing.T) *soLab {
 		}
 	})
 	l.pins = make([]string, len(soNodes))
-	l.procs = make([]*netlab.Proc, len(soNodes))
+	l.procs = make([]*netlab.Part, len(soNodes))
 	for i := range soNodes {
 		l.pins[i] = testPinPath(t)
 		l.start(i)
@@ -413,11 +414,11 @@ func (l *soLab) diagnose() string {
 	})
 	for i := range soNodes {
 		h := l.lab.Host(fmt.Sprintf("lb%d", i+1))
-		code, body := httpDo(h, "/metrics")
-		if code != 200 {
+		code, body, err := h.Get(context.Background(), lbMetrics, "/metrics")
+		if err != nil || code != 200 {
 			continue
 		}
-		for _, line := range strings.Split(body, "\n") {
+		for _, line := range strings.Split(string(body), "\n") {
 			if strings.HasPrefix(line, "xmirror_lb_packets_total") {
 				fmt.Fprintf(&b, "lb%d %s\n", i+1, line)
 			}
