@@ -232,15 +232,37 @@ func attachedXDP(ifindex int) string {
 	return fmt.Sprintf("XDP program %q (id %d)", name, id)
 }
 
-// setClock measures CLOCK_REALTIME - CLOCK_BOOTTIME, reading the boot
-// clock on both sides of the wall clock.
+// setClock measures CLOCK_REALTIME - CLOCK_BOOTTIME (see bootToWallOffset).
 func (x *xdpReceiver) setClock() {
-	var b1, w, b2 unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &b1)
-	_ = unix.ClockGettime(unix.CLOCK_REALTIME, &w)
-	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &b2)
-	boot := (b1.Nano() + b2.Nano()) / 2
-	x.bootToWall.Store(w.Nano() - boot)
+	x.bootToWall.Store(bootToWallOffset(readClock))
+}
+
+func readClock(id int32) int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(id, &ts)
+	return ts.Nano()
+}
+
+// clockSamples is how many boot, wall, boot readings bootToWallOffset takes.
+const clockSamples = 8
+
+// bootToWallOffset returns CLOCK_REALTIME - CLOCK_BOOTTIME in ns. It reads
+// the boot clock on both sides of the wall clock and keeps the sample whose
+// two boot readings are closest: a thread preempted between the readings
+// would otherwise put the ring's stamps milliseconds off the socket path's
+// kernel stamps (SO_TIMESTAMPNS), and a session's packets that arrive by
+// both paths (fragments the program passes on) out of order.
+func bootToWallOffset(read func(clock int32) int64) int64 {
+	var best, width int64 = 0, -1
+	for i := 0; i < clockSamples; i++ {
+		b1 := read(unix.CLOCK_BOOTTIME)
+		w := read(unix.CLOCK_REALTIME)
+		b2 := read(unix.CLOCK_BOOTTIME)
+		if width < 0 || b2-b1 < width {
+			best, width = w-(b1+b2)/2, b2-b1
+		}
+	}
+	return best
 }
 
 func (x *xdpReceiver) loops() []func(*sink) error {

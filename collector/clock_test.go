@@ -1,0 +1,39 @@
+package collector
+
+import (
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestBootToWallOffset: a reading preempted between the boot and wall clock
+// reads (the first sample here, 3 ms late) does not set the offset; the
+// narrowest sample does. With one sample, the XDP path's stamps came out
+// milliseconds late under load and a jumbo frame that the kernel
+// reassembled (socket path) was written before the packets sent ahead of it
+// (TestGoldenLoopback/xdp).
+func TestBootToWallOffset(t *testing.T) {
+	const offset = 1_700_000_000_000_000_000
+	boot := int64(5_000_000_000)
+	sample := 0
+	read := func(clock int32) int64 {
+		switch clock {
+		case unix.CLOCK_BOOTTIME:
+			boot += 100
+			return boot
+		case unix.CLOCK_REALTIME:
+			sample++
+			if sample == 1 {
+				boot += 3_000_000 // preempted after the first boot read
+			}
+			boot += 100
+			return boot + offset
+		}
+		t.Fatalf("clock %d", clock)
+		return 0
+	}
+	got := bootToWallOffset(read)
+	if d := got - offset; d < -200 || d > 200 {
+		t.Fatalf("offset off by %d ns", d)
+	}
+}
