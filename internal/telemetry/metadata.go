@@ -54,6 +54,10 @@ var help = map[string]string{
 	"xmirror_collector_xdp_fragments_total":     "First IPv4 fragments the XDP receive path passed to the kernel to reassemble.",
 	"xmirror_lb_ready":                          "1 while some backend takes new flows (what /healthz reports).",
 	"xmirror_lb_fail_open":                      "1 while every backend fails its health check and all_unhealthy: fail-open sends to them all.",
+	"xmirror_lb_bgp_session_up":                 "1 while the BGP session with a peer router is established.",
+	"xmirror_lb_bgp_announced":                  "1 while the node announces the VIP over BGP (attached and some backend takes new flows).",
+	"xmirror_lb_bgp_announcements_total":        "Times the node announced the VIP over BGP.",
+	"xmirror_lb_bgp_withdrawals_total":          "Times the node withdrew the VIP over BGP.",
 }
 
 // withMetadata copies a Prometheus text exposition from r to w, adding the
