@@ -17,8 +17,17 @@ import (
 
 // TestLinuxVXLANDevice: the collector captures what the Linux kernel's own
 // VXLAN device (RFC 7348, like the cloud products) sends, not only what our
-// tests build by hand.
+// tests build by hand, on both receive paths.
 func TestLinuxVXLANDevice(t *testing.T) {
+	for _, tc := range []struct{ receive, listen string }{
+		{ReceiveSocket, "0.0.0.0:4789"},
+		{ReceiveXDP, "192.168.0.6:4789"},
+	} {
+		t.Run(tc.receive, func(t *testing.T) { testLinuxVXLANDevice(t, tc.receive, tc.listen) })
+	}
+}
+
+func testLinuxVXLANDevice(t *testing.T, receive, listen string) {
 	lab := labtest.ForTest(t,
 		netlab.HostSpec{Name: "source", Addrs: []string{"192.168.0.230/24"}},
 		netlab.HostSpec{Name: "target", Addrs: []string{"192.168.0.6/24"}})
@@ -47,11 +56,14 @@ func TestLinuxVXLANDevice(t *testing.T) {
 	out := t.TempDir()
 	var c *Collector
 	if err := lab.Host("target").Do(func() (err error) {
-		c, err = New(Options{Listen: "0.0.0.0:4789", OutputDir: out, Readers: 1,
+		c, err = New(Options{Listen: listen, Receive: receive, OutputDir: out, Readers: 1,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		return err
 	}); err != nil {
 		t.Fatal(err)
+	}
+	if c.Receive() != receive {
+		t.Fatalf("receive path %s, want %s", c.Receive(), receive)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
