@@ -74,6 +74,7 @@ type startedProc struct {
 	part         *netlab.Part    // xmirror collect: what it wrote is read from its /metrics
 	dump         *netlab.Tcpdump // tcpdump: what it captured is read from its closing counts
 	counter      *XDPPeer        // the XDP counter: what it counted
+	host         netip.Addr      // the XDP counter's host: only its packets count
 }
 
 // pid is the receiver's process, or 0 for the XDP counter.
@@ -146,11 +147,13 @@ func xdpCounterReceiver() receiver {
 			if err := h.Do(func() (err error) { ctr, err = AttachCounter(h.Ifindex); return err }); err != nil {
 				return nil, err
 			}
-			return &startedProc{counter: ctr}, nil
+			return &startedProc{counter: ctr, host: h.Addr}, nil
 		},
 		stop: func(sp *startedProc, _ string) (rxStats, error) {
-			c, err := sp.counter.Received()
-			return rxStats{received: c.Packets}, errors.Join(err, sp.counter.Close())
+			// Only what was sent to the host: the bridge floods frames for
+			// a MAC it has not learnt to every port.
+			by, err := sp.counter.ReceivedBy()
+			return rxStats{received: by[sp.host].Packets}, errors.Join(err, sp.counter.Close())
 		},
 	}
 }
@@ -194,7 +197,7 @@ func (r *runner) startCollect(h *netlab.Host, dir, receive string) (*startedProc
 // SIGUSR1 first closes every file, which writes what the writers still
 // hold and what waits in a file's buffer for the next flush.
 func stopCollect(sp *startedProc, dir string) (rxStats, error) {
-	m, scrapeErr := settledScrape(sp)
+	m, scrapeErr := settledScrape(sp, dir)
 	if err := sp.Stop(); err != nil {
 		return rxStats{}, fmt.Errorf("xmirror collect: %w: %s", err, tail(sp.Output()))
 	}
@@ -212,25 +215,30 @@ func stopCollect(sp *startedProc, dir string) (rxStats, error) {
 	return rxStats{received: uint64(written), written: dirBytes(dir), drops: drops}, nil
 }
 
-// settledScrape rotates the collector's files (SIGUSR1) and scrapes its
-// /metrics until the written packets stop moving.
-func settledScrape(sp *startedProc) ([]telemetry.Sample, error) {
+// settledScrape rotates the collector's files (SIGUSR1), waits until no
+// file is open (no hidden .part left: the rotation wrote and closed them
+// all) and scrapes its /metrics.
+func settledScrape(sp *startedProc, dir string) ([]telemetry.Sample, error) {
 	if err := sp.Signal(syscall.SIGUSR1); err != nil {
 		return nil, fmt.Errorf("rotate: %w", err)
 	}
-	last := -1.0
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		time.Sleep(100 * time.Millisecond)
-		m, err := sp.part.Scrape(context.Background())
-		if err != nil {
-			return nil, err
-		}
-		n := telemetry.Sum(m, "xmirror_collector_packets_total")
-		if n == last || time.Now().After(deadline) {
-			return m, nil
-		}
-		last = n
+	for deadline := time.Now().Add(10 * time.Second); openParts(dir) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
 	}
+	return sp.part.Scrape(context.Background())
+}
+
+// openParts reports whether dir holds a capture file still being written.
+func openParts(dir string) bool {
+	open := false
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(d.Name(), ".part") {
+			open = true
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return open
 }
 
 func tcpdumpReceiver() receiver {

@@ -109,11 +109,9 @@ type Options struct {
 	// several receive goroutines into timestamp order (default 20ms).
 	ReorderWindow time.Duration
 	// RingSize is the bytes of the XDP path's ring buffer, a power of two
-	// (default 16 MiB: about 120,000 records of a 96-byte cut, what a
+	// (default 16 MiB: about 120,000 records of a 96-byte cut, more than a
 	// 32 MiB socket buffer holds, for a reader the scheduler keeps waiting);
-	// a full ring drops as ring_full. A smaller ring stays in the CPU caches
-	// and halves the program's time per packet (BenchmarkXDPCollect: about
-	// 100 ns with 1 MiB, 200 with 32), but absorbs shorter stalls.
+	// a full ring drops as ring_full.
 	RingSize int
 	// RcvBuf is the SO_RCVBUF asked for each socket (default 32 MiB).
 	RcvBuf int

@@ -316,7 +316,7 @@ func TestXDPGoldenIPv6(t *testing.T) {
 // ring_full, and the collector reports it under that reason.
 func TestXDPRingFull(t *testing.T) {
 	p := loadXDPProgram(t, xdpListen, 4096)
-	frame := outerFrame(t, outerOpts{}, vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, make([]byte, 200))))
+	frame := outerFrame(t, outerOpts{}, vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, make([]byte, 1200))))
 	const n = 40 // 4096 bytes hold two 1600-byte records
 	for i := 0; i < n; i++ {
 		if got := p.run(t, frame); got != xdpDrop {
