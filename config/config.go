@@ -152,11 +152,13 @@ type BGPPeer struct {
 	Line     int        `yaml:"-"`
 }
 
-// Listener is the VIP and UDP port the load balancer serves on Interfaces.
+// Listener is the VIP and UDP port the load balancer serves on Interfaces,
+// and the tunnel protocol it expects there.
 type Listener struct {
 	Name          string        `yaml:"name"`
+	Protocol      string        `yaml:"protocol"` // vxlan | geneve
 	VIP           netip.Addr    `yaml:"vip"`
-	Port          uint16        `yaml:"port"`
+	Port          uint16        `yaml:"port"` // default: the protocol's port
 	Interfaces    []string      `yaml:"interfaces"`
 	AccessControl AccessControl `yaml:"access_control"`
 }

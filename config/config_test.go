@@ -109,6 +109,26 @@ func TestFullExample(t *testing.T) {
 	}
 }
 
+// TestGENEVEListenerPorts: a GENEVE listener and its backends default to
+// UDP 6081; an explicit port stays.
+func TestGENEVEListenerPorts(t *testing.T) {
+	cfg, err := Parse([]byte(`
+load_balancer:
+  listener: {protocol: geneve, vip: 10.0.0.1, interfaces: [eth0]}
+  backends: [{address: 10.0.0.2}, {address: 10.0.0.3, port: 4789}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb := cfg.LoadBalancer
+	if lb.Listener.Protocol != ProtocolGENEVE || lb.Listener.Port != 6081 {
+		t.Errorf("listener: %+v", lb.Listener)
+	}
+	if lb.Backends[0].Port != 6081 || lb.Backends[1].Port != 4789 {
+		t.Errorf("backend ports %d, %d; want 6081, 4789", lb.Backends[0].Port, lb.Backends[1].Port)
+	}
+}
+
 // TestDefaults parses sections with only their required keys and checks every default.
 func TestDefaults(t *testing.T) {
 	cfg, err := Parse([]byte(`
@@ -144,7 +164,7 @@ collector:
 		t.Errorf("source defaults: %+v", cfg.Source)
 	}
 	lb := cfg.LoadBalancer
-	if lb.Listener.Port != 4789 || lb.Listener.AccessControl.Mode != AccessAll || lb.Algorithm != AlgorithmWRR ||
+	if lb.Listener.Protocol != ProtocolVXLAN || lb.Listener.Port != 4789 || lb.Listener.AccessControl.Mode != AccessAll || lb.Algorithm != AlgorithmWRR ||
 		lb.Affinity != AffinityInnerSymmetric || lb.MaglevSize != 65537 || lb.FlowTimeout.D() != 30*time.Second ||
 		lb.XDPMode != XDPModeAuto || lb.PinPath != "/sys/fs/bpf/xmirror" {
 		t.Errorf("lb defaults: %+v", lb)
@@ -326,6 +346,7 @@ func TestInvalid(t *testing.T) {
 		{"lb allowlist empty", lines(append(lbBase[:4:4], "    access_control: {mode: allowlist}", "  backends: [{address: 10.0.0.2}]")...), []string{"load_balancer.listener.access_control.allowlist: needs at least one CIDR with mode allowlist (line 5)"}},
 		{"lb allowlist with mode all", lines(append(lbBase[:4:4], "    access_control: {allowlist: [10.0.0.0/8]}", "  backends: [{address: 10.0.0.2}]")...), []string{"load_balancer.listener.access_control.allowlist: is only used with mode allowlist (mode is all) (line 5)"}},
 		{"lb allowlist ipv6", lines(append(lbBase[:4:4], "    access_control:", "      mode: allowlist", "      allowlist: [10.0.0.0/8, 2001:db8::/32]", "  backends: [{address: 10.0.0.2}]")...), []string{"load_balancer.listener.access_control.allowlist[1]: 2001:db8::/32 is not an IPv4 CIDR but ethertype is ipv4 (line 7)"}},
+		{"lb protocol", lines(append(lbBase[:4:4], "    protocol: erspan", "  backends: [{address: 10.0.0.2}]")...), []string{`load_balancer.listener.protocol: "erspan" is not one of vxlan, geneve (line 5)`}},
 		{"lb mode bad", lines(append(lbBase[:4:4], "    access_control: {mode: some}", "  backends: [{address: 10.0.0.2}]")...), []string{`load_balancer.listener.access_control.mode: "some" is not one of all, allowlist (line 5)`}},
 		{"lb algorithm", with(lbBase, 0, "  algorithm: rr"), []string{`load_balancer.algorithm: "rr" is not one of wrr, maglev (line 7)`}},
 		{"lb affinity", with(lbBase, 0, "  affinity: sticky"), []string{`load_balancer.affinity: "sticky" is not one of inner-symmetric, outer, none (line 7)`}},

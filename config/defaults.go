@@ -16,6 +16,8 @@ const (
 	MaxMaglevSize       = 1<<24 - 1
 	MaxReaders          = 1024
 	DefaultVXLANPort    = 4789
+	DefaultGENEVEPort   = 6081
+	DefaultListenerKind = ProtocolVXLAN
 	DefaultHash         = HashSymmetric
 	DefaultDevice       = "xmirror0"
 	DefaultMark         = 0x786d6972 // "xmir"
@@ -66,6 +68,9 @@ const (
 const (
 	HashSymmetric   = "symmetric"
 	HashDirectional = "directional"
+
+	ProtocolVXLAN  = "vxlan"
+	ProtocolGENEVE = "geneve"
 
 	AlgorithmWRR    = "wrr"
 	AlgorithmMaglev = "maglev"
@@ -134,7 +139,8 @@ func ApplyDefaults(c *Config) {
 		setDefault(&s.Mark, DefaultMark)
 	}
 	if lb := c.LoadBalancer; lb != nil {
-		setDefault(&lb.Listener.Port, DefaultVXLANPort)
+		setDefault(&lb.Listener.Protocol, DefaultListenerKind)
+		setDefault(&lb.Listener.Port, lb.Listener.DefaultPort())
 		setDefault(&lb.Listener.AccessControl.Mode, DefaultAccessMode)
 		if lb.Listener.AccessControl.Allowlist == nil {
 			lb.Listener.AccessControl.Allowlist = []netip.Prefix{}
@@ -147,7 +153,7 @@ func ApplyDefaults(c *Config) {
 		setDefault(&lb.PinPath, DefaultPinPath)
 		for i := range lb.Backends {
 			b := &lb.Backends[i]
-			setDefault(&b.Port, DefaultVXLANPort)
+			setDefault(&b.Port, lb.Listener.DefaultPort())
 			if b.weightMissing {
 				b.Weight = DefaultWeight
 				b.weightMissing = false

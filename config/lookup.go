@@ -104,6 +104,15 @@ func (s Session) ResolveTarget(ctx context.Context, r *net.Resolver) (netip.Addr
 // AddrPort is the backend's VXLAN endpoint.
 func (b Backend) AddrPort() netip.AddrPort { return netip.AddrPortFrom(b.Address, b.Port) }
 
+// DefaultPort is the well-known UDP port of the listener's protocol: 6081
+// for GENEVE, else VXLAN's 4789. Listener and backends default to it.
+func (l Listener) DefaultPort() uint16 {
+	if l.Protocol == ProtocolGENEVE {
+		return DefaultGENEVEPort
+	}
+	return DefaultVXLANPort
+}
+
 // AddrPort is the listener's VIP and port.
 func (l Listener) AddrPort() netip.AddrPort { return netip.AddrPortFrom(l.VIP, l.Port) }
 

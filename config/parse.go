@@ -566,6 +566,7 @@ func (d *decoder) loadBalancer(n *yaml.Node, path string, lb *LoadBalancer) {
 			l := &lb.Listener
 			d.mapping(n, path, map[string]field{
 				"name":       d.str(&l.Name),
+				"protocol":   d.str(&l.Protocol),
 				"vip":        d.ipv4(&l.VIP),
 				"port":       d.uint16Field(&l.Port, 1),
 				"interfaces": d.strings(&l.Interfaces),

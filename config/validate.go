@@ -342,6 +342,7 @@ func validHostname(h string) bool {
 func (v *validator) loadBalancer(lb *LoadBalancer) {
 	const p = "load_balancer"
 	l := lb.Listener
+	v.oneOf(p+".listener.protocol", l.Protocol, ProtocolVXLAN, ProtocolGENEVE)
 	if !l.VIP.IsValid() {
 		v.errorf(p+".listener.vip", "required")
 	} else if !l.VIP.Is4() {

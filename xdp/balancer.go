@@ -338,7 +338,7 @@ func (b *Balancer) backendRows(cfg *config.LoadBalancer) ([]lbLbBackend, []table
 		id := b.ids[k]
 		b.names[id] = be.Name
 		row := lbLbBackend{Addr: addrToBE(be.Address), Port: portToBE(be.Port), Weight: uint8(be.Weight)}
-		row.CsumIp, row.CsumUdp = csumDiffs(cfg.Listener.VIP, cmp.Or(cfg.Listener.Port, 4789), be.Address, be.Port)
+		row.CsumIp, row.CsumUdp = csumDiffs(cfg.Listener.VIP, listenerPort(cfg), be.Address, be.Port)
 		copy(row.Name[:len(row.Name)-1], toInt8(be.Name))
 		if b.isHealthy(k) || state.failOpen {
 			row.Flags = backendAlive
@@ -415,12 +415,25 @@ func (b *Balancer) isHealthy(key string) bool {
 	return !ok || h
 }
 
+// listenerPort is the listener's UDP port, its protocol's when unset.
+func listenerPort(cfg *config.LoadBalancer) uint16 {
+	return cmp.Or(cfg.Listener.Port, cfg.Listener.DefaultPort())
+}
+
 // slotFromConfig translates the listener and algorithm settings.
 func slotFromConfig(cfg *config.LoadBalancer) (*lbLbSlot, error) {
 	if !cfg.Listener.VIP.Is4() {
 		return nil, fmt.Errorf("listener vip %s: only IPv4 is supported", cfg.Listener.VIP)
 	}
-	s := &lbLbSlot{Vip: addrToBE(cfg.Listener.VIP), Port: portToBE(cmp.Or(cfg.Listener.Port, 4789))}
+	s := &lbLbSlot{Vip: addrToBE(cfg.Listener.VIP), Port: portToBE(listenerPort(cfg))}
+	switch cfg.Listener.Protocol {
+	case "", config.ProtocolVXLAN:
+		s.Encap = encapVXLAN
+	case config.ProtocolGENEVE:
+		s.Encap = encapGENEVE
+	default:
+		return nil, fmt.Errorf("listener protocol %q: must be vxlan or geneve", cfg.Listener.Protocol)
+	}
 	switch cfg.Algorithm {
 	case "", "wrr":
 		s.Algorithm = algoWRR

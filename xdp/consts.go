@@ -23,6 +23,9 @@ const (
 	affOuter          = uint8(lbLbAffinityLB_AFF_OUTER)
 	affNone           = uint8(lbLbAffinityLB_AFF_NONE)
 
+	encapVXLAN  = uint8(lbLbEncapLB_ENCAP_VXLAN)
+	encapGENEVE = uint8(lbLbEncapLB_ENCAP_GENEVE)
+
 	aclAll       = uint8(lbLbAclModeLB_ACL_ALL)
 	aclAllowlist = uint8(lbLbAclModeLB_ACL_ALLOWLIST)
 

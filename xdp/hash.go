@@ -2,6 +2,8 @@ package xdp
 
 import (
 	"encoding/binary"
+
+	"github.com/xmirror/xmirror/config"
 )
 
 // The Go mirror of bpf/lb_hash.h, used by tests and tools to predict which
@@ -42,10 +44,17 @@ func fragHash(saddr, daddr uint32, id uint16) uint32 {
 }
 
 // FlowHash is the hash the BPF program places frame by: frame is an outer
-// Ethernet frame addressed to the listener, affinity is inner-symmetric,
+// Ethernet frame addressed to a VXLAN listener, affinity is inner-symmetric,
 // outer or none. ok is false when the program would not hash it (not IPv4
 // UDP, malformed, or affinity none). Fragments hash by (src, dst, id).
 func FlowHash(frame []byte, affinity string) (hash uint32, ok bool) {
+	return ListenerFlowHash(frame, config.ProtocolVXLAN, affinity)
+}
+
+// ListenerFlowHash is FlowHash for a listener of the given protocol (vxlan
+// or geneve); a GENEVE header whose options run past the datagram is
+// dropped, not hashed (ok false).
+func ListenerFlowHash(frame []byte, protocol, affinity string) (hash uint32, ok bool) {
 	l3, proto, good := parseEth(frame)
 	if !good || proto != 0x0800 || len(frame) < l3+20 {
 		return 0, false
@@ -64,12 +73,20 @@ func FlowHash(frame []byte, affinity string) (hash uint32, ok bool) {
 		return 0, false
 	}
 	udp := ip[ihl:]
+	geneve := protocol == config.ProtocolGENEVE
+	if geneve && !geneveOK(udp) {
+		return 0, false
+	}
 	outer := outerHash(saddr, daddr, half(udp[0:]), half(udp[2:]))
 	switch affinity {
 	case "outer":
 		return outer, true
 	case "", "inner-symmetric":
-		if h, kind := innerHash(udp[8:]); kind != innerNone {
+		inner := innerHash
+		if geneve {
+			inner = geneveInnerHash
+		}
+		if h, kind := inner(udp[8:]); kind != innerNone {
 			return h, true
 		}
 		return outer, true
@@ -105,14 +122,22 @@ func innerHash(vx []byte) (uint32, int) {
 	if len(vx) < 8 || vx[0]&0x08 == 0 {
 		return 0, innerNone
 	}
-	fr := vx[8:]
+	return innerHashEth(vx[8:])
+}
+
+// innerHashEth mirrors lb_inner_hash_eth: fr is an inner Ethernet frame.
+func innerHashEth(fr []byte) (uint32, int) {
 	l3, proto, ok := parseEth(fr)
 	if !ok {
 		return 0, innerNone
 	}
+	return innerHashL3(proto, fr[l3:])
+}
+
+// innerHashL3 mirrors lb_inner_hash_l3: ip is an IPv4 or IPv6 packet.
+func innerHashL3(proto uint16, ip []byte) (uint32, int) {
 	switch proto {
 	case 0x0800:
-		ip := fr[l3:]
 		if len(ip) < 20 {
 			return 0, innerNone
 		}
@@ -127,7 +152,6 @@ func innerHash(vx []byte) (uint32, int) {
 		}
 		return symmetricHash(a, b, pa, pb, ip[9]), innerFull
 	case 0x86dd:
-		ip := fr[l3:]
 		if len(ip) < 40 {
 			return 0, innerNone
 		}

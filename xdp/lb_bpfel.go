@@ -103,6 +103,13 @@ type lbLbCtSet struct {
 	Way [8]uint64
 }
 
+type lbLbEncap uint32
+
+const (
+	lbLbEncapLB_ENCAP_VXLAN  lbLbEncap = 0
+	lbLbEncapLB_ENCAP_GENEVE lbLbEncap = 1
+)
+
 type lbLbHashSeed uint32
 
 const (
@@ -137,7 +144,8 @@ type lbLbSlot struct {
 	Gen           uint16
 	WrrLen        uint32
 	MaglevSize    uint32
-	_             [4]byte
+	Encap         uint8
+	Pad           [3]uint8
 	FlowTimeoutNs uint64
 }
 

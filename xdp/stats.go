@@ -27,6 +27,7 @@ type BackendStatus struct {
 // Status is what the pinned (or live) maps say about the load balancer.
 type Status struct {
 	Listener  netip.AddrPort
+	Protocol  string // vxlan | geneve
 	Algorithm string
 	Affinity  string
 	ACL       string
@@ -58,6 +59,7 @@ func readStatus(m statusMaps) (*Status, error) {
 	}
 	st := &Status{
 		Listener:  netip.AddrPortFrom(addrFromBE(cfg.Vip), portFromBE(cfg.Port)),
+		Protocol:  [...]string{"vxlan", "geneve"}[cfg.Encap&1],
 		Algorithm: [...]string{"wrr", "maglev"}[cfg.Algorithm&1],
 		Affinity:  "inner-symmetric",
 		ACL:       "all",

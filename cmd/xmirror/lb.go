@@ -191,7 +191,7 @@ func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metric
 	bal.RegisterMetrics(set)
 	p.reloads = set.NewCounter("xmirror_lb_reloads_total")
 	p.reloadErrors = set.NewCounter("xmirror_lb_reload_errors_total")
-	slog.Info("load balancer running", "listener", lb.Listener.Name, "vip", lb.Listener.VIP, "port", lb.Listener.Port,
+	slog.Info("load balancer running", "listener", lb.Listener.Name, "protocol", lb.Listener.Protocol, "vip", lb.Listener.VIP, "port", lb.Listener.Port,
 		"interfaces", lb.Listener.Interfaces, "algorithm", lb.Algorithm, "affinity", lb.Affinity,
 		"backends", len(lb.Backends), "mode", bal.Mode(), "pin_path", opts.PinPath, "bgp", lb.BGP != nil)
 	return p, nil
@@ -277,7 +277,7 @@ func runLBStatus(c *cli.Context) error {
 	}
 	secs := time.Since(t0).Seconds()
 	w := c.App.Writer
-	fmt.Fprintf(w, "listener   %s  algorithm %s  affinity %s  access %s\n", second.Listener, second.Algorithm, second.Affinity, second.ACL)
+	fmt.Fprintf(w, "listener   %s %s  algorithm %s  affinity %s  access %s\n", second.Protocol, second.Listener, second.Algorithm, second.Affinity, second.ACL)
 	fmt.Fprintf(w, "xdp mode   %s  active slot %d  wrr entries %d  maglev size %d\n", second.Mode, second.Slot, second.WRRLen, second.Maglev)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BACKEND\tADDRESS\tWEIGHT\tHEALTH\tPACKETS\tBYTES\tPPS\tBIT/S")

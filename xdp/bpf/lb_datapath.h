@@ -19,6 +19,7 @@
 #include "lb_hash.h"
 #include "lb_csum.h"
 #include "lb_parsing.h"
+#include "lb_geneve.h"
 
 /* One load the compiler may not repeat or merge: other CPUs change the word. */
 #define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
@@ -38,6 +39,7 @@ struct lb_go_enums {
 	enum lb_backend_flag backend_flag;
 	enum lb_hash_seed hash_seed;
 	enum lb_inner_kind inner_kind;
+	enum lb_encap encap;
 };
 const struct lb_go_enums *lb_go_enums __attribute__((unused));
 
@@ -308,7 +310,10 @@ static __always_inline __u32 lb_flow_hash(struct lb_cpu *pc, struct lb_slot *cfg
 	int rc;
 
 	if (cfg->affinity == LB_AFF_INNER_SYMMETRIC) {
-		rc = lb_inner_hash(udp + 1, data_end, &hash);
+		if (cfg->encap == LB_ENCAP_GENEVE)
+			rc = lb_geneve_inner_hash(udp + 1, data_end, &hash);
+		else
+			rc = lb_inner_hash(udp + 1, data_end, &hash);
 		if (rc != LB_INNER_FULL)
 			lb_count(pc, LB_STAT_HASH_FALLBACK);
 		if (rc == LB_INNER_NONE)
@@ -608,6 +613,8 @@ static __always_inline int lb_process(struct xdp_md *ctx, const int cached)
 			return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
 		return lb_forward(pc, ctx, ip, udp, slot, cfg, id, now, NULL, 0);
 	}
+	if (cfg->encap == LB_ENCAP_GENEVE && !lb_geneve_ok(udp, data_end))
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
 	hash = lb_flow_hash(pc, cfg, ip, udp, data_end);
 	/* The fast path for wrr: same flow, same tables, recently forwarded by
 	 * this CPU. (Maglev needs no connection table; affinity none has no

@@ -131,34 +131,12 @@ static __always_inline int lb_inner_ports(void *l4, void *data_end, __u8 proto, 
 	return 1; /* no ports: addresses and protocol */
 }
 
-/* lb_inner_hash hashes the frame carried in a VXLAN payload starting at vx.
- * Direction-independent. */
-static __always_inline int lb_inner_hash(void *vx, void *data_end, __u32 *hash)
+/* lb_inner_hash_l3 hashes an inner IPv4 or IPv6 packet (proto, network
+ * order) at l3. Direction-independent. */
+static __always_inline int lb_inner_hash_l3(__be16 proto, void *l3, void *data_end, __u32 *hash)
 {
-	__u8 *vxh = vx;
-	void *l3;
-	__be16 proto;
 	__u16 pa = 0, pb = 0;
 
-	if ((void *)(vxh + LB_VXLAN_HLEN) > data_end)
-		return LB_INNER_NONE;
-	if (!(vxh[0] & LB_VXLAN_FLAG_I))
-		return LB_INNER_NONE;
-	/* the common shape first: inner IPv4 without options, TCP or UDP */
-	if ((void *)(vxh + LB_VXLAN_HLEN + LB_PLAIN_HLEN + 4) <= data_end) {
-		void *in = vxh + LB_VXLAN_HLEN;
-		__u32 fp = *(__u32 *)(in + 20) & LB_PLAIN_FRAG_PROTO_MASK;
-
-		if ((*(__u32 *)(in + 12) & LB_PLAIN_L2_MASK) == LB_PLAIN_L2_IPV4 &&
-		    (fp == LB_PLAIN_TCP || fp == LB_PLAIN_UDP)) {
-			struct iphdr *ip = in + ETH_HLEN;
-			__u16 *ports = in + LB_PLAIN_HLEN;
-
-			*hash = lb_hash_symmetric(ip->saddr, ip->daddr, ports[0], ports[1], fp >> 24);
-			return LB_INNER_FULL;
-		}
-	}
-	proto = lb_parse_eth(vxh + LB_VXLAN_HLEN, data_end, &l3);
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = l3;
 		__u32 ihl;
@@ -195,6 +173,43 @@ static __always_inline int lb_inner_hash(void *vx, void *data_end, __u32 *hash)
 		return LB_INNER_FULL;
 	}
 	return LB_INNER_NONE;
+}
+
+/* lb_inner_hash_eth hashes the inner Ethernet frame at in (a VXLAN or
+ * GENEVE payload). Direction-independent. */
+static __always_inline int lb_inner_hash_eth(void *in, void *data_end, __u32 *hash)
+{
+	void *l3;
+	__be16 proto;
+
+	/* the common shape first: inner IPv4 without options, TCP or UDP */
+	if (in + LB_PLAIN_HLEN + 4 <= data_end) {
+		__u32 fp = *(__u32 *)(in + 20) & LB_PLAIN_FRAG_PROTO_MASK;
+
+		if ((*(__u32 *)(in + 12) & LB_PLAIN_L2_MASK) == LB_PLAIN_L2_IPV4 &&
+		    (fp == LB_PLAIN_TCP || fp == LB_PLAIN_UDP)) {
+			struct iphdr *ip = in + ETH_HLEN;
+			__u16 *ports = in + LB_PLAIN_HLEN;
+
+			*hash = lb_hash_symmetric(ip->saddr, ip->daddr, ports[0], ports[1], fp >> 24);
+			return LB_INNER_FULL;
+		}
+	}
+	proto = lb_parse_eth(in, data_end, &l3);
+	return lb_inner_hash_l3(proto, l3, data_end, hash);
+}
+
+/* lb_inner_hash hashes the frame carried in a VXLAN payload starting at vx.
+ * Direction-independent. */
+static __always_inline int lb_inner_hash(void *vx, void *data_end, __u32 *hash)
+{
+	__u8 *vxh = vx;
+
+	if ((void *)(vxh + LB_VXLAN_HLEN) > data_end)
+		return LB_INNER_NONE;
+	if (!(vxh[0] & LB_VXLAN_FLAG_I))
+		return LB_INNER_NONE;
+	return lb_inner_hash_eth(vxh + LB_VXLAN_HLEN, data_end, hash);
 }
 
 #endif /* XMIRROR_LB_PARSING_H */

@@ -16,6 +16,8 @@ struct lb_slot {
 	__u16 gen;        /* bumped by every table change: invalidates the front caches */
 	__u32 wrr_len;    /* entries of this slot's schedule; 0 = no backend */
 	__u32 maglev_size;/* entries of this slot's Maglev table; 0 = no backend */
+	__u8 encap;       /* LB_ENCAP_*: the listener's tunnel protocol */
+	__u8 pad[3];
 	__u64 flow_timeout_ns;
 };
 
