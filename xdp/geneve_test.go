@@ -1,0 +1,333 @@
+package xdp
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"testing"
+
+	"github.com/xmirror/xmirror/config"
+)
+
+// geneveSpec is the GENEVE header of a test frame (RFC 8926 section 3.4).
+type geneveSpec struct {
+	options  int    // options of 4 data bytes each (8 bytes with their header)
+	words    int    // options as one option of this many 4-byte words (header included); overrides options
+	critical bool   // C bit, and the critical bit of every option's type
+	oam      bool   // O bit
+	version  uint8  // 0 today
+	ptype    uint16 // protocol type; 0: Ethernet (0x6558)
+	optLen   int    // Opt Len field when > 0, whatever the options are
+}
+
+// geneveHeader builds the header and its options.
+func geneveHeader(g geneveSpec, vni uint32) []byte {
+	var opts []byte
+	typ := byte(0x01)
+	if g.critical {
+		typ |= 0x80
+	}
+	if g.words > 0 {
+		// one option of class 0x0103 (Linux) filling words*4 bytes
+		opts = append(opts, 0x01, 0x03, typ, byte(g.words-1))
+		opts = append(opts, bytes.Repeat([]byte{0xab}, (g.words-1)*4)...)
+	}
+	for i := range g.options {
+		opts = append(opts, 0x01, 0x08, typ, 1, 0xde, 0xad, byte(i), 0xef)
+	}
+	ptype := g.ptype
+	if ptype == 0 {
+		ptype = geneveEthernet
+	}
+	optLen := len(opts) / 4
+	if g.optLen > 0 {
+		optLen = g.optLen
+	}
+	h := make([]byte, geneveHeaderLen, geneveHeaderLen+len(opts))
+	h[0] = g.version<<6 | byte(optLen)
+	if g.oam {
+		h[1] |= 0x80
+	}
+	if g.critical {
+		h[1] |= 0x40
+	}
+	binary.BigEndian.PutUint16(h[2:], ptype)
+	h[4], h[5], h[6] = byte(vni>>16), byte(vni>>8), byte(vni)
+	return append(h, opts...)
+}
+
+// geneveFrame is the frame vxlanFrame builds for f, with the VXLAN header
+// replaced by g's GENEVE header and the destination port 6081 (unless
+// f.dport says otherwise). A non-Ethernet protocol type carries the inner
+// packet without its Ethernet header.
+func geneveFrame(tb testing.TB, f frameSpec, g geneveSpec) []byte {
+	tb.Helper()
+	vx := vxlanFrame(tb, f)
+	u := udpOffset(vx)
+	inner := vx[u+16:]
+	if g.ptype != 0 && g.ptype != geneveEthernet {
+		inner = inner[14:]
+	}
+	payload := append(geneveHeader(g, f.vni), inner...)
+	out := append(append([]byte(nil), vx[:u+8]...), payload...)
+	l3 := l3Offset(out)
+	binary.BigEndian.PutUint16(out[l3+2:], uint16(len(out)-l3))
+	fixIPChecksum(out)
+	dport := f.dport
+	if dport == 0 {
+		dport = config.DefaultGENEVEPort
+	}
+	binary.BigEndian.PutUint16(out[u+2:], dport)
+	binary.BigEndian.PutUint16(out[u+4:], uint16(len(out)-u))
+	setUDPChecksum(out, f.zeroUDPChecksum)
+	return out
+}
+
+// setUDPChecksum recomputes the outer UDP checksum of a whole datagram (or
+// clears it).
+func setUDPChecksum(frame []byte, zero bool) {
+	l3 := l3Offset(frame)
+	u := udpOffset(frame)
+	frame[u+6], frame[u+7] = 0, 0
+	if zero {
+		return
+	}
+	ulen := int(binary.BigEndian.Uint16(frame[u+4:]))
+	pseudo := make([]byte, 12)
+	copy(pseudo, frame[l3+12:l3+20])
+	pseudo[9] = 17
+	binary.BigEndian.PutUint16(pseudo[10:], uint16(ulen))
+	c := checksum(pseudo, frame[u:u+ulen])
+	if c == 0 {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(frame[u+6:], c)
+}
+
+func geneveConfig(algo, aff string, backends ...config.Backend) *config.LoadBalancer {
+	c := lbConfig(algo, aff, backends...)
+	c.Listener.Protocol = config.ProtocolGENEVE
+	c.Listener.Port = config.DefaultGENEVEPort
+	c.MaglevSize = 65537
+	return c
+}
+
+// TestGoldenGENEVE runs GENEVE header variants through BPF_PROG_TEST_RUN on
+// a GENEVE listener: the verdict, the exact output bytes (for Maglev, at the
+// backend the Go mirror of the hash predicts) and the counter that explains
+// it. hashed says how: "inner" (no fallback), "outer" (the fallback event).
+func TestGoldenGENEVE(t *testing.T) {
+	g := newGoldenLab(t)
+	maglev := geneveConfig("maglev", "inner-symmetric", backend("b1", b1Addr, 0, 1), backend("b2", b2Addr, 0, 1))
+	outer := geneveConfig("maglev", "outer", backend("b1", b1Addr, 0, 1), backend("b2", b2Addr, 0, 1))
+	if err := g.bal.Apply(maglev); err != nil {
+		t.Fatal(err)
+	}
+	predict := g.maglevPredictor(1, 1)
+	base := frameSpec{src: mirror, dst: vip, sport: 40001, vni: 7, ipID: 9}
+	gen := func(gs geneveSpec) []byte { return geneveFrame(t, base, gs) }
+	v6 := base
+	v6.innerSrc, v6.inDst, v6.innerSP, v6.innerDP = netip.MustParseAddr("fd00::230"), netip.MustParseAddr("fd00::161"), 1234, 80
+	// forwarded to the backend the Go mirror's hash (on a GENEVE listener) picks
+	toPredicted := func(in []byte) []byte {
+		h, ok := ListenerFlowHash(in, config.ProtocolGENEVE, "inner-symmetric")
+		if !ok {
+			t.Fatalf("ListenerFlowHash: not hashable")
+		}
+		dst := predict(h)
+		mac := g.b1MAC
+		if dst == b2Addr {
+			mac = g.b2MAC
+		}
+		return expectForward(in, mac, g.lb.MAC, dst, 0)
+	}
+	toB1 := func(in []byte) []byte { return expectForward(in, g.b1MAC, g.lb.MAC, b1Addr, 0) }
+	same := func(in []byte) []byte { return in }
+
+	cases := []struct {
+		name    string
+		cfg     *config.LoadBalancer
+		in      []byte
+		verdict uint32
+		want    func([]byte) []byte
+		stat    Stat
+		hashed  string
+	}{
+		{"no options", maglev, gen(geneveSpec{}), 3, toPredicted, StatTX, "inner"},
+		{"one option", maglev, gen(geneveSpec{options: 1}), 3, toPredicted, StatTX, "inner"},
+		{"many options", maglev, gen(geneveSpec{options: 7}), 3, toPredicted, StatTX, "inner"},
+		{"options of the most length (252 bytes)", maglev, gen(geneveSpec{words: 63}), 3, toPredicted, StatTX, "inner"},
+		{"critical bit: forwarded like any other", maglev, gen(geneveSpec{options: 2, critical: true}), 3, toPredicted, StatTX, "inner"},
+		{"OAM bit: forwarded like any other", maglev, gen(geneveSpec{oam: true}), 3, toPredicted, StatTX, "inner"},
+		{"inner IPv4 without Ethernet (protocol type 0x0800)", maglev, gen(geneveSpec{options: 1, ptype: 0x0800}), 3, toPredicted, StatTX, "inner"},
+		{"inner IPv6 without Ethernet (protocol type 0x86dd)", maglev, geneveFrame(t, v6, geneveSpec{options: 3, ptype: 0x86dd}), 3, toPredicted, StatTX, "inner"},
+		{"inner IPv6 frame", maglev, geneveFrame(t, v6, geneveSpec{options: 1}), 3, toPredicted, StatTX, "inner"},
+		{"non-Ethernet protocol type (MPLS): outer hash", maglev, gen(geneveSpec{options: 1, ptype: 0x8847}), 3, toPredicted, StatHashFallback, "outer"},
+		{"version 1: not judged, outer hash", maglev, gen(geneveSpec{options: 1, version: 1}), 3, toPredicted, StatHashFallback, "outer"},
+		{"inner frame cut short: outer hash", maglev, shorten(gen(geneveSpec{options: 2}), 14+20+8+8+16+10), 3, toPredicted, StatHashFallback, "outer"},
+		{"zero UDP checksum stays zero", maglev, geneveFrame(t, frameSpec{src: mirror, dst: vip, sport: 3, vni: 7, zeroUDPChecksum: true}, geneveSpec{options: 1}), 3, toPredicted, StatTX, "inner"},
+		{"backend port differs: port and checksum rewritten", geneveConfig("wrr", "inner-symmetric", backend("b1", b1Addr, 6082, 1)), gen(geneveSpec{options: 1}), 3,
+			func(in []byte) []byte { return expectForward(in, g.b1MAC, g.lb.MAC, b1Addr, 6082) }, StatTX, "inner"},
+		{"wrr outer affinity", geneveConfig("wrr", "outer", backend("b1", b1Addr, 0, 1)), gen(geneveSpec{options: 1}), 3, toB1, StatTX, ""},
+		{"options past the datagram: dropped", maglev, gen(geneveSpec{options: 1, optLen: 63}), 1, nil, StatDropMalformed, ""},
+		{"most options announced, none there: dropped", maglev, shorten(gen(geneveSpec{optLen: 63}), 14+20+8+8+40), 1, nil, StatDropMalformed, ""},
+		{"options past the datagram with outer affinity: dropped", outer, gen(geneveSpec{options: 1, optLen: 63}), 1, nil, StatDropMalformed, ""},
+		{"options past the datagram with affinity none: dropped", geneveConfig("wrr", "none", backend("b1", b1Addr, 0, 1)), gen(geneveSpec{options: 1, optLen: 63}), 1, nil, StatDropMalformed, ""},
+		{"header cut short: dropped", maglev, shorten(gen(geneveSpec{}), 14+20+8+6), 1, nil, StatDropMalformed, ""},
+		{"VXLAN port on a GENEVE listener: not the listener", maglev, vxlanFrame(t, base), 2, same, StatPassNotListener, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := g.bal.Apply(c.cfg); err != nil {
+				t.Fatal(err)
+			}
+			before := g.stats(t)
+			ret, out := g.run(t, c.in)
+			after := g.stats(t)
+			if ret != c.verdict {
+				t.Fatalf("verdict %d, want %d (stats delta %v)", ret, c.verdict, delta(before, after))
+			}
+			if after[c.stat] != before[c.stat]+1 {
+				t.Errorf("counter %s did not count the packet (delta %v)", c.stat, delta(before, after))
+			}
+			fell := after[StatHashFallback] - before[StatHashFallback]
+			if c.hashed == "inner" && fell != 0 || c.hashed == "outer" && fell != 1 {
+				t.Errorf("hashed %s, but %d hash_fallback events", c.hashed, fell)
+			}
+			if c.want == nil {
+				return
+			}
+			if want := c.want(c.in); !bytes.Equal(out, want) {
+				t.Fatalf("output differs\n got %x\nwant %x", out, want)
+			}
+		})
+	}
+}
+
+// TestGENEVEHashReadsPastOptions: a GENEVE frame hashes exactly as the VXLAN
+// frame carrying the same inner packet, whatever its options, so a flow
+// keeps its collector when its tunnel changes, and the two directions of an
+// inner flow hash alike.
+func TestGENEVEHashReadsPastOptions(t *testing.T) {
+	fwd := frameSpec{src: mirror, dst: vip, sport: 40001, vni: 7}
+	rev := fwd
+	rev.sport = 51000
+	rev.innerSrc, rev.inDst, rev.innerSP, rev.innerDP = netip.MustParseAddr("192.168.0.161"), netip.MustParseAddr("192.168.0.230"), 57032, 1234
+	want, ok := FlowHash(vxlanFrame(t, fwd), "inner-symmetric")
+	if !ok {
+		t.Fatal("VXLAN frame not hashable")
+	}
+	for _, gs := range []geneveSpec{{}, {options: 1}, {options: 9, critical: true}, {words: 63}, {ptype: 0x0800}} {
+		for _, s := range []frameSpec{fwd, rev} {
+			h, ok := ListenerFlowHash(geneveFrame(t, s, gs), config.ProtocolGENEVE, "inner-symmetric")
+			if !ok || h != want {
+				t.Errorf("%+v from %s: hash %#x ok %v, want %#x (the VXLAN frame's)", gs, s.innerSrc, h, ok, want)
+			}
+		}
+	}
+}
+
+// TestGENEVEBothDirections sends both directions of several inner flows, each
+// packet with other outer ports and options, to a GENEVE listener with WRR
+// over two backends: every flow's packets reach one backend, and the flows
+// use both.
+func TestGENEVEBothDirections(t *testing.T) {
+	g := newGoldenLab(t)
+	if err := g.bal.Apply(geneveConfig("wrr", "inner-symmetric", backend("b1", b1Addr, 0, 1), backend("b2", b2Addr, 0, 1))); err != nil {
+		t.Fatal(err)
+	}
+	a, b := netip.MustParseAddr("192.168.0.230"), netip.MustParseAddr("192.168.0.161")
+	used := map[string]bool{}
+	for flow := range 8 {
+		port := uint16(2000 + flow)
+		var dst string
+		for i, s := range []frameSpec{
+			{innerSrc: a, inDst: b, innerSP: port, innerDP: 80, sport: 1000},
+			{innerSrc: b, inDst: a, innerSP: 80, innerDP: port, sport: 1001},
+			{innerSrc: a, inDst: b, innerSP: port, innerDP: 80, sport: 1002},
+			{innerSrc: b, inDst: a, innerSP: 80, innerDP: port, sport: 1003},
+		} {
+			s.src, s.dst, s.vni = mirror, vip, 7
+			ret, out := g.run(t, geneveFrame(t, s, geneveSpec{options: i, critical: i == 3}))
+			if ret != 3 {
+				t.Fatalf("flow %d packet %d: verdict %d", flow, i, ret)
+			}
+			l3 := l3Offset(out)
+			got := netip.AddrFrom4([4]byte(out[l3+16 : l3+20])).String()
+			if i == 0 {
+				dst = got
+			} else if got != dst {
+				t.Fatalf("flow %d packet %d went to %s, its first to %s", flow, i, got, dst)
+			}
+		}
+		used[dst] = true
+	}
+	if len(used) != 2 {
+		t.Errorf("8 flows used backends %v, want both", used)
+	}
+}
+
+// FuzzGENEVEFlowHash: the Go mirror of the GENEVE parser never panics and
+// is deterministic on any bytes, as a frame or as a header.
+func FuzzGENEVEFlowHash(f *testing.F) {
+	base := frameSpec{src: mirror, dst: vip, sport: 40001, vni: 7}
+	for _, gs := range []geneveSpec{{}, {options: 3}, {words: 63}, {ptype: 0x86dd}, {optLen: 5}, {version: 2}} {
+		fr := geneveFrame(f, base, gs)
+		f.Add(fr)
+		f.Add(fr[udpOffset(fr)+8:])
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, aff := range []string{"inner-symmetric", "outer", "none"} {
+			h1, ok1 := ListenerFlowHash(b, config.ProtocolGENEVE, aff)
+			h2, ok2 := ListenerFlowHash(b, config.ProtocolGENEVE, aff)
+			if h1 != h2 || ok1 != ok2 {
+				t.Fatalf("not deterministic")
+			}
+		}
+		geneveInnerHash(b)
+		if len(b) >= 8 {
+			geneveOK(b)
+		}
+	})
+}
+
+// FuzzGENEVEDataPath runs arbitrary frames through the BPF program on a
+// GENEVE listener: one verdict per packet, and what it forwards goes to the
+// backend the Go mirror of the hash predicts (ok false: dropped).
+func FuzzGENEVEDataPath(f *testing.F) {
+	base := frameSpec{src: mirror, dst: vip, sport: 40001, vni: 7}
+	for _, gs := range []geneveSpec{{}, {options: 3, critical: true}, {words: 63}, {ptype: 0x0800}, {optLen: 5}, {version: 1}} {
+		f.Add(geneveFrame(f, base, gs))
+	}
+	g := newGoldenLab(f)
+	if err := g.bal.Apply(geneveConfig("maglev", "inner-symmetric", backend("b1", b1Addr, 0, 1), backend("b2", b2Addr, 0, 1))); err != nil {
+		f.Fatal(err)
+	}
+	predict := g.maglevPredictor(1, 1)
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		if len(frame) < 14 {
+			return // BPF_PROG_TEST_RUN refuses these
+		}
+		before := g.stats(t)
+		ret, out := g.run(t, frame)
+		after := g.stats(t)
+		var verdicts uint64
+		for st := range statVerdicts {
+			verdicts += after[st] - before[st]
+		}
+		if verdicts != 1 {
+			t.Fatalf("%d verdicts counted for one packet (%v)", verdicts, delta(before, after))
+		}
+		if ret != 3 {
+			return
+		}
+		h, ok := ListenerFlowHash(frame, config.ProtocolGENEVE, "inner-symmetric")
+		if !ok {
+			t.Fatalf("forwarded a frame the Go mirror does not hash")
+		}
+		l3 := l3Offset(out)
+		if want := predict(h); string(out[l3+16:l3+20]) != string(want.AsSlice()) {
+			t.Fatalf("forwarded to %x, the Go mirror says %s (hash %#x)", out[l3+16:l3+20], want, h)
+		}
+	})
+}
