@@ -213,14 +213,16 @@ type attached struct {
 // over: nothing is lost); otherwise a new link is made in the requested mode
 // (auto: see autoMode, falling back to generic if native fails). On error
 // every interface is left as it was.
-func (o *objects) attach(ifaces []string, mode string, prog *ebpf.Program) (a *attached, err error) {
+func (o *objects) attach(ifaces []string, mode string, prog *ebpf.Program) (_ *attached, err error) {
 	if mode == "" {
 		mode = ModeAuto
 	}
 	if mode != ModeAuto && mode != ModeNative && mode != ModeGeneric {
 		return nil, fmt.Errorf("%w: %q", ErrBadMode, mode)
 	}
-	a = &attached{links: make(map[string]link.Link), prev: make(map[string]*ebpf.Program), mode: mode}
+	// a, not the named result: `return nil, err` clears that before the
+	// deferred undo runs.
+	a := &attached{links: make(map[string]link.Link), prev: make(map[string]*ebpf.Program), mode: mode}
 	defer func() {
 		if err != nil {
 			for name, l := range a.links {

@@ -384,7 +384,18 @@ func TestVethAutoDelivers(t *testing.T) {
 		snd.send(t, i, 0, 0)
 	}
 	if got := waitCount([]*receiver{r}, 200, 3*time.Second); got != 200 {
-		t.Fatalf("delivered %d of 200 with xdp_mode auto on a veth\n%s", got, p.Output())
+		var m strings.Builder
+		for _, line := range strings.Split(httpGet(t, lab.Host("lb"), "/metrics"), "\n") {
+			if strings.HasPrefix(line, "xmirror_lb_packets_total") && !strings.HasSuffix(line, " 0") {
+				m.WriteString(line + "\n")
+			}
+		}
+		for _, h := range []string{"src", "lb", "b1"} {
+			out, _ := lab.Host(h).Run("ip", "-s", "-d", "link", "show", "eth0")
+			n, _ := lab.Host(h).Run("ip", "neigh")
+			fmt.Fprintf(&m, "%s:\n%s%s", h, out, n)
+		}
+		t.Fatalf("delivered %d of 200 with xdp_mode auto on a veth\n%s\n%s", got, m.String(), p.Output())
 	}
 	if !strings.Contains(p.Output(), "veth peer runs no native XDP program") || !strings.Contains(p.Output(), "mode=generic") {
 		t.Errorf("the switch to generic mode was not logged:\n%s", p.Output())

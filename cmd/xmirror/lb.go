@@ -150,8 +150,15 @@ type lbPart struct {
 // all of it (xdp.Balancer.Abort); the pin path's being held by another
 // process, or a configuration the tables refuse, exits 2.
 func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metrics.Set, health func(bool)) (_ *lbPart, err error) {
+	// Readiness reaches /healthz and the routers only once the program is
+	// attached: runPart reports it when start returns, later changes go
+	// through here.
 	var speaker atomic.Pointer[bgp.Speaker]
+	var started atomic.Bool
 	opts.OnReady = func(ready bool) {
+		if !started.Load() {
+			return
+		}
 		health(ready)
 		if sp := speaker.Load(); sp != nil {
 			sp.Announce(ready)
@@ -187,6 +194,7 @@ func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metric
 		p.speaker.Announce(p.Ready())
 		p.speaker.RegisterMetrics(set)
 	}
+	started.Store(true)
 	bal.StartHealthChecks()
 	bal.RegisterMetrics(set)
 	p.reloads = set.NewCounter("xmirror_lb_reloads_total")
