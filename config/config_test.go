@@ -129,6 +129,21 @@ load_balancer:
 	}
 }
 
+// TestGREListenerNoPorts: a GRE listener and its backends have no port.
+func TestGREListenerNoPorts(t *testing.T) {
+	cfg, err := Parse([]byte(`
+load_balancer:
+  listener: {protocol: gre, vip: 10.0.0.1, interfaces: [eth0]}
+  backends: [{address: 10.0.0.2}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lb := cfg.LoadBalancer; lb.Listener.Port != 0 || lb.Backends[0].Port != 0 {
+		t.Errorf("ports %d, %d; want none", lb.Listener.Port, lb.Backends[0].Port)
+	}
+}
+
 // TestDefaults parses sections with only their required keys and checks every default.
 func TestDefaults(t *testing.T) {
 	cfg, err := Parse([]byte(`
@@ -346,7 +361,9 @@ func TestInvalid(t *testing.T) {
 		{"lb allowlist empty", lines(append(lbBase[:4:4], "    access_control: {mode: allowlist}", "  backends: [{address: 10.0.0.2}]")...), []string{"load_balancer.listener.access_control.allowlist: needs at least one CIDR with mode allowlist (line 5)"}},
 		{"lb allowlist with mode all", lines(append(lbBase[:4:4], "    access_control: {allowlist: [10.0.0.0/8]}", "  backends: [{address: 10.0.0.2}]")...), []string{"load_balancer.listener.access_control.allowlist: is only used with mode allowlist (mode is all) (line 5)"}},
 		{"lb allowlist ipv6", lines(append(lbBase[:4:4], "    access_control:", "      mode: allowlist", "      allowlist: [10.0.0.0/8, 2001:db8::/32]", "  backends: [{address: 10.0.0.2}]")...), []string{"load_balancer.listener.access_control.allowlist[1]: 2001:db8::/32 is not an IPv4 CIDR but ethertype is ipv4 (line 7)"}},
-		{"lb protocol", lines(append(lbBase[:4:4], "    protocol: erspan", "  backends: [{address: 10.0.0.2}]")...), []string{`load_balancer.listener.protocol: "erspan" is not one of vxlan, geneve (line 5)`}},
+		{"lb protocol", lines(append(lbBase[:4:4], "    protocol: erspan", "  backends: [{address: 10.0.0.2}]")...), []string{`load_balancer.listener.protocol: "erspan" is not one of vxlan, geneve, gre (line 5)`}},
+		{"lb gre listener port", lines(append(lbBase[:4:4], "    protocol: gre", "    port: 4789", "  backends: [{address: 10.0.0.2}]")...), []string{"load_balancer.listener.port: 4789: a gre listener has no port (GRE is IP protocol 47) (line 6)"}},
+		{"lb gre backend port", lines(append(lbBase[:4:4], "    protocol: gre", "  backends: [{address: 10.0.0.2, port: 4789}]")...), []string{"load_balancer.backends[0].port: 4789: backends of a gre listener have no port (GRE is IP protocol 47) (line 6)"}},
 		{"lb mode bad", lines(append(lbBase[:4:4], "    access_control: {mode: some}", "  backends: [{address: 10.0.0.2}]")...), []string{`load_balancer.listener.access_control.mode: "some" is not one of all, allowlist (line 5)`}},
 		{"lb algorithm", with(lbBase, 0, "  algorithm: rr"), []string{`load_balancer.algorithm: "rr" is not one of wrr, maglev (line 7)`}},
 		{"lb affinity", with(lbBase, 0, "  affinity: sticky"), []string{`load_balancer.affinity: "sticky" is not one of inner-symmetric, outer, none (line 7)`}},

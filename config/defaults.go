@@ -71,6 +71,7 @@ const (
 
 	ProtocolVXLAN  = "vxlan"
 	ProtocolGENEVE = "geneve"
+	ProtocolGRE    = "gre" // ERSPAN I/II/III and transparent Ethernet bridging; no port
 
 	AlgorithmWRR    = "wrr"
 	AlgorithmMaglev = "maglev"

@@ -105,10 +105,14 @@ func (s Session) ResolveTarget(ctx context.Context, r *net.Resolver) (netip.Addr
 func (b Backend) AddrPort() netip.AddrPort { return netip.AddrPortFrom(b.Address, b.Port) }
 
 // DefaultPort is the well-known UDP port of the listener's protocol: 6081
-// for GENEVE, else VXLAN's 4789. Listener and backends default to it.
+// for GENEVE, 0 (none) for GRE, else VXLAN's 4789. Listener and backends
+// default to it.
 func (l Listener) DefaultPort() uint16 {
-	if l.Protocol == ProtocolGENEVE {
+	switch l.Protocol {
+	case ProtocolGENEVE:
 		return DefaultGENEVEPort
+	case ProtocolGRE:
+		return 0
 	}
 	return DefaultVXLANPort
 }

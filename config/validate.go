@@ -342,7 +342,10 @@ func validHostname(h string) bool {
 func (v *validator) loadBalancer(lb *LoadBalancer) {
 	const p = "load_balancer"
 	l := lb.Listener
-	v.oneOf(p+".listener.protocol", l.Protocol, ProtocolVXLAN, ProtocolGENEVE)
+	v.oneOf(p+".listener.protocol", l.Protocol, ProtocolVXLAN, ProtocolGENEVE, ProtocolGRE)
+	if l.Protocol == ProtocolGRE && l.Port != 0 {
+		v.errorf(p+".listener.port", "%d: a gre listener has no port (GRE is IP protocol 47)", l.Port)
+	}
 	if !l.VIP.IsValid() {
 		v.errorf(p+".listener.vip", "required")
 	} else if !l.VIP.Is4() {
@@ -397,6 +400,9 @@ func (v *validator) loadBalancer(lb *LoadBalancer) {
 			v.errorf(bp+".address", "%s is also the address of backends[%d]", b.AddrPort(), j)
 		} else {
 			seen[b.AddrPort()] = i
+		}
+		if l.Protocol == ProtocolGRE && b.Port != 0 {
+			v.errorf(bp+".port", "%d: backends of a gre listener have no port (GRE is IP protocol 47)", b.Port)
 		}
 		v.intRange(bp+".weight", b.Weight, 0, MaxWeight)
 	}

@@ -415,7 +415,8 @@ func (b *Balancer) isHealthy(key string) bool {
 	return !ok || h
 }
 
-// listenerPort is the listener's UDP port, its protocol's when unset.
+// listenerPort is the listener's UDP port, its protocol's when unset (0 for
+// GRE, which has none).
 func listenerPort(cfg *config.LoadBalancer) uint16 {
 	return cmp.Or(cfg.Listener.Port, cfg.Listener.DefaultPort())
 }
@@ -431,8 +432,10 @@ func slotFromConfig(cfg *config.LoadBalancer) (*lbLbSlot, error) {
 		s.Encap = encapVXLAN
 	case config.ProtocolGENEVE:
 		s.Encap = encapGENEVE
+	case config.ProtocolGRE:
+		s.Encap = encapGRE
 	default:
-		return nil, fmt.Errorf("listener protocol %q: must be vxlan or geneve", cfg.Listener.Protocol)
+		return nil, fmt.Errorf("listener protocol %q: must be vxlan, geneve or gre", cfg.Listener.Protocol)
 	}
 	switch cfg.Algorithm {
 	case "", "wrr":

@@ -25,6 +25,7 @@ const (
 
 	encapVXLAN  = uint8(lbLbEncapLB_ENCAP_VXLAN)
 	encapGENEVE = uint8(lbLbEncapLB_ENCAP_GENEVE)
+	encapGRE    = uint8(lbLbEncapLB_ENCAP_GRE)
 
 	aclAll       = uint8(lbLbAclModeLB_ACL_ALL)
 	aclAllowlist = uint8(lbLbAclModeLB_ACL_ALLOWLIST)

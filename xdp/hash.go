@@ -51,8 +51,8 @@ func FlowHash(frame []byte, affinity string) (hash uint32, ok bool) {
 	return ListenerFlowHash(frame, config.ProtocolVXLAN, affinity)
 }
 
-// ListenerFlowHash is FlowHash for a listener of the given protocol (vxlan
-// or geneve); a GENEVE header whose options run past the datagram is
+// ListenerFlowHash is FlowHash for a listener of the given protocol (vxlan,
+// geneve or gre); a GENEVE or GRE header that runs past its packet is
 // dropped, not hashed (ok false).
 func ListenerFlowHash(frame []byte, protocol, affinity string) (hash uint32, ok bool) {
 	l3, proto, good := parseEth(frame)
@@ -61,7 +61,11 @@ func ListenerFlowHash(frame []byte, protocol, affinity string) (hash uint32, ok 
 	}
 	ip := frame[l3:]
 	ihl := int(ip[0]&0xf) * 4
-	if ip[0]>>4 != 4 || ihl < 20 || len(ip) < ihl || ip[9] != 17 {
+	l4 := uint8(17)
+	if protocol == config.ProtocolGRE {
+		l4 = 47
+	}
+	if ip[0]>>4 != 4 || ihl < 20 || len(ip) < ihl || ip[9] != l4 {
 		return 0, false
 	}
 	saddr, daddr := word(ip[12:]), word(ip[16:])
@@ -69,24 +73,35 @@ func ListenerFlowHash(frame []byte, protocol, affinity string) (hash uint32, ok 
 	if frag&0x3fff != 0 {
 		return fragHash(saddr, daddr, half(ip[4:])), true
 	}
+	if protocol == config.ProtocolGRE {
+		end := min(int(binary.BigEndian.Uint16(ip[2:])), len(ip))
+		if end < ihl || !greOK(ip[ihl:end]) {
+			return 0, false
+		}
+		return byAffinity(affinity, outerHash(saddr, daddr, 0, 0), ip[ihl:], greInnerHash)
+	}
 	if len(ip) < ihl+8 {
 		return 0, false
 	}
 	udp := ip[ihl:]
-	geneve := protocol == config.ProtocolGENEVE
-	if geneve && !geneveOK(udp) {
-		return 0, false
-	}
 	outer := outerHash(saddr, daddr, half(udp[0:]), half(udp[2:]))
+	if protocol == config.ProtocolGENEVE {
+		if !geneveOK(udp) {
+			return 0, false
+		}
+		return byAffinity(affinity, outer, udp[8:], geneveInnerHash)
+	}
+	return byAffinity(affinity, outer, udp[8:], innerHash)
+}
+
+// byAffinity is the hash a whole datagram is placed by: outer, or inner's
+// hash of the tunnel payload with outer as the fallback (none: not hashed).
+func byAffinity(affinity string, outer uint32, payload []byte, inner func([]byte) (uint32, int)) (uint32, bool) {
 	switch affinity {
 	case "outer":
 		return outer, true
 	case "", "inner-symmetric":
-		inner := innerHash
-		if geneve {
-			inner = geneveInnerHash
-		}
-		if h, kind := inner(udp[8:]); kind != innerNone {
+		if h, kind := inner(payload); kind != innerNone {
 			return h, true
 		}
 		return outer, true

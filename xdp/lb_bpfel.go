@@ -108,6 +108,7 @@ type lbLbEncap uint32
 const (
 	lbLbEncapLB_ENCAP_VXLAN  lbLbEncap = 0
 	lbLbEncapLB_ENCAP_GENEVE lbLbEncap = 1
+	lbLbEncapLB_ENCAP_GRE    lbLbEncap = 2
 )
 
 type lbLbHashSeed uint32

@@ -10,6 +10,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/cilium/ebpf"
+
+	"github.com/xmirror/xmirror/config"
 )
 
 // BackendStatus is one backend of the active tables with its traffic.
@@ -27,7 +29,7 @@ type BackendStatus struct {
 // Status is what the pinned (or live) maps say about the load balancer.
 type Status struct {
 	Listener  netip.AddrPort
-	Protocol  string // vxlan | geneve
+	Protocol  string // vxlan | geneve | gre
 	Algorithm string
 	Affinity  string
 	ACL       string
@@ -59,7 +61,7 @@ func readStatus(m statusMaps) (*Status, error) {
 	}
 	st := &Status{
 		Listener:  netip.AddrPortFrom(addrFromBE(cfg.Vip), portFromBE(cfg.Port)),
-		Protocol:  [...]string{"vxlan", "geneve"}[cfg.Encap&1],
+		Protocol:  protocolName(cfg.Encap),
 		Algorithm: [...]string{"wrr", "maglev"}[cfg.Algorithm&1],
 		Affinity:  "inner-symmetric",
 		ACL:       "all",
@@ -107,6 +109,17 @@ func readStatus(m statusMaps) (*Status, error) {
 		st.Backends = append(st.Backends, bs)
 	}
 	return st, nil
+}
+
+// protocolName is the listener protocol of a slot's encap code.
+func protocolName(encap uint8) string {
+	switch encap {
+	case encapGENEVE:
+		return config.ProtocolGENEVE
+	case encapGRE:
+		return config.ProtocolGRE
+	}
+	return config.ProtocolVXLAN
 }
 
 // readPerCPU reads every CPU's lb_cpu value.

@@ -90,6 +90,7 @@ enum lb_affinity {
 enum lb_encap {
 	LB_ENCAP_VXLAN = 0,  /* RFC 7348, UDP 4789 */
 	LB_ENCAP_GENEVE = 1, /* RFC 8926, UDP 6081: lb_geneve.h */
+	LB_ENCAP_GRE = 2,    /* IP protocol 47, ERSPAN and bridging: lb_gre.h */
 };
 
 enum lb_acl_mode {
@@ -125,7 +126,7 @@ enum lb_stat {
 	LB_STAT_DROP_NO_BACKEND,   /* no healthy backend with weight */
 	LB_STAT_DROP_NO_ROUTE,     /* fib lookup failed or the egress port is unknown */
 	LB_STAT_DROP_MALFORMED,    /* truncated or invalid Ethernet/IPv4/UDP, bad IPv4 checksum,
-				    * GENEVE options past the datagram's end */
+				    * GENEVE options or a GRE header past the packet's end */
 	LB_STAT_DROP_TTL,          /* TTL 1 or 0: it would expire on the way to the backend */
 	LB_STAT_VERDICTS,          /* the number of verdicts: events follow */
 	LB_STAT_FRAGMENT = LB_STAT_VERDICTS, /* outer fragments placed by (src, dst, id) */

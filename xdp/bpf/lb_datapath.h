@@ -20,6 +20,7 @@
 #include "lb_csum.h"
 #include "lb_parsing.h"
 #include "lb_geneve.h"
+#include "lb_gre.h"
 
 /* One load the compiler may not repeat or merge: other CPUs change the word. */
 #define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
@@ -301,25 +302,36 @@ static __always_inline int lb_pick_frag(struct lb_cpu *pc, __u32 slot, struct lb
 	return lb_wrr_at(slot, cfg, hash, id);
 }
 
+/* lb_outer_flow_hash is the outer flow's hash: addresses and UDP ports, or
+ * (GRE, udp NULL) the addresses alone. */
+static __always_inline __u32 lb_outer_flow_hash(struct iphdr *ip, struct udphdr *udp)
+{
+	if (!udp)
+		return lb_hash_outer(ip->saddr, ip->daddr, 0, 0);
+	return lb_hash_outer(ip->saddr, ip->daddr, udp->source, udp->dest);
+}
+
 /* lb_flow_hash is the hash that places a whole datagram by the slot's
  * affinity (none: 0, the algorithm spreads per packet). */
-static __always_inline __u32 lb_flow_hash(struct lb_cpu *pc, struct lb_slot *cfg, struct iphdr *ip, struct udphdr *udp,
-					  void *data_end)
+static __always_inline __u32 lb_flow_hash(struct lb_cpu *pc, struct lb_slot *cfg, __u8 encap, struct iphdr *ip,
+					  struct udphdr *udp, void *data_end)
 {
 	__u32 hash = 0;
 	int rc;
 
 	if (cfg->affinity == LB_AFF_INNER_SYMMETRIC) {
-		if (cfg->encap == LB_ENCAP_GENEVE)
+		if (encap == LB_ENCAP_GRE)
+			rc = lb_gre_inner_hash((void *)ip + ip->ihl * 4, data_end, &hash);
+		else if (encap == LB_ENCAP_GENEVE)
 			rc = lb_geneve_inner_hash(udp + 1, data_end, &hash);
 		else
 			rc = lb_inner_hash(udp + 1, data_end, &hash);
 		if (rc != LB_INNER_FULL)
 			lb_count(pc, LB_STAT_HASH_FALLBACK);
 		if (rc == LB_INNER_NONE)
-			hash = lb_hash_outer(ip->saddr, ip->daddr, udp->source, udp->dest);
+			hash = lb_outer_flow_hash(ip, udp);
 	} else if (cfg->affinity == LB_AFF_OUTER) {
-		hash = lb_hash_outer(ip->saddr, ip->daddr, udp->source, udp->dest);
+		hash = lb_outer_flow_hash(ip, udp);
 	}
 	return hash;
 }
@@ -435,7 +447,7 @@ static __always_inline int lb_forward(struct lb_cpu *pc, struct xdp_md *ctx, str
 
 		fib.family = AF_INET;
 		fib.tos = ip->tos;
-		fib.l4_protocol = IPPROTO_UDP;
+		fib.l4_protocol = ip->protocol;
 		fib.tot_len = bpf_ntohs(ip->tot_len);
 		fib.ipv4_src = ip->saddr;
 		fib.ipv4_dst = ip->daddr;
@@ -502,6 +514,12 @@ static __always_inline int lb_other_host(struct xdp_md *ctx)
 	return !(*(__u8 *)data & 1); /* multicast and broadcast are for everyone */
 }
 
+/* lb_listener_l4 is the IP protocol of the slot's listener. */
+static __always_inline __u8 lb_listener_l4(__u8 encap)
+{
+	return encap == LB_ENCAP_GRE ? IPPROTO_GRE : IPPROTO_UDP;
+}
+
 /* Returned by lb_parse_listener for a whole datagram to the listener: the
  * caller goes on to place it. Every other value is the packet's verdict. */
 #define LB_CONTINUE (-1)
@@ -511,7 +529,7 @@ static __always_inline int lb_other_host(struct xdp_md *ctx)
  * malformed frames, each counted by what it is. Non-first
  * fragments to the VIP are placed and forwarded here. */
 static __always_inline int lb_parse_listener(struct lb_cpu *pc, struct xdp_md *ctx, __u32 slot, struct lb_slot *cfg,
-					     struct iphdr **ipp, struct udphdr **udpp)
+					     __u8 encap, struct iphdr **ipp, struct udphdr **udpp)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -534,7 +552,7 @@ static __always_inline int lb_parse_listener(struct lb_cpu *pc, struct xdp_md *c
 	ihl = ip->ihl * 4;
 	if (ip->version != 4 || ihl < sizeof(*ip) || (void *)ip + ihl > data_end)
 		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
-	if (cfg->vip == 0 || ip->daddr != cfg->vip || ip->protocol != IPPROTO_UDP)
+	if (cfg->vip == 0 || ip->daddr != cfg->vip || ip->protocol != lb_listener_l4(encap))
 		return lb_verdict(pc, LB_STAT_PASS_NOT_LISTENER, XDP_PASS);
 	/* a length past the frame's end or a bad checksum: forwarding it
 	 * would hand the backend what its kernel drops */
@@ -556,6 +574,12 @@ static __always_inline int lb_parse_listener(struct lb_cpu *pc, struct xdp_md *c
 		return lb_forward(pc, ctx, ip, NULL, slot, cfg, id, lb_now(), NULL, 0);
 	}
 
+	if (encap == LB_ENCAP_GRE) {
+		/* no ports: every GRE packet to the VIP is the listener's */
+		*ipp = ip;
+		*udpp = NULL;
+		return LB_CONTINUE;
+	}
 	udp = (void *)ip + ihl;
 	if ((void *)(udp + 1) > data_end || bpf_ntohs(udp->len) < sizeof(*udp))
 		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
@@ -583,6 +607,7 @@ static __always_inline int lb_process(struct xdp_md *ctx, const int cached)
 	struct iphdr *ip;
 	__u32 zero = 0, slot, id = 0, hash;
 	struct lb_flow_cache *c = NULL;
+	__u8 encap;
 	struct lb_cpu *pc;
 	__u64 now;
 	int rc;
@@ -593,8 +618,11 @@ static __always_inline int lb_process(struct xdp_md *ctx, const int cached)
 		return XDP_PASS;
 	slot = lb_active_slot & 1;
 	cfg = &lb_slot_cfg[slot];
-	if (!lb_plain_listener(data, data_end, cfg->vip, cfg->port, &ip, &udp)) {
-		rc = lb_parse_listener(pc, ctx, slot, cfg, &ip, &udp);
+	/* read once: the verifier then knows udp is set whenever encap is
+	 * not GRE (a GRE listener has no port: the general parser takes it) */
+	encap = cfg->encap;
+	if (encap == LB_ENCAP_GRE || !lb_plain_listener(data, data_end, cfg->vip, cfg->port, &ip, &udp)) {
+		rc = lb_parse_listener(pc, ctx, slot, cfg, encap, &ip, &udp);
 		if (rc != LB_CONTINUE)
 			return rc;
 	}
@@ -613,9 +641,12 @@ static __always_inline int lb_process(struct xdp_md *ctx, const int cached)
 			return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
 		return lb_forward(pc, ctx, ip, udp, slot, cfg, id, now, NULL, 0);
 	}
-	if (cfg->encap == LB_ENCAP_GENEVE && !lb_geneve_ok(udp, data_end))
+	if (encap == LB_ENCAP_GENEVE && !lb_geneve_ok(udp, data_end))
 		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
-	hash = lb_flow_hash(pc, cfg, ip, udp, data_end);
+	if (encap == LB_ENCAP_GRE &&
+	    !lb_gre_ok((void *)ip + ip->ihl * 4, (void *)ip + bpf_ntohs(ip->tot_len), data_end))
+		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
+	hash = lb_flow_hash(pc, cfg, encap, ip, udp, data_end);
 	/* The fast path for wrr: same flow, same tables, recently forwarded by
 	 * this CPU. (Maglev needs no connection table; affinity none has no
 	 * flow.) */
