@@ -208,8 +208,7 @@ func stopCollect(sp *startedProc, dir string) (rxStats, error) {
 	drops := map[string]float64{"socket_drops": telemetry.Sum(m, "xmirror_collector_socket_drops_total")}
 	for _, s := range m {
 		if s.Name == "xmirror_collector_drops_total" && s.Value > 0 {
-			_, reason, _ := strings.Cut(s.Labels, `reason="`)
-			drops["drop_"+strings.TrimSuffix(reason, `"`)] += s.Value
+			drops["drop_"+s.Label("reason")] += s.Value
 		}
 	}
 	return rxStats{received: uint64(written), written: dirBytes(dir), drops: drops}, nil
