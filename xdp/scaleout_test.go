@@ -37,8 +37,8 @@ const soLBConfig = `load_balancer:
   algorithm: maglev
   affinity: inner-symmetric
   backends:
-    - {name: target-01, address: 10.0.0.11, port: 4789, weight: 2}
-    - {name: target-02, address: 10.0.0.12, port: 4789, weight: 1}
+    - {name: target-01, address: 10.0.0.11, port: 4789, weight: %d}
+    - {name: target-02, address: 10.0.0.12, port: 4789, weight: %d}
   bgp:
     asn: 65001
     router_id: %s
@@ -154,13 +154,20 @@ func newSOLab(t *testing.T) *soLab {
 	return l
 }
 
+// writeConfig writes LB node i's configuration with these weights.
+func (l *soLab) writeConfig(i, w1, w2 int) string {
+	l.t.Helper()
+	cfg := filepath.Join(l.dir, fmt.Sprintf("lb%d.yaml", i+1))
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, soLBConfig, w1, w2, soNodes[i]), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
+	return cfg
+}
+
 // start runs LB node i (again) and waits until it is ready.
 func (l *soLab) start(i int) {
 	l.t.Helper()
-	cfg := filepath.Join(l.dir, fmt.Sprintf("lb%d.yaml", i+1))
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, soLBConfig, soNodes[i]), 0o644); err != nil {
-		l.t.Fatal(err)
-	}
+	cfg := l.writeConfig(i, 2, 1)
 	l.procs[i] = startLB(l.t, l.lab.Host(fmt.Sprintf("lb%d", i+1)), l.bin, cfg, l.pins[i], "--detach-on-exit")
 }
 
@@ -351,6 +358,15 @@ func TestScaleOutBGP(t *testing.T) {
 	if hops := l.nextHops(); len(hops) != 1 || hops[0] != soNodes[0] {
 		t.Errorf("after SIGTERM the router has next hops %v, want only %s", hops, soNodes[0])
 	}
+
+	// A node with no backend to send to (every weight 0, by SIGHUP)
+	// withdraws; given weights again, it announces again.
+	l.writeConfig(0, 0, 0)
+	l.procs[0].Signal(syscall.SIGHUP)
+	l.waitHops(0, 5*time.Second)
+	l.writeConfig(0, 2, 1)
+	l.procs[0].Signal(syscall.SIGHUP)
+	l.waitHops(1, 5*time.Second)
 
 	// Both come back and the router has three next hops again.
 	if _, err := lb3.Run("ip", "link", "set", "eth0", "up"); err != nil {
