@@ -29,7 +29,7 @@ struct gen_state {
 	__u64 done;     /* 1 once count or duration is reached */
 };
 
-/* Minimal forwarder settings. keep in sync with bench/fwd.go */
+/* Minimal forwarder settings; Go writes them through the generated peerFwdConfig (bench/peer.go). */
 struct fwd_config {
 	__u8 src_mac[6];
 	__u8 dst_mac[6];
@@ -37,7 +37,7 @@ struct fwd_config {
 	__u32 backend; /* network order */
 };
 
-/* Packet counter, one per CPU. keep in sync with bench/counter.go */
+/* Packet counter, one per CPU; Go reads the generated peerCountValue (bench/peer.go). */
 struct count_value {
 	__u64 packets;
 	__u64 bytes;
