@@ -8,10 +8,8 @@ import (
 
 // TestBootToWallOffset: a reading preempted between the boot and wall clock
 // reads (the first sample here, 3 ms late) does not set the offset; the
-// narrowest sample does. With one sample, the XDP path's stamps came out
-// milliseconds late under load and a jumbo frame that the kernel
-// reassembled (socket path) was written before the packets sent ahead of it
-// (TestGoldenLoopback/xdp).
+// narrowest sample does. With one sample, a loaded host could put the XDP
+// path's stamps milliseconds off the socket path's kernel stamps.
 func TestBootToWallOffset(t *testing.T) {
 	const offset = 1_700_000_000_000_000_000
 	boot := int64(5_000_000_000)

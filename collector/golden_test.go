@@ -42,7 +42,13 @@ func testGolden(t *testing.T, env collectEnv, format Format) {
 
 	before := time.Now()
 	env.send(t, src[0], c.Addr(),
-		vxlan(1, full), vxlan(1, cut), vxlan(1, cutTCP), vxlan(2, other), vxlan(9, unknown), vxlan(1, jumbo),
+		vxlan(1, full), vxlan(1, cut), vxlan(1, cutTCP), vxlan(2, other), vxlan(9, unknown))
+	// The jumbo goes on its own: in a lab with a 1,500-byte MTU it arrives
+	// as fragments that the XDP path leaves to the kernel, so it reaches the
+	// writers by the socket beside the ring, and two receive paths are put
+	// in order only within the reorder window (docs/collector.md).
+	waitReceived(t, c, 5)
+	env.send(t, src[0], c.Addr(), vxlan(1, jumbo),
 		[]byte{0x08, 0, 0}, // short
 		append([]byte{0, 0, 0, 0, 0, 0, 1, 0}, full...), // no I flag
 		vxlan(1, full[:10]),                             // short inner frame
@@ -196,8 +202,11 @@ func testManyReaders(t *testing.T, env collectEnv) {
 			ps = append(ps, vxlan(uint32(flow%2), tcpFrame(t, ipSource, ipTest, uint16(1000+flow), 80, uint32(i), 0, []byte(fmt.Sprint(i)))))
 		}
 		env.send(t, env.sources()[0], c.Addr(), ps...)
+		// One flow at a time: a veth whose peer runs XDP queues at most
+		// 256 frames for it, and a loaded host may not drain them before
+		// a longer burst ends.
+		waitReceived(t, c, uint64(flow+1)*perFlow)
 	}
-	waitReceived(t, c, 8*perFlow)
 	stop()
 	st := c.Stats()
 	if st.Written != 8*perFlow || st.SocketDrops != 0 {
