@@ -139,77 +139,94 @@ func ApplyDefaults(c *Config) {
 		setDefault(&s.Device, DefaultDevice)
 		setDefault(&s.Mark, DefaultMark)
 	}
-	if lb := c.LoadBalancer; lb != nil {
-		setDefault(&lb.Listener.Protocol, DefaultListenerKind)
-		setDefault(&lb.Listener.Port, lb.Listener.DefaultPort())
-		setDefault(&lb.Listener.AccessControl.Mode, DefaultAccessMode)
-		if lb.Listener.AccessControl.Allowlist == nil {
-			lb.Listener.AccessControl.Allowlist = []netip.Prefix{}
-		}
-		setDefault(&lb.Algorithm, DefaultAlgorithm)
-		setDefault(&lb.Affinity, DefaultAffinity)
-		setDefault(&lb.MaglevSize, DefaultMaglevSize)
-		setDefault(&lb.FlowTimeout, DefaultFlowTimeout)
-		setDefault(&lb.XDPMode, DefaultXDPMode)
-		setDefault(&lb.PinPath, DefaultPinPath)
-		for i := range lb.Backends {
-			b := &lb.Backends[i]
-			setDefault(&b.Port, lb.Listener.DefaultPort())
-			if b.weightMissing {
-				b.Weight = DefaultWeight
-				b.weightMissing = false
-			}
-		}
-		h := &lb.HealthCheck
-		setDefault(&h.Type, DefaultHealthType)
-		setDefault(&h.Port, DefaultHealthPort)
-		setDefault(&h.Path, DefaultHealthPath)
-		setDefault(&h.Interval, DefaultHealthEvery)
-		setDefault(&h.Timeout, DefaultHealthWait)
-		setDefault(&h.HealthyThreshold, DefaultHealthyAfter)
-		setDefault(&h.UnhealthyThreshold, DefaultSickAfter)
-		setDefault(&h.AllUnhealthy, DefaultAllUnhealthy)
-		if g := lb.BGP; g != nil {
-			if g.holdTimeMissing {
-				g.HoldTime, g.holdTimeMissing = DefaultBGPHoldTime, false
-			}
-			if g.drainMissing {
-				g.Drain, g.drainMissing = DefaultBGPDrain, false
-			}
-			if g.Communities == nil {
-				g.Communities = []string{}
-			}
-			for i := range g.Peers {
-				setDefault(&g.Peers[i].Port, DefaultBGPPort)
-			}
-		}
+	if c.LoadBalancer != nil {
+		defaultLoadBalancer(c.LoadBalancer)
 	}
-	if col := c.Collector; col != nil {
-		setDefault(&col.Listen, DefaultCollectorAt)
-		setDefault(&col.Receive, DefaultReceive)
-		setDefault(&col.OutputDir, DefaultOutputDir)
-		setDefault(&col.Format, DefaultFormat)
-		setDefault(&col.UnknownVNI, DefaultUnknownVNI)
-		setDefault(&col.HealthListen, DefaultHealthListen)
-		setDefault(&col.FileMode, DefaultFileMode)
-		setDefault(&col.FileName, DefaultFileName)
-		setDefault(&col.Compress, DefaultCompress)
-		setDefault(&col.SessionIdle, DefaultSessionIdle)
-		setDefault(&col.MaxSessions, DefaultMaxSessions)
-		setDefault(&col.MaxSourceSeries, DefaultSourceSeries)
-		r := &col.Rotate
-		if r.sizeMissing {
-			r.Size = DefaultRotateSize
-		}
-		if r.intervalMissing {
-			r.Interval = DefaultRotateEvery
-		}
-		if r.keepMissing {
-			r.Keep = DefaultRotateKeep
-		}
-		r.sizeMissing, r.intervalMissing, r.keepMissing = false, false, false
+	if c.Collector != nil {
+		defaultCollector(c.Collector)
 	}
 	setDefault(&c.Metrics.Listen, DefaultMetricsAt)
+}
+
+// defaultLoadBalancer fills the listener, balancing, backends, health check and BGP.
+func defaultLoadBalancer(lb *LoadBalancer) {
+	setDefault(&lb.Listener.Protocol, DefaultListenerKind)
+	setDefault(&lb.Listener.Port, lb.Listener.DefaultPort())
+	setDefault(&lb.Listener.AccessControl.Mode, DefaultAccessMode)
+	if lb.Listener.AccessControl.Allowlist == nil {
+		lb.Listener.AccessControl.Allowlist = []netip.Prefix{}
+	}
+	setDefault(&lb.Algorithm, DefaultAlgorithm)
+	setDefault(&lb.Affinity, DefaultAffinity)
+	setDefault(&lb.MaglevSize, DefaultMaglevSize)
+	setDefault(&lb.FlowTimeout, DefaultFlowTimeout)
+	setDefault(&lb.XDPMode, DefaultXDPMode)
+	setDefault(&lb.PinPath, DefaultPinPath)
+	for i := range lb.Backends {
+		b := &lb.Backends[i]
+		setDefault(&b.Port, lb.Listener.DefaultPort())
+		if b.weightMissing {
+			b.Weight = DefaultWeight
+			b.weightMissing = false
+		}
+	}
+	defaultHealthCheck(&lb.HealthCheck)
+	if lb.BGP != nil {
+		defaultBGP(lb.BGP)
+	}
+}
+
+func defaultHealthCheck(h *HealthCheck) {
+	setDefault(&h.Type, DefaultHealthType)
+	setDefault(&h.Port, DefaultHealthPort)
+	setDefault(&h.Path, DefaultHealthPath)
+	setDefault(&h.Interval, DefaultHealthEvery)
+	setDefault(&h.Timeout, DefaultHealthWait)
+	setDefault(&h.HealthyThreshold, DefaultHealthyAfter)
+	setDefault(&h.UnhealthyThreshold, DefaultSickAfter)
+	setDefault(&h.AllUnhealthy, DefaultAllUnhealthy)
+}
+
+func defaultBGP(g *BGP) {
+	if g.holdTimeMissing {
+		g.HoldTime, g.holdTimeMissing = DefaultBGPHoldTime, false
+	}
+	if g.drainMissing {
+		g.Drain, g.drainMissing = DefaultBGPDrain, false
+	}
+	if g.Communities == nil {
+		g.Communities = []string{}
+	}
+	for i := range g.Peers {
+		setDefault(&g.Peers[i].Port, DefaultBGPPort)
+	}
+}
+
+// defaultCollector fills the receive, file and rotation settings.
+func defaultCollector(col *Collector) {
+	setDefault(&col.Listen, DefaultCollectorAt)
+	setDefault(&col.Receive, DefaultReceive)
+	setDefault(&col.OutputDir, DefaultOutputDir)
+	setDefault(&col.Format, DefaultFormat)
+	setDefault(&col.UnknownVNI, DefaultUnknownVNI)
+	setDefault(&col.HealthListen, DefaultHealthListen)
+	setDefault(&col.FileMode, DefaultFileMode)
+	setDefault(&col.FileName, DefaultFileName)
+	setDefault(&col.Compress, DefaultCompress)
+	setDefault(&col.SessionIdle, DefaultSessionIdle)
+	setDefault(&col.MaxSessions, DefaultMaxSessions)
+	setDefault(&col.MaxSourceSeries, DefaultSourceSeries)
+	r := &col.Rotate
+	if r.sizeMissing {
+		r.Size = DefaultRotateSize
+	}
+	if r.intervalMissing {
+		r.Interval = DefaultRotateEvery
+	}
+	if r.keepMissing {
+		r.Keep = DefaultRotateKeep
+	}
+	r.sizeMissing, r.intervalMissing, r.keepMissing = false, false, false
 }
 
 func defaultRule(r *Rule) {

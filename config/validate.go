@@ -341,33 +341,7 @@ func validHostname(h string) bool {
 
 func (v *validator) loadBalancer(lb *LoadBalancer) {
 	const p = "load_balancer"
-	l := lb.Listener
-	v.oneOf(p+".listener.protocol", l.Protocol, ProtocolVXLAN, ProtocolGENEVE, ProtocolGRE)
-	if l.Protocol == ProtocolGRE && l.Port != 0 {
-		v.errorf(p+".listener.port", "%d: a gre listener has no port (GRE is IP protocol 47)", l.Port)
-	}
-	if !l.VIP.IsValid() {
-		v.errorf(p+".listener.vip", "required")
-	} else if !l.VIP.Is4() {
-		v.errorf(p+".listener.vip", "%s is not an IPv4 address", l.VIP)
-	}
-	if len(l.Interfaces) == 0 {
-		v.errorf(p+".listener.interfaces", "needs at least one interface")
-	}
-	for i, name := range l.Interfaces {
-		v.ifname(fmt.Sprintf("%s.listener.interfaces[%d]", p, i), name)
-	}
-	ac := l.AccessControl
-	v.oneOf(p+".listener.access_control.mode", ac.Mode, AccessAll, AccessAllowlist)
-	if ac.Mode == AccessAllowlist && len(ac.Allowlist) == 0 {
-		v.errorf(p+".listener.access_control.allowlist", "needs at least one CIDR with mode allowlist")
-	}
-	if ac.Mode == AccessAll && len(ac.Allowlist) > 0 {
-		v.errorf(p+".listener.access_control.allowlist", "is only used with mode allowlist (mode is all)")
-	}
-	for i, pr := range ac.Allowlist {
-		v.family(fmt.Sprintf("%s.listener.access_control.allowlist[%d]", p, i), pr, IPv4)
-	}
+	v.listener(lb.Listener)
 	v.oneOf(p+".algorithm", lb.Algorithm, AlgorithmWRR, AlgorithmMaglev)
 	v.oneOf(p+".affinity", lb.Affinity, AffinityInnerSymmetric, AffinityOuter, AffinityNone)
 	if !IsPrime(lb.MaglevSize) || lb.MaglevSize > MaxMaglevSize {
@@ -385,9 +359,50 @@ func (v *validator) loadBalancer(lb *LoadBalancer) {
 	if len(lb.Backends) == 0 {
 		v.errorf(p+".backends", "needs at least one backend")
 	}
+	v.backends(lb.Backends, lb.Listener)
+	v.healthCheck(lb.HealthCheck)
+	if lb.BGP != nil {
+		v.bgp(lb)
+	}
+}
+
+// listener checks the address, interfaces and access control packets arrive by.
+func (v *validator) listener(l Listener) {
+	const p = "load_balancer.listener"
+	v.oneOf(p+".protocol", l.Protocol, ProtocolVXLAN, ProtocolGENEVE, ProtocolGRE)
+	if l.Protocol == ProtocolGRE && l.Port != 0 {
+		v.errorf(p+".port", "%d: a gre listener has no port (GRE is IP protocol 47)", l.Port)
+	}
+	if !l.VIP.IsValid() {
+		v.errorf(p+".vip", "required")
+	} else if !l.VIP.Is4() {
+		v.errorf(p+".vip", "%s is not an IPv4 address", l.VIP)
+	}
+	if len(l.Interfaces) == 0 {
+		v.errorf(p+".interfaces", "needs at least one interface")
+	}
+	for i, name := range l.Interfaces {
+		v.ifname(fmt.Sprintf("%s.interfaces[%d]", p, i), name)
+	}
+	ac := l.AccessControl
+	v.oneOf(p+".access_control.mode", ac.Mode, AccessAll, AccessAllowlist)
+	if ac.Mode == AccessAllowlist && len(ac.Allowlist) == 0 {
+		v.errorf(p+".access_control.allowlist", "needs at least one CIDR with mode allowlist")
+	}
+	if ac.Mode == AccessAll && len(ac.Allowlist) > 0 {
+		v.errorf(p+".access_control.allowlist", "is only used with mode allowlist (mode is all)")
+	}
+	for i, pr := range ac.Allowlist {
+		v.family(fmt.Sprintf("%s.access_control.allowlist[%d]", p, i), pr, IPv4)
+	}
+}
+
+// backends checks each backend's address (unicast, not the vip, unique) and weight.
+func (v *validator) backends(backends []Backend, l Listener) {
+	const p = "load_balancer.backends"
 	seen := map[netip.AddrPort]int{}
-	for i, b := range lb.Backends {
-		bp := fmt.Sprintf("%s.backends[%d]", p, i)
+	for i, b := range backends {
+		bp := fmt.Sprintf("%s[%d]", p, i)
 		if !b.Address.IsValid() {
 			v.errorf(bp+".address", "required")
 		} else if !b.Address.Is4() {
@@ -406,8 +421,11 @@ func (v *validator) loadBalancer(lb *LoadBalancer) {
 		}
 		v.intRange(bp+".weight", b.Weight, 0, MaxWeight)
 	}
-	h := lb.HealthCheck
-	hp := p + ".health_check"
+}
+
+// healthCheck checks the probe that decides which backends get traffic.
+func (v *validator) healthCheck(h HealthCheck) {
+	const hp = "load_balancer.health_check"
 	v.oneOf(hp+".type", h.Type, HealthHTTP, HealthTCP)
 	if !strings.HasPrefix(h.Path, "/") {
 		v.errorf(hp+".path", "%q must start with /", h.Path)
@@ -427,9 +445,6 @@ func (v *validator) loadBalancer(lb *LoadBalancer) {
 		v.errorf(hp+".unhealthy_threshold", "%d must be at least 1", h.UnhealthyThreshold)
 	}
 	v.oneOf(hp+".all_unhealthy", h.AllUnhealthy, AllUnhealthyFailOpen, AllUnhealthyDrop)
-	if lb.BGP != nil {
-		v.bgp(lb)
-	}
 }
 
 func (v *validator) bgp(lb *LoadBalancer) {
