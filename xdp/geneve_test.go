@@ -144,6 +144,21 @@ func TestGoldenGENEVE(t *testing.T) {
 	toB1 := func(in []byte) []byte { return expectForward(in, g.b1MAC, g.lb.MAC, b1Addr, 0) }
 	same := func(in []byte) []byte { return in }
 
+	// fragments carry the whole datagram's UDP checksum: the expected bytes
+	// are the fragments of the expected whole frame
+	whole := gen(geneveSpec{options: 2})
+	frag1, frag2 := fragment(whole, 24)
+	fragOf := func(i int) func([]byte) []byte {
+		return func(in []byte) []byte {
+			h, _ := ListenerFlowHash(in, config.ProtocolGENEVE, "inner-symmetric")
+			dst, mac := predict(h), g.b1MAC
+			if dst == b2Addr {
+				mac = g.b2MAC
+			}
+			f1, f2 := fragment(expectForward(whole, mac, g.lb.MAC, dst, 0), 24)
+			return [][]byte{f1, f2}[i]
+		}
+	}
 	cases := []struct {
 		name    string
 		cfg     *config.LoadBalancer
@@ -153,6 +168,8 @@ func TestGoldenGENEVE(t *testing.T) {
 		stat    Stat
 		hashed  string
 	}{
+		{"first fragment: placed by (src, dst, id), options not judged", maglev, frag1, 3, fragOf(0), StatFragment, ""},
+		{"later fragment follows", maglev, frag2, 3, fragOf(1), StatFragment, ""},
 		{"no options", maglev, gen(geneveSpec{}), 3, toPredicted, StatTX, "inner"},
 		{"one option", maglev, gen(geneveSpec{options: 1}), 3, toPredicted, StatTX, "inner"},
 		{"many options", maglev, gen(geneveSpec{options: 7}), 3, toPredicted, StatTX, "inner"},

@@ -171,7 +171,7 @@ func TestGREListener(t *testing.T) {
 	if m := httpGet(t, lbh, "/metrics"); !strings.Contains(m, `xmirror_lb_packets_total{reason="drop_malformed"} 1`) {
 		t.Errorf("/metrics does not count the malformed GRE packet:\n%s", grepLines(m, "drop_malformed"))
 	}
-	if out, err := lbh.Run(bin, "lb", "status", "--pin-path", pin, "--interval", "10ms"); err != nil || !strings.Contains(out, "gre 10.0.0.1") {
+	if out, err := lbh.Run(bin, "lb", "status", "--pin-path", pin, "--interval", "10ms"); err != nil || !strings.Contains(out, "gre 10.0.0.1  ") {
 		t.Errorf("status: %v\n%s", err, out)
 	}
 }

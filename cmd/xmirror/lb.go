@@ -285,7 +285,11 @@ func runLBStatus(c *cli.Context) error {
 	}
 	secs := time.Since(t0).Seconds()
 	w := c.App.Writer
-	fmt.Fprintf(w, "listener   %s %s  algorithm %s  affinity %s  access %s\n", second.Protocol, second.Listener, second.Algorithm, second.Affinity, second.ACL)
+	listener := second.Listener.String()
+	if second.Listener.Port() == 0 { // gre: no port
+		listener = second.Listener.Addr().String()
+	}
+	fmt.Fprintf(w, "listener   %s %s  algorithm %s  affinity %s  access %s\n", second.Protocol, listener, second.Algorithm, second.Affinity, second.ACL)
 	fmt.Fprintf(w, "xdp mode   %s  active slot %d  wrr entries %d  maglev size %d\n", second.Mode, second.Slot, second.WRRLen, second.Maglev)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BACKEND\tADDRESS\tWEIGHT\tHEALTH\tPACKETS\tBYTES\tPPS\tBIT/S")
