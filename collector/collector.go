@@ -297,6 +297,20 @@ func (o *Options) applyDefaults() {
 	}
 }
 
+// check rejects options New cannot run with.
+func (o *Options) check() error {
+	if o.RingSize&(o.RingSize-1) != 0 || o.RingSize < os.Getpagesize() {
+		return fmt.Errorf("ring size %d is not a power of two of at least a page", o.RingSize)
+	}
+	if o.OutputDir == "" && o.Live == nil && o.Tap == "" {
+		return errors.New("no output: give an output directory, a live output or a TAP device")
+	}
+	if o.Format != FormatPcap && o.Format != FormatPcapng {
+		return fmt.Errorf("unknown format %d", o.Format)
+	}
+	return CheckFileName(o.FileName)
+}
+
 // New checks the options, recovers files an earlier run left under their
 // temporary names, and binds the listen address with the receive path
 // (attaching the XDP program for ReceiveXDP). Run starts receiving.
@@ -305,16 +319,7 @@ func New(opts Options) (c *Collector, err error) {
 	if opts.Receive, err = ParseReceive(opts.Receive); err != nil {
 		return nil, err
 	}
-	if opts.RingSize&(opts.RingSize-1) != 0 || opts.RingSize < os.Getpagesize() {
-		return nil, fmt.Errorf("ring size %d is not a power of two of at least a page", opts.RingSize)
-	}
-	if opts.OutputDir == "" && opts.Live == nil && opts.Tap == "" {
-		return nil, errors.New("no output: give an output directory, a live output or a TAP device")
-	}
-	if opts.Format != FormatPcap && opts.Format != FormatPcapng {
-		return nil, fmt.Errorf("unknown format %d", opts.Format)
-	}
-	if err := CheckFileName(opts.FileName); err != nil {
+	if err := opts.check(); err != nil {
 		return nil, err
 	}
 	gid, err := lookupGroup(opts.Group)
@@ -350,23 +355,7 @@ func New(opts Options) (c *Collector, err error) {
 		names:     make(map[string]uint32),
 		rotateReq: make(chan struct{}, 1),
 	}
-	for r := ReasonShort; r < numReasons; r++ {
-		c.drops[r] = c.set.GetOrCreateCounter(`xmirror_collector_drops_total{reason="` + r.String() + `"}`)
-	}
-	c.received = c.set.GetOrCreateCounter("xmirror_collector_received_total")
-	c.socketDrops = c.set.GetOrCreateCounter("xmirror_collector_socket_drops_total")
-	for _, rule := range []string{"keep", "keep_size", "keep_age", "max_total_size", "min_free"} {
-		c.retained[rule] = c.set.GetOrCreateCounter(`xmirror_collector_retention_removed_total{rule="` + rule + `"}`)
-	}
-	for name, v := range map[string]*atomic.Int64{"stored_files": &c.disk.files, "stored_bytes": &c.disk.bytes, "free_bytes": &c.disk.free} {
-		c.set.GetOrCreateGauge("xmirror_collector_"+name, func() float64 { return float64(v.Load()) })
-	}
-	c.set.GetOrCreateGauge("xmirror_collector_disk_low", func() float64 {
-		if c.diskLow.Load() {
-			return 1
-		}
-		return 0
-	})
+	c.registerMetrics()
 	if c.out != nil {
 		recoverParts(c.out, c.log)
 	}
@@ -389,6 +378,27 @@ func New(opts Options) (c *Collector, err error) {
 	c.log.Info("collector receive path", "receive", c.rcv.mode(), "asked", opts.Receive)
 	go c.closedLoop()
 	return c, nil
+}
+
+// registerMetrics creates the collector's drop, receive and storage series.
+func (c *Collector) registerMetrics() {
+	for r := ReasonShort; r < numReasons; r++ {
+		c.drops[r] = c.set.GetOrCreateCounter(`xmirror_collector_drops_total{reason="` + r.String() + `"}`)
+	}
+	c.received = c.set.GetOrCreateCounter("xmirror_collector_received_total")
+	c.socketDrops = c.set.GetOrCreateCounter("xmirror_collector_socket_drops_total")
+	for _, rule := range []string{"keep", "keep_size", "keep_age", "max_total_size", "min_free"} {
+		c.retained[rule] = c.set.GetOrCreateCounter(`xmirror_collector_retention_removed_total{rule="` + rule + `"}`)
+	}
+	for name, v := range map[string]*atomic.Int64{"stored_files": &c.disk.files, "stored_bytes": &c.disk.bytes, "free_bytes": &c.disk.free} {
+		c.set.GetOrCreateGauge("xmirror_collector_"+name, func() float64 { return float64(v.Load()) })
+	}
+	c.set.GetOrCreateGauge("xmirror_collector_disk_low", func() float64 {
+		if c.diskLow.Load() {
+			return 1
+		}
+		return 0
+	})
 }
 
 // Receive is the receive path in use: ReceiveSocket or ReceiveXDP.

@@ -355,26 +355,7 @@ func (c *Collector) readLoop(conn *net.UDPConn, k *sink) error {
 			}
 			return fmt.Errorf("recvmmsg: %w", errno)
 		}
-		var fallback int64
-		for i := 0; i < n; i++ {
-			if b.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
-				c.drop(ReasonSocketTruncated)
-				continue
-			}
-			ts := b.timestamp(i)
-			if ts == 0 {
-				if fallback == 0 {
-					fallback = time.Now().UnixNano()
-				}
-				ts = fallback
-			}
-			fr, reason := Decap(b.payload(i))
-			if reason != ReasonNone {
-				c.drop(reason)
-				continue
-			}
-			k.add(b.source(i), ts, fr.VNI, fr.Inner, fr.OrigLen)
-		}
+		c.decapBatch(b, n, k)
 		now := time.Now()
 		k.flushOld(now)
 		c.received.Add(n)
@@ -390,5 +371,30 @@ func (c *Collector) readLoop(conn *net.UDPConn, k *sink) error {
 				return fmt.Errorf("set read deadline: %w", err)
 			}
 		}
+	}
+}
+
+// decapBatch decapsulates the batch's n datagrams into the sink, counting
+// truncated and malformed ones as drops.
+func (c *Collector) decapBatch(b *batch, n int, k *sink) {
+	var fallback int64
+	for i := 0; i < n; i++ {
+		if b.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
+			c.drop(ReasonSocketTruncated)
+			continue
+		}
+		ts := b.timestamp(i)
+		if ts == 0 {
+			if fallback == 0 {
+				fallback = time.Now().UnixNano()
+			}
+			ts = fallback
+		}
+		fr, reason := Decap(b.payload(i))
+		if reason != ReasonNone {
+			c.drop(reason)
+			continue
+		}
+		k.add(b.source(i), ts, fr.VNI, fr.Inner, fr.OrigLen)
 	}
 }
