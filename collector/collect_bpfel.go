@@ -23,19 +23,33 @@ type collectColRec struct {
 	Pad    uint8
 }
 
+type collectXmColCounter uint32
+
+const (
+	collectXmColCounterXM_COL_RECEIVED    collectXmColCounter = 0
+	collectXmColCounterXM_COL_SHORT       collectXmColCounter = 1
+	collectXmColCounterXM_COL_BAD_FLAGS   collectXmColCounter = 2
+	collectXmColCounterXM_COL_SHORT_INNER collectXmColCounter = 3
+	collectXmColCounterXM_COL_BAD_LENGTH  collectXmColCounter = 4
+	collectXmColCounterXM_COL_FRAGMENT    collectXmColCounter = 5
+	collectXmColCounterXM_COL_RING_FULL   collectXmColCounter = 6
+	collectXmColCounterXM_COL_NCOUNTERS   collectXmColCounter = 7
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	collectMapXmColCounters = "xm_col_counters"
-	collectMapXmColRing     = "xm_col_ring"
-	collectProgXmCollect    = "xm_collect"
-	collectVarListenAddr    = "listen_addr"
-	collectVarListenFamily  = "listen_family"
-	collectVarListenPort    = "listen_port"
-	collectVarRingIdle      = "ring_idle"
-	collectVarRingWake      = "ring_wake"
-	collectVarUnusedColRec  = "unused_col_rec"
+	collectMapXmColCounters    = "xm_col_counters"
+	collectMapXmColRing        = "xm_col_ring"
+	collectProgXmCollect       = "xm_collect"
+	collectVarListenAddr       = "listen_addr"
+	collectVarListenFamily     = "listen_family"
+	collectVarListenPort       = "listen_port"
+	collectVarRingIdle         = "ring_idle"
+	collectVarRingWake         = "ring_wake"
+	collectVarUnusedColCounter = "unused_col_counter"
+	collectVarUnusedColRec     = "unused_col_rec"
 )
 
 // loadCollect returns the embedded CollectionSpec for collect.
@@ -95,12 +109,13 @@ type collectMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type collectVariableSpecs struct {
-	ListenAddr   *ebpf.VariableSpec `ebpf:"listen_addr"`
-	ListenFamily *ebpf.VariableSpec `ebpf:"listen_family"`
-	ListenPort   *ebpf.VariableSpec `ebpf:"listen_port"`
-	RingIdle     *ebpf.VariableSpec `ebpf:"ring_idle"`
-	RingWake     *ebpf.VariableSpec `ebpf:"ring_wake"`
-	UnusedColRec *ebpf.VariableSpec `ebpf:"unused_col_rec"`
+	ListenAddr       *ebpf.VariableSpec `ebpf:"listen_addr"`
+	ListenFamily     *ebpf.VariableSpec `ebpf:"listen_family"`
+	ListenPort       *ebpf.VariableSpec `ebpf:"listen_port"`
+	RingIdle         *ebpf.VariableSpec `ebpf:"ring_idle"`
+	RingWake         *ebpf.VariableSpec `ebpf:"ring_wake"`
+	UnusedColCounter *ebpf.VariableSpec `ebpf:"unused_col_counter"`
+	UnusedColRec     *ebpf.VariableSpec `ebpf:"unused_col_rec"`
 }
 
 // collectObjects contains all objects after they have been loaded into the kernel.
@@ -138,12 +153,13 @@ func (m *collectMaps) Close() error {
 //
 // It can be passed to loadCollectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type collectVariables struct {
-	ListenAddr   *ebpf.Variable `ebpf:"listen_addr"`
-	ListenFamily *ebpf.Variable `ebpf:"listen_family"`
-	ListenPort   *ebpf.Variable `ebpf:"listen_port"`
-	RingIdle     *ebpf.Variable `ebpf:"ring_idle"`
-	RingWake     *ebpf.Variable `ebpf:"ring_wake"`
-	UnusedColRec *ebpf.Variable `ebpf:"unused_col_rec"`
+	ListenAddr       *ebpf.Variable `ebpf:"listen_addr"`
+	ListenFamily     *ebpf.Variable `ebpf:"listen_family"`
+	ListenPort       *ebpf.Variable `ebpf:"listen_port"`
+	RingIdle         *ebpf.Variable `ebpf:"ring_idle"`
+	RingWake         *ebpf.Variable `ebpf:"ring_wake"`
+	UnusedColCounter *ebpf.Variable `ebpf:"unused_col_counter"`
+	UnusedColRec     *ebpf.Variable `ebpf:"unused_col_rec"`
 }
 
 // collectPrograms contains all programs after they have been loaded into the kernel.

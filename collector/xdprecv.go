@@ -19,20 +19,21 @@ import (
 	"github.com/xmirror/xmirror/internal/ringbuf"
 )
 
-// Keep in sync with bpf/consts.h: the indexes of xm_col_counters and the
-// reason each drop is counted under.
+// Indexes of xm_col_counters, from enum xm_col_counter (bpf/consts.h).
 const (
-	colReceived  = 0
-	colFragment  = 5
-	colNCounters = 8
+	colReceived  = int(collectXmColCounterXM_COL_RECEIVED)
+	colFragment  = int(collectXmColCounterXM_COL_FRAGMENT)
+	colNCounters = int(collectXmColCounterXM_COL_NCOUNTERS)
 )
 
+// colCounterReasons is the drop reason each counter is reported under
+// (ReasonNone: not a drop).
 var colCounterReasons = [colNCounters]Reason{
-	1: ReasonShort,
-	2: ReasonBadFlags,
-	3: ReasonShortInner,
-	4: ReasonBadLength,
-	6: ReasonRingFull,
+	collectXmColCounterXM_COL_SHORT:       ReasonShort,
+	collectXmColCounterXM_COL_BAD_FLAGS:   ReasonBadFlags,
+	collectXmColCounterXM_COL_SHORT_INNER: ReasonShortInner,
+	collectXmColCounterXM_COL_BAD_LENGTH:  ReasonBadLength,
+	collectXmColCounterXM_COL_RING_FULL:   ReasonRingFull,
 }
 
 // colRecHeaderLen is sizeof(struct col_rec): the frame follows it.

@@ -1,5 +1,6 @@
-/* Constants of the collector's XDP receive path. The Go side mirrors them in
- * xdprecv.go ("keep in sync with bpf/consts.h"). */
+/* Constants of the collector's XDP receive path. Go takes enum
+ * xm_col_counter from the object's BTF (bpf2go -type); TestContract checks
+ * the rest of the boundary. */
 #ifndef XM_COLLECT_CONSTS_H
 #define XM_COLLECT_CONSTS_H
 
@@ -25,13 +26,15 @@
 /* Indexes of xm_col_counters. Every packet for the listener ends in exactly
  * one of them; the drop reasons carry the names of the socket path's
  * ("short", "bad_flags", …) so both paths report the same metrics. */
-#define XM_COL_RECEIVED 0    /* handed to user space */
-#define XM_COL_SHORT 1       /* UDP payload shorter than a VXLAN header */
-#define XM_COL_BAD_FLAGS 2   /* VXLAN I flag not set */
-#define XM_COL_SHORT_INNER 3 /* inner frame shorter than an Ethernet header */
-#define XM_COL_BAD_LENGTH 4  /* UDP length disagrees with the packet */
-#define XM_COL_FRAGMENT 5    /* first IPv4 fragments to the listener: passed to the kernel */
-#define XM_COL_RING_FULL 6   /* no room in the ring: user space is behind */
-#define XM_COL_NCOUNTERS 8
+enum xm_col_counter {
+	XM_COL_RECEIVED = 0, /* handed to user space */
+	XM_COL_SHORT,        /* UDP payload shorter than a VXLAN header */
+	XM_COL_BAD_FLAGS,    /* VXLAN I flag not set */
+	XM_COL_SHORT_INNER,  /* inner frame shorter than an Ethernet header */
+	XM_COL_BAD_LENGTH,   /* UDP length disagrees with the packet */
+	XM_COL_FRAGMENT,     /* first IPv4 fragments to the listener: passed to the kernel */
+	XM_COL_RING_FULL,    /* no room in the ring: user space is behind */
+	XM_COL_NCOUNTERS,
+};
 
 #endif
