@@ -7,53 +7,53 @@ import (
 
 // Limits and defaults. Documented in docs/configuration.md.
 const (
-	MaxVNI              = 1<<24 - 1
-	MaxRulePriority     = 65535
-	MaxSessionPriority  = 32766
-	MinPacketLength     = 14 // an Ethernet header; 0 means the whole frame
-	MaxPacketLength     = 65535
-	MaxWeight           = 100
-	MaxMaglevSize       = 1<<24 - 1
-	MaxReaders          = 1024
-	DefaultVXLANPort    = 4789
-	DefaultGENEVEPort   = 6081
-	DefaultListenerKind = ProtocolVXLAN
-	DefaultHash         = HashSymmetric
-	DefaultDevice       = "xmirror0"
-	DefaultMark         = 0x786d6972 // "xmir"
-	DefaultAlgorithm    = AlgorithmWRR
-	DefaultAffinity     = AffinityInnerSymmetric
-	DefaultMaglevSize   = 65537
-	DefaultFlowTimeout  = Duration(30 * time.Second)
-	DefaultXDPMode      = XDPModeAuto
-	DefaultPinPath      = "/sys/fs/bpf/xmirror"
-	DefaultAccessMode   = AccessAll
-	DefaultWeight       = 1
-	DefaultHealthType   = HealthHTTP
-	DefaultHealthPort   = 9091 // the collector's health_listen port
-	DefaultHealthPath   = "/healthz"
-	DefaultHealthEvery  = Duration(2 * time.Second)
-	DefaultHealthWait   = Duration(time.Second)
-	DefaultHealthyAfter = 2
-	DefaultSickAfter    = 3
-	DefaultAllUnhealthy = AllUnhealthyFailOpen
-	DefaultBGPHoldTime  = Duration(9 * time.Second)
-	DefaultBGPPort      = 179
-	DefaultBGPDrain     = Duration(2 * time.Second)
-	DefaultCollectorAt  = "0.0.0.0:4789"
-	DefaultReceive      = ReceiveAuto
-	DefaultOutputDir    = "/var/lib/xmirror/pcap"
-	DefaultFormat       = FormatPCAPNG
-	DefaultRotateSize   = ByteSize(100 << 20)
-	DefaultRotateEvery  = Duration(time.Hour)
-	DefaultRotateKeep   = 24
-	DefaultUnknownVNI   = UnknownVNICapture
-	DefaultFileMode     = "0640"
-	DefaultFileName     = "{session}-{host}-{time}"
-	DefaultCompress     = CompressNone
-	DefaultSessionIdle  = Duration(5 * time.Minute)
-	DefaultMaxSessions  = 1024
-	DefaultSourceSeries = 4096
+	MaxVNI                  = 1<<24 - 1
+	MaxRulePriority         = 65535
+	MaxSessionPriority      = 32766
+	MinPacketLength         = 14 // an Ethernet header; 0 means the whole frame
+	MaxPacketLength         = 65535
+	MaxWeight               = 100
+	MaxMaglevSize           = 1<<24 - 1
+	MaxReaders              = 1024
+	DefaultVXLANPort        = 4789
+	DefaultGENEVEPort       = 6081
+	DefaultListenerProtocol = ProtocolVXLAN
+	DefaultHash             = HashSymmetric
+	DefaultDevice           = "xmirror0"
+	DefaultMark             = 0x786d6972 // "xmir"
+	DefaultAlgorithm        = AlgorithmWRR
+	DefaultAffinity         = AffinityInnerSymmetric
+	DefaultMaglevSize       = 65537
+	DefaultFlowTimeout      = Duration(30 * time.Second)
+	DefaultXDPMode          = XDPModeAuto
+	DefaultPinPath          = "/sys/fs/bpf/xmirror"
+	DefaultAccessMode       = AccessAll
+	DefaultWeight           = 1
+	DefaultHealthType       = HealthHTTP
+	DefaultHealthPort       = 9091 // the collector's health_listen port
+	DefaultHealthPath       = "/healthz"
+	DefaultHealthEvery      = Duration(2 * time.Second)
+	DefaultHealthWait       = Duration(time.Second)
+	DefaultHealthyAfter     = 2
+	DefaultSickAfter        = 3
+	DefaultAllUnhealthy     = AllUnhealthyFailOpen
+	DefaultBGPHoldTime      = Duration(9 * time.Second)
+	DefaultBGPPort          = 179
+	DefaultBGPDrain         = Duration(2 * time.Second)
+	DefaultCollectorAt      = "0.0.0.0:4789"
+	DefaultReceive          = ReceiveAuto
+	DefaultOutputDir        = "/var/lib/xmirror/pcap"
+	DefaultFormat           = FormatPCAPNG
+	DefaultRotateSize       = ByteSize(100 << 20)
+	DefaultRotateEvery      = Duration(time.Hour)
+	DefaultRotateKeep       = 24
+	DefaultUnknownVNI       = UnknownVNICapture
+	DefaultFileMode         = "0640"
+	DefaultFileName         = "{session}-{host}-{time}"
+	DefaultCompress         = CompressNone
+	DefaultSessionIdle      = Duration(5 * time.Minute)
+	DefaultMaxSessions      = 1024
+	DefaultSourceSeries     = 4096
 	// MaxCollectorSessions bounds collector.max_sessions.
 	MaxCollectorSessions = 1 << 20
 	DefaultMetricsAt     = "127.0.0.1:9090"
@@ -150,7 +150,7 @@ func ApplyDefaults(c *Config) {
 
 // defaultLoadBalancer fills the listener, balancing, backends, health check and BGP.
 func defaultLoadBalancer(lb *LoadBalancer) {
-	setDefault(&lb.Listener.Protocol, DefaultListenerKind)
+	setDefault(&lb.Listener.Protocol, DefaultListenerProtocol)
 	setDefault(&lb.Listener.Port, lb.Listener.DefaultPort())
 	setDefault(&lb.Listener.AccessControl.Mode, DefaultAccessMode)
 	if lb.Listener.AccessControl.Allowlist == nil {
