@@ -14,8 +14,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -326,7 +328,7 @@ type tcpdumpReceiver struct {
 	cpu  time.Duration
 	hold *net.UDPConn
 	dir  string
-	dump *netlab.Tcpdump
+	dump *localTcpdump
 }
 
 // newTcpdumpReceiver binds the port holder on 127.0.0.1 (port 0 picks one).
@@ -353,18 +355,80 @@ func (r *tcpdumpReceiver) Addr() *net.UDPAddr { return r.hold.LocalAddr().(*net.
 func (r *tcpdumpReceiver) Begin() (err error) {
 	file := filepath.Join(r.dir, "capture.pcap")
 	_ = os.Remove(file)
-	r.dump, err = netlab.StartTcpdump(context.Background(), "-i", "lo", "-n", "-w", file, "udp", "dst", "port", strconv.Itoa(r.Addr().Port))
+	r.dump, err = startLocalTcpdump("-i", "lo", "-n", "-w", file, "udp", "dst", "port", strconv.Itoa(r.Addr().Port))
 	return err
 }
 
 func (r *tcpdumpReceiver) End() (uint64, error) {
 	counts, err := r.dump.Stop()
-	r.cpu = r.dump.CPU()
+	r.cpu = r.dump.cpu()
 	_ = os.Remove(filepath.Join(r.dir, "capture.pcap"))
 	if err != nil {
 		return 0, err
 	}
 	return uint64(counts.Captured), nil
+}
+
+// localTcpdump is tcpdump in this process's namespace: the ladder runs on
+// loopback, outside any lab, where netlab's Host.StartTcpdump does not reach.
+type localTcpdump struct {
+	cmd  *exec.Cmd
+	out  netlab.SyncBuffer
+	done chan error
+}
+
+// startLocalTcpdump runs `tcpdump args...` and returns once it prints
+// "listening on": from then on it sees every packet.
+func startLocalTcpdump(args ...string) (*localTcpdump, error) {
+	t := &localTcpdump{cmd: exec.Command("tcpdump", args...), done: make(chan error, 1)}
+	t.cmd.Stdout, t.cmd.Stderr = &t.out, &t.out
+	if err := t.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start tcpdump: %w", err)
+	}
+	go func() { t.done <- t.cmd.Wait() }()
+	deadline := time.After(10 * time.Second)
+	for !strings.Contains(t.out.String(), "listening on") {
+		select {
+		case err := <-t.done:
+			return nil, fmt.Errorf("tcpdump exited: %v: %s", err, strings.TrimSpace(t.out.String()))
+		case <-deadline:
+			t.cmd.Process.Kill()
+			<-t.done
+			return nil, fmt.Errorf("tcpdump did not start listening within 10s: %s", strings.TrimSpace(t.out.String()))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return t, nil
+}
+
+// Stop interrupts tcpdump, which then writes out what it holds, and returns
+// the counts it prints.
+func (t *localTcpdump) Stop() (netlab.TcpdumpCounts, error) {
+	t.cmd.Process.Signal(syscall.SIGINT)
+	var err error
+	select {
+	case err = <-t.done:
+	case <-time.After(10 * time.Second):
+		t.cmd.Process.Kill()
+		<-t.done
+		err = errors.New("did not stop within 10s after SIGINT; killed")
+	}
+	c := netlab.ParseTcpdumpCounts(t.out.String())
+	if err == nil && c.Captured < 0 {
+		err = errors.New("no count of captured packets")
+	}
+	if err != nil {
+		return c, fmt.Errorf("tcpdump: %w: %s", err, strings.TrimSpace(t.out.String()))
+	}
+	return c, nil
+}
+
+// cpu is the user and system time tcpdump used; call it after Stop.
+func (t *localTcpdump) cpu() time.Duration {
+	if ru, ok := t.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	return 0
 }
 
 // StepCPU is the CPU time tcpdump used in the last step.

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xmirror/xmirror/internal/netlab"
 	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
@@ -75,7 +76,7 @@ func TestFullDiskKeepsRealCapture(t *testing.T) {
 // (disk_low) and resumes once space returns, each logged once.
 func TestMinFree(t *testing.T) {
 	out := smallDisk(t, "1m")
-	var log syncBuffer
+	var log netlab.SyncBuffer
 	clock := &fakeClock{t: t0}
 	c := offline(t, Options{OutputDir: out, RotateSize: 50 << 10, MinFree: 750 << 10, Now: clock.Now,
 		Logger: textLogger(&log), Sessions: map[uint32]string{1: "a", 2: "b"}})
@@ -187,7 +188,7 @@ func TestRetentionAcrossSessions(t *testing.T) {
 // session is never evicted.
 func TestIdleSessionFreesSlot(t *testing.T) {
 	out := t.TempDir()
-	var log syncBuffer
+	var log netlab.SyncBuffer
 	clock := &fakeClock{t: t0}
 	c := offline(t, Options{OutputDir: out, MaxSessions: 3, SessionIdle: time.Minute, Now: clock.Now,
 		Logger: textLogger(&log), Sessions: map[uint32]string{1000: "known"}})

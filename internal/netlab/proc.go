@@ -87,7 +87,7 @@ func start(cmd *exec.Cmd) (*Proc, error) {
 // Proc is a background process started by Host.Start.
 type Proc struct {
 	Cmd  *exec.Cmd
-	out  syncBuffer
+	out  SyncBuffer
 	done chan struct{}
 	err  error
 }
@@ -100,19 +100,6 @@ func (p *Proc) Done() <-chan struct{} { return p.done }
 
 // Signal sends sig to the process.
 func (p *Proc) Signal(sig syscall.Signal) error { return p.Cmd.Process.Signal(sig) }
-
-// CPU is the user and system time the process used; zero until it has exited.
-func (p *Proc) CPU() time.Duration {
-	select {
-	case <-p.done:
-	default:
-		return 0
-	}
-	if ru, ok := p.Cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	return 0
-}
 
 // Wait waits for the process to exit and returns its error.
 func (p *Proc) Wait() error {
@@ -149,18 +136,20 @@ func (p *Proc) kill() {
 	<-p.done
 }
 
-type syncBuffer struct {
+// SyncBuffer is a buffer one goroutine writes (a process's output, a log)
+// while others read it.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

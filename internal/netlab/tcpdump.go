@@ -24,16 +24,6 @@ func (h *Host) StartTcpdump(ctx context.Context, args ...string) (*Tcpdump, erro
 	return AwaitTcpdump(ctx, p)
 }
 
-// StartTcpdump runs `tcpdump args...` in this process's namespace (loopback
-// benchmarks), like Host.StartTcpdump. The caller stops it.
-func StartTcpdump(ctx context.Context, args ...string) (*Tcpdump, error) {
-	p, err := start(command(context.Background(), nil, "tcpdump", args...))
-	if err != nil {
-		return nil, fmt.Errorf("start tcpdump: %w", err)
-	}
-	return AwaitTcpdump(ctx, p)
-}
-
 // AwaitTcpdump waits until p, a tcpdump started some other way (under
 // taskset, say), prints "listening on". It stops p when it fails.
 func AwaitTcpdump(ctx context.Context, p *Proc) (*Tcpdump, error) {

@@ -73,7 +73,8 @@ func u64Attr(b []byte, typ uint16) (uint64, bool) {
 	return 0, false
 }
 
-// rawData is netlink request data sent as is.
+// rawData is netlink request data sent as is: an nl.NetlinkRequestData,
+// whose Len and Serialize the netlink package calls when it sends req.
 type rawData []byte
 
 func (d rawData) Len() int          { return len(d) }
