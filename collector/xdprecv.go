@@ -69,8 +69,6 @@ type xdpReceiver struct {
 	// ns) to make wall-clock ns; poll refreshes it, so a clock step moves
 	// the stamps within a second.
 	bootToWall atomic.Int64
-	// fence orders the store of ring_idle before the look at the ring.
-	fence atomic.Int32
 
 	countersMu sync.Mutex
 	counted    [colNCounters]uint64
@@ -274,36 +272,17 @@ func (x *xdpReceiver) loops() []func(*sink) error {
 // timer or when the unread data crosses ring_wake; after a while without
 // records it tells the program (ring_idle) to wake it with the next one.
 func (x *xdpReceiver) ringLoop(k *sink) error {
-	empty := 0
+	p := ringbuf.Pacer{Tick: ringTick, IdleWait: ringIdleWait, IdleLooks: ringIdleLooks, SetIdle: x.setIdle}
 	for {
-		wait := ringTick
 		// No sleep while the sink holds a batch back (handoffDelay).
-		sleeping := empty >= ringIdleLooks && !k.pending()
-		if sleeping {
-			// Announce the sleep, then look once more: a record
-			// submitted before the program saw the flag woke nobody.
-			x.setIdle(1)
-			x.fence.Add(1)
-			wait = ringIdleWait
-			if x.ring.Available() > 0 {
-				wait = 0
-			}
-		}
-		err := x.ring.Wait(wait)
-		if sleeping {
-			x.setIdle(0)
-		}
+		err := p.Wait(x.ring, !k.pending())
 		if errors.Is(err, ringbuf.ErrClosed) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		if x.drain(k) > 0 {
-			empty = 0
-		} else {
-			empty++
-		}
+		p.Looked(x.drain(k))
 	}
 }
 

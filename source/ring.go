@@ -106,12 +106,9 @@ type ringPath struct {
 	rawSent, linkSent atomic.Uint64
 	ports             portRange
 	idle              *ebpf.Variable // ring_idle in the program's memory
-	// fence orders the store of ring_idle before the look at the ring
-	// (a locked instruction), as the program's submit does on its side.
-	fence atomic.Int32
-	errs  sendErrors
-	bad   atomic.Uint64 // malformed records (never expected)
-	wg    sync.WaitGroup
+	errs              sendErrors
+	bad               atomic.Uint64 // malformed records (never expected)
+	wg                sync.WaitGroup
 	// send sends and empties a batch (sendBatch; tests replace it).
 	send      func(*batch)
 	priority  string        // of the sending thread
@@ -207,24 +204,9 @@ func (r *ringPath) closeSockets() {
 func (r *ringPath) run() {
 	defer r.wg.Done()
 	defer senderThread(r.priority)()
-	empty := 0
+	p := ringbuf.Pacer{Tick: r.tick, IdleWait: ringIdleWait, IdleLooks: r.idleLooks, SetIdle: r.setIdle}
 	for {
-		wait := r.tick
-		sleeping := empty >= r.idleLooks
-		if sleeping {
-			// Announce the sleep, then look once more: a record
-			// submitted before the program saw the flag has not woken us.
-			r.setIdle(1)
-			r.fence.Add(1)
-			wait = ringIdleWait
-			if r.rd.Available() > 0 {
-				wait = 0
-			}
-		}
-		err := r.rd.Wait(wait)
-		if sleeping {
-			r.setIdle(0)
-		}
+		err := p.Wait(r.rd, true)
 		if errors.Is(err, os.ErrClosed) {
 			return
 		}
@@ -233,11 +215,7 @@ func (r *ringPath) run() {
 			slog.Warn("ring read", "err", err)
 			time.Sleep(r.tick)
 		}
-		if r.drain() > 0 {
-			empty = 0
-		} else {
-			empty++
-		}
+		p.Looked(r.drain())
 	}
 }
 
