@@ -105,11 +105,7 @@ func setUDPChecksum(frame []byte, zero bool) {
 }
 
 func geneveConfig(algo, aff string, backends ...config.Backend) *config.LoadBalancer {
-	c := lbConfig(algo, aff, backends...)
-	c.Listener.Protocol = config.ProtocolGENEVE
-	c.Listener.Port = config.DefaultGENEVEPort
-	c.MaglevSize = 65537
-	return c
+	return protocolConfig(config.ProtocolGENEVE, algo, aff, backends...)
 }
 
 // TestGoldenGENEVE runs GENEVE header variants through BPF_PROG_TEST_RUN on
@@ -130,15 +126,7 @@ func TestGoldenGENEVE(t *testing.T) {
 	v6.innerSrc, v6.inDst, v6.innerSP, v6.innerDP = netip.MustParseAddr("fd00::230"), netip.MustParseAddr("fd00::161"), 1234, 80
 	// forwarded to the backend the Go mirror's hash (on a GENEVE listener) picks
 	toPredicted := func(in []byte) []byte {
-		h, ok := ListenerFlowHash(in, config.ProtocolGENEVE, "inner-symmetric")
-		if !ok {
-			t.Fatalf("ListenerFlowHash: not hashable")
-		}
-		dst := predict(h)
-		mac := g.b1MAC
-		if dst == b2Addr {
-			mac = g.b2MAC
-		}
+		dst, mac := g.predictedBackend(t, in, config.ProtocolGENEVE, predict)
 		return expectForward(in, mac, g.lb.MAC, dst, 0)
 	}
 	toB1 := func(in []byte) []byte { return expectForward(in, g.b1MAC, g.lb.MAC, b1Addr, 0) }
@@ -150,24 +138,12 @@ func TestGoldenGENEVE(t *testing.T) {
 	frag1, frag2 := fragment(whole, 24)
 	fragOf := func(i int) func([]byte) []byte {
 		return func(in []byte) []byte {
-			h, _ := ListenerFlowHash(in, config.ProtocolGENEVE, "inner-symmetric")
-			dst, mac := predict(h), g.b1MAC
-			if dst == b2Addr {
-				mac = g.b2MAC
-			}
+			dst, mac := g.predictedBackend(t, in, config.ProtocolGENEVE, predict)
 			f1, f2 := fragment(expectForward(whole, mac, g.lb.MAC, dst, 0), 24)
 			return [][]byte{f1, f2}[i]
 		}
 	}
-	cases := []struct {
-		name    string
-		cfg     *config.LoadBalancer
-		in      []byte
-		verdict uint32
-		want    func([]byte) []byte
-		stat    Stat
-		hashed  string
-	}{
+	cases := []protocolCase{
 		{"first fragment: placed by (src, dst, id), options not judged", maglev, frag1, 3, fragOf(0), StatFragment, ""},
 		{"later fragment follows", maglev, frag2, 3, fragOf(1), StatFragment, ""},
 		{"no options", maglev, gen(geneveSpec{}), 3, toPredicted, StatTX, "inner"},
@@ -193,32 +169,7 @@ func TestGoldenGENEVE(t *testing.T) {
 		{"header cut short: dropped", maglev, shorten(gen(geneveSpec{}), 14+20+8+6), 1, nil, StatDropMalformed, ""},
 		{"VXLAN port on a GENEVE listener: not the listener", maglev, vxlanFrame(t, base), 2, same, StatPassNotListener, ""},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if err := g.bal.Apply(c.cfg); err != nil {
-				t.Fatal(err)
-			}
-			before := g.stats(t)
-			ret, out := g.run(t, c.in)
-			after := g.stats(t)
-			if ret != c.verdict {
-				t.Fatalf("verdict %d, want %d (stats delta %v)", ret, c.verdict, delta(before, after))
-			}
-			if after[c.stat] != before[c.stat]+1 {
-				t.Errorf("counter %s did not count the packet (delta %v)", c.stat, delta(before, after))
-			}
-			fell := after[StatHashFallback] - before[StatHashFallback]
-			if c.hashed == "inner" && fell != 0 || c.hashed == "outer" && fell != 1 {
-				t.Errorf("hashed %s, but %d hash_fallback events", c.hashed, fell)
-			}
-			if c.want == nil {
-				return
-			}
-			if want := c.want(c.in); !bytes.Equal(out, want) {
-				t.Fatalf("output differs\n got %x\nwant %x", out, want)
-			}
-		})
-	}
+	runProtocolCases(t, g, cases, nil)
 }
 
 // TestGENEVEHashReadsPastOptions: a GENEVE frame hashes exactly as the VXLAN
@@ -230,18 +181,8 @@ func TestGENEVEHashReadsPastOptions(t *testing.T) {
 	rev := fwd
 	rev.sport = 51000
 	rev.innerSrc, rev.inDst, rev.innerSP, rev.innerDP = netip.MustParseAddr("192.168.0.161"), netip.MustParseAddr("192.168.0.230"), 57032, 1234
-	want, ok := FlowHash(vxlanFrame(t, fwd), "inner-symmetric")
-	if !ok {
-		t.Fatal("VXLAN frame not hashable")
-	}
-	for _, gs := range []geneveSpec{{}, {options: 1}, {options: 9, critical: true}, {words: 63}, {ptype: 0x0800}} {
-		for _, s := range []frameSpec{fwd, rev} {
-			h, ok := ListenerFlowHash(geneveFrame(t, s, gs), config.ProtocolGENEVE, "inner-symmetric")
-			if !ok || h != want {
-				t.Errorf("%+v from %s: hash %#x ok %v, want %#x (the VXLAN frame's)", gs, s.innerSrc, h, ok, want)
-			}
-		}
-	}
+	specs := []geneveSpec{{}, {options: 1}, {options: 9, critical: true}, {words: 63}, {ptype: 0x0800}}
+	checkHashesLikeVXLAN(t, config.ProtocolGENEVE, fwd, rev, specs, geneveFrame)
 }
 
 // TestGENEVEBothDirections sends both directions of several inner flows, each
@@ -294,13 +235,7 @@ func FuzzGENEVEFlowHash(f *testing.F) {
 		f.Add(fr[udpOffset(fr)+8:])
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, aff := range []string{"inner-symmetric", "outer", "none"} {
-			h1, ok1 := ListenerFlowHash(b, config.ProtocolGENEVE, aff)
-			h2, ok2 := ListenerFlowHash(b, config.ProtocolGENEVE, aff)
-			if h1 != h2 || ok1 != ok2 {
-				t.Fatalf("not deterministic")
-			}
-		}
+		checkDeterministic(t, func(aff string) (uint32, bool) { return ListenerFlowHash(b, config.ProtocolGENEVE, aff) })
 		geneveInnerHash(b)
 		if len(b) >= 8 {
 			geneveOK(b)
@@ -316,35 +251,5 @@ func FuzzGENEVEDataPath(f *testing.F) {
 	for _, gs := range []geneveSpec{{}, {options: 3, critical: true}, {words: 63}, {ptype: 0x0800}, {optLen: 5}, {version: 1}} {
 		f.Add(geneveFrame(f, base, gs))
 	}
-	g := newGoldenLab(f)
-	if err := g.bal.Apply(geneveConfig("maglev", "inner-symmetric", backend("b1", b1Addr, 0, 1), backend("b2", b2Addr, 0, 1))); err != nil {
-		f.Fatal(err)
-	}
-	predict := g.maglevPredictor(1, 1)
-	f.Fuzz(func(t *testing.T, frame []byte) {
-		if len(frame) < 14 {
-			return // BPF_PROG_TEST_RUN refuses these
-		}
-		before := g.stats(t)
-		ret, out := g.run(t, frame)
-		after := g.stats(t)
-		var verdicts uint64
-		for st := range statVerdicts {
-			verdicts += after[st] - before[st]
-		}
-		if verdicts != 1 {
-			t.Fatalf("%d verdicts counted for one packet (%v)", verdicts, delta(before, after))
-		}
-		if ret != 3 {
-			return
-		}
-		h, ok := ListenerFlowHash(frame, config.ProtocolGENEVE, "inner-symmetric")
-		if !ok {
-			t.Fatalf("forwarded a frame the Go mirror does not hash")
-		}
-		l3 := l3Offset(out)
-		if want := predict(h); string(out[l3+16:l3+20]) != string(want.AsSlice()) {
-			t.Fatalf("forwarded to %x, the Go mirror says %s (hash %#x)", out[l3+16:l3+20], want, h)
-		}
-	})
+	fuzzProtocolDataPath(f, config.ProtocolGENEVE, nil)
 }

@@ -109,11 +109,7 @@ func expectGREForward(frame []byte, dstMAC, srcMAC net.HardwareAddr, dst netip.A
 }
 
 func greConfig(algo, aff string, backends ...config.Backend) *config.LoadBalancer {
-	c := lbConfig(algo, aff, backends...)
-	c.Listener.Protocol = config.ProtocolGRE
-	c.Listener.Port = 0
-	c.MaglevSize = 65537
-	return c
+	return protocolConfig(config.ProtocolGRE, algo, aff, backends...)
 }
 
 // TestGoldenGRE runs GRE, ERSPAN I/II/III and bridging frames through
@@ -130,14 +126,7 @@ func TestGoldenGRE(t *testing.T) {
 	base := frameSpec{src: mirror, dst: vip, ipID: 11}
 	gen := func(gs greSpec) []byte { return greFrame(t, base, gs) }
 	toPredicted := func(in []byte) []byte {
-		h, ok := ListenerFlowHash(in, config.ProtocolGRE, "inner-symmetric")
-		if !ok {
-			t.Fatalf("ListenerFlowHash: not hashable")
-		}
-		dst, mac := predict(h), g.b1MAC
-		if dst == b2Addr {
-			mac = g.b2MAC
-		}
+		dst, mac := g.predictedBackend(t, in, config.ProtocolGRE, predict)
 		return expectGREForward(in, mac, g.lb.MAC, dst)
 	}
 	same := func(in []byte) []byte { return in }
@@ -150,15 +139,7 @@ func TestGoldenGRE(t *testing.T) {
 		return out
 	}
 	frag1, frag2 := fragment(gen(greSpec{erspan: 2, csum: true}), 24)
-	cases := []struct {
-		name    string
-		cfg     *config.LoadBalancer
-		in      []byte
-		verdict uint32
-		want    func([]byte) []byte
-		stat    Stat
-		hashed  string
-	}{
+	cases := []protocolCase{
 		{"first fragment: placed by (src, dst, id)", maglev, frag1, 3, toPredicted, StatFragment, ""},
 		{"later fragment follows", maglev, frag2, 3, toPredicted, StatFragment, ""},
 		{"bridging (0x6558), no optional fields", maglev, gen(greSpec{}), 3, toPredicted, StatTX, "inner"},
@@ -184,35 +165,11 @@ func TestGoldenGRE(t *testing.T) {
 		{"GRE on a VXLAN listener", lbConfig("wrr", "outer", backend("b1", b1Addr, 0, 1)), gen(greSpec{}), 2, same, StatPassNotListener, ""},
 		{"TTL 1", maglev, withTTL(gen(greSpec{erspan: 2}), 1), 1, nil, StatDropTTL, ""},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if err := g.bal.Apply(c.cfg); err != nil {
-				t.Fatal(err)
-			}
-			before := g.stats(t)
-			ret, out := g.run(t, c.in)
-			after := g.stats(t)
-			if ret != c.verdict {
-				t.Fatalf("verdict %d, want %d (stats delta %v)", ret, c.verdict, delta(before, after))
-			}
-			if after[c.stat] != before[c.stat]+1 {
-				t.Errorf("counter %s did not count the packet (delta %v)", c.stat, delta(before, after))
-			}
-			fell := after[StatHashFallback] - before[StatHashFallback]
-			if c.hashed == "inner" && fell != 0 || c.hashed == "outer" && fell != 1 {
-				t.Errorf("hashed %s, but %d hash_fallback events", c.hashed, fell)
-			}
-			if c.want == nil {
-				return
-			}
-			if want := c.want(c.in); !bytes.Equal(out, want) {
-				t.Fatalf("output differs\n got %x\nwant %x", out, want)
-			}
-			if ret == 3 && c.stat != StatFragment && binary.BigEndian.Uint16(out[34:])&greC != 0 && checksum(out[34:]) != 0 {
-				t.Errorf("forwarded GRE checksum is not valid")
-			}
-		})
-	}
+	runProtocolCases(t, g, cases, func(t *testing.T, c protocolCase, out []byte) {
+		if c.verdict == 3 && c.stat != StatFragment && binary.BigEndian.Uint16(out[34:])&greC != 0 && checksum(out[34:]) != 0 {
+			t.Errorf("forwarded GRE checksum is not valid")
+		}
+	})
 }
 
 // TestGREHashReadsPastHeaders: every GRE variant carrying the same inner
@@ -222,18 +179,8 @@ func TestGREHashReadsPastHeaders(t *testing.T) {
 	fwd := frameSpec{src: mirror, dst: vip, sport: 40001, vni: 7}
 	rev := fwd
 	rev.innerSrc, rev.inDst, rev.innerSP, rev.innerDP = netip.MustParseAddr("192.168.0.161"), netip.MustParseAddr("192.168.0.230"), 57032, 1234
-	want, ok := FlowHash(vxlanFrame(t, fwd), "inner-symmetric")
-	if !ok {
-		t.Fatal("VXLAN frame not hashable")
-	}
-	for _, gs := range []greSpec{{}, {csum: true, key: true, seq: true}, {erspan: 1}, {erspan: 2}, {erspan: 3}, {erspan: 3, sub: true}, {ptype: 0x0800}} {
-		for _, s := range []frameSpec{fwd, rev} {
-			h, ok := ListenerFlowHash(greFrame(t, s, gs), config.ProtocolGRE, "inner-symmetric")
-			if !ok || h != want {
-				t.Errorf("%+v from %s: hash %#x ok %v, want %#x (the VXLAN frame's)", gs, s.innerSrc, h, ok, want)
-			}
-		}
-	}
+	specs := []greSpec{{}, {csum: true, key: true, seq: true}, {erspan: 1}, {erspan: 2}, {erspan: 3}, {erspan: 3, sub: true}, {ptype: 0x0800}}
+	checkHashesLikeVXLAN(t, config.ProtocolGRE, fwd, rev, specs, greFrame)
 }
 
 // TestGREBothDirections: WRR over two backends on a GRE listener, both
@@ -284,13 +231,7 @@ func FuzzGREFlowHash(f *testing.F) {
 		f.Add(fr[34:])
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, aff := range []string{"inner-symmetric", "outer", "none"} {
-			h1, ok1 := ListenerFlowHash(b, config.ProtocolGRE, aff)
-			h2, ok2 := ListenerFlowHash(b, config.ProtocolGRE, aff)
-			if h1 != h2 || ok1 != ok2 {
-				t.Fatalf("not deterministic")
-			}
-		}
+		checkDeterministic(t, func(aff string) (uint32, bool) { return ListenerFlowHash(b, config.ProtocolGRE, aff) })
 		greOK(b)
 		greInnerHash(b)
 	})
@@ -305,36 +246,8 @@ func FuzzGREDataPath(f *testing.F) {
 	for _, gs := range []greSpec{{}, {csum: true, key: true, seq: true}, {erspan: 1}, {erspan: 2}, {erspan: 3, sub: true}, {ptype: 0x0800}, {extraFlags: 0x4000}} {
 		f.Add(greFrame(f, base, gs))
 	}
-	g := newGoldenLab(f)
-	if err := g.bal.Apply(greConfig("maglev", "inner-symmetric", backend("b1", b1Addr, 0, 1), backend("b2", b2Addr, 0, 1))); err != nil {
-		f.Fatal(err)
-	}
-	predict := g.maglevPredictor(1, 1)
-	f.Fuzz(func(t *testing.T, frame []byte) {
-		if len(frame) < 14 {
-			return // BPF_PROG_TEST_RUN refuses these
-		}
-		before := g.stats(t)
-		ret, out := g.run(t, frame)
-		after := g.stats(t)
-		var verdicts uint64
-		for st := range statVerdicts {
-			verdicts += after[st] - before[st]
-		}
-		if verdicts != 1 {
-			t.Fatalf("%d verdicts counted for one packet (%v)", verdicts, delta(before, after))
-		}
-		if ret != 3 {
-			return
-		}
-		h, ok := ListenerFlowHash(frame, config.ProtocolGRE, "inner-symmetric")
-		if !ok {
-			t.Fatalf("forwarded a frame the Go mirror does not hash")
-		}
+	fuzzProtocolDataPath(f, config.ProtocolGRE, func(t *testing.T, frame, out []byte) {
 		l3 := l3Offset(out)
-		if want := predict(h); string(out[l3+16:l3+20]) != string(want.AsSlice()) {
-			t.Fatalf("forwarded to %x, the Go mirror says %s (hash %#x)", out[l3+16:l3+20], want, h)
-		}
 		ihl := int(frame[l3]&0xf) * 4
 		if !bytes.Equal(out[l3+ihl:], frame[l3+ihl:]) {
 			t.Fatalf("bytes past the outer IP header changed")

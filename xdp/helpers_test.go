@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/xmirror/xmirror/config"
 )
 
 // xdpMd is struct xdp_md, the context of an XDP test run.
@@ -300,5 +303,165 @@ func moveFlow(t *testing.T, b *Balancer, hash, id uint32) {
 	set.Way[w] = ctTag(hash) | uint64(id+1)<<ctIDShift | set.Way[w]&ctSeenMask
 	if err := b.objs.LbFlows.Put(ctSet(hash), &set); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// protocolConfig is lbConfig with a listener of protocol proto on its
+// default port and the Maglev table size the Go mirror's predictor assumes.
+func protocolConfig(proto, algo, aff string, backends ...config.Backend) *config.LoadBalancer {
+	c := lbConfig(algo, aff, backends...)
+	c.Listener.Protocol = proto
+	c.Listener.Port = c.Listener.DefaultPort()
+	c.MaglevSize = 65537
+	return c
+}
+
+// runCase applies cfg, runs in once and checks the verdict and that stat
+// counted the packet; it returns the output and the counters around the run.
+func (g *goldenLab) runCase(t *testing.T, cfg *config.LoadBalancer, in []byte, verdict uint32, stat Stat) (out []byte, before, after [statMax]uint64) {
+	t.Helper()
+	if err := g.bal.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	before = g.stats(t)
+	ret, out := g.run(t, in)
+	after = g.stats(t)
+	if ret != verdict {
+		t.Fatalf("verdict %d, want %d (stats delta %v)", ret, verdict, delta(before, after))
+	}
+	if after[stat] != before[stat]+1 {
+		t.Errorf("counter %s did not count the packet (delta %v)", stat, delta(before, after))
+	}
+	return out, before, after
+}
+
+// protocolCase is one golden frame on a GENEVE or GRE listener.
+type protocolCase struct {
+	name    string
+	cfg     *config.LoadBalancer
+	in      []byte
+	verdict uint32
+	want    func([]byte) []byte // nil: the output is not compared
+	stat    Stat
+	hashed  string // "inner": no hash_fallback event, "outer": one, "": either
+}
+
+// runProtocolCases runs each case as a subtest: verdict, counter, hash
+// fallback and exact output; check, when non-nil, adds the protocol's own
+// checks of an output that matched.
+func runProtocolCases(t *testing.T, g *goldenLab, cases []protocolCase, check func(t *testing.T, c protocolCase, out []byte)) {
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out, before, after := g.runCase(t, c.cfg, c.in, c.verdict, c.stat)
+			fell := after[StatHashFallback] - before[StatHashFallback]
+			if c.hashed == "inner" && fell != 0 || c.hashed == "outer" && fell != 1 {
+				t.Errorf("hashed %s, but %d hash_fallback events", c.hashed, fell)
+			}
+			if c.want == nil {
+				return
+			}
+			if want := c.want(c.in); !bytes.Equal(out, want) {
+				t.Fatalf("output differs\n got %x\nwant %x", out, want)
+			}
+			if check != nil {
+				check(t, c, out)
+			}
+		})
+	}
+}
+
+// predictedBackend is the backend (address and MAC) the Go mirror of the
+// hash picks for frame on a proto listener, by predict.
+func (g *goldenLab) predictedBackend(t *testing.T, frame []byte, proto string, predict func(uint32) netip.Addr) (netip.Addr, net.HardwareAddr) {
+	t.Helper()
+	h, ok := ListenerFlowHash(frame, proto, "inner-symmetric")
+	if !ok {
+		t.Fatalf("ListenerFlowHash: not hashable")
+	}
+	dst := predict(h)
+	if dst == b2Addr {
+		return dst, g.b2MAC
+	}
+	return dst, g.b1MAC
+}
+
+// runOneVerdict runs frame and fails unless exactly one verdict counter
+// counted it.
+func (g *goldenLab) runOneVerdict(t *testing.T, frame []byte) (ret uint32, out []byte) {
+	t.Helper()
+	before := g.stats(t)
+	ret, out = g.run(t, frame)
+	after := g.stats(t)
+	var verdicts uint64
+	for st := range statVerdicts {
+		verdicts += after[st] - before[st]
+	}
+	if verdicts != 1 {
+		t.Fatalf("%d verdicts counted for one packet (%v)", verdicts, delta(before, after))
+	}
+	return ret, out
+}
+
+// checkDeterministic fails unless hash gives the same answer twice for
+// every affinity.
+func checkDeterministic(t *testing.T, hash func(aff string) (uint32, bool)) {
+	t.Helper()
+	for _, aff := range []string{"inner-symmetric", "outer", "none"} {
+		h1, ok1 := hash(aff)
+		h2, ok2 := hash(aff)
+		if h1 != h2 || ok1 != ok2 {
+			t.Fatalf("not deterministic")
+		}
+	}
+}
+
+// fuzzProtocolDataPath runs arbitrary frames through the BPF program on a
+// Maglev listener of proto over b1 and b2: one verdict per packet, and what
+// it forwards goes to the backend the Go mirror of the hash predicts; check,
+// when non-nil, adds the protocol's own checks of a forwarded frame.
+func fuzzProtocolDataPath(f *testing.F, proto string, check func(t *testing.T, frame, out []byte)) {
+	g := newGoldenLab(f)
+	if err := g.bal.Apply(protocolConfig(proto, "maglev", "inner-symmetric", backend("b1", b1Addr, 0, 1), backend("b2", b2Addr, 0, 1))); err != nil {
+		f.Fatal(err)
+	}
+	predict := g.maglevPredictor(1, 1)
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		if len(frame) < 14 {
+			return // BPF_PROG_TEST_RUN refuses these
+		}
+		ret, out := g.runOneVerdict(t, frame)
+		if ret != 3 {
+			return
+		}
+		h, ok := ListenerFlowHash(frame, proto, "inner-symmetric")
+		if !ok {
+			t.Fatalf("forwarded a frame the Go mirror does not hash")
+		}
+		l3 := l3Offset(out)
+		if want := predict(h); string(out[l3+16:l3+20]) != string(want.AsSlice()) {
+			t.Fatalf("forwarded to %x, the Go mirror says %s (hash %#x)", out[l3+16:l3+20], want, h)
+		}
+		if check != nil {
+			check(t, frame, out)
+		}
+	})
+}
+
+// checkHashesLikeVXLAN fails unless every spec's frame from fwd and from rev
+// (the two directions of one inner flow) hashes on a proto listener as the
+// VXLAN frame of fwd does.
+func checkHashesLikeVXLAN[S any](t *testing.T, proto string, fwd, rev frameSpec, specs []S, build func(testing.TB, frameSpec, S) []byte) {
+	t.Helper()
+	want, ok := FlowHash(vxlanFrame(t, fwd), "inner-symmetric")
+	if !ok {
+		t.Fatal("VXLAN frame not hashable")
+	}
+	for _, spec := range specs {
+		for _, s := range []frameSpec{fwd, rev} {
+			h, ok := ListenerFlowHash(build(t, s, spec), proto, "inner-symmetric")
+			if !ok || h != want {
+				t.Errorf("%+v from %s: hash %#x ok %v, want %#x (the VXLAN frame's)", spec, s.innerSrc, h, ok, want)
+			}
+		}
 	}
 }
