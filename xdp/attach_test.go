@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/xmirror/xmirror/internal/netlab"
 	"github.com/xmirror/xmirror/internal/netlab/labtest"
@@ -20,8 +19,7 @@ func TestAttachAndPinning(t *testing.T) {
 		netlab.HostSpec{Name: "n", Addrs: []string{"10.0.0.1/24"}},
 		netlab.HostSpec{Name: "g", Addrs: []string{"10.0.0.2/24"}},
 	)
-	pin := fmt.Sprintf("/sys/fs/bpf/xmirror-test-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	t.Cleanup(func() { Detach(pin) })
+	pin := testPinPath(t)
 	cfg := lbConfig("maglev", "inner-symmetric", backend("b1", b1Addr, 0, 1), backend("b2", b2Addr, 0, 2))
 	n := lab.Host("n")
 	xdpOn := func(h *netlab.Host) string {

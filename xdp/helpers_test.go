@@ -6,13 +6,21 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
 	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // xdpMd is struct xdp_md, the context of an XDP test run.
@@ -464,4 +472,194 @@ func checkHashesLikeVXLAN[S any](t *testing.T, proto string, fwd, rev frameSpec,
 			}
 		}
 	}
+}
+
+// receiver counts the packets a backend's kernel delivers, by the flow and
+// direction tagged in their last 9 bytes (see vxlanPayload).
+type receiver struct {
+	conn net.PacketConn
+	mu   sync.Mutex
+	got  map[uint64]int // flow<<8|dir -> packets
+	n    int
+	bad  []string
+}
+
+// listen starts a receiver on a socket of network and addr in h. Every
+// packet must come from the mirror source 10.0.0.230 and pass check, which
+// returns why a packet is not the tunnel's (or "" when it is).
+func listen(t *testing.T, h *netlab.Host, network, addr string, check func(pkt []byte) string) *receiver {
+	t.Helper()
+	r := &receiver{got: make(map[uint64]int)}
+	if err := h.Do(func() (err error) {
+		r.conn, err = net.ListenPacket(network, addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.conn.Close() })
+	// Room for a whole burst: a loaded host lost 3 of 1,000 to the default
+	// buffer.
+	r.conn.(interface{ SetReadBuffer(int) error }).SetReadBuffer(8 << 20)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := r.conn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pkt := buf[:n]
+			r.mu.Lock()
+			r.n++
+			if !addrIP(from).Equal(net.ParseIP("10.0.0.230")) {
+				r.bad = append(r.bad, "outer source "+from.String())
+			}
+			if bad := check(pkt); bad != "" {
+				r.bad = append(r.bad, bad)
+			} else {
+				tail := pkt[n-9:]
+				r.got[uint64(binary.BigEndian.Uint32(tail))<<8|uint64(tail[4])]++
+			}
+			r.mu.Unlock()
+		}
+	}()
+	return r
+}
+
+// addrIP is the IP address of a UDP or raw IP peer.
+func addrIP(a net.Addr) net.IP {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.IP
+	case *net.IPAddr:
+		return a.IP
+	}
+	return nil
+}
+
+func (r *receiver) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
+}
+
+func (r *receiver) has(flow uint32, dir uint8) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.got[uint64(flow)<<8|uint64(dir)] > 0
+}
+
+func (r *receiver) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.got)
+	r.n = 0
+}
+
+func waitCount(rs []*receiver, want int, d time.Duration) int {
+	deadline := time.Now().Add(d)
+	for {
+		n := 0
+		for _, r := range rs {
+			n += r.count()
+		}
+		if n >= want || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// resetAll starts every receiver counting from zero.
+func resetAll(rs []*receiver) {
+	for _, r := range rs {
+		r.reset()
+	}
+}
+
+// listenerLab is the namespaces of the listener tests: a mirror source, the
+// load balancer and two backends on one bridge.
+func listenerLab(t *testing.T) *netlab.Lab {
+	return labtest.ForTest(t,
+		netlab.HostSpec{Name: "src", Addrs: []string{"10.0.0.230/24"}},
+		// PeerXDP: frames the program sends back into the veth with XDP_TX
+		// are dropped unless the bridge end runs XDP.
+		netlab.HostSpec{Name: "lb", Addrs: []string{"10.0.0.1/24"}, GRO: true, PeerXDP: true},
+		netlab.HostSpec{Name: "b1", Addrs: []string{"10.0.0.11/24"}},
+		netlab.HostSpec{Name: "b2", Addrs: []string{"10.0.0.12/24"}},
+	)
+}
+
+// startLBConfig writes yaml to a file and runs `xmirror lb` on it with
+// --detach-on-exit, stopped when the test ends.
+func startLBConfig(t *testing.T, lb *netlab.Host, bin, pin, yaml string) *netlab.Part {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "lb.yaml")
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startLB(t, lb, bin, cfg, pin, "--detach-on-exit")
+	t.Cleanup(func() { p.Signal(syscall.SIGTERM); <-p.Done() })
+	return p
+}
+
+// lbStatus is `xmirror lb status` of the pinned load balancer, for failure
+// messages.
+func lbStatus(lb *netlab.Host, bin, pin string) string {
+	st, _ := lb.Run(bin, "lb", "status", "--pin-path", pin, "--interval", "10ms")
+	return st
+}
+
+// checkPlaced waits for both directions of flows inner flows at rs[0] and
+// rs[1] and fails unless each flow's two directions reached one backend,
+// b1 got between lo and hi percent of the flows and no packet was bad.
+// diag is added to the message when packets are missing.
+func checkPlaced(t *testing.T, rs []*receiver, flows, lo, hi int, diag func() string) {
+	t.Helper()
+	if got := waitCount(rs, 2*flows, 5*time.Second); got != 2*flows {
+		t.Fatalf("received %d of %d packets\n%s", got, 2*flows, diag())
+	}
+	onB1 := 0
+	for f := range uint32(flows) {
+		f0, f1 := rs[0].has(f, 0), rs[0].has(f, 1)
+		if f0 != f1 || f0 == rs[1].has(f, 0) || f1 == rs[1].has(f, 1) {
+			t.Fatalf("flow %d split: b1 %v/%v b2 %v/%v", f, f0, f1, rs[1].has(f, 0), rs[1].has(f, 1))
+		}
+		if f0 {
+			onB1++
+		}
+	}
+	if onB1 < flows*lo/100 || onB1 > flows*hi/100 {
+		t.Errorf("b1 got %d of %d flows, want about half", onB1, flows)
+	}
+	for _, r := range rs {
+		if len(r.bad) > 0 {
+			t.Fatalf("bad packets: %v", r.bad[:min(3, len(r.bad))])
+		}
+	}
+}
+
+// checkMalformedDropped runs send, which sends one malformed packet, and
+// fails if a backend receives anything within 200ms or if /metrics of the
+// load balancer in lb does not count one drop_malformed. what names the
+// packet in messages.
+func checkMalformedDropped(t *testing.T, rs []*receiver, lb *netlab.Host, what string, send func()) {
+	t.Helper()
+	resetAll(rs)
+	send()
+	time.Sleep(200 * time.Millisecond)
+	if n := waitCount(rs, 1, 0); n != 0 {
+		t.Errorf("%s was delivered (%d)", what, n)
+	}
+	if m := httpGet(t, lb, "/metrics"); !strings.Contains(m, `xmirror_lb_packets_total{reason="drop_malformed"} 1`) {
+		t.Errorf("/metrics does not count %s:\n%s", what, grepLines(m, "drop_malformed"))
+	}
+}
+
+// testPinPath is a fresh pin directory removed (with whatever it holds) when
+// the test ends.
+func testPinPath(t *testing.T) string {
+	t.Helper()
+	pin := fmt.Sprintf("/sys/fs/bpf/xmirror-test-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	t.Cleanup(func() { Detach(pin) })
+	return pin
 }

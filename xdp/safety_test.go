@@ -18,15 +18,6 @@ import (
 	"github.com/xmirror/xmirror/internal/telemetry"
 )
 
-// testPinPath is a fresh pin directory removed (with whatever it holds) when
-// the test ends.
-func testPinPath(t *testing.T) string {
-	t.Helper()
-	pin := fmt.Sprintf("/sys/fs/bpf/xmirror-test-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
-	t.Cleanup(func() { Detach(pin) })
-	return pin
-}
-
 // lbPins lists the load balancer's pins under dir.
 func lbPins(t *testing.T, dir string) []string {
 	t.Helper()
