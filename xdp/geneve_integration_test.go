@@ -5,7 +5,6 @@ import (
 	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/xmirror/xmirror/internal/netlab"
 	"github.com/xmirror/xmirror/internal/netlab/labtest"
@@ -57,17 +56,11 @@ func TestGENEVEListener(t *testing.T) {
 			p := startLBConfig(t, lbh, bin, pin, fmt.Sprintf(geneveTestConfig, algo))
 			resetAll(rs)
 			const flows = 500
-			for f := range uint32(flows) {
-				for dir := range uint8(2) {
-					gs := geneveSpec{options: int(f+uint32(dir)) % 5, critical: dir == 1}
-					if _, err := snd.conn.WriteToUDP(genevePayload(f, dir, 0, gs), vip); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if f%100 == 0 {
-					time.Sleep(time.Millisecond)
-				}
-			}
+			sendFlows(t, flows, func(f uint32, dir uint8) error {
+				gs := geneveSpec{options: int(f+uint32(dir)) % 5, critical: dir == 1}
+				_, err := snd.conn.WriteToUDP(genevePayload(f, dir, 0, gs), vip)
+				return err
+			})
 			checkPlaced(t, rs, flows, 40, 60, func() string { return lbStatus(lbh, bin, pin) + "\n" + p.Output() })
 
 			// options announced past the datagram's end: dropped, counted

@@ -6,7 +6,6 @@ import (
 	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/xmirror/xmirror/internal/netlab"
 	"github.com/xmirror/xmirror/internal/netlab/labtest"
@@ -82,16 +81,10 @@ func TestGREListener(t *testing.T) {
 	vipIP := &net.IPAddr{IP: net.ParseIP("10.0.0.1")}
 
 	const flows = 500
-	for f := range uint32(flows) {
-		for dir := range uint8(2) {
-			if _, err := snd.WriteTo(erspanPacket(f, dir, f), vipIP); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if f%100 == 0 {
-			time.Sleep(time.Millisecond)
-		}
-	}
+	sendFlows(t, flows, func(f uint32, dir uint8) error {
+		_, err := snd.WriteTo(erspanPacket(f, dir, f), vipIP)
+		return err
+	})
 	checkPlaced(t, rs, flows, 40, 60, func() string { return lbStatus(lbh, bin, pin) + "\n" + p.Output() })
 
 	// checksum, key and sequence announced, 4 bytes there: dropped, counted

@@ -663,3 +663,48 @@ func testPinPath(t *testing.T) string {
 	t.Cleanup(func() { Detach(pin) })
 	return pin
 }
+
+// sendFlows sends both directions of flows inner flows through send,
+// pausing a millisecond every 100 flows so a burst fits the receivers'
+// buffers.
+func sendFlows(t *testing.T, flows int, send func(flow uint32, dir uint8) error) {
+	t.Helper()
+	for f := range uint32(flows) {
+		for dir := range uint8(2) {
+			if err := send(f, dir); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if f%100 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// checkOneBackendPerFlow runs the frames of each of flows flows: every frame
+// is forwarded, a flow's frames all go to the backend its first went to,
+// and the flows use both backends.
+func checkOneBackendPerFlow(t *testing.T, g *goldenLab, flows int, framesOf func(flow int) [][]byte) {
+	t.Helper()
+	used := map[string]bool{}
+	for flow := range flows {
+		var dst string
+		for i, frame := range framesOf(flow) {
+			ret, out := g.run(t, frame)
+			if ret != 3 {
+				t.Fatalf("flow %d packet %d: verdict %d", flow, i, ret)
+			}
+			l3 := l3Offset(out)
+			got := netip.AddrFrom4([4]byte(out[l3+16 : l3+20])).String()
+			if i == 0 {
+				dst = got
+			} else if got != dst {
+				t.Fatalf("flow %d packet %d went to %s, its first to %s", flow, i, got, dst)
+			}
+		}
+		used[dst] = true
+	}
+	if len(used) != 2 {
+		t.Errorf("%d flows used backends %v, want both", flows, used)
+	}
+}
