@@ -63,27 +63,7 @@ func BenchmarkDataPath(b *testing.B) {
 				flows = 4096
 			}
 			setBenchFlows(b, bo, flows)
-			var ret uint32
-			err := g.lb.Do(func() error {
-				// warm the connection table
-				if _, _, err := runXDP(c.prog, c.frame, g.lb.Ifindex); err != nil {
-					return err
-				}
-				in := append([]byte(nil), c.frame...)
-				b.ResetTimer()
-				var err error
-				ret, err = c.prog.Run(&ebpf.RunOptions{
-					Data:    in,
-					Context: xdpMd{DataEnd: uint32(len(in)), IngressIfindex: uint32(g.lb.Ifindex)},
-					Repeat:  uint32(b.N),
-					Reset:   b.ResetTimer,
-				})
-				b.StopTimer()
-				return err
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
+			ret := g.runRepeated(b, c.prog, c.frame)
 			if ret != c.expect {
 				b.Fatalf("verdict %d, want %d", ret, c.expect)
 			}

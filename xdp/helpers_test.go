@@ -708,3 +708,31 @@ func checkOneBackendPerFlow(t *testing.T, g *goldenLab, flows int, framesOf func
 		t.Errorf("%d flows used backends %v, want both", flows, used)
 	}
 }
+
+// runRepeated runs prog b.N times over frame in the kernel (one
+// BPF_PROG_TEST_RUN, timed), after one untimed run that warms the
+// connection table, and returns the verdict.
+func (g *goldenLab) runRepeated(b *testing.B, prog *ebpf.Program, frame []byte) uint32 {
+	b.Helper()
+	var ret uint32
+	err := g.lb.Do(func() error {
+		if _, _, err := runXDP(prog, frame, g.lb.Ifindex); err != nil {
+			return err
+		}
+		in := append([]byte(nil), frame...)
+		b.ResetTimer()
+		var err error
+		ret, err = prog.Run(&ebpf.RunOptions{
+			Data:    in,
+			Context: xdpMd{DataEnd: uint32(len(in)), IngressIfindex: uint32(g.lb.Ifindex)},
+			Repeat:  uint32(b.N),
+			Reset:   b.ResetTimer,
+		})
+		b.StopTimer()
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ret
+}

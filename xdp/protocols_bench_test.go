@@ -40,34 +40,11 @@ func BenchmarkListenerProtocols(b *testing.B) {
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			cfg := lbConfig(c.algo, "inner-symmetric", backend("b1", b1Addr, 0, 1), backend("b2", b2Addr, 0, 1))
-			cfg.Listener.Protocol = c.proto
-			cfg.Listener.Port = cfg.Listener.DefaultPort()
-			cfg.MaglevSize = 65537
+			cfg := protocolConfig(c.proto, c.algo, "inner-symmetric", backend("b1", b1Addr, 0, 1), backend("b2", b2Addr, 0, 1))
 			if err := g.bal.Apply(cfg); err != nil {
 				b.Fatal(err)
 			}
-			var ret uint32
-			err := g.lb.Do(func() error {
-				// warm the connection table
-				if _, _, err := runXDP(c.prog, c.frame, g.lb.Ifindex); err != nil {
-					return err
-				}
-				in := append([]byte(nil), c.frame...)
-				b.ResetTimer()
-				var err error
-				ret, err = c.prog.Run(&ebpf.RunOptions{
-					Data:    in,
-					Context: xdpMd{DataEnd: uint32(len(in)), IngressIfindex: uint32(g.lb.Ifindex)},
-					Repeat:  uint32(b.N),
-					Reset:   b.ResetTimer,
-				})
-				b.StopTimer()
-				return err
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
+			ret := g.runRepeated(b, c.prog, c.frame)
 			if ret != 3 {
 				b.Fatalf("verdict %d, want 3 (XDP_TX)", ret)
 			}
