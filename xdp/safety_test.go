@@ -73,23 +73,26 @@ func TestFailedStartUndone(t *testing.T) {
 	cfg := lbConfig("wrr", "inner-symmetric", backend("b1", b1Addr, 0, 1))
 	broken := lbConfig("maglev", "inner-symmetric", backend("b1", b1Addr, 0, 1))
 	broken.Listener.Interfaces = []string{"eth0", "nosuch0"}
+	// failedStart starts a Balancer on pin whose attach fails (an interface
+	// is missing) and aborts it, as `xmirror lb` does.
+	failedStart := func(pin string) error {
+		b, err := New(Options{PinPath: pin})
+		if err != nil {
+			return err
+		}
+		if err := b.Apply(broken); err != nil {
+			return err
+		}
+		if err := b.Attach(); err == nil {
+			b.Close()
+			return errors.New("attach to a missing interface succeeded")
+		}
+		return b.Abort()
+	}
 
 	t.Run("fresh pin path", func(t *testing.T) {
 		pin := testPinPath(t)
-		err := h.Do(func() error {
-			b, err := New(Options{PinPath: pin})
-			if err != nil {
-				return err
-			}
-			if err := b.Apply(broken); err != nil {
-				return err
-			}
-			if err := b.Attach(); err == nil {
-				b.Close()
-				return errors.New("attach to a missing interface succeeded")
-			}
-			return b.Abort()
-		})
+		err := h.Do(func() error { return failedStart(pin) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,20 +127,7 @@ func TestFailedStartUndone(t *testing.T) {
 		}
 		progBefore = attachedProg(t, h)
 		pinsBefore := lbPins(t, pin)
-		err = h.Do(func() error {
-			b, err := New(Options{PinPath: pin})
-			if err != nil {
-				return err
-			}
-			if err := b.Apply(broken); err != nil {
-				return err
-			}
-			if err := b.Attach(); err == nil {
-				b.Close()
-				return errors.New("attach to a missing interface succeeded")
-			}
-			return b.Abort()
-		})
+		err = h.Do(func() error { return failedStart(pin) })
 		if err != nil {
 			t.Fatal(err)
 		}
