@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/xmirror/xmirror/internal/netlab"
-	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // listenGENEVE counts the GENEVE datagrams a backend's kernel delivers on
@@ -27,33 +26,20 @@ func genevePayload(flow uint32, dir uint8, seq uint32, gs geneveSpec) []byte {
 	return append(geneveHeader(gs, 1), vxlanPayload(flow, dir, seq)[8:]...)
 }
 
-const geneveTestConfig = `load_balancer:
-  listener: {name: gwlb, protocol: geneve, vip: 10.0.0.1, interfaces: [eth0]}
-  algorithm: %s
-  affinity: inner-symmetric
-  backends:
-    - {name: target-01, address: 10.0.0.11}
-    - {name: target-02, address: 10.0.0.12}
-metrics: {listen: 127.0.0.1:9190}
-`
-
 // TestGENEVEListener runs the real binary with a GENEVE listener in
 // namespaces: both directions of many inner flows, each packet with other
 // options, reach one backend's kernel intact (port 6081, outer source kept),
 // for wrr and maglev; a datagram whose options run past its end is dropped
 // and counted; status names the protocol.
 func TestGENEVEListener(t *testing.T) {
-	lab := listenerLab(t)
-	bin := labtest.XmirrorBinary(t)
-	pin := testPinPath(t)
+	lab, bin, pin, rs := listenerLab(t, listenGENEVE)
 	lbh := lab.Host("lb")
-	rs := []*receiver{listenGENEVE(t, lab.Host("b1")), listenGENEVE(t, lab.Host("b2"))}
 	snd := newSender(t, lab.Host("src"))
 	vip := &net.UDPAddr{IP: net.ParseIP("10.0.0.1"), Port: 6081}
 
 	for _, algo := range []string{"wrr", "maglev"} {
 		t.Run(algo, func(t *testing.T) {
-			p := startLBConfig(t, lbh, bin, pin, fmt.Sprintf(geneveTestConfig, algo))
+			p := startLBConfig(t, lbh, bin, pin, listenerTestConfig("gwlb", "geneve", algo))
 			resetAll(rs)
 			const flows = 500
 			sendFlows(t, flows, func(f uint32, dir uint8) error {

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/xmirror/xmirror/internal/netlab"
-	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // listenGRE counts the GRE packets a backend's kernel delivers to a raw
@@ -49,26 +48,13 @@ func erspanPacket(flow uint32, dir uint8, seq uint32) []byte {
 	return p
 }
 
-const greTestConfig = `load_balancer:
-  listener: {name: switches, protocol: gre, vip: 10.0.0.1, interfaces: [eth0]}
-  algorithm: maglev
-  affinity: inner-symmetric
-  backends:
-    - {name: target-01, address: 10.0.0.11}
-    - {name: target-02, address: 10.0.0.12}
-metrics: {listen: 127.0.0.1:9190}
-`
-
 // TestGREListener runs the real binary with a GRE listener in namespaces:
 // ERSPAN II and III of both directions of 500 inner flows, sent through a
 // raw socket, reach one backend's kernel per flow with their GRE checksums
 // valid; a GRE header longer than its packet is dropped and counted.
 func TestGREListener(t *testing.T) {
-	lab := listenerLab(t)
-	bin := labtest.XmirrorBinary(t)
-	pin := testPinPath(t)
+	lab, bin, pin, rs := listenerLab(t, listenGRE)
 	lbh := lab.Host("lb")
-	rs := []*receiver{listenGRE(t, lab.Host("b1")), listenGRE(t, lab.Host("b2"))}
 	var snd net.PacketConn
 	if err := lab.Host("src").Do(func() (err error) {
 		snd, err = net.ListenPacket("ip4:gre", "10.0.0.230")
@@ -77,7 +63,7 @@ func TestGREListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer snd.Close()
-	p := startLBConfig(t, lbh, bin, pin, greTestConfig)
+	p := startLBConfig(t, lbh, bin, pin, listenerTestConfig("switches", "gre", "maglev"))
 	vipIP := &net.IPAddr{IP: net.ParseIP("10.0.0.1")}
 
 	const flows = 500

@@ -576,10 +576,11 @@ func resetAll(rs []*receiver) {
 	}
 }
 
-// listenerLab is the namespaces of the listener tests: a mirror source, the
-// load balancer and two backends on one bridge.
-func listenerLab(t *testing.T) *netlab.Lab {
-	return labtest.ForTest(t,
+// listenerLab builds the namespaces of the listener tests (a mirror source,
+// the load balancer and two backends on one bridge), starts a receiver of
+// the tunnel on each backend and returns the xmirror binary and a pin path.
+func listenerLab(t *testing.T, listen func(*testing.T, *netlab.Host) *receiver) (lab *netlab.Lab, bin, pin string, rs []*receiver) {
+	lab = labtest.ForTest(t,
 		netlab.HostSpec{Name: "src", Addrs: []string{"10.0.0.230/24"}},
 		// PeerXDP: frames the program sends back into the veth with XDP_TX
 		// are dropped unless the bridge end runs XDP.
@@ -587,6 +588,25 @@ func listenerLab(t *testing.T) *netlab.Lab {
 		netlab.HostSpec{Name: "b1", Addrs: []string{"10.0.0.11/24"}},
 		netlab.HostSpec{Name: "b2", Addrs: []string{"10.0.0.12/24"}},
 	)
+	bin = labtest.XmirrorBinary(t)
+	pin = testPinPath(t)
+	rs = []*receiver{listen(t, lab.Host("b1")), listen(t, lab.Host("b2"))}
+	return lab, bin, pin, rs
+}
+
+// listenerTestConfig is the config of the GENEVE and GRE listener tests: a
+// listener of protocol proto on 10.0.0.1 spreading with algo over the two
+// backends, on the protocol's default port.
+func listenerTestConfig(name, proto, algo string) string {
+	return fmt.Sprintf(`load_balancer:
+  listener: {name: %s, protocol: %s, vip: 10.0.0.1, interfaces: [eth0]}
+  algorithm: %s
+  affinity: inner-symmetric
+  backends:
+    - {name: target-01, address: 10.0.0.11}
+    - {name: target-02, address: 10.0.0.12}
+metrics: {listen: 127.0.0.1:9190}
+`, name, proto, algo)
 }
 
 // startLBConfig writes yaml to a file and runs `xmirror lb` on it with

@@ -141,9 +141,8 @@ func startLB(t *testing.T, lb *netlab.Host, bin, cfg, pin string, extra ...strin
 // and checksums (the receivers' kernels verify them: offload is off), a health
 // failure, a SIGHUP weight change and a restart, the last two with no loss.
 func TestIntegration(t *testing.T) {
-	lab := listenerLab(t)
-	bin := labtest.XmirrorBinary(t)
-	pin := testPinPath(t)
+	lab, bin, pin, rs := listenerLab(t, listenVXLAN)
+	r1, r2 := rs[0], rs[1]
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "lb.yaml")
 	writeCfg := func(algo string, w1, w2 int) {
@@ -153,8 +152,6 @@ func TestIntegration(t *testing.T) {
 	}
 	writeCfg("wrr", 1, 1)
 	lbh := lab.Host("lb")
-	r1, r2 := listenVXLAN(t, lab.Host("b1")), listenVXLAN(t, lab.Host("b2"))
-	rs := []*receiver{r1, r2}
 	h1 := healthServer(t, lab.Host("b1"))
 	defer h1.Close()
 	h2 := healthServer(t, lab.Host("b2"))
