@@ -74,6 +74,12 @@ func testCollector(t *testing.T, opts Options) (*Collector, func()) {
 	if err != nil {
 		t.Fatalf("new collector: %v", err)
 	}
+	return c, runCollector(t, c)
+}
+
+// runCollector runs c until the returned stop is called (or the test ends)
+// and fails the test if Run returns an error.
+func runCollector(t *testing.T, c *Collector) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -89,7 +95,7 @@ func testCollector(t *testing.T, opts Options) (*Collector, func()) {
 		}
 	}
 	t.Cleanup(stop)
-	return c, stop
+	return stop
 }
 
 // send sends each payload as one datagram from a socket bound to from.

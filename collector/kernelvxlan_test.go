@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -65,9 +64,7 @@ func testLinuxVXLANDevice(t *testing.T, receive, listen string) {
 	if c.Receive() != receive {
 		t.Fatalf("receive path %s, want %s", c.Receive(), receive)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	stop := runCollector(t, c)
 	if err := src.Do(func() error {
 		conn, err := net.Dial("udp4", "10.42.0.2:9999")
 		if err != nil {
@@ -80,10 +77,7 @@ func testLinuxVXLANDevice(t *testing.T, receive, listen string) {
 		t.Fatal(err)
 	}
 	waitReceived(t, c, 1)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	got := files(t, out)
 	if len(got) != 1 || !strings.HasPrefix(got[0], "vni-42/vni-42-") {
 		t.Fatalf("files %v", got)

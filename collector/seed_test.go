@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -64,9 +63,7 @@ func TestSeedPackets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	stop := runCollector(t, c)
 	err = lab.Host("source").Do(func() error {
 		conn, err := net.DialUDP("udp4", &net.UDPAddr{IP: ipSource, Port: 32816}, &net.UDPAddr{IP: net.IPv4(192, 168, 0, 6), Port: 4789})
 		if err != nil {
@@ -84,10 +81,7 @@ func TestSeedPackets(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReceived(t, c, 2)
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 
 	got := files(t, out)
 	if len(got) != 1 || !strings.HasPrefix(got[0], "mirror-session-01/mirror-session-01-") {
