@@ -66,20 +66,7 @@ func seedLab(t *testing.T, offload bool) *netlab.Lab {
 // the stack builds GSO packets larger than the MTU.
 func bulk(t *testing.T, src, test *netlab.Host, n int) {
 	t.Helper()
-	var ln net.Listener
-	inNS(t, src, func() (err error) {
-		ln, err = net.Listen("tcp4", sourceIP+":1234")
-		return err
-	})
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		c.Write(make([]byte, n))
-		c.Close()
-	}()
+	defer serveOnce(t, src, sourceIP+":1234", make([]byte, n)).Close()
 	inNS(t, test, func() error {
 		c, err := net.DialTimeout("tcp4", sourceIP+":1234", 5*time.Second)
 		if err != nil {
@@ -93,6 +80,26 @@ func bulk(t *testing.T, src, test *netlab.Host, n int) {
 		}
 		return nil
 	})
+}
+
+// serveOnce listens on addr in h, and writes payload to the first
+// connection and closes it. The caller closes the listener.
+func serveOnce(t *testing.T, h *netlab.Host, addr string, payload []byte) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	inNS(t, h, func() (err error) {
+		ln, err = net.Listen("tcp4", addr)
+		return err
+	})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Write(payload)
+		c.Close()
+	}()
+	return ln
 }
 
 // startSource runs New inside the host's namespace and closes it at cleanup.
@@ -258,19 +265,7 @@ func seedConversation(t *testing.T, src, test *netlab.Host) (atSource, atTest st
 // to port 1234, ICMP.
 func noise(t *testing.T, src, test *netlab.Host) {
 	t.Helper()
-	var ln net.Listener
-	inNS(t, src, func() (err error) {
-		ln, err = net.Listen("tcp4", sourceIP+":5678")
-		return err
-	})
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			c.Write([]byte("other port\n"))
-			c.Close()
-		}
-	}()
+	defer serveOnce(t, src, sourceIP+":5678", []byte("other port\n")).Close()
 	inNS(t, test, func() error {
 		c, err := net.DialTimeout("tcp4", sourceIP+":5678", 5*time.Second)
 		if err != nil {
