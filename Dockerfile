@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Multi-stage build of xmirror from the committed BPF bindings (no clang needed).
 # `make docker` passes VERSION and COMMIT. Run with the host's network and only the
 # capabilities each part needs (never in privileged mode):

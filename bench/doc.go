@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package bench measures xmirror against the systems users would pick instead, side
 // by side in one run on one machine, inside network namespaces built by netlab.
 //

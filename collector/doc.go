@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package collector is the receiving end of xmirror: it reads the VXLAN that
 // `xmirror source`, `xmirror lb`, AWS VPC Traffic Mirroring or Huawei Cloud
 // traffic mirroring send (RFC 7348, UDP 4789), takes the inner Ethernet frames

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package collector
 
 // The load ladder of BenchmarkLadder: a sendmmsg VXLAN sender, steps of

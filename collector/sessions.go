@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package collector
 
 // The sessions of a collector: a series per VNI, named from the

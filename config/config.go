@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package config holds xmirror's deployment description: the YAML contract shared by
 // `xmirror source`, `xmirror lb` and `xmirror collect`, parsed and validated in one
 // place (Load), with defaults filled in one explicit step (ApplyDefaults).

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package demo plays the seed scenario on one machine: it builds the seed's network
 // (ECS-source, ECS-test, two collector targets and the load balancer ELB-A on
 // 192.168.0.0/24) in network namespaces, runs `xmirror source`, `xmirror lb` and

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package deploy_test checks the deployment files in this folder: the systemd
 // units, the .deb, the monitoring rules and dashboard, the Kubernetes manifests,
 // and that the shipped example configurations work together.

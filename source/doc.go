@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package source is xmirror's mirror source. tc (TCX) BPF programs on the
 // source interfaces classify packets against the sessions' filter rules and
 // hand the first session that accepts a packet to one of three datapaths,

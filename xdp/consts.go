@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package xdp
 
 // Limits of the BPF program's maps (#defines in bpf/lb_consts.h; BTF does not

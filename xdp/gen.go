@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package xdp
 
 // The BPF object and its Go bindings are committed; `make generate` rebuilds them.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Limits and wire constants of the benchmark BPF programs. */
 #ifndef XMIRROR_BENCH_CONSTS_H
 #define XMIRROR_BENCH_CONSTS_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* One's complement checksum helpers. */
 #ifndef XMIRROR_BENCH_CSUM_H
 #define XMIRROR_BENCH_CSUM_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 //go:build ignore
 
 /* Traffic generator. Go runs xdp_gen under BPF_PROG_TEST_RUN with

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Maps of the traffic generator program. */
 #ifndef XMIRROR_BENCH_GEN_MAPS_H
 #define XMIRROR_BENCH_GEN_MAPS_H

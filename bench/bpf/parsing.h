@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Header parsing for the benchmark peers: is this IPv4 UDP to the VXLAN port? */
 #ifndef XMIRROR_BENCH_PARSING_H
 #define XMIRROR_BENCH_PARSING_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 //go:build ignore
 
 /* Benchmark peers. xdp_count counts VXLAN packets and drops them: the backends and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Maps of the benchmark peers: the minimal forwarder and the packet counter. */
 #ifndef XMIRROR_BENCH_PEER_MAPS_H
 #define XMIRROR_BENCH_PEER_MAPS_H

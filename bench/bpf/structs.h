@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Structures shared by the benchmark BPF programs and their Go loaders. */
 #ifndef XMIRROR_BENCH_STRUCTS_H
 #define XMIRROR_BENCH_STRUCTS_H

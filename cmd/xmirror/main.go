@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command xmirror is self-hosted cloud-style traffic mirroring: a tc BPF mirror
 // source, an XDP VXLAN load balancer and a per-session pcap collector.
 package main

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 //go:build ignore
 
 /* xmirror collector receive path (collector.receive: xdp).
@@ -23,7 +24,7 @@
 #include "structs.h"
 #include "maps.h"
 
-char __license[] SEC("license") = "GPL";
+char __license[] SEC("license") = "Dual MIT/GPL";
 
 /* Puts struct col_rec into the BTF for bpf2go (it only travels through the
  * ring). */

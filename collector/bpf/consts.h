@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Constants of the collector's XDP receive path. Go takes enum
  * xm_col_counter from the object's BTF (bpf2go -type); TestContract checks
  * the rest of the boundary. */

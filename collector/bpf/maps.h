@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Maps of the collector's XDP receive path. */
 #ifndef XM_COLLECT_MAPS_H
 #define XM_COLLECT_MAPS_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Structures shared by the collector's XDP program and Go (bpf2go generates
  * the Go types: keep the field order and padding explicit). */
 #ifndef XM_COLLECT_STRUCTS_H

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Builds the xmirror .deb with dpkg-deb from a built binary:
 #   deploy/deb/build.sh BINARY VERSION OUTDIR
 # The man page and the shell completion come from the binary itself (hidden

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package netlab
 
 // Internals the external tests (package netlab_test, which imports labtest)

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package netlab builds throwaway networks of hosts for tests, the demo and the
 // benchmarks: each host is a network namespace whose eth0 is a veth joined to one
 // bridge, which lives in a namespace of its own so that nothing touches the machine's

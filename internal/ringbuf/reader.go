@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package ringbuf reads a BPF ring buffer in place: a record is a slice of
 // the mapped ring, valid until Release, and the reader waits for the
 // programs' wakeups in Go's network poller. The source's ring datapath and

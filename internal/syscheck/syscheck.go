@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package syscheck probes whether this host can run a part of xmirror: kernel,
 // BPF program types, helpers and maps the part's objects use, TCX, native XDP on
 // the named interfaces, bpffs, capabilities and memlock. `xmirror check --system`

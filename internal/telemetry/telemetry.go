@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package telemetry serves the Prometheus text metrics of every xmirror part on
 // /metrics and a liveness answer on /healthz.
 package telemetry

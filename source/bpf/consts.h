@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Constants of the source data path. Limits are #defines so a build can
  * override them (-DXM_MAX_RULES=...); Go reads them back from the maps'
  * sizes (contract_test.go checks its own limits against them). Values Go

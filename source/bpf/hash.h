@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Flow hash for the outer UDP source port. The vxlan driver derives the
  * source port from skb->hash (udp_flow_src_port), so the program sets the hash
  * instead of writing headers. */

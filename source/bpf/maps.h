@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Maps of the source data path. */
 #ifndef XM_SOURCE_MAPS_H
 #define XM_SOURCE_MAPS_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Packet parsing into the fields filter rules match on. Uses
  * bpf_skb_load_bytes so non-linear skbs parse without pulling (the original
  * packet is never touched). */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 //go:build ignore
 
 /* xmirror source data path.
@@ -33,7 +34,7 @@
 #include "parsing.h"
 #include "hash.h"
 
-char __license[] SEC("license") = "GPL";
+char __license[] SEC("license") = "Dual MIT/GPL";
 
 /* Puts the types Go shares with the programs into the BTF for bpf2go: struct
  * sample and struct ring_rec only travel through the perf and ring buffers,

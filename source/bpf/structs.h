@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Structures shared by the source programs and the Go control plane: bpf2go
  * generates the Go types from them (keep the field order and padding
  * explicit), and TestContract checks the maps' value sizes against them. */

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package bgp announces a load balancer node's VIP to routers with an
 // embedded GoBGP speaker, so that several nodes share the VIP by ECMP: the
 // VIP/32 with the node itself as next hop while the node can forward, no

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 //go:build ignore
 
 /* xmirror XDP load balancer: VXLAN to a VIP:port is spread over backends by

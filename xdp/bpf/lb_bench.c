@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 //go:build ignore
 
 /* Benchmark programs for xdp/bench_test.go, in an object of their own so the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Limits and constants of the xmirror XDP load balancer. Go takes the enums
  * from the generated bindings (bpf2go -type); the limits are checked against
  * the maps' sizes by xdp/contract_test.go. */

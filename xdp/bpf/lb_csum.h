@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Incremental Internet checksum updates (RFC 1624, eqn. 3). One's complement
  * sums do not depend on byte order, so raw network-order words are used. */
 #ifndef XMIRROR_LB_CSUM_H

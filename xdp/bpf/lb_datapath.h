@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* The load balancer's data path: its globals and lb_process, the whole
  * per-packet decision. Included by lb.c (the production program) and by
  * lb_bench.c (the benchmark wrappers tests load), so both run the same code

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* The GENEVE listener (RFC 8926, UDP 6081): the header check that drops a
  * datagram whose options run past its end, and the inner flow hash read past
  * the variable-length options. The balancer forwards GENEVE as it does VXLAN

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* The GRE listener (RFC 2784/2890, IP protocol 47): switch port mirrors as
  * ERSPAN type I, II and III and transparent Ethernet bridging. The balancer
  * rewrites only the outer IPv4 destination: the GRE checksum covers the GRE

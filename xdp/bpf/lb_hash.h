@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Flow hashing: three words multiplied by 64-bit odd constants side by side,
  * summed, folded and multiplied once more (multiply-shift hashing). BPF has
  * no rotate instruction, so jhash's seven rotations cost about 60

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Maps of the load balancer. All are pinned by name under the pin path so a
  * restarted control plane reuses them with their state. */
 #ifndef XMIRROR_LB_MAPS_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Header parsing: outer Ethernet/802.1Q/IPv4/UDP, and the inner flow inside
  * VXLAN for the symmetric hash. Every access is bounds-checked against data_end. */
 #ifndef XMIRROR_LB_PARSING_H

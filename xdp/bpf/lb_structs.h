@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
 /* Map key and value layouts shared with Go (bpf2go generates the Go types). */
 #ifndef XMIRROR_LB_STRUCTS_H
 #define XMIRROR_LB_STRUCTS_H

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package labtest holds what only tests need of the network labs: skipping
 // when not root, a lab removed when the test ends, the xmirror binary built
 // once per test process. It imports testing, so product code (bench, demo,
