@@ -114,12 +114,9 @@ func TestStatisticsBlocks(t *testing.T) {
 		c.handle(cache, b, t0.UnixNano(), fr)
 	}
 	c.Rotate()
-	got := files(t, out)
-	if len(got) != 1 {
-		t.Fatalf("files %v", got)
-	}
-	raw, _ := os.ReadFile(filepath.Join(out, got[0]))
-	_, ifs := readCapture(t, filepath.Join(out, got[0]))
+	path := onlyFile(t, out, "")
+	raw, _ := os.ReadFile(path)
+	_, ifs := readCapture(t, path)
 	if len(ifs) != 2 || ifs[0].SnapLength != 96 || ifs[1].SnapLength != 96 {
 		t.Errorf("interfaces %+v, want two of snaplen 96", ifs)
 	}
@@ -138,7 +135,7 @@ func TestStatisticsBlocks(t *testing.T) {
 	if !strings.Contains(metrics.String(), `xmirror_collector_session_drops_total{session="s",vni="1"} 3`) {
 		t.Errorf("session drops not 3 in /metrics")
 	}
-	if lines := tsharkFields(t, filepath.Join(out, got[0]), "frame.len"); len(lines) != 10 {
+	if lines := tsharkFields(t, path, "frame.len"); len(lines) != 10 {
 		t.Errorf("tshark read %d packets, want 10", len(lines))
 	}
 }

@@ -212,6 +212,17 @@ func tsharkFields(t *testing.T, path string, fields ...string) []string {
 	return strings.Split(s, "\n")
 }
 
+// onlyFile is the path of the one file under dir, whose name relative to
+// dir must start with prefix; the test fails if there is any other file.
+func onlyFile(t *testing.T, dir, prefix string) string {
+	t.Helper()
+	got := files(t, dir)
+	if len(got) != 1 || !strings.HasPrefix(got[0], prefix) {
+		t.Fatalf("files %v", got)
+	}
+	return filepath.Join(dir, got[0])
+}
+
 // files lists the capture files (closed and temporary) under dir, sorted.
 func files(t *testing.T, dir string) []string {
 	t.Helper()

@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -80,11 +78,8 @@ func testLinuxVXLANDevice(t *testing.T, receive, listen string) {
 	}
 	waitReceived(t, c, 1)
 	stop()
-	got := files(t, out)
-	if len(got) != 1 || !strings.HasPrefix(got[0], "vni-42/vni-42-") {
-		t.Fatalf("files %v", got)
-	}
-	lines := tsharkFields(t, filepath.Join(out, got[0]), "frame.interface_name", "eth.dst", "ip.src", "ip.dst", "udp.dstport", "udp.length")
+	path := onlyFile(t, out, "vni-42/vni-42-")
+	lines := tsharkFields(t, path, "frame.interface_name", "eth.dst", "ip.src", "ip.dst", "udp.dstport", "udp.length")
 	want := "192.168.0.230/vni42|02:00:00:00:00:02|10.42.0.1|10.42.0.2|9999|34"
 	if len(lines) != 1 || lines[0] != want {
 		t.Errorf("tshark %q, want %q", lines, want)

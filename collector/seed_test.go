@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -85,11 +84,7 @@ func TestSeedPackets(t *testing.T) {
 	waitReceived(t, c, 2)
 	stop()
 
-	got := files(t, out)
-	if len(got) != 1 || !strings.HasPrefix(got[0], "mirror-session-01/mirror-session-01-") {
-		t.Fatalf("files %v", got)
-	}
-	path := filepath.Join(out, got[0])
+	path := onlyFile(t, out, "mirror-session-01/mirror-session-01-")
 	pkts, ifs := readCapture(t, path)
 	if len(pkts) != 2 || string(pkts[0].data) != string(data) || string(pkts[1].data) != string(ack) {
 		t.Fatalf("the file does not hold exactly the seed's two frames: %d packets", len(pkts))
