@@ -218,8 +218,6 @@ func TestIntegration(t *testing.T) {
 
 	// 3. Zero loss while SIGHUP changes the weights and while the control
 	// plane restarts; new flows follow the new weights.
-	r1.reset()
-	r2.reset()
 	sent := 0
 	stream := func(base uint32, n int, mid func()) {
 		for i := range n {
@@ -233,48 +231,36 @@ func TestIntegration(t *testing.T) {
 			}
 		}
 	}
-	writeCfg("wrr", 3, 1)
-	stream(100000, 4000, func() {
+	// noLoss resets the counts, streams and fails unless every datagram
+	// arrived.
+	noLoss := func(what string, base uint32, n int, mid func()) {
+		t.Helper()
+		r1.reset()
+		r2.reset()
+		sent = 0
+		stream(base, n, mid)
+		if got := waitCount(rs, sent, 5*time.Second); got != sent {
+			t.Fatalf("lost datagrams %s: %d of %d", what, got, sent)
+		}
+	}
+	hup := func() {
 		if err := p.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-	})
-	if got := waitCount(rs, sent, 5*time.Second); got != sent {
-		t.Fatalf("lost datagrams during SIGHUP: %d of %d", got, sent)
 	}
+	writeCfg("wrr", 3, 1)
+	noLoss("during SIGHUP", 100000, 4000, hup)
 	waitLog(t, p.Proc, "msg=reloaded", 1) // the new weights are in before shares are counted
-	r1.reset()
-	r2.reset()
-	sent = 0
-	stream(200000, 4000, nil)
-	if got := waitCount(rs, sent, 5*time.Second); got != sent {
-		t.Fatalf("lost datagrams after SIGHUP: %d of %d", got, sent)
-	}
+	noLoss("after SIGHUP", 200000, 4000, nil)
 	if share := float64(r1.count()) / float64(sent); share < 0.72 || share > 0.78 {
 		t.Errorf("b1 share %.3f after weights 3:1, want 0.75", share)
 	}
 
 	// Switch to maglev on the fly: still no loss, same 3:1 shares.
-	r1.reset()
-	r2.reset()
-	sent = 0
 	writeCfg("maglev", 3, 1)
-	stream(500000, 4000, func() {
-		if err := p.Signal(syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if got := waitCount(rs, sent, 5*time.Second); got != sent {
-		t.Fatalf("lost datagrams switching to maglev: %d of %d", got, sent)
-	}
+	noLoss("switching to maglev", 500000, 4000, hup)
 	waitLog(t, p.Proc, "msg=reloaded", 2)
-	r1.reset()
-	r2.reset()
-	sent = 0
-	stream(600000, 4000, nil)
-	if got := waitCount(rs, sent, 5*time.Second); got != sent {
-		t.Fatalf("lost datagrams under maglev: %d of %d", got, sent)
-	}
+	noLoss("under maglev", 600000, 4000, nil)
 	if share := float64(r1.count()) / float64(sent); share < 0.72 || share > 0.78 {
 		t.Errorf("maglev: b1 share %.3f with weights 3:1, want 0.75", share)
 	}
