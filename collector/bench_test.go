@@ -87,16 +87,23 @@ func numReaders() int {
 	return o.Readers
 }
 
-// BenchmarkHandle is the per-packet path without the socket: decapsulate,
-// look up the session, append to the file buffer (flushed when full). It
-// must not allocate.
-func BenchmarkHandle(b *testing.B) {
+// handleCollector is a collector of one reader, never run, whose handle the
+// per-packet benchmarks call directly.
+func handleCollector(b *testing.B) *Collector {
 	c, err := New(Options{Listen: "127.0.0.1:0", Readers: 1, OutputDir: b.TempDir(), RotateSize: 64 << 20, Keep: 1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
+// BenchmarkHandle is the per-packet path without the socket: decapsulate,
+// look up the session, append to the file buffer (flushed when full). It
+// must not allocate.
+func BenchmarkHandle(b *testing.B) {
+	c := handleCollector(b)
 	payload := loadPayload(1, 100)
 	cache := map[uint32]*series{}
 	ts := time.Now().UnixNano()
@@ -117,12 +124,7 @@ func BenchmarkHandle(b *testing.B) {
 // on its own goroutine. Packets the writer is too slow for are counted as
 // writer_behind and reported per op.
 func BenchmarkHandoff(b *testing.B) {
-	c, err := New(Options{Listen: "127.0.0.1:0", Readers: 1, OutputDir: b.TempDir(), RotateSize: 64 << 20, Keep: 1,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := handleCollector(b)
 	payload := loadPayload(1, 100)
 	c.startWriters()
 	k := c.newSink()
