@@ -85,27 +85,6 @@ func geneveFrame(tb testing.TB, f frameSpec, g geneveSpec) []byte {
 	return out
 }
 
-// setUDPChecksum recomputes the outer UDP checksum of a whole datagram (or
-// clears it).
-func setUDPChecksum(frame []byte, zero bool) {
-	l3 := l3Offset(frame)
-	u := udpOffset(frame)
-	frame[u+6], frame[u+7] = 0, 0
-	if zero {
-		return
-	}
-	ulen := int(binary.BigEndian.Uint16(frame[u+4:]))
-	pseudo := make([]byte, 12)
-	copy(pseudo, frame[l3+12:l3+20])
-	pseudo[9] = 17
-	binary.BigEndian.PutUint16(pseudo[10:], uint16(ulen))
-	c := checksum(pseudo, frame[u:u+ulen])
-	if c == 0 {
-		c = 0xffff
-	}
-	binary.BigEndian.PutUint16(frame[u+6:], c)
-}
-
 func geneveConfig(algo, aff string, backends ...config.Backend) *config.LoadBalancer {
 	return protocolConfig(config.ProtocolGENEVE, algo, aff, backends...)
 }

@@ -209,19 +209,29 @@ func expectForward(frame []byte, dstMAC, srcMAC net.HardwareAddr, dst netip.Addr
 	if more || (out[u+6] == 0 && out[u+7] == 0) {
 		return out
 	}
-	out[u+6], out[u+7] = 0, 0
-	ulen := int(binary.BigEndian.Uint16(out[u+4:]))
+	setUDPChecksum(out, false)
+	return out
+}
+
+// setUDPChecksum recomputes the outer UDP checksum of a whole datagram (or
+// clears it).
+func setUDPChecksum(frame []byte, zero bool) {
+	l3 := l3Offset(frame)
+	u := udpOffset(frame)
+	frame[u+6], frame[u+7] = 0, 0
+	if zero {
+		return
+	}
+	ulen := int(binary.BigEndian.Uint16(frame[u+4:]))
 	pseudo := make([]byte, 12)
-	copy(pseudo[0:4], out[l3+12:l3+16])
-	copy(pseudo[4:8], out[l3+16:l3+20])
+	copy(pseudo, frame[l3+12:l3+20])
 	pseudo[9] = 17
 	binary.BigEndian.PutUint16(pseudo[10:], uint16(ulen))
-	c := checksum(pseudo, out[u:u+ulen])
+	c := checksum(pseudo, frame[u:u+ulen])
 	if c == 0 {
 		c = 0xffff
 	}
-	binary.BigEndian.PutUint16(out[u+6:], c)
-	return out
+	binary.BigEndian.PutUint16(frame[u+6:], c)
 }
 
 // withTTL is frame with its outer IPv4 TTL set to ttl and the header
@@ -252,16 +262,7 @@ func shorten(frame []byte, n int) []byte {
 	fixIPChecksum(out)
 	u := l3 + ihl
 	binary.BigEndian.PutUint16(out[u+4:], uint16(n-u))
-	out[u+6], out[u+7] = 0, 0
-	pseudo := make([]byte, 12)
-	copy(pseudo, out[l3+12:l3+20])
-	pseudo[9] = 17
-	binary.BigEndian.PutUint16(pseudo[10:], uint16(n-u))
-	c := checksum(pseudo, out[u:])
-	if c == 0 {
-		c = 0xffff
-	}
-	binary.BigEndian.PutUint16(out[u+6:], c)
+	setUDPChecksum(out, false)
 	return out
 }
 
