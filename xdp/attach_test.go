@@ -31,14 +31,8 @@ func TestAttachAndPinning(t *testing.T) {
 
 	var ids map[string]uint32
 	err := n.Do(func() error {
-		b, err := New(Options{PinPath: pin, XDPMode: ModeNative})
+		b, err := startBalancer(Options{PinPath: pin, XDPMode: ModeNative}, cfg)
 		if err != nil {
-			return err
-		}
-		if err := b.Apply(cfg); err != nil {
-			return err
-		}
-		if err := b.Attach(); err != nil {
 			return err
 		}
 		if b.Mode() != ModeNative {

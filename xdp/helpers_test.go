@@ -759,3 +759,15 @@ func (g *goldenLab) runRepeated(b *testing.B, prog *ebpf.Program, frame []byte) 
 	}
 	return ret
 }
+
+// startBalancer is New, Apply and Attach, the start of `xmirror lb`.
+func startBalancer(opts Options, cfg *config.LoadBalancer) (*Balancer, error) {
+	b, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Apply(cfg); err != nil {
+		return b, err
+	}
+	return b, b.Attach()
+}

@@ -111,14 +111,8 @@ func TestFailedStartUndone(t *testing.T) {
 		var progBefore uint32
 		var slotBefore uint32
 		err := h.Do(func() error {
-			b, err := New(Options{PinPath: pin})
+			b, err := startBalancer(Options{PinPath: pin}, cfg)
 			if err != nil {
-				return err
-			}
-			if err := b.Apply(cfg); err != nil {
-				return err
-			}
-			if err := b.Attach(); err != nil {
 				return err
 			}
 			slotBefore, _ = b.activeSlot()
