@@ -60,11 +60,21 @@ func testCollector(t *testing.T, opts Options) (*Collector, func()) {
 	if opts.Listen == "" {
 		opts.Listen = "127.0.0.1:0"
 	}
-	if opts.FileName == "" {
-		opts.FileName = "{session}-{time}" // the names the tests expect; TestFileNameTemplate checks the default
-	}
 	if opts.OutputDir == "" {
 		opts.OutputDir = t.TempDir()
+	}
+	c, err := New(withTestDefaults(opts))
+	if err != nil {
+		t.Fatalf("new collector: %v", err)
+	}
+	return c, runCollector(t, c)
+}
+
+// withTestDefaults is opts with the file names the tests expect and a
+// logger that is quiet unless the tests run with -v.
+func withTestDefaults(opts Options) Options {
+	if opts.FileName == "" {
+		opts.FileName = "{session}-{time}" // TestFileNameTemplate checks the default
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -72,11 +82,7 @@ func testCollector(t *testing.T, opts Options) (*Collector, func()) {
 			opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		}
 	}
-	c, err := New(opts)
-	if err != nil {
-		t.Fatalf("new collector: %v", err)
-	}
-	return c, runCollector(t, c)
+	return opts
 }
 
 // runCollector runs c until the returned stop is called (or the test ends)

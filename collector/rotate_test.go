@@ -3,8 +3,6 @@
 package collector
 
 import (
-	"io"
-	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -28,17 +26,8 @@ func (f *fakeClock) Set(t time.Time) { f.mu.Lock(); f.t = t; f.mu.Unlock() }
 func offline(t *testing.T, opts Options) *Collector {
 	t.Helper()
 	opts.Listen = "127.0.0.1:0"
-	if opts.FileName == "" {
-		opts.FileName = "{session}-{time}" // the names the tests expect; TestFileNameTemplate checks the default
-	}
 	opts.Readers = 1
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-		if testing.Verbose() {
-			opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		}
-	}
-	c, err := New(opts)
+	c, err := New(withTestDefaults(opts))
 	if err != nil {
 		t.Fatal(err)
 	}
