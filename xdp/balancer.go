@@ -386,7 +386,7 @@ func (b *Balancer) writeTable(slot uint32, slotCfg *lbLbSlot, tbs []tableBackend
 		slotCfg.WrrLen = uint32(len(seq))
 	case algoMaglev:
 		tab := maglevTable(tbs, int(slotCfg.MaglevSize))
-		if err := putTable(b.objs.LbMaglev, slot*MaglevMax, tab); err != nil {
+		if err := putMaglev(b.objs.LbMaglev, slot*maglevLines, tab); err != nil {
 			return fmt.Errorf("write maglev table: %w", err)
 		}
 		slotCfg.MaglevSize = uint32(len(tab))
@@ -552,6 +552,23 @@ func putTable(m *ebpf.Map, base uint32, ids []uint32) error {
 		keys[i] = base + uint32(i)
 	}
 	return batchPut(m, keys, ids)
+}
+
+// putMaglev writes a Maglev table of backend ids from value base on, as
+// struct lb_maglev_line values of maglevLine one-byte ids.
+func putMaglev(m *ebpf.Map, base uint32, ids []uint32) error {
+	lines := make([]lbLbMaglevLine, (len(ids)+maglevLine-1)/maglevLine)
+	keys := make([]uint32, len(lines))
+	for i := range keys {
+		keys[i] = base + uint32(i)
+	}
+	for i, id := range ids {
+		if id >= MaxBackends {
+			return fmt.Errorf("maglev entry %d: backend id %d out of range", i, id)
+		}
+		lines[i/maglevLine].Id[i%maglevLine] = uint8(id)
+	}
+	return batchPut(m, keys, lines)
 }
 
 // Byte-order helpers: the BPF program compares raw network-order words, and

@@ -9,6 +9,10 @@ const (
 	wrrMax      = 8192
 	// MaglevMax is the largest Maglev table the maps hold.
 	MaglevMax = 131071
+	// maglevLine is the Maglev entries per lb_maglev value; maglevLines the
+	// values of one slot.
+	maglevLine  = 64
+	maglevLines = (MaglevMax + maglevLine - 1) / maglevLine
 	// DefaultMaglevSize is the prime table size used when the config says none.
 	DefaultMaglevSize = 65537
 	slots             = 2

@@ -26,7 +26,7 @@ func TestContract(t *testing.T) {
 		{"lb_slots", slots, 4, unsafe.Sizeof(lbLbSlot{})},
 		{"lb_backends", slots * MaxBackends, 4, unsafe.Sizeof(lbLbBackend{})},
 		{"lb_wrr", slots * wrrMax, 4, 4},
-		{"lb_maglev", slots * MaglevMax, 4, 4},
+		{"lb_maglev", slots * maglevLines, 4, unsafe.Sizeof(lbLbMaglevLine{})},
 		{"lb_flows", 1 << ctSetBits, 4, unsafe.Sizeof(lbLbCtSet{})},
 		{"lb_acl", 0, unsafe.Sizeof(lbLbAclKey{}), 1},
 		{"lb_percpu", 1, 4, unsafe.Sizeof(lbLbCpu{})},

@@ -134,6 +134,11 @@ const (
 	lbLbInnerKindLB_INNER_FULL  lbLbInnerKind = 2
 )
 
+type lbLbMaglevLine struct {
+	_  structs.HostLayout
+	Id [64]uint8
+}
+
 type lbLbSlot struct {
 	_             structs.HostLayout
 	Vip           uint32

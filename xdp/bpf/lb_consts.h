@@ -20,6 +20,11 @@
 #define LB_MAGLEV_MAX 131071
 #endif
 
+/* Maglev entries per lb_maglev value (struct lb_maglev_line), and the values
+ * of one slot. */
+#define LB_MAGLEV_LINE 64
+#define LB_MAGLEV_LINES ((LB_MAGLEV_MAX + LB_MAGLEV_LINE - 1) / LB_MAGLEV_LINE)
+
 /* Connection table (lb_flows): 2^LB_CT_SET_BITS sets of LB_CT_WAYS entries,
  * 262,144 flows in 2 MiB. The set is chosen by the low bits of the flow hash;
  * a full set evicts its entry idle longest. */

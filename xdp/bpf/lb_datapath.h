@@ -125,12 +125,13 @@ static __always_inline int lb_wrr_next(struct lb_cpu *pc, __u32 slot, struct lb_
 
 static __always_inline int lb_maglev_at(__u32 slot, struct lb_slot *cfg, __u32 hash, __u32 *id)
 {
-	__u32 key = slot * LB_MAGLEV_MAX + hash % cfg->maglev_size;
-	__u32 *v = bpf_map_lookup_elem(&lb_maglev, &key);
+	__u32 i = hash % cfg->maglev_size;
+	__u32 key = slot * LB_MAGLEV_LINES + i / LB_MAGLEV_LINE;
+	struct lb_maglev_line *l = bpf_map_lookup_elem(&lb_maglev, &key);
 
-	if (!v)
+	if (!l)
 		return -1;
-	*id = *v;
+	*id = l->id[i % LB_MAGLEV_LINE];
 	return 0;
 }
 

@@ -46,12 +46,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_wrr SEC(".maps");
 
-/* Weighted Maglev lookup table per slot: slot * LB_MAGLEV_MAX + i -> id. */
+/* Weighted Maglev lookup table per slot, LB_MAGLEV_LINE entries a value:
+ * entry i of slot s is id[i % LB_MAGLEV_LINE] of value
+ * s * LB_MAGLEV_LINES + i / LB_MAGLEV_LINE. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, LB_SLOTS * LB_MAGLEV_MAX);
+	__uint(max_entries, LB_SLOTS * LB_MAGLEV_LINES);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct lb_maglev_line);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_maglev SEC(".maps");
 

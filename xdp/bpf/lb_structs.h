@@ -38,6 +38,15 @@ struct lb_backend {
 	char name[32];    /* informational */
 };
 
+/* LB_MAGLEV_LINE consecutive entries of a Maglev table, one cache line. An id
+ * fits a byte (ids are below LB_MAX_BACKENDS), so the default table of
+ * 65,537 entries takes 64 KiB; as one id per array element (the kernel
+ * rounds values up to 8 bytes) it took 512 KiB, which the rest of a busy
+ * machine keeps evicting from L2. */
+struct lb_maglev_line {
+	__u8 id[LB_MAGLEV_LINE];
+};
+
 /* One set of the connection table: a 64-byte cache line of LB_CT_WAYS
  * entries. An entry is one 64-bit word, so CPUs claim and refresh entries
  * with a compare-and-swap and never take a lock:
