@@ -733,16 +733,21 @@ func checkOneBackendPerFlow(t *testing.T, g *goldenLab, flows int, framesOf func
 }
 
 // runRepeated runs prog b.N times over frame in the kernel (one
-// BPF_PROG_TEST_RUN, timed), after one untimed run that warms the
-// connection table, and returns the verdict.
-func (g *goldenLab) runRepeated(b *testing.B, prog *ebpf.Program, frame []byte) uint32 {
+// BPF_PROG_TEST_RUN, timed), after warm untimed runs (at least one) that
+// warm the connection table, and returns the verdict. The *_flows programs
+// take the next flow on every run: warm = their flow count records them all.
+func (g *goldenLab) runRepeated(b *testing.B, prog *ebpf.Program, frame []byte, warm int) uint32 {
 	b.Helper()
 	var ret uint32
 	err := g.lb.Do(func() error {
-		if _, _, err := runXDP(prog, frame, g.lb.Ifindex); err != nil {
+		in := append([]byte(nil), frame...)
+		if _, err := prog.Run(&ebpf.RunOptions{
+			Data:    in,
+			Context: xdpMd{DataEnd: uint32(len(in)), IngressIfindex: uint32(g.lb.Ifindex)},
+			Repeat:  uint32(max(warm, 1)),
+		}); err != nil {
 			return err
 		}
-		in := append([]byte(nil), frame...)
 		b.ResetTimer()
 		var err error
 		ret, err = prog.Run(&ebpf.RunOptions{

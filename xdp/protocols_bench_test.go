@@ -46,7 +46,7 @@ func BenchmarkListenerProtocols(b *testing.B) {
 			if err := g.bal.Apply(cfg); err != nil {
 				b.Fatal(err)
 			}
-			ret := g.runRepeated(b, c.prog, c.frame)
+			ret := g.runRepeated(b, c.prog, c.frame, 1)
 			if ret != 3 {
 				b.Fatalf("verdict %d, want 3 (XDP_TX)", ret)
 			}
