@@ -109,7 +109,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		Machine: machineFacts(),
 		Started: time.Now().UTC(),
 		Options: ReportOptions{Quick: o.Quick, Scenarios: o.Scenarios, Reps: o.Reps, TrialSecs: o.Trial.Seconds(),
-			FrameBytes: o.Size + outerLen, Flows: o.Flows, Command: o.Command},
+			FrameBytes: o.Size + vxlanOuter, Flows: o.Flows, Command: o.Command},
 	}
 	r.ui.header(rep)
 	for _, name := range AllScenarios {
@@ -184,14 +184,15 @@ const labMTU = 1600
 // from inside the generator's namespace, pinned to CPU 0 so that every trial
 // splits the work the same way.
 func (r *runner) generate(ctx context.Context, t *lbTopo, rate float64, d time.Duration, progress string) (GenResult, error) {
-	return r.generateOn(ctx, t.gen, t.genIf, t.lbIf.mac, t.vip, rate, d, progress)
+	return r.generateOn(ctx, t.gen, t.genIf, t.lbIf.mac, t.vip, VXLAN, rate, d, progress)
 }
 
-func (r *runner) generateOn(ctx context.Context, g *netlab.Host, from ifRef, dstMAC net.HardwareAddr, dst netip.Addr, rate float64, d time.Duration, progress string) (GenResult, error) {
+// generateOn sends protocol p's frames of four sessions (ids 1..4) from g.
+func (r *runner) generateOn(ctx context.Context, g *netlab.Host, from ifRef, dstMAC net.HardwareAddr, dst netip.Addr, p Protocol, rate float64, d time.Duration, progress string) (GenResult, error) {
 	var res GenResult
 	cfg := GenConfig{
-		FrameSpec: FrameSpec{SrcMAC: from.mac, DstMAC: dstMAC, SrcIP: from.addr, DstIP: dst, VNI: 1, Size: r.o.Size},
-		Ifindex:   from.index, Flows: r.o.Flows, VNIs: 4, Rate: rate, Duration: d, CPU: genCPU,
+		FrameSpec: FrameSpec{Protocol: p, SrcMAC: from.mac, DstMAC: dstMAC, SrcIP: from.addr, DstIP: dst, ID: 1, Size: r.o.Size},
+		Ifindex:   from.index, Flows: r.o.Flows, IDs: 4, Rate: rate, Duration: d, CPU: genCPU,
 	}
 	start := time.Now()
 	cfg.Progress = func(sent uint64) {

@@ -85,7 +85,7 @@ func (r *runner) collectorTrial(lab *netlab.Lab, rx receiver) stepTrial {
 		// sees traffic; every receiver gets the same head start.
 		time.Sleep(rxSettle)
 		p0, cpu0 := readProc(sp.pid()), readCPUTimes()
-		g, gerr := r.generateOn(ctx, gen, hostIf(gen), col.MAC, col.Addr, rate, r.o.Trial, label)
+		g, gerr := r.generateOn(ctx, gen, hostIf(gen), col.MAC, col.Addr, rx.protocol(), rate, r.o.Trial, label)
 		cpu1 := readCPUTimes()
 		time.Sleep(max(rx.drain, defaultDrain)) // the receiver drains its socket
 		p1 := readProc(sp.pid())

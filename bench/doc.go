@@ -11,5 +11,5 @@
 // (report.go) writes a terminal table, report.md, results.json and SVG charts.
 package bench
 
-//go:generate go tool bpf2go -target bpfel -type gen_config -type gen_state gen bpf/gen.c
+//go:generate go tool bpf2go -target bpfel -type gen_config -type gen_state -type gen_id_kind gen bpf/gen.c
 //go:generate go tool bpf2go -target bpfel -type fwd_config -type count_value peer bpf/peer.c

@@ -18,7 +18,7 @@ type GenConfig struct {
 	FrameSpec
 	Ifindex  int           // interface the frames leave by (in the caller's netns)
 	Flows    int           // distinct inner 5-tuples and outer source ports; 0 means 1
-	VNIs     int           // distinct VNIs starting at VNI; 0 means 1
+	IDs      int           // distinct session ids (VNIs, ERSPAN session ids, GRE keys) from ID on; 0 means 1
 	Rate     float64       // packets per second; 0 sends as fast as one core can
 	Count    uint64        // packets to send; 0 = no limit
 	Duration time.Duration // how long to send; 0 = no limit
@@ -52,7 +52,7 @@ const callTarget = time.Second
 // context, so it would never end.
 var ErrNoLimit = errors.New("generator needs a count, a duration or a context that ends")
 
-// Generate transmits VXLAN frames out of cfg.Ifindex until cfg.Count frames are
+// Generate transmits tunnel frames (cfg.Protocol) out of cfg.Ifindex until cfg.Count frames are
 // sent, cfg.Duration passed or ctx is done. The interface is looked up in the
 // network namespace of the calling thread, so call it from inside the namespace
 // (netlab's Host.Do, or a process started in it).
@@ -99,18 +99,27 @@ func Generate(ctx context.Context, cfg GenConfig) (GenResult, error) {
 	return res, nil
 }
 
-// genProgramConfig is what the generator program reads from its config map.
+// genProgramConfig is what the generator program reads from its config map:
+// the headers of flow 0 and where the fields it varies per flow are.
 func genProgramConfig(cfg GenConfig, frame []byte, ipBase, tcpBase uint32) *genGenConfig {
+	l := cfg.layout()
 	gc := &genGenConfig{
 		Count:       cfg.Count,
 		DurationNs:  uint64(cfg.Duration),
 		Flows:       uint32(max(cfg.Flows, 1)),
-		Vnis:        uint32(max(cfg.VNIs, 1)),
-		VniBase:     cfg.VNI,
+		Ids:         uint32(max(cfg.IDs, 1)),
+		IdBase:      cfg.ID,
 		IpCsumBase:  ipBase,
 		TcpCsumBase: tcpBase,
+		HdrLen:      uint16(l.outer + innerHdr),
+		OffInner:    uint16(l.outer),
+		OffId:       uint16(l.id),
+		OffSport:    uint16(l.sport),
+		OffSeq:      uint16(l.seq),
+		OffTs:       uint16(l.ts),
+		IdKind:      l.idKind,
 	}
-	copy(gc.Hdr[:], frame[:hdrLen])
+	copy(gc.Hdr[:], frame[:gc.HdrLen])
 	a := innerSrc.As4()
 	gc.InnerSaddr = uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
 	if cfg.Rate > 0 {

@@ -15,17 +15,32 @@ import (
 
 type genGenConfig struct {
 	_           structs.HostLayout
-	Hdr         [104]uint8
+	Hdr         [352]uint8
 	IntervalNs  uint64
 	Count       uint64
 	DurationNs  uint64
 	Flows       uint32
-	Vnis        uint32
-	VniBase     uint32
+	Ids         uint32
+	IdBase      uint32
 	IpCsumBase  uint32
 	TcpCsumBase uint32
 	InnerSaddr  uint32
+	HdrLen      uint16
+	OffInner    uint16
+	OffId       uint16
+	OffSport    uint16
+	OffSeq      uint16
+	OffTs       uint16
+	IdKind      genGenIdKind
 }
+
+type genGenIdKind uint32
+
+const (
+	genGenIdKindGEN_ID_VNI    genGenIdKind = 0
+	genGenIdKindGEN_ID_ERSPAN genGenIdKind = 1
+	genGenIdKindGEN_ID_KEY    genGenIdKind = 2
+)
 
 type genGenState struct {
 	_       structs.HostLayout

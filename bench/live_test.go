@@ -26,21 +26,26 @@ func TestGenerateLive(t *testing.T) {
 
 	for _, tc := range []struct {
 		name  string
+		proto Protocol
 		rate  float64
 		count uint64
 		dur   time.Duration
 	}{
-		{"count", 50000, 5000, 0},
-		{"duration", 20000, 0, 300 * time.Millisecond},
-		{"max", 0, 200000, 0},
+		{"count", VXLAN, 50000, 5000, 0},
+		{"duration", VXLAN, 20000, 0, 300 * time.Millisecond},
+		{"max", VXLAN, 0, 200000, 0},
+		{"geneve", GENEVE, 50000, 5000, 0},
+		{"erspan2", ERSPAN2, 50000, 5000, 0},
+		{"erspan3", ERSPAN3, 50000, 5000, 0},
+		{"gre", GRE, 50000, 5000, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, _ := ctr.Received()
 			var res GenResult
+			spec := FrameSpec{Protocol: tc.proto, SrcMAC: gen.MAC, DstMAC: recv.MAC, SrcIP: gen.Addr, DstIP: recv.Addr, ID: 1, Size: 100}
 			err := gen.Do(func() (err error) {
 				res, err = Generate(context.Background(), GenConfig{
-					FrameSpec: FrameSpec{SrcMAC: gen.MAC, DstMAC: recv.MAC, SrcIP: gen.Addr, DstIP: recv.Addr, VNI: 1, Size: 100},
-					Ifindex:   gen.Ifindex, CPU: -1, Flows: 1000, Rate: tc.rate, Count: tc.count, Duration: tc.dur,
+					FrameSpec: spec, Ifindex: gen.Ifindex, CPU: -1, Flows: 1000, Rate: tc.rate, Count: tc.count, Duration: tc.dur,
 				})
 				return err
 			})
@@ -63,7 +68,7 @@ func TestGenerateLive(t *testing.T) {
 			if got == 0 || got > res.Sent {
 				t.Errorf("received %d of %d", got, res.Sent)
 			}
-			if want := uint64(150); got > 0 && (after.Bytes-before.Bytes)/got != want {
+			if want := uint64(spec.WireSize()); got > 0 && (after.Bytes-before.Bytes)/got != want {
 				t.Errorf("bytes per frame %d, want %d", (after.Bytes-before.Bytes)/got, want)
 			}
 		})
@@ -98,8 +103,8 @@ func TestForwarderLive(t *testing.T) {
 	var res GenResult
 	err := gen.Do(func() (err error) {
 		res, err = Generate(context.Background(), GenConfig{
-			FrameSpec: FrameSpec{SrcMAC: gen.MAC, DstMAC: lb.MAC, SrcIP: gen.Addr, DstIP: lb.Addr, VNI: 1, Size: 100},
-			Ifindex:   gen.Ifindex, CPU: -1, Flows: 1000, VNIs: 4, Rate: 100000, Count: 20000,
+			FrameSpec: FrameSpec{SrcMAC: gen.MAC, DstMAC: lb.MAC, SrcIP: gen.Addr, DstIP: lb.Addr, ID: 1, Size: 100},
+			Ifindex:   gen.Ifindex, CPU: -1, Flows: 1000, IDs: 4, Rate: 100000, Count: 20000,
 		})
 		return err
 	})

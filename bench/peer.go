@@ -23,16 +23,17 @@ type Counts struct {
 	Packets, Bytes uint64
 }
 
-// XDPPeer is a benchmark program attached to one interface: the counter (VXLAN in,
-// count, drop) or the minimal forwarder (the XDP ceiling).
+// XDPPeer is a benchmark program attached to one interface: the counter (tunnel
+// frames in, count, drop) or the minimal forwarder (the XDP ceiling).
 type XDPPeer struct {
 	objs peerObjects
 	link link.Link
 }
 
 // AttachCounter attaches the counter to ifindex in the calling thread's network
-// namespace: it counts and drops VXLAN (IPv4 UDP to 4789) and passes everything
-// else, so ARP and the other traffic of the host keep working.
+// namespace: it counts and drops the generator's tunnels (IPv4 UDP to 4789 or
+// 6081, IPv4 GRE) and passes everything else, so ARP and the other traffic of
+// the host keep working.
 func AttachCounter(ifindex int) (*XDPPeer, error) {
 	return attachPeer(ifindex, func(o *peerObjects) *ebpf.Program { return o.XdpCount }, nil)
 }

@@ -44,12 +44,24 @@ func TestCounterProgram(t *testing.T) {
 	o := mustLoadPeer(t)
 	arp := append([]byte(nil), udpFrame(t, "10.0.0.2", VXLANPort)...)
 	binary.BigEndian.PutUint16(arp[12:], uint16(layers.EthernetTypeARP))
+	tunnel := func(p Protocol) []byte {
+		s := testSpec
+		s.Protocol = p
+		frame, _, _, err := buildFrame(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return frame
+	}
 	cases := []struct {
 		name  string
 		frame []byte
 		want  uint32
 	}{
 		{"vxlan", udpFrame(t, "10.0.0.2", VXLANPort), xdpDrop},
+		{"geneve", tunnel(GENEVE), xdpDrop},
+		{"erspan3", tunnel(ERSPAN3), xdpDrop},
+		{"gre", tunnel(GRE), xdpDrop},
 		{"other udp port", udpFrame(t, "10.0.0.2", 53), xdpPass},
 		{"not ipv4", arp, xdpPass},
 		{"truncated", udpFrame(t, "10.0.0.2", VXLANPort)[:30], xdpPass},
@@ -64,8 +76,15 @@ func TestCounterProgram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Packets != 1 || got.Bytes != uint64(len(cases[0].frame)) {
-		t.Errorf("counted %+v, want one frame of %d bytes", got, len(cases[0].frame))
+	var want Counts
+	for _, c := range cases {
+		if c.want == xdpDrop {
+			want.Packets++
+			want.Bytes += uint64(len(c.frame))
+		}
+	}
+	if got != want {
+		t.Errorf("counted %+v, want %+v", got, want)
 	}
 }
 

@@ -107,6 +107,15 @@ type receiver struct {
 	stop func(sp *startedProc, dir string) (rxStats, error)
 	// drain is how long after the last packet sent the receiver is stopped.
 	drain time.Duration
+	// proto is the tunnel the generator sends to it; "" means VXLAN.
+	proto Protocol
+}
+
+func (rx receiver) protocol() Protocol {
+	if rx.proto == "" {
+		return VXLAN
+	}
+	return rx.proto
 }
 
 // defaultDrain lets a receiver empty its socket before it is stopped.

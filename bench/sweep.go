@@ -152,7 +152,7 @@ func (r *runner) measureTop(ctx context.Context, gen, dst *netlab.Host) (float64
 		return 0, err
 	}
 	defer ctr.Close()
-	res, err := r.generateOn(ctx, gen, hostIf(gen), dst.MAC, dst.Addr, 0, min(r.o.Trial, 2e9), "measuring the generator's top rate")
+	res, err := r.generateOn(ctx, gen, hostIf(gen), dst.MAC, dst.Addr, VXLAN, 0, min(r.o.Trial, 2e9), "measuring the generator's top rate")
 	if err != nil {
 		return 0, err
 	}

@@ -7,19 +7,31 @@
 #ifndef VXLAN_PORT
 #define VXLAN_PORT 4789
 #endif
+#ifndef GENEVE_PORT
+#define GENEVE_PORT 6081
+#endif
 
-/* Bytes of headers the generator rewrites on every packet: outer Ethernet, IPv4,
- * UDP, VXLAN, inner Ethernet, IPv4, TCP. keep in sync with bench/frame.go (hdrLen). */
-#define GEN_HDR_LEN 104
+/* The most header bytes the generator rewrites on every packet: outer Ethernet,
+ * IPv4, UDP, GENEVE with 31 eight-byte options, inner Ethernet, IPv4, TCP; the
+ * least: GRE with a key (42) and the inner headers.
+ * keep in sync with bench/frame.go (genHdrMax) */
+#define GEN_HDR_MAX 352
+#define GEN_HDR_MIN 96
 
-/* Byte offsets of the fields the generator varies per flow.
- * keep in sync with bench/frame.go */
-#define OFF_OUTER_SPORT 34
-#define OFF_VNI 46
-#define OFF_INNER_IP_CSUM 74
-#define OFF_INNER_SADDR 76
-#define OFF_INNER_SPORT 84
-#define OFF_TCP_CSUM 100
+/* The inner Ethernet/IPv4/TCP headers and the offsets, from the inner Ethernet
+ * header, of the fields the generator varies per flow. keep in sync with bench/frame.go */
+#define INNER_HDR_LEN 54
+#define IN_OFF_IP_CSUM 24
+#define IN_OFF_SADDR 26
+#define IN_OFF_SPORT 34
+#define IN_OFF_TCP_CSUM 50
+
+/* How the generator writes a flow's session id. keep in sync with bench/frame.go (idVNI...) */
+enum gen_id_kind {
+	GEN_ID_VNI = 0,    /* 24 bits: VXLAN, GENEVE */
+	GEN_ID_ERSPAN = 1, /* low 10 bits of a 16-bit word: ERSPAN session id */
+	GEN_ID_KEY = 2,    /* 32 bits: GRE key */
+};
 
 /* How far the pacer may fall behind before it forgets the missed time. Each new
  * BPF_PROG_TEST_RUN call costs ~25 ms of setup; catching all of that up would send

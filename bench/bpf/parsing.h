@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT OR GPL-2.0-only
-/* Header parsing for the benchmark peers: is this IPv4 UDP to the VXLAN port? */
+/* Header parsing for the benchmark peers: is this IPv4 UDP to the VXLAN port, or
+ * any of the tunnels the generator sends? */
 #ifndef XMIRROR_BENCH_PARSING_H
 #define XMIRROR_BENCH_PARSING_H
 
@@ -40,6 +41,26 @@ static __always_inline int parse_vxlan(void *data, void *data_end, struct vxlan_
 	p->ip = ip;
 	p->udp = udp;
 	return 1;
+}
+
+/* parse_tunnel returns the IPv4 header when the frame is one of the generator's
+ * tunnels: UDP to VXLAN_PORT or GENEVE_PORT, or GRE (ERSPAN, bridging). */
+static __always_inline struct iphdr *parse_tunnel(void *data, void *data_end)
+{
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return 0;
+	struct iphdr *ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end || ip->ihl != 5)
+		return 0;
+	if (ip->protocol == IPPROTO_GRE)
+		return ip;
+	struct udphdr *udp = (void *)(ip + 1);
+	if (ip->protocol != IPPROTO_UDP || (void *)(udp + 1) > data_end)
+		return 0;
+	if (udp->dest != bpf_htons(VXLAN_PORT) && udp->dest != bpf_htons(GENEVE_PORT))
+		return 0;
+	return ip;
 }
 
 #endif

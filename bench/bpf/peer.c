@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR GPL-2.0-only
 //go:build ignore
 
-/* Benchmark peers. xdp_count counts VXLAN packets and drops them: the backends and
+/* Benchmark peers. xdp_count counts tunnel packets (VXLAN, GENEVE, GRE) and drops them: the backends and
  * collectors of a scenario use it to measure what arrives without the cost of the
  * stack. xdp_fwd is the XDP ceiling: the least an XDP load balancer can do (rewrite
  * the destination to one fixed backend, fix the IPv4 checksum, send it back out). */
@@ -27,13 +27,13 @@ int xdp_count(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct vxlan_pkt p;
+	struct iphdr *ip = parse_tunnel(data, data_end);
 
-	if (!parse_vxlan(data, data_end, &p))
+	if (!ip)
 		return XDP_PASS;
 	count(0, data, data_end);
 
-	__u32 dst = p.ip->daddr;
+	__u32 dst = ip->daddr;
 	struct count_value *c = bpf_map_lookup_elem(&by_dst, &dst);
 	if (c) {
 		c->packets++;

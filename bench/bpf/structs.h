@@ -8,16 +8,23 @@
 
 /* Generator settings, written once by Go before the run. keep in sync with bench/gen.go */
 struct gen_config {
-	__u8 hdr[GEN_HDR_LEN];  /* headers of flow 0; varying fields are patched */
+	__u8 hdr[GEN_HDR_MAX];  /* headers of flow 0, hdr_len of them; varying fields are patched */
 	__u64 interval_ns;      /* gap between packets; 0 sends on every run */
 	__u64 count;            /* packets to send; 0 = no limit */
 	__u64 duration_ns;      /* stop after this long from the first run; 0 = no limit */
 	__u32 flows;            /* distinct flows, >= 1 */
-	__u32 vnis;             /* distinct VNIs from the template's, >= 1 */
-	__u32 vni_base;         /* the template's VNI */
+	__u32 ids;              /* distinct session ids from the template's, >= 1 */
+	__u32 id_base;          /* the template's session id (VNI, ERSPAN session id, GRE key) */
 	__u32 ip_csum_base;     /* 16-bit one's complement sum of the inner IPv4 header, saddr zero */
 	__u32 tcp_csum_base;    /* sum of pseudo header + TCP header + payload, saddr and sport zero */
 	__u32 inner_saddr;      /* inner source address of flow 0, host order */
+	__u16 hdr_len;          /* bytes of hdr written on every send, GEN_HDR_MIN..GEN_HDR_MAX */
+	__u16 off_inner;        /* offset of the inner Ethernet header */
+	__u16 off_id;           /* offset of the session id field */
+	__u16 off_sport;        /* offset of the outer UDP source port; 0 = none (GRE) */
+	__u16 off_seq;          /* offset of the GRE sequence number; 0 = none */
+	__u16 off_ts;           /* offset of the ERSPAN III timestamp (100 ns units); 0 = none */
+	enum gen_id_kind id_kind;
 };
 
 /* Generator progress, read by Go between calls. */

@@ -74,9 +74,10 @@ func runBench(c *cli.Context) error {
 func benchGenCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "gen",
-		Usage: "send VXLAN frames out of an interface from an in-kernel generator (run it inside the namespace)",
-		Description: "Transmits real VXLAN (I flag, VNIs, inner Ethernet/IPv4/TCP) of many flows with\n" +
-			"BPF_PROG_TEST_RUN live frames. The receiving end of a veth needs XDP or GRO on.\n" +
+		Usage: "send VXLAN, GENEVE, ERSPAN or GRE frames out of an interface from an in-kernel generator (run it inside the namespace)",
+		Description: "Transmits real tunnel frames (VXLAN, GENEVE with options, ERSPAN II or III, GRE bridging;\n" +
+			"session ids, inner Ethernet/IPv4/TCP) of many flows with BPF_PROG_TEST_RUN live frames.\n" +
+			"The receiving end of a veth needs XDP or GRO on.\n" +
 			"Example: ip netns exec ns1 xmirror bench gen --iface eth0 --dst-ip 10.0.0.2 --dst-mac 02:..:02 --rate 100000 --duration 5s",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
@@ -85,14 +86,16 @@ func benchGenCommand() *cli.Command {
 			&cli.StringFlag{Name: "dst-mac", Required: true, Usage: "outer destination `MAC` (next hop)"},
 			&cli.StringFlag{Name: "src-ip", Usage: "outer source IPv4 `ADDR` (default: the interface's first IPv4 address)"},
 			&cli.StringFlag{Name: "src-mac", Usage: "outer source `MAC` (default: the interface's)"},
-			&cli.IntFlag{Name: "dst-port", Value: bench.VXLANPort, Usage: "outer UDP destination `PORT`"},
+			&cli.StringFlag{Name: "protocol", Value: string(bench.VXLAN), Usage: "tunnel `NAME`: " + protocolNames()},
+			&cli.IntFlag{Name: "geneve-options", Usage: "GENEVE options of 8 bytes each per frame, 0..31 (--protocol geneve)"},
+			&cli.IntFlag{Name: "dst-port", Usage: "outer UDP destination `PORT` (vxlan, geneve)", DefaultText: "4789 for vxlan, 6081 for geneve"},
 			&cli.Float64Flag{Name: "rate", Usage: "packets per second (0 = as fast as one core goes)"},
 			&cli.DurationFlag{Name: "duration", Usage: "how long to send (0 = until --count or Ctrl-C)"},
 			&cli.Uint64Flag{Name: "count", Usage: "packets to send (0 = until --duration or Ctrl-C)"},
 			&cli.IntFlag{Name: "size", Value: 100, Usage: "mirrored (inner) frame `BYTES`, 64..8950; the wire adds 50"},
 			&cli.IntFlag{Name: "flows", Value: 1024, Usage: "distinct inner 5-tuples and outer source ports"},
-			&cli.UintFlag{Name: "vni", Value: 1, Usage: "VNI of the first flow"},
-			&cli.IntFlag{Name: "vnis", Value: 1, Usage: "distinct VNIs, from --vni on"},
+			&cli.UintFlag{Name: "vni", Aliases: []string{"id"}, Value: 1, Usage: "session id of the first flow: VNI (vxlan, geneve), ERSPAN session id (0..1023) or GRE key"},
+			&cli.IntFlag{Name: "vnis", Aliases: []string{"ids"}, Value: 1, Usage: "distinct session ids, from --vni on"},
 			&cli.IntFlag{Name: "cpu", Value: -1, Usage: "pin the generator to this CPU (-1 = no pinning)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 		},
@@ -106,11 +109,18 @@ func runBenchGen(c *cli.Context) error {
 		return usagef("--iface: %w", err)
 	}
 	cfg := bench.GenConfig{
-		Ifindex: iface.Index, Flows: c.Int("flows"), VNIs: c.Int("vnis"), Rate: c.Float64("rate"),
+		Ifindex: iface.Index, Flows: c.Int("flows"), IDs: c.Int("vnis"), Rate: c.Float64("rate"),
 		Count: c.Uint64("count"), Duration: c.Duration("duration"), CPU: c.Int("cpu"),
 	}
+	if cfg.Protocol, err = bench.ParseProtocol(c.String("protocol")); err != nil {
+		return usagef("--protocol: %w", err)
+	}
 	cfg.Size = c.Int("size")
-	cfg.VNI = uint32(c.Uint("vni"))
+	cfg.ID = uint32(c.Uint("vni"))
+	cfg.GeneveOptions = c.Int("geneve-options")
+	if p := c.Int("dst-port"); p < 0 || p > 65535 {
+		return usagef("--dst-port: %d is not a port", p)
+	}
 	cfg.DstPort = uint16(c.Int("dst-port"))
 	if cfg.DstIP, err = netip.ParseAddr(c.String("dst-ip")); err != nil || !cfg.DstIP.Is4() {
 		return usagef("--dst-ip: %q is not an IPv4 address", c.String("dst-ip"))
@@ -131,11 +141,20 @@ func runBenchGen(c *cli.Context) error {
 	} else if cfg.SrcIP, err = firstIPv4(iface); err != nil {
 		return usagef("--src-ip: %w", err)
 	}
-	if c.Float64("rate") < 0 || c.Int("flows") < 1 || c.Int("vnis") < 1 || c.Uint("vni") > 0xffffff {
-		return usagef("--rate must be >= 0, --flows and --vnis >= 1, --vni <= 16777215")
+	if c.Float64("rate") < 0 || c.Int("flows") < 1 || c.Int("vnis") < 1 {
+		return usagef("--rate must be >= 0, --flows and --vnis >= 1")
+	}
+	if c.Uint("vni") > uint(cfg.MaxID()) {
+		return usagef("--vni: %d is above %d, the most %s carries", c.Uint("vni"), cfg.MaxID(), cfg.Protocol)
 	}
 	if cfg.Size < bench.MinSize || cfg.Size > bench.MaxSize {
 		return usagef("--size: %d is outside %d..%d", cfg.Size, bench.MinSize, bench.MaxSize)
+	}
+	if cfg.GeneveOptions < 0 || cfg.GeneveOptions > bench.MaxGeneveOptions || (cfg.GeneveOptions > 0 && cfg.Protocol != bench.GENEVE) {
+		return usagef("--geneve-options: %d needs --protocol geneve and 0..%d", cfg.GeneveOptions, bench.MaxGeneveOptions)
+	}
+	if cfg.DstPort != 0 && cfg.Protocol != bench.VXLAN && cfg.Protocol != bench.GENEVE {
+		return usagef("--dst-port: %s is not carried in UDP", cfg.Protocol)
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -165,6 +184,14 @@ func runBenchGen(c *cli.Context) error {
 	fmt.Fprintf(c.App.Writer, "sent %d frames of %d B in %.3fs: %.0f pps, %.3f Gbit/s (%d kernel calls, generator CPU %.2fs)\n",
 		res.Sent, cfg.WireSize(), res.Elapsed.Seconds(), res.PPS, res.PPS*float64(cfg.WireSize())*8/1e9, res.Calls, res.CPU.Seconds())
 	return nil
+}
+
+func protocolNames() string {
+	var names []string
+	for _, p := range bench.Protocols {
+		names = append(names, string(p))
+	}
+	return strings.Join(names, ", ")
 }
 
 func firstIPv4(iface *net.Interface) (netip.Addr, error) {
