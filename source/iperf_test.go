@@ -30,7 +30,11 @@ const (
 	// ModeRingNormal is datapath ring with the sender at normal priority
 	// instead of SCHED_IDLE.
 	ModeRingNormal = "xmirror-ring-normal"
-	ModeMirred     = "mirred" // kernel-native: tc u32 + action mirred egress mirror to a VXLAN device (no cut)
+	// ModeRingTx and ModeRingTxNormal are datapath ring with the
+	// transmit-ring sender (SenderTxRing), at idle and normal priority.
+	ModeRingTx       = "xmirror-ring-tx"
+	ModeRingTxNormal = "xmirror-ring-tx-normal"
+	ModeMirred       = "mirred" // kernel-native: tc u32 + action mirred egress mirror to a VXLAN device (no cut)
 	// ModeNoMatch is datapath ring with a filter that mirrors UDP only:
 	// the programs classify every packet of the TCP stream and mirror
 	// none, which is what xmirror costs traffic it does not copy.
@@ -210,6 +214,14 @@ func mirrorTotals(s *Source) (packets, errors uint64) {
 type iperfLab struct {
 	*netlab.Lab
 	src, test, target *netlab.Host
+	copies            *vxlanCounter // the mirrored copies that reached the sink
+}
+
+func (l *iperfLab) Close() error {
+	if l.copies != nil {
+		l.copies.Close()
+	}
+	return l.Lab.Close()
 }
 
 func newIperfLab(opts IperfOptions) (_ *iperfLab, err error) {
@@ -236,10 +248,10 @@ func newIperfLab(opts IperfOptions) (_ *iperfLab, err error) {
 	// machine, here everything shares the two cores with iperf3, so what
 	// the source would not pay should cost as little as possible (and the
 	// target must not answer with ICMP port unreachable).
-	sinkHost, sinkDev := target.Run, "eth0"
+	sinkHost, sinkDev, sinkDo := target.Run, "eth0", target.Do
 	switch opts.Sink {
 	case "", SinkWire:
-		sinkDev = src.Port
+		sinkDev, sinkDo = src.Port, lab.SwitchDo
 		sinkHost = func(name string, args ...string) (out string, err error) {
 			err = lab.SwitchDo(func() error {
 				b, err := exec.Command(name, args...).CombinedOutput()
@@ -265,7 +277,14 @@ func newIperfLab(opts IperfOptions) (_ *iperfLab, err error) {
 		}
 	}
 
-	return &iperfLab{Lab: lab, src: src, test: test, target: target}, nil
+	l := &iperfLab{Lab: lab, src: src, test: test, target: target}
+	if err := sinkDo(func() (err error) {
+		l.copies, err = newVXLANCounter(sinkDev)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 // startMode sets up what mode runs on the source interface; stop undoes it.
@@ -274,7 +293,7 @@ func startMode(src *netlab.Host, mode string, opts IperfOptions) (s *Source, sto
 	stop = func() {}
 	switch mode {
 	case ModePlain:
-	case ModeXmirror, ModePerf, ModeRing, ModeRingNormal, ModeNoMatch:
+	case ModeXmirror, ModePerf, ModeRing, ModeRingNormal, ModeRingTx, ModeRingTxNormal, ModeNoMatch:
 		yaml := iperfYAML
 		if mode == ModeNoMatch {
 			yaml = noMatchYAML
@@ -290,15 +309,19 @@ func startMode(src *netlab.Host, mode string, opts IperfOptions) (s *Source, sto
 		switch mode {
 		case ModePerf:
 			dp = DatapathPerf
-		case ModeRing, ModeRingNormal, ModeNoMatch:
+		case ModeRing, ModeRingNormal, ModeRingTx, ModeRingTxNormal, ModeNoMatch:
 			dp = DatapathRing
 		}
 		prio := PriorityIdle
-		if mode == ModeRingNormal {
+		if mode == ModeRingNormal || mode == ModeRingTxNormal {
 			prio = PriorityNormal
 		}
+		sender := SenderGSO
+		if mode == ModeRingTx || mode == ModeRingTxNormal {
+			sender = SenderTxRing
+		}
 		if err := src.Do(func() (err error) {
-			s, err = New(cfg, Options{Datapath: dp, SendPriority: prio, MaxDelay: opts.MaxDelay})
+			s, err = New(cfg, Options{Datapath: dp, SendPriority: prio, MaxDelay: opts.MaxDelay, RingSender: sender})
 			return err
 		}); err != nil {
 			return nil, stop, err
@@ -357,6 +380,21 @@ type AlternatingResult struct {
 	With      []float64
 	Mirrored  uint64 // packets the xmirror source mirrored over all its segments
 	Errors    uint64 // packets it failed to mirror
+	// Stream and Copies count, over the measured windows of the segments
+	// with the mode, the packets of the stream (sent and received by the
+	// test host's eth0) and the mirrored copies that reached the sink.
+	Stream, Copies uint64
+}
+
+// Delivered is the share of the stream's packets whose copy reached the
+// sink, in percent (0 without packets): 100 is lossless mirroring, for
+// every mode alike. A copy in flight at either end of a window counts in
+// the next, so single windows may read slightly above 100.
+func (r AlternatingResult) Delivered() float64 {
+	if r.Stream == 0 {
+		return 0
+	}
+	return 100 * float64(r.Copies) / float64(r.Stream)
 }
 
 // Costs is, for each segment with the mode, its throughput cost in percent
@@ -441,7 +479,7 @@ func alternate(ctx context.Context, lab *iperfLab, mode string, reverse bool, op
 	// The schedule takes a little longer than its sleeps (switching the
 	// mode, reading counters): iperf3 runs on and is stopped at the end.
 	total := warmup + time.Duration(segments)*(opts.Segment+opts.Settle)
-	seconds := int(total.Seconds()*1.5) + 5
+	seconds := int(total.Seconds()*3) + 10
 
 	ip, err := opts.iperf(lab.src, lab.test)
 	if err != nil {
@@ -471,7 +509,11 @@ func alternate(ctx context.Context, lab *iperfLab, mode string, reverse bool, op
 				return res, err
 			}
 		}
-		bps, err := segmentRate(ctx, client, receiver, opts.Settle, opts.Segment)
+		bps, n, err := segmentRate(ctx, client, lab, receiver, opts.Settle, opts.Segment)
+		if on {
+			res.Stream += n.stream
+			res.Copies += n.copies
+		}
 		if s != nil {
 			packets, errs := mirrorTotals(s)
 			res.Mirrored += packets
@@ -493,35 +535,67 @@ func alternate(ctx context.Context, lab *iperfLab, mode string, reverse bool, op
 // segmentSlices is how many slices segmentRate measures a segment in.
 const segmentSlices = 5
 
+// windowCount is what a measured window of a segment saw: packets of the
+// stream and mirrored copies at the sink.
+type windowCount struct{ stream, copies uint64 }
+
 // segmentRate waits settle, then measures the rate in bits per second at
 // which the receiver's eth0 received over d, in segmentSlices slices, and
-// returns their median. The host this was built on loses about 0.2 s
-// every 10 to 12 s (a fifth of a second's throughput, in plain segments as
-// much as with a mode; nothing in the guest runs then): the median of the
-// slices leaves such a stall out, while a mode's own cost, paid on every
-// packet, shows in every slice.
-func segmentRate(ctx context.Context, client *netlab.Proc, receiver *netlab.Host, settle, d time.Duration) (float64, error) {
+// returns their median, and what the window saw. The host this was built
+// on loses about 0.2 s every 10 to 12 s (a fifth of a second's throughput,
+// in plain segments as much as with a mode; nothing in the guest runs
+// then): the median of the slices leaves such a stall out, while a mode's
+// own cost, paid on every packet, shows in every slice.
+func segmentRate(ctx context.Context, client *netlab.Proc, lab *iperfLab, receiver *netlab.Host, settle, d time.Duration) (float64, windowCount, error) {
+	var n windowCount
 	if err := sleepCtx(ctx, client, settle); err != nil {
-		return 0, err
+		return 0, n, err
+	}
+	s0, c0, err := lab.counts()
+	if err != nil {
+		return 0, n, err
 	}
 	b0, t0, err := rxBytes(receiver)
 	if err != nil {
-		return 0, err
+		return 0, n, err
 	}
 	rates := make([]float64, 0, segmentSlices)
 	for range segmentSlices {
 		if err := sleepCtx(ctx, client, d/segmentSlices); err != nil {
-			return 0, err
+			return 0, n, err
 		}
 		b1, t1, err := rxBytes(receiver)
 		if err != nil {
-			return 0, err
+			return 0, n, err
 		}
 		rates = append(rates, float64(b1-b0)*8/t1.Sub(t0).Seconds())
 		b0, t0 = b1, t1
 	}
+	s1, c1, err := lab.counts()
+	if err != nil {
+		return 0, n, err
+	}
 	slices.Sort(rates)
-	return rates[segmentSlices/2], nil
+	return rates[segmentSlices/2], windowCount{stream: s1 - s0, copies: c1 - c0}, nil
+}
+
+// counts reads the packets the test host's eth0 sent and received (the
+// iperf3 stream: every one of them is mirrored) and the copies counted at
+// the sink.
+func (l *iperfLab) counts() (stream, copies uint64, err error) {
+	err = l.test.Do(func() error {
+		link, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		st := link.Attrs().Statistics
+		if st == nil {
+			return errors.New("eth0: no statistics")
+		}
+		stream = st.RxPackets + st.TxPackets
+		return nil
+	})
+	return stream, l.copies.count(), err
 }
 
 // rxBytes reads the bytes eth0 of h received so far, and when.

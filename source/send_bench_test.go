@@ -4,9 +4,11 @@ package source
 
 import (
 	"encoding/binary"
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -129,4 +131,149 @@ func BenchmarkSendPath(b *testing.B) {
 
 func runCmd(name string, args ...string) ([]byte, error) {
 	return exec.Command(name, args...).CombinedOutput()
+}
+
+// BenchmarkRingSenders measures what the ring datapath's senders cost per
+// mirrored packet of one flow, from a namespace without offloads into its
+// veth, dropped at the bridge port (as BenchmarkSendPath): SenderGSO (runs
+// of up to 128 packets as one UDP GSO packet, which the veth without UDP
+// segmentation offload segments in software) and SenderTxRing (the
+// AF_PACKET transmit ring), for the seed's 96-byte cut and for whole
+// 1,500-byte frames (a 1,450-byte cut). ns/op is per packet, the time of
+// the sending thread including the kernel's work in its system calls. Run:
+//
+//	go test -run XXX -bench RingSenders ./source/
+func BenchmarkRingSenders(b *testing.B) {
+	labtest.RequireRoot(b)
+	lab, err := netlab.New("senders")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer lab.Close()
+	a, err := lab.AddHost(netlab.HostSpec{Name: "a", Addrs: []string{"10.77.0.1/24"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	t, err := lab.AddHost(netlab.HostSpec{Name: "t", Addrs: []string{"10.77.0.2/24"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := lab.SwitchDo(func() error {
+		out, err := runCmd("nft", "add table netdev xmsend ; add chain netdev xmsend in { type filter hook ingress device "+a.Port+" priority 0 ; } ; add rule netdev xmsend in udp dport 4789 drop")
+		if err != nil {
+			b.Fatalf("nft: %v: %s", err, out)
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	var copies *vxlanCounter
+	if err := lab.SwitchDo(func() (err error) {
+		copies, err = newVXLANCounter(a.Port)
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	defer copies.Close()
+	// delivered reports the share of the b.N packets that reached the
+	// bridge port since c0.
+	delivered := func(b *testing.B, c0 uint64) {
+		time.Sleep(10 * time.Millisecond) // the last ones may be in the veth's backlog
+		b.ReportMetric(float64(copies.count()-c0)/float64(b.N), "delivered/op")
+	}
+	hop := &nextHop{ok: true, ll: unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(unix.ETH_P_IP), Ifindex: int32(a.Ifindex), Halen: 6}}
+	copy(hop.ll.Addr[:], t.MAC)
+	copy(hop.eth[:], t.MAC)
+	copy(hop.eth[6:], a.MAC)
+	binary.BigEndian.PutUint16(hop.eth[12:], unix.ETH_P_IP)
+	for _, cut := range []int{96, 1450} {
+		pkt := make([]byte, outerLen+cut)
+		copy(pkt, []byte{0x45, 0x04, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 77, 0, 1, 10, 77, 0, 2})
+		binary.BigEndian.PutUint16(pkt[2:], uint16(len(pkt)))
+		binary.BigEndian.PutUint16(pkt[20:], 40000)
+		binary.BigEndian.PutUint16(pkt[22:], 4789)
+		binary.BigEndian.PutUint16(pkt[24:], uint16(len(pkt)-20))
+		pkt[28] = 0x08
+		b.Run(fmt.Sprintf("gso/cut-%d", cut), func(b *testing.B) {
+			a.Do(func() error {
+				fd, err := gsoSocket(0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer unix.Close(fd)
+				bt := &batch{link: true, runs: &runs{}}
+				var errs sendErrors
+				c0 := copies.count()
+				b.ResetTimer()
+				for i := 0; i < b.N; i += batchSize {
+					n := min(batchSize, b.N-i)
+					for j := 0; j < n; j++ {
+						bt.pkts[j], bt.lls[j] = pkt, hop.ll
+						bt.runs.eths[j] = &hop.eth
+						bt.runs.admit(bt, j)
+						bt.n++
+					}
+					bt.runs.send(fd, bt, &errs)
+				}
+				b.StopTimer()
+				delivered(b, c0)
+				if e := errs.total(); e > 0 {
+					b.Errorf("%d sends failed", e)
+				}
+				return nil
+			})
+		})
+		b.Run(fmt.Sprintf("packet/cut-%d", cut), func(b *testing.B) {
+			a.Do(func() error {
+				fd, err := packetSocket(0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer unix.Close(fd)
+				bt := &batch{link: true}
+				var errs sendErrors
+				c0 := copies.count()
+				b.ResetTimer()
+				for i := 0; i < b.N; i += batchSize {
+					n := min(batchSize, b.N-i)
+					for j := 0; j < n; j++ {
+						bt.pkts[j], bt.lls[j] = pkt, hop.ll
+					}
+					bt.n = n
+					sendBatch(fd, bt, &errs)
+				}
+				b.StopTimer()
+				delivered(b, c0)
+				if e := errs.total(); e > 0 {
+					b.Errorf("%d sends failed", e)
+				}
+				return nil
+			})
+		})
+		b.Run(fmt.Sprintf("tx-ring/cut-%d", cut), func(b *testing.B) {
+			a.Do(func() error {
+				tx, err := newTxRing(0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer tx.close()
+				var errs sendErrors
+				full := 0
+				c0 := copies.count()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if !tx.put(&hop.eth, hop.ll.Ifindex, pkt, 0, &errs) {
+						full++
+					}
+				}
+				tx.flush(&errs)
+				b.StopTimer()
+				delivered(b, c0)
+				if e := errs.total(); e > 0 || full > 0 {
+					b.Errorf("%d sends failed, %d found the ring full", e, full)
+				}
+				return nil
+			})
+		})
+	}
 }
