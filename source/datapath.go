@@ -64,12 +64,11 @@ type settings struct {
 	attach   string        // Attach*
 	priority string        // of the user-space sender
 	maxDelay time.Duration // datapath ring: the reader's look interval
-	sender   string        // datapath ring: Sender*
 }
 
 // check fills in the defaults of opts and refuses values out of range.
 func (o Options) check() (settings, error) {
-	st := settings{datapath: o.Datapath, priority: o.SendPriority, maxDelay: o.MaxDelay, sender: o.RingSender}
+	st := settings{datapath: o.Datapath, priority: o.SendPriority, maxDelay: o.MaxDelay}
 	if st.datapath == "" {
 		st.datapath = DefaultDatapath
 	}
@@ -90,13 +89,6 @@ func (o Options) check() (settings, error) {
 	case d < MinMaxDelay || d > MaxMaxDelay:
 		return st, fmt.Errorf("%w: max delay %v is not between %v and %v", ErrConfig, d, MinMaxDelay, MaxMaxDelay)
 	}
-	switch o.RingSender {
-	case "":
-		st.sender = DefaultSender
-	case SenderGSO, SenderTxRing:
-	default:
-		return st, fmt.Errorf("%w: ring sender %q is not %s or %s", ErrConfig, o.RingSender, SenderGSO, SenderTxRing)
-	}
 	switch o.SendPriority {
 	case "":
 		st.priority = DefaultPriority
@@ -116,6 +108,6 @@ func (s *Source) startDatapath(set settings) (datapath, error) {
 	case DatapathPerf:
 		return startPerf(&s.objs, s.mark, set.priority)
 	default:
-		return startRing(&s.objs, s.mark, set)
+		return startRing(&s.objs, s.mark, set.priority, set.maxDelay)
 	}
 }

@@ -30,11 +30,7 @@ const (
 	// ModeRingNormal is datapath ring with the sender at normal priority
 	// instead of SCHED_IDLE.
 	ModeRingNormal = "xmirror-ring-normal"
-	// ModeRingTx and ModeRingTxNormal are datapath ring with the
-	// transmit-ring sender (SenderTxRing), at idle and normal priority.
-	ModeRingTx       = "xmirror-ring-tx"
-	ModeRingTxNormal = "xmirror-ring-tx-normal"
-	ModeMirred       = "mirred" // kernel-native: tc u32 + action mirred egress mirror to a VXLAN device (no cut)
+	ModeMirred     = "mirred" // kernel-native: tc u32 + action mirred egress mirror to a VXLAN device (no cut)
 	// ModeNoMatch is datapath ring with a filter that mirrors UDP only:
 	// the programs classify every packet of the TCP stream and mirror
 	// none, which is what xmirror costs traffic it does not copy.
@@ -293,7 +289,7 @@ func startMode(src *netlab.Host, mode string, opts IperfOptions) (s *Source, sto
 	stop = func() {}
 	switch mode {
 	case ModePlain:
-	case ModeXmirror, ModePerf, ModeRing, ModeRingNormal, ModeRingTx, ModeRingTxNormal, ModeNoMatch:
+	case ModeXmirror, ModePerf, ModeRing, ModeRingNormal, ModeNoMatch:
 		yaml := iperfYAML
 		if mode == ModeNoMatch {
 			yaml = noMatchYAML
@@ -309,19 +305,15 @@ func startMode(src *netlab.Host, mode string, opts IperfOptions) (s *Source, sto
 		switch mode {
 		case ModePerf:
 			dp = DatapathPerf
-		case ModeRing, ModeRingNormal, ModeRingTx, ModeRingTxNormal, ModeNoMatch:
+		case ModeRing, ModeRingNormal, ModeNoMatch:
 			dp = DatapathRing
 		}
 		prio := PriorityIdle
-		if mode == ModeRingNormal || mode == ModeRingTxNormal {
+		if mode == ModeRingNormal {
 			prio = PriorityNormal
 		}
-		sender := SenderGSO
-		if mode == ModeRingTx || mode == ModeRingTxNormal {
-			sender = SenderTxRing
-		}
 		if err := src.Do(func() (err error) {
-			s, err = New(cfg, Options{Datapath: dp, SendPriority: prio, MaxDelay: opts.MaxDelay, RingSender: sender})
+			s, err = New(cfg, Options{Datapath: dp, SendPriority: prio, MaxDelay: opts.MaxDelay})
 			return err
 		}); err != nil {
 			return nil, stop, err

@@ -78,24 +78,6 @@ func ringSizeFor(prog *Program, def uint32) uint32 {
 	return uint32(size)
 }
 
-// Senders of datapath ring: how packets to a resolved Ethernet next hop are
-// handed to the kernel (Options.RingSender).
-const (
-	// SenderGSO sends them with sendmmsg from the ring where the program
-	// wrote them, runs of a flow as one UDP GSO packet (gso.go).
-	SenderGSO = "gso"
-	// SenderTxRing copies them into an AF_PACKET transmit ring and sends
-	// every ready frame with one send, past the queueing discipline
-	// (txring.go).
-	SenderTxRing = "tx-ring"
-
-	// DefaultSender is the sender New uses when Options.RingSender is empty.
-	DefaultSender = SenderGSO
-)
-
-// Senders lists the valid values of Options.RingSender.
-var Senders = []string{SenderGSO, SenderTxRing}
-
 // idleLooks is how many empty looks make the reader sleep.
 func idleLooks(delay time.Duration) int {
 	return max(int(ringIdleAfter/delay), 2)
@@ -114,9 +96,8 @@ func idleLooks(delay time.Duration) int {
 // socket, which makes the kernel resolve it (sockets.go).
 type ringPath struct {
 	rd   *ringbuf.Reader
-	fd   int     // raw IPv4 socket
-	pfd  int     // AF_PACKET socket, -1 without one
-	tx   *txRing // sender tx-ring: AF_PACKET transmit ring, nil with the GSO socket
+	fd   int // raw IPv4 socket
+	pfd  int // AF_PACKET socket, -1 without one
 	mark uint32
 	nl   *netlink.Handle // in the source's network namespace
 	hops map[[4]byte]*nextHop
@@ -141,9 +122,9 @@ type ringPath struct {
 
 // startRing opens the sockets (in the caller's network namespace) and the
 // ring reader and starts the sending goroutine.
-func startRing(objs *sourceObjects, mark uint32, set settings) (_ datapath, err error) {
-	r := &ringPath{pfd: -1, mark: mark, hops: map[[4]byte]*nextHop{}, priority: set.priority,
-		tick: set.maxDelay, idleLooks: idleLooks(set.maxDelay), ports: localPortRange()}
+func startRing(objs *sourceObjects, mark uint32, priority string, maxDelay time.Duration) (_ datapath, err error) {
+	r := &ringPath{pfd: -1, mark: mark, hops: map[[4]byte]*nextHop{}, priority: priority,
+		tick: maxDelay, idleLooks: idleLooks(maxDelay), ports: localPortRange()}
 	r.fd, err = rawSocket(mark)
 	if err != nil {
 		return nil, err
@@ -172,12 +153,6 @@ func startRing(objs *sourceObjects, mark uint32, set settings) (_ datapath, err 
 		}
 	} else {
 		slog.Warn("ring datapath: no AF_PACKET socket, sending through the raw socket only", "err", err)
-	}
-	if r.pfd >= 0 && r.lookup != nil && set.sender == SenderTxRing {
-		// Packets too long for its frames still take the GSO socket.
-		if r.tx, err = newTxRing(mark); err != nil {
-			return nil, err
-		}
 	}
 	r.idle = objs.RingIdle
 	r.rd, err = ringbuf.New(objs.XmRing)
@@ -220,9 +195,6 @@ func (r *ringPath) writeMetrics(w io.Writer) {
 
 func (r *ringPath) closeSockets() {
 	unix.Close(r.fd)
-	if r.tx != nil {
-		r.tx.close()
-	}
 	if r.pfd >= 0 {
 		unix.Close(r.pfd)
 	}
@@ -279,9 +251,6 @@ func (r *ringPath) drain() int {
 			r.send(b)
 		}
 	}
-	if r.tx != nil {
-		r.tx.flush(&r.errs)
-	}
 	r.rd.Release()
 	return n
 }
@@ -309,13 +278,6 @@ func (r *ringPath) add(rec []byte) {
 		return
 	}
 	hop := r.hop(dst)
-	if r.tx != nil {
-		if hop != nil && r.tx.fits(len(pkt)) {
-			r.putTx(hop, pkt, key)
-			return
-		}
-		r.tx.flush(&r.errs)
-	}
 	b, other := &r.rawB, &r.linkB
 	if hop != nil {
 		b, other = &r.linkB, &r.rawB
@@ -351,25 +313,6 @@ func (r *ringPath) add(rec []byte) {
 	}
 }
 
-// putTx puts a packet into the transmit ring, after what the batches hold
-// (packets leave in ring order). The ring holds a copy: the record's space
-// can go back to the programs.
-func (r *ringPath) putTx(hop *nextHop, pkt []byte, key int) {
-	for _, b := range []*batch{&r.rawB, &r.linkB} {
-		if b.n > 0 {
-			r.sendAndRelease(b)
-		}
-	}
-	if r.tx.put(&hop.eth, hop.ll.Ifindex, pkt, key, &r.errs) {
-		r.linkSent.Add(1)
-	} else {
-		r.errs[key].Add(1)
-	}
-	if r.tx.pending == 0 {
-		r.rd.Release()
-	}
-}
-
 // errRecord is a ring record that does not hold a valid packet.
 var errRecord = errors.New("malformed ring record")
 
@@ -398,9 +341,6 @@ func parseRingRecord(raw []byte) (pkt []byte, key int, dst [4]byte, err error) {
 // sends is the number of packets handed to the kernel: one per packet on
 // the raw socket, one per run on the GSO socket.
 func (r *ringPath) sends() uint64 {
-	if r.tx != nil {
-		return r.rawSent.Load() + r.linkSent.Load()
-	}
 	if r.linkB.runs == nil {
 		return r.rawSent.Load() + r.linkSent.Load()
 	}

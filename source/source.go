@@ -61,9 +61,6 @@ type Options struct {
 	// MaxMaxDelay; 0 means DefaultMaxDelay. Longer is cheaper for the
 	// mirrored traffic; collector timestamps move by up to as much.
 	MaxDelay time.Duration
-	// RingSender is SenderGSO or SenderTxRing: how datapath ring hands
-	// packets to an Ethernet next hop; empty means DefaultSender.
-	RingSender string
 }
 
 // New validates cfg against the system, loads the programs, starts the
