@@ -105,7 +105,7 @@ func handleCollector(b *testing.B) *Collector {
 func BenchmarkHandle(b *testing.B) {
 	c := handleCollector(b)
 	payload := loadPayload(1, 100)
-	cache := map[uint32]*series{}
+	cache := map[Key]*series{}
 	ts := time.Now().UnixNano()
 	c.handle(cache, loopback, ts, payload)
 	b.ReportAllocs()
@@ -134,7 +134,7 @@ func BenchmarkHandoff(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		fr, _ := Decap(payload)
-		k.add(loopback, ts+int64(i), fr.VNI, fr.Inner, fr.OrigLen)
+		k.add(loopback, ts+int64(i), fr)
 		if i%64 == 63 {
 			k.flush()
 		}
@@ -160,7 +160,7 @@ func BenchmarkDecap(b *testing.B) {
 func TestHandleDoesNotAllocate(t *testing.T) {
 	c := offline(t, Options{OutputDir: t.TempDir()})
 	payload := loadPayload(1, 100)
-	cache := map[uint32]*series{}
+	cache := map[Key]*series{}
 	ts := time.Now().UnixNano()
 	c.handle(cache, loopback, ts, payload)
 	allocs := testing.AllocsPerRun(1000, func() {

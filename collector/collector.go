@@ -71,12 +71,17 @@ type Options struct {
 	FileName string
 	// Host names the collector in file names (default: the host name).
 	Host string
-	// Sessions names the sessions by VNI; other VNIs are "vni-N".
-	// PacketLengths are the sessions' packet lengths, the snaplen of their
-	// interface blocks (missing or 0: whole frames).
+	// Inputs are the tunnels received (default: VXLAN on Listen's port).
+	Inputs []Input
+	// Named are the sessions of the configuration, by protocol and id;
+	// others are named "vni-N" (VXLAN) or "PROTOCOL-N". Sessions and
+	// PacketLengths name VXLAN sessions by VNI, the same as Named entries
+	// of ProtoVXLAN (packet lengths: the snaplen of their interface blocks;
+	// missing or 0: whole frames).
+	Named         map[Key]Session
 	Sessions      map[uint32]string
 	PacketLengths map[uint32]int
-	// DropUnknownVNI drops packets of VNIs not in Sessions instead of
+	// DropUnknownVNI drops packets of sessions not in Named instead of
 	// capturing them.
 	DropUnknownVNI bool
 	// MaxSessions bounds the sessions (VNIs) not in Sessions captured at
@@ -154,8 +159,9 @@ type Collector struct {
 	now     func() time.Time
 	section sectionInfo
 	rcv     receiver
-	lock    *portLock // held while the collector has its port
-	addr    *net.UDPAddr
+	locks   []*portLock // held while the collector has its ports
+	addr    *net.UDPAddr // the VXLAN input's (else the first UDP input's) address
+	addrs   map[Protocol]*net.UDPAddr
 	rcvbuf  int
 	writers []*writer
 	writing sync.WaitGroup
@@ -178,8 +184,8 @@ type Collector struct {
 	retained   map[string]*metrics.Counter // files removed, by rule
 
 	mu       sync.RWMutex
-	series   map[uint32]*series
-	names    map[string]uint32 // sanitised name -> VNI, to keep names unique
+	series   map[Key]*series
+	names    map[string]Key // sanitised name -> session, to keep names unique
 	unnamed  int               // series of VNIs not in Sessions (bounded by MaxSessions)
 	limitLog time.Time         // when session_limit drops were last logged
 	limitN   uint64            // session_limit drops since then
@@ -189,7 +195,7 @@ type Collector struct {
 
 	live       *liveStream        // nil without Options.Live
 	tapAll     *tapOut            // one TAP for all sessions, or nil
-	tapVNI     map[uint32]*tapOut // per-session TAPs ({vni} in Options.Tap)
+	tapVNI     map[uint32]*tapOut // per-session TAPs of VXLAN sessions ({vni} in Options.Tap)
 	exportStop chan struct{}      // closed to stop the live outputs' writers
 	stopOnce   sync.Once
 	liveGone   chan struct{} // closed when the only output, Live, failed
@@ -216,7 +222,10 @@ type Stats struct {
 
 // SessionStats are the counters of one session.
 type SessionStats struct {
+	// VNI is the session's id (the VNI, ERSPAN session id or GRE key)
+	// and Protocol its tunnel.
 	VNI                   uint32
+	Protocol              string
 	Packets, Bytes, Files uint64
 	Truncated             uint64
 }
@@ -299,6 +308,23 @@ func (o *Options) applyDefaults() {
 	if o.Application == "" {
 		o.Application = "xmirror"
 	}
+	if len(o.Inputs) == 0 {
+		o.Inputs = []Input{{Proto: ProtoVXLAN}}
+	}
+	o.Named = o.namedSessions()
+}
+
+// namedSessions merges Named and the VXLAN shorthand Sessions and
+// PacketLengths into one new map.
+func (o *Options) namedSessions() map[Key]Session {
+	out := make(map[Key]Session, len(o.Named)+len(o.Sessions))
+	for k, s := range o.Named {
+		out[k] = s
+	}
+	for vni, name := range o.Sessions {
+		out[VXLAN(vni)] = Session{Name: name, PacketLength: o.PacketLengths[vni]}
+	}
+	return out
 }
 
 // check rejects options New cannot run with.
@@ -311,6 +337,9 @@ func (o *Options) check() error {
 	}
 	if o.Format != FormatPcap && o.Format != FormatPcapng {
 		return fmt.Errorf("unknown format %d", o.Format)
+	}
+	if err := checkInputs(o.Inputs, o.Listen); err != nil {
+		return err
 	}
 	return CheckFileName(o.FileName)
 }
@@ -355,8 +384,9 @@ func New(opts Options) (c *Collector, err error) {
 			Application: opts.Application,
 			Comment:     "xmirror collect on " + opts.Host + ": VXLAN-decapsulated mirror traffic",
 		},
-		series:    make(map[uint32]*series),
-		names:     make(map[string]uint32),
+		series:    make(map[Key]*series),
+		addrs:     make(map[Protocol]*net.UDPAddr),
+		names:     make(map[string]Key),
 		rotateReq: make(chan struct{}, 1),
 	}
 	c.registerMetrics()
@@ -365,8 +395,8 @@ func New(opts Options) (c *Collector, err error) {
 	}
 	// Reserve the configured names first so that an unknown VNI whose
 	// vni-N name clashes cannot take a configured session's directory.
-	for vni, name := range opts.Sessions {
-		c.sessionName(vni, name)
+	for k, s := range opts.Named {
+		c.sessionName(k, s.Name)
 	}
 	if err := c.startExports(); err != nil {
 		return nil, err
@@ -408,8 +438,13 @@ func (c *Collector) registerMetrics() {
 // Receive is the receive path in use: ReceiveSocket or ReceiveXDP.
 func (c *Collector) Receive() string { return c.rcv.mode() }
 
-// Addr is the bound UDP address (useful with port 0).
+// Addr is the bound UDP address of VXLAN (useful with port 0), or of the
+// first UDP input without VXLAN.
 func (c *Collector) Addr() *net.UDPAddr { return c.addr }
+
+// InputAddr is the bound UDP address of an input (GENEVE: useful with port
+// 0), nil for GRE or an input not received.
+func (c *Collector) InputAddr(p Protocol) *net.UDPAddr { return c.addrs[p] }
 
 // Readers is the number of receive goroutines.
 func (c *Collector) Readers() int { return len(c.rcv.loops()) }
@@ -423,14 +458,23 @@ func (c *Collector) Metrics() *metrics.Set { return c.set }
 func (c *Collector) drop(r Reason)            { c.drops[r].Inc() }
 func (c *Collector) dropN(r Reason, n uint64) { c.drops[r].AddInt64(int64(n)) }
 
-// handle decapsulates and writes one datagram on the caller's goroutine
-// (tests and benchmarks of the per-packet path); cache is the caller's own
-// VNI -> series map, which spares the shared lock on every packet.
-func (c *Collector) handle(cache map[uint32]*series, src netip.Addr, tsNanos int64, payload []byte) {
-	fr, reason := Decap(payload)
+// handle decapsulates and writes one VXLAN datagram on the caller's
+// goroutine (tests and benchmarks of the per-packet path); cache is the
+// caller's own session -> series map, which spares the shared lock on
+// every packet.
+func (c *Collector) handle(cache map[Key]*series, src netip.Addr, tsNanos int64, payload []byte) {
+	c.handleWith(Decap, cache, src, tsNanos, payload)
+}
+
+// handleWith is handle with another tunnel's decapsulation.
+func (c *Collector) handleWith(decap Decapper, cache map[Key]*series, src netip.Addr, tsNanos int64, payload []byte) {
+	fr, reason := decap(payload)
 	if reason != ReasonNone {
 		c.drop(reason)
 		return
+	}
+	if fr.EtherType != 0 {
+		fr = fr.flatten(nil)
 	}
 	r := rx{c: c, cache: cache}
 	r.write(src, tsNanos, fr)
@@ -443,11 +487,11 @@ func (c *Collector) handle(cache map[uint32]*series, src netip.Addr, tsNanos int
 // packet; the ticker and rotation wait at most one batch for it.
 type rx struct {
 	c     *Collector
-	cache map[uint32]*series // VNI -> series, spares the shared lock
+	cache map[Key]*series // session -> series, spares the shared lock
 	held  *series            // locked by this writer, or nil
 	// last is the time of each session's latest packet (nil: no clamping);
 	// heldLast is the held series' entry, kept out of the map while held.
-	last     map[uint32]int64
+	last     map[Key]int64
 	heldLast int64
 	// evictions is the collector's count of evicted series when the cache
 	// was last pruned of them.
@@ -457,23 +501,23 @@ type rx struct {
 // write appends one decapsulated frame to its session's file.
 func (r *rx) write(src netip.Addr, tsNanos int64, fr Frame) {
 	s := r.held
-	if s == nil || s.vni != fr.VNI {
+	if s == nil || s.key != fr.Key {
 		r.release()
-		if s = r.lookup(fr.VNI); s == nil {
+		if s = r.lookup(fr.Key); s == nil {
 			return
 		}
 		s.mu.Lock()
 		if s.evicted.Load() { // idle and forgotten since the writer cached it
 			s.mu.Unlock()
-			delete(r.cache, fr.VNI)
-			if s = r.lookup(fr.VNI); s == nil {
+			delete(r.cache, fr.Key)
+			if s = r.lookup(fr.Key); s == nil {
 				return
 			}
 			s.mu.Lock()
 		}
 		r.held = s
 		if r.last != nil {
-			r.heldLast = r.last[fr.VNI]
+			r.heldLast = r.last[fr.Key]
 		}
 	}
 	if r.last != nil {
@@ -485,33 +529,34 @@ func (r *rx) write(src netip.Addr, tsNanos int64, fr Frame) {
 	}
 }
 
-// lookup finds the series of a VNI, or counts the drop and returns nil.
-// Called without a series lock held: seriesFor takes the collector's lock.
-func (r *rx) lookup(vni uint32) *series {
+// lookup finds the series of a session, or counts the drop and returns
+// nil. Called without a series lock held: seriesFor takes the collector's
+// lock.
+func (r *rx) lookup(key Key) *series {
 	if n := r.c.evictions.Load(); n != r.evictions {
 		r.evictions = n
 		r.prune()
 	}
-	if s, ok := r.cache[vni]; ok {
+	if s, ok := r.cache[key]; ok {
 		return s
 	}
-	s, reason := r.c.seriesFor(vni)
+	s, reason := r.c.seriesFor(key)
 	if s == nil {
 		// Not cached: the cache must not grow with sprayed VNIs.
 		r.c.drop(reason)
 		return nil
 	}
-	r.cache[vni] = s
+	r.cache[key] = s
 	return s
 }
 
 // prune forgets the evicted series, so that a flood of VNIs coming and
 // going does not grow the cache.
 func (r *rx) prune() {
-	for vni, s := range r.cache {
+	for key, s := range r.cache {
 		if s.evicted.Load() {
-			delete(r.cache, vni)
-			delete(r.last, vni)
+			delete(r.cache, key)
+			delete(r.last, key)
 		}
 	}
 }
@@ -520,7 +565,7 @@ func (r *rx) prune() {
 func (r *rx) release() {
 	if r.held != nil {
 		if r.last != nil {
-			r.last[r.held.vni] = r.heldLast
+			r.last[r.held.key] = r.heldLast
 		}
 		r.held.mu.Unlock()
 		r.held = nil
@@ -637,7 +682,7 @@ func (c *Collector) Close() error {
 func (c *Collector) releaseReceive() error {
 	c.rcv.stop()
 	err := c.rcv.close()
-	c.lock.release()
+	c.releaseLocks()
 	return err
 }
 
@@ -679,7 +724,7 @@ func (c *Collector) Stats() Stats {
 		st.Drops[r.String()] = c.drops[r].Get()
 	}
 	for _, s := range c.allSeries() {
-		ss := SessionStats{VNI: s.vni, Packets: s.packets.Get(), Bytes: s.bytes.Get(),
+		ss := SessionStats{VNI: s.key.ID, Protocol: s.key.Proto.String(), Packets: s.packets.Get(), Bytes: s.bytes.Get(),
 			Files: s.files.Get(), Truncated: s.cut.Get()}
 		st.Sessions[s.name] = ss
 		st.Written += ss.Packets

@@ -58,6 +58,30 @@ const (
 	// ReasonWriterBehind: the writer of the packet's session had no free
 	// hand-off batch (the disk or the writer is behind).
 	ReasonWriterBehind
+	// ReasonGeneveShort: the UDP payload is shorter than the GENEVE header
+	// with the options its Opt Len announces.
+	ReasonGeneveShort
+	// ReasonGeneveVersion: a GENEVE version other than 0 (its layout is
+	// unknown).
+	ReasonGeneveVersion
+	// ReasonGeneveProtocol: a GENEVE payload that is not Ethernet, IPv4 or
+	// IPv6.
+	ReasonGeneveProtocol
+	// ReasonGREShort: the GRE header with the fields its flags announce
+	// runs past the packet.
+	ReasonGREShort
+	// ReasonGREHeader: GRE with the routing bit, reserved bits or a
+	// version other than 0 (RFC 1701 source routing, PPTP).
+	ReasonGREHeader
+	// ReasonGREProtocol: a GRE payload that is neither ERSPAN nor
+	// transparent Ethernet bridging.
+	ReasonGREProtocol
+	// ReasonERSPANShort: the packet ends inside the ERSPAN header (or its
+	// platform-specific sub-header).
+	ReasonERSPANShort
+	// ReasonERSPANVersion: the ERSPAN header's version disagrees with the
+	// GRE protocol type (1 for type II, 2 for type III).
+	ReasonERSPANVersion
 	numReasons
 )
 
@@ -74,6 +98,14 @@ var reasonNames = [numReasons]string{
 	ReasonBadLength:       "bad_length",
 	ReasonRingFull:        "ring_full",
 	ReasonWriterBehind:    "writer_behind",
+	ReasonGeneveShort:     "geneve_short",
+	ReasonGeneveVersion:   "geneve_version",
+	ReasonGeneveProtocol:  "geneve_protocol",
+	ReasonGREShort:        "gre_short",
+	ReasonGREHeader:       "gre_header",
+	ReasonGREProtocol:     "gre_protocol",
+	ReasonERSPANShort:     "erspan_short",
+	ReasonERSPANVersion:   "erspan_version",
 }
 
 func (r Reason) String() string {
@@ -83,15 +115,36 @@ func (r Reason) String() string {
 	return "unknown"
 }
 
-// Frame is one decapsulated packet. Inner aliases the buffer given to Decap.
+// Frame is one decapsulated packet. Inner and Tunnel alias the buffer given
+// to the decapsulation.
 type Frame struct {
-	VNI uint32
+	// Key is the session: the tunnel protocol and its id.
+	Key Key
 	// Inner is the inner Ethernet frame as captured by the mirror source,
-	// possibly cut to the session's packet length.
+	// possibly cut to the session's packet length; with EtherType set, the
+	// IP packet that follows the Ethernet header the collector synthesizes.
 	Inner []byte
 	// OrigLen is the length of the frame before the source cut it, recovered
-	// from the inner IP header; it is never less than len(Inner).
+	// from the inner IP header; it is never less than the captured length
+	// (len(Inner), plus the synthesized Ethernet header).
 	OrigLen int
+	// EtherType is not 0 for a GENEVE payload that is an IPv4 or IPv6
+	// packet without Ethernet (AWS Gateway Load Balancer sends those): the
+	// files get it behind an Ethernet header of this type with zero
+	// addresses, so that every file stays one link type.
+	EtherType uint16
+	// Tunnel is the tunnel header the metadata in the files comes from:
+	// GENEVE with its options, or GRE with the ERSPAN header behind it;
+	// nil for VXLAN, which has none to keep.
+	Tunnel []byte
+}
+
+// capLen is the length of the frame as written.
+func (f *Frame) capLen() int {
+	if f.EtherType != 0 {
+		return ethHeaderLen + len(f.Inner)
+	}
+	return len(f.Inner)
 }
 
 // Decap parses the UDP payload of one VXLAN datagram. It never panics and
@@ -109,7 +162,7 @@ func Decap(payload []byte) (Frame, Reason) {
 		return Frame{}, ReasonShortInner
 	}
 	vni := binary.BigEndian.Uint32(payload[4:8]) >> 8
-	return Frame{VNI: vni, Inner: inner, OrigLen: OriginalLength(inner)}, ReasonNone
+	return Frame{Key: VXLAN(vni), Inner: inner, OrigLen: OriginalLength(inner)}, ReasonNone
 }
 
 // OriginalLength is the length the Ethernet frame had before a mirror source
@@ -131,29 +184,63 @@ func OriginalLength(frame []byte) int {
 		etype = binary.BigEndian.Uint16(frame[off:])
 	}
 	l3 := off + 2
+	return l3 + packetLength(etype, frame[l3:])
+}
+
+// packetLength is the length an IPv4 or IPv6 packet had before it was cut,
+// from its header; len(pkt) when the header is not there, is of another
+// type or says less than what was captured.
+func packetLength(etype uint16, pkt []byte) int {
+	n := len(pkt)
 	var orig int
 	switch etype {
 	case etherTypeIPv4:
-		if n < l3+4 || frame[l3]>>4 != 4 {
+		if n < 4 || pkt[0]>>4 != 4 {
 			return n
 		}
-		orig = l3 + int(binary.BigEndian.Uint16(frame[l3+2:]))
+		orig = int(binary.BigEndian.Uint16(pkt[2:]))
 	case etherTypeIPv6:
-		if n < l3+6 || frame[l3]>>4 != 6 {
+		if n < 6 || pkt[0]>>4 != 6 {
 			return n
 		}
-		plen := int(binary.BigEndian.Uint16(frame[l3+4:]))
+		plen := int(binary.BigEndian.Uint16(pkt[4:]))
 		if plen == 0 {
 			// Jumbogram (RFC 2675): the length is in a hop-by-hop option we
 			// do not chase; the captured length is all we know.
 			return n
 		}
-		orig = l3 + ipv6HeaderLen + plen
+		orig = ipv6HeaderLen + plen
 	default:
 		return n
 	}
-	if orig < n {
-		return n
+	return max(orig, n)
+}
+
+// Decapper parses what one input reads (a UDP payload, a raw IP packet)
+// into a frame, or says why it is dropped: Decap (VXLAN), DecapGENEVE,
+// DecapIPv4GRE, DecapGRE.
+type Decapper func([]byte) (Frame, Reason)
+
+// appendTo appends the tunnel header and the frame as written (behind
+// the synthesized Ethernet header when EtherType is set) to b; the frame
+// starts at the returned offset.
+func (f *Frame) appendTo(b []byte) ([]byte, int) {
+	b = append(b, f.Tunnel...)
+	off := len(b)
+	if f.EtherType != 0 {
+		// Zero addresses: there were none; the type says what follows.
+		var eth [ethHeaderLen]byte
+		binary.BigEndian.PutUint16(eth[12:], f.EtherType)
+		b = append(b, eth[:]...)
 	}
-	return orig
+	return append(b, f.Inner...), off
+}
+
+// flatten copies the frame into dst (reused when large enough) as the
+// writers get it from the hand-off: Inner the whole Ethernet frame, Tunnel
+// in front of it.
+func (f Frame) flatten(dst []byte) Frame {
+	b, off := f.appendTo(dst[:0])
+	f.Tunnel, f.Inner, f.EtherType = b[:off:off], b[off:], 0
+	return f
 }

@@ -62,8 +62,8 @@ func TestDecap(t *testing.T) {
 			if r != ReasonNone {
 				return
 			}
-			if fr.VNI != tc.vni {
-				t.Errorf("VNI %d, want %d", fr.VNI, tc.vni)
+			if fr.Key.ID != tc.vni {
+				t.Errorf("VNI %d, want %d", fr.Key.ID, tc.vni)
 			}
 			if tc.inner != nil && !bytes.Equal(fr.Inner, tc.inner) {
 				t.Errorf("inner frame differs")
@@ -117,8 +117,8 @@ func FuzzDecap(f *testing.F) {
 		if fr.OrigLen < len(fr.Inner) || fr.OrigLen > len(fr.Inner)+0x10000+ipv6HeaderLen+22 {
 			t.Fatalf("original length %d for %d captured", fr.OrigLen, len(fr.Inner))
 		}
-		if fr.VNI > 0xffffff {
-			t.Fatalf("VNI %d", fr.VNI)
+		if fr.Key.ID > 0xffffff {
+			t.Fatalf("VNI %d", fr.Key.ID)
 		}
 	})
 }
@@ -151,15 +151,16 @@ func FuzzValidPrefix(f *testing.F) {
 // FuzzFileName: every template CheckFileName accepts names files that its
 // namer recognises again, in start-time and sequence order.
 func FuzzFileName(f *testing.F) {
-	for _, s := range []string{DefaultFileName, "{time}", "{host}_{vni}_{session}_{time}.x", "{time}-{time}", "a/{time}"} {
-		f.Add(s, "sess-1", "host.a", uint32(7), 3)
+	for _, s := range []string{DefaultFileName, "{time}", "{host}_{vni}_{session}_{time}.x", "{time}-{time}", "a/{time}",
+		"{protocol}-{id}-{time}"} {
+		f.Add(s, "sess-1", "host.a", uint32(7), uint8(1), 3)
 	}
-	f.Fuzz(func(t *testing.T, tmpl, session, host string, vni uint32, seq int) {
+	f.Fuzz(func(t *testing.T, tmpl, session, host string, id uint32, proto uint8, seq int) {
 		session, host = SanitizeName(session), SanitizeName(host)
 		if CheckFileName(tmpl) != nil || session == "" || host == "" || seq < 0 || seq > 1e6 {
 			return
 		}
-		n := newFileNamer(tmpl, session, host, vni, ".pcapng")
+		n := newFileNamer(tmpl, session, host, Key{Proto: Protocol(proto % uint8(numProtocols)), ID: id}, ".pcapng")
 		name := n.name(t0, seq)
 		if strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
 			t.Fatalf("%q made %q", tmpl, name)
@@ -185,7 +186,7 @@ func FuzzHandle(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer c.Close()
-	cache := map[uint32]*series{}
+	cache := map[Key]*series{}
 	var n uint64
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c.handle(cache, loopback, int64(n), b)

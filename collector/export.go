@@ -106,7 +106,7 @@ func (e *exporter) run(stop <-chan struct{}, c *Collector) {
 // liveKey is an interface of the live pcapng stream: a mirror source of a
 // session.
 type liveKey struct {
-	vni uint32
+	key Key
 	src netip.Addr
 }
 
@@ -135,7 +135,7 @@ func newLiveStream(c *Collector, w io.Writer) *liveStream {
 func (l *liveStream) packet(s *series, src netip.Addr, tsNanos int64, fr Frame) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	key := liveKey{s.vni, src}
+	key := liveKey{s.key, src}
 	id, known := l.ifs[key]
 	need := ngEPBLen(fr.Inner)
 	if !known {
@@ -151,7 +151,7 @@ func (l *liveStream) packet(s *series, src netip.Addr, tsNanos int64, fr Frame) 
 	if !known {
 		id = uint32(len(l.ifs))
 		l.ifs[key] = id
-		l.buf = appendNgIDB(l.buf, ifName(src, s.vni), ifDesc(src, s.name, s.vni), s.snap)
+		l.buf = appendNgIDB(l.buf, ifName(src, s.key), ifDesc(src, s.name, s.key), s.snap)
 	}
 	l.buf = appendNgEPB(l.buf, id, tsNanos, fr.Inner, fr.OrigLen)
 	l.added()
@@ -178,14 +178,19 @@ func (c *Collector) startTap(name, label string) (*tapOut, error) {
 	return t, nil
 }
 
-// tapFor returns the TAP output of a VNI: the one of all sessions, or with
-// {vni} in Options.Tap that of the VNI's configured session (created on
-// start and reload), or nil. Called with c.mu held.
-func (c *Collector) tapFor(vni uint32) *tapOut {
+// tapFor returns the TAP output of a session: the one of all sessions, or
+// with {vni} in Options.Tap that of the VNI's configured VXLAN session
+// (created on start and reload), or nil. Sessions of other tunnels get no
+// device of their own: their ids could name the same one. Called with c.mu
+// held.
+func (c *Collector) tapFor(key Key) *tapOut {
 	if c.tapAll != nil {
 		return c.tapAll
 	}
-	return c.tapVNI[vni]
+	if key.Proto != ProtoVXLAN {
+		return nil
+	}
+	return c.tapVNI[key.ID]
 }
 
 // startSessionTaps opens the per-session TAP devices of configured sessions
@@ -194,8 +199,9 @@ func (c *Collector) startSessionTaps() error {
 	if !strings.Contains(c.opts.Tap, "{vni}") {
 		return nil
 	}
-	for vni := range c.opts.Sessions {
-		if c.tapVNI[vni] != nil {
+	for key := range c.opts.Named {
+		vni := key.ID
+		if key.Proto != ProtoVXLAN || c.tapVNI[vni] != nil {
 			continue
 		}
 		name := strings.ReplaceAll(c.opts.Tap, "{vni}", strconv.FormatUint(uint64(vni), 10))

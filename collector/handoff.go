@@ -41,7 +41,8 @@ const handoffDelay = 5 * time.Millisecond
 type handed struct {
 	src     netip.Addr
 	ts      int64 // wall-clock ns at receive
-	vni     uint32
+	key     Key
+	tunnel  uint16 // the tunnel header is data[off-tunnel:off]
 	origLen int32
 	off, n  int32 // the inner frame is data[off:off+n]
 }
@@ -56,7 +57,7 @@ type hbatch struct {
 	started time.Time
 }
 
-// writer owns the sessions whose VNI maps to it (vni % number of writers):
+// writer owns the sessions whose id maps to it (writerOf):
 // one goroutine writes all of a session's packets, in hand-off order.
 type writer struct {
 	in   chan *hbatch // batches to write, in the order they were filled
@@ -87,7 +88,7 @@ func (w *writer) idle() bool { return len(w.free) == cap(w.free) }
 // timestamps never go back.
 func (w *writer) run(c *Collector, wg *sync.WaitGroup) {
 	defer wg.Done()
-	r := rx{c: c, cache: make(map[uint32]*series), last: make(map[uint32]int64)}
+	r := rx{c: c, cache: make(map[Key]*series), last: make(map[Key]int64)}
 	window := c.opts.ReorderWindow.Nanoseconds()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -125,7 +126,8 @@ func (w *writer) emit(pend *batchHeap, r *rx, until int64) {
 	for len(*pend) > 0 && ((*pend)[0].ts() <= until || len(w.free) < cap(w.free)/4) {
 		cur := (*pend)[0]
 		p := &cur.b.pkts[cur.i]
-		r.write(p.src, p.ts, Frame{VNI: p.vni, Inner: cur.b.data[p.off : p.off+p.n], OrigLen: int(p.origLen)})
+		r.write(p.src, p.ts, Frame{Key: p.key, Inner: cur.b.data[p.off : p.off+p.n], OrigLen: int(p.origLen),
+			Tunnel: cur.b.data[p.off-int32(p.tunnel) : p.off]})
 		if cur.i++; cur.i == len(cur.b.pkts) {
 			heap.Pop(pend)
 			w.recycle(cur.b)
@@ -192,12 +194,19 @@ func (c *Collector) newSink() *sink {
 	return k
 }
 
-// add copies one frame into the batch of its session's writer, sending the
-// batch on when it is full. It never blocks.
-func (k *sink) add(src netip.Addr, ts int64, vni uint32, inner []byte, origLen int) {
-	i := int(vni % uint32(len(k.writers)))
+// writerOf is the index of the writer that owns a session.
+func writerOf(key Key, writers int) int {
+	return int((key.ID + uint32(key.Proto)) % uint32(writers))
+}
+
+// add copies one frame (its tunnel header, then the frame as written) into
+// the batch of its session's writer, sending the batch on when it is full.
+// It never blocks.
+func (k *sink) add(src netip.Addr, ts int64, fr Frame) {
+	i := writerOf(fr.Key, len(k.writers))
+	size := len(fr.Tunnel) + fr.capLen()
 	b := k.cur[i]
-	if b != nil && (len(b.pkts) == cap(b.pkts) || len(b.data)+len(inner) > cap(b.data)) {
+	if b != nil && (len(b.pkts) == cap(b.pkts) || len(b.data)+size > cap(b.data)) {
 		k.send(i)
 		b = nil
 	}
@@ -211,15 +220,16 @@ func (k *sink) add(src netip.Addr, ts int64, vni uint32, inner []byte, origLen i
 			return
 		}
 	}
-	if len(inner) > cap(b.data) {
+	if size > cap(b.data) {
 		// Larger than a batch: only a 64 KiB loopback datagram can be.
 		k.c.drop(ReasonWriterBehind)
 		return
 	}
 	k.held.Store(true)
-	off := len(b.data)
-	b.data = append(b.data, inner...)
-	b.pkts = append(b.pkts, handed{src: src, ts: ts, vni: vni, origLen: int32(origLen), off: int32(off), n: int32(len(inner))})
+	var off int
+	b.data, off = fr.appendTo(b.data)
+	b.pkts = append(b.pkts, handed{src: src, ts: ts, key: fr.Key, tunnel: uint16(len(fr.Tunnel)), origLen: int32(fr.OrigLen),
+		off: int32(off), n: int32(len(b.data) - off)})
 }
 
 // send passes writer i's batch on. The channel holds every batch there is

@@ -23,7 +23,7 @@ func testSlowDisk(t *testing.T, env collectEnv) {
 	src := env.sources()[0]
 	env.send(t, src, c.Addr(), fr)
 	waitReceived(t, c, 1)
-	s, _ := c.seriesFor(1)
+	s, _ := c.seriesFor(VXLAN(1))
 	s.mu.Lock() // the disk hangs
 	const n = 10000
 	// Bursts of 100 fit a veth's queue (256 frames with XDP attached):
@@ -71,13 +71,13 @@ func TestHandoffMergesByTimestamp(t *testing.T) {
 	fr := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, []byte("x"))
 	base := time.Now().UnixNano()
 	for i := 0; i < 6; i += 2 {
-		a.add(loopback, base+int64(i), 1, fr, len(fr))
-		b.add(loopback, base+int64(i+1), 1, fr, len(fr))
+		a.add(loopback, base+int64(i), vxlanFrame(1, fr))
+		b.add(loopback, base+int64(i+1), vxlanFrame(1, fr))
 	}
 	b.flush() // the later goroutine's batch arrives first
 	a.flush()
 	time.Sleep(200 * time.Millisecond)         // past the window: written
-	a.add(loopback, base-1000, 1, fr, len(fr)) // late: stamped as the packet before
+	a.add(loopback, base-1000, vxlanFrame(1, fr)) // late: stamped as the packet before
 	a.flush()
 	c.stopWriters()
 	c.Rotate()
@@ -104,7 +104,7 @@ func TestHandoffFull(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		for i := 0; i < n; i++ {
-			k.add(loopback, int64(i), 1, fr, len(fr))
+			k.add(loopback, int64(i), vxlanFrame(1, fr))
 		}
 		k.flush()
 		close(done)

@@ -261,3 +261,8 @@ func execOutput(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	return string(out), err
 }
+
+// vxlanFrame is an inner frame as the VXLAN decapsulation hands it on.
+func vxlanFrame(vni uint32, inner []byte) Frame {
+	return Frame{Key: VXLAN(vni), Inner: inner, OrigLen: len(inner)}
+}

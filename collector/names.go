@@ -37,11 +37,11 @@ func CheckFileName(tmpl string) error {
 		return fmt.Errorf("file name %q must contain {time} once (it orders and separates the files)", tmpl)
 	}
 	rest := tmpl
-	for _, p := range []string{"{session}", "{host}", "{vni}", "{time}"} {
+	for _, p := range []string{"{session}", "{host}", "{vni}", "{id}", "{protocol}", "{time}"} {
 		rest = strings.ReplaceAll(rest, p, "")
 	}
 	if SanitizeName(rest) != rest && rest != "" {
-		return fmt.Errorf("file name %q: only {session}, {host}, {vni}, {time} and letters, digits, '.', '_', '-' may be used", tmpl)
+		return fmt.Errorf("file name %q: only {session}, {host}, {vni}, {id}, {protocol}, {time} and letters, digits, '.', '_', '-' may be used", tmpl)
 	}
 	if strings.HasPrefix(tmpl, ".") {
 		return fmt.Errorf("file name %q must not start with '.' (hidden names are temporary files)", tmpl)
@@ -49,15 +49,19 @@ func CheckFileName(tmpl string) error {
 	return nil
 }
 
-// newFileNamer fills the template for one session. The files it
-// recognises may have any VNI and either format: retention also applies to
-// a session's files from earlier runs.
-func newFileNamer(tmpl, session, host string, vni uint32, ext string) fileNamer {
+// newFileNamer fills the template for one session: {vni} and {id} are its
+// id (the VNI, ERSPAN session id or GRE key), {protocol} its tunnel. The
+// files it recognises may have any id and either format: retention also
+// applies to a session's files from earlier runs.
+func newFileNamer(tmpl, session, host string, key Key, ext string) fileNamer {
 	before, after, _ := strings.Cut(tmpl, "{time}")
-	fill := strings.NewReplacer("{session}", session, "{host}", host, "{vni}", strconv.FormatUint(uint64(vni), 10))
+	id := strconv.FormatUint(uint64(key.ID), 10)
+	fill := strings.NewReplacer("{session}", session, "{host}", host, "{vni}", id, "{id}", id, "{protocol}", key.Proto.String())
 	n := fileNamer{prefix: fill.Replace(before), suffix: fill.Replace(after), ext: ext}
 	quote := func(s string) string {
 		q := regexp.QuoteMeta(strings.NewReplacer("{session}", session, "{host}", host).Replace(s))
+		q = strings.ReplaceAll(q, regexp.QuoteMeta("{protocol}"), `[a-z]+`)
+		q = strings.ReplaceAll(q, regexp.QuoteMeta("{id}"), `\d+`)
 		return strings.ReplaceAll(q, regexp.QuoteMeta("{vni}"), `\d+`)
 	}
 	n.re = regexp.MustCompile("^" + quote(before) + `(\d{8}T\d{6}Z)(?:-(\d+))?` + quote(after) + `\.(?:pcapng|pcap)(?:\.gz)?$`)
@@ -92,6 +96,6 @@ func (n fileNamer) key(name string) (string, bool) {
 }
 
 // namer is the file namer of a session.
-func (c *Collector) namer(session string, vni uint32) fileNamer {
-	return newFileNamer(c.opts.FileName, session, c.opts.Host, vni, c.opts.Format.Ext())
+func (c *Collector) namer(session string, key Key) fileNamer {
+	return newFileNamer(c.opts.FileName, session, c.opts.Host, key, c.opts.Format.Ext())
 }

@@ -58,23 +58,58 @@ func ParseReceive(s string) (string, error) {
 	return "", fmt.Errorf("%w: %q", ErrBadReceive, s)
 }
 
-// openReceiver binds the listen address with the receive path asked for.
-// In auto mode XDP is tried only on an address an interface holds, and any
-// failure to load or attach it falls back to sockets with a log line.
-func (c *Collector) openReceiver() (receiver, error) {
+// openReceiver opens every input: VXLAN on the listen address with the
+// receive path asked for, GENEVE on its UDP ports and GRE on raw IP sockets
+// at the listen address's host. What it opened is released when one fails.
+func (c *Collector) openReceiver() (_ receiver, err error) {
 	ap, err := resolveListen(c.opts.Listen)
 	if err != nil {
 		return nil, err
 	}
+	m := &multiReceiver{}
+	defer func() {
+		if err != nil {
+			m.stop()
+			_ = m.close()
+			c.releaseLocks()
+		}
+	}()
+	for _, in := range c.opts.Inputs {
+		r, err := c.openInput(in, ap)
+		if err != nil {
+			return nil, fmt.Errorf("input %s: %w", in, err)
+		}
+		m.parts = append(m.parts, r)
+	}
+	return m, nil
+}
+
+// openInput opens one input; only VXLAN takes the XDP path.
+func (c *Collector) openInput(in Input, ap netip.AddrPort) (receiver, error) {
+	switch in.Proto {
+	case ProtoVXLAN:
+		return c.openVXLAN(ap)
+	case ProtoGENEVE:
+		return c.listenSockets(netip.AddrPortFrom(ap.Addr(), in.Port), ProtoGENEVE, DecapGENEVE, c.opts.Readers)
+	case ProtoGRE, ProtoERSPAN:
+		return c.listenGRE(ap.Addr())
+	}
+	return nil, fmt.Errorf("unknown input protocol %s", in.Proto)
+}
+
+// openVXLAN binds the VXLAN listen address with the receive path asked for.
+// In auto mode XDP is tried only on an address an interface holds, and any
+// failure to load or attach it falls back to sockets with a log line.
+func (c *Collector) openVXLAN(ap netip.AddrPort) (receiver, error) {
 	switch c.opts.Receive {
 	case ReceiveSocket:
-		return c.listenSockets(ap)
+		return c.listenSockets(ap, ProtoVXLAN, Decap, c.opts.Readers)
 	case ReceiveXDP:
 		return c.listenXDP(ap)
 	}
 	if ap.Addr().IsUnspecified() || ap.Addr().IsLoopback() {
 		c.log.Info("receive auto: sockets, since XDP needs an address an interface holds", "listen", ap.String())
-		return c.listenSockets(ap)
+		return c.listenSockets(ap, ProtoVXLAN, Decap, c.opts.Readers)
 	}
 	r, err := c.listenXDP(ap)
 	if err == nil {
@@ -84,7 +119,48 @@ func (c *Collector) openReceiver() (receiver, error) {
 		return nil, err
 	}
 	c.log.Warn("receive auto: XDP unavailable, receiving with sockets", "listen", ap.String(), "err", err)
-	return c.listenSockets(ap)
+	return c.listenSockets(ap, ProtoVXLAN, Decap, c.opts.Readers)
+}
+
+// multiReceiver is the receivers of all inputs as one.
+type multiReceiver struct{ parts []receiver }
+
+func (m *multiReceiver) loops() []func(k *sink) error {
+	var out []func(k *sink) error
+	for _, r := range m.parts {
+		out = append(out, r.loops()...)
+	}
+	return out
+}
+
+func (m *multiReceiver) poll() {
+	for _, r := range m.parts {
+		r.poll()
+	}
+}
+
+func (m *multiReceiver) stop() {
+	for _, r := range m.parts {
+		r.stop()
+	}
+}
+
+func (m *multiReceiver) close() error {
+	var errs []error
+	for _, r := range m.parts {
+		errs = append(errs, r.close())
+	}
+	return errors.Join(errs...)
+}
+
+// mode is ReceiveXDP when an input (VXLAN) takes the XDP path.
+func (m *multiReceiver) mode() string {
+	for _, r := range m.parts {
+		if r.mode() == ReceiveXDP {
+			return ReceiveXDP
+		}
+	}
+	return ReceiveSocket
 }
 
 // resolveListen turns the listen option into an address and port; an
@@ -104,28 +180,44 @@ func resolveListen(listen string) (netip.AddrPort, error) {
 // errSecondCollector: another collector receives on the port already.
 var errSecondCollector = errors.New("another xmirror collect already receives on this UDP port in this network namespace")
 
+// errSecondGRE: another collector receives GRE already.
+var errSecondGRE = errors.New("another xmirror collect already receives GRE (IP protocol 47) in this network namespace")
+
 // portLock is held for the life of a collector: an abstract unix socket
-// named after the UDP port. SO_REUSEPORT would let a second collector of the
-// same user silently take part of the traffic; the lock refuses it instead.
-// The kernel frees an abstract name when the process ends, however it ends,
-// so a crash leaves nothing behind, and the name is scoped to the network
-// namespace, as the port is.
+// named after the UDP port (or "gre"). SO_REUSEPORT would let a second
+// collector of the same user silently take part of the traffic, and two raw
+// GRE sockets would both get every packet; the lock refuses the second
+// collector instead. The kernel frees an abstract name when the process
+// ends, however it ends, so a crash leaves nothing behind, and the name is
+// scoped to the network namespace, as the port is.
 type portLock struct{ l *net.UnixListener }
 
-func lockPort(port uint16) (*portLock, error) {
-	name := "@xmirror-collect-udp-" + strconv.Itoa(int(port))
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return nil, fmt.Errorf("udp port %d: %w", port, errSecondCollector)
-		}
-		return nil, fmt.Errorf("lock udp port %d: %w", port, err)
-	}
-	return &portLock{l: l}, nil
+// lockPort takes the lock of a UDP port and keeps it in c.locks.
+func (c *Collector) lockPort(port uint16) error {
+	name := "udp-" + strconv.Itoa(int(port))
+	return c.takeLock(name, fmt.Sprintf("udp port %d", port), errSecondCollector)
 }
 
-func (p *portLock) release() {
-	if p != nil {
+func (c *Collector) takeLock(name, what string, inUse error) error {
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: "@xmirror-collect-" + name, Net: "unix"})
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("%s: %w", what, inUse)
+		}
+		return fmt.Errorf("lock %s: %w", what, err)
+	}
+	c.locks = append(c.locks, &portLock{l: l})
+	return nil
+}
+
+// releaseLocks gives every lock back (when the collector stops or fails
+// to start).
+func (c *Collector) releaseLocks() { c.releaseLocksFrom(0) }
+
+// releaseLocksFrom gives back the locks taken after the first n.
+func (c *Collector) releaseLocksFrom(n int) {
+	for _, p := range c.locks[n:] {
 		_ = p.l.Close()
 	}
+	c.locks = c.locks[:n]
 }

@@ -189,7 +189,7 @@ func (c *Collector) allClosedFiles() ([]capFile, func()) {
 			continue
 		}
 		fds = append(fds, fd)
-		files = append(files, closedFiles(fd, dir, c.namer(dir, 0))...)
+		files = append(files, closedFiles(fd, dir, c.namer(dir, Key{}))...)
 	}
 	return files, func() {
 		for _, fd := range fds {

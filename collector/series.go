@@ -15,13 +15,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// series is the file series of one session (VNI): the open file, its
+// series is the file series of one session (protocol, id): the open file, its
 // buffer of whole blocks, rotation and retention. Writers write through it
 // under mu; the ticker flushes it, rotates it and closes it when idle.
 type series struct {
 	c     *Collector
 	name  string // sanitised session name: directory name, {session} in file names
-	vni   uint32
+	key   Key
 	named bool // a session of the configuration: never evicted for the limit
 	snap  int  // the session's packet length, the snaplen of its interfaces (0: whole frames)
 	tap   *tapOut
@@ -83,16 +83,16 @@ type sourceState struct {
 	counted bool // takes a place under Options.MaxSourceSeries
 }
 
-func newSeries(c *Collector, vni uint32, name string, named bool) *series {
-	lbl := fmt.Sprintf(`{session=%q,vni="%d"}`, name, vni)
+func newSeries(c *Collector, key Key, name string, named bool) *series {
+	lbl := fmt.Sprintf(`{session=%q,%s}`, name, key.labels())
 	s := &series{
 		c:       c,
 		name:    name,
-		vni:     vni,
+		key:     key,
 		named:   named,
-		snap:    c.opts.PacketLengths[vni],
-		tap:     c.tapFor(vni),
-		namer:   c.namer(name, vni),
+		snap:    c.opts.Named[key].PacketLength,
+		tap:     c.tapFor(key),
+		namer:   c.namer(name, key),
 		dirfd:   -1,
 		sources: make(map[netip.Addr]*sourceState),
 		lastPkt: c.now().UnixNano(),
@@ -199,7 +199,7 @@ func (s *series) appendLocked(ss *sourceState, src netip.Addr, tsNanos int64, fr
 		if ss.gen != s.gen {
 			ss.gen, ss.ifID = s.gen, s.nextIf
 			s.nextIf++
-			s.buf = appendNgIDB(s.buf, ifName(src, s.vni), ifDesc(src, s.name, s.vni), s.snap)
+			s.buf = appendNgIDB(s.buf, ifName(src, s.key), ifDesc(src, s.name, s.key), s.snap)
 		}
 		s.buf = appendNgEPB(s.buf, ss.ifID, tsNanos, fr.Inner, fr.OrigLen)
 	}
@@ -221,10 +221,10 @@ func (s *series) dropLocked(ss *sourceState, r Reason) Reason {
 	return r
 }
 
-func ifName(src netip.Addr, vni uint32) string { return fmt.Sprintf("%s/vni%d", sourceName(src), vni) }
+func ifName(src netip.Addr, key Key) string { return sourceName(src) + "/" + key.ifTag() }
 
-func ifDesc(src netip.Addr, session string, vni uint32) string {
-	return fmt.Sprintf("mirror source %s, session %s (VNI %d)", sourceName(src), session, vni)
+func ifDesc(src netip.Addr, session string, key Key) string {
+	return fmt.Sprintf("mirror source %s, session %s (%s)", sourceName(src), session, key.describe())
 }
 
 // sourceName names a mirror source; the zero address stands for the

@@ -2,29 +2,29 @@
 
 package collector
 
-// The sessions of a collector: a series per VNI, named from the
-// configuration (or vni-N), bounded by MaxSessions for VNIs it does not
-// name, forgotten when idle, renamed on reload.
+// The sessions of a collector: a series per (protocol, id), named from the
+// configuration (or vni-N, geneve-N, erspan-N, gre-N), bounded by
+// MaxSessions for sessions it does not name, forgotten when idle, renamed
+// on reload.
 
 import (
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 )
 
-// sessionName returns the unique sanitised file name prefix of a VNI.
+// sessionName returns the unique sanitised file name prefix of a session.
 // Called with c.mu held for writing, or before readers start.
-func (c *Collector) sessionName(vni uint32, configured string) string {
-	fallback := "vni-" + strconv.FormatUint(uint64(vni), 10)
+func (c *Collector) sessionName(key Key, configured string) string {
+	fallback := key.fallbackName()
 	name := SanitizeName(configured)
 	if name == "" {
 		name = fallback
 	}
-	if other, ok := c.names[name]; ok && other != vni {
+	if other, ok := c.names[name]; ok && other != key {
 		name = name + "-" + fallback
 	}
-	c.names[name] = vni
+	c.names[name] = key
 	return name
 }
 
@@ -53,12 +53,12 @@ func SanitizeName(s string) string {
 	return out
 }
 
-// seriesFor returns the series of a VNI, creating it on first use, or nil
-// and the reason when its packets are dropped.
-func (c *Collector) seriesFor(vni uint32) (*series, Reason) {
+// seriesFor returns the series of a session, creating it on first use, or
+// nil and the reason when its packets are dropped.
+func (c *Collector) seriesFor(key Key) (*series, Reason) {
 	c.mu.RLock()
-	s := c.series[vni]
-	_, known := c.opts.Sessions[vni]
+	s := c.series[key]
+	_, known := c.opts.Named[key]
 	c.mu.RUnlock()
 	if s != nil {
 		return s, ReasonNone
@@ -68,8 +68,8 @@ func (c *Collector) seriesFor(vni uint32) (*series, Reason) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if s = c.series[vni]; s == nil {
-		name, known := c.opts.Sessions[vni]
+	if s = c.series[key]; s == nil {
+		conf, known := c.opts.Named[key]
 		if !known && c.unnamed >= c.opts.MaxSessions {
 			c.limitReached()
 			return nil, ReasonSessionLimit
@@ -77,31 +77,32 @@ func (c *Collector) seriesFor(vni uint32) (*series, Reason) {
 		if !known {
 			c.unnamed++
 		}
-		s = newSeries(c, vni, c.sessionName(vni, name), known)
-		c.series[vni] = s
+		s = newSeries(c, key, c.sessionName(key, conf.Name), known)
+		c.series[key] = s
 	}
 	return s, ReasonNone
 }
 
-// Reload replaces the session names and packet lengths (SIGHUP). A series
-// whose name, packet length or standing (named or not) changes is closed
-// and forgotten; its next packet starts it again under the new settings.
-// Packets received before the call are written under the old settings.
-func (c *Collector) Reload(sessions map[uint32]string, packetLengths map[uint32]int) {
+// Reload replaces the sessions' names and packet lengths (SIGHUP). A
+// series whose name, packet length or standing (named or not) changes is
+// closed and forgotten; its next packet starts it again under the new
+// settings. Packets received before the call are written under the old
+// settings.
+func (c *Collector) Reload(named map[Key]Session) {
 	c.syncWriters()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.opts.Sessions, c.opts.PacketLengths = sessions, packetLengths
-	for vni, s := range c.series {
-		name, known := sessions[vni]
-		want := SanitizeName(name)
+	c.opts.Named = named
+	for key, s := range c.series {
+		conf, known := named[key]
+		want := SanitizeName(conf.Name)
 		if !known || want == "" {
-			want = "vni-" + strconv.FormatUint(uint64(vni), 10)
+			want = key.fallbackName()
 		}
-		if known == s.named && strings.HasPrefix(s.name, want) && packetLengths[vni] == s.snap {
+		if known == s.named && strings.HasPrefix(s.name, want) && conf.PacketLength == s.snap {
 			continue
 		}
-		delete(c.series, vni)
+		delete(c.series, key)
 		if !s.named {
 			c.unnamed--
 		}
@@ -109,19 +110,19 @@ func (c *Collector) Reload(sessions map[uint32]string, packetLengths map[uint32]
 		s.evictLocked("reload")
 		s.mu.Unlock()
 	}
-	c.names = make(map[string]uint32)
-	for vni, s := range c.series {
-		c.names[s.name] = vni
+	c.names = make(map[string]Key)
+	for key, s := range c.series {
+		c.names[s.name] = key
 	}
-	for vni, name := range sessions {
-		if c.series[vni] == nil {
-			c.sessionName(vni, name)
+	for key, conf := range named {
+		if c.series[key] == nil {
+			c.sessionName(key, conf.Name)
 		}
 	}
 	if err := c.startSessionTaps(); err != nil {
 		c.log.Error("reload: per-session TAP device", "err", err)
 	}
-	c.log.Info("sessions reloaded", "sessions", len(sessions), "open", len(c.series))
+	c.log.Info("sessions reloaded", "sessions", len(named), "open", len(c.series))
 }
 
 // limitReached logs the session_limit drops, at most once per
@@ -129,7 +130,7 @@ func (c *Collector) Reload(sessions map[uint32]string, packetLengths map[uint32]
 func (c *Collector) limitReached() {
 	c.limitN++
 	if now := c.now(); now.Sub(c.limitLog) >= c.opts.RetryInterval {
-		c.log.Warn("session limit reached: packets of new VNIs dropped until a session is idle",
+		c.log.Warn("session limit reached: packets of new sessions dropped until a session is idle",
 			"max_sessions", c.opts.MaxSessions, "session_idle", c.opts.SessionIdle, "dropped", c.limitN)
 		c.limitLog, c.limitN = now, 0
 	}
@@ -142,12 +143,12 @@ func (c *Collector) evictIdle(idle []*series) {
 	defer c.mu.Unlock()
 	var closed []string
 	for _, s := range idle {
-		if s.named || c.series[s.vni] != s {
+		if s.named || c.series[s.key] != s {
 			continue
 		}
 		s.mu.Lock()
 		if s.f == nil && s.pendPkts == 0 { // no packet arrived since the tick saw it idle
-			delete(c.series, s.vni)
+			delete(c.series, s.key)
 			delete(c.names, s.name)
 			c.unnamed--
 			s.evictLocked("idle")

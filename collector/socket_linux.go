@@ -18,63 +18,68 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// socketReceiver reads UDP sockets bound to the listen address: several
-// with SO_REUSEPORT, so that the kernel spreads flows over the readers (a
-// flow always lands on one socket, which keeps its packets in order), or a
-// single one beside the XDP program.
+// socketReceiver reads the sockets of one input: UDP sockets bound to its
+// address, several with SO_REUSEPORT, so that the kernel spreads flows over
+// the readers (a flow always lands on one socket, which keeps its packets in
+// order), or a single one beside the XDP program; or the raw IP sockets of
+// GRE (gre_linux.go).
 type socketReceiver struct {
 	c         *Collector
-	conns     []*net.UDPConn
+	conns     []packetConn
+	decaps    []Decapper // per socket: what its datagrams are
 	dropsMu   sync.Mutex
 	lastDrops []uint32 // per socket: the kernel's drop count at the last poll
 	stopped   bool
 }
 
-// listenSockets binds opts.Readers sockets to the listen address and takes
-// the port's lock (before binding a fixed port, after binding port 0).
-func (c *Collector) listenSockets(ap netip.AddrPort) (_ receiver, err error) {
-	lock, err := c.lockFixedPort(ap)
-	if err != nil {
-		return nil, err
-	}
-	s, err := c.bindSockets(c.opts.Listen, c.opts.Readers, true)
-	if err == nil && lock == nil {
-		if c.lock, err = lockPort(uint16(c.addr.Port)); err != nil {
-			s.stop()
+// packetConn is what the receive loop needs of a socket: *net.UDPConn and
+// *net.IPConn (raw GRE) both are.
+type packetConn interface {
+	SyscallConn() (syscall.RawConn, error)
+	SetReadDeadline(time.Time) error
+	Close() error
+}
+
+// listenSockets binds n sockets to ap for one UDP input and takes the
+// port's lock (before binding a fixed port, after binding port 0).
+func (c *Collector) listenSockets(ap netip.AddrPort, proto Protocol, decap Decapper, n int) (receiver, error) {
+	if ap.Port() != 0 {
+		if err := c.lockPort(ap.Port()); err != nil {
+			return nil, err
 		}
 	}
+	s, err := c.bindSockets(ap.String(), n, true, proto, decap)
 	if err != nil {
-		c.lock.release()
-		c.lock = nil
 		return nil, err
+	}
+	if ap.Port() == 0 {
+		if err := c.lockPort(uint16(c.addrs[proto].Port)); err != nil {
+			s.stop()
+			return nil, err
+		}
 	}
 	return s, nil
 }
 
-// lockFixedPort takes the port's lock when the port is fixed (nil for port
-// 0: the lock follows the bind) and keeps it in c.lock.
-func (c *Collector) lockFixedPort(ap netip.AddrPort) (*portLock, error) {
-	if ap.Port() == 0 {
-		return nil, nil
-	}
-	lock, err := lockPort(ap.Port())
-	if err != nil {
-		return nil, err
-	}
-	c.lock = lock
-	return lock, nil
-}
-
-// bindSockets binds n sockets to addr and records the bound address and
-// the receive buffer granted.
-func (c *Collector) bindSockets(addr string, n int, reuseport bool) (*socketReceiver, error) {
+// bindSockets binds n UDP sockets of one input to addr and records the
+// bound address and the receive buffer granted.
+func (c *Collector) bindSockets(addr string, n int, reuseport bool, proto Protocol, decap Decapper) (*socketReceiver, error) {
 	conns, granted, err := listenUDP(addr, n, c.opts.RcvBuf, reuseport)
 	if err != nil {
 		return nil, err
 	}
 	c.rcvbuf = granted
-	c.addr = conns[0].LocalAddr().(*net.UDPAddr)
-	return &socketReceiver{c: c, conns: conns, lastDrops: make([]uint32, len(conns))}, nil
+	bound := conns[0].LocalAddr().(*net.UDPAddr)
+	c.addrs[proto] = bound
+	if proto == ProtoVXLAN || c.addr == nil {
+		c.addr = bound
+	}
+	s := &socketReceiver{c: c, lastDrops: make([]uint32, len(conns))}
+	for _, conn := range conns {
+		s.conns = append(s.conns, conn)
+		s.decaps = append(s.decaps, decap)
+	}
+	return s, nil
 }
 
 func (s *socketReceiver) mode() string { return ReceiveSocket }
@@ -82,7 +87,7 @@ func (s *socketReceiver) mode() string { return ReceiveSocket }
 func (s *socketReceiver) loops() []func(*sink) error {
 	out := make([]func(*sink) error, len(s.conns))
 	for i, conn := range s.conns {
-		out[i] = func(k *sink) error { return s.c.readLoop(conn, k) }
+		out[i] = func(k *sink) error { return s.c.readLoop(conn, s.decaps[i], k) }
 	}
 	return out
 }
@@ -312,7 +317,7 @@ func recvmmsg(fd uintptr, b *batch) (int, syscall.Errno) {
 
 // readLoop receives batches on one socket until it is closed, and hands
 // each batch's frames to the writers.
-func (c *Collector) readLoop(conn *net.UDPConn, k *sink) error {
+func (c *Collector) readLoop(conn packetConn, decap Decapper, k *sink) error {
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return fmt.Errorf("raw socket: %w", err)
@@ -357,7 +362,7 @@ func (c *Collector) readLoop(conn *net.UDPConn, k *sink) error {
 			}
 			return fmt.Errorf("recvmmsg: %w", errno)
 		}
-		c.decapBatch(b, n, k)
+		c.decapBatch(b, n, decap, k)
 		now := time.Now()
 		k.flushOld(now)
 		c.received.Add(n)
@@ -378,7 +383,7 @@ func (c *Collector) readLoop(conn *net.UDPConn, k *sink) error {
 
 // decapBatch decapsulates the batch's n datagrams into the sink, counting
 // truncated and malformed ones as drops.
-func (c *Collector) decapBatch(b *batch, n int, k *sink) {
+func (c *Collector) decapBatch(b *batch, n int, decap Decapper, k *sink) {
 	var fallback int64
 	for i := 0; i < n; i++ {
 		if b.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
@@ -392,11 +397,11 @@ func (c *Collector) decapBatch(b *batch, n int, k *sink) {
 			}
 			ts = fallback
 		}
-		fr, reason := Decap(b.payload(i))
+		fr, reason := decap(b.payload(i))
 		if reason != ReasonNone {
 			c.drop(reason)
 			continue
 		}
-		k.add(b.source(i), ts, fr.VNI, fr.Inner, fr.OrigLen)
+		k.add(b.source(i), ts, fr)
 	}
 }

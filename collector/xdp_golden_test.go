@@ -106,7 +106,7 @@ func (p *xdpProgram) records(t *testing.T) []gotRecord {
 	for len(w.in) > 0 {
 		b := <-w.in
 		for _, h := range b.pkts {
-			out = append(out, gotRecord{src: h.src, vni: h.vni, inner: bytes.Clone(b.data[h.off : h.off+h.n]),
+			out = append(out, gotRecord{src: h.src, vni: h.key.ID, inner: bytes.Clone(b.data[h.off : h.off+h.n]),
 				origLen: int(h.origLen), ts: h.ts})
 		}
 		b.pkts, b.data = b.pkts[:0], b.data[:0]
@@ -383,8 +383,8 @@ func FuzzXDPDecap(f *testing.F) {
 			}
 			return
 		}
-		if len(recs) != 1 || recs[0].vni != fr.VNI || !bytes.Equal(recs[0].inner, fr.Inner) || recs[0].origLen != fr.OrigLen {
-			t.Fatalf("Decap accepts VNI %d, %d bytes; XDP records %+v", fr.VNI, len(fr.Inner), recs)
+		if len(recs) != 1 || recs[0].vni != fr.Key.ID || !bytes.Equal(recs[0].inner, fr.Inner) || recs[0].origLen != fr.OrigLen {
+			t.Fatalf("Decap accepts VNI %d, %d bytes; XDP records %+v", fr.Key.ID, len(fr.Inner), recs)
 		}
 	})
 }

@@ -93,22 +93,24 @@ func (c *Collector) listenXDP(ap netip.AddrPort) (_ receiver, err error) {
 		return nil, err
 	}
 	x := &xdpReceiver{c: c, ifaces: ifaces, fragments: c.set.GetOrCreateCounter("xmirror_collector_xdp_fragments_total")}
+	locked := len(c.locks)
 	defer func() {
 		if err != nil {
 			x.stop()
 			_ = x.close()
-			c.lock.release()
-			c.lock = nil
+			c.releaseLocksFrom(locked) // auto mode takes the port again with sockets
 		}
 	}()
-	if _, err := c.lockFixedPort(ap); err != nil {
-		return nil, err
+	if ap.Port() != 0 {
+		if err := c.lockPort(ap.Port()); err != nil {
+			return nil, err
+		}
 	}
-	if x.sock, err = c.bindSockets(c.opts.Listen, 1, false); err != nil {
+	if x.sock, err = c.bindSockets(ap.String(), 1, false, ProtoVXLAN, Decap); err != nil {
 		return nil, err
 	}
 	if ap.Port() == 0 {
-		if c.lock, err = lockPort(uint16(c.addr.Port)); err != nil {
+		if err := c.lockPort(uint16(c.addr.Port)); err != nil {
 			return nil, err
 		}
 	}
@@ -334,7 +336,7 @@ func (x *xdpReceiver) record(k *sink, rec []byte, bootToWall int64) {
 	}
 	ts := int64(binary.NativeEndian.Uint64(rec[0:8])) + bootToWall
 	inner := rec[colRecHeaderLen : colRecHeaderLen+n]
-	k.add(src, ts, binary.NativeEndian.Uint32(rec[24:28]), inner, OriginalLength(inner))
+	k.add(src, ts, Frame{Key: VXLAN(binary.NativeEndian.Uint32(rec[24:28])), Inner: inner, OrigLen: OriginalLength(inner)})
 }
 
 // poll adds the program's drops since the last poll to the drop metrics

@@ -219,6 +219,31 @@ type Collector struct {
 	MaxSessions     int      `yaml:"max_sessions"`      // unnamed VNIs captured at once
 	MaxSourceSeries int      `yaml:"max_source_series"` // per-source metric series across sessions
 	Tap             string   `yaml:"tap,omitempty"`     // TAP device receiving every inner frame ("" = none)
+	// Inputs are the tunnels received (default: vxlan on the listen port).
+	Inputs []Input `yaml:"inputs,omitempty"`
+	// Sessions name the sessions no xmirror source sends (sessions[] name
+	// the VXLAN ones by VNI): GENEVE VNIs, ERSPAN session ids, GRE keys.
+	Sessions []CollectorSession `yaml:"sessions,omitempty"`
+}
+
+// Input is one tunnel a collector receives. In YAML a mapping
+// {protocol, port} or a string: "geneve", "geneve:6082", "gre".
+type Input struct {
+	Protocol string `yaml:"protocol"` // vxlan | geneve | erspan | gre (erspan = gre)
+	// Port: geneve only (default 6081); vxlan takes collector.listen's,
+	// gre (IP protocol 47) has none.
+	Port uint16 `yaml:"port,omitempty"`
+	Line int    `yaml:"-"`
+}
+
+// CollectorSession names a session by its tunnel and id: the VNI of vxlan
+// and geneve, the session id of erspan, the key of gre.
+type CollectorSession struct {
+	Name         string `yaml:"name"`
+	Protocol     string `yaml:"protocol"`
+	ID           uint32 `yaml:"id"`
+	PacketLength int    `yaml:"packet_length,omitempty"` // snaplen of its files (0: whole frames)
+	Line         int    `yaml:"-"`
 }
 
 // Rotate says when a capture file is closed and how many are kept.

@@ -197,8 +197,8 @@ collector:
 	wantCol := Collector{Listen: "0.0.0.0:4789", Receive: ReceiveAuto, OutputDir: "/var/lib/xmirror/pcap", Format: FormatPCAPNG,
 		Rotate: Rotate{Size: 100 << 20, Interval: Duration(time.Hour), Keep: 24}, UnknownVNI: UnknownVNICapture,
 		FileMode: "0640", FileName: "{session}-{host}-{time}", Compress: CompressNone, SessionIdle: Duration(5 * time.Minute),
-		MaxSessions: 1024, MaxSourceSeries: 4096, HealthListen: ":9091"}
-	if *cfg.Collector != wantCol {
+		MaxSessions: 1024, MaxSourceSeries: 4096, HealthListen: ":9091", Inputs: []Input{{Protocol: ProtocolVXLAN}}}
+	if !reflect.DeepEqual(*cfg.Collector, wantCol) {
 		t.Errorf("collector defaults: %+v", cfg.Collector)
 	}
 	if cfg.Metrics.Listen != "127.0.0.1:9090" {
@@ -417,6 +417,23 @@ func TestInvalid(t *testing.T) {
 		{"rotate keep age", with(colBase, 0, "  rotate: {keep_age: 1w}"), []string{`collector.rotate.keep_age: "1w" is not a duration such as 500ms, 2s, 1h, 7d (line 3)`}},
 		{"rotate keep", with(colBase, 0, "  rotate:", "    keep: many"), []string{`collector.rotate.keep: must be an integer, got string "many" (line 4)`}},
 		{"rotate unknown", with(colBase, 0, "  rotate: {count: 3}"), []string{"collector.rotate.count: unknown key (line 3)"}},
+		{"input protocol", with(colBase, 0, "  inputs: [vxlan, sflow]"), []string{`collector.inputs[1].protocol: "sflow" is not one of vxlan, geneve, erspan, gre (line 3)`}},
+		{"input port text", with(colBase, 0, "  inputs: [geneve:x]"), []string{`collector.inputs[0]: "geneve:x": port "x" is not a number 1..65535 (line 3)`}},
+		{"input gre port", with(colBase, 0, "  inputs:", "    - {protocol: gre, port: 47}"), []string{`collector.inputs[0].port: gre is IP protocol 47: it has no port (line 4)`}},
+		{"input vxlan port", with(colBase, 0, "  inputs: [vxlan:4790]"), []string{`collector.inputs[0].port: 4790: vxlan is received on collector.listen's port (4789); set the port there (line 3)`}},
+		{"input geneve on vxlan port", with(colBase, 0, "  inputs: [vxlan, geneve:4789]"), []string{`collector.inputs[1].port: 4789 is collector.listen's port, where vxlan is received (line 3)`}},
+		{"input twice", with(colBase, 0, "  inputs:", "    - gre", "    - erspan"), []string{`collector.inputs[1]: "erspan" is also collector.inputs[0] (erspan and gre are one input) (line 5)`}},
+		{"input key", with(colBase, 0, "  inputs:", "    - {protocol: geneve, prot: 1}"), []string{`collector.inputs[0].prot: unknown key (line 4)`}},
+		{"collector session id", with(colBase, 0, "  sessions:", "    - {name: sw, protocol: erspan, id: 1024}"), []string{`collector.sessions[0].id: 1024 is out of range 0..1023 for erspan (line 4)`}},
+		{"collector session twice", with(colBase, 0, "  sessions:", "    - {name: a, protocol: geneve, id: 7}", "    - {name: b, protocol: geneve, id: 7}"),
+			[]string{`collector.sessions[1].id: geneve 7 is also the session of collector.sessions[0] (line 5)`}},
+		{"collector session protocol", with(colBase, 0, "  sessions:", "    - {name: a, protocol: vxlan-gpe, id: 7}"),
+			[]string{`collector.sessions[0].protocol: "vxlan-gpe" is not one of vxlan, geneve, erspan, gre (line 4)`}},
+		{"collector session required", with(colBase, 0, "  sessions:", "    - {name: a}"),
+			[]string{`collector.sessions[0].protocol: required (line 4)`, `collector.sessions[0].id: required (line 4)`}},
+		{"collector session name of sessions[]", lines("filters: [{name: f}]", "sessions:", "  - {name: s, priority: 1, vni: 1, filter: f, sources: [eth0], target: 10.0.0.1}",
+			"collector:", "  sessions:", "    - {name: s, protocol: vxlan, id: 1}"),
+			[]string{`collector.sessions[0].name: "s" is also the name of sessions[0] (line 6)`, `collector.sessions[0].id: vxlan 1 is also the session of sessions[0] (line 6)`}},
 		{"metrics listen", lines("metrics:", "  listen: nowhere"), []string{`metrics.listen: "nowhere" is not host:port (line 2)`}},
 		{"metrics unknown", lines("metrics:", "  port: 9090"), []string{"metrics.port: unknown key (line 2)"}},
 		{"merge key", lines("base: &b {listen: ':1'}"), []string{"base: unknown key (line 1)"}},
@@ -522,6 +539,14 @@ func stripLines(c *Config) *Config {
 	}
 	for i := range c.Sessions {
 		c.Sessions[i].Line = 0
+	}
+	if c.Collector != nil {
+		for i := range c.Collector.Inputs {
+			c.Collector.Inputs[i].Line = 0
+		}
+		for i := range c.Collector.Sessions {
+			c.Collector.Sessions[i].Line = 0
+		}
 	}
 	if c.LoadBalancer != nil {
 		for i := range c.LoadBalancer.Backends {

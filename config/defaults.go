@@ -58,6 +58,8 @@ const (
 	DefaultSourceSeries     = 4096
 	// MaxCollectorSessions bounds collector.max_sessions.
 	MaxCollectorSessions = 1 << 20
+	// MaxERSPANSessionID is the largest ERSPAN session id (10 bits).
+	MaxERSPANSessionID = 1<<10 - 1
 	DefaultMetricsAt     = "127.0.0.1:9090"
 	// DefaultHealthListen serves the collector's /healthz on every address at the
 	// port the load balancer's health check probes by default.
@@ -74,6 +76,9 @@ const (
 	ProtocolVXLAN  = "vxlan"
 	ProtocolGENEVE = "geneve"
 	ProtocolGRE    = "gre" // ERSPAN I/II/III and transparent Ethernet bridging; no port
+	// ProtocolERSPAN names ERSPAN sessions (collector.sessions) by session
+	// id; as an input it is the same as gre.
+	ProtocolERSPAN = "erspan"
 
 	AlgorithmWRR    = "wrr"
 	AlgorithmMaglev = "maglev"
@@ -218,6 +223,14 @@ func defaultCollector(col *Collector) {
 	setDefault(&col.SessionIdle, DefaultSessionIdle)
 	setDefault(&col.MaxSessions, DefaultMaxSessions)
 	setDefault(&col.MaxSourceSeries, DefaultSourceSeries)
+	if len(col.Inputs) == 0 {
+		col.Inputs = []Input{{Protocol: ProtocolVXLAN}}
+	}
+	for i := range col.Inputs {
+		if col.Inputs[i].Protocol == ProtocolGENEVE {
+			setDefault(&col.Inputs[i].Port, DefaultGENEVEPort)
+		}
+	}
 	r := &col.Rotate
 	if r.sizeMissing {
 		r.Size = DefaultRotateSize

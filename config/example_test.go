@@ -55,6 +55,7 @@ metrics: {listen: "off"}
 	//   session_idle: 5m
 	//   max_sessions: 1024
 	//   max_source_series: 4096
+	//   inputs: [vxlan]
 	// metrics:
 	//   listen: "off"
 }

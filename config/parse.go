@@ -676,6 +676,24 @@ func (d *decoder) collector(n *yaml.Node, path string, c *Collector) {
 		"session_idle":      d.duration(&c.SessionIdle),
 		"max_sessions":      d.intField(&c.MaxSessions, 1, MaxCollectorSessions),
 		"max_source_series": d.intField(&c.MaxSourceSeries, 1, 1<<20),
+		"inputs": func(n *yaml.Node, path string) {
+			d.sequence(n, path, func(n *yaml.Node, path string, line int) {
+				c.Inputs = append(c.Inputs, d.input(n, path, line))
+			})
+		},
+		"sessions": func(n *yaml.Node, path string) {
+			d.sequence(n, path, func(n *yaml.Node, path string, line int) {
+				s := CollectorSession{Line: line}
+				seen := d.mapping(n, path, map[string]field{
+					"name":          d.str(&s.Name),
+					"protocol":      d.str(&s.Protocol),
+					"id":            d.integer(0, 1<<32-1, func(v int64) { s.ID = uint32(v) }),
+					"packet_length": d.intField(&s.PacketLength, 0, MaxPacketLength),
+				})
+				d.required(seen, path, "name", "protocol", "id")
+				c.Sessions = append(c.Sessions, s)
+			})
+		},
 		"rotate": func(n *yaml.Node, path string) {
 			r := &c.Rotate
 			seen := d.mapping(n, path, map[string]field{
@@ -690,4 +708,24 @@ func (d *decoder) collector(n *yaml.Node, path string, c *Collector) {
 			r.sizeMissing, r.intervalMissing, r.keepMissing = !seen["size"], !seen["interval"], !seen["keep"]
 		},
 	})
+}
+
+// input reads one collector input: a string ("geneve", "geneve:6082") or a
+// mapping {protocol, port}.
+func (d *decoder) input(n *yaml.Node, path string, line int) Input {
+	in := Input{Line: line}
+	if n.Kind == yaml.ScalarNode && !isNull(n) {
+		parsed, err := ParseInput(n.Value)
+		if err != nil {
+			d.errorf(path, line, "%v", err)
+		}
+		parsed.Line = line
+		return parsed
+	}
+	seen := d.mapping(n, path, map[string]field{
+		"protocol": d.str(&in.Protocol),
+		"port":     d.uint16Field(&in.Port, 1),
+	})
+	d.required(seen, path, "protocol")
+	return in
 }

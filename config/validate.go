@@ -33,6 +33,14 @@ func (c *Config) Validate() error {
 	for i, s := range c.Sessions {
 		setLine(lines, fmt.Sprintf("sessions[%d]", i), s.Line)
 	}
+	if c.Collector != nil {
+		for i, in := range c.Collector.Inputs {
+			setLine(lines, fmt.Sprintf("collector.inputs[%d]", i), in.Line)
+		}
+		for i, s := range c.Collector.Sessions {
+			setLine(lines, fmt.Sprintf("collector.sessions[%d]", i), s.Line)
+		}
+	}
 	if c.LoadBalancer != nil {
 		for i, b := range c.LoadBalancer.Backends {
 			setLine(lines, fmt.Sprintf("load_balancer.backends[%d]", i), b.Line)
@@ -100,6 +108,8 @@ func validate(orig *Config, lineOf func(string) int) Errors {
 	}
 	if col := c.Collector; col != nil {
 		v.collector(col)
+		v.inputs(col)
+		v.collectorSessions(col.Sessions, c.Sessions)
 	}
 	if c.Metrics.Listen != MetricsOff {
 		v.listenAddr("metrics.listen", c.Metrics.Listen)
@@ -591,6 +601,83 @@ func (v *validator) collector(c *Collector) {
 	}
 }
 
+// inputs checks collector.inputs: known protocols, a port only where the
+// protocol has one of its own, each input once, and no GENEVE on the VXLAN
+// port.
+func (v *validator) inputs(c *Collector) {
+	_, lport, _ := net.SplitHostPort(c.Listen)
+	seen := map[string]int{}
+	for i, in := range c.Inputs {
+		p := fmt.Sprintf("collector.inputs[%d]", i)
+		v.oneOf(p+".protocol", in.Protocol, ProtocolVXLAN, ProtocolGENEVE, ProtocolERSPAN, ProtocolGRE)
+		key := in.Protocol
+		switch in.Protocol {
+		case ProtocolVXLAN:
+			if in.Port != 0 && strconv.Itoa(int(in.Port)) != lport {
+				v.errorf(p+".port", "%d: vxlan is received on collector.listen's port (%s); set the port there", in.Port, lport)
+			}
+		case ProtocolGENEVE:
+			key = in.String()
+			if strconv.Itoa(int(in.Port)) == lport && slices.ContainsFunc(c.Inputs, func(o Input) bool { return o.Protocol == ProtocolVXLAN }) {
+				v.errorf(p+".port", "%d is collector.listen's port, where vxlan is received", in.Port)
+			}
+		case ProtocolERSPAN, ProtocolGRE:
+			key = ProtocolGRE // the same input: IP protocol 47
+			if in.Port != 0 {
+				v.errorf(p+".port", "%s is IP protocol 47: it has no port", in.Protocol)
+			}
+		}
+		if j, dup := seen[key]; dup {
+			v.errorf(p, "%q is also collector.inputs[%d] (erspan and gre are one input)", in.String(), j)
+		}
+		seen[key] = i
+	}
+}
+
+// sessionIDMax is the largest id a protocol's sessions have.
+var sessionIDMax = map[string]uint32{
+	ProtocolVXLAN: MaxVNI, ProtocolGENEVE: MaxVNI, ProtocolERSPAN: MaxERSPANSessionID, ProtocolGRE: 1<<32 - 1,
+}
+
+// collectorSessions checks collector.sessions: names unique among them and
+// the sessions of sessions[], ids in their protocol's range, each
+// (protocol, id) once (a VXLAN id not a VNI of sessions[]).
+func (v *validator) collectorSessions(sessions []CollectorSession, vxlan []Session) {
+	type key struct {
+		proto string
+		id    uint32
+	}
+	names := map[string]string{}
+	keys := map[key]string{}
+	for i, s := range vxlan {
+		names[s.Name] = fmt.Sprintf("sessions[%d]", i)
+		keys[key{ProtocolVXLAN, s.VNI}] = fmt.Sprintf("sessions[%d]", i)
+	}
+	for i, s := range sessions {
+		p := fmt.Sprintf("collector.sessions[%d]", i)
+		if s.Name == "" {
+			v.errorf(p+".name", "required")
+		} else if other, dup := names[s.Name]; dup {
+			v.errorf(p+".name", "%q is also the name of %s", s.Name, other)
+		} else {
+			names[s.Name] = p
+		}
+		limit, ok := sessionIDMax[s.Protocol]
+		if !ok {
+			v.oneOf(p+".protocol", s.Protocol, ProtocolVXLAN, ProtocolGENEVE, ProtocolERSPAN, ProtocolGRE)
+		} else if s.ID > limit {
+			v.errorf(p+".id", "%d is out of range 0..%d for %s", s.ID, limit, s.Protocol)
+		} else if other, dup := keys[key{s.Protocol, s.ID}]; dup {
+			v.errorf(p+".id", "%s %d is also the session of %s", s.Protocol, s.ID, other)
+		} else {
+			keys[key{s.Protocol, s.ID}] = p
+		}
+		if s.PacketLength != 0 && (s.PacketLength < MinPacketLength || s.PacketLength > MaxPacketLength) {
+			v.errorf(p+".packet_length", "%d is out of range %d..%d (or 0 for the whole packet)", s.PacketLength, MinPacketLength, MaxPacketLength)
+		}
+	}
+}
+
 // listenAddr checks host:port with a numeric port; an empty host means every address.
 func (v *validator) listenAddr(path, addr string) {
 	host, port, err := net.SplitHostPort(addr)
@@ -639,6 +726,8 @@ func (c *Config) clone() *Config {
 	}
 	if c.Collector != nil {
 		col := *c.Collector
+		col.Inputs = slices.Clone(col.Inputs)
+		col.Sessions = slices.Clone(col.Sessions)
 		out.Collector = &col
 	}
 	return &out

@@ -253,3 +253,31 @@ func (b ByteSize) MarshalYAML() (any, error) {
 	}
 	return s, nil
 }
+
+// ParseInput reads a collector input written as a string: "vxlan",
+// "geneve", "geneve:6082", "gre" or "erspan". Which protocols and ports are
+// allowed is validation's business; this only splits the text.
+func ParseInput(s string) (Input, error) {
+	name, port, hasPort := strings.Cut(s, ":")
+	in := Input{Protocol: name}
+	if !hasPort {
+		return in, nil
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return in, fmt.Errorf("%q: port %q is not a number 1..65535", s, port)
+	}
+	in.Port = uint16(n)
+	return in, nil
+}
+
+// MarshalYAML writes an input as a string, the short form.
+func (in Input) MarshalYAML() (any, error) { return in.String(), nil }
+
+// String writes an input as ParseInput reads it.
+func (in Input) String() string {
+	if in.Port != 0 {
+		return in.Protocol + ":" + strconv.Itoa(int(in.Port))
+	}
+	return in.Protocol
+}

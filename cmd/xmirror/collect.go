@@ -32,7 +32,8 @@ func collectCommand() *cli.Command {
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE` (without --config and --out: " + config.DefaultPath + " when it exists)"},
-			&cli.StringFlag{Name: "listen", Usage: "UDP `ADDR` to receive VXLAN on (default 0.0.0.0:4789)"},
+			&cli.StringFlag{Name: "listen", Usage: "UDP `ADDR` to receive VXLAN on (default 0.0.0.0:4789); its host is also where GENEVE and GRE are received"},
+			&cli.StringSliceFlag{Name: "input", Usage: "receive `INPUT` (repeat; replaces collector.inputs): vxlan, geneve, geneve:PORT, gre (= erspan: ERSPAN I/II/III and GRE bridging, IP protocol 47, needs CAP_NET_RAW)", DefaultText: "vxlan"},
 			&cli.StringFlag{Name: "receive", Usage: "receive path: auto (XDP where it attaches, else sockets), xdp or socket (default auto)"},
 			&cli.StringFlag{Name: "out", Usage: "output `DIR`, one subdirectory per session (default /var/lib/xmirror/pcap)"},
 			&cli.StringFlag{Name: "format", Usage: "pcapng (default) or pcap"},
@@ -92,7 +93,7 @@ func runCollect(c *cli.Context) error {
 			slog.Info("collector listening", "listen", col.Addr().String(), "receive", col.Receive(), "readers", col.Readers(),
 				"so_rcvbuf", col.RcvBuf(), "out", opts.OutputDir, "format", opts.Format.String(),
 				"rotate_size", opts.RotateSize, "rotate_interval", opts.RotateInterval, "keep", opts.Keep,
-				"compress", opts.Compress, "sessions", len(sessions.names),
+				"compress", opts.Compress, "sessions", len(sessions.named), "inputs", fmt.Sprint(opts.Inputs),
 				"unknown_vni", map[bool]string{false: "capture", true: "drop"}[opts.DropUnknownVNI])
 			return collectPart{col: col, config: sessions.config}, nil
 		},
@@ -119,17 +120,24 @@ func liveOutput(path string) (io.Writer, error) {
 
 // sessionSet is what the collector takes from the configuration's sessions.
 type sessionSet struct {
-	names   map[uint32]string
-	lengths map[uint32]int // packet lengths: the snaplen of their files
-	config  string         // the file they come from, re-read on SIGHUP
+	named  map[collector.Key]collector.Session // names and packet lengths (the snaplen of their files)
+	config string                              // the file they come from, re-read on SIGHUP
 }
 
+// sessionsOf collects the sessions the configuration names: the VXLAN
+// sessions of sessions[] by VNI, and collector.sessions by protocol and id.
 func sessionsOf(cfg *config.Config) sessionSet {
-	ss := sessionSet{names: map[uint32]string{}, lengths: map[uint32]int{}}
+	ss := sessionSet{named: map[collector.Key]collector.Session{}}
 	for _, s := range cfg.Sessions {
-		ss.names[s.VNI] = s.Name
-		if s.PacketLength > 0 {
-			ss.lengths[s.VNI] = s.PacketLength
+		ss.named[collector.VXLAN(s.VNI)] = collector.Session{Name: s.Name, PacketLength: s.PacketLength}
+	}
+	if cfg.Collector != nil {
+		for _, s := range cfg.Collector.Sessions {
+			p, err := collector.ParseProtocol(s.Protocol)
+			if err != nil {
+				continue // validation refused it already
+			}
+			ss.named[collector.Key{Proto: p, ID: s.ID}] = collector.Session{Name: s.Name, PacketLength: s.PacketLength}
 		}
 	}
 	return ss
@@ -168,6 +176,16 @@ func collectSettings(c *cli.Context) (cc config.Collector, sessions sessionSet, 
 	}
 	if c.IsSet("health-listen") {
 		healthAddr = c.String("health-listen")
+	}
+	if c.IsSet("input") {
+		cc.Inputs = nil
+		for _, s := range c.StringSlice("input") {
+			in, err := config.ParseInput(s)
+			if err != nil {
+				return cc, sessions, "", "", usagef("--input %w", err)
+			}
+			cc.Inputs = append(cc.Inputs, in)
+		}
 	}
 	return cc, sessions, metricsListen(c, metricsAddr), healthAddr, nil
 }
@@ -265,6 +283,10 @@ func collectOptions(cc config.Collector, sessions sessionSet, liveOnly bool) (co
 	default:
 		return collector.Options{}, usagef("collector.compress: %q is not none or gzip", cc.Compress)
 	}
+	inputs, err := collectInputs(cc.Inputs)
+	if err != nil {
+		return collector.Options{}, err
+	}
 	idle := time.Duration(cc.SessionIdle)
 	if idle == 0 {
 		idle = -1 // 0 in the configuration: never idle
@@ -285,8 +307,8 @@ func collectOptions(cc config.Collector, sessions sessionSet, liveOnly bool) (co
 		FileMode:        os.FileMode(mode),
 		Group:           cc.Group,
 		FileName:        cc.FileName,
-		Sessions:        sessions.names,
-		PacketLengths:   sessions.lengths,
+		Inputs:          inputs,
+		Named:           sessions.named,
 		DropUnknownVNI:  dropUnknown,
 		PostRotate:      cc.PostRotate,
 		Readers:         cc.Readers,
@@ -323,7 +345,7 @@ func (p collectPart) Reload(sig os.Signal) {
 			slog.Error("reload: configuration refused; the running sessions stay", "config", p.config, "err", err)
 		} else {
 			ss := sessionsOf(cfg)
-			p.col.Reload(ss.names, ss.lengths)
+			p.col.Reload(ss.named)
 		}
 	}
 	slog.Info("rotating all capture files", "signal", sig.String())
@@ -332,3 +354,18 @@ func (p collectPart) Reload(sig os.Signal) {
 
 // Close has nothing to undo: Run closes the files and sockets.
 func (collectPart) Close() {}
+
+// collectInputs turns collector.inputs (or --input) into the collector's
+// inputs; flags bypass the configuration's validation, so the protocol
+// and port rules are checked here too.
+func collectInputs(ins []config.Input) ([]collector.Input, error) {
+	var out []collector.Input
+	for _, in := range ins {
+		ci, err := collector.ParseInput(in.String())
+		if err != nil {
+			return nil, usagef("collector.inputs: %w", err)
+		}
+		out = append(out, ci)
+	}
+	return out, nil
+}

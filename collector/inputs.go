@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package collector
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Input is one tunnel the collector receives (collector.inputs, --input).
+type Input struct {
+	// Proto is ProtoVXLAN (on the listen address's port), ProtoGENEVE
+	// (UDP, Port) or ProtoGRE (IP protocol 47: ERSPAN type I, II and III
+	// and transparent Ethernet bridging; ProtoERSPAN names the same input).
+	Proto Protocol
+	// Port is the UDP port of a GENEVE input (0: DefaultGenevePort); the
+	// VXLAN input takes the listen address's, GRE has none.
+	Port uint16
+}
+
+func (in Input) String() string {
+	if in.Proto == ProtoGENEVE {
+		return in.Proto.String() + ":" + strconv.Itoa(int(in.Port))
+	}
+	return in.Proto.String()
+}
+
+// ParseInput reads an input as the flag gives it: "vxlan", "geneve",
+// "geneve:6082", "gre" or "erspan" (the same input as gre).
+func ParseInput(s string) (Input, error) {
+	name, port, hasPort := strings.Cut(s, ":")
+	p, err := ParseProtocol(name)
+	if err != nil {
+		return Input{}, fmt.Errorf("input %q: %w", s, err)
+	}
+	in := Input{Proto: p}
+	if p == ProtoERSPAN {
+		in.Proto = ProtoGRE
+	}
+	if !hasPort {
+		return in, nil
+	}
+	if p != ProtoGENEVE {
+		return Input{}, fmt.Errorf("input %q: only geneve takes a port (vxlan listens on the listen address's port, gre has no port)", s)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 {
+		return Input{}, fmt.Errorf("input %q: port %q is not a number 1..65535", s, port)
+	}
+	in.Port = uint16(n)
+	return in, nil
+}
+
+// checkInputs refuses an input listed twice (gre and erspan are one) and
+// GENEVE on the VXLAN port.
+func checkInputs(ins []Input, listen string) error {
+	seen := map[Input]bool{}
+	for _, in := range ins {
+		if in.Proto == ProtoERSPAN {
+			in.Proto = ProtoGRE
+		}
+		if in.Proto >= numProtocols {
+			return fmt.Errorf("input %s: unknown protocol", in)
+		}
+		if seen[in] {
+			return fmt.Errorf("input %s is listed twice (gre and erspan are one input)", in)
+		}
+		seen[in] = true
+	}
+	ap, err := resolveListen(listen)
+	if err == nil && ap.Port() != 0 && seen[Input{Proto: ProtoVXLAN}] && seen[Input{Proto: ProtoGENEVE, Port: ap.Port()}] {
+		return fmt.Errorf("input geneve:%d: that is the VXLAN listen port", ap.Port())
+	}
+	return nil
+}
