@@ -70,6 +70,7 @@ const (
 	ngOptISBEnd      = 3
 	ngOptISBIfRecv   = 4
 	ngOptISBIfDrop   = 5
+	ngOptEPBFlags    = 2
 )
 
 var le = binary.LittleEndian
@@ -200,11 +201,32 @@ func appendNgISB(b []byte, ifID uint32, start, end int64, recv, drop uint64) []b
 	return le.AppendUint32(b, ngISBLen)
 }
 
-func ngEPBLen(data []byte) int { return ngEPBOverhead + pad4(len(data)) }
+func ngEPBLen(data []byte, m *meta) int { return ngEPBOverhead + pad4(len(data)) + ngEPBOptionsLen(m) }
 
-// appendNgEPB appends an enhanced packet block for interface ifID.
-func appendNgEPB(b []byte, ifID uint32, tsNanos int64, data []byte, origLen int) []byte {
-	total := ngEPBLen(data)
+// ngEPBOptionsLen is the bytes of the block's options: epb_flags and
+// opt_comment when the packet has them, then opt_endofopt; none at all for
+// a packet without metadata (VXLAN), whose block stays as it always was.
+func ngEPBOptionsLen(m *meta) int {
+	if m == nil || (m.flags == 0 && len(m.comment) == 0) {
+		return 0
+	}
+	n := 4 // opt_endofopt
+	if m.flags != 0 {
+		n += 8
+	}
+	if c := commentLen(m); c > 0 {
+		n += 4 + pad4(c)
+	}
+	return n
+}
+
+// commentLen bounds a comment to what an option length holds.
+func commentLen(m *meta) int { return min(len(m.comment), 0xfffc) }
+
+// appendNgEPB appends an enhanced packet block for interface ifID, with the
+// packet's metadata as options (m may be nil).
+func appendNgEPB(b []byte, ifID uint32, tsNanos int64, data []byte, origLen int, m *meta) []byte {
+	total := ngEPBLen(data, m)
 	ts := uint64(tsNanos)
 	b = le.AppendUint32(b, ngBlockEPB)
 	b = le.AppendUint32(b, uint32(total))
@@ -217,7 +239,29 @@ func appendNgEPB(b []byte, ifID uint32, tsNanos int64, data []byte, origLen int)
 	for i := len(data); i < pad4(len(data)); i++ {
 		b = append(b, 0)
 	}
+	if ngEPBOptionsLen(m) > 0 {
+		b = appendEPBOptions(b, m)
+	}
 	return le.AppendUint32(b, uint32(total))
+}
+
+// appendEPBOptions appends epb_flags, opt_comment and opt_endofopt.
+func appendEPBOptions(b []byte, m *meta) []byte {
+	if m.flags != 0 {
+		b = le.AppendUint16(b, ngOptEPBFlags)
+		b = le.AppendUint16(b, 4)
+		b = le.AppendUint32(b, m.flags)
+	}
+	if n := commentLen(m); n > 0 {
+		b = le.AppendUint16(b, ngOptComment)
+		b = le.AppendUint16(b, uint16(n))
+		b = append(b, m.comment[:n]...)
+		for i := n; i < pad4(n); i++ {
+			b = append(b, 0)
+		}
+	}
+	b = le.AppendUint16(b, ngOptEnd)
+	return le.AppendUint16(b, 0)
 }
 
 // countPackets counts the packets in whole blocks or records (data as

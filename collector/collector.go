@@ -159,7 +159,7 @@ type Collector struct {
 	now     func() time.Time
 	section sectionInfo
 	rcv     receiver
-	locks   []*portLock // held while the collector has its ports
+	locks   []*portLock  // held while the collector has its ports
 	addr    *net.UDPAddr // the VXLAN input's (else the first UDP input's) address
 	addrs   map[Protocol]*net.UDPAddr
 	rcvbuf  int
@@ -186,9 +186,9 @@ type Collector struct {
 	mu       sync.RWMutex
 	series   map[Key]*series
 	names    map[string]Key // sanitised name -> session, to keep names unique
-	unnamed  int               // series of VNIs not in Sessions (bounded by MaxSessions)
-	limitLog time.Time         // when session_limit drops were last logged
-	limitN   uint64            // session_limit drops since then
+	unnamed  int            // series of VNIs not in Sessions (bounded by MaxSessions)
+	limitLog time.Time      // when session_limit drops were last logged
+	limitN   uint64         // session_limit drops since then
 
 	sourceSeries atomic.Int64  // source metric series, bounded by MaxSourceSeries
 	evictions    atomic.Uint64 // series evicted so far: writers prune their caches when it moves
@@ -488,7 +488,7 @@ func (c *Collector) handleWith(decap Decapper, cache map[Key]*series, src netip.
 type rx struct {
 	c     *Collector
 	cache map[Key]*series // session -> series, spares the shared lock
-	held  *series            // locked by this writer, or nil
+	held  *series         // locked by this writer, or nil
 	// last is the time of each session's latest packet (nil: no clamping);
 	// heldLast is the held series' entry, kept out of the map while held.
 	last     map[Key]int64

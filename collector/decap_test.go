@@ -127,7 +127,7 @@ func FuzzDecap(f *testing.F) {
 func FuzzValidPrefix(f *testing.F) {
 	ng := appendNgSHB(nil, sectionInfo{Application: "x"})
 	ng = appendNgIDB(ng, "a", "b", 0)
-	ng = appendNgEPB(ng, 0, 1, []byte{1, 2, 3}, 3)
+	ng = appendNgEPB(ng, 0, 1, []byte{1, 2, 3}, 3, nil)
 	f.Add(ng, false)
 	f.Add(appendPcapRecord(appendPcapHeader(nil), 1, []byte{1, 2}, 2), true)
 	f.Fuzz(func(t *testing.T, b []byte, pcap bool) {
@@ -153,14 +153,15 @@ func FuzzValidPrefix(f *testing.F) {
 func FuzzFileName(f *testing.F) {
 	for _, s := range []string{DefaultFileName, "{time}", "{host}_{vni}_{session}_{time}.x", "{time}-{time}", "a/{time}",
 		"{protocol}-{id}-{time}"} {
-		f.Add(s, "sess-1", "host.a", uint32(7), uint8(1), 3)
+		f.Add(s, "sess-1", "host.a", uint32(7), 3)
 	}
-	f.Fuzz(func(t *testing.T, tmpl, session, host string, id uint32, proto uint8, seq int) {
+	f.Fuzz(func(t *testing.T, tmpl, session, host string, id uint32, seq int) {
+		proto := Protocol(id % uint32(numProtocols)) // every protocol, from the same corpus
 		session, host = SanitizeName(session), SanitizeName(host)
 		if CheckFileName(tmpl) != nil || session == "" || host == "" || seq < 0 || seq > 1e6 {
 			return
 		}
-		n := newFileNamer(tmpl, session, host, Key{Proto: Protocol(proto % uint8(numProtocols)), ID: id}, ".pcapng")
+		n := newFileNamer(tmpl, session, host, Key{Proto: proto, ID: id}, ".pcapng")
 		name := n.name(t0, seq)
 		if strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
 			t.Fatalf("%q made %q", tmpl, name)

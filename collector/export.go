@@ -132,12 +132,12 @@ func newLiveStream(c *Collector, w io.Writer) *liveStream {
 }
 
 // packet adds one packet of session s from mirror source src.
-func (l *liveStream) packet(s *series, src netip.Addr, tsNanos int64, fr Frame) {
+func (l *liveStream) packet(s *series, src netip.Addr, tsNanos int64, fr Frame, m *meta) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	key := liveKey{s.key, src}
 	id, known := l.ifs[key]
-	need := ngEPBLen(fr.Inner)
+	need := ngEPBLen(fr.Inner, m)
 	if !known {
 		need += 512
 		if len(l.ifs) >= maxLiveInterfaces {
@@ -153,7 +153,7 @@ func (l *liveStream) packet(s *series, src netip.Addr, tsNanos int64, fr Frame) 
 		l.ifs[key] = id
 		l.buf = appendNgIDB(l.buf, ifName(src, s.key), ifDesc(src, s.name, s.key), s.snap)
 	}
-	l.buf = appendNgEPB(l.buf, id, tsNanos, fr.Inner, fr.OrigLen)
+	l.buf = appendNgEPB(l.buf, id, tsNanos, fr.Inner, fr.OrigLen, m)
 	l.added()
 }
 

@@ -25,9 +25,12 @@ var errNoRawSockets = errors.New("a raw IP socket (IP protocol 47) needs CAP_NET
 
 // listenGRE opens the raw GRE sockets on the listen address's host: IPv4
 // for an IPv4 address, IPv6 for an IPv6 one, both for the IPv6 wildcard
-// ([::], as a UDP socket on it takes both families), and takes the GRE lock.
+// ([::], as a UDP socket on it takes both families), and takes the lock of
+// GRE on that address: a second collector there would get a copy of every
+// packet. (One on the wildcard and one on a specific address both get the
+// packets to that address: the lock does not see that.)
 func (c *Collector) listenGRE(host netip.Addr) (receiver, error) {
-	if err := c.takeLock("gre", "gre", errSecondGRE); err != nil {
+	if err := c.takeLock("gre-"+host.String(), "gre on "+host.String(), errSecondGRE); err != nil {
 		return nil, err
 	}
 	type family struct {

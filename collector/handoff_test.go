@@ -76,7 +76,7 @@ func TestHandoffMergesByTimestamp(t *testing.T) {
 	}
 	b.flush() // the later goroutine's batch arrives first
 	a.flush()
-	time.Sleep(200 * time.Millisecond)         // past the window: written
+	time.Sleep(200 * time.Millisecond)            // past the window: written
 	a.add(loopback, base-1000, vxlanFrame(1, fr)) // late: stamped as the packet before
 	a.flush()
 	c.stopWriters()

@@ -181,7 +181,7 @@ func resolveListen(listen string) (netip.AddrPort, error) {
 var errSecondCollector = errors.New("another xmirror collect already receives on this UDP port in this network namespace")
 
 // errSecondGRE: another collector receives GRE already.
-var errSecondGRE = errors.New("another xmirror collect already receives GRE (IP protocol 47) in this network namespace")
+var errSecondGRE = errors.New("another xmirror collect already receives GRE (IP protocol 47) on this address in this network namespace")
 
 // portLock is held for the life of a collector: an abstract unix socket
 // named after the UDP port (or "gre"). SO_REUSEPORT would let a second

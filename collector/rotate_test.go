@@ -201,9 +201,9 @@ func TestRecoverParts(t *testing.T) {
 	fr := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)
 	b := appendNgSHB(nil, sectionInfo{Application: "xmirror"})
 	b = appendNgIDB(b, "127.0.0.1/vni1", "", 0)
-	b = appendNgEPB(b, 0, t0.UnixNano(), fr, len(fr))
+	b = appendNgEPB(b, 0, t0.UnixNano(), fr, len(fr), nil)
 	whole := len(b)
-	b = appendNgEPB(b, 0, t0.UnixNano(), fr, len(fr))[:whole+30]
+	b = appendNgEPB(b, 0, t0.UnixNano(), fr, len(fr), nil)[:whole+30]
 	if err := os.WriteFile(filepath.Join(dir, ".s-20260102T100010Z.pcapng.part"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,9 @@ type series struct {
 	// has one source, so this spares hashing the address on every packet.
 	lastSrc, lastEff netip.Addr
 	lastSS           *sourceState
+	// meta is the metadata of the packet being written; its comment
+	// buffer is reused from packet to packet.
+	meta meta
 
 	failed    bool      // a write failed; packets are dropped until retryAt
 	failing   bool      // failed since the last packet written (logged once)
@@ -141,8 +144,13 @@ func (s *series) writeLocked(src netip.Addr, tsNanos int64, fr Frame) Reason {
 	s.lastPkt = tsNanos
 	ss, src := s.source(src)
 	ss.packets.Inc()
+	var m *meta
+	if len(fr.Tunnel) > 0 {
+		s.meta = frameMeta(s.meta.comment, &fr)
+		m = &s.meta
+	}
 	if s.c.live != nil {
-		s.c.live.packet(s, src, tsNanos, fr)
+		s.c.live.packet(s, src, stampOf(tsNanos, m), fr, m)
 	}
 	if s.tap != nil {
 		s.tap.packet(fr)
@@ -171,7 +179,7 @@ func (s *series) writeLocked(src netip.Addr, tsNanos int64, fr Frame) Reason {
 	}
 	need := pcapRecordLen(fr.Inner)
 	if s.c.opts.Format == FormatPcapng {
-		need = ngEPBLen(fr.Inner)
+		need = ngEPBLen(fr.Inner, m)
 		if ss.gen != s.gen {
 			need += 512 // room for the interface block
 		}
@@ -183,16 +191,26 @@ func (s *series) writeLocked(src netip.Addr, tsNanos int64, fr Frame) Reason {
 			return s.dropLocked(ss, ReasonWriteError)
 		}
 	}
-	s.appendLocked(ss, src, tsNanos, fr)
+	s.appendLocked(ss, src, stampOf(tsNanos, m), fr, m)
 	if s.c.opts.RotateSize > 0 && s.written+int64(len(s.buf)) >= s.c.opts.RotateSize {
 		s.closeLocked("size")
 	}
 	return ReasonNone
 }
 
+// stampOf is the time a packet is written with: the sender's absolute
+// time when its tunnel header has one (ERSPAN III, IEEE 1588), else the
+// receive time.
+func stampOf(tsNanos int64, m *meta) int64 {
+	if m != nil && m.time != 0 {
+		return m.time
+	}
+	return tsNanos
+}
+
 // appendLocked appends the packet's block (and its interface block, first
-// time in this file) to the buffer.
-func (s *series) appendLocked(ss *sourceState, src netip.Addr, tsNanos int64, fr Frame) {
+// time in this file) to the buffer; m is its metadata (nil: none).
+func (s *series) appendLocked(ss *sourceState, src netip.Addr, tsNanos int64, fr Frame, m *meta) {
 	if s.c.opts.Format == FormatPcap {
 		s.buf = appendPcapRecord(s.buf, tsNanos, fr.Inner, fr.OrigLen)
 	} else {
@@ -201,7 +219,7 @@ func (s *series) appendLocked(ss *sourceState, src netip.Addr, tsNanos int64, fr
 			s.nextIf++
 			s.buf = appendNgIDB(s.buf, ifName(src, s.key), ifDesc(src, s.name, s.key), s.snap)
 		}
-		s.buf = appendNgEPB(s.buf, ss.ifID, tsNanos, fr.Inner, fr.OrigLen)
+		s.buf = appendNgEPB(s.buf, ss.ifID, tsNanos, fr.Inner, fr.OrigLen, m)
 	}
 	if ss.pend == 0 {
 		s.pendSrc = append(s.pendSrc, ss)

@@ -60,7 +60,7 @@ const (
 	MaxCollectorSessions = 1 << 20
 	// MaxERSPANSessionID is the largest ERSPAN session id (10 bits).
 	MaxERSPANSessionID = 1<<10 - 1
-	DefaultMetricsAt     = "127.0.0.1:9090"
+	DefaultMetricsAt   = "127.0.0.1:9090"
 	// DefaultHealthListen serves the collector's /healthz on every address at the
 	// port the load balancer's health check probes by default.
 	DefaultHealthListen = ":9091"

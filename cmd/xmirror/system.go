@@ -53,12 +53,17 @@ func roleOptions(role string, cfg *config.Config) syscheck.RoleOptions {
 
 // collectRoleOptions: receive xdp needs the XDP probes on the interfaces that
 // hold the listen address; auto falls back to sockets, so it needs nothing.
+// A GRE input needs CAP_NET_RAW for its raw socket.
 func collectRoleOptions(cc config.Collector) syscheck.RoleOptions {
+	o := syscheck.RoleOptions{CollectGRE: slices.ContainsFunc(cc.Inputs, func(in config.Input) bool {
+		return in.Protocol == config.ProtocolGRE || in.Protocol == config.ProtocolERSPAN
+	})}
 	if cc.Receive != collector.ReceiveXDP {
-		return syscheck.RoleOptions{}
+		return o
 	}
 	ifaces, _ := collector.XDPInterfaces(cc.Listen) // none: the collector says why at start
-	return syscheck.RoleOptions{CollectXDP: true, Interfaces: ifaces, XDPMode: xdp.ModeAuto}
+	o.CollectXDP, o.Interfaces, o.XDPMode = true, ifaces, xdp.ModeAuto
+	return o
 }
 
 // checkSystem is `xmirror check --system`: one table per role, exit 0 only when

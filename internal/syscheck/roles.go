@@ -4,6 +4,7 @@ package syscheck
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/cilium/ebpf"
 
@@ -21,6 +22,9 @@ type RoleOptions struct {
 	PinPath    string // the lb's bpffs directory
 	// CollectXDP: the collector receives through XDP instead of a socket.
 	CollectXDP bool
+	// CollectGRE: the collector's inputs include GRE (ERSPAN), read from a
+	// raw IP socket.
+	CollectGRE bool
 }
 
 // LBCaps are what `xmirror lb` (and the XDP collector) need: load programs and
@@ -66,6 +70,9 @@ func ForRole(role string, o RoleOptions) (Requirements, error) {
 			req.XDPInterfaces, req.XDPMode = o.Interfaces, o.XDPMode
 			req.MinKernel, req.MinKernelWhy = Version{5, 9}, "XDP links"
 			req.Caps = LBCaps
+		}
+		if o.CollectGRE {
+			req.Caps = append(slices.Clone(req.Caps), CapNetRaw)
 		}
 	default:
 		return req, fmt.Errorf("role %q is not one of source, lb, collect", role)

@@ -136,6 +136,12 @@ func TestForRole(t *testing.T) {
 	if req, _ := ForRole(RoleCollect, RoleOptions{CollectXDP: true, Interfaces: []string{"eth0"}}); len(req.Caps) != 3 || len(req.XDPInterfaces) != 1 {
 		t.Errorf("XDP collector: %+v", req)
 	}
+	if req, _ := ForRole(RoleCollect, RoleOptions{CollectGRE: true}); fmt.Sprint(req.Caps) != fmt.Sprint([]Capability{CapNetRaw}) {
+		t.Errorf("GRE collector: caps %v, want CAP_NET_RAW only", req.Caps)
+	}
+	if req, _ := ForRole(RoleCollect, RoleOptions{CollectXDP: true, CollectGRE: true}); len(req.Caps) != 4 || len(LBCaps) != 3 {
+		t.Errorf("XDP and GRE collector: caps %v", req.Caps)
+	}
 	if _, err := ForRole("proxy", RoleOptions{}); err == nil {
 		t.Error("unknown role accepted")
 	}
