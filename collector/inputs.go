@@ -14,7 +14,8 @@ type Input struct {
 	// (UDP, Port) or ProtoGRE (IP protocol 47: ERSPAN type I, II and III
 	// and transparent Ethernet bridging; ProtoERSPAN names the same input).
 	Proto Protocol
-	// Port is the UDP port of a GENEVE input (0: DefaultGenevePort); the
+	// Port is the UDP port of a GENEVE input (0: any free port, see
+	// InputAddr; the configuration's default is DefaultGenevePort); the
 	// VXLAN input takes the listen address's, GRE has none.
 	Port uint16
 }

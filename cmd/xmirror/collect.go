@@ -361,9 +361,15 @@ func (collectPart) Close() {}
 func collectInputs(ins []config.Input) ([]collector.Input, error) {
 	var out []collector.Input
 	for _, in := range ins {
+		if in.Protocol == config.ProtocolVXLAN {
+			in.Port = 0 // validated against collector.listen's port
+		}
 		ci, err := collector.ParseInput(in.String())
 		if err != nil {
 			return nil, usagef("collector.inputs: %w", err)
+		}
+		if ci.Proto == collector.ProtoGENEVE && ci.Port == 0 {
+			ci.Port = collector.DefaultGenevePort // Options take 0 as any free port
 		}
 		out = append(out, ci)
 	}
