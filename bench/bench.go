@@ -18,6 +18,10 @@ import (
 	"github.com/xmirror/xmirror/internal/netlab"
 )
 
+// DefaultProtocols are the tunnels the collector scenario measures by
+// default: what clouds (VXLAN, GENEVE) and switches (ERSPAN III) send.
+var DefaultProtocols = []Protocol{VXLAN, GENEVE, ERSPAN3}
+
 // Scenario names, in the order they run.
 var AllScenarios = []string{"lb", "collector", "source", "e2e"}
 
@@ -30,9 +34,14 @@ type Options struct {
 	Trial     time.Duration // length of one trial; 0 picks 3s (1s when quick)
 	Size      int           // mirrored frame bytes; 0 picks 100 (150 on the wire)
 	Flows     int           // flows per trial; 0 picks 65536
-	Out       string        // directory for report.md, results.json and the charts
-	Term      io.Writer     // live table and progress; nil is quiet
-	Command   string        // the command line, for the report
+	// Protocols are the tunnels the collector scenario measures xmirror
+	// collect with; VXLAN is always measured, against the alternatives.
+	// Empty picks DefaultProtocols.
+	Protocols     []Protocol
+	GeneveOptions int       // options per GENEVE frame, 0..MaxGeneveOptions
+	Out           string    // directory for report.md, results.json and the charts
+	Term          io.Writer // live table and progress; nil is quiet
+	Command       string    // the command line, for the report
 }
 
 func (o *Options) defaults() error {
@@ -72,6 +81,17 @@ func (o *Options) defaults() error {
 	if o.Flows <= 0 {
 		o.Flows = 65536
 	}
+	if len(o.Protocols) == 0 {
+		o.Protocols = DefaultProtocols
+	}
+	for _, p := range o.Protocols {
+		if _, err := ParseProtocol(string(p)); err != nil {
+			return err
+		}
+	}
+	if o.GeneveOptions < 0 || o.GeneveOptions > MaxGeneveOptions {
+		return fmt.Errorf("geneve options %d is outside 0..%d", o.GeneveOptions, MaxGeneveOptions)
+	}
 	if o.Term == nil {
 		o.Term = io.Discard
 	}
@@ -109,7 +129,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		Machine: machineFacts(),
 		Started: time.Now().UTC(),
 		Options: ReportOptions{Quick: o.Quick, Scenarios: o.Scenarios, Reps: o.Reps, TrialSecs: o.Trial.Seconds(),
-			FrameBytes: o.Size + vxlanOuter, Flows: o.Flows, Command: o.Command},
+			FrameBytes: o.Size + vxlanOuter, Flows: o.Flows, Command: o.Command,
+			Protocols: o.Protocols, GeneveOptions: o.GeneveOptions},
 	}
 	r.ui.header(rep)
 	for _, name := range AllScenarios {
@@ -193,6 +214,9 @@ func (r *runner) generateOn(ctx context.Context, g *netlab.Host, from ifRef, dst
 	cfg := GenConfig{
 		FrameSpec: FrameSpec{Protocol: p, SrcMAC: from.mac, DstMAC: dstMAC, SrcIP: from.addr, DstIP: dst, ID: 1, Size: r.o.Size},
 		Ifindex:   from.index, Flows: r.o.Flows, IDs: 4, Rate: rate, Duration: d, CPU: genCPU,
+	}
+	if p == GENEVE {
+		cfg.GeneveOptions = r.o.GeneveOptions
 	}
 	start := time.Now()
 	cfg.Progress = func(sent uint64) {

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"math"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/xmirror/xmirror/internal/netlab"
@@ -43,8 +44,15 @@ func (r *runner) scenarioCollector(ctx context.Context) ScenarioResult {
 		return sc
 	}
 	var systems []*sweepSys
-	for _, rx := range []receiver{xdpCounterReceiver(), r.sinkReceiver(), r.collectReceiver(receiveSocket),
-		r.collectReceiver(receiveXDP), tcpdumpReceiver()} {
+	rxs := []receiver{xdpCounterReceiver(), r.sinkReceiver(), r.collectReceiver(receiveSocket),
+		r.collectReceiver(receiveXDP), tcpdumpReceiver()}
+	paths := map[string]string{} // receiver name -> the receive path xmirror collect took
+	for _, p := range r.o.Protocols {
+		if p != VXLAN {
+			rxs = append(rxs, r.collectInputReceiver(p, paths))
+		}
+	}
+	for _, rx := range rxs {
 		res := &SystemResult{Name: rx.name, Kind: rx.kind}
 		if rx.skip != nil {
 			res.Skipped = rx.skip()
@@ -65,6 +73,9 @@ func (r *runner) scenarioCollector(ctx context.Context) ScenarioResult {
 		systems = append(systems, s)
 	}
 	r.sweep(ctx, &sc, systems, pmax)
+	for _, name := range slices.Sorted(maps.Keys(paths)) {
+		sc.Notes = append(sc.Notes, fmt.Sprintf("%s received with its %s path", name, paths[name]))
+	}
 	return sc
 }
 

@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -174,6 +176,7 @@ func xdpCounterReceiver() receiver {
 const (
 	receiveSocket = "socket"
 	receiveXDP    = "xdp"
+	receiveAuto   = "auto"
 )
 
 // collectReceiver is `xmirror collect` writing pcapng with the receive path
@@ -190,16 +193,67 @@ func (r *runner) collectReceiver(receive string) receiver {
 	}
 }
 
-func (r *runner) startCollect(h *netlab.Host, dir, receive string) (*startedProc, error) {
+func (r *runner) startCollect(h *netlab.Host, dir, receive string, extra ...string) (*startedProc, error) {
 	listen := fmt.Sprintf("0.0.0.0:%d", VXLANPort)
-	if receive == receiveXDP {
+	if receive != receiveSocket {
 		listen = netip.AddrPortFrom(h.Addr, VXLANPort).String()
 	}
-	p, err := r.startPart(h, true, "collect", "--listen", listen, "--receive", receive, "--out", dir, "--format", "pcapng")
+	args := append([]string{"--listen", listen, "--receive", receive, "--out", dir, "--format", "pcapng"}, extra...)
+	p, err := r.startPart(h, true, "collect", args...)
 	if err != nil {
 		return nil, err
 	}
 	return &startedProc{Proc: p.Proc, part: p}, nil
+}
+
+// collectInputReceiver is `xmirror collect` with only the input protocol p
+// needs (GENEVE, or GRE for ERSPAN and bridging), on the host's own address
+// with the receive path auto: XDP where the collector has it for the input,
+// sockets (a raw socket for GRE) otherwise. The path it took goes to paths.
+func (r *runner) collectInputReceiver(p Protocol, paths map[string]string) receiver {
+	name := "xmirror collect (" + string(p) + ")"
+	return receiver{
+		name: name, kind: KindXmirror, proto: p,
+		skip: func() string { return cmp.Or(r.available("collect"), r.collectInputs()) },
+		start: func(h *netlab.Host, dir string) (*startedProc, error) {
+			sp, err := r.startCollect(h, dir, receiveAuto, "--input", collectInput(p))
+			if err == nil {
+				if m := reReceive.FindStringSubmatch(sp.Output()); m != nil {
+					paths[name] = m[1]
+				}
+			}
+			return sp, err
+		},
+		stop: stopCollect,
+	}
+}
+
+// reReceive finds the receive path in xmirror collect's "collector listening" log line.
+var reReceive = regexp.MustCompile(`msg="collector listening".* receive=(\w+)`)
+
+// collectInput is the collector input (collector.inputs) that receives p.
+func collectInput(p Protocol) string {
+	switch p {
+	case GENEVE:
+		return "geneve"
+	case ERSPAN2, ERSPAN3, GRE:
+		return "gre"
+	}
+	return "vxlan"
+}
+
+// collectInputs says why xmirror collect cannot take other inputs than VXLAN
+// ("" when it can).
+func (r *runner) collectInputs() string {
+	if why, ok := r.have["collect --input"]; ok {
+		return why
+	}
+	why := ""
+	if out, _ := exec.Command(r.o.Exe, "collect", "--help").CombinedOutput(); !strings.Contains(string(out), "--input") {
+		why = "`xmirror collect` has no --input (GENEVE, GRE) in this build"
+	}
+	r.have["collect --input"] = why
+	return why
 }
 
 // stopCollect reads what the collector wrote from its /metrics (the packets

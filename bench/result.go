@@ -34,6 +34,10 @@ type ReportOptions struct {
 	FrameBytes int      `json:"frame_bytes"` // on the wire, outer headers included
 	Flows      int      `json:"flows"`
 	Command    string   `json:"command"`
+	// Protocols the collector scenario sent to xmirror collect (GENEVE
+	// frames with GeneveOptions options).
+	Protocols     []Protocol `json:"protocols"`
+	GeneveOptions int        `json:"geneve_options"`
 }
 
 // ScenarioResult is one scenario: several systems doing the same job.

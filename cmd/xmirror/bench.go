@@ -35,6 +35,8 @@ func benchCommand() *cli.Command {
 			&cli.DurationFlag{Name: "trial", Usage: "length of one trial", DefaultText: "3s, 1s with --quick"},
 			&cli.IntFlag{Name: "size", Value: 100, Usage: "mirrored frame `BYTES` (64..1500; the wire adds 50 of VXLAN)"},
 			&cli.IntFlag{Name: "flows", Value: 65536, Usage: "distinct flows per trial"},
+			&cli.StringFlag{Name: "protocols", Value: joinProtocols(bench.DefaultProtocols), Usage: "comma-separated `LIST` of tunnels the collector scenario sends xmirror collect (of " + protocolNames() + "; vxlan is always measured)"},
+			&cli.IntFlag{Name: "geneve-options", Value: 2, Usage: "options per GENEVE frame, 0..31"},
 		},
 		Action: runBench,
 		Subcommands: []*cli.Command{
@@ -46,18 +48,28 @@ func benchCommand() *cli.Command {
 
 func runBench(c *cli.Context) error {
 	o := bench.Options{
-		Quick:   c.Bool("quick"),
-		Out:     c.String("out"),
-		Reps:    c.Int("reps"),
-		Trial:   c.Duration("trial"),
-		Size:    c.Int("size"),
-		Flows:   c.Int("flows"),
-		Term:    os.Stderr,
-		Command: strings.Join(os.Args, " "),
+		Quick:         c.Bool("quick"),
+		Out:           c.String("out"),
+		Reps:          c.Int("reps"),
+		Trial:         c.Duration("trial"),
+		Size:          c.Int("size"),
+		Flows:         c.Int("flows"),
+		GeneveOptions: c.Int("geneve-options"),
+		Term:          os.Stderr,
+		Command:       strings.Join(os.Args, " "),
 	}
 	for _, s := range strings.Split(c.String("scenarios"), ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			o.Scenarios = append(o.Scenarios, s)
+		}
+	}
+	for _, s := range strings.Split(c.String("protocols"), ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			p, err := bench.ParseProtocol(s)
+			if err != nil {
+				return usagef("--protocols: %w", err)
+			}
+			o.Protocols = append(o.Protocols, p)
 		}
 	}
 	if err := o.Validate(); err != nil {
@@ -187,11 +199,15 @@ func runBenchGen(c *cli.Context) error {
 }
 
 func protocolNames() string {
+	return strings.Join(strings.Split(joinProtocols(bench.Protocols), ","), ", ")
+}
+
+func joinProtocols(ps []bench.Protocol) string {
 	var names []string
-	for _, p := range bench.Protocols {
+	for _, p := range ps {
 		names = append(names, string(p))
 	}
-	return strings.Join(names, ", ")
+	return strings.Join(names, ",")
 }
 
 func firstIPv4(iface *net.Interface) (netip.Addr, error) {

@@ -7,6 +7,22 @@ import (
 	"testing"
 )
 
+// TestBenchUsageErrors: bad protocols and GENEVE options are usage errors.
+func TestBenchUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "--protocols", "vxlan,nvgre"}, "--protocols"},
+		{[]string{"bench", "--geneve-options", "40"}, "geneve options"},
+	} {
+		code, _, errOut := runCaptured(t, tc.args...)
+		if code != exitUsage || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d (want %d), stderr %q lacks %q", tc.args, code, exitUsage, errOut, tc.want)
+		}
+	}
+}
+
 // TestBenchGenUsageErrors: every bad generator flag is a usage error naming the flag.
 func TestBenchGenUsageErrors(t *testing.T) {
 	base := []string{"bench", "gen", "--iface", "lo", "--dst-ip", "127.0.0.2", "--dst-mac", "02:00:00:00:00:02", "--src-ip", "127.0.0.1", "--count", "1"}
