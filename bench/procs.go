@@ -235,7 +235,7 @@ var reReceive = regexp.MustCompile(`msg="collector listening".* receive=(\w+)`)
 func collectInput(p Protocol) string {
 	switch p {
 	case GENEVE:
-		return "geneve"
+		return fmt.Sprintf("geneve:%d", GENEVEPort)
 	case ERSPAN2, ERSPAN3, GRE:
 		return "gre"
 	}
