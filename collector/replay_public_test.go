@@ -11,9 +11,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -150,10 +150,31 @@ func parseGRE(g []byte) (tunnelPacket, error) {
 	return tp, nil
 }
 
-// collectorHasInputs reports whether the xmirror binary takes --input.
-func collectorHasInputs(t *testing.T) bool {
-	out, _ := exec.Command(labtest.XmirrorBinary(t), "collect", "--help").CombinedOutput()
-	return strings.Contains(string(out), "--input")
+// TestPublicCapturesParse runs every datagram of the public captures through
+// the collector's parsers (DecapGENEVE, DecapGRE): the session, the inner
+// frame and the tunnel header must be what the test's own parser found.
+func TestPublicCapturesParse(t *testing.T) {
+	for _, name := range publicCaptures {
+		for _, tp := range readTunnelPackets(t, name) {
+			decap := DecapGENEVE
+			if tp.gre {
+				decap = DecapGRE
+			}
+			fr, reason := decap(tp.payload)
+			if reason != ReasonNone {
+				t.Errorf("%s frame %d: refused: %v", name, tp.frame, reason)
+				continue
+			}
+			tunnel := tp.payload[:len(tp.payload)-len(tp.inner)]
+			if fr.Key.String() != tp.session || !bytes.Equal(fr.Inner, tp.inner) || fr.EtherType != tp.etherType || !bytes.Equal(fr.Tunnel, tunnel) {
+				t.Errorf("%s frame %d: session %s, %d-byte frame, ethertype %#04x, %d-byte tunnel header; want %s, %d, %#04x, %d",
+					name, tp.frame, fr.Key, len(fr.Inner), fr.EtherType, len(fr.Tunnel), tp.session, len(tp.inner), tp.etherType, len(tunnel))
+			}
+			if fr.OrigLen < fr.capLen() {
+				t.Errorf("%s frame %d: original length %d below the %d bytes captured", name, tp.frame, fr.OrigLen, fr.capLen())
+			}
+		}
+	}
 }
 
 // TestReplayPublicCaptures replays the GENEVE datagrams and GRE packets of
@@ -161,14 +182,12 @@ func collectorHasInputs(t *testing.T) bool {
 // UDP to 6081, GRE on a raw IPv4 socket of protocol 47, each from the
 // sender's address to the collector's (the kernel writes fresh outer
 // headers, so the outer destination and checksums are the lab's). Every
-// inner frame must be in its session's file byte for byte, in order, and
-// tshark must dissect the written frames as it dissects them inside the
-// original captures.
+// inner frame must be in its session's file byte for byte, in order; tshark
+// must dissect the written frames as it dissects them inside the original
+// captures; and each packet's comment and direction flag must say what
+// tshark reads in its GENEVE or ERSPAN header.
 func TestReplayPublicCaptures(t *testing.T) {
 	labtest.RequireRoot(t)
-	if !collectorHasInputs(t) {
-		t.Skip("this xmirror collect has no --input (GENEVE and GRE inputs)")
-	}
 	var pkts []tunnelPacket
 	for _, name := range publicCaptures {
 		pkts = append(pkts, readTunnelPackets(t, name)...)
@@ -265,17 +284,97 @@ func checkSessionFile(t *testing.T, path string, tps []tunnelPacket) {
 			t.Errorf("%s frame %d: written frame differs from the mirrored one\n got % x\nwant % x", tp.capture, tp.frame, data, tp.inner)
 		}
 	}
-	gotDis := tsharkFields(t, path, dissectFields...)
+	written := tsharkFields(t, path, append(dissectFields, metaFields...)...)
 	original := map[string][]string{} // capture: tshark's lines
 	for i, tp := range tps {
 		if original[tp.capture] == nil {
-			original[tp.capture] = tsharkFields(t, filepath.Join("testdata", "public", tp.capture), dissectFields...)
+			original[tp.capture] = tsharkFields(t, filepath.Join("testdata", "public", tp.capture), append(dissectFields, tunnelFields...)...)
 		}
-		want := innerDissection(original[tp.capture][tp.frame-1], tp)
-		if got := strings.Split(gotDis[i], "|"); !equalDissection(got, want, tp.etherType != 0) {
-			t.Errorf("%s frame %d: tshark reads the written frame as\n %v\nand inside the capture as\n %v", tp.capture, tp.frame, got, want)
+		got := strings.Split(written[i], "|")
+		orig := strings.Split(original[tp.capture][tp.frame-1], "|")
+		n := len(dissectFields)
+		if want := innerDissection(orig[:n], tp); !equalDissection(got[:n], want, tp.etherType != 0) {
+			t.Errorf("%s frame %d: tshark reads the written frame as\n %v\nand inside the capture as\n %v", tp.capture, tp.frame, got[:n], want)
+		}
+		if want := wantMeta(orig[n:]); !want.matches(got[n], got[n+1]) {
+			t.Errorf("%s frame %d: comment %q, direction %q; from tshark's reading of the tunnel header: %+v",
+				tp.capture, tp.frame, got[n], got[n+1], want)
 		}
 	}
+}
+
+// metaFields are what the collector keeps of the tunnel header in pcapng:
+// the packet comment and the EPB direction (1 inbound, 2 outbound).
+var metaFields = []string{"frame.comment", "frame.packet_flags_direction"}
+
+// tunnelFields are tshark's reading of the tunnel headers in the original
+// captures, the second opinion on what the comment and direction must say.
+var tunnelFields = []string{"geneve.vni", "geneve.flags.critical", "geneve.proto_type", "geneve.option.class",
+	"geneve.option.type", "geneve.option", "gre.proto", "gre.sequence_number", "erspan.version", "erspan.spanid", "erspan.vlan",
+	"erspan.direction"}
+
+// metaWant is what a packet's comment and direction must be: the comment
+// exactly, or (ERSPAN, whose comment has fields tshark does not name) its
+// start and end.
+type metaWant struct {
+	comment   string
+	exact     bool
+	end       string
+	direction uint64 // epb_flags direction: 1 inbound, 2 outbound, 0 none
+}
+
+func (w metaWant) matches(comment, direction string) bool {
+	if w.exact && comment != w.comment {
+		return false
+	}
+	dir, _ := strconv.ParseUint(direction, 0, 32) // tshark: "0x00000001"
+	return strings.HasPrefix(comment, w.comment) && strings.HasSuffix(comment, w.end) && dir == w.direction
+}
+
+// wantMeta is the comment and direction a packet must have, built from
+// tshark's reading of its tunnel headers (tunnelFields), in the collector's
+// comment format (docs/collector.md): "geneve vni=N [critical] [proto=0x…]
+// opt=class:0x…,type:0x…,len:N,data:…", "erspan1", "erspan2 id=N vlan=N …
+// seq=N", "erspan3 id=N vlan=N … dir=ingress|egress …".
+func wantMeta(f []string) (want metaWant) {
+	field := func(name string) string { return f[slices.Index(tunnelFields, name)] }
+	switch {
+	case field("geneve.vni") != "":
+		vni, _ := strconv.ParseUint(field("geneve.vni"), 0, 32)
+		c := fmt.Sprintf("geneve vni=%d", vni)
+		if field("geneve.flags.critical") == "1" {
+			c += " critical"
+		}
+		if pt := field("geneve.proto_type"); pt != "0x6558" {
+			c += " proto=" + pt
+		}
+		if field("geneve.option.class") != "" {
+			classes, types := strings.Split(field("geneve.option.class"), ","), strings.Split(field("geneve.option.type"), ",")
+			data := strings.Split(field("geneve.option"), ",")
+			for i := range classes {
+				ty, _ := strconv.ParseUint(types[i], 0, 8)
+				d := strings.ReplaceAll(data[i], ":", "")[8:] // tshark's option includes its 4-byte header
+				c += fmt.Sprintf(" opt=class:%s,type:0x%02x,len:%d", classes[i], ty, len(d)/2)
+				if d != "" {
+					c += ",data:" + d
+				}
+			}
+		}
+		want.comment, want.exact = c, true
+	case field("erspan.version") == "":
+		want.comment = "erspan1"
+	default:
+		id, _ := strconv.ParseUint(field("erspan.spanid"), 0, 16)
+		vlan, _ := strconv.ParseUint(field("erspan.vlan"), 0, 16)
+		want.comment = fmt.Sprintf("erspan%d id=%d vlan=%d", map[string]int{"1": 2, "2": 3}[field("erspan.version")], id, vlan)
+		if field("erspan.version") == "2" {
+			want.direction = map[string]uint64{"0": 1, "1": 2}[field("erspan.direction")]
+		}
+	}
+	if seq := field("gre.sequence_number"); seq != "" {
+		want.end = " seq=" + seq
+	}
+	return want
 }
 
 // dissectFields are what tshark must read the same in the written frame
@@ -284,10 +383,10 @@ var dissectFields = []string{"frame.protocols", "eth.src", "eth.dst", "vlan.id",
 	"ip.proto", "udp.srcport", "udp.dstport", "tcp.srcport", "tcp.dstport", "icmp.type", "stp.root.hw", "_ws.malformed"}
 
 // innerDissection is tshark's reading of tp's inner frame inside its
-// original capture (line, of dissectFields): each field with the tunnel's
+// original capture (f, of dissectFields): each field with the tunnel's
 // outer values dropped.
-func innerDissection(line string, tp tunnelPacket) []string {
-	f := strings.Split(line, "|")
+func innerDissection(f []string, tp tunnelPacket) []string {
+	f = slices.Clone(f)
 	// The protocols behind the tunnel's: ...:geneve:eth:... or ...:erspan:eth:...
 	for _, tun := range []string{":geneve:", ":erspan:"} {
 		if _, after, ok := strings.Cut(f[0], tun); ok {
