@@ -151,7 +151,7 @@ func (r *runner) sinkReceiver() receiver {
 }
 
 // xdpCounterReceiver is the collector host's ceiling: an XDP program that
-// counts VXLAN and drops it, what any receiver on the host can at most take.
+// counts tunnel frames and drops them, what any receiver on the host can at most take.
 func xdpCounterReceiver() receiver {
 	return receiver{
 		name: "xdp drop counter", kind: KindCeiling,
