@@ -20,20 +20,36 @@ type collectColRec struct {
 	Vni    uint32
 	Caplen uint16
 	Family uint8
-	Pad    uint8
+	Proto  uint8
 }
 
 type collectXmColCounter uint32
 
 const (
-	collectXmColCounterXM_COL_RECEIVED    collectXmColCounter = 0
-	collectXmColCounterXM_COL_SHORT       collectXmColCounter = 1
-	collectXmColCounterXM_COL_BAD_FLAGS   collectXmColCounter = 2
-	collectXmColCounterXM_COL_SHORT_INNER collectXmColCounter = 3
-	collectXmColCounterXM_COL_BAD_LENGTH  collectXmColCounter = 4
-	collectXmColCounterXM_COL_FRAGMENT    collectXmColCounter = 5
-	collectXmColCounterXM_COL_RING_FULL   collectXmColCounter = 6
-	collectXmColCounterXM_COL_NCOUNTERS   collectXmColCounter = 7
+	collectXmColCounterXM_COL_RECEIVED        collectXmColCounter = 0
+	collectXmColCounterXM_COL_SHORT           collectXmColCounter = 1
+	collectXmColCounterXM_COL_BAD_FLAGS       collectXmColCounter = 2
+	collectXmColCounterXM_COL_SHORT_INNER     collectXmColCounter = 3
+	collectXmColCounterXM_COL_BAD_LENGTH      collectXmColCounter = 4
+	collectXmColCounterXM_COL_FRAGMENT        collectXmColCounter = 5
+	collectXmColCounterXM_COL_RING_FULL       collectXmColCounter = 6
+	collectXmColCounterXM_COL_GENEVE_SHORT    collectXmColCounter = 7
+	collectXmColCounterXM_COL_GENEVE_VERSION  collectXmColCounter = 8
+	collectXmColCounterXM_COL_GENEVE_PROTOCOL collectXmColCounter = 9
+	collectXmColCounterXM_COL_GRE_SHORT       collectXmColCounter = 10
+	collectXmColCounterXM_COL_GRE_HEADER      collectXmColCounter = 11
+	collectXmColCounterXM_COL_GRE_PROTOCOL    collectXmColCounter = 12
+	collectXmColCounterXM_COL_ERSPAN_SHORT    collectXmColCounter = 13
+	collectXmColCounterXM_COL_ERSPAN_VERSION  collectXmColCounter = 14
+	collectXmColCounterXM_COL_NCOUNTERS       collectXmColCounter = 15
+)
+
+type collectXmColProto uint32
+
+const (
+	collectXmColProtoXM_COL_PROTO_VXLAN  collectXmColProto = 0
+	collectXmColProtoXM_COL_PROTO_GENEVE collectXmColProto = 1
+	collectXmColProtoXM_COL_PROTO_GRE    collectXmColProto = 2
 )
 
 // Names of all BPF objects in the ELF.
@@ -43,13 +59,17 @@ const (
 	collectMapXmColCounters    = "xm_col_counters"
 	collectMapXmColRing        = "xm_col_ring"
 	collectProgXmCollect       = "xm_collect"
+	collectVarGenevePorts      = "geneve_ports"
+	collectVarGreOn            = "gre_on"
 	collectVarListenAddr       = "listen_addr"
 	collectVarListenFamily     = "listen_family"
 	collectVarListenPort       = "listen_port"
 	collectVarRingIdle         = "ring_idle"
 	collectVarRingWake         = "ring_wake"
 	collectVarUnusedColCounter = "unused_col_counter"
+	collectVarUnusedColProto   = "unused_col_proto"
 	collectVarUnusedColRec     = "unused_col_rec"
+	collectVarVxlanOn          = "vxlan_on"
 )
 
 // loadCollect returns the embedded CollectionSpec for collect.
@@ -109,13 +129,17 @@ type collectMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type collectVariableSpecs struct {
+	GenevePorts      *ebpf.VariableSpec `ebpf:"geneve_ports"`
+	GreOn            *ebpf.VariableSpec `ebpf:"gre_on"`
 	ListenAddr       *ebpf.VariableSpec `ebpf:"listen_addr"`
 	ListenFamily     *ebpf.VariableSpec `ebpf:"listen_family"`
 	ListenPort       *ebpf.VariableSpec `ebpf:"listen_port"`
 	RingIdle         *ebpf.VariableSpec `ebpf:"ring_idle"`
 	RingWake         *ebpf.VariableSpec `ebpf:"ring_wake"`
 	UnusedColCounter *ebpf.VariableSpec `ebpf:"unused_col_counter"`
+	UnusedColProto   *ebpf.VariableSpec `ebpf:"unused_col_proto"`
 	UnusedColRec     *ebpf.VariableSpec `ebpf:"unused_col_rec"`
+	VxlanOn          *ebpf.VariableSpec `ebpf:"vxlan_on"`
 }
 
 // collectObjects contains all objects after they have been loaded into the kernel.
@@ -153,13 +177,17 @@ func (m *collectMaps) Close() error {
 //
 // It can be passed to loadCollectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type collectVariables struct {
+	GenevePorts      *ebpf.Variable `ebpf:"geneve_ports"`
+	GreOn            *ebpf.Variable `ebpf:"gre_on"`
 	ListenAddr       *ebpf.Variable `ebpf:"listen_addr"`
 	ListenFamily     *ebpf.Variable `ebpf:"listen_family"`
 	ListenPort       *ebpf.Variable `ebpf:"listen_port"`
 	RingIdle         *ebpf.Variable `ebpf:"ring_idle"`
 	RingWake         *ebpf.Variable `ebpf:"ring_wake"`
 	UnusedColCounter *ebpf.Variable `ebpf:"unused_col_counter"`
+	UnusedColProto   *ebpf.Variable `ebpf:"unused_col_proto"`
 	UnusedColRec     *ebpf.Variable `ebpf:"unused_col_rec"`
+	VxlanOn          *ebpf.Variable `ebpf:"vxlan_on"`
 }
 
 // collectPrograms contains all programs after they have been loaded into the kernel.

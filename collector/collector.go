@@ -160,8 +160,8 @@ type Collector struct {
 	section sectionInfo
 	rcv     receiver
 	locks   []*portLock  // held while the collector has its ports
-	addr    *net.UDPAddr // the VXLAN input's (else the first UDP input's) address
-	addrs   map[Protocol]*net.UDPAddr
+	addr    *net.UDPAddr           // the VXLAN input's (else the first UDP input's) address
+	bound   map[Input]*net.UDPAddr // the UDP inputs' addresses (ports given as 0 bound)
 	rcvbuf  int
 	writers []*writer
 	writing sync.WaitGroup
@@ -385,7 +385,7 @@ func New(opts Options) (c *Collector, err error) {
 			Comment:     "xmirror collect on " + opts.Host + ": VXLAN-decapsulated mirror traffic",
 		},
 		series:    make(map[Key]*series),
-		addrs:     make(map[Protocol]*net.UDPAddr),
+		bound:     make(map[Input]*net.UDPAddr),
 		names:     make(map[string]Key),
 		rotateReq: make(chan struct{}, 1),
 	}
@@ -442,9 +442,16 @@ func (c *Collector) Receive() string { return c.rcv.mode() }
 // first UDP input without VXLAN.
 func (c *Collector) Addr() *net.UDPAddr { return c.addr }
 
-// InputAddr is the bound UDP address of an input (GENEVE: useful with port
-// 0), nil for GRE or an input not received.
-func (c *Collector) InputAddr(p Protocol) *net.UDPAddr { return c.addrs[p] }
+// InputAddr is the bound UDP address of the first input of protocol p
+// (GENEVE: useful with port 0), nil for GRE or an input not received.
+func (c *Collector) InputAddr(p Protocol) *net.UDPAddr {
+	for _, in := range c.opts.Inputs {
+		if in.Proto == p {
+			return c.bound[in]
+		}
+	}
+	return nil
+}
 
 // Readers is the number of receive goroutines.
 func (c *Collector) Readers() int { return len(c.rcv.loops()) }

@@ -70,6 +70,19 @@ func testInputs(t *testing.T, env collectEnv) {
 		gre(t, false, nil, nil, greProtoERSPAN, full),
 		[]byte{0x40, 0, 0x65, 0x58}) // routing bit
 	waitReceived(t, c, 9)
+	if x, ok := c.rcv.(*xdpReceiver); ok { // every tunnel took the XDP path, none the sockets beside it
+		var sum uint64
+		var perCPU []uint64
+		if err := x.objs.XmColCounters.Lookup(uint32(colReceived), &perCPU); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range perCPU {
+			sum += v
+		}
+		if sum != 7 {
+			t.Errorf("xm_collect handed %d frames to the ring, want 7", sum)
+		}
+	}
 	stop()
 	if st := c.Stats(); st.Drops["geneve_short"] != 1 || st.Drops["gre_header"] != 1 || st.Written != 7 {
 		t.Errorf("stats %+v", st)

@@ -58,68 +58,74 @@ func ParseReceive(s string) (string, error) {
 	return "", fmt.Errorf("%w: %q", ErrBadReceive, s)
 }
 
-// openReceiver opens every input: VXLAN on the listen address with the
-// receive path asked for, GENEVE on its UDP ports and GRE on raw IP sockets
-// at the listen address's host. What it opened is released when one fails.
+// openReceiver opens the inputs with the receive path asked for: XDP takes
+// them all at the listen address (with one socket each beside it), sockets
+// read each input on its own (SO_REUSEPORT UDP sockets, GRE's raw sockets).
+// In auto mode XDP is tried only on an address an interface holds, and any
+// failure to load or attach it falls back to sockets with a log line. What
+// a failed start opened is released.
 func (c *Collector) openReceiver() (_ receiver, err error) {
 	ap, err := resolveListen(c.opts.Listen)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			c.releaseLocks()
+		}
+	}()
+	switch c.opts.Receive {
+	case ReceiveSocket:
+		return c.openInputs(ap, true)
+	case ReceiveXDP:
+		return c.listenXDP(ap)
+	}
+	if ap.Addr().IsUnspecified() || ap.Addr().IsLoopback() {
+		c.log.Info("receive auto: sockets, since XDP needs an address an interface holds", "listen", ap.String())
+		return c.openInputs(ap, true)
+	}
+	r, err := c.listenXDP(ap)
+	if err == nil {
+		return r, nil
+	}
+	if errors.Is(err, errSecondCollector) || errors.Is(err, errSecondGRE) {
+		return nil, err
+	}
+	c.log.Warn("receive auto: XDP unavailable, receiving with sockets", "listen", ap.String(), "err", err)
+	return c.openInputs(ap, true)
+}
+
+// openInputs opens the sockets of every input: for the socket path
+// (several SO_REUSEPORT sockets per UDP input), or one per UDP input
+// beside the XDP program. GRE has its raw sockets either way.
+func (c *Collector) openInputs(ap netip.AddrPort, socketPath bool) (_ receiver, err error) {
 	m := &multiReceiver{}
 	defer func() {
 		if err != nil {
 			m.stop()
 			_ = m.close()
-			c.releaseLocks()
 		}
 	}()
+	n := 1
+	if socketPath {
+		n = c.opts.Readers
+	}
 	for _, in := range c.opts.Inputs {
-		r, err := c.openInput(in, ap)
+		var r receiver
+		switch in.Proto {
+		case ProtoVXLAN:
+			r, err = c.listenSockets(ap, in, Decap, n, socketPath)
+		case ProtoGENEVE:
+			r, err = c.listenSockets(netip.AddrPortFrom(ap.Addr(), in.Port), in, DecapGENEVE, n, socketPath)
+		default:
+			r, err = c.listenGRE(ap.Addr())
+		}
 		if err != nil {
 			return nil, fmt.Errorf("input %s: %w", in, err)
 		}
 		m.parts = append(m.parts, r)
 	}
 	return m, nil
-}
-
-// openInput opens one input; only VXLAN takes the XDP path.
-func (c *Collector) openInput(in Input, ap netip.AddrPort) (receiver, error) {
-	switch in.Proto {
-	case ProtoVXLAN:
-		return c.openVXLAN(ap)
-	case ProtoGENEVE:
-		return c.listenSockets(netip.AddrPortFrom(ap.Addr(), in.Port), ProtoGENEVE, DecapGENEVE, c.opts.Readers)
-	case ProtoGRE, ProtoERSPAN:
-		return c.listenGRE(ap.Addr())
-	}
-	return nil, fmt.Errorf("unknown input protocol %s", in.Proto)
-}
-
-// openVXLAN binds the VXLAN listen address with the receive path asked for.
-// In auto mode XDP is tried only on an address an interface holds, and any
-// failure to load or attach it falls back to sockets with a log line.
-func (c *Collector) openVXLAN(ap netip.AddrPort) (receiver, error) {
-	switch c.opts.Receive {
-	case ReceiveSocket:
-		return c.listenSockets(ap, ProtoVXLAN, Decap, c.opts.Readers)
-	case ReceiveXDP:
-		return c.listenXDP(ap)
-	}
-	if ap.Addr().IsUnspecified() || ap.Addr().IsLoopback() {
-		c.log.Info("receive auto: sockets, since XDP needs an address an interface holds", "listen", ap.String())
-		return c.listenSockets(ap, ProtoVXLAN, Decap, c.opts.Readers)
-	}
-	r, err := c.listenXDP(ap)
-	if err == nil {
-		return r, nil
-	}
-	if errors.Is(err, errSecondCollector) {
-		return nil, err
-	}
-	c.log.Warn("receive auto: XDP unavailable, receiving with sockets", "listen", ap.String(), "err", err)
-	return c.listenSockets(ap, ProtoVXLAN, Decap, c.opts.Readers)
 }
 
 // multiReceiver is the receivers of all inputs as one.
@@ -153,15 +159,7 @@ func (m *multiReceiver) close() error {
 	return errors.Join(errs...)
 }
 
-// mode is ReceiveXDP when an input (VXLAN) takes the XDP path.
-func (m *multiReceiver) mode() string {
-	for _, r := range m.parts {
-		if r.mode() == ReceiveXDP {
-			return ReceiveXDP
-		}
-	}
-	return ReceiveSocket
-}
+func (m *multiReceiver) mode() string { return ReceiveSocket }
 
 // resolveListen turns the listen option into an address and port; an
 // empty host is the wildcard.

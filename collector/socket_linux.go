@@ -40,20 +40,21 @@ type packetConn interface {
 	Close() error
 }
 
-// listenSockets binds n sockets to ap for one UDP input and takes the
-// port's lock (before binding a fixed port, after binding port 0).
-func (c *Collector) listenSockets(ap netip.AddrPort, proto Protocol, decap Decapper, n int) (receiver, error) {
+// listenSockets binds n sockets (with SO_REUSEPORT when reuseport) to ap
+// for one UDP input and takes the port's lock (before binding a fixed port,
+// after binding port 0).
+func (c *Collector) listenSockets(ap netip.AddrPort, in Input, decap Decapper, n int, reuseport bool) (receiver, error) {
 	if ap.Port() != 0 {
 		if err := c.lockPort(ap.Port()); err != nil {
 			return nil, err
 		}
 	}
-	s, err := c.bindSockets(ap.String(), n, true, proto, decap)
+	s, err := c.bindSockets(ap.String(), n, reuseport, in, decap)
 	if err != nil {
 		return nil, err
 	}
 	if ap.Port() == 0 {
-		if err := c.lockPort(uint16(c.addrs[proto].Port)); err != nil {
+		if err := c.lockPort(uint16(c.bound[in].Port)); err != nil {
 			s.stop()
 			return nil, err
 		}
@@ -63,15 +64,15 @@ func (c *Collector) listenSockets(ap netip.AddrPort, proto Protocol, decap Decap
 
 // bindSockets binds n UDP sockets of one input to addr and records the
 // bound address and the receive buffer granted.
-func (c *Collector) bindSockets(addr string, n int, reuseport bool, proto Protocol, decap Decapper) (*socketReceiver, error) {
+func (c *Collector) bindSockets(addr string, n int, reuseport bool, in Input, decap Decapper) (*socketReceiver, error) {
 	conns, granted, err := listenUDP(addr, n, c.opts.RcvBuf, reuseport)
 	if err != nil {
 		return nil, err
 	}
 	c.rcvbuf = granted
 	bound := conns[0].LocalAddr().(*net.UDPAddr)
-	c.addrs[proto] = bound
-	if proto == ProtoVXLAN || c.addr == nil {
+	c.bound[in] = bound
+	if in.Proto == ProtoVXLAN || c.addr == nil {
 		c.addr = bound
 	}
 	s := &socketReceiver{c: c, lastDrops: make([]uint32, len(conns))}

@@ -46,7 +46,17 @@ type xdpProgram struct {
 	w    *writer // records go through a sink into its batches
 }
 
+// xdpGenevePort is the GENEVE port of the golden tests' program.
+const xdpGenevePort = DefaultGenevePort
+
+// loadXDPProgram loads xm_collect taking VXLAN on listen's port, GENEVE on
+// xdpGenevePort and GRE.
 func loadXDPProgram(t testing.TB, listen netip.AddrPort, ringSize int) *xdpProgram {
+	t.Helper()
+	return loadXDPProgramWith(t, listen, ringSize, programInputs{vxlan: listen.Port(), geneve: []uint16{xdpGenevePort}, gre: true})
+}
+
+func loadXDPProgramWith(t testing.TB, listen netip.AddrPort, ringSize int, in programInputs) *xdpProgram {
 	t.Helper()
 	labtest.RequireRoot(t)
 	c, err := New(Options{Listen: "127.0.0.1:0", Readers: 1, OutputDir: t.TempDir(), Receive: ReceiveSocket,
@@ -56,7 +66,7 @@ func loadXDPProgram(t testing.TB, listen netip.AddrPort, ringSize int) *xdpProgr
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	x := &xdpReceiver{c: c}
-	if err := x.load(listen.Addr(), listen.Port()); err != nil {
+	if err := x.load(listen.Addr(), in); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = x.close() })
@@ -82,6 +92,8 @@ func (p *xdpProgram) run(t *testing.T, frame []byte) uint32 {
 type gotRecord struct {
 	src     netip.Addr
 	vni     uint32
+	key     Key
+	tunnel  []byte
 	inner   []byte
 	origLen int
 	ts      int64
@@ -106,8 +118,8 @@ func (p *xdpProgram) records(t *testing.T) []gotRecord {
 	for len(w.in) > 0 {
 		b := <-w.in
 		for _, h := range b.pkts {
-			out = append(out, gotRecord{src: h.src, vni: h.key.ID, inner: bytes.Clone(b.data[h.off : h.off+h.n]),
-				origLen: int(h.origLen), ts: h.ts})
+			out = append(out, gotRecord{src: h.src, vni: h.key.ID, key: h.key, inner: bytes.Clone(b.data[h.off : h.off+h.n]),
+				tunnel: bytes.Clone(b.data[h.off-int32(h.tunnel) : h.off]), origLen: int(h.origLen), ts: h.ts})
 		}
 		b.pkts, b.data = b.pkts[:0], b.data[:0]
 		w.free <- b
@@ -350,6 +362,7 @@ func TestColRecLayout(t *testing.T) {
 		{"vni", unsafe.Offsetof(r.Vni), 24},
 		{"caplen", unsafe.Offsetof(r.Caplen), 28},
 		{"family", unsafe.Offsetof(r.Family), 30},
+		{"proto", unsafe.Offsetof(r.Proto), 31},
 	} {
 		if f.got != f.want {
 			t.Errorf("col_rec.%s at %d, Go reads it at %d", f.name, f.got, f.want)
@@ -389,7 +402,8 @@ func FuzzXDPDecap(f *testing.F) {
 	})
 }
 
-// BenchmarkXDPCollect is xm_collect's time per 150-byte VXLAN frame under
+// BenchmarkXDPCollect is xm_collect's time per 150-byte VXLAN frame (and
+// the same inner frame in GENEVE with one option and in ERSPAN III) under
 // BPF_PROG_TEST_RUN (a reader drains the ring meanwhile), beside a program
 // that only returns XDP_DROP: the difference is the receive path's cost in
 // the kernel.
@@ -421,13 +435,23 @@ func BenchmarkXDPCollect(b *testing.B) {
 		}
 	}()
 	defer func() { close(stop); <-done }()
-	b.Run("xm_collect", func(b *testing.B) {
-		ret, d, err := p.x.objs.XmCollect.Benchmark(frame, b.N, nil)
-		if err != nil || ret != xdpDrop {
-			b.Fatalf("ret %d: %v", ret, err)
-		}
-		b.ReportMetric(float64(d.Nanoseconds()), "ns/frame")
-	})
+	inner := tcpFrame(b, ipSource, ipTest, 1, 2, 3, 4, make([]byte, 46))
+	for _, bc := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"xm_collect", frame},
+		{"xm_collect_geneve_1opt", outerFrame(b, outerOpts{dst: xdpGeneveDst}, geneve(1, etherTypeTEB, 0, []geneveOpt{{1, 1, make([]byte, 4)}}, inner))},
+		{"xm_collect_erspan3", outerFrame(b, outerOpts{protocol: layers.IPProtocolGRE}, erspan3(b, 1, erspan3Hdr{id: 1}, inner))},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ret, d, err := p.x.objs.XmCollect.Benchmark(bc.frame, b.N, nil)
+			if err != nil || ret != xdpDrop {
+				b.Fatalf("ret %d: %v", ret, err)
+			}
+			b.ReportMetric(float64(d.Nanoseconds()), "ns/frame")
+		})
+	}
 	b.Run("xdp_drop", func(b *testing.B) {
 		drop, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL",
 			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, xdpDrop), asm.Return()}})

@@ -31,12 +31,36 @@ const (
 // colCounterReasons is the drop reason each counter is reported under
 // (ReasonNone: not a drop).
 var colCounterReasons = [colNCounters]Reason{
-	collectXmColCounterXM_COL_SHORT:       ReasonShort,
-	collectXmColCounterXM_COL_BAD_FLAGS:   ReasonBadFlags,
-	collectXmColCounterXM_COL_SHORT_INNER: ReasonShortInner,
-	collectXmColCounterXM_COL_BAD_LENGTH:  ReasonBadLength,
-	collectXmColCounterXM_COL_RING_FULL:   ReasonRingFull,
+	collectXmColCounterXM_COL_SHORT:           ReasonShort,
+	collectXmColCounterXM_COL_BAD_FLAGS:       ReasonBadFlags,
+	collectXmColCounterXM_COL_SHORT_INNER:     ReasonShortInner,
+	collectXmColCounterXM_COL_BAD_LENGTH:      ReasonBadLength,
+	collectXmColCounterXM_COL_RING_FULL:       ReasonRingFull,
+	collectXmColCounterXM_COL_GENEVE_SHORT:    ReasonGeneveShort,
+	collectXmColCounterXM_COL_GENEVE_VERSION:  ReasonGeneveVersion,
+	collectXmColCounterXM_COL_GENEVE_PROTOCOL: ReasonGeneveProtocol,
+	collectXmColCounterXM_COL_GRE_SHORT:       ReasonGREShort,
+	collectXmColCounterXM_COL_GRE_HEADER:      ReasonGREHeader,
+	collectXmColCounterXM_COL_GRE_PROTOCOL:    ReasonGREProtocol,
+	collectXmColCounterXM_COL_ERSPAN_SHORT:    ReasonERSPANShort,
+	collectXmColCounterXM_COL_ERSPAN_VERSION:  ReasonERSPANVersion,
 }
+
+// recordDecap says what a ring record holds, from enum xm_col_proto
+// (bpf/consts.h): the frame alone (VXLAN: nil), or the tunnel header and
+// the frame, decapsulated again here to keep the header's metadata.
+func recordDecap(proto uint8) Decapper {
+	switch proto {
+	case uint8(collectXmColProtoXM_COL_PROTO_GENEVE):
+		return DecapGENEVE
+	case uint8(collectXmColProtoXM_COL_PROTO_GRE):
+		return DecapGRE
+	}
+	return nil
+}
+
+// maxGenevePorts is XM_COL_MAX_GENEVE: the GENEVE ports the program takes.
+const maxGenevePorts = 4
 
 // colRecHeaderLen is sizeof(struct col_rec): the frame follows it.
 const colRecHeaderLen = 32
@@ -53,16 +77,17 @@ const (
 	ringReleaseEvery = 4096
 )
 
-// xdpReceiver takes the listener's VXLAN off the wire in xm_collect and
-// reads the frames from the program's ring. Beside it a single UDP socket
-// (no SO_REUSEPORT) holds the port, so that no other socket can bind it,
-// and reads whatever reaches the kernel all the same: IPv4 fragments, which
-// the program passes for the kernel to reassemble, datagrams that arrive
-// on an interface without the program (the weak host model delivers them)
-// and those from the host itself over lo.
+// xdpReceiver takes the inputs' tunnels (VXLAN, GENEVE, GRE) to the listen
+// address off the wire in xm_collect and reads the frames from the
+// program's ring. Beside it each input has one socket (UDP without
+// SO_REUSEPORT, or GRE's raw sockets): it holds the port, so that no other
+// socket can bind it, and reads whatever reaches the kernel all the same:
+// IP fragments, which the program passes for the kernel to reassemble,
+// packets that arrive on an interface without the program (the weak host
+// model delivers them) and those from the host itself over lo.
 type xdpReceiver struct {
 	c      *Collector
-	sock   *socketReceiver
+	sock   receiver
 	objs   collectObjects
 	links  []link.Link
 	ifaces []string
@@ -101,20 +126,10 @@ func (c *Collector) listenXDP(ap netip.AddrPort) (_ receiver, err error) {
 			c.releaseLocksFrom(locked) // auto mode takes the port again with sockets
 		}
 	}()
-	if ap.Port() != 0 {
-		if err := c.lockPort(ap.Port()); err != nil {
-			return nil, err
-		}
-	}
-	if x.sock, err = c.bindSockets(ap.String(), 1, false, ProtoVXLAN, Decap); err != nil {
+	if x.sock, err = c.openInputs(ap, false); err != nil {
 		return nil, err
 	}
-	if ap.Port() == 0 {
-		if err := c.lockPort(uint16(c.addr.Port)); err != nil {
-			return nil, err
-		}
-	}
-	if err := x.load(ap.Addr(), uint16(c.addr.Port)); err != nil {
+	if err := x.load(ap.Addr(), c.programInputs()); err != nil {
 		return nil, err
 	}
 	for _, name := range ifaces {
@@ -156,9 +171,39 @@ func interfacesWith(addr netip.Addr) ([]string, error) {
 	return out, nil
 }
 
+// programInputs are the inputs as the program takes them, with the ports
+// the sockets beside it were given.
+func (c *Collector) programInputs() programInputs {
+	var in programInputs
+	for _, i := range c.opts.Inputs {
+		switch i.Proto {
+		case ProtoVXLAN:
+			in.vxlan = uint16(c.bound[i].Port)
+		case ProtoGENEVE:
+			in.geneve = append(in.geneve, uint16(c.bound[i].Port))
+		case ProtoGRE, ProtoERSPAN:
+			in.gre = true
+		}
+	}
+	return in
+}
+
+// programInputs say what xm_collect takes at the listen address: VXLAN on
+// a port (0: no VXLAN), GENEVE on ports, GRE.
+type programInputs struct {
+	vxlan  uint16
+	geneve []uint16
+	gre    bool
+}
+
+// networkPort is a port in network order, as the program compares it.
+func networkPort(port uint16) uint16 {
+	return binary.NativeEndian.Uint16([]byte{byte(port >> 8), byte(port)})
+}
+
 // load loads xm_collect with the listener compiled in and the ring sized
 // by RingSize.
-func (x *xdpReceiver) load(addr netip.Addr, port uint16) error {
+func (x *xdpReceiver) load(addr netip.Addr, in programInputs) error {
 	spec, err := loadCollect()
 	if err != nil {
 		return fmt.Errorf("load xdp receive program: %w", err)
@@ -176,8 +221,21 @@ func (x *xdpReceiver) load(addr netip.Addr, port uint16) error {
 			words[i] = binary.NativeEndian.Uint32(raw[4*i:])
 		}
 	}
-	nport := binary.NativeEndian.Uint16([]byte{byte(port >> 8), byte(port)})
-	for name, v := range map[string]any{"listen_family": family, "listen_addr": words, "listen_port": nport} {
+	if len(in.geneve) > maxGenevePorts {
+		return fmt.Errorf("receive xdp: %d GENEVE ports, the program takes %d", len(in.geneve), maxGenevePorts)
+	}
+	var geneve [maxGenevePorts]uint16
+	for i, p := range in.geneve {
+		geneve[i] = networkPort(p)
+	}
+	flag := func(on bool) uint8 {
+		if on {
+			return 1
+		}
+		return 0
+	}
+	for name, v := range map[string]any{"listen_family": family, "listen_addr": words, "listen_port": networkPort(in.vxlan),
+		"vxlan_on": flag(in.vxlan != 0), "geneve_ports": geneve, "gre_on": flag(in.gre)} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return fmt.Errorf("set %s: %w", name, err)
 		}
@@ -319,7 +377,8 @@ func (x *xdpReceiver) drain(k *sink) int {
 	return n
 }
 
-// record hands one ring record (struct col_rec, then the frame) on.
+// record hands one ring record (struct col_rec, then the frame, or the
+// tunnel header and the frame) on.
 func (x *xdpReceiver) record(k *sink, rec []byte, bootToWall int64) {
 	if len(rec) < colRecHeaderLen {
 		return
@@ -335,8 +394,18 @@ func (x *xdpReceiver) record(k *sink, rec []byte, bootToWall int64) {
 		src = netip.AddrFrom4([4]byte(rec[8:12]))
 	}
 	ts := int64(binary.NativeEndian.Uint64(rec[0:8])) + bootToWall
-	inner := rec[colRecHeaderLen : colRecHeaderLen+n]
-	k.add(src, ts, Frame{Key: VXLAN(binary.NativeEndian.Uint32(rec[24:28])), Inner: inner, OrigLen: OriginalLength(inner)})
+	data := rec[colRecHeaderLen : colRecHeaderLen+n]
+	decap := recordDecap(rec[31])
+	if decap == nil { // VXLAN: the frame alone
+		k.add(src, ts, Frame{Key: VXLAN(binary.NativeEndian.Uint32(rec[24:28])), Inner: data, OrigLen: OriginalLength(data)})
+		return
+	}
+	fr, reason := decap(data)
+	if reason != ReasonNone { // the program checked the header: not reached
+		x.c.drop(reason)
+		return
+	}
+	k.add(src, ts, fr)
 }
 
 // poll adds the program's drops since the last poll to the drop metrics
