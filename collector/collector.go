@@ -159,7 +159,7 @@ type Collector struct {
 	now     func() time.Time
 	section sectionInfo
 	rcv     receiver
-	locks   []*portLock  // held while the collector has its ports
+	locks   []*portLock            // held while the collector has its ports
 	addr    *net.UDPAddr           // the VXLAN input's (else the first UDP input's) address
 	bound   map[Input]*net.UDPAddr // the UDP inputs' addresses (ports given as 0 bound)
 	rcvbuf  int
