@@ -192,15 +192,26 @@ func TestReplayPublicCaptures(t *testing.T) {
 	for _, name := range publicCaptures {
 		pkts = append(pkts, readTunnelPackets(t, name)...)
 	}
-	env := collectEnv{lab: newColLab(t, 0), receive: ReceiveSocket}
-	dir := t.TempDir()
-	p := env.start(t, "--input", "vxlan", "--input", "geneve", "--input", "gre", "--out", dir, "--format", "pcapng")
-	replay(t, env, pkts)
-	p.waitMetric(t, "xmirror_collector_packets_total", uint64(len(pkts)))
-	if err := p.stop(t, syscall.SIGTERM); err != nil {
-		t.Fatalf("collector: %v", err)
+	original := map[string][]string{} // capture: tshark's lines, shared by both paths
+	for _, receive := range []string{ReceiveSocket, ReceiveXDP} {
+		t.Run(receive, func(t *testing.T) {
+			env := collectEnv{lab: newColLab(t, 0), receive: receive}
+			dir := t.TempDir()
+			p := env.start(t, "--input", "vxlan", "--input", "geneve", "--input", "gre", "--out", dir, "--format", "pcapng")
+			replay(t, env, pkts)
+			p.waitMetric(t, "xmirror_collector_packets_total", uint64(len(pkts)))
+			if err := p.stop(t, syscall.SIGTERM); err != nil {
+				t.Fatalf("collector: %v", err)
+			}
+			checkSessions(t, dir, pkts, original)
+		})
 	}
+}
 
+// checkSessions checks that dir holds one file per session of pkts, each
+// with the session's frames.
+func checkSessions(t *testing.T, dir string, pkts []tunnelPacket, original map[string][]string) {
+	t.Helper()
 	written := sessionFiles(t, dir)
 	want := map[string][]tunnelPacket{}
 	for _, tp := range pkts {
@@ -215,7 +226,7 @@ func TestReplayPublicCaptures(t *testing.T) {
 			t.Errorf("session %s: no file (have %v)", session, keys(written))
 			continue
 		}
-		checkSessionFile(t, path, tps)
+		checkSessionFile(t, path, tps, original)
 	}
 }
 
@@ -262,8 +273,9 @@ func sessionFiles(t *testing.T, dir string) map[string]string {
 }
 
 // checkSessionFile compares a session's file with the frames sent for it:
-// the bytes, then tshark's dissection against the original capture's.
-func checkSessionFile(t *testing.T, path string, tps []tunnelPacket) {
+// the bytes, then tshark's dissection against the original capture's
+// (original caches tshark's lines of each capture).
+func checkSessionFile(t *testing.T, path string, tps []tunnelPacket, original map[string][]string) {
 	t.Helper()
 	got, _ := readCapture(t, path)
 	if len(got) != len(tps) {
@@ -285,7 +297,6 @@ func checkSessionFile(t *testing.T, path string, tps []tunnelPacket) {
 		}
 	}
 	written := tsharkFields(t, path, append(dissectFields, metaFields...)...)
-	original := map[string][]string{} // capture: tshark's lines
 	for i, tp := range tps {
 		if original[tp.capture] == nil {
 			original[tp.capture] = tsharkFields(t, filepath.Join("testdata", "public", tp.capture), append(dissectFields, tunnelFields...)...)
