@@ -9,7 +9,6 @@ import (
 	"maps"
 	"math"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/xmirror/xmirror/internal/netlab"
@@ -46,10 +45,9 @@ func (r *runner) scenarioCollector(ctx context.Context) ScenarioResult {
 	var systems []*sweepSys
 	rxs := []receiver{xdpCounterReceiver(), r.sinkReceiver(), r.collectReceiver(receiveSocket),
 		r.collectReceiver(receiveXDP), tcpdumpReceiver()}
-	paths := map[string]string{} // receiver name -> the receive path xmirror collect took
 	for _, p := range r.o.Protocols {
 		if p != VXLAN {
-			rxs = append(rxs, r.collectInputReceiver(p, paths))
+			rxs = append(rxs, r.collectInputReceiver(p))
 		}
 	}
 	for _, rx := range rxs {
@@ -73,9 +71,6 @@ func (r *runner) scenarioCollector(ctx context.Context) ScenarioResult {
 		systems = append(systems, s)
 	}
 	r.sweep(ctx, &sc, systems, pmax)
-	for _, name := range slices.Sorted(maps.Keys(paths)) {
-		sc.Notes = append(sc.Notes, fmt.Sprintf("%s received with its %s path", name, paths[name]))
-	}
 	return sc
 }
 

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -176,7 +175,6 @@ func xdpCounterReceiver() receiver {
 const (
 	receiveSocket = "socket"
 	receiveXDP    = "xdp"
-	receiveAuto   = "auto"
 )
 
 // collectReceiver is `xmirror collect` writing pcapng with the receive path
@@ -206,30 +204,19 @@ func (r *runner) startCollect(h *netlab.Host, dir, receive string, extra ...stri
 	return &startedProc{Proc: p.Proc, part: p}, nil
 }
 
-// collectInputReceiver is `xmirror collect` with only the input protocol p
-// needs (GENEVE, or GRE for ERSPAN and bridging), on the host's own address
-// with the receive path auto: XDP where the collector has it for the input,
-// sockets (a raw socket for GRE) otherwise. The path it took goes to paths.
-func (r *runner) collectInputReceiver(p Protocol, paths map[string]string) receiver {
-	name := "xmirror collect (" + string(p) + ")"
+// collectInputReceiver is `xmirror collect` on its XDP path (the host's own
+// address) with only the input protocol p needs: GENEVE, or GRE for ERSPAN
+// and bridging.
+func (r *runner) collectInputReceiver(p Protocol) receiver {
 	return receiver{
-		name: name, kind: KindXmirror, proto: p,
+		name: "xmirror collect (xdp, " + string(p) + ")", kind: KindXmirror, proto: p,
 		skip: func() string { return cmp.Or(r.available("collect"), r.collectInputs()) },
 		start: func(h *netlab.Host, dir string) (*startedProc, error) {
-			sp, err := r.startCollect(h, dir, receiveAuto, "--input", collectInput(p))
-			if err == nil {
-				if m := reReceive.FindStringSubmatch(sp.Output()); m != nil {
-					paths[name] = m[1]
-				}
-			}
-			return sp, err
+			return r.startCollect(h, dir, receiveXDP, "--input", collectInput(p))
 		},
 		stop: stopCollect,
 	}
 }
-
-// reReceive finds the receive path in xmirror collect's "collector listening" log line.
-var reReceive = regexp.MustCompile(`msg="collector listening".* receive=(\w+)`)
 
 // collectInput is the collector input (collector.inputs) that receives p.
 func collectInput(p Protocol) string {
