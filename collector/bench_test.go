@@ -172,3 +172,33 @@ func TestHandleDoesNotAllocate(t *testing.T) {
 	}
 	c.Rotate()
 }
+
+// TestTunnelHandleDoesNotAllocate: GENEVE with options and ERSPAN III,
+// whose metadata is formatted into every packet's block, do not allocate
+// per packet either.
+func TestTunnelHandleDoesNotAllocate(t *testing.T) {
+	inner := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, make([]byte, 46))
+	for _, tc := range []struct {
+		name    string
+		decap   Decapper
+		payload []byte
+	}{
+		{"geneve", DecapGENEVE, geneve(7, etherTypeTEB, geneveFlagCrit, []geneveOpt{{0x0101, 0x80, []byte{1, 2, 3, 4}}}, inner)},
+		{"erspan3", DecapGRE, erspan3(t, 1, erspan3Hdr{id: 100, vlan: 10, egress: true, sub: make([]byte, 8)}, inner)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := offline(t, Options{OutputDir: t.TempDir()})
+			cache := map[Key]*series{}
+			ts := time.Now().UnixNano()
+			c.handleWith(tc.decap, cache, loopback, ts, tc.payload)
+			allocs := testing.AllocsPerRun(1000, func() {
+				ts++
+				c.handleWith(tc.decap, cache, loopback, ts, tc.payload)
+			})
+			if allocs != 0 {
+				t.Errorf("%v allocations per packet", allocs)
+			}
+			c.Rotate()
+		})
+	}
+}

@@ -338,7 +338,7 @@ func (o *Options) check() error {
 	if o.Format != FormatPcap && o.Format != FormatPcapng {
 		return fmt.Errorf("unknown format %d", o.Format)
 	}
-	if err := checkInputs(o.Inputs, o.Listen); err != nil {
+	if err := CheckInputs(o.Inputs, o.Listen); err != nil {
 		return err
 	}
 	return CheckFileName(o.FileName)

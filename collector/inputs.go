@@ -53,9 +53,9 @@ func ParseInput(s string) (Input, error) {
 	return in, nil
 }
 
-// checkInputs refuses an input listed twice (gre and erspan are one) and
+// CheckInputs refuses an input listed twice (gre and erspan are one) and
 // GENEVE on the VXLAN port.
-func checkInputs(ins []Input, listen string) error {
+func CheckInputs(ins []Input, listen string) error {
 	seen := map[Input]bool{}
 	for _, in := range ins {
 		if in.Proto == ProtoERSPAN {

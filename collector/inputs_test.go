@@ -135,3 +135,6 @@ func TestInputsSecondCollector(t *testing.T) {
 		}
 	}
 }
+
+// labUDP is the collector's address in the lab at port.
+func labUDP(port int) *net.UDPAddr { return &net.UDPAddr{IP: net.ParseIP(labColAddr), Port: port} }

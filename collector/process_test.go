@@ -384,6 +384,10 @@ func TestProcessUsageErrors(t *testing.T) {
 		{"collect", "--out", t.TempDir(), "--unknown-vni", "maybe"},
 		{"collect", "--out", t.TempDir(), "--rotate-size", "lots"},
 		{"collect", "--config", filepath.Join(t.TempDir(), "missing.yaml")},
+		{"collect", "--out", t.TempDir(), "--input", "sflow"},
+		{"collect", "--out", t.TempDir(), "--input", "gre:47"},
+		{"collect", "--out", t.TempDir(), "--input", "geneve:x"},
+		{"collect", "--out", t.TempDir(), "--input", "gre", "--input", "erspan"},
 	} {
 		err := exec.Command(bin, args...).Run()
 		var ee *exec.ExitError

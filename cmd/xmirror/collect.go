@@ -287,6 +287,9 @@ func collectOptions(cc config.Collector, sessions sessionSet, liveOnly bool) (co
 	if err != nil {
 		return collector.Options{}, err
 	}
+	if err := collector.CheckInputs(inputs, cmp.Or(cc.Listen, config.DefaultCollectorAt)); err != nil {
+		return collector.Options{}, usagef("collector.inputs (--input): %w", err)
+	}
 	idle := time.Duration(cc.SessionIdle)
 	if idle == 0 {
 		idle = -1 // 0 in the configuration: never idle
