@@ -118,18 +118,22 @@ type layout struct {
 }
 
 func (s FrameSpec) layout() layout {
-	gre := ethIPv4Len // where the GRE header starts
+	// Both UDP tunnels carry the VNI at byte 4 of their 8-byte header; the
+	// GRE header is 8 bytes (base and key or sequence number), then ERSPAN's
+	// session id at byte 2 of its header.
+	const udp, gre = ethIPv4Len, ethIPv4Len
+	const vni, greSeq, erspan = udp + 8 + 4, gre + 4, gre + 8
 	switch s.Protocol {
 	case GENEVE:
-		return layout{outer: vxlanOuter + s.GeneveOptions*geneveOptLen, id: ethIPv4Len + 8 + 4, sport: ethIPv4Len}
+		return layout{outer: vxlanOuter + s.GeneveOptions*geneveOptLen, id: vni, sport: udp}
 	case ERSPAN2:
-		return layout{outer: gre + 8 + 8, id: gre + 8 + 2, idKind: idERSPAN, seq: gre + 4}
+		return layout{outer: erspan + 8, id: erspan + 2, idKind: idERSPAN, seq: greSeq}
 	case ERSPAN3:
-		return layout{outer: gre + 8 + 12, id: gre + 8 + 2, idKind: idERSPAN, seq: gre + 4, ts: gre + 8 + 4}
+		return layout{outer: erspan + 12, id: erspan + 2, idKind: idERSPAN, seq: greSeq, ts: erspan + 4}
 	case GRE:
 		return layout{outer: gre + 8, id: gre + 4, idKind: idKey}
 	}
-	return layout{outer: vxlanOuter, id: ethIPv4Len + 8 + 4, sport: ethIPv4Len}
+	return layout{outer: vxlanOuter, id: vni, sport: udp}
 }
 
 // WireSize is the length of the frame on the wire, without the FCS.
