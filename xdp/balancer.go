@@ -313,9 +313,6 @@ func (b *Balancer) writeIdle(idle, active uint32, cfg *config.LoadBalancer, slot
 	if err := b.objs.LbSlots.Lookup(active, &cur); err != nil {
 		return state, fmt.Errorf("read active slot: %w", err)
 	}
-	// A new generation retires every CPU's connection-table front cache, so
-	// no CPU keeps sending a flow where the new tables would not.
-	slotCfg.Gen = cur.Gen + 1
 	if b.mode != "" {
 		slotCfg.XdpMode = modeCode(b.mode)
 	} else {

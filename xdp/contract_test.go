@@ -27,7 +27,7 @@ func TestContract(t *testing.T) {
 		{"lb_backends", slots * MaxBackends, 4, unsafe.Sizeof(lbLbBackend{})},
 		{"lb_wrr", slots * wrrMax, 4, 4},
 		{"lb_maglev", slots * maglevLines, 4, unsafe.Sizeof(lbLbMaglevLine{})},
-		{"lb_flows", 1 << ctSetBits, 4, unsafe.Sizeof(lbLbCtSet{})},
+		{"lb_flows", ctBuckets / ctLine, 4, unsafe.Sizeof(lbLbCtLine{})},
 		{"lb_acl", 0, unsafe.Sizeof(lbLbAclKey{}), 1},
 		{"lb_percpu", 1, 4, unsafe.Sizeof(lbLbCpu{})},
 		{"lb_traffic_base", MaxBackends, 4, unsafe.Sizeof(lbLbTraffic{})},
@@ -75,9 +75,10 @@ func TestContract(t *testing.T) {
 		t.Errorf("lb_cpu: %d stats, %d next hops, %d traffic counters; Go assumes %d, %d, %d",
 			len(pc.Stats), len(pc.Nh), len(pc.Traffic), statMax, MaxBackends, MaxBackends)
 	}
-	var set lbLbCtSet
-	if len(set.Way)*8 != 64 {
-		t.Errorf("lb_ct_set: %d ways, not one 64-byte cache line", len(set.Way))
+	var line lbLbCtLine
+	if len(line.Bucket) != ctLine || unsafe.Sizeof(line) != 64 {
+		t.Errorf("lb_ct_line: %d buckets in %d bytes, Go assumes %d in one 64-byte cache line",
+			len(line.Bucket), unsafe.Sizeof(line), ctLine)
 	}
 	for i, n := range statNames {
 		if n == "" {

@@ -299,24 +299,6 @@ func gopacketChecksumsValid(tb testing.TB, frame []byte) bool {
 	return false
 }
 
-// moveFlow points the connection-table entry of the flow with this hash at
-// backend id, as another CPU or a concurrent change could.
-func moveFlow(t *testing.T, b *Balancer, hash, id uint32) {
-	t.Helper()
-	var set lbLbCtSet
-	if err := b.objs.LbFlows.Lookup(ctSet(hash), &set); err != nil {
-		t.Fatal(err)
-	}
-	w := ctWay(&set, hash)
-	if w < 0 {
-		t.Fatalf("flow %#x is not in the connection table", hash)
-	}
-	set.Way[w] = ctTag(hash) | uint64(id+1)<<ctIDShift | set.Way[w]&ctSeenMask
-	if err := b.objs.LbFlows.Put(ctSet(hash), &set); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // protocolConfig is lbConfig with a listener of protocol proto on its
 // default port and the Maglev table size the Go mirror's predictor assumes.
 func protocolConfig(proto, algo, aff string, backends ...config.Backend) *config.LoadBalancer {

@@ -76,31 +76,11 @@ type lbLbCpu struct {
 		Expires uint64
 	}
 	Traffic [64]lbLbTraffic
-	Cache   [512]struct {
-		_       structs.HostLayout
-		Hash    uint32
-		Backend uint16
-		Gen     uint16
-		Dport   uint16
-		CsumIp  uint16
-		CsumUdp uint16
-		Pad     uint16
-		Nh      struct {
-			_       structs.HostLayout
-			Daddr   uint32
-			Ifindex uint32
-			Smac    [6]uint8
-			Dmac    [6]uint8
-			Mtu     uint16
-			Pad     uint16
-			Expires uint64
-		}
-	}
 }
 
-type lbLbCtSet struct {
-	_   structs.HostLayout
-	Way [8]uint64
+type lbLbCtLine struct {
+	_      structs.HostLayout
+	Bucket [16]uint32
 }
 
 type lbLbEncap uint32
@@ -147,7 +127,7 @@ type lbLbSlot struct {
 	Affinity      uint8
 	AclMode       uint8
 	XdpMode       uint8
-	Gen           uint16
+	Pad0          uint16
 	WrrLen        uint32
 	MaglevSize    uint32
 	Encap         uint8

@@ -16,31 +16,29 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lbbenchMapLbAcl                      = "lb_acl"
-	lbbenchMapLbActive                   = "lb_active"
-	lbbenchMapLbBackends                 = "lb_backends"
-	lbbenchMapLbBenchFlow                = "lb_bench_flow"
-	lbbenchMapLbFlows                    = "lb_flows"
-	lbbenchMapLbMaglev                   = "lb_maglev"
-	lbbenchMapLbPercpu                   = "lb_percpu"
-	lbbenchMapLbSlots                    = "lb_slots"
-	lbbenchMapLbTrafficBase              = "lb_traffic_base"
-	lbbenchMapLbTxPorts                  = "lb_tx_ports"
-	lbbenchMapLbWrr                      = "lb_wrr"
-	lbbenchProgXmirrorBareBench          = "xmirror_bare_bench"
-	lbbenchProgXmirrorBareBenchFlows     = "xmirror_bare_bench_flows"
-	lbbenchProgXmirrorBareTx             = "xmirror_bare_tx"
-	lbbenchProgXmirrorLbBench            = "xmirror_lb_bench"
-	lbbenchProgXmirrorLbBenchFlows       = "xmirror_lb_bench_flows"
-	lbbenchProgXmirrorLbBenchShared      = "xmirror_lb_bench_shared"
-	lbbenchProgXmirrorLbBenchSharedFlows = "xmirror_lb_bench_shared_flows"
-	lbbenchVarLbActiveSlot               = "lb_active_slot"
-	lbbenchVarLbGoEnums                  = "lb_go_enums"
-	lbbenchVarLbListenerMacs             = "lb_listener_macs"
-	lbbenchVarLbNcpus                    = "lb_ncpus"
-	lbbenchVarLbSlotBackends             = "lb_slot_backends"
-	lbbenchVarLbSlotCfg                  = "lb_slot_cfg"
-	lbbenchVarLbTickNs                   = "lb_tick_ns"
+	lbbenchMapLbAcl                  = "lb_acl"
+	lbbenchMapLbActive               = "lb_active"
+	lbbenchMapLbBackends             = "lb_backends"
+	lbbenchMapLbBenchFlow            = "lb_bench_flow"
+	lbbenchMapLbFlows                = "lb_flows"
+	lbbenchMapLbMaglev               = "lb_maglev"
+	lbbenchMapLbPercpu               = "lb_percpu"
+	lbbenchMapLbSlots                = "lb_slots"
+	lbbenchMapLbTrafficBase          = "lb_traffic_base"
+	lbbenchMapLbTxPorts              = "lb_tx_ports"
+	lbbenchMapLbWrr                  = "lb_wrr"
+	lbbenchProgXmirrorBareBench      = "xmirror_bare_bench"
+	lbbenchProgXmirrorBareBenchFlows = "xmirror_bare_bench_flows"
+	lbbenchProgXmirrorBareTx         = "xmirror_bare_tx"
+	lbbenchProgXmirrorLbBench        = "xmirror_lb_bench"
+	lbbenchProgXmirrorLbBenchFlows   = "xmirror_lb_bench_flows"
+	lbbenchVarLbActiveSlot           = "lb_active_slot"
+	lbbenchVarLbGoEnums              = "lb_go_enums"
+	lbbenchVarLbListenerMacs         = "lb_listener_macs"
+	lbbenchVarLbNcpus                = "lb_ncpus"
+	lbbenchVarLbSlotBackends         = "lb_slot_backends"
+	lbbenchVarLbSlotCfg              = "lb_slot_cfg"
+	lbbenchVarLbTickNs               = "lb_tick_ns"
 )
 
 // loadLbbench returns the embedded CollectionSpec for lbbench.
@@ -85,13 +83,11 @@ type lbbenchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbbenchProgramSpecs struct {
-	XmirrorBareBench          *ebpf.ProgramSpec `ebpf:"xmirror_bare_bench"`
-	XmirrorBareBenchFlows     *ebpf.ProgramSpec `ebpf:"xmirror_bare_bench_flows"`
-	XmirrorBareTx             *ebpf.ProgramSpec `ebpf:"xmirror_bare_tx"`
-	XmirrorLbBench            *ebpf.ProgramSpec `ebpf:"xmirror_lb_bench"`
-	XmirrorLbBenchFlows       *ebpf.ProgramSpec `ebpf:"xmirror_lb_bench_flows"`
-	XmirrorLbBenchShared      *ebpf.ProgramSpec `ebpf:"xmirror_lb_bench_shared"`
-	XmirrorLbBenchSharedFlows *ebpf.ProgramSpec `ebpf:"xmirror_lb_bench_shared_flows"`
+	XmirrorBareBench      *ebpf.ProgramSpec `ebpf:"xmirror_bare_bench"`
+	XmirrorBareBenchFlows *ebpf.ProgramSpec `ebpf:"xmirror_bare_bench_flows"`
+	XmirrorBareTx         *ebpf.ProgramSpec `ebpf:"xmirror_bare_tx"`
+	XmirrorLbBench        *ebpf.ProgramSpec `ebpf:"xmirror_lb_bench"`
+	XmirrorLbBenchFlows   *ebpf.ProgramSpec `ebpf:"xmirror_lb_bench_flows"`
 }
 
 // lbbenchMapSpecs contains maps before they are loaded into the kernel.
@@ -190,13 +186,11 @@ type lbbenchVariables struct {
 //
 // It can be passed to loadLbbenchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbbenchPrograms struct {
-	XmirrorBareBench          *ebpf.Program `ebpf:"xmirror_bare_bench"`
-	XmirrorBareBenchFlows     *ebpf.Program `ebpf:"xmirror_bare_bench_flows"`
-	XmirrorBareTx             *ebpf.Program `ebpf:"xmirror_bare_tx"`
-	XmirrorLbBench            *ebpf.Program `ebpf:"xmirror_lb_bench"`
-	XmirrorLbBenchFlows       *ebpf.Program `ebpf:"xmirror_lb_bench_flows"`
-	XmirrorLbBenchShared      *ebpf.Program `ebpf:"xmirror_lb_bench_shared"`
-	XmirrorLbBenchSharedFlows *ebpf.Program `ebpf:"xmirror_lb_bench_shared_flows"`
+	XmirrorBareBench      *ebpf.Program `ebpf:"xmirror_bare_bench"`
+	XmirrorBareBenchFlows *ebpf.Program `ebpf:"xmirror_bare_bench_flows"`
+	XmirrorBareTx         *ebpf.Program `ebpf:"xmirror_bare_tx"`
+	XmirrorLbBench        *ebpf.Program `ebpf:"xmirror_lb_bench"`
+	XmirrorLbBenchFlows   *ebpf.Program `ebpf:"xmirror_lb_bench_flows"`
 }
 
 func (p *lbbenchPrograms) Close() error {
@@ -206,8 +200,6 @@ func (p *lbbenchPrograms) Close() error {
 		p.XmirrorBareTx,
 		p.XmirrorLbBench,
 		p.XmirrorLbBenchFlows,
-		p.XmirrorLbBenchShared,
-		p.XmirrorLbBenchSharedFlows,
 	)
 }
 

@@ -15,5 +15,5 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 SEC("xdp")
 int xmirror_lb(struct xdp_md *ctx)
 {
-	return lb_process(ctx, 1);
+	return lb_process(ctx);
 }

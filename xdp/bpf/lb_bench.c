@@ -26,7 +26,7 @@ int xmirror_bare_tx(struct xdp_md *ctx)
  * 64-bit words (memcpy on packet data compiles to single bytes). */
 #define LB_BENCH_WORDS 6
 
-static __always_inline int lb_bench(struct xdp_md *ctx, const int cached)
+static __always_inline int lb_bench(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -37,7 +37,7 @@ static __always_inline int lb_bench(struct xdp_md *ctx, const int cached)
 		return XDP_ABORTED;
 	for (i = 0; i < LB_BENCH_WORDS; i++)
 		saved[i] = w[i];
-	ret = lb_process(ctx, cached);
+	ret = lb_process(ctx);
 	w = (void *)(long)ctx->data;
 	if ((void *)(w + LB_BENCH_WORDS) > (void *)(long)ctx->data_end)
 		return XDP_ABORTED;
@@ -49,16 +49,7 @@ static __always_inline int lb_bench(struct xdp_md *ctx, const int cached)
 SEC("xdp")
 int xmirror_lb_bench(struct xdp_md *ctx)
 {
-	return lb_bench(ctx, 1);
-}
-
-/* The same without the per-CPU front cache: every packet asks the shared
- * connection table (what a flow's first packet on a CPU, or the first after
- * the cache entry's 250 ms, costs). */
-SEC("xdp")
-int xmirror_lb_bench_shared(struct xdp_md *ctx)
-{
-	return lb_bench(ctx, 0);
+	return lb_bench(ctx);
 }
 
 SEC("xdp")
@@ -120,7 +111,7 @@ int xmirror_lb_bench_flows(struct xdp_md *ctx)
 {
 	if (lb_next_flow(ctx))
 		return XDP_ABORTED;
-	return lb_bench(ctx, 1);
+	return lb_bench(ctx);
 }
 
 /* The baseline of the above: the same flow rewrite, no data path. */
@@ -130,12 +121,4 @@ int xmirror_bare_bench_flows(struct xdp_md *ctx)
 	if (lb_next_flow(ctx))
 		return XDP_ABORTED;
 	return xmirror_bare_bench(ctx);
-}
-
-SEC("xdp")
-int xmirror_lb_bench_shared_flows(struct xdp_md *ctx)
-{
-	if (lb_next_flow(ctx))
-		return XDP_ABORTED;
-	return lb_bench(ctx, 0);
 }

@@ -25,30 +25,20 @@
 #define LB_MAGLEV_LINE 64
 #define LB_MAGLEV_LINES ((LB_MAGLEV_MAX + LB_MAGLEV_LINE - 1) / LB_MAGLEV_LINE)
 
-/* Connection table (lb_flows): 2^LB_CT_SET_BITS sets of LB_CT_WAYS entries,
- * 262,144 flows in 2 MiB. The set is chosen by the low bits of the flow hash;
- * a full set evicts its entry idle longest. */
-#ifndef LB_CT_SET_BITS
-#define LB_CT_SET_BITS 15
+/* Connection table (lb_flows) of wrr: 2^LB_CT_BUCKET_BITS buckets of 4
+ * bytes, LB_CT_LINE to a cache line (256 KiB). A flow's bucket is the low
+ * bits of its hash; the bucket, not the flow, holds the backend, so flows
+ * that share a bucket share a backend and no table is ever full. Small
+ * enough to stay in L2 when every packet is another of 65,536 flows. */
+#ifndef LB_CT_BUCKET_BITS
+#define LB_CT_BUCKET_BITS 16
 #endif
-#define LB_CT_SETS (1u << LB_CT_SET_BITS)
-#define LB_CT_WAYS 8
+#define LB_CT_BUCKETS (1u << LB_CT_BUCKET_BITS)
+#define LB_CT_LINE 16
+#define LB_CT_LINES (LB_CT_BUCKETS / LB_CT_LINE)
 
-/* An entry's last-seen time is kept in units of 2^20 ns (about 1 ms). */
-#define LB_CT_TIME_SHIFT 20
-
-/* Entries of the per-CPU front cache of the connection table (a power of
- * two; direct-mapped by flow hash). It lives in struct lb_cpu, whose per-CPU
- * value the kernel caps at 32 KiB. */
-#ifndef LB_CT_CACHE_SIZE
-#define LB_CT_CACHE_SIZE 512
-#endif
-
-/* A front-cache entry answers for this long; then the shared table is asked
- * again (and its entry's last-seen time and LRU position refreshed). */
-#ifndef LB_CT_CACHE_NS
-#define LB_CT_CACHE_NS 250000000ULL
-#endif
+/* A bucket's last-seen time is kept in units of 2^24 ns (about 17 ms). */
+#define LB_CT_TIME_SHIFT 24
 
 /* Allowlist prefixes per slot. */
 #ifndef LB_ACL_MAX
@@ -63,8 +53,8 @@
 #define LB_TX_PORTS_MAX 64
 #endif
 
-/* A conntrack entry's last-seen time is rewritten at most this often, so
- * packets of one busy flow do not bounce its cache line between CPUs. */
+/* A bucket's last-seen time is rewritten at most this often, so packets of
+ * busy flows do not bounce its cache line between CPUs. */
 #ifndef LB_CT_TOUCH_NS
 #define LB_CT_TOUCH_NS 1000000000ULL
 #endif
@@ -136,8 +126,8 @@ enum lb_stat {
 	LB_STAT_DROP_TTL,          /* TTL 1 or 0: it would expire on the way to the backend */
 	LB_STAT_VERDICTS,          /* the number of verdicts: events follow */
 	LB_STAT_FRAGMENT = LB_STAT_VERDICTS, /* outer fragments placed by (src, dst, id) */
-	LB_STAT_CT_HIT,            /* connection table hit (front cache or shared) */
-	LB_STAT_CT_MISS,           /* new (or expired, or moved) flow */
+	LB_STAT_CT_HIT,            /* connection table hit: the bucket is live */
+	LB_STAT_CT_MISS,           /* bucket empty, expired or its backend left: taken */
 	LB_STAT_HASH_FALLBACK,     /* inner headers cut short: hashed less of the flow */
 	LB_STAT_MAX,
 };

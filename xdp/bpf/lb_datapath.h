@@ -150,128 +150,72 @@ static __always_inline struct lb_backend *lb_backend_get(__u32 slot, __u32 id)
 	return &lb_slot_backends[slot * LB_MAX_BACKENDS + id];
 }
 
-#define LB_CT_TAG_SHIFT 47
-#define LB_CT_ID_SHIFT 40
-#define LB_CT_ID_MASK (0x7fULL << LB_CT_ID_SHIFT)
-#define LB_CT_SEEN_MASK ((1ULL << LB_CT_ID_SHIFT) - 1)
+#define LB_CT_ID_SHIFT 25
+#define LB_CT_SEEN_MASK ((1u << LB_CT_ID_SHIFT) - 1)
 
-/* The tag of a flow in its set: the hash bits the set index did not use. */
-static __always_inline __u64 lb_ct_tag(__u32 hash)
+static __always_inline __u32 lb_ct_entry(__u32 id, __u32 t)
 {
-	return (__u64)(hash >> LB_CT_SET_BITS) << LB_CT_TAG_SHIFT;
+	return ((id + 1) << LB_CT_ID_SHIFT) | (t & LB_CT_SEEN_MASK);
 }
 
-static __always_inline __u64 lb_ct_entry(__u32 hash, __u32 id, __u64 seen)
-{
-	return lb_ct_tag(hash) | ((__u64)(id + 1) << LB_CT_ID_SHIFT) | (seen & LB_CT_SEEN_MASK);
-}
-
-/* An entry holds tag's flow when its tag matches and it is not empty. */
-static __always_inline int lb_ct_holds(__u64 e, __u64 tag)
-{
-	return (e & ~(LB_CT_ID_MASK | LB_CT_SEEN_MASK)) == tag && (e & LB_CT_ID_MASK);
-}
-
-/* The backend id of a non-empty entry (ids are below LB_MAX_BACKENDS; the
+/* The backend id of a non-empty bucket (ids are below LB_MAX_BACKENDS; the
  * mask keeps the verifier sure of it). */
-static __always_inline __u32 lb_ct_id(__u64 e)
+static __always_inline __u32 lb_ct_id(__u32 e)
 {
-	return (((e & LB_CT_ID_MASK) >> LB_CT_ID_SHIFT) - 1) & (LB_MAX_BACKENDS - 1);
+	return ((e >> LB_CT_ID_SHIFT) - 1) & (LB_MAX_BACKENDS - 1);
 }
 
-/* lb_ct_find returns the way of set holding tag's flow (its entry in *ep), or
- * LB_CT_WAYS. */
-static __always_inline __u32 lb_ct_find(struct lb_ct_set *set, __u64 tag, __u64 *ep)
+/* lb_ct_live: bucket e holds a backend alive in the slot and was seen within
+ * the flow timeout (0: none). */
+static __always_inline int lb_ct_live(__u32 e, __u32 slot, struct lb_slot *cfg, __u32 t)
 {
-	__u32 w;
+	struct lb_backend *b;
 
-#pragma unroll
-	for (w = 0; w < LB_CT_WAYS; w++) {
-		__u64 e = READ_ONCE(set->way[w]);
-
-		if (lb_ct_holds(e, tag)) {
-			*ep = e;
-			return w;
-		}
-	}
-	return LB_CT_WAYS;
-}
-
-/* lb_ct_victim returns the way of set a new flow takes: an empty one, else
- * the one idle longest (an expired one, if any, is among the idlest). A
- * function of its own (global, so verified once), kept off the hit path. */
-__noinline int lb_ct_victim(struct lb_ct_set *set, __u64 t)
-{
-	__u64 best = 0;
-	int w, victim = 0;
-
-	if (!set)
+	if (!(e >> LB_CT_ID_SHIFT))
 		return 0;
-	for (w = 0; w < LB_CT_WAYS; w++) {
-		__u64 e = READ_ONCE(set->way[w]);
-		__u64 age = (t - e) & LB_CT_SEEN_MASK;
-
-		if (!(e & LB_CT_ID_MASK))
-			return w;
-		if (age >= best) {
-			best = age;
-			victim = w;
-		}
-	}
-	return victim;
+	b = lb_backend_get(slot, lb_ct_id(e));
+	if (!b || !(b->flags & LB_BACKEND_ALIVE))
+		return 0;
+	return cfg->flow_timeout_ns == 0 ||
+	       ((t - e) & LB_CT_SEEN_MASK) <= (cfg->flow_timeout_ns >> LB_CT_TIME_SHIFT);
 }
 
-/* lb_wrr_flow finds the flow's backend in the shared connection table, or
- * gives the flow the next schedule entry and records it. An entry whose
- * backend is no longer alive in the active slot, or that was idle too long,
- * counts as a new flow and is replaced. Entries are claimed with a
- * compare-and-swap; of two entries for one flow (two CPUs recording its two
- * directions at once) the first in the set is the one every CPU reads. */
+/* lb_wrr_flow finds the backend of the flow's bucket in the shared connection
+ * table, or gives the bucket the next schedule entry and records it. A
+ * bucket whose backend is no longer alive in the active slot, or that was
+ * idle too long, is free and taken by the next packet that falls in it. A
+ * live bucket is never taken: a new flow that falls in one follows it, so no
+ * flow ever moves while it (or another flow of its bucket) sends. Buckets
+ * are claimed with a compare-and-swap; of two CPUs claiming one at once (the
+ * two directions of a new flow) the loser follows the winner. */
 static __always_inline int lb_wrr_flow(struct lb_cpu *pc, __u32 slot, struct lb_slot *cfg, __u32 hash, __u32 *id, __u64 now)
 {
-	__u32 si = hash & (LB_CT_SETS - 1), w, first;
-	__u64 tag = lb_ct_tag(hash), t = now >> LB_CT_TIME_SHIFT;
-	__u64 timeout = cfg->flow_timeout_ns >> LB_CT_TIME_SHIFT;
-	__u64 e = 0, old;
-	struct lb_ct_set *set;
+	__u32 key = (hash & (LB_CT_BUCKETS - 1)) / LB_CT_LINE, t = now >> LB_CT_TIME_SHIFT;
+	struct lb_ct_line *line;
+	__u32 *bucket, e, old;
 
-	set = bpf_map_lookup_elem(&lb_flows, &si);
-	if (!set)
+	line = bpf_map_lookup_elem(&lb_flows, &key);
+	if (!line)
 		return -1;
-	w = lb_ct_find(set, tag, &e);
-	if (w < LB_CT_WAYS) {
-		struct lb_backend *b = lb_backend_get(slot, lb_ct_id(e));
-		__u64 age = (t - e) & LB_CT_SEEN_MASK;
-
-		if (b && (b->flags & LB_BACKEND_ALIVE) && (timeout == 0 || age <= timeout)) {
-			if (age > (LB_CT_TOUCH_NS >> LB_CT_TIME_SHIFT))
-				__sync_val_compare_and_swap(&set->way[w], e, lb_ct_entry(hash, lb_ct_id(e), t));
-			*id = lb_ct_id(e);
-			lb_count(pc, LB_STAT_CT_HIT);
-			return 0;
-		}
-		/* its backend left or it idled out: the entry is replaced */
-	} else {
-		w = lb_ct_victim(set, t) & (LB_CT_WAYS - 1);
-		e = READ_ONCE(set->way[w]);
+	bucket = &line->bucket[hash & (LB_CT_LINE - 1)];
+	e = READ_ONCE(*bucket);
+	if (lb_ct_live(e, slot, cfg, t)) {
+		/* refreshed at most once per LB_CT_TOUCH_NS, so a busy bucket's
+		 * line is not written on every packet by every CPU */
+		if (((t - e) & LB_CT_SEEN_MASK) > (LB_CT_TOUCH_NS >> LB_CT_TIME_SHIFT))
+			__sync_val_compare_and_swap(bucket, e, lb_ct_entry(lb_ct_id(e), t));
+		*id = lb_ct_id(e);
+		lb_count(pc, LB_STAT_CT_HIT);
+		return 0;
 	}
 	lb_count(pc, LB_STAT_CT_MISS);
 	if (cfg->wrr_len == 0 || lb_wrr_next(pc, slot, cfg, id))
 		return -1;
-	old = __sync_val_compare_and_swap(&set->way[w & (LB_CT_WAYS - 1)], e, lb_ct_entry(hash, *id, t));
-	if (old != e) {
-		/* Another CPU took that entry first: if for this flow (its other
-		 * direction), follow it; else this packet goes unrecorded and the
-		 * flow's next one tries again. */
-		if (lb_ct_holds(old, tag))
-			*id = lb_ct_id(old);
-		return 0;
-	}
-	/* Another CPU may have recorded this flow in an earlier entry of the
-	 * set meanwhile: that one is what every lookup finds. */
-	first = lb_ct_find(set, tag, &e);
-	if (first < w)
-		*id = lb_ct_id(e);
+	old = __sync_val_compare_and_swap(bucket, e, lb_ct_entry(*id, t));
+	/* Another CPU claimed the bucket first: follow it. (If what it wrote is
+	 * not live either, this packet goes unrecorded; the next tries again.) */
+	if (old != e && lb_ct_live(old, slot, cfg, t))
+		*id = lb_ct_id(old);
 	return 0;
 }
 
@@ -338,8 +282,8 @@ static __always_inline __u32 lb_flow_hash(struct lb_cpu *pc, struct lb_slot *cfg
 	return hash;
 }
 
-/* lb_pick chooses the backend of a whole datagram the front cache does not
- * know, by algorithm and affinity. */
+/* lb_pick chooses the backend of a whole datagram by algorithm and
+ * affinity. */
 static __always_inline int lb_pick(struct lb_cpu *pc, __u32 slot, struct lb_slot *cfg, __u32 hash, __u32 *id, __u64 now)
 {
 	if (cfg->algorithm == LB_ALGO_MAGLEV) {
@@ -424,15 +368,12 @@ static __always_inline int lb_send(struct lb_cpu *pc, struct xdp_md *ctx, struct
 
 /* lb_forward sends the datagram (or fragment: udp is NULL past the first) to
  * backend id, with the next hop cached per backend and CPU and looked up
- * again when stale. With c, the whole decision is remembered in this CPU's
- * front cache for the flow's next packets (lb_forward_cached). */
+ * again when stale. */
 static __always_inline int lb_forward(struct lb_cpu *pc, struct xdp_md *ctx, struct iphdr *ip, struct udphdr *udp,
-				      __u32 slot, struct lb_slot *cfg, __u32 id, __u64 now,
-				      struct lb_flow_cache *c, __u32 hash)
+				      __u32 slot, __u32 id, __u64 now)
 {
 	struct lb_backend *b;
 	struct lb_nexthop *nh;
-	__u64 ttl;
 	int rc;
 
 	b = lb_backend_get(slot, id);
@@ -472,32 +413,7 @@ static __always_inline int lb_forward(struct lb_cpu *pc, struct xdp_md *ctx, str
 		nh->expires = now + LB_NH_TTL_NS;
 	}
 
-	if (c) {
-		/* at most LB_CT_CACHE_NS, never past the idle timeout (an idle
-		 * flow goes back to the shared table) nor the next hop's expiry */
-		ttl = LB_CT_CACHE_NS;
-		if (cfg->flow_timeout_ns && cfg->flow_timeout_ns < ttl)
-			ttl = cfg->flow_timeout_ns;
-		c->hash = hash;
-		c->backend = id;
-		c->gen = cfg->gen;
-		c->dport = b->port;
-		c->csum_ip = b->csum_ip;
-		c->csum_udp = b->csum_udp;
-		c->nh = *nh;
-		if (now + ttl < nh->expires)
-			c->nh.expires = now + ttl;
-	}
 	return lb_send(pc, ctx, ip, id, nh);
-}
-
-/* lb_forward_cached sends a packet of a flow this CPU forwarded recently
- * exactly as its front-cache entry says: one cache line, no table. */
-static __always_inline int lb_forward_cached(struct lb_cpu *pc, struct xdp_md *ctx, struct iphdr *ip, struct udphdr *udp,
-					     const struct lb_flow_cache *c)
-{
-	lb_rewrite(ip, udp, c->nh.daddr, c->dport, c->csum_ip, c->csum_udp);
-	return lb_send(pc, ctx, ip, c->backend, &c->nh);
 }
 
 /* lb_other_host: the frame is unicast to a MAC that is not the ingress
@@ -573,7 +489,7 @@ static __always_inline int lb_parse_listener(struct lb_cpu *pc, struct xdp_md *c
 			return lb_verdict(pc, LB_STAT_DROP_TTL, XDP_DROP);
 		if (lb_pick_frag(pc, slot, cfg, ip, &id))
 			return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
-		return lb_forward(pc, ctx, ip, NULL, slot, cfg, id, lb_now(), NULL, 0);
+		return lb_forward(pc, ctx, ip, NULL, slot, id, lb_now());
 	}
 
 	if (encap == LB_ENCAP_GRE) {
@@ -597,10 +513,8 @@ static __always_inline int lb_parse_listener(struct lb_cpu *pc, struct xdp_md *c
 }
 
 /* lb_process is the whole data path; xmirror_lb is it, the benchmark
- * wrappers of lb_bench.c run it on a frame they restore afterwards. cached
- * is a constant: 0 only in the benchmark that measures the shared connection
- * table without the per-CPU front cache. */
-static __always_inline int lb_process(struct xdp_md *ctx, const int cached)
+ * wrappers of lb_bench.c run it on a frame they restore afterwards. */
+static __always_inline int lb_process(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -608,7 +522,6 @@ static __always_inline int lb_process(struct xdp_md *ctx, const int cached)
 	struct udphdr *udp;
 	struct iphdr *ip;
 	__u32 zero = 0, slot, id = 0, hash;
-	struct lb_flow_cache *c = NULL;
 	__u8 encap;
 	struct lb_cpu *pc;
 	__u64 now;
@@ -636,12 +549,12 @@ static __always_inline int lb_process(struct xdp_md *ctx, const int cached)
 	 * loop of LBs listing each other would never end. */
 	if (ip->ttl <= 1)
 		return lb_verdict(pc, LB_STAT_DROP_TTL, XDP_DROP);
-	/* one clock read per packet: front cache, connection table, next hop */
+	/* one clock read per packet: connection table, next hop */
 	now = lb_now();
 	if (ip->frag_off & bpf_htons(LB_IP_MF)) {
 		if (lb_pick_frag(pc, slot, cfg, ip, &id))
 			return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
-		return lb_forward(pc, ctx, ip, udp, slot, cfg, id, now, NULL, 0);
+		return lb_forward(pc, ctx, ip, udp, slot, id, now);
 	}
 	if (encap == LB_ENCAP_GENEVE && !lb_geneve_ok(udp, data_end))
 		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
@@ -649,19 +562,9 @@ static __always_inline int lb_process(struct xdp_md *ctx, const int cached)
 	    !lb_gre_ok((void *)ip + ip->ihl * 4, (void *)ip + bpf_ntohs(ip->tot_len), data_end))
 		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
 	hash = lb_flow_hash(pc, cfg, encap, ip, udp, data_end);
-	/* The fast path for wrr: same flow, same tables, recently forwarded by
-	 * this CPU. (Maglev needs no connection table; affinity none has no
-	 * flow.) */
-	if (cached && cfg->algorithm == LB_ALGO_WRR && cfg->affinity != LB_AFF_NONE) {
-		c = &pc->cache[hash & (LB_CT_CACHE_SIZE - 1)];
-		if (c->hash == hash && c->gen == cfg->gen && now < c->nh.expires) {
-			lb_count(pc, LB_STAT_CT_HIT);
-			return lb_forward_cached(pc, ctx, ip, udp, c);
-		}
-	}
 	if (lb_pick(pc, slot, cfg, hash, &id, now))
 		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
-	return lb_forward(pc, ctx, ip, udp, slot, cfg, id, now, c, hash);
+	return lb_forward(pc, ctx, ip, udp, slot, id, now);
 }
 
 #endif /* XMIRROR_LB_DATAPATH_H */

@@ -57,15 +57,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_maglev SEC(".maps");
 
-/* Connection table for wrr: flow hash -> backend, set-associative (struct
- * lb_ct_set). Shared by all CPUs because the two directions of a mirrored
+/* Connection table for wrr: flow hash -> bucket -> backend (struct
+ * lb_ct_line). Shared by all CPUs because the two directions of a mirrored
  * flow may arrive on different CPUs. An array, so a lookup is inlined and
  * touches one cache line, where a hash map is a helper call and two lines. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, LB_CT_SETS);
+	__uint(max_entries, LB_CT_LINES);
 	__type(key, __u32);
-	__type(value, struct lb_ct_set);
+	__type(value, struct lb_ct_line);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_flows SEC(".maps");
 
@@ -88,10 +88,9 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_tx_ports SEC(".maps");
 
-/* This CPU's counters, next hops, front cache and WRR cursor (struct
- * lb_cpu): one lookup per packet. Pinned for the counters; cached next hops
- * and flows of a previous run are checked (address, expiry, generation) like
- * any other. */
+/* This CPU's counters, next hops and WRR cursor (struct lb_cpu): one
+ * lookup per packet. Pinned for the counters; cached next hops of a previous
+ * run are checked (address, expiry) like any other. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);

@@ -14,7 +14,7 @@ struct lb_slot {
 	__u8 affinity;    /* LB_AFF_* */
 	__u8 acl_mode;    /* LB_ACL_* */
 	__u8 xdp_mode;    /* informational, for `xmirror lb status` */
-	__u16 gen;        /* bumped by every table change: invalidates the front caches */
+	__u16 pad0;
 	__u32 wrr_len;    /* entries of this slot's schedule; 0 = no backend */
 	__u32 maglev_size;/* entries of this slot's Maglev table; 0 = no backend */
 	__u8 encap;       /* LB_ENCAP_*: the listener's tunnel protocol */
@@ -47,14 +47,14 @@ struct lb_maglev_line {
 	__u8 id[LB_MAGLEV_LINE];
 };
 
-/* One set of the connection table: a 64-byte cache line of LB_CT_WAYS
- * entries. An entry is one 64-bit word, so CPUs claim and refresh entries
- * with a compare-and-swap and never take a lock:
- *   bits 63-47  the flow hash's high 17 bits (its low 15 chose the set)
- *   bits 46-40  backend id + 1 (0: empty)
- *   bits 39-0   last seen, lb_now() >> LB_CT_TIME_SHIFT (wraps in 36 years) */
-struct lb_ct_set {
-	__u64 way[LB_CT_WAYS];
+/* LB_CT_LINE buckets of the connection table, one cache line. A bucket is
+ * one 32-bit word, so CPUs claim and refresh it with a compare-and-swap and
+ * never take a lock:
+ *   bits 31-25  backend id + 1 (0: empty)
+ *   bits 24-0   last seen, lb_now() >> LB_CT_TIME_SHIFT; wraps after 2^49
+ *               ns (6.5 days), so a longer flow_timeout never expires */
+struct lb_ct_line {
+	__u32 bucket[LB_CT_LINE];
 };
 
 /* Allowlist key: prefixlen covers slot + pad (32 bits) plus the prefix. */
@@ -91,32 +91,16 @@ struct lb_traffic {
 	__u64 bytes;
 };
 
-/* Per-CPU front cache entry (lb_cpu.cache), direct-mapped by flow hash: the
- * whole forwarding decision for a flow this CPU sent recently, so its next
- * packet is rewritten and sent from one entry. Valid while gen matches the
- * active slot's and until nh.expires (never past the next hop it copied). */
-struct lb_flow_cache {
-	__u32 hash;       /* the flow hash it holds (the slot is hash % size) */
-	__u16 backend;    /* backend id, for its counters */
-	__u16 gen;        /* lb_slot.gen it was filled under */
-	__be16 dport;     /* the backend's port, 0 = keep the listener's */
-	__u16 csum_ip;    /* the backend's checksum differences (lb_backend) */
-	__u16 csum_udp;
-	__u16 pad;
-	struct lb_nexthop nh; /* daddr = the backend's address */
-};
-
 /* Everything one CPU touches on every packet besides the tables: verdict
- * counters, next hops, traffic per backend, the front cache and the WRR
- * cursor, in one per-CPU value so a packet pays one map lookup for all of
- * them (lb_percpu). */
+ * counters, next hops, traffic per backend and the WRR cursor, in one
+ * per-CPU value so a packet pays one map lookup for all of them
+ * (lb_percpu). */
 struct lb_cpu {
 	__u32 wrr_cursor;  /* position in the WRR schedule */
 	__u32 pad;
 	__u64 stats[LB_STAT_MAX];                    /* verdict counters (enum lb_stat) */
 	struct lb_nexthop nh[LB_MAX_BACKENDS];       /* next hop per backend id */
 	struct lb_traffic traffic[LB_MAX_BACKENDS];  /* forwarded per backend id */
-	struct lb_flow_cache cache[LB_CT_CACHE_SIZE];/* flow hash % size -> decision */
 };
 
 /* The kernel refuses per-CPU values over 32 KiB (PCPU_MIN_UNIT_SIZE). */
