@@ -210,7 +210,7 @@ func (g *goldenLab) maglevPredictor(w1, w2 int) func(hash uint32) netip.Addr {
 	}, 65537)
 	idB1 := g.bal.ids[backendKey(b1Addr, 0)]
 	return func(hash uint32) netip.Addr {
-		if tab[hash%65537] == idB1 {
+		if tab[maglevIndex(hash, len(tab))] == idB1 {
 			return b1Addr
 		}
 		return b2Addr

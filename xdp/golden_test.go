@@ -238,7 +238,7 @@ func TestGolden(t *testing.T) {
 			id1 := g.bal.ids[backendKey(b1Addr, 0)]
 			g.bal.mu.Unlock()
 			tab := maglevTable([]tableBackend{{ID: id1, Key: backendKey(b1Addr, 0), Weight: 1}, {ID: id1 ^ 1, Key: backendKey(b2Addr, 0), Weight: 1}}, 251)
-			if tab[h%251] == id1 {
+			if tab[maglevIndex(h, len(tab))] == id1 {
 				return expectForward(in, g.b1MAC, lbMAC, b1Addr, 0)
 			}
 			return expectForward(in, g.b2MAC, lbMAC, b2Addr, 0)

@@ -395,7 +395,7 @@ func maglevPrediction(t *testing.T) func(flow uint32) int {
 		if !ok {
 			t.Fatalf("flow %d does not hash", flow)
 		}
-		return int(tab[h%uint32(len(tab))])
+		return int(tab[maglevIndex(h, len(tab))])
 	}
 }
 

@@ -61,6 +61,13 @@ func gcd(a, b int) int {
 	return a
 }
 
+// maglevIndex is the entry of a Maglev table of size entries that a flow
+// hash selects: the high word of hash * size, as lb_maglev_index in
+// bpf/lb_datapath.h computes it.
+func maglevIndex(hash uint32, size int) int {
+	return int(uint64(hash) * uint64(size) >> 32)
+}
+
 // maglevTable builds a weighted Maglev lookup table of size m (a prime): each
 // backend walks its own permutation of the slots (offset, skip from two hashes
 // of its key); per round every backend accrues its weight and claims its next

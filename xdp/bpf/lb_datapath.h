@@ -123,9 +123,18 @@ static __always_inline int lb_wrr_next(struct lb_cpu *pc, __u32 slot, struct lb_
 	return lb_wrr_at(slot, cfg, pc->wrr_cursor, id);
 }
 
+/* lb_maglev_index is the table entry of hash: the high word of hash * size
+ * (multiply-shift range reduction), where hash % size is a division on
+ * every packet (about 1.5 ns more here). Mirrored by maglevIndex in
+ * xdp/tables.go. */
+static __always_inline __u32 lb_maglev_index(__u32 hash, __u32 size)
+{
+	return ((__u64)hash * size) >> 32;
+}
+
 static __always_inline int lb_maglev_at(__u32 slot, struct lb_slot *cfg, __u32 hash, __u32 *id)
 {
-	__u32 i = hash % cfg->maglev_size;
+	__u32 i = lb_maglev_index(hash, cfg->maglev_size);
 	__u32 key = slot * LB_MAGLEV_LINES + i / LB_MAGLEV_LINE;
 	struct lb_maglev_line *l = bpf_map_lookup_elem(&lb_maglev, &key);
 
