@@ -465,6 +465,7 @@ type receiver struct {
 	conn net.PacketConn
 	mu   sync.Mutex
 	got  map[uint64]int // flow<<8|dir -> packets
+	seqs map[uint32]int // sequence number -> packets
 	n    int
 	bad  []string
 }
@@ -474,7 +475,7 @@ type receiver struct {
 // returns why a packet is not the tunnel's (or "" when it is).
 func listen(t *testing.T, h *netlab.Host, network, addr string, check func(pkt []byte) string) *receiver {
 	t.Helper()
-	r := &receiver{got: make(map[uint64]int)}
+	r := &receiver{got: make(map[uint64]int), seqs: make(map[uint32]int)}
 	if err := h.Do(func() (err error) {
 		r.conn, err = net.ListenPacket(network, addr)
 		return err
@@ -503,6 +504,7 @@ func listen(t *testing.T, h *netlab.Host, network, addr string, check func(pkt [
 			} else {
 				tail := pkt[n-9:]
 				r.got[uint64(binary.BigEndian.Uint32(tail))<<8|uint64(tail[4])]++
+				r.seqs[binary.BigEndian.Uint32(tail[5:])]++
 			}
 			r.mu.Unlock()
 		}
@@ -533,10 +535,18 @@ func (r *receiver) has(flow uint32, dir uint8) bool {
 	return r.got[uint64(flow)<<8|uint64(dir)] > 0
 }
 
+// seqCount is how many datagrams with sequence number seq arrived.
+func (r *receiver) seqCount(seq uint32) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seqs[seq]
+}
+
 func (r *receiver) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	clear(r.got)
+	clear(r.seqs)
 	r.n = 0
 }
 

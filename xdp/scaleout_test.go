@@ -30,6 +30,13 @@ const (
 	soRouter  = "10.0.0.254"
 	soHold    = 3 * time.Second
 	soSockets = 64 // generator source ports: ECMP hashes them over the nodes
+
+	// The stream while a node dies: soRoundFlows flows in both directions
+	// every soRoundEvery (10,000 datagrams/s); loss must end within
+	// soLossMargin of the router dropping the node.
+	soRoundFlows = 100
+	soRoundEvery = 20 * time.Millisecond
+	soLossMargin = time.Second
 )
 
 var soNodes = []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"}
@@ -300,29 +307,19 @@ func TestScaleOutBGP(t *testing.T) {
 		t.Errorf("lb status does not show the session and the announcement: %v\n%s", err, status)
 	}
 
-	// Node 3 dies: its link goes down (no FIN or RST reaches the router) and
-	// the process gets SIGKILL. The router drops it when the hold timer
-	// expires; traffic ECMP sent there until then is lost, and no flow
-	// changes collector.
+	// Node 3 dies under a steady stream: its link goes down (no FIN or RST
+	// reaches the router) and the process gets SIGKILL. What ECMP sends
+	// there is lost until the router's hold timer drops the node; then
+	// nothing is lost, and no flow changes collector.
 	lb3 := l.lab.Host("lb3")
-	if _, err := lb3.Run("ip", "link", "set", "eth0", "down"); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.procs[2].Cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	took := l.waitHops(2, soHold+time.Second)
-	t.Logf("the router dropped the dead node after %s (hold time %s)", took.Round(10*time.Millisecond), soHold)
-	l.reset()
-	l.send(flows, 1)
-	if got := waitCount(l.rs, 2*flows, 5*time.Second); got != 2*flows {
-		t.Fatalf("after the kill: received %d of %d datagrams\n%s", got, 2*flows, l.diagnose())
-	}
-	for f, c := range l.placement(flows) {
-		if c != first[f] {
-			t.Fatalf("flow %d moved from collector %d to %d when a node died", f, first[f], c)
+	l.killUnderLoad(first, func() {
+		if _, err := lb3.Run("ip", "link", "set", "eth0", "down"); err != nil {
+			t.Fatal(err)
 		}
-	}
+		if err := l.procs[2].Cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+	})
 
 	// SIGTERM node 2 while traffic flows: withdrawn, drained, then detached,
 	// and not a datagram lost.
@@ -377,6 +374,87 @@ func TestScaleOutBGP(t *testing.T) {
 	l.start(1)
 	l.start(2)
 	l.waitHops(3, 15*time.Second)
+}
+
+// killUnderLoad streams rounds of soRoundFlows flows (both directions, a
+// sequence number per round) every soRoundEvery, runs kill half a second in,
+// and goes on until the hold time and soLossMargin have passed since. It
+// fails the test when a datagram sent after the router dropped the node
+// plus soLossMargin, or well before the kill, was lost, when the router took
+// longer than the hold time (and a second) to drop the node, or when a flow
+// reached another collector than first says. It logs what was lost and over
+// how long.
+func (l *soLab) killUnderLoad(first map[uint32]int, kill func()) {
+	t := l.t
+	t.Helper()
+	l.reset()
+	sentAt := map[uint32]time.Time{}
+	var killed, dropped time.Time
+	start := time.Now()
+	seq := uint32(1000)
+	for ; ; seq++ {
+		now := time.Now()
+		if killed.IsZero() && now.Sub(start) >= 500*time.Millisecond {
+			kill()
+			killed = time.Now()
+		}
+		if !killed.IsZero() && now.Sub(killed) >= soHold+soLossMargin {
+			break
+		}
+		if !killed.IsZero() && dropped.IsZero() && seq%5 == 0 && len(l.nextHops()) == len(soNodes)-1 {
+			dropped = time.Now()
+		}
+		sentAt[seq] = now
+		l.send(soRoundFlows, seq)
+		time.Sleep(time.Until(now.Add(soRoundEvery)))
+	}
+	if dropped.IsZero() {
+		l.waitHops(len(soNodes)-1, time.Second)
+		dropped = time.Now()
+	}
+	time.Sleep(300 * time.Millisecond) // the last rounds in flight
+
+	var lost, sent int
+	var firstLost, lastLost time.Time
+	for s, at := range sentAt {
+		got := l.rs[0].seqCount(s) + l.rs[1].seqCount(s)
+		sent += 2 * soRoundFlows
+		if got == 2*soRoundFlows {
+			continue
+		}
+		lost += 2*soRoundFlows - got
+		if firstLost.IsZero() || at.Before(firstLost) {
+			firstLost = at
+		}
+		if at.After(lastLost) {
+			lastLost = at
+		}
+		// (the round just before the kill may still be on its way)
+		if at.Before(killed.Add(-2 * soRoundEvery)) {
+			t.Errorf("round %d, sent %s before the kill, lost %d datagrams", s, killed.Sub(at).Round(time.Millisecond), 2*soRoundFlows-got)
+		}
+		if at.After(dropped.Add(soLossMargin)) {
+			t.Errorf("round %d, sent %s after the router dropped the dead node, lost %d datagrams",
+				s, at.Sub(dropped).Round(time.Millisecond), 2*soRoundFlows-got)
+		}
+	}
+	if took := dropped.Sub(killed); took > soHold+time.Second {
+		t.Errorf("the router dropped the dead node after %s, hold time %s", took, soHold)
+	}
+	window := time.Duration(0)
+	if lost > 0 {
+		window = lastLost.Sub(firstLost) + soRoundEvery
+	}
+	t.Logf("node killed under %d datagrams/s: the router dropped it after %s (hold time %s); lost %d of %d datagrams (%.1f%%) "+
+		"over %s, from %s to %s after the kill",
+		int(float64(2*soRoundFlows)/soRoundEvery.Seconds()), dropped.Sub(killed).Round(10*time.Millisecond), soHold, lost, sent,
+		100*float64(lost)/float64(sent), window.Round(10*time.Millisecond),
+		firstLost.Sub(killed).Round(10*time.Millisecond), lastLost.Sub(killed).Round(10*time.Millisecond))
+	for f, c := range l.placement(soRoundFlows) {
+		if c != first[f] {
+			t.Fatalf("flow %d moved from collector %d to %d when a node died", f, first[f], c)
+		}
+	}
 }
 
 // maglevPrediction is, per test flow, the collector the configuration's
