@@ -3,12 +3,16 @@
 package source
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
+	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // vxlanCounter counts the mirrored copies that reach the iperf3 lab's sink:
@@ -41,9 +45,26 @@ func newVXLANCounter(iface string) (_ *vxlanCounter, err error) {
 			m.Close()
 		}
 	}()
-	// The headers are copied to the stack (bpf_skb_load_bytes): a packet
-	// built around the pages of an AF_PACKET transmit ring has only its
-	// Ethernet header in the linear part. Loads are little-endian: 0x0008
+	prog, err := vxlanCountProgram(m)
+	if err != nil {
+		return nil, err
+	}
+	defer prog.Close() // the link holds its own reference
+	ifc, err := net.InterfaceByName(iface)
+	if err != nil {
+		return nil, err
+	}
+	lk, err := link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: prog, Attach: ebpf.AttachTCXIngress})
+	if err != nil {
+		return nil, fmt.Errorf("attach vxlan counter to %s: %w", iface, err)
+	}
+	return &vxlanCounter{m: m, lk: lk}, nil
+}
+
+// vxlanCountProgram is the counter's program, counting into m.
+func vxlanCountProgram(m *ebpf.Map) (*ebpf.Program, error) {
+	// The headers are copied to the stack (bpf_skb_load_bytes): the
+	// linear part of a packet may hold no more than its Ethernet header. Loads are little-endian: 0x0008
 	// is ethertype 0x0800, 0xff1f masks the fragment offset of the IPv4
 	// flags/offset field, 0xb512 is port 4789. The outer IPv4 header has
 	// no options (xmirror and the vxlan driver write none).
@@ -83,16 +104,7 @@ func newVXLANCounter(iface string) (_ *vxlanCounter, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("vxlan counter program: %w", err)
 	}
-	defer prog.Close() // the link holds its own reference
-	ifc, err := net.InterfaceByName(iface)
-	if err != nil {
-		return nil, err
-	}
-	lk, err := link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: prog, Attach: ebpf.AttachTCXIngress})
-	if err != nil {
-		return nil, fmt.Errorf("attach vxlan counter to %s: %w", iface, err)
-	}
-	return &vxlanCounter{m: m, lk: lk}, nil
+	return prog, nil
 }
 
 // count is the number of copies counted so far.
@@ -107,4 +119,69 @@ func (c *vxlanCounter) count() uint64 {
 func (c *vxlanCounter) Close() error {
 	c.lk.Close()
 	return c.m.Close()
+}
+
+// TestVXLANCounter checks the benchmarks' counter of copies at the sink on
+// golden frames through BPF_PROG_TEST_RUN: VXLAN counts (a GSO packet as
+// its segments, a first fragment once), anything else does not.
+func TestVXLANCounter(t *testing.T) {
+	labtest.RequireRoot(t)
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	prog, err := vxlanCountProgram(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	c := &vxlanCounter{m: m}
+	// frame is Ethernet, IPv4 (flags and fragment offset frag), UDP to
+	// dport and 8 bytes of payload.
+	frame := func(frag, dport uint16) []byte {
+		f := make([]byte, 14+20+8+8)
+		binary.BigEndian.PutUint16(f[12:], 0x0800)
+		f[14], f[23] = 0x45, 17
+		binary.BigEndian.PutUint16(f[16:], 36)
+		binary.BigEndian.PutUint16(f[20:], frag)
+		binary.BigEndian.PutUint16(f[36:], dport)
+		return f
+	}
+	tcp := frame(0x4000, 4789)
+	tcp[23] = 6
+	arp := frame(0, 4789)
+	binary.BigEndian.PutUint16(arp[12:], 0x0806)
+	for _, tc := range []struct {
+		name string
+		data []byte
+		segs uint32
+		want uint64
+	}{
+		{"vxlan", frame(0x4000, 4789), 0, 1},
+		{"vxlan gso", frame(0x4000, 4789), 5, 5},
+		{"first fragment", frame(0x2000, 4789), 0, 1},
+		{"later fragment", frame(0x00b9, 4789), 0, 0},
+		{"other port", frame(0x4000, 4790), 0, 0},
+		{"tcp", tcp, 0, 0},
+		{"arp", arp, 0, 0},
+		{"short", frame(0x4000, 4789)[:37], 0, 0},
+	} {
+		before := c.count()
+		ctx := make([]byte, 192) // struct __sk_buff
+		binary.LittleEndian.PutUint32(ctx[skbGSOSegs:], tc.segs)
+		if tc.segs > 0 {
+			binary.LittleEndian.PutUint32(ctx[176:], 100) // gso_size
+		}
+		ret, err := prog.Run(&ebpf.RunOptions{Data: tc.data, Context: ctx})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if int32(ret) != tcxNext {
+			t.Errorf("%s: verdict %d, want %d (pass on)", tc.name, int32(ret), tcxNext)
+		}
+		if got := c.count() - before; got != tc.want {
+			t.Errorf("%s: counted %d, want %d", tc.name, got, tc.want)
+		}
+	}
 }
