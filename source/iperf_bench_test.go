@@ -130,8 +130,10 @@ func TestPlainBaseline(t *testing.T) {
 // XM_IPERF_MODES says otherwise) and direction, one iperf3 connection during
 // which the mode is switched on and off every second, b.N times on between
 // b.N+1 plain segments; the cost of each segment against the plain ones
-// either side, median over the segments. Offloads on (XM_IPERF_OFFLOAD=off
-// turns them off), sink as in
+// either side, median over the segments, and the copies that reached the
+// sink per packet of the stream over those segments (delivered-%,
+// AlternatingResult.Delivered): a cost without the copies it paid for is
+// no result. Offloads on (XM_IPERF_OFFLOAD=off turns them off), sink as in
 // BenchmarkIperf (XM_IPERF_SINK, XM_IPERF_MAX_DELAY apply). Run:
 //
 //	go test -run XXX -bench OnOff -benchtime 20x ./source/

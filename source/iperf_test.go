@@ -378,10 +378,15 @@ type AlternatingResult struct {
 	Stream, Copies uint64
 }
 
-// Delivered is the share of the stream's packets whose copy reached the
-// sink, in percent (0 without packets): 100 is lossless mirroring, for
-// every mode alike. A copy in flight at either end of a window counts in
-// the next, so single windows may read slightly above 100.
+// Delivered is the copies that reached the sink per packet of the stream,
+// in percent (0 without packets). With offloads off one packet is one copy
+// for every mode, so 100 is lossless mirroring; a copy in flight at either
+// end of a window (the ring datapath holds them up to MaxDelay) counts in
+// the next, so it may read a little above or below. With offloads on the
+// interfaces count GSO aggregates: xmirror sends one cut copy per
+// aggregate (what tcpdump sees), tc mirred copies the aggregate whole and
+// the kernel sends it as many packets, so only xmirror's figure reads as
+// a share there.
 func (r AlternatingResult) Delivered() float64 {
 	if r.Stream == 0 {
 		return 0
