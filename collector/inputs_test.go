@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // inputPaths runs a test of the GENEVE and GRE inputs in a lab (GRE reads
@@ -138,3 +141,55 @@ func TestInputsSecondCollector(t *testing.T) {
 
 // labUDP is the collector's address in the lab at port.
 func labUDP(port int) *net.UDPAddr { return &net.UDPAddr{IP: net.ParseIP(labColAddr), Port: port} }
+
+// TestInputsIPv6: GENEVE and ERSPAN over IPv6 (a raw IPv6 socket reads GRE
+// without the IPv6 header) on both receive paths.
+func TestInputsIPv6(t *testing.T) {
+	for _, receive := range []string{ReceiveSocket, ReceiveXDP} {
+		t.Run(receive, func(t *testing.T) {
+			lab := labtest.ForTest(t,
+				netlab.HostSpec{Name: "sender", Addrs: []string{"fd00::1/64"}},
+				netlab.HostSpec{Name: "col", Addrs: []string{"fd00::2/64"}})
+			out := t.TempDir()
+			var c *Collector
+			err := lab.Host("col").Do(func() (err error) {
+				c, err = New(withTestDefaults(Options{Listen: "[fd00::2]:4789", Receive: receive, OutputDir: out, Readers: 1,
+					Inputs: []Input{{Proto: ProtoGENEVE, Port: DefaultGenevePort}, {Proto: ProtoGRE}}}))
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stop := runCollector(t, c)
+			full := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, []byte("over IPv6"))
+			err = lab.Host("sender").Do(func() error {
+				u, err := net.Dial("udp6", "[fd00::2]:6081")
+				if err != nil {
+					return err
+				}
+				defer u.Close()
+				if _, err := u.Write(geneve(7, etherTypeTEB, 0, nil, full)); err != nil {
+					return err
+				}
+				g, err := net.Dial("ip6:gre", "fd00::2")
+				if err != nil {
+					return err
+				}
+				defer g.Close()
+				_, err = g.Write(erspan3(t, 1, erspan3Hdr{id: 9}, full))
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitReceived(t, c, 2)
+			stop()
+			for _, session := range []string{"geneve-7", "erspan-9"} {
+				pkts, ifs := readCapture(t, onlyFile(t, filepath.Join(out, session), session))
+				if len(pkts) != 1 || !bytes.Equal(pkts[0].data, full) || len(ifs) != 1 || !strings.HasPrefix(ifs[0].Name, "fd00::1/") {
+					t.Errorf("%s: %d packets, interfaces %+v", session, len(pkts), ifs)
+				}
+			}
+		})
+	}
+}

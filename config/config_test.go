@@ -857,3 +857,27 @@ func FuzzParseByteSize(f *testing.F) {
 		}
 	})
 }
+
+// TestCollectorInputs: inputs as strings and mappings, GENEVE's default
+// port, collector.sessions, and the round trip through Marshal.
+func TestCollectorInputs(t *testing.T) {
+	cfg, err := Parse([]byte(lines(
+		"collector:",
+		"  inputs: [vxlan, \"geneve:6082\", {protocol: geneve}, erspan]",
+		"  sessions:",
+		"    - {name: gwlb, protocol: geneve, id: 7}",
+		"    - {name: sw, protocol: erspan, id: 1023, packet_length: 128}",
+		"    - {name: old, protocol: gre, id: 4294967295}",
+	)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Input{{Protocol: ProtocolVXLAN}, {Protocol: ProtocolGENEVE, Port: 6082}, {Protocol: ProtocolGENEVE, Port: DefaultGENEVEPort}, {Protocol: ProtocolERSPAN}}
+	if got := stripLines(cfg).Collector.Inputs; !reflect.DeepEqual(got, want) {
+		t.Errorf("inputs %+v, want %+v", got, want)
+	}
+	if s := cfg.Collector.Sessions; len(s) != 3 || s[1] != (CollectorSession{Name: "sw", Protocol: ProtocolERSPAN, ID: 1023, PacketLength: 128, Line: 5}) {
+		t.Errorf("sessions %+v", s)
+	}
+	roundTrip(t, cfg)
+}
