@@ -23,7 +23,8 @@ import (
 // Options configure a Collector. Zero values take the defaults noted.
 type Options struct {
 	// Listen is the UDP address to receive VXLAN on (default "0.0.0.0:4789";
-	// port 0 picks a free port, see Addr).
+	// port 0 picks a free port, see Addr); its host is where GENEVE and GRE
+	// are received too.
 	Listen string
 	// OutputDir holds one directory per session; "" writes no files (then
 	// Live or Tap must be set).
@@ -151,7 +152,8 @@ type Options struct {
 	Application string
 }
 
-// Collector receives VXLAN and writes per-session capture files.
+// Collector receives VXLAN (and GENEVE, GRE) and writes per-session
+// capture files.
 type Collector struct {
 	opts    Options
 	log     *slog.Logger
@@ -382,7 +384,7 @@ func New(opts Options) (c *Collector, err error) {
 			Hardware:    runtime.GOARCH,
 			OS:          runtime.GOOS,
 			Application: opts.Application,
-			Comment:     "xmirror collect on " + opts.Host + ": VXLAN-decapsulated mirror traffic",
+			Comment:     "xmirror collect on " + opts.Host + ": decapsulated mirror traffic (" + inputNames(opts.Inputs) + ")",
 		},
 		series:    make(map[Key]*series),
 		bound:     make(map[Input]*net.UDPAddr),

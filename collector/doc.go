@@ -2,9 +2,12 @@
 
 // Package collector is the receiving end of xmirror: it reads the VXLAN that
 // `xmirror source`, `xmirror lb`, AWS VPC Traffic Mirroring or Huawei Cloud
-// traffic mirroring send (RFC 7348, UDP 4789), takes the inner Ethernet frames
-// out, and writes one rotating pcapng (or pcap) file series per mirror session
-// (VNI).
+// traffic mirroring send (RFC 7348, UDP 4789), and as its inputs say the
+// GENEVE of AWS Gateway Load Balancer (RFC 8926, UDP 6081) and the ERSPAN
+// (type I, II, III) and GRE bridging of switches (IP protocol 47), takes the
+// inner Ethernet frames out, and writes one rotating pcapng (or pcap) file
+// series per mirror session (protocol and id: VNI, ERSPAN session id, GRE
+// key), with the tunnel's metadata in pcapng.
 //
 // The receive path uses SO_REUSEPORT sockets read with recvmmsg, kernel
 // timestamps (SO_TIMESTAMPNS) and the socket drop counter (SO_MEMINFO, read

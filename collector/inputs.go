@@ -75,3 +75,13 @@ func CheckInputs(ins []Input, listen string) error {
 	}
 	return nil
 }
+
+// inputNames lists the inputs' protocols for the section header's comment:
+// "vxlan, geneve, gre".
+func inputNames(ins []Input) string {
+	names := make([]string, 0, len(ins))
+	for _, in := range ins {
+		names = append(names, in.Proto.String())
+	}
+	return strings.Join(names, ", ")
+}
