@@ -105,7 +105,7 @@ func handleCollector(b *testing.B) *Collector {
 func BenchmarkHandle(b *testing.B) {
 	c := handleCollector(b)
 	payload := loadPayload(1, 100)
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	ts := time.Now().UnixNano()
 	c.handle(cache, loopback, ts, payload)
 	b.ReportAllocs()
@@ -160,7 +160,7 @@ func BenchmarkDecap(b *testing.B) {
 func TestHandleDoesNotAllocate(t *testing.T) {
 	c := offline(t, Options{OutputDir: t.TempDir()})
 	payload := loadPayload(1, 100)
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	ts := time.Now().UnixNano()
 	c.handle(cache, loopback, ts, payload)
 	allocs := testing.AllocsPerRun(1000, func() {
@@ -188,7 +188,7 @@ func TestTunnelHandleDoesNotAllocate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := offline(t, Options{OutputDir: t.TempDir()})
-			cache := map[Key]*series{}
+			cache := seriesCache{}
 			ts := time.Now().UnixNano()
 			c.handleWith(tc.decap, cache, loopback, ts, tc.payload)
 			allocs := testing.AllocsPerRun(1000, func() {

@@ -471,12 +471,12 @@ func (c *Collector) dropN(r Reason, n uint64) { c.drops[r].AddInt64(int64(n)) }
 // goroutine (tests and benchmarks of the per-packet path); cache is the
 // caller's own session -> series map, which spares the shared lock on
 // every packet.
-func (c *Collector) handle(cache map[Key]*series, src netip.Addr, tsNanos int64, payload []byte) {
+func (c *Collector) handle(cache seriesCache, src netip.Addr, tsNanos int64, payload []byte) {
 	c.handleWith(Decap, cache, src, tsNanos, payload)
 }
 
 // handleWith is handle with another tunnel's decapsulation.
-func (c *Collector) handleWith(decap Decapper, cache map[Key]*series, src netip.Addr, tsNanos int64, payload []byte) {
+func (c *Collector) handleWith(decap Decapper, cache seriesCache, src netip.Addr, tsNanos int64, payload []byte) {
 	fr, reason := decap(payload)
 	if reason != ReasonNone {
 		c.drop(reason)
@@ -490,17 +490,22 @@ func (c *Collector) handleWith(decap Decapper, cache map[Key]*series, src netip.
 	r.release()
 }
 
+// seriesCache is a writer's own session -> series map, keyed by
+// Key.packed: a uint64 key takes the map's fast path, where the struct
+// cost a generic hash on every packet.
+type seriesCache map[uint64]*series
+
 // rx is one writer's per-packet state. It keeps the series of the last
 // packet locked until the end of the batch (or a packet of another
 // session), so that a batch of one session costs one lock, not one per
 // packet; the ticker and rotation wait at most one batch for it.
 type rx struct {
 	c     *Collector
-	cache map[Key]*series // session -> series, spares the shared lock
+	cache seriesCache // session -> series, spares the shared lock
 	held  *series         // locked by this writer, or nil
 	// last is the time of each session's latest packet (nil: no clamping);
 	// heldLast is the held series' entry, kept out of the map while held.
-	last     map[Key]int64
+	last     map[uint64]int64 // by Key.packed
 	heldLast int64
 	// evictions is the collector's count of evicted series when the cache
 	// was last pruned of them.
@@ -518,7 +523,7 @@ func (r *rx) write(src netip.Addr, tsNanos int64, fr Frame) {
 		s.mu.Lock()
 		if s.evicted.Load() { // idle and forgotten since the writer cached it
 			s.mu.Unlock()
-			delete(r.cache, fr.Key)
+			delete(r.cache, fr.Key.packed())
 			if s = r.lookup(fr.Key); s == nil {
 				return
 			}
@@ -526,7 +531,7 @@ func (r *rx) write(src netip.Addr, tsNanos int64, fr Frame) {
 		}
 		r.held = s
 		if r.last != nil {
-			r.heldLast = r.last[fr.Key]
+			r.heldLast = r.last[fr.Key.packed()]
 		}
 	}
 	if r.last != nil {
@@ -546,7 +551,7 @@ func (r *rx) lookup(key Key) *series {
 		r.evictions = n
 		r.prune()
 	}
-	if s, ok := r.cache[key]; ok {
+	if s, ok := r.cache[key.packed()]; ok {
 		return s
 	}
 	s, reason := r.c.seriesFor(key)
@@ -555,7 +560,7 @@ func (r *rx) lookup(key Key) *series {
 		r.c.drop(reason)
 		return nil
 	}
-	r.cache[key] = s
+	r.cache[key.packed()] = s
 	return s
 }
 
@@ -574,7 +579,7 @@ func (r *rx) prune() {
 func (r *rx) release() {
 	if r.held != nil {
 		if r.last != nil {
-			r.last[r.held.key] = r.heldLast
+			r.last[r.held.key.packed()] = r.heldLast
 		}
 		r.held.mu.Unlock()
 		r.held = nil

@@ -187,7 +187,7 @@ func FuzzHandle(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer c.Close()
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	var n uint64
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c.handle(cache, loopback, int64(n), b)

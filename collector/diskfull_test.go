@@ -30,7 +30,7 @@ func TestDiskFull(t *testing.T) {
 	clock := &fakeClock{t: t0}
 	c := offline(t, Options{OutputDir: out, MaxDatagram: 2048, WriteBuffer: 8192, RetryInterval: 5 * time.Second,
 		Now: clock.Now, Sessions: map[uint32]string{1: "s"}})
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	fr := vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, make([]byte, 1000)))
 	sent := 0
 	for i := 0; i < 400 && c.Stats().Drops["write_error"] == 0; i++ {

@@ -22,7 +22,7 @@ func TestGzip(t *testing.T) {
 	out, copies := t.TempDir(), t.TempDir()
 	c := offline(t, Options{OutputDir: out, Compress: true, Keep: 2, PostRotate: "cp -t " + copies,
 		Sessions: map[uint32]string{1: "s"}})
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	for i := 0; i < 3; i++ {
 		for j := 0; j < 5; j++ {
 			c.handle(cache, loopback, t0.Add(time.Duration(i)*time.Second).UnixNano(),
@@ -99,7 +99,7 @@ func isbs(t *testing.T, raw []byte) map[uint32][2]uint64 {
 func TestStatisticsBlocks(t *testing.T) {
 	out := t.TempDir()
 	c := offline(t, Options{OutputDir: out, Sessions: map[uint32]string{1: "s"}, PacketLengths: map[uint32]int{1: 96}})
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
 	fr := vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, make([]byte, 40)))
 	for i := 0; i < 7; i++ {
@@ -146,7 +146,7 @@ func TestStatisticsBlocks(t *testing.T) {
 func TestSourceSeriesCap(t *testing.T) {
 	clock := &fakeClock{t: t0}
 	c := offline(t, Options{OutputDir: t.TempDir(), MaxSourceSeries: 10, SessionIdle: time.Minute, Now: clock.Now})
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	fr := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)
 	for vni := uint32(1); vni <= 50; vni++ {
 		for i := 0; i < 20; i++ {

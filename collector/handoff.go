@@ -88,7 +88,7 @@ func (w *writer) idle() bool { return len(w.free) == cap(w.free) }
 // timestamps never go back.
 func (w *writer) run(c *Collector, wg *sync.WaitGroup) {
 	defer wg.Done()
-	r := rx{c: c, cache: make(map[Key]*series), last: make(map[Key]int64)}
+	r := rx{c: c, cache: make(seriesCache), last: make(map[uint64]int64)}
 	window := c.opts.ReorderWindow.Nanoseconds()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()

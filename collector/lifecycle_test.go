@@ -40,7 +40,7 @@ func TestFullDiskKeepsRealCapture(t *testing.T) {
 	clock := &fakeClock{t: t0}
 	c := offline(t, Options{OutputDir: out, Keep: 2, MaxDatagram: 2048, WriteBuffer: 8192,
 		RetryInterval: 5 * time.Second, Now: clock.Now, Sessions: map[uint32]string{1: "s"}})
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	fr := vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, make([]byte, 1000)))
 	now := t0
 	for retry := 0; retry < 8; retry++ {
@@ -82,7 +82,7 @@ func TestMinFree(t *testing.T) {
 	clock := &fakeClock{t: t0}
 	c := offline(t, Options{OutputDir: out, RotateSize: 50 << 10, MinFree: 750 << 10, Now: clock.Now,
 		Logger: textLogger(&log), Sessions: map[uint32]string{1: "a", 2: "b"}})
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	fr := func(vni uint32) []byte {
 		return vxlan(vni, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, make([]byte, 1000)))
 	}
@@ -175,7 +175,7 @@ func TestRetentionAcrossSessions(t *testing.T) {
 
 	sessions[3] = "c"
 	c2 := offline(t, Options{OutputDir: out, MaxTotalSize: 1500, Sessions: sessions})
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	c2.handle(cache, loopback, t0.UnixNano(), vxlan(3, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)))
 	c2.Rotate()
 	c2.tick()
@@ -194,7 +194,7 @@ func TestIdleSessionFreesSlot(t *testing.T) {
 	clock := &fakeClock{t: t0}
 	c := offline(t, Options{OutputDir: out, MaxSessions: 3, SessionIdle: time.Minute, Now: clock.Now,
 		Logger: textLogger(&log), Sessions: map[uint32]string{1000: "known"}})
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	fr := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)
 	c.handle(cache, loopback, t0.UnixNano(), vxlan(1000, fr))
 	for vni := uint32(1); vni <= 100; vni++ {
@@ -235,7 +235,7 @@ func TestSymlinkSessionDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := offline(t, Options{OutputDir: out, Sessions: map[uint32]string{1: "s"}})
-	c.handle(map[Key]*series{}, loopback, t0.UnixNano(), vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)))
+	c.handle(seriesCache{}, loopback, t0.UnixNano(), vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)))
 	c.Rotate()
 	if got := files(t, elsewhere); len(got) != 0 {
 		t.Errorf("written through the link: %v", got)
@@ -262,7 +262,7 @@ func TestFileModes(t *testing.T) {
 	} {
 		out := filepath.Join(t.TempDir(), "out")
 		c := offline(t, Options{OutputDir: out, FileMode: tc.mode, Group: tc.group, Sessions: map[uint32]string{1: "s"}})
-		c.handle(map[Key]*series{}, loopback, t0.UnixNano(), vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)))
+		c.handle(seriesCache{}, loopback, t0.UnixNano(), vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)))
 		c.Rotate()
 		path := onlyFile(t, out, "")
 		for p, want := range map[string]os.FileMode{out: tc.dir, filepath.Join(out, "s"): tc.dir, path: tc.file} {
@@ -295,7 +295,7 @@ func TestFileNameTemplate(t *testing.T) {
 	} {
 		out := t.TempDir()
 		c := offline(t, Options{OutputDir: out, FileName: tc.tmpl, Host: "coll-a", Keep: 1, Sessions: map[uint32]string{1: "s"}})
-		cache := map[Key]*series{}
+		cache := seriesCache{}
 		for i := 0; i < 3; i++ {
 			c.handle(cache, loopback, t0.UnixNano(), vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)))
 			c.Rotate()

@@ -100,7 +100,7 @@ func TestLiveSlowReader(t *testing.T) {
 	out := t.TempDir()
 	w := &slowWriter{release: make(chan struct{})}
 	c := offline(t, Options{OutputDir: out, Live: w, Sessions: map[uint32]string{1: "s"}})
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	fr := vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, make([]byte, 1400)))
 	const n = 10000 // 14 MB: more than the live buffer
 	done := make(chan struct{})
@@ -157,7 +157,7 @@ func TestTap(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	var sent [][]byte
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	for i := 0; i < 3; i++ {
 		fr := tcpFrame(t, ipSource, ipTest, 1, 2, uint32(i), 0, make([]byte, 10*i))
 		sent = append(sent, fr)
@@ -197,7 +197,7 @@ func TestTapPerSession(t *testing.T) {
 	if out, err := h.Run("ip", "-br", "link", "show", "type", "tun"); err != nil || !strings.Contains(out, "xmt1 ") || !strings.Contains(out, "xmt20 ") {
 		t.Fatalf("TAP devices: %v %s", err, out)
 	}
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	fr := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)
 	for _, vni := range []uint32{1, 1, 20, 3} {
 		c.handle(cache, loopback, t0.UnixNano(), vxlan(vni, fr))

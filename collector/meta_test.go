@@ -61,7 +61,7 @@ func TestERSPANTimeInPcap(t *testing.T) {
 	c := offline(t, Options{OutputDir: out, Format: FormatPcap})
 	secs := binary.BigEndian.AppendUint32([]byte{erspanPlatfTime << 2, 0, 0, 0}, 1_700_000_000)
 	full := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)
-	c.handleWith(DecapGRE, map[Key]*series{}, loopback, t0.UnixNano(),
+	c.handleWith(DecapGRE, seriesCache{}, loopback, t0.UnixNano(),
 		erspan3(t, 1, erspan3Hdr{id: 5, gra: gra1588, ts: 42, sub: secs}, full))
 	c.Rotate()
 	pkts, _ := readCapture(t, onlyFile(t, out, "erspan-5/"))

@@ -40,7 +40,7 @@ var t0 = time.Date(2026, 1, 2, 10, 0, 10, 123456789, time.UTC)
 func TestRotateBySize(t *testing.T) {
 	out := t.TempDir()
 	c := offline(t, Options{OutputDir: out, RotateSize: 2000, Sessions: map[uint32]string{1: "s"}})
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	const n = 50
 	for i := 0; i < n; i++ {
 		fr := tcpFrame(t, ipSource, ipTest, 1234, 80, uint32(i), 0, make([]byte, 100))
@@ -96,7 +96,7 @@ func TestRotateByInterval(t *testing.T) {
 	out := t.TempDir()
 	clock := &fakeClock{t: t0}
 	c := offline(t, Options{OutputDir: out, Format: FormatPcap, RotateInterval: time.Minute, Now: clock.Now, Sessions: map[uint32]string{1: "s"}})
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	fr := vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil))
 	for _, ts := range []time.Time{t0, t0.Add(40 * time.Second), t0.Add(49*time.Second + 876543210)} { // 10:00:10, 10:00:50, 10:00:59.999999999
 		c.handle(cache, loopback, ts.UnixNano(), fr)
@@ -134,7 +134,7 @@ func TestRetention(t *testing.T) {
 		}
 	}
 	c := offline(t, Options{OutputDir: out, RotateSize: 1000, Keep: 3, Sessions: map[uint32]string{1: "s"}})
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	for i := 0; i < 30; i++ {
 		c.handle(cache, loopback, t0.Add(time.Duration(i)*time.Second).UnixNano(),
 			vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, uint32(i), 0, make([]byte, 200))))
@@ -149,7 +149,7 @@ func TestRetention(t *testing.T) {
 	// A total-size limit: the newest file is always kept.
 	out2 := t.TempDir()
 	c2 := offline(t, Options{OutputDir: out2, RotateSize: 1000, KeepBytes: 2500, Sessions: map[uint32]string{1: "s"}})
-	cache = map[Key]*series{}
+	cache = seriesCache{}
 	for i := 0; i < 30; i++ {
 		c2.handle(cache, loopback, t0.Add(time.Duration(i)*time.Second).UnixNano(),
 			vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, uint32(i), 0, make([]byte, 200))))
@@ -172,7 +172,7 @@ func TestRetention(t *testing.T) {
 func TestPostRotateNoShell(t *testing.T) {
 	out, marks := t.TempDir(), t.TempDir()
 	c := offline(t, Options{OutputDir: out, PostRotate: "touch " + marks + "/$HOME", Sessions: map[uint32]string{4: "p"}})
-	c.handle(map[Key]*series{}, loopback, t0.UnixNano(), vxlan(4, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)))
+	c.handle(seriesCache{}, loopback, t0.UnixNano(), vxlan(4, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)))
 	c.Rotate()
 	if _, err := os.Stat(filepath.Join(marks, "$HOME")); err != nil {
 		t.Errorf("no file named $HOME: the command went through a shell (%v); %v", err, files(t, marks))
@@ -242,7 +242,7 @@ func TestSessionNamesUnique(t *testing.T) {
 func TestSessionLimit(t *testing.T) {
 	out := t.TempDir()
 	c := offline(t, Options{OutputDir: out, MaxSessions: 3, Sessions: map[uint32]string{1000: "known"}})
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	fr := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)
 	for vni := uint32(1); vni <= 10; vni++ {
 		c.handle(cache, netip.MustParseAddr("10.0.0.1"), t0.UnixNano(), vxlan(vni, fr))
@@ -263,7 +263,7 @@ func TestSessionLimit(t *testing.T) {
 func TestSourceLimit(t *testing.T) {
 	out := t.TempDir()
 	c := offline(t, Options{OutputDir: out})
-	cache := map[Key]*series{}
+	cache := seriesCache{}
 	fr := vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil))
 	for i := 0; i < maxSources+44; i++ {
 		c.handle(cache, netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), t0.UnixNano(), fr)

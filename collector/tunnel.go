@@ -53,6 +53,9 @@ type Key struct {
 	ID    uint32
 }
 
+// packed is the key as one number, for the per-packet maps.
+func (k Key) packed() uint64 { return uint64(k.Proto)<<32 | uint64(k.ID) }
+
 // VXLAN is the key of a VXLAN session.
 func VXLAN(vni uint32) Key { return Key{Proto: ProtoVXLAN, ID: vni} }
 
