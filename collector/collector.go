@@ -502,7 +502,7 @@ type seriesCache map[uint64]*series
 type rx struct {
 	c     *Collector
 	cache seriesCache // session -> series, spares the shared lock
-	held  *series         // locked by this writer, or nil
+	held  *series     // locked by this writer, or nil
 	// last is the time of each session's latest packet (nil: no clamping);
 	// heldLast is the held series' entry, kept out of the map while held.
 	last     map[uint64]int64 // by Key.packed
