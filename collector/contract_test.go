@@ -47,6 +47,9 @@ func TestContract(t *testing.T) {
 		{"listen_family", 4},
 		{"listen_addr", 16},
 		{"listen_port", 2},
+		{"vxlan_on", 1},
+		{"geneve_ports", 2 * maxGenevePorts}, // XM_COL_MAX_GENEVE ports
+		{"gre_on", 1},
 		{"ring_wake", 4},
 		{"ring_idle", 4},
 	} {
