@@ -3,7 +3,10 @@
 package collector
 
 import (
+	"bytes"
 	"encoding/binary"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -67,5 +70,26 @@ func TestERSPANTimeInPcap(t *testing.T) {
 	pkts, _ := readCapture(t, onlyFile(t, out, "erspan-5/"))
 	if len(pkts) != 1 || !pkts[0].ci.Timestamp.Equal(time.Unix(1_700_000_000, 42)) {
 		t.Fatalf("packets %+v", pkts)
+	}
+}
+
+// TestLiveMeta: the live pcapng stream (--write) carries the same
+// comments and direction flags as the files.
+func TestLiveMeta(t *testing.T) {
+	var live bytes.Buffer
+	c := offline(t, Options{OutputDir: t.TempDir(), Live: &live})
+	full := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)
+	c.handleWith(DecapGRE, seriesCache{}, loopback, t0.UnixNano(), erspan3(t, 4, erspan3Hdr{id: 6, egress: true}, full))
+	if err := c.Close(); err != nil { // stops the live writer after it wrote everything
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "live.pcapng")
+	if err := os.WriteFile(path, live.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := tsharkFields(t, path, "frame.comment", "frame.packet_flags_direction", "frame.interface_name")
+	want := "erspan3 id=6 vlan=0 cos=0 bso=0 dir=egress hwid=0 sgt=0 ft=0 gra=100us ts=0 seq=4|0x00000002|127.0.0.1/erspan6"
+	if len(got) != 1 || got[0] != want {
+		t.Errorf("tshark reads %q, want %q", got, want)
 	}
 }
