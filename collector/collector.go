@@ -486,7 +486,7 @@ func (c *Collector) handleWith(decap Decapper, cache seriesCache, src netip.Addr
 		fr = fr.flatten(nil)
 	}
 	r := rx{c: c, cache: cache}
-	r.write(src, tsNanos, fr)
+	r.write(src, tsNanos, &fr)
 	r.release()
 }
 
@@ -513,7 +513,7 @@ type rx struct {
 }
 
 // write appends one decapsulated frame to its session's file.
-func (r *rx) write(src netip.Addr, tsNanos int64, fr Frame) {
+func (r *rx) write(src netip.Addr, tsNanos int64, fr *Frame) {
 	s := r.held
 	if s == nil || s.key != fr.Key {
 		r.release()

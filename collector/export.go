@@ -132,7 +132,7 @@ func newLiveStream(c *Collector, w io.Writer) *liveStream {
 }
 
 // packet adds one packet of session s from mirror source src.
-func (l *liveStream) packet(s *series, src netip.Addr, tsNanos int64, fr Frame, m *meta) {
+func (l *liveStream) packet(s *series, src netip.Addr, tsNanos int64, fr *Frame, m *meta) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	key := liveKey{s.key, src}
@@ -231,7 +231,7 @@ func newTapOut(c *Collector, dev io.Writer, label string) *tapOut {
 	return t
 }
 
-func (t *tapOut) packet(fr Frame) {
+func (t *tapOut) packet(fr *Frame) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.room(4 + len(fr.Inner)) {

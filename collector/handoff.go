@@ -123,11 +123,13 @@ func (w *writer) run(c *Collector, wg *sync.WaitGroup) {
 // until, and more while fewer than a quarter of the batches are free; it
 // recycles the batches it empties.
 func (w *writer) emit(pend *batchHeap, r *rx, until int64) {
+	var fr Frame
 	for len(*pend) > 0 && ((*pend)[0].ts() <= until || len(w.free) < cap(w.free)/4) {
 		cur := (*pend)[0]
 		p := &cur.b.pkts[cur.i]
-		r.write(p.src, p.ts, Frame{Key: p.key, Inner: cur.b.data[p.off : p.off+p.n], OrigLen: int(p.origLen),
-			Tunnel: cur.b.data[p.off-int32(p.tunnel) : p.off]})
+		fr = Frame{Key: p.key, Inner: cur.b.data[p.off : p.off+p.n], OrigLen: int(p.origLen),
+			Tunnel: cur.b.data[p.off-int32(p.tunnel) : p.off]}
+		r.write(p.src, p.ts, &fr)
 		if cur.i++; cur.i == len(cur.b.pkts) {
 			heap.Pop(pend)
 			w.recycle(cur.b)

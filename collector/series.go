@@ -140,13 +140,13 @@ func (s *series) source(src netip.Addr) (*sourceState, netip.Addr) {
 // outputs), opening or rotating its file as needed, with s.mu held: a writer
 // holds it across the packets of one session in a batch. It reports the
 // reason when the packet could not be kept.
-func (s *series) writeLocked(src netip.Addr, tsNanos int64, fr Frame) Reason {
+func (s *series) writeLocked(src netip.Addr, tsNanos int64, fr *Frame) Reason {
 	s.lastPkt = tsNanos
 	ss, src := s.source(src)
 	ss.packets.Inc()
 	var m *meta
 	if len(fr.Tunnel) > 0 {
-		s.meta = frameMeta(s.meta.comment, &fr)
+		s.meta = frameMeta(s.meta.comment, fr)
 		m = &s.meta
 	}
 	if s.c.live != nil {
@@ -210,7 +210,7 @@ func stampOf(tsNanos int64, m *meta) int64 {
 
 // appendLocked appends the packet's block (and its interface block, first
 // time in this file) to the buffer; m is its metadata (nil: none).
-func (s *series) appendLocked(ss *sourceState, src netip.Addr, tsNanos int64, fr Frame, m *meta) {
+func (s *series) appendLocked(ss *sourceState, src netip.Addr, tsNanos int64, fr *Frame, m *meta) {
 	if s.c.opts.Format == FormatPcap {
 		s.buf = appendPcapRecord(s.buf, tsNanos, fr.Inner, fr.OrigLen)
 	} else {
