@@ -174,6 +174,37 @@ func (l *soLab) writeConfig(i, w1, w2 int) string {
 	return cfg
 }
 
+// editConfig replaces old with new in LB node i's configuration file.
+func (l *soLab) editConfig(i int, old, new string) {
+	l.t.Helper()
+	cfg := filepath.Join(l.dir, fmt.Sprintf("lb%d.yaml", i+1))
+	b, err := os.ReadFile(cfg)
+	if err != nil || !strings.Contains(string(b), old) {
+		l.t.Fatalf("%s: %v, or no %q in it", cfg, err, old)
+	}
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// waitRoute waits until the router's BGP route to the VIP shows every one
+// of attrs (as `birdc show route all` prints them).
+func (l *soLab) waitRoute(d time.Duration, attrs ...string) {
+	l.t.Helper()
+	var out string
+	for t0 := time.Now(); time.Since(t0) < d; time.Sleep(50 * time.Millisecond) {
+		out, _ = l.lab.Host("rtr").Run("birdc", "-s", filepath.Join(l.dir, "bird.ctl"), "show", "route", "all", soVIP+"/32")
+		all := true
+		for _, a := range attrs {
+			all = all && strings.Contains(out, a)
+		}
+		if all {
+			return
+		}
+	}
+	l.t.Fatalf("the router's route does not show %q after %s:\n%s", attrs, d, out)
+}
+
 // start runs LB node i (again) and waits until it is ready.
 func (l *soLab) start(i int) {
 	l.t.Helper()
@@ -357,6 +388,24 @@ func TestScaleOutBGP(t *testing.T) {
 	}
 	if hops := l.nextHops(); len(hops) != 1 || hops[0] != soNodes[0] {
 		t.Errorf("after SIGTERM the router has next hops %v, want only %s", hops, soNodes[0])
+	}
+
+	// SIGHUP changes the announcement's community and MED: the router
+	// learns the new ones without the session restarting. A new VIP is
+	// refused: logged, counted, and the running node keeps announcing.
+	l.editConfig(0, `communities: ["65001:100"]`, `communities: ["65001:200"]`+"\n    med: 7")
+	l.procs[0].Signal(syscall.SIGHUP)
+	l.waitRoute(5*time.Second, "(65001,200)", "BGP.med: 7")
+	l.editConfig(0, "vip: "+soVIP, "vip: 10.99.0.9")
+	l.procs[0].Signal(syscall.SIGHUP)
+	refused := "load_balancer.listener.vip changed (10.99.0.1 -> 10.99.0.9): only a restart applies it"
+	for t0 := time.Now(); !strings.Contains(l.procs[0].Output(), refused); time.Sleep(50 * time.Millisecond) {
+		if time.Since(t0) > 5*time.Second {
+			t.Fatalf("a new vip was not refused on SIGHUP:\n%s", l.procs[0].Output())
+		}
+	}
+	if hops := l.nextHops(); len(hops) != 1 {
+		t.Errorf("after a refused reload the router has next hops %v, want %s", hops, soNodes[0])
 	}
 
 	// A node with no backend to send to (every weight 0, by SIGHUP)

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"sync/atomic"
 	"syscall"
@@ -215,16 +214,23 @@ func (p *lbPart) Ready() bool {
 
 func (p *lbPart) Run(ctx context.Context) error { return waitPart(ctx) }
 
+// Reload applies the file again: tables at once (hitless), BGP peers,
+// communities, MED and drain to the running speaker. What only a restart can
+// change (the VIP, turning bgp on or off, its ASN and router id) refuses the
+// whole reload; the interfaces are logged and kept.
 func (p *lbPart) Reload(os.Signal) {
 	next, err := loadLBConfig(p.path)
+	if err == nil {
+		err = p.restartOnly(next.LoadBalancer)
+	}
 	if err == nil {
 		if !slices.Equal(next.LoadBalancer.Listener.Interfaces, p.lb.Listener.Interfaces) {
 			slog.Warn("listener interfaces changed: restart to move the program; other changes apply now")
 		}
-		if !reflect.DeepEqual(next.LoadBalancer.BGP, p.lb.BGP) || next.LoadBalancer.Listener.VIP != p.lb.Listener.VIP {
-			slog.Warn("bgp settings or the vip changed: restart to apply them to the sessions; other changes apply now")
-		}
 		err = p.bal.Apply(next.LoadBalancer)
+	}
+	if err == nil && p.speaker != nil {
+		err = p.speaker.Reconfigure(*next.LoadBalancer.BGP)
 	}
 	if err != nil {
 		p.reloadErrors.Inc()
@@ -233,6 +239,24 @@ func (p *lbPart) Reload(os.Signal) {
 	}
 	p.reloads.Inc()
 	slog.Info("reloaded", "backends", len(next.LoadBalancer.Backends), "algorithm", next.LoadBalancer.Algorithm)
+}
+
+// restartOnly refuses changes a running node cannot make: the VIP (its
+// program, announcement and checks are built around it), and bgp turned on
+// or off or given another ASN or router id.
+func (p *lbPart) restartOnly(next *config.LoadBalancer) error {
+	cur := p.lb
+	if next.Listener.VIP != cur.Listener.VIP {
+		return fmt.Errorf("%s: load_balancer.listener.vip changed (%s -> %s): only a restart applies it",
+			p.path, cur.Listener.VIP, next.Listener.VIP)
+	}
+	if (next.BGP == nil) != (cur.BGP == nil) {
+		return fmt.Errorf("%s: load_balancer.bgp added or removed: only a restart applies it", p.path)
+	}
+	if next.BGP != nil && (next.BGP.ASN != cur.BGP.ASN || next.BGP.RouterID != cur.BGP.RouterID) {
+		return fmt.Errorf("%s: load_balancer.bgp.asn or router_id changed: only a restart applies it", p.path)
+	}
+	return nil
 }
 
 func (p *lbPart) Close() {

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,9 +33,12 @@ import (
 // connectRetry is how often a session that is down is tried again.
 const connectRetry = 2 * time.Second
 
+// ErrRestartNeeded: a change Reconfigure cannot make to a running speaker
+// (the ASN and router id of the BGP instance).
+var ErrRestartNeeded = errors.New("needs a restart")
+
 // Speaker holds the BGP sessions of one LB node and its announcement.
 type Speaker struct {
-	cfg config.BGP
 	vip netip.Addr
 	srv *server.BgpServer
 
@@ -42,8 +46,10 @@ type Speaker struct {
 	done chan struct{} // the reconcile loop ended
 
 	mu         sync.Mutex
+	cfg        config.BGP
 	want       bool   // announce: the node is attached and some backend takes new flows
 	stopping   bool   // Stop began: never announce again
+	stale      bool   // the announced path's attributes changed: announce it again
 	pathUUID   []byte // of the announced path; nil when not announced
 	sessions   map[string]api.PeerState_SessionState
 	announces  uint64 // times the VIP was announced
@@ -103,6 +109,16 @@ func (s *Speaker) Announce(want bool) {
 	s.mu.Lock()
 	s.want = want
 	s.mu.Unlock()
+	s.poke()
+}
+
+// poke wakes the reconcile loop, unless Stop closed it.
+func (s *Speaker) poke() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -116,14 +132,15 @@ func (s *Speaker) reconcile() {
 		s.mu.Lock()
 		want := s.want && !s.stopping
 		have := s.pathUUID != nil
+		stale := s.stale
+		s.stale = false
 		s.mu.Unlock()
-		if want == have {
-			continue
-		}
 		var err error
-		if want {
+		switch {
+		case want && (!have || stale):
+			// a path for the same prefix replaces the announced one
 			err = s.announce()
-		} else {
+		case !want && have:
 			err = s.withdraw()
 		}
 		if err != nil {
@@ -171,6 +188,9 @@ func (s *Speaker) withdraw() error {
 // session's local address there), origin IGP, the configured communities
 // and MED.
 func (s *Speaker) path() (*api.Path, error) {
+	s.mu.Lock()
+	med, comms := s.cfg.MED, s.cfg.Communities
+	s.mu.Unlock()
 	nlri, err := anypb.New(&api.IPAddressPrefix{PrefixLen: 32, Prefix: s.vip.String()})
 	if err != nil {
 		return nil, err
@@ -178,10 +198,10 @@ func (s *Speaker) path() (*api.Path, error) {
 	attrs := []proto.Message{
 		&api.OriginAttribute{Origin: 0},
 		&api.NextHopAttribute{NextHop: "0.0.0.0"},
-		&api.MultiExitDiscAttribute{Med: s.cfg.MED},
+		&api.MultiExitDiscAttribute{Med: med},
 	}
-	if len(s.cfg.Communities) > 0 {
-		cs, err := communities(s.cfg.Communities)
+	if len(comms) > 0 {
+		cs, err := communities(comms)
 		if err != nil {
 			return nil, err
 		}
@@ -209,6 +229,65 @@ func communities(in []string) ([]uint32, error) {
 		out = append(out, uint32(hi)<<16|uint32(lo))
 	}
 	return out, nil
+}
+
+// Reconfigure applies a changed configuration to the running speaker:
+// sessions with removed peers close, new peers are dialled, a peer whose
+// settings changed (ASN, port, password, hold time) is deleted and added
+// again (its session starts over), the announcement (if made) is sent again
+// when its MED or communities changed, and a new drain applies to the next
+// Stop. The ASN and router id belong to the running BGP instance: changing
+// them is refused with ErrRestartNeeded and nothing changes.
+func (s *Speaker) Reconfigure(cfg config.BGP) error {
+	s.mu.Lock()
+	old := s.cfg
+	s.mu.Unlock()
+	if cfg.ASN != old.ASN || cfg.RouterID != old.RouterID {
+		return fmt.Errorf("bgp asn or router_id changed (%d %s -> %d %s): %w",
+			old.ASN, old.RouterID, cfg.ASN, cfg.RouterID, ErrRestartNeeded)
+	}
+	ctx := context.Background()
+	was, now := peersOf(old), peersOf(cfg)
+	var errs []error
+	for addr, p := range was {
+		if q, ok := now[addr]; ok && proto.Equal(p, q) {
+			continue
+		}
+		if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr}); err != nil {
+			errs = append(errs, fmt.Errorf("remove bgp peer %s: %w", addr, err))
+		}
+		s.mu.Lock()
+		delete(s.sessions, addr)
+		s.mu.Unlock()
+		slog.Info("bgp: peer removed", "peer", addr)
+	}
+	for addr, q := range now {
+		if p, ok := was[addr]; ok && proto.Equal(p, q) {
+			continue
+		}
+		s.mu.Lock()
+		s.sessions[addr] = api.PeerState_IDLE
+		s.mu.Unlock()
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: q}); err != nil {
+			errs = append(errs, fmt.Errorf("bgp peer %s: %w", addr, err))
+		}
+		slog.Info("bgp: peer added", "peer", addr)
+	}
+	s.mu.Lock()
+	s.cfg = cfg
+	s.stale = cfg.MED != old.MED || !slices.Equal(cfg.Communities, old.Communities)
+	s.mu.Unlock()
+	s.poke()
+	return errors.Join(errs...)
+}
+
+// peersOf is every peer's GoBGP description, by address.
+func peersOf(cfg config.BGP) map[string]*api.Peer {
+	out := make(map[string]*api.Peer, len(cfg.Peers))
+	for _, p := range cfg.Peers {
+		out[p.Address.String()] = peerOf(cfg, p)
+	}
+	return out
 }
 
 // peerEvent records session state changes.
@@ -240,6 +319,7 @@ func (s *Speaker) Stop() {
 	s.mu.Lock()
 	s.stopping = true
 	announced := s.pathUUID != nil
+	drain := time.Duration(s.cfg.Drain)
 	s.mu.Unlock()
 	close(s.wake)
 	<-s.done
@@ -247,8 +327,8 @@ func (s *Speaker) Stop() {
 		if err := s.withdraw(); err != nil {
 			slog.Error("bgp", "err", err)
 		}
-		slog.Info("bgp: draining before stopping", "drain", time.Duration(s.cfg.Drain))
-		time.Sleep(time.Duration(s.cfg.Drain))
+		slog.Info("bgp: draining before stopping", "drain", drain)
+		time.Sleep(drain)
 	}
 	if err := s.srv.StopBgp(context.Background(), &api.StopBgpRequest{}); err != nil {
 		slog.Error("stop bgp", "err", err)
