@@ -436,13 +436,13 @@ func TestPartsRunWithUnitCapabilities(t *testing.T) {
 	// Directories the unprivileged user may write, as StateDirectory= and a
 	// chowned pin directory give it.
 	out := filepath.Join(os.TempDir(), fmt.Sprintf("xmirror-captest-%d", os.Getpid()))
-	for _, d := range []string{pins, out} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		os.Chown(d, 65534, 65534)
-		defer os.RemoveAll(d)
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
 	}
+	os.Chown(out, 65534, 65534)
+	defer os.RemoveAll(out)
+	defer os.RemoveAll(pins)
+	runStartPre(t, "xmirror-lb.service", pins)
 	for _, tc := range []struct {
 		host, unit string
 		args       []string
@@ -483,6 +483,34 @@ func TestPartsRunWithUnitCapabilities(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkMetadata(t, tc.args[0], string(body))
+	}
+}
+
+// runStartPre runs the privileged ExecStartPre=+ lines of unit as systemd
+// would before the start, with the xmirror user as 65534 and the default pin
+// directory as pins, and puts /sys/fs/bpf's mode back when the test ends (the
+// lines change it, and a bpffs mounted 0700, as systemd mounts it, is what
+// they are for).
+func runStartPre(t *testing.T, unit, pins string) {
+	const root = "/sys/fs/bpf"
+	if st, err := os.Stat(root); err == nil {
+		t.Cleanup(func() { os.Chmod(root, st.Mode()) })
+	}
+	b, err := os.ReadFile(filepath.Join("systemd", unit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := strings.NewReplacer("xmirror:xmirror", "65534:65534", "-o xmirror", "-o 65534", "-g xmirror", "-g 65534",
+		root+"/xmirror", pins)
+	for _, line := range strings.Split(string(b), "\n") {
+		cmd, ok := strings.CutPrefix(line, "ExecStartPre=+")
+		if !ok {
+			continue
+		}
+		args := strings.Fields(r.Replace(cmd))
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: ExecStartPre=+%s: %v: %s", unit, cmd, err, out)
+		}
 	}
 }
 
