@@ -51,11 +51,7 @@ func TestUnitsVerify(t *testing.T) {
 	dir := t.TempDir()
 	var paths []string
 	for name, caps := range units {
-		b, err := os.ReadFile(filepath.Join("systemd", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		text := string(b)
+		text := unitText(t, name)
 		want := strings.Join(caps, " ")
 		for _, key := range []string{"AmbientCapabilities=", "CapabilityBoundingSet="} {
 			if !strings.Contains(text, "\n"+key+want+"\n") {
@@ -433,8 +429,9 @@ func TestPartsRunWithUnitCapabilities(t *testing.T) {
 	)
 	examples, _ := filepath.Abs(filepath.Join("..", "config", "examples"))
 	pins := fmt.Sprintf("/sys/fs/bpf/xmirror-captest-%d", os.Getpid())
-	// Directories the unprivileged user may write, as StateDirectory= and a
-	// chowned pin directory give it.
+	// Directories the unprivileged user may write: the output directory as
+	// StateDirectory= gives it, the pin directory as the lb unit's
+	// ExecStartPre=+ lines make it.
 	out := filepath.Join(os.TempDir(), fmt.Sprintf("xmirror-captest-%d", os.Getpid()))
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
@@ -486,23 +483,32 @@ func TestPartsRunWithUnitCapabilities(t *testing.T) {
 	}
 }
 
-// runStartPre runs the privileged ExecStartPre=+ lines of unit as systemd
-// would before the start, with the xmirror user as 65534 and the default pin
-// directory as pins, and puts /sys/fs/bpf's mode back when the test ends (the
-// lines change it, and a bpffs mounted 0700, as systemd mounts it, is what
-// they are for).
-func runStartPre(t *testing.T, unit, pins string) {
-	const root = "/sys/fs/bpf"
-	if st, err := os.Stat(root); err == nil {
-		t.Cleanup(func() { os.Chmod(root, st.Mode()) })
-	}
+// unitText is a shipped unit file's text.
+func unitText(t *testing.T, unit string) string {
 	b, err := os.ReadFile(filepath.Join("systemd", unit))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := strings.NewReplacer("xmirror:xmirror", "65534:65534", "-o xmirror", "-o 65534", "-g xmirror", "-g 65534",
-		root+"/xmirror", pins)
-	for _, line := range strings.Split(string(b), "\n") {
+	return string(b)
+}
+
+// runStartPre runs the privileged ExecStartPre=+ lines of unit as systemd
+// would before the start, with the xmirror user as 65534 and the default pin
+// directory as pins. /sys/fs/bpf gets the mode systemd mounts it with (0700)
+// first, so the lines are what lets the user in, and its mode is put back
+// when the test ends.
+func runStartPre(t *testing.T, unit, pins string) {
+	const root = "/sys/fs/bpf"
+	st, err := os.Stat(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(root, st.Mode()) })
+	if err := os.Chmod(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r := strings.NewReplacer("-o xmirror", "-o 65534", "-g xmirror", "-g 65534", root+"/xmirror", pins)
+	for _, line := range strings.Split(unitText(t, unit), "\n") {
 		cmd, ok := strings.CutPrefix(line, "ExecStartPre=+")
 		if !ok {
 			continue
@@ -516,11 +522,7 @@ func runStartPre(t *testing.T, unit, pins string) {
 
 // unitCaps turns a unit's AmbientCapabilities= into setpriv's "+bpf,+net_admin".
 func unitCaps(t *testing.T, unit string) string {
-	b, err := os.ReadFile(filepath.Join("systemd", unit))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(unitText(t, unit), "\n") {
 		if v, ok := strings.CutPrefix(line, "AmbientCapabilities="); ok {
 			var caps []string
 			for _, c := range strings.Fields(v) {
