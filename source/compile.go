@@ -39,6 +39,9 @@ const (
 	markIfindexMax = int(sourceXmMarkXM_MARK_IF_MASK)
 	markMagic      = uint32(sourceXmMarkXM_MARK_MAGIC)
 	markMagicMask  = uint32(sourceXmMarkXM_MARK_MAGIC_MASK)
+	markDirect     = uint32(sourceXmMarkXM_MARK_DIRECT)
+	// markAnyMask covers both magics: a user's mark under it is refused.
+	markAnyMask = uint32(sourceXmMarkXM_MARK_ANY_MASK)
 
 	hashSymmetric   = uint8(sourceXmHashModeXM_HASH_SYMMETRIC)
 	hashDirectional = uint8(sourceXmHashModeXM_HASH_DIRECTIONAL)
@@ -63,6 +66,7 @@ type Resolved struct {
 	Ifindex  map[string]int        // source interface name -> ifindex
 	Local    map[string]netip.Addr // source interface name -> outer source address
 	Offloads map[string]offloads   // source interface name -> its transmit offloads
+	RxAggr   map[string]bool       // source interface name -> GRO or LRO on
 	Target   map[string]netip.Addr // session name -> target IPv4
 	PathMTU  map[string]int        // session name -> MTU of the route to the target
 }
@@ -77,7 +81,10 @@ type Program struct {
 	Ifaces   map[uint32]sourceIface
 	IfNames  map[uint32]string
 	Offloads map[uint32]offloads
-	Targets  []netip.Addr
+	// RxAggr: the interface may receive aggregates (GRO, LRO), whose
+	// copies take the ring, cut as tcpdump sees them.
+	RxAggr  map[uint32]bool
+	Targets []netip.Addr
 }
 
 // compile turns the enabled sessions of cfg into a Program. ids gives every
@@ -90,6 +97,7 @@ func compile(cfg *config.Config, res *Resolved, ids map[string]uint16) (*Program
 		Ifaces:   map[uint32]sourceIface{},
 		IfNames:  map[uint32]string{},
 		Offloads: map[uint32]offloads{},
+		RxAggr:   map[uint32]bool{},
 	}
 	filters := map[string]*config.Filter{}
 	for i := range cfg.Filters {
@@ -124,6 +132,7 @@ func compile(cfg *config.Config, res *Resolved, ids map[string]uint16) (*Program
 			Burst:    burst,
 			Ttl:      defaultTTL,
 			HashMode: hashMode,
+			Direct:   boolByte(wholeFrames(s.PacketLength, res.PathMTU[s.Name])),
 		}
 		p.Names[id] = s.Name
 		p.Filters[id] = s.Filter
@@ -164,6 +173,7 @@ func (p *Program) addSource(res *Resolved, ifname string, id uint16, f *config.F
 	p.Ifaces[uint32(ifindex)] = ifc
 	p.IfNames[uint32(ifindex)] = ifname
 	p.Offloads[uint32(ifindex)] = res.Offloads[ifname]
+	p.RxAggr[uint32(ifindex)] = res.RxAggr[ifname]
 	for dir, rules := range [2][]config.Rule{f.Inbound, f.Outbound} {
 		if err := p.appendBlock(dir, uint32(ifindex), id, rules); err != nil {
 			return err
@@ -183,6 +193,39 @@ func enabledSessions(cfg *config.Config) []config.Session {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Priority < out[j].Priority })
 	return out
+}
+
+// directRule tells whether copies by rule r (direction dir) may leave
+// directly (bpf/direct.h): its session keeps whole frames, and its copies
+// are single frames, never aggregates, so that none takes the ring and
+// falls behind the direct ones. Outbound, that is an interface with a
+// replica (which segments every aggregate); inbound, one without GRO or LRO.
+// (The programs check every packet as well: an aggregate still takes the
+// ring, as one from a virtual peer's segmentation offload would.)
+func (p *Program) directRule(r sourceRule, dir int) bool {
+	if p.Sessions[r.Session].Direct == 0 {
+		return false
+	}
+	if dir == dirOut {
+		return p.Ifaces[r.Ifindex].Replica != 0
+	}
+	return !p.RxAggr[r.Ifindex]
+}
+
+// wholeFrames tells a session that keeps whole frames (all the path MTU
+// allows): the ring datapath may send its copies directly (bpf/direct.h),
+// which costs one copy of the frame's head where the ring costs two copies
+// of what is kept; a shorter cut is cheaper through the ring, which copies
+// only the bytes kept.
+func wholeFrames(packetLength, mtu int) bool {
+	return effectiveLength(packetLength, mtu) == effectiveLength(0, mtu)
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // effectiveLength is the number of frame bytes kept: the session's packet

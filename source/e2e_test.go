@@ -4,7 +4,11 @@ package source
 
 import (
 	"bytes"
+	"net/netip"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/gopacket/layers"
 )
@@ -16,7 +20,34 @@ func TestSeedEquivalence(t *testing.T) {
 	for _, datapath := range []string{DatapathKernel, DatapathRing, DatapathPerf} {
 		for _, offload := range []bool{false, true} {
 			t.Run(datapath+"/"+map[bool]string{false: "offload-off", true: "offload-on"}[offload], func(t *testing.T) {
-				testSeedEquivalence(t, datapath, offload, AttachAuto)
+				testSeedEquivalence(t, datapath, offload, AttachAuto, 96)
+			})
+		}
+	}
+}
+
+// TestWholeFrameEquivalence is TestSeedEquivalence for a session that keeps
+// whole frames (no packet_length: cut only to the path MTU, 1,500 - 50 in
+// the lab): the copies are `tcpdump -s 1450`. With offloads off every copy
+// of the ring datapath is a single frame and leaves directly from the kernel
+// (bpf/direct.h: inbound cloned at the ingress hook, outbound sent on from
+// the replica); with them on, the TSO aggregates take the ring, cut like
+// tcpdump cuts them.
+func TestWholeFrameEquivalence(t *testing.T) {
+	for _, offload := range []bool{false, true} {
+		for _, attach := range []string{AttachTCX, AttachTC} {
+			t.Run(attach+"/"+map[bool]string{false: "offload-off", true: "offload-on"}[offload], func(t *testing.T) {
+				s := testSeedEquivalence(t, DatapathRing, offload, attach, 1450)
+				stats, err := s.Stats()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, st := range stats {
+					t.Logf("%s: %d mirrored, %d sent directly", st.Direction, st.Packets, st.Direct)
+					if !offload && st.Direct != st.Packets {
+						t.Errorf("%s: %d of %d copies sent directly, want all: every copy is a single frame", st.Direction, st.Direct, st.Packets)
+					}
+				}
 			})
 		}
 	}
@@ -28,21 +59,38 @@ func TestSeedEquivalenceTC(t *testing.T) {
 	for _, datapath := range []string{DatapathKernel, DatapathRing} {
 		for _, offload := range []bool{false, true} {
 			t.Run(datapath+"/"+map[bool]string{false: "offload-off", true: "offload-on"}[offload], func(t *testing.T) {
-				testSeedEquivalence(t, datapath, offload, AttachTC)
+				testSeedEquivalence(t, datapath, offload, AttachTC, 96)
 			})
 		}
 	}
 }
 
-func testSeedEquivalence(t *testing.T, datapath string, offload bool, attach string) {
+// testSeedEquivalence runs the seed's scenario with the session cut to snap
+// bytes (96, the seed's packet_length, or 1450: whole frames) and returns
+// the source, still running.
+func testSeedEquivalence(t *testing.T, datapath string, offload bool, attach string, snap int) *Source {
 	lab := seedLab(t, offload)
 	src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
-	cfg := seedConfig(t, seedYAML)
+	yaml := seedYAML
+	if snap != 96 {
+		yaml = strings.Replace(yaml, "packet_length: 96, ", "", 1)
+	}
+	cfg := seedConfig(t, yaml)
 
 	sinkVXLAN(t, target)
 	atTarget := startCapture(t, target, "target", "udp", "port", "4789")
-	atSource := startCapture(t, src, "source", "-s", "96", "tcp and host "+testIP+" and port 1234")
+	atSource := startCapture(t, src, "source", "-s", strconv.Itoa(snap), "tcp and host "+testIP+" and port 1234")
+	if snap != 96 {
+		// The target's neighbour resolved first, and its direct hop written:
+		// every copy can then leave directly from the first one.
+		if _, err := src.Run("ping", "-c1", "-W1", targetIP); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s := startSourceOpts(t, src, cfg, Options{Datapath: datapath, Attach: attach})
+	if snap != 96 && datapath == DatapathRing {
+		waitDirectHop(t, s, targetIP)
+	}
 
 	gotSrc, gotTest := seedConversation(t, src, test)
 	if gotSrc != "test to source\n" || gotTest != "hello\nsource to test\n" {
@@ -84,8 +132,8 @@ func testSeedEquivalence(t *testing.T, datapath string, offload bool, attach str
 	}
 	for i := range want {
 		w := want[i].Data()
-		if len(w) > 96 {
-			t.Fatalf("tcpdump -s 96 gave %d bytes", len(w))
+		if len(w) > snap {
+			t.Fatalf("tcpdump -s %d gave %d bytes", snap, len(w))
 		}
 		d := 1
 		if isInbound(w) {
@@ -181,4 +229,19 @@ func testSeedEquivalence(t *testing.T, datapath string, offload bool, attach str
 	if n != uint64(len(want)) {
 		t.Errorf("counters say %d mirrored, want %d", n, len(want))
 	}
+	return s
+}
+
+// waitDirectHop waits until the ring datapath sends copies to target
+// directly (its next hop is in xm_hops).
+func waitDirectHop(t *testing.T, s *Source, target string) {
+	t.Helper()
+	key := addrWord(netip.MustParseAddr(target))
+	var h sourceHop
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if s.objs.XmHops.Lookup(key, &h) == nil {
+			return
+		}
+	}
+	t.Fatalf("no direct hop for %s after 3s", target)
 }

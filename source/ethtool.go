@@ -20,6 +20,10 @@ const (
 	ethtoolSTSO    = 0x1f
 	ethtoolGGSO    = 0x23
 	ethtoolSGSO    = 0x24
+	ethtoolGFLAGS  = 0x25
+	ethtoolGGRO    = 0x2b
+
+	ethFlagLRO = 1 << 15 // in ETHTOOL_GFLAGS
 )
 
 // offloads are the transmit offloads that decide what the kernel does to a
@@ -75,6 +79,25 @@ func getOffloads(ifname string) (offloads, error) {
 		*f.dst = v != 0
 	}
 	return o, nil
+}
+
+// rxAggregates tells whether ifname may hand the stack aggregates of
+// received segments (GRO or LRO on), in the calling thread's namespace.
+func rxAggregates(ifname string) (bool, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return true, fmt.Errorf("ethtool socket: %w", err)
+	}
+	defer unix.Close(fd)
+	gro, err := ethtool(fd, ifname, ethtoolGGRO, 0)
+	if err != nil {
+		return true, fmt.Errorf("ethtool %s get gro: %w", ifname, err)
+	}
+	flags, err := ethtool(fd, ifname, ethtoolGFLAGS, 0)
+	if err != nil {
+		return true, fmt.Errorf("ethtool %s get flags: %w", ifname, err)
+	}
+	return gro != 0 || flags&ethFlagLRO != 0, nil
 }
 
 // setOffloads gives ifname the offloads o, in dependency order (TSO needs SG

@@ -26,11 +26,12 @@ var (
 
 // nextHop is where packets to one target go at the link layer.
 type nextHop struct {
-	ll   unix.RawSockaddrLinklayer
-	eth  [ethLen]byte // the Ethernet header, for the GSO socket
-	ok   bool         // resolved: use the AF_PACKET socket
-	kick bool         // the neighbour is stale: send one packet through the raw socket so the kernel revalidates it
-	at   time.Time    // when it was looked up
+	ll    unix.RawSockaddrLinklayer
+	eth   [ethLen]byte // the Ethernet header, for the GSO socket
+	ok    bool         // resolved: use the AF_PACKET socket
+	kick  bool         // the neighbour is stale: send one packet through the raw socket so the kernel revalidates it
+	neigh net.IP       // the neighbour's address (the target or its gateway)
+	at    time.Time    // when it was looked up
 }
 
 // hop returns the link-layer next hop for dst, nil when the packet has to
@@ -54,12 +55,17 @@ func (r *ringPath) hop(dst [4]byte) *nextHop {
 	return h
 }
 
-// resolve looks up the route to dst (with the tunnel mark, as the raw socket
-// would), its interface and the neighbour entry of the next hop.
+// resolve looks up the next hop of dst for the ring's sender.
 func (r *ringPath) resolve(dst [4]byte) *nextHop {
-	h := &nextHop{at: r.now}
+	return resolveHop(r.nl, r.mark, dst, r.now)
+}
+
+// resolveHop looks up the route to dst (with the tunnel mark, as the raw
+// socket would), its interface and the neighbour entry of the next hop.
+func resolveHop(nl *netlink.Handle, mark uint32, dst [4]byte, now time.Time) *nextHop {
+	h := &nextHop{at: now}
 	ip := net.IP(dst[:])
-	routes, err := r.nl.RouteGetWithOptions(ip, &netlink.RouteGetOptions{Mark: r.mark})
+	routes, err := nl.RouteGetWithOptions(ip, &netlink.RouteGetOptions{Mark: mark})
 	if err != nil || len(routes) == 0 || routes[0].LinkIndex <= 0 ||
 		(routes[0].Type != 0 && routes[0].Type != unix.RTN_UNICAST) {
 		return h
@@ -69,11 +75,11 @@ func (r *ringPath) resolve(dst [4]byte) *nextHop {
 	if rt.Gw != nil {
 		nh = rt.Gw
 	}
-	link, err := r.nl.LinkByIndex(rt.LinkIndex)
+	link, err := nl.LinkByIndex(rt.LinkIndex)
 	if err != nil || link.Attrs().EncapType != "ether" || len(link.Attrs().HardwareAddr) != 6 {
 		return h
 	}
-	neighs, err := r.nl.NeighList(rt.LinkIndex, netlink.FAMILY_V4)
+	neighs, err := nl.NeighList(rt.LinkIndex, netlink.FAMILY_V4)
 	if err != nil {
 		return h
 	}
@@ -93,6 +99,7 @@ func (r *ringPath) resolve(dst [4]byte) *nextHop {
 		copy(h.eth[0:], n.HardwareAddr)
 		copy(h.eth[6:], link.Attrs().HardwareAddr)
 		binary.BigEndian.PutUint16(h.eth[12:], unix.ETH_P_IP)
+		h.neigh = nh
 		h.ok = true
 		break
 	}

@@ -27,6 +27,7 @@ func resolve(cfg *config.Config, port int) (*Resolved, error) {
 		Ifindex:  map[string]int{},
 		Local:    map[string]netip.Addr{},
 		Offloads: map[string]offloads{},
+		RxAggr:   map[string]bool{},
 		Target:   map[string]netip.Addr{},
 		PathMTU:  map[string]int{},
 	}
@@ -48,6 +49,10 @@ func resolve(cfg *config.Config, port int) (*Resolved, error) {
 			if res.Offloads[ifname], err = getOffloads(ifname); err != nil {
 				// Without ethtool answers assume the safe, software case.
 				slog.Debug("cannot read offloads; assuming none", "interface", ifname, "err", err)
+			}
+			if res.RxAggr[ifname], err = rxAggregates(ifname); err != nil {
+				// Assume aggregates: inbound copies then take the ring.
+				slog.Debug("cannot read receive offloads; assuming aggregates", "interface", ifname, "err", err)
 			}
 			addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
 			if err != nil {

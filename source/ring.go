@@ -118,6 +118,8 @@ type ringPath struct {
 	idleLooks int           // empty looks before it sleeps
 	// lookup finds the next hop of a target (resolve; tests replace it).
 	lookup func(dst [4]byte) *nextHop
+	// direct keeps the next hops of direct sends (direct.go); nil without.
+	direct *directHops
 }
 
 // startRing opens the sockets (in the caller's network namespace) and the
@@ -159,6 +161,7 @@ func startRing(objs *sourceObjects, mark uint32, priority string, maxDelay time.
 	if err != nil {
 		return nil, err
 	}
+	r.direct = startDirect(objs.XmHops, mark)
 	r.send = func(b *batch) {
 		switch {
 		case b.runs != nil:
@@ -181,7 +184,11 @@ func (r *ringPath) fill(st *sourceState) {
 	st.PortMin, st.PortRange = r.ports.min, r.ports.span
 }
 
-func (r *ringPath) running(*Program) {}
+func (r *ringPath) running(prog *Program) {
+	if r.direct != nil {
+		r.direct.running(prog)
+	}
+}
 
 func (r *ringPath) errors(id uint16, dir int) uint64 { return r.errs.of(id, dir) }
 
@@ -348,6 +355,10 @@ func (r *ringPath) sends() uint64 {
 }
 
 func (r *ringPath) close() error {
+	// Direct sends stop first: from then on every copy takes the ring.
+	if r.direct != nil {
+		r.direct.close()
+	}
 	r.rd.Interrupt()
 	r.wg.Wait()
 	r.rd.Close()

@@ -83,8 +83,8 @@ func New(cfg *config.Config, opts Options) (_ *Source, err error) {
 			s.devName = cfg.Source.Device
 		}
 	}
-	if s.mark&markMagicMask == markMagic {
-		return nil, fmt.Errorf("%w: source.mark 0x%x collides with the marks of xmirror's clones (0x%x/0x%x)", ErrConfig, s.mark, markMagic, markMagicMask)
+	if s.mark&markAnyMask == markMagic {
+		return nil, fmt.Errorf("%w: source.mark 0x%x collides with the marks of xmirror's clones (0x%x/0x%x)", ErrConfig, s.mark, markMagic, markAnyMask)
 	}
 	prog, err := s.compile(cfg)
 	if err != nil {
@@ -265,6 +265,7 @@ func (s *Source) writeIdle(idle uint32, prog *Program) (sourceState, error) {
 			if dir == dirOut {
 				r.Replica = ifc.Replica // 0 without a replica
 			}
+			r.Direct = boolByte(prog.directRule(r, dir))
 			key := uint32((int(idle)*2+dir)*MaxRules + i)
 			if err := s.objs.XmRules.Put(key, r); err != nil {
 				return st, fmt.Errorf("write rule %d: %w", i, err)

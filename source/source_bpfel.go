@@ -31,6 +31,7 @@ type sourceCounters struct {
 	Cut         uint64
 	Ratelimited uint64
 	Errors      uint64
+	Direct      uint64
 }
 
 type sourceDecision struct {
@@ -39,6 +40,13 @@ type sourceDecision struct {
 	Session int32
 	Rule    uint32
 	Dir     uint32
+}
+
+type sourceHop struct {
+	_       structs.HostLayout
+	Ifindex uint32
+	Dst     [6]uint8
+	Src     [6]uint8
 }
 
 type sourceIface struct {
@@ -65,7 +73,7 @@ type sourceRule struct {
 	Flags     uint8
 	Ethertype uint16
 	Proto     uint8
-	Pad       uint8
+	Direct    uint8
 	SportLo   uint16
 	SportHi   uint16
 	DportLo   uint16
@@ -100,7 +108,8 @@ type sourceSession struct {
 	Burst    uint32
 	Ttl      uint8
 	HashMode uint8
-	Pad      uint16
+	Direct   uint8
+	Pad      uint8
 }
 
 type sourceState struct {
@@ -154,6 +163,8 @@ type sourceXmMark uint32
 const (
 	sourceXmMarkXM_MARK_MAGIC      sourceXmMark = 2952790016
 	sourceXmMarkXM_MARK_MAGIC_MASK sourceXmMark = 4160749568
+	sourceXmMarkXM_MARK_DIRECT     sourceXmMark = 3087007744
+	sourceXmMarkXM_MARK_ANY_MASK   sourceXmMark = 4026531840
 	sourceXmMarkXM_MARK_DIR_SHIFT  sourceXmMark = 26
 	sourceXmMarkXM_MARK_SESS_SHIFT sourceXmMark = 16
 	sourceXmMarkXM_MARK_SESS_MASK  sourceXmMark = 1023
@@ -187,6 +198,7 @@ const (
 	sourceMapXmCounters       = "xm_counters"
 	sourceMapXmDecision       = "xm_decision"
 	sourceMapXmEvents         = "xm_events"
+	sourceMapXmHops           = "xm_hops"
 	sourceMapXmIfaces         = "xm_ifaces"
 	sourceMapXmRing           = "xm_ring"
 	sourceMapXmRules          = "xm_rules"
@@ -269,6 +281,7 @@ type sourceMapSpecs struct {
 	XmCounters *ebpf.MapSpec `ebpf:"xm_counters"`
 	XmDecision *ebpf.MapSpec `ebpf:"xm_decision"`
 	XmEvents   *ebpf.MapSpec `ebpf:"xm_events"`
+	XmHops     *ebpf.MapSpec `ebpf:"xm_hops"`
 	XmIfaces   *ebpf.MapSpec `ebpf:"xm_ifaces"`
 	XmRing     *ebpf.MapSpec `ebpf:"xm_ring"`
 	XmRules    *ebpf.MapSpec `ebpf:"xm_rules"`
@@ -319,6 +332,7 @@ type sourceMaps struct {
 	XmCounters *ebpf.Map `ebpf:"xm_counters"`
 	XmDecision *ebpf.Map `ebpf:"xm_decision"`
 	XmEvents   *ebpf.Map `ebpf:"xm_events"`
+	XmHops     *ebpf.Map `ebpf:"xm_hops"`
 	XmIfaces   *ebpf.Map `ebpf:"xm_ifaces"`
 	XmRing     *ebpf.Map `ebpf:"xm_ring"`
 	XmRules    *ebpf.Map `ebpf:"xm_rules"`
@@ -333,6 +347,7 @@ func (m *sourceMaps) Close() error {
 		m.XmCounters,
 		m.XmDecision,
 		m.XmEvents,
+		m.XmHops,
 		m.XmIfaces,
 		m.XmRing,
 		m.XmRules,

@@ -19,6 +19,7 @@ type Stats struct {
 	Packets     uint64 // mirrored
 	Bytes       uint64 // mirrored bytes (after cutting)
 	Cut         uint64 // mirrored frames that were cut
+	Direct      uint64 // of Packets, sent directly from the kernel (datapath ring, bpf/direct.h)
 	RateLimited uint64 // accepted but not mirrored: over the rate limit
 	Errors      uint64
 }
@@ -40,6 +41,7 @@ func (s *Source) Stats() ([]Stats, error) {
 				st.Packets += c.Packets
 				st.Bytes += c.Bytes
 				st.Cut += c.Cut
+				st.Direct += c.Direct
 				st.RateLimited += c.Ratelimited
 				st.Errors += c.Errors
 			}
@@ -93,6 +95,7 @@ func (s *Source) WriteMetrics(w io.Writer) {
 		{"xmirror_source_mirrored_packets_total", "Packets mirrored to the target.", func(x Stats) uint64 { return x.Packets }},
 		{"xmirror_source_mirrored_bytes_total", "Bytes of mirrored frames after cutting.", func(x Stats) uint64 { return x.Bytes }},
 		{"xmirror_source_cut_packets_total", "Mirrored frames cut to the session length.", func(x Stats) uint64 { return x.Cut }},
+		{"xmirror_source_direct_packets_total", "Of the mirrored packets, those the ring datapath sent directly from the kernel (whole frames, next hop resolved).", func(x Stats) uint64 { return x.Direct }},
 		{"xmirror_source_ratelimited_packets_total", "Accepted packets not mirrored because of the session rate limit.", func(x Stats) uint64 { return x.RateLimited }},
 		{"xmirror_source_errors_total", "Packets the data path failed to clone or encapsulate.", func(x Stats) uint64 { return x.Errors }},
 	} {

@@ -234,6 +234,7 @@ var sourceCounters = map[string]func(*source.Stats) *uint64{
 	"xmirror_source_mirrored_packets_total":    func(s *source.Stats) *uint64 { return &s.Packets },
 	"xmirror_source_mirrored_bytes_total":      func(s *source.Stats) *uint64 { return &s.Bytes },
 	"xmirror_source_cut_packets_total":         func(s *source.Stats) *uint64 { return &s.Cut },
+	"xmirror_source_direct_packets_total":      func(s *source.Stats) *uint64 { return &s.Direct },
 	"xmirror_source_ratelimited_packets_total": func(s *source.Stats) *uint64 { return &s.RateLimited },
 	"xmirror_source_errors_total":              func(s *source.Stats) *uint64 { return &s.Errors },
 }

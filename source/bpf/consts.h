@@ -96,6 +96,10 @@ enum xm_hash_mode {
 enum xm_mark {
 	XM_MARK_MAGIC = 0xB0000000U,
 	XM_MARK_MAGIC_MASK = 0xF8000000U,
+	/* A direct clone (direct.h) on its way to the next hop's egress. */
+	XM_MARK_DIRECT = 0xB8000000U,
+	/* Both magics: no source program mirrors a packet under it. */
+	XM_MARK_ANY_MASK = 0xF0000000U,
 	XM_MARK_DIR_SHIFT = 26,
 	XM_MARK_SESS_SHIFT = 16,
 	XM_MARK_SESS_MASK = 0x3ffU,

@@ -50,6 +50,16 @@ struct {
 	__type(value, __u32);
 } xm_targets SEC(".maps");
 
+/* Next hops of the targets by IPv4 address (network order), for direct
+ * sends (datapath ring): only targets whose neighbour is resolved on an
+ * interface the source programs are attached to. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XM_MAX_TARGETS);
+	__type(key, __u32);
+	__type(value, struct hop);
+} xm_hops SEC(".maps");
+
 /* Counters: index session id * 2 + direction. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

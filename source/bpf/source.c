@@ -33,6 +33,7 @@
 #include "maps.h"
 #include "parsing.h"
 #include "hash.h"
+#include "direct.h"
 
 char __license[] SEC("license") = "Dual MIT/GPL";
 
@@ -71,6 +72,7 @@ struct walk {
 	__u32 rule;
 	__u32 local;
 	__u32 replica;
+	__u32 direct;
 };
 
 static __always_inline int addr_match(const __u32 *a, const __u32 *net, const __u32 *mask)
@@ -124,6 +126,7 @@ static __always_inline int walk_rule(struct walk *w)
 		w->rule = w->i;
 		w->local = r->local;
 		w->replica = r->replica;
+		w->direct = r->direct;
 		return 1;
 	}
 	/* Reject: this session does not mirror the packet; the next may. */
@@ -368,8 +371,11 @@ static __always_inline int handle(struct __sk_buff *skb, __u32 dir)
 	st = bpf_map_lookup_elem(&xm_state, &zero);
 	if (!st)
 		return XM_TC_NEXT;
-	/* Our own tunnel packets leave through this interface: never mirror. */
+	/* Our own tunnel packets leave through this interface, and our clones
+	 * may pass it on their way: never mirror either. */
 	if (st->tunnel_mark && skb->mark == st->tunnel_mark)
+		return XM_TC_NEXT;
+	if ((skb->mark & XM_MARK_ANY_MASK) == XM_MARK_MAGIC)
 		return XM_TC_NEXT;
 	if (parse_flow(skb, &w.f) < 0)
 		return XM_TC_NEXT;
@@ -419,7 +425,15 @@ static __always_inline int handle(struct __sk_buff *skb, __u32 dir)
 	if (dir == XM_DIR_OUT && w.replica)
 		out = w.replica;
 	if (st->datapath != XM_DATAPATH_KERNEL && out == st->vxlan_ifindex) {
-		emit(skb, st, s, c, id, dir, skb->ifindex, w.local, flow_hash(&w.f, s->hash_mode == XM_HASH_SYMMETRIC));
+		__u32 hash = flow_hash(&w.f, s->hash_mode == XM_HASH_SYMMETRIC);
+		struct hop *h = w.direct ? direct_hop(skb, st, s) : NULL;
+
+		if (!h) {
+			emit(skb, st, s, c, id, dir, skb->ifindex, w.local, hash);
+			return XM_TC_NEXT;
+		}
+		if (direct_clone(skb, h, direct_mark(id, dir, skb->ifindex), outer_port(st, hash)))
+			c->errors++;
 		return XM_TC_NEXT;
 	}
 
@@ -439,9 +453,19 @@ int xm_source_ingress(struct __sk_buff *skb)
 	return handle(skb, XM_DIR_IN);
 }
 
+/* On the way out the program also finishes the direct clones of the ring
+ * datapath whose next hop is this interface (direct.h). */
 SEC("tc")
 int xm_source_egress(struct __sk_buff *skb)
 {
+	if ((skb->mark & XM_MARK_MAGIC_MASK) == XM_MARK_DIRECT) {
+		__u32 zero = 0;
+		struct state *st = bpf_map_lookup_elem(&xm_state, &zero);
+
+		if (!st)
+			return XM_TC_SHOT;
+		return direct_encap(skb, st);
+	}
 	return handle(skb, XM_DIR_OUT);
 }
 
@@ -460,8 +484,9 @@ int xm_replica(struct __sk_buff *skb)
 	if (!st)
 		return XM_TC_SHOT;
 	if (st->datapath != XM_DATAPATH_KERNEL) {
-		__u32 mark = skb->mark, skey, id, dir, ifindex;
+		__u32 mark = skb->mark, skey, id, dir, ifindex, hash;
 		struct flow f = {};
+		struct hop *h;
 		struct session *s;
 		struct counters *c;
 		struct iface *ifc;
@@ -480,7 +505,15 @@ int xm_replica(struct __sk_buff *skb)
 			return XM_TC_SHOT;
 		}
 		parse_flow(skb, &f);
-		emit(skb, st, s, c, id, dir, ifindex, ifc->local, flow_hash(&f, s->hash_mode == XM_HASH_SYMMETRIC));
+		hash = flow_hash(&f, s->hash_mode == XM_HASH_SYMMETRIC);
+		/* A segment is the replica's own copy: it is sent on, not cloned. */
+		h = direct_hop(skb, st, s);
+		if (h) {
+			skb->mark = direct_mark(id, dir, ifindex);
+			skb->tc_index = outer_port(st, hash);
+			return bpf_redirect(h->ifindex, 0);
+		}
+		emit(skb, st, s, c, id, dir, ifindex, ifc->local, hash);
 		return XM_TC_SHOT;
 	}
 	return bpf_redirect(st->vxlan_ifindex, 0);

@@ -19,7 +19,7 @@ struct rule {
 	__u8 flags;
 	__u16 ethertype; /* host order */
 	__u8 proto;
-	__u8 pad;
+	__u8 direct; /* accepted copies may leave directly (direct.h) */
 	__u16 sport_lo;
 	__u16 sport_hi;
 	__u16 dport_lo;
@@ -45,7 +45,8 @@ struct session {
 	__u32 burst;
 	__u8 ttl;
 	__u8 hash_mode;
-	__u16 pad;
+	__u8 direct; /* whole frames: datapath ring may send copies directly (direct.h) */
+	__u8 pad;
 };
 
 /* A source interface. The programs read only local, and only off the
@@ -78,6 +79,14 @@ struct counters {
 	__u64 cut;         /* frames cut to the session length */
 	__u64 ratelimited; /* accepted but over the rate limit: not mirrored */
 	__u64 errors;      /* clone or encapsulation failures */
+	__u64 direct;      /* of packets, those sent directly from the kernel (direct.h) */
+};
+/* The link-layer next hop of a target (datapath ring), resolved by user
+ * space: a direct clone leaves through ifindex with this Ethernet header. */
+struct hop {
+	__u32 ifindex;
+	__u8 dst[6]; /* the neighbour's MAC */
+	__u8 src[6]; /* ifindex's MAC */
 };
 
 /* Token bucket of a rate-limited session. */
