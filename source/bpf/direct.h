@@ -30,6 +30,8 @@
 #include "consts.h"
 #include "structs.h"
 #include "maps.h"
+#include "parsing.h"
+#include "hash.h"
 
 /* The headers pushed in front of the frame. */
 struct direct_outer {
@@ -119,11 +121,22 @@ static __always_inline int direct_encap(struct __sk_buff *skb, const struct stat
 		return XM_TC_SHOT;
 	ifc = bpf_map_lookup_elem(&xm_ifaces, &ifindex);
 	h = bpf_map_lookup_elem(&xm_hops, &s->remote);
-	port = skb->tc_index;
 	/* The hop changed between clone and here (a reload, a route): drop. */
-	if (!ifc || !h || h->ifindex != skb->ifindex || port == 0) {
+	if (!ifc || !h || h->ifindex != skb->ifindex) {
 		c->errors++;
 		return XM_TC_SHOT;
+	}
+	port = skb->tc_index;
+	if (port == 0) {
+		/* Nothing on the way should clear tc_index, but a port is never 0:
+		 * hash the frame again rather than send port 0. */
+		struct flow f = {};
+
+		if (parse_flow(skb, &f) < 0) {
+			c->errors++;
+			return XM_TC_SHOT;
+		}
+		port = outer_port(st->port_min, st->port_range, flow_hash(&f, s->hash_mode == XM_HASH_SYMMETRIC));
 	}
 	len = skb->len;
 	cap = len;

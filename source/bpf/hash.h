@@ -70,4 +70,13 @@ static __always_inline __u32 flow_hash(const struct flow *f, int symmetric)
 	return xm_fmix(h);
 }
 
+/* outer_port is the kernel's udp_flow_src_port() for a flow hash over the
+ * local port range (port_min, port_range), so the ring path picks the port
+ * the vxlan driver would. */
+static __always_inline __u16 outer_port(__u32 port_min, __u32 port_range, __u32 hash)
+{
+	hash ^= hash << 16;
+	return (__u16)((((__u64)hash * port_range) >> 32) + port_min);
+}
+
 #endif

@@ -199,14 +199,6 @@ static __always_inline long perf_put(struct __sk_buff *skb, __u32 id, __u32 dir,
 	return bpf_perf_event_output(skb, &xm_events, BPF_F_CURRENT_CPU | ((__u64)cap << 32), &smp, sizeof(smp));
 }
 
-/* outer_port is the kernel's udp_flow_src_port() for a flow hash, so the ring
- * path picks the port the vxlan driver would. */
-static __always_inline __u16 outer_port(const struct state *st, __u32 hash)
-{
-	hash ^= hash << 16;
-	return (__u16)((((__u64)hash * st->port_range) >> 32) + st->port_min);
-}
-
 /* ring_put reserves a record of size bytes (a constant: the verifier wants
  * one per call site), writes the outer IPv4/UDP/VXLAN headers and copies the
  * first cap bytes of the frame behind them. The reader is woken only when the
@@ -246,7 +238,7 @@ static __always_inline long ring_put(struct __sk_buff *skb, const struct state *
 	ip->check = 0; /* the raw socket computes it */
 	ip->saddr = local;
 	ip->daddr = s->remote;
-	udp->source = bpf_htons(outer_port(st, hash));
+	udp->source = bpf_htons(outer_port(st->port_min, st->port_range, hash));
 	udp->dest = bpf_htons(XM_VXLAN_PORT);
 	udp->len = bpf_htons(XM_OUTER_LEN - sizeof(*ip) + cap);
 	udp->check = 0; /* RFC 7348 */
@@ -432,7 +424,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u32 dir)
 			emit(skb, st, s, c, id, dir, skb->ifindex, w.local, hash);
 			return XM_TC_NEXT;
 		}
-		if (direct_clone(skb, h, direct_mark(id, dir, skb->ifindex), outer_port(st, hash)))
+		if (direct_clone(skb, h, direct_mark(id, dir, skb->ifindex), outer_port(st->port_min, st->port_range, hash)))
 			c->errors++;
 		return XM_TC_NEXT;
 	}
@@ -510,7 +502,7 @@ int xm_replica(struct __sk_buff *skb)
 		h = direct_hop(skb, st, s);
 		if (h) {
 			skb->mark = direct_mark(id, dir, ifindex);
-			skb->tc_index = outer_port(st, hash);
+			skb->tc_index = outer_port(st->port_min, st->port_range, hash);
 			return bpf_redirect(h->ifindex, 0);
 		}
 		emit(skb, st, s, c, id, dir, ifindex, ifc->local, hash);
