@@ -36,7 +36,7 @@ type directHops struct {
 	ifaces map[uint32]bool // where the source programs are attached
 	put    map[uint32]sourceHop
 	// lookup resolves a target (resolveHop; tests replace it), use asks
-	// the kernel to revalidate a stale neighbour (NTF_USE).
+	// the kernel to resolve or revalidate a neighbour (NTF_USE).
 	lookup func(dst [4]byte) *nextHop
 	use    func(h *nextHop) error
 	kick   chan struct{}
@@ -55,6 +55,8 @@ func startDirect(m *ebpf.Map, mark uint32) *directHops {
 	d := newDirectHops(m, mark)
 	d.nl = nl
 	d.lookup = func(dst [4]byte) *nextHop { return resolveHop(nl, mark, dst, time.Now()) }
+	// NTF_USE: as if traffic used the entry: the kernel creates it if
+	// need be and resolves or revalidates it (ip neigh … use).
 	d.use = func(h *nextHop) error {
 		return nl.NeighSet(&netlink.Neigh{LinkIndex: int(h.ll.Ifindex), Family: netlink.FAMILY_V4, IP: h.neigh, Flags: netlink.NTF_USE})
 	}
@@ -70,7 +72,8 @@ func newDirectHops(m *ebpf.Map, mark uint32) *directHops {
 
 func (d *directHops) run() {
 	defer d.wg.Done()
-	t := time.NewTicker(hopRefresh)
+	retry := hopRetry
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		select {
@@ -78,8 +81,17 @@ func (d *directHops) run() {
 			return
 		case <-t.C:
 		case <-d.kick:
+			retry = hopRetry
 		}
-		d.sync()
+		// A target not resolved yet is looked up again soon (the ring's
+		// raw socket makes the kernel resolve it), less often the longer it
+		// stays so: its route may leave by an interface without the
+		// programs, and then it never will.
+		next := hopRefresh
+		if !d.sync() {
+			next, retry = retry, min(2*retry, hopRefresh)
+		}
+		t.Reset(next)
 	}
 }
 
@@ -111,14 +123,16 @@ func (d *directHops) running(prog *Program) {
 	}
 }
 
-// sync resolves every wanted target and writes or removes its hop. A stale
+// sync resolves every wanted target and writes or removes its hop, and
+// tells whether every one has a hop. A stale
 // neighbour keeps its hop (its address is the last one known, as the
 // kernel's own sends would use) and is revalidated by the kernel: direct
 // sends bypass the neighbour layer, which would otherwise never see traffic
 // to it.
-func (d *directHops) sync() {
+func (d *directHops) sync() (all bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	all = true
 	for dst := range d.put {
 		if !d.want[dst] {
 			d.remove(dst)
@@ -126,8 +140,20 @@ func (d *directHops) sync() {
 	}
 	for dst := range d.want {
 		nh := d.lookup(wordBytes(dst))
-		if !nh.ok || !d.ifaces[uint32(nh.ll.Ifindex)] {
+		if !d.ifaces[uint32(nh.ll.Ifindex)] {
 			d.remove(dst)
+			all = false
+			continue
+		}
+		if !nh.ok {
+			// Ask the kernel to resolve it, as a first packet would.
+			d.remove(dst)
+			all = false
+			if nh.neigh != nil && d.use != nil {
+				if err := d.use(nh); err != nil {
+					slog.Debug("resolve neighbour", "addr", nh.neigh, "err", err)
+				}
+			}
 			continue
 		}
 		if nh.kick && d.use != nil {
@@ -143,10 +169,12 @@ func (d *directHops) sync() {
 		}
 		if err := d.m.Put(dst, h); err != nil {
 			slog.Warn("write direct hop", "target", hopTarget(dst), "err", err)
+			all = false
 			continue
 		}
 		d.put[dst] = h
 	}
+	return all
 }
 
 // remove deletes dst's hop: its copies take the ring again.

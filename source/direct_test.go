@@ -12,6 +12,9 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // The next hop the direct tests write: the MACs of a neighbour on ifindex
@@ -256,10 +259,11 @@ func TestDirectHops(t *testing.T) {
 	if _, ok := hop(); !ok || len(used) != 1 {
 		t.Errorf("stale neighbour: hop kept %v, revalidations %v", ok, used)
 	}
-	result = nextHop{}
+	result = resolved(1, false)
+	result.ok = false // route known, neighbour not resolved
 	d.sync()
-	if _, ok := hop(); ok {
-		t.Errorf("unresolved target kept its hop")
+	if _, ok := hop(); ok || len(used) != 2 {
+		t.Errorf("unresolved target: hop kept %v, resolutions asked %v", ok, used)
 	}
 	result = resolved(9, false)
 	d.sync()
@@ -280,5 +284,27 @@ func TestDirectHops(t *testing.T) {
 	d.close()
 	if _, ok := hop(); ok {
 		t.Errorf("hop kept after close")
+	}
+}
+
+// TestRxAggregates reads GRO from a lab interface as ethtool sets it: off
+// (the veth default), then on.
+func TestRxAggregates(t *testing.T) {
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "a", Addrs: []string{"10.99.0.1/24"}})
+	h := lab.Host("a")
+	for _, gro := range []string{"off", "on"} {
+		if _, err := h.Run("ethtool", "-K", h.Iface, "gro", gro); err != nil {
+			t.Fatal(err)
+		}
+		inNS(t, h, func() error {
+			got, err := rxAggregates(h.Iface)
+			if err != nil {
+				return err
+			}
+			if got != (gro == "on") {
+				t.Errorf("gro %s: rxAggregates says %v", gro, got)
+			}
+			return nil
+		})
 	}
 }

@@ -151,8 +151,8 @@ func BenchmarkOnOff(b *testing.B) {
 	for _, r := range res {
 		key := r.Mode + "-" + r.Direction
 		costs := r.Costs()
-		b.Logf("%d pairs, %s %s: plain %s Gbit/s; with it %s Gbit/s; cost %s %%; %d mirrored, %d errors; copies at the sink %d of %d stream packets (%.1f%%)",
-			b.N, r.Mode, r.Direction, gbitList(r.Plain), gbitList(r.With), pctList(costs), r.Mirrored, r.Errors, r.Copies, r.Stream, r.Delivered())
+		b.Logf("%d pairs, %s %s: plain %s Gbit/s; with it %s Gbit/s; cost %s %%; %d mirrored (%d directly), %d errors (%d in sends); copies at the sink %d of %d stream packets (%.1f%%)",
+			b.N, r.Mode, r.Direction, gbitList(r.Plain), gbitList(r.With), pctList(costs), r.Mirrored, r.Direct, r.Errors, r.SendErrors, r.Copies, r.Stream, r.Delivered())
 		b.ReportMetric(median(r.Plain)/1e9, key+"-plain-Gbit/s")
 		b.ReportMetric(median(r.With)/1e9, key+"-Gbit/s")
 		if len(costs) > 0 {

@@ -99,6 +99,7 @@ type IperfResult struct {
 	Sends         uint64 // packets the ring datapath handed to the kernel (runs sent as one GSO packet count once)
 	Errors        uint64 // packets the xmirror source failed to mirror (ring full, send errors)
 	SendErrors    uint64 // of Errors, the packets the ring datapath's sends failed for
+	Direct        uint64 // of Mirrored, the copies the ring datapath sent directly (bpf/direct.h)
 }
 
 // iperfYAML mirrors every TCP packet both ways, as the seed session would.
@@ -182,7 +183,7 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 	res.BitsPerSecond = rep.BitsPerSecond
 	res.Retransmits = rep.Retransmits
 	if s != nil {
-		res.Mirrored, res.Errors = mirrorTotals(s)
+		res.Mirrored, res.Errors, res.Direct = mirrorTotals(s)
 		if r, ok := s.dp.(*ringPath); ok {
 			res.Sends = r.sends()
 			res.SendErrors = r.errs.total()
@@ -193,16 +194,17 @@ func iperfRun(ctx context.Context, src, test *netlab.Host, mode string, reverse 
 
 // mirrorTotals sums the packets s mirrored and failed to mirror over its
 // sessions and directions (0 when its counters cannot be read).
-func mirrorTotals(s *Source) (packets, errors uint64) {
+func mirrorTotals(s *Source) (packets, errors, direct uint64) {
 	stats, err := s.Stats()
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	for _, st := range stats {
 		packets += st.Packets
 		errors += st.Errors
+		direct += st.Direct
 	}
-	return packets, errors
+	return packets, errors, direct
 }
 
 // iperfLab is the lab of the iperf3 scenarios: source, test and target on
@@ -372,6 +374,9 @@ type AlternatingResult struct {
 	With      []float64
 	Mirrored  uint64 // packets the xmirror source mirrored over all its segments
 	Errors    uint64 // packets it failed to mirror
+	// SendErrors and Direct: of those, the ring datapath's failed sends
+	// and the copies it sent directly from the kernel.
+	SendErrors, Direct uint64
 	// Stream and Copies count, over the measured windows of the segments
 	// with the mode, the packets of the stream (sent and received by the
 	// test host's eth0) and the mirrored copies that reached the sink.
@@ -512,9 +517,13 @@ func alternate(ctx context.Context, lab *iperfLab, mode string, reverse bool, op
 			res.Copies += n.copies
 		}
 		if s != nil {
-			packets, errs := mirrorTotals(s)
+			packets, errs, direct := mirrorTotals(s)
 			res.Mirrored += packets
 			res.Errors += errs
+			res.Direct += direct
+			if r, ok := s.dp.(*ringPath); ok {
+				res.SendErrors += r.errs.total()
+			}
 		}
 		stop()
 		if err != nil {

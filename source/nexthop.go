@@ -79,6 +79,10 @@ func resolveHop(nl *netlink.Handle, mark uint32, dst [4]byte, now time.Time) *ne
 	if err != nil || link.Attrs().EncapType != "ether" || len(link.Attrs().HardwareAddr) != 6 {
 		return h
 	}
+	// Known from here even while the neighbour is not resolved: what to
+	// ask the kernel to resolve (directHops).
+	h.neigh = nh
+	h.ll.Ifindex = int32(rt.LinkIndex)
 	neighs, err := nl.NeighList(rt.LinkIndex, netlink.FAMILY_V4)
 	if err != nil {
 		return h
@@ -99,7 +103,6 @@ func resolveHop(nl *netlink.Handle, mark uint32, dst [4]byte, now time.Time) *ne
 		copy(h.eth[0:], n.HardwareAddr)
 		copy(h.eth[6:], link.Attrs().HardwareAddr)
 		binary.BigEndian.PutUint16(h.eth[12:], unix.ETH_P_IP)
-		h.neigh = nh
 		h.ok = true
 		break
 	}
