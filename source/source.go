@@ -296,6 +296,9 @@ func (s *Source) writeIdle(idle uint32, prog *Program) (sourceState, error) {
 			return st, err
 		}
 	}
+	// Direct sends only while the programs go with the process: tc
+	// filters stay after a kill, and a killed source must send nothing.
+	st.Direct = uint32(boolByte(s.noAttach || s.attacher.mode == AttachTCX))
 	return st, nil
 }
 

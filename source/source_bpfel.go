@@ -121,6 +121,7 @@ type sourceState struct {
 	Nrules       [2][2]uint32
 	PortMin      uint32
 	PortRange    uint32
+	Direct       uint32
 }
 
 type sourceXmAction uint32

@@ -56,10 +56,11 @@ static __always_inline __u32 direct_mark(__u32 session, __u32 dir, __u32 ifindex
  * sent directly: the session mirrors whole frames, the packet is one IPv4
  * frame (not a GSO aggregate, which needs the ring's cut or the replica's
  * segmentation) and user space resolved the target's neighbour on an
- * interface the source programs are attached to. NULL: use the ring. */
+ * interface the source programs are attached to, by links that go with the
+ * process. NULL: use the ring. */
 static __always_inline struct hop *direct_hop(struct __sk_buff *skb, const struct state *st, const struct session *s)
 {
-	if (!s->direct || st->datapath != XM_DATAPATH_RING || skb->gso_segs > 1 ||
+	if (!s->direct || !st->direct || st->datapath != XM_DATAPATH_RING || skb->gso_segs > 1 ||
 	    skb->protocol != bpf_htons(XM_ETH_P_IP))
 		return NULL;
 	return bpf_map_lookup_elem(&xm_hops, &s->remote);

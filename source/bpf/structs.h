@@ -70,6 +70,9 @@ struct state {
 	__u32 nrules[2][2]; /* [buffer][direction] */
 	__u32 port_min;     /* outer UDP source ports (datapath ring): */
 	__u32 port_range;   /*   net.ipv4.ip_local_port_range, as the vxlan driver uses */
+	/* Direct sends allowed (direct.h): only while the programs go with the
+	 * process (TCX links), so a killed source sends nothing. */
+	__u32 direct;
 };
 
 /* Per-CPU counters per session and direction. */
