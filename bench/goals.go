@@ -53,6 +53,18 @@ func goalsFor(sc *ScenarioResult) []Goal {
 					Detail: fmt.Sprintf("%.1f%% lower throughput than plain", c)})
 			}
 		}
+		// Issue #21: on whole frames the datapath of choice costs at most
+		// half of what the kernel's own mirror costs.
+		ring, mirred := sc.system("xmirror source (ring)"), sc.system("tc mirred → vxlan")
+		if ring != nil && mirred != nil && ring.Skipped == "" && mirred.Skipped == "" {
+			rc, mc := ring.Metrics["cost_pct"], mirred.Metrics["cost_pct"]
+			g := Goal{Text: "xmirror source (ring) costs at most half of tc mirred's cost", Met: mc > 0 && rc <= mc/2,
+				Detail: fmt.Sprintf("%.1f%% vs %.1f%%", rc, mc)}
+			if mc > 0 {
+				g.Detail += fmt.Sprintf(" (%.2f of it)", rc/mc)
+			}
+			goals = append(goals, g)
+		}
 	}
 	return goals
 }

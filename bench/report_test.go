@@ -133,3 +133,29 @@ func FuzzLastJSON(f *testing.F) {
 		lastJSON(s, &r)
 	})
 }
+
+// TestSourceGoals checks issue #21's goal in the source scenario: the ring
+// datapath's cost at most half of tc mirred's.
+func TestSourceGoals(t *testing.T) {
+	for _, c := range []struct {
+		ring, mirred float64
+		met          bool
+	}{{20, 50, true}, {25, 50, true}, {30, 50, false}, {10, 0, false}} {
+		sc := ScenarioResult{Name: "source", Systems: []SystemResult{
+			{Name: "xmirror source (ring)", Kind: KindXmirror, Metrics: map[string]float64{"cost_pct": c.ring}},
+			{Name: "tc mirred → vxlan", Kind: KindAlternative, Metrics: map[string]float64{"cost_pct": c.mirred}},
+		}}
+		var found bool
+		for _, g := range goalsFor(&sc) {
+			if strings.Contains(g.Text, "half of tc mirred") {
+				found = true
+				if g.Met != c.met {
+					t.Errorf("ring %.0f%%, mirred %.0f%%: met %v, want %v (%s)", c.ring, c.mirred, g.Met, c.met, g.Detail)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("ring %.0f%%, mirred %.0f%%: no goal against mirred", c.ring, c.mirred)
+		}
+	}
+}
