@@ -4,6 +4,7 @@ package source
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -11,6 +12,9 @@ import (
 	"time"
 
 	"github.com/google/gopacket/layers"
+
+	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // TestSeedEquivalence runs the seed's scenario and checks that what reaches
@@ -20,7 +24,7 @@ func TestSeedEquivalence(t *testing.T) {
 	for _, datapath := range []string{DatapathKernel, DatapathRing, DatapathPerf} {
 		for _, offload := range []bool{false, true} {
 			t.Run(datapath+"/"+map[bool]string{false: "offload-off", true: "offload-on"}[offload], func(t *testing.T) {
-				testSeedEquivalence(t, datapath, offload, AttachAuto, 96)
+				testSeedEquivalence(t, equivalence{datapath: datapath, offload: offload, attach: AttachAuto, snap: 96})
 			})
 		}
 	}
@@ -38,7 +42,7 @@ func TestWholeFrameEquivalence(t *testing.T) {
 	for _, offload := range []bool{false, true} {
 		for _, attach := range []string{AttachTCX, AttachTC} {
 			t.Run(attach+"/"+map[bool]string{false: "offload-off", true: "offload-on"}[offload], func(t *testing.T) {
-				s := testSeedEquivalence(t, DatapathRing, offload, attach, 1450)
+				s, _ := testSeedEquivalence(t, equivalence{datapath: DatapathRing, offload: offload, attach: attach, snap: 1450})
 				stats, err := s.Stats()
 				if err != nil {
 					t.Fatal(err)
@@ -57,23 +61,85 @@ func TestWholeFrameEquivalence(t *testing.T) {
 	}
 }
 
+// TestSegmentsEquivalence is TestWholeFrameEquivalence where the source's
+// TCP segments fit a VXLAN packet whole (source and target on an MTU of
+// 1600, the test host on 1500): with offloads off, the outbound aggregates
+// leave directly as one each, segmented by the kernel inside their tunnel
+// headers (direct_encap_segments), not through the replica; the copies are
+// still `tcpdump -s 1550`, byte for byte.
+func TestSegmentsEquivalence(t *testing.T) {
+	s, src := testSeedEquivalence(t, equivalence{datapath: DatapathRing, attach: AttachTCX, snap: 1550, wide: true})
+	stats, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range stats {
+		t.Logf("%s: %d mirrored, %d sent directly", st.Direction, st.Packets, st.Direct)
+		if st.Direct != st.Packets {
+			t.Errorf("%s: %d of %d copies sent directly, want all", st.Direction, st.Direct, st.Packets)
+		}
+	}
+	var replicaIn uint64
+	for ifindex := range s.replicas {
+		_, recv := replicaNames(s.devName, ifindex)
+		out, err := src.Run("ip", "-j", "-s", "link", "show", "dev", recv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var links []struct {
+			Stats struct {
+				RX struct{ Packets uint64 } `json:"rx"`
+			} `json:"stats64"`
+		}
+		if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
+			t.Fatalf("ip -j -s link show dev %s: %v: %s", recv, err, out)
+		}
+		n := links[0].Stats.RX.Packets
+		replicaIn += n
+	}
+	out := stats[1].Packets
+	t.Logf("the replica received %d of %d outbound copies", replicaIn, out)
+	if replicaIn*2 > out {
+		t.Errorf("the replica received %d of %d outbound copies: the aggregates did not leave directly", replicaIn, out)
+	}
+}
+
 // TestSeedEquivalenceTC is TestSeedEquivalence with the programs attached
 // through tc clsact, as on kernels without TCX.
 func TestSeedEquivalenceTC(t *testing.T) {
 	for _, datapath := range []string{DatapathKernel, DatapathRing} {
 		for _, offload := range []bool{false, true} {
 			t.Run(datapath+"/"+map[bool]string{false: "offload-off", true: "offload-on"}[offload], func(t *testing.T) {
-				testSeedEquivalence(t, datapath, offload, AttachTC, 96)
+				testSeedEquivalence(t, equivalence{datapath: datapath, offload: offload, attach: AttachTC, snap: 96})
 			})
 		}
 	}
 }
 
-// testSeedEquivalence runs the seed's scenario with the session cut to snap
-// bytes (96, the seed's packet_length, or 1450: whole frames) and returns
-// the source, still running.
-func testSeedEquivalence(t *testing.T, datapath string, offload bool, attach string, snap int) *Source {
+// equivalence is one run of testSeedEquivalence.
+type equivalence struct {
+	datapath, attach string
+	offload          bool
+	// snap is the session's cut: 96 (the seed's packet_length), or the
+	// path MTU - 50 for whole frames (1450, or 1550 with wide).
+	snap int
+	// wide gives source and target an MTU of 1600 and the test host
+	// 1500: the source's TCP segments then fit a VXLAN packet whole.
+	wide bool
+}
+
+// testSeedEquivalence runs the seed's scenario with the session cut to
+// e.snap bytes and returns the source, still running.
+func testSeedEquivalence(t *testing.T, e equivalence) (*Source, *netlab.Host) {
+	datapath, offload, attach, snap := e.datapath, e.offload, e.attach, e.snap
 	lab := seedLab(t, offload)
+	if e.wide {
+		lab = labtest.ForTest(t,
+			netlab.HostSpec{Name: "source", Addrs: []string{sourceIP + "/24"}, Offload: offload, MTU: 1600},
+			netlab.HostSpec{Name: "test", Addrs: []string{testIP + "/24"}, Offload: offload},
+			netlab.HostSpec{Name: "target", Addrs: []string{targetIP + "/24"}, Offload: offload, MTU: 1600},
+		)
+	}
 	src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
 	yaml := seedYAML
 	if snap != 96 {
@@ -111,6 +177,9 @@ func testSeedEquivalence(t *testing.T, datapath string, offload bool, attach str
 	if len(got) != len(want) {
 		for _, p := range got {
 			t.Logf("target: %v", p)
+		}
+		if stats, err := s.Stats(); err == nil {
+			t.Logf("counters: %+v", stats)
 		}
 		t.Fatalf("target received %d VXLAN packets, tcpdump on the source saw %d", len(got), len(want))
 	}
@@ -233,7 +302,7 @@ func testSeedEquivalence(t *testing.T, datapath string, offload bool, attach str
 	if n != uint64(len(want)) {
 		t.Errorf("counters say %d mirrored, want %d", n, len(want))
 	}
-	return s
+	return s, src
 }
 
 // waitDirectHop waits until the ring datapath sends copies to target

@@ -12,6 +12,13 @@
  * the resolved neighbour, IPv4 with DF, ID 0 and the mirror DSCP, UDP
  * checksum 0).
  *
+ * An outbound TCP aggregate (GSO) that the interface segments in software,
+ * and whose segments need no cut, is sent the same way as one aggregate:
+ * direct_encap_segments inserts the tunnel headers with bpf_skb_adjust_room
+ * and marks it a UDP tunnel GSO packet, and the kernel cuts it into exactly
+ * the segments the original becomes, each in its own outer headers, as it
+ * does for the vxlan driver's packets.
+ *
  * Against the ring this saves the copy into the ring, the copy into a socket
  * buffer and the software segmentation of the sender's runs; against tc
  * mirred, the vxlan driver's route and neighbour work and the IP layer. The
@@ -33,15 +40,32 @@
 #include "parsing.h"
 #include "hash.h"
 
-/* The headers pushed in front of the frame. */
-struct direct_outer {
-	struct ethhdr eth;
+/* The outer IPv4, UDP and VXLAN headers, 4-byte aligned. */
+struct direct_hdrs {
 	struct iphdr ip;
 	struct udphdr udp;
 	__u32 vx[2];
-} __attribute__((packed));
+};
 
-_Static_assert(sizeof(struct direct_outer) == XM_ETH_HLEN + XM_OUTER_LEN, "direct_outer is not 50 bytes");
+/* What direct sends write at the start of the packet, built on the stack
+ * without packing: from eth on, the bytes are contiguous (eth ends where
+ * hdrs starts, 4-byte aligned). A single frame gets eth and hdrs pushed in
+ * front of it; an aggregate also moves its own Ethernet header behind them
+ * (inner). */
+struct direct_frame {
+	__u16 pad;
+	struct ethhdr eth;
+	struct direct_hdrs hdrs;
+	struct ethhdr inner;
+};
+
+_Static_assert(__builtin_offsetof(struct direct_frame, hdrs) == 2 + XM_ETH_HLEN, "direct_frame has a gap before hdrs");
+_Static_assert(__builtin_offsetof(struct direct_frame, inner) == 2 + XM_ETH_HLEN + XM_OUTER_LEN,
+	       "direct_frame has a gap before inner");
+
+/* Bytes written in front of a single frame, and for an aggregate. */
+#define DIRECT_PUSH (XM_ETH_HLEN + XM_OUTER_LEN)
+#define DIRECT_PUSH_SEGMENTS (DIRECT_PUSH + XM_ETH_HLEN)
 
 /* direct_mark is the mark of a direct clone: session, direction and the
  * source interface (whose address is the outer source) in the layout of
@@ -66,6 +90,26 @@ static __always_inline struct hop *direct_hop(struct __sk_buff *skb, const struc
 	return bpf_map_lookup_elem(&xm_hops, &s->remote);
 }
 
+/* direct_hop_segments is direct_hop for an outbound TCP aggregate whose
+ * segments fit the session's length whole (header and gso_size), so the
+ * copies of its segments are the segments themselves: the caller knows
+ * the interface segments in software (it has a replica), where tcpdump
+ * sees the segments. NULL: the replica segments it first. */
+static __always_inline struct hop *direct_hop_segments(struct __sk_buff *skb, const struct state *st,
+						       const struct session *s, const struct flow *f)
+{
+	__u8 doff;
+
+	if (!s->direct || !st->direct || st->datapath != XM_DATAPATH_RING || skb->gso_size == 0 ||
+	    skb->protocol != bpf_htons(XM_ETH_P_IP) || f->proto != IPPROTO_TCP)
+		return NULL;
+	if (bpf_skb_load_bytes(skb, f->l4 + 12, &doff, 1))
+		return NULL;
+	if (f->l4 + (doff >> 4) * 4 + skb->gso_size > s->snaplen)
+		return NULL;
+	return bpf_map_lookup_elem(&xm_hops, &s->remote);
+}
+
 /* direct_clone sends a copy of the packet to the next hop's egress, where
  * direct_encap finishes it. The clone inherits mark and tc_index; the
  * original gets its own back at once. */
@@ -82,19 +126,68 @@ static __always_inline long direct_clone(struct __sk_buff *skb, const struct hop
 	return ret;
 }
 
-/* ipv4_csum is the IPv4 header checksum of the 20 bytes at ip, read as
- * 16-bit words: behind Ethernet the header is only 2-byte aligned. */
-static __always_inline __u16 ipv4_csum(const void *ip)
+/* ipv4_csum is the IPv4 header checksum of the 20 bytes at ip. */
+static __always_inline __u16 ipv4_csum(const struct iphdr *ip)
 {
-	const __u16 *w = ip;
-	__u32 sum = 0;
+	const __u32 *w = (const __u32 *)ip;
+	__u64 sum = 0;
 
 #pragma unroll
-	for (int i = 0; i < 10; i++)
+	for (int i = 0; i < 5; i++)
 		sum += w[i];
+	sum = (sum & 0xffffffff) + (sum >> 32);
 	sum = (sum & 0xffff) + (sum >> 16);
 	sum = (sum & 0xffff) + (sum >> 16);
 	return ~sum & 0xffff;
+}
+
+/* direct_fill writes the next hop's Ethernet header and the outer IPv4,
+ * UDP and VXLAN headers for a frame of len bytes (of an aggregate, the
+ * kernel sets lengths, ID and checksum per segment). */
+static __always_inline void direct_fill(struct direct_frame *o, const struct hop *h, const struct session *s,
+					__u32 local, __u16 port, __u32 len)
+{
+	struct direct_hdrs *d = &o->hdrs;
+
+	__builtin_memcpy(o->eth.h_dest, h->dst, ETH_ALEN);
+	__builtin_memcpy(o->eth.h_source, h->src, ETH_ALEN);
+	o->eth.h_proto = bpf_htons(XM_ETH_P_IP);
+	d->ip.version = 4;
+	d->ip.ihl = 5;
+	d->ip.tos = XM_MIRROR_TOS;
+	d->ip.tot_len = bpf_htons(XM_OUTER_LEN + len);
+	d->ip.frag_off = bpf_htons(0x4000); /* DF */
+	d->ip.ttl = s->ttl ? s->ttl : 64;
+	d->ip.protocol = IPPROTO_UDP;
+	d->ip.saddr = local;
+	d->ip.daddr = s->remote;
+	d->ip.check = ipv4_csum(&d->ip);
+	d->udp.source = bpf_htons(port);
+	d->udp.dest = bpf_htons(XM_VXLAN_PORT);
+	d->udp.len = bpf_htons(XM_OUTER_LEN - sizeof(struct iphdr) + len);
+	d->vx[0] = bpf_htonl(0x08000000);
+	d->vx[1] = bpf_htonl(s->vni << 8);
+}
+
+/* direct_encap_segments encapsulates an aggregate whose segments fit (see
+ * direct_hop_segments): room for the tunnel behind the Ethernet header, the
+ * GSO type made a UDP tunnel's with the segment size kept, so the kernel
+ * cuts the inner TCP exactly as it would have cut the original and gives
+ * every segment its own outer headers. Returns 0 or an error. */
+static __always_inline long direct_encap_segments(struct __sk_buff *skb, const struct session *s,
+						  const struct hop *h, __u32 local, __u16 port)
+{
+	const __u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
+			    BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(XM_ETH_HLEN);
+	struct direct_frame o = {};
+	__u32 len = skb->len;
+
+	if (bpf_skb_load_bytes(skb, 0, &o.inner, sizeof(o.inner)))
+		return -1;
+	if (bpf_skb_adjust_room(skb, DIRECT_PUSH_SEGMENTS - XM_ETH_HLEN, BPF_ADJ_ROOM_MAC, flags))
+		return -1;
+	direct_fill(&o, h, s, local, port, len > 0xffff - XM_OUTER_LEN ? 0 : len);
+	return bpf_skb_store_bytes(skb, 0, &o.eth, DIRECT_PUSH_SEGMENTS, 0);
 }
 
 /* direct_encap turns a direct clone, met at the next hop's egress, into the
@@ -103,7 +196,7 @@ static __always_inline __u16 ipv4_csum(const void *ip)
 static __always_inline int direct_encap(struct __sk_buff *skb, const struct state *st)
 {
 	__u32 mark = skb->mark, id, dir, ifindex, skey, len, cap;
-	struct direct_outer o = {};
+	struct direct_frame o = {};
 	struct counters *c;
 	struct session *s;
 	struct iface *ifc;
@@ -140,6 +233,20 @@ static __always_inline int direct_encap(struct __sk_buff *skb, const struct stat
 		port = outer_port(st->port_min, st->port_range, flow_hash(&f, s->hash_mode == XM_HASH_SYMMETRIC));
 	}
 	len = skb->len;
+	if (skb->gso_size) {
+		__u32 segs = skb->gso_segs ? skb->gso_segs : 1;
+
+		if (direct_encap_segments(skb, s, h, ifc->local, port)) {
+			c->errors++;
+			return XM_TC_SHOT;
+		}
+		skb->mark = st->tunnel_mark;
+		skb->tc_index = 0;
+		c->packets += segs;
+		c->direct += segs;
+		c->bytes += len;
+		return XM_TC_OK;
+	}
 	cap = len;
 	if (s->snaplen && cap > s->snaplen)
 		cap = s->snaplen;
@@ -149,30 +256,13 @@ static __always_inline int direct_encap(struct __sk_buff *skb, const struct stat
 	}
 	/* Push first: it makes the clone's head private (the one copy), so the
 	 * cut after it trims without copying again. */
-	if (bpf_skb_change_head(skb, sizeof(o), 0) ||
-	    (cap < len && bpf_skb_change_tail(skb, sizeof(o) + cap, 0))) {
+	if (bpf_skb_change_head(skb, DIRECT_PUSH, 0) ||
+	    (cap < len && bpf_skb_change_tail(skb, DIRECT_PUSH + cap, 0))) {
 		c->errors++;
 		return XM_TC_SHOT;
 	}
-	__builtin_memcpy(o.eth.h_dest, h->dst, ETH_ALEN);
-	__builtin_memcpy(o.eth.h_source, h->src, ETH_ALEN);
-	o.eth.h_proto = bpf_htons(XM_ETH_P_IP);
-	o.ip.version = 4;
-	o.ip.ihl = 5;
-	o.ip.tos = XM_MIRROR_TOS;
-	o.ip.tot_len = bpf_htons(XM_OUTER_LEN + cap);
-	o.ip.frag_off = bpf_htons(0x4000); /* DF */
-	o.ip.ttl = s->ttl ? s->ttl : 64;
-	o.ip.protocol = IPPROTO_UDP;
-	o.ip.saddr = ifc->local;
-	o.ip.daddr = s->remote;
-	o.ip.check = ipv4_csum((__u8 *)&o + XM_ETH_HLEN);
-	o.udp.source = bpf_htons(port);
-	o.udp.dest = bpf_htons(XM_VXLAN_PORT);
-	o.udp.len = bpf_htons(XM_OUTER_LEN - sizeof(struct iphdr) + cap);
-	o.vx[0] = bpf_htonl(0x08000000);
-	o.vx[1] = bpf_htonl(s->vni << 8);
-	if (bpf_skb_store_bytes(skb, 0, &o, sizeof(o), 0)) {
+	direct_fill(&o, h, s, ifc->local, port, cap);
+	if (bpf_skb_store_bytes(skb, 0, &o.eth, DIRECT_PUSH, 0)) {
 		c->errors++;
 		return XM_TC_SHOT;
 	}

@@ -429,6 +429,21 @@ static __always_inline int handle(struct __sk_buff *skb, __u32 dir)
 		return XM_TC_NEXT;
 	}
 
+	/* An outbound aggregate whose segments need no cut leaves directly as
+	 * one, segmented by the kernel like the original (direct.h); any
+	 * other goes to the replica, which segments it first. */
+	if (dir == XM_DIR_OUT && w.replica && w.direct) {
+		struct hop *h = direct_hop_segments(skb, st, s, &w.f);
+
+		if (h) {
+			__u32 hash = flow_hash(&w.f, s->hash_mode == XM_HASH_SYMMETRIC);
+
+			if (direct_clone(skb, h, direct_mark(id, dir, skb->ifindex),
+					 outer_port(st->port_min, st->port_range, hash)))
+				c->errors++;
+			return XM_TC_NEXT;
+		}
+	}
 	/* The clone inherits the mark; the original gets its own back at once. */
 	mark = skb->mark;
 	skb->mark = clone_mark(id, dir, skb->ifindex);
