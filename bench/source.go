@@ -45,7 +45,7 @@ func (r *runner) scenarioSource(ctx context.Context) ScenarioResult {
 	sc := ScenarioResult{
 		Name:    "source",
 		Title:   "mirror source: iperf3 client → server, every packet mirrored to a third host",
-		About:   fmt.Sprintf("One TCP stream (MSS %d, offloads off); the mirror copies both directions of the client's eth0 as VXLAN to a host that counts them with XDP. xmirror runs with each datapath: ring (cut frame and outer headers written to a BPF ring buffer, sent in batches from user space) and kernel (clone to a VXLAN device).", iperfMSS),
+		About:   fmt.Sprintf("One TCP stream (MSS %d, offloads off); the mirror copies both directions of the client's eth0 as VXLAN to a host that counts them with XDP. xmirror runs with each datapath: ring (whole frames: each copy a clone sent from the tc hook to the next hop, the tunnel headers pushed by the program, an outbound TCP aggregate encapsulated once and segmented by the kernel; other copies go through a BPF ring buffer and user space) and kernel (clone to a VXLAN device).", iperfMSS),
 		Ceiling: "iperf3 plain",
 		Primary: "throughput_gbps",
 	}
