@@ -76,7 +76,7 @@ func TestDirectEncap(t *testing.T) {
 			if err := s.objs.XmHops.Put(key, directHop); err != nil {
 				t.Fatal(err)
 			}
-			before := sumDirect(t, s, id)
+			before := sumCounters(t, s, id)
 			out := make([]byte, len(c.frame)+256)
 			mark := markDirect | uint32(c.dir)<<26 | id<<16 | 1
 			opts := &ebpf.RunOptions{Data: c.frame, DataOut: out, Context: skbContext{Mark: mark}}
@@ -90,7 +90,7 @@ func TestDirectEncap(t *testing.T) {
 			if !bytes.Equal(opts.DataOut, want) {
 				t.Errorf("direct packet differs from the ring's (%d and %d bytes):\n %x\n %x", len(opts.DataOut), len(want), opts.DataOut, want)
 			}
-			after := sumDirect(t, s, id)
+			after := sumCounters(t, s, id)
 			if after.Direct != before.Direct+1 || after.Packets != before.Packets+1 || (after.Cut != before.Cut) != c.cut {
 				t.Errorf("counters %+v -> %+v", before, after)
 			}
@@ -119,7 +119,7 @@ func TestDirectEncap(t *testing.T) {
 			} else if err := s.objs.XmHops.Put(key, *c.hop); err != nil {
 				t.Fatal(err)
 			}
-			before := sumDirect(t, s, id)
+			before := sumCounters(t, s, id)
 			ret, err := s.objs.XmSourceEgress.Run(&ebpf.RunOptions{Data: whole, Context: skbContext{Mark: c.mark}})
 			if err != nil {
 				t.Fatal(err)
@@ -127,7 +127,7 @@ func TestDirectEncap(t *testing.T) {
 			if int32(ret) != 2 {
 				t.Errorf("returned %d, want 2 (TC_ACT_SHOT)", int32(ret))
 			}
-			if after := sumDirect(t, s, id); after.Errors != before.Errors+1 || after.Packets != before.Packets {
+			if after := sumCounters(t, s, id); after.Errors != before.Errors+1 || after.Packets != before.Packets {
 				t.Errorf("counters %+v -> %+v, want one error", before, after)
 			}
 		})
@@ -174,7 +174,7 @@ func TestDirectDecision(t *testing.T) {
 				t.Fatal(err)
 			}
 			recs := readRing(t, s)
-			got := sumDirect(t, s, id)
+			got := sumCounters(t, s, id)
 			if c.direct && (len(recs) != 0 || got.Errors != 1) {
 				t.Errorf("want a direct clone: %d ring records, counters %+v", len(recs), got)
 			}
@@ -192,25 +192,6 @@ type skbGSOContext struct {
 	GSOSegs uint32
 	_       [2]uint32 // sk
 	GSOSize uint32
-}
-
-// sumDirect sums the counters of session id over CPUs and directions.
-func sumDirect(t *testing.T, s *Source, id uint32) sourceCounters {
-	t.Helper()
-	var sum sourceCounters
-	for dir := uint32(0); dir < 2; dir++ {
-		per := make([]sourceCounters, ebpf.MustPossibleCPU())
-		if err := s.objs.XmCounters.Lookup(id*2+dir, &per); err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range per {
-			sum.Packets += c.Packets
-			sum.Cut += c.Cut
-			sum.Errors += c.Errors
-			sum.Direct += c.Direct
-		}
-	}
-	return sum
 }
 
 // TestDirectHops checks what directHops writes into xm_hops: the targets of

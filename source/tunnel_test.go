@@ -63,6 +63,7 @@ func TestTunnelProgram(t *testing.T) {
 	}
 }
 
+// sumCounters sums the counters of session id over CPUs and directions.
 func sumCounters(t *testing.T, s *Source, id uint32) sourceCounters {
 	t.Helper()
 	var sum sourceCounters
@@ -75,6 +76,7 @@ func sumCounters(t *testing.T, s *Source, id uint32) sourceCounters {
 			sum.Packets += c.Packets
 			sum.Cut += c.Cut
 			sum.Errors += c.Errors
+			sum.Direct += c.Direct
 		}
 	}
 	return sum
