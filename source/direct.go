@@ -12,7 +12,10 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xmirror/xmirror/internal/nsthread"
 )
 
 // Direct sends of the ring datapath (bpf/direct.h): a whole-frame copy that
@@ -20,21 +23,29 @@ import (
 // target's next hop and encapsulated there by the source program, instead
 // of through the ring and a socket. The programs do it for a target only
 // while xm_hops holds its next hop; directHops keeps that map: the
-// neighbours of the targets of whole-frame sessions, resolved on an
-// interface the source programs are attached to (its egress program is what
-// encapsulates the clone: on any other interface the clone would leave as
-// the bare original frame).
+// neighbours of the targets of whole-frame sessions, and the egress program
+// that encapsulates the clones on their interface. On a source interface
+// that is xm_source_egress; on any other, directHops attaches
+// xm_direct_egress first (a TCX link: it goes with the process) and writes
+// the hop only then, and removes the hop before it detaches: a clone must
+// never leave as the bare original frame.
 
 // directHops writes xm_hops from the routes and neighbours of the system,
 // every hopRefresh and whenever the running program changes.
 type directHops struct {
 	m      *ebpf.Map
 	nl     *netlink.Handle
+	ns     netns.NsHandle // the source's network namespace
 	mark   uint32
 	mu     sync.Mutex
 	want   map[uint32]bool // targets of whole-frame sessions
 	ifaces map[uint32]bool // where the source programs are attached
 	put    map[uint32]sourceHop
+	// extra holds xm_direct_egress on next-hop interfaces that are not
+	// source interfaces; attach attaches it (nil: such hops are not used).
+	extra  map[uint32]hook
+	attach func(ifindex uint32) (hook, error)
+	warned map[uint32]bool // interfaces whose attach failure was logged
 	// lookup resolves a target (resolveHop; tests replace it), use asks
 	// the kernel to resolve or revalidate a neighbour (NTF_USE).
 	lookup func(dst [4]byte) *nextHop
@@ -46,15 +57,30 @@ type directHops struct {
 
 // startDirect starts keeping m for the ring datapath; nil when it cannot
 // (no netlink handle): every copy then takes the ring.
-func startDirect(m *ebpf.Map, mark uint32) *directHops {
+func startDirect(m *ebpf.Map, egress *ebpf.Program, mark uint32) *directHops {
 	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		slog.Warn("ring datapath: no netlink handle for direct sends, every copy takes the ring", "err", err)
 		return nil
 	}
+	// The syncs run on any thread, the source's namespace is the caller's:
+	// the netlink handle is bound to it, the attachments enter it.
+	ns, err := netns.Get()
+	if err != nil {
+		nl.Close()
+		slog.Warn("ring datapath: no handle of the network namespace for direct sends, every copy takes the ring", "err", err)
+		return nil
+	}
 	d := newDirectHops(m, mark)
-	d.nl = nl
+	d.nl, d.ns = nl, ns
 	d.lookup = func(dst [4]byte) *nextHop { return resolveHop(nl, mark, dst, time.Now()) }
+	d.attach = func(ifindex uint32) (h hook, err error) {
+		err = nsthread.Run(ns, func() (err error) {
+			h, err = attachTCX(egress, int(ifindex), false)
+			return err
+		})
+		return h, err
+	}
 	// NTF_USE: as if traffic used the entry: the kernel creates it if
 	// need be and resolves or revalidates it (ip neigh … use).
 	d.use = func(h *nextHop) error {
@@ -67,7 +93,7 @@ func startDirect(m *ebpf.Map, mark uint32) *directHops {
 
 func newDirectHops(m *ebpf.Map, mark uint32) *directHops {
 	return &directHops{m: m, mark: mark, want: map[uint32]bool{}, ifaces: map[uint32]bool{},
-		put: map[uint32]sourceHop{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+		put: map[uint32]sourceHop{}, extra: map[uint32]hook{}, warned: map[uint32]bool{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 func (d *directHops) run() {
@@ -112,10 +138,11 @@ func (d *directHops) running(prog *Program) {
 		d.ifaces[ifindex] = true
 	}
 	for dst, h := range d.put {
-		if !d.want[dst] || !d.ifaces[h.Ifindex] {
+		if !d.want[dst] || !d.encapsulates(h.Ifindex) {
 			d.remove(dst)
 		}
 	}
+	d.pruneExtra()
 	d.mu.Unlock()
 	select {
 	case d.kick <- struct{}{}:
@@ -140,16 +167,11 @@ func (d *directHops) sync() (all bool) {
 	}
 	for dst := range d.want {
 		nh := d.lookup(wordBytes(dst))
-		if !d.ifaces[uint32(nh.ll.Ifindex)] {
-			d.remove(dst)
-			all = false
-			continue
-		}
-		if !nh.ok {
+		if !nh.ok || !d.ensureEgress(uint32(nh.ll.Ifindex)) {
 			// Ask the kernel to resolve it, as a first packet would.
 			d.remove(dst)
 			all = false
-			if nh.neigh != nil && d.use != nil {
+			if !nh.ok && nh.neigh != nil && d.use != nil {
 				if err := d.use(nh); err != nil {
 					slog.Debug("resolve neighbour", "addr", nh.neigh, "err", err)
 				}
@@ -174,7 +196,55 @@ func (d *directHops) sync() (all bool) {
 		}
 		d.put[dst] = h
 	}
+	d.pruneExtra()
 	return all
+}
+
+// encapsulates tells whether an egress program finishes direct clones on
+// ifindex.
+func (d *directHops) encapsulates(ifindex uint32) bool {
+	return d.ifaces[ifindex] || d.extra[ifindex] != nil
+}
+
+// ensureEgress makes sure direct clones are finished on ifindex, attaching
+// xm_direct_egress where no source program is. False: they cannot be.
+func (d *directHops) ensureEgress(ifindex uint32) bool {
+	if d.encapsulates(ifindex) {
+		return true
+	}
+	if d.attach == nil || ifindex == 0 {
+		return false
+	}
+	h, err := d.attach(ifindex)
+	if err != nil {
+		if !d.warned[ifindex] {
+			d.warned[ifindex] = true
+			slog.Warn("direct sends: cannot attach to the next hop's interface, its targets take the ring", "ifindex", ifindex, "err", err)
+		}
+		return false
+	}
+	d.extra[ifindex] = h
+	return true
+}
+
+// pruneExtra detaches xm_direct_egress where no hop leaves any more, or
+// where a source program took over: after the hops that used it are gone.
+func (d *directHops) pruneExtra() {
+	used := map[uint32]bool{}
+	for _, h := range d.put {
+		used[h.Ifindex] = true
+	}
+	for ifindex, l := range d.extra {
+		// Kept while it is the one finishing a hop's clones; where a
+		// source program is attached as well, that one does it.
+		if used[ifindex] && !d.ifaces[ifindex] {
+			continue
+		}
+		if err := l.Close(); err != nil {
+			slog.Warn("detach direct egress", "ifindex", ifindex, "err", err)
+		}
+		delete(d.extra, ifindex)
+	}
 }
 
 // remove deletes dst's hop: its copies take the ring again.
@@ -198,9 +268,11 @@ func (d *directHops) close() {
 	for dst := range d.put {
 		d.remove(dst)
 	}
+	d.pruneExtra()
 	d.mu.Unlock()
 	if d.nl != nil {
 		d.nl.Close()
+		d.ns.Close()
 	}
 }
 

@@ -251,10 +251,25 @@ func TestDirectHops(t *testing.T) {
 	if _, ok := hop(); ok {
 		t.Errorf("hop on an interface without the programs written")
 	}
+	// With xm_direct_egress attachable there, the hop is written once it
+	// is attached, and it is detached once no hop leaves there.
+	attached := map[uint32]*fakeHook{}
+	d.attach = func(ifindex uint32) (hook, error) {
+		h := &fakeHook{}
+		attached[ifindex] = h
+		return h, nil
+	}
+	d.sync()
+	if h, ok := hop(); !ok || h.Ifindex != 9 || attached[9] == nil || attached[9].closed {
+		t.Errorf("hop on another interface: %+v %v, attached %v", h, ok, attached)
+	}
 	result = resolved(1, false)
 	d.sync()
 	if _, ok := hop(); !ok {
 		t.Fatal("hop not written back")
+	}
+	if !attached[9].closed || len(d.extra) != 0 {
+		t.Errorf("xm_direct_egress left on interface 9 with no hop there")
 	}
 	d.running(&Program{Sessions: prog.Sessions, Ifaces: map[uint32]sourceIface{}})
 	if _, ok := hop(); ok {
@@ -289,3 +304,7 @@ func TestRxAggregates(t *testing.T) {
 		})
 	}
 }
+
+type fakeHook struct{ closed bool }
+
+func (f *fakeHook) Close() error { f.closed = true; return nil }

@@ -4,8 +4,11 @@ package source
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/netip"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -317,4 +320,95 @@ func waitDirectHop(t *testing.T, s *Source, target string) {
 		}
 	}
 	t.Fatalf("no direct hop for %s after 3s", target)
+}
+
+// TestDirectOtherInterface mirrors eth0 whole to a target reached through a
+// second link that is not mirrored (m0 on the source, m1 on the target): the
+// source attaches xm_direct_egress to m0, every copy leaves directly, and
+// what reaches m1 is `tcpdump -s 1450` of eth0, byte for byte, in order per
+// direction.
+func TestDirectOtherInterface(t *testing.T) {
+	lab := seedLab(t, false)
+	src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
+	if out, err := exec.Command("ip", "link", "add", "m0", "netns", src.NS, "type", "veth", "peer", "name", "m1", "netns", target.NS).CombinedOutput(); err != nil {
+		t.Fatalf("ip link add: %v: %s", err, out)
+	}
+	for _, c := range []struct {
+		h         *netlab.Host
+		dev, addr string
+	}{{src, "m0", "10.77.0.1/24"}, {target, "m1", "10.77.0.2/24"}} {
+		for _, args := range [][]string{{"addr", "add", c.addr, "dev", c.dev}, {"link", "set", c.dev, "up"}} {
+			if _, err := c.h.Run("ip", args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := src.Run("ping", "-c1", "-W1", "10.77.0.2"); err != nil {
+		t.Fatal(err)
+	}
+	sinkVXLAN(t, target)
+	path := filepath.Join(t.TempDir(), "m1.pcap")
+	dump, err := target.StartTcpdump(context.Background(), "-i", "m1", "-n", "-U", "--immediate-mode", "-B", "16384", "-w", path, "udp", "port", "4789")
+	if err != nil {
+		t.Fatal(err)
+	}
+	atTarget := &capture{dump: dump, path: path}
+	atSource := startCapture(t, src, "source", "-s", "1450", "tcp and host "+testIP+" and port 1234")
+	yaml := strings.Replace(strings.Replace(seedYAML, "packet_length: 96, ", "", 1), "target: 192.168.0.147", "target: 10.77.0.2", 1)
+	s := startSourceOpts(t, src, seedConfig(t, yaml), Options{Datapath: DatapathRing, Attach: AttachTCX})
+	waitDirectHop(t, s, "10.77.0.2")
+
+	seedConversation(t, src, test)
+	bulk(t, src, test, 256<<10)
+	want, got := atSource.packets(t), atTarget.packets(t)
+	if len(want) < 8 || len(got) != len(want) {
+		stats, _ := s.Stats()
+		var h sourceHop
+		herr := s.objs.XmHops.Lookup(addrWord(netip.MustParseAddr("10.77.0.2")), &h)
+		t.Logf("counters %+v; hop %+v %v", stats, h, herr)
+		t.Fatalf("target received %d copies on m1, tcpdump on eth0 saw %d", len(got), len(want))
+	}
+	var wantDir, gotDir [2][][]byte
+	for i := range want {
+		_, inner, outer, _ := decap(t, got[i])
+		if outer.SrcIP.String() != sourceIP || outer.DstIP.String() != "10.77.0.2" {
+			t.Errorf("copy %d: outer %s > %s", i, outer.SrcIP, outer.DstIP)
+		}
+		for _, p := range []struct {
+			frame []byte
+			dirs  *[2][][]byte
+		}{{want[i].Data(), &wantDir}, {inner, &gotDir}} {
+			d := 1
+			if packetTCP(p.frame).DstPort == 1234 {
+				d = 0
+			}
+			p.dirs[d] = append(p.dirs[d], p.frame)
+		}
+	}
+	for d := range 2 {
+		if len(gotDir[d]) != len(wantDir[d]) {
+			t.Fatalf("direction %d: %d copies, tcpdump saw %d", d, len(gotDir[d]), len(wantDir[d]))
+		}
+		for i := range wantDir[d] {
+			if !bytes.Equal(gotDir[d][i], wantDir[d][i]) {
+				t.Errorf("direction %d, packet %d differs from tcpdump's:\n %x\n %x", d, i, gotDir[d][i], wantDir[d][i])
+			}
+		}
+	}
+	stats, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range stats {
+		if st.Direct != st.Packets || st.Errors != 0 {
+			t.Errorf("%s: %d mirrored, %d directly, %d errors; want all directly", st.Direction, st.Packets, st.Direct, st.Errors)
+		}
+	}
+	r := s.dp.(*ringPath)
+	r.direct.mu.Lock()
+	extra := len(r.direct.extra)
+	r.direct.mu.Unlock()
+	if extra != 1 {
+		t.Errorf("xm_direct_egress on %d interfaces, want 1 (m0)", extra)
+	}
 }

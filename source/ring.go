@@ -161,7 +161,7 @@ func startRing(objs *sourceObjects, mark uint32, priority string, maxDelay time.
 	if err != nil {
 		return nil, err
 	}
-	r.direct = startDirect(objs.XmHops, mark)
+	r.direct = startDirect(objs.XmHops, objs.XmDirectEgress, mark)
 	r.send = func(b *batch) {
 		switch {
 		case b.runs != nil:

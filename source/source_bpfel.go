@@ -206,6 +206,7 @@ const (
 	sourceMapXmSessions       = "xm_sessions"
 	sourceMapXmState          = "xm_state"
 	sourceMapXmTargets        = "xm_targets"
+	sourceProgXmDirectEgress  = "xm_direct_egress"
 	sourceProgXmDrop          = "xm_drop"
 	sourceProgXmReplica       = "xm_replica"
 	sourceProgXmSourceEgress  = "xm_source_egress"
@@ -267,6 +268,7 @@ type sourceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sourceProgramSpecs struct {
+	XmDirectEgress  *ebpf.ProgramSpec `ebpf:"xm_direct_egress"`
 	XmDrop          *ebpf.ProgramSpec `ebpf:"xm_drop"`
 	XmReplica       *ebpf.ProgramSpec `ebpf:"xm_replica"`
 	XmSourceEgress  *ebpf.ProgramSpec `ebpf:"xm_source_egress"`
@@ -380,6 +382,7 @@ type sourceVariables struct {
 //
 // It can be passed to loadSourceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sourcePrograms struct {
+	XmDirectEgress  *ebpf.Program `ebpf:"xm_direct_egress"`
 	XmDrop          *ebpf.Program `ebpf:"xm_drop"`
 	XmReplica       *ebpf.Program `ebpf:"xm_replica"`
 	XmSourceEgress  *ebpf.Program `ebpf:"xm_source_egress"`
@@ -389,6 +392,7 @@ type sourcePrograms struct {
 
 func (p *sourcePrograms) Close() error {
 	return _SourceClose(
+		p.XmDirectEgress,
 		p.XmDrop,
 		p.XmReplica,
 		p.XmSourceEgress,

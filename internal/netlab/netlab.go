@@ -16,7 +16,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +25,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xmirror/xmirror/internal/nsthread"
 )
 
 // namePrefix starts every namespace netlab creates; the owner's pid follows it so
@@ -294,7 +295,7 @@ func (h *Host) Do(fn func() error) error { return inNS(h.handle, fn) }
 // calling goroutine's thread into it for good.
 func newNamedNS(name string) (netns.NsHandle, error) {
 	var ns netns.NsHandle
-	err := onLockedThread(func(orig netns.NsHandle) error {
+	err := nsthread.Locked(func(orig netns.NsHandle) error {
 		var err error
 		ns, err = netns.NewNamed(name)
 		if err != nil {
@@ -306,39 +307,7 @@ func newNamedNS(name string) (netns.NsHandle, error) {
 }
 
 // inNS runs fn inside ns on a locked OS thread.
-func inNS(ns netns.NsHandle, fn func() error) error {
-	return onLockedThread(func(netns.NsHandle) error {
-		if err := netns.Set(ns); err != nil {
-			return fmt.Errorf("enter namespace: %w", err)
-		}
-		return fn()
-	})
-}
-
-// onLockedThread runs fn on a fresh goroutine locked to its thread and puts the
-// thread back into its original namespace afterwards. If that fails the thread stays
-// locked, so the Go runtime retires it instead of reusing it in the wrong namespace.
-func onLockedThread(fn func(orig netns.NsHandle) error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		ferr := fn(orig)
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("restore namespace: %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+func inNS(ns netns.NsHandle, fn func() error) error { return nsthread.Run(ns, fn) }
 
 func deleteNS(name string, h netns.NsHandle) error {
 	if h != 0 {

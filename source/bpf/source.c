@@ -476,6 +476,22 @@ int xm_source_egress(struct __sk_buff *skb)
 	return handle(skb, XM_DIR_OUT);
 }
 
+/* xm_direct_egress finishes direct clones on a next hop that is not a source
+ * interface (there xm_source_egress does); everything else passes. */
+SEC("tc")
+int xm_direct_egress(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct state *st;
+
+	if ((skb->mark & XM_MARK_MAGIC_MASK) != XM_MARK_DIRECT)
+		return XM_TC_NEXT;
+	st = bpf_map_lookup_elem(&xm_state, &zero);
+	if (!st)
+		return XM_TC_SHOT;
+	return direct_encap(skb, st);
+}
+
 /* xm_replica receives outbound clones from the replica veth, segmented and
  * checksummed by the kernel exactly as on the source interface, and passes
  * them on to the VXLAN device. */
