@@ -51,10 +51,12 @@ func ringPacket(t *testing.T, s *Source, dir int, frame []byte) []byte {
 // the hop's Ethernet header and the packet the ring's sender would have sent
 // for the same frame: outer IPv4/UDP/VXLAN, cut to the path MTU.
 func TestDirectEncap(t *testing.T) {
-	s := ringSource(t, mustParse(t, ringSession(0)))
+	both := "[{priority: 1, action: accept, protocol: all}, {priority: 2, action: accept, protocol: all, ethertype: ipv6}]"
+	s := ringSource(t, mustParse(t, strings.ReplaceAll(ringSession(0), "[{priority: 1, action: accept, protocol: all}]", both)))
 	id := uint32(s.ids["s1"])
 	key := addrWord(netip.MustParseAddr("10.255.0.2"))
 	whole := tcp4(t, "10.0.0.1", "10.0.0.2", 1234, 40000, 1300)
+	v6 := tcp6(t, "fd00::1", "fd00::2", 1234, 40000)
 	long := tcp4(t, "10.0.0.1", "10.0.0.2", 1234, 40000, 1600)
 	eth := append(append(append([]byte{}, directHop.Dst[:]...), directHop.Src[:]...), 0x08, 0x00)
 
@@ -67,6 +69,7 @@ func TestDirectEncap(t *testing.T) {
 		{"whole frame inbound", dirIn, whole, false},
 		{"whole frame outbound", dirOut, whole, false},
 		{"cut to the path MTU", dirIn, long, true},
+		{"IPv6 frame", dirIn, v6, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if err := s.objs.XmHops.Delete(key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -153,7 +156,7 @@ func TestDirectDecision(t *testing.T) {
 		{"whole frame without a hop", 0, whole, false, 0, false},
 		{"cut session", 96, whole, true, 0, false},
 		{"aggregate (GSO)", 0, whole, true, 4, false},
-		{"IPv6 frame", 0, v6, true, 0, false},
+		{"IPv6 frame", 0, v6, true, 0, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			y := ringSession(c.length)

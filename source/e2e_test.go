@@ -68,7 +68,7 @@ func TestWholeFrameEquivalence(t *testing.T) {
 // TCP segments fit a VXLAN packet whole (source and target on an MTU of
 // 1600, the test host on 1500): with offloads off, the outbound aggregates
 // leave directly as one each, segmented by the kernel inside their tunnel
-// headers (direct_encap_segments), not through the replica; the copies are
+// headers (direct_push), not through the replica; the copies are
 // still `tcpdump -s 1550`, byte for byte.
 func TestSegmentsEquivalence(t *testing.T) {
 	s, src := testSeedEquivalence(t, equivalence{datapath: DatapathRing, attach: AttachTCX, snap: 1550, wide: true})

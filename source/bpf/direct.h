@@ -5,25 +5,24 @@
  * The source program clones the packet straight to the egress of the
  * target's next-hop interface (direct_clone), the clone marked with
  * XM_MARK_DIRECT and carrying its outer UDP source port in tc_index. There
- * xm_source_egress meets it first (direct_encap): it pushes the outer
- * Ethernet/IPv4/UDP/VXLAN headers in front of the frame, cuts it to the
- * session's length and lets it go to the driver. The packet on the wire is
- * byte for byte what the ring's sender would have sent (Ethernet header of
- * the resolved neighbour, IPv4 with DF, ID 0 and the mirror DSCP, UDP
- * checksum 0).
+ * xm_source_egress (xm_direct_egress on an interface that is not a source)
+ * meets it first (direct_encap): it cuts it to the session's length,
+ * inserts the outer IPv4/UDP/VXLAN headers behind its Ethernet header and
+ * writes the next hop's in front (direct_push), and lets it go to the
+ * driver. The packet on the wire is byte for byte what the ring's sender
+ * would have sent (Ethernet header of the resolved neighbour, IPv4 with DF,
+ * ID 0 and the mirror DSCP, UDP checksum 0).
  *
  * An outbound TCP aggregate (GSO) that the interface segments in software,
  * and whose segments need no cut, is sent the same way as one aggregate:
- * direct_encap_segments inserts the tunnel headers with bpf_skb_adjust_room
- * and marks it a UDP tunnel GSO packet, and the kernel cuts it into exactly
- * the segments the original becomes, each in its own outer headers, as it
- * does for the vxlan driver's packets.
+ * direct_push marks it a UDP tunnel GSO packet, and the kernel cuts it into
+ * exactly the segments the original becomes, each in its own outer
+ * headers, as it does for the vxlan driver's packets.
  *
  * Against the ring this saves the copy into the ring, the copy into a socket
  * buffer and the software segmentation of the sender's runs; against tc
  * mirred, the vxlan driver's route and neighbour work and the IP layer. The
- * one copy left is the clone's head, made writable when the headers are
- * pushed. */
+ * one copy left is the clone's head, made private by the cut or the push. */
 #ifndef XM_SOURCE_DIRECT_H
 #define XM_SOURCE_DIRECT_H
 
@@ -49,9 +48,8 @@ struct direct_hdrs {
 
 /* What direct sends write at the start of the packet, built on the stack
  * without packing: from eth on, the bytes are contiguous (eth ends where
- * hdrs starts, 4-byte aligned). A single frame gets eth and hdrs pushed in
- * front of it; an aggregate also moves its own Ethernet header behind them
- * (inner). */
+ * hdrs starts, 4-byte aligned): the next hop's Ethernet header, the outer
+ * headers, and the frame's own Ethernet header behind them (inner). */
 struct direct_frame {
 	__u16 pad;
 	struct ethhdr eth;
@@ -63,9 +61,9 @@ _Static_assert(__builtin_offsetof(struct direct_frame, hdrs) == 2 + XM_ETH_HLEN,
 _Static_assert(__builtin_offsetof(struct direct_frame, inner) == 2 + XM_ETH_HLEN + XM_OUTER_LEN,
 	       "direct_frame has a gap before inner");
 
-/* Bytes written in front of a single frame, and for an aggregate. */
-#define DIRECT_PUSH (XM_ETH_HLEN + XM_OUTER_LEN)
-#define DIRECT_PUSH_SEGMENTS (DIRECT_PUSH + XM_ETH_HLEN)
+/* Bytes a copy grows by: the outer IPv4, UDP and VXLAN headers and one
+ * more Ethernet header. */
+#define DIRECT_PUSH (XM_OUTER_LEN + XM_ETH_HLEN)
 
 /* direct_mark is the mark of a direct clone: session, direction and the
  * source interface (whose address is the outer source) in the layout of
@@ -78,14 +76,14 @@ static __always_inline __u32 direct_mark(__u32 session, __u32 dir, __u32 ifindex
 
 /* direct_hop is the next hop of a session's target when its copies may be
  * sent directly: the session mirrors whole frames, the packet is one IPv4
- * frame (not a GSO aggregate, which needs the ring's cut or the replica's
- * segmentation) and user space resolved the target's neighbour on an
+ * or IPv6 frame (not a GSO aggregate, which needs the ring's cut or the
+ * replica's segmentation) and user space resolved the target's neighbour on an
  * interface the source programs are attached to, by links that go with the
  * process. NULL: use the ring. */
 static __always_inline struct hop *direct_hop(struct __sk_buff *skb, const struct state *st, const struct session *s)
 {
 	if (!s->direct || !st->direct || st->datapath != XM_DATAPATH_RING || skb->gso_segs > 1 ||
-	    skb->protocol != bpf_htons(XM_ETH_P_IP))
+	    (skb->protocol != bpf_htons(XM_ETH_P_IP) && skb->protocol != bpf_htons(XM_ETH_P_IPV6)))
 		return NULL;
 	return bpf_map_lookup_elem(&xm_hops, &s->remote);
 }
@@ -169,25 +167,28 @@ static __always_inline void direct_fill(struct direct_frame *o, const struct hop
 	d->vx[1] = bpf_htonl(s->vni << 8);
 }
 
-/* direct_encap_segments encapsulates an aggregate whose segments fit (see
- * direct_hop_segments): room for the tunnel behind the Ethernet header, the
- * GSO type made a UDP tunnel's with the segment size kept, so the kernel
- * cuts the inner TCP exactly as it would have cut the original and gives
- * every segment its own outer headers. Returns 0 or an error. */
-static __always_inline long direct_encap_segments(struct __sk_buff *skb, const struct session *s,
-						  const struct hop *h, __u32 local, __u16 port)
+/* direct_push puts the tunnel in front of the packet: room behind its
+ * Ethernet header for the outer IPv4, UDP and VXLAN headers and the frame's
+ * own Ethernet header, which moves behind them; the next hop's Ethernet
+ * header in front. Marked as encapsulated (the skb's protocol becomes the
+ * outer IPv4, inner headers set), so that an aggregate is a UDP tunnel GSO
+ * packet whose segment size stays: the kernel cuts its inner TCP exactly as
+ * it would have cut the original and gives every segment its own outer
+ * headers. len is the frame's length for the outer headers (of an
+ * aggregate, the kernel sets them per segment). Returns 0 or an error. */
+static __always_inline long direct_push(struct __sk_buff *skb, const struct session *s, const struct hop *h,
+					__u32 local, __u16 port, __u32 len)
 {
 	const __u64 flags = BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
 			    BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(XM_ETH_HLEN);
 	struct direct_frame o = {};
-	__u32 len = skb->len;
 
 	if (bpf_skb_load_bytes(skb, 0, &o.inner, sizeof(o.inner)))
 		return -1;
-	if (bpf_skb_adjust_room(skb, DIRECT_PUSH_SEGMENTS - XM_ETH_HLEN, BPF_ADJ_ROOM_MAC, flags))
+	if (bpf_skb_adjust_room(skb, DIRECT_PUSH, BPF_ADJ_ROOM_MAC, flags))
 		return -1;
-	direct_fill(&o, h, s, local, port, len > 0xffff - XM_OUTER_LEN ? 0 : len);
-	return bpf_skb_store_bytes(skb, 0, &o.eth, DIRECT_PUSH_SEGMENTS, 0);
+	direct_fill(&o, h, s, local, port, len);
+	return bpf_skb_store_bytes(skb, 0, &o.eth, DIRECT_PUSH + XM_ETH_HLEN, 0);
 }
 
 /* direct_encap turns a direct clone, met at the next hop's egress, into the
@@ -196,7 +197,6 @@ static __always_inline long direct_encap_segments(struct __sk_buff *skb, const s
 static __always_inline int direct_encap(struct __sk_buff *skb, const struct state *st)
 {
 	__u32 mark = skb->mark, id, dir, ifindex, skey, len, cap;
-	struct direct_frame o = {};
 	struct counters *c;
 	struct session *s;
 	struct iface *ifc;
@@ -236,7 +236,7 @@ static __always_inline int direct_encap(struct __sk_buff *skb, const struct stat
 	if (skb->gso_size) {
 		__u32 segs = skb->gso_segs ? skb->gso_segs : 1;
 
-		if (direct_encap_segments(skb, s, h, ifc->local, port)) {
+		if (direct_push(skb, s, h, ifc->local, port, len > 0xffff - XM_OUTER_LEN ? 0 : len)) {
 			c->errors++;
 			return XM_TC_SHOT;
 		}
@@ -254,15 +254,10 @@ static __always_inline int direct_encap(struct __sk_buff *skb, const struct stat
 		c->errors++;
 		return XM_TC_SHOT;
 	}
-	/* Push first: it makes the clone's head private (the one copy), so the
-	 * cut after it trims without copying again. */
-	if (bpf_skb_change_head(skb, DIRECT_PUSH, 0) ||
-	    (cap < len && bpf_skb_change_tail(skb, DIRECT_PUSH + cap, 0))) {
-		c->errors++;
-		return XM_TC_SHOT;
-	}
-	direct_fill(&o, h, s, ifc->local, port, cap);
-	if (bpf_skb_store_bytes(skb, 0, &o.eth, DIRECT_PUSH, 0)) {
+	/* Cut first: the cut makes the clone's head private (the one copy) and
+	 * cannot be made once the packet is marked as encapsulated; the push
+	 * after it only copies again where the headroom is short of 50 bytes. */
+	if ((cap < len && bpf_skb_change_tail(skb, cap, 0)) || direct_push(skb, s, h, ifc->local, port, cap)) {
 		c->errors++;
 		return XM_TC_SHOT;
 	}
