@@ -272,4 +272,16 @@ static __always_inline int direct_encap(struct __sk_buff *skb, const struct stat
 	return XM_TC_OK;
 }
 
+/* direct_finish is direct_encap with the state looked up: the whole work of
+ * an egress program that meets a direct clone. */
+static __always_inline int direct_finish(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct state *st = bpf_map_lookup_elem(&xm_state, &zero);
+
+	if (!st)
+		return XM_TC_SHOT;
+	return direct_encap(skb, st);
+}
+
 #endif

@@ -465,14 +465,8 @@ int xm_source_ingress(struct __sk_buff *skb)
 SEC("tc")
 int xm_source_egress(struct __sk_buff *skb)
 {
-	if ((skb->mark & XM_MARK_MAGIC_MASK) == XM_MARK_DIRECT) {
-		__u32 zero = 0;
-		struct state *st = bpf_map_lookup_elem(&xm_state, &zero);
-
-		if (!st)
-			return XM_TC_SHOT;
-		return direct_encap(skb, st);
-	}
+	if ((skb->mark & XM_MARK_MAGIC_MASK) == XM_MARK_DIRECT)
+		return direct_finish(skb);
 	return handle(skb, XM_DIR_OUT);
 }
 
@@ -481,15 +475,9 @@ int xm_source_egress(struct __sk_buff *skb)
 SEC("tc")
 int xm_direct_egress(struct __sk_buff *skb)
 {
-	__u32 zero = 0;
-	struct state *st;
-
 	if ((skb->mark & XM_MARK_MAGIC_MASK) != XM_MARK_DIRECT)
 		return XM_TC_NEXT;
-	st = bpf_map_lookup_elem(&xm_state, &zero);
-	if (!st)
-		return XM_TC_SHOT;
-	return direct_encap(skb, st);
+	return direct_finish(skb);
 }
 
 /* xm_replica receives outbound clones from the replica veth, segmented and
