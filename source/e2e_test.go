@@ -325,8 +325,7 @@ func waitDirectHop(t *testing.T, s *Source, target string) {
 // TestDirectOtherInterface mirrors eth0 whole to a target reached through a
 // second link that is not mirrored (m0 on the source, m1 on the target): the
 // source attaches xm_direct_egress to m0, every copy leaves directly, and
-// what reaches m1 is `tcpdump -s 1450` of eth0, byte for byte, in order per
-// direction.
+// what reaches m1 is `tcpdump -s 1450` of eth0, byte for byte.
 func TestDirectOtherInterface(t *testing.T) {
 	lab := seedLab(t, false)
 	src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
@@ -347,8 +346,10 @@ func TestDirectOtherInterface(t *testing.T) {
 		t.Fatal(err)
 	}
 	sinkVXLAN(t, target)
+	// A snap length of the copies' size: at the default 256 KiB tcpdump's
+	// capture ring holds 64 packets and drops some of a burst of copies.
 	path := filepath.Join(t.TempDir(), "m1.pcap")
-	dump, err := target.StartTcpdump(context.Background(), "-i", "m1", "-n", "-U", "--immediate-mode", "-B", "16384", "-w", path, "udp", "port", "4789")
+	dump, err := target.StartTcpdump(context.Background(), "-i", "m1", "-s", "1600", "-n", "-U", "--immediate-mode", "-B", "16384", "-w", path, "udp", "port", "4789")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +366,7 @@ func TestDirectOtherInterface(t *testing.T) {
 		stats, _ := s.Stats()
 		var h sourceHop
 		herr := s.objs.XmHops.Lookup(addrWord(netip.MustParseAddr("10.77.0.2")), &h)
-		t.Logf("counters %+v; hop %+v %v", stats, h, herr)
+		t.Logf("counters %+v; hop %+v %v; tcpdump on m1: %s", stats, h, herr, dump.Output())
 		t.Fatalf("target received %d copies on m1, tcpdump on eth0 saw %d", len(got), len(want))
 	}
 	var wantDir, gotDir [2][][]byte
@@ -385,13 +386,24 @@ func TestDirectOtherInterface(t *testing.T) {
 			p.dirs[d] = append(p.dirs[d], p.frame)
 		}
 	}
+	// The same packets, byte for byte; the order may differ for packets
+	// the kernel handled on different CPUs at nearly the same moment, as
+	// in testSeedEquivalence.
 	for d := range 2 {
-		if len(gotDir[d]) != len(wantDir[d]) {
-			t.Fatalf("direction %d: %d copies, tcpdump saw %d", d, len(gotDir[d]), len(wantDir[d]))
+		left := map[string]int{}
+		for _, w := range wantDir[d] {
+			left[string(w)]++
 		}
-		for i := range wantDir[d] {
-			if !bytes.Equal(gotDir[d][i], wantDir[d][i]) {
-				t.Errorf("direction %d, packet %d differs from tcpdump's:\n %x\n %x", d, i, gotDir[d][i], wantDir[d][i])
+		for i, g := range gotDir[d] {
+			if left[string(g)] == 0 {
+				t.Errorf("direction %d, copy %d not seen by tcpdump:\n %x", d, i, g)
+				continue
+			}
+			left[string(g)]--
+		}
+		for w, n := range left {
+			if n > 0 {
+				t.Errorf("direction %d: seen by tcpdump, not mirrored (%d times):\n %x", d, n, []byte(w))
 			}
 		}
 	}
