@@ -367,7 +367,7 @@ func TestReloadIsHitless(t *testing.T) {
 	b := seedConfig(t, strings.Replace(seedYAML, "vni: 1,", "vni: 2,", 1))
 	s := startSource(t, src, a)
 	sinkVXLAN(t, target)
-	atTarget := startCapture(t, target, "target", "udp", "port", "4789")
+	atTarget := startCapture(t, target, "target", "-s", "2048", "udp", "port", "4789")
 	atSource := startCapture(t, src, "source", "-s", "96", "tcp and host "+testIP+" and port 1234")
 	done := make(chan error, 1)
 	go func() {

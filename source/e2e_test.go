@@ -151,7 +151,7 @@ func testSeedEquivalence(t *testing.T, e equivalence) (*Source, *netlab.Host) {
 	cfg := seedConfig(t, yaml)
 
 	sinkVXLAN(t, target)
-	atTarget := startCapture(t, target, "target", "udp", "port", "4789")
+	atTarget := startCapture(t, target, "target", "-s", "2048", "udp", "port", "4789")
 	atSource := startCapture(t, src, "source", "-s", strconv.Itoa(snap), "tcp and host "+testIP+" and port 1234")
 	if snap != 96 {
 		// The target's neighbour resolved first, and its direct hop written:

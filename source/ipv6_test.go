@@ -33,7 +33,7 @@ metrics: {listen: "off"}
 `)
 	startSource(t, src, cfg)
 	sinkVXLAN(t, target)
-	atTarget := startCapture(t, target, "target", "udp", "port", "4789")
+	atTarget := startCapture(t, target, "target", "-s", "2048", "udp", "port", "4789")
 	atSource := startCapture(t, src, "source", "-s", "96", "ip6 and tcp and host fd00::161 and port 1234")
 
 	var ln net.Listener

@@ -133,6 +133,10 @@ type capture struct {
 	path string
 }
 
+// startCapture starts tcpdump on h's interface, writing name.pcap. Give
+// bursts a snap length of their size (-s): at tcpdump's default of 256
+// KiB its capture ring holds 64 packets, and a burst of more loses some
+// ("dropped by kernel").
 func startCapture(t *testing.T, h *netlab.Host, name string, args ...string) *capture {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), name+".pcap")

@@ -385,7 +385,7 @@ func TestRingPacketSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	sinkVXLAN(t, target)
-	atTarget := startCapture(t, target, "target", "udp", "port", "4789")
+	atTarget := startCapture(t, target, "target", "-s", "2048", "udp", "port", "4789")
 	s := startSourceOpts(t, src, seedConfig(t, seedYAML), Options{Datapath: DatapathRing})
 	r := s.dp.(*ringPath)
 	if r.pfd < 0 || r.nl == nil {
