@@ -64,6 +64,21 @@ func TestWholeFrameEquivalence(t *testing.T) {
 	}
 }
 
+// TestNoDirectSends: with Options.NoDirect (--direct-sends=false) every
+// whole-frame copy takes the ring, and the copies are the same.
+func TestNoDirectSends(t *testing.T) {
+	s, _ := testSeedEquivalence(t, equivalence{datapath: DatapathRing, attach: AttachTCX, snap: 1450, noDirect: true})
+	stats, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range stats {
+		if st.Direct != 0 || st.Packets == 0 {
+			t.Errorf("%s: %d mirrored, %d of them directly; want none directly", st.Direction, st.Packets, st.Direct)
+		}
+	}
+}
+
 // TestSegmentsEquivalence is TestWholeFrameEquivalence where the source's
 // TCP segments fit a VXLAN packet whole (source and target on an MTU of
 // 1600, the test host on 1500): with offloads off, the outbound aggregates
@@ -129,6 +144,8 @@ type equivalence struct {
 	// wide gives source and target an MTU of 1600 and the test host
 	// 1500: the source's TCP segments then fit a VXLAN packet whole.
 	wide bool
+	// noDirect is Options.NoDirect.
+	noDirect bool
 }
 
 // testSeedEquivalence runs the seed's scenario with the session cut to
@@ -160,8 +177,8 @@ func testSeedEquivalence(t *testing.T, e equivalence) (*Source, *netlab.Host) {
 			t.Fatal(err)
 		}
 	}
-	s := startSourceOpts(t, src, cfg, Options{Datapath: datapath, Attach: attach})
-	if snap != 96 && datapath == DatapathRing {
+	s := startSourceOpts(t, src, cfg, Options{Datapath: datapath, Attach: attach, NoDirect: e.noDirect})
+	if snap != 96 && datapath == DatapathRing && !e.noDirect {
 		waitDirectHop(t, s, targetIP)
 	}
 

@@ -39,6 +39,7 @@ type Source struct {
 	cfg      *config.Config
 	// noAttach fills the maps without attaching (tests of the programs).
 	noAttach bool
+	noDirect bool // Options.NoDirect
 }
 
 // Options tune New.
@@ -61,6 +62,9 @@ type Options struct {
 	// MaxMaxDelay; 0 means DefaultMaxDelay. Longer is cheaper for the
 	// mirrored traffic; collector timestamps move by up to as much.
 	MaxDelay time.Duration
+	// NoDirect sends every copy of the ring datapath through the ring,
+	// none directly from the kernel (bpf/direct.h).
+	NoDirect bool
 }
 
 // New validates cfg against the system, loads the programs, starts the
@@ -72,6 +76,7 @@ func New(cfg *config.Config, opts Options) (_ *Source, err error) {
 		return nil, err
 	}
 	s := &Source{
+		noDirect: opts.NoDirect,
 		attacher: attacher{mode: set.attach},
 		links:    map[uint32][2]hook{},
 		ids:      map[string]uint16{},
@@ -298,7 +303,7 @@ func (s *Source) writeIdle(idle uint32, prog *Program) (sourceState, error) {
 	}
 	// Direct sends only while the programs go with the process: tc
 	// filters stay after a kill, and a killed source must send nothing.
-	st.Direct = uint32(boolByte(s.noAttach || s.attacher.mode == AttachTCX))
+	st.Direct = uint32(boolByte(!s.noDirect && (s.noAttach || s.attacher.mode == AttachTCX)))
 	return st, nil
 }
 
