@@ -36,7 +36,6 @@ type directHops struct {
 	m      *ebpf.Map
 	nl     *netlink.Handle
 	ns     netns.NsHandle // the source's network namespace
-	mark   uint32
 	mu     sync.Mutex
 	want   map[uint32]bool // targets of whole-frame sessions
 	ifaces map[uint32]bool // where the source programs are attached
@@ -71,7 +70,7 @@ func startDirect(m *ebpf.Map, egress *ebpf.Program, mark uint32) *directHops {
 		slog.Warn("ring datapath: no handle of the network namespace for direct sends, every copy takes the ring", "err", err)
 		return nil
 	}
-	d := newDirectHops(m, mark)
+	d := newDirectHops(m)
 	d.nl, d.ns = nl, ns
 	d.lookup = func(dst [4]byte) *nextHop { return resolveHop(nl, mark, dst, time.Now()) }
 	d.attach = func(ifindex uint32) (h hook, err error) {
@@ -91,8 +90,8 @@ func startDirect(m *ebpf.Map, egress *ebpf.Program, mark uint32) *directHops {
 	return d
 }
 
-func newDirectHops(m *ebpf.Map, mark uint32) *directHops {
-	return &directHops{m: m, mark: mark, want: map[uint32]bool{}, ifaces: map[uint32]bool{},
+func newDirectHops(m *ebpf.Map) *directHops {
+	return &directHops{m: m, want: map[uint32]bool{}, ifaces: map[uint32]bool{},
 		put: map[uint32]sourceHop{}, extra: map[uint32]hook{}, warned: map[uint32]bool{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
@@ -109,10 +108,10 @@ func (d *directHops) run() {
 		case <-d.kick:
 			retry = hopRetry
 		}
-		// A target not resolved yet is looked up again soon (the ring's
-		// raw socket makes the kernel resolve it), less often the longer it
-		// stays so: its route may leave by an interface without the
-		// programs, and then it never will.
+		// A target not resolved yet is looked up again soon (the kernel
+		// was asked to resolve it), less often the longer it stays so: its
+		// route may leave by an interface where no program can be
+		// attached, and then it never will.
 		next := hopRefresh
 		if !d.sync() {
 			next, retry = retry, min(2*retry, hopRefresh)
@@ -151,11 +150,10 @@ func (d *directHops) running(prog *Program) {
 }
 
 // sync resolves every wanted target and writes or removes its hop, and
-// tells whether every one has a hop. A stale
-// neighbour keeps its hop (its address is the last one known, as the
-// kernel's own sends would use) and is revalidated by the kernel: direct
-// sends bypass the neighbour layer, which would otherwise never see traffic
-// to it.
+// tells whether every one has a hop. A stale neighbour keeps its hop (its
+// address is the last one known, as the kernel's own sends would use) and
+// is revalidated by the kernel: direct sends bypass the neighbour layer,
+// which would otherwise never see traffic to it.
 func (d *directHops) sync() (all bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -168,9 +166,9 @@ func (d *directHops) sync() (all bool) {
 	for dst := range d.want {
 		nh := d.lookup(wordBytes(dst))
 		if !nh.ok || !d.ensureEgress(uint32(nh.ll.Ifindex)) {
-			// Ask the kernel to resolve it, as a first packet would.
 			d.remove(dst)
 			all = false
+			// Ask the kernel to resolve it, as a first packet would.
 			if !nh.ok && nh.neigh != nil && d.use != nil {
 				if err := d.use(nh); err != nil {
 					slog.Debug("resolve neighbour", "addr", nh.neigh, "err", err)

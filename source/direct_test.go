@@ -209,7 +209,7 @@ func TestDirectHops(t *testing.T) {
 	mac := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x02}
 	var result nextHop
 	var used []net.IP
-	d := newDirectHops(s.objs.XmHops, 0)
+	d := newDirectHops(s.objs.XmHops)
 	d.lookup = func(dst [4]byte) *nextHop {
 		if dst != target {
 			t.Errorf("looked up %v", dst)
