@@ -60,44 +60,40 @@ func ethtool(fd int, ifname string, cmd, data uint32) (uint32, error) {
 	return v.data, nil
 }
 
-// getOffloads reads the offloads of ifname in the calling thread's namespace.
-func getOffloads(ifname string) (offloads, error) {
+// ethtoolGet reads the values of the get commands cmds of ifname, in the
+// calling thread's namespace.
+func ethtoolGet(ifname string, cmds ...uint32) ([]uint32, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return offloads{}, fmt.Errorf("ethtool socket: %w", err)
+		return nil, fmt.Errorf("ethtool socket: %w", err)
 	}
 	defer unix.Close(fd)
-	var o offloads
-	for _, f := range []struct {
-		cmd uint32
-		dst *bool
-	}{{ethtoolGTXCSUM, &o.TxCsum}, {ethtoolGSG, &o.SG}, {ethtoolGTSO, &o.TSO}, {ethtoolGGSO, &o.GSO}} {
-		v, err := ethtool(fd, ifname, f.cmd, 0)
-		if err != nil {
-			return offloads{}, fmt.Errorf("ethtool %s get 0x%x: %w", ifname, f.cmd, err)
+	vals := make([]uint32, len(cmds))
+	for i, cmd := range cmds {
+		if vals[i], err = ethtool(fd, ifname, cmd, 0); err != nil {
+			return nil, fmt.Errorf("ethtool %s get 0x%x: %w", ifname, cmd, err)
 		}
-		*f.dst = v != 0
 	}
-	return o, nil
+	return vals, nil
+}
+
+// getOffloads reads the offloads of ifname in the calling thread's namespace.
+func getOffloads(ifname string) (offloads, error) {
+	v, err := ethtoolGet(ifname, ethtoolGTXCSUM, ethtoolGSG, ethtoolGTSO, ethtoolGGSO)
+	if err != nil {
+		return offloads{}, err
+	}
+	return offloads{TxCsum: v[0] != 0, SG: v[1] != 0, TSO: v[2] != 0, GSO: v[3] != 0}, nil
 }
 
 // rxAggregates tells whether ifname may hand the stack aggregates of
 // received segments (GRO or LRO on), in the calling thread's namespace.
 func rxAggregates(ifname string) (bool, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	v, err := ethtoolGet(ifname, ethtoolGGRO, ethtoolGFLAGS)
 	if err != nil {
-		return true, fmt.Errorf("ethtool socket: %w", err)
+		return true, err
 	}
-	defer unix.Close(fd)
-	gro, err := ethtool(fd, ifname, ethtoolGGRO, 0)
-	if err != nil {
-		return true, fmt.Errorf("ethtool %s get gro: %w", ifname, err)
-	}
-	flags, err := ethtool(fd, ifname, ethtoolGFLAGS, 0)
-	if err != nil {
-		return true, fmt.Errorf("ethtool %s get flags: %w", ifname, err)
-	}
-	return gro != 0 || flags&ethFlagLRO != 0, nil
+	return v[0] != 0 || v[1]&ethFlagLRO != 0, nil
 }
 
 // setOffloads gives ifname the offloads o, in dependency order (TSO needs SG

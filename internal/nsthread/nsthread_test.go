@@ -9,8 +9,8 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// TestRun enters a new namespace for fn only, and runs fn in place when the
-// thread is already in the namespace (no setns, which needs CAP_SYS_ADMIN).
+// TestRun enters a new namespace for fn only, leaving the caller's thread
+// where it was, and runs fn in the namespace the thread is already in.
 func TestRun(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("creating a network namespace needs root")
@@ -38,6 +38,9 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer here.Close()
+	if here.Equal(ns) {
+		t.Errorf("the caller's thread was left in the new namespace")
+	}
 	if err := Run(here, func() error { return nil }); err != nil {
 		t.Errorf("run in the current namespace: %v", err)
 	}

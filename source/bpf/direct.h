@@ -77,9 +77,9 @@ static __always_inline __u32 direct_mark(__u32 session, __u32 dir, __u32 ifindex
 /* direct_hop is the next hop of a session's target when its copies may be
  * sent directly: the session mirrors whole frames, the packet is one IPv4
  * or IPv6 frame (not a GSO aggregate, which needs the ring's cut or the
- * replica's segmentation) and user space resolved the target's neighbour on an
- * interface the source programs are attached to, by links that go with the
- * process. NULL: use the ring. */
+ * replica's segmentation), the programs go with the process (TCX links),
+ * and user space wrote the target's next hop (direct.go: resolved, with an
+ * egress program that finishes the clones there). NULL: use the ring. */
 static __always_inline struct hop *direct_hop(struct __sk_buff *skb, const struct state *st, const struct session *s)
 {
 	if (!s->direct || !st->direct || st->datapath != XM_DATAPATH_RING || skb->gso_segs > 1 ||
@@ -109,19 +109,20 @@ static __always_inline struct hop *direct_hop_segments(struct __sk_buff *skb, co
 }
 
 /* direct_clone sends a copy of the packet to the next hop's egress, where
- * direct_encap finishes it. The clone inherits mark and tc_index; the
+ * direct_encap finishes it; a failed clone counts an error. The clone
+ * inherits mark and tc_index (the outer port of the flow hash); the
  * original gets its own back at once. */
-static __always_inline long direct_clone(struct __sk_buff *skb, const struct hop *h, __u32 mark, __u16 port)
+static __always_inline void direct_clone(struct __sk_buff *skb, const struct state *st, struct counters *c,
+					 const struct hop *h, __u32 mark, __u32 hash)
 {
 	__u32 old_mark = skb->mark, old_index = skb->tc_index;
-	long ret;
 
 	skb->mark = mark;
-	skb->tc_index = port;
-	ret = bpf_clone_redirect(skb, h->ifindex, 0);
+	skb->tc_index = outer_port(st->port_min, st->port_range, hash);
+	if (bpf_clone_redirect(skb, h->ifindex, 0))
+		c->errors++;
 	skb->mark = old_mark;
 	skb->tc_index = old_index;
-	return ret;
 }
 
 /* ipv4_csum is the IPv4 header checksum of the 20 bytes at ip. */

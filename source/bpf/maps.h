@@ -52,7 +52,8 @@ struct {
 
 /* Next hops of the targets by IPv4 address (network order), for direct
  * sends (datapath ring): only targets whose neighbour is resolved on an
- * interface the source programs are attached to. */
+ * interface where an egress program finishes the clones (xm_source_egress,
+ * or xm_direct_egress attached for it). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, XM_MAX_TARGETS);

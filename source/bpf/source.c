@@ -420,12 +420,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u32 dir)
 		__u32 hash = flow_hash(&w.f, s->hash_mode == XM_HASH_SYMMETRIC);
 		struct hop *h = w.direct ? direct_hop(skb, st, s) : NULL;
 
-		if (!h) {
+		if (h)
+			direct_clone(skb, st, c, h, direct_mark(id, dir, skb->ifindex), hash);
+		else
 			emit(skb, st, s, c, id, dir, skb->ifindex, w.local, hash);
-			return XM_TC_NEXT;
-		}
-		if (direct_clone(skb, h, direct_mark(id, dir, skb->ifindex), outer_port(st->port_min, st->port_range, hash)))
-			c->errors++;
 		return XM_TC_NEXT;
 	}
 
@@ -436,11 +434,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u32 dir)
 		struct hop *h = direct_hop_segments(skb, st, s, &w.f);
 
 		if (h) {
-			__u32 hash = flow_hash(&w.f, s->hash_mode == XM_HASH_SYMMETRIC);
-
-			if (direct_clone(skb, h, direct_mark(id, dir, skb->ifindex),
-					 outer_port(st->port_min, st->port_range, hash)))
-				c->errors++;
+			direct_clone(skb, st, c, h, direct_mark(id, dir, skb->ifindex),
+				     flow_hash(&w.f, s->hash_mode == XM_HASH_SYMMETRIC));
 			return XM_TC_NEXT;
 		}
 	}
