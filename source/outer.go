@@ -15,8 +15,9 @@ import (
 // send them (RFC 7348): IPv4 without options (DSCP Lower Effort, DF, the
 // source interface's address, the session's TTL), UDP to port 4789 whose source port carries
 // the flow hash (checksum 0), VXLAN with the I flag and the session's VNI.
-// The ring datapath's program writes them (ring_put in bpf/source.c;
-// TestOuterLayout checks it against appendOuter), the perf datapath writes
+// The ring datapath's program writes them (outer_fill in bpf/outer.h, for
+// the ring's records and the direct sends; TestOuterLayout checks it
+// against appendOuter), the perf datapath writes
 // them here, the kernel datapath leaves them to the vxlan driver. This file
 // is the one place in Go that knows their layout.
 const (
@@ -160,7 +161,7 @@ func localPortRange() portRange {
 }
 
 // sourcePort is udp_flow_src_port() of the kernel for a flow hash (outer_port
-// in bpf/source.c).
+// in bpf/hash.h).
 func (r portRange) sourcePort(hash uint32) uint16 {
 	hash ^= hash << 16
 	return uint16((uint64(hash)*uint64(r.span))>>32 + uint64(r.min))

@@ -38,13 +38,7 @@
 #include "maps.h"
 #include "parsing.h"
 #include "hash.h"
-
-/* The outer IPv4, UDP and VXLAN headers, 4-byte aligned. */
-struct direct_hdrs {
-	struct iphdr ip;
-	struct udphdr udp;
-	__u32 vx[2];
-};
+#include "outer.h"
 
 /* What direct sends write at the start of the packet, built on the stack
  * without packing: from eth on, the bytes are contiguous (eth ends where
@@ -53,7 +47,7 @@ struct direct_hdrs {
 struct direct_frame {
 	__u16 pad;
 	struct ethhdr eth;
-	struct direct_hdrs hdrs;
+	struct outer_hdrs hdrs;
 	struct ethhdr inner;
 };
 
@@ -140,32 +134,17 @@ static __always_inline __u16 ipv4_csum(const struct iphdr *ip)
 	return ~sum & 0xffff;
 }
 
-/* direct_fill writes the next hop's Ethernet header and the outer IPv4,
- * UDP and VXLAN headers for a frame of len bytes (of an aggregate, the
+/* direct_fill writes the next hop's Ethernet header and the outer headers
+ * for a frame of len bytes, with the IPv4 checksum (of an aggregate, the
  * kernel sets lengths, ID and checksum per segment). */
 static __always_inline void direct_fill(struct direct_frame *o, const struct hop *h, const struct session *s,
 					__u32 local, __u16 port, __u32 len)
 {
-	struct direct_hdrs *d = &o->hdrs;
-
 	__builtin_memcpy(o->eth.h_dest, h->dst, ETH_ALEN);
 	__builtin_memcpy(o->eth.h_source, h->src, ETH_ALEN);
 	o->eth.h_proto = bpf_htons(XM_ETH_P_IP);
-	d->ip.version = 4;
-	d->ip.ihl = 5;
-	d->ip.tos = XM_MIRROR_TOS;
-	d->ip.tot_len = bpf_htons(XM_OUTER_LEN + len);
-	d->ip.frag_off = bpf_htons(0x4000); /* DF */
-	d->ip.ttl = s->ttl ? s->ttl : 64;
-	d->ip.protocol = IPPROTO_UDP;
-	d->ip.saddr = local;
-	d->ip.daddr = s->remote;
-	d->ip.check = ipv4_csum(&d->ip);
-	d->udp.source = bpf_htons(port);
-	d->udp.dest = bpf_htons(XM_VXLAN_PORT);
-	d->udp.len = bpf_htons(XM_OUTER_LEN - sizeof(struct iphdr) + len);
-	d->vx[0] = bpf_htonl(0x08000000);
-	d->vx[1] = bpf_htonl(s->vni << 8);
+	outer_fill(&o->hdrs, s, local, port, len);
+	o->hdrs.ip.check = ipv4_csum(&o->hdrs.ip);
 }
 
 /* direct_push puts the tunnel in front of the packet: room behind its

@@ -33,6 +33,7 @@
 #include "maps.h"
 #include "parsing.h"
 #include "hash.h"
+#include "outer.h"
 #include "direct.h"
 
 char __license[] SEC("license") = "Dual MIT/GPL";
@@ -208,9 +209,7 @@ static __always_inline long ring_put(struct __sk_buff *skb, const struct state *
 {
 	const __u32 room = size - sizeof(struct ring_rec) - XM_OUTER_LEN;
 	struct ring_rec *r;
-	struct iphdr *ip;
-	struct udphdr *udp;
-	__u32 *vx;
+	struct outer_hdrs *o;
 	__u64 n, avail, flags = BPF_RB_NO_WAKEUP;
 
 	if (cap > room)
@@ -224,30 +223,14 @@ static __always_inline long ring_put(struct __sk_buff *skb, const struct state *
 	r->session = id;
 	r->dir = dir;
 	r->pad = 0;
-	ip = (void *)(r + 1);
-	udp = (void *)(ip + 1);
-	vx = (void *)(udp + 1);
-	ip->version = 4;
-	ip->ihl = 5;
-	ip->tos = XM_MIRROR_TOS;
-	ip->tot_len = bpf_htons(XM_OUTER_LEN + cap);
-	ip->id = 0; /* the raw socket picks one */
-	ip->frag_off = bpf_htons(0x4000); /* DF */
-	ip->ttl = s->ttl ? s->ttl : 64;
-	ip->protocol = IPPROTO_UDP;
-	ip->check = 0; /* the raw socket computes it */
-	ip->saddr = local;
-	ip->daddr = s->remote;
-	udp->source = bpf_htons(outer_port(st->port_min, st->port_range, hash));
-	udp->dest = bpf_htons(XM_VXLAN_PORT);
-	udp->len = bpf_htons(XM_OUTER_LEN - sizeof(*ip) + cap);
-	udp->check = 0; /* RFC 7348 */
-	vx[0] = bpf_htonl(0x08000000);
-	vx[1] = bpf_htonl(s->vni << 8);
+	/* ID and checksum stay 0: the raw socket fills them in, the AF_PACKET
+	 * paths set the checksum (source/outer.go). */
+	o = (void *)(r + 1);
+	outer_fill(o, s, local, outer_port(st->port_min, st->port_range, hash), cap);
 	/* Bound the length again in the register the verifier checks. */
 	n = cap;
 	asm volatile("" : "+r"(n));
-	if (n > room || n < XM_ETH_HLEN || bpf_skb_load_bytes(skb, 0, (void *)(vx + 2), n)) {
+	if (n > room || n < XM_ETH_HLEN || bpf_skb_load_bytes(skb, 0, (void *)(o + 1), n)) {
 		bpf_ringbuf_discard(r, BPF_RB_NO_WAKEUP);
 		return -1;
 	}
