@@ -63,19 +63,48 @@ func (r *runner) scenarioSource(ctx context.Context) ScenarioResult {
 			}},
 		{name: "tc mirred → vxlan", kind: KindAlternative, setup: setupMirred},
 	}
+	// As in the lb scenario, every system keeps its lab for the whole scenario
+	// and the repetitions go round the systems: this machine's speed drifts by
+	// tens of percent over a minute, and a drift must fall on every system
+	// alike, not on whichever ran then.
+	var runs []*sourceRun
 	for _, sys := range systems {
 		if ctx.Err() != nil {
 			break
 		}
-		res := SystemResult{Name: sys.name, Kind: sys.kind}
-		if sys.skip != nil {
-			res.Skipped = sys.skip()
+		runs = append(runs, r.prepareSource(sys))
+	}
+	defer func() {
+		for _, run := range runs {
+			run.close()
 		}
+	}()
+	secs := int(math.Max(1, math.Round(r.o.Trial.Seconds())))
+	for rep := 0; rep < r.o.Reps && ctx.Err() == nil; rep++ {
+		for _, run := range runs {
+			if run.res.Skipped != "" || ctx.Err() != nil {
+				continue
+			}
+			r.ui.progress("source: %s rep %d/%d (iperf3 %ds)", run.sys.name, rep+1, r.o.Reps, secs)
+			t, err := run.trial(ctx, secs)
+			if err != nil {
+				run.res.Errors = append(run.res.Errors, err.Error())
+				continue
+			}
+			run.res.Trials = append(run.res.Trials, t)
+		}
+	}
+	for _, run := range runs {
+		res := run.res
 		if res.Skipped == "" {
-			r.sourceSystem(ctx, &res, sys)
+			if len(res.Trials) == 0 {
+				res.Skipped = "no trial succeeded: " + firstErrors(res.Errors)
+			} else {
+				res.Metrics = medians(res.Trials)
+			}
 		}
-		r.ui.row(sc.Name, &res)
-		sc.Systems = append(sc.Systems, res)
+		r.ui.row(sc.Name, res)
+		sc.Systems = append(sc.Systems, *res)
 	}
 	if base := sc.system("iperf3 plain"); base != nil && base.Metrics["throughput_gbps"] > 0 {
 		for i := range sc.Systems {
@@ -88,66 +117,91 @@ func (r *runner) scenarioSource(ctx context.Context) ScenarioResult {
 	return sc
 }
 
-func (r *runner) sourceSystem(ctx context.Context, res *SystemResult, sys sourceSystem) {
+// sourceRun is one system of the source scenario, its lab set up and the
+// mirror running.
+type sourceRun struct {
+	sys     sourceSystem
+	res     *SystemResult
+	lab     *netlab.Lab
+	ctrs    []*XDPPeer
+	pid     int
+	closers []func()
+}
+
+func (s *sourceRun) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
+
+// prepareSource builds the system's lab and starts its mirror; on failure the
+// result says why it is skipped.
+func (r *runner) prepareSource(sys sourceSystem) *sourceRun {
+	run := &sourceRun{sys: sys, res: &SystemResult{Name: sys.name, Kind: sys.kind}}
+	if sys.skip != nil {
+		if why := sys.skip(); why != "" {
+			run.res.Skipped = why
+			return run
+		}
+	}
+	r.ui.progress("source: %s: setting up", sys.name)
 	lab, err := r.newLab("src", sourceHosts()...)
 	if err != nil {
-		res.Skipped = fmt.Sprintf("lab: %v", err)
-		return
+		run.res.Skipped = fmt.Sprintf("lab: %v", err)
+		return run
 	}
-	defer lab.Close()
+	run.lab = lab
+	run.closers = append(run.closers, func() { lab.Close() })
 	dir, err := os.MkdirTemp(r.tmp, "src-")
 	if err != nil {
-		res.Skipped = err.Error()
-		return
+		run.res.Skipped = err.Error()
+		return run
 	}
-
-	ctrs, err := attachCounters(lab, "mon")
-	if err != nil {
-		res.Skipped = err.Error()
-		return
+	if run.ctrs, err = attachCounters(lab, "mon"); err != nil {
+		run.res.Skipped = err.Error()
+		return run
 	}
-	defer closeAll(ctrs)
+	run.closers = append(run.closers, func() { closeAll(run.ctrs) })
 	if err := warmNeighbours(lab.Host("cli"), addrSrv, addrMon); err != nil {
-		res.Skipped = err.Error()
-		return
+		run.res.Skipped = err.Error()
+		return run
 	}
 	pid, stop, err := sys.setup(lab, dir)
 	if err != nil {
-		res.Skipped = fmt.Sprintf("setup failed: %v", err)
-		return
+		run.res.Skipped = fmt.Sprintf("setup failed: %v", err)
+		return run
 	}
-	defer stop()
-	secs := int(math.Max(1, math.Round(r.o.Trial.Seconds())))
-	for rep := 0; rep < r.o.Reps && ctx.Err() == nil; rep++ {
-		r.ui.progress("source: %s rep %d/%d (iperf3 %ds)", sys.name, rep+1, r.o.Reps, secs)
-		before, err := readAll(ctrs)
-		if err != nil {
-			res.Errors = append(res.Errors, err.Error())
-			continue
-		}
-		p0 := readProc(pid)
-		gbps, err := runIperf(ctx, lab, secs)
-		if err != nil {
-			res.Errors = append(res.Errors, err.Error())
-			continue
-		}
-		time.Sleep(100 * time.Millisecond)
-		after, _ := readAll(ctrs)
-		t := map[string]float64{
-			"throughput_gbps": gbps,
-			"mirrored_pps":    float64(after[0].Packets-before[0].Packets) / float64(secs),
-		}
-		if p1 := readProc(pid); p1.Valid && p0.Valid {
-			t["proc_cpu_cores"] = (p1.CPU - p0.CPU).Seconds() / float64(secs)
-			t["rss_mib"] = float64(p1.HWM) / (1 << 20)
-		}
-		res.Trials = append(res.Trials, t)
+	run.pid = pid
+	run.closers = append(run.closers, stop)
+	return run
+}
+
+// trial runs iperf3 once through the system's lab.
+func (s *sourceRun) trial(ctx context.Context, secs int) (map[string]float64, error) {
+	before, err := readAll(s.ctrs)
+	if err != nil {
+		return nil, err
 	}
-	if len(res.Trials) == 0 {
-		res.Skipped = "no trial succeeded: " + firstErrors(res.Errors)
-		return
+	p0 := readProc(s.pid)
+	gbps, err := runIperf(ctx, s.lab, secs)
+	if err != nil {
+		return nil, err
 	}
-	res.Metrics = medians(res.Trials)
+	time.Sleep(100 * time.Millisecond)
+	after, err := readAll(s.ctrs)
+	if err != nil {
+		return nil, err
+	}
+	t := map[string]float64{
+		"throughput_gbps": gbps,
+		"mirrored_pps":    float64(after[0].Packets-before[0].Packets) / float64(secs),
+	}
+	if p1 := readProc(s.pid); p1.Valid && p0.Valid {
+		t["proc_cpu_cores"] = (p1.CPU - p0.CPU).Seconds() / float64(secs)
+		t["rss_mib"] = float64(p1.HWM) / (1 << 20)
+	}
+	return t, nil
 }
 
 // runIperf runs one iperf3 TCP test from cli to srv and returns the received
