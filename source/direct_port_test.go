@@ -30,7 +30,7 @@ func TestDirectPortFromTcIndex(t *testing.T) {
 	prog := loadDirectPortProgram(t, s)
 	id := uint32(s.ids["s1"])
 	frame := tcp4(t, "10.0.0.1", "10.0.0.2", 1234, 40000, 1300)
-	ring := ringPacket(t, s, dirIn, frame) // before the hop: a copy with a hop goes direct
+	ring := ringPacket(t, s, dirIn, frame)       // before the hop: a copy with a hop goes direct
 	hashed := binary.BigEndian.Uint16(ring[20:]) // outer IPv4, then the UDP source port
 	if err := s.objs.XmHops.Put(addrWord(netip.MustParseAddr("10.255.0.2")), directHop); err != nil {
 		t.Fatal(err)
