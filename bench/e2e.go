@@ -70,19 +70,15 @@ func (r *runner) scenarioE2E(ctx context.Context) ScenarioResult {
 // prepareE2E builds the system's lab and starts its LB; the trial starts the
 // receivers fresh each time. On failure res says why it is skipped.
 func (r *runner) prepareE2E(res *SystemResult, sys e2eSystem) (stepTrial, func()) {
-	var closers []func()
-	closeAll := func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}
+	var u undo
+	closeAll := u.run
 	topo, err := r.newBridgeTopo()
 	if err != nil {
 		res.Skipped = fmt.Sprintf("lab: %v", err)
 		return nil, closeAll
 	}
 	lab := topo.lab
-	closers = append(closers, func() { lab.Close() })
+	u.push(func() { lab.Close() })
 	dir, err := os.MkdirTemp(r.tmp, "e2e-")
 	if err != nil {
 		res.Skipped = err.Error()
@@ -97,7 +93,7 @@ func (r *runner) prepareE2E(res *SystemResult, sys e2eSystem) (stepTrial, func()
 		res.Skipped = fmt.Sprintf("setup failed: %v", err)
 		return nil, closeAll
 	}
-	closers = append(closers, stop)
+	u.push(stop)
 	hosts := []*netlab.Host{lab.Host("b1"), lab.Host("b2")}
 	for _, h := range hosts {
 		if err := steerRxOffGen(h); err != nil {

@@ -61,7 +61,7 @@ func (r *runner) scenarioLB(ctx context.Context) ScenarioResult {
 	}
 	defer func() {
 		for _, run := range runs {
-			run.close()
+			run.undo.run()
 		}
 	}()
 	for rep := 0; rep < r.o.Reps && ctx.Err() == nil; rep++ {
@@ -102,19 +102,12 @@ func (r *runner) scenarioLB(ctx context.Context) ScenarioResult {
 
 // lbRun is one system of the lb scenario, set up and ready for trials.
 type lbRun struct {
-	sys     lbSystem
-	res     *SystemResult
-	topo    *lbTopo
-	ctr     *XDPPeer
-	pid     int
-	closers []func()
-}
-
-func (l *lbRun) close() {
-	for i := len(l.closers) - 1; i >= 0; i-- {
-		l.closers[i]()
-	}
-	l.closers = nil
+	sys  lbSystem
+	res  *SystemResult
+	topo *lbTopo
+	ctr  *XDPPeer
+	pid  int
+	undo undo
 }
 
 // prepareLB builds the system's lab and starts it; on failure the result says
@@ -134,7 +127,7 @@ func (r *runner) prepareLB(sys lbSystem) *lbRun {
 		return run
 	}
 	run.topo = topo
-	run.closers = append(run.closers, func() { topo.lab.Close() })
+	run.undo.push(func() { topo.lab.Close() })
 	dir, err := os.MkdirTemp(r.tmp, "lb-")
 	if err != nil {
 		run.res.Skipped = err.Error()
@@ -144,14 +137,14 @@ func (r *runner) prepareLB(sys lbSystem) *lbRun {
 		run.res.Skipped = fmt.Sprintf("counter: %v", err)
 		return run
 	}
-	run.closers = append(run.closers, func() { run.ctr.Close() })
+	run.undo.push(func() { run.ctr.Close() })
 	pid, stop, err := sys.setup(topo, dir)
 	if err != nil {
 		run.res.Skipped = fmt.Sprintf("setup failed: %v", err)
 		return run
 	}
 	run.pid = pid
-	run.closers = append(run.closers, stop)
+	run.undo.push(stop)
 	return run
 }
 

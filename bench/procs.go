@@ -404,3 +404,16 @@ func (r *runner) setupXmirrorLB(t *lbTopo, dir, algorithm string) (int, func(), 
 		os.RemoveAll(pin)
 	}, nil
 }
+
+// undo holds what a setup did, to be undone in reverse order.
+type undo []func()
+
+func (u *undo) push(f func()) { *u = append(*u, f) }
+
+// run undoes everything pushed, last first, and forgets it.
+func (u *undo) run() {
+	for i := len(*u) - 1; i >= 0; i-- {
+		(*u)[i]()
+	}
+	*u = nil
+}

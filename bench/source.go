@@ -76,7 +76,7 @@ func (r *runner) scenarioSource(ctx context.Context) ScenarioResult {
 	}
 	defer func() {
 		for _, run := range runs {
-			run.close()
+			run.undo.run()
 		}
 	}()
 	secs := int(math.Max(1, math.Round(r.o.Trial.Seconds())))
@@ -120,19 +120,12 @@ func (r *runner) scenarioSource(ctx context.Context) ScenarioResult {
 // sourceRun is one system of the source scenario, its lab set up and the
 // mirror running.
 type sourceRun struct {
-	sys     sourceSystem
-	res     *SystemResult
-	lab     *netlab.Lab
-	ctrs    []*XDPPeer
-	pid     int
-	closers []func()
-}
-
-func (s *sourceRun) close() {
-	for i := len(s.closers) - 1; i >= 0; i-- {
-		s.closers[i]()
-	}
-	s.closers = nil
+	sys  sourceSystem
+	res  *SystemResult
+	lab  *netlab.Lab
+	ctrs []*XDPPeer
+	pid  int
+	undo undo
 }
 
 // prepareSource builds the system's lab and starts its mirror; on failure the
@@ -152,7 +145,7 @@ func (r *runner) prepareSource(sys sourceSystem) *sourceRun {
 		return run
 	}
 	run.lab = lab
-	run.closers = append(run.closers, func() { lab.Close() })
+	run.undo.push(func() { lab.Close() })
 	dir, err := os.MkdirTemp(r.tmp, "src-")
 	if err != nil {
 		run.res.Skipped = err.Error()
@@ -162,7 +155,7 @@ func (r *runner) prepareSource(sys sourceSystem) *sourceRun {
 		run.res.Skipped = err.Error()
 		return run
 	}
-	run.closers = append(run.closers, func() { closeAll(run.ctrs) })
+	run.undo.push(func() { closeAll(run.ctrs) })
 	if err := warmNeighbours(lab.Host("cli"), addrSrv, addrMon); err != nil {
 		run.res.Skipped = err.Error()
 		return run
@@ -173,7 +166,7 @@ func (r *runner) prepareSource(sys sourceSystem) *sourceRun {
 		return run
 	}
 	run.pid = pid
-	run.closers = append(run.closers, stop)
+	run.undo.push(stop)
 	return run
 }
 
