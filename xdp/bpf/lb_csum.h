@@ -24,21 +24,24 @@ static __always_inline __u16 lb_csum_add(__u16 check, __u16 diff)
  * packet instead (and lowers the TTL itself). Network order, as loaded. */
 #define LB_CSUM_TTL_INC bpf_htons(0x0100)
 
-/* lb_csum_fold folds a sum of 32-bit words into a 16-bit one's complement sum. */
-static __always_inline __u16 lb_csum_fold(__u64 s)
+/* lb_csum_sum_ok: a sum of a header's 32-bit words, checksum included,
+ * folds to 0xffff (the header is intact) exactly when it is a non-zero
+ * multiple of 0xffff (2^16 is 1 mod 0xffff). For an odd d, x is a multiple of d
+ * exactly when x * d^-1 mod 2^64 <= (2^64-1)/d: one multiplication where a
+ * fold takes four dependent steps. */
+#define LB_CSUM_INV 0xfffefffefffeffffULL /* 0xffff^-1 mod 2^64 */
+#define LB_CSUM_MAX 0x0001000100010001ULL /* (2^64-1) / 0xffff */
+
+static __always_inline int lb_csum_sum_ok(__u64 s)
 {
-	s = (s & 0xffffffff) + (s >> 32);
-	s = (s & 0xffffffff) + (s >> 32);
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return (__u16)s;
+	return s != 0 && s * LB_CSUM_INV <= LB_CSUM_MAX;
 }
 
 /* lb_ipv4_csum_ok20 checks the checksum of an IPv4 header without options:
  * its five words, checksum included, sum to 0xffff. */
 static __always_inline int lb_ipv4_csum_ok20(const __u32 *w)
 {
-	return lb_csum_fold((__u64)w[0] + w[1] + w[2] + w[3] + w[4]) == 0xffff;
+	return lb_csum_sum_ok((__u64)w[0] + w[1] + w[2] + w[3] + w[4]);
 }
 
 /* lb_ipv4_csum_ok checks the checksum of an IPv4 header of words 32-bit
@@ -62,7 +65,7 @@ static __always_inline int lb_ipv4_csum_ok(const __u32 *w, __u32 words, void *da
 	LB_CSUM_OPT_WORD(9) LB_CSUM_OPT_WORD(10) LB_CSUM_OPT_WORD(11) LB_CSUM_OPT_WORD(12)
 	LB_CSUM_OPT_WORD(13) LB_CSUM_OPT_WORD(14)
 #undef LB_CSUM_OPT_WORD
-	return lb_csum_fold(s) == 0xffff;
+	return lb_csum_sum_ok(s);
 }
 
 #endif /* XMIRROR_LB_CSUM_H */

@@ -343,8 +343,9 @@ static __always_inline int lb_pass_rewritten(struct lb_cpu *pc, struct iphdr *ip
 }
 
 /* lb_send puts the next hop's addresses on the rewritten frame, counts it for
- * backend id and sends it out of the next hop's interface. */
-static __always_inline int lb_send(struct lb_cpu *pc, struct xdp_md *ctx, struct iphdr *ip, __u32 id,
+ * backend id and sends it out of the next hop's interface (back out of
+ * ingress, the frame's interface, with XDP_TX). */
+static __always_inline int lb_send(struct lb_cpu *pc, struct xdp_md *ctx, __u32 ingress, struct iphdr *ip, __u32 id,
 				   const struct lb_nexthop *nh)
 {
 	void *data = (void *)(long)ctx->data;
@@ -367,7 +368,7 @@ static __always_inline int lb_send(struct lb_cpu *pc, struct xdp_md *ctx, struct
 	st = &pc->traffic[id];
 	st->packets += 1;
 	st->bytes += data_end - data;
-	if (nh->ifindex == ctx->ingress_ifindex)
+	if (nh->ifindex == ingress)
 		return lb_verdict(pc, LB_STAT_TX, XDP_TX);
 	rc = bpf_redirect_map(&lb_tx_ports, nh->ifindex, 0);
 	if (rc != XDP_REDIRECT)
@@ -375,10 +376,11 @@ static __always_inline int lb_send(struct lb_cpu *pc, struct xdp_md *ctx, struct
 	return lb_verdict(pc, LB_STAT_REDIRECT, XDP_REDIRECT);
 }
 
-/* lb_forward sends the datagram (or fragment: udp is NULL past the first) to
- * backend id, with the next hop cached per backend and CPU and looked up
- * again when stale. */
-static __always_inline int lb_forward(struct lb_cpu *pc, struct xdp_md *ctx, struct iphdr *ip, struct udphdr *udp,
+/* lb_forward sends the datagram (or fragment: udp is NULL past the first),
+ * received on interface ingress, to backend id, with the next hop cached per
+ * backend and CPU and looked up again when stale. */
+static __always_inline int lb_forward(struct lb_cpu *pc, struct xdp_md *ctx, __u32 ingress, struct iphdr *ip,
+				      struct udphdr *udp,
 				      __u32 slot, __u32 id, __u64 now)
 {
 	struct lb_backend *b;
@@ -403,7 +405,7 @@ static __always_inline int lb_forward(struct lb_cpu *pc, struct xdp_md *ctx, str
 		fib.tot_len = bpf_ntohs(ip->tot_len);
 		fib.ipv4_src = ip->saddr;
 		fib.ipv4_dst = ip->daddr;
-		fib.ifindex = ctx->ingress_ifindex;
+		fib.ifindex = ingress;
 		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 			/* The kernel forwards the rewritten packet and resolves the
@@ -422,16 +424,17 @@ static __always_inline int lb_forward(struct lb_cpu *pc, struct xdp_md *ctx, str
 		nh->expires = now + LB_NH_TTL_NS;
 	}
 
-	return lb_send(pc, ctx, ip, id, nh);
+	return lb_send(pc, ctx, ingress, ip, id, nh);
 }
 
 /* lb_other_host: the frame is unicast to a MAC that is not the ingress
- * interface's (known only once a control plane attached the program). */
-static __always_inline int lb_other_host(struct xdp_md *ctx)
+ * interface's (known only once a control plane attached the program). The
+ * caller reads ctx->ingress_ifindex once: the verifier makes it three
+ * dependent loads. */
+static __always_inline int lb_other_host(struct xdp_md *ctx, __u32 ifindex)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	__u32 ifindex = ctx->ingress_ifindex;
 	struct lb_ifmac *m = &lb_listener_macs[ifindex & (LB_IFACE_SLOTS - 1)];
 
 	if (data + ETH_HLEN > data_end || m->ifindex != ifindex)
@@ -490,7 +493,9 @@ static __always_inline int lb_parse_listener(struct lb_cpu *pc, struct xdp_md *c
 	if (ip->frag_off & bpf_htons(LB_IP_OFFSET)) {
 		/* A non-first fragment to the VIP carries no port: it is taken
 		 * as listener traffic so that it follows its first fragment. */
-		if (lb_other_host(ctx))
+		__u32 ingress = ctx->ingress_ifindex;
+
+		if (lb_other_host(ctx, ingress))
 			return lb_verdict(pc, LB_STAT_PASS_OTHER_HOST, XDP_PASS);
 		if (!lb_acl_allows(cfg, slot, ip->saddr))
 			return lb_verdict(pc, LB_STAT_DROP_ACL, XDP_DROP);
@@ -498,7 +503,7 @@ static __always_inline int lb_parse_listener(struct lb_cpu *pc, struct xdp_md *c
 			return lb_verdict(pc, LB_STAT_DROP_TTL, XDP_DROP);
 		if (lb_pick_frag(pc, slot, cfg, ip, &id))
 			return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
-		return lb_forward(pc, ctx, ip, NULL, slot, id, lb_now());
+		return lb_forward(pc, ctx, ingress, ip, NULL, slot, id, lb_now());
 	}
 
 	if (encap == LB_ENCAP_GRE) {
@@ -530,11 +535,11 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 	struct lb_slot *cfg;
 	struct udphdr *udp;
 	struct iphdr *ip;
-	__u32 zero = 0, slot, id = 0, hash;
+	__u32 zero = 0, slot, id = 0, hash, ingress;
 	__u8 encap;
 	struct lb_cpu *pc;
 	__u64 now;
-	int rc;
+	int rc, plain;
 
 	/* counters, next-hop cache and cursor of this CPU: one lookup */
 	pc = bpf_map_lookup_elem(&lb_percpu, &zero);
@@ -545,25 +550,30 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 	/* read once: the verifier then knows udp is set whenever encap is
 	 * not GRE (a GRE listener has no port: the general parser takes it) */
 	encap = cfg->encap;
-	if (encap == LB_ENCAP_GRE || !lb_plain_listener(data, data_end, cfg->vip, cfg->port, &ip, &udp)) {
+	plain = encap != LB_ENCAP_GRE && lb_plain_listener(data, data_end, cfg->vip, cfg->port, &ip, &udp);
+	if (!plain) {
 		rc = lb_parse_listener(pc, ctx, slot, cfg, encap, &ip, &udp);
 		if (rc != LB_CONTINUE)
 			return rc;
 	}
-	if (lb_other_host(ctx))
+	ingress = ctx->ingress_ifindex;
+	if (lb_other_host(ctx, ingress))
 		return lb_verdict(pc, LB_STAT_PASS_OTHER_HOST, XDP_PASS);
 	if (!lb_acl_allows(cfg, slot, ip->saddr))
 		return lb_verdict(pc, LB_STAT_DROP_ACL, XDP_DROP);
-	/* The forward lowers the TTL: at 1 it would expire on the way, and a
-	 * loop of LBs listing each other would never end. */
-	if (ip->ttl <= 1)
-		return lb_verdict(pc, LB_STAT_DROP_TTL, XDP_DROP);
 	/* one clock read per packet: connection table, next hop */
 	now = lb_now();
-	if (ip->frag_off & bpf_htons(LB_IP_MF)) {
-		if (lb_pick_frag(pc, slot, cfg, ip, &id))
-			return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
-		return lb_forward(pc, ctx, ip, udp, slot, id, now);
+	/* What lb_plain_listener vouched for need not be asked again. */
+	if (!plain) {
+		/* The forward lowers the TTL: at 1 it would expire on the way,
+		 * and a loop of LBs listing each other would never end. */
+		if (ip->ttl <= 1)
+			return lb_verdict(pc, LB_STAT_DROP_TTL, XDP_DROP);
+		if (ip->frag_off & bpf_htons(LB_IP_MF)) {
+			if (lb_pick_frag(pc, slot, cfg, ip, &id))
+				return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+			return lb_forward(pc, ctx, ingress, ip, udp, slot, id, now);
+		}
 	}
 	if (encap == LB_ENCAP_GENEVE && !lb_geneve_ok(udp, data_end))
 		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
@@ -573,7 +583,7 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 	hash = lb_flow_hash(pc, cfg, encap, ip, udp, data_end);
 	if (lb_pick(pc, slot, cfg, hash, &id, now))
 		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
-	return lb_forward(pc, ctx, ip, udp, slot, id, now);
+	return lb_forward(pc, ctx, ingress, ip, udp, slot, id, now);
 }
 
 #endif /* XMIRROR_LB_DATAPATH_H */
