@@ -380,8 +380,7 @@ static __always_inline int lb_send(struct lb_cpu *pc, struct xdp_md *ctx, __u32 
  * received on interface ingress, to backend id, with the next hop cached per
  * backend and CPU and looked up again when stale. */
 static __always_inline int lb_forward(struct lb_cpu *pc, struct xdp_md *ctx, __u32 ingress, struct iphdr *ip,
-				      struct udphdr *udp,
-				      __u32 slot, __u32 id, __u64 now)
+				      struct udphdr *udp, __u32 slot, __u32 id, __u64 now)
 {
 	struct lb_backend *b;
 	struct lb_nexthop *nh;
