@@ -197,6 +197,41 @@ func (r *runner) newLab(label string, hosts ...netlab.HostSpec) (*netlab.Lab, er
 	return l, nil
 }
 
+// goRound gives every system of a scenario one trial per repetition, going
+// round the systems at each: every system keeps its lab for the whole
+// scenario, so that load from elsewhere on the machine, which comes and goes,
+// falls on all of them alike rather than on whichever ran then. A result
+// already skipped gets no trial. Then each result gets its medians, or why it
+// has none, and joins sc. trial is given the system's index and the
+// repetition.
+func (r *runner) goRound(ctx context.Context, sc *ScenarioResult, results []*SystemResult,
+	trial func(i, rep int) (map[string]float64, error)) {
+	for rep := 0; rep < r.o.Reps && ctx.Err() == nil; rep++ {
+		for i, res := range results {
+			if res.Skipped != "" || ctx.Err() != nil {
+				continue
+			}
+			t, err := trial(i, rep)
+			if err != nil {
+				res.Errors = append(res.Errors, err.Error())
+				continue
+			}
+			res.Trials = append(res.Trials, t)
+		}
+	}
+	for _, res := range results {
+		if res.Skipped == "" {
+			if len(res.Trials) == 0 {
+				res.Skipped = "no trial succeeded: " + firstErrors(res.Errors)
+			} else {
+				res.Metrics = medians(res.Trials)
+			}
+		}
+		r.ui.row(sc.Name, res)
+		sc.Systems = append(sc.Systems, *res)
+	}
+}
+
 // labMTU leaves room for 1500-byte mirrored frames plus VXLAN, while staying under
 // the page-sized frames native XDP on veth accepts.
 const labMTU = 1600

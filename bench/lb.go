@@ -49,54 +49,31 @@ func (r *runner) scenarioLB(ctx context.Context) ScenarioResult {
 		{name: "nftables dnat", kind: KindAlternative, shares: shares, skip: needBinary("nft"), setup: setupNFT},
 		{name: "nginx udp proxy", kind: KindAlternative, shares: shares, skip: needNginx, setup: setupNginx},
 	}
-	// Every system keeps its lab for the whole scenario and the repetitions go
-	// round the systems, so that load from elsewhere on the machine, which comes
-	// and goes, falls on all of them alike rather than on whichever ran then.
 	var runs []*lbRun
+	var results []*SystemResult
 	for _, sys := range systems {
 		if ctx.Err() != nil {
 			break
 		}
-		runs = append(runs, r.prepareLB(sys))
+		run := r.prepareLB(sys)
+		runs, results = append(runs, run), append(results, run.res)
 	}
 	defer func() {
 		for _, run := range runs {
 			run.undo.run()
 		}
 	}()
-	for rep := 0; rep < r.o.Reps && ctx.Err() == nil; rep++ {
-		for _, run := range runs {
-			if run.res.Skipped != "" || ctx.Err() != nil {
-				continue
-			}
-			label := fmt.Sprintf("lb: %s rep %d/%d", run.sys.name, rep+1, r.o.Reps)
-			// A short untimed run first fills connection tables, conntrack and
-			// proxy sessions (nginx forgets idle ones after 2 s).
-			if _, err := r.generate(ctx, run.topo, 0, r.o.Trial/3, label+" warm-up"); err != nil {
-				run.res.Errors = append(run.res.Errors, err.Error())
-				continue
-			}
-			time.Sleep(200 * time.Millisecond)
-			t, err := r.lbTrial(ctx, run.topo, run.ctr, run.pid, run.sys, label)
-			if err != nil {
-				run.res.Errors = append(run.res.Errors, err.Error())
-				continue
-			}
-			run.res.Trials = append(run.res.Trials, t)
+	r.goRound(ctx, &sc, results, func(i, rep int) (map[string]float64, error) {
+		run := runs[i]
+		label := fmt.Sprintf("lb: %s rep %d/%d", run.sys.name, rep+1, r.o.Reps)
+		// A short untimed run first fills connection tables, conntrack and
+		// proxy sessions (nginx forgets idle ones after 2 s).
+		if _, err := r.generate(ctx, run.topo, 0, r.o.Trial/3, label+" warm-up"); err != nil {
+			return nil, err
 		}
-	}
-	for _, run := range runs {
-		res := run.res
-		if res.Skipped == "" {
-			if len(res.Trials) == 0 {
-				res.Skipped = "no trial succeeded: " + strings.Join(res.Errors, "; ")
-			} else {
-				res.Metrics = medians(res.Trials)
-			}
-		}
-		r.ui.row(sc.Name, res)
-		sc.Systems = append(sc.Systems, *res)
-	}
+		time.Sleep(200 * time.Millisecond)
+		return r.lbTrial(ctx, run.topo, run.ctr, run.pid, run.sys, label)
+	})
 	return sc
 }
 

@@ -63,16 +63,14 @@ func (r *runner) scenarioSource(ctx context.Context) ScenarioResult {
 			}},
 		{name: "tc mirred → vxlan", kind: KindAlternative, setup: setupMirred},
 	}
-	// As in the lb scenario, every system keeps its lab for the whole scenario
-	// and the repetitions go round the systems: this machine's speed drifts by
-	// tens of percent over a minute, and a drift must fall on every system
-	// alike, not on whichever ran then.
 	var runs []*sourceRun
+	var results []*SystemResult
 	for _, sys := range systems {
 		if ctx.Err() != nil {
 			break
 		}
-		runs = append(runs, r.prepareSource(sys))
+		run := r.prepareSource(sys)
+		runs, results = append(runs, run), append(results, run.res)
 	}
 	defer func() {
 		for _, run := range runs {
@@ -80,32 +78,10 @@ func (r *runner) scenarioSource(ctx context.Context) ScenarioResult {
 		}
 	}()
 	secs := int(math.Max(1, math.Round(r.o.Trial.Seconds())))
-	for rep := 0; rep < r.o.Reps && ctx.Err() == nil; rep++ {
-		for _, run := range runs {
-			if run.res.Skipped != "" || ctx.Err() != nil {
-				continue
-			}
-			r.ui.progress("source: %s rep %d/%d (iperf3 %ds)", run.sys.name, rep+1, r.o.Reps, secs)
-			t, err := run.trial(ctx, secs)
-			if err != nil {
-				run.res.Errors = append(run.res.Errors, err.Error())
-				continue
-			}
-			run.res.Trials = append(run.res.Trials, t)
-		}
-	}
-	for _, run := range runs {
-		res := run.res
-		if res.Skipped == "" {
-			if len(res.Trials) == 0 {
-				res.Skipped = "no trial succeeded: " + firstErrors(res.Errors)
-			} else {
-				res.Metrics = medians(res.Trials)
-			}
-		}
-		r.ui.row(sc.Name, res)
-		sc.Systems = append(sc.Systems, *res)
-	}
+	r.goRound(ctx, &sc, results, func(i, rep int) (map[string]float64, error) {
+		r.ui.progress("source: %s rep %d/%d (iperf3 %ds)", runs[i].sys.name, rep+1, r.o.Reps, secs)
+		return runs[i].trial(ctx, secs)
+	})
 	if base := sc.system("iperf3 plain"); base != nil && base.Metrics["throughput_gbps"] > 0 {
 		for i := range sc.Systems {
 			s := &sc.Systems[i]
