@@ -119,21 +119,6 @@ static __always_inline void direct_clone(struct __sk_buff *skb, const struct sta
 	skb->tc_index = old_index;
 }
 
-/* ipv4_csum is the IPv4 header checksum of the 20 bytes at ip. */
-static __always_inline __u16 ipv4_csum(const struct iphdr *ip)
-{
-	const __u32 *w = (const __u32 *)ip;
-	__u64 sum = 0;
-
-#pragma unroll
-	for (int i = 0; i < 5; i++)
-		sum += w[i];
-	sum = (sum & 0xffffffff) + (sum >> 32);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return ~sum & 0xffff;
-}
-
 /* direct_fill writes the next hop's Ethernet header and the outer headers
  * for a frame of len bytes, with the IPv4 checksum (of an aggregate, the
  * kernel sets lengths, ID and checksum per segment). */

@@ -84,6 +84,7 @@ struct counters {
 	__u64 errors;      /* clone or encapsulation failures */
 	__u64 direct;      /* of packets, those sent directly from the kernel (direct.h) */
 };
+
 /* The link-layer next hop of a target (datapath ring), resolved by user
  * space: a direct clone leaves through ifindex with this Ethernet header. */
 struct hop {
