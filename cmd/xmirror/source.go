@@ -39,7 +39,7 @@ func sourceCommand() *cli.Command {
 			&cli.StringFlag{Name: "datapath", Value: source.DefaultDatapath, Usage: "`WHERE` mirrored frames are encapsulated: ring (BPF writes the cut frame with its outer headers to a ring buffer, the process sends batches), kernel (clone to a VXLAN device) or perf (copy the cut frame to user space over a perf buffer)"},
 			&cli.StringFlag{Name: "attach", Value: source.AttachAuto, Usage: "`HOW` the programs attach: tcx (TCX links, Linux 6.6+; they go with the process), tc (clsact bpf filters, older kernels; a start removes what a killed run left) or auto (tcx where the kernel has it, else tc, logged)"},
 			&cli.DurationFlag{Name: "max-delay", Value: source.DefaultMaxDelay, Usage: "`DURATION` a mirrored packet may wait in the ring before it is sent (datapath ring, 1ms..1s): longer costs the mirrored traffic less, and collector timestamps move by up to as much"},
-			&cli.BoolFlag{Name: "direct-sends", Value: true, Usage: "send whole-frame copies straight from the kernel where they can (datapath ring; --direct-sends=false: every copy through the ring)"},
+			&cli.BoolFlag{Name: "direct-sends", Value: true, Usage: "send whole-frame copies straight from the kernel where they can (datapath ring; --direct-sends=false: every copy through the ring, which costs the mirrored traffic less when the source runs on cores it leaves free)"},
 			&cli.StringFlag{Name: "send-priority", Value: source.DefaultPriority, Usage: "`PRIORITY` of the thread that sends mirrored packets (datapaths ring and perf): idle (SCHED_IDLE: only CPU time the host's own work leaves; mirrored packets are dropped and counted before the mirrored traffic slows) or normal"},
 		},
 		Action: runSource,
