@@ -153,6 +153,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		sc.setRatios()
 		sc.Goals = goalsFor(&sc)
+		if n := sc.steadinessNote(); n != "" {
+			sc.Notes = append(sc.Notes, n)
+		}
 		rep.Scenarios = append(rep.Scenarios, sc)
 		r.ui.scenarioDone(&sc)
 	}

@@ -115,6 +115,38 @@ func TestMedians(t *testing.T) {
 	}
 }
 
+// TestSteadinessNote: a run whose reference trials spread beyond a steady
+// machine's says so; a steady one, one trial, or trials without the primary
+// metric (the sweeps) say nothing.
+func TestSteadinessNote(t *testing.T) {
+	lb := func(trials ...float64) *ScenarioResult {
+		sc := &ScenarioResult{Name: "lb", Ceiling: "xdp ceiling", Primary: "received_pps"}
+		ceil := SystemResult{Name: "xdp ceiling", Kind: KindCeiling}
+		for _, v := range trials {
+			ceil.Trials = append(ceil.Trials, map[string]float64{"received_pps": v})
+		}
+		sc.Systems = append(sc.Systems, ceil)
+		return sc
+	}
+	for _, c := range []struct {
+		name string
+		sc   *ScenarioResult
+		want string
+	}{
+		{"mode switch", lb(8.5e6, 5.8e6, 8.4e6), "ranged from 5.80 Mpps to 8.50 Mpps (1.47×)"},
+		{"steady", lb(8.5e6, 8.1e6, 8.4e6), ""},
+		{"one trial", lb(8.5e6), ""},
+		{"sweep trials", &ScenarioResult{Ceiling: "c", Primary: "lossless_pps", Systems: []SystemResult{
+			{Name: "c", Trials: []map[string]float64{{"received_pps": 1e6}, {"received_pps": 3e6}}}}}, ""},
+		{"no reference", &ScenarioResult{Ceiling: "c", Primary: "received_pps"}, ""},
+	} {
+		got := c.sc.steadinessNote()
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("%s: note %q, want one containing %q", c.name, got, c.want)
+		}
+	}
+}
+
 func TestLastJSON(t *testing.T) {
 	var s SinkReport
 	if err := lastJSON("sink listening on 0.0.0.0:4789\n{\"packets\":5,\"bytes\":7}\n", &s); err != nil || s.Packets != 5 {

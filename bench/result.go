@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"time"
@@ -159,4 +160,44 @@ func (s *ScenarioResult) system(name string) *SystemResult {
 		}
 	}
 	return nil
+}
+
+// unsteadyFactor is how far apart the reference system's trials may lie on a
+// steady machine. This development machine switches between speeds that
+// differ by about 1.5× within a run; trials of one mode stay within a few
+// percent of each other.
+const unsteadyFactor = 1.2
+
+// steadinessNote says when the reference system's trials (the ceiling's, or
+// the baseline's) spread further than a steady machine's do, so that the
+// reader knows the ratios compare speeds of the machine as well as systems.
+// "" when they do not, or when the trials do not carry the primary metric
+// (the sweeps of the collector and e2e scenarios).
+func (s *ScenarioResult) steadinessNote() string {
+	ref := s.system(s.Ceiling)
+	if ref == nil {
+		return ""
+	}
+	var vals []float64
+	for _, t := range ref.Trials {
+		if v, ok := t[s.Primary]; ok && v > 0 && !math.IsInf(v, 0) {
+			vals = append(vals, v)
+		}
+	}
+	if len(vals) < 2 {
+		return ""
+	}
+	lo, hi := slices.Min(vals), slices.Max(vals)
+	if hi <= lo*unsteadyFactor {
+		return ""
+	}
+	unit := ""
+	for _, mu := range metricUnits {
+		if mu.name == s.Primary {
+			unit = mu.unit
+		}
+	}
+	return fmt.Sprintf("Unsteady run: the %s trials ranged from %s to %s (%.2f×), where trials on a steady machine stay within %.0f%% of each other. "+
+		"Every system was measured in the same rounds, but a ratio or goal this close to its limit may come out differently in the next run.",
+		s.Ceiling, formatValue(lo, unit), formatValue(hi, unit), hi/lo, 100*(unsteadyFactor-1))
 }

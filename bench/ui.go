@@ -78,6 +78,9 @@ func (u *ui) scenarioDone(sc *ScenarioResult) {
 		return
 	}
 	u.printf("\n%s — %s\n%s", sc.Name, sc.Title, textTable(sc))
+	for _, n := range sc.Notes {
+		u.printf("  note: %s\n", n)
+	}
 	for _, g := range sc.Goals {
 		mark := "MET   "
 		if !g.Met {
