@@ -16,8 +16,9 @@ import (
 )
 
 // Run runs fn inside ns on a fresh goroutine locked to its OS thread. A
-// thread already in ns does not enter it again: setns needs CAP_SYS_ADMIN,
-// which a process running in its own namespace does not need to have.
+// thread already in ns neither enters nor leaves it: setns needs
+// CAP_SYS_ADMIN, which a process acting in its own namespace (the source
+// under its unit) does not have.
 func Run(ns netns.NsHandle, fn func() error) error {
 	return Locked(func(orig netns.NsHandle) error {
 		if orig.Equal(ns) {
@@ -32,8 +33,9 @@ func Run(ns netns.NsHandle, fn func() error) error {
 
 // Locked runs fn on a fresh goroutine locked to its thread, with the
 // thread's namespace as it was, and puts the thread back into that
-// namespace afterwards. If that fails the thread stays locked, so the Go
-// runtime retires it instead of reusing it in the wrong namespace.
+// namespace afterwards if fn left it. If that fails the thread stays
+// locked, so the Go runtime retires it instead of reusing it in the wrong
+// namespace.
 func Locked(fn func(orig netns.NsHandle) error) error {
 	errc := make(chan error, 1)
 	go func() {
@@ -46,6 +48,11 @@ func Locked(fn func(orig netns.NsHandle) error) error {
 		}
 		defer orig.Close()
 		ferr := fn(orig)
+		if stayed(orig) {
+			runtime.UnlockOSThread()
+			errc <- ferr
+			return
+		}
 		if err := netns.Set(orig); err != nil {
 			errc <- errors.Join(ferr, fmt.Errorf("restore namespace: %w", err))
 			return
@@ -54,4 +61,14 @@ func Locked(fn func(orig netns.NsHandle) error) error {
 		errc <- ferr
 	}()
 	return <-errc
+}
+
+// stayed tells whether the calling thread is still in orig.
+func stayed(orig netns.NsHandle) bool {
+	now, err := netns.Get()
+	if err != nil {
+		return false
+	}
+	defer now.Close()
+	return now.Equal(orig)
 }
