@@ -108,6 +108,7 @@ func (s *Source) startDatapath(set settings) (datapath, error) {
 	case DatapathPerf:
 		return startPerf(&s.objs, s.mark, set.priority)
 	default:
-		return startRing(&s.objs, s.mark, set.priority, set.maxDelay)
+		// Nothing keeps next hops that no program would use.
+		return startRing(&s.objs, s.mark, set.priority, set.maxDelay, !s.noDirect && set.attach != AttachTC)
 	}
 }

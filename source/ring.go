@@ -123,8 +123,9 @@ type ringPath struct {
 }
 
 // startRing opens the sockets (in the caller's network namespace) and the
-// ring reader and starts the sending goroutine.
-func startRing(objs *sourceObjects, mark uint32, priority string, maxDelay time.Duration) (_ datapath, err error) {
+// ring reader and starts the sending goroutine; with direct, also the
+// keeper of direct sends' next hops.
+func startRing(objs *sourceObjects, mark uint32, priority string, maxDelay time.Duration, direct bool) (_ datapath, err error) {
 	r := &ringPath{pfd: -1, mark: mark, hops: map[[4]byte]*nextHop{}, priority: priority,
 		tick: maxDelay, idleLooks: idleLooks(maxDelay), ports: localPortRange()}
 	r.fd, err = rawSocket(mark)
@@ -161,7 +162,9 @@ func startRing(objs *sourceObjects, mark uint32, priority string, maxDelay time.
 	if err != nil {
 		return nil, err
 	}
-	r.direct = startDirect(objs.XmHops, objs.XmDirectEgress, mark)
+	if direct {
+		r.direct = startDirect(objs.XmHops, objs.XmDirectEgress, mark)
+	}
 	r.send = func(b *batch) {
 		switch {
 		case b.runs != nil:
