@@ -15,7 +15,7 @@ const (
 	MinPacketLength         = 14 // an Ethernet header; 0 means the whole frame
 	MaxPacketLength         = 65535
 	MaxWeight               = 100
-	MaxMaglevSize           = 1<<24 - 1
+	MaxMaglevSize           = 131071 // what the load balancer's maps hold (xdp.MaglevMax)
 	MaxReaders              = 1024
 	DefaultVXLANPort        = 4789
 	DefaultGENEVEPort       = 6081

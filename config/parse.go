@@ -102,6 +102,22 @@ func lineLookup(lines map[string]int, path string) int {
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
+// yamlParserProblems are the errors of yaml.v3's parser (parserc.go), as
+// opposed to its scanner's.
+var yamlParserProblems = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"found undefined tag handle":             true,
+	"did not find expected node content":     true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected key":              true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found duplicate %TAG directive":         true,
+}
+
 // document decodes the single YAML document in data; nil means nothing usable.
 func (d *decoder) document(data []byte) (cfg *Config) {
 	var root yaml.Node
@@ -117,6 +133,11 @@ func (d *decoder) document(data []byte) (cfg *Config) {
 			msg = m[2]
 		} else {
 			msg = strings.TrimPrefix(msg, "yaml: ")
+		}
+		if yamlParserProblems[msg] {
+			// yaml.v3 numbers the lines of its parser's errors from 0 (its
+			// scanner's from 1), and leaves the line out when it is 0.
+			line++
 		}
 		d.errorf("", line, "invalid YAML: %s", msg)
 		return nil
@@ -381,6 +402,17 @@ func (d *decoder) duration(dst *Duration) field {
 	})
 }
 
+// positiveDuration is a duration for which 0 means nothing: written out, it
+// is refused rather than quietly becoming def, the default of a missing key.
+func (d *decoder) positiveDuration(dst *Duration, def Duration) field {
+	return d.text("a duration such as 2s", func(s string) (err error) {
+		if *dst, err = ParseDuration(s); err == nil && *dst == 0 {
+			err = fmt.Errorf("%s must be positive (leave it out for the default, %s)", *dst, def)
+		}
+		return err
+	})
+}
+
 func (d *decoder) size(dst *ByteSize) field {
 	return d.text("a size such as 100MiB", func(s string) (err error) {
 		*dst, err = ParseByteSize(s)
@@ -590,8 +622,8 @@ func (d *decoder) loadBalancer(n *yaml.Node, path string, lb *LoadBalancer) {
 		},
 		"algorithm":         d.str(&lb.Algorithm),
 		"affinity":          d.str(&lb.Affinity),
-		"maglev_table_size": d.intField(&lb.MaglevSize, 0, MaxMaglevSize),
-		"flow_timeout":      d.duration(&lb.FlowTimeout),
+		"maglev_table_size": d.intField(&lb.MaglevSize, 1, MaxMaglevSize),
+		"flow_timeout":      d.positiveDuration(&lb.FlowTimeout, DefaultFlowTimeout),
 		"xdp_mode":          d.str(&lb.XDPMode),
 		"pin_path":          d.str(&lb.PinPath),
 		"backends": func(n *yaml.Node, path string) {
@@ -615,8 +647,8 @@ func (d *decoder) loadBalancer(n *yaml.Node, path string, lb *LoadBalancer) {
 				"type":                d.str(&h.Type),
 				"port":                d.uint16Field(&h.Port, 1),
 				"path":                d.str(&h.Path),
-				"interval":            d.duration(&h.Interval),
-				"timeout":             d.duration(&h.Timeout),
+				"interval":            d.positiveDuration(&h.Interval, DefaultHealthEvery),
+				"timeout":             d.positiveDuration(&h.Timeout, DefaultHealthWait),
 				"healthy_threshold":   d.intField(&h.HealthyThreshold, 1, 1000),
 				"unhealthy_threshold": d.intField(&h.UnhealthyThreshold, 1, 1000),
 				"all_unhealthy":       d.str(&h.AllUnhealthy),
@@ -673,7 +705,7 @@ func (d *decoder) collector(n *yaml.Node, path string, c *Collector) {
 		"group":             d.str(&c.Group),
 		"file_name":         d.str(&c.FileName),
 		"compress":          d.str(&c.Compress),
-		"session_idle":      d.duration(&c.SessionIdle),
+		"session_idle":      d.positiveDuration(&c.SessionIdle, DefaultSessionIdle),
 		"max_sessions":      d.intField(&c.MaxSessions, 1, MaxCollectorSessions),
 		"max_source_series": d.intField(&c.MaxSourceSeries, 1, 1<<20),
 		"inputs": func(n *yaml.Node, path string) {

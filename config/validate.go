@@ -356,8 +356,10 @@ func (v *validator) loadBalancer(lb *LoadBalancer) {
 	v.listener(lb.Listener)
 	v.oneOf(p+".algorithm", lb.Algorithm, AlgorithmWRR, AlgorithmMaglev)
 	v.oneOf(p+".affinity", lb.Affinity, AffinityInnerSymmetric, AffinityOuter, AffinityNone)
-	if !IsPrime(lb.MaglevSize) || lb.MaglevSize > MaxMaglevSize {
-		v.errorf(p+".maglev_table_size", "%d is not a prime number up to %d (65537 is a good choice)", lb.MaglevSize, MaxMaglevSize)
+	if lb.MaglevSize > MaxMaglevSize {
+		v.errorf(p+".maglev_table_size", "%d is out of range 1..%d", lb.MaglevSize, MaxMaglevSize)
+	} else if !IsPrime(lb.MaglevSize) {
+		v.errorf(p+".maglev_table_size", "%d is not a prime number (65537 is a good choice)", lb.MaglevSize)
 	} else if lb.MaglevSize <= len(lb.Backends) {
 		v.errorf(p+".maglev_table_size", "%d must be larger than the number of backends (%d)", lb.MaglevSize, len(lb.Backends))
 	}
@@ -393,8 +395,15 @@ func (v *validator) listener(l Listener) {
 	if len(l.Interfaces) == 0 {
 		v.errorf(p+".interfaces", "needs at least one interface")
 	}
+	seen := map[string]bool{}
 	for i, name := range l.Interfaces {
-		v.ifname(fmt.Sprintf("%s.interfaces[%d]", p, i), name)
+		ip := fmt.Sprintf("%s.interfaces[%d]", p, i)
+		if v.ifname(ip, name) {
+			if seen[name] {
+				v.errorf(ip, "%q is listed twice", name)
+			}
+			seen[name] = true
+		}
 	}
 	ac := l.AccessControl
 	v.oneOf(p+".access_control.mode", ac.Mode, AccessAll, AccessAllowlist)

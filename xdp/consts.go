@@ -2,13 +2,15 @@
 
 package xdp
 
+import "github.com/xmirror/xmirror/config"
+
 // Limits of the BPF program's maps (#defines in bpf/lb_consts.h; BTF does not
 // carry them): TestContract checks each against the map it sizes.
 const (
 	MaxBackends = 64
 	wrrMax      = 8192
 	// MaglevMax is the largest Maglev table the maps hold.
-	MaglevMax = 131071
+	MaglevMax = config.MaxMaglevSize
 	// maglevLine is the Maglev entries per lb_maglev value; maglevLines the
 	// values of one slot.
 	maglevLine  = 64

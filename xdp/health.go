@@ -192,14 +192,21 @@ func probe(ctx context.Context, addr netip.Addr, hc config.HealthCheck, timeout 
 		return err
 	}
 	resp.Body.Close()
-	if resp.StatusCode >= 400 {
+	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
 		return fmt.Errorf("http status %d", resp.StatusCode)
 	}
 	return nil
 }
 
 // healthClient never reuses connections: each probe proves a fresh connect.
-var healthClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+// It does not follow redirects: a 3xx is the backend's own answer, and
+// following one would probe another place (or host) than the backend.
+var healthClient = &http.Client{
+	Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
+	CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	},
+}
 
 // Healthy reports the health of each backend by name.
 func (b *Balancer) Healthy() map[string]bool {

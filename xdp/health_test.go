@@ -40,6 +40,23 @@ func TestProbe(t *testing.T) {
 		t.Error("http 404 counted as healthy")
 	}
 
+	// 3xx is healthy and not followed (docs/lb.md): the backend answered
+	// the check itself, whatever the place it points to would say.
+	hc.Path = "/healthz"
+	redirects := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer redirects.Close()
+	rp := netip.MustParseAddrPort(redirects.Listener.Addr().String())
+	hc.Port = rp.Port()
+	if err := probe(ctx, rp.Addr(), hc, time.Second); err != nil {
+		t.Errorf("http 302: %v", err)
+	}
+
 	// tcp: a listener is healthy, a closed port is not
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
