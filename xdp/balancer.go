@@ -339,8 +339,11 @@ func (b *Balancer) backendRows(cfg *config.LoadBalancer) ([]lbLbBackend, []table
 		row := lbLbBackend{Addr: addrToBE(be.Address), Port: portToBE(be.Port), Weight: uint8(be.Weight)}
 		row.CsumIp, row.CsumUdp = csumDiffs(cfg.Listener.VIP, listenerPort(cfg), be.Address, be.Port)
 		copy(row.Name[:len(row.Name)-1], toInt8(be.Name))
-		if b.isHealthy(k) || state.failOpen {
+		if healthy := b.isHealthy(k); healthy || state.failOpen {
 			row.Flags = backendAlive
+			if !healthy {
+				row.Flags |= backendFailing
+			}
 			tbs = append(tbs, tableBackend{ID: id, Key: k, Weight: be.Weight})
 			state.ready = state.ready || be.Weight > 0
 		}

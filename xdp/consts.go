@@ -38,7 +38,8 @@ const (
 	aclAll       = uint8(lbLbAclModeLB_ACL_ALL)
 	aclAllowlist = uint8(lbLbAclModeLB_ACL_ALLOWLIST)
 
-	backendAlive = uint8(lbLbBackendFlagLB_BACKEND_ALIVE)
+	backendAlive   = uint8(lbLbBackendFlagLB_BACKEND_ALIVE)
+	backendFailing = uint8(lbLbBackendFlagLB_BACKEND_FAILING)
 
 	hashSeed     = uint32(lbLbHashSeedLB_HASH_SEED)
 	hashSeedFrag = uint32(lbLbHashSeedLB_HASH_SEED_FRAG)

@@ -57,7 +57,8 @@ type lbLbBackend struct {
 type lbLbBackendFlag uint32
 
 const (
-	lbLbBackendFlagLB_BACKEND_ALIVE lbLbBackendFlag = 1
+	lbLbBackendFlagLB_BACKEND_ALIVE   lbLbBackendFlag = 1
+	lbLbBackendFlagLB_BACKEND_FAILING lbLbBackendFlag = 2
 )
 
 type lbLbCpu struct {

@@ -306,8 +306,16 @@ func TestReadiness(t *testing.T) {
 	if code := httpStatus(h, "/healthz"); code != 200 {
 		t.Errorf("/healthz %d while failing open, want 200", code)
 	}
-	if m := httpGet(t, h, "/metrics"); !strings.Contains(m, "xmirror_lb_fail_open 1") {
+	m := httpGet(t, h, "/metrics")
+	if !strings.Contains(m, "xmirror_lb_fail_open 1") {
 		t.Errorf("/metrics does not show fail-open:\n%s", m)
+	}
+	// Failing open sends to target-01; it still fails its checks, and says so.
+	if !strings.Contains(m, `xmirror_lb_backend_healthy{backend="target-01",address="10.0.0.11"} 0`) {
+		t.Errorf("/metrics shows target-01 healthy while it fails its checks:\n%s", m)
+	}
+	if out, err := h.Run(bin, "lb", "status", "--pin-path", pin, "--interval", "10ms"); err != nil || !strings.Contains(out, "failing (fail-open)") {
+		t.Errorf("lb status does not show target-01 failing open (err %v):\n%s", err, out)
 	}
 
 	// all_unhealthy: drop: not ready, and the traffic is dropped.

@@ -24,8 +24,11 @@ type BackendStatus struct {
 	Port    uint16 // 0: the listener's port is kept
 	Weight  int
 	Healthy bool // in the tables (configured and passing health checks)
-	Packets uint64
-	Bytes   uint64
+	// FailOpen: in the tables though failing its health checks, because
+	// every weighted backend fails them and all_unhealthy is fail-open.
+	FailOpen bool
+	Packets  uint64
+	Bytes    uint64
 }
 
 // Status is what the pinned (or live) maps say about the load balancer.
@@ -105,7 +108,9 @@ func readStatus(m statusMaps) (*Status, error) {
 		}
 		packets, bytes := trafficOf(per, id)
 		bs := BackendStatus{ID: id, Name: cString(be.Name[:]), Address: addrFromBE(be.Addr), Port: portFromBE(be.Port),
-			Weight: int(be.Weight), Healthy: be.Flags&backendAlive != 0,
+			Weight:   int(be.Weight),
+			Healthy:  be.Flags&backendAlive != 0 && be.Flags&backendFailing == 0,
+			FailOpen: be.Flags&backendAlive != 0 && be.Flags&backendFailing != 0,
 			// an id's counters run on from its previous backend's
 			Packets: packets - min(packets, base.Packets), Bytes: bytes - min(bytes, base.Bytes)}
 		st.Backends = append(st.Backends, bs)

@@ -217,7 +217,7 @@ func (p *lbPart) Run(ctx context.Context) error { return waitPart(ctx) }
 // Reload applies the file again: tables at once (hitless), BGP peers,
 // communities, MED and drain to the running speaker. What only a restart can
 // change (the VIP, turning bgp on or off, its ASN and router id) refuses the
-// whole reload; the interfaces are logged and kept.
+// whole reload; the interfaces, pin path and XDP mode are logged and kept.
 func (p *lbPart) Reload(os.Signal) {
 	next, err := loadLBConfig(p.path)
 	if err == nil {
@@ -226,6 +226,10 @@ func (p *lbPart) Reload(os.Signal) {
 	if err == nil {
 		if !slices.Equal(next.LoadBalancer.Listener.Interfaces, p.lb.Listener.Interfaces) {
 			slog.Warn("listener interfaces changed: restart to move the program; other changes apply now")
+		}
+		if next.LoadBalancer.PinPath != p.lb.PinPath || next.LoadBalancer.XDPMode != p.lb.XDPMode {
+			slog.Warn("pin_path or xdp_mode changed: only a restart applies them; other changes apply now",
+				"pin_path", p.opts.PinPath, "xdp_mode", p.opts.XDPMode)
 		}
 		err = p.bal.Apply(next.LoadBalancer)
 	}
@@ -325,7 +329,9 @@ func runLBStatus(c *cli.Context) error {
 	}
 	for _, b := range second.Backends {
 		health := "healthy"
-		if !b.Healthy {
+		if b.FailOpen {
+			health = "failing (fail-open)"
+		} else if !b.Healthy {
 			health = "down"
 		}
 		addr := b.Address.String()

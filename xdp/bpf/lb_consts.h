@@ -97,6 +97,10 @@ enum lb_acl_mode {
 /* lb_backend.flags */
 enum lb_backend_flag {
 	LB_BACKEND_ALIVE = 0x1, /* configured and healthy: existing flows stay */
+	/* alive only because every weighted backend fails its health checks and
+	 * all_unhealthy is fail-open: for status readers, the data path does not
+	 * look at it */
+	LB_BACKEND_FAILING = 0x2,
 };
 
 /* Hash seeds: distinct per kind so an outer and an inner hash of the same
