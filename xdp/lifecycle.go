@@ -48,7 +48,7 @@ func New(opts Options) (_ *Balancer, err error) {
 	if b.objs, err = loadObjects(opts.PinPath); err != nil {
 		if !b.pinnedBefore && opts.PinPath != "" {
 			// loading pins maps as it creates them, before it fails
-			err = errors.Join(err, Detach(opts.PinPath))
+			err = errors.Join(err, removePins(opts.PinPath))
 		}
 		b.lock.release()
 		return nil, err
@@ -95,7 +95,7 @@ func (b *Balancer) Close() error {
 	}
 	errs = append(errs, b.release())
 	if b.opts.DetachOnExit && b.opts.PinPath != "" {
-		if err := Detach(b.opts.PinPath); err != nil {
+		if err := removePins(b.opts.PinPath); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -121,7 +121,7 @@ func (b *Balancer) Abort() error {
 	}
 	errs = append(errs, b.release())
 	if b.opts.PinPath != "" && !b.pinnedBefore {
-		errs = append(errs, Detach(b.opts.PinPath))
+		errs = append(errs, removePins(b.opts.PinPath))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("undo a failed start: %w", err)

@@ -322,8 +322,27 @@ func attachXDP(iface *net.Interface, mode string, prog *ebpf.Program) (link.Link
 }
 
 // Detach removes every pinned link (which detaches the program) and every
-// pinned map under pinPath, then the directory itself.
+// pinned map under pinPath, then the directory itself. It is refused
+// (ErrPinPathBusy, naming the process) while an `xmirror lb` controls the pin
+// path: that process would go on reloading and health-checking tables no
+// program reads, and take pins it no longer has for its own.
 func Detach(pinPath string) error {
+	if _, err := os.Stat(pinPath); err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return fmt.Errorf("pin path: %w", err)
+	}
+	l, err := lockPinPath(pinPath)
+	if err != nil {
+		return err
+	}
+	defer l.release()
+	return removePins(pinPath)
+}
+
+// removePins is Detach for the process that holds the pin path's lock.
+func removePins(pinPath string) error {
 	entries, err := os.ReadDir(pinPath)
 	if err != nil {
 		if os.IsNotExist(err) {

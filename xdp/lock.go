@@ -32,8 +32,7 @@ func lockPinPath(dir string) (*pinLock, error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is controlled by %s; stop it, or give this one another pin_path",
-				ErrPinPathBusy, dir, lockHolder(dir))
+			return nil, fmt.Errorf("%w: %s is controlled by %s", ErrPinPathBusy, dir, lockHolder(dir))
 		}
 		return nil, fmt.Errorf("lock pin path %s: %w", dir, err)
 	}

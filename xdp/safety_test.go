@@ -234,6 +234,16 @@ func TestStartRefusals(t *testing.T) {
 			t.Errorf("exit %d, want 2 naming %s:\n%s", code, want, out)
 		}
 	})
+	t.Run("detach while a process controls the pin path", func(t *testing.T) {
+		code, out := runExit(t, h, bin, "lb", "detach", "--pin-path", pin)
+		want := fmt.Sprintf("pid %d", first.Cmd.Process.Pid)
+		if code != 2 || !strings.Contains(out, want) {
+			t.Errorf("exit %d, want 2 naming %s:\n%s", code, want, out)
+		}
+		if len(lbPins(t, pin)) == 0 {
+			t.Errorf("a refused detach removed the running load balancer's pins:\n%s", out)
+		}
+	})
 	t.Run("interface held through another pin path", func(t *testing.T) {
 		other := testPinPath(t)
 		code, out := runExit(t, h, bin, "lb", "--config", good, "--pin-path", other, "--metrics-listen", "off")

@@ -66,7 +66,10 @@ func lbCommand() *cli.Command {
 						return err
 					}
 					_, statErr := os.Stat(filepath.Join(p, "lb_active"))
-					if err := xdp.Detach(p); err != nil {
+					if err := xdp.Detach(p); errors.Is(err, xdp.ErrPinPathBusy) {
+						// SIGTERM leaves the program attached, for this detach.
+						return usageError{fmt.Errorf("%w; stop it first (or give it --detach-on-exit)", err)}
+					} else if err != nil {
 						return err
 					}
 					if statErr != nil {
@@ -167,7 +170,7 @@ func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metric
 	}
 	bal, err := xdp.New(opts)
 	if errors.Is(err, xdp.ErrPinPathBusy) {
-		return nil, usageError{err}
+		return nil, usageError{fmt.Errorf("%w; stop it, or give this one another pin_path", err)}
 	}
 	if err != nil {
 		return nil, err
