@@ -36,7 +36,7 @@ type Options struct {
 func New(opts Options) (_ *Balancer, err error) {
 	b := &Balancer{opts: opts, ids: make(map[string]uint32), healthy: make(map[string]bool)}
 	if opts.PinPath != "" {
-		if err := ensureBPFFS(opts.PinPath); err != nil {
+		if err := ensureBPFFS(opts.PinPath, !opts.DetachOnExit); err != nil {
 			return nil, err
 		}
 		if b.lock, err = lockPinPath(opts.PinPath); err != nil {

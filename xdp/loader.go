@@ -144,16 +144,30 @@ func replaceStalePins(pinPath string, spec *ebpf.CollectionSpec) error {
 	return nil
 }
 
+// ErrPinsWouldVanish means the pins could not outlive the process: the only
+// bpffs there is to pin to would be one this process mounts in a mount
+// namespace of its own, which goes away with the process and detaches the
+// program, though `xmirror lb` promises that it keeps forwarding.
+var ErrPinsWouldVanish = errors.New("pins would vanish with this process")
+
 // ensureBPFFS mounts bpffs on /sys/fs/bpf when the pin path lies under it and
-// it is not mounted (a fresh `ip netns exec` /sys has none), then creates dir.
-func ensureBPFFS(dir string) error {
-	const root = "/sys/fs/bpf"
+// it is not mounted, then creates dir. Without persist (the pins go on exit
+// anyway) it also mounts in a private mount namespace, as a fresh `ip netns
+// exec` has: its /sys is a new one, without the host's bpffs.
+func ensureBPFFS(dir string, persist bool) error {
+	const root = bpffsRoot
 	if strings.HasPrefix(filepath.Clean(dir)+"/", root+"/") {
 		var st unix.Statfs_t
 		if err := unix.Statfs(root, &st); err != nil {
 			return fmt.Errorf("statfs %s: %w", root, err)
 		}
 		if st.Type != unix.BPF_FS_MAGIC {
+			if persist && privateMounts() {
+				return fmt.Errorf("%w: %s has no bpffs in this mount namespace, which is not the host's "+
+					"(`ip netns exec` gives a command a /sys of its own); start it with "+
+					"`nsenter --net=/run/netns/NAME`, which keeps the host's mounts, or with --detach-on-exit",
+					ErrPinsWouldVanish, root)
+			}
 			if err := unix.Mount("bpf", root, "bpf", 0, "mode=0700"); err != nil {
 				return fmt.Errorf("mount bpffs on %s: %w", root, err)
 			}
@@ -171,6 +185,36 @@ func ensureBPFFS(dir string) error {
 		return fmt.Errorf("pin path %s is not on a bpf filesystem", dir)
 	}
 	return nil
+}
+
+const bpffsRoot = "/sys/fs/bpf"
+
+// PinsWouldVanish: pins under pinPath would go with this process, because
+// the bpffs for them would be one it mounts in a private mount namespace
+// (ensureBPFFS refuses that unless the pins go on exit anyway).
+func PinsWouldVanish(pinPath string) bool {
+	if !strings.HasPrefix(filepath.Clean(pinPath)+"/", bpffsRoot+"/") {
+		return false
+	}
+	var st unix.Statfs_t
+	return unix.Statfs(bpffsRoot, &st) == nil && st.Type != unix.BPF_FS_MAGIC && privateMounts()
+}
+
+// privateMounts: this process's mount namespace is not the one it was started
+// from (its parent's; `ip netns exec` and `unshare -m` make one for the
+// command they run) or not PID 1's. A namespace that cannot be read (a unit
+// without CAP_SYS_PTRACE cannot read PID 1's) counts as the same.
+func privateMounts() bool {
+	self, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		return false
+	}
+	for _, pid := range []int{os.Getppid(), 1} {
+		if other, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid)); err == nil && other != self {
+			return true
+		}
+	}
+	return false
 }
 
 // XDP attach modes.

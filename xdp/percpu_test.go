@@ -72,7 +72,7 @@ func TestWRRCursorPerCPU(t *testing.T) {
 func TestStalePinsReplaced(t *testing.T) {
 	labtest.RequireRoot(t)
 	pin := fmt.Sprintf("/sys/fs/bpf/xmirror-stale-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	if err := ensureBPFFS(pin); err != nil {
+	if err := ensureBPFFS(pin, false); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { Detach(pin) })

@@ -3,6 +3,7 @@
 package xdp
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -224,6 +225,51 @@ func TestStartRefusals(t *testing.T) {
 			}
 		})
 	}
+
+	// `ip netns exec` gives the command a mount namespace and a /sys of its
+	// own: a bpffs mounted there, and the program with it, would go when
+	// the process does. The host check refuses that (exit 1), unless the
+	// pins go on exit anyway.
+	t.Run("ip netns exec", func(t *testing.T) {
+		pin := testPinPath(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		netnsExec := func(args ...string) *exec.Cmd {
+			return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.NS, bin}, args...)...)
+		}
+		out, err := netnsExec("lb", "--config", good, "--pin-path", pin).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "nsenter --net=") {
+			t.Errorf("%v, want exit 1 pointing to nsenter:\n%s", err, out)
+		}
+		if link, _ := h.Run("ip", "link", "show", "eth0"); strings.Contains(link, "xdp") {
+			t.Errorf("the refused start left a program on eth0:\n%s", link)
+		}
+		out, _ = netnsExec("check", "--system", "--config", good).CombinedOutput()
+		if !strings.Contains(string(out), "pins made here would vanish") {
+			t.Errorf("check --system under ip netns exec does not say the pins would vanish:\n%s", out)
+		}
+		p := netnsExec("lb", "--config", good, "--pin-path", pin, "--detach-on-exit", "--metrics-listen", "off")
+		p.Stdout = os.Stderr
+		logs, err := p.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		running := false
+		for sc := bufio.NewScanner(logs); sc.Scan(); {
+			if strings.Contains(sc.Text(), "load balancer running") {
+				running = true
+				p.Process.Signal(syscall.SIGTERM)
+			}
+		}
+		p.Wait()
+		if !running {
+			t.Error("with --detach-on-exit it does not start under ip netns exec")
+		}
+	})
 
 	pin := testPinPath(t)
 	first := startLB(t, h, bin, good, pin)

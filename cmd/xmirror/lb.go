@@ -73,7 +73,7 @@ func lbCommand() *cli.Command {
 						return err
 					}
 					if statErr != nil {
-						fmt.Fprintf(c.App.Writer, "no load balancer pinned under %s\n", p)
+						fmt.Fprintf(c.App.Writer, "no load balancer pinned under %s (%s)\n", p, notPinnedHint(p))
 						return nil
 					}
 					fmt.Fprintf(c.App.Writer, "detached; load balancer pins under %s removed\n", p)
@@ -113,7 +113,7 @@ func runLB(c *cli.Context) error {
 	return runPart(c.Context, partSpec{
 		role: syscheck.RoleLB,
 		system: syscheck.RoleOptions{Interfaces: cfg.LoadBalancer.Listener.Interfaces,
-			XDPMode: opts.XDPMode, PinPath: opts.PinPath},
+			XDPMode: opts.XDPMode, PinPath: opts.PinPath, PinsGoOnExit: opts.DetachOnExit},
 		metrics:  metricsListen(c, cfg.Metrics.Listen),
 		reloadOn: []os.Signal{syscall.SIGHUP},
 		start: func(set *metrics.Set, health func(bool)) (part, error) {
@@ -171,6 +171,9 @@ func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metric
 	bal, err := xdp.New(opts)
 	if errors.Is(err, xdp.ErrPinPathBusy) {
 		return nil, usageError{fmt.Errorf("%w; stop it, or give this one another pin_path", err)}
+	}
+	if errors.Is(err, xdp.ErrPinsWouldVanish) {
+		return nil, usageError{err}
 	}
 	if err != nil {
 		return nil, err
@@ -297,6 +300,14 @@ func pinPathOf(c *cli.Context) (string, error) {
 	return xdp.DefaultPinPath, nil
 }
 
+// notPinnedHint says why nothing may be pinned under pinPath.
+func notPinnedHint(pinPath string) string {
+	if xdp.PinsWouldVanish(pinPath) {
+		return "this mount namespace has no bpffs: `ip netns exec` gives a command a /sys of its own; use nsenter --net=/run/netns/NAME"
+	}
+	return "is `xmirror lb` running with this --pin-path?"
+}
+
 func runLBStatus(c *cli.Context) error {
 	p, err := pinPathOf(c)
 	if err != nil {
@@ -305,7 +316,7 @@ func runLBStatus(c *cli.Context) error {
 	first, err := xdp.ReadPinnedStatus(p)
 	if err != nil {
 		if errors.Is(err, xdp.ErrNotRunning) {
-			return fmt.Errorf("%w (is `xmirror lb` running with this --pin-path?)", err)
+			return fmt.Errorf("%w (%s)", err, notPinnedHint(p))
 		}
 		return err
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/xmirror/xmirror/xdp"
 )
 
 // checkObjects probes every program type, helper and map type the objects use,
@@ -189,8 +191,9 @@ func checkXDP(ifname, mode string) Result {
 }
 
 // checkBPFFS: the pin path must be on a bpf filesystem. Under /sys/fs/bpf a
-// part that holds CAP_SYS_ADMIN mounts one itself.
-func checkBPFFS(pinPath string) Result {
+// part that holds CAP_SYS_ADMIN mounts one itself, unless the pins must
+// outlive it (persist) and the mount would be in a private mount namespace.
+func checkBPFFS(pinPath string, persist bool) Result {
 	r := Result{Check: "bpffs"}
 	dir := filepath.Clean(pinPath)
 	for {
@@ -206,6 +209,12 @@ func checkBPFFS(pinPath string) Result {
 	}
 	const root = "/sys/fs/bpf"
 	underRoot := strings.HasPrefix(filepath.Clean(pinPath)+"/", root+"/")
+	if persist && xdp.PinsWouldVanish(pinPath) {
+		r.Status = Fail
+		r.Detail = root + " is not mounted in this mount namespace, which is not the host's: pins made here would vanish with the process"
+		r.Fix = "run it with nsenter --net=/run/netns/NAME rather than ip netns exec, which gives a command a /sys of its own"
+		return r
+	}
 	if set, err := effectiveCaps(); underRoot && err == nil && set&(1<<uint(CapSysAdmin)) != 0 {
 		r.Status, r.Detail = Pass, root+" is not mounted; xmirror mounts it (holds CAP_SYS_ADMIN)"
 		return r

@@ -20,6 +20,9 @@ type RoleOptions struct {
 	Interfaces []string
 	XDPMode    string // auto | native | generic
 	PinPath    string // the lb's bpffs directory
+	// PinsGoOnExit: the lb removes its pins when it exits (--detach-on-exit),
+	// so they need not outlive it.
+	PinsGoOnExit bool
 	// CollectXDP: the collector receives through XDP instead of a socket.
 	CollectXDP bool
 	// CollectGRE: the collector's inputs include GRE (ERSPAN), read from a
@@ -57,6 +60,7 @@ func ForRole(role string, o RoleOptions) (Requirements, error) {
 		}
 		req.Objects = []*ebpf.CollectionSpec{spec}
 		req.XDPInterfaces, req.XDPMode, req.PinPath = o.Interfaces, o.XDPMode, o.PinPath
+		req.PinsGoOnExit = o.PinsGoOnExit
 		req.MinKernel, req.MinKernelWhy = Version{5, 9}, "XDP links, bpf_jiffies64, devmap hash"
 		req.Caps = LBCaps
 	case RoleCollect:

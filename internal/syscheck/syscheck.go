@@ -43,8 +43,10 @@ type Requirements struct {
 	// XDPInterfaces get an XDP program; XDPMode is auto, native or generic.
 	XDPInterfaces []string
 	XDPMode       string
-	// PinPath is the bpffs directory the role pins to ("" = none).
-	PinPath string
+	// PinPath is the bpffs directory the role pins to ("" = none);
+	// PinsGoOnExit: they need not outlive the process.
+	PinPath      string
+	PinsGoOnExit bool
 	// Caps are the capabilities the role needs.
 	Caps []Capability
 }
@@ -155,7 +157,7 @@ func Run(req Requirements) *Report {
 		r.add(checkXDP(ifname, req.XDPMode))
 	}
 	if req.PinPath != "" {
-		r.add(checkBPFFS(req.PinPath))
+		r.add(checkBPFFS(req.PinPath, !req.PinsGoOnExit))
 	}
 	return r
 }
