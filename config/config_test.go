@@ -348,6 +348,7 @@ func TestInvalid(t *testing.T) {
 		{"source ifname long", with(sessionBase, 8, "    sources: [abcdefghijklmnop]"), []string{`sessions[0].sources[0]: "abcdefghijklmnop" is longer than 15 characters, the Linux limit for interface names (line 8)`}},
 		{"source ifname space", with(sessionBase, 8, `    sources: ["eth 0"]`), []string{`sessions[0].sources[0]: "eth 0" is not a valid interface name (no '/', ':' or spaces) (line 8)`}},
 		{"source listed twice", with(sessionBase, 8, "    sources: [eth0, eth0]"), []string{`sessions[0].sources[1]: "eth0" is listed twice (line 8)`}},
+		{"source mark of a clone", lines("source:", "  mark: 0xB0000001"), []string{"source.mark: 0xb0000001 collides with the marks of xmirror's clones (0xb0000000/0xf0000000) (line 2)"}},
 		{"target ipv6", with(sessionBase, 9, `    target: "[2001:db8::1]:4789"`), []string{`sessions[0].target: "[2001:db8::1]:4789": only IPv4 targets are supported (the VXLAN outer header is IPv4) (line 9)`}},
 		{"target bad host", with(sessionBase, 9, "    target: bad_host!"), []string{`sessions[0].target: "bad_host!" is not an IPv4 address or host name (line 9)`}},
 		{"target port not VXLAN's", with(sessionBase, 9, "    target: 10.0.0.1:4790"), []string{`sessions[0].target: "10.0.0.1:4790": port 4790: a mirror source sends VXLAN to UDP port 4789 only (line 9)`}},

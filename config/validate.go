@@ -101,6 +101,9 @@ func validate(orig *Config, lineOf func(string) int) Errors {
 	v.sourceLimits(c)
 	if s := c.Source; s != nil {
 		v.oneOf("source.hash", s.Hash, HashSymmetric, HashDirectional)
+		if s.Mark&CloneMarkMask == CloneMarkMagic {
+			v.errorf("source.mark", "0x%x collides with the marks of xmirror's clones (0x%x/0x%x)", s.Mark, CloneMarkMagic, CloneMarkMask)
+		}
 		v.ifname("source.device", s.Device)
 	}
 	if lb := c.LoadBalancer; lb != nil {
@@ -689,19 +692,27 @@ func (v *validator) collectorSessions(sessions []CollectorSession, vxlan []Sessi
 
 // listenAddr checks host:port with a numeric port; an empty host means every address.
 func (v *validator) listenAddr(path, addr string) {
+	if err := CheckListenAddr(addr); err != nil {
+		v.errorf(path, "%v", err)
+	}
+}
+
+// CheckListenAddr checks an address to listen on, host:port, as the
+// configuration's listen keys take it (flags that override them use it too).
+func CheckListenAddr(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		v.errorf(path, "%q is not host:port", addr)
-		return
+		return fmt.Errorf("%q is not host:port", addr)
 	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
-		v.errorf(path, "%q: port %q is not a number 0..65535", addr, port)
+		return fmt.Errorf("%q: port %q is not a number 0..65535", addr, port)
 	}
 	if host != "" {
 		if _, err := netip.ParseAddr(host); err != nil && !validHostname(host) {
-			v.errorf(path, "%q: %q is not an address or host name", addr, host)
+			return fmt.Errorf("%q: %q is not an address or host name", addr, host)
 		}
 	}
+	return nil
 }
 
 // clone deep-copies c so validation can apply defaults without touching it.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/xmirror/xmirror/config"
 )
 
 // TestContract checks the Go side of the boundary with the programs against
@@ -21,6 +23,10 @@ func TestContract(t *testing.T) {
 	spec, err := loadSource()
 	if err != nil {
 		t.Fatal(err)
+	}
+	// config refuses a source.mark that looks like a clone's mark.
+	if markMagic != config.CloneMarkMagic || markAnyMask != config.CloneMarkMask {
+		t.Errorf("clone marks 0x%x/0x%x, config checks 0x%x/0x%x", markMagic, markAnyMask, config.CloneMarkMagic, config.CloneMarkMask)
 	}
 	for _, c := range []struct {
 		m     string

@@ -88,9 +88,6 @@ func New(cfg *config.Config, opts Options) (_ *Source, err error) {
 			s.devName = cfg.Source.Device
 		}
 	}
-	if s.mark&markAnyMask == markMagic {
-		return nil, fmt.Errorf("%w: source.mark 0x%x collides with the marks of xmirror's clones (0x%x/0x%x)", ErrConfig, s.mark, markMagic, markAnyMask)
-	}
 	prog, err := s.compile(cfg)
 	if err != nil {
 		return nil, err

@@ -89,6 +89,9 @@ func TestCheckUsage(t *testing.T) {
 		{"no --config", []string{"check"}},
 		{"unknown flag", []string{"check", "--config", "../../config/examples/seed.yaml", "--bogus"}},
 		{"bad log level", []string{"--log-level", "loud", "version"}},
+		// refused before anything starts, as the same value in the file is
+		{"bad --metrics-listen", []string{"collect", "--out", t.TempDir(), "--metrics-listen", "bogus"}},
+		{"bad --health-listen", []string{"collect", "--out", t.TempDir(), "--health-listen", ":99999"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if code, _, errOut := runCaptured(t, tc.args...); code != exitUsage {
@@ -124,6 +127,7 @@ func TestCheckRefusesWhatSourceRefuses(t *testing.T) {
 	for _, c := range []struct{ name, yaml, want string }{
 		{"target port", strings.Replace(string(seed), "target: 192.168.0.147", "target: 192.168.0.147:4790", 1), "port 4790"},
 		{"rules", many, "8193 inbound rules"},
+		{"mark of a clone", string(seed) + "source: {mark: 0xB0000001}\n", "collides with the marks of xmirror's clones"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "x.yaml")

@@ -76,6 +76,15 @@ func runPart(ctx context.Context, spec partSpec) error {
 	signal.Notify(sigs, append(stopOn, spec.reloadOn...)...)
 	defer signal.Stop(sigs)
 
+	// The configuration's addresses are checked already: a bad one here
+	// came from a flag.
+	for flag, addr := range map[string]string{"--metrics-listen": spec.metrics, "--health-listen": spec.health} {
+		if addr != "" && addr != config.MetricsOff {
+			if err := config.CheckListenAddr(addr); err != nil {
+				return usagef("%s %w", flag, err)
+			}
+		}
+	}
 	if err := requireSystem(spec.role, spec.system); err != nil {
 		return err
 	}
