@@ -31,9 +31,13 @@ var Priorities = []string{PriorityIdle, PriorityNormal}
 
 // senderThread gives the calling goroutine a thread of its own at the
 // sender's priority and returns what the goroutine runs last. The goroutine
-// never unlocks the thread, so the thread ends with it; but the runtime may
-// clone a new thread from it as it ends, and a clone keeps SCHED_IDLE, so
-// the returned function puts the thread back at normal priority first.
+// never unlocks the thread, so no other goroutine runs on it and the runtime
+// ends the thread with the goroutine; while it is locked, the runtime makes
+// new threads from a template thread, never by cloning this one, so none
+// inherits SCHED_IDLE. The one thread Go cannot end is the main thread, which
+// it parks for good instead: the returned function tries to put the thread
+// back at normal priority for that case. Without CAP_SYS_NICE (the source's
+// unit) the kernel refuses, and that is fine: a parked thread runs nothing.
 func senderThread(priority string) (restore func()) {
 	if priority != PriorityIdle {
 		return func() {}
@@ -45,7 +49,7 @@ func senderThread(priority string) (restore func()) {
 	}
 	return func() {
 		if err := setPolicy(unix.SCHED_NORMAL); err != nil {
-			slog.Warn("sender back to normal priority", "err", err)
+			slog.Debug("sender thread stays SCHED_IDLE until it ends", "err", err)
 		}
 	}
 }
