@@ -283,3 +283,36 @@ func TestTargetProblems(t *testing.T) {
 		})
 	}
 }
+
+// TestLocalTargetHealthy: a target that is an address of the source host
+// (a collector on the same machine) has a local route and no next hop to
+// resolve; its copies arrive, so it is healthy, not "no route".
+func TestLocalTargetHealthy(t *testing.T) {
+	defer func(d time.Duration) { healthEvery = d }(healthEvery)
+	healthEvery = 200 * time.Millisecond
+	lab := seedLab(t, false)
+	src, test := lab.Host("source"), lab.Host("test")
+	var sink net.PacketConn
+	if err := src.Do(func() (err error) { sink, err = net.ListenPacket("udp4", sourceIP+":4789"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	s := startSource(t, src, seedConfig(t, icmpYAML(sourceIP)))
+	ping, err := test.Start("ping", "-i", "0.1", "-c", "20", sourceIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ping.Stop()
+	sink.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := sink.ReadFrom(make([]byte, 2048)); err != nil {
+		t.Fatalf("no copy reached the local target: %v", err)
+	}
+	// several health rounds with copies flowing
+	time.Sleep(5 * healthEvery)
+	if h := s.Targets(); len(h) != 1 || h[0].Reason != "" {
+		t.Errorf("local target: %+v, want healthy", h)
+	}
+	if err := s.Ready(); err != nil {
+		t.Errorf("Ready() = %v with a local target whose copies arrive", err)
+	}
+}

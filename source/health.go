@@ -188,9 +188,14 @@ func (w *watch) check(st *targetState, ids []uint16, now time.Time) (reason, det
 
 // nextHop checks the route to dst (with the tunnel mark, as the datapaths
 // send) and, on a link with ARP, the neighbour entry of the next hop: failed,
-// or still being resolved at two checks in a row, means nothing answers.
+// or still being resolved at two checks in a row, means nothing answers. A
+// target on this host (a local route) has no next hop: its copies are
+// delivered here, and only ICMP errors tell of a problem.
 func (w *watch) nextHop(st *targetState, dst netip.Addr) (reason, detail string) {
 	routes, err := w.nl.RouteGetWithOptions(dst.AsSlice(), &netlink.RouteGetOptions{Mark: w.mark})
+	if err == nil && len(routes) > 0 && routes[0].Type == unix.RTN_LOCAL {
+		return "", ""
+	}
 	if err != nil || len(routes) == 0 || routes[0].LinkIndex <= 0 ||
 		(routes[0].Type != 0 && routes[0].Type != unix.RTN_UNICAST) {
 		return ReasonNoRoute, fmt.Sprintf("no route to %s", dst)

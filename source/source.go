@@ -25,6 +25,7 @@ import (
 // namespace; call them all from the same one.
 type Source struct {
 	mu       sync.Mutex
+	inst     *instance // the network namespace is this source's
 	objs     sourceObjects
 	dp       datapath
 	watch    *watch // of the targets' health
@@ -90,6 +91,9 @@ func New(cfg *config.Config, opts Options) (_ *Source, err error) {
 	}
 	prog, err := s.compile(cfg)
 	if err != nil {
+		return nil, err
+	}
+	if s.inst, err = claimInstance(); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -437,5 +441,7 @@ func (s *Source) Close() error {
 	if err := s.objs.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	s.inst.release()
+	s.inst = nil
 	return errors.Join(errs...)
 }

@@ -81,6 +81,11 @@ func runSource(c *cli.Context) error {
 	if len(cfg.Sessions) == 0 {
 		return usagef("%s: no sessions", path)
 	}
+	// Before anything starts (the metrics listener would collide first):
+	// source.New refuses a second source too.
+	if who := source.RunningInstance(); who != "none" {
+		return usageError{fmt.Errorf("%w: %s; stop it first", source.ErrRunning, who)}
+	}
 	return runPart(c.Context, partSpec{
 		role:     syscheck.RoleSource,
 		metrics:  metricsListen(c, cfg.Metrics.Listen),
@@ -88,7 +93,7 @@ func runSource(c *cli.Context) error {
 		start: func(set *metrics.Set, _ func(bool)) (part, error) {
 			src, err := source.New(cfg, source.Options{Datapath: dp, SendPriority: prio, MaxDelay: delay, Attach: attach, NoDirect: !c.Bool("direct-sends")})
 			if err != nil {
-				if errors.Is(err, source.ErrConfig) {
+				if errors.Is(err, source.ErrConfig) || errors.Is(err, source.ErrRunning) {
 					return nil, usageError{err}
 				}
 				return nil, err

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -87,6 +88,20 @@ func testSourceCommand(t *testing.T, datapath string) {
 		return code, string(body)
 	}
 	waitFor(t, "healthy", p, func() bool { code, _ := get("/healthz"); return code == 200 })
+
+	// A second source in the namespace would mirror every packet again and
+	// take the first one's devices for a killed run's leftovers: it is
+	// refused before it touches anything, naming the first (exit 2).
+	for _, metrics := range []string{"127.0.0.1:9465", "off"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		out, err := src.Command(ctx, "env", "XMIRROR_HELPER=1", os.Args[0], "-test.run=^TestSourceHelperProcess$", "--",
+			"source", "--config", cfgPath, "--datapath", datapath, "--metrics-listen", metrics).CombinedOutput()
+		cancel()
+		want := fmt.Sprintf("pid %d", p.Cmd.Process.Pid)
+		if err == nil || !strings.Contains(err.Error(), "exit status 2") || !strings.Contains(string(out), want) {
+			t.Errorf("second source: %v, want exit 2 naming %s:\n%s", err, want, out)
+		}
+	}
 
 	converse(t, src, test, 1234)
 	waitFor(t, "mirrored counters", p, func() bool {
