@@ -135,7 +135,7 @@ func TestAlertRules(t *testing.T) {
 	}
 	b, _ := os.ReadFile("monitoring/alerts.yml")
 	for _, a := range []string{"XmirrorLBDown", "XmirrorBackendUnhealthy", "XmirrorNoBackend", "XmirrorCollectorSocketDrops",
-		"XmirrorCollectorWriteErrors", "XmirrorCollectorDiskLow", "XmirrorSourceDown", "XmirrorSourceTargetDown", "XmirrorCollectorDown"} {
+		"XmirrorCollectorWriteErrors", "XmirrorCollectorDiskLow", "XmirrorSourceDown", "XmirrorSourceTargetDown", "XmirrorSourceInterfaceGone", "XmirrorCollectorDown"} {
 		if !strings.Contains(string(b), "alert: "+a+"\n") {
 			t.Errorf("alerts.yml lacks %s", a)
 		}

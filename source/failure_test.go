@@ -316,3 +316,96 @@ func TestLocalTargetHealthy(t *testing.T) {
 		t.Errorf("Ready() = %v with a local target whose copies arrive", err)
 	}
 }
+
+// TestSourceInterfaceRecreated: a source interface that is deleted is
+// reported (Ready, metrics), and mirrored again once an interface of that
+// name is back, without a reload: it was silently no longer mirrored.
+func TestSourceInterfaceRecreated(t *testing.T) {
+	defer func(d time.Duration) { ifaceEvery = d }(ifaceEvery)
+	ifaceEvery = 100 * time.Millisecond
+	lab := seedLab(t, false)
+	src, test := lab.Host("source"), lab.Host("test")
+	mk := func() {
+		t.Helper()
+		for _, c := range []struct {
+			h    *netlab.Host
+			args []string
+		}{
+			{src, []string{"link", "add", "xm-a", "type", "veth", "peer", "name", "xm-b", "netns", test.NS}},
+			{src, []string{"addr", "add", "10.9.0.1/24", "dev", "xm-a"}},
+			{src, []string{"link", "set", "xm-a", "up"}},
+			{test, []string{"addr", "add", "10.9.0.2/24", "dev", "xm-b"}},
+			{test, []string{"link", "set", "xm-b", "up"}},
+		} {
+			if _, err := c.h.Run("ip", c.args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mk()
+	// The target is this host, so every copy can be counted.
+	var sink net.PacketConn
+	if err := src.Do(func() (err error) { sink, err = net.ListenPacket("udp4", sourceIP+":4789"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	copies := func() int {
+		n := 0
+		buf := make([]byte, 2048)
+		for {
+			sink.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			if _, _, err := sink.ReadFrom(buf); err != nil {
+				return n
+			}
+			n++
+		}
+	}
+	cfg := strings.Replace(icmpYAML(sourceIP), "sources: [eth0]", "sources: [eth0, xm-a]", 1)
+	s := startSource(t, src, seedConfig(t, cfg))
+	ping := func() {
+		t.Helper()
+		if out, err := test.Run("ping", "-c", "3", "-i", "0.2", "-W", "1", "10.9.0.1"); err != nil {
+			t.Fatalf("ping over xm-a: %v\n%s", err, out)
+		}
+	}
+	ping()
+	if n := copies(); n != 6 {
+		t.Fatalf("%d copies of 3 pings over xm-a, want 6", n)
+	}
+
+	if _, err := src.Run("ip", "link", "del", "xm-a"); err != nil {
+		t.Fatal(err)
+	}
+	waitReady := func(want string) error {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			err := s.Ready()
+			if (want == "" && err == nil) || (want != "" && err != nil && strings.Contains(err.Error(), want)) || time.Now().After(deadline) {
+				return err
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err := waitReady("xm-a"); err == nil || !strings.Contains(err.Error(), "xm-a") {
+		t.Errorf("Ready() = %v with xm-a deleted, want it named", err)
+	}
+	var m strings.Builder
+	s.WriteMetrics(&m)
+	if !strings.Contains(m.String(), `xmirror_source_interface_up{interface="xm-a"} 0`) {
+		t.Errorf("metrics do not show xm-a down:\n%s", m.String())
+	}
+
+	mk()
+	if err := waitReady(""); err != nil {
+		t.Fatalf("Ready() = %v after xm-a came back", err)
+	}
+	ping()
+	if n := copies(); n != 6 {
+		t.Errorf("%d copies of 3 pings over the re-created xm-a, want 6", n)
+	}
+	m.Reset()
+	s.WriteMetrics(&m)
+	if !strings.Contains(m.String(), `xmirror_source_interface_up{interface="xm-a"} 1`) {
+		t.Errorf("metrics do not show xm-a up again:\n%s", m.String())
+	}
+}

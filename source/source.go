@@ -29,6 +29,8 @@ type Source struct {
 	objs     sourceObjects
 	dp       datapath
 	watch    *watch // of the targets' health
+	ifaces   *ifaceKeeper
+	missing  []string // source interfaces gone (deleted, or re-created and not attached yet)
 	attacher attacher
 	links    map[uint32][2]hook // ifindex -> ingress, egress
 	replicas map[uint32]*replica
@@ -120,6 +122,7 @@ func New(cfg *config.Config, opts Options) (_ *Source, err error) {
 	}
 	s.watch.running(prog)
 	s.cfg = cfg
+	s.ifaces = s.keepInterfaces()
 	slog.Info("mirror source attached", "datapath", s.dp.name(), "sessions", len(prog.Sessions),
 		"interfaces", len(prog.Ifaces), "inbound_rules", len(prog.Rules[dirIn]), "outbound_rules", len(prog.Rules[dirOut]))
 	return s, nil
@@ -412,6 +415,8 @@ func (s *Source) Reload(cfg *config.Config) error {
 
 // Close stops the datapath, detaches every program and frees the maps.
 func (s *Source) Close() error {
+	// first, without the lock: a check in progress takes it
+	s.ifaces.stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error

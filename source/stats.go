@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 
 	"github.com/cilium/ebpf"
@@ -105,14 +107,19 @@ func (s *Source) WriteMetrics(w io.Writer) {
 		}
 	}
 	s.mu.Lock()
-	prog, dp, watch := s.prog, s.dp, s.watch
+	prog, dp, watch, missing := s.prog, s.dp, s.watch, s.missing
 	s.mu.Unlock()
 	if prog != nil {
 		fmt.Fprintf(w, "# HELP xmirror_source_rules Compiled filter rules in the data path.\n# TYPE xmirror_source_rules gauge\n")
 		fmt.Fprintf(w, "xmirror_source_rules{direction=\"inbound\"} %d\n", len(prog.Rules[dirIn]))
 		fmt.Fprintf(w, "xmirror_source_rules{direction=\"outbound\"} %d\n", len(prog.Rules[dirOut]))
 		fmt.Fprintf(w, "# HELP xmirror_source_interfaces Interfaces with the source programs attached.\n# TYPE xmirror_source_interfaces gauge\n")
-		fmt.Fprintf(w, "xmirror_source_interfaces %d\n", len(prog.Ifaces))
+		fmt.Fprintf(w, "xmirror_source_interfaces %d\n", len(prog.Ifaces)-len(missing))
+		fmt.Fprintf(w, "# HELP xmirror_source_interface_up Whether a source interface of the configuration is mirrored (0: it is gone).\n# TYPE xmirror_source_interface_up gauge\n")
+		names := slices.Sorted(maps.Values(prog.IfNames))
+		for _, name := range names {
+			fmt.Fprintf(w, "xmirror_source_interface_up{interface=%q} %d\n", name, upGauge(!slices.Contains(missing, name)))
+		}
 	}
 	if dp != nil {
 		dp.writeMetrics(w)
@@ -137,10 +144,17 @@ func (s *Source) Targets() []TargetHealth {
 // what is wrong: what /healthz answers.
 func (s *Source) Ready() error {
 	s.mu.Lock()
-	watch := s.watch
+	watch, missing := s.watch, s.missing
 	s.mu.Unlock()
 	if watch == nil {
 		return errors.New("not running")
 	}
-	return watch.ready()
+	return errors.Join(missingError(missing), watch.ready())
+}
+
+func upGauge(up bool) int {
+	if up {
+		return 1
+	}
+	return 0
 }
