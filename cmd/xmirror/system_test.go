@@ -170,3 +170,28 @@ func TestCheckSystemXDPCollector(t *testing.T) {
 		t.Errorf("receive auto without capabilities: %v:\n%s", err, out)
 	}
 }
+
+// TestCheckSystemCollectListen: a collector whose listen address no interface
+// holds cannot receive; `check --system` said it could run.
+func TestCheckSystemCollectListen(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, c := range []struct {
+		name, collector string
+		code            int
+		want            string
+	}{
+		{"xdp, address of no interface", "{listen: '10.250.0.2:47061', receive: xdp}", exitRuntime, "no interface of this host holds it"},
+		{"socket, address of no interface", "{listen: '10.250.0.2:47061', receive: socket}", exitRuntime, "no interface of this host holds it"},
+		{"xdp, any address", "{listen: '0.0.0.0:47061', receive: xdp}", exitRuntime, "receive xdp attaches to the interfaces that hold the listen address"},
+		{"socket, loopback", "{listen: '127.0.0.1:47061', receive: socket}", exitOK, "held by lo"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "c.yaml")
+			os.WriteFile(cfg, []byte("collector: "+c.collector+"\n"), 0o600)
+			code, out, errOut := runCaptured(t, "check", "--system", "--role", "collect", "--config", cfg)
+			if code != c.code || !strings.Contains(out, c.want) {
+				t.Errorf("exit %d, want %d with %q:\n%s%s", code, c.code, c.want, out, errOut)
+			}
+		})
+	}
+}

@@ -28,6 +28,8 @@ type RoleOptions struct {
 	// CollectGRE: the collector's inputs include GRE (ERSPAN), read from a
 	// raw IP socket.
 	CollectGRE bool
+	// CollectListen is the collector's listen address ("" = not checked).
+	CollectListen string
 }
 
 // LBCaps are what `xmirror lb` (and the XDP collector) need: load programs and
@@ -65,6 +67,7 @@ func ForRole(role string, o RoleOptions) (Requirements, error) {
 		req.Caps = LBCaps
 	case RoleCollect:
 		req.MinKernel, req.MinKernelWhy = Version{3, 9}, "SO_REUSEPORT"
+		req.Listen, req.ListenXDP = o.CollectListen, o.CollectXDP
 		if o.CollectXDP {
 			spec, err := collector.Spec()
 			if err != nil {

@@ -49,6 +49,10 @@ type Requirements struct {
 	PinsGoOnExit bool
 	// Caps are the capabilities the role needs.
 	Caps []Capability
+	// Listen is the address the role receives on ("" = none); ListenXDP:
+	// through XDP on the interfaces that hold it.
+	Listen    string
+	ListenXDP bool
 }
 
 // Status of one check.
@@ -158,6 +162,9 @@ func Run(req Requirements) *Report {
 	}
 	if req.PinPath != "" {
 		r.add(checkBPFFS(req.PinPath, !req.PinsGoOnExit))
+	}
+	if req.Listen != "" {
+		r.add(checkListen(req.Listen, req.ListenXDP))
 	}
 	return r
 }

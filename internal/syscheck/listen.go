@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package syscheck
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/xmirror/xmirror/collector"
+)
+
+// checkListen: the collector receives on its listen address, which must be
+// one of this host's (any of them, "0.0.0.0", with sockets); receive xdp
+// attaches to the interfaces that hold it, so it needs a concrete one.
+func checkListen(listen string, xdp bool) Result {
+	r := Result{Check: "listen " + listen}
+	ifaces, err := collector.XDPInterfaces(listen)
+	if err == nil {
+		r.Status, r.Detail = Pass, "held by "+strings.Join(ifaces, ", ")
+		return r
+	}
+	host, _, splitErr := net.SplitHostPort(listen)
+	addr, parseErr := netip.ParseAddr(host)
+	anyAddr := splitErr == nil && (host == "" || (parseErr == nil && addr.IsUnspecified()))
+	switch {
+	case anyAddr && !xdp:
+		r.Status, r.Detail = Pass, "every address of this host"
+	case anyAddr:
+		r.Status, r.Detail = Fail, "receive xdp attaches to the interfaces that hold the listen address: "+listen+" names none"
+		r.Fix = "listen on an address of the interface mirrored traffic arrives on, or use receive: socket"
+	default:
+		r.Status, r.Detail = Fail, fmt.Sprintf("no interface of this host holds it (%v)", err)
+		r.Fix = "listen on an address of this host (or 0.0.0.0 with receive: socket or auto)"
+	}
+	return r
+}
