@@ -280,3 +280,51 @@ func linkInNetNSID(nsid, index int) (netlink.Link, error) {
 	}
 	return netlink.LinkDeserialize(nil, msgs[0])
 }
+
+// RepairLinks attaches the program again to listener interfaces that were
+// deleted and created again since it was attached (a link holds an
+// interface index, and the new interface has another), and returns their
+// names, and those of listener interfaces that are missing. An interface
+// that comes back gets its MAC slot and redirect entry anew.
+func (b *Balancer) RepairLinks() (repaired, missing []string, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cfg == nil || b.links == nil {
+		return nil, nil, nil
+	}
+	for _, name := range b.cfg.Listener.Interfaces {
+		iface, ierr := net.InterfaceByName(name)
+		if ierr != nil {
+			missing = append(missing, name)
+			continue
+		}
+		l := b.links[name]
+		if l != nil {
+			if info, ierr := l.Info(); ierr == nil && info.XDP() != nil && int(info.XDP().Ifindex) == iface.Index {
+				continue
+			}
+			if b.opts.PinPath != "" {
+				l.Unpin()
+			}
+			l.Close()
+			delete(b.links, name)
+		}
+		fresh, used, aerr := attachXDP(iface, b.opts.XDPMode, b.objs.XmirrorLb)
+		if aerr != nil {
+			err = errors.Join(err, aerr)
+			continue
+		}
+		if b.opts.PinPath != "" {
+			if perr := fresh.Pin(filepath.Join(b.opts.PinPath, linkPrefix+name)); perr != nil {
+				err = errors.Join(err, fmt.Errorf("pin xdp link of %s: %w", name, perr))
+			}
+		}
+		b.links[name] = fresh
+		repaired = append(repaired, name)
+		slog.Warn("listener interface was created again: program attached anew", "interface", name, "mode", used)
+	}
+	if len(repaired) > 0 {
+		err = errors.Join(err, b.writeListenerMACs(b.cfg.Listener.Interfaces), b.prepareEgress(b.cfg))
+	}
+	return repaired, missing, err
+}

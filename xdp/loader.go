@@ -287,7 +287,7 @@ func (o *objects) attach(ifaces []string, mode string, prog *ebpf.Program) (_ *a
 			return nil, fmt.Errorf("interface %s: %w", name, err)
 		}
 		if o.pinPath != "" {
-			taken, err := a.takeOver(filepath.Join(o.pinPath, linkPrefix+name), name, prog)
+			taken, err := a.takeOver(filepath.Join(o.pinPath, linkPrefix+name), iface, prog)
 			if err != nil {
 				return nil, err
 			}
@@ -314,8 +314,11 @@ func (o *objects) attach(ifaces []string, mode string, prog *ebpf.Program) (_ *a
 }
 
 // takeOver updates the link a previous run pinned at pin, if any, to prog,
-// remembering the program it ran.
-func (a *attached) takeOver(pin, name string, prog *ebpf.Program) (bool, error) {
+// remembering the program it ran. A link whose interface is gone (deleted,
+// perhaps created again under its name: another index) holds nothing: it
+// is unpinned and the caller attaches anew.
+func (a *attached) takeOver(pin string, iface *net.Interface, prog *ebpf.Program) (bool, error) {
+	name := iface.Name
 	l, err := link.LoadPinnedLink(pin, nil)
 	if err != nil {
 		return false, nil
@@ -324,6 +327,15 @@ func (a *attached) takeOver(pin, name string, prog *ebpf.Program) (bool, error) 
 	if err != nil {
 		l.Close()
 		return false, fmt.Errorf("read the pinned xdp link of %s: %w", name, err)
+	}
+	if x := info.XDP(); x != nil && int(x.Ifindex) != iface.Index {
+		err := l.Unpin()
+		l.Close()
+		if err != nil {
+			return false, fmt.Errorf("unpin the xdp link of a former %s: %w", name, err)
+		}
+		slog.Warn("the pinned xdp link was for an interface that is gone: attaching anew", "interface", name)
+		return false, nil
 	}
 	prev, err := ebpf.NewProgramFromID(info.Program)
 	if err != nil {

@@ -505,3 +505,64 @@ metrics: {listen: 127.0.0.1:9190}
 	}
 	t.Logf("the datagram made %v hops before its TTL ran out", fwd)
 }
+
+// TestRestartAfterInterfaceRecreated: a listener interface deleted and
+// created again while the load balancer was stopped leaves a pinned link
+// to nothing ("severed"); the next start attaches anew instead of failing
+// to update it until someone runs `lb detach`.
+func TestRestartAfterInterfaceRecreated(t *testing.T) {
+	lab := labtest.ForTest(t,
+		netlab.HostSpec{Name: "lb", Addrs: []string{"10.0.0.1/24"}, PeerXDP: true},
+		netlab.HostSpec{Name: "b1", Addrs: []string{"10.0.0.11/24"}},
+	)
+	bin := labtest.XmirrorBinary(t)
+	h, b1 := lab.Host("lb"), lab.Host("b1")
+	mk := func() {
+		t.Helper()
+		for _, c := range []struct {
+			h    *netlab.Host
+			args []string
+		}{
+			{h, []string{"link", "add", "xl0", "type", "veth", "peer", "name", "xl1", "netns", b1.NS}},
+			{h, []string{"link", "set", "xl0", "up"}},
+			{b1, []string{"link", "set", "xl1", "up"}},
+		} {
+			if _, err := c.h.Run("ip", c.args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mk()
+	cfg := filepath.Join(t.TempDir(), "lb.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, safetyConfig, "eth0, xl0", "10.0.0.11", 1, false, "fail-open"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pin := testPinPath(t)
+	first := startLB(t, h, bin, cfg, pin)
+	first.Signal(syscall.SIGTERM)
+	<-first.Done()
+	if _, err := h.Run("ip", "link", "del", "xl0"); err != nil {
+		t.Fatal(err)
+	}
+	mk()
+	second := startLB(t, h, bin, cfg, pin, "--detach-on-exit")
+	defer func() { second.Signal(syscall.SIGTERM); <-second.Done() }()
+	if link, _ := h.Run("ip", "link", "show", "xl0"); !strings.Contains(link, "xdp") {
+		t.Errorf("no program on the re-created xl0:\n%s\n%s", link, second.Output())
+	}
+
+	// The same while it runs: the program goes with the deleted interface;
+	// the re-created one gets it again within about a second.
+	if _, err := h.Run("ip", "link", "del", "xl0"); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, second.Proc, "listener interface gone", 1)
+	if m := httpGet(t, h, "/metrics"); !strings.Contains(m, `xmirror_lb_interface_up{interface="xl0"} 0`) {
+		t.Errorf("/metrics does not show xl0 gone:\n%s", m)
+	}
+	mk()
+	waitLog(t, second.Proc, "every listener interface runs the program again", 1)
+	if link, _ := h.Run("ip", "link", "show", "xl0"); !strings.Contains(link, "xdp") {
+		t.Errorf("no program on xl0 re-created while running:\n%s\n%s", link, second.Output())
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
@@ -146,6 +147,9 @@ type lbPart struct {
 	speaker      *bgp.Speaker // nil without load_balancer.bgp
 	reloads      *metrics.Counter
 	reloadErrors *metrics.Counter
+
+	mu      sync.Mutex
+	missing []string // listener interfaces that are gone
 }
 
 // startLB takes the pin path, loads the program, fills the tables,
@@ -206,6 +210,16 @@ func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metric
 	bal.RegisterMetrics(set)
 	p.reloads = set.NewCounter("xmirror_lb_reloads_total")
 	p.reloadErrors = set.NewCounter("xmirror_lb_reload_errors_total")
+	for _, name := range lb.Listener.Interfaces {
+		set.NewGauge(fmt.Sprintf("xmirror_lb_interface_up{interface=%q}", name), func() float64 {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if slices.Contains(p.missing, name) {
+				return 0
+			}
+			return 1
+		})
+	}
 	slog.Info("load balancer running", "listener", lb.Listener.Name, "protocol", lb.Listener.Protocol, "vip", lb.Listener.VIP, "port", lb.Listener.Port,
 		"interfaces", lb.Listener.Interfaces, "algorithm", lb.Algorithm, "affinity", lb.Affinity,
 		"backends", len(lb.Backends), "mode", bal.Mode(), "pin_path", opts.PinPath, "bgp", lb.BGP != nil)
@@ -218,7 +232,38 @@ func (p *lbPart) Ready() bool {
 	return ready
 }
 
-func (p *lbPart) Run(ctx context.Context) error { return waitPart(ctx) }
+// linkCheckEvery is how often the listener interfaces are looked at.
+const linkCheckEvery = time.Second
+
+// Run keeps the program on the listener interfaces: one deleted and created
+// again (a restarted container's veth) has another index, which the old
+// link does not hold, so it is attached anew; one that is gone is logged
+// and shown by xmirror_lb_interface_up until it is back.
+func (p *lbPart) Run(ctx context.Context) error {
+	t := time.NewTicker(linkCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		_, gone, err := p.bal.RepairLinks()
+		if err != nil {
+			slog.Error("attach the program to a re-created listener interface", "err", err)
+		}
+		p.mu.Lock()
+		if !slices.Equal(gone, p.missing) {
+			if len(gone) > 0 {
+				slog.Error("listener interface gone: traffic arriving there is not balanced until it is back", "interfaces", gone)
+			} else {
+				slog.Info("every listener interface runs the program again")
+			}
+			p.missing = gone
+		}
+		p.mu.Unlock()
+	}
+}
 
 // Reload applies the file again: tables at once (hitless), BGP peers,
 // communities, MED and drain to the running speaker. What only a restart can
