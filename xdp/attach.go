@@ -300,7 +300,9 @@ func (b *Balancer) RepairLinks() (repaired, missing []string, err error) {
 		}
 		l := b.links[name]
 		if l != nil {
-			if info, ierr := l.Info(); ierr == nil && info.XDP() != nil && int(info.XDP().Ifindex) == iface.Index {
+			// A kernel that does not report the link's interface cannot
+			// tell: leave the link alone.
+			if info, ierr := l.Info(); ierr != nil || info.XDP() == nil || int(info.XDP().Ifindex) == iface.Index {
 				continue
 			}
 			if b.opts.PinPath != "" {
