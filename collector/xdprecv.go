@@ -16,6 +16,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/xmirror/xmirror/internal/ringbuf"
@@ -86,12 +87,19 @@ const (
 // packets that arrive on an interface without the program (the weak host
 // model delivers them) and those from the host itself over lo.
 type xdpReceiver struct {
-	c      *Collector
-	sock   receiver
-	objs   collectObjects
-	links  []link.Link
-	ifaces []string
-	ring   *ringbuf.Reader
+	c    *Collector
+	sock receiver
+	objs collectObjects
+	// links[i] holds the program on ifaces[i]; linksMu guards them and
+	// missing, which keepLinks (xdplinks.go) changes.
+	linksMu sync.Mutex
+	links   []link.Link
+	ifaces  []string
+	missing []string
+	closed  bool
+	checked time.Time      // of the links, last
+	ns      netns.NsHandle // the collector's network namespace
+	ring    *ringbuf.Reader
 	// bootToWall is added to the program's boot-time stamps (CLOCK_BOOTTIME
 	// ns) to make wall-clock ns; poll refreshes it, so a clock step moves
 	// the stamps within a second.
@@ -141,6 +149,7 @@ func (c *Collector) listenXDP(ap netip.AddrPort) (_ receiver, err error) {
 		return nil, err
 	}
 	x.setClock()
+	x.watchLinks()
 	return x, nil
 }
 
@@ -251,12 +260,22 @@ func (x *xdpReceiver) load(addr netip.Addr, in programInputs) error {
 // already is refused with the program's name: the kernel would refuse a
 // second one anyway, and that one may be another collector's.
 func (x *xdpReceiver) attach(name string) error {
+	l, err := x.attachLink(name)
+	if err != nil {
+		return err
+	}
+	x.links = append(x.links, l)
+	return nil
+}
+
+// attachLink is attach without keeping the link.
+func (x *xdpReceiver) attachLink(name string) (link.Link, error) {
 	ifc, err := net.InterfaceByName(name)
 	if err != nil {
-		return fmt.Errorf("interface %s: %w", name, err)
+		return nil, fmt.Errorf("interface %s: %w", name, err)
 	}
 	if other := attachedXDP(ifc.Index); other != "" {
-		return fmt.Errorf("attach xdp to %s: %s is attached already (another collector or the load balancer?)", name, other)
+		return nil, fmt.Errorf("attach xdp to %s: %s is attached already (another collector or the load balancer?)", name, other)
 	}
 	mode := "native"
 	l, err := link.AttachXDP(link.XDPOptions{Program: x.objs.XmCollect, Interface: ifc.Index, Flags: link.XDPDriverMode})
@@ -267,13 +286,12 @@ func (x *xdpReceiver) attach(name string) error {
 	}
 	if err != nil {
 		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("attach xdp to %s: another XDP program is attached: %w", name, err)
+			return nil, fmt.Errorf("attach xdp to %s: another XDP program is attached: %w", name, err)
 		}
-		return fmt.Errorf("attach xdp to %s: %w", name, err)
+		return nil, fmt.Errorf("attach xdp to %s: %w", name, err)
 	}
-	x.links = append(x.links, l)
 	x.c.log.Info("attached xdp receive program", "interface", name, "mode", mode)
-	return nil
+	return l, nil
 }
 
 // attachedXDP names the XDP program on an interface ("" when none).
@@ -414,6 +432,7 @@ func (x *xdpReceiver) poll() {
 	if x.sock != nil {
 		x.sock.poll()
 	}
+	x.keepLinks()
 	x.setClock()
 	x.countersMu.Lock()
 	defer x.countersMu.Unlock()
@@ -464,11 +483,17 @@ func (x *xdpReceiver) stop() {
 func (x *xdpReceiver) close() error {
 	var errs []error
 	x.closeOnce.Do(func() {
+		x.linksMu.Lock()
+		x.closed = true
 		for _, l := range x.links {
 			if err := l.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("detach xdp: %w", err))
 			}
 		}
+		if x.ns.IsOpen() {
+			x.ns.Close()
+		}
+		x.linksMu.Unlock()
 		if x.ring != nil {
 			x.ring.Close()
 		}

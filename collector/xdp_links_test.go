@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package collector
+
+import (
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
+)
+
+// TestProcessXDPInterfaceRecreated: with receive xdp, a receive interface
+// deleted and created again (a restarted container's veth) gets the program
+// back; before, it silently had none and only the port's socket received.
+func TestProcessXDPInterfaceRecreated(t *testing.T) {
+	lab := newColLab(t, 0)
+	mk := func() {
+		t.Helper()
+		for _, c := range []struct {
+			h    *netlab.Host
+			args []string
+		}{
+			{lab.col, []string{"link", "add", "xc0", "type", "veth", "peer", "name", "xc1", "netns", lab.sender.NS}},
+			{lab.col, []string{"addr", "add", "10.63.0.1/24", "dev", "xc0"}},
+			{lab.col, []string{"link", "set", "xc0", "up"}},
+			{lab.sender, []string{"link", "set", "xc1", "up"}},
+		} {
+			if _, err := c.h.Run("ip", c.args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	attached := func() bool {
+		out, _ := lab.col.Run("ip", "link", "show", "xc0")
+		return strings.Contains(out, "xdp")
+	}
+	waitFor := func(what string, p *netlab.Proc, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 10s:\n%s", what, p.Output())
+			}
+		}
+	}
+	mk()
+	p, err := lab.col.Start(labtest.XmirrorBinary(t), "collect", "--listen", "10.63.0.1:4790", "--receive", ReceiveXDP,
+		"--out", t.TempDir(), "--metrics-listen", "127.0.0.1:9471")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Signal(syscall.SIGTERM)
+	waitFor("program on xc0", p, attached)
+	if _, err := lab.col.Run("ip", "link", "del", "xc0"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("gone logged", p, func() bool { return strings.Contains(p.Output(), "receive interface gone") })
+	mk()
+	waitFor("program on the re-created xc0", p, attached)
+	if !strings.Contains(p.Output(), "program attached anew") {
+		t.Errorf("no log of the new attachment:\n%s", p.Output())
+	}
+}
