@@ -5,6 +5,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -87,6 +88,9 @@ func runCollect(c *cli.Context) error {
 		start: func(set *metrics.Set, health func(bool)) (part, error) {
 			opts.Metrics, opts.Health = set, health
 			col, err := collector.New(opts)
+			if errors.Is(err, collector.ErrOutputDirBusy) {
+				return nil, usageError{fmt.Errorf("%w; stop it, or give this one another output directory", err)}
+			}
 			if err != nil {
 				return nil, err
 			}
