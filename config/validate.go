@@ -605,6 +605,9 @@ func (v *validator) collector(c *Collector) {
 	if c.Compress != "" {
 		v.oneOf(p+".compress", c.Compress, CompressNone, CompressGzip)
 	}
+	if err := CheckFileName(c.FileName); err != nil {
+		v.errorf(p+".file_name", "%v", err)
+	}
 	if tap := strings.ReplaceAll(c.Tap, "{vni}", "16777215"); len(tap) > 15 || strings.ContainsAny(tap, "/ {}\x00") {
 		v.errorf(p+".tap", "%q is not an interface name (at most 15 bytes with {vni} filled in, no '/' or space)", c.Tap)
 	}
