@@ -417,6 +417,8 @@ func TestInvalid(t *testing.T) {
 		{"collector format", with(colBase, 0, "  format: erf"), []string{`collector.format: "erf" is not one of pcap, pcapng (line 3)`}},
 		{"collector unknown vni", with(colBase, 0, "  unknown_vni: keep"), []string{`collector.unknown_vni: "keep" is not one of capture, drop (line 3)`}},
 		{"collector receive", with(colBase, 0, "  receive: kernel"), []string{`collector.receive: "kernel" is not one of auto, xdp, socket (line 3)`}},
+		{"collector xdp on every address", with(colBase, 0, "  receive: xdp"), []string{`collector.receive: xdp needs a listen address an interface holds; listen ":4789" is the wildcard (line 3)`}},
+		{"collector xdp on 0.0.0.0", lines("collector:", "  listen: 0.0.0.0:4789", "  receive: xdp"), []string{`collector.receive: xdp needs a listen address an interface holds; listen "0.0.0.0:4789" is the wildcard (line 3)`}},
 		{"collector readers", with(colBase, 0, "  readers: -1"), []string{"collector.readers: -1 is out of range 0..1024 (line 3)"}},
 		{"collector session idle 0", with(colBase, 0, "  session_idle: 0s"), []string{"collector.session_idle: 0s must be positive (leave it out for the default, 5m) (line 3)"}},
 		{"rotate size unit", with(colBase, 0, "  rotate: {size: 10XB}"), []string{`collector.rotate.size: "10XB" has unknown unit "XB" (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB) (line 3)`}},
@@ -672,6 +674,33 @@ func TestValidateGo(t *testing.T) {
 		"filters[0].outbound[0].destination_ports: 80: port ranges need protocol tcp or udp, not icmp"
 	if err == nil || err.Error() != want {
 		t.Errorf("got:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+// TestValidateGoCollector: a collector section built in Go, as `xmirror
+// collect` builds one from its flags, is held to the file's rules,
+// including the ranges the file's decoder checks.
+func TestValidateGoCollector(t *testing.T) {
+	for _, c := range []struct {
+		col  Collector
+		want string
+	}{
+		{Collector{Listen: "127.0.0.1"}, `collector.listen: "127.0.0.1" is not host:port`},
+		{Collector{Listen: "0.0.0.0:46000", Receive: ReceiveXDP}, `collector.receive: xdp needs a listen address an interface holds; listen "0.0.0.0:46000" is the wildcard`},
+		{Collector{Listen: "[::]:46000", Receive: ReceiveXDP}, `collector.receive: xdp needs a listen address an interface holds; listen "[::]:46000" is the wildcard`},
+		{Collector{Readers: 5000}, "collector.readers: 5000 is out of range 0..1024"},
+		{Collector{MaxSessions: -1}, "collector.max_sessions: -1 is out of range 1..1048576"},
+		{Collector{MaxSourceSeries: 1<<20 + 1}, "collector.max_source_series: 1048577 is out of range 1..1048576"},
+		{Collector{FileName: "{session}/{time}"}, `collector.file_name: "{session}/{time}": only {session}, {host}, {vni}, {id}, {protocol}, {time} and letters, digits, '.', '_', '-' may be used (no '/')`},
+	} {
+		col := c.col
+		if err := (&Config{Collector: &col}).Validate(); err == nil || err.Error() != c.want {
+			t.Errorf("%+v: got %v, want %s", c.col, err, c.want)
+		}
+	}
+	ok := Collector{Listen: "192.0.2.1:46000", Receive: ReceiveXDP, Readers: 1024, MaxSessions: 1}
+	if err := (&Config{Collector: &ok}).Validate(); err != nil {
+		t.Errorf("%+v: %v", ok, err)
 	}
 }
 
