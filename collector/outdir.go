@@ -249,9 +249,9 @@ func (d *outDir) free() (int64, error) {
 	return int64(st.Bavail) * st.Bsize, nil
 }
 
-// lookupGroup resolves Options.Group (a name or a number); "" is -1, the
-// process's own group.
-func lookupGroup(name string) (int, error) {
+// LookupGroup resolves a group owning the files (Options.Group, a name or
+// a number) on this host; "" is -1, the process's own group.
+func LookupGroup(name string) (int, error) {
 	if name == "" {
 		return -1, nil
 	}
@@ -259,8 +259,12 @@ func lookupGroup(name string) (int, error) {
 		return n, nil
 	}
 	g, err := user.LookupGroup(name)
+	var unknown user.UnknownGroupError
+	if errors.As(err, &unknown) {
+		return 0, fmt.Errorf("%q is no group on this host", name)
+	}
 	if err != nil {
-		return 0, fmt.Errorf("collector.group: %w", err)
+		return 0, err
 	}
 	return strconv.Atoi(g.Gid)
 }
