@@ -357,9 +357,9 @@ func New(opts Options) (c *Collector, err error) {
 	if err := opts.check(); err != nil {
 		return nil, err
 	}
-	gid, err := lookupGroup(opts.Group)
+	gid, err := LookupGroup(opts.Group)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("group: %w", err)
 	}
 	var out *outDir
 	if opts.OutputDir != "" {

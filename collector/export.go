@@ -167,7 +167,7 @@ type tapOut struct {
 
 // startTap opens the TAP device name and starts its writer.
 func (c *Collector) startTap(name, label string) (*tapOut, error) {
-	dev, err := openTap(name)
+	dev, err := openTap(name, c.log)
 	if err != nil {
 		return nil, err
 	}

@@ -174,6 +174,7 @@ func TestRetentionAcrossSessions(t *testing.T) {
 	}
 
 	sessions[3] = "c"
+	_ = c.Close() // the next run: one collector per output directory
 	c2 := offline(t, Options{OutputDir: out, MaxTotalSize: 1500, Sessions: sessions})
 	cache := seriesCache{}
 	c2.handle(cache, loopback, t0.UnixNano(), vxlan(3, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)))

@@ -8,12 +8,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xmirror/xmirror/config"
 )
 
 // DefaultFileName is the file name template: today's session-and-time
 // names with the collector's host name, so that files gathered from several
 // collectors never collide.
-const DefaultFileName = "{session}-{host}-{time}"
+const DefaultFileName = config.DefaultFileName
 
 // fileTimeLayout is the UTC start time in file names.
 const fileTimeLayout = "20060102T150405Z"
@@ -30,21 +32,12 @@ type fileNamer struct {
 	re             *regexp.Regexp // matches prefix TIME [-SEQ] suffix .pcap[ng] [.gz]
 }
 
-// CheckFileName validates a file name template: {time} exactly once, only
-// known placeholders, nothing that makes a path.
+// CheckFileName validates a file name template: config.CheckFileName,
+// which `xmirror check` applies to collector.file_name, so that the two
+// refuse the same templates.
 func CheckFileName(tmpl string) error {
-	if strings.Count(tmpl, "{time}") != 1 {
-		return fmt.Errorf("file name %q must contain {time} once (it orders and separates the files)", tmpl)
-	}
-	rest := tmpl
-	for _, p := range []string{"{session}", "{host}", "{vni}", "{id}", "{protocol}", "{time}"} {
-		rest = strings.ReplaceAll(rest, p, "")
-	}
-	if SanitizeName(rest) != rest && rest != "" {
-		return fmt.Errorf("file name %q: only {session}, {host}, {vni}, {id}, {protocol}, {time} and letters, digits, '.', '_', '-' may be used", tmpl)
-	}
-	if strings.HasPrefix(tmpl, ".") {
-		return fmt.Errorf("file name %q must not start with '.' (hidden names are temporary files)", tmpl)
+	if err := config.CheckFileName(tmpl); err != nil {
+		return fmt.Errorf("file name %w", err)
 	}
 	return nil
 }

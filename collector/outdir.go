@@ -12,6 +12,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xmirror/xmirror/internal/flock"
 )
 
 // Default modes of what the collector creates: captured traffic is readable
@@ -33,10 +35,15 @@ type outDir struct {
 	gid      int // group of new files and directories; -1 = the process's
 }
 
+// ErrOutputDirBusy means another collector writes to the output directory:
+// two would take each other's open files for a crash's leftovers at start
+// and retire each other's files.
+var ErrOutputDirBusy = errors.New("output directory in use")
+
 // openOutDir creates the output directory if needed (the path itself may
-// be or contain a link: the operator chose it), opens it, and checks who may
-// read it: a directory that others may write to is refused, one they may
-// read is reported.
+// be or contain a link: the operator chose it), opens and locks it, and
+// checks who may read it: a directory that others may write to is refused,
+// one they may read is reported.
 func openOutDir(path string, fileMode fs.FileMode, gid int, log *slog.Logger) (*outDir, error) {
 	dirMode := fileMode | (fileMode&0o444)>>2 // x where r: 0640 -> 0750
 	if err := os.MkdirAll(path, dirMode); err != nil {
@@ -47,6 +54,10 @@ func openOutDir(path string, fileMode fs.FileMode, gid int, log *slog.Logger) (*
 		return nil, fmt.Errorf("open output directory %s: %w", path, err)
 	}
 	d := &outDir{path: path, fd: fd, fileMode: fileMode, dirMode: dirMode, gid: gid}
+	if err := d.lock(log); err != nil {
+		d.close()
+		return nil, err
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		d.close()
@@ -67,6 +78,25 @@ func openOutDir(path string, fileMode fs.FileMode, gid int, log *slog.Logger) (*
 		log.Warn("output directory belongs to another user", "path", path, "uid", st.Uid, "euid", os.Geteuid())
 	}
 	return d, nil
+}
+
+// lock takes an exclusive flock on the output directory, held through d.fd
+// for the collector's life, before anything in it is touched. The kernel
+// drops it when the process ends, however it ends, so a restart after a
+// crash still recovers what the crash left.
+func (d *outDir) lock(log *slog.Logger) error {
+	err := unix.Flock(d.fd, unix.LOCK_EX|unix.LOCK_NB)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return fmt.Errorf("%w: %s is written by %s, another xmirror collect", ErrOutputDirBusy, d.path, flock.Holder(d.fd))
+	case errors.Is(err, unix.ENOLCK), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EINVAL):
+		// A filesystem without locks must not stop capturing.
+		log.Warn("output directory cannot be locked: a second collector on it would not be refused", "path", d.path, "err", err)
+		return nil
+	}
+	return fmt.Errorf("lock output directory %s: %w", d.path, err)
 }
 
 func (d *outDir) close() {
@@ -219,9 +249,9 @@ func (d *outDir) free() (int64, error) {
 	return int64(st.Bavail) * st.Bsize, nil
 }
 
-// lookupGroup resolves Options.Group (a name or a number); "" is -1, the
-// process's own group.
-func lookupGroup(name string) (int, error) {
+// LookupGroup resolves a group owning the files (Options.Group, a name or
+// a number) on this host; "" is -1, the process's own group.
+func LookupGroup(name string) (int, error) {
 	if name == "" {
 		return -1, nil
 	}
@@ -229,8 +259,12 @@ func lookupGroup(name string) (int, error) {
 		return n, nil
 	}
 	g, err := user.LookupGroup(name)
+	var unknown user.UnknownGroupError
+	if errors.As(err, &unknown) {
+		return 0, fmt.Errorf("%q is no group on this host", name)
+	}
 	if err != nil {
-		return 0, fmt.Errorf("collector.group: %w", err)
+		return 0, err
 	}
 	return strconv.Atoi(g.Gid)
 }

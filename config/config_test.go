@@ -417,6 +417,8 @@ func TestInvalid(t *testing.T) {
 		{"collector format", with(colBase, 0, "  format: erf"), []string{`collector.format: "erf" is not one of pcap, pcapng (line 3)`}},
 		{"collector unknown vni", with(colBase, 0, "  unknown_vni: keep"), []string{`collector.unknown_vni: "keep" is not one of capture, drop (line 3)`}},
 		{"collector receive", with(colBase, 0, "  receive: kernel"), []string{`collector.receive: "kernel" is not one of auto, xdp, socket (line 3)`}},
+		{"collector xdp on every address", with(colBase, 0, "  receive: xdp"), []string{`collector.receive: xdp needs a listen address an interface holds; listen ":4789" is the wildcard (line 3)`}},
+		{"collector xdp on 0.0.0.0", lines("collector:", "  listen: 0.0.0.0:4789", "  receive: xdp"), []string{`collector.receive: xdp needs a listen address an interface holds; listen "0.0.0.0:4789" is the wildcard (line 3)`}},
 		{"collector readers", with(colBase, 0, "  readers: -1"), []string{"collector.readers: -1 is out of range 0..1024 (line 3)"}},
 		{"collector session idle 0", with(colBase, 0, "  session_idle: 0s"), []string{"collector.session_idle: 0s must be positive (leave it out for the default, 5m) (line 3)"}},
 		{"rotate size unit", with(colBase, 0, "  rotate: {size: 10XB}"), []string{`collector.rotate.size: "10XB" has unknown unit "XB" (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB) (line 3)`}},
@@ -425,6 +427,14 @@ func TestInvalid(t *testing.T) {
 		{"collector compress", with(colBase, 0, "  compress: zstd"), []string{`collector.compress: "zstd" is not one of none, gzip (line 3)`}},
 		{"collector file mode", with(colBase, 0, "  file_mode: \"0440\""), []string{`collector.file_mode: 0440: the owner must be able to read and write (0600 at least) (line 3)`}},
 		{"collector file mode octal", with(colBase, 0, "  file_mode: rw"), []string{`collector.file_mode: "rw" is not an octal mode such as 0640 (line 3)`}},
+		// collect refused these (exit 2, no line) while check passed them
+		{"collector file name without time", with(colBase, 0, "  file_name: '{session}-{host}'"), []string{`collector.file_name: "{session}-{host}" must contain {time} once (it orders and separates the files) (line 3)`}},
+		{"collector file name time twice", with(colBase, 0, "  file_name: '{time}-{time}'"), []string{`collector.file_name: "{time}-{time}" must contain {time} once (it orders and separates the files) (line 3)`}},
+		{"collector file name directory", with(colBase, 0, "  file_name: '{session}/{time}'"), []string{`collector.file_name: "{session}/{time}": only {session}, {host}, {vni}, {id}, {protocol}, {time} and letters, digits, '.', '_', '-' may be used (no '/') (line 3)`}},
+		{"collector file name placeholder", with(colBase, 0, "  file_name: '{date}-{time}'"), []string{`collector.file_name: "{date}-{time}": only {session}, {host}, {vni}, {id}, {protocol}, {time} and letters, digits, '.', '_', '-' may be used (no '/') (line 3)`}},
+		{"collector file name pieced", with(colBase, 0, "  file_name: '{time}{ti{host}me}'"), []string{`collector.file_name: "{time}{ti{host}me}": only {session}, {host}, {vni}, {id}, {protocol}, {time} and letters, digits, '.', '_', '-' may be used (no '/') (line 3)`}},
+		{"collector file name hidden", with(colBase, 0, "  file_name: '.{session}-{time}'"), []string{`collector.file_name: ".{session}-{time}" must not start with '.' (hidden names are the files being written) (line 3)`}},
+		{"collector file name long", with(colBase, 0, "  file_name: '{time}-"+strings.Repeat("x", 100)+"'"), []string{`collector.file_name: "{time}-` + strings.Repeat("x", 100) + `" has 101 bytes besides the placeholders, at most 100 (line 3)`}},
 		{"collector tap", with(colBase, 0, "  tap: mirror-tap-{vni}"), []string{`collector.tap: "mirror-tap-{vni}" is not an interface name (at most 15 bytes with {vni} filled in, no '/' or space) (line 3)`}},
 		{"rotate keep age", with(colBase, 0, "  rotate: {keep_age: 1w}"), []string{`collector.rotate.keep_age: "1w" is not a duration such as 500ms, 2s, 1h, 7d (line 3)`}},
 		{"rotate keep", with(colBase, 0, "  rotate:", "    keep: many"), []string{`collector.rotate.keep: must be an integer, got string "many" (line 4)`}},
@@ -664,6 +674,33 @@ func TestValidateGo(t *testing.T) {
 		"filters[0].outbound[0].destination_ports: 80: port ranges need protocol tcp or udp, not icmp"
 	if err == nil || err.Error() != want {
 		t.Errorf("got:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+// TestValidateGoCollector: a collector section built in Go, as `xmirror
+// collect` builds one from its flags, is held to the file's rules,
+// including the ranges the file's decoder checks.
+func TestValidateGoCollector(t *testing.T) {
+	for _, c := range []struct {
+		col  Collector
+		want string
+	}{
+		{Collector{Listen: "127.0.0.1"}, `collector.listen: "127.0.0.1" is not host:port`},
+		{Collector{Listen: "0.0.0.0:46000", Receive: ReceiveXDP}, `collector.receive: xdp needs a listen address an interface holds; listen "0.0.0.0:46000" is the wildcard`},
+		{Collector{Listen: "[::]:46000", Receive: ReceiveXDP}, `collector.receive: xdp needs a listen address an interface holds; listen "[::]:46000" is the wildcard`},
+		{Collector{Readers: 5000}, "collector.readers: 5000 is out of range 0..1024"},
+		{Collector{MaxSessions: -1}, "collector.max_sessions: -1 is out of range 1..1048576"},
+		{Collector{MaxSourceSeries: 1<<20 + 1}, "collector.max_source_series: 1048577 is out of range 1..1048576"},
+		{Collector{FileName: "{session}/{time}"}, `collector.file_name: "{session}/{time}": only {session}, {host}, {vni}, {id}, {protocol}, {time} and letters, digits, '.', '_', '-' may be used (no '/')`},
+	} {
+		col := c.col
+		if err := (&Config{Collector: &col}).Validate(); err == nil || err.Error() != c.want {
+			t.Errorf("%+v: got %v, want %s", c.col, err, c.want)
+		}
+	}
+	ok := Collector{Listen: "192.0.2.1:46000", Receive: ReceiveXDP, Readers: 1024, MaxSessions: 1}
+	if err := (&Config{Collector: &ok}).Validate(); err != nil {
+		t.Errorf("%+v: %v", ok, err)
 	}
 }
 

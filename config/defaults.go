@@ -63,6 +63,8 @@ const (
 	DefaultSourceSeries = 4096
 	// MaxCollectorSessions bounds collector.max_sessions.
 	MaxCollectorSessions = 1 << 20
+	// MaxSourceSeries bounds collector.max_source_series.
+	MaxSourceSeries = 1 << 20
 	// MaxERSPANSessionID is the largest ERSPAN session id (10 bits).
 	MaxERSPANSessionID = 1<<10 - 1
 	DefaultMetricsAt   = "127.0.0.1:9090"

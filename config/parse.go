@@ -707,7 +707,7 @@ func (d *decoder) collector(n *yaml.Node, path string, c *Collector) {
 		"compress":          d.str(&c.Compress),
 		"session_idle":      d.positiveDuration(&c.SessionIdle, DefaultSessionIdle),
 		"max_sessions":      d.intField(&c.MaxSessions, 1, MaxCollectorSessions),
-		"max_source_series": d.intField(&c.MaxSourceSeries, 1, 1<<20),
+		"max_source_series": d.intField(&c.MaxSourceSeries, 1, MaxSourceSeries),
 		"inputs": func(n *yaml.Node, path string) {
 			d.sequence(n, path, func(n *yaml.Node, path string, line int) {
 				c.Inputs = append(c.Inputs, d.input(n, path, line))

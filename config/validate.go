@@ -567,9 +567,15 @@ func (v *validator) collector(c *Collector) {
 	if c.HealthListen != "" && c.HealthListen != MetricsOff {
 		v.listenAddr(p+".health_listen", c.HealthListen)
 	}
+	if c.Receive == ReceiveXDP && wildcard(c.Listen) {
+		v.errorf(p+".receive", "xdp needs a listen address an interface holds; listen %q is the wildcard", c.Listen)
+	}
 	if c.Readers < 0 || c.Readers > MaxReaders {
 		v.errorf(p+".readers", "%d is out of range 0..%d", c.Readers, MaxReaders)
 	}
+	// The file's decoder checks these ranges too; flags come here only.
+	v.intRange(p+".max_sessions", c.MaxSessions, 1, MaxCollectorSessions)
+	v.intRange(p+".max_source_series", c.MaxSourceSeries, 1, MaxSourceSeries)
 	r := c.Rotate
 	if r.Size < 0 {
 		v.errorf(p+".rotate.size", "%d is negative", r.Size)
@@ -604,6 +610,9 @@ func (v *validator) collector(c *Collector) {
 	}
 	if c.Compress != "" {
 		v.oneOf(p+".compress", c.Compress, CompressNone, CompressGzip)
+	}
+	if err := CheckFileName(c.FileName); err != nil {
+		v.errorf(p+".file_name", "%v", err)
 	}
 	if tap := strings.ReplaceAll(c.Tap, "{vni}", "16777215"); len(tap) > 15 || strings.ContainsAny(tap, "/ {}\x00") {
 		v.errorf(p+".tap", "%q is not an interface name (at most 15 bytes with {vni} filled in, no '/' or space)", c.Tap)
@@ -688,6 +697,17 @@ func (v *validator) collectorSessions(sessions []CollectorSession, vxlan []Sessi
 			v.errorf(p+".packet_length", "%d is out of range %d..%d (or 0 for the whole packet)", s.PacketLength, MinPacketLength, MaxPacketLength)
 		}
 	}
+}
+
+// wildcard reports whether a listen address (host:port) is every address:
+// no host, 0.0.0.0 or ::.
+func wildcard(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false // listenAddr reports it
+	}
+	a, err := netip.ParseAddr(host)
+	return host == "" || err == nil && a.IsUnspecified()
 }
 
 // listenAddr checks host:port with a numeric port; an empty host means every address.

@@ -45,3 +45,20 @@ func TestSourceLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckFileName: the templates collector.file_name takes, as `xmirror
+// check` and `xmirror collect` both judge them (the collector's
+// FuzzFileName checks that every accepted one makes plain file names).
+func TestCheckFileName(t *testing.T) {
+	for _, ok := range []string{DefaultFileName, "{time}", "{session}.{host}.{time}", "{protocol}_{id}_{vni}_{time}.x", "capture-{time}"} {
+		if err := CheckFileName(ok); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "{session}", "{session}-{host}", "{time}{time}", "{session}/{time}", "../{time}",
+		"{time} x", "{nope}-{time}", "{time}{ti{host}me}", ".{time}", "{time}\x00"} {
+		if CheckFileName(bad) == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

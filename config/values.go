@@ -148,6 +148,35 @@ func ParseFileMode(s string) (uint32, error) {
 	return uint32(m), nil
 }
 
+// fileNamePlaceholders are what a collector.file_name template fills in.
+var fileNamePlaceholders = strings.NewReplacer("{session}", "", "{host}", "", "{vni}", "", "{id}", "", "{protocol}", "", "{time}", "")
+
+// CheckFileName checks a collector.file_name template: {time} exactly once
+// (it orders and separates the files), no placeholder but {session},
+// {host}, {vni}, {id}, {protocol} and {time}, and around them at most 100
+// bytes of letters, digits, '.', '_' and '-', not leading with '.' (hidden
+// names are the open files'): every name it makes is one plain file name.
+// The collector refuses what this refuses.
+func CheckFileName(tmpl string) error {
+	if strings.Count(tmpl, "{time}") != 1 {
+		return fmt.Errorf("%q must contain {time} once (it orders and separates the files)", tmpl)
+	}
+	if strings.HasPrefix(tmpl, ".") {
+		return fmt.Errorf("%q must not start with '.' (hidden names are the files being written)", tmpl)
+	}
+	// One pass, so that placeholders cannot be pieced together from others.
+	rest := fileNamePlaceholders.Replace(tmpl)
+	if strings.ContainsFunc(rest, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+	}) {
+		return fmt.Errorf("%q: only {session}, {host}, {vni}, {id}, {protocol}, {time} and letters, digits, '.', '_', '-' may be used (no '/')", tmpl)
+	}
+	if len(rest) > 100 {
+		return fmt.Errorf("%q has %d bytes besides the placeholders, at most 100", tmpl, len(rest))
+	}
+	return nil
+}
+
 // D is the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 

@@ -5,11 +5,13 @@ package main
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -42,7 +44,7 @@ func collectCommand() *cli.Command {
 			&cli.IntFlag{Name: "keep", Usage: "keep the newest `N` closed files per session (0 = all)", DefaultText: "24"},
 			&cli.StringFlag{Name: "keep-size", Usage: "keep at most `SIZE` of closed files per session (0 = no limit)"},
 			&cli.StringFlag{Name: "unknown-vni", Usage: "capture (as vni-N) or drop packets of VNIs no session names"},
-			&cli.IntFlag{Name: "readers", Usage: "number of SO_REUSEPORT sockets", DefaultText: "one per CPU"},
+			&cli.IntFlag{Name: "readers", Usage: "number of SO_REUSEPORT sockets, 0..1024 (0 = one per CPU)", DefaultText: "one per CPU"},
 			&cli.IntFlag{Name: "max-sessions", Usage: "capture at most `N` VNIs that no session names at once", DefaultText: "1024"},
 			&cli.DurationFlag{Name: "session-idle", Usage: "close a session's file after `D` without packets; forget unnamed ones", DefaultText: "5m"},
 			&cli.StringFlag{Name: "keep-age", Usage: "remove closed files older than `D`, all sessions (e.g. 7d; 0 = no limit)"},
@@ -87,6 +89,9 @@ func runCollect(c *cli.Context) error {
 		start: func(set *metrics.Set, health func(bool)) (part, error) {
 			opts.Metrics, opts.Health = set, health
 			col, err := collector.New(opts)
+			if errors.Is(err, collector.ErrOutputDirBusy) {
+				return nil, usageError{fmt.Errorf("%w; stop it, or give this one another output directory", err)}
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -187,7 +192,60 @@ func collectSettings(c *cli.Context) (cc config.Collector, sessions sessionSet, 
 			cc.Inputs = append(cc.Inputs, in)
 		}
 	}
+	if err := checkCollector(c, cc); err != nil {
+		return cc, sessions, "", "", err
+	}
 	return cc, sessions, metricsListen(c, metricsAddr), healthAddr, nil
+}
+
+// collectFlagKeys are the keys of the collector section that flags
+// override: an error in the merged section names the flag its value came
+// from.
+var collectFlagKeys = map[string]string{
+	"listen": "listen", "receive": "receive", "out": "output_dir", "format": "format", "unknown-vni": "unknown_vni",
+	"post-rotate": "post_rotate", "compress": "compress", "file-mode": "file_mode", "group": "group",
+	"file-name": "file_name", "tap": "tap", "readers": "readers", "max-sessions": "max_sessions",
+	"session-idle": "session_idle", "input": "inputs", "keep": "rotate.keep", "rotate-interval": "rotate.interval",
+	"rotate-size": "rotate.size", "keep-size": "rotate.keep_size", "keep-age": "rotate.keep_age",
+	"max-total-size": "rotate.max_total_size", "min-free": "rotate.min_free",
+}
+
+// checkCollector holds the collector section, with the flags written over
+// it, to the rules of the file's keys (flags bypass the file's validation),
+// and resolves what only this host can: the group. Every mistake is a
+// usage error, named by its flag when a flag gave the value.
+func checkCollector(c *cli.Context, cc config.Collector) error {
+	var msgs []string
+	var errs config.Errors
+	if err := (&config.Config{Collector: &cc}).Validate(); errors.As(err, &errs) {
+		for _, e := range errs {
+			msgs = append(msgs, collectFlagError(c, e.Path, e.Error(), e.Msg))
+		}
+	} else if err != nil {
+		return usageError{err}
+	}
+	if _, err := collector.LookupGroup(cc.Group); err != nil {
+		msgs = append(msgs, collectFlagError(c, "collector.group", "collector.group: "+err.Error(), err.Error()))
+	}
+	switch len(msgs) {
+	case 0:
+		return nil
+	case 1:
+		return usagef("%s", msgs[0])
+	}
+	return usagef("%d errors:\n  %s", len(msgs), strings.Join(msgs, "\n  "))
+}
+
+// collectFlagError is msg as "--flag: msg" when a flag set the key at
+// path (or one of its elements), else full, the error as the file's key.
+func collectFlagError(c *cli.Context, path, full, msg string) string {
+	key := strings.TrimPrefix(path, "collector.")
+	for flag, k := range collectFlagKeys {
+		if c.IsSet(flag) && (key == k || strings.HasPrefix(key, k+".") || strings.HasPrefix(key, k+"[")) {
+			return "--" + flag + ": " + msg
+		}
+	}
+	return full
 }
 
 // collectFlags writes the flags given over cc.
@@ -239,9 +297,8 @@ func collectFlags(c *cli.Context, cc *config.Collector) error {
 	return nil
 }
 
-// collectOptions checks the merged settings (flags bypass the
-// configuration's validation) and turns them into the collector's options
-// (without metrics, which runPart provides).
+// collectOptions turns the merged settings, checked by checkCollector,
+// into the collector's options (without metrics, which runPart provides).
 func collectOptions(cc config.Collector, sessions sessionSet, liveOnly bool) (collector.Options, error) {
 	if cc.OutputDir == "" && cc.Tap == "" && !liveOnly {
 		return collector.Options{}, usagef("no output directory: give --out or collector.output_dir in --config")
@@ -254,34 +311,13 @@ func collectOptions(cc config.Collector, sessions sessionSet, liveOnly bool) (co
 	if err != nil {
 		return collector.Options{}, usagef("collector.receive: %w", err)
 	}
-	var dropUnknown bool
-	switch cc.UnknownVNI {
-	case "", "capture":
-	case "drop":
-		dropUnknown = true
-	default:
-		return collector.Options{}, usagef("collector.unknown_vni: %q is not capture or drop", cc.UnknownVNI)
-	}
+	// In Go a zero MaxSessions is the default; given as a flag it is refused.
 	if cc.MaxSessions < 1 {
-		return collector.Options{}, usagef("collector.max_sessions (--max-sessions) must be at least 1")
-	}
-	if cc.Readers < 0 || cc.Rotate.Keep < 0 || cc.Rotate.Size < 0 || cc.Rotate.KeepBytes < 0 || cc.Rotate.Interval < 0 || cc.SessionIdle < 0 {
-		return collector.Options{}, usagef("collector: readers, rotate.size, rotate.interval, rotate.keep, rotate.keep_size and session_idle must not be negative")
+		return collector.Options{}, usagef("--max-sessions: %d is out of range 1..%d", cc.MaxSessions, config.MaxCollectorSessions)
 	}
 	mode, err := config.ParseFileMode(cmp.Or(cc.FileMode, config.DefaultFileMode))
-	if err != nil || mode&0o600 != 0o600 {
-		return collector.Options{}, usagef("collector.file_mode: %q is not an octal mode of at least 0600", cc.FileMode)
-	}
-	if err := collector.CheckFileName(cmp.Or(cc.FileName, collector.DefaultFileName)); err != nil {
-		return collector.Options{}, usagef("collector.file_name: %w", err)
-	}
-	var compress bool
-	switch cc.Compress {
-	case "", config.CompressNone:
-	case config.CompressGzip:
-		compress = true
-	default:
-		return collector.Options{}, usagef("collector.compress: %q is not none or gzip", cc.Compress)
+	if err != nil {
+		return collector.Options{}, usagef("collector.file_mode: %w", err)
 	}
 	inputs, err := collectInputs(cc.Inputs)
 	if err != nil {
@@ -306,13 +342,13 @@ func collectOptions(cc config.Collector, sessions sessionSet, liveOnly bool) (co
 		KeepAge:         time.Duration(cc.Rotate.KeepAge),
 		MaxTotalSize:    int64(cc.Rotate.MaxTotalSize),
 		MinFree:         int64(cc.Rotate.MinFree),
-		Compress:        compress,
+		Compress:        cc.Compress == config.CompressGzip,
 		FileMode:        os.FileMode(mode),
 		Group:           cc.Group,
 		FileName:        cc.FileName,
 		Inputs:          inputs,
 		Named:           sessions.named,
-		DropUnknownVNI:  dropUnknown,
+		DropUnknownVNI:  cc.UnknownVNI == config.UnknownVNIDrop,
 		PostRotate:      cc.PostRotate,
 		Readers:         cc.Readers,
 		MaxSessions:     cc.MaxSessions,

@@ -141,3 +141,26 @@ func TestCheckRefusesWhatSourceRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckRefusesWhatCollectRefuses: check and collect share one
+// validation of the collector section: a file name template collect could
+// not use is refused by both, with its field path and line. Before, check
+// passed it and collect exited 2 without a line.
+func TestCheckRefusesWhatCollectRefuses(t *testing.T) {
+	for _, c := range []struct{ tmpl, want string }{
+		{"{session}/{time}", `collector.file_name: "{session}/{time}": only`},
+		{"{session}-{host}", `collector.file_name: "{session}-{host}" must contain {time} once`},
+	} {
+		path := filepath.Join(t.TempDir(), "x.yaml")
+		yaml := "collector:\n  output_dir: " + t.TempDir() + "\n  file_name: '" + c.tmpl + "'\nmetrics: {listen: 'off'}\n"
+		if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, cmd := range []string{"check", "collect"} {
+			code, _, errOut := runCaptured(t, cmd, "--config", path)
+			if code != exitUsage || !strings.Contains(errOut, c.want) || !strings.Contains(errOut, "(line 3)") {
+				t.Errorf("%s %q: exit %d, want %d with %q (line 3); stderr:\n%s", cmd, c.tmpl, code, exitUsage, c.want, errOut)
+			}
+		}
+	}
+}

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCollectUsage: collect's flags are held to the rules of the file's
+// keys and exit 2 naming the flag, as a bad value in the file does. Before,
+// these started the collector and failed at runtime with exit 1 (or, for
+// --readers 5000, ran with 5000 sockets).
+func TestCollectUsage(t *testing.T) {
+	// A /metrics address in use stops a collector that got past the
+	// checks before it runs (exit 1), so no case can hang.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	badGroup := filepath.Join(t.TempDir(), "group.yaml")
+	if err := os.WriteFile(badGroup, []byte("collector:\n  output_dir: "+t.TempDir()+"\n  group: nosuchgroup\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"listen without port", []string{"--listen", "127.0.0.1"}, `--listen: "127.0.0.1" is not host:port`},
+		{"group", []string{"--group", "nosuchgroup"}, `--group: "nosuchgroup" is no group on this host`},
+		{"group in the file", []string{"--config", badGroup}, `collector.group: "nosuchgroup" is no group on this host`},
+		{"xdp on every address", []string{"--receive", "xdp", "--listen", "0.0.0.0:46000"},
+			`--receive: xdp needs a listen address an interface holds; listen "0.0.0.0:46000" is the wildcard`},
+		{"readers above the file's range", []string{"--readers", "5000"}, "--readers: 5000 is out of range 0..1024"},
+		{"readers beyond open files", []string{"--readers", "100000"}, "--readers: 100000 is out of range 0..1024"},
+		{"max sessions", []string{"--max-sessions", "-1"}, "--max-sessions: -1 is out of range 1..1048576"},
+		{"max sessions 0", []string{"--max-sessions", "0"}, "--max-sessions: 0 is out of range 1..1048576"},
+		{"keep", []string{"--keep", "-1"}, "--keep: -1 is negative"},
+		{"file name", []string{"--file-name", "{session}/{time}"}, `--file-name: "{session}/{time}": only`},
+		{"tap", []string{"--tap", "a/b"}, `--tap: "a/b" is not an interface name`},
+		{"input on the vxlan port", []string{"--listen", "127.0.0.1:46001", "--input", "vxlan", "--input", "geneve:46001"},
+			"--input: 46001 is collector.listen's port, where vxlan is received"},
+		{"several", []string{"--readers", "5000", "--listen", "127.0.0.1"}, "2 errors:\n  "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"collect", "--out", t.TempDir(), "--metrics-listen", busy.Addr().String()}, tc.args...)
+			code, _, errOut := runCaptured(t, args...)
+			if code != exitUsage || !strings.Contains(errOut, tc.want) {
+				t.Errorf("exit %d, want %d with %q; stderr:\n%s", code, exitUsage, tc.want, errOut)
+			}
+		})
+	}
+}
+
+// TestCollectFlagKeys: every flag an error may be named by is a flag of
+// collect.
+func TestCollectFlagKeys(t *testing.T) {
+	flags := map[string]bool{}
+	for _, f := range collectCommand().Flags {
+		for _, n := range f.Names() {
+			flags[n] = true
+		}
+	}
+	for flag := range collectFlagKeys {
+		if !flags[flag] {
+			t.Errorf("collectFlagKeys names --%s, which collect does not have", flag)
+		}
+	}
+}

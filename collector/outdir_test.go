@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
+)
+
+// TestSecondCollectorOnOutputDir: a second collector on the output
+// directory of a running one is refused, naming the holder's pid, before it
+// touches a file. Before, its start-up recovery took the first one's open
+// .part file for a crash's leftover and removed it, and the packets the
+// first one wrote after that went to a file no name reached.
+func TestSecondCollectorOnOutputDir(t *testing.T) {
+	dir := t.TempDir()
+	c, stop := testCollector(t, Options{OutputDir: dir, Sessions: map[uint32]string{1: "s"}})
+	fr := vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, []byte("x")))
+	send(t, "127.0.0.1", c.Addr(), fr)
+	waitReceived(t, c, 1)
+	part := onlyFile(t, dir, "s/.s-")
+
+	c2, err := New(withTestDefaults(Options{Listen: "127.0.0.1:0", OutputDir: dir}))
+	if c2 != nil {
+		_ = c2.Close()
+	}
+	if !errors.Is(err, ErrOutputDirBusy) || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Errorf("second collector: %v, want %v naming pid %d", err, ErrOutputDirBusy, os.Getpid())
+	}
+	if got := files(t, dir); len(got) != 1 || filepath.Join(dir, got[0]) != part {
+		t.Fatalf("the first collector's open file %s became %v", part, got)
+	}
+	send(t, "127.0.0.1", c.Addr(), fr)
+	waitReceived(t, c, 2)
+	stop()
+	if pkts, _ := readCapture(t, onlyFile(t, dir, "s/s-")); len(pkts) != 2 {
+		t.Errorf("the first collector's file holds %d packets, want 2", len(pkts))
+	}
+	// Stopped, the directory is free again.
+	c3, err := New(withTestDefaults(Options{Listen: "127.0.0.1:0", OutputDir: dir}))
+	if err != nil {
+		t.Fatalf("after the first stopped: %v", err)
+	}
+	_ = c3.Close()
+}
+
+// TestProcessSecondCollectorOutputDir: `xmirror collect` on the output
+// directory of a running one exits 2 naming that one's pid, whatever port
+// it listens on; the running one's files stay as they were.
+func TestProcessSecondCollectorOutputDir(t *testing.T) {
+	out := t.TempDir()
+	p := startCollect(t, "--out", out)
+	fr := vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, []byte("x")))
+	p.send(t, fr)
+	p.waitMetric(t, "xmirror_collector_received_total", 1)
+	before := waitPart(t, out)
+
+	cmd := exec.Command(labtest.XmirrorBinary(t), "collect", "--out", out, "--listen", "127.0.0.1:"+strconv.Itoa(freeUDPPort(t)))
+	msg, err := runTimeout(t, cmd)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(msg, fmt.Sprintf("pid %d", p.cmd.Process.Pid)) {
+		t.Errorf("second collector: %v, want exit 2 naming pid %d:\n%s", err, p.cmd.Process.Pid, msg)
+	}
+	if after := files(t, out); len(after) != 1 || after[0] != before {
+		t.Errorf("files %v, want the running collector's %s untouched", after, before)
+	}
+	if err := p.stop(t, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitPart waits until the open file of the one session under dir is there.
+func waitPart(t *testing.T, dir string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := files(t, dir)
+		if len(got) == 1 && strings.HasSuffix(got[0], ".part") {
+			return got[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no .part file under %s: %v", dir, got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
