@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,8 +27,8 @@ type series struct {
 	namer fileNamer
 
 	mu        sync.Mutex
-	dirfd     int      // the session directory, opened on the first file; -1 before
-	f         *os.File // nil between files: the next packet opens one
+	dirfd     int       // the session directory, opened on the first file; -1 before
+	f         capWriter // nil between files: the next packet opens one
 	partName  string
 	finalName string
 	written   int64  // bytes of f on disk, always whole blocks
@@ -67,6 +66,14 @@ type series struct {
 
 	packets, bytes, files, cut, dropped *metrics.Counter
 	metricNames                         []string // to unregister when evicted
+}
+
+// capWriter is the open capture file: an *os.File, or in tests one that
+// fails as a full disk does.
+type capWriter interface {
+	Write(p []byte) (int, error)
+	Truncate(size int64) error
+	Close() error
 }
 
 // maxSources bounds the mirror sources tracked per session (a counter and an
