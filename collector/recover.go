@@ -17,7 +17,7 @@ import (
 // last block, so that nothing captured stays hidden, and hands each to the
 // closed-file work (compression, retention, post-rotate) as a rotation
 // would have. A file without a packet is removed, as is a half-compressed
-// copy (its original is still there).
+// copy (its original is handed on: the kill stopped its compression).
 func (c *Collector) recoverParts() {
 	for _, dir := range c.out.subdirs() {
 		fd, err := unix.Openat(c.out.fd, dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -41,12 +41,19 @@ func (c *Collector) recoverParts() {
 	}
 }
 
-// recoverPart cuts and renames one temporary file and returns its final
-// name, or "" when nothing is left to hand on.
+// recoverPart cuts and renames one temporary file and returns the name of
+// the closed file to hand on, or "" when there is none.
 func recoverPart(dirfd int, dir, part string, log *slog.Logger) string {
 	final := strings.TrimSuffix(strings.TrimPrefix(part, "."), ".part")
 	if strings.HasSuffix(final, gzExt) {
+		// A kill during compression: the closed file it was made from
+		// is still there and has yet to be compressed and handed to
+		// post_rotate (which runs after compression).
 		_ = unix.Unlinkat(dirfd, part, 0)
+		orig := strings.TrimSuffix(final, gzExt)
+		if isRegular(dirfd, orig) && !isRegular(dirfd, final) {
+			return orig
+		}
 		return ""
 	}
 	f := FormatPcapng
@@ -83,4 +90,10 @@ func recoverPart(dirfd int, dir, part string, log *slog.Logger) string {
 	}
 	log.Info("recovered capture file left by an earlier run", "session", dir, "file", final, "bytes", n)
 	return final
+}
+
+// isRegular reports whether name in dirfd is a regular file (not a link).
+func isRegular(dirfd int, name string) bool {
+	var st unix.Stat_t
+	return unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG
 }

@@ -89,3 +89,35 @@ func TestRefusedCollectorLeavesParts(t *testing.T) {
 		t.Errorf("closed file holds %d packets, want 1", len(pkts))
 	}
 }
+
+// TestRecoverInterruptedCompression: kill -9 during compression leaves the
+// half-written .gz.part beside the closed file; the next start removes it
+// and sends the closed file the rest of its way (compression, post_rotate),
+// which the kill cut short. Before, the file stayed uncompressed and the
+// command never saw it.
+func TestRecoverInterruptedCompression(t *testing.T) {
+	out, copies := t.TempDir(), t.TempDir()
+	dir := filepath.Join(out, "s")
+	if err := os.Mkdir(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	fr := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)
+	capture := appendNgEPB(appendNgIDB(appendNgSHB(nil, sectionInfo{Application: "xmirror"}), "127.0.0.1/vni1", "", 0),
+		0, t0.UnixNano(), fr, len(fr), nil)
+	if err := os.WriteFile(filepath.Join(dir, "s-20260102T100010Z.pcapng"), capture, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".s-20260102T100010Z.pcapng.gz.part"), []byte{0x1f, 0x8b}, 0o640); err != nil {
+		t.Fatal(err)
+	}
+
+	c := offline(t, Options{OutputDir: out, Compress: true, PostRotate: "cp -t " + copies})
+	c.Rotate() // waits for the closed files' work
+
+	if got := files(t, out); strings.Join(got, " ") != "s/s-20260102T100010Z.pcapng.gz" {
+		t.Fatalf("files %v, want the closed file compressed", got)
+	}
+	if cp := files(t, copies); strings.Join(cp, " ") != "s-20260102T100010Z.pcapng.gz" {
+		t.Errorf("post-rotate saw %v, want the compressed file", cp)
+	}
+}
