@@ -32,15 +32,22 @@ type closedJob struct {
 // uncompressed (logged) rather than blocking the writer.
 const closedQueue = 1024
 
-// fileClosed hands a closed file over. Called with the series locked.
+// fileClosed hands a closed file of s over. Called with the series locked.
 func (c *Collector) fileClosed(s *series, name string) {
-	fd, err := unix.Dup(s.dirfd)
+	c.queueClosed(s.dirfd, s.name, name, s.namer)
+}
+
+// queueClosed hands over the closed file name of the session directory
+// dirfd (named dir), whose files namer recognises; dirfd stays the
+// caller's.
+func (c *Collector) queueClosed(dirfd int, dir, name string, namer fileNamer) {
+	fd, err := unix.Dup(dirfd)
 	if err != nil {
-		c.log.Warn("closed capture file: no descriptor left for its retention", "session", s.name, "err", err)
+		c.log.Warn("closed capture file: no descriptor left for its retention", "session", dir, "err", err)
 		return
 	}
 	unix.CloseOnExec(fd)
-	j := closedJob{dirfd: fd, dir: s.name, name: name, namer: s.namer}
+	j := closedJob{dirfd: fd, dir: dir, name: name, namer: namer}
 	c.closedMu.Lock()
 	defer c.closedMu.Unlock()
 	if !c.closedDone {
@@ -54,7 +61,7 @@ func (c *Collector) fileClosed(s *series, name string) {
 	}
 	_ = unix.Close(fd)
 	c.log.Warn("closed capture file left as it is: the queue for compression and retention is full or closed",
-		"session", s.name, "file", name)
+		"session", dir, "file", name)
 }
 
 // closedLoop processes closed files until the queue is closed.

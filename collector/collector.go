@@ -346,9 +346,10 @@ func (o *Options) check() error {
 	return CheckFileName(o.FileName)
 }
 
-// New checks the options, recovers files an earlier run left under their
-// temporary names, and binds the listen address with the receive path
-// (attaching the XDP program for ReceiveXDP). Run starts receiving.
+// New checks the options, binds the listen address with the receive path
+// (attaching the XDP program for ReceiveXDP), and recovers the files an
+// earlier run left under their temporary names, handing them on like any
+// closed file. Run starts receiving.
 func New(opts Options) (c *Collector, err error) {
 	opts.applyDefaults()
 	if opts.Receive, err = ParseReceive(opts.Receive); err != nil {
@@ -392,9 +393,6 @@ func New(opts Options) (c *Collector, err error) {
 		rotateReq: make(chan struct{}, 1),
 	}
 	c.registerMetrics()
-	if c.out != nil {
-		recoverParts(c.out, c.log)
-	}
 	// Reserve the configured names first so that an unknown VNI whose
 	// vni-N name clashes cannot take a configured session's directory.
 	for k, s := range opts.Named {
@@ -413,6 +411,12 @@ func New(opts Options) (c *Collector, err error) {
 	}
 	c.log.Info("collector receive path", "receive", c.rcv.mode(), "asked", opts.Receive)
 	go c.closedLoop()
+	// Last: a New that fails leaves the files for the next start (renamed,
+	// they would never be compressed or handed to post_rotate), and one
+	// refused on the port does not rename the running collector's files.
+	if c.out != nil {
+		c.recoverParts()
+	}
 	return c, nil
 }
 

@@ -5,6 +5,7 @@ package collector
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -13,22 +14,36 @@ import (
 	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
-// TestDiskFull writes into a 256 KiB tmpfs until it is full: the session
+// TestDiskFull writes into a small tmpfs until it is full: the session
 // closes its file with only whole packets in it, counts the packets it cannot
-// keep, and resumes in a new file once space returns.
+// keep, and resumes in a new file once space returns. In 256 KiB with 8 KiB
+// writes the failed write fills the last page and the closing statistics
+// find no room; in 100 KiB with 64 KiB writes the failed one takes pages
+// that the cut-back frees, and the statistics are written: behind the last
+// whole block (before, behind a hole of zeros, and tshark called the file
+// damaged).
 func TestDiskFull(t *testing.T) {
 	labtest.RequireRoot(t)
+	for _, tc := range []struct {
+		size        string
+		writeBuffer int
+	}{{"256k", 8 << 10}, {"100k", 64 << 10}} {
+		t.Run(tc.size+"-"+strconv.Itoa(tc.writeBuffer>>10)+"KiB", func(t *testing.T) { diskFull(t, tc.size, tc.writeBuffer) })
+	}
+}
+
+func diskFull(t *testing.T, size string, writeBuffer int) {
 	out := filepath.Join(t.TempDir(), "small")
 	if err := os.Mkdir(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mount("xmirror-test", out, "tmpfs", 0, "size=256k"); err != nil {
+	if err := unix.Mount("xmirror-test", out, "tmpfs", 0, "size="+size); err != nil {
 		t.Skipf("mount tmpfs: %v", err)
 	}
 	t.Cleanup(func() { _ = unix.Unmount(out, unix.MNT_DETACH) })
 
 	clock := &fakeClock{t: t0}
-	c := offline(t, Options{OutputDir: out, MaxDatagram: 2048, WriteBuffer: 8192, RetryInterval: 5 * time.Second,
+	c := offline(t, Options{OutputDir: out, MaxDatagram: 2048, WriteBuffer: writeBuffer, RetryInterval: 5 * time.Second,
 		Now: clock.Now, Sessions: map[uint32]string{1: "s"}})
 	cache := seriesCache{}
 	fr := vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, make([]byte, 1000)))
@@ -39,7 +54,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	st := c.Stats()
 	if st.Drops["write_error"] == 0 {
-		t.Fatalf("256 KiB never filled: %+v", st)
+		t.Fatalf("%s never filled: %+v", size, st)
 	}
 	// More packets while failed: all dropped, no new file.
 	for i := 0; i < 10; i++ {
@@ -56,7 +71,10 @@ func TestDiskFull(t *testing.T) {
 	if uint64(len(pkts)) != st.Written || uint64(len(pkts))+st.Drops["write_error"] != uint64(sent) {
 		t.Errorf("file holds %d packets; written %d, dropped %d, sent %d", len(pkts), st.Written, st.Drops["write_error"], sent)
 	}
-	tsharkFields(t, full, "frame.len") // fails on a cut-short file
+	if raw, err := os.ReadFile(full); err != nil || validPrefix(raw, FormatPcapng) != len(raw) {
+		t.Errorf("%s: not whole blocks to its end (%v)", full, err)
+	}
+	tsharkFields(t, full, "frame.len") // fails on a cut-short or damaged file
 
 	// Space returns (the operator moves the file away); after the retry
 	// interval the next packet opens a new file.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -13,30 +14,47 @@ import (
 
 // recoverParts renames the temporary files a crashed collector left in the
 // session directories to their final names, after cutting any half-written
-// last block, so that nothing captured stays hidden. A file without a
-// packet is removed, as is a half-compressed copy (its original is still
-// there).
-func recoverParts(d *outDir, log *slog.Logger) {
-	for _, dir := range d.subdirs() {
-		fd, err := unix.Openat(d.fd, dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+// last block, so that nothing captured stays hidden, and hands each to the
+// closed-file work (compression, retention, post-rotate) as a rotation
+// would have. A file without a packet is removed, as is a half-compressed
+// copy (its original is handed on: the kill stopped its compression).
+func (c *Collector) recoverParts() {
+	for _, dir := range c.out.subdirs() {
+		fd, err := unix.Openat(c.out.fd, dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
 			continue
 		}
 		ents, _ := listDir(fd)
+		// In name order: the oldest first, as they would have closed.
+		sort.Slice(ents, func(i, j int) bool { return ents[i].name < ents[j].name })
 		for _, e := range ents {
-			if strings.HasPrefix(e.name, ".") && strings.HasSuffix(e.name, ".part") {
-				recoverPart(fd, dir, e.name, log)
+			if !strings.HasPrefix(e.name, ".") || !strings.HasSuffix(e.name, ".part") {
+				continue
+			}
+			if final := recoverPart(fd, dir, e.name, c.log); final != "" {
+				// Named after the directory like retention's scan: the
+				// session may be gone from the configuration.
+				c.queueClosed(fd, dir, final, c.namer(dir, Key{}))
 			}
 		}
 		_ = unix.Close(fd)
 	}
 }
 
-func recoverPart(dirfd int, dir, part string, log *slog.Logger) {
+// recoverPart cuts and renames one temporary file and returns the name of
+// the closed file to hand on, or "" when there is none.
+func recoverPart(dirfd int, dir, part string, log *slog.Logger) string {
 	final := strings.TrimSuffix(strings.TrimPrefix(part, "."), ".part")
 	if strings.HasSuffix(final, gzExt) {
+		// A kill during compression: the closed file it was made from
+		// is still there and has yet to be compressed and handed to
+		// post_rotate (which runs after compression).
 		_ = unix.Unlinkat(dirfd, part, 0)
-		return
+		orig := strings.TrimSuffix(final, gzExt)
+		if isRegular(dirfd, orig) && !isRegular(dirfd, final) {
+			return orig
+		}
+		return ""
 	}
 	f := FormatPcapng
 	if strings.HasSuffix(final, ".pcap") {
@@ -45,30 +63,37 @@ func recoverPart(dirfd int, dir, part string, log *slog.Logger) {
 	fd, err := unix.Openat(dirfd, part, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		log.Warn("recover temporary capture file", "session", dir, "file", part, "err", err)
-		return
+		return ""
 	}
 	file := os.NewFile(uintptr(fd), part)
 	defer file.Close()
 	data, err := io.ReadAll(file)
 	if err != nil {
 		log.Warn("recover temporary capture file", "session", dir, "file", part, "err", err)
-		return
+		return ""
 	}
 	n := validPrefix(data, f)
 	if countPackets(data[:n], f) == 0 {
 		_ = unix.Unlinkat(dirfd, part, 0)
-		return
+		return ""
 	}
 	if n < len(data) {
 		_ = file.Truncate(int64(n))
 	}
 	var st unix.Stat_t
 	if unix.Fstatat(dirfd, final, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
-		return
+		return ""
 	}
 	if err := unix.Renameat(dirfd, part, dirfd, final); err != nil {
 		log.Warn("recover temporary capture file", "session", dir, "file", part, "err", err)
-		return
+		return ""
 	}
 	log.Info("recovered capture file left by an earlier run", "session", dir, "file", final, "bytes", n)
+	return final
+}
+
+// isRegular reports whether name in dirfd is a regular file (not a link).
+func isRegular(dirfd int, name string) bool {
+	var st unix.Stat_t
+	return unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG
 }

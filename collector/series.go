@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,8 +27,8 @@ type series struct {
 	namer fileNamer
 
 	mu        sync.Mutex
-	dirfd     int      // the session directory, opened on the first file; -1 before
-	f         *os.File // nil between files: the next packet opens one
+	dirfd     int       // the session directory, opened on the first file; -1 before
+	f         capWriter // nil between files: the next packet opens one
 	partName  string
 	finalName string
 	written   int64  // bytes of f on disk, always whole blocks
@@ -67,6 +66,15 @@ type series struct {
 
 	packets, bytes, files, cut, dropped *metrics.Counter
 	metricNames                         []string // to unregister when evicted
+}
+
+// capWriter is the open capture file: an *os.File, or in tests one that
+// fails as a full disk does. It is written at explicit offsets (WriteAt),
+// never at the file position, which a cut-back does not move.
+type capWriter interface {
+	WriteAt(p []byte, off int64) (int, error)
+	Truncate(size int64) error
+	Close() error
 }
 
 // maxSources bounds the mirror sources tracked per session (a counter and an
@@ -316,14 +324,18 @@ func (s *series) exists(name string) bool {
 	return !errors.Is(unix.Fstatat(s.dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW), unix.ENOENT)
 }
 
-// flushLocked writes the buffered blocks. On a short write it cuts the file
-// back to its last whole block so that it stays readable, and reports the
-// error; the buffered packets are lost (counted as dropped).
+// flushLocked writes the buffered blocks behind the last whole block. On a
+// short write it cuts the file back to that block so that it stays
+// readable, and reports the error; the buffered packets are lost (counted
+// as dropped).
 func (s *series) flushLocked() error {
 	if s.f == nil || len(s.buf) == 0 {
 		return nil
 	}
-	n, err := s.f.Write(s.buf)
+	// At s.written, not the file position: after a cut-back the position is
+	// still past it, and a later write (the closing statistics) would land
+	// behind a hole of zeros that no reader gets past.
+	n, err := s.f.WriteAt(s.buf, s.written)
 	s.buf = s.buf[:0]
 	pkts := s.pendPkts
 	for _, ss := range s.pendSrc {
@@ -334,8 +346,10 @@ func (s *series) flushLocked() error {
 	}
 	s.pendSrc = s.pendSrc[:0]
 	if err != nil {
-		if n > 0 {
-			_ = s.f.Truncate(s.written)
+		// Whatever n says: os.File.WriteAt reports 0 when a pwrite that
+		// wrote part of the buffer is followed by ENOSPC.
+		if terr := s.f.Truncate(s.written); terr != nil {
+			err = errors.Join(err, fmt.Errorf("cut back to the last whole block: %w", terr))
 		}
 		s.c.dropN(ReasonWriteError, uint64(pkts))
 		s.dropped.Add(pkts)
