@@ -3,14 +3,13 @@
 package xdp
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xmirror/xmirror/internal/flock"
 )
 
 // ErrPinPathBusy means another process controls the load balancer pinned
@@ -30,9 +29,9 @@ func lockPinPath(dir string) (*pinLock, error) {
 		return nil, fmt.Errorf("open pin path: %w", err)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
+		defer f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is controlled by %s", ErrPinPathBusy, dir, lockHolder(dir))
+			return nil, fmt.Errorf("%w: %s is controlled by %s", ErrPinPathBusy, dir, flock.Holder(int(f.Fd())))
 		}
 		return nil, fmt.Errorf("lock pin path %s: %w", dir, err)
 	}
@@ -43,38 +42,4 @@ func (l *pinLock) release() {
 	if l != nil {
 		l.f.Close() // closing the last descriptor drops the flock
 	}
-}
-
-// lockHolder names the process holding a flock on dir, from /proc/locks
-// (which lists the holder's pid and the locked inode as "maj:min:ino").
-func lockHolder(dir string) string {
-	const unknown = "another process"
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		return unknown
-	}
-	dev := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
-	f, err := os.Open("/proc/locks")
-	if err != nil {
-		return unknown
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// 1: FLOCK  ADVISORY  WRITE 12345 00:1a:4567 0 EOF
-		fs := strings.Fields(sc.Text())
-		if len(fs) < 6 || fs[1] != "FLOCK" || fs[5] != dev {
-			continue
-		}
-		pid, err := strconv.Atoi(fs[4])
-		if err != nil || pid <= 0 {
-			return unknown
-		}
-		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if name := strings.TrimSpace(string(comm)); name != "" {
-			return fmt.Sprintf("pid %d (%s)", pid, name)
-		}
-		return fmt.Sprintf("pid %d", pid)
-	}
-	return unknown
 }
