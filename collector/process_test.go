@@ -479,9 +479,10 @@ func TestProcessReloadSessions(t *testing.T) {
 	session := func(name string, vni int) string {
 		return fmt.Sprintf("  - {name: %s, priority: %d, vni: %d, packet_length: 96, enabled: true, filter: f, sources: [eth0], target: 192.168.0.147}\n", name, vni, vni)
 	}
+	extra := ""
 	write := func(sessions string) {
 		yaml := "filters:\n  - name: f\n    inbound: [{priority: 1, action: accept}]\nsessions:\n" + sessions +
-			"collector: {output_dir: " + out + "}\nmetrics: {listen: \"off\"}\n"
+			"collector: {output_dir: " + out + extra + "}\nmetrics: {listen: \"off\"}\n"
 		if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -497,6 +498,16 @@ func TestProcessReloadSessions(t *testing.T) {
 	waitLog(t, p, "sessions reloaded")
 	send(t, "127.0.0.1", p.udp, vxlan(2, fr))
 	p.waitMetric(t, "xmirror_collector_received_total", 3)
+	// Only sessions apply on SIGHUP: a change of the rest is said, not
+	// silently ignored.
+	const restart = "the collector section changed"
+	if strings.Contains(p.output(), restart) {
+		t.Errorf("a reload of sessions only warned of other changes:\n%s", p.output())
+	}
+	extra = ", rotate: {size: 1MiB}"
+	write(session("one", 1) + session("two", 2))
+	_ = p.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, p, restart)
 
 	if err := os.WriteFile(cfg, []byte("sessions: [{name: broken"), 0o644); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -100,7 +101,7 @@ func runCollect(c *cli.Context) error {
 				"rotate_size", opts.RotateSize, "rotate_interval", opts.RotateInterval, "keep", opts.Keep,
 				"compress", opts.Compress, "sessions", len(sessions.named), "inputs", fmt.Sprint(opts.Inputs),
 				"unknown_vni", map[bool]string{false: "capture", true: "drop"}[opts.DropUnknownVNI])
-			return collectPart{col: col, config: sessions.config}, nil
+			return collectPart{col: col, config: sessions.config, settings: sessions.settings}, nil
 		},
 	})
 }
@@ -127,12 +128,19 @@ func liveOutput(path string) (io.Writer, error) {
 type sessionSet struct {
 	named  map[collector.Key]collector.Session // names and packet lengths (the snaplen of their files)
 	config string                              // the file they come from, re-read on SIGHUP
+	// settings is the file's collector section without its sessions, as
+	// started: a reload applies only sessions, and says when it differs.
+	settings config.Collector
 }
 
 // sessionsOf collects the sessions the configuration names: the VXLAN
 // sessions of sessions[] by VNI, and collector.sessions by protocol and id.
 func sessionsOf(cfg *config.Config) sessionSet {
 	ss := sessionSet{named: map[collector.Key]collector.Session{}}
+	if cfg.Collector != nil {
+		ss.settings = *cfg.Collector
+		ss.settings.Sessions = nil
+	}
 	for _, s := range cfg.Sessions {
 		ss.named[collector.VXLAN(s.VNI)] = collector.Session{Name: s.Name, PacketLength: s.PacketLength}
 	}
@@ -363,8 +371,9 @@ func collectOptions(cc config.Collector, sessions sessionSet, liveOnly bool) (co
 // of the configuration and rotates every file, SIGUSR1 rotates; stopping
 // flushes and closes them.
 type collectPart struct {
-	col    *collector.Collector
-	config string // --config, re-read on SIGHUP
+	col      *collector.Collector
+	config   string           // --config, re-read on SIGHUP
+	settings config.Collector // its collector section as started, without sessions
 }
 
 func (p collectPart) Run(ctx context.Context) error {
@@ -385,6 +394,9 @@ func (p collectPart) Reload(sig os.Signal) {
 		} else {
 			ss := sessionsOf(cfg)
 			p.col.Reload(ss.named)
+			if !reflect.DeepEqual(ss.settings, p.settings) {
+				slog.Warn("reload: the collector section changed; only its sessions apply now, the rest (listen, receive, output, rotation, ...) at a restart", "config", p.config)
+			}
 		}
 	}
 	slog.Info("rotating all capture files", "signal", sig.String())
