@@ -98,7 +98,7 @@ type xdpReceiver struct {
 	missing []string
 	closed  bool
 	checked time.Time      // of the links, last
-	ns      netns.NsHandle // the collector's network namespace
+	ns      netns.NsHandle // the collector's network namespace (netns.None() until watchLinks)
 	ring    *ringbuf.Reader
 	// bootToWall is added to the program's boot-time stamps (CLOCK_BOOTTIME
 	// ns) to make wall-clock ns; poll refreshes it, so a clock step moves
@@ -125,7 +125,7 @@ func (c *Collector) listenXDP(ap netip.AddrPort) (_ receiver, err error) {
 	if err != nil {
 		return nil, err
 	}
-	x := &xdpReceiver{c: c, ifaces: ifaces, fragments: c.set.GetOrCreateCounter("xmirror_collector_xdp_fragments_total")}
+	x := &xdpReceiver{c: c, ifaces: ifaces, ns: netns.None(), fragments: c.set.GetOrCreateCounter("xmirror_collector_xdp_fragments_total")}
 	locked := len(c.locks)
 	defer func() {
 		if err != nil {
@@ -492,6 +492,7 @@ func (x *xdpReceiver) close() error {
 		}
 		if x.ns.IsOpen() {
 			x.ns.Close()
+			x.ns = netns.None()
 		}
 		x.linksMu.Unlock()
 		if x.ring != nil {
