@@ -34,7 +34,7 @@ func collectCommand() *cli.Command {
 			"rotates every file, SIGUSR1 rotates, SIGINT/SIGTERM flush and close them.",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE` (without --config and --out: " + config.DefaultPath + " when it exists)"},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML configuration `FILE` (without --config, --out and --write: " + config.DefaultPath + " when it exists)"},
 			&cli.StringFlag{Name: "listen", Usage: "UDP `ADDR` to receive VXLAN on (default 0.0.0.0:4789); its host is also where GENEVE and GRE are received"},
 			&cli.StringSliceFlag{Name: "input", Usage: "receive `INPUT` (repeat; replaces collector.inputs): vxlan, geneve, geneve:PORT, gre (= erspan: ERSPAN I/II/III and GRE bridging, IP protocol 47, needs CAP_NET_RAW)", DefaultText: "vxlan"},
 			&cli.StringFlag{Name: "receive", Usage: "receive path: auto (XDP where it attaches, else sockets), xdp or socket (default auto)"},
@@ -157,9 +157,10 @@ func sessionsOf(cfg *config.Config) sessionSet {
 }
 
 // collectSettings merges the collector section of --config (or, without one,
-// the defaults of an empty section) with the flags given. Without --config and
-// --out, config.DefaultPath is read when it exists; a run that names its
-// output directory on the command line is configured by its flags alone.
+// the defaults of an empty section) with the flags given. Without --config,
+// --out and --write, config.DefaultPath is read when it exists; a run that
+// names its output (a directory, or the live stream) on the command line is
+// configured by its flags alone.
 func collectSettings(c *cli.Context) (cc config.Collector, sessions sessionSet, metricsAddr, healthAddr string, err error) {
 	// Without --config the flags start from the same defaults as an empty
 	// collector section, and no metrics or health are served.
@@ -168,7 +169,9 @@ func collectSettings(c *cli.Context) (cc config.Collector, sessions sessionSet, 
 	cc = *defaults.Collector
 	cc.Rotate = config.Rotate{Size: config.DefaultRotateSize, Interval: config.DefaultRotateEvery, Keep: config.DefaultRotateKeep}
 	path := c.String("config")
-	if !c.IsSet("config") && !c.IsSet("out") && fileExists(config.DefaultPath) {
+	// --write alone is the live mode, which writes no files: the installed
+	// file (the service's) is not its configuration.
+	if !c.IsSet("config") && !c.IsSet("out") && !c.IsSet("write") && fileExists(config.DefaultPath) {
 		path = config.DefaultPath
 	}
 	if path != "" {

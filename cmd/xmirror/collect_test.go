@@ -3,11 +3,16 @@
 package main
 
 import (
+	"context"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // TestCollectUsage: collect's flags are held to the rules of the file's
@@ -70,5 +75,40 @@ func TestCollectFlagKeys(t *testing.T) {
 		if !flags[flag] {
 			t.Errorf("collectFlagKeys names --%s, which collect does not have", flag)
 		}
+	}
+}
+
+// TestCollectLiveIgnoresInstalledConfig: `--write` without --out and
+// --config writes no files (docs/collector.md), also on a host where the
+// package installed /etc/xmirror/xmirror.yaml: that file was read, so the
+// command served its metrics and wrote its files (or failed on its busy
+// metrics port while the service ran).
+func TestCollectLiveIgnoresInstalledConfig(t *testing.T) {
+	labtest.RequireRoot(t)
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Fatalf("needs unshare (Debian package util-linux): run make deps")
+	}
+	out := t.TempDir()
+	etc := t.TempDir()
+	yaml := "collector: {output_dir: " + out + "}\nmetrics: {listen: '127.0.0.1:46990'}\n"
+	if err := os.WriteFile(filepath.Join(etc, "xmirror.yaml"), []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The installed file, in a mount namespace of the test's own.
+	wrap := []string{"unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+		`mkdir -p /etc/xmirror && mount --bind "$XM_ETC" /etc/xmirror && exec "$@"`, "sh"}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	cmd := helperCmd(ctx, wrap, "collect", "--listen", "127.0.0.1:46991", "--write", os.DevNull)
+	cmd.Env = append(cmd.Env, "XM_ETC="+etc)
+	logs, _ := cmd.CombinedOutput()
+	if strings.Contains(string(logs), "serving metrics") || strings.Contains(string(logs), out) {
+		t.Errorf("--write alone read the installed configuration:\n%s", logs)
+	}
+	if !strings.Contains(string(logs), "collector listening") {
+		t.Errorf("the live collector did not run:\n%s", logs)
+	}
+	if entries, _ := os.ReadDir(out); len(entries) > 0 {
+		t.Errorf("--write alone wrote into the installed output_dir: %v", entries)
 	}
 }
