@@ -65,34 +65,100 @@ var help = map[string]string{
 }
 
 // withMetadata copies a Prometheus text exposition from r to w, adding the
-// HELP and TYPE lines of every family that lacks them.
+// HELP and TYPE lines of every family that lacks them. A summary (samples
+// with a quantile label) or a histogram (_bucket samples with an le label)
+// is one family with its _sum and _count samples, as the format wants.
 func withMetadata(w io.Writer, r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	kinds := compositeKinds(lines)
 	described := map[string]bool{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	bw := bufio.NewWriter(w)
-	for sc.Scan() {
-		line := sc.Text()
+	for _, line := range lines {
+		line = renamed(line)
 		if name, ok := strings.CutPrefix(line, "# TYPE "); ok {
 			described[strings.Fields(name + " ")[0]] = true
 		} else if line != "" && line[0] != '#' {
-			fam := family(line)
+			fam := familyOf(family(line), kinds)
 			if !described[fam] {
 				described[fam] = true
-				text := help[fam]
-				if text == "" {
-					text = "xmirror " + strings.ReplaceAll(fam, "_", " ") + "."
-				}
-				fmt.Fprintf(bw, "# HELP %s %s\n# TYPE %s %s\n", fam, text, fam, typeOf(fam))
+				fmt.Fprintf(bw, "# HELP %s %s\n# TYPE %s %s\n", fam, helpOf(fam), fam, typeOf(fam, kinds))
 			}
 		}
 		bw.WriteString(line)
 		bw.WriteByte('\n')
 	}
-	if err := sc.Err(); err != nil {
-		return err
-	}
 	return bw.Flush()
+}
+
+// renames are process metrics of the metrics library whose names end in
+// _count without being a summary's or histogram's count, which the format
+// reserves (promtool check metrics refuses them).
+var renames = map[string]string{
+	"go_cgo_calls_count": "go_cgo_calls_total",
+	"go_gc_forced_count": "go_gc_forced_total",
+	"go_cpu_count":       "go_cpus",
+}
+
+// renamed is a sample line under its name from renames.
+func renamed(line string) string {
+	if line == "" || line[0] == '#' {
+		return line
+	}
+	if to, ok := renames[family(line)]; ok {
+		return to + line[len(family(line)):]
+	}
+	return line
+}
+
+// compositeKinds finds the summaries and histograms among the samples, by
+// the name of their family.
+func compositeKinds(lines []string) map[string]string {
+	kinds := map[string]string{}
+	for _, line := range lines {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name := family(line)
+		switch {
+		case strings.Contains(line, `quantile="`):
+			kinds[name] = "summary"
+		case strings.HasSuffix(name, "_bucket") && strings.Contains(line, `le="`):
+			kinds[strings.TrimSuffix(name, "_bucket")] = "histogram"
+		}
+	}
+	return kinds
+}
+
+// familyOf is the family a sample named name belongs to: a summary's or
+// histogram's _sum, _count (and _bucket) samples belong to it.
+func familyOf(name string, kinds map[string]string) string {
+	for _, suffix := range []string{"_sum", "_count", "_bucket"} {
+		base, ok := strings.CutSuffix(name, suffix)
+		if ok && kinds[base] != "" && (suffix != "_bucket" || kinds[base] == "histogram") {
+			return base
+		}
+	}
+	return name
+}
+
+// helpOf is the family's HELP text; the Go runtime's and the process's own
+// families say whose they are.
+func helpOf(fam string) string {
+	if text := help[fam]; text != "" {
+		return text
+	}
+	words := strings.ReplaceAll(fam, "_", " ")
+	switch {
+	case strings.HasPrefix(fam, "go_"):
+		return "Go runtime: " + strings.TrimPrefix(words, "go ") + "."
+	case strings.HasPrefix(fam, "process_"):
+		return "This process: " + strings.TrimPrefix(words, "process ") + "."
+	}
+	return "xmirror " + words + "."
 }
 
 // family is the metric name of a sample line: before the labels or the value.
@@ -103,7 +169,10 @@ func family(line string) string {
 	return line
 }
 
-func typeOf(fam string) string {
+func typeOf(fam string, kinds map[string]string) string {
+	if k := kinds[fam]; k != "" {
+		return k
+	}
 	if strings.HasSuffix(fam, "_total") {
 		return "counter"
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -103,8 +104,13 @@ func TestMetadataOnEveryFamily(t *testing.T) {
 	if !strings.Contains(body, `xmirror_build_info{version="v1.2.3",commit="abc1234",goversion="go`) {
 		t.Errorf("no build info:\n%s", body)
 	}
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	kinds := compositeKinds(lines)
+	if kinds["go_gc_duration_seconds"] != "summary" {
+		t.Errorf("the process metrics have no summary go_gc_duration_seconds:\n%s", body)
+	}
 	helps, types := map[string]int{}, map[string]int{}
-	for _, line := range strings.Split(strings.TrimSpace(body), "\n") {
+	for _, line := range lines {
 		f := strings.Fields(line)
 		switch {
 		case strings.HasPrefix(line, "# HELP "):
@@ -115,7 +121,7 @@ func TestMetadataOnEveryFamily(t *testing.T) {
 		case strings.HasPrefix(line, "# TYPE "):
 			types[f[2]]++
 		case !strings.HasPrefix(line, "#"):
-			fam := family(line)
+			fam := familyOf(family(line), kinds)
 			if helps[fam] != 1 || types[fam] != 1 {
 				t.Errorf("%s: sample after %d HELP and %d TYPE lines", fam, helps[fam], types[fam])
 			}
@@ -123,6 +129,17 @@ func TestMetadataOnEveryFamily(t *testing.T) {
 	}
 	if !strings.Contains(body, "# HELP xmirror_collector_drops_total Datagrams the collector dropped, by reason.\n# TYPE xmirror_collector_drops_total counter\n") {
 		t.Errorf("drops family lacks its help:\n%s", body)
+	}
+	// What Prometheus itself says of it (it refused the Go runtime's
+	// summaries and histograms typed as gauges).
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal("needs promtool (Debian package prometheus): run make deps")
+	}
+	check := exec.Command(promtool, "check", "metrics")
+	check.Stdin = strings.NewReader(body)
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
 
