@@ -55,7 +55,7 @@ func roleOptions(role string, cfg *config.Config) syscheck.RoleOptions {
 // hold the listen address; auto falls back to sockets, so it needs nothing.
 // A GRE input needs CAP_NET_RAW for its raw socket.
 func collectRoleOptions(cc config.Collector) syscheck.RoleOptions {
-	o := syscheck.RoleOptions{CollectListen: cc.Listen, CollectGRE: slices.ContainsFunc(cc.Inputs, func(in config.Input) bool {
+	o := syscheck.RoleOptions{CollectListen: cc.Listen, CollectTap: cc.Tap != "", CollectGRE: slices.ContainsFunc(cc.Inputs, func(in config.Input) bool {
 		return in.Protocol == config.ProtocolGRE || in.Protocol == config.ProtocolERSPAN
 	})}
 	if cc.Receive != collector.ReceiveXDP {

@@ -195,3 +195,24 @@ func TestCheckSystemCollectListen(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckSystemCollectTap: collector.tap takes CAP_NET_ADMIN and
+// /dev/net/tun; `check --system --role collect` said "none needed, can run"
+// for it, and the collector then failed at start.
+func TestCheckSystemCollectTap(t *testing.T) {
+	labtest.RequireRoot(t)
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte("collector: {listen: '127.0.0.1:47062', tap: xm-tap9}\n"), 0o600)
+	wrap := []string{"setpriv", "--bounding-set", "-net_admin", "--inh-caps=-all", "--"}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := helperCmd(ctx, wrap, "check", "--system", "--role", "collect", "--config", cfg).CombinedOutput()
+	var ee *exec.ExitError
+	if !asExit(err, &ee) || ee.ExitCode() != exitRuntime || !strings.Contains(string(out), "missing CAP_NET_ADMIN") {
+		t.Errorf("%v, want exit %d naming CAP_NET_ADMIN:\n%s", err, exitRuntime, out)
+	}
+	code, stdout, errOut := runCaptured(t, "check", "--system", "--role", "collect", "--config", cfg)
+	if code != exitOK || !strings.Contains(stdout, "/dev/net/tun opens") {
+		t.Errorf("as root: exit %d, want a pass of the tap device row:\n%s%s", code, stdout, errOut)
+	}
+}

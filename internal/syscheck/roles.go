@@ -30,6 +30,9 @@ type RoleOptions struct {
 	CollectGRE bool
 	// CollectListen is the collector's listen address ("" = not checked).
 	CollectListen string
+	// CollectTap: the collector creates a TAP device (collector.tap), which
+	// takes CAP_NET_ADMIN and /dev/net/tun.
+	CollectTap bool
 }
 
 // LBCaps are what `xmirror lb` (and the XDP collector) need: load programs and
@@ -81,6 +84,10 @@ func ForRole(role string, o RoleOptions) (Requirements, error) {
 		if o.CollectGRE {
 			req.Caps = append(slices.Clone(req.Caps), CapNetRaw)
 		}
+		if o.CollectTap && !slices.Contains(req.Caps, CapNetAdmin) {
+			req.Caps = append(slices.Clone(req.Caps), CapNetAdmin)
+		}
+		req.Tun = o.CollectTap
 	default:
 		return req, fmt.Errorf("role %q is not one of source, lb, collect", role)
 	}

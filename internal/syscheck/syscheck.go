@@ -53,6 +53,8 @@ type Requirements struct {
 	// through XDP on the interfaces that hold it.
 	Listen    string
 	ListenXDP bool
+	// Tun: the role opens /dev/net/tun (the collector's TAP device).
+	Tun bool
 }
 
 // Status of one check.
@@ -165,6 +167,9 @@ func Run(req Requirements) *Report {
 	}
 	if req.Listen != "" {
 		r.add(checkListen(req.Listen, req.ListenXDP))
+	}
+	if req.Tun {
+		r.add(checkTun())
 	}
 	return r
 }

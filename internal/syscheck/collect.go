@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 
 	"github.com/xmirror/xmirror/collector"
@@ -34,5 +35,20 @@ func checkListen(listen string, xdp bool) Result {
 		r.Status, r.Detail = Fail, fmt.Sprintf("no interface of this host holds it (%v)", err)
 		r.Fix = "listen on an address of this host (or 0.0.0.0 with receive: socket or auto)"
 	}
+	return r
+}
+
+// checkTun: the collector's TAP device is made through /dev/net/tun, which
+// a unit with PrivateDevices=yes (the shipped one) does not have.
+func checkTun() Result {
+	r := Result{Check: "tap device"}
+	f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0)
+	if err != nil {
+		r.Status, r.Detail = Fail, fmt.Sprintf("collector.tap needs /dev/net/tun: %v", err)
+		r.Fix = "in the unit: PrivateDevices=no, DeviceAllow=/dev/net/tun rw and CAP_NET_ADMIN (docs/deploy.md, the collector's TAP output)"
+		return r
+	}
+	f.Close()
+	r.Status, r.Detail = Pass, "/dev/net/tun opens"
 	return r
 }
