@@ -73,6 +73,25 @@ func TestUnitsVerify(t *testing.T) {
 	}
 }
 
+// TestDebVersion: a build from a commit sorts below every release, also a
+// commit whose hash starts with a digit (7962cea-1 sorted above 1.2.3-1).
+func TestDebVersion(t *testing.T) {
+	dpkg := needTool(t, "dpkg", "dpkg")
+	for in, want := range map[string]string{"v1.2.3": "1.2.3-1", "v1.2.3-4-gabc1234": "1.2.3+4+gabc1234-1",
+		"7962cea": "0~git7962cea-1", "abc1234-dirty": "0~gitabc1234+dirty-1"} {
+		out, err := exec.Command("deb/build.sh", "--debver", in).Output()
+		if got := strings.TrimSpace(string(out)); err != nil || got != want {
+			t.Errorf("%s -> %q (%v), want %q", in, got, err, want)
+			continue
+		}
+		if strings.HasPrefix(want, "0~git") {
+			if err := exec.Command(dpkg, "--compare-versions", want, "lt", "0.1-1").Run(); err != nil {
+				t.Errorf("%s does not sort below a release", want)
+			}
+		}
+	}
+}
+
 // TestDeb builds the package from a built binary and runs lintian on it.
 func TestDeb(t *testing.T) {
 	needTool(t, "dpkg-deb", "dpkg")

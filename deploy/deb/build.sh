@@ -2,17 +2,29 @@
 # SPDX-License-Identifier: Apache-2.0
 # Builds the xmirror .deb with dpkg-deb from a built binary:
 #   deploy/deb/build.sh BINARY VERSION OUTDIR
+#   deploy/deb/build.sh --debver VERSION    (prints the package version only)
 # The man page and the shell completion come from the binary itself (hidden
 # `xmirror man` and `xmirror completion`), so they match the commands it has.
 set -euo pipefail
+
+# debver maps a `git describe` version to a Debian one: v1.2.3 -> 1.2.3-1,
+# v1.2.3-4-gabc -> 1.2.3+4+gabc-1, and anything else (a bare commit, which
+# may start with a digit: 7962cea) -> 0~git<commit>-1, below every release.
+debver() {
+	local v=${1#v}
+	[[ $v =~ ^[0-9]+\.[0-9]+ ]] || v="0~git${v}"
+	echo "${v//-/+}-1"
+}
+if [[ ${1:-} == --debver ]]; then
+	debver "$2"
+	exit 0
+fi
+
 bin=$1 version=$2 out=$3
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 arch=$(dpkg --print-architecture)
-# Debian versions start with a digit: v1.2.3 -> 1.2.3, a bare commit -> 0~git<commit>.
-debver=${version#v}
-[[ $debver =~ ^[0-9] ]] || debver="0~git${debver}"
-debver=${debver//-/+}-1
+debver=$(debver "$version")
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
