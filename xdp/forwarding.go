@@ -23,7 +23,7 @@ func enableForwarding(iface string) error {
 		return nil
 	}
 	if err := os.WriteFile(p, []byte("1\n"), 0o644); err != nil {
-		return fmt.Errorf("enable forwarding on %s: %w", iface, err)
+		return fmt.Errorf("enable forwarding on %s: %w (set net.ipv4.conf.%s.forwarding=1 beforehand, on the host for a container, whose /proc/sys is read-only: bpf_fib_lookup needs it)", iface, err, iface)
 	}
 	slog.Info("enabled IPv4 forwarding on listener interface (needed by bpf_fib_lookup)", "interface", iface)
 	return nil

@@ -216,3 +216,28 @@ func TestCheckSystemCollectTap(t *testing.T) {
 		t.Errorf("as root: exit %d, want a pass of the tap device row:\n%s%s", code, stdout, errOut)
 	}
 }
+
+// TestCheckSystemForwarding: in a container /proc/sys is read-only, so the
+// lb cannot turn forwarding on for its listeners; the check says so (it
+// said "can run", and the lb failed at start).
+func TestCheckSystemForwarding(t *testing.T) {
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "lb", Addrs: []string{"10.0.0.1/24"}})
+	h := lab.Host("lb")
+	if _, err := h.Run("sysctl", "-w", "net.ipv4.conf.eth0.forwarding=0"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "lb.yaml")
+	os.WriteFile(cfg, []byte("load_balancer:\n  listener: {vip: 10.0.0.1, interfaces: [eth0]}\n  backends: [{address: 10.0.0.2}]\n"), 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	script := `mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$@"`
+	args := append([]string{"--net=/run/netns/" + h.NS, "--", "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
+		os.Args[0], "-test.run=^TestSourceHelperProcess$", "--"}, "check", "--system", "--role", "lb", "--config", cfg)
+	cmd := exec.CommandContext(ctx, "nsenter", args...)
+	cmd.Env = append(os.Environ(), "XMIRROR_HELPER=1")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !asExit(err, &ee) || ee.ExitCode() != exitRuntime || !strings.Contains(string(out), "sysctl -w net.ipv4.conf.eth0.forwarding=1") {
+		t.Errorf("%v, want exit %d naming the sysctl:\n%s", err, exitRuntime, out)
+	}
+}

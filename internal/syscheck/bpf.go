@@ -227,3 +227,24 @@ func checkBPFFS(pinPath string, persist bool) Result {
 	}
 	return r
 }
+
+// checkForwarding: bpf_fib_lookup finds no route unless IPv4 forwarding is
+// on for the ingress interface; the lb turns it on, which a container's
+// read-only /proc/sys does not allow.
+func checkForwarding(ifname string) Result {
+	r := Result{Check: "forwarding " + ifname}
+	p := "/proc/sys/net/ipv4/conf/" + ifname + "/forwarding"
+	cur, err := os.ReadFile(p)
+	switch {
+	case err != nil:
+		r.Status, r.Detail = Fail, fmt.Sprintf("read %s: %v", p, err)
+	case strings.TrimSpace(string(cur)) == "1":
+		r.Status, r.Detail = Pass, "IPv4 forwarding is on"
+	case unix.Access(p, unix.W_OK) == nil: // EROFS on a read-only mount, root or not
+		r.Status, r.Detail = Pass, "IPv4 forwarding is off: xmirror lb turns it on"
+	default:
+		r.Status, r.Detail = Fail, "IPv4 forwarding is off and "+p+" cannot be written (a container's read-only /proc/sys)"
+		r.Fix = "sysctl -w net.ipv4.conf." + ifname + ".forwarding=1 on the host before starting the lb"
+	}
+	return r
+}

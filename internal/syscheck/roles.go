@@ -66,6 +66,7 @@ func ForRole(role string, o RoleOptions) (Requirements, error) {
 		req.Objects = []*ebpf.CollectionSpec{spec}
 		req.XDPInterfaces, req.XDPMode, req.PinPath = o.Interfaces, o.XDPMode, o.PinPath
 		req.PinsGoOnExit = o.PinsGoOnExit
+		req.Forwarding = o.Interfaces
 		req.MinKernel, req.MinKernelWhy = Version{5, 9}, "XDP links, bpf_jiffies64, devmap hash"
 		req.Caps = LBCaps
 	case RoleCollect:

@@ -55,6 +55,9 @@ type Requirements struct {
 	ListenXDP bool
 	// Tun: the role opens /dev/net/tun (the collector's TAP device).
 	Tun bool
+	// Forwarding: IPv4 forwarding must be on (or be turned on) on these
+	// interfaces (the lb's listeners: bpf_fib_lookup needs it).
+	Forwarding []string
 }
 
 // Status of one check.
@@ -170,6 +173,9 @@ func Run(req Requirements) *Report {
 	}
 	if req.Tun {
 		r.add(checkTun())
+	}
+	for _, ifname := range req.Forwarding {
+		r.add(checkForwarding(ifname))
 	}
 	return r
 }
