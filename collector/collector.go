@@ -127,9 +127,10 @@ type Options struct {
 	RcvBuf int
 	// Batch is how many datagrams one recvmmsg call takes (default 128).
 	Batch int
-	// MaxDatagram is the receive buffer per datagram (default 16384, enough
-	// for 9001-byte jumbo frames plus encapsulation); larger datagrams are
-	// dropped as socket_truncated.
+	// MaxDatagram is the receive buffer per datagram (default 65536: any
+	// UDP datagram over IPv4, such as a TCP aggregate a sender's kernel
+	// passed through its VXLAN device unsegmented; only the pages a datagram
+	// fills are touched); larger datagrams are dropped as socket_truncated.
 	MaxDatagram int
 	// WriteBuffer is the per-session buffer of whole blocks (default 1 MiB);
 	// it is written out when full and at every FlushInterval.
@@ -284,7 +285,7 @@ func (o *Options) applyDefaults() {
 		o.Batch = 128
 	}
 	if o.MaxDatagram <= 0 {
-		o.MaxDatagram = 16384
+		o.MaxDatagram = 65536
 	}
 	if o.WriteBuffer <= 0 {
 		o.WriteBuffer = 1 << 20

@@ -94,6 +94,24 @@ func TestTruncatedDatagram(t *testing.T) {
 	}
 }
 
+// TestAggregateDatagram: a sender's kernel that passes a TCP aggregate
+// (GSO) through its VXLAN device without segmenting it (a veth to the
+// collector) sends one datagram of up to 64 KiB, one inner frame as tcpdump
+// on that link shows it. With the default buffer it is written whole: the
+// 16 KiB buffer dropped nearly all bulk TCP mirrored by the kernel's own
+// VXLAN device as socket_truncated.
+func TestAggregateDatagram(t *testing.T) {
+	c, stop := testCollector(t, Options{})
+	big := vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, make([]byte, 60000)))
+	send(t, "127.0.0.1", c.Addr(), big)
+	waitReceived(t, c, 1)
+	stop()
+	st := c.Stats()
+	if st.Drops["socket_truncated"] != 0 || st.Written != 1 {
+		t.Errorf("a %d-byte datagram: stats %+v", len(big), st)
+	}
+}
+
 // TestIPv6Listener: an IPv6 socket receives from IPv6 mirror sources and
 // names their interface blocks after the IPv6 address.
 func TestIPv6Listener(t *testing.T) {
