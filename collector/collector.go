@@ -207,6 +207,9 @@ type Collector struct {
 	drops       [numReasons]*metrics.Counter
 	received    *metrics.Counter
 	socketDrops *metrics.Counter
+	// written and writtenBytes count for the whole run, also the packets of
+	// series since forgotten (idle, renamed), whose counters went with them.
+	written, writtenBytes atomic.Uint64
 	rotateReq   chan struct{}
 	post        sync.WaitGroup
 	running     atomic.Int32
@@ -746,8 +749,7 @@ func (c *Collector) Stats() Stats {
 		ss := SessionStats{VNI: s.key.ID, Protocol: s.key.Proto.String(), Packets: s.packets.Get(), Bytes: s.bytes.Get(),
 			Files: s.files.Get(), Truncated: s.cut.Get()}
 		st.Sessions[s.name] = ss
-		st.Written += ss.Packets
-		st.Bytes += ss.Bytes
 	}
+	st.Written, st.Bytes = c.written.Load(), c.writtenBytes.Load()
 	return st
 }

@@ -226,6 +226,11 @@ func TestIdleSessionFreesSlot(t *testing.T) {
 	if got := files(t, out); len(got) != 6 { // known, 1, 2, 3, then 5000 and 1 again
 		t.Errorf("files %v", got)
 	}
+	// The evicted series' packets count still: the run wrote 6 packets
+	// (Written summed only the series in memory, so the stop log said 3).
+	if st.Written != 6 {
+		t.Errorf("Written %d after evictions, want 6", st.Written)
+	}
 }
 
 // TestSymlinkSessionDir: a session directory replaced by a symbolic link

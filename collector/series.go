@@ -166,6 +166,8 @@ func (s *series) writeLocked(src netip.Addr, tsNanos int64, fr *Frame) Reason {
 	if s.c.out == nil { // live outputs only
 		s.packets.Inc()
 		s.bytes.Add(len(fr.Inner))
+		s.c.written.Add(1)
+		s.c.writtenBytes.Add(uint64(len(fr.Inner)))
 		return ReasonNone
 	}
 	if s.failed {
@@ -361,6 +363,8 @@ func (s *series) flushLocked() error {
 	// Packets count as written once they are in the file.
 	s.packets.Add(pkts)
 	s.bytes.Add(s.pendBytes)
+	s.c.written.Add(uint64(pkts))
+	s.c.writtenBytes.Add(uint64(s.pendBytes))
 	s.cut.Add(s.pendCut)
 	s.pendPkts, s.pendBytes, s.pendCut = 0, 0, 0
 	if s.failing && pkts > 0 {
