@@ -338,6 +338,18 @@ func TestScaleOutBGP(t *testing.T) {
 	if err != nil || !strings.Contains(status, "10.99.0.1/32 announced") || !strings.Contains(status, "established") {
 		t.Errorf("lb status does not show the session and the announcement: %v\n%s", err, status)
 	}
+	// A node started with --metrics-listen, not its file's metrics.listen:
+	// status is told the same (it could only ask the file's address).
+	moved := filepath.Join(l.dir, "lb1-moved.yaml")
+	b, _ := os.ReadFile(filepath.Join(l.dir, "lb1.yaml"))
+	if err := os.WriteFile(moved, []byte(strings.Replace(string(b), "127.0.0.1:9190", "127.0.0.1:1", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	status, err = l.lab.Host("lb1").Run(l.bin, "lb", "status", "--config", moved, "--metrics-listen", "127.0.0.1:9190",
+		"--pin-path", l.pins[0], "--interval", "10ms")
+	if err != nil || !strings.Contains(status, "10.99.0.1/32 announced") {
+		t.Errorf("lb status --metrics-listen does not read the running node: %v\n%s", err, status)
+	}
 
 	// Node 3 dies under a steady stream: its link goes down (no FIN or RST
 	// reaches the router) and the process gets SIGKILL. What ECMP sends

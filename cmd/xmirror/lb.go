@@ -53,7 +53,8 @@ func lbCommand() *cli.Command {
 				Usage:     "print listener, mode, backends, their traffic and rates from the pinned maps",
 				ArgsUsage: " ",
 				Flags: []cli.Flag{pinFlag, cfgFlag,
-					&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "measure rates over `D`"}},
+					&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "measure rates over `D`"},
+					&cli.StringFlag{Name: "metrics-listen", Usage: "read the BGP state from the running lb's /metrics at `ADDR` (default metrics.listen of --config; give the --metrics-listen it was started with)"}},
 				Action: runLBStatus,
 			},
 			{
@@ -433,7 +434,7 @@ func writeBGPStatus(c *cli.Context) error {
 	}
 	w := c.App.Writer
 	g := cfg.LoadBalancer.BGP
-	addr := cfg.Metrics.Listen
+	addr := metricsListen(c, cfg.Metrics.Listen)
 	if addr == "" || addr == config.MetricsOff {
 		fmt.Fprintln(w, "bgp: metrics.listen is off, so the running process cannot be asked")
 		return nil
