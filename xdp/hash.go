@@ -118,18 +118,22 @@ const (
 	innerFull  = int(lbLbInnerKindLB_INNER_FULL)
 )
 
+// parseEth mirrors lb_parse_eth: Ethernet and at most two VLAN tags.
 func parseEth(b []byte) (l3 int, proto uint16, ok bool) {
 	if len(b) < 14 {
 		return 0, 0, false
 	}
 	proto = binary.BigEndian.Uint16(b[12:])
 	l3 = 14
-	if proto == 0x8100 || proto == 0x88a8 {
-		if len(b) < 18 {
+	for range 2 {
+		if proto != 0x8100 && proto != 0x88a8 {
+			break
+		}
+		if len(b) < l3+4 {
 			return 0, 0, false
 		}
-		proto = binary.BigEndian.Uint16(b[16:])
-		l3 = 18
+		proto = binary.BigEndian.Uint16(b[l3+2:])
+		l3 += 4
 	}
 	return l3, proto, true
 }

@@ -32,8 +32,9 @@ struct lb_vlan_hdr {
 	__be16 proto;
 };
 
-/* parse_eth skips Ethernet and at most one VLAN tag. Returns the EtherType
- * (network order) and sets *l3, or 0 when the frame is truncated. */
+/* parse_eth skips Ethernet and at most two VLAN tags (802.1Q, or QinQ:
+ * 802.1ad or 802.1Q outside 802.1Q), as the collector does. Returns the
+ * EtherType (network order) and sets *l3, or 0 when the frame is truncated. */
 static __always_inline __be16 lb_parse_eth(void *data, void *data_end, void **l3)
 {
 	struct ethhdr *eth = data;
@@ -43,9 +44,12 @@ static __always_inline __be16 lb_parse_eth(void *data, void *data_end, void **l3
 		return 0;
 	proto = eth->h_proto;
 	*l3 = eth + 1;
-	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
 		struct lb_vlan_hdr *vh = *l3;
 
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
 		if ((void *)(vh + 1) > data_end)
 			return 0;
 		proto = vh->proto;
