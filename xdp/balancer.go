@@ -345,7 +345,10 @@ func (b *Balancer) backendRows(cfg *config.LoadBalancer) ([]lbLbBackend, []table
 				row.Flags |= backendFailing
 			}
 			tbs = append(tbs, tableBackend{ID: id, Key: k, Weight: be.Weight})
-			state.ready = state.ready || be.Weight > 0
+			// Until its first check answers, a backend gets traffic (it is
+			// assumed healthy) but does not make the node ready: with bgp
+			// that would announce a node that may serve nothing.
+			state.ready = state.ready || (be.Weight > 0 && b.checked(cfg, k))
 		}
 		rows[id] = row
 	}
@@ -410,6 +413,12 @@ func (b *Balancer) flip(active, idle uint32) error {
 		return fmt.Errorf("switch active slot: %w", err)
 	}
 	return nil
+}
+
+// checked: the backend's health is known, or not checked at all.
+func (b *Balancer) checked(cfg *config.LoadBalancer, key string) bool {
+	_, known := b.healthy[key]
+	return known || !cfg.HealthCheck.Enabled
 }
 
 func (b *Balancer) isHealthy(key string) bool {

@@ -149,14 +149,17 @@ func (h *healthChecker) set(key, name string, ok bool, cause error) {
 	if h.ctx.Err() != nil {
 		return
 	}
+	_, known := b.healthy[key]
 	prev := b.isHealthy(key)
 	b.healthy[key] = ok
-	if prev == ok {
+	// A first answer matters even when it agrees with the assumption
+	// (healthy until checked): only now may the node say it is ready.
+	if known && prev == ok {
 		return
 	}
-	if ok {
+	if ok && !prev {
 		slog.Info("backend healthy", "backend", name, "address", key)
-	} else {
+	} else if !ok {
 		slog.Warn("backend unhealthy", "backend", name, "address", key, "err", cause)
 	}
 	if b.cfg != nil {

@@ -566,3 +566,48 @@ func TestRestartAfterInterfaceRecreated(t *testing.T) {
 		t.Errorf("no program on xl0 re-created while running:\n%s\n%s", link, second.Output())
 	}
 }
+
+// TestNotReadyBeforeFirstCheck: with health checks on, a node is ready
+// (/healthz, and with bgp the announcement) only once a check has found a
+// weighted backend healthy, or every backend has its first answer: a node
+// whose probes hang announced the VIP at start and sat in ECMP until the
+// first timeout, though it could serve nothing (all_unhealthy: drop).
+func TestNotReadyBeforeFirstCheck(t *testing.T) {
+	lab := labtest.ForTest(t,
+		netlab.HostSpec{Name: "lb", Addrs: []string{"10.0.0.1/24"}, PeerXDP: true},
+		netlab.HostSpec{Name: "b1", Addrs: []string{"10.0.0.11/24"}},
+	)
+	bin := labtest.XmirrorBinary(t)
+	h, b1 := lab.Host("lb"), lab.Host("b1")
+	// b1's health port swallows the probes: each one hangs to its timeout.
+	if out, err := b1.Run("nft", "add table ip hc; add chain ip hc in { type filter hook input priority 0; }; add rule ip hc in tcp dport 9091 drop"); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	cfg := filepath.Join(t.TempDir(), "lb.yaml")
+	yaml := `load_balancer:
+  listener: {name: l, vip: 10.0.0.1, port: 4789, interfaces: [eth0]}
+  backends: [{name: target-01, address: 10.0.0.11, port: 4789}]
+  health_check: {enabled: true, type: tcp, port: 9091, interval: 5s, timeout: 3s, all_unhealthy: drop}
+metrics: {listen: 127.0.0.1:9190}
+`
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := h.Start(bin, "lb", "--config", cfg, "--pin-path", testPinPath(t), "--detach-on-exit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { p.Signal(syscall.SIGTERM); <-p.Done() }()
+	waitLog(t, p, "load balancer running", 1)
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if code := httpStatus(h, "/healthz"); code == 200 {
+			t.Fatalf("ready while the first health check still waits:\n%s", p.Output())
+		}
+	}
+	// The check times out: b1 is unhealthy, and with all_unhealthy: drop the
+	// node stays not ready.
+	waitLog(t, p, "backend unhealthy", 1)
+	if code := httpStatus(h, "/healthz"); code != 503 {
+		t.Errorf("/healthz %d with the only backend unhealthy (drop), want 503", code)
+	}
+}
