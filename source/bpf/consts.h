@@ -84,6 +84,8 @@ enum xm_wire {
 	XM_ETH_P_8021Q = 0x8100,
 	XM_ETH_P_8021AD = 0x88A8,
 	XM_VLAN_HLEN = 4,
+	/* A VLAN tag sits behind the two MAC addresses. */
+	XM_ETH_ADDRS_LEN = 12,
 	/* The outer IPv4 DSCP of every mirrored packet: Lower Effort (RFC
 	 * 8622), which is what mirrored traffic is, and the mark by which
 	 * every xmirror source recognises mirrored traffic and never mirrors
