@@ -71,6 +71,27 @@ func TestContract(t *testing.T) {
 			t.Errorf("struct %s is %d bytes, Go reads %d", c.name, st.Size, c.goLen)
 		}
 	}
+	// The perf datapath puts a tag in metadata back from these (appendTagged).
+	var smp *btf.Struct
+	if err := spec.Types.TypeByName("sample", &smp); err != nil {
+		t.Fatal(err)
+	}
+	goOff := map[string]uintptr{
+		"caplen":     unsafe.Offsetof(sourceSample{}.Caplen),
+		"vlan_proto": unsafe.Offsetof(sourceSample{}.VlanProto),
+		"vlan_tci":   unsafe.Offsetof(sourceSample{}.VlanTci),
+	}
+	for _, m := range smp.Members {
+		if off, ok := goOff[m.Name]; ok {
+			if uintptr(m.Offset.Bytes()) != off {
+				t.Errorf("sample.%s at byte %d, Go reads byte %d", m.Name, m.Offset.Bytes(), off)
+			}
+			delete(goOff, m.Name)
+		}
+	}
+	if len(goOff) != 0 {
+		t.Errorf("struct sample lacks %v", goOff)
+	}
 	if n := spec.Maps["xm_ring"].MaxEntries; n&(n-1) != 0 || spec.Maps["xm_ring"].Type != ebpf.RingBuf {
 		t.Errorf("xm_ring: %v of %d bytes, want a ring buffer of a power of two", spec.Maps["xm_ring"].Type, n)
 	}

@@ -109,3 +109,26 @@ func arp(t testing.TB) []byte {
 		DstHwAddress: make([]byte, 6), DstProtAddress: net.ParseIP("10.0.0.2").To4(),
 	})
 }
+
+// vtag is a VLAN tag of a frame: its TPID (802.1Q 0x8100, 802.1ad 0x88a8)
+// and VLAN id.
+type vtag struct {
+	tpid layers.EthernetType
+	vid  uint16
+}
+
+var (
+	ctag = vtag{layers.EthernetTypeDot1Q, 100}
+	stag = vtag{layers.EthernetTypeQinQ, 10}
+)
+
+// withTags is frame with tags inserted after the MAC addresses, outermost
+// first: a frame carrying them in its data, or what tcpdump shows of a
+// frame whose outer tag the kernel keeps in metadata (skb->vlan_*).
+func withTags(frame []byte, tags ...vtag) []byte {
+	out := append([]byte(nil), frame[:12]...)
+	for _, tg := range tags {
+		out = append(out, byte(tg.tpid>>8), byte(tg.tpid), byte(tg.vid>>8), byte(tg.vid))
+	}
+	return append(out, frame[12:]...)
+}

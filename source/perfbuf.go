@@ -20,7 +20,8 @@ import (
 
 // perfPath is datapath perf: the programs copy the cut frame, behind a
 // struct sample, to a per-CPU perf buffer; a goroutine puts the outer
-// headers in front (appendOuter) and sends batches through a raw IPv4
+// headers in front (appendOuter), a VLAN tag the kernel kept in metadata
+// back in the frame (appendTagged), and sends batches through a raw IPv4
 // socket.
 type perfPath struct {
 	rd       *perf.Reader
@@ -106,12 +107,17 @@ func (p *perfPath) add(b *batch, rec *perf.Record) {
 	}
 	h := (*sourceSample)(unsafe.Pointer(&raw[0]))
 	frame := raw[perfSampleLen:]
-	if int(h.Caplen) > len(frame) {
+	n := int(h.Caplen)
+	if h.VlanProto != 0 {
+		// The tag is in the header, not in the data (struct sample).
+		n = max(n-vlanLen, macsLen)
+	}
+	if n > len(frame) {
 		p.lost.Add(1)
 		return
 	}
 	key := (int(h.Session)%MaxSessions)*2 + int(h.Dir&1)
-	pkt, remote, err := p.build(b.bufs[b.n][:0], h, frame[:h.Caplen])
+	pkt, remote, err := p.build(b.bufs[b.n][:0], h, frame[:n])
 	if err != nil {
 		p.errs[key].Add(1)
 		return
@@ -126,7 +132,8 @@ func (p *perfPath) add(b *batch, rec *perf.Record) {
 }
 
 // build puts the outer headers of the sample's session and interface in
-// front of the frame; it returns the packet and the target.
+// front of the frame (its data from the sample, with the sample's tag put
+// back); it returns the packet and the target.
 func (p *perfPath) build(b []byte, h *sourceSample, frame []byte) ([]byte, uint32, error) {
 	prog := p.live.Load()
 	if prog == nil {
@@ -141,8 +148,32 @@ func (p *perfPath) build(b []byte, h *sourceSample, frame []byte) ([]byte, uint3
 		return nil, 0, errors.New("unknown interface")
 	}
 	o := outerFields{local: ifc.Local, remote: sess.Remote, ttl: sess.Ttl, sport: p.ports.sourcePort(h.Hash), vni: sess.Vni}
-	b = appendOuter(b, o, len(frame))
-	return append(b, frame...), sess.Remote, nil
+	if h.VlanProto == 0 {
+		b = appendOuter(b, o, len(frame))
+		return append(b, frame...), sess.Remote, nil
+	}
+	b = appendOuter(b, o, int(h.Caplen))
+	return appendTagged(b, frame, h.VlanProto, h.VlanTci, int(h.Caplen)), sess.Remote, nil
+}
+
+// Of an Ethernet frame: the MAC addresses, behind which a VLAN tag sits, and
+// the tag.
+const (
+	macsLen = int(sourceXmWireXM_ETH_ADDRS_LEN)
+	vlanLen = int(sourceXmWireXM_VLAN_HLEN)
+)
+
+// appendTagged appends the frame whose data is data (at least the MAC
+// addresses) with the VLAN tag proto, tci put behind the MAC addresses, as
+// tcpdump shows a frame whose tag the kernel keeps in metadata, cut to n
+// bytes.
+func appendTagged(b, data []byte, proto, tci uint16, n int) []byte {
+	start := len(b)
+	b = append(b, data[:macsLen]...)
+	b = binary.BigEndian.AppendUint16(b, proto)
+	b = binary.BigEndian.AppendUint16(b, tci)
+	b = append(b, data[macsLen:]...)
+	return b[:start+min(n, len(b)-start)]
 }
 
 func (p *perfPath) close() error {

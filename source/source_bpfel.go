@@ -88,15 +88,16 @@ type sourceRule struct {
 }
 
 type sourceSample struct {
-	_       structs.HostLayout
-	Caplen  uint32
-	Len     uint32
-	Hash    uint32
-	Ifindex uint32
-	Session uint16
-	Dir     uint8
-	Pad     uint8
-	Pad2    uint32
+	_         structs.HostLayout
+	Caplen    uint32
+	Len       uint32
+	Hash      uint32
+	Ifindex   uint32
+	Session   uint16
+	Dir       uint8
+	Pad       uint8
+	VlanProto uint16
+	VlanTci   uint16
 }
 
 type sourceSession struct {
@@ -182,13 +183,17 @@ const (
 type sourceXmWire uint32
 
 const (
-	sourceXmWireXM_OUTER_LEN   sourceXmWire = 36
-	sourceXmWireXM_VXLAN_PORT  sourceXmWire = 4789
-	sourceXmWireXM_ETH_HLEN    sourceXmWire = 14
-	sourceXmWireXM_ETH_P_IP    sourceXmWire = 2048
-	sourceXmWireXM_ETH_P_IPV6  sourceXmWire = 34525
-	sourceXmWireXM_MIRROR_DSCP sourceXmWire = 1
-	sourceXmWireXM_MIRROR_TOS  sourceXmWire = 4
+	sourceXmWireXM_OUTER_LEN     sourceXmWire = 36
+	sourceXmWireXM_VXLAN_PORT    sourceXmWire = 4789
+	sourceXmWireXM_ETH_HLEN      sourceXmWire = 14
+	sourceXmWireXM_ETH_P_IP      sourceXmWire = 2048
+	sourceXmWireXM_ETH_P_IPV6    sourceXmWire = 34525
+	sourceXmWireXM_ETH_P_8021Q   sourceXmWire = 33024
+	sourceXmWireXM_ETH_P_8021AD  sourceXmWire = 34984
+	sourceXmWireXM_VLAN_HLEN     sourceXmWire = 4
+	sourceXmWireXM_ETH_ADDRS_LEN sourceXmWire = 12
+	sourceXmWireXM_MIRROR_DSCP   sourceXmWire = 1
+	sourceXmWireXM_MIRROR_TOS    sourceXmWire = 4
 )
 
 // Names of all BPF objects in the ELF.

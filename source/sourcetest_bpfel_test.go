@@ -16,36 +16,42 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	sourcetestMapXmBuckets         = "xm_buckets"
-	sourcetestMapXmCounters        = "xm_counters"
-	sourcetestMapXmDecision        = "xm_decision"
-	sourcetestMapXmEvents          = "xm_events"
-	sourcetestMapXmHops            = "xm_hops"
-	sourcetestMapXmIfaces          = "xm_ifaces"
-	sourcetestMapXmRing            = "xm_ring"
-	sourcetestMapXmRules           = "xm_rules"
-	sourcetestMapXmSessions        = "xm_sessions"
-	sourcetestMapXmState           = "xm_state"
-	sourcetestMapXmTargets         = "xm_targets"
-	sourcetestProgXmDirectEgress   = "xm_direct_egress"
-	sourcetestProgXmDrop           = "xm_drop"
-	sourcetestProgXmReplica        = "xm_replica"
-	sourcetestProgXmSourceEgress   = "xm_source_egress"
-	sourcetestProgXmSourceIngress  = "xm_source_ingress"
-	sourcetestProgXmTestDirectPort = "xm_test_direct_port"
-	sourcetestProgXmTunnel         = "xm_tunnel"
-	sourcetestVarRecordDecision    = "record_decision"
-	sourcetestVarRingIdle          = "ring_idle"
-	sourcetestVarRingWake          = "ring_wake"
-	sourcetestVarUnusedAction      = "unused_action"
-	sourcetestVarUnusedDir         = "unused_dir"
-	sourcetestVarUnusedHashMode    = "unused_hash_mode"
-	sourcetestVarUnusedIfFlag      = "unused_if_flag"
-	sourcetestVarUnusedMark        = "unused_mark"
-	sourcetestVarUnusedRingRec     = "unused_ring_rec"
-	sourcetestVarUnusedRuleFlag    = "unused_rule_flag"
-	sourcetestVarUnusedSample      = "unused_sample"
-	sourcetestVarUnusedWire        = "unused_wire"
+	sourcetestMapXmBuckets          = "xm_buckets"
+	sourcetestMapXmCounters         = "xm_counters"
+	sourcetestMapXmDecision         = "xm_decision"
+	sourcetestMapXmEvents           = "xm_events"
+	sourcetestMapXmHops             = "xm_hops"
+	sourcetestMapXmIfaces           = "xm_ifaces"
+	sourcetestMapXmRing             = "xm_ring"
+	sourcetestMapXmRules            = "xm_rules"
+	sourcetestMapXmSessions         = "xm_sessions"
+	sourcetestMapXmState            = "xm_state"
+	sourcetestMapXmTargets          = "xm_targets"
+	sourcetestProgXmDirectEgress    = "xm_direct_egress"
+	sourcetestProgXmDrop            = "xm_drop"
+	sourcetestProgXmReplica         = "xm_replica"
+	sourcetestProgXmSourceEgress    = "xm_source_egress"
+	sourcetestProgXmSourceIngress   = "xm_source_ingress"
+	sourcetestProgXmTestDirectPort  = "xm_test_direct_port"
+	sourcetestProgXmTestVlanEgress  = "xm_test_vlan_egress"
+	sourcetestProgXmTestVlanIngress = "xm_test_vlan_ingress"
+	sourcetestProgXmTestVlanPush    = "xm_test_vlan_push"
+	sourcetestProgXmTestVlanTunnel  = "xm_test_vlan_tunnel"
+	sourcetestProgXmTunnel          = "xm_tunnel"
+	sourcetestVarRecordDecision     = "record_decision"
+	sourcetestVarRingIdle           = "ring_idle"
+	sourcetestVarRingWake           = "ring_wake"
+	sourcetestVarTestVlanPort       = "test_vlan_port"
+	sourcetestVarTestVlanTag        = "test_vlan_tag"
+	sourcetestVarUnusedAction       = "unused_action"
+	sourcetestVarUnusedDir          = "unused_dir"
+	sourcetestVarUnusedHashMode     = "unused_hash_mode"
+	sourcetestVarUnusedIfFlag       = "unused_if_flag"
+	sourcetestVarUnusedMark         = "unused_mark"
+	sourcetestVarUnusedRingRec      = "unused_ring_rec"
+	sourcetestVarUnusedRuleFlag     = "unused_rule_flag"
+	sourcetestVarUnusedSample       = "unused_sample"
+	sourcetestVarUnusedWire         = "unused_wire"
 )
 
 // loadSourcetest returns the embedded CollectionSpec for sourcetest.
@@ -90,13 +96,17 @@ type sourcetestSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sourcetestProgramSpecs struct {
-	XmDirectEgress   *ebpf.ProgramSpec `ebpf:"xm_direct_egress"`
-	XmDrop           *ebpf.ProgramSpec `ebpf:"xm_drop"`
-	XmReplica        *ebpf.ProgramSpec `ebpf:"xm_replica"`
-	XmSourceEgress   *ebpf.ProgramSpec `ebpf:"xm_source_egress"`
-	XmSourceIngress  *ebpf.ProgramSpec `ebpf:"xm_source_ingress"`
-	XmTestDirectPort *ebpf.ProgramSpec `ebpf:"xm_test_direct_port"`
-	XmTunnel         *ebpf.ProgramSpec `ebpf:"xm_tunnel"`
+	XmDirectEgress    *ebpf.ProgramSpec `ebpf:"xm_direct_egress"`
+	XmDrop            *ebpf.ProgramSpec `ebpf:"xm_drop"`
+	XmReplica         *ebpf.ProgramSpec `ebpf:"xm_replica"`
+	XmSourceEgress    *ebpf.ProgramSpec `ebpf:"xm_source_egress"`
+	XmSourceIngress   *ebpf.ProgramSpec `ebpf:"xm_source_ingress"`
+	XmTestDirectPort  *ebpf.ProgramSpec `ebpf:"xm_test_direct_port"`
+	XmTestVlanEgress  *ebpf.ProgramSpec `ebpf:"xm_test_vlan_egress"`
+	XmTestVlanIngress *ebpf.ProgramSpec `ebpf:"xm_test_vlan_ingress"`
+	XmTestVlanPush    *ebpf.ProgramSpec `ebpf:"xm_test_vlan_push"`
+	XmTestVlanTunnel  *ebpf.ProgramSpec `ebpf:"xm_test_vlan_tunnel"`
+	XmTunnel          *ebpf.ProgramSpec `ebpf:"xm_tunnel"`
 }
 
 // sourcetestMapSpecs contains maps before they are loaded into the kernel.
@@ -123,6 +133,8 @@ type sourcetestVariableSpecs struct {
 	RecordDecision *ebpf.VariableSpec `ebpf:"record_decision"`
 	RingIdle       *ebpf.VariableSpec `ebpf:"ring_idle"`
 	RingWake       *ebpf.VariableSpec `ebpf:"ring_wake"`
+	TestVlanPort   *ebpf.VariableSpec `ebpf:"test_vlan_port"`
+	TestVlanTag    *ebpf.VariableSpec `ebpf:"test_vlan_tag"`
 	UnusedAction   *ebpf.VariableSpec `ebpf:"unused_action"`
 	UnusedDir      *ebpf.VariableSpec `ebpf:"unused_dir"`
 	UnusedHashMode *ebpf.VariableSpec `ebpf:"unused_hash_mode"`
@@ -190,6 +202,8 @@ type sourcetestVariables struct {
 	RecordDecision *ebpf.Variable `ebpf:"record_decision"`
 	RingIdle       *ebpf.Variable `ebpf:"ring_idle"`
 	RingWake       *ebpf.Variable `ebpf:"ring_wake"`
+	TestVlanPort   *ebpf.Variable `ebpf:"test_vlan_port"`
+	TestVlanTag    *ebpf.Variable `ebpf:"test_vlan_tag"`
 	UnusedAction   *ebpf.Variable `ebpf:"unused_action"`
 	UnusedDir      *ebpf.Variable `ebpf:"unused_dir"`
 	UnusedHashMode *ebpf.Variable `ebpf:"unused_hash_mode"`
@@ -205,13 +219,17 @@ type sourcetestVariables struct {
 //
 // It can be passed to loadSourcetestObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sourcetestPrograms struct {
-	XmDirectEgress   *ebpf.Program `ebpf:"xm_direct_egress"`
-	XmDrop           *ebpf.Program `ebpf:"xm_drop"`
-	XmReplica        *ebpf.Program `ebpf:"xm_replica"`
-	XmSourceEgress   *ebpf.Program `ebpf:"xm_source_egress"`
-	XmSourceIngress  *ebpf.Program `ebpf:"xm_source_ingress"`
-	XmTestDirectPort *ebpf.Program `ebpf:"xm_test_direct_port"`
-	XmTunnel         *ebpf.Program `ebpf:"xm_tunnel"`
+	XmDirectEgress    *ebpf.Program `ebpf:"xm_direct_egress"`
+	XmDrop            *ebpf.Program `ebpf:"xm_drop"`
+	XmReplica         *ebpf.Program `ebpf:"xm_replica"`
+	XmSourceEgress    *ebpf.Program `ebpf:"xm_source_egress"`
+	XmSourceIngress   *ebpf.Program `ebpf:"xm_source_ingress"`
+	XmTestDirectPort  *ebpf.Program `ebpf:"xm_test_direct_port"`
+	XmTestVlanEgress  *ebpf.Program `ebpf:"xm_test_vlan_egress"`
+	XmTestVlanIngress *ebpf.Program `ebpf:"xm_test_vlan_ingress"`
+	XmTestVlanPush    *ebpf.Program `ebpf:"xm_test_vlan_push"`
+	XmTestVlanTunnel  *ebpf.Program `ebpf:"xm_test_vlan_tunnel"`
+	XmTunnel          *ebpf.Program `ebpf:"xm_tunnel"`
 }
 
 func (p *sourcetestPrograms) Close() error {
@@ -222,6 +240,10 @@ func (p *sourcetestPrograms) Close() error {
 		p.XmSourceEgress,
 		p.XmSourceIngress,
 		p.XmTestDirectPort,
+		p.XmTestVlanEgress,
+		p.XmTestVlanIngress,
+		p.XmTestVlanPush,
+		p.XmTestVlanTunnel,
 		p.XmTunnel,
 	)
 }

@@ -32,6 +32,13 @@
 #define XM_WALK_BATCH 4
 #endif
 
+/* VLAN tags in a frame's data skipped to find the IP header: 802.1Q, or
+ * 802.1ad with 802.1Q behind it (QinQ). A tag the kernel keeps in metadata
+ * (skb->vlan_present) is not in the data and does not count. */
+#ifndef XM_MAX_VLAN_TAGS
+#define XM_MAX_VLAN_TAGS 2
+#endif
+
 /* Extension headers walked in IPv6 before giving up on ports. */
 #ifndef XM_MAX_V6_EXT
 #define XM_MAX_V6_EXT 4
@@ -74,6 +81,11 @@ enum xm_wire {
 	XM_ETH_HLEN = 14,
 	XM_ETH_P_IP = 0x0800,
 	XM_ETH_P_IPV6 = 0x86DD,
+	XM_ETH_P_8021Q = 0x8100,
+	XM_ETH_P_8021AD = 0x88A8,
+	XM_VLAN_HLEN = 4,
+	/* A VLAN tag sits behind the two MAC addresses. */
+	XM_ETH_ADDRS_LEN = 12,
 	/* The outer IPv4 DSCP of every mirrored packet: Lower Effort (RFC
 	 * 8622), which is what mirrored traffic is, and the mark by which
 	 * every xmirror source recognises mirrored traffic and never mirrors

@@ -73,10 +73,14 @@ static __always_inline __u32 direct_mark(__u32 session, __u32 dir, __u32 ifindex
  * or IPv6 frame (not a GSO aggregate, which needs the ring's cut or the
  * replica's segmentation), the programs go with the process (TCX links),
  * and user space wrote the target's next hop (direct.go: resolved, with an
- * egress program that finishes the clones there). NULL: use the ring. */
+ * egress program that finishes the clones there). NULL: use the ring.
+ * Tagged frames take the ring: one with its tag in metadata would leave
+ * with it, and the driver would tag the outer frame (the ring puts it in
+ * the copy, vlan.h); one with tags in its data has skb->protocol 0x8100 or
+ * 0x88a8, and direct_push knows only an untagged Ethernet header. */
 static __always_inline struct hop *direct_hop(struct __sk_buff *skb, const struct state *st, const struct session *s)
 {
-	if (!s->direct || !st->direct || st->datapath != XM_DATAPATH_RING || skb->gso_segs > 1 ||
+	if (!s->direct || !st->direct || st->datapath != XM_DATAPATH_RING || skb->gso_segs > 1 || skb->vlan_present ||
 	    (skb->protocol != bpf_htons(XM_ETH_P_IP) && skb->protocol != bpf_htons(XM_ETH_P_IPV6)))
 		return NULL;
 	return bpf_map_lookup_elem(&xm_hops, &s->remote);
@@ -92,7 +96,7 @@ static __always_inline struct hop *direct_hop_segments(struct __sk_buff *skb, co
 {
 	__u8 doff;
 
-	if (!s->direct || !st->direct || st->datapath != XM_DATAPATH_RING || skb->gso_size == 0 ||
+	if (!s->direct || !st->direct || st->datapath != XM_DATAPATH_RING || skb->gso_size == 0 || skb->vlan_present ||
 	    skb->protocol != bpf_htons(XM_ETH_P_IP) || f->proto != IPPROTO_TCP)
 		return NULL;
 	if (bpf_skb_load_bytes(skb, f->l4 + 12, &doff, 1))

@@ -32,6 +32,7 @@
 #include "structs.h"
 #include "maps.h"
 #include "parsing.h"
+#include "vlan.h"
 #include "hash.h"
 #include "outer.h"
 #include "direct.h"
@@ -184,26 +185,37 @@ static __always_inline int over_rate(__u32 id, const struct session *s)
 	return over;
 }
 
-/* perf_put copies the sample header and the first cap bytes of the frame to
- * the perf ring of this CPU (datapath perf). */
+/* perf_put copies the sample header and the frame's data for a copy of cap
+ * bytes of a frame of len (both counting a tag in metadata) to the perf ring
+ * of this CPU (datapath perf). The helper copies only from the data, so a
+ * tag in metadata travels in the header and user space puts it in place:
+ * the data then holds the cap bytes less the tag, and at least the MAC
+ * addresses. */
 static __always_inline long perf_put(struct __sk_buff *skb, __u32 id, __u32 dir, __u32 ifindex, __u32 hash,
-				     __u32 cap)
+				     __u32 cap, __u32 len)
 {
 	struct sample smp = {};
+	__u32 data = cap;
 
+	if (skb->vlan_present) {
+		smp.vlan_proto = bpf_ntohs(skb->vlan_proto);
+		smp.vlan_tci = skb->vlan_tci;
+		data = cap > XM_ETH_ADDRS_LEN + XM_VLAN_HLEN ? cap - XM_VLAN_HLEN : XM_ETH_ADDRS_LEN;
+	}
 	smp.caplen = cap;
-	smp.len = skb->len;
+	smp.len = len;
 	smp.hash = hash;
 	smp.ifindex = ifindex;
 	smp.session = id;
 	smp.dir = dir;
-	return bpf_perf_event_output(skb, &xm_events, BPF_F_CURRENT_CPU | ((__u64)cap << 32), &smp, sizeof(smp));
+	return bpf_perf_event_output(skb, &xm_events, BPF_F_CURRENT_CPU | ((__u64)data << 32), &smp, sizeof(smp));
 }
 
 /* ring_put reserves a record of size bytes (a constant: the verifier wants
  * one per call site), writes the outer IPv4/UDP/VXLAN headers and copies the
- * first cap bytes of the frame behind them. The reader is woken only when the
- * unread data crosses ring_wake or when it sleeps without a timer. */
+ * first cap bytes of the frame behind them, a tag in metadata in place
+ * (vlan.h). The reader is woken only when the unread data crosses ring_wake
+ * or when it sleeps without a timer. */
 static __always_inline long ring_put(struct __sk_buff *skb, const struct state *st, const struct session *s,
 				     __u32 local, __u32 id, __u32 dir, __u32 hash, __u32 cap, const __u32 size)
 {
@@ -230,7 +242,8 @@ static __always_inline long ring_put(struct __sk_buff *skb, const struct state *
 	/* Bound the length again in the register the verifier checks. */
 	n = cap;
 	asm volatile("" : "+r"(n));
-	if (n > room || n < XM_ETH_HLEN || bpf_skb_load_bytes(skb, 0, (void *)(o + 1), n)) {
+	if (n > room || n < XM_ETH_HLEN ||
+	    (skb->vlan_present ? load_tagged(skb, (void *)(o + 1), n) : bpf_skb_load_bytes(skb, 0, (void *)(o + 1), n))) {
 		bpf_ringbuf_discard(r, BPF_RB_NO_WAKEUP);
 		return -1;
 	}
@@ -243,11 +256,12 @@ static __always_inline long ring_put(struct __sk_buff *skb, const struct state *
 
 /* emit hands the first snaplen bytes of the frame to user space (datapaths
  * perf and ring). Only those bytes are copied: the cost does not grow with
- * the size of a GSO packet, unlike cutting a clone. */
+ * the size of a GSO packet, unlike cutting a clone. The frame is what
+ * tcpdump shows: a tag in metadata counts (vlan.h). */
 static __always_inline void emit(struct __sk_buff *skb, const struct state *st, const struct session *s,
 				 struct counters *c, __u32 id, __u32 dir, __u32 ifindex, __u32 local, __u32 hash)
 {
-	__u32 len = skb->len;
+	__u32 len = skb->len + meta_tag_len(skb);
 	__u32 cap = len;
 	long ret;
 
@@ -276,7 +290,7 @@ static __always_inline void emit(struct __sk_buff *skb, const struct state *st, 
 				       sizeof(struct ring_rec) + 0xffff);
 	} else {
 		cap &= 0xffff;
-		ret = perf_put(skb, id, dir, ifindex, hash, cap);
+		ret = perf_put(skb, id, dir, ifindex, hash, cap, len);
 	}
 	if (ret) {
 		c->errors++;
@@ -508,8 +522,9 @@ int xm_replica(struct __sk_buff *skb)
 	return bpf_redirect(st->vxlan_ifindex, 0);
 }
 
-SEC("tc")
-int xm_tunnel(struct __sk_buff *skb)
+/* tunnel cuts a clone that reached the VXLAN device and sets its tunnel key
+ * (datapath kernel). */
+static __always_inline int tunnel(struct __sk_buff *skb)
 {
 	__u32 zero = 0;
 	struct bpf_tunnel_key key = {};
@@ -518,7 +533,7 @@ int xm_tunnel(struct __sk_buff *skb)
 	struct session *s;
 	struct counters *c;
 	struct iface *ifc;
-	__u32 skey, len, id, dir, ifindex, mark = skb->mark;
+	__u32 skey, len, tag, id, dir, ifindex, mark = skb->mark;
 
 	/* Only clones made by the source programs may leave through this device. */
 	if ((mark & XM_MARK_MAGIC_MASK) != XM_MARK_MAGIC)
@@ -542,9 +557,13 @@ int xm_tunnel(struct __sk_buff *skb)
 	/* Hash before cutting: the ports may lie beyond the cut. */
 	parse_flow(skb, &f);
 
-	len = skb->len;
+	/* The device has no VLAN tx offload: the kernel puts a tag in metadata
+	 * into the frame after this program (validate_xmit_vlan), before the
+	 * vxlan driver encapsulates it. The cut leaves room for it. */
+	tag = meta_tag_len(skb);
+	len = skb->len + tag;
 	if (s->snaplen && len > s->snaplen) {
-		if (bpf_skb_change_tail(skb, s->snaplen, 0)) {
+		if (bpf_skb_change_tail(skb, s->snaplen - tag, 0)) {
 			c->errors++;
 			return XM_TC_SHOT;
 		}
@@ -568,6 +587,12 @@ int xm_tunnel(struct __sk_buff *skb)
 	c->packets++;
 	c->bytes += len;
 	return XM_TC_OK;
+}
+
+SEC("tc")
+int xm_tunnel(struct __sk_buff *skb)
+{
+	return tunnel(skb);
 }
 
 /* xm_drop sits on the VXLAN device's ingress: the device exists to send, but

@@ -101,23 +101,27 @@ struct bucket {
 	__u64 last_ns;
 };
 
-/* Header of a perf-buffer sample (datapath perf); caplen bytes of the frame
- * follow it. */
+/* Header of a perf-buffer sample (datapath perf); the frame's data follows
+ * it: caplen bytes, or, with a VLAN tag in metadata (vlan_proto not 0),
+ * caplen less the tag but at least the MAC addresses, and user space puts
+ * the tag behind them and cuts the frame to caplen (vlan.h). */
 struct sample {
-	__u32 caplen; /* bytes of the frame in the sample */
-	__u32 len;    /* the frame's length */
+	__u32 caplen; /* bytes of the copy, a tag in metadata counted */
+	__u32 len;    /* the frame's length, a tag in metadata counted */
 	__u32 hash;   /* flow hash for the outer UDP source port */
 	__u32 ifindex;
 	__u16 session;
 	__u8 dir;
 	__u8 pad;
-	__u32 pad2;
+	__u16 vlan_proto; /* host order; 0: no tag in metadata */
+	__u16 vlan_tci;
 };
 
 /* Header of a ring-buffer record (datapath ring). The outer IPv4 packet
  * follows it, ready for a raw socket: IPv4 (DF, TTL, the interface's address;
  * ID and checksum left to the kernel), UDP (source port from the flow hash,
- * checksum 0), VXLAN (I flag, VNI), then the cut frame. */
+ * checksum 0), VXLAN (I flag, VNI), then the cut frame, a VLAN tag in
+ * metadata in place. */
 struct ring_rec {
 	__u32 pktlen; /* bytes of the outer packet */
 	__u16 session;
