@@ -210,9 +210,9 @@ type Collector struct {
 	// written and writtenBytes count for the whole run, also the packets of
 	// series since forgotten (idle, renamed), whose counters went with them.
 	written, writtenBytes atomic.Uint64
-	rotateReq   chan struct{}
-	post        sync.WaitGroup
-	running     atomic.Int32
+	rotateReq             chan struct{}
+	post                  sync.WaitGroup
+	running               atomic.Int32
 }
 
 // Stats is a snapshot of the collector's counters.
