@@ -403,7 +403,7 @@ func TestHealthChecksWithShippedExamples(t *testing.T) {
 // TYPE line before it, and xmirror_build_info is there.
 func checkMetadata(t *testing.T, who, body string) {
 	t.Helper()
-	helps, types := map[string]int{}, map[string]int{}
+	helps, types, kinds := map[string]int{}, map[string]int{}, map[string]string{}
 	samples := 0
 	for _, line := range strings.Split(strings.TrimSpace(body), "\n") {
 		f := strings.Fields(line)
@@ -418,8 +418,16 @@ func checkMetadata(t *testing.T, who, body string) {
 			}
 		case strings.HasPrefix(line, "# TYPE "):
 			types[f[2]]++
+			kinds[f[2]] = f[3]
 		case line != "" && line[0] != '#':
 			fam := line[:strings.IndexAny(line, "{ ")]
+			// a histogram's or summary's _bucket, _sum and _count samples
+			// belong to its family
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				if base, ok := strings.CutSuffix(fam, suffix); ok && (kinds[base] == "histogram" || kinds[base] == "summary") {
+					fam = base
+				}
+			}
 			if helps[fam] != 1 || types[fam] != 1 {
 				t.Errorf("%s: %s sampled after %d HELP and %d TYPE lines", who, fam, helps[fam], types[fam])
 			}

@@ -240,7 +240,10 @@ func checkForwarding(ifname string) Result {
 		r.Status, r.Detail = Fail, fmt.Sprintf("read %s: %v", p, err)
 	case strings.TrimSpace(string(cur)) == "1":
 		r.Status, r.Detail = Pass, "IPv4 forwarding is on"
-	case unix.Access(p, unix.W_OK) == nil: // EROFS on a read-only mount, root or not
+	// With the effective ids and capabilities, as the write will be made:
+	// CAP_NET_ADMIN writes a net sysctl whoever owns the process. EROFS on a
+	// read-only mount, whatever the capabilities.
+	case unix.Faccessat(unix.AT_FDCWD, p, unix.W_OK, unix.AT_EACCESS) == nil:
 		r.Status, r.Detail = Pass, "IPv4 forwarding is off: xmirror lb turns it on"
 	default:
 		r.Status, r.Detail = Fail, "IPv4 forwarding is off and "+p+" cannot be written (a container's read-only /proc/sys)"
