@@ -671,11 +671,17 @@ func checkMalformedDropped(t *testing.T, rs []*receiver, lb *netlab.Host, what s
 }
 
 // testPinPath is a fresh pin directory removed (with whatever it holds) when
-// the test ends.
+// the test ends. Not through Detach, which a running process's lock
+// refuses: cleanups run last-in first-out, so the lab kills the test's
+// processes only after this one.
 func testPinPath(t *testing.T) string {
 	t.Helper()
 	pin := fmt.Sprintf("/sys/fs/bpf/xmirror-test-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
-	t.Cleanup(func() { Detach(pin) })
+	t.Cleanup(func() {
+		if err := removePins(pin); err != nil && !os.IsNotExist(err) {
+			t.Errorf("remove the test's pins: %v", err)
+		}
+	})
 	return pin
 }
 
