@@ -18,6 +18,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/sys/unix"
+
+	"github.com/xmirror/xmirror/internal/lock"
 )
 
 // Options configure a Collector. Zero values take the defaults noted.
@@ -162,7 +164,7 @@ type Collector struct {
 	now     func() time.Time
 	section sectionInfo
 	rcv     receiver
-	locks   []*portLock            // held while the collector has its ports
+	locks   []*lock.NS             // held while the collector has its ports (receive.go)
 	addr    *net.UDPAddr           // the VXLAN input's (else the first UDP input's) address
 	bound   map[Input]*net.UDPAddr // the UDP inputs' addresses (ports given as 0 bound)
 	rcvbuf  int

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xmirror/xmirror/internal/flock"
+	"github.com/xmirror/xmirror/internal/lock"
 )
 
 // Default modes of what the collector creates: captured traffic is readable
@@ -90,7 +90,7 @@ func (d *outDir) lock(log *slog.Logger) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, unix.EWOULDBLOCK):
-		return fmt.Errorf("%w: %s is written by %s, another xmirror collect", ErrOutputDirBusy, d.path, flock.Holder(d.fd))
+		return fmt.Errorf("%w: %s is written by %s, another xmirror collect", ErrOutputDirBusy, d.path, lock.Holder(d.fd))
 	case errors.Is(err, unix.ENOLCK), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EINVAL):
 		// A filesystem without locks must not stop capturing.
 		log.Warn("output directory cannot be locked: a second collector on it would not be refused", "path", d.path, "err", err)

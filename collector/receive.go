@@ -8,7 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
-	"syscall"
+
+	"github.com/xmirror/xmirror/internal/lock"
 )
 
 // Receive modes (collector.receive, --receive).
@@ -181,14 +182,12 @@ var errSecondCollector = errors.New("another xmirror collect already receives on
 // errSecondGRE: another collector receives GRE already.
 var errSecondGRE = errors.New("another xmirror collect already receives GRE (IP protocol 47) on this address in this network namespace")
 
-// portLock is held for the life of a collector: an abstract unix socket
-// named after the UDP port (or "gre"). SO_REUSEPORT would let a second
-// collector of the same user silently take part of the traffic, and two raw
-// GRE sockets would both get every packet; the lock refuses the second
-// collector instead. The kernel frees an abstract name when the process
-// ends, however it ends, so a crash leaves nothing behind, and the name is
-// scoped to the network namespace, as the port is.
-type portLock struct{ l *net.UnixListener }
+// A port lock is held for the life of a collector: a name in the network
+// namespace (lock.NS, scoped as the port is) after the UDP port (or "gre").
+// SO_REUSEPORT would let a second collector of the same user silently take
+// part of the traffic, and two raw GRE sockets would both get every packet;
+// the lock refuses the second collector instead, and a crash leaves nothing
+// behind.
 
 // lockPort takes the lock of a UDP port and keeps it in c.locks.
 func (c *Collector) lockPort(port uint16) error {
@@ -197,14 +196,14 @@ func (c *Collector) lockPort(port uint16) error {
 }
 
 func (c *Collector) takeLock(name, what string, inUse error) error {
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: "@xmirror-collect-" + name, Net: "unix"})
+	l, err := lock.TakeNS("xmirror-collect-" + name)
+	if errors.Is(err, lock.ErrHeld) {
+		return fmt.Errorf("%s: %w", what, inUse)
+	}
 	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("%s: %w", what, inUse)
-		}
 		return fmt.Errorf("lock %s: %w", what, err)
 	}
-	c.locks = append(c.locks, &portLock{l: l})
+	c.locks = append(c.locks, l)
 	return nil
 }
 
@@ -214,8 +213,8 @@ func (c *Collector) releaseLocks() { c.releaseLocksFrom(0) }
 
 // releaseLocksFrom gives back the locks taken after the first n.
 func (c *Collector) releaseLocksFrom(n int) {
-	for _, p := range c.locks[n:] {
-		_ = p.l.Close()
+	for _, l := range c.locks[n:] {
+		l.Release()
 	}
 	c.locks = c.locks[:n]
 }

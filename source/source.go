@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/lock"
 )
 
 // Source is a running mirror source: the programs attached to the source
@@ -25,7 +26,7 @@ import (
 // namespace; call them all from the same one.
 type Source struct {
 	mu       sync.Mutex
-	inst     *instance // the network namespace is this source's
+	inst     *lock.NS // the network namespace is this source's (instance.go)
 	objs     sourceObjects
 	dp       datapath
 	watch    *watch // of the targets' health
@@ -446,7 +447,7 @@ func (s *Source) Close() error {
 	if err := s.objs.Close(); err != nil {
 		errs = append(errs, err)
 	}
-	s.inst.release()
+	s.inst.Release()
 	s.inst = nil
 	return errors.Join(errs...)
 }

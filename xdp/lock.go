@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xmirror/xmirror/internal/flock"
+	"github.com/xmirror/xmirror/internal/lock"
 )
 
 // ErrPinPathBusy means another process controls the load balancer pinned
@@ -31,7 +31,7 @@ func lockPinPath(dir string) (*pinLock, error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		defer f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is controlled by %s", ErrPinPathBusy, dir, flock.Holder(int(f.Fd())))
+			return nil, fmt.Errorf("%w: %s is controlled by %s", ErrPinPathBusy, dir, lock.Holder(int(f.Fd())))
 		}
 		return nil, fmt.Errorf("lock pin path %s: %w", dir, err)
 	}

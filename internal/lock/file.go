@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// Package flock names the process that holds a flock, so that a part refused
-// because another one holds its lock can say which.
-package flock
+// Package lock holds the two kinds of lock by which a part refuses a second
+// instance, and names the process that holds one, so that the refused part
+// can say which: an flock on a directory (the lb's pin path, the
+// collector's output directory) and a name in the network namespace (the
+// source, the collector's ports). The kernel drops both when the process
+// ends, however it ends.
+package lock
 
 import (
 	"bufio"
@@ -41,11 +45,16 @@ func Holder(fd int) string {
 		if err != nil || pid <= 0 {
 			return unknown
 		}
-		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if name := strings.TrimSpace(string(comm)); name != "" {
-			return fmt.Sprintf("pid %d (%s)", pid, name)
-		}
-		return fmt.Sprintf("pid %d", pid)
+		return describe(pid)
 	}
 	return unknown
+}
+
+// describe names process pid: "pid 123 (xmirror)", or "pid 123".
+func describe(pid int) string {
+	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if name := strings.TrimSpace(string(comm)); name != "" {
+		return fmt.Sprintf("pid %d (%s)", pid, name)
+	}
+	return fmt.Sprintf("pid %d", pid)
 }
