@@ -12,6 +12,14 @@ import (
 	"testing"
 )
 
+// oneFrameCapture is a whole pcapng file of one frame, and the frame.
+func oneFrameCapture(t *testing.T) (capture, frame []byte) {
+	t.Helper()
+	fr := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)
+	return appendNgEPB(appendNgIDB(appendNgSHB(nil, sectionInfo{Application: "xmirror"}), "127.0.0.1/vni1", "", 0),
+		0, t0.UnixNano(), fr, len(fr), nil), fr
+}
+
 // TestRecoveredFileClosePath: a .part left by kill -9 goes, once recovered
 // at the next start, the way of every closed file: compressed, counted by
 // the session's retention, handed to post_rotate. Before, it stayed
@@ -22,9 +30,7 @@ func TestRecoveredFileClosePath(t *testing.T) {
 	if err := os.Mkdir(dir, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	fr := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)
-	capture := appendNgEPB(appendNgIDB(appendNgSHB(nil, sectionInfo{Application: "xmirror"}), "127.0.0.1/vni1", "", 0),
-		0, t0.UnixNano(), fr, len(fr), nil)
+	capture, fr := oneFrameCapture(t)
 	// Two closed files of the earlier run, and its open file, killed with
 	// half a block at its end.
 	for _, name := range []string{"s-20260102T100010Z.pcapng", "s-20260102T100011Z.pcapng"} {
@@ -101,9 +107,7 @@ func TestRecoverInterruptedCompression(t *testing.T) {
 	if err := os.Mkdir(dir, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	fr := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)
-	capture := appendNgEPB(appendNgIDB(appendNgSHB(nil, sectionInfo{Application: "xmirror"}), "127.0.0.1/vni1", "", 0),
-		0, t0.UnixNano(), fr, len(fr), nil)
+	capture, _ := oneFrameCapture(t)
 	if err := os.WriteFile(filepath.Join(dir, "s-20260102T100010Z.pcapng"), capture, 0o640); err != nil {
 		t.Fatal(err)
 	}

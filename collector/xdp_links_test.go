@@ -19,18 +19,8 @@ func TestProcessXDPInterfaceRecreated(t *testing.T) {
 	lab := newColLab(t, 0)
 	mk := func() {
 		t.Helper()
-		for _, c := range []struct {
-			h    *netlab.Host
-			args []string
-		}{
-			{lab.col, []string{"link", "add", "xc0", "type", "veth", "peer", "name", "xc1", "netns", lab.sender.NS}},
-			{lab.col, []string{"addr", "add", "10.63.0.1/24", "dev", "xc0"}},
-			{lab.col, []string{"link", "set", "xc0", "up"}},
-			{lab.sender, []string{"link", "set", "xc1", "up"}},
-		} {
-			if _, err := c.h.Run("ip", c.args...); err != nil {
-				t.Fatal(err)
-			}
+		if err := lab.col.Veth("xc0", "10.63.0.1/24", lab.sender, "xc1", ""); err != nil {
+			t.Fatal(err)
 		}
 	}
 	attached := func() bool {

@@ -327,19 +327,8 @@ func TestSourceInterfaceRecreated(t *testing.T) {
 	src, test := lab.Host("source"), lab.Host("test")
 	mk := func() {
 		t.Helper()
-		for _, c := range []struct {
-			h    *netlab.Host
-			args []string
-		}{
-			{src, []string{"link", "add", "xm-a", "type", "veth", "peer", "name", "xm-b", "netns", test.NS}},
-			{src, []string{"addr", "add", "10.9.0.1/24", "dev", "xm-a"}},
-			{src, []string{"link", "set", "xm-a", "up"}},
-			{test, []string{"addr", "add", "10.9.0.2/24", "dev", "xm-b"}},
-			{test, []string{"link", "set", "xm-b", "up"}},
-		} {
-			if _, err := c.h.Run("ip", c.args...); err != nil {
-				t.Fatal(err)
-			}
+		if err := src.Veth("xm-a", "10.9.0.1/24", test, "xm-b", "10.9.0.2/24"); err != nil {
+			t.Fatal(err)
 		}
 	}
 	mk()

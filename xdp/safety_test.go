@@ -519,17 +519,8 @@ func TestRestartAfterInterfaceRecreated(t *testing.T) {
 	h, b1 := lab.Host("lb"), lab.Host("b1")
 	mk := func() {
 		t.Helper()
-		for _, c := range []struct {
-			h    *netlab.Host
-			args []string
-		}{
-			{h, []string{"link", "add", "xl0", "type", "veth", "peer", "name", "xl1", "netns", b1.NS}},
-			{h, []string{"link", "set", "xl0", "up"}},
-			{b1, []string{"link", "set", "xl1", "up"}},
-		} {
-			if _, err := c.h.Run("ip", c.args...); err != nil {
-				t.Fatal(err)
-			}
+		if err := h.Veth("xl0", "", b1, "xl1", ""); err != nil {
+			t.Fatal(err)
 		}
 	}
 	mk()

@@ -51,9 +51,10 @@ func roleOptions(role string, cfg *config.Config) syscheck.RoleOptions {
 	return o
 }
 
-// collectRoleOptions: receive xdp needs the XDP probes on the interfaces that
-// hold the listen address; auto falls back to sockets, so it needs nothing.
-// A GRE input needs CAP_NET_RAW for its raw socket.
+// collectRoleOptions: the listen address must be this host's; receive xdp
+// needs the XDP probes on the interfaces that hold it (auto falls back to
+// sockets, so it needs nothing more). A GRE input needs CAP_NET_RAW for its
+// raw socket, a TAP output CAP_NET_ADMIN and /dev/net/tun.
 func collectRoleOptions(cc config.Collector) syscheck.RoleOptions {
 	o := syscheck.RoleOptions{CollectListen: cc.Listen, CollectTap: cc.Tap != "", CollectGRE: slices.ContainsFunc(cc.Inputs, func(in config.Input) bool {
 		return in.Protocol == config.ProtocolGRE || in.Protocol == config.ProtocolERSPAN

@@ -398,3 +398,27 @@ func sanitize(s string) string {
 	}
 	return b.String()
 }
+
+// Veth links h and peer with a veth pair outside the lab's switch: name in
+// h, peerName in peer, each with its address (a prefix such as
+// "10.9.0.1/24") unless "", both up. For a test that deletes an interface
+// (`ip link del name` in h) and creates it again with the same call.
+func (h *Host) Veth(name, addr string, peer *Host, peerName, peerAddr string) error {
+	if _, err := h.Run("ip", "link", "add", name, "type", "veth", "peer", "name", peerName, "netns", peer.NS); err != nil {
+		return err
+	}
+	for _, end := range []struct {
+		h          *Host
+		name, addr string
+	}{{h, name, addr}, {peer, peerName, peerAddr}} {
+		if end.addr != "" {
+			if _, err := end.h.Run("ip", "addr", "add", end.addr, "dev", end.name); err != nil {
+				return err
+			}
+		}
+		if _, err := end.h.Run("ip", "link", "set", end.name, "up"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
