@@ -16,7 +16,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 # Debian packages the build, the tests, the demo and the benchmarks need.
 DEB_PACKAGES := clang-19 llvm-19 libbpf-dev linux-libc-dev bpftool iproute2 iputils-ping ethtool nftables bird2 \
-	procps util-linux \
+	procps util-linux mount \
 	tcpdump tshark iperf3 nginx-light libnginx-mod-stream netcat-openbsd ca-certificates git make \
 	systemd lintian prometheus
 
