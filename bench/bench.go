@@ -220,6 +220,7 @@ func (r *runner) goRound(ctx context.Context, sc *ScenarioResult, results []*Sys
 				continue
 			}
 			res.Trials = append(res.Trials, t)
+			res.Rounds = append(res.Rounds, rep)
 		}
 	}
 	for _, res := range results {

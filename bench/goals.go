@@ -22,15 +22,14 @@ func goalsFor(sc *ScenarioResult) []Goal {
 			if x == nil {
 				continue
 			}
-			v := x.Metrics["received_pps"]
 			if ceil != nil {
-				goals = append(goals, ratioGoal(name+" ≥ 90% of the XDP ceiling", v, ceil.Metrics["received_pps"], 0.9))
+				goals = append(goals, pairedGoal(name+" ≥ 90% of the XDP ceiling", x, ceil, "received_pps", 0.9))
 			}
 			if nft != nil {
-				goals = append(goals, ratioGoal(name+" ≥ 3× nftables DNAT", v, nft.Metrics["received_pps"], 3))
+				goals = append(goals, pairedGoal(name+" ≥ 3× nftables DNAT", x, nft, "received_pps", 3))
 			}
 			if ngx != nil {
-				goals = append(goals, ratioGoal(name+" ≥ 10× nginx", v, ngx.Metrics["received_pps"], 10))
+				goals = append(goals, pairedGoal(name+" ≥ 10× nginx", x, ngx, "received_pps", 10))
 			}
 			if we, ok := x.Metrics["weight_error_pct"]; ok {
 				goals = append(goals, Goal{Text: name + " weights within 1%", Met: we <= 1,
@@ -98,6 +97,23 @@ func collectorGoals(sc *ScenarioResult) []Goal {
 		goals = append(goals, g)
 	}
 	return goals
+}
+
+// pairedGoal holds x to want times ref on metric, by the median of the
+// rounds' ratios (see setRatios), and by the two medians' ratio when the
+// trials cannot be paired.
+func pairedGoal(text string, x, ref *SystemResult, metric string, want float64) Goal {
+	v, rv := x.Metrics[metric], ref.Metrics[metric]
+	per := roundRatios(x, ref, metric)
+	if len(per) == 0 {
+		return ratioGoal(text, v, rv, want)
+	}
+	r := median(per)
+	detail := fmt.Sprintf("%.2f×, the median of %d rounds", r, len(per))
+	if rr := roundRange(per); rr != "" {
+		detail += " (" + rr + ")"
+	}
+	return Goal{Text: text, Met: r >= want, Detail: detail + fmt.Sprintf("; medians %s vs %s", formatPPS(v), formatPPS(rv))}
 }
 
 func ratioGoal(text string, v, ref, want float64) Goal {

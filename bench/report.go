@@ -109,7 +109,7 @@ func markdownTable(sc *ScenarioResult) string {
 			b.WriteString("\n")
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s |", s.Name, s.Kind, ratioText(s.Ratio))
+		fmt.Fprintf(&b, "| %s | %s | %s |", s.Name, s.Kind, ratioCell(&s))
 		for _, c := range cols {
 			if v, ok := s.Metrics[metricUnits[c].name]; ok {
 				fmt.Fprintf(&b, " %s |", formatValue(v, metricUnits[c].unit))

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -189,5 +190,77 @@ func TestSourceGoals(t *testing.T) {
 		if !found {
 			t.Errorf("ring %.0f%%, mirred %.0f%%: no goal against mirred", c.ring, c.mirred)
 		}
+	}
+}
+
+// trialsByRound is a system whose trial of round r has metric value v, for
+// each pair (r, v).
+func trialsByRound(name, kind, metric string, pairs ...float64) SystemResult {
+	s := SystemResult{Name: name, Kind: kind}
+	for i := 0; i+1 < len(pairs); i += 2 {
+		s.Trials = append(s.Trials, map[string]float64{metric: pairs[i+1]})
+		s.Rounds = append(s.Rounds, int(pairs[i]))
+	}
+	s.Metrics = medians(s.Trials)
+	return s
+}
+
+// TestRoundRatios: a ratio pairs the trials of one round. The ceiling ran at
+// 10 Mpps in round 0 and 5 in rounds 1 and 2; the system, always 0.9 of it,
+// lost its round-1 trial. The two medians (5 and 6.75 Mpps) would make it
+// 1.35× the ceiling; paired by round it is 0.9× in each.
+func TestRoundRatios(t *testing.T) {
+	sc := ScenarioResult{Name: "lb", Ceiling: "xdp ceiling", Primary: "received_pps", Systems: []SystemResult{
+		trialsByRound("xdp ceiling", KindCeiling, "received_pps", 0, 10e6, 1, 5e6, 2, 5e6),
+		trialsByRound("xmirror lb (wrr)", KindXmirror, "received_pps", 0, 9e6, 2, 4.5e6),
+		trialsByRound("xmirror lb (maglev)", KindXmirror, "received_pps", 0, 8e6, 1, 4.4e6, 2, 4.6e6),
+	}}
+	sc.setRatios()
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+	if r := sc.Systems[1].Ratio; r == nil || !near(*r, 0.9) || len(sc.Systems[1].RoundRatios) != 2 {
+		t.Errorf("wrr ratio %v over rounds %v, want 0.9 over 2", r, sc.Systems[1].RoundRatios)
+	}
+	if r := sc.Systems[2].Ratio; r == nil || !near(*r, 0.88) {
+		t.Errorf("maglev ratio %v (rounds %v), want the median 0.88", r, sc.Systems[2].RoundRatios)
+	}
+	if c := ratioCell(&sc.Systems[2]); c != "0.88× (0.80–0.92)" {
+		t.Errorf("maglev cell %q", c)
+	}
+	goals := goalsFor(&sc)
+	var met []string
+	for _, g := range goals {
+		if strings.Contains(g.Text, "90% of the XDP ceiling") {
+			if g.Met {
+				met = append(met, g.Text)
+			}
+			if !strings.Contains(g.Detail, "rounds") {
+				t.Errorf("%s: detail %q does not say it pairs rounds", g.Text, g.Detail)
+			}
+		}
+	}
+	if len(met) != 1 || !strings.Contains(met[0], "wrr") {
+		t.Errorf("goals met %v, want wrr's only", met)
+	}
+	// Trials without rounds (sweeps, older reports) fall back to the medians.
+	old := ScenarioResult{Ceiling: "c", Primary: "received_pps", Systems: []SystemResult{
+		{Name: "c", Metrics: map[string]float64{"received_pps": 10}},
+		{Name: "x", Metrics: map[string]float64{"received_pps": 8}, Trials: []map[string]float64{{"received_pps": 8}}},
+	}}
+	old.setRatios()
+	if r := old.Systems[1].Ratio; r == nil || !near(*r, 0.8) {
+		t.Errorf("unpaired ratio %v, want 0.8", r)
+	}
+}
+
+// TestSourceCostsByRound: plain iperf3 ran at 10 and then 6 Gbit/s; the
+// mirror cost 20% in each round, which the two medians would not show.
+func TestSourceCostsByRound(t *testing.T) {
+	sc := ScenarioResult{Name: "source", Ceiling: "iperf3 plain", Primary: "throughput_gbps", Systems: []SystemResult{
+		trialsByRound("iperf3 plain", KindBaseline, "throughput_gbps", 0, 10, 1, 6, 2, 6),
+		trialsByRound("xmirror source (ring)", KindXmirror, "throughput_gbps", 0, 8, 1, 4.8),
+	}}
+	setCosts(&sc)
+	if c := sc.Systems[1].Metrics["cost_pct"]; math.Abs(c-20) > 1e-9 {
+		t.Errorf("cost %.2f%%, want 20%%", c)
 	}
 }

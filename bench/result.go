@@ -56,14 +56,21 @@ type ScenarioResult struct {
 
 // SystemResult is one system in a scenario.
 type SystemResult struct {
-	Name    string               `json:"name"`
-	Kind    string               `json:"kind"`
-	Skipped string               `json:"skipped,omitempty"`
-	Metrics map[string]float64   `json:"metrics,omitempty"` // medians over repetitions
-	Ratio   *float64             `json:"ratio,omitempty"`   // primary metric / the ceiling's
-	Curve   []CurvePoint         `json:"curve,omitempty"`   // loss versus offered rate
-	Trials  []map[string]float64 `json:"trials,omitempty"`
-	Errors  []string             `json:"errors,omitempty"`
+	Name    string             `json:"name"`
+	Kind    string             `json:"kind"`
+	Skipped string             `json:"skipped,omitempty"`
+	Metrics map[string]float64 `json:"metrics,omitempty"` // medians over repetitions
+	// Ratio is the primary metric against the ceiling's: the median of the
+	// rounds' ratios where both have trials of it, else of the medians.
+	Ratio *float64 `json:"ratio,omitempty"`
+	// RoundRatios are the ratios of each round both ran, in round order.
+	RoundRatios []float64            `json:"round_ratios,omitempty"`
+	Curve       []CurvePoint         `json:"curve,omitempty"` // loss versus offered rate
+	Trials      []map[string]float64 `json:"trials,omitempty"`
+	// Rounds holds the repetition each trial belongs to, so that trials of
+	// different systems taken in the same round can be paired.
+	Rounds []int    `json:"rounds,omitempty"`
+	Errors []string `json:"errors,omitempty"`
 }
 
 // CurvePoint is the median outcome at one offered rate.
@@ -129,15 +136,14 @@ func medians(trials []map[string]float64) map[string]float64 {
 	return out
 }
 
-// setRatios fills each system's ratio of the primary metric against the ceiling.
+// setRatios fills each system's ratio of the primary metric against the
+// ceiling. Where both have trials by round, the ratio is the median of the
+// rounds' ratios: the trials of one round were taken a few seconds apart,
+// while this machine's speed may change between rounds, which a ratio of the
+// two medians would count as a difference between the systems.
 func (s *ScenarioResult) setRatios() {
-	var ceil float64
-	for _, sys := range s.Systems {
-		if sys.Name == s.Ceiling && sys.Skipped == "" {
-			ceil = sys.Metrics[s.Primary]
-		}
-	}
-	if ceil <= 0 {
+	ceil := s.system(s.Ceiling)
+	if ceil == nil {
 		return
 	}
 	for i := range s.Systems {
@@ -145,11 +151,48 @@ func (s *ScenarioResult) setRatios() {
 		if sys.Skipped != "" {
 			continue
 		}
-		if v, ok := sys.Metrics[s.Primary]; ok {
-			r := v / ceil
+		if per := roundRatios(sys, ceil, s.Primary); len(per) > 0 {
+			r := median(per)
+			sys.Ratio, sys.RoundRatios = &r, per
+			continue
+		}
+		if v, ok := sys.Metrics[s.Primary]; ok && ceil.Metrics[s.Primary] > 0 {
+			r := v / ceil.Metrics[s.Primary]
 			sys.Ratio = &r
 		}
 	}
+}
+
+// roundRatios pairs the trials of sys and ref taken in the same round and
+// gives each pair's ratio of metric, in round order (nil when no round has
+// both, or the trials carry no rounds).
+func roundRatios(sys, ref *SystemResult, metric string) []float64 {
+	if len(sys.Rounds) != len(sys.Trials) || len(ref.Rounds) != len(ref.Trials) {
+		return nil
+	}
+	refBy := map[int]float64{}
+	for i, t := range ref.Trials {
+		if v, ok := t[metric]; ok && v > 0 && !math.IsInf(v, 0) {
+			refBy[ref.Rounds[i]] = v
+		}
+	}
+	var out []float64
+	for i, t := range sys.Trials {
+		v, ok := t[metric]
+		rv, rok := refBy[sys.Rounds[i]]
+		if ok && rok && !math.IsNaN(v) && !math.IsInf(v, 0) {
+			out = append(out, v/rv)
+		}
+	}
+	return out
+}
+
+// roundRange is "lo–hi" of a system's round ratios, "" with fewer than two.
+func roundRange(per []float64) string {
+	if len(per) < 2 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f–%.2f", slices.Min(per), slices.Max(per))
 }
 
 // system returns the named system, or nil.
@@ -198,6 +241,6 @@ func (s *ScenarioResult) steadinessNote() string {
 		}
 	}
 	return fmt.Sprintf("Unsteady run: the %s trials ranged from %s to %s (%.2f×), where trials on a steady machine stay within %.0f%% of each other. "+
-		"Every system was measured in the same rounds, but a ratio or goal this close to its limit may come out differently in the next run.",
-		s.Ceiling, formatValue(lo, unit), formatValue(hi, unit), hi/lo, 100*(unsteadyFactor-1))
+		"Ratios pair each system's trial with the %s trial of the same round, which cancels a change of speed between rounds but not one within a round: a ratio or goal this close to its limit may come out differently in the next run.",
+		s.Ceiling, formatValue(lo, unit), formatValue(hi, unit), hi/lo, 100*(unsteadyFactor-1), s.Ceiling)
 }

@@ -82,15 +82,30 @@ func (r *runner) scenarioSource(ctx context.Context) ScenarioResult {
 		r.ui.progress("source: %s rep %d/%d (iperf3 %ds)", runs[i].sys.name, rep+1, r.o.Reps, secs)
 		return runs[i].trial(ctx, secs)
 	})
-	if base := sc.system("iperf3 plain"); base != nil && base.Metrics["throughput_gbps"] > 0 {
-		for i := range sc.Systems {
-			s := &sc.Systems[i]
-			if s.Skipped == "" && s.Kind != KindBaseline {
-				s.Metrics["cost_pct"] = 100 * (1 - s.Metrics["throughput_gbps"]/base.Metrics["throughput_gbps"])
-			}
-		}
-	}
+	setCosts(&sc)
 	return sc
+}
+
+// setCosts gives every mirroring system its cost: how much lower its iperf3
+// throughput was than plain's, the median over the rounds of each round's
+// pair (plain's speed drifts between rounds), or from the two medians when
+// no round has both.
+func setCosts(sc *ScenarioResult) {
+	base := sc.system("iperf3 plain")
+	if base == nil || base.Metrics["throughput_gbps"] <= 0 {
+		return
+	}
+	for i := range sc.Systems {
+		s := &sc.Systems[i]
+		if s.Skipped != "" || s.Kind == KindBaseline {
+			continue
+		}
+		ratio := s.Metrics["throughput_gbps"] / base.Metrics["throughput_gbps"]
+		if per := roundRatios(s, base, "throughput_gbps"); len(per) > 0 {
+			ratio = median(per)
+		}
+		s.Metrics["cost_pct"] = 100 * (1 - ratio)
+	}
 }
 
 // sourceRun is one system of the source scenario, its lab set up and the

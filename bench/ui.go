@@ -160,7 +160,7 @@ func textTable(sc *ScenarioResult) string {
 			rows = append(rows, row)
 			continue
 		}
-		row = append(row, ratioText(s.Ratio))
+		row = append(row, ratioCell(&s))
 		for _, c := range cols {
 			if v, ok := s.Metrics[metricUnits[c].name]; ok {
 				row = append(row, formatValue(v, metricUnits[c].unit))
@@ -193,6 +193,15 @@ func textTable(sc *ScenarioResult) string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// ratioCell is a system's ratio with the range of its rounds' ratios.
+func ratioCell(s *SystemResult) string {
+	t := ratioText(s.Ratio)
+	if rr := roundRange(s.RoundRatios); rr != "" && s.Kind != KindCeiling {
+		t += " (" + rr + ")"
+	}
+	return t
 }
 
 func ratioText(r *float64) string {
