@@ -109,9 +109,9 @@ func pairedGoal(text string, x, ref *SystemResult, metric string, want float64) 
 		return ratioGoal(text, v, rv, want)
 	}
 	r := median(per)
-	detail := fmt.Sprintf("%.2f×, the median of %d rounds", r, len(per))
-	if rr := roundRange(per); rr != "" {
-		detail += " (" + rr + ")"
+	detail := fmt.Sprintf("%.2f× in its one round", r)
+	if len(per) > 1 {
+		detail = fmt.Sprintf("%.2f×, the median of %d rounds (%s)", r, len(per), roundRange(per))
 	}
 	return Goal{Text: text, Met: r >= want, Detail: detail + fmt.Sprintf("; medians %s vs %s", formatPPS(v), formatPPS(rv))}
 }
