@@ -31,6 +31,12 @@ type Balancer struct {
 	ids     map[string]uint32 // backend key (address:port) -> stable id
 	names   [MaxBackends]string
 	healthy map[string]bool // backend key -> health; absent = healthy
+	// wasDown: backends the previous run's live tables had taken out for
+	// failing their checks (recoverIDs). Until this process's own first
+	// probe of one answers, it stays out: assuming it healthy sent its
+	// share of the traffic to a dead collector for a probe timeout at every
+	// restart.
+	wasDown map[string]bool
 	links   map[string]link.Link
 	mode    string
 	hc      *healthChecker
@@ -80,6 +86,9 @@ func (b *Balancer) recoverIDs() error {
 		key := backendKey(addrFromBE(be.Addr), portFromBE(be.Port))
 		b.ids[key] = id
 		b.names[id] = cString(be.Name[:])
+		if be.Flags&backendAlive == 0 || be.Flags&backendFailing != 0 {
+			b.wasDown[key] = true
+		}
 	}
 	return nil
 }
@@ -171,6 +180,11 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 	}
 	if err := checkBackends(cfg.Backends); err != nil {
 		return err
+	}
+	if !cfg.HealthCheck.Enabled {
+		// Without checks no backend is down; with them again later, each
+		// starts as assumed healthy.
+		clear(b.wasDown)
 	}
 	if err := b.assignIDs(cfg.Backends); err != nil {
 		return err
@@ -269,6 +283,7 @@ func (b *Balancer) assignIDs(bes []config.Backend) error {
 			used[id] = true
 		} else {
 			delete(b.ids, k)
+			delete(b.wasDown, k)
 			b.names[id] = ""
 		}
 	}
@@ -421,9 +436,13 @@ func (b *Balancer) checked(cfg *config.LoadBalancer, key string) bool {
 	return known || !cfg.HealthCheck.Enabled
 }
 
+// isHealthy: the backend's last state by this process's checks; before its
+// first answer, healthy unless the previous run had found it down.
 func (b *Balancer) isHealthy(key string) bool {
-	h, ok := b.healthy[key]
-	return !ok || h
+	if h, ok := b.healthy[key]; ok {
+		return h
+	}
+	return !b.wasDown[key]
 }
 
 // listenerPort is the listener's UDP port, its protocol's when unset (0 for
