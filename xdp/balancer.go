@@ -54,6 +54,7 @@ type Balancer struct {
 	// ready: some backend takes new flows; failOpen: every weighted backend
 	// failed its checks and takes them anyway (all_unhealthy: fail-open).
 	ready, readyKnown, failOpen bool
+	waiting                     bool // tableState.waiting of the live tables
 }
 
 // Mode is the XDP attach mode in use ("" before Attach).
@@ -211,6 +212,9 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 type tableState struct {
 	ready    bool // some backend takes new flows
 	failOpen bool // every weighted backend failed its checks and takes them anyway
+	// waiting: a weighted backend in the tables has not answered its first
+	// check, so not being ready may be only a matter of time.
+	waiting bool
 }
 
 // noteState logs and reports changes of readiness and fail-open.
@@ -223,12 +227,19 @@ func (b *Balancer) noteState(s tableState) {
 		}
 	}
 	changed := !b.readyKnown || s.ready != b.ready
-	b.ready, b.failOpen, b.readyKnown = s.ready, s.failOpen, true
+	// Not ready for another reason: the first checks answered, and none
+	// found a backend to take new flows.
+	why := !s.ready && (changed || s.waiting != b.waiting)
+	b.ready, b.failOpen, b.waiting, b.readyKnown = s.ready, s.failOpen, s.waiting, true
+	switch {
+	case !why:
+	case s.waiting:
+		slog.Info("not ready: waiting for the first health check of a backend with weight")
+	default:
+		slog.Warn("no backend takes new flows (weights 0, or unhealthy with all_unhealthy: drop): not ready")
+	}
 	if !changed {
 		return
-	}
-	if !s.ready {
-		slog.Warn("no backend takes new flows (weights 0, or unhealthy with all_unhealthy: drop): not ready")
 	}
 	if b.opts.OnReady != nil {
 		b.opts.OnReady(s.ready)
@@ -364,6 +375,7 @@ func (b *Balancer) backendRows(cfg *config.LoadBalancer) ([]lbLbBackend, []table
 			// assumed healthy) but does not make the node ready: with bgp
 			// that would announce a node that may serve nothing.
 			state.ready = state.ready || (be.Weight > 0 && b.checked(cfg, k))
+			state.waiting = state.waiting || (be.Weight > 0 && !b.checked(cfg, k))
 		}
 		rows[id] = row
 	}
