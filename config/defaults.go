@@ -16,6 +16,7 @@ const (
 	MaxPacketLength         = 65535
 	MaxWeight               = 100
 	MaxMaglevSize           = 131071 // what the load balancer's maps hold (xdp.MaglevMax)
+	MaxBackends             = 64     // what the load balancer's tables hold (xdp.MaxBackends)
 	MaxReaders              = 1024
 	DefaultVXLANPort        = 4789
 	DefaultGENEVEPort       = 6081

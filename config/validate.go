@@ -375,6 +375,8 @@ func (v *validator) loadBalancer(lb *LoadBalancer) {
 	}
 	if len(lb.Backends) == 0 {
 		v.errorf(p+".backends", "needs at least one backend")
+	} else if len(lb.Backends) > MaxBackends {
+		v.errorf(p+".backends", "%d backends, at most %d", len(lb.Backends), MaxBackends)
 	}
 	v.backends(lb.Backends, lb.Listener)
 	v.healthCheck(lb.HealthCheck)
