@@ -84,10 +84,13 @@ func (h *healthChecker) update(cfg *config.LoadBalancer) {
 		}
 		ctx, cancel := context.WithCancel(h.ctx)
 		h.probers[k] = cancel
+		// A probe restarted by a reload goes on from the state its
+		// backend has: its first answer counts toward the thresholds.
+		state, known := h.b.healthy[k]
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
-			h.run(ctx, k, be, cfg.HealthCheck)
+			h.run(ctx, k, be, cfg.HealthCheck, known, state)
 		}()
 	}
 }
@@ -97,7 +100,10 @@ func (h *healthChecker) stop() {
 	h.wg.Wait()
 }
 
-func (h *healthChecker) run(ctx context.Context, key string, be config.Backend, hc config.HealthCheck) {
+// run probes one backend every interval. Until the first answer of a
+// backend whose state is not known (known false), that answer decides it;
+// after that, or from the known state, it changes after the thresholds.
+func (h *healthChecker) run(ctx context.Context, key string, be config.Backend, hc config.HealthCheck, known, state bool) {
 	interval := time.Duration(hc.Interval)
 	if interval <= 0 {
 		interval = 2 * time.Second
@@ -107,8 +113,7 @@ func (h *healthChecker) run(ctx context.Context, key string, be config.Backend, 
 		timeout = interval
 	}
 	up, down := max(hc.HealthyThreshold, 1), max(hc.UnhealthyThreshold, 1)
-	first := true
-	var state bool
+	first := !known
 	streak := 0
 	t := time.NewTicker(interval)
 	defer t.Stop()
