@@ -391,6 +391,8 @@ func TestInvalid(t *testing.T) {
 		{"backend address with port", with(lbBase, 6, "    - address: 192.168.0.6:4790"), []string{`load_balancer.backends[0].address: "192.168.0.6:4790" is not an IPv4 address: give the port in its own key (port: 4790) (line 6)`}},
 		{"backend host name", with(lbBase, 6, "    - address: collector-1.example"), []string{`load_balancer.backends[0].address: "collector-1.example" is not an IPv4 address: host names are not resolved here, give the address (line 6)`}},
 		{"vip ipv6 with port", with(lbBase, 3, "    vip: '[2001:db8::1]:4789'"), []string{`load_balancer.listener.vip: "[2001:db8::1]:4789" is not an IPv4 address (line 3)`}},
+		{"backend name duplicate", with(lbBase, 0, "    - {name: c, address: 192.168.0.7}", "    - {name: c, address: 192.168.0.8}"), []string{`load_balancer.backends[2].name: "c" is also the name of backends[1] (line 8)`}},
+		{"backend name like another's default", with(lbBase, 0, "    - {name: '192.168.0.6:4789', address: 192.168.0.7}"), []string{`load_balancer.backends[1].name: "192.168.0.6:4789" is also the name of backends[0] (line 7)`}},
 		{"backend duplicate", with(lbBase, 0, "    - {address: 192.168.0.6, port: 4789}"), []string{"load_balancer.backends[1].address: 192.168.0.6:4789 is also the address of backends[0] (line 7)"}},
 		{"backend broadcast", with(lbBase, 6, "    - address: 255.255.255.255"), []string{"load_balancer.backends[0].address: 255.255.255.255 is the broadcast address or reserved (240.0.0.0/4): backends must be unicast addresses of other hosts (line 6)"}},
 		{"backend unspecified", with(lbBase, 6, "    - address: 0.0.0.0"), []string{"load_balancer.backends[0].address: 0.0.0.0 is the unspecified address: backends must be unicast addresses of other hosts (line 6)"}},

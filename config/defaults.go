@@ -180,6 +180,11 @@ func defaultLoadBalancer(lb *LoadBalancer) {
 	for i := range lb.Backends {
 		b := &lb.Backends[i]
 		setDefault(&b.Port, lb.Listener.DefaultPort())
+		if b.Name == "" && b.Address.IsValid() {
+			// Logs, `lb status` and the metrics' backend label tell
+			// backends apart by name.
+			b.Name = b.AddrPort().String()
+		}
 		if b.weightMissing {
 			b.Weight = DefaultWeight
 			b.weightMissing = false
