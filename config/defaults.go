@@ -17,6 +17,7 @@ const (
 	MaxWeight               = 100
 	MaxMaglevSize           = 131071 // what the load balancer's maps hold (xdp.MaglevMax)
 	MaxBackends             = 64     // what the load balancer's tables hold (xdp.MaxBackends)
+	MaxBackendName          = 31     // bytes of a backend's name the load balancer's tables hold (lb_backend.name)
 	MaxReaders              = 1024
 	DefaultVXLANPort        = 4789
 	DefaultGENEVEPort       = 6081

@@ -445,7 +445,9 @@ func (v *validator) backends(backends []Backend, l Listener) {
 			// Names tell backends apart in logs, status and metrics
 			// (an address given twice is reported above, not as its
 			// default name too).
-			if j, dup := names[b.Name]; dup {
+			if len(b.Name) > MaxBackendName {
+				v.errorf(bp+".name", "%q is %d bytes, at most %d (what the load balancer's tables, `lb status` and metrics keep)", b.Name, len(b.Name), MaxBackendName)
+			} else if j, dup := names[b.Name]; dup {
 				v.errorf(bp+".name", "%q is also the name of backends[%d]", b.Name, j)
 			} else if b.Name != "" {
 				names[b.Name] = i
