@@ -119,7 +119,11 @@ func runLB(c *cli.Context) error {
 		metrics:  metricsListen(c, cfg.Metrics.Listen),
 		reloadOn: []os.Signal{syscall.SIGHUP},
 		start: func(set *metrics.Set, health func(bool)) (part, error) {
-			return startLB(path, cfg.LoadBalancer, opts, set, health)
+			p, err := startLB(path, cfg.LoadBalancer, opts, set, health)
+			if p != nil && !c.IsSet("metrics-listen") {
+				p.metricsFromFile = cfg.Metrics.Listen
+			}
+			return p, err
 		},
 	})
 }
@@ -148,6 +152,9 @@ type lbPart struct {
 	speaker      *bgp.Speaker // nil without load_balancer.bgp
 	reloads      *metrics.Counter
 	reloadErrors *metrics.Counter
+	// metricsFromFile is metrics.listen as started, when the file (not
+	// --metrics-listen) decided where /metrics is served.
+	metricsFromFile string
 
 	mu      sync.Mutex
 	missing []string // listener interfaces that are gone
@@ -282,6 +289,10 @@ func (p *lbPart) Reload(os.Signal) {
 		if next.LoadBalancer.PinPath != p.lb.PinPath || next.LoadBalancer.XDPMode != p.lb.XDPMode {
 			slog.Warn("pin_path or xdp_mode changed: only a restart applies them; other changes apply now",
 				"pin_path", p.opts.PinPath, "xdp_mode", p.opts.XDPMode)
+		}
+		if p.metricsFromFile != "" && next.Metrics.Listen != p.metricsFromFile {
+			slog.Warn("metrics.listen changed: only a restart applies it; /metrics stays where it is, other changes apply now",
+				"serving", p.metricsFromFile, "file", next.Metrics.Listen)
 		}
 		err = p.bal.Apply(next.LoadBalancer)
 	}
