@@ -37,6 +37,11 @@ type Balancer struct {
 	// share of the traffic to a dead collector for a probe timeout at every
 	// restart.
 	wasDown map[string]bool
+	// pending: backends a reload added while health checks ran, whose first
+	// check has not answered. While another weighted backend takes new
+	// flows they get none (assumed healthy, a collector whose host is down
+	// drew its share of the flows until its first probe timed out).
+	pending map[string]bool
 	links   map[string]link.Link
 	mode    string
 	hc      *healthChecker
@@ -160,7 +165,11 @@ func (b *Balancer) activeSlot() (uint32, error) {
 func (b *Balancer) Apply(cfg *config.LoadBalancer) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	added := b.markPending(cfg)
 	if err := b.apply(cfg); err != nil {
+		for _, k := range added {
+			delete(b.pending, k)
+		}
 		return err
 	}
 	if b.hc != nil {
@@ -186,6 +195,7 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 		// Without checks no backend is down; with them again later, each
 		// starts as assumed healthy.
 		clear(b.wasDown)
+		clear(b.pending)
 	}
 	if err := b.assignIDs(cfg.Backends); err != nil {
 		return err
@@ -206,6 +216,27 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 	b.noteState(state)
 	slog.Debug("applied load balancer tables", "slot", idle, "wrr_len", slotCfg.WrrLen, "maglev_size", slotCfg.MaglevSize)
 	return nil
+}
+
+// markPending records the backends cfg adds to a running configuration
+// whose health checks run (and go on running with cfg), and returns them.
+func (b *Balancer) markPending(cfg *config.LoadBalancer) []string {
+	if b.hc == nil || b.cfg == nil || !b.cfg.HealthCheck.Enabled || !cfg.HealthCheck.Enabled {
+		return nil
+	}
+	had := make(map[string]bool, len(b.cfg.Backends))
+	for _, be := range b.cfg.Backends {
+		had[backendKey(be.Address, be.Port)] = true
+	}
+	var added []string
+	for _, be := range cfg.Backends {
+		k := backendKey(be.Address, be.Port)
+		if _, known := b.healthy[k]; !had[k] && !known {
+			b.pending[k] = true
+			added = append(added, k)
+		}
+	}
+	return added
 }
 
 // tableState is what a table change means for new flows.
@@ -295,6 +326,7 @@ func (b *Balancer) assignIDs(bes []config.Backend) error {
 		} else {
 			delete(b.ids, k)
 			delete(b.wasDown, k)
+			delete(b.pending, k)
 			b.names[id] = ""
 		}
 	}
@@ -358,6 +390,7 @@ func (b *Balancer) backendRows(cfg *config.LoadBalancer) ([]lbLbBackend, []table
 	rows := make([]lbLbBackend, MaxBackends)
 	var tbs []tableBackend
 	state := tableState{failOpen: b.allWeightedDown(cfg)}
+	hold := b.holdPending(cfg)
 	for _, be := range cfg.Backends {
 		k := backendKey(be.Address, be.Port)
 		id := b.ids[k]
@@ -365,7 +398,9 @@ func (b *Balancer) backendRows(cfg *config.LoadBalancer) ([]lbLbBackend, []table
 		row := lbLbBackend{Addr: addrToBE(be.Address), Port: portToBE(be.Port), Weight: uint8(be.Weight)}
 		row.CsumIp, row.CsumUdp = csumDiffs(cfg.Listener.VIP, listenerPort(cfg), be.Address, be.Port)
 		copy(row.Name[:len(row.Name)-1], toInt8(be.Name))
-		if healthy := b.isHealthy(k); healthy || state.failOpen {
+		if hold && b.pending[k] {
+			row.Flags = backendPending
+		} else if healthy := b.isHealthy(k); healthy || state.failOpen {
 			row.Flags = backendAlive
 			if !healthy {
 				row.Flags |= backendFailing
@@ -380,6 +415,21 @@ func (b *Balancer) backendRows(cfg *config.LoadBalancer) ([]lbLbBackend, []table
 		rows[id] = row
 	}
 	return rows, tbs, state
+}
+
+// holdPending: backends added by a reload wait for their first check,
+// because a weighted backend that is not waiting takes new flows.
+func (b *Balancer) holdPending(cfg *config.LoadBalancer) bool {
+	if len(b.pending) == 0 {
+		return false
+	}
+	for _, be := range cfg.Backends {
+		k := backendKey(be.Address, be.Port)
+		if be.Weight > 0 && !b.pending[k] && b.isHealthy(k) {
+			return true
+		}
+	}
+	return false
 }
 
 // allWeightedDown: health checks found every backend with weight unhealthy

@@ -40,6 +40,7 @@ const (
 
 	backendAlive   = uint8(lbLbBackendFlagLB_BACKEND_ALIVE)
 	backendFailing = uint8(lbLbBackendFlagLB_BACKEND_FAILING)
+	backendPending = uint8(lbLbBackendFlagLB_BACKEND_PENDING)
 
 	hashSeed     = uint32(lbLbHashSeedLB_HASH_SEED)
 	hashSeedFrag = uint32(lbLbHashSeedLB_HASH_SEED_FRAG)

@@ -61,6 +61,7 @@ func (h *healthChecker) update(cfg *config.LoadBalancer) {
 			delete(h.probers, k)
 			delete(h.b.healthy, k)
 		}
+		clear(h.b.pending)
 		return
 	}
 	changed := h.hc != cfg.HealthCheck
@@ -157,6 +158,12 @@ func (h *healthChecker) set(key, name string, ok bool, cause error) {
 	_, known := b.healthy[key]
 	prev := b.isHealthy(key)
 	b.healthy[key] = ok
+	// A backend a reload added was held out of the tables until this, its
+	// first answer.
+	if b.pending[key] {
+		delete(b.pending, key)
+		known, prev = false, !ok
+	}
 	// A first answer matters even when it agrees with the assumption
 	// (healthy until checked): only now may the node say it is ready.
 	if known && prev == ok {

@@ -81,3 +81,40 @@ func TestNotReadyLogAfterFirstChecks(t *testing.T) {
 		t.Errorf("log %q: want the wait, then the warning", out)
 	}
 }
+
+// TestPendingHeldOnlyWhileOthersServe: a backend a reload added waits for
+// its first check only while another weighted backend takes new flows;
+// otherwise it is what there is, as at start.
+func TestPendingHeldOnlyWhileOthersServe(t *testing.T) {
+	hc := config.HealthCheck{Enabled: true, Type: "tcp", Port: 9091, AllUnhealthy: config.AllUnhealthyDrop}
+	bes := []config.Backend{
+		{Name: "old", Address: netip.MustParseAddr("10.0.0.11"), Port: 4789, Weight: 1},
+		{Name: "new", Address: netip.MustParseAddr("10.0.0.12"), Port: 4789, Weight: 1},
+	}
+	cfg := &config.LoadBalancer{Listener: config.Listener{VIP: netip.MustParseAddr("10.0.0.1"), Port: 4789}, Backends: bes, HealthCheck: hc}
+	for _, c := range []struct {
+		name    string
+		old     bool // old's health
+		inTable []string
+	}{
+		{"old healthy", true, []string{"old"}},
+		{"old unhealthy", false, []string{"new"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := &Balancer{ids: map[string]uint32{"10.0.0.11:4789": 0, "10.0.0.12:4789": 1},
+				healthy: map[string]bool{"10.0.0.11:4789": c.old}, wasDown: map[string]bool{},
+				pending: map[string]bool{"10.0.0.12:4789": true}}
+			rows, tbs, _ := b.backendRows(cfg)
+			var got []string
+			for _, tb := range tbs {
+				got = append(got, bes[tb.ID].Name)
+			}
+			if strings.Join(got, ",") != strings.Join(c.inTable, ",") {
+				t.Errorf("in the table: %v, want %v", got, c.inTable)
+			}
+			if held := rows[1].Flags&backendPending != 0; held != c.old {
+				t.Errorf("new held (pending flag) %v, want %v", held, c.old)
+			}
+		})
+	}
+}

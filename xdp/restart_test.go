@@ -3,12 +3,17 @@
 package xdp
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xmirror/xmirror/internal/netlab"
+	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
 // TestRestartKeepsUnhealthyOut restarts the control plane under a steady
@@ -81,4 +86,104 @@ metrics: {listen: 127.0.0.1:9190}
 		t.Fatalf("restart with target-02 down: it got %d datagrams (of %d sent, %d arrived)\nold:\n%s\nnew:\n%s",
 			n, sent, got, p.Output(), p2.Output())
 	}
+}
+
+// TestReloadNewBackendWaitsForCheck: a SIGHUP adds a collector whose host
+// does not answer (its probes hang to the timeout) to a running maglev node.
+// The new backend used to be assumed healthy until that first probe timed
+// out, so its Maglev share of the flows moved to it and was lost for the
+// timeout, then moved back. While other backends take the traffic, a
+// backend added by a reload gets flows only once its first check passes.
+func TestReloadNewBackendWaitsForCheck(t *testing.T) {
+	lab, bin, pin, rs := opsLab(t, 3)
+	lbh := lab.Host("lb")
+	for _, b := range []string{"b1", "b2"} {
+		ln := healthServer(t, lab.Host(b))
+		t.Cleanup(func() { ln.Close() })
+	}
+	if out, err := lab.Host("b3").Run("nft", "add table ip hc; add chain ip hc in { type filter hook input priority 0; }; add rule ip hc in tcp dport 9091 drop"); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	cfg := filepath.Join(t.TempDir(), "lb.yaml")
+	write := func(n int) {
+		yaml := `load_balancer:
+  listener: {name: l, vip: 10.0.0.1, port: 4789, interfaces: [eth0]}
+  algorithm: maglev
+  backends:
+`
+		for i := 1; i <= n; i++ {
+			yaml += fmt.Sprintf("    - {name: t%d, address: 10.0.0.%d}\n", i, 10+i)
+		}
+		yaml += `  health_check: {enabled: true, type: tcp, port: 9091, interval: 1s, timeout: 800ms, healthy_threshold: 2, unhealthy_threshold: 2}
+metrics: {listen: 127.0.0.1:9190}
+`
+		if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(2)
+	p := startLB(t, lbh, bin, cfg, pin, "--detach-on-exit")
+	defer func() { p.Signal(syscall.SIGTERM); <-p.Done() }()
+	snd := newSender(t, lab.Host("src"))
+	write(3)
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, p.Proc, "msg=reloaded", 1)
+	// Within the first probe's timeout.
+	if st := lbStatus(lbh, bin, pin); !strings.Contains(st, "unchecked") {
+		t.Errorf("status while t3 waits for its first check:\n%s", st)
+	}
+	resetAll(rs)
+	for f := range uint32(1000) {
+		snd.send(t, f, 0, 1)
+		if f%100 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitCount(rs, 1000, 3*time.Second)
+	if n := rs[2].count(); n != 0 {
+		t.Fatalf("t3, added by the reload and not yet checked, got %d of 1000 flows\n%s", n, p.Output())
+	}
+	// Its probe times out: it stays out. Once it answers (two good probes)
+	// it takes its share.
+	waitLog(t, p.Proc, "backend unhealthy", 1)
+	if out, err := lab.Host("b3").Run("nft", "delete table ip hc"); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+	ln := healthServer(t, lab.Host("b3"))
+	defer ln.Close()
+	waitLog(t, p.Proc, "backend healthy", 1)
+	resetAll(rs)
+	for f := range uint32(1000) {
+		snd.send(t, f, 0, 2)
+		if f%100 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitCount(rs, 1000, 3*time.Second)
+	if n := rs[2].count(); n < 200 || n > 450 {
+		t.Errorf("t3 healthy: %d of 1000 flows, want about a third", n)
+	}
+}
+
+// opsLab builds a mirror source (10.0.0.230), the load balancer
+// (10.0.0.1) and n backends (10.0.0.11 on) on one bridge, with a VXLAN
+// receiver on each backend, and returns the xmirror binary and a pin path.
+func opsLab(t *testing.T, n int) (*netlab.Lab, string, string, []*receiver) {
+	specs := []netlab.HostSpec{
+		{Name: "src", Addrs: []string{"10.0.0.230/24"}},
+		{Name: "lb", Addrs: []string{"10.0.0.1/24"}, GRO: true, PeerXDP: true},
+	}
+	for i := 1; i <= n; i++ {
+		specs = append(specs, netlab.HostSpec{Name: fmt.Sprintf("b%d", i), Addrs: []string{fmt.Sprintf("10.0.0.%d/24", 10+i)}})
+	}
+	lab := labtest.ForTest(t, specs...)
+	bin := labtest.XmirrorBinary(t)
+	pin := testPinPath(t)
+	var rs []*receiver
+	for i := 1; i <= n; i++ {
+		rs = append(rs, listenVXLAN(t, lab.Host(fmt.Sprintf("b%d", i))))
+	}
+	return lab, bin, pin, rs
 }

@@ -402,6 +402,8 @@ func runLBStatus(c *cli.Context) error {
 		health := "healthy"
 		if b.FailOpen {
 			health = "failing (fail-open)"
+		} else if b.Pending {
+			health = "unchecked (no new flows yet)"
 		} else if !b.Healthy {
 			health = "down"
 		}
