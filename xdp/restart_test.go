@@ -187,3 +187,49 @@ func opsLab(t *testing.T, n int) (*netlab.Lab, string, string, []*receiver) {
 	}
 	return lab, bin, pin, rs
 }
+
+// TestRestartWithOtherInterfaces: listener.interfaces changed from [eth0]
+// to [eth1] and the control plane restarted, as the docs say a change of
+// interfaces needs. The previous run's pinned link kept its program on
+// eth0, balancing with the tables of the stopped process (its own copy of
+// them, which no reload or health check reached any more) and shown
+// nowhere. The start now detaches the program from interfaces the
+// configuration no longer names.
+func TestRestartWithOtherInterfaces(t *testing.T) {
+	lab, bin, pin, _ := listenerLab(t, listenVXLAN)
+	lbh := lab.Host("lb")
+	if err := lbh.Veth("eth1", "10.9.0.1/24", lab.Host("src"), "veth9", "10.9.0.2/24"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "lb.yaml")
+	write := func(iface string) {
+		yaml := `load_balancer:
+  listener: {name: l, vip: 10.0.0.1, port: 4789, interfaces: [` + iface + `]}
+  backends: [{name: t1, address: 10.0.0.11}, {name: t2, address: 10.0.0.12}]
+  xdp_mode: generic
+metrics: {listen: 127.0.0.1:9190}
+`
+		if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("eth0")
+	p := startLB(t, lbh, bin, cfg, pin)
+	p.Signal(syscall.SIGTERM)
+	<-p.Done()
+	if attachedProg(t, lbh) == 0 {
+		t.Fatal("no program on eth0 after the first run")
+	}
+	write("eth1")
+	p = startLB(t, lbh, bin, cfg, pin, "--detach-on-exit")
+	defer func() { p.Signal(syscall.SIGTERM); <-p.Done() }()
+	if id := attachedProg(t, lbh); id != 0 {
+		t.Errorf("eth0, no longer a listener interface, still runs program %d\n%s", id, p.Output())
+	}
+	if _, err := os.Stat(filepath.Join(pin, "lb_link_eth0")); !os.IsNotExist(err) {
+		t.Errorf("the pin of eth0's link is still there: %v", err)
+	}
+	if !strings.Contains(p.Output(), "eth0") {
+		t.Errorf("the start does not say it detached eth0:\n%s", p.Output())
+	}
+}
