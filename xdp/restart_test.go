@@ -233,3 +233,79 @@ metrics: {listen: 127.0.0.1:9190}
 		t.Errorf("the start does not say it detached eth0:\n%s", p.Output())
 	}
 }
+
+// TestRestartXDPModeChange: xdp_mode changed from native to generic and
+// the control plane restarted. The pinned link keeps its mode (the restart
+// stays hitless: a link cannot change mode without a moment without the
+// program), but the restart reported the new mode: `lb status` said
+// generic while eth0 ran native, and nothing said the setting took no
+// effect. Now the status shows the mode in use, the start warns and names
+// `lb detach`, which with a start applies it.
+func TestRestartXDPModeChange(t *testing.T) {
+	lab, bin, pin, rs := listenerLab(t, listenVXLAN)
+	lbh := lab.Host("lb")
+	cfg := filepath.Join(t.TempDir(), "lb.yaml")
+	write := func(mode string) {
+		yaml := `load_balancer:
+  listener: {name: l, vip: 10.0.0.1, port: 4789, interfaces: [eth0]}
+  backends: [{name: t1, address: 10.0.0.11}, {name: t2, address: 10.0.0.12}]
+  xdp_mode: ` + mode + `
+metrics: {listen: 127.0.0.1:9190}
+`
+		if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	linkMode := func() string {
+		out, err := lbh.Run("ip", "-d", "link", "show", "eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case strings.Contains(out, "xdpgeneric"):
+			return "generic"
+		case strings.Contains(out, "prog/xdp"):
+			return "native"
+		}
+		return "none"
+	}
+	write("native")
+	p := startLB(t, lbh, bin, cfg, pin)
+	p.Signal(syscall.SIGTERM)
+	<-p.Done()
+	if m := linkMode(); m != "native" {
+		t.Fatalf("first run: %s", m)
+	}
+	write("generic")
+	p = startLB(t, lbh, bin, cfg, pin)
+	if m := linkMode(); m != "native" {
+		t.Errorf("the restart changed the pinned link's mode to %s", m)
+	}
+	if st := lbStatus(lbh, bin, pin); !strings.Contains(st, "xdp mode   native") {
+		t.Errorf("status with eth0 in native mode:\n%s", st)
+	}
+	if !strings.Contains(p.Output(), "keeps its mode") || !strings.Contains(p.Output(), "xmirror lb detach") {
+		t.Errorf("the start does not say xdp_mode took no effect:\n%s", p.Output())
+	}
+	p.Signal(syscall.SIGTERM)
+	<-p.Done()
+	if out, err := lbh.Run(bin, "lb", "detach", "--pin-path", pin); err != nil {
+		t.Fatalf("detach: %v\n%s", err, out)
+	}
+	p = startLB(t, lbh, bin, cfg, pin, "--detach-on-exit")
+	defer func() { p.Signal(syscall.SIGTERM); <-p.Done() }()
+	if m := linkMode(); m != "generic" {
+		t.Errorf("after detach and a start: %s", m)
+	}
+	if st := lbStatus(lbh, bin, pin); !strings.Contains(st, "xdp mode   generic") {
+		t.Errorf("status:\n%s", st)
+	}
+	snd := newSender(t, lab.Host("src"))
+	resetAll(rs)
+	for f := range uint32(100) {
+		snd.send(t, f, 0, 1)
+	}
+	if got := waitCount(rs, 100, 3*time.Second); got != 100 {
+		t.Errorf("forwarded %d of 100 in generic mode", got)
+	}
+}

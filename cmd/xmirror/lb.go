@@ -286,9 +286,13 @@ func (p *lbPart) Reload(os.Signal) {
 		if !slices.Equal(next.LoadBalancer.Listener.Interfaces, p.lb.Listener.Interfaces) {
 			slog.Warn("listener interfaces changed: restart to move the program; other changes apply now")
 		}
-		if next.LoadBalancer.PinPath != p.lb.PinPath || next.LoadBalancer.XDPMode != p.lb.XDPMode {
-			slog.Warn("pin_path or xdp_mode changed: only a restart applies them; other changes apply now",
-				"pin_path", p.opts.PinPath, "xdp_mode", p.opts.XDPMode)
+		if next.LoadBalancer.PinPath != p.lb.PinPath {
+			slog.Warn("pin_path changed: only a restart applies it; other changes apply now", "pin_path", p.opts.PinPath)
+		}
+		if next.LoadBalancer.XDPMode != p.lb.XDPMode {
+			// A restart takes the pinned links over in their mode.
+			slog.Warn("xdp_mode changed: the attached program keeps its mode until `xmirror lb detach` and a start; other changes apply now",
+				"xdp_mode", p.opts.XDPMode)
 		}
 		if p.metricsFromFile != "" && next.Metrics.Listen != p.metricsFromFile {
 			slog.Warn("metrics.listen changed: only a restart applies it; /metrics stays where it is, other changes apply now",
