@@ -3,8 +3,12 @@
 package xdp
 
 import (
+	"bytes"
+	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,4 +113,77 @@ func TestHealthReloadKeepsThresholds(t *testing.T) {
 		t.Fatalf("a is healthy after one or two good probes across a reload (healthy_threshold 3)")
 	}
 	waitState("127.0.0.2:4789", true)
+}
+
+// TestHealthLogNamesRenamedBackend: a SIGHUP that renames a backend (same
+// address:port) keeps its probe running; the probe's transitions were then
+// logged under the old name, which the configuration no longer had.
+func TestHealthLogNamesRenamedBackend(t *testing.T) {
+	labtest.RequireRoot(t)
+	ln, err := net.Listen("tcp4", "127.0.0.2:19392")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	defer ln.Close()
+	var buf lockedBuffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
+	defer slog.SetDefault(prev)
+	cfg := func(name string) *config.LoadBalancer {
+		return &config.LoadBalancer{
+			Listener: config.Listener{VIP: netip.MustParseAddr("10.0.0.1"), Port: 4789},
+			Backends: []config.Backend{{Name: name, Address: netip.MustParseAddr("127.0.0.2"), Port: 4789, Weight: 1}},
+			HealthCheck: config.HealthCheck{Enabled: true, Type: "tcp", Port: 19392, Interval: config.Duration(100 * time.Millisecond),
+				Timeout: config.Duration(50 * time.Millisecond), HealthyThreshold: 1, UnhealthyThreshold: 1},
+		}
+	}
+	bal, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bal.Close()
+	if err := bal.Apply(cfg("old-name")); err != nil {
+		t.Fatal(err)
+	}
+	bal.StartHealthChecks()
+	time.Sleep(200 * time.Millisecond)
+	if err := bal.Apply(cfg("new-name")); err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	for deadline := time.Now().Add(3 * time.Second); !strings.Contains(buf.String(), "backend unhealthy"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no transition logged:\n%s", buf.String())
+		}
+	}
+	if out := buf.String(); !strings.Contains(out, `msg="backend unhealthy" backend=new-name`) {
+		t.Errorf("the transition after the rename:\n%s", out)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that goroutines may log into.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -155,6 +155,14 @@ func (h *healthChecker) set(key, name string, ok bool, cause error) {
 	if h.ctx.Err() != nil {
 		return
 	}
+	// The probe outlives a rename (it is keyed by address:port).
+	if b.cfg != nil {
+		for _, be := range b.cfg.Backends {
+			if backendKey(be.Address, be.Port) == key {
+				name = be.Name
+			}
+		}
+	}
 	_, known := b.healthy[key]
 	prev := b.isHealthy(key)
 	b.healthy[key] = ok
