@@ -441,7 +441,9 @@ func (b *Balancer) allWeightedDown(cfg *config.LoadBalancer) bool {
 	}
 	weighted := false
 	for _, be := range cfg.Backends {
-		if be.Weight > 0 {
+		// A backend waiting for its first check neither keeps the others
+		// from failing open nor fails itself.
+		if be.Weight > 0 && !b.pending[backendKey(be.Address, be.Port)] {
 			if b.isHealthy(backendKey(be.Address, be.Port)) {
 				return false
 			}

@@ -93,18 +93,26 @@ func TestPendingHeldOnlyWhileOthersServe(t *testing.T) {
 	}
 	cfg := &config.LoadBalancer{Listener: config.Listener{VIP: netip.MustParseAddr("10.0.0.1"), Port: 4789}, Backends: bes, HealthCheck: hc}
 	for _, c := range []struct {
-		name    string
-		old     bool // old's health
-		inTable []string
+		name     string
+		old      bool // old's health
+		failOpen bool
+		inTable  []string
 	}{
-		{"old healthy", true, []string{"old"}},
-		{"old unhealthy", false, []string{"new"}},
+		{"old healthy", true, false, []string{"old"}},
+		{"old unhealthy, drop", false, false, []string{"new"}},
+		// Failing open sends to every weighted backend, the new one too:
+		// not all of it to a backend no check has seen.
+		{"old unhealthy, fail-open", false, true, []string{"old", "new"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			cfg := *cfg
+			if c.failOpen {
+				cfg.HealthCheck.AllUnhealthy = config.AllUnhealthyFailOpen
+			}
 			b := &Balancer{ids: map[string]uint32{"10.0.0.11:4789": 0, "10.0.0.12:4789": 1},
 				healthy: map[string]bool{"10.0.0.11:4789": c.old}, wasDown: map[string]bool{},
 				pending: map[string]bool{"10.0.0.12:4789": true}}
-			rows, tbs, _ := b.backendRows(cfg)
+			rows, tbs, _ := b.backendRows(&cfg)
 			var got []string
 			for _, tb := range tbs {
 				got = append(got, bes[tb.ID].Name)
