@@ -320,6 +320,10 @@ func (b *Balancer) assignIDs(bes []config.Backend) error {
 		want[backendKey(be.Address, be.Port)] = true
 	}
 	used := make(map[uint32]bool)
+	// Ids of backends leaving now: wrr buckets still name them, and a new
+	// backend that took one would inherit all of its flows (not its share
+	// by weight). They are taken last.
+	left := make(map[uint32]bool)
 	for k, id := range b.ids {
 		if want[k] {
 			used[id] = true
@@ -328,6 +332,7 @@ func (b *Balancer) assignIDs(bes []config.Backend) error {
 			delete(b.wasDown, k)
 			delete(b.pending, k)
 			b.names[id] = ""
+			left[id] = true
 		}
 	}
 	var fresh []uint32
@@ -336,16 +341,27 @@ func (b *Balancer) assignIDs(bes []config.Backend) error {
 		if _, ok := b.ids[k]; ok {
 			continue
 		}
-		for id := uint32(0); id < MaxBackends; id++ {
-			if !used[id] {
-				used[id] = true
-				b.ids[k] = id
-				fresh = append(fresh, id)
-				break
-			}
+		id, ok := freeID(used, left)
+		if !ok {
+			id, ok = freeID(used, nil)
+		}
+		if ok {
+			used[id] = true
+			b.ids[k] = id
+			fresh = append(fresh, id)
 		}
 	}
 	return b.zeroTraffic(fresh)
+}
+
+// freeID is the lowest id neither used nor in avoid.
+func freeID(used, avoid map[uint32]bool) (uint32, bool) {
+	for id := uint32(0); id < MaxBackends; id++ {
+		if !used[id] && !avoid[id] {
+			return id, true
+		}
+	}
+	return 0, false
 }
 
 // writeIdle is the write-the-idle-buffer phase: backends, schedule or Maglev

@@ -309,3 +309,59 @@ metrics: {listen: 127.0.0.1:9190}
 		t.Errorf("forwarded %d of 100 in generic mode", got)
 	}
 }
+
+// TestReloadReplacedBackendFlowsSpread: one SIGHUP replaces collector t3
+// (weight 10, beside two more of weight 10) with t4 of weight 1. t4 took
+// t3's backend id, so every live wrr bucket of t3 now meant t4: a third of
+// all flows went to the backend weighted 1 of 21. A backend added by a
+// reload takes an id no backend left in the same reload; t3's flows are
+// spread by the schedule like those of any backend that left.
+func TestReloadReplacedBackendFlowsSpread(t *testing.T) {
+	lab, bin, pin, rs := opsLab(t, 4)
+	cfg := filepath.Join(t.TempDir(), "lb.yaml")
+	write := func(last string) {
+		yaml := `load_balancer:
+  listener: {name: l, vip: 10.0.0.1, port: 4789, interfaces: [eth0]}
+  algorithm: wrr
+  backends:
+    - {name: t1, address: 10.0.0.11, weight: 10}
+    - {name: t2, address: 10.0.0.12, weight: 10}
+    - ` + last + `
+metrics: {listen: 127.0.0.1:9190}
+`
+		if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("{name: t3, address: 10.0.0.13, weight: 10}")
+	p := startLB(t, lab.Host("lb"), bin, cfg, pin, "--detach-on-exit")
+	defer func() { p.Signal(syscall.SIGTERM); <-p.Done() }()
+	snd := newSender(t, lab.Host("src"))
+	send := func(seq uint32) {
+		resetAll(rs)
+		for f := range uint32(2000) {
+			snd.send(t, f, 0, seq)
+			if f%100 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		if got := waitCount(rs, 2000, 3*time.Second); got != 2000 {
+			t.Fatalf("received %d of 2000", got)
+		}
+	}
+	send(0)
+	if n := rs[2].count(); n < 500 {
+		t.Fatalf("t3 got %d of 2000 flows before the reload", n)
+	}
+	write("{name: t4, address: 10.0.0.14, weight: 1}")
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, p.Proc, "msg=reloaded", 1)
+	send(1)
+	// Its share by weight is 1/21 of t3's ~667 flows, about 32.
+	t.Logf("after the reload: t1 %d, t2 %d, t4 %d flows", rs[0].count(), rs[1].count(), rs[3].count())
+	if n := rs[3].count(); n > 150 {
+		t.Errorf("t4 (weight 1 of 21) got %d of 2000 flows right after replacing t3\n%s", n, lbStatus(lab.Host("lb"), bin, pin))
+	}
+}
