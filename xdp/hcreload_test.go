@@ -92,9 +92,9 @@ func TestHealthReloadKeepsThresholds(t *testing.T) {
 	waitState("127.0.0.3:4789", true)
 
 	// a fails from now on; the reload restarts its probe at once. Three
-	// failures in a row take at least two intervals (300 ms).
+	// failures in a row take at least two intervals (600 ms).
 	a.Close()
-	if err := bal.Apply(cfg(150 * time.Millisecond)); err != nil {
+	if err := bal.Apply(cfg(300 * time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(150 * time.Millisecond)
@@ -105,10 +105,10 @@ func TestHealthReloadKeepsThresholds(t *testing.T) {
 
 	// a answers again; another reload: one good answer is not three.
 	a = up("127.0.0.2")
-	if err := bal.Apply(cfg(100 * time.Millisecond)); err != nil {
+	if err := bal.Apply(cfg(250 * time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(120 * time.Millisecond)
 	if h, _ := known("127.0.0.2:4789"); h {
 		t.Fatalf("a is healthy after one or two good probes across a reload (healthy_threshold 3)")
 	}
