@@ -4,6 +4,8 @@ package xdp
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -186,4 +188,18 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestHealthAnswerAfterRemoval: a probe's answer that arrives after a
+// reload removed its backend (the probe was in flight) is dropped. It was
+// recorded, so the backend, added again later, started from that stale
+// state: held out until healthy_threshold probes passed.
+func TestHealthAnswerAfterRemoval(t *testing.T) {
+	b := &Balancer{healthy: map[string]bool{}, wasDown: map[string]bool{}, pending: map[string]bool{},
+		cfg: &config.LoadBalancer{Backends: []config.Backend{{Name: "stays", Address: netip.MustParseAddr("10.0.0.11"), Port: 4789, Weight: 1}}}}
+	h := &healthChecker{b: b, ctx: context.Background()}
+	h.set("10.0.0.12:4789", "left", false, errors.New("timeout"))
+	if st, ok := b.healthy["10.0.0.12:4789"]; ok {
+		t.Errorf("the removed backend's state was recorded: healthy=%v", st)
+	}
 }

@@ -155,13 +155,19 @@ func (h *healthChecker) set(key, name string, ok bool, cause error) {
 	if h.ctx.Err() != nil {
 		return
 	}
-	// The probe outlives a rename (it is keyed by address:port).
+	// The probe outlives a rename (it is keyed by address:port), and an
+	// answer may arrive after a reload removed its backend: a state kept
+	// for it would greet the backend if it came back.
+	current := false
 	if b.cfg != nil {
 		for _, be := range b.cfg.Backends {
 			if backendKey(be.Address, be.Port) == key {
-				name = be.Name
+				name, current = be.Name, true
 			}
 		}
+	}
+	if !current {
+		return
 	}
 	_, known := b.healthy[key]
 	prev := b.isHealthy(key)
