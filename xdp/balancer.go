@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,7 +60,8 @@ type Balancer struct {
 	// ready: some backend takes new flows; failOpen: every weighted backend
 	// failed its checks and takes them anyway (all_unhealthy: fail-open).
 	ready, readyKnown, failOpen bool
-	waiting                     bool // tableState.waiting of the live tables
+	waiting                     bool   // tableState.waiting of the live tables
+	starved                     string // backends the last Maglev table left without an entry
 }
 
 // Mode is the XDP attach mode in use ("" before Attach).
@@ -488,8 +490,31 @@ func (b *Balancer) writeTable(slot uint32, slotCfg *lbLbSlot, tbs []tableBackend
 			return fmt.Errorf("write maglev table: %w", err)
 		}
 		slotCfg.MaglevSize = uint32(len(tab))
+		b.warnStarved(tbs, tab)
 	}
 	return nil
+}
+
+// warnStarved says when weighted backends got no entry in a Maglev table
+// too small for their weights (they get no flows while status shows them
+// healthy and weighted), once per change of that set.
+func (b *Balancer) warnStarved(tbs []tableBackend, tab []uint32) {
+	has := make(map[uint32]bool, len(tbs))
+	for _, id := range tab {
+		has[id] = true
+	}
+	var names []string
+	for _, tb := range tbs {
+		if tb.Weight > 0 && !has[tb.ID] {
+			names = append(names, b.names[tb.ID])
+		}
+	}
+	starved := strings.Join(names, ",")
+	if starved != "" && starved != b.starved {
+		slog.Warn("maglev_table_size is too small for the weights: these weighted backends have no entry and get no flows; raise it (65537 is the default)",
+			"maglev_table_size", len(tab), "backends", names)
+	}
+	b.starved = starved
 }
 
 // flip is the last phase: everything is in place in slot idle before this
