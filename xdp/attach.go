@@ -58,7 +58,11 @@ func (b *Balancer) Attach() error {
 	if err := b.apply(b.cfg); err != nil {
 		return err
 	}
-	return dropUnlistedLinks(b.opts.PinPath, b.cfg.Listener.Interfaces)
+	// Not a reason to fail a start that serves the listed interfaces.
+	if err := dropUnlistedLinks(b.opts.PinPath, b.cfg.Listener.Interfaces); err != nil {
+		slog.Error("detach from interfaces no longer in listener.interfaces (`xmirror lb detach` removes every link)", "err", err)
+	}
+	return nil
 }
 
 // dropUnlistedLinks detaches the program from interfaces a previous run
