@@ -16,6 +16,8 @@ const (
 	MaxPacketLength         = 65535
 	MaxWeight               = 100
 	MaxMaglevSize           = 131071 // what the load balancer's maps hold (xdp.MaglevMax)
+	MaxBackends             = 64     // what the load balancer's tables hold (xdp.MaxBackends)
+	MaxBackendName          = 31     // bytes of a backend's name the load balancer's tables hold (lb_backend.name)
 	MaxReaders              = 1024
 	DefaultVXLANPort        = 4789
 	DefaultGENEVEPort       = 6081
@@ -179,6 +181,11 @@ func defaultLoadBalancer(lb *LoadBalancer) {
 	for i := range lb.Backends {
 		b := &lb.Backends[i]
 		setDefault(&b.Port, lb.Listener.DefaultPort())
+		if b.Name == "" && b.Address.IsValid() {
+			// Logs, `lb status` and the metrics' backend label tell
+			// backends apart by name.
+			b.Name = b.AddrPort().String()
+		}
 		if b.weightMissing {
 			b.Weight = DefaultWeight
 			b.weightMissing = false

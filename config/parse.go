@@ -450,11 +450,24 @@ func (d *decoder) ipv4(dst *netip.Addr) field {
 	return d.text("an IPv4 address", func(s string) error {
 		a, err := netip.ParseAddr(s)
 		if err != nil || !a.Is4() {
-			return fmt.Errorf("%q is not an IPv4 address", s)
+			return notIPv4(s)
 		}
 		*dst = a
 		return nil
 	})
+}
+
+// notIPv4 says why s is no IPv4 address, with a hint for the two things
+// users write there that other keys take (a session's target): an address
+// with a port, and a host name.
+func notIPv4(s string) error {
+	if ap, err := netip.ParseAddrPort(s); err == nil && ap.Addr().Is4() {
+		return fmt.Errorf("%q is not an IPv4 address: give the port in its own key (port: %d)", s, ap.Port())
+	}
+	if validHostname(s) {
+		return fmt.Errorf("%q is not an IPv4 address: host names are not resolved here, give the address", s)
+	}
+	return fmt.Errorf("%q is not an IPv4 address", s)
 }
 
 func (d *decoder) strings(dst *[]string) field {

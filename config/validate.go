@@ -375,6 +375,8 @@ func (v *validator) loadBalancer(lb *LoadBalancer) {
 	}
 	if len(lb.Backends) == 0 {
 		v.errorf(p+".backends", "needs at least one backend")
+	} else if len(lb.Backends) > MaxBackends {
+		v.errorf(p+".backends", "%d backends, at most %d", len(lb.Backends), MaxBackends)
 	}
 	v.backends(lb.Backends, lb.Listener)
 	v.healthCheck(lb.HealthCheck)
@@ -425,6 +427,7 @@ func (v *validator) listener(l Listener) {
 func (v *validator) backends(backends []Backend, l Listener) {
 	const p = "load_balancer.backends"
 	seen := map[netip.AddrPort]int{}
+	names := map[string]int{}
 	for i, b := range backends {
 		bp := fmt.Sprintf("%s[%d]", p, i)
 		if !b.Address.IsValid() {
@@ -439,6 +442,16 @@ func (v *validator) backends(backends []Backend, l Listener) {
 			v.errorf(bp+".address", "%s is also the address of backends[%d]", b.AddrPort(), j)
 		} else {
 			seen[b.AddrPort()] = i
+			// Names tell backends apart in logs, status and metrics
+			// (an address given twice is reported above, not as its
+			// default name too).
+			if len(b.Name) > MaxBackendName {
+				v.errorf(bp+".name", "%q is %d bytes, at most %d (what the load balancer's tables, `lb status` and metrics keep)", b.Name, len(b.Name), MaxBackendName)
+			} else if j, dup := names[b.Name]; dup {
+				v.errorf(bp+".name", "%q is also the name of backends[%d]", b.Name, j)
+			} else if b.Name != "" {
+				names[b.Name] = i
+			}
 		}
 		if l.Protocol == ProtocolGRE && b.Port != 0 {
 			v.errorf(bp+".port", "%d: backends of a gre listener have no port (GRE is IP protocol 47)", b.Port)

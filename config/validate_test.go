@@ -62,3 +62,24 @@ func TestCheckFileName(t *testing.T) {
 		}
 	}
 }
+
+// TestBackendLimit: the load balancer's tables hold 64 backends. `xmirror
+// check` passed a file with 65 and `xmirror lb` then refused it at start;
+// validation now says so first, naming the key.
+func TestBackendLimit(t *testing.T) {
+	doc := func(n int) string {
+		var b strings.Builder
+		b.WriteString("load_balancer:\n  listener: {vip: 10.0.0.1, interfaces: [eth0]}\n  backends:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "    - {name: b%d, address: 10.1.%d.%d}\n", i, i/200, i%200+1)
+		}
+		return b.String()
+	}
+	if _, err := Parse([]byte(doc(64))); err != nil {
+		t.Errorf("64 backends: %v", err)
+	}
+	_, err := Parse([]byte(doc(65)))
+	if err == nil || !strings.Contains(err.Error(), "load_balancer.backends: 65 backends, at most 64") {
+		t.Errorf("65 backends: error %v", err)
+	}
+}

@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf/link"
@@ -52,7 +55,48 @@ func (b *Balancer) Attach() error {
 	b.links, b.prevProgs = a.links, a.prev
 	b.mode = mode
 	// Record the mode for `xmirror lb status` (rewrites the tables once more).
-	return b.apply(b.cfg)
+	if err := b.apply(b.cfg); err != nil {
+		return err
+	}
+	// Not a reason to fail a start that serves the listed interfaces.
+	if err := dropUnlistedLinks(b.opts.PinPath, b.cfg.Listener.Interfaces); err != nil {
+		slog.Error("detach from interfaces no longer in listener.interfaces (`xmirror lb detach` removes every link)", "err", err)
+	}
+	return nil
+}
+
+// dropUnlistedLinks detaches the program from interfaces a previous run
+// listened on and the configuration no longer names. Their pinned links
+// kept that run's program forwarding there with its own copy of the tables,
+// which no reload or health check reaches.
+func dropUnlistedLinks(pinPath string, keep []string) error {
+	if pinPath == "" {
+		return nil
+	}
+	entries, err := os.ReadDir(pinPath)
+	if err != nil {
+		return fmt.Errorf("read pin path: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		name, ok := strings.CutPrefix(e.Name(), linkPrefix)
+		if !ok || slices.Contains(keep, name) {
+			continue
+		}
+		p := filepath.Join(pinPath, e.Name())
+		l, err := link.LoadPinnedLink(p, nil)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("load pinned link of %s: %w", name, err))
+			continue
+		}
+		if err := l.Unpin(); err != nil {
+			errs = append(errs, fmt.Errorf("unpin link of %s: %w", name, err))
+		} else {
+			slog.Info("detached from an interface no longer in listener.interfaces", "interface", name)
+		}
+		l.Close()
+	}
+	return errors.Join(errs...)
 }
 
 // prepareEgress adds the egress port of every backend (and the listener

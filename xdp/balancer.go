@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +32,17 @@ type Balancer struct {
 	ids     map[string]uint32 // backend key (address:port) -> stable id
 	names   [MaxBackends]string
 	healthy map[string]bool // backend key -> health; absent = healthy
+	// wasDown: backends the previous run's live tables had taken out for
+	// failing their checks (recoverIDs). Until this process's own first
+	// probe of one answers, it stays out: assuming it healthy sent its
+	// share of the traffic to a dead collector for a probe timeout at every
+	// restart.
+	wasDown map[string]bool
+	// pending: backends a reload added while health checks ran, whose first
+	// check has not answered. While another weighted backend takes new
+	// flows they get none (assumed healthy, a collector whose host is down
+	// drew its share of the flows until its first probe timed out).
+	pending map[string]bool
 	links   map[string]link.Link
 	mode    string
 	hc      *healthChecker
@@ -48,6 +60,8 @@ type Balancer struct {
 	// ready: some backend takes new flows; failOpen: every weighted backend
 	// failed its checks and takes them anyway (all_unhealthy: fail-open).
 	ready, readyKnown, failOpen bool
+	waiting                     bool   // tableState.waiting of the live tables
+	starved                     string // backends the last Maglev table left without an entry
 }
 
 // Mode is the XDP attach mode in use ("" before Attach).
@@ -80,6 +94,9 @@ func (b *Balancer) recoverIDs() error {
 		key := backendKey(addrFromBE(be.Addr), portFromBE(be.Port))
 		b.ids[key] = id
 		b.names[id] = cString(be.Name[:])
+		if be.Flags&backendAlive == 0 || be.Flags&backendFailing != 0 {
+			b.wasDown[key] = true
+		}
 	}
 	return nil
 }
@@ -150,7 +167,11 @@ func (b *Balancer) activeSlot() (uint32, error) {
 func (b *Balancer) Apply(cfg *config.LoadBalancer) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	added := b.markPending(cfg)
 	if err := b.apply(cfg); err != nil {
+		for _, k := range added {
+			delete(b.pending, k)
+		}
 		return err
 	}
 	if b.hc != nil {
@@ -171,6 +192,12 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 	}
 	if err := checkBackends(cfg.Backends); err != nil {
 		return err
+	}
+	if !cfg.HealthCheck.Enabled {
+		// Without checks no backend is down; with them again later, each
+		// starts as assumed healthy.
+		clear(b.wasDown)
+		clear(b.pending)
 	}
 	if err := b.assignIDs(cfg.Backends); err != nil {
 		return err
@@ -193,10 +220,34 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 	return nil
 }
 
+// markPending records the backends cfg adds to a running configuration
+// whose health checks run (and go on running with cfg), and returns them.
+func (b *Balancer) markPending(cfg *config.LoadBalancer) []string {
+	if b.hc == nil || b.cfg == nil || !b.cfg.HealthCheck.Enabled || !cfg.HealthCheck.Enabled {
+		return nil
+	}
+	had := make(map[string]bool, len(b.cfg.Backends))
+	for _, be := range b.cfg.Backends {
+		had[backendKey(be.Address, be.Port)] = true
+	}
+	var added []string
+	for _, be := range cfg.Backends {
+		k := backendKey(be.Address, be.Port)
+		if _, known := b.healthy[k]; !had[k] && !known {
+			b.pending[k] = true
+			added = append(added, k)
+		}
+	}
+	return added
+}
+
 // tableState is what a table change means for new flows.
 type tableState struct {
 	ready    bool // some backend takes new flows
 	failOpen bool // every weighted backend failed its checks and takes them anyway
+	// waiting: a weighted backend in the tables has not answered its first
+	// check, so not being ready may be only a matter of time.
+	waiting bool
 }
 
 // noteState logs and reports changes of readiness and fail-open.
@@ -209,12 +260,19 @@ func (b *Balancer) noteState(s tableState) {
 		}
 	}
 	changed := !b.readyKnown || s.ready != b.ready
-	b.ready, b.failOpen, b.readyKnown = s.ready, s.failOpen, true
+	// Not ready for another reason: the first checks answered, and none
+	// found a backend to take new flows.
+	why := !s.ready && (changed || s.waiting != b.waiting)
+	b.ready, b.failOpen, b.waiting, b.readyKnown = s.ready, s.failOpen, s.waiting, true
+	switch {
+	case !why:
+	case s.waiting:
+		slog.Info("not ready: waiting for the first health check of a backend with weight")
+	default:
+		slog.Warn("no backend takes new flows (weights 0, or unhealthy with all_unhealthy: drop): not ready")
+	}
 	if !changed {
 		return
-	}
-	if !s.ready {
-		slog.Warn("no backend takes new flows (weights 0, or unhealthy with all_unhealthy: drop): not ready")
 	}
 	if b.opts.OnReady != nil {
 		b.opts.OnReady(s.ready)
@@ -264,12 +322,19 @@ func (b *Balancer) assignIDs(bes []config.Backend) error {
 		want[backendKey(be.Address, be.Port)] = true
 	}
 	used := make(map[uint32]bool)
+	// Ids of backends leaving now: wrr buckets still name them, and a new
+	// backend that took one would inherit all of its flows (not its share
+	// by weight). They are taken last.
+	left := make(map[uint32]bool)
 	for k, id := range b.ids {
 		if want[k] {
 			used[id] = true
 		} else {
 			delete(b.ids, k)
+			delete(b.wasDown, k)
+			delete(b.pending, k)
 			b.names[id] = ""
+			left[id] = true
 		}
 	}
 	var fresh []uint32
@@ -278,16 +343,27 @@ func (b *Balancer) assignIDs(bes []config.Backend) error {
 		if _, ok := b.ids[k]; ok {
 			continue
 		}
-		for id := uint32(0); id < MaxBackends; id++ {
-			if !used[id] {
-				used[id] = true
-				b.ids[k] = id
-				fresh = append(fresh, id)
-				break
-			}
+		id, ok := freeID(used, left)
+		if !ok {
+			id, ok = freeID(used, nil)
+		}
+		if ok {
+			used[id] = true
+			b.ids[k] = id
+			fresh = append(fresh, id)
 		}
 	}
 	return b.zeroTraffic(fresh)
+}
+
+// freeID is the lowest id neither used nor in avoid.
+func freeID(used, avoid map[uint32]bool) (uint32, bool) {
+	for id := uint32(0); id < MaxBackends; id++ {
+		if !used[id] && !avoid[id] {
+			return id, true
+		}
+	}
+	return 0, false
 }
 
 // writeIdle is the write-the-idle-buffer phase: backends, schedule or Maglev
@@ -332,6 +408,7 @@ func (b *Balancer) backendRows(cfg *config.LoadBalancer) ([]lbLbBackend, []table
 	rows := make([]lbLbBackend, MaxBackends)
 	var tbs []tableBackend
 	state := tableState{failOpen: b.allWeightedDown(cfg)}
+	hold := b.holdPending(cfg)
 	for _, be := range cfg.Backends {
 		k := backendKey(be.Address, be.Port)
 		id := b.ids[k]
@@ -339,7 +416,9 @@ func (b *Balancer) backendRows(cfg *config.LoadBalancer) ([]lbLbBackend, []table
 		row := lbLbBackend{Addr: addrToBE(be.Address), Port: portToBE(be.Port), Weight: uint8(be.Weight)}
 		row.CsumIp, row.CsumUdp = csumDiffs(cfg.Listener.VIP, listenerPort(cfg), be.Address, be.Port)
 		copy(row.Name[:len(row.Name)-1], toInt8(be.Name))
-		if healthy := b.isHealthy(k); healthy || state.failOpen {
+		if hold && b.pending[k] {
+			row.Flags = backendPending
+		} else if healthy := b.isHealthy(k); healthy || state.failOpen {
 			row.Flags = backendAlive
 			if !healthy {
 				row.Flags |= backendFailing
@@ -349,10 +428,26 @@ func (b *Balancer) backendRows(cfg *config.LoadBalancer) ([]lbLbBackend, []table
 			// assumed healthy) but does not make the node ready: with bgp
 			// that would announce a node that may serve nothing.
 			state.ready = state.ready || (be.Weight > 0 && b.checked(cfg, k))
+			state.waiting = state.waiting || (be.Weight > 0 && !b.checked(cfg, k))
 		}
 		rows[id] = row
 	}
 	return rows, tbs, state
+}
+
+// holdPending: backends added by a reload wait for their first check,
+// because a weighted backend that is not waiting takes new flows.
+func (b *Balancer) holdPending(cfg *config.LoadBalancer) bool {
+	if len(b.pending) == 0 {
+		return false
+	}
+	for _, be := range cfg.Backends {
+		k := backendKey(be.Address, be.Port)
+		if be.Weight > 0 && !b.pending[k] && b.isHealthy(k) {
+			return true
+		}
+	}
+	return false
 }
 
 // allWeightedDown: health checks found every backend with weight unhealthy
@@ -364,7 +459,9 @@ func (b *Balancer) allWeightedDown(cfg *config.LoadBalancer) bool {
 	}
 	weighted := false
 	for _, be := range cfg.Backends {
-		if be.Weight > 0 {
+		// A backend waiting for its first check neither keeps the others
+		// from failing open nor fails itself.
+		if be.Weight > 0 && !b.pending[backendKey(be.Address, be.Port)] {
 			if b.isHealthy(backendKey(be.Address, be.Port)) {
 				return false
 			}
@@ -393,8 +490,31 @@ func (b *Balancer) writeTable(slot uint32, slotCfg *lbLbSlot, tbs []tableBackend
 			return fmt.Errorf("write maglev table: %w", err)
 		}
 		slotCfg.MaglevSize = uint32(len(tab))
+		b.warnStarved(tbs, tab)
 	}
 	return nil
+}
+
+// warnStarved says when weighted backends got no entry in a Maglev table
+// too small for their weights (they get no flows while status shows them
+// healthy and weighted), once per change of that set.
+func (b *Balancer) warnStarved(tbs []tableBackend, tab []uint32) {
+	has := make(map[uint32]bool, len(tbs))
+	for _, id := range tab {
+		has[id] = true
+	}
+	var names []string
+	for _, tb := range tbs {
+		if tb.Weight > 0 && !has[tb.ID] {
+			names = append(names, b.names[tb.ID])
+		}
+	}
+	starved := strings.Join(names, ",")
+	if starved != "" && starved != b.starved {
+		slog.Warn("maglev_table_size is too small for the weights: these weighted backends have no entry and get no flows; raise it (65537 is the default)",
+			"maglev_table_size", len(tab), "backends", names)
+	}
+	b.starved = starved
 }
 
 // flip is the last phase: everything is in place in slot idle before this
@@ -421,9 +541,13 @@ func (b *Balancer) checked(cfg *config.LoadBalancer, key string) bool {
 	return known || !cfg.HealthCheck.Enabled
 }
 
+// isHealthy: the backend's last state by this process's checks; before its
+// first answer, healthy unless the previous run had found it down.
 func (b *Balancer) isHealthy(key string) bool {
-	h, ok := b.healthy[key]
-	return !ok || h
+	if h, ok := b.healthy[key]; ok {
+		return h
+	}
+	return !b.wasDown[key]
 }
 
 // listenerPort is the listener's UDP port, its protocol's when unset (0 for

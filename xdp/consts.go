@@ -7,7 +7,7 @@ import "github.com/xmirror/xmirror/config"
 // Limits of the BPF program's maps (#defines in bpf/lb_consts.h; BTF does not
 // carry them): TestContract checks each against the map it sizes.
 const (
-	MaxBackends = 64
+	MaxBackends = config.MaxBackends
 	wrrMax      = 8192
 	// MaglevMax is the largest Maglev table the maps hold.
 	MaglevMax = config.MaxMaglevSize
@@ -40,6 +40,7 @@ const (
 
 	backendAlive   = uint8(lbLbBackendFlagLB_BACKEND_ALIVE)
 	backendFailing = uint8(lbLbBackendFlagLB_BACKEND_FAILING)
+	backendPending = uint8(lbLbBackendFlagLB_BACKEND_PENDING)
 
 	hashSeed     = uint32(lbLbHashSeedLB_HASH_SEED)
 	hashSeedFrag = uint32(lbLbHashSeedLB_HASH_SEED_FRAG)

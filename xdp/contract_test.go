@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/xmirror/xmirror/config"
 )
 
 // TestContract checks the Go side of the boundary with the BPF program
@@ -79,6 +81,10 @@ func TestContract(t *testing.T) {
 	if len(line.Bucket) != ctLine || unsafe.Sizeof(line) != 64 {
 		t.Errorf("lb_ct_line: %d buckets in %d bytes, Go assumes %d in one 64-byte cache line",
 			len(line.Bucket), unsafe.Sizeof(line), ctLine)
+	}
+	var be lbLbBackend
+	if len(be.Name)-1 != config.MaxBackendName {
+		t.Errorf("lb_backend.name holds %d bytes and a NUL; config.MaxBackendName is %d", len(be.Name)-1, config.MaxBackendName)
 	}
 	for i, n := range statNames {
 		if n == "" {

@@ -61,6 +61,7 @@ func (h *healthChecker) update(cfg *config.LoadBalancer) {
 			delete(h.probers, k)
 			delete(h.b.healthy, k)
 		}
+		clear(h.b.pending)
 		return
 	}
 	changed := h.hc != cfg.HealthCheck
@@ -84,10 +85,13 @@ func (h *healthChecker) update(cfg *config.LoadBalancer) {
 		}
 		ctx, cancel := context.WithCancel(h.ctx)
 		h.probers[k] = cancel
+		// A probe restarted by a reload goes on from the state its
+		// backend has: its first answer counts toward the thresholds.
+		state, known := h.b.healthy[k]
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
-			h.run(ctx, k, be, cfg.HealthCheck)
+			h.run(ctx, k, be, cfg.HealthCheck, known, state)
 		}()
 	}
 }
@@ -97,7 +101,10 @@ func (h *healthChecker) stop() {
 	h.wg.Wait()
 }
 
-func (h *healthChecker) run(ctx context.Context, key string, be config.Backend, hc config.HealthCheck) {
+// run probes one backend every interval. Until the first answer of a
+// backend whose state is not known (known false), that answer decides it;
+// after that, or from the known state, it changes after the thresholds.
+func (h *healthChecker) run(ctx context.Context, key string, be config.Backend, hc config.HealthCheck, known, state bool) {
 	interval := time.Duration(hc.Interval)
 	if interval <= 0 {
 		interval = 2 * time.Second
@@ -107,8 +114,7 @@ func (h *healthChecker) run(ctx context.Context, key string, be config.Backend, 
 		timeout = interval
 	}
 	up, down := max(hc.HealthyThreshold, 1), max(hc.UnhealthyThreshold, 1)
-	first := true
-	var state bool
+	first := !known
 	streak := 0
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -149,9 +155,29 @@ func (h *healthChecker) set(key, name string, ok bool, cause error) {
 	if h.ctx.Err() != nil {
 		return
 	}
+	// The probe outlives a rename (it is keyed by address:port), and an
+	// answer may arrive after a reload removed its backend: a state kept
+	// for it would greet the backend if it came back.
+	current := false
+	if b.cfg != nil {
+		for _, be := range b.cfg.Backends {
+			if backendKey(be.Address, be.Port) == key {
+				name, current = be.Name, true
+			}
+		}
+	}
+	if !current {
+		return
+	}
 	_, known := b.healthy[key]
 	prev := b.isHealthy(key)
 	b.healthy[key] = ok
+	// A backend a reload added was held out of the tables until this, its
+	// first answer.
+	if b.pending[key] {
+		delete(b.pending, key)
+		known, prev = false, !ok
+	}
 	// A first answer matters even when it agrees with the assumption
 	// (healthy until checked): only now may the node say it is ready.
 	if known && prev == ok {

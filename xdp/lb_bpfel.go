@@ -59,6 +59,7 @@ type lbLbBackendFlag uint32
 const (
 	lbLbBackendFlagLB_BACKEND_ALIVE   lbLbBackendFlag = 1
 	lbLbBackendFlagLB_BACKEND_FAILING lbLbBackendFlag = 2
+	lbLbBackendFlagLB_BACKEND_PENDING lbLbBackendFlag = 4
 )
 
 type lbLbCpu struct {

@@ -3,6 +3,7 @@
 package xdp
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -249,9 +252,10 @@ func modeName(c uint8) string {
 // a previous run had pinned ran before it was taken over (to give back if
 // the start fails), and the mode in use.
 type attached struct {
-	links map[string]link.Link
-	prev  map[string]*ebpf.Program
-	mode  string
+	links     map[string]link.Link
+	prev      map[string]*ebpf.Program
+	mode      string
+	requested string // the mode asked for
 }
 
 // attach puts prog on each interface. A link pinned by an earlier run is
@@ -268,7 +272,7 @@ func (o *objects) attach(ifaces []string, mode string, prog *ebpf.Program) (_ *a
 	}
 	// a, not the named result: `return nil, err` clears that before the
 	// deferred undo runs.
-	a := &attached{links: make(map[string]link.Link), prev: make(map[string]*ebpf.Program), mode: mode}
+	a := &attached{links: make(map[string]link.Link), prev: make(map[string]*ebpf.Program), mode: mode, requested: mode}
 	defer func() {
 		if err != nil {
 			for name, l := range a.links {
@@ -348,11 +352,40 @@ func (a *attached) takeOver(pin string, iface *net.Interface, prog *ebpf.Program
 		return false, fmt.Errorf("update xdp program on %s: %w", name, err)
 	}
 	a.links[name], a.prev[name] = l, prev
-	if a.mode == ModeAuto {
-		a.mode = "pinned"
+	// The link keeps the mode it was made in: say which, and that another
+	// xdp_mode does not change it (a restart with xdp_mode generic over a
+	// native link was reported as generic and ran native).
+	used := xdpModeOf(iface.Index)
+	switch {
+	case used == "":
+		if a.mode == ModeAuto {
+			a.mode = "pinned"
+		}
+	case a.mode == a.requested || a.mode == ModeAuto || used == ModeGeneric:
+		a.mode = used
 	}
-	slog.Info("updated pinned xdp link", "interface", name)
+	if used != "" && a.requested != ModeAuto && used != a.requested {
+		slog.Warn("the pinned xdp link keeps its mode; xdp_mode applies after `xmirror lb detach` and a start (the interface is without the program in between)",
+			"interface", name, "mode", used, "xdp_mode", a.requested)
+	}
+	slog.Info("updated pinned xdp link", "interface", name, "mode", cmp.Or(used, "unknown"))
 	return true, nil
+}
+
+// xdpModeOf is the mode of the XDP program on the interface of index idx,
+// as the kernel reports it ("" when it cannot tell).
+func xdpModeOf(idx int) string {
+	l, err := netlink.LinkByIndex(idx)
+	if err != nil || l.Attrs().Xdp == nil {
+		return ""
+	}
+	switch l.Attrs().Xdp.AttachMode {
+	case nl.XDP_ATTACHED_DRV:
+		return ModeNative
+	case nl.XDP_ATTACHED_SKB:
+		return ModeGeneric
+	}
+	return ""
 }
 
 // attachXDP makes a new XDP link on iface in mode and returns the mode used.

@@ -27,8 +27,11 @@ type BackendStatus struct {
 	// FailOpen: in the tables though failing its health checks, because
 	// every weighted backend fails them and all_unhealthy is fail-open.
 	FailOpen bool
-	Packets  uint64
-	Bytes    uint64
+	// Pending: added by a reload and held out of the tables until its
+	// first health check passes.
+	Pending bool
+	Packets uint64
+	Bytes   uint64
 }
 
 // Status is what the pinned (or live) maps say about the load balancer.
@@ -111,6 +114,7 @@ func readStatus(m statusMaps) (*Status, error) {
 			Weight:   int(be.Weight),
 			Healthy:  be.Flags&backendAlive != 0 && be.Flags&backendFailing == 0,
 			FailOpen: be.Flags&backendAlive != 0 && be.Flags&backendFailing != 0,
+			Pending:  be.Flags&backendPending != 0,
 			// an id's counters run on from its previous backend's
 			Packets: packets - min(packets, base.Packets), Bytes: bytes - min(bytes, base.Bytes)}
 		st.Backends = append(st.Backends, bs)

@@ -119,7 +119,11 @@ func runLB(c *cli.Context) error {
 		metrics:  metricsListen(c, cfg.Metrics.Listen),
 		reloadOn: []os.Signal{syscall.SIGHUP},
 		start: func(set *metrics.Set, health func(bool)) (part, error) {
-			return startLB(path, cfg.LoadBalancer, opts, set, health)
+			p, err := startLB(path, cfg.LoadBalancer, opts, set, health)
+			if p != nil && !c.IsSet("metrics-listen") {
+				p.metricsFromFile = cfg.Metrics.Listen
+			}
+			return p, err
 		},
 	})
 }
@@ -148,6 +152,9 @@ type lbPart struct {
 	speaker      *bgp.Speaker // nil without load_balancer.bgp
 	reloads      *metrics.Counter
 	reloadErrors *metrics.Counter
+	// metricsFromFile is metrics.listen as started, when the file (not
+	// --metrics-listen) decided where /metrics is served.
+	metricsFromFile string
 
 	mu      sync.Mutex
 	missing []string // listener interfaces that are gone
@@ -279,9 +286,17 @@ func (p *lbPart) Reload(os.Signal) {
 		if !slices.Equal(next.LoadBalancer.Listener.Interfaces, p.lb.Listener.Interfaces) {
 			slog.Warn("listener interfaces changed: restart to move the program; other changes apply now")
 		}
-		if next.LoadBalancer.PinPath != p.lb.PinPath || next.LoadBalancer.XDPMode != p.lb.XDPMode {
-			slog.Warn("pin_path or xdp_mode changed: only a restart applies them; other changes apply now",
-				"pin_path", p.opts.PinPath, "xdp_mode", p.opts.XDPMode)
+		if next.LoadBalancer.PinPath != p.lb.PinPath {
+			slog.Warn("pin_path changed: only a restart applies it; other changes apply now", "pin_path", p.opts.PinPath)
+		}
+		if next.LoadBalancer.XDPMode != p.lb.XDPMode {
+			// A restart takes the pinned links over in their mode.
+			slog.Warn("xdp_mode changed: the attached program keeps its mode until `xmirror lb detach` and a start; other changes apply now",
+				"xdp_mode", p.opts.XDPMode)
+		}
+		if p.metricsFromFile != "" && next.Metrics.Listen != p.metricsFromFile {
+			slog.Warn("metrics.listen changed: only a restart applies it; /metrics stays where it is, other changes apply now",
+				"serving", p.metricsFromFile, "file", next.Metrics.Listen)
 		}
 		err = p.bal.Apply(next.LoadBalancer)
 	}
@@ -391,6 +406,8 @@ func runLBStatus(c *cli.Context) error {
 		health := "healthy"
 		if b.FailOpen {
 			health = "failing (fail-open)"
+		} else if b.Pending {
+			health = "unchecked (no new flows yet)"
 		} else if !b.Healthy {
 			health = "down"
 		}

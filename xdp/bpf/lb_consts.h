@@ -101,6 +101,9 @@ enum lb_backend_flag {
 	 * all_unhealthy is fail-open: for status readers, the data path does not
 	 * look at it */
 	LB_BACKEND_FAILING = 0x2,
+	/* not alive: added by a reload while other backends take the traffic,
+	 * it waits for its first health check; for status readers */
+	LB_BACKEND_PENDING = 0x4,
 };
 
 /* Hash seeds: distinct per kind so an outer and an inner hash of the same
