@@ -119,6 +119,8 @@ func TestXDPGoldenGRE(t *testing.T) {
 		{"ERSPAN II cut", o(erspan2(t, 1, 100, 10, 3, 77, full[:40])), xdpDrop, colReceived, Key{ProtoERSPAN, 100}, full[:40], 16, len(full)},
 		{"ERSPAN III", o(e3), xdpDrop, colReceived, Key{ProtoERSPAN, 100}, full, 20, len(full)},
 		{"ERSPAN III with sub-header", o(e3sub), xdpDrop, colReceived, Key{ProtoERSPAN, 1023}, full, 28, len(full)},
+		{"ERSPAN III frame type IP", o(erspan3(t, 5, erspan3Hdr{id: 100, ft: erspan3FrameIP}, full[ethHeaderLen:])), xdpDrop, colReceived,
+			Key{ProtoERSPAN, 100}, append(binary.BigEndian.AppendUint16(make([]byte, 12), etherTypeIPv4), full[ethHeaderLen:]...), 20, len(full)},
 		{"bridging, checksum, key, sequence", o(gre(t, true, u32p(42), u32p(9), etherTypeTEB, full)), xdpDrop, colReceived, Key{ProtoGRE, 42}, full, 16, len(full)},
 		{"bridging, key", o(gre(t, false, u32p(7), nil, etherTypeTEB, full)), xdpDrop, colReceived, Key{ProtoGRE, 7}, full, 8, len(full)},
 		{"bridging", o(gre(t, false, nil, nil, etherTypeTEB, full)), xdpDrop, colReceived, Key{Proto: ProtoGRE}, full, 4, len(full)},
