@@ -201,6 +201,7 @@ func FuzzDecapGRE(f *testing.F) {
 	for _, g := range [][]byte{
 		erspan2(f, 1, 100, 10, 3, 7, full),
 		erspan3(f, 1, erspan3Hdr{id: 5, sub: make([]byte, 8), gra: gra1588}, full),
+		erspan3(f, 1, erspan3Hdr{id: 5, ft: erspan3FrameIP}, full[ethHeaderLen:]),
 		gre(f, true, u32p(1), u32p(2), etherTypeTEB, full),
 		gre(f, false, nil, nil, greProtoERSPAN, full),
 	} {

@@ -215,6 +215,7 @@ func FuzzXDPDecapGRE(f *testing.F) {
 	full := tcpFrame(f, ipSource, ipTest, 1, 2, 3, 4, []byte("x"))
 	f.Add(erspan2(f, 1, 100, 10, 3, 7, full))
 	f.Add(erspan3(f, 1, erspan3Hdr{id: 5, sub: make([]byte, 8), gra: gra1588}, full))
+	f.Add(erspan3(f, 1, erspan3Hdr{id: 5, ft: erspan3FrameIP}, full[ethHeaderLen:]))
 	f.Add(gre(f, true, u32p(1), u32p(2), etherTypeTEB, full))
 	f.Add(gre(f, false, nil, nil, greProtoERSPAN, full))
 	f.Add([]byte{0xb0, 0, 0x65, 0x58})

@@ -226,7 +226,7 @@ func TestGREBothDirections(t *testing.T) {
 // deterministic, on frames and on bare GRE headers.
 func FuzzGREFlowHash(f *testing.F) {
 	base := frameSpec{src: mirror, dst: vip}
-	for _, gs := range []greSpec{{}, {csum: true, key: true, seq: true}, {erspan: 2}, {erspan: 3, sub: true}, {ptype: 0x86dd}, {extraFlags: 1}} {
+	for _, gs := range []greSpec{{}, {csum: true, key: true, seq: true}, {erspan: 2}, {erspan: 3, sub: true}, {ptype: 0x86dd}, {extraFlags: 1}, {erspan: 3, ipFrame: true}} {
 		fr := greFrame(f, base, gs)
 		f.Add(fr)
 		f.Add(fr[34:])
@@ -244,7 +244,7 @@ func FuzzGREFlowHash(f *testing.F) {
 // came.
 func FuzzGREDataPath(f *testing.F) {
 	base := frameSpec{src: mirror, dst: vip}
-	for _, gs := range []greSpec{{}, {csum: true, key: true, seq: true}, {erspan: 1}, {erspan: 2}, {erspan: 3, sub: true}, {ptype: 0x0800}, {extraFlags: 0x4000}} {
+	for _, gs := range []greSpec{{}, {csum: true, key: true, seq: true}, {erspan: 1}, {erspan: 2}, {erspan: 3, sub: true}, {ptype: 0x0800}, {extraFlags: 0x4000}, {erspan: 3, sub: true, ipFrame: true}} {
 		f.Add(greFrame(f, base, gs))
 	}
 	fuzzProtocolDataPath(f, config.ProtocolGRE, func(t *testing.T, frame, out []byte) {
