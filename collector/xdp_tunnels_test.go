@@ -93,6 +93,8 @@ func TestXDPGoldenGENEVE(t *testing.T) {
 		{"short Ethernet payload", g(geneve(7, etherTypeTEB, 0, opt, full[:13])), xdpDrop, colCounter(ReasonShortInner), Key{}, nil, 0, 0},
 		{"UDP length past the packet", outerFrame(t, outerOpts{dst: xdpGeneveDst, udpLen: 3000}, geneve(7, etherTypeTEB, 0, nil, full)),
 			xdpDrop, colCounter(ReasonBadLength), Key{}, nil, 0, 0},
+		{"UDP length past the IP packet, into the padding", outerFrame(t, outerOpts{dst: xdpGeneveDst, padTo: 300, udpLen: 8 + 8 + 20 + 10}, geneve(7, etherTypeTEB, 0, nil, full[:20])),
+			xdpDrop, colCounter(ReasonBadLength), Key{}, nil, 0, 0},
 		{"another port passes", outerFrame(t, outerOpts{dst: netip.AddrPortFrom(xdpListen.Addr(), 6082)}, geneve(7, etherTypeTEB, 0, nil, full)),
 			xdpPass, -1, Key{}, nil, 0, 0},
 		{"first fragment passes", outerFrame(t, outerOpts{dst: xdpGeneveDst, mf: true}, geneve(7, etherTypeTEB, 0, nil, full)), xdpPass, colFragment, Key{}, nil, 0, 0},
