@@ -404,6 +404,7 @@ func New(opts Options) (c *Collector, err error) {
 	for k, s := range opts.Named {
 		c.sessionName(k, s.Name)
 	}
+	c.warnUnreceived(opts.Named)
 	if err := c.startExports(); err != nil {
 		return nil, err
 	}

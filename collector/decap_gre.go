@@ -41,6 +41,9 @@ const (
 	erspanVersion3  = 2 // the version field of type III
 	erspanSessionID = 0x03ff
 	erspan3FlagO    = 0x01
+	// erspan3FrameIP is the type III frame type (FT) of an IP packet
+	// without its link-layer header; 0 is an Ethernet frame.
+	erspan3FrameIP = 2
 )
 
 // DecapGRE parses a GRE packet, from its header to the end of its IP
@@ -112,7 +115,32 @@ func decapERSPAN(pkt []byte, off, hlen int, version byte) (Frame, Reason) {
 		}
 	}
 	id := uint32(binary.BigEndian.Uint16(e[2:]) & erspanSessionID)
+	if version == erspanVersion3 && e[10]>>2&0x1f == erspan3FrameIP {
+		return ipFrame(Key{Proto: ProtoERSPAN, ID: id}, pkt, off+hlen)
+	}
 	return ethernetFrame(Key{Proto: ProtoERSPAN, ID: id}, pkt, off+hlen)
+}
+
+// ipFrame is the IP packet at pkt[off:] (an ERSPAN III frame of type IP),
+// to be written behind a synthesized Ethernet header whose type the IP
+// version says, as GENEVE's IP payloads are. It is held to the Ethernet
+// frame's minimum of 14 bytes, as the XDP program holds every frame; a
+// packet that is neither IPv4 nor IPv6 is written as it came, as a frame.
+func ipFrame(k Key, pkt []byte, off int) (Frame, Reason) {
+	fr, r := ethernetFrame(k, pkt, off)
+	if r != ReasonNone {
+		return fr, r
+	}
+	switch fr.Inner[0] >> 4 {
+	case 4:
+		fr.EtherType = etherTypeIPv4
+	case 6:
+		fr.EtherType = etherTypeIPv6
+	default:
+		return fr, ReasonNone
+	}
+	fr.OrigLen = ethHeaderLen + packetLength(fr.EtherType, fr.Inner)
+	return fr, ReasonNone
 }
 
 // ethernetFrame is the Ethernet frame at pkt[off:], with pkt[:off] as the

@@ -5,7 +5,11 @@ package collector
 import (
 	"bytes"
 	"encoding/binary"
+	"net"
 	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
 )
 
 // tunnelCase is one golden frame for a tunnel's decapsulation.
@@ -88,6 +92,15 @@ func TestDecapGRE(t *testing.T) {
 	reserved[1] |= 0x08 // bits 6-12 are ignored (RFC 2784)
 	badVer := append([]byte{}, erspan2(t, 1, 100, 0, 0, 0, full)...)
 	badVer[8] = 0x20
+	ip := full[ethHeaderLen:]
+	ip6h := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP,
+		SrcIP: net.ParseIP("2001:db8::1"), DstIP: net.ParseIP("2001:db8::2")}
+	udp := &layers.UDP{SrcPort: 1, DstPort: 2}
+	_ = udp.SetNetworkLayerForChecksum(ip6h)
+	ip6 := serialize(t, ip6h, udp, gopacket.Payload("v6"))
+	withEth := func(etype uint16, pkt []byte) []byte {
+		return append(binary.BigEndian.AppendUint16(make([]byte, 12), etype), pkt...)
+	}
 	cases := []tunnelCase{
 		{"empty", nil, ReasonGREShort, Key{}, nil, 0, 0},
 		{"short", []byte{0, 0, 0x65}, ReasonGREShort, Key{}, nil, 0, 0},
@@ -109,6 +122,13 @@ func TestDecapGRE(t *testing.T) {
 		{"ERSPAN III with sub-header", e3sub, ReasonNone, Key{ProtoERSPAN, 1023}, full, 8 + 20, len(full)},
 		{"ERSPAN III sub-header past the end", e3sub[:8+12+4], ReasonERSPANShort, Key{}, nil, 0, 0},
 		{"ERSPAN III short", e3[:8+11], ReasonERSPANShort, Key{}, nil, 0, 0},
+		{"ERSPAN III frame type IP", erspan3(t, 5, erspan3Hdr{id: 100, ft: erspan3FrameIP}, ip), ReasonNone, Key{ProtoERSPAN, 100},
+			withEth(etherTypeIPv4, ip), 8 + 12, len(full)},
+		{"ERSPAN III frame type IP, cut", erspan3(t, 5, erspan3Hdr{id: 100, ft: erspan3FrameIP, sub: sub}, ip[:30]), ReasonNone,
+			Key{ProtoERSPAN, 100}, withEth(etherTypeIPv4, ip[:30]), 8 + 20, len(full)},
+		{"ERSPAN III frame type IP, IPv6", erspan3(t, 5, erspan3Hdr{id: 100, ft: erspan3FrameIP}, ip6), ReasonNone, Key{ProtoERSPAN, 100},
+			withEth(etherTypeIPv6, ip6), 8 + 12, 14 + len(ip6)},
+		{"ERSPAN III frame type IP, short", erspan3(t, 5, erspan3Hdr{id: 100, ft: erspan3FrameIP}, ip[:13]), ReasonShortInner, Key{}, nil, 0, 0},
 		{"ERSPAN III version 1", gre(t, false, nil, nil, greProtoERSPAN3, append([]byte{0x10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0}, full...)),
 			ReasonERSPANVersion, Key{}, nil, 0, 0},
 	}
@@ -181,6 +201,7 @@ func FuzzDecapGRE(f *testing.F) {
 	for _, g := range [][]byte{
 		erspan2(f, 1, 100, 10, 3, 7, full),
 		erspan3(f, 1, erspan3Hdr{id: 5, sub: make([]byte, 8), gra: gra1588}, full),
+		erspan3(f, 1, erspan3Hdr{id: 5, ft: erspan3FrameIP}, full[ethHeaderLen:]),
 		gre(f, true, u32p(1), u32p(2), etherTypeTEB, full),
 		gre(f, false, nil, nil, greProtoERSPAN, full),
 	} {

@@ -3,7 +3,9 @@
 package collector
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -84,4 +86,40 @@ func inputNames(ins []Input) string {
 		names = append(names, in.Proto.String())
 	}
 	return strings.Join(names, ", ")
+}
+
+// receives reports whether the inputs take the sessions of protocol p
+// (ERSPAN and GRE arrive on the one GRE input).
+func receives(ins []Input, p Protocol) bool {
+	if p == ProtoERSPAN {
+		p = ProtoGRE
+	}
+	for _, in := range ins {
+		if in.Proto == p {
+			return true
+		}
+	}
+	return false
+}
+
+// warnUnreceived says which named sessions no input receives: their files
+// would never come, and nothing else would say why. VXLAN sessions are left
+// out: sessions[] names those for the sources, and a collector that shares
+// the file without taking VXLAN has no use for them.
+func (c *Collector) warnUnreceived(named map[Key]Session) {
+	keys := make([]Key, 0, len(named))
+	for k := range named {
+		if k.Proto != ProtoVXLAN && !receives(c.opts.Inputs, k.Proto) {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b Key) int { return cmp.Compare(a.packed(), b.packed()) })
+	for _, k := range keys {
+		in := Input{Proto: k.Proto}
+		if k.Proto == ProtoERSPAN {
+			in.Proto = ProtoGRE
+		}
+		c.log.Warn("session of a protocol no input receives", "session", named[k].Name, "protocol", k.Proto.String(),
+			"id", k.ID, "input", in.Proto.String(), "inputs", inputNames(c.opts.Inputs))
+	}
 }

@@ -123,6 +123,7 @@ func (c *Collector) Reload(named map[Key]Session) {
 		c.log.Error("reload: per-session TAP device", "err", err)
 	}
 	c.log.Info("sessions reloaded", "sessions", len(named), "open", len(c.series))
+	c.warnUnreceived(named)
 }
 
 // limitReached logs the session_limit drops, at most once per

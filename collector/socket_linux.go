@@ -127,7 +127,9 @@ func listenUDP(addr string, n, rcvbuf int, reuseport bool) (conns []*net.UDPConn
 		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 			var serr error
 			if err := rc.Control(func(fd uintptr) {
-				serr = setSockopts(int(fd), rcvbuf, reuseport, &got)
+				if serr = setSockopts(int(fd), rcvbuf, reuseport, &got); serr == nil {
+					serr = acceptZeroChecksum6(int(fd))
+				}
 			}); err != nil {
 				return err
 			}
@@ -169,6 +171,20 @@ func setSockopts(fd, rcvbuf int, reuseport bool, granted *int) error {
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
 		return fmt.Errorf("set SO_TIMESTAMPNS: %w", err)
+	}
+	return nil
+}
+
+// acceptZeroChecksum6 lets an IPv6 datagram with a UDP checksum of zero
+// through: RFC 7348 says a VXLAN receiver MUST accept one, RFC 8926 (with
+// RFC 6935) allows it for GENEVE, and Open vSwitch and Linux tunnel devices
+// send them over IPv6 unless told to checksum. Without it the kernel drops
+// them before the socket (Udp6InCsumErrors, not the socket's drop count),
+// so nothing would say why the files stay empty. Datagrams with a checksum
+// are still verified.
+func acceptZeroChecksum6(fd int) error {
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_UDP, unix.UDP_NO_CHECK6_RX, 1); err != nil {
+		return fmt.Errorf("set UDP_NO_CHECK6_RX: %w", err)
 	}
 	return nil
 }

@@ -134,3 +134,49 @@ func TestIPv6Listener(t *testing.T) {
 		t.Errorf("interfaces %+v", ifs)
 	}
 }
+
+// TestZeroChecksumIPv6: VXLAN and GENEVE over IPv6 with a UDP checksum of
+// zero (RFC 6935, RFC 7348 "MUST be accepted"; what Open vSwitch and Linux
+// tunnel devices send unless told to checksum) are written. The kernel
+// dropped them before the socket saw them (Udp6InCsumErrors), so a
+// collector on the socket path wrote nothing and counted nothing.
+func TestZeroChecksumIPv6(t *testing.T) {
+	if ln, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		ln.Close()
+	}
+	c, stop := testCollector(t, Options{Listen: "[::1]:0", Readers: 1,
+		Inputs: []Input{{Proto: ProtoVXLAN}, {Proto: ProtoGENEVE, Port: 0}}})
+	frame := tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, []byte("zero checksum"))
+	for _, dg := range []struct {
+		to      *net.UDPAddr
+		payload []byte
+	}{
+		{c.Addr(), vxlan(3, frame)},
+		{c.InputAddr(ProtoGENEVE), geneve(7, etherTypeTEB, 0, nil, frame)},
+	} {
+		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_NO_CHECK6_TX, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}}
+		conn, err := d.Dial("udp6", dg.to.String())
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		if _, err := conn.Write(dg.payload); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+		conn.Close()
+	}
+	waitReceived(t, c, 2)
+	stop()
+	if st := c.Stats(); st.Written != 2 {
+		t.Errorf("stats %+v", st)
+	}
+}

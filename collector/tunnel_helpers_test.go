@@ -79,6 +79,7 @@ type erspan3Hdr struct {
 	gra       uint8
 	sub       []byte // the 8-byte platform-specific sub-header, nil for none
 	truncated bool
+	ft        uint8 // frame type: 0 Ethernet, 2 IP
 }
 
 // erspan3 is a GRE packet carrying an ERSPAN type III header and the frame.
@@ -93,7 +94,7 @@ func erspan3(tb testing.TB, seq uint32, h erspan3Hdr, inner []byte) []byte {
 	binary.BigEndian.PutUint16(e[2:], w)
 	binary.BigEndian.PutUint32(e[4:], h.ts)
 	binary.BigEndian.PutUint16(e[8:], h.sgt)
-	last := uint16(h.hwid&0x3f)<<4 | uint16(h.gra&3)<<1
+	last := uint16(h.ft&0x1f)<<10 | uint16(h.hwid&0x3f)<<4 | uint16(h.gra&3)<<1
 	if h.egress {
 		last |= 1 << 3
 	}

@@ -2,7 +2,12 @@
 
 package collector
 
-import "testing"
+import (
+	"strings"
+	"testing"
+
+	"github.com/xmirror/xmirror/internal/netlab"
+)
 
 // TestKeyNames: the names, interface tags and metric labels of sessions.
 func TestKeyNames(t *testing.T) {
@@ -59,5 +64,26 @@ func TestTunnelSessionRules(t *testing.T) {
 	limited.handleWith(DecapGRE, cache, loopback, t0.UnixNano(), gre(t, false, u32p(1), nil, etherTypeTEB, full))
 	if st := limited.Stats(); st.Drops["session_limit"] != 2 || len(st.Sessions) != 2 {
 		t.Errorf("max_sessions 2: stats %+v", st)
+	}
+}
+
+// TestNamedSessionWithoutInput: a session collector.sessions names in a
+// protocol that no input receives (ERSPAN on a collector left at the
+// default VXLAN input) is said at start and at reload: before, the
+// collector started without a word and its files never came.
+func TestNamedSessionWithoutInput(t *testing.T) {
+	var log netlab.SyncBuffer
+	named := map[Key]Session{{ProtoERSPAN, 100}: {Name: "core-switch"}, {ProtoGENEVE, 7}: {Name: "gwlb"}}
+	c, _ := testCollector(t, Options{Logger: textLogger(&log), Named: named,
+		Inputs: []Input{{Proto: ProtoVXLAN}, {Proto: ProtoGENEVE, Port: 0}}})
+	want := `msg="session of a protocol no input receives" session=core-switch protocol=erspan id=100 input=gre`
+	if got := log.String(); !strings.Contains(got, want) || strings.Contains(got, "session=gwlb") {
+		t.Fatalf("start log does not say (only) that core-switch is not received:\n%s", got)
+	}
+	before := len(log.String())
+	c.Reload(map[Key]Session{{ProtoGRE, 42}: {Name: "bridge"}})
+	want = `msg="session of a protocol no input receives" session=bridge protocol=gre id=42 input=gre`
+	if got := log.String()[before:]; !strings.Contains(got, want) {
+		t.Fatalf("reload log does not say bridge is not received:\n%s", got)
 	}
 }

@@ -251,6 +251,9 @@ func TestXDPGolden(t *testing.T) {
 		{"short inner: none", outerFrame(t, outerOpts{}, vxlan(1, nil)), xdpDrop, colCounter(ReasonShortInner), 0, nil, 0},
 		{"UDP length past the packet", outerFrame(t, outerOpts{udpLen: 2000}, vxlan(1, inner)), xdpDrop, colCounter(ReasonBadLength), 0, nil, 0},
 		{"UDP length below its header", outerFrame(t, outerOpts{udpLen: 7}, vxlan(1, inner)), xdpDrop, colCounter(ReasonBadLength), 0, nil, 0},
+		// The kernel drops it (UdpInErrors): the padding is not the datagram's.
+		{"UDP length past the IP packet, into the padding", outerFrame(t, outerOpts{padTo: 200, udpLen: 8 + 8 + 20 + 10}, vxlan(6, inner[:20])),
+			xdpDrop, colCounter(ReasonBadLength), 0, nil, 0},
 		{"first fragment passes to be reassembled", outerFrame(t, outerOpts{mf: true}, vxlan(1, inner)), xdpPass, colFragment, 0, nil, 0},
 
 		{"later fragment passes", outerFrame(t, outerOpts{fragOff: 100}, vxlan(1, inner)), xdpPass, -1, 0, nil, 0},

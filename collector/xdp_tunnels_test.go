@@ -93,6 +93,8 @@ func TestXDPGoldenGENEVE(t *testing.T) {
 		{"short Ethernet payload", g(geneve(7, etherTypeTEB, 0, opt, full[:13])), xdpDrop, colCounter(ReasonShortInner), Key{}, nil, 0, 0},
 		{"UDP length past the packet", outerFrame(t, outerOpts{dst: xdpGeneveDst, udpLen: 3000}, geneve(7, etherTypeTEB, 0, nil, full)),
 			xdpDrop, colCounter(ReasonBadLength), Key{}, nil, 0, 0},
+		{"UDP length past the IP packet, into the padding", outerFrame(t, outerOpts{dst: xdpGeneveDst, padTo: 300, udpLen: 8 + 8 + 20 + 10}, geneve(7, etherTypeTEB, 0, nil, full[:20])),
+			xdpDrop, colCounter(ReasonBadLength), Key{}, nil, 0, 0},
 		{"another port passes", outerFrame(t, outerOpts{dst: netip.AddrPortFrom(xdpListen.Addr(), 6082)}, geneve(7, etherTypeTEB, 0, nil, full)),
 			xdpPass, -1, Key{}, nil, 0, 0},
 		{"first fragment passes", outerFrame(t, outerOpts{dst: xdpGeneveDst, mf: true}, geneve(7, etherTypeTEB, 0, nil, full)), xdpPass, colFragment, Key{}, nil, 0, 0},
@@ -119,6 +121,8 @@ func TestXDPGoldenGRE(t *testing.T) {
 		{"ERSPAN II cut", o(erspan2(t, 1, 100, 10, 3, 77, full[:40])), xdpDrop, colReceived, Key{ProtoERSPAN, 100}, full[:40], 16, len(full)},
 		{"ERSPAN III", o(e3), xdpDrop, colReceived, Key{ProtoERSPAN, 100}, full, 20, len(full)},
 		{"ERSPAN III with sub-header", o(e3sub), xdpDrop, colReceived, Key{ProtoERSPAN, 1023}, full, 28, len(full)},
+		{"ERSPAN III frame type IP", o(erspan3(t, 5, erspan3Hdr{id: 100, ft: erspan3FrameIP}, full[ethHeaderLen:])), xdpDrop, colReceived,
+			Key{ProtoERSPAN, 100}, append(binary.BigEndian.AppendUint16(make([]byte, 12), etherTypeIPv4), full[ethHeaderLen:]...), 20, len(full)},
 		{"bridging, checksum, key, sequence", o(gre(t, true, u32p(42), u32p(9), etherTypeTEB, full)), xdpDrop, colReceived, Key{ProtoGRE, 42}, full, 16, len(full)},
 		{"bridging, key", o(gre(t, false, u32p(7), nil, etherTypeTEB, full)), xdpDrop, colReceived, Key{ProtoGRE, 7}, full, 8, len(full)},
 		{"bridging", o(gre(t, false, nil, nil, etherTypeTEB, full)), xdpDrop, colReceived, Key{Proto: ProtoGRE}, full, 4, len(full)},
@@ -213,6 +217,7 @@ func FuzzXDPDecapGRE(f *testing.F) {
 	full := tcpFrame(f, ipSource, ipTest, 1, 2, 3, 4, []byte("x"))
 	f.Add(erspan2(f, 1, 100, 10, 3, 7, full))
 	f.Add(erspan3(f, 1, erspan3Hdr{id: 5, sub: make([]byte, 8), gra: gra1588}, full))
+	f.Add(erspan3(f, 1, erspan3Hdr{id: 5, ft: erspan3FrameIP}, full[ethHeaderLen:]))
 	f.Add(gre(f, true, u32p(1), u32p(2), etherTypeTEB, full))
 	f.Add(gre(f, false, nil, nil, greProtoERSPAN, full))
 	f.Add([]byte{0xb0, 0, 0x65, 0x58})

@@ -20,6 +20,7 @@ const (
 	erspan2HeaderLen = 8
 	erspan3HeaderLen = 12
 	erspan3SubLen    = 8 // platform-specific sub-header, when the O bit is set
+	erspan3FrameIP   = 2 // frame type (FT) of an IP packet without Ethernet header
 )
 
 // greHeaderLen is the GRE header's length with the fields flags announce.
@@ -80,9 +81,28 @@ func greInnerHash(g []byte) (uint32, int) {
 		if len(in) < skip {
 			return 0, innerNone
 		}
+		if t := erspan3IPType(in[10], in[skip:]); t != 0 {
+			return innerHashL3(t, in[skip:])
+		}
 		return innerHashEth(in[skip:])
 	case geneveIPv4, geneveIPv6:
 		return innerHashL3(ptype, in)
 	}
 	return 0, innerNone
+}
+
+// erspan3IPType mirrors lb_erspan3_ip_type: the EtherType of the IP packet
+// behind a type III header whose byte 10 (b10) says frame type IP, by its
+// version; 0 when the frame is Ethernet.
+func erspan3IPType(b10 byte, in []byte) uint16 {
+	if b10>>2&0x1f != erspan3FrameIP || len(in) == 0 {
+		return 0
+	}
+	switch in[0] >> 4 {
+	case 4:
+		return geneveIPv4
+	case 6:
+		return geneveIPv6
+	}
+	return 0
 }

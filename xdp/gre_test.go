@@ -23,6 +23,7 @@ type greSpec struct {
 	ptype          uint16 // protocol type; 0: from erspan (or bridging)
 	extraFlags     uint16 // ORed into the first 16 bits (R, version, ...)
 	session        uint16 // ERSPAN session id
+	ipFrame        bool   // ERSPAN III: frame type IP (FT 2), the IP packet without Ethernet
 }
 
 // erspanHeader is the ERSPAN type II or III header (with the sub-header).
@@ -39,6 +40,9 @@ func erspanHeader(g greSpec) []byte {
 		binary.BigEndian.PutUint16(h[2:], g.session)
 		binary.BigEndian.PutUint32(h[4:], 0x12345678) // timestamp
 		h[10] = 0x02                                  // D (direction) and Gra bits
+		if g.ipFrame {
+			h[10] |= erspan3FrameIP << 2 // FT, bits 14-10 of the last 16
+		}
 		if g.sub {
 			h[11] |= 0x01
 			h = append(h, 0xaa, 0xbb, 0xcc, 0xdd, 0, 0, 0, 1)
@@ -64,6 +68,9 @@ func greFrame(tb testing.TB, f frameSpec, g greSpec) []byte {
 	case ptype == 0:
 		ptype = greEthernet
 	case ptype == geneveIPv4 || ptype == geneveIPv6:
+		inner = inner[14:]
+	}
+	if g.ipFrame {
 		inner = inner[14:]
 	}
 	flags := g.extraFlags
@@ -151,6 +158,8 @@ func TestGoldenGRE(t *testing.T) {
 		{"ERSPAN type II, inner IPv6", maglev, greFrame(t, v6, greSpec{erspan: 2, session: 42}), 3, toPredicted, StatTX, "inner"},
 		{"ERSPAN type III", maglev, gen(greSpec{erspan: 3, session: 7}), 3, toPredicted, StatTX, "inner"},
 		{"ERSPAN type III with the platform sub-header", maglev, gen(greSpec{erspan: 3, sub: true, session: 7}), 3, toPredicted, StatTX, "inner"},
+		{"ERSPAN type III, frame type IP", maglev, gen(greSpec{erspan: 3, session: 7, ipFrame: true}), 3, toPredicted, StatTX, "inner"},
+		{"ERSPAN type III, frame type IP, sub-header, inner IPv6", maglev, greFrame(t, v6, greSpec{erspan: 3, sub: true, ipFrame: true}), 3, toPredicted, StatTX, "inner"},
 		{"ERSPAN type II with a GRE checksum", maglev, gen(greSpec{erspan: 2, csum: true}), 3, toPredicted, StatTX, "inner"},
 		{"IPv4 payload (0x0800)", maglev, gen(greSpec{ptype: 0x0800, key: true}), 3, toPredicted, StatTX, "inner"},
 		{"MPLS payload: outer hash", maglev, gen(greSpec{ptype: 0x8847}), 3, toPredicted, StatHashFallback, "outer"},
@@ -181,13 +190,15 @@ func TestGREHashReadsPastHeaders(t *testing.T) {
 	fwd := frameSpec{src: mirror, dst: vip, sport: 40001, vni: 7}
 	rev := fwd
 	rev.innerSrc, rev.inDst, rev.innerSP, rev.innerDP = netip.MustParseAddr("192.168.0.161"), netip.MustParseAddr("192.168.0.230"), 57032, 1234
-	specs := []greSpec{{}, {csum: true, key: true, seq: true}, {erspan: 1}, {erspan: 2}, {erspan: 3}, {erspan: 3, sub: true}, {ptype: 0x0800}}
+	specs := []greSpec{{}, {csum: true, key: true, seq: true}, {erspan: 1}, {erspan: 2}, {erspan: 3}, {erspan: 3, sub: true}, {ptype: 0x0800},
+		{erspan: 3, ipFrame: true}, {erspan: 3, sub: true, ipFrame: true}}
 	checkHashesLikeVXLAN(t, config.ProtocolGRE, fwd, rev, specs, greFrame)
 }
 
 // TestGREBothDirections: WRR over two backends on a GRE listener, both
-// directions of several inner flows as ERSPAN II and III from two switches
-// (other outer sources): one backend per flow, both backends used.
+// directions of several inner flows as ERSPAN II and III (also of frame
+// type IP) from two switches (other outer sources): one backend per flow,
+// both backends used.
 func TestGREBothDirections(t *testing.T) {
 	g := newGoldenLab(t)
 	if err := g.bal.Apply(greConfig("wrr", "inner-symmetric", backend("b1", b1Addr, 0, 1), backend("b2", b2Addr, 0, 1))); err != nil {
@@ -202,9 +213,10 @@ func TestGREBothDirections(t *testing.T) {
 			{innerSrc: a, inDst: b, innerSP: port, innerDP: 443, src: mirror},
 			{innerSrc: b, inDst: a, innerSP: 443, innerDP: port, src: sw2},
 			{innerSrc: b, inDst: a, innerSP: 443, innerDP: port, src: mirror},
+			{innerSrc: b, inDst: a, innerSP: 443, innerDP: port, src: sw2}, // ERSPAN III of frame type IP
 		} {
 			s.dst = vip
-			frames = append(frames, greFrame(t, s, greSpec{erspan: 2 + i%2, sub: i == 1}))
+			frames = append(frames, greFrame(t, s, greSpec{erspan: 2 + i%2, sub: i == 1, ipFrame: i == 3}))
 		}
 		return frames
 	})
@@ -214,7 +226,7 @@ func TestGREBothDirections(t *testing.T) {
 // deterministic, on frames and on bare GRE headers.
 func FuzzGREFlowHash(f *testing.F) {
 	base := frameSpec{src: mirror, dst: vip}
-	for _, gs := range []greSpec{{}, {csum: true, key: true, seq: true}, {erspan: 2}, {erspan: 3, sub: true}, {ptype: 0x86dd}, {extraFlags: 1}} {
+	for _, gs := range []greSpec{{}, {csum: true, key: true, seq: true}, {erspan: 2}, {erspan: 3, sub: true}, {ptype: 0x86dd}, {extraFlags: 1}, {erspan: 3, ipFrame: true}} {
 		fr := greFrame(f, base, gs)
 		f.Add(fr)
 		f.Add(fr[34:])
@@ -232,7 +244,7 @@ func FuzzGREFlowHash(f *testing.F) {
 // came.
 func FuzzGREDataPath(f *testing.F) {
 	base := frameSpec{src: mirror, dst: vip}
-	for _, gs := range []greSpec{{}, {csum: true, key: true, seq: true}, {erspan: 1}, {erspan: 2}, {erspan: 3, sub: true}, {ptype: 0x0800}, {extraFlags: 0x4000}} {
+	for _, gs := range []greSpec{{}, {csum: true, key: true, seq: true}, {erspan: 1}, {erspan: 2}, {erspan: 3, sub: true}, {ptype: 0x0800}, {extraFlags: 0x4000}, {erspan: 3, sub: true, ipFrame: true}} {
 		f.Add(greFrame(f, base, gs))
 	}
 	fuzzProtocolDataPath(f, config.ProtocolGRE, func(t *testing.T, frame, out []byte) {

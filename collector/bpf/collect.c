@@ -47,8 +47,10 @@ static __always_inline void count(enum xm_col_counter counter)
 		*c += 1;
 }
 
-/* check_udp checks the UDP length against the packet (not the frame's:
- * Ethernet may pad short frames) and the VXLAN or GENEVE header behind it. */
+/* check_udp checks the UDP length against the IP packet (not the frame:
+ * Ethernet may pad short frames, and a UDP length that runs into the
+ * padding is one the kernel drops), the IP packet against the frame, and
+ * the VXLAN or GENEVE header behind it. */
 static __always_inline int check_udp(struct xdp_md *ctx, const struct outer *o, int kind, struct take *t)
 {
 	struct udphdr udp;
@@ -57,7 +59,7 @@ static __always_inline int check_udp(struct xdp_md *ctx, const struct outer *o, 
 	if (bpf_xdp_load_bytes(ctx, o->l4, &udp, sizeof(udp)))
 		return XM_COL_BAD_LENGTH; /* not reached: parse_outer read it */
 	ulen = bpf_ntohs(udp.len);
-	if (ulen < XM_COL_UDP_HLEN || o->l4 + ulen > bpf_xdp_get_buff_len(ctx))
+	if (o->end > bpf_xdp_get_buff_len(ctx) || ulen < XM_COL_UDP_HLEN || o->l4 + ulen > o->end)
 		return XM_COL_BAD_LENGTH;
 	if (kind == XM_COL_KIND_VXLAN)
 		return check_vxlan(ctx, o->l4 + XM_COL_UDP_HLEN, ulen - XM_COL_UDP_HLEN, t);

@@ -37,6 +37,7 @@
 #define LB_ERSPAN3_HLEN 12
 #define LB_ERSPAN3_SUBHLEN 8      /* platform-specific sub-header, when O */
 #define LB_ERSPAN3_O 0x01         /* byte 11 of the type III header */
+#define LB_ERSPAN3_FT_IP 2        /* frame type (FT, bits 6-2 of byte 10): an IP packet without Ethernet */
 
 /* lb_gre_hlen is the length of the GRE header: 4 bytes, and 4 for each of
  * the checksum (with its reserved half), key and sequence number. */
@@ -73,10 +74,28 @@ static __always_inline void *lb_erspan_inner(void *e, void *data_end, __u16 ptyp
 	return b + LB_ERSPAN3_HLEN + ((b[11] & LB_ERSPAN3_O) ? LB_ERSPAN3_SUBHLEN : 0);
 }
 
+/* lb_erspan3_ip_type is the EtherType of the IP packet that follows a type
+ * III header at e whose frame type is IP (FT 2), by the packet's version;
+ * 0 for an Ethernet frame (FT 0, or anything but IPv4 and IPv6), which the
+ * collector writes as it came. */
+static __always_inline __u16 lb_erspan3_ip_type(__u8 *e, __u8 *in, void *data_end)
+{
+	if ((void *)(e + LB_ERSPAN3_HLEN) > data_end || ((e[10] >> 2) & 0x1f) != LB_ERSPAN3_FT_IP)
+		return 0;
+	if ((void *)(in + 1) > data_end)
+		return 0;
+	if (in[0] >> 4 == 4)
+		return ETH_P_IP;
+	if (in[0] >> 4 == 6)
+		return ETH_P_IPV6;
+	return 0;
+}
+
 /* lb_gre_inner_hash hashes the flow a GRE payload carries: an Ethernet frame
  * (transparent Ethernet bridging, or ERSPAN I/II/III behind its header) or
- * an IPv4/IPv6 packet. Anything else is LB_INNER_NONE (the caller hashes
- * the outer flow). lb_gre_ok passed. */
+ * an IPv4/IPv6 packet (an IP protocol type, or ERSPAN III of frame type IP).
+ * Anything else is LB_INNER_NONE (the caller hashes the outer flow).
+ * lb_gre_ok passed. */
 static __always_inline int lb_gre_inner_hash(void *gre, void *data_end, __u32 *hash)
 {
 	__be16 *g = gre;
@@ -93,10 +112,15 @@ static __always_inline int lb_gre_inner_hash(void *gre, void *data_end, __u32 *h
 	if (ptype == ETH_P_TEB)
 		return lb_inner_hash_eth(in, data_end, hash);
 	if (ptype == LB_GRE_P_ERSPAN || ptype == LB_GRE_P_ERSPAN3) {
+		void *e = in;
+
 		in = lb_erspan_inner(in, data_end, ptype, flags);
 		if (!in)
 			return LB_INNER_NONE;
-		return lb_inner_hash_eth(in, data_end, hash);
+		if (ptype == LB_GRE_P_ERSPAN3)
+			ptype = lb_erspan3_ip_type(e, in, data_end);
+		if (ptype != ETH_P_IP && ptype != ETH_P_IPV6)
+			return lb_inner_hash_eth(in, data_end, hash);
 	}
 	if (ptype == ETH_P_IP || ptype == ETH_P_IPV6)
 		return lb_inner_hash_l3(bpf_htons(ptype), in, data_end, hash);
