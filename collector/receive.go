@@ -62,8 +62,9 @@ func ParseReceive(s string) (string, error) {
 // openReceiver opens the inputs with the receive path asked for: XDP takes
 // them all at the listen address (with one socket each beside it), sockets
 // read each input on its own (SO_REUSEPORT UDP sockets, GRE's raw sockets).
-// In auto mode XDP is tried only on an address an interface holds, and any
-// failure to load or attach it falls back to sockets with a log line. What
+// In auto mode XDP is tried only on an address an interface holds, and a
+// failure to load or attach it falls back to sockets with a log line (a
+// port the sockets cannot take fails either way, and is returned as is). What
 // a failed start opened is released.
 func (c *Collector) openReceiver() (_ receiver, err error) {
 	ap, err := resolveListen(c.opts.Listen)
@@ -89,7 +90,7 @@ func (c *Collector) openReceiver() (_ receiver, err error) {
 	if err == nil {
 		return r, nil
 	}
-	if errors.Is(err, errSecondCollector) || errors.Is(err, errSecondGRE) {
+	if errors.Is(err, errSecondCollector) || errors.Is(err, errSecondGRE) || errors.As(err, new(socketsError)) {
 		return nil, err
 	}
 	c.log.Warn("receive auto: XDP unavailable, receiving with sockets", "listen", ap.String(), "err", err)

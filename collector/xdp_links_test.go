@@ -3,6 +3,7 @@
 package collector
 
 import (
+	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,5 +52,31 @@ func TestProcessXDPInterfaceRecreated(t *testing.T) {
 	waitFor("program on the re-created xc0", p, attached)
 	if !strings.Contains(p.Output(), "program attached anew") {
 		t.Errorf("no log of the new attachment:\n%s", p.Output())
+	}
+}
+
+// TestProcessAutoPortTaken: in auto mode a listen port another program holds
+// is that error, said once. Before, the start logged "XDP unavailable,
+// receiving with sockets", blaming XDP, and then failed on the same port.
+func TestProcessAutoPortTaken(t *testing.T) {
+	lab := newColLab(t, 0)
+	if err := lab.col.Veth("xa0", "10.64.0.1/24", lab.sender, "xa1", ""); err != nil {
+		t.Fatal(err)
+	}
+	var held *net.UDPConn
+	if err := lab.col.Do(func() (err error) {
+		held, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 64, 0, 1), Port: 4790})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	out, err := lab.col.Run(labtest.XmirrorBinary(t), "collect", "--listen", "10.64.0.1:4790",
+		"--out", t.TempDir(), "--metrics-listen", "127.0.0.1:9472")
+	if err == nil {
+		t.Fatalf("collect started on a port another program holds:\n%s", out)
+	}
+	if strings.Contains(out, "XDP unavailable") || !strings.Contains(out, "address already in use") {
+		t.Errorf("want the port's error without blaming XDP:\n%s", out)
 	}
 }

@@ -117,6 +117,14 @@ func (x *xdpReceiver) mode() string { return ReceiveXDP }
 // listenXDP binds the port, loads xm_collect for the listen address and
 // attaches it to every interface that holds the address. Anything it did
 // is undone when a step fails.
+// socketsError is a failure of the sockets the XDP path opens beside its
+// program: the socket path would fail the same way, so auto mode does not
+// fall back on it.
+type socketsError struct{ err error }
+
+func (e socketsError) Error() string { return e.err.Error() }
+func (e socketsError) Unwrap() error { return e.err }
+
 func (c *Collector) listenXDP(ap netip.AddrPort) (_ receiver, err error) {
 	if ap.Addr().IsUnspecified() {
 		return nil, fmt.Errorf("receive xdp: listen %s: XDP needs an address an interface holds, not the wildcard", ap)
@@ -135,7 +143,7 @@ func (c *Collector) listenXDP(ap netip.AddrPort) (_ receiver, err error) {
 		}
 	}()
 	if x.sock, err = c.openInputs(ap, false); err != nil {
-		return nil, err
+		return nil, socketsError{err}
 	}
 	if err := x.load(ap.Addr(), c.programInputs()); err != nil {
 		return nil, err
