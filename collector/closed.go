@@ -17,8 +17,12 @@ import (
 
 // What happens to a file once it is closed and renamed, off the receive
 // path: compression (if configured), then the per-session retention, then
-// the post-rotate command. One goroutine does it in order, so a burst of
-// rotations queues instead of compressing many files at once.
+// the post-rotate command. One goroutine compresses and prunes in order, so
+// a burst of rotations queues instead of compressing many files at once;
+// another runs the post-rotate commands in the same order, so that a
+// command that is slow or never returns (an archive that does not answer)
+// holds up only the commands after it, never the compression and
+// retention of the files that close meanwhile.
 
 // closedJob is a closed capture file waiting for that work.
 type closedJob struct {
@@ -79,9 +83,40 @@ func (c *Collector) closedLoop() {
 		c.disk.mu.Lock()
 		c.disk.dirty = true
 		c.disk.mu.Unlock()
-		c.postRotate(filepath.Join(c.out.path, j.dir, name))
+		c.queueHook(j.dir, name)
 		_ = unix.Close(j.dirfd)
 		c.post.Done()
+	}
+	close(c.hookq)
+}
+
+// hookJob is a closed file (its final name) waiting for the post-rotate
+// command.
+type hookJob struct{ dir, name string }
+
+// queueHook hands a file that compression and retention are done with to
+// the post-rotate command; beyond closedQueue commands waiting, the file
+// is logged and not handed over.
+func (c *Collector) queueHook(dir, name string) {
+	if strings.TrimSpace(c.opts.PostRotate) == "" {
+		return
+	}
+	c.hooks.Add(1)
+	select {
+	case c.hookq <- hookJob{dir: dir, name: name}:
+	default:
+		c.hooks.Done()
+		c.log.Warn("post-rotate command not run for a closed file: too many commands waiting (is the command hanging?)",
+			"cmd", c.opts.PostRotate, "session", dir, "file", name, "waiting", closedQueue)
+	}
+}
+
+// hookLoop runs the post-rotate commands, one at a time, in the order
+// their files closed, until closedLoop ends.
+func (c *Collector) hookLoop() {
+	for j := range c.hookq {
+		c.postRotate(filepath.Join(c.out.path, j.dir, j.name))
+		c.hooks.Done()
 	}
 }
 

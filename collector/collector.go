@@ -213,7 +213,9 @@ type Collector struct {
 	// series since forgotten (idle, renamed), whose counters went with them.
 	written, writtenBytes atomic.Uint64
 	rotateReq             chan struct{}
-	post                  sync.WaitGroup
+	post                  sync.WaitGroup // closed files being compressed and pruned
+	hookq                 chan hookJob   // closed files for the post-rotate command
+	hooks                 sync.WaitGroup // post-rotate commands queued or running
 	running               atomic.Int32
 }
 
@@ -382,6 +384,7 @@ func New(opts Options) (c *Collector, err error) {
 	c = &Collector{
 		out:      out,
 		closed:   make(chan closedJob, closedQueue),
+		hookq:    make(chan hookJob, closedQueue),
 		retained: make(map[string]*metrics.Counter),
 		opts:     opts,
 		log:      opts.Logger,
@@ -417,6 +420,7 @@ func New(opts Options) (c *Collector, err error) {
 	}
 	c.log.Info("collector receive path", "receive", c.rcv.mode(), "asked", opts.Receive)
 	go c.closedLoop()
+	go c.hookLoop()
 	// Last: a New that fails leaves the files for the next start (renamed,
 	// they would never be compressed or handed to post_rotate), and one
 	// refused on the port does not rename the running collector's files.
@@ -653,7 +657,7 @@ loop:
 	for _, s := range c.allSeries() {
 		s.rotate("shutdown")
 	}
-	waitTimeout(&c.post, 10*time.Second)
+	c.waitClosedWork(true)
 	c.closeFiles()
 	c.stopExports()
 	select {
@@ -695,7 +699,7 @@ func (c *Collector) Close() error {
 	for _, s := range c.allSeries() {
 		s.rotate("close")
 	}
-	waitTimeout(&c.post, 10*time.Second)
+	c.waitClosedWork(true)
 	c.closeFiles()
 	c.stopExports()
 	return c.releaseReceive()
@@ -725,12 +729,38 @@ func (c *Collector) tick() {
 	c.enforceDisk(now)
 }
 
-func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-done:
-	case <-time.After(d):
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// closedWorkWait bounds how long a rotation or shutdown waits for the
+// closed files' compression, retention and post-rotate commands.
+const closedWorkWait = 10 * time.Second
+
+// waitClosedWork waits, up to closedWorkWait in all, for the files closed
+// so far to be compressed and pruned, then for their post-rotate
+// commands. When stopping, what is still left undone is logged: the
+// process exits without it.
+func (c *Collector) waitClosedWork(stopping bool) {
+	deadline := time.Now().Add(closedWorkWait)
+	if !waitTimeout(&c.post, closedWorkWait) {
+		if stopping {
+			c.log.Warn("stopping before every closed file was compressed and pruned", "waited", closedWorkWait)
+		}
+		return
+	}
+	if !waitTimeout(&c.hooks, time.Until(deadline)) && stopping {
+		c.log.Warn("stopping while post-rotate commands still run or wait; they are not waited for",
+			"cmd", c.opts.PostRotate, "waited", closedWorkWait)
 	}
 }
 
