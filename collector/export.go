@@ -151,7 +151,11 @@ func (l *liveStream) packet(s *series, src netip.Addr, tsNanos int64, fr *Frame,
 	if !known {
 		id = uint32(len(l.ifs))
 		l.ifs[key] = id
-		l.buf = appendNgIDB(l.buf, ifName(src, s.key), ifDesc(src, s.name, s.key), s.snap)
+		// Whole frames, whatever the session's packet length: sessions of
+		// different lengths share the stream, and libpcap (tcpdump -r -)
+		// stops at an interface whose snap length differs from the first
+		// one's, or at a packet longer than its interface's.
+		l.buf = appendNgIDB(l.buf, ifName(src, s.key), ifDesc(src, s.name, s.key), 0)
 	}
 	l.buf = appendNgEPB(l.buf, id, tsNanos, fr.Inner, fr.OrigLen, m)
 	l.added()
