@@ -68,6 +68,13 @@ func openOutDir(path string, fileMode fs.FileMode, gid int, log *slog.Logger) (*
 		d.close()
 		return nil, fmt.Errorf("output directory %s is writable by everyone (mode %#o): refused, anyone could replace capture files", path, mode)
 	}
+	// Checked now, not at the first packet: a collector that cannot write
+	// would otherwise run, answer /healthz, and drop everything it is sent.
+	if err := unix.Faccessat(fd, ".", unix.W_OK|unix.X_OK, unix.AT_EACCESS); err != nil {
+		d.close()
+		return nil, fmt.Errorf("output directory %s is not writable by this process (uid %d, gid %d, directory owner %d:%d, mode %#o): %w",
+			path, os.Geteuid(), os.Getegid(), st.Uid, st.Gid, mode, err)
+	}
 	log.Info("output directory", "path", path, "uid", st.Uid, "gid", st.Gid, "mode", fmt.Sprintf("%#o", mode),
 		"file_mode", fmt.Sprintf("%#o", fileMode), "dir_mode", fmt.Sprintf("%#o", dirMode))
 	if mode&0o007 != 0 {
