@@ -504,6 +504,12 @@ func (c *Collector) handleWith(decap Decapper, cache seriesCache, src netip.Addr
 	r.release()
 }
 
+// clockStepBack is how far a packet's receive time may fall behind the
+// one before it in its session before it is taken for a step of the wall
+// clock rather than a packet that a receive goroutine held up: far beyond
+// the reorder window, far below the steps that NTP or a restored VM make.
+const clockStepBack = time.Second
+
 // seriesCache is a writer's own session -> series map, keyed by
 // Key.packed: a uint64 key takes the map's fast path, where the struct
 // cost a generic hash on every packet.
@@ -549,7 +555,19 @@ func (r *rx) write(src netip.Addr, tsNanos int64, fr *Frame) {
 		}
 	}
 	if r.last != nil {
-		tsNanos = max(tsNanos, r.heldLast)
+		if tsNanos < r.heldLast-int64(clockStepBack) {
+			// The wall clock stepped back: clamping would stamp every
+			// packet with the time before the step until the clock caught
+			// up (an hour for an hour's step). A new file keeps each file
+			// in time order and the packets their own times.
+			if s.f != nil {
+				r.c.log.Warn("receive time went back: the clock stepped; the session starts a new file",
+					"session", s.name, "back", time.Duration(r.heldLast-tsNanos))
+				s.closeLocked("clock_step")
+			}
+		} else {
+			tsNanos = max(tsNanos, r.heldLast)
+		}
 		r.heldLast = tsNanos
 	}
 	if reason := s.writeLocked(src, tsNanos, fr); reason != ReasonNone {
