@@ -182,10 +182,10 @@ type Collector struct {
 
 	out        *outDir
 	disk       disk
-	diskLow    atomic.Bool    // below MinFree: packets dropped as disk_low
-	closed     chan closedJob // closed files for compression, retention, post-rotate
-	closedMu   sync.Mutex     // guards sends on closed against closing it
-	closedDone bool
+	diskLow    atomic.Bool       // below MinFree: packets dropped as disk_low
+	closed     *queue[closedJob] // closed files for compression, retention, post-rotate
+	closedMu   sync.Mutex
+	closedDone bool                        // closeFiles ran
 	retained   map[string]*metrics.Counter // files removed, by rule
 
 	mu       sync.RWMutex
@@ -213,9 +213,9 @@ type Collector struct {
 	// series since forgotten (idle, renamed), whose counters went with them.
 	written, writtenBytes atomic.Uint64
 	rotateReq             chan struct{}
-	post                  sync.WaitGroup // closed files being compressed and pruned
-	hookq                 chan hookJob   // closed files for the post-rotate command
-	hooks                 sync.WaitGroup // post-rotate commands queued or running
+	post                  sync.WaitGroup  // closed files being compressed and pruned
+	hookq                 *queue[hookJob] // closed files for the post-rotate command
+	hooks                 sync.WaitGroup  // post-rotate commands queued or running
 	running               atomic.Int32
 }
 
@@ -383,8 +383,8 @@ func New(opts Options) (c *Collector, err error) {
 	}
 	c = &Collector{
 		out:      out,
-		closed:   make(chan closedJob, closedQueue),
-		hookq:    make(chan hookJob, closedQueue),
+		closed:   newQueue[closedJob](),
+		hookq:    newQueue[hookJob](),
 		retained: make(map[string]*metrics.Counter),
 		opts:     opts,
 		log:      opts.Logger,
@@ -419,7 +419,17 @@ func New(opts Options) (c *Collector, err error) {
 		return nil, err
 	}
 	c.log.Info("collector receive path", "receive", c.rcv.mode(), "asked", opts.Receive)
-	go c.closedLoop()
+	if c.out != nil {
+		outfd, err := unix.FcntlInt(uintptr(c.out.fd), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			c.stopExports()
+			_ = c.releaseReceive()
+			return nil, fmt.Errorf("output directory: %w", err)
+		}
+		go c.closedLoop(outfd)
+	} else {
+		go c.closedLoop(-1)
+	}
 	go c.hookLoop()
 	// Last: a New that fails leaves the files for the next start (renamed,
 	// they would never be compressed or handed to post_rotate), and one
@@ -692,7 +702,7 @@ func (c *Collector) closeFiles() {
 	done := c.closedDone
 	if !done {
 		c.closedDone = true
-		close(c.closed)
+		c.closed.close()
 	}
 	c.closedMu.Unlock()
 	if done {

@@ -54,3 +54,35 @@ func TestHungPostRotateKeepsRetention(t *testing.T) {
 	}
 	t.Fatalf("with the first post-rotate command hanging: files %v, want %s (keep 2, compressed)", got, want)
 }
+
+// TestManyFilesCloseAtOnce: more files than the closed-file queue held
+// (1024) close at once, as at every interval boundary or SIGUSR1 with
+// that many sessions. Those beyond it were "left as it is": never
+// compressed, never handed to post_rotate (3,000 sessions: 1,916 files).
+// Now every one is.
+func TestManyFilesCloseAtOnce(t *testing.T) {
+	out, copies := t.TempDir(), t.TempDir()
+	const n = 1500
+	c := offline(t, Options{OutputDir: out, Compress: true, MaxSessions: n, PostRotate: "cp -t " + copies})
+	cache := seriesCache{}
+	for vni := range uint32(n) {
+		c.handle(cache, loopback, t0.UnixNano(), vxlan(vni+1, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)))
+	}
+	c.Rotate()
+	var plain, gz, cp int
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		plain, gz = 0, 0
+		for _, f := range files(t, out) {
+			if strings.HasSuffix(f, ".gz") {
+				gz++
+			} else {
+				plain++
+			}
+		}
+		if cp = len(files(t, copies)); gz == n && cp == n {
+			return
+		}
+	}
+	t.Fatalf("%d sessions rotated at once: %d files compressed, %d left uncompressed, %d handed to post_rotate; want all %d",
+		n, gz, plain, cp, n)
+}
