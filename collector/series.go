@@ -214,7 +214,7 @@ func (s *series) writeLocked(src netip.Addr, tsNanos int64, fr *Frame) Reason {
 		}
 	}
 	s.appendLocked(ss, src, stampOf(tsNanos, m), fr, m)
-	if s.c.opts.RotateSize > 0 && s.written+int64(len(s.buf)) >= s.c.opts.RotateSize {
+	if s.c.opts.RotateSize > 0 && s.written+int64(len(s.buf)+s.statsLen()) >= s.c.opts.RotateSize {
 		s.closeLocked("size")
 	}
 	return ReasonNone
@@ -447,6 +447,17 @@ func (s *series) closeLocked(why string) {
 	s.c.log.Info("capture file closed", "session", s.name, "file", final, "bytes", s.written,
 		"packets", s.filePkts, "why", why)
 	s.c.fileClosed(s, final)
+}
+
+// statsLen is the size of the interface statistics blocks the open file
+// gets when it closes (one per interface), counted towards rotate.size so
+// that a file ends at most one packet beyond it, whatever the number of
+// mirror sources in it.
+func (s *series) statsLen() int {
+	if s.c.opts.Format != FormatPcapng {
+		return 0
+	}
+	return int(s.nextIf) * ngISBLen
 }
 
 // appendStatsLocked appends an interface statistics block for each
