@@ -340,7 +340,8 @@ func TestOutputDirNotWritable(t *testing.T) {
 		_ = c.Close()
 		t.Fatal("collector started on a read-only output directory")
 	}
-	if !strings.Contains(err.Error(), "not writable") || !strings.Contains(err.Error(), out) {
-		t.Errorf("error %q, want it to say the output directory %s is not writable", err, out)
+	if !strings.Contains(err.Error(), "not writable") || !strings.Contains(err.Error(), out) ||
+		!strings.Contains(err.Error(), "ReadWritePaths=") {
+		t.Errorf("error %q, want it to say the output directory %s is not writable, and what the unit needs", err, out)
 	}
 }
