@@ -420,7 +420,9 @@ func New(opts Options) (c *Collector, err error) {
 	}
 	c.log.Info("collector receive path", "receive", c.rcv.mode(), "asked", opts.Receive)
 	if c.out != nil {
-		outfd, err := unix.FcntlInt(uintptr(c.out.fd), unix.F_DUPFD_CLOEXEC, 0)
+		// A descriptor of its own (not a dup: that would share the
+		// output directory's flock and hold it past Close).
+		outfd, err := unix.Openat(c.out.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			c.stopExports()
 			_ = c.releaseReceive()
