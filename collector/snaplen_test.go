@@ -9,9 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/xmirror/xmirror/internal/netlab"
 )
 
 // overSnap returns the packets of a pcapng (one section) that hold more
@@ -137,4 +140,30 @@ func TestFramesLongerThanPacketLength(t *testing.T) {
 		t.Fatal(err)
 	}
 	tcpdump("live stream", path)
+}
+
+// TestLiveStreamInterfaceCap: sessions keep coming and going for longer
+// than the live stream has interface blocks for (65,536 (session, source)
+// pairs; a pcapng section cannot take one back). Every packet of a new
+// pair is then dropped from the stream, and was dropped with nothing
+// logged: a day-long `--write - | wireshark` with VNI churn went blind to
+// new sessions, and live_drops_total read like a slow reader. Now it is
+// logged, once.
+func TestLiveStreamInterfaceCap(t *testing.T) {
+	defer func(n int) { maxLiveInterfaces = n }(maxLiveInterfaces)
+	maxLiveInterfaces = 4
+	live := &lockedBuffer{}
+	var log netlab.SyncBuffer
+	c := offline(t, Options{Live: live, Logger: textLogger(&log)})
+	cache := seriesCache{}
+	for vni := range uint32(10) {
+		c.handle(cache, loopback, t0.Add(time.Duration(vni)*time.Millisecond).UnixNano(),
+			vxlan(vni+1, tcpFrame(t, ipSource, ipTest, 1, 2, vni, 4, nil)))
+	}
+	if d := c.live.drops.Get(); d != 6 {
+		t.Errorf("live drops %d, want 6", d)
+	}
+	if n := strings.Count(log.String(), "live output: interface limit reached"); n != 1 {
+		t.Errorf("the limit logged %d times, want once:\n%s", n, log.String())
+	}
 }
