@@ -11,7 +11,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -365,6 +367,13 @@ func New(opts Options) (c *Collector, err error) {
 	}
 	if err := opts.check(); err != nil {
 		return nil, err
+	}
+	if argv := strings.Fields(opts.PostRotate); len(argv) > 0 {
+		// Now, not at the first rotation an hour on: until then every
+		// closed file would go unarchived.
+		if _, err := exec.LookPath(argv[0]); err != nil {
+			return nil, fmt.Errorf("post_rotate %q cannot be run: %w", opts.PostRotate, err)
+		}
 	}
 	gid, err := LookupGroup(opts.Group)
 	if err != nil {

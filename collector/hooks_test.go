@@ -86,3 +86,26 @@ func TestManyFilesCloseAtOnce(t *testing.T) {
 	t.Fatalf("%d sessions rotated at once: %d files compressed, %d left uncompressed, %d handed to post_rotate; want all %d",
 		n, gz, plain, cp, n)
 }
+
+// TestPostRotateMissingCommand: a post_rotate command that does not exist
+// or cannot be run (a typo, a script without its x bit, gzip in the
+// distroless image) is refused at start. Before, the collector started and
+// the first rotation, an hour later, logged that the command failed; every
+// file until it was noticed went unarchived.
+func TestPostRotateMissingCommand(t *testing.T) {
+	noexec := filepath.Join(t.TempDir(), "ship")
+	if err := os.WriteFile(noexec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"/nonexistent/ship-pcap --to archive", noexec, "no-such-command-xmirror"} {
+		c, err := New(withTestDefaults(Options{OutputDir: t.TempDir(), Listen: "127.0.0.1:0", Readers: 1, PostRotate: cmd}))
+		if err == nil {
+			_ = c.Close()
+			t.Errorf("post_rotate %q: started", cmd)
+			continue
+		}
+		if !strings.Contains(err.Error(), "post_rotate") || !strings.Contains(err.Error(), strings.Fields(cmd)[0]) {
+			t.Errorf("post_rotate %q: error %q, want it to name the key and the command", cmd, err)
+		}
+	}
+}
