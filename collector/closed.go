@@ -11,77 +11,178 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
 // What happens to a file once it is closed and renamed, off the receive
 // path: compression (if configured), then the per-session retention, then
-// the post-rotate command. One goroutine does it in order, so a burst of
-// rotations queues instead of compressing many files at once.
+// the post-rotate command. One goroutine compresses and prunes in order, so
+// a burst of rotations queues instead of compressing many files at once;
+// another runs the post-rotate commands in the same order, so that a
+// command that is slow or never returns (an archive that does not answer)
+// holds up only the commands after it, never the compression and
+// retention of the files that close meanwhile.
 
-// closedJob is a closed capture file waiting for that work.
+// closedJob is a closed capture file waiting for that work. It holds no
+// descriptor: thousands of sessions closing at once (an interval boundary,
+// SIGUSR1) would hold thousands; the worker opens the session directory
+// again, without following links, from its own descriptor of the output
+// directory.
 type closedJob struct {
-	dirfd int // a duplicate of the session directory's descriptor, owned by the job
 	dir   string
 	name  string
 	namer fileNamer
 }
 
-// closedQueue bounds the files waiting; beyond it a file is left
-// uncompressed (logged) rather than blocking the writer.
-const closedQueue = 1024
+// queue is an unbounded first-in first-out queue with one consumer. The
+// closed files wait in one: a bound would have to drop files (left
+// uncompressed, never handed to post_rotate) or block the writer that
+// closed them, and every session closes a file at each interval boundary.
+type queue[T any] struct {
+	mu     sync.Mutex
+	items  []T
+	head   int
+	closed bool
+	wake   chan struct{}
+}
+
+func newQueue[T any]() *queue[T] { return &queue[T]{wake: make(chan struct{}, 1)} }
+
+// put adds v, reporting false when the queue is closed.
+func (q *queue[T]) put(v T) bool {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return false
+	}
+	q.items = append(q.items, v)
+	q.mu.Unlock()
+	q.signal()
+	return true
+}
+
+func (q *queue[T]) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close lets get return false once the queue is empty.
+func (q *queue[T]) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.signal()
+}
+
+// get returns the oldest item, waiting for one; false once the queue is
+// closed and empty.
+func (q *queue[T]) get() (T, bool) {
+	for {
+		q.mu.Lock()
+		if q.head < len(q.items) {
+			v := q.items[q.head]
+			var zero T
+			q.items[q.head] = zero
+			q.head++
+			if q.head == len(q.items) {
+				q.items, q.head = q.items[:0], 0
+			}
+			q.mu.Unlock()
+			return v, true
+		}
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			var zero T
+			return zero, false
+		}
+		<-q.wake
+	}
+}
 
 // fileClosed hands a closed file of s over. Called with the series locked.
 func (c *Collector) fileClosed(s *series, name string) {
-	c.queueClosed(s.dirfd, s.name, name, s.namer)
+	c.queueClosed(s.name, name, s.namer)
 }
 
 // queueClosed hands over the closed file name of the session directory
-// dirfd (named dir), whose files namer recognises; dirfd stays the
-// caller's.
-func (c *Collector) queueClosed(dirfd int, dir, name string, namer fileNamer) {
-	fd, err := unix.Dup(dirfd)
-	if err != nil {
-		c.log.Warn("closed capture file: no descriptor left for its retention", "session", dir, "err", err)
-		return
+// dir, whose files namer recognises.
+func (c *Collector) queueClosed(dir, name string, namer fileNamer) {
+	c.post.Add(1)
+	if !c.closed.put(closedJob{dir: dir, name: name, namer: namer}) {
+		c.post.Done()
+		c.log.Warn("closed capture file left as it is: the collector is stopping", "session", dir, "file", name)
 	}
-	unix.CloseOnExec(fd)
-	j := closedJob{dirfd: fd, dir: dir, name: name, namer: namer}
-	c.closedMu.Lock()
-	defer c.closedMu.Unlock()
-	if !c.closedDone {
-		c.post.Add(1)
-		select {
-		case c.closed <- j:
-			return
-		default:
-			c.post.Done()
-		}
-	}
-	_ = unix.Close(fd)
-	c.log.Warn("closed capture file left as it is: the queue for compression and retention is full or closed",
-		"session", dir, "file", name)
 }
 
-// closedLoop processes closed files until the queue is closed.
-func (c *Collector) closedLoop() {
-	for j := range c.closed {
-		name := j.name
-		if c.opts.Compress {
-			if gz, err := c.compress(j.dirfd, name); err != nil {
-				c.log.Error("compress capture file", "session", j.dir, "file", name, "err", err)
-			} else {
-				name = gz
-			}
+// closedLoop processes closed files until the queue is closed; outfd is
+// its own descriptor of the output directory, which it closes.
+func (c *Collector) closedLoop(outfd int) {
+	defer unix.Close(outfd)
+	defer c.hookq.close()
+	for {
+		j, ok := c.closed.get()
+		if !ok {
+			return
 		}
-		c.retain(j.dirfd, j.dir, j.namer)
-		c.disk.mu.Lock()
-		c.disk.dirty = true
-		c.disk.mu.Unlock()
-		c.postRotate(filepath.Join(c.out.path, j.dir, name))
-		_ = unix.Close(j.dirfd)
+		c.closedJob(outfd, j)
 		c.post.Done()
+	}
+}
+
+func (c *Collector) closedJob(outfd int, j closedJob) {
+	dirfd, err := unix.Openat(outfd, j.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		c.log.Warn("closed capture file: its session directory cannot be opened for compression and retention",
+			"session", j.dir, "file", j.name, "err", err)
+		return
+	}
+	defer unix.Close(dirfd)
+	name := j.name
+	if c.opts.Compress {
+		if gz, err := c.compress(dirfd, name); err != nil {
+			c.log.Error("compress capture file", "session", j.dir, "file", name, "err", err)
+		} else {
+			name = gz
+		}
+	}
+	c.retain(dirfd, j.dir, j.namer)
+	c.disk.mu.Lock()
+	c.disk.dirty = true
+	c.disk.mu.Unlock()
+	c.queueHook(j.dir, name)
+}
+
+// hookJob is a closed file (its final name) waiting for the post-rotate
+// command.
+type hookJob struct{ dir, name string }
+
+// queueHook hands a file that compression and retention are done with to
+// the post-rotate command.
+func (c *Collector) queueHook(dir, name string) {
+	if strings.TrimSpace(c.opts.PostRotate) == "" {
+		return
+	}
+	c.hooks.Add(1)
+	if !c.hookq.put(hookJob{dir: dir, name: name}) {
+		c.hooks.Done()
+	}
+}
+
+// hookLoop runs the post-rotate commands, one at a time, in the order
+// their files closed, until closedLoop ends.
+func (c *Collector) hookLoop() {
+	for {
+		j, ok := c.hookq.get()
+		if !ok {
+			return
+		}
+		c.postRotate(filepath.Join(c.out.path, j.dir, j.name))
+		c.hooks.Done()
 	}
 }
 

@@ -11,7 +11,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -182,10 +184,10 @@ type Collector struct {
 
 	out        *outDir
 	disk       disk
-	diskLow    atomic.Bool    // below MinFree: packets dropped as disk_low
-	closed     chan closedJob // closed files for compression, retention, post-rotate
-	closedMu   sync.Mutex     // guards sends on closed against closing it
-	closedDone bool
+	diskLow    atomic.Bool       // below MinFree: packets dropped as disk_low
+	closed     *queue[closedJob] // closed files for compression, retention, post-rotate
+	closedMu   sync.Mutex
+	closedDone bool                        // closeFiles ran
 	retained   map[string]*metrics.Counter // files removed, by rule
 
 	mu       sync.RWMutex
@@ -213,7 +215,9 @@ type Collector struct {
 	// series since forgotten (idle, renamed), whose counters went with them.
 	written, writtenBytes atomic.Uint64
 	rotateReq             chan struct{}
-	post                  sync.WaitGroup
+	post                  sync.WaitGroup  // closed files being compressed and pruned
+	hookq                 *queue[hookJob] // closed files for the post-rotate command
+	hooks                 sync.WaitGroup  // post-rotate commands queued or running
 	running               atomic.Int32
 }
 
@@ -364,6 +368,13 @@ func New(opts Options) (c *Collector, err error) {
 	if err := opts.check(); err != nil {
 		return nil, err
 	}
+	if argv := strings.Fields(opts.PostRotate); len(argv) > 0 {
+		// Now, not at the first rotation an hour on: until then every
+		// closed file would go unarchived.
+		if _, err := exec.LookPath(argv[0]); err != nil {
+			return nil, fmt.Errorf("post_rotate %q cannot be run: %w", opts.PostRotate, err)
+		}
+	}
 	gid, err := LookupGroup(opts.Group)
 	if err != nil {
 		return nil, fmt.Errorf("group: %w", err)
@@ -381,7 +392,8 @@ func New(opts Options) (c *Collector, err error) {
 	}
 	c = &Collector{
 		out:      out,
-		closed:   make(chan closedJob, closedQueue),
+		closed:   newQueue[closedJob](),
+		hookq:    newQueue[hookJob](),
 		retained: make(map[string]*metrics.Counter),
 		opts:     opts,
 		log:      opts.Logger,
@@ -417,7 +429,20 @@ func New(opts Options) (c *Collector, err error) {
 		return nil, err
 	}
 	c.log.Info("collector receive path", "receive", c.rcv.mode(), "asked", opts.Receive)
-	go c.closedLoop()
+	if c.out != nil {
+		// A descriptor of its own (not a dup: that would share the
+		// output directory's flock and hold it past Close).
+		outfd, err := unix.Openat(c.out.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			c.stopExports()
+			_ = c.releaseReceive()
+			return nil, fmt.Errorf("output directory: %w", err)
+		}
+		go c.closedLoop(outfd)
+	} else {
+		go c.closedLoop(-1)
+	}
+	go c.hookLoop()
 	// Last: a New that fails leaves the files for the next start (renamed,
 	// they would never be compressed or handed to post_rotate), and one
 	// refused on the port does not rename the running collector's files.
@@ -501,6 +526,12 @@ func (c *Collector) handleWith(decap Decapper, cache seriesCache, src netip.Addr
 	r.release()
 }
 
+// clockStepBack is how far a packet's receive time may fall behind the
+// one before it in its session before it is taken for a step of the wall
+// clock rather than a packet that a receive goroutine held up: far beyond
+// the reorder window, far below the steps that NTP or a restored VM make.
+const clockStepBack = time.Second
+
 // seriesCache is a writer's own session -> series map, keyed by
 // Key.packed: a uint64 key takes the map's fast path, where the struct
 // cost a generic hash on every packet.
@@ -546,7 +577,19 @@ func (r *rx) write(src netip.Addr, tsNanos int64, fr *Frame) {
 		}
 	}
 	if r.last != nil {
-		tsNanos = max(tsNanos, r.heldLast)
+		if tsNanos < r.heldLast-int64(clockStepBack) {
+			// The wall clock stepped back: clamping would stamp every
+			// packet with the time before the step until the clock caught
+			// up (an hour for an hour's step). A new file keeps each file
+			// in time order and the packets their own times.
+			if s.f != nil {
+				r.c.log.Warn("receive time went back: the clock stepped; the session starts a new file",
+					"session", s.name, "back", time.Duration(r.heldLast-tsNanos))
+				s.closeLocked("clock_step")
+			}
+		} else {
+			tsNanos = max(tsNanos, r.heldLast)
+		}
 		r.heldLast = tsNanos
 	}
 	if reason := s.writeLocked(src, tsNanos, fr); reason != ReasonNone {
@@ -654,7 +697,7 @@ loop:
 	for _, s := range c.allSeries() {
 		s.rotate("shutdown")
 	}
-	waitTimeout(&c.post, 10*time.Second)
+	c.waitClosedWork(true)
 	c.closeFiles()
 	c.stopExports()
 	select {
@@ -671,7 +714,7 @@ func (c *Collector) closeFiles() {
 	done := c.closedDone
 	if !done {
 		c.closedDone = true
-		close(c.closed)
+		c.closed.close()
 	}
 	c.closedMu.Unlock()
 	if done {
@@ -696,7 +739,7 @@ func (c *Collector) Close() error {
 	for _, s := range c.allSeries() {
 		s.rotate("close")
 	}
-	waitTimeout(&c.post, 10*time.Second)
+	c.waitClosedWork(true)
 	c.closeFiles()
 	c.stopExports()
 	return c.releaseReceive()
@@ -726,12 +769,38 @@ func (c *Collector) tick() {
 	c.enforceDisk(now)
 }
 
-func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-done:
-	case <-time.After(d):
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// closedWorkWait bounds how long a rotation or shutdown waits for the
+// closed files' compression, retention and post-rotate commands.
+const closedWorkWait = 10 * time.Second
+
+// waitClosedWork waits, up to closedWorkWait in all, for the files closed
+// so far to be compressed and pruned, then for their post-rotate
+// commands. When stopping, what is still left undone is logged: the
+// process exits without it.
+func (c *Collector) waitClosedWork(stopping bool) {
+	deadline := time.Now().Add(closedWorkWait)
+	if !waitTimeout(&c.post, closedWorkWait) {
+		if stopping {
+			c.log.Warn("stopping before every closed file was compressed and pruned", "waited", closedWorkWait)
+		}
+		return
+	}
+	if !waitTimeout(&c.hooks, time.Until(deadline)) && stopping {
+		c.log.Warn("stopping while post-rotate commands still run or wait; they are not waited for",
+			"cmd", c.opts.PostRotate, "waited", closedWorkWait)
 	}
 }
 

@@ -4,6 +4,7 @@ package collector
 
 import (
 	"io"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -112,17 +113,21 @@ type liveKey struct {
 
 // maxLiveInterfaces bounds the interface blocks of the live stream (they
 // cannot be taken back, while sessions come and go); packets of further
-// sources are dropped.
-const maxLiveInterfaces = 1 << 16
+// sources are dropped, which is logged once. (A new pcapng section would
+// number interfaces anew, but tshark 4.0 then names the packets of later
+// sections after the first section's interfaces.)
+var maxLiveInterfaces = 1 << 16
 
 // liveStream is the pcapng stream of all sessions.
 type liveStream struct {
 	*exporter
-	ifs map[liveKey]uint32
+	ifs    map[liveKey]uint32
+	log    *slog.Logger
+	capped bool // maxLiveInterfaces reached (logged)
 }
 
 func newLiveStream(c *Collector, w io.Writer) *liveStream {
-	l := &liveStream{ifs: make(map[liveKey]uint32)}
+	l := &liveStream{ifs: make(map[liveKey]uint32), log: c.log}
 	l.exporter = newExporter(c, "write", func(b []byte) error {
 		_, err := w.Write(b)
 		return err
@@ -142,6 +147,11 @@ func (l *liveStream) packet(s *series, src netip.Addr, tsNanos int64, fr *Frame,
 		need += 512
 		if len(l.ifs) >= maxLiveInterfaces {
 			l.drops.Inc()
+			if !l.capped {
+				l.capped = true
+				l.log.Warn("live output: interface limit reached; packets of sessions and mirror sources new to the stream are dropped from it (the files get them); restart --write for a new stream",
+					"output", "write", "interfaces", maxLiveInterfaces, "session", s.name, "source", sourceName(src))
+			}
 			return
 		}
 	}
@@ -151,7 +161,11 @@ func (l *liveStream) packet(s *series, src netip.Addr, tsNanos int64, fr *Frame,
 	if !known {
 		id = uint32(len(l.ifs))
 		l.ifs[key] = id
-		l.buf = appendNgIDB(l.buf, ifName(src, s.key), ifDesc(src, s.name, s.key), s.snap)
+		// Whole frames, whatever the session's packet length: sessions of
+		// different lengths share the stream, and libpcap (tcpdump -r -)
+		// stops at an interface whose snap length differs from the first
+		// one's, or at a packet longer than its interface's.
+		l.buf = appendNgIDB(l.buf, ifName(src, s.key), ifDesc(src, s.name, s.key), 0)
 	}
 	l.buf = appendNgEPB(l.buf, id, tsNanos, fr.Inner, fr.OrigLen, m)
 	l.added()

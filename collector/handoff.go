@@ -124,7 +124,14 @@ func (w *writer) run(c *Collector, wg *sync.WaitGroup) {
 // recycles the batches it empties.
 func (w *writer) emit(pend *batchHeap, r *rx, until int64) {
 	var fr Frame
-	for len(*pend) > 0 && ((*pend)[0].ts() <= until || len(w.free) < cap(w.free)/4) {
+	// A packet stamped more than clockStepBack after until came before
+	// the wall clock stepped back: waiting for the clock to catch up would
+	// hold it (and the batch) for as long as the step.
+	ahead := until + int64(clockStepBack)
+	if until == math.MaxInt64 {
+		ahead = until
+	}
+	for len(*pend) > 0 && ((*pend)[0].ts() <= until || (*pend)[0].ts() > ahead || len(w.free) < cap(w.free)/4) {
 		cur := (*pend)[0]
 		p := &cur.b.pkts[cur.i]
 		fr = Frame{Key: p.key, Inner: cur.b.data[p.off : p.off+p.n], OrigLen: int(p.origLen),

@@ -318,3 +318,30 @@ func TestFileNameTemplate(t *testing.T) {
 		}
 	}
 }
+
+// TestOutputDirNotWritable: an output directory the collector cannot write
+// (read-only filesystem here; a directory of another user for a service
+// user alike) is refused at start. Before, the collector started, /healthz
+// answered 200, so the load balancer kept sending, and every packet was
+// dropped as write_error ("create session directory vni-1: permission
+// denied").
+func TestOutputDirNotWritable(t *testing.T) {
+	labtest.RequireRoot(t)
+	out := filepath.Join(t.TempDir(), "ro")
+	if err := os.Mkdir(out, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("xmirror-test", out, "tmpfs", unix.MS_RDONLY, "mode=0750"); err != nil {
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(out, unix.MNT_DETACH) })
+	c, err := New(withTestDefaults(Options{OutputDir: out, Listen: "127.0.0.1:0", Readers: 1}))
+	if err == nil {
+		_ = c.Close()
+		t.Fatal("collector started on a read-only output directory")
+	}
+	if !strings.Contains(err.Error(), "not writable") || !strings.Contains(err.Error(), out) ||
+		!strings.Contains(err.Error(), "ReadWritePaths=") {
+		t.Errorf("error %q, want it to say the output directory %s is not writable, and what the unit needs", err, out)
+	}
+}

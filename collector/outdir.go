@@ -68,6 +68,19 @@ func openOutDir(path string, fileMode fs.FileMode, gid int, log *slog.Logger) (*
 		d.close()
 		return nil, fmt.Errorf("output directory %s is writable by everyone (mode %#o): refused, anyone could replace capture files", path, mode)
 	}
+	// Checked now, not at the first packet: a collector that cannot write
+	// would otherwise run, answer /healthz, and drop everything it is sent.
+	if err := unix.Faccessat(fd, ".", unix.W_OK|unix.X_OK, unix.AT_EACCESS); err != nil {
+		d.close()
+		hint := ""
+		if errors.Is(err, unix.EROFS) {
+			// The unit's ProtectSystem=strict makes everything but
+			// /var/lib/xmirror read-only.
+			hint = " (under the systemd unit, a directory outside /var/lib/xmirror needs ReadWritePaths= in a drop-in)"
+		}
+		return nil, fmt.Errorf("output directory %s is not writable by this process (uid %d, gid %d, directory owner %d:%d, mode %#o): %w%s",
+			path, os.Geteuid(), os.Getegid(), st.Uid, st.Gid, mode, err, hint)
+	}
 	log.Info("output directory", "path", path, "uid", st.Uid, "gid", st.Gid, "mode", fmt.Sprintf("%#o", mode),
 		"file_mode", fmt.Sprintf("%#o", fileMode), "dir_mode", fmt.Sprintf("%#o", dirMode))
 	if mode&0o007 != 0 {

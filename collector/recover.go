@@ -34,7 +34,7 @@ func (c *Collector) recoverParts() {
 			if final := recoverPart(fd, dir, e.name, c.log); final != "" {
 				// Named after the directory like retention's scan: the
 				// session may be gone from the configuration.
-				c.queueClosed(fd, dir, final, c.namer(dir, Key{}))
+				c.queueClosed(dir, final, c.namer(dir, Key{}))
 			}
 		}
 		_ = unix.Close(fd)

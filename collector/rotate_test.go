@@ -41,11 +41,11 @@ func TestRotateBySize(t *testing.T) {
 	out := t.TempDir()
 	c := offline(t, Options{OutputDir: out, RotateSize: 2000, Sessions: map[uint32]string{1: "s"}})
 	cache := seriesCache{}
-	const n = 50
+	const n = 45
 	for i := 0; i < n; i++ {
 		fr := tcpFrame(t, ipSource, ipTest, 1234, 80, uint32(i), 0, make([]byte, 100))
 		c.handle(cache, loopback, t0.Add(time.Duration(i)*time.Millisecond).UnixNano(), vxlan(1, fr))
-		if i == 44 {
+		if i == 40 {
 			// While a file is open it only exists under its hidden temporary name.
 			if open := files(t, out)[0]; open != "s/.s-20260102T100010Z-4.pcapng.part" {
 				t.Errorf("open file %q, want the hidden s/.s-20260102T100010Z-4.pcapng.part", open)
@@ -54,7 +54,8 @@ func TestRotateBySize(t *testing.T) {
 	}
 	c.Rotate()
 	got := files(t, out)
-	// 50 packets of 186 bytes (pcapng) with a 2000-byte limit: 10 per file.
+	// 45 packets of 186 bytes (pcapng) with a 2000-byte limit that counts
+	// the statistics block each file closes with: 9 per file.
 	if len(got) != 5 {
 		t.Fatalf("files %v, want 5", got)
 	}
@@ -276,5 +277,36 @@ func TestSourceLimit(t *testing.T) {
 	pkts, ifs := readCapture(t, filepath.Join(out, got[0]))
 	if len(pkts) != maxSources+44 || len(ifs) != maxSources+1 || ifs[maxSources].Name != "other/vni1" {
 		t.Errorf("%d packets, %d interfaces, last %+v", len(pkts), len(ifs), ifs[len(ifs)-1])
+	}
+}
+
+// TestRotateSizeWithManySources: a file is at most one packet larger than
+// rotate.size, however many mirror sources it holds. The interface
+// statistics written at the close (one block per source) came on top:
+// with 64 sources a 20,000-byte limit gave files of 25,000 bytes.
+func TestRotateSizeWithManySources(t *testing.T) {
+	out := t.TempDir()
+	const limit = 20000
+	c := offline(t, Options{OutputDir: out, RotateSize: limit, Sessions: map[uint32]string{1: "s"}})
+	cache := seriesCache{}
+	fr := vxlan(1, tcpFrame(t, ipSource, ipTest, 1234, 80, 1, 0, make([]byte, 100)))
+	for i := range 2000 {
+		src := netip.AddrFrom4([4]byte{10, 0, 0, byte(i % 64)})
+		c.handle(cache, src, t0.Add(time.Duration(i)*time.Millisecond).UnixNano(), fr)
+	}
+	c.Rotate()
+	got := files(t, out)
+	if len(got) < 3 {
+		t.Fatalf("files %v", got)
+	}
+	packet := int64(ngEPBLen(make([]byte, 154), nil))
+	for _, f := range got {
+		info, err := os.Stat(filepath.Join(out, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Size() > limit+packet {
+			t.Errorf("%s: %d bytes, want at most %d (rotate.size %d and one packet)", f, info.Size(), limit+packet, limit)
+		}
 	}
 }

@@ -23,8 +23,14 @@ type series struct {
 	key   Key
 	named bool // a session of the configuration: never evicted for the limit
 	snap  int  // the session's packet length, the snaplen of its interfaces (0: whole frames)
-	tap   *tapOut
-	namer fileNamer
+	// longer is set by the first frame longer than snap (a sender that
+	// cuts less than the configuration says): from the next file on, the
+	// interfaces declare whole frames. libpcap refuses a packet longer than
+	// its interface's snap length, and interfaces of differing snap lengths
+	// in one file, so such a frame cannot join a file declaring snap.
+	longer bool
+	tap    *tapOut
+	namer  fileNamer
 
 	mu        sync.Mutex
 	dirfd     int       // the session directory, opened on the first file; -1 before
@@ -180,6 +186,12 @@ func (s *series) writeLocked(src netip.Addr, tsNanos int64, fr *Frame) Reason {
 	if s.f != nil && s.deadline != 0 && tsNanos >= s.deadline {
 		s.closeLocked("interval")
 	}
+	if !s.longer && s.snap > 0 && len(fr.Inner) > s.snap && s.c.opts.Format == FormatPcapng {
+		s.longer = true
+		s.c.log.Warn("frame longer than the session's packet_length: its files declare whole frames from now on (is the sender's packet length the configuration's?)",
+			"session", s.name, "packet_length", s.snap, "frame", len(fr.Inner))
+		s.closeLocked("packet_length")
+	}
 	if s.f == nil {
 		if err := s.openLocked(time.Unix(0, tsNanos)); err != nil {
 			s.failLocked(err)
@@ -202,7 +214,7 @@ func (s *series) writeLocked(src netip.Addr, tsNanos int64, fr *Frame) Reason {
 		}
 	}
 	s.appendLocked(ss, src, stampOf(tsNanos, m), fr, m)
-	if s.c.opts.RotateSize > 0 && s.written+int64(len(s.buf)) >= s.c.opts.RotateSize {
+	if s.c.opts.RotateSize > 0 && s.written+int64(len(s.buf)+s.statsLen()) >= s.c.opts.RotateSize {
 		s.closeLocked("size")
 	}
 	return ReasonNone
@@ -227,7 +239,7 @@ func (s *series) appendLocked(ss *sourceState, src netip.Addr, tsNanos int64, fr
 		if ss.gen != s.gen {
 			ss.gen, ss.ifID = s.gen, s.nextIf
 			s.nextIf++
-			s.buf = appendNgIDB(s.buf, ifName(src, s.key), ifDesc(src, s.name, s.key), s.snap)
+			s.buf = appendNgIDB(s.buf, ifName(src, s.key), ifDesc(src, s.name, s.key), s.fileSnap())
 		}
 		s.buf = appendNgEPB(s.buf, ss.ifID, tsNanos, fr.Inner, fr.OrigLen, m)
 	}
@@ -240,6 +252,15 @@ func (s *series) appendLocked(ss *sourceState, src netip.Addr, tsNanos int64, fr
 	if fr.OrigLen > len(fr.Inner) {
 		s.pendCut++
 	}
+}
+
+// fileSnap is the snap length the interfaces of the session's files
+// declare (0: whole frames).
+func (s *series) fileSnap() int {
+	if s.longer {
+		return 0
+	}
+	return s.snap
 }
 
 // dropLocked counts a packet of source ss that the series could not keep.
@@ -426,6 +447,17 @@ func (s *series) closeLocked(why string) {
 	s.c.log.Info("capture file closed", "session", s.name, "file", final, "bytes", s.written,
 		"packets", s.filePkts, "why", why)
 	s.c.fileClosed(s, final)
+}
+
+// statsLen is the size of the interface statistics blocks the open file
+// gets when it closes (one per interface), counted towards rotate.size so
+// that a file ends at most one packet beyond it, whatever the number of
+// mirror sources in it.
+func (s *series) statsLen() int {
+	if s.c.opts.Format != FormatPcapng {
+		return 0
+	}
+	return int(s.nextIf) * ngISBLen
 }
 
 // appendStatsLocked appends an interface statistics block for each

@@ -10,7 +10,6 @@ package collector
 import (
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // sessionName returns the unique sanitised file name prefix of a session.
@@ -194,5 +193,5 @@ func (c *Collector) Rotate() {
 	for _, s := range c.allSeries() {
 		s.rotate("requested")
 	}
-	waitTimeout(&c.post, 10*time.Second)
+	c.waitClosedWork(false)
 }

@@ -117,11 +117,37 @@ func liveOutput(path string) (io.Writer, error) {
 		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 		return os.Stdout, nil
 	}
+	if st, err := os.Stat(path); err == nil && st.Mode()&os.ModeNamedPipe != 0 {
+		// Opening a FIFO for writing waits for its reader: here, that
+		// held up the start, files included. The live writer opens it
+		// instead, off the receive path; until a reader comes, the live
+		// buffer fills and its packets count as live drops.
+		slog.Info("--write: the live stream starts when a reader opens the FIFO", "fifo", path)
+		return &fifoWriter{path: path}, nil
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		return nil, usagef("--write: %w", err)
 	}
 	return f, nil
+}
+
+// fifoWriter opens its FIFO on the first write, waiting for a reader.
+type fifoWriter struct {
+	path string
+	f    *os.File
+}
+
+func (w *fifoWriter) Write(b []byte) (int, error) {
+	if w.f == nil {
+		f, err := os.OpenFile(w.path, os.O_WRONLY, 0)
+		if err != nil {
+			return 0, err
+		}
+		slog.Info("--write: a reader opened the FIFO", "fifo", w.path)
+		w.f = f
+	}
+	return w.f.Write(b)
 }
 
 // sessionSet is what the collector takes from the configuration's sessions.
