@@ -29,7 +29,8 @@ type Balancer struct {
 
 	mu      sync.Mutex
 	cfg     *config.LoadBalancer
-	ids     map[string]uint32 // backend key (address:port) -> stable id
+	ids     map[string]uint32    // backend key (address:port) -> stable id
+	freedAt map[uint32]time.Time // id -> when its backend left (freeID)
 	names   [MaxBackends]string
 	healthy map[string]bool // backend key -> health; absent = healthy
 	// wasDown: backends the previous run's live tables had taken out for
@@ -199,7 +200,7 @@ func (b *Balancer) apply(cfg *config.LoadBalancer) error {
 		clear(b.wasDown)
 		clear(b.pending)
 	}
-	if err := b.assignIDs(cfg.Backends); err != nil {
+	if err := b.assignIDs(cfg.Backends, time.Duration(cfg.FlowTimeout)); err != nil {
 		return err
 	}
 	active, err := b.activeSlot()
@@ -315,17 +316,14 @@ func checkBackends(bes []config.Backend) error {
 
 // assignIDs is the stable-ids phase: known backends keep their ids (and so
 // their flows and counters), backends that left free theirs, and new ones
-// take the lowest free ids with their traffic counters starting at zero.
-func (b *Balancer) assignIDs(bes []config.Backend) error {
+// take free ids (freeID) with their traffic counters starting at zero.
+func (b *Balancer) assignIDs(bes []config.Backend, flowTimeout time.Duration) error {
+	now := time.Now()
 	want := make(map[string]bool, len(bes))
 	for _, be := range bes {
 		want[backendKey(be.Address, be.Port)] = true
 	}
 	used := make(map[uint32]bool)
-	// Ids of backends leaving now: wrr buckets still name them, and a new
-	// backend that took one would inherit all of its flows (not its share
-	// by weight). They are taken last.
-	left := make(map[uint32]bool)
 	for k, id := range b.ids {
 		if want[k] {
 			used[id] = true
@@ -334,7 +332,7 @@ func (b *Balancer) assignIDs(bes []config.Backend) error {
 			delete(b.wasDown, k)
 			delete(b.pending, k)
 			b.names[id] = ""
-			left[id] = true
+			b.freedAt[id] = now
 		}
 	}
 	var fresh []uint32
@@ -343,12 +341,9 @@ func (b *Balancer) assignIDs(bes []config.Backend) error {
 		if _, ok := b.ids[k]; ok {
 			continue
 		}
-		id, ok := freeID(used, left)
-		if !ok {
-			id, ok = freeID(used, nil)
-		}
-		if ok {
+		if id, ok := freeID(used, b.freedAt, now, flowTimeout); ok {
 			used[id] = true
+			delete(b.freedAt, id)
 			b.ids[k] = id
 			fresh = append(fresh, id)
 		}
@@ -356,14 +351,28 @@ func (b *Balancer) assignIDs(bes []config.Backend) error {
 	return b.zeroTraffic(fresh)
 }
 
-// freeID is the lowest id neither used nor in avoid.
-func freeID(used, avoid map[uint32]bool) (uint32, bool) {
+// freeID picks an id for a new backend: the lowest unused one that no
+// backend left within the flow timeout, else the one left longest ago. wrr
+// buckets still name a backend that left, and are live again as soon as its
+// id is: a new backend that took it within the flow timeout would inherit
+// all of those flows at once, not its share by weight.
+func freeID(used map[uint32]bool, freedAt map[uint32]time.Time, now time.Time, flowTimeout time.Duration) (uint32, bool) {
+	var oldest uint32
+	var oldestAt time.Time
+	found := false
 	for id := uint32(0); id < MaxBackends; id++ {
-		if !used[id] && !avoid[id] {
+		if used[id] {
+			continue
+		}
+		at, freed := freedAt[id]
+		if !freed || now.Sub(at) > flowTimeout {
 			return id, true
 		}
+		if !found || at.Before(oldestAt) {
+			oldest, oldestAt, found = id, at, true
+		}
 	}
-	return 0, false
+	return oldest, found
 }
 
 // writeIdle is the write-the-idle-buffer phase: backends, schedule or Maglev

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -34,7 +35,7 @@ type Options struct {
 // New takes the pin path's lock and loads the program, reusing pinned maps
 // from an earlier run. A failure leaves the pin path as it was.
 func New(opts Options) (_ *Balancer, err error) {
-	b := &Balancer{opts: opts, ids: make(map[string]uint32), healthy: make(map[string]bool), wasDown: make(map[string]bool),
+	b := &Balancer{opts: opts, ids: make(map[string]uint32), freedAt: make(map[uint32]time.Time), healthy: make(map[string]bool), wasDown: make(map[string]bool),
 		pending: make(map[string]bool)}
 	if opts.PinPath != "" {
 		if err := ensureBPFFS(opts.PinPath, !opts.DetachOnExit); err != nil {

@@ -314,9 +314,20 @@ metrics: {listen: 127.0.0.1:9190}
 // (weight 10, beside two more of weight 10) with t4 of weight 1. t4 took
 // t3's backend id, so every live wrr bucket of t3 now meant t4: a third of
 // all flows went to the backend weighted 1 of 21. A backend added by a
-// reload takes an id no backend left in the same reload; t3's flows are
-// spread by the schedule like those of any backend that left.
+// reload takes an id no backend left within the flow timeout; t3's flows
+// are spread by the schedule like those of any backend that left. The same
+// holds when one SIGHUP removes t3 and the next, within the flow timeout,
+// adds t4: t3's flows, quiet in between, kept their buckets.
 func TestReloadReplacedBackendFlowsSpread(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		twoReloads bool
+	}{{"one reload", false}, {"removed, then added", true}} {
+		t.Run(c.name, func(t *testing.T) { testReplacedBackendFlows(t, c.twoReloads) })
+	}
+}
+
+func testReplacedBackendFlows(t *testing.T, twoReloads bool) {
 	lab, bin, pin, rs := opsLab(t, 4)
 	cfg := filepath.Join(t.TempDir(), "lb.yaml")
 	write := func(last string) {
@@ -326,14 +337,14 @@ func TestReloadReplacedBackendFlowsSpread(t *testing.T) {
   backends:
     - {name: t1, address: 10.0.0.11, weight: 10}
     - {name: t2, address: 10.0.0.12, weight: 10}
-    - ` + last + `
+` + last + `
 metrics: {listen: 127.0.0.1:9190}
 `
 		if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write("{name: t3, address: 10.0.0.13, weight: 10}")
+	write("    - {name: t3, address: 10.0.0.13, weight: 10}")
 	p := startLB(t, lab.Host("lb"), bin, cfg, pin, "--detach-on-exit")
 	defer func() { p.Signal(syscall.SIGTERM); <-p.Done() }()
 	snd := newSender(t, lab.Host("src"))
@@ -349,15 +360,23 @@ metrics: {listen: 127.0.0.1:9190}
 			t.Fatalf("received %d of 2000", got)
 		}
 	}
+	reloads := 0
+	reload := func(last string) {
+		write(last)
+		if err := p.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		reloads++
+		waitLog(t, p.Proc, "msg=reloaded", reloads)
+	}
 	send(0)
 	if n := rs[2].count(); n < 500 {
 		t.Fatalf("t3 got %d of 2000 flows before the reload", n)
 	}
-	write("{name: t4, address: 10.0.0.14, weight: 1}")
-	if err := p.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
+	if twoReloads {
+		reload("")
 	}
-	waitLog(t, p.Proc, "msg=reloaded", 1)
+	reload("    - {name: t4, address: 10.0.0.14, weight: 1}")
 	send(1)
 	// Its share by weight is 1/21 of t3's ~667 flows, about 32.
 	t.Logf("after the reload: t1 %d, t2 %d, t4 %d flows", rs[0].count(), rs[1].count(), rs[3].count())
