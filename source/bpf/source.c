@@ -161,7 +161,7 @@ static __always_inline struct counters *counters_of(__u32 session, __u32 dir)
 static __always_inline int over_rate(__u32 id, const struct session *s)
 {
 	struct bucket *b;
-	__u64 now, cap, tokens;
+	__u64 now, cap, tokens, gap;
 	int over = 0;
 
 	if (!s->rate_pps)
@@ -172,10 +172,19 @@ static __always_inline int over_rate(__u32 id, const struct session *s)
 	now = bpf_ktime_get_ns();
 	cap = (__u64)(s->burst ? s->burst : s->rate_pps) * 1000000000ULL;
 	bpf_spin_lock(&b->lock);
-	tokens = b->tokens + (now - b->last_ns) * s->rate_pps;
+	/* The clock is read before the lock: another CPU may have refilled
+	 * with a later time, and that gap is 0, not a wrapped 2^64 - d (which
+	 * filled the bucket on every such race). A gap of a second or more
+	 * fills the bucket anyway (the burst is one second's worth, compile.go);
+	 * clamping it keeps gap * rate_pps within 64 bits after any idle time. */
+	gap = now > b->last_ns ? now - b->last_ns : 0;
+	if (gap > XM_BUCKET_MAX_GAP_NS)
+		gap = XM_BUCKET_MAX_GAP_NS;
+	tokens = b->tokens + gap * s->rate_pps;
 	if (b->last_ns == 0 || tokens > cap)
 		tokens = cap;
-	b->last_ns = now;
+	if (now > b->last_ns)
+		b->last_ns = now;
 	if (tokens >= 1000000000ULL)
 		tokens -= 1000000000ULL;
 	else
