@@ -57,6 +57,41 @@ func TestRefusesBadConfig(t *testing.T) {
 	}
 }
 
+// TestRefusesNonEthernetSource: a source interface without Ethernet
+// headers (tun, WireGuard, IPIP: the programs see the IP header at offset 0)
+// was attached and logged as mirrored while no packet of it ever matched a
+// rule or reached the target. It is refused, naming the interface.
+func TestRefusesNonEthernetSource(t *testing.T) {
+	lab := seedLab(t, false)
+	src := lab.Host("source")
+	err := src.Do(func() error {
+		tun := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: "tun7"}, Mode: netlink.TUNTAP_MODE_TUN}
+		if err := netlink.LinkAdd(tun); err != nil {
+			t.Skipf("no tun device (%v): the check needs an interface without Ethernet headers", err)
+		}
+		l, err := netlink.LinkByName("tun7")
+		if err != nil {
+			return err
+		}
+		addr, _ := netlink.ParseAddr("10.78.0.1/32")
+		if err := netlink.AddrAdd(l, addr); err != nil {
+			return err
+		}
+		if err := netlink.LinkSetUp(l); err != nil {
+			return err
+		}
+		cfg := seedConfig(t, strings.Replace(seedYAML, "sources: [eth0]", "sources: [tun7]", 1))
+		s, err := New(cfg, Options{})
+		if err == nil {
+			s.Close()
+		}
+		return err
+	})
+	if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "tun7 is not an Ethernet interface") {
+		t.Fatalf("New: %v; want an ErrConfig saying tun7 is not an Ethernet interface", err)
+	}
+}
+
 // TestReload switches filter, VNI and enabled sessions of a running source
 // and checks that the programs stay attached (same TCX links) while the new
 // rules take effect; Close removes everything.
