@@ -200,8 +200,8 @@ static __always_inline int over_rate(__u32 id, const struct session *s)
  * tag in metadata travels in the header and user space puts it in place:
  * the data then holds the cap bytes less the tag, and at least the MAC
  * addresses. */
-static __always_inline long perf_put(struct __sk_buff *skb, __u32 id, __u32 dir, __u32 ifindex, __u32 hash,
-				     __u32 cap, __u32 len)
+static __always_inline long perf_put(struct __sk_buff *skb, const struct session *s, __u32 local, __u32 id,
+				     __u32 dir, __u32 ifindex, __u32 hash, __u32 cap, __u32 len)
 {
 	struct sample smp = {};
 	__u32 data = cap;
@@ -217,6 +217,10 @@ static __always_inline long perf_put(struct __sk_buff *skb, __u32 id, __u32 dir,
 	smp.ifindex = ifindex;
 	smp.session = id;
 	smp.dir = dir;
+	smp.vni = s->vni;
+	smp.remote = s->remote;
+	smp.local = local;
+	smp.ttl = s->ttl;
 	return bpf_perf_event_output(skb, &xm_events, BPF_F_CURRENT_CPU | ((__u64)data << 32), &smp, sizeof(smp));
 }
 
@@ -299,7 +303,7 @@ static __always_inline void emit(struct __sk_buff *skb, const struct state *st, 
 				       sizeof(struct ring_rec) + 0xffff);
 	} else {
 		cap &= 0xffff;
-		ret = perf_put(skb, id, dir, ifindex, hash, cap, len);
+		ret = perf_put(skb, s, local, id, dir, ifindex, hash, cap, len);
 	}
 	if (ret) {
 		c->errors++;
