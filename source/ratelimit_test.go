@@ -140,7 +140,8 @@ func TestRateLimitTwoCPUs(t *testing.T) {
 	}
 	allowed := rate + uint64(float64(rate)*elapsed.Seconds()) + 1
 	t.Logf("%v: %d passed the bucket, %d rate-limited; the rate allows %d", elapsed, passed, limited, allowed)
-	if passed > allowed || passed+limited != 2*5*200000 {
+	// At least every run: a run interrupted by a signal is run again.
+	if passed > allowed || passed+limited < 2*5*200000 {
 		t.Errorf("%d packets passed a bucket of %d a second in %v (at most %d), %d rate-limited", passed, rate, elapsed, allowed, limited)
 	}
 }
