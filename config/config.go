@@ -82,6 +82,9 @@ type Rule struct {
 	// "absent" where Go only has a zero value that is also a valid setting.
 	protocolMissing              bool // absent protocol means all
 	sourcePortsSet, destPortsSet bool // explicit port 0 is not "all"
+	// Set by validation on its copy when the rule names no ethertype, so
+	// that its messages say what made the rule IPv4 or IPv6.
+	etherTypeInferred bool
 }
 
 // Session is a mirror session: traffic of Sources accepted by Filter is cut to

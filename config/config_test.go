@@ -327,6 +327,14 @@ func TestInvalid(t *testing.T) {
 		{"cidr bad", with(ruleBase, 0, "        source: 10.0.0.0/40"), []string{`filters[0].inbound[0].source: "10.0.0.0/40" is not a CIDR such as 192.168.0.0/24 (line 7)`}},
 		{"cidr host bits", with(ruleBase, 0, "        destination: 10.0.0.1/8"), []string{`filters[0].inbound[0].destination: "10.0.0.1/8" has host bits set (did you mean 10.0.0.0/8 or 10.0.0.1/32?) (line 7)`}},
 		{"cidr family", with(ruleBase, 0, "        ethertype: ipv4", "        destination: 2001:db8::/32"), []string{"filters[0].inbound[0].destination: 2001:db8::/32 is not an IPv4 CIDR but ethertype is ipv4 (line 8)"}},
+		// Without ethertype the rule's family comes from what it names; the
+		// message said "ethertype is ipv6" of a rule that has none.
+		{"cidr families mixed", with(ruleBase, 0, "        source: 10.0.0.0/8", "        destination: 2001:db8::/32"), []string{"filters[0].inbound[0].source: 10.0.0.0/8 is IPv4 but destination 2001:db8::/32 is IPv6: a rule matches one family (one rule per family) (line 7)"}},
+		{"cidr family of icmpv6", with(append(ruleBase[:5:5], "        protocol: icmpv6"), 0, "        destination: 10.0.0.0/8"), []string{"filters[0].inbound[0].destination: 10.0.0.0/8 is not an IPv6 CIDR but protocol icmpv6 makes the rule ipv6 (line 7)"}},
+		// The source skips IPv6 extension headers to find the protocol, so a
+		// rule on one of them was accepted and matched nothing (tcpdump's
+		// "ip6 proto 44" does capture fragments).
+		{"ipv6 extension header as protocol", with(append(ruleBase[:5:5], "        protocol: 44"), 0, "        ethertype: ipv6"), []string{"filters[0].inbound[0].protocol: 44 is an IPv6 extension header (hop-by-hop 0, routing 43, fragment 44, destination options 60), which the source skips to match the protocol behind it, so the rule would not match the packets that carry it (line 6)"}},
 		{"ports bad", with(ruleBase, 0, "        source_ports: 1-x"), []string{`filters[0].inbound[0].source_ports: "1-x" is not all, N or N-M: port "x" is not a number (line 7)`}},
 		{"ports reversed", with(ruleBase, 0, "        destination_ports: 90-80"), []string{`filters[0].inbound[0].destination_ports: "90-80": first port 90 is above last port 80 (line 7)`}},
 		{"ports too big", with(ruleBase, 0, "        destination_ports: 70000"), []string{`filters[0].inbound[0].destination_ports: "70000" is not all, N or N-M: port 70000 is out of range 0..65535 (line 7)`}},

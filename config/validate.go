@@ -82,6 +82,13 @@ func (v *validator) intRange(path string, got, lo, hi int) {
 
 func validate(orig *Config, lineOf func(string) int) Errors {
 	c := orig.clone()
+	for i := range c.Filters {
+		for _, rules := range [][]Rule{c.Filters[i].Inbound, c.Filters[i].Outbound} {
+			for j := range rules {
+				rules[j].etherTypeInferred = rules[j].EtherType == ""
+			}
+		}
+	}
 	ApplyDefaults(c)
 	v := &validator{lineOf: lineOf}
 	filters := map[string]int{}
@@ -145,8 +152,12 @@ func (v *validator) rules(path string, rules []Rule) {
 		if r.Protocol == ProtocolICMPv6 && r.EtherType != IPv6 {
 			v.errorf(p+".protocol", "icmpv6 needs ethertype ipv6 (use icmp with ipv4)")
 		}
-		v.family(p+".source", r.Source, r.EtherType)
-		v.family(p+".destination", r.Destination, r.EtherType)
+		// Keep in sync with parse_flow (source/bpf/parsing.h), which skips
+		// these to find the protocol and ports.
+		if r.EtherType == IPv6 && (r.Protocol == 0 || r.Protocol == 43 || r.Protocol == 44 || r.Protocol == 60) {
+			v.errorf(p+".protocol", "%d is an IPv6 extension header (hop-by-hop 0, routing 43, fragment 44, destination options 60), which the source skips to match the protocol behind it, so the rule would not match the packets that carry it", int(r.Protocol))
+		}
+		v.ruleFamily(p, r)
 		if !r.Protocol.IsPortProtocol() {
 			if r.SourcePorts != AllPorts {
 				v.errorf(p+".source_ports", "%s: port ranges need protocol tcp or udp, not %s", r.SourcePorts, r.Protocol)
@@ -166,13 +177,46 @@ func (v *validator) rules(path string, rules []Rule) {
 	}
 }
 
-func (v *validator) family(path string, p netip.Prefix, e EtherType) {
+// ruleFamily checks that a rule's CIDRs are of its family, and says where
+// the family came from: the ethertype written, or, without one, the
+// protocol icmpv6 or an IPv6 CIDR (inferEtherType).
+func (v *validator) ruleFamily(p string, r Rule) {
+	why := "ethertype is " + string(r.EtherType)
+	if r.etherTypeInferred {
+		src, dst := r.Source, r.Destination
+		if r.Protocol != ProtocolICMPv6 && src.IsValid() && dst.IsValid() && src.Addr().Is4() != dst.Addr().Is4() {
+			v.errorf(p+".source", "%s is %s but destination %s is %s: a rule matches one family (one rule per family)",
+				src, familyName(src), dst, familyName(dst))
+			v.hostBits(p+".source", src)
+			v.hostBits(p+".destination", dst)
+			return
+		}
+		if r.Protocol == ProtocolICMPv6 {
+			why = "protocol icmpv6 makes the rule ipv6"
+		}
+	}
+	v.family(p+".source", r.Source, r.EtherType, why)
+	v.family(p+".destination", r.Destination, r.EtherType, why)
+}
+
+func familyName(p netip.Prefix) string {
+	if p.Addr().Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+func (v *validator) family(path string, p netip.Prefix, e EtherType, why string) {
 	if e == IPv4 && !p.Addr().Is4() {
-		v.errorf(path, "%s is not an IPv4 CIDR but ethertype is ipv4", p)
+		v.errorf(path, "%s is not an IPv4 CIDR but %s", p, why)
 	}
 	if e == IPv6 && !p.Addr().Is6() {
-		v.errorf(path, "%s is not an IPv6 CIDR but ethertype is ipv6", p)
+		v.errorf(path, "%s is not an IPv6 CIDR but %s", p, why)
 	}
+	v.hostBits(path, p)
+}
+
+func (v *validator) hostBits(path string, p netip.Prefix) {
 	if p.IsValid() && p != p.Masked() {
 		v.errorf(path, "%s has host bits set (did you mean %s?)", p, p.Masked())
 	}
@@ -419,7 +463,7 @@ func (v *validator) listener(l Listener) {
 		v.errorf(p+".access_control.allowlist", "is only used with mode allowlist (mode is all)")
 	}
 	for i, pr := range ac.Allowlist {
-		v.family(fmt.Sprintf("%s.access_control.allowlist[%d]", p, i), pr, IPv4)
+		v.family(fmt.Sprintf("%s.access_control.allowlist[%d]", p, i), pr, IPv4, "ethertype is ipv4")
 	}
 }
 

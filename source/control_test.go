@@ -3,7 +3,9 @@
 package source
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -54,6 +56,75 @@ func TestRefusesBadConfig(t *testing.T) {
 				return nil
 			})
 		})
+	}
+}
+
+// TestRefusesNonEthernetSource: a source interface without Ethernet
+// headers (tun, WireGuard, IPIP: the programs see the IP header at offset 0)
+// was attached and logged as mirrored while no packet of it ever matched a
+// rule or reached the target. It is refused, naming the interface.
+func TestRefusesNonEthernetSource(t *testing.T) {
+	lab := seedLab(t, false)
+	src := lab.Host("source")
+	err := src.Do(func() error {
+		tun := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: "tun7"}, Mode: netlink.TUNTAP_MODE_TUN}
+		if err := netlink.LinkAdd(tun); err != nil {
+			t.Skipf("no tun device (%v): the check needs an interface without Ethernet headers", err)
+		}
+		l, err := netlink.LinkByName("tun7")
+		if err != nil {
+			return err
+		}
+		addr, _ := netlink.ParseAddr("10.78.0.1/32")
+		if err := netlink.AddrAdd(l, addr); err != nil {
+			return err
+		}
+		if err := netlink.LinkSetUp(l); err != nil {
+			return err
+		}
+		cfg := seedConfig(t, strings.Replace(seedYAML, "sources: [eth0]", "sources: [tun7]", 1))
+		s, err := New(cfg, Options{})
+		if err == nil {
+			s.Close()
+		}
+		return err
+	})
+	if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "tun7 is not an Ethernet interface") {
+		t.Fatalf("New: %v; want an ErrConfig saying tun7 is not an Ethernet interface", err)
+	}
+}
+
+// TestReloadSaysWhatItKeeps: source.mark and source.device keep the values
+// the source started with. A reload that changed them logged only "mirror
+// source reloaded", so the new mark looked applied while the tunnel packets
+// still carried the old one. The log now names what was kept.
+func TestReloadSaysWhatItKeeps(t *testing.T) {
+	lab := seedLab(t, false)
+	src := lab.Host("source")
+	s := startSource(t, src, seedConfig(t, seedYAML))
+	var logs bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(prev)
+	next := seedConfig(t, seedYAML+"source: {mark: 0x1234, device: xm9}\n")
+	if err := src.Do(func() error { return s.Reload(next) }); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if s.mark != config.DefaultMark {
+		t.Errorf("mark %#x after the reload, want the one started with", s.mark)
+	}
+	for _, want := range []string{"source.mark", "0x786d6972", "0x1234", "source.device", "xm9"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("reload log does not mention %q:\n%s", want, logs.String())
+		}
+	}
+	// The same again: nothing new to say.
+	logs.Reset()
+	if err := src.Do(func() error { return s.Reload(seedConfig(t, seedYAML)) }); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if strings.Contains(logs.String(), "source.mark") {
+		t.Errorf("reload to the running mark warned:\n%s", logs.String())
 	}
 }
 

@@ -27,8 +27,7 @@ type perfPath struct {
 	rd       *perf.Reader
 	fd       int // raw IPv4 socket
 	ports    portRange
-	priority string                  // of the sending thread
-	live     atomic.Pointer[Program] // sessions and interfaces, for the outer headers
+	priority string // of the sending thread
 	errs     sendErrors
 	lost     atomic.Uint64 // samples lost (buffer full) or malformed
 	wg       sync.WaitGroup
@@ -57,7 +56,8 @@ func (p *perfPath) name() string { return DatapathPerf }
 
 func (p *perfPath) fill(st *sourceState) { st.Datapath = sourceXmDatapathXM_DATAPATH_PERF }
 
-func (p *perfPath) running(prog *Program) { p.live.Store(prog) }
+// running: the samples carry their outer headers' fields.
+func (p *perfPath) running(*Program) {}
 
 func (p *perfPath) errors(id uint16, dir int) uint64 { return p.errs.of(id, dir) }
 
@@ -131,29 +131,21 @@ func (p *perfPath) add(b *batch, rec *perf.Record) {
 	b.n++
 }
 
-// build puts the outer headers of the sample's session and interface in
-// front of the frame (its data from the sample, with the sample's tag put
-// back); it returns the packet and the target.
+// build puts the outer headers the sample carries (its session's as the
+// program saw it, so a reload since changes nothing) in front of the frame
+// (its data from the sample, with the sample's tag put back); it returns the
+// packet and the target.
 func (p *perfPath) build(b []byte, h *sourceSample, frame []byte) ([]byte, uint32, error) {
-	prog := p.live.Load()
-	if prog == nil {
-		return nil, 0, errors.New("no program")
+	if h.Remote == 0 || h.Local == 0 {
+		return nil, 0, errors.New("sample without outer addresses")
 	}
-	sess, ok := prog.Sessions[h.Session]
-	if !ok {
-		return nil, 0, errors.New("unknown session")
-	}
-	ifc, ok := prog.Ifaces[h.Ifindex]
-	if !ok {
-		return nil, 0, errors.New("unknown interface")
-	}
-	o := outerFields{local: ifc.Local, remote: sess.Remote, ttl: sess.Ttl, sport: p.ports.sourcePort(h.Hash), vni: sess.Vni}
+	o := outerFields{local: h.Local, remote: h.Remote, ttl: h.Ttl, sport: p.ports.sourcePort(h.Hash), vni: h.Vni}
 	if h.VlanProto == 0 {
 		b = appendOuter(b, o, len(frame))
-		return append(b, frame...), sess.Remote, nil
+		return append(b, frame...), h.Remote, nil
 	}
 	b = appendOuter(b, o, int(h.Caplen))
-	return appendTagged(b, frame, h.VlanProto, h.VlanTci, int(h.Caplen)), sess.Remote, nil
+	return appendTagged(b, frame, h.VlanProto, h.VlanTci, int(h.Caplen)), h.Remote, nil
 }
 
 // Of an Ethernet frame: the MAC addresses, behind which a VLAN tag sits, and

@@ -43,6 +43,12 @@ func resolve(cfg *config.Config, port int) (*Resolved, error) {
 				continue
 			}
 			res.Ifindex[ifname] = link.Attrs().Index
+			// The programs read an Ethernet header first and the copy is an
+			// Ethernet frame (what VXLAN carries); a tun, WireGuard or IPIP
+			// device hands tc the bare IP packet, so no rule would ever match.
+			if enc := link.Attrs().EncapType; enc != "ether" && enc != "loopback" {
+				errs = append(errs, fmt.Errorf("%w: session %s: interface %s is not an Ethernet interface (link type %s): a mirror source copies Ethernet frames", ErrConfig, s.Name, ifname, enc))
+			}
 			if link.Attrs().Index > markIfindexMax {
 				errs = append(errs, fmt.Errorf("%w: session %s: interface %s has ifindex %d, above %d", ErrConfig, s.Name, ifname, link.Attrs().Index, markIfindexMax))
 			}

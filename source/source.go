@@ -411,7 +411,30 @@ func (s *Source) Reload(cfg *config.Config) error {
 	s.cfg = cfg
 	slog.Info("mirror source reloaded", "sessions", len(prog.Sessions), "interfaces", len(prog.Ifaces),
 		"inbound_rules", len(prog.Rules[dirIn]), "outbound_rules", len(prog.Rules[dirOut]))
+	s.warnKept(cfg)
 	return nil
+}
+
+// warnKept logs the settings of cfg that a reload does not apply: the
+// tunnel mark and the VXLAN device stay as the source started (changing
+// them would mean recreating the device and relabelling packets in flight),
+// and a user who changed them must not take "reloaded" for applied.
+func (s *Source) warnKept(cfg *config.Config) {
+	// As New reads them.
+	mark, dev := uint32(0), config.DefaultDevice
+	if cfg.Source != nil {
+		mark = cfg.Source.Mark
+		if cfg.Source.Device != "" {
+			dev = cfg.Source.Device
+		}
+	}
+	if mark != s.mark {
+		slog.Warn("reload keeps source.mark: a new mark takes a restart",
+			"running", fmt.Sprintf("%#x", s.mark), "file", fmt.Sprintf("%#x", mark))
+	}
+	if dev != s.devName {
+		slog.Warn("reload keeps source.device: a new device takes a restart", "running", s.devName, "file", dev)
+	}
 }
 
 // Close stops the datapath, detaches every program and frees the maps.

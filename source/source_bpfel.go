@@ -98,6 +98,11 @@ type sourceSample struct {
 	Pad       uint8
 	VlanProto uint16
 	VlanTci   uint16
+	Vni       uint32
+	Remote    uint32
+	Local     uint32
+	Ttl       uint8
+	Pad2      [3]uint8
 }
 
 type sourceSession struct {

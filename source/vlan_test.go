@@ -277,7 +277,7 @@ func TestPerfVLAN(t *testing.T) {
 				t.Fatalf("read the sample: %v", err)
 			}
 			p := &perfPath{ports: localPortRange()}
-			p.live.Store(s.prog)
+			p.running(s.prog)
 			b := &batch{}
 			p.add(b, &rec)
 			if b.n != 1 || p.lost.Load() != 0 {

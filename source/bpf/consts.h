@@ -32,6 +32,11 @@
 #define XM_WALK_BATCH 4
 #endif
 
+/* The longest refill of a rate-limit bucket, in ns: one second fills a
+ * bucket whose burst is one second's worth (compile.go), and keeps the
+ * refill (gap * rate, rates up to 2^31 per second) within 64 bits. */
+#define XM_BUCKET_MAX_GAP_NS 1000000000ULL
+
 /* VLAN tags in a frame's data skipped to find the IP header: 802.1Q, or
  * 802.1ad with 802.1Q behind it (QinQ). A tag the kernel keeps in metadata
  * (skb->vlan_present) is not in the data and does not count. */

@@ -161,7 +161,7 @@ static __always_inline struct counters *counters_of(__u32 session, __u32 dir)
 static __always_inline int over_rate(__u32 id, const struct session *s)
 {
 	struct bucket *b;
-	__u64 now, cap, tokens;
+	__u64 now, cap, tokens, gap;
 	int over = 0;
 
 	if (!s->rate_pps)
@@ -172,10 +172,19 @@ static __always_inline int over_rate(__u32 id, const struct session *s)
 	now = bpf_ktime_get_ns();
 	cap = (__u64)(s->burst ? s->burst : s->rate_pps) * 1000000000ULL;
 	bpf_spin_lock(&b->lock);
-	tokens = b->tokens + (now - b->last_ns) * s->rate_pps;
+	/* The clock is read before the lock: another CPU may have refilled
+	 * with a later time, and that gap is 0, not a wrapped 2^64 - d (which
+	 * filled the bucket on every such race). A gap of a second or more
+	 * fills the bucket anyway (the burst is one second's worth, compile.go);
+	 * clamping it keeps gap * rate_pps within 64 bits after any idle time. */
+	gap = now > b->last_ns ? now - b->last_ns : 0;
+	if (gap > XM_BUCKET_MAX_GAP_NS)
+		gap = XM_BUCKET_MAX_GAP_NS;
+	tokens = b->tokens + gap * s->rate_pps;
 	if (b->last_ns == 0 || tokens > cap)
 		tokens = cap;
-	b->last_ns = now;
+	if (now > b->last_ns)
+		b->last_ns = now;
 	if (tokens >= 1000000000ULL)
 		tokens -= 1000000000ULL;
 	else
@@ -191,8 +200,8 @@ static __always_inline int over_rate(__u32 id, const struct session *s)
  * tag in metadata travels in the header and user space puts it in place:
  * the data then holds the cap bytes less the tag, and at least the MAC
  * addresses. */
-static __always_inline long perf_put(struct __sk_buff *skb, __u32 id, __u32 dir, __u32 ifindex, __u32 hash,
-				     __u32 cap, __u32 len)
+static __always_inline long perf_put(struct __sk_buff *skb, const struct session *s, __u32 local, __u32 id,
+				     __u32 dir, __u32 ifindex, __u32 hash, __u32 cap, __u32 len)
 {
 	struct sample smp = {};
 	__u32 data = cap;
@@ -208,6 +217,10 @@ static __always_inline long perf_put(struct __sk_buff *skb, __u32 id, __u32 dir,
 	smp.ifindex = ifindex;
 	smp.session = id;
 	smp.dir = dir;
+	smp.vni = s->vni;
+	smp.remote = s->remote;
+	smp.local = local;
+	smp.ttl = s->ttl;
 	return bpf_perf_event_output(skb, &xm_events, BPF_F_CURRENT_CPU | ((__u64)data << 32), &smp, sizeof(smp));
 }
 
@@ -290,7 +303,7 @@ static __always_inline void emit(struct __sk_buff *skb, const struct state *st, 
 				       sizeof(struct ring_rec) + 0xffff);
 	} else {
 		cap &= 0xffff;
-		ret = perf_put(skb, id, dir, ifindex, hash, cap, len);
+		ret = perf_put(skb, s, local, id, dir, ifindex, hash, cap, len);
 	}
 	if (ret) {
 		c->errors++;

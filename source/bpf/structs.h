@@ -115,6 +115,13 @@ struct sample {
 	__u8 pad;
 	__u16 vlan_proto; /* host order; 0: no tag in metadata */
 	__u16 vlan_tci;
+	/* The session's outer header as the program saw it: a reload between
+	 * the copy and its send must not give it the next configuration's. */
+	__u32 vni;
+	__u32 remote; /* network order, as struct session */
+	__u32 local;  /* the interface's address, network order */
+	__u8 ttl;
+	__u8 pad2[3];
 };
 
 /* Header of a ring-buffer record (datapath ring). The outer IPv4 packet
