@@ -132,6 +132,20 @@ func (b *Balancer) Abort() error {
 	return nil
 }
 
+// Started ends the start: it can no longer be undone, so the programs the
+// previous run's pinned links ran, kept for Abort to put back, are closed.
+// Held for the life of the process, each restart left the stopped run's
+// program loaded (with its own .rodata and .bss) while nothing ran it
+// (TestRestartFreesPreviousProgram).
+func (b *Balancer) Started() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range b.prevProgs {
+		p.Close()
+	}
+	b.prevProgs = nil
+}
+
 // undoLink gives a link taken over from a previous run its program back,
 // or removes a link this process made (unpinned, it detaches on close).
 func undoLink(name string, l link.Link, prev *ebpf.Program, pinned bool) error {

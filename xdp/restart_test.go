@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/xmirror/xmirror/internal/netlab"
 	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
@@ -382,5 +384,60 @@ metrics: {listen: 127.0.0.1:9190}
 	t.Logf("after the reload: t1 %d, t2 %d, t4 %d flows", rs[0].count(), rs[1].count(), rs[3].count())
 	if n := rs[3].count(); n > 150 {
 		t.Errorf("t4 (weight 1 of 21) got %d of 2000 flows right after replacing t3\n%s", n, lbStatus(lab.Host("lb"), bin, pin))
+	}
+}
+
+// TestRestartFreesPreviousProgram restarts the control plane a few times,
+// as an operator does over weeks (upgrades, crashes, config changes that
+// need one), and counts the programs left loaded. A start took the pinned
+// link over and kept the previous run's program open for the whole life of
+// the process, in case the start had to be undone: after every restart
+// `bpftool prog list` showed a second xmirror_lb program (with its own
+// .rodata and .bss maps) that nothing ran. Once the start has completed the
+// previous program is released.
+func TestRestartFreesPreviousProgram(t *testing.T) {
+	lab, bin, pin, _ := listenerLab(t, listenVXLAN)
+	lbh := lab.Host("lb")
+	cfg := filepath.Join(t.TempDir(), "lb.yaml")
+	yaml := `load_balancer:
+  listener: {name: l, vip: 10.0.0.1, port: 4789, interfaces: [eth0]}
+  backends: [{name: t1, address: 10.0.0.11}, {name: t2, address: 10.0.0.12}]
+  xdp_mode: generic
+metrics: {listen: 127.0.0.1:9190}
+`
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var ran []uint32
+	for i := range 3 {
+		extra := []string{}
+		if i == 2 {
+			extra = append(extra, "--detach-on-exit")
+		}
+		p := startLB(t, lbh, bin, cfg, pin, extra...)
+		waitLog(t, p.Proc, "load balancer running", 1)
+		id := attachedProg(t, lbh)
+		if id == 0 {
+			t.Fatalf("start %d: no program on eth0\n%s", i+1, p.Output())
+		}
+		// Every earlier run's program is gone: nothing runs it, nothing holds it.
+		for _, old := range ran {
+			deadline := time.Now().Add(2 * time.Second)
+			for {
+				prog, err := ebpf.NewProgramFromID(ebpf.ProgramID(old))
+				if err != nil {
+					break
+				}
+				prog.Close()
+				if time.Now().After(deadline) {
+					t.Errorf("start %d (program %d): the program %d of an earlier run is still loaded", i+1, id, old)
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		ran = append(ran, id)
+		p.Signal(syscall.SIGTERM)
+		<-p.Done()
 	}
 }

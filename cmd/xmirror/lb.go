@@ -214,6 +214,7 @@ func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metric
 		p.speaker.RegisterMetrics(set)
 	}
 	started.Store(true)
+	bal.Started()
 	bal.StartHealthChecks()
 	bal.RegisterMetrics(set)
 	p.reloads = set.NewCounter("xmirror_lb_reloads_total")

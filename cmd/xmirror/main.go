@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/xmirror/xmirror/internal/earlyhup"
 	"github.com/xmirror/xmirror/internal/telemetry"
 )
 
@@ -120,6 +121,22 @@ func setupLogging(c *cli.Context) error {
 	return nil
 }
 
+// partCommands reload on SIGHUP: runPart takes it over from earlyhup.
+var partCommands = map[string]bool{"source": true, "lb": true, "collect": true}
+
+// releaseHUP gives SIGHUP its default action back (earlyhup) before cmd,
+// which does not reload, runs: closing the terminal of `xmirror demo` ends it.
+func releaseHUP(cmd *cli.Command) {
+	before := cmd.Before
+	cmd.Before = func(c *cli.Context) error {
+		earlyhup.Release()
+		if before != nil {
+			return before(c)
+		}
+		return nil
+	}
+}
+
 func main() {
 	os.Exit(run(os.Args))
 }
@@ -130,11 +147,17 @@ func run(args []string) int {
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = app.OnUsageError
 		refuseArgs(cmd)
+		if !partCommands[cmd.Name] {
+			releaseHUP(cmd)
+		}
 		for _, sub := range cmd.Subcommands {
 			sub.OnUsageError = app.OnUsageError
 			refuseArgs(sub)
+			releaseHUP(sub)
 		}
 	}
+	// Help, version and usage errors end before any command's Before.
+	defer earlyhup.Release()
 	err := app.Run(args)
 	if err == nil {
 		return exitOK

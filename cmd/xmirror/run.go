@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/earlyhup"
 	"github.com/xmirror/xmirror/internal/syscheck"
 	"github.com/xmirror/xmirror/internal/telemetry"
 )
@@ -75,6 +76,12 @@ func runPart(ctx context.Context, spec partSpec) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, append(stopOn, spec.reloadOn...)...)
 	defer signal.Stop(sigs)
+	// A SIGHUP from before: earlyhup kept it from ending the process. The
+	// part reloads once started (its configuration may be older than the
+	// signal).
+	if earlyhup.Handover() && slices.Contains(spec.reloadOn, os.Signal(syscall.SIGHUP)) {
+		sigs <- syscall.SIGHUP
+	}
 
 	// The configuration's addresses are checked already: a bad one here
 	// came from a flag.
