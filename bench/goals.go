@@ -48,7 +48,10 @@ func goalsFor(sc *ScenarioResult) []Goal {
 		for _, s := range sc.Systems {
 			if s.Kind == KindXmirror && s.Skipped == "" {
 				c := s.Metrics["cost_pct"]
-				goals = append(goals, Goal{Text: s.Name + " costs iperf3 at most 5%", Met: c <= 5,
+				// Issue 7 set 5% for the seed's 96-byte cut with offloads
+				// on (BenchmarkOnOff in source/); this scenario copies whole
+				// frames, which no mirror does for 5%: the text says so.
+				goals = append(goals, Goal{Text: s.Name + " costs iperf3 at most 5% on whole frames (issue 7's goal is for the seed's cut: go test -bench OnOff ./source/)", Met: c <= 5,
 					Detail: fmt.Sprintf("%.1f%% lower throughput than plain", c)})
 			}
 		}
