@@ -360,8 +360,16 @@ func TestDirectOtherInterface(t *testing.T) {
 			}
 		}
 	}
-	if _, err := src.Run("ping", "-c1", "-W1", "10.77.0.2"); err != nil {
-		t.Fatal(err)
+	// The new link may take a moment to come up on a loaded machine (one
+	// full run lost its only ping): a few tries.
+	for try := 1; ; try++ {
+		_, err := src.Run("ping", "-c1", "-W1", "10.77.0.2")
+		if err == nil {
+			break
+		}
+		if try == 5 {
+			t.Fatal(err)
+		}
 	}
 	sinkVXLAN(t, target)
 	// A snap length of the copies' size: at the default 256 KiB tcpdump's
