@@ -241,3 +241,29 @@ func TestCheckSystemForwarding(t *testing.T) {
 		t.Errorf("%v, want exit %d naming the sysctl:\n%s", err, exitRuntime, out)
 	}
 }
+
+// TestCheckSystemCollectPostRotate: since post_rotate is checked when the
+// collector starts, a command that cannot be run is refused there; `check
+// --system --role collect`, the check docs/deploy.md runs before a restart,
+// said "xmirror collect can run on this host" for it, and after an upgrade
+// the restarted collector then stayed down.
+func TestCheckSystemCollectPostRotate(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, c := range []struct {
+		name, hook string
+		code       int
+		want       string
+	}{
+		{"missing", "/nonexistent/ship-pcap --gzip", exitRuntime, `post_rotate "/nonexistent/ship-pcap --gzip" cannot be run`},
+		{"present", "true", exitOK, "post_rotate"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "c.yaml")
+			os.WriteFile(cfg, []byte("collector: {listen: '127.0.0.1:47063', receive: socket, output_dir: '"+t.TempDir()+"', post_rotate: '"+c.hook+"'}\n"), 0o600)
+			code, out, errOut := runCaptured(t, "check", "--system", "--role", "collect", "--config", cfg)
+			if code != c.code || !strings.Contains(out+errOut, c.want) {
+				t.Errorf("exit %d, want %d with %q:\n%s%s", code, c.code, c.want, out, errOut)
+			}
+		})
+	}
+}

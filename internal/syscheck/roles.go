@@ -33,6 +33,9 @@ type RoleOptions struct {
 	// CollectTap: the collector creates a TAP device (collector.tap), which
 	// takes CAP_NET_ADMIN and /dev/net/tun.
 	CollectTap bool
+	// CollectPostRotate is the collector's post_rotate command ("" = none),
+	// which it refuses to start with when it cannot be run.
+	CollectPostRotate string
 }
 
 // LBCaps are what `xmirror lb` (and the XDP collector) need: load programs and
@@ -89,6 +92,7 @@ func ForRole(role string, o RoleOptions) (Requirements, error) {
 			req.Caps = append(slices.Clone(req.Caps), CapNetAdmin)
 		}
 		req.Tun = o.CollectTap
+		req.PostRotate = o.CollectPostRotate
 	default:
 		return req, fmt.Errorf("role %q is not one of source, lb, collect", role)
 	}

@@ -55,6 +55,8 @@ type Requirements struct {
 	ListenXDP bool
 	// Tun: the role opens /dev/net/tun (the collector's TAP device).
 	Tun bool
+	// PostRotate is the collector's post_rotate command ("" = none).
+	PostRotate string
 	// Forwarding: IPv4 forwarding must be on (or be turned on) on these
 	// interfaces (the lb's listeners: bpf_fib_lookup needs it).
 	Forwarding []string
@@ -173,6 +175,9 @@ func Run(req Requirements) *Report {
 	}
 	if req.Tun {
 		r.add(checkTun())
+	}
+	if req.PostRotate != "" {
+		r.add(checkPostRotate(req.PostRotate))
 	}
 	for _, ifname := range req.Forwarding {
 		r.add(checkForwarding(ifname))
