@@ -21,6 +21,15 @@ import (
 // interface, target without a route, ...): refused before anything is attached.
 var ErrConfig = errors.New("bad configuration")
 
+// CheckHost says what a start with cfg would refuse on this host before it
+// attaches anything: source interfaces that are missing, not Ethernet or
+// without an IPv4 address, and targets without a route (`xmirror check
+// --system --role source`).
+func CheckHost(cfg *config.Config) error {
+	_, err := resolve(cfg, int(vxlanPort))
+	return err
+}
+
 // resolve looks up, in the current network namespace, everything compile needs
 // to know about the enabled sessions. port is the UDP port the VXLAN device
 // sends to; every target must use it.

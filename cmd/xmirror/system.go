@@ -45,6 +45,8 @@ func roleOptions(role string, cfg *config.Config) syscheck.RoleOptions {
 		o.PinPath = cmp.Or(lb.PinPath, xdp.DefaultPinPath)
 	case role == syscheck.RoleLB:
 		o.XDPMode, o.PinPath = xdp.ModeAuto, xdp.DefaultPinPath
+	case role == syscheck.RoleSource && cfg != nil && len(cfg.Sessions) > 0:
+		o.SourceConfig = cfg
 	case role == syscheck.RoleCollect && cfg != nil && cfg.Collector != nil:
 		o = collectRoleOptions(*cfg.Collector)
 	}

@@ -267,3 +267,38 @@ func TestCheckSystemCollectPostRotate(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckSystemSourceInterfaces: `check --system --role source` (what
+// docs/deploy.md runs before a restart) looked at the kernel and BPF only: it
+// said "xmirror source can run on this host" for sources the start then
+// refused (an interface that does not exist, or since this release one
+// without Ethernet headers that the previous release started with), and after
+// an upgrade the restarted source stayed down. It now resolves the sessions
+// as the start does.
+func TestCheckSystemSourceInterfaces(t *testing.T) {
+	labtest.RequireRoot(t)
+	const yaml = `filters:
+  - name: f
+    inbound:
+      - {priority: 1, action: accept, protocol: icmp, ethertype: ipv4}
+sessions:
+  - {name: s, priority: 1, vni: 1, enabled: true, filter: f, sources: [IFACE], target: 127.0.0.1}
+`
+	for _, c := range []struct {
+		name, iface string
+		code        int
+		want        string
+	}{
+		{"missing", "xmnone9", exitRuntime, `session s: interface "xmnone9"`},
+		{"present", "lo", exitOK, "sources and targets"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "s.yaml")
+			os.WriteFile(cfg, []byte(strings.Replace(yaml, "IFACE", c.iface, 1)), 0o600)
+			code, out, errOut := runCaptured(t, "check", "--system", "--role", "source", "--config", cfg)
+			if code != c.code || !strings.Contains(out+errOut, c.want) {
+				t.Errorf("exit %d, want %d with %q:\n%s%s", code, c.code, c.want, out, errOut)
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/xmirror/xmirror/collector"
+	"github.com/xmirror/xmirror/config"
 	"github.com/xmirror/xmirror/source"
 	"github.com/xmirror/xmirror/xdp"
 )
@@ -36,6 +37,9 @@ type RoleOptions struct {
 	// CollectPostRotate is the collector's post_rotate command ("" = none),
 	// which it refuses to start with when it cannot be run.
 	CollectPostRotate string
+	// SourceConfig: the source's sessions, whose interfaces and targets
+	// are resolved as its start does (nil = not checked).
+	SourceConfig *config.Config
 }
 
 // LBCaps are what `xmirror lb` (and the XDP collector) need: load programs and
@@ -61,6 +65,7 @@ func ForRole(role string, o RoleOptions) (Requirements, error) {
 		req.TCX, req.TCFallback = true, true
 		req.MinKernel, req.MinKernelWhy = Version{5, 17}, "bpf_loop"
 		req.Caps = SourceCaps
+		req.SourceConfig = o.SourceConfig
 	case RoleLB:
 		spec, err := xdp.Spec()
 		if err != nil {
