@@ -334,7 +334,7 @@ func TestInvalid(t *testing.T) {
 		// The source skips IPv6 extension headers to find the protocol, so a
 		// rule on one of them was accepted and matched nothing (tcpdump's
 		// "ip6 proto 44" does capture fragments).
-		{"ipv6 extension header as protocol", with(append(ruleBase[:5:5], "        protocol: 44"), 0, "        ethertype: ipv6"), []string{"filters[0].inbound[0].protocol: 44 is an IPv6 extension header (hop-by-hop 0, routing 43, fragment 44, destination options 60), which the source skips to match the protocol behind it, so the rule would not match the packets that carry it (line 6)"}},
+		{"ipv6 extension header as protocol", with(append(ruleBase[:5:5], "        protocol: 44"), 0, "        ethertype: ipv6"), []string{"filters[0].inbound[0].protocol: 44 is an IPv6 extension header (hop-by-hop 0, routing 43, fragment 44, destination options 60), which the source skips to match the protocol behind it, so the rule would not match the packets that carry it: give the protocol behind the header (tcp, udp, icmpv6, ...) or all (line 6)"}},
 		{"ports bad", with(ruleBase, 0, "        source_ports: 1-x"), []string{`filters[0].inbound[0].source_ports: "1-x" is not all, N or N-M: port "x" is not a number (line 7)`}},
 		{"ports reversed", with(ruleBase, 0, "        destination_ports: 90-80"), []string{`filters[0].inbound[0].destination_ports: "90-80": first port 90 is above last port 80 (line 7)`}},
 		{"ports too big", with(ruleBase, 0, "        destination_ports: 70000"), []string{`filters[0].inbound[0].destination_ports: "70000" is not all, N or N-M: port 70000 is out of range 0..65535 (line 7)`}},

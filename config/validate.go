@@ -161,7 +161,7 @@ func (v *validator) rules(path string, rules []Rule) {
 		// Keep in sync with parse_flow (source/bpf/parsing.h), which skips
 		// these to find the protocol and ports.
 		if r.EtherType == IPv6 && (r.Protocol == 0 || r.Protocol == 43 || r.Protocol == 44 || r.Protocol == 60) {
-			v.errorf(p+".protocol", "%d is an IPv6 extension header (hop-by-hop 0, routing 43, fragment 44, destination options 60), which the source skips to match the protocol behind it, so the rule would not match the packets that carry it", int(r.Protocol))
+			v.errorf(p+".protocol", "%d is an IPv6 extension header (hop-by-hop 0, routing 43, fragment 44, destination options 60), which the source skips to match the protocol behind it, so the rule would not match the packets that carry it: give the protocol behind the header (tcp, udp, icmpv6, ...) or all", int(r.Protocol))
 		}
 		v.ruleFamily(p, r)
 		if !r.Protocol.IsPortProtocol() {
