@@ -69,7 +69,7 @@ bench-quick: build ## the benchmark smoke run (under two minutes; needs root)
 bench: build ## the full benchmark run (about ten minutes; needs root), report in ./bench-report
 	./bin/xmirror bench --out ./bench-report
 
-deb: build ## build dist/xmirror_DEBVERSION_ARCH.deb (DEBVERSION: 1.2.3-1, or 0~gitCOMMIT-1) (binary, units, config, examples, man page, completion)
+deb: build ## build dist/xmirror_DEBVERSION_ARCH.deb (DEBVERSION: 1.2.3-1, or 0~git+COMMITTIME.COMMIT-1) (binary, units, config, examples, man page, completion)
 	deploy/deb/build.sh bin/xmirror $(VERSION) dist
 
 # Static binaries for each architecture, named with the version, and their sha256 sums.

@@ -360,6 +360,20 @@ func (o *Options) check() error {
 // (attaching the XDP program for ReceiveXDP), and recovers the files an
 // earlier run left under their temporary names, handing them on like any
 // closed file. Run starts receiving.
+// CheckPostRotate says whether the post_rotate command cmd can be run (nil
+// for none). New refuses a collector whose command cannot; `xmirror check
+// --system --role collect` reports it before a start does.
+func CheckPostRotate(cmd string) error {
+	argv := strings.Fields(cmd)
+	if len(argv) == 0 {
+		return nil
+	}
+	if _, err := exec.LookPath(argv[0]); err != nil {
+		return fmt.Errorf("post_rotate %q cannot be run: %w", cmd, err)
+	}
+	return nil
+}
+
 func New(opts Options) (c *Collector, err error) {
 	opts.applyDefaults()
 	if opts.Receive, err = ParseReceive(opts.Receive); err != nil {
@@ -368,12 +382,10 @@ func New(opts Options) (c *Collector, err error) {
 	if err := opts.check(); err != nil {
 		return nil, err
 	}
-	if argv := strings.Fields(opts.PostRotate); len(argv) > 0 {
-		// Now, not at the first rotation an hour on: until then every
-		// closed file would go unarchived.
-		if _, err := exec.LookPath(argv[0]); err != nil {
-			return nil, fmt.Errorf("post_rotate %q cannot be run: %w", opts.PostRotate, err)
-		}
+	// Now, not at the first rotation an hour on: until then every closed
+	// file would go unarchived.
+	if err := CheckPostRotate(opts.PostRotate); err != nil {
+		return nil, err
 	}
 	gid, err := LookupGroup(opts.Group)
 	if err != nil {

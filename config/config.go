@@ -183,6 +183,9 @@ type Backend struct {
 	Line    int        `yaml:"-"`
 
 	weightMissing bool // explicit 0 drains, absent means 1
+	// Set by validation on its copy when the file gives no name, so that
+	// its messages say the name is the address:port default.
+	nameDefaulted bool
 }
 
 // HealthCheck probes every backend; an unhealthy one leaves the tables.

@@ -334,7 +334,7 @@ func TestInvalid(t *testing.T) {
 		// The source skips IPv6 extension headers to find the protocol, so a
 		// rule on one of them was accepted and matched nothing (tcpdump's
 		// "ip6 proto 44" does capture fragments).
-		{"ipv6 extension header as protocol", with(append(ruleBase[:5:5], "        protocol: 44"), 0, "        ethertype: ipv6"), []string{"filters[0].inbound[0].protocol: 44 is an IPv6 extension header (hop-by-hop 0, routing 43, fragment 44, destination options 60), which the source skips to match the protocol behind it, so the rule would not match the packets that carry it (line 6)"}},
+		{"ipv6 extension header as protocol", with(append(ruleBase[:5:5], "        protocol: 44"), 0, "        ethertype: ipv6"), []string{"filters[0].inbound[0].protocol: 44 is an IPv6 extension header (hop-by-hop 0, routing 43, fragment 44, destination options 60), which the source skips to match the protocol behind it, so the rule would not match the packets that carry it: give the protocol behind the header (tcp, udp, icmpv6, ...) or all (line 6)"}},
 		{"ports bad", with(ruleBase, 0, "        source_ports: 1-x"), []string{`filters[0].inbound[0].source_ports: "1-x" is not all, N or N-M: port "x" is not a number (line 7)`}},
 		{"ports reversed", with(ruleBase, 0, "        destination_ports: 90-80"), []string{`filters[0].inbound[0].destination_ports: "90-80": first port 90 is above last port 80 (line 7)`}},
 		{"ports too big", with(ruleBase, 0, "        destination_ports: 70000"), []string{`filters[0].inbound[0].destination_ports: "70000" is not all, N or N-M: port 70000 is out of range 0..65535 (line 7)`}},
@@ -399,8 +399,12 @@ func TestInvalid(t *testing.T) {
 		{"backend address with port", with(lbBase, 6, "    - address: 192.168.0.6:4790"), []string{`load_balancer.backends[0].address: "192.168.0.6:4790" is not an IPv4 address: give the port in its own key (port: 4790) (line 6)`}},
 		{"backend host name", with(lbBase, 6, "    - address: collector-1.example"), []string{`load_balancer.backends[0].address: "collector-1.example" is not an IPv4 address: host names are not resolved here, give the address (line 6)`}},
 		{"vip ipv6 with port", with(lbBase, 3, "    vip: '[2001:db8::1]:4789'"), []string{`load_balancer.listener.vip: "[2001:db8::1]:4789" is not an IPv4 address (line 3)`}},
-		{"backend name duplicate", with(lbBase, 0, "    - {name: c, address: 192.168.0.7}", "    - {name: c, address: 192.168.0.8}"), []string{`load_balancer.backends[2].name: "c" is also the name of backends[1] (line 8)`}},
-		{"backend name like another's default", with(lbBase, 0, "    - {name: '192.168.0.6:4789', address: 192.168.0.7}"), []string{`load_balancer.backends[1].name: "192.168.0.6:4789" is also the name of backends[0] (line 7)`}},
+		{"backend name duplicate", with(lbBase, 0, "    - {name: c, address: 192.168.0.7}", "    - {name: c, address: 192.168.0.8}"), []string{`load_balancer.backends[2].name: "c" is also the name of backends[1]: give each backend its own name (line 8)`}},
+		// A backend without a name is named by its address:port; the message
+		// said "is also the name of backends[0]" of a backend with no name,
+		// or pointed at a name key the file does not have.
+		{"backend name like another's default", with(lbBase, 0, "    - {name: '192.168.0.6:4789', address: 192.168.0.7}"), []string{`load_balancer.backends[1].name: "192.168.0.6:4789" is the name backends[0] has without a name of its own (its address:port): give backends[1] another name, or backends[0] one (line 7)`}},
+		{"backend default name like another's name", lines("load_balancer:", "  listener:", "    vip: 192.168.0.147", "    interfaces: [eth0]", "  backends:", "    - {name: '192.168.0.7:4789', address: 192.168.0.6}", "    - {address: 192.168.0.7}"), []string{`load_balancer.backends[1]: has no name, so it is named by its address:port "192.168.0.7:4789", the name of backends[0]: give backends[0] another name, or backends[1] one (line 7)`}},
 		{"backend name too long", with(lbBase, 0, "    - {name: collector-frankfurt-rack12-host-b, address: 192.168.0.7}"), []string{`load_balancer.backends[1].name: "collector-frankfurt-rack12-host-b" is 33 bytes, at most 31 (what the load balancer's tables, ` + "`lb status`" + ` and metrics keep) (line 7)`}},
 		{"backend duplicate", with(lbBase, 0, "    - {address: 192.168.0.6, port: 4789}"), []string{"load_balancer.backends[1].address: 192.168.0.6:4789 is also the address of backends[0] (line 7)"}},
 		{"backend broadcast", with(lbBase, 6, "    - address: 255.255.255.255"), []string{"load_balancer.backends[0].address: 255.255.255.255 is the broadcast address or reserved (240.0.0.0/4): backends must be unicast addresses of other hosts (line 6)"}},

@@ -89,6 +89,12 @@ func validate(orig *Config, lineOf func(string) int) Errors {
 			}
 		}
 	}
+	if c.LoadBalancer != nil {
+		for i := range c.LoadBalancer.Backends {
+			b := &c.LoadBalancer.Backends[i]
+			b.nameDefaulted = b.Name == ""
+		}
+	}
 	ApplyDefaults(c)
 	v := &validator{lineOf: lineOf}
 	filters := map[string]int{}
@@ -155,7 +161,7 @@ func (v *validator) rules(path string, rules []Rule) {
 		// Keep in sync with parse_flow (source/bpf/parsing.h), which skips
 		// these to find the protocol and ports.
 		if r.EtherType == IPv6 && (r.Protocol == 0 || r.Protocol == 43 || r.Protocol == 44 || r.Protocol == 60) {
-			v.errorf(p+".protocol", "%d is an IPv6 extension header (hop-by-hop 0, routing 43, fragment 44, destination options 60), which the source skips to match the protocol behind it, so the rule would not match the packets that carry it", int(r.Protocol))
+			v.errorf(p+".protocol", "%d is an IPv6 extension header (hop-by-hop 0, routing 43, fragment 44, destination options 60), which the source skips to match the protocol behind it, so the rule would not match the packets that carry it: give the protocol behind the header (tcp, udp, icmpv6, ...) or all", int(r.Protocol))
 		}
 		v.ruleFamily(p, r)
 		if !r.Protocol.IsPortProtocol() {
@@ -492,7 +498,14 @@ func (v *validator) backends(backends []Backend, l Listener) {
 			if len(b.Name) > MaxBackendName {
 				v.errorf(bp+".name", "%q is %d bytes, at most %d (what the load balancer's tables, `lb status` and metrics keep)", b.Name, len(b.Name), MaxBackendName)
 			} else if j, dup := names[b.Name]; dup {
-				v.errorf(bp+".name", "%q is also the name of backends[%d]", b.Name, j)
+				switch {
+				case b.nameDefaulted:
+					v.errorf(bp, "has no name, so it is named by its address:port %q, the name of backends[%d]: give backends[%d] another name, or backends[%d] one", b.Name, j, j, i)
+				case backends[j].nameDefaulted:
+					v.errorf(bp+".name", "%q is the name backends[%d] has without a name of its own (its address:port): give backends[%d] another name, or backends[%d] one", b.Name, j, i, j)
+				default:
+					v.errorf(bp+".name", "%q is also the name of backends[%d]: give each backend its own name", b.Name, j)
+				}
 			} else if b.Name != "" {
 				names[b.Name] = i
 			}

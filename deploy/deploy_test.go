@@ -74,20 +74,39 @@ func TestUnitsVerify(t *testing.T) {
 }
 
 // TestDebVersion: a build from a commit sorts below every release, also a
-// commit whose hash starts with a digit (7962cea-1 sorted above 1.2.3-1).
+// commit whose hash starts with a digit (7962cea-1 sorted above 1.2.3-1),
+// and a later commit above an earlier one: the version was 0~git<hash>-1, so
+// whether an upgrade between two commit builds was one depended on the
+// hashes (dpkg -i of 4148d3f over e3d471e said "downgrading", and apt kept
+// the older). The commit time, when known, comes first.
 func TestDebVersion(t *testing.T) {
 	dpkg := needTool(t, "dpkg", "dpkg")
-	for in, want := range map[string]string{"v1.2.3": "1.2.3-1", "v1.2.3-4-gabc1234": "1.2.3+4+gabc1234-1",
-		"7962cea": "0~git7962cea-1", "abc1234-dirty": "0~gitabc1234+dirty-1"} {
-		out, err := exec.Command("deb/build.sh", "--debver", in).Output()
-		if got := strings.TrimSpace(string(out)); err != nil || got != want {
-			t.Errorf("%s -> %q (%v), want %q", in, got, err, want)
+	for _, c := range []struct{ in, epoch, want string }{
+		{"v1.2.3", "1765080000", "1.2.3-1"},
+		{"v1.2.3-4-gabc1234", "1765080000", "1.2.3+4+gabc1234-1"},
+		{"7962cea", "", "0~git7962cea-1"},
+		{"7962cea", "1765080000", "0~git+20251207040000.7962cea-1"},
+		{"abc1234-dirty", "1765080000", "0~git+20251207040000.abc1234+dirty-1"},
+	} {
+		out, err := exec.Command("deb/build.sh", "--debver", c.in, c.epoch).Output()
+		if got := strings.TrimSpace(string(out)); err != nil || got != c.want {
+			t.Errorf("%s at %s -> %q (%v), want %q", c.in, c.epoch, got, err, c.want)
 			continue
 		}
-		if strings.HasPrefix(want, "0~git") {
-			if err := exec.Command(dpkg, "--compare-versions", want, "lt", "0.1-1").Run(); err != nil {
-				t.Errorf("%s does not sort below a release", want)
+		if strings.HasPrefix(c.want, "0~git") {
+			if err := exec.Command(dpkg, "--compare-versions", c.want, "lt", "0.1-1").Run(); err != nil {
+				t.Errorf("%s does not sort below a release", c.want)
 			}
+		}
+	}
+	// e3d471e, then 4148d3f a day later; and a build of the old form
+	// (0~git<hash>-1) upgraded to one of the new.
+	older, _ := exec.Command("deb/build.sh", "--debver", "e3d471e", "1765000000").Output()
+	newer, _ := exec.Command("deb/build.sh", "--debver", "4148d3f", "1765086400").Output()
+	for _, prev := range []string{strings.TrimSpace(string(older)), "0~gite3d471e-1", "0~git7962cea-1", "0~gitabc1234+dirty-1"} {
+		next := strings.TrimSpace(string(newer))
+		if err := exec.Command(dpkg, "--compare-versions", next, "gt", prev).Run(); err != nil {
+			t.Errorf("the later commit's %q does not sort above the earlier %q: dpkg -i calls the upgrade a downgrade", next, prev)
 		}
 	}
 }

@@ -92,6 +92,11 @@ func TestRefusesNonEthernetSource(t *testing.T) {
 	if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "tun7 is not an Ethernet interface") {
 		t.Fatalf("New: %v; want an ErrConfig saying tun7 is not an Ethernet interface", err)
 	}
+	// A release before this one started with it (mirroring nothing of it):
+	// after an upgrade the refusal must say what to change in the file.
+	if want := "remove tun7 from sessions[0].sources"; !strings.Contains(err.Error(), want) {
+		t.Fatalf("New: %v; want it to say %q", err, want)
+	}
 }
 
 // TestReloadSaysWhatItKeeps: source.mark and source.device keep the values

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 
@@ -18,6 +20,15 @@ import (
 // ErrConfig marks a configuration the system cannot carry out (unknown
 // interface, target without a route, ...): refused before anything is attached.
 var ErrConfig = errors.New("bad configuration")
+
+// CheckHost says what a start with cfg would refuse on this host before it
+// attaches anything: source interfaces that are missing, not Ethernet or
+// without an IPv4 address, and targets without a route (`xmirror check
+// --system --role source`).
+func CheckHost(cfg *config.Config) error {
+	_, err := resolve(cfg, int(vxlanPort))
+	return err
+}
 
 // resolve looks up, in the current network namespace, everything compile needs
 // to know about the enabled sessions. port is the UDP port the VXLAN device
@@ -47,7 +58,8 @@ func resolve(cfg *config.Config, port int) (*Resolved, error) {
 			// Ethernet frame (what VXLAN carries); a tun, WireGuard or IPIP
 			// device hands tc the bare IP packet, so no rule would ever match.
 			if enc := link.Attrs().EncapType; enc != "ether" && enc != "loopback" {
-				errs = append(errs, fmt.Errorf("%w: session %s: interface %s is not an Ethernet interface (link type %s): a mirror source copies Ethernet frames", ErrConfig, s.Name, ifname, enc))
+				errs = append(errs, fmt.Errorf("%w: session %s: interface %s is not an Ethernet interface (link type %s): a mirror source copies Ethernet frames; remove %s from %s (an Ethernet interface the traffic crosses can be mirrored instead)",
+					ErrConfig, s.Name, ifname, enc, ifname, strings.Join(sourcesNaming(cfg, ifname), ", ")))
 			}
 			if link.Attrs().Index > markIfindexMax {
 				errs = append(errs, fmt.Errorf("%w: session %s: interface %s has ifindex %d, above %d", ErrConfig, s.Name, ifname, link.Attrs().Index, markIfindexMax))
@@ -143,4 +155,16 @@ func pathMTU(dst netip.Addr) (int, error) {
 		return 0, fmt.Errorf("route device %d: %w", r.LinkIndex, err)
 	}
 	return link.Attrs().MTU, nil
+}
+
+// sourcesNaming are the configuration paths (sessions[i].sources) of the
+// enabled sessions that list ifname, for messages that say what to change.
+func sourcesNaming(cfg *config.Config, ifname string) []string {
+	var paths []string
+	for i, s := range cfg.Sessions {
+		if s.Enabled && slices.Contains(s.Sources, ifname) {
+			paths = append(paths, fmt.Sprintf("sessions[%d].sources", i))
+		}
+	}
+	return paths
 }

@@ -45,6 +45,8 @@ func roleOptions(role string, cfg *config.Config) syscheck.RoleOptions {
 		o.PinPath = cmp.Or(lb.PinPath, xdp.DefaultPinPath)
 	case role == syscheck.RoleLB:
 		o.XDPMode, o.PinPath = xdp.ModeAuto, xdp.DefaultPinPath
+	case role == syscheck.RoleSource && cfg != nil && len(cfg.Sessions) > 0:
+		o.SourceConfig = cfg
 	case role == syscheck.RoleCollect && cfg != nil && cfg.Collector != nil:
 		o = collectRoleOptions(*cfg.Collector)
 	}
@@ -54,9 +56,10 @@ func roleOptions(role string, cfg *config.Config) syscheck.RoleOptions {
 // collectRoleOptions: the listen address must be this host's; receive xdp
 // needs the XDP probes on the interfaces that hold it (auto falls back to
 // sockets, so it needs nothing more). A GRE input needs CAP_NET_RAW for its
-// raw socket, a TAP output CAP_NET_ADMIN and /dev/net/tun.
+// raw socket, a TAP output CAP_NET_ADMIN and /dev/net/tun, a post_rotate
+// command a program the collector can run.
 func collectRoleOptions(cc config.Collector) syscheck.RoleOptions {
-	o := syscheck.RoleOptions{CollectListen: cc.Listen, CollectTap: cc.Tap != "", CollectGRE: slices.ContainsFunc(cc.Inputs, func(in config.Input) bool {
+	o := syscheck.RoleOptions{CollectListen: cc.Listen, CollectTap: cc.Tap != "", CollectPostRotate: cc.PostRotate, CollectGRE: slices.ContainsFunc(cc.Inputs, func(in config.Input) bool {
 		return in.Protocol == config.ProtocolGRE || in.Protocol == config.ProtocolERSPAN
 	})}
 	if cc.Receive != collector.ReceiveXDP {

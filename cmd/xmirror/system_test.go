@@ -241,3 +241,64 @@ func TestCheckSystemForwarding(t *testing.T) {
 		t.Errorf("%v, want exit %d naming the sysctl:\n%s", err, exitRuntime, out)
 	}
 }
+
+// TestCheckSystemCollectPostRotate: since post_rotate is checked when the
+// collector starts, a command that cannot be run is refused there; `check
+// --system --role collect`, the check docs/deploy.md runs before a restart,
+// said "xmirror collect can run on this host" for it, and after an upgrade
+// the restarted collector then stayed down.
+func TestCheckSystemCollectPostRotate(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, c := range []struct {
+		name, hook string
+		code       int
+		want       string
+	}{
+		{"missing", "/nonexistent/ship-pcap --gzip", exitRuntime, `post_rotate "/nonexistent/ship-pcap --gzip" cannot be run`},
+		{"present", "true", exitOK, "post_rotate"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "c.yaml")
+			os.WriteFile(cfg, []byte("collector: {listen: '127.0.0.1:47063', receive: socket, output_dir: '"+t.TempDir()+"', post_rotate: '"+c.hook+"'}\n"), 0o600)
+			code, out, errOut := runCaptured(t, "check", "--system", "--role", "collect", "--config", cfg)
+			if code != c.code || !strings.Contains(out+errOut, c.want) {
+				t.Errorf("exit %d, want %d with %q:\n%s%s", code, c.code, c.want, out, errOut)
+			}
+		})
+	}
+}
+
+// TestCheckSystemSourceInterfaces: `check --system --role source` (what
+// docs/deploy.md runs before a restart) looked at the kernel and BPF only: it
+// said "xmirror source can run on this host" for sources the start then
+// refused (an interface that does not exist, or since this release one
+// without Ethernet headers that the previous release started with), and after
+// an upgrade the restarted source stayed down. It now resolves the sessions
+// as the start does.
+func TestCheckSystemSourceInterfaces(t *testing.T) {
+	labtest.RequireRoot(t)
+	const yaml = `filters:
+  - name: f
+    inbound:
+      - {priority: 1, action: accept, protocol: icmp, ethertype: ipv4}
+sessions:
+  - {name: s, priority: 1, vni: 1, enabled: true, filter: f, sources: [IFACE], target: 127.0.0.1}
+`
+	for _, c := range []struct {
+		name, iface string
+		code        int
+		want        string
+	}{
+		{"missing", "xmnone9", exitRuntime, `session s: interface "xmnone9"`},
+		{"present", "lo", exitOK, "sources and targets"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "s.yaml")
+			os.WriteFile(cfg, []byte(strings.Replace(yaml, "IFACE", c.iface, 1)), 0o600)
+			code, out, errOut := runCaptured(t, "check", "--system", "--role", "source", "--config", cfg)
+			if code != c.code || !strings.Contains(out+errOut, c.want) {
+				t.Errorf("exit %d, want %d with %q:\n%s%s", code, c.code, c.want, out, errOut)
+			}
+		})
+	}
+}

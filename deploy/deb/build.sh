@@ -2,21 +2,30 @@
 # SPDX-License-Identifier: Apache-2.0
 # Builds the xmirror .deb with dpkg-deb from a built binary:
 #   deploy/deb/build.sh BINARY VERSION OUTDIR
-#   deploy/deb/build.sh --debver VERSION    (prints the package version only)
+#   deploy/deb/build.sh --debver VERSION [EPOCH]    (prints the package version only)
 # The man page and the shell completion come from the binary itself (hidden
 # `xmirror man` and `xmirror completion`), so they match the commands it has.
 set -euo pipefail
 
 # debver maps a `git describe` version to a Debian one: v1.2.3 -> 1.2.3-1,
 # v1.2.3-4-gabc -> 1.2.3+4+gabc-1, and anything else (a bare commit, which
-# may start with a digit: 7962cea) -> 0~git<commit>-1, below every release.
+# may start with a digit: 7962cea) to one below every release:
+# 0~git+<commit time, UTC>.<commit>-1 given the commit time in seconds (so a
+# later commit is an upgrade whatever the hashes; the "+" sorts above the
+# earlier 0~git<commit>-1 form), else 0~git<commit>-1.
 debver() {
-	local v=${1#v}
-	[[ $v =~ ^[0-9]+\.[0-9]+ ]] || v="0~git${v}"
+	local v=${1#v} epoch=${2:-}
+	if [[ ! $v =~ ^[0-9]+\.[0-9]+ ]]; then
+		if [[ -n $epoch ]]; then
+			v="0~git+$(date -u -d "@$epoch" +%Y%m%d%H%M%S).${v}"
+		else
+			v="0~git${v}"
+		fi
+	fi
 	echo "${v//-/+}-1"
 }
 if [[ ${1:-} == --debver ]]; then
-	debver "$2"
+	debver "$2" "${3:-}"
 	exit 0
 fi
 
@@ -24,7 +33,6 @@ bin=$1 version=$2 out=$3
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 arch=$(dpkg --print-architecture)
-debver=$(debver "$version")
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
@@ -46,7 +54,9 @@ install -m 0644 "$top/docs/deploy.md" "$doc/deploy.md"
 "$bin" completion zsh >"$root/usr/share/zsh/vendor-completions/_xmirror"
 "$bin" completion fish >"$root/usr/share/fish/vendor_completions.d/xmirror.fish"
 install -m 0644 "$here/copyright" "$doc/copyright"
-date=$(date -R -d "@${SOURCE_DATE_EPOCH:-$(git -C "$top" log -1 --format=%ct 2>/dev/null || date +%s)}")
+epoch=${SOURCE_DATE_EPOCH:-$(git -C "$top" log -1 --format=%ct 2>/dev/null || date +%s)}
+debver=$(debver "$version" "$epoch")
+date=$(date -R -d "@$epoch")
 printf 'xmirror (%s) unstable; urgency=medium\n\n  * Release %s.\n\n -- xmirror maintainers <xmirror@users.noreply.github.com>  %s\n' \
 	"$debver" "$version" "$date" | gzip -9n >"$doc/changelog.Debian.gz"
 # Go links statically on purpose: one binary that runs on every distribution.

@@ -52,3 +52,17 @@ func checkTun() Result {
 	r.Status, r.Detail = Pass, "/dev/net/tun opens"
 	return r
 }
+
+// checkPostRotate: the collector refuses to start with a post_rotate
+// command it cannot run (what `xmirror check` cannot see: it reads the
+// file, not this host's PATH).
+func checkPostRotate(cmd string) Result {
+	r := Result{Check: "post_rotate"}
+	if err := collector.CheckPostRotate(cmd); err != nil {
+		r.Status, r.Detail = Fail, err.Error()
+		r.Fix = "install the command, give its full path, or make it executable (the collector runs it without a shell)"
+		return r
+	}
+	r.Status, r.Detail = Pass, strings.Fields(cmd)[0]+" can be run"
+	return r
+}

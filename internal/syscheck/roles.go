@@ -9,6 +9,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/xmirror/xmirror/collector"
+	"github.com/xmirror/xmirror/config"
 	"github.com/xmirror/xmirror/source"
 	"github.com/xmirror/xmirror/xdp"
 )
@@ -33,6 +34,12 @@ type RoleOptions struct {
 	// CollectTap: the collector creates a TAP device (collector.tap), which
 	// takes CAP_NET_ADMIN and /dev/net/tun.
 	CollectTap bool
+	// CollectPostRotate is the collector's post_rotate command ("" = none),
+	// which it refuses to start with when it cannot be run.
+	CollectPostRotate string
+	// SourceConfig: the source's sessions, whose interfaces and targets
+	// are resolved as its start does (nil = not checked).
+	SourceConfig *config.Config
 }
 
 // LBCaps are what `xmirror lb` (and the XDP collector) need: load programs and
@@ -58,6 +65,7 @@ func ForRole(role string, o RoleOptions) (Requirements, error) {
 		req.TCX, req.TCFallback = true, true
 		req.MinKernel, req.MinKernelWhy = Version{5, 17}, "bpf_loop"
 		req.Caps = SourceCaps
+		req.SourceConfig = o.SourceConfig
 	case RoleLB:
 		spec, err := xdp.Spec()
 		if err != nil {
@@ -89,6 +97,7 @@ func ForRole(role string, o RoleOptions) (Requirements, error) {
 			req.Caps = append(slices.Clone(req.Caps), CapNetAdmin)
 		}
 		req.Tun = o.CollectTap
+		req.PostRotate = o.CollectPostRotate
 	default:
 		return req, fmt.Errorf("role %q is not one of source, lb, collect", role)
 	}

@@ -14,6 +14,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/xmirror/xmirror/config"
 )
 
 // Roles a host can have.
@@ -55,6 +57,10 @@ type Requirements struct {
 	ListenXDP bool
 	// Tun: the role opens /dev/net/tun (the collector's TAP device).
 	Tun bool
+	// PostRotate is the collector's post_rotate command ("" = none).
+	PostRotate string
+	// SourceConfig: the source's sessions to resolve on this host (nil = none).
+	SourceConfig *config.Config
 	// Forwarding: IPv4 forwarding must be on (or be turned on) on these
 	// interfaces (the lb's listeners: bpf_fib_lookup needs it).
 	Forwarding []string
@@ -173,6 +179,12 @@ func Run(req Requirements) *Report {
 	}
 	if req.Tun {
 		r.add(checkTun())
+	}
+	if req.SourceConfig != nil {
+		r.add(checkSourceHost(req.SourceConfig))
+	}
+	if req.PostRotate != "" {
+		r.add(checkPostRotate(req.PostRotate))
 	}
 	for _, ifname := range req.Forwarding {
 		r.add(checkForwarding(ifname))
