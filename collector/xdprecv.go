@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -161,21 +162,29 @@ func (c *Collector) listenXDP(ap netip.AddrPort) (_ receiver, err error) {
 	return x, nil
 }
 
-// interfacesWith lists the interfaces that hold addr.
+// interfacesWith lists the interfaces that hold addr. A zone (a link-local
+// address, fe80::2%eth0) names the one interface: the interfaces' own
+// addresses carry none, and the socket beside the program receives only
+// there.
 func interfacesWith(addr netip.Addr) ([]string, error) {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return nil, fmt.Errorf("list interfaces: %w", err)
 	}
+	zone := addr.Zone()
+	bare := addr.WithZone("")
 	var out []string
 	for _, ifc := range ifs {
+		if zone != "" && zone != ifc.Name && zone != strconv.Itoa(ifc.Index) {
+			continue
+		}
 		addrs, err := ifc.Addrs()
 		if err != nil {
 			continue
 		}
 		for _, a := range addrs {
 			if n, ok := a.(*net.IPNet); ok {
-				if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == addr {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == bare {
 					out = append(out, ifc.Name)
 					break
 				}
