@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/xmirror/xmirror/internal/netlab"
 	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
@@ -63,5 +65,103 @@ func TestXDPLinkLocalListen(t *testing.T) {
 	stop()
 	if st := c.Stats(); st.Written != 5 {
 		t.Errorf("stats %+v, want 5 written", st)
+	}
+}
+
+// TestGenericXDPTakesGSOSegments: a collector whose listen address is on a
+// bridge (no native XDP: the program would run in generic mode, on the
+// socket buffer) and a sender that sends VXLAN as UDP GSO over a veth (the
+// xmirror source's ring datapath does; so does any UDP_SEGMENT sender). The
+// kernel hands generic XDP the whole aggregate: before, auto mode attached
+// in generic mode and wrote each aggregate of 10 datagrams as one frame, the
+// 10 inner frames one after the other with the VXLAN headers between them
+// (10 packets written of 100 sent). Auto now receives such an interface
+// with sockets, where the kernel cuts the aggregate into its datagrams.
+func TestGenericXDPTakesGSOSegments(t *testing.T) {
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "sender"}, netlab.HostSpec{Name: "col"})
+	sender, col := lab.Host("sender"), lab.Host("col")
+	// A veth of their own, with the kernel's default offloads (the lab's
+	// switch cuts UDP GSO packets, as a wire would).
+	if err := col.Veth("gc0", "", sender, "gs0", "10.65.0.1/24"); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"link", "add", "br1", "type", "bridge"},
+		{"link", "set", "gc0", "master", "br1"},
+		{"addr", "add", "10.65.0.2/24", "dev", "br1"},
+		{"link", "set", "br1", "up"},
+	} {
+		if _, err := col.Run("ip", args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := t.TempDir()
+	var (
+		c    *Collector
+		stop func()
+	)
+	err := col.Do(func() error {
+		var err error
+		c, err = New(withTestDefaults(Options{Listen: "10.65.0.2:4789", OutputDir: out}))
+		if err != nil {
+			return err
+		}
+		stop = runCollector(t, c)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sends, segs = 10, 10
+	var want [][]byte
+	err = sender.Do(func() error {
+		conn, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.ParseIP("10.65.0.2"), Port: 4789})
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		for i := range sends {
+			var run []byte
+			seg := 0
+			for j := range segs {
+				inner := tcpFrame(t, ipSource, ipTest, 1, 2, uint32(i*segs+j), 0, make([]byte, 100))
+				want = append(want, inner)
+				d := vxlan(9, inner)
+				seg = len(d)
+				run = append(run, d...)
+			}
+			raw, err := conn.SyscallConn()
+			if err != nil {
+				return err
+			}
+			var serr error
+			if err := raw.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_SEGMENT, seg) }); err != nil {
+				return err
+			}
+			if serr != nil {
+				t.Skipf("no UDP GSO on this kernel: %v", serr)
+			}
+			if _, err := conn.Write(run); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	waitReceived(t, c, sends*segs)
+	stop()
+	if st := c.Stats(); st.Written != sends*segs {
+		t.Errorf("receive %s: stats %+v, want %d written", c.Receive(), st, sends*segs)
+	}
+	got, _ := readCapture(t, onlyFile(t, out, ""))
+	if len(got) != len(want) {
+		t.Fatalf("%d packets in the file, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if string(got[i].data) != string(want[i]) {
+			t.Fatalf("packet %d: %d bytes, want the %d-byte frame sent", i, len(got[i].data), len(want[i]))
+		}
 	}
 }
