@@ -5,7 +5,10 @@ package collector
 import (
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -163,5 +166,84 @@ func TestGenericXDPTakesGSOSegments(t *testing.T) {
 		if string(got[i].data) != string(want[i]) {
 			t.Fatalf("packet %d: %d bytes, want the %d-byte frame sent", i, len(got[i].data), len(want[i]))
 		}
+	}
+}
+
+// TestXDPFollowsMovedAddress: the listen address moved to another interface
+// while the collector runs (ip addr del/add, a failover script). Before,
+// the program stayed on the interface the address had left, nothing was
+// logged and xmirror_collector_xdp_interface_up showed only that one at 1,
+// while all traffic went to the one socket beside the program. The program
+// is now attached to the interface that took the address within about a
+// second, and the packets are written all the same.
+func TestXDPFollowsMovedAddress(t *testing.T) {
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "sender"}, netlab.HostSpec{Name: "col"})
+	sender, col := lab.Host("sender"), lab.Host("col")
+	if err := col.Veth("mv0", "10.66.0.2/24", sender, "ms0", "10.66.0.1/24"); err != nil {
+		t.Fatal(err)
+	}
+	if err := col.Veth("mv1", "", sender, "ms1", ""); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	var (
+		c    *Collector
+		stop func()
+	)
+	err := col.Do(func() error {
+		var err error
+		c, err = New(withTestDefaults(Options{Listen: "10.66.0.2:4789", Receive: ReceiveXDP, OutputDir: out}))
+		if err != nil {
+			return err
+		}
+		stop = runCollector(t, c)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := vxlan(4, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil))
+	sendN := func(n int) {
+		t.Helper()
+		err := sender.Do(func() error {
+			send(t, "10.66.0.1", &net.UDPAddr{IP: net.ParseIP("10.66.0.2"), Port: 4789}, slices.Repeat([][]byte{frame}, n)...)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	sendN(10)
+	waitReceived(t, c, 10)
+	for _, cmd := range [][]string{{"addr", "del", "10.66.0.2/24", "dev", "mv0"}, {"addr", "add", "10.66.0.2/24", "dev", "mv1"}} {
+		if _, err := col.Run("ip", cmd...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, cmd := range [][]string{{"addr", "del", "10.66.0.1/24", "dev", "ms0"}, {"addr", "add", "10.66.0.1/24", "dev", "ms1"}} {
+		if _, err := sender.Run("ip", cmd...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c.Stats() // polls the links, as the metrics do
+		out, _ := col.Run("ip", "link", "show", "mv1")
+		if strings.Contains(out, "xdp") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no program on mv1, which holds the listen address now:\n%s", out)
+		}
+	}
+	sendN(10)
+	waitReceived(t, c, 20)
+	stop()
+	if st := c.Stats(); st.Written != 20 {
+		t.Errorf("stats %+v, want 20 written", st)
+	}
+	var metrics strings.Builder
+	c.set.WritePrometheus(&metrics)
+	if !strings.Contains(metrics.String(), `xmirror_collector_xdp_interface_up{interface="mv1"} 1`) {
+		t.Errorf("no xdp_interface_up for mv1:\n%s", metrics.String())
 	}
 }

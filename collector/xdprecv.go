@@ -101,8 +101,10 @@ type xdpReceiver struct {
 	// generic: the program may attach in generic mode (receive xdp asked
 	// for; auto takes sockets instead, see errGenericXDP).
 	generic bool
-	checked time.Time      // of the links, last
-	ns      netns.NsHandle // the collector's network namespace (netns.None() until watchLinks)
+	addr    netip.Addr      // the listen address, which keepLinks follows to new interfaces
+	refused map[string]bool // interfaces that took the address but not the program (logged once)
+	checked time.Time       // of the links, last
+	ns      netns.NsHandle  // the collector's network namespace (netns.None() until watchLinks)
 	ring    *ringbuf.Reader
 	// bootToWall is added to the program's boot-time stamps (CLOCK_BOOTTIME
 	// ns) to make wall-clock ns; poll refreshes it, so a clock step moves
@@ -137,7 +139,7 @@ func (c *Collector) listenXDP(ap netip.AddrPort, generic bool) (_ receiver, err 
 	if err != nil {
 		return nil, err
 	}
-	x := &xdpReceiver{c: c, ifaces: ifaces, generic: generic, ns: netns.None(), fragments: c.set.GetOrCreateCounter("xmirror_collector_xdp_fragments_total")}
+	x := &xdpReceiver{c: c, ifaces: ifaces, generic: generic, addr: ap.Addr(), refused: map[string]bool{}, ns: netns.None(), fragments: c.set.GetOrCreateCounter("xmirror_collector_xdp_fragments_total")}
 	locked := len(c.locks)
 	defer func() {
 		if err != nil {
