@@ -60,7 +60,7 @@ func checkTun() Result {
 func checkXDPFree(ifname string) Result {
 	r := Result{Check: "xdp program on " + ifname}
 	if other := collector.XDPAttached(ifname); other != "" {
-		r.Status, r.Detail = Fail, other+" is attached: the collector's program cannot attach beside it"
+		r.Status, r.Detail = Fail, other+" is attached already: the collector's program cannot attach beside it"
 		r.Fix = "detach it (ip link set dev " + ifname + " xdp off, or stop what attached it), or use receive: socket or auto"
 		return r
 	}
