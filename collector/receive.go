@@ -62,8 +62,9 @@ func ParseReceive(s string) (string, error) {
 // openReceiver opens the inputs with the receive path asked for: XDP takes
 // them all at the listen address (with one socket each beside it), sockets
 // read each input on its own (SO_REUSEPORT UDP sockets, GRE's raw sockets).
-// In auto mode XDP is tried only on an address an interface holds, and a
-// failure to load or attach it falls back to sockets with a log line (a
+// In auto mode XDP is tried only on an address an interface holds, in
+// native mode only (see errGenericXDP), and a failure to load or attach it
+// falls back to sockets with a log line (a
 // port the sockets cannot take fails either way, and is returned as is). What
 // a failed start opened is released.
 func (c *Collector) openReceiver() (_ receiver, err error) {
@@ -80,13 +81,13 @@ func (c *Collector) openReceiver() (_ receiver, err error) {
 	case ReceiveSocket:
 		return c.openInputs(ap, true)
 	case ReceiveXDP:
-		return c.listenXDP(ap)
+		return c.listenXDP(ap, true)
 	}
 	if ap.Addr().IsUnspecified() || ap.Addr().IsLoopback() {
 		c.log.Info("receive auto: sockets, since XDP needs an address an interface holds", "listen", ap.String())
 		return c.openInputs(ap, true)
 	}
-	r, err := c.listenXDP(ap)
+	r, err := c.listenXDP(ap, false)
 	if err == nil {
 		return r, nil
 	}

@@ -2,7 +2,11 @@
 
 package collector
 
-import "github.com/cilium/ebpf"
+import (
+	"net"
+
+	"github.com/cilium/ebpf"
+)
 
 // Spec is the XDP receive path's BPF object as compiled: `xmirror check
 // --system` probes the kernel for the program types, helpers and map types it
@@ -17,4 +21,15 @@ func XDPInterfaces(listen string) ([]string, error) {
 		return nil, err
 	}
 	return interfacesWith(ap.Addr())
+}
+
+// XDPAttached names the XDP program on interface ifname, as the XDP receive
+// path refuses to start beside it ("" when there is none or no such
+// interface).
+func XDPAttached(ifname string) string {
+	ifc, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return ""
+	}
+	return attachedXDP(ifc.Index)
 }

@@ -27,14 +27,51 @@ func (x *xdpReceiver) watchLinks() {
 	}
 	x.ns = ns
 	for _, name := range x.ifaces {
-		x.c.set.GetOrCreateGauge(fmt.Sprintf("xmirror_collector_xdp_interface_up{interface=%q}", name), func() float64 {
-			x.linksMu.Lock()
-			defer x.linksMu.Unlock()
-			if slices.Contains(x.missing, name) {
-				return 0
+		x.showLink(name)
+	}
+}
+
+// showLink adds the receive interface name to xmirror_collector_xdp_interface_up.
+func (x *xdpReceiver) showLink(name string) {
+	x.c.set.GetOrCreateGauge(fmt.Sprintf("xmirror_collector_xdp_interface_up{interface=%q}", name), func() float64 {
+		x.linksMu.Lock()
+		defer x.linksMu.Unlock()
+		if slices.Contains(x.missing, name) {
+			return 0
+		}
+		return 1
+	})
+}
+
+// followAddress attaches the program to interfaces that took the listen
+// address since the start (it was moved to another interface, or added to
+// one more): before, their traffic went to the one socket beside the
+// program while the log and xmirror_collector_xdp_interface_up still showed
+// only the interface the address had left. Called by keepLinks, in the
+// collector's namespace, with linksMu held.
+func (x *xdpReceiver) followAddress() {
+	holders, err := interfacesWith(x.addr)
+	if err != nil {
+		return
+	}
+	for _, name := range holders {
+		if slices.Contains(x.ifaces, name) {
+			continue
+		}
+		l, err := x.attachLink(name)
+		if err != nil {
+			if !x.refused[name] {
+				x.c.log.Error("the listen address is on another interface, which the receive program cannot attach to: its traffic goes to the one socket beside it",
+					"interface", name, "err", err)
+				x.refused[name] = true
 			}
-			return 1
-		})
+			continue
+		}
+		delete(x.refused, name)
+		x.ifaces = append(x.ifaces, name)
+		x.links = append(x.links, l)
+		x.showLink(name)
+		x.c.log.Warn("the listen address is on another interface: receive program attached there", "interface", name, "address", x.addr.String())
 	}
 }
 
@@ -71,6 +108,7 @@ func (x *xdpReceiver) keepLinks() {
 			x.links[i] = l
 			x.c.log.Warn("receive interface was created again: program attached anew", "interface", name)
 		}
+		x.followAddress()
 		return nil
 	})
 	if err != nil {

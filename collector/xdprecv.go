@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,8 +98,13 @@ type xdpReceiver struct {
 	ifaces  []string
 	missing []string
 	closed  bool
-	checked time.Time      // of the links, last
-	ns      netns.NsHandle // the collector's network namespace (netns.None() until watchLinks)
+	// generic: the program may attach in generic mode (receive xdp asked
+	// for; auto takes sockets instead, see errGenericXDP).
+	generic bool
+	addr    netip.Addr      // the listen address, which keepLinks follows to new interfaces
+	refused map[string]bool // interfaces that took the address but not the program (logged once)
+	checked time.Time       // of the links, last
+	ns      netns.NsHandle  // the collector's network namespace (netns.None() until watchLinks)
 	ring    *ringbuf.Reader
 	// bootToWall is added to the program's boot-time stamps (CLOCK_BOOTTIME
 	// ns) to make wall-clock ns; poll refreshes it, so a clock step moves
@@ -125,7 +131,7 @@ type socketsError struct{ err error }
 func (e socketsError) Error() string { return e.err.Error() }
 func (e socketsError) Unwrap() error { return e.err }
 
-func (c *Collector) listenXDP(ap netip.AddrPort) (_ receiver, err error) {
+func (c *Collector) listenXDP(ap netip.AddrPort, generic bool) (_ receiver, err error) {
 	if ap.Addr().IsUnspecified() {
 		return nil, fmt.Errorf("receive xdp: listen %s: XDP needs an address an interface holds, not the wildcard", ap)
 	}
@@ -133,7 +139,7 @@ func (c *Collector) listenXDP(ap netip.AddrPort) (_ receiver, err error) {
 	if err != nil {
 		return nil, err
 	}
-	x := &xdpReceiver{c: c, ifaces: ifaces, ns: netns.None(), fragments: c.set.GetOrCreateCounter("xmirror_collector_xdp_fragments_total")}
+	x := &xdpReceiver{c: c, ifaces: ifaces, generic: generic, addr: ap.Addr(), refused: map[string]bool{}, ns: netns.None(), fragments: c.set.GetOrCreateCounter("xmirror_collector_xdp_fragments_total")}
 	locked := len(c.locks)
 	defer func() {
 		if err != nil {
@@ -161,21 +167,29 @@ func (c *Collector) listenXDP(ap netip.AddrPort) (_ receiver, err error) {
 	return x, nil
 }
 
-// interfacesWith lists the interfaces that hold addr.
+// interfacesWith lists the interfaces that hold addr. A zone (a link-local
+// address, fe80::2%eth0) names the one interface: the interfaces' own
+// addresses carry none, and the socket beside the program receives only
+// there.
 func interfacesWith(addr netip.Addr) ([]string, error) {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return nil, fmt.Errorf("list interfaces: %w", err)
 	}
+	zone := addr.Zone()
+	bare := addr.WithZone("")
 	var out []string
 	for _, ifc := range ifs {
+		if zone != "" && zone != ifc.Name && zone != strconv.Itoa(ifc.Index) {
+			continue
+		}
 		addrs, err := ifc.Addrs()
 		if err != nil {
 			continue
 		}
 		for _, a := range addrs {
 			if n, ok := a.(*net.IPNet); ok {
-				if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == addr {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == bare {
 					out = append(out, ifc.Name)
 					break
 				}
@@ -263,10 +277,19 @@ func (x *xdpReceiver) load(addr netip.Addr, in programInputs) error {
 	return nil
 }
 
+// errGenericXDP: receive auto does not attach in generic mode. There the
+// program runs on the socket buffer after the kernel has put datagrams
+// together: a sender's UDP GSO packet over a veth (the xmirror source's ring
+// datapath sends them) or a GRO list reaches it as one datagram, which it
+// would write as one frame, the inner frames one after the other with their
+// VXLAN headers between them. The sockets get them cut apart again.
+var errGenericXDP = errors.New("no native XDP, and generic mode would take the kernel's UDP GSO and GRO aggregates for single datagrams")
+
 // attach attaches the program to one interface, natively where the driver
-// can and in generic mode otherwise. An interface that has an XDP program
-// already is refused with the program's name: the kernel would refuse a
-// second one anyway, and that one may be another collector's.
+// can and in generic mode otherwise (receive xdp only). An interface that
+// has an XDP program already is refused with the program's name: the
+// kernel would refuse a second one anyway, and that one may be another
+// collector's.
 func (x *xdpReceiver) attach(name string) error {
 	l, err := x.attachLink(name)
 	if err != nil {
@@ -287,9 +310,13 @@ func (x *xdpReceiver) attachLink(name string) (link.Link, error) {
 	}
 	mode := "native"
 	l, err := link.AttachXDP(link.XDPOptions{Program: x.objs.XmCollect, Interface: ifc.Index, Flags: link.XDPDriverMode})
+	if err != nil && !x.generic {
+		return nil, fmt.Errorf("attach xdp to %s: %w (%v)", name, errGenericXDP, err)
+	}
 	if err != nil {
 		mode = "generic"
-		x.c.log.Info("native xdp unavailable, attaching in generic mode", "interface", name, "err", err)
+		x.c.log.Warn("native xdp unavailable, attaching in generic mode: a UDP GSO or GRO aggregate (a sender on a veth of this host) is written as one frame; receive auto takes sockets here",
+			"interface", name, "err", err)
 		l, err = link.AttachXDP(link.XDPOptions{Program: x.objs.XmCollect, Interface: ifc.Index, Flags: link.XDPGenericMode})
 	}
 	if err != nil {

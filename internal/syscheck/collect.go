@@ -66,3 +66,18 @@ func checkPostRotate(cmd string) Result {
 	r.Status, r.Detail = Pass, strings.Fields(cmd)[0]+" can be run"
 	return r
 }
+
+// checkXDPFree: receive xdp refuses to start on an interface that runs an
+// XDP program already (another collector's, the load balancer's, one an
+// operator attached with ip link); before, this table passed such an
+// interface and said the collector could run.
+func checkXDPFree(ifname string) Result {
+	r := Result{Check: "xdp program on " + ifname}
+	if other := collector.XDPAttached(ifname); other != "" {
+		r.Status, r.Detail = Fail, other+" is attached already: the collector's program cannot attach beside it"
+		r.Fix = "detach it (ip link set dev " + ifname + " xdp off, or stop what attached it), or use receive: socket or auto"
+		return r
+	}
+	r.Status, r.Detail = Pass, "none attached"
+	return r
+}

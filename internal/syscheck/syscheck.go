@@ -170,6 +170,9 @@ func Run(req Requirements) *Report {
 	}
 	for _, ifname := range req.XDPInterfaces {
 		r.add(checkXDP(ifname, req.XDPMode))
+		if req.ListenXDP {
+			r.add(checkXDPFree(ifname))
+		}
 	}
 	if req.PinPath != "" {
 		r.add(checkBPFFS(req.PinPath, !req.PinsGoOnExit))
