@@ -169,7 +169,13 @@ func Run(req Requirements) *Report {
 		r.add(tcx, clsact)
 	}
 	for _, ifname := range req.XDPInterfaces {
-		r.add(checkXDP(ifname, req.XDPMode))
+		x := checkXDP(ifname, req.XDPMode)
+		if req.ListenXDP && x.Status == Warn && strings.Contains(x.Detail, "no native XDP") {
+			// Worse than slower for a collector (docs/collector.md).
+			x.Detail += "; a collector there takes the kernel's UDP GSO and GRO aggregates for single datagrams and writes each as one frame"
+			x.Fix = "receive: auto (sockets on such an interface) or socket, or a NIC whose driver supports XDP"
+		}
+		r.add(x)
 		if req.ListenXDP {
 			r.add(checkXDPFree(ifname))
 		}

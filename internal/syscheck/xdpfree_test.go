@@ -57,3 +57,35 @@ func TestCollectXDPInterfaceTaken(t *testing.T) {
 		t.Errorf("no failed row naming the attached program:\n%+v", rep.Results)
 	}
 }
+
+// TestCollectXDPGenericCaveat: `receive: xdp` on an interface without native
+// XDP (a bridge) runs in generic mode, where the kernel's UDP GSO and GRO
+// aggregates reach the program as one datagram, which the collector then
+// writes as one frame. The row said only "slower".
+func TestCollectXDPGenericCaveat(t *testing.T) {
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "col"})
+	col := lab.Host("col")
+	for _, args := range [][]string{{"link", "add", "br9", "type", "bridge"}, {"addr", "add", "10.68.0.2/24", "dev", "br9"}, {"link", "set", "br9", "up"}} {
+		if _, err := col.Run("ip", args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rep *Report
+	err := col.Do(func() error {
+		req, err := ForRole(RoleCollect, RoleOptions{CollectListen: "10.68.0.2:4789", CollectXDP: true, Interfaces: []string{"br9"}, XDPMode: "auto"})
+		rep = Run(req)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		if r.Check == "xdp br9" {
+			if r.Status != Warn || !strings.Contains(r.Detail, "aggregates") || !strings.Contains(r.Fix, "receive: auto") {
+				t.Errorf("row %+v does not say what generic mode does to a collector", r)
+			}
+			return
+		}
+	}
+	t.Errorf("no xdp row for br9:\n%+v", rep.Results)
+}
