@@ -20,6 +20,8 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+
+	"github.com/xmirror/xmirror/internal/netlab"
 )
 
 var (
@@ -104,6 +106,24 @@ func runCollector(t *testing.T, c *Collector) func() {
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// runCollectorIn makes a collector of opts (test defaults filled in) in h's
+// network namespace and runs it as runCollector does.
+func runCollectorIn(t *testing.T, h *netlab.Host, opts Options) (*Collector, func(), error) {
+	var (
+		c    *Collector
+		stop func()
+	)
+	err := h.Do(func() error {
+		var err error
+		if c, err = New(withTestDefaults(opts)); err != nil {
+			return err
+		}
+		stop = runCollector(t, c)
+		return nil
+	})
+	return c, stop, err
 }
 
 // send sends each payload as one datagram from a socket bound to from.

@@ -27,19 +27,7 @@ func TestXDPLinkLocalListen(t *testing.T) {
 		netlab.HostSpec{Name: "sender", Addrs: []string{"fe80::77:1/64"}},
 		netlab.HostSpec{Name: "col", Addrs: []string{"fe80::77:2/64"}})
 	sender, col := lab.Host("sender"), lab.Host("col")
-	var (
-		c    *Collector
-		stop func()
-	)
-	err := col.Do(func() error {
-		var err error
-		c, err = New(withTestDefaults(Options{Listen: "[fe80::77:2%eth0]:4789", Receive: ReceiveXDP, OutputDir: t.TempDir()}))
-		if err != nil {
-			return err
-		}
-		stop = runCollector(t, c)
-		return nil
-	})
+	c, stop, err := runCollectorIn(t, col, Options{Listen: "[fe80::77:2%eth0]:4789", Receive: ReceiveXDP, OutputDir: t.TempDir()})
 	if err != nil {
 		t.Fatalf("collector on a link-local address with receive xdp: %v", err)
 	}
@@ -99,19 +87,7 @@ func TestGenericXDPTakesGSOSegments(t *testing.T) {
 		}
 	}
 	out := t.TempDir()
-	var (
-		c    *Collector
-		stop func()
-	)
-	err := col.Do(func() error {
-		var err error
-		c, err = New(withTestDefaults(Options{Listen: "10.65.0.2:4789", OutputDir: out}))
-		if err != nil {
-			return err
-		}
-		stop = runCollector(t, c)
-		return nil
-	})
+	c, stop, err := runCollectorIn(t, col, Options{Listen: "10.65.0.2:4789", OutputDir: out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,19 +162,7 @@ func TestXDPFollowsMovedAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	var (
-		c    *Collector
-		stop func()
-	)
-	err := col.Do(func() error {
-		var err error
-		c, err = New(withTestDefaults(Options{Listen: "10.66.0.2:4789", Receive: ReceiveXDP, OutputDir: out}))
-		if err != nil {
-			return err
-		}
-		stop = runCollector(t, c)
-		return nil
-	})
+	c, stop, err := runCollectorIn(t, col, Options{Listen: "10.66.0.2:4789", Receive: ReceiveXDP, OutputDir: out})
 	if err != nil {
 		t.Fatal(err)
 	}

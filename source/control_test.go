@@ -254,15 +254,7 @@ func testRateLimit(t *testing.T, datapath string) {
 		t.Fatalf("ping: %v %s", err, out)
 	}
 	got := len(cap.packets(t))
-	stats, err := s.Stats()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mirrored, limited uint64
-	for _, st := range stats {
-		mirrored += st.Packets
-		limited += st.RateLimited
-	}
+	mirrored, _, limited := rateCounts(t, s)
 	// A burst of 5 plus 5 per second over the ping's run time.
 	if mirrored < 5 || mirrored > 12 || limited < 28 || mirrored+limited != 40 || uint64(got) != mirrored {
 		t.Fatalf("mirrored %d (target got %d), rate-limited %d of 40 inbound echo requests", mirrored, got, limited)

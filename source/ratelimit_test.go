@@ -61,15 +61,7 @@ func TestRateLimitBucket(t *testing.T) {
 			if _, err := s.objs.XmSourceIngress.Run(&ebpf.RunOptions{Data: frame, Context: skbContext{Ifindex: 1}}); err != nil {
 				t.Fatalf("run: %v", err)
 			}
-			stats, err := s.Stats()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var mirrored, limited uint64
-			for _, st := range stats {
-				mirrored += st.Packets
-				limited += st.RateLimited
-			}
+			mirrored, _, limited := rateCounts(t, s)
 			if (limited == 1) != c.limited || mirrored+limited != 1 {
 				t.Errorf("mirrored %d, rate-limited %d; want limited %v", mirrored, limited, c.limited)
 			}
@@ -129,19 +121,29 @@ func TestRateLimitTwoCPUs(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	stats, err := s.Stats()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var passed, limited uint64
-	for _, st := range stats {
-		passed += st.Packets + st.Errors // the ring may fill: past the bucket either way
-		limited += st.RateLimited
-	}
+	mirrored, errors, limited := rateCounts(t, s)
+	passed := mirrored + errors // the ring may fill: past the bucket either way
 	allowed := rate + uint64(float64(rate)*elapsed.Seconds()) + 1
 	t.Logf("%v: %d passed the bucket, %d rate-limited; the rate allows %d", elapsed, passed, limited, allowed)
 	// At least every run: a run interrupted by a signal is run again.
 	if passed > allowed || passed+limited < 2*5*200000 {
 		t.Errorf("%d packets passed a bucket of %d a second in %v (at most %d), %d rate-limited", passed, rate, elapsed, allowed, limited)
 	}
+}
+
+// rateCounts sums the source's counters over its sessions and directions:
+// packets mirrored, packets that passed the rate limit but were not sent
+// (errors), and packets the rate limit held back.
+func rateCounts(t *testing.T, s *Source) (mirrored, errors, limited uint64) {
+	t.Helper()
+	stats, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range stats {
+		mirrored += st.Packets
+		errors += st.Errors
+		limited += st.RateLimited
+	}
+	return mirrored, errors, limited
 }

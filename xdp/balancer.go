@@ -436,8 +436,9 @@ func (b *Balancer) backendRows(cfg *config.LoadBalancer) ([]lbLbBackend, []table
 			// Until its first check answers, a backend gets traffic (it is
 			// assumed healthy) but does not make the node ready: with bgp
 			// that would announce a node that may serve nothing.
-			state.ready = state.ready || (be.Weight > 0 && b.checked(cfg, k))
-			state.waiting = state.waiting || (be.Weight > 0 && !b.checked(cfg, k))
+			checked := b.checked(cfg, k)
+			state.ready = state.ready || (be.Weight > 0 && checked)
+			state.waiting = state.waiting || (be.Weight > 0 && !checked)
 		}
 		rows[id] = row
 	}

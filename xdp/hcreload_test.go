@@ -3,18 +3,17 @@
 package xdp
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/netlab"
 	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
@@ -30,19 +29,10 @@ func TestHealthReloadKeepsThresholds(t *testing.T) {
 	// Health endpoints on loopback addresses that are not this node's own
 	// (127.0.0.1 is): the balancer refuses its own addresses as backends.
 	up := func(addr string) net.Listener {
-		ln, err := net.Listen("tcp4", addr+":19391")
+		ln, err := tcpHealthEndpoint(addr + ":19391")
 		if err != nil {
 			t.Fatal(err)
 		}
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
 		return ln
 	}
 	a := up("127.0.0.2")
@@ -122,21 +112,12 @@ func TestHealthReloadKeepsThresholds(t *testing.T) {
 // logged under the old name, which the configuration no longer had.
 func TestHealthLogNamesRenamedBackend(t *testing.T) {
 	labtest.RequireRoot(t)
-	ln, err := net.Listen("tcp4", "127.0.0.2:19392")
+	ln, err := tcpHealthEndpoint("127.0.0.2:19392")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
 	defer ln.Close()
-	var buf lockedBuffer
+	var buf netlab.SyncBuffer
 	prev := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
 	defer slog.SetDefault(prev)
@@ -170,24 +151,6 @@ func TestHealthLogNamesRenamedBackend(t *testing.T) {
 	if out := buf.String(); !strings.Contains(out, `msg="backend unhealthy" backend=new-name`) {
 		t.Errorf("the transition after the rename:\n%s", out)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer that goroutines may log into.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestHealthAnswerAfterRemoval: a probe's answer that arrives after a

@@ -89,15 +89,38 @@ func (s *sender) send(t *testing.T, flow uint32, dir uint8, seq uint32) {
 	}
 }
 
+// sendPaced sends one datagram of each of flows inner flows (direction 0,
+// sequence seq), pausing a millisecond every 100 so that a burst fits the
+// receivers' buffers.
+func (s *sender) sendPaced(t *testing.T, flows, seq uint32) {
+	t.Helper()
+	for f := range flows {
+		s.send(t, f, 0, seq)
+		if f%100 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
 // healthServer is a backend's TCP health endpoint, closable to fail checks.
 func healthServer(t *testing.T, h *netlab.Host) net.Listener {
 	t.Helper()
 	var ln net.Listener
 	if err := h.Do(func() (err error) {
-		ln, err = net.Listen("tcp4", ":9091")
+		ln, err = tcpHealthEndpoint(":9091")
 		return err
 	}); err != nil {
 		t.Fatal(err)
+	}
+	return ln
+}
+
+// tcpHealthEndpoint listens on addr and closes every connection it accepts,
+// until it is closed: what a TCP health check needs of a backend.
+func tcpHealthEndpoint(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp4", addr)
+	if err != nil {
+		return nil, err
 	}
 	go func() {
 		for {
@@ -108,7 +131,7 @@ func healthServer(t *testing.T, h *netlab.Host) net.Listener {
 			c.Close()
 		}
 	}()
-	return ln
+	return ln, nil
 }
 
 const lbTestConfig = `load_balancer:

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/netlab"
 	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
@@ -39,7 +40,7 @@ func TestMaglevTableTooSmallWarns(t *testing.T) {
 		warn bool
 	}{{251, true}, {65537, false}} {
 		t.Run(fmt.Sprint(c.size), func(t *testing.T) {
-			var buf lockedBuffer
+			var buf netlab.SyncBuffer
 			prev := slog.Default()
 			slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
 			defer slog.SetDefault(prev)

@@ -137,12 +137,7 @@ metrics: {listen: 127.0.0.1:9190}
 		t.Errorf("status while t3 waits for its first check:\n%s", st)
 	}
 	resetAll(rs)
-	for f := range uint32(1000) {
-		snd.send(t, f, 0, 1)
-		if f%100 == 0 {
-			time.Sleep(time.Millisecond)
-		}
-	}
+	snd.sendPaced(t, 1000, 1)
 	waitCount(rs, 1000, 3*time.Second)
 	if n := rs[2].count(); n != 0 {
 		t.Fatalf("t3, added by the reload and not yet checked, got %d of 1000 flows\n%s", n, p.Output())
@@ -157,12 +152,7 @@ metrics: {listen: 127.0.0.1:9190}
 	defer ln.Close()
 	waitLog(t, p.Proc, "backend healthy", 1)
 	resetAll(rs)
-	for f := range uint32(1000) {
-		snd.send(t, f, 0, 2)
-		if f%100 == 0 {
-			time.Sleep(time.Millisecond)
-		}
-	}
+	snd.sendPaced(t, 1000, 2)
 	waitCount(rs, 1000, 3*time.Second)
 	if n := rs[2].count(); n < 200 || n > 450 {
 		t.Errorf("t3 healthy: %d of 1000 flows, want about a third", n)
@@ -352,12 +342,7 @@ metrics: {listen: 127.0.0.1:9190}
 	snd := newSender(t, lab.Host("src"))
 	send := func(seq uint32) {
 		resetAll(rs)
-		for f := range uint32(2000) {
-			snd.send(t, f, 0, seq)
-			if f%100 == 0 {
-				time.Sleep(time.Millisecond)
-			}
-		}
+		snd.sendPaced(t, 2000, seq)
 		if got := waitCount(rs, 2000, 3*time.Second); got != 2000 {
 			t.Fatalf("received %d of 2000", got)
 		}
