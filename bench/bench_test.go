@@ -71,6 +71,10 @@ func TestQuickBench(t *testing.T) {
 			if s.Skipped == "" && len(s.Metrics) == 0 {
 				t.Errorf("%s: %s ran but has no metrics", sc.Name, s.Name)
 			}
+			// A floor whose copies never arrived would be no floor.
+			if s.Name == spanName && s.Skipped == "" && s.Metrics["mirrored_pps"] <= 0 {
+				t.Errorf("%s: %s counted no copies: %v", sc.Name, s.Name, s.Metrics)
+			}
 		}
 	}
 	md, err := os.ReadFile(filepath.Join(outDir, ReportMarkdown))

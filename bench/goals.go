@@ -64,6 +64,12 @@ func goalsFor(sc *ScenarioResult) []Goal {
 				Detail: fmt.Sprintf("%.1f%% vs %.1f%%", rc, mc)}
 			if mc > 0 {
 				g.Detail += fmt.Sprintf(" (%.2f of it)", rc/mc)
+				// The floor shows whether any mirror sending a packet per
+				// copy could meet the goal on this machine.
+				if fl := sc.system(spanName); fl != nil && fl.Skipped == "" {
+					fc := fl.Metrics["cost_pct"]
+					g.Detail += fmt.Sprintf("; the floor of a packet per copy costs %.1f%% (%.2f of mirred's)", fc, fc/mc)
+				}
 			}
 			goals = append(goals, g)
 		}

@@ -38,6 +38,12 @@ func AttachCounter(ifindex int) (*XDPPeer, error) {
 	return attachPeer(ifindex, func(o *peerObjects) *ebpf.Program { return o.XdpCount }, nil)
 }
 
+// AttachDropCounter attaches a counter that counts and drops every frame, for
+// a link that carries nothing else.
+func AttachDropCounter(ifindex int) (*XDPPeer, error) {
+	return attachPeer(ifindex, func(o *peerObjects) *ebpf.Program { return o.XdpDropAll }, nil)
+}
+
 // AttachForwarder attaches the minimal XDP forwarder to ifindex: VXLAN to vip leaves
 // by the same interface towards backend (address and MAC), from srcMAC.
 func AttachForwarder(ifindex int, srcMAC, backendMAC net.HardwareAddr, vip, backend netip.Addr) (*XDPPeer, error) {

@@ -31,11 +31,12 @@ type peerFwdConfig struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	peerMapByDst     = "by_dst"
-	peerMapCounters  = "counters"
-	peerMapFwdCfg    = "fwd_cfg"
-	peerProgXdpCount = "xdp_count"
-	peerProgXdpFwd   = "xdp_fwd"
+	peerMapByDst       = "by_dst"
+	peerMapCounters    = "counters"
+	peerMapFwdCfg      = "fwd_cfg"
+	peerProgXdpCount   = "xdp_count"
+	peerProgXdpDropAll = "xdp_drop_all"
+	peerProgXdpFwd     = "xdp_fwd"
 )
 
 // loadPeer returns the embedded CollectionSpec for peer.
@@ -80,8 +81,9 @@ type peerSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type peerProgramSpecs struct {
-	XdpCount *ebpf.ProgramSpec `ebpf:"xdp_count"`
-	XdpFwd   *ebpf.ProgramSpec `ebpf:"xdp_fwd"`
+	XdpCount   *ebpf.ProgramSpec `ebpf:"xdp_count"`
+	XdpDropAll *ebpf.ProgramSpec `ebpf:"xdp_drop_all"`
+	XdpFwd     *ebpf.ProgramSpec `ebpf:"xdp_fwd"`
 }
 
 // peerMapSpecs contains maps before they are loaded into the kernel.
@@ -142,13 +144,15 @@ type peerVariables struct {
 //
 // It can be passed to loadPeerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type peerPrograms struct {
-	XdpCount *ebpf.Program `ebpf:"xdp_count"`
-	XdpFwd   *ebpf.Program `ebpf:"xdp_fwd"`
+	XdpCount   *ebpf.Program `ebpf:"xdp_count"`
+	XdpDropAll *ebpf.Program `ebpf:"xdp_drop_all"`
+	XdpFwd     *ebpf.Program `ebpf:"xdp_fwd"`
 }
 
 func (p *peerPrograms) Close() error {
 	return _PeerClose(
 		p.XdpCount,
+		p.XdpDropAll,
 		p.XdpFwd,
 	)
 }

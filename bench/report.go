@@ -131,6 +131,8 @@ func kindColor(kind string) string {
 		return "#2e86de"
 	case KindBaseline:
 		return "#27ae60"
+	case KindReference:
+		return "#8e44ad"
 	default:
 		return "#e67e22"
 	}

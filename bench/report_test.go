@@ -193,6 +193,29 @@ func TestSourceGoals(t *testing.T) {
 	}
 }
 
+// TestSourceGoalNamesFloor checks that the goal against mirred reports the
+// floor's cost beside it, as a share of mirred's, and that the floor, a
+// reference, gets no goal of its own.
+func TestSourceGoalNamesFloor(t *testing.T) {
+	sc := ScenarioResult{Name: "source", Systems: []SystemResult{
+		{Name: "xmirror source (ring)", Kind: KindXmirror, Metrics: map[string]float64{"cost_pct": 20}},
+		{Name: "tc mirred → vxlan", Kind: KindAlternative, Metrics: map[string]float64{"cost_pct": 25}},
+		{Name: spanName, Kind: KindReference, Metrics: map[string]float64{"cost_pct": 18}},
+	}}
+	var details []string
+	for _, g := range goalsFor(&sc) {
+		if strings.Contains(g.Text, "floor") {
+			t.Errorf("a goal for the floor: %s", g.Text)
+		}
+		if strings.Contains(g.Text, "half of tc mirred") {
+			details = append(details, g.Detail)
+		}
+	}
+	if len(details) != 1 || !strings.Contains(details[0], "floor of a packet per copy costs 18.0% (0.72 of mirred's)") {
+		t.Errorf("goal details %q, want the floor's 18.0%% (0.72 of mirred's)", details)
+	}
+}
+
 // trialsByRound is a system whose trial of round r has metric value v, for
 // each pair (r, v).
 func trialsByRound(name, kind, metric string, pairs ...float64) SystemResult {

@@ -15,6 +15,7 @@ const (
 	KindXmirror     = "xmirror"     // a part of xmirror
 	KindAlternative = "alternative" // what users would pick instead
 	KindBaseline    = "baseline"    // the same work without mirroring (source)
+	KindReference   = "reference"   // a bound no real system can beat, for scale
 )
 
 // Report is everything one `xmirror bench` run measured.

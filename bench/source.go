@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xmirror/xmirror/config"
@@ -39,6 +42,9 @@ type sourceSystem struct {
 	kind  string
 	skip  func() string
 	setup func(lab *netlab.Lab, dir string) (pid int, stop func(), err error)
+	// monIface is an interface of the monitor host, besides eth0, whose
+	// arrivals count as copies.
+	monIface string
 }
 
 func (r *runner) scenarioSource(ctx context.Context) ScenarioResult {
@@ -62,6 +68,7 @@ func (r *runner) scenarioSource(ctx context.Context) ScenarioResult {
 				return r.setupXmirrorSource(lab, dir, "kernel")
 			}},
 		{name: "tc mirred → vxlan", kind: KindAlternative, setup: setupMirred},
+		{name: spanName, kind: KindReference, setup: setupSpan, monIface: spanMon},
 	}
 	var runs []*sourceRun
 	var results []*SystemResult
@@ -158,6 +165,15 @@ func (r *runner) prepareSource(sys sourceSystem) *sourceRun {
 	}
 	run.pid = pid
 	run.undo.push(stop)
+	if sys.monIface != "" {
+		ctr, err := attachCounterOn(lab.Host("mon"), sys.monIface)
+		if err != nil {
+			run.res.Skipped = err.Error()
+			return run
+		}
+		run.ctrs = append(run.ctrs, ctr)
+		run.undo.push(func() { ctr.Close() })
+	}
 	return run
 }
 
@@ -177,9 +193,13 @@ func (s *sourceRun) trial(ctx context.Context, secs int) (map[string]float64, er
 	if err != nil {
 		return nil, err
 	}
+	var copies uint64
+	for i := range after {
+		copies += after[i].Packets - before[i].Packets
+	}
 	t := map[string]float64{
 		"throughput_gbps": gbps,
-		"mirrored_pps":    float64(after[0].Packets-before[0].Packets) / float64(secs),
+		"mirrored_pps":    float64(copies) / float64(secs),
 	}
 	if p1 := readProc(s.pid); p1.Valid && p0.Valid {
 		t["proc_cpu_cores"] = (p1.CPU - p0.CPU).Seconds() / float64(secs)
@@ -234,4 +254,81 @@ func setupMirred(lab *netlab.Lab, _ string) (int, func(), error) {
 		return 0, nil, err
 	}
 	return 0, func() {}, nil
+}
+
+// spanName is the floor's system: the least a mirror can cost here.
+const spanName = "tc mirred → veth (floor)"
+
+// The floor's interfaces: the client's and the monitor host's, and their
+// ports on a second bridge of the lab's switch, which carries only copies.
+const (
+	spanCli, spanMon         = "span0", "span1"
+	spanBridge               = "brspan"
+	spanCliPort, spanMonPort = "sp0", "sp1"
+)
+
+// setupSpan is the least any mirror that sends each copy as a packet of its
+// own can cost here: tc mirred clones every packet of eth0 (both directions)
+// unchanged, without tunnel headers, onto a second interface with eth0's MTU
+// and offloads, through a switch of its own (the copies take the same hops as
+// the others' VXLAN) to the monitor host, where an XDP counter counts and
+// drops them, as the one on eth0 does the others' copies. Every mirror in
+// this scenario does this work and more (the tunnel headers, a route), so no
+// mirror sending a packet per copy costs less than the floor.
+func setupSpan(lab *netlab.Lab, _ string) (int, func(), error) {
+	cli, mon, sw := lab.Host("cli"), lab.Host("mon"), lab.Name+"-sw"
+	undo := func() {
+		cli.Run("tc", "qdisc", "del", "dev", "eth0", "clsact")
+		cli.Run("ip", "link", "del", spanCli)
+		mon.Run("ip", "link", "del", spanMon)
+		exec.Command("ip", "-n", sw, "link", "del", spanBridge).Run()
+	}
+	mtu := strconv.Itoa(labMTU)
+	noOffloads := []string{"rx", "off", "tx", "off", "tso", "off", "gso", "off"}
+	steps := [][]string{
+		{"ip", "-n", sw, "link", "add", spanBridge, "type", "bridge"},
+		{"ip", "-n", sw, "link", "set", spanBridge, "up"},
+		{"ip", "-n", cli.NS, "link", "add", spanCli, "mtu", mtu, "type", "veth", "peer", "name", spanCliPort, "mtu", mtu, "netns", sw},
+		{"ip", "-n", mon.NS, "link", "add", spanMon, "mtu", mtu, "type", "veth", "peer", "name", spanMonPort, "mtu", mtu, "netns", sw},
+		append([]string{"ip", "netns", "exec", cli.NS, "ethtool", "-K", spanCli}, noOffloads...),
+		append([]string{"ip", "netns", "exec", mon.NS, "ethtool", "-K", spanMon}, noOffloads...),
+		append([]string{"ip", "netns", "exec", sw, "ethtool", "-K", spanCliPort}, noOffloads...),
+		append([]string{"ip", "netns", "exec", sw, "ethtool", "-K", spanMonPort}, noOffloads...),
+		// The copies carry both ends' addresses in both directions: a port
+		// that learned them would take them for local and drop the copies.
+		{"ip", "-n", sw, "link", "set", spanCliPort, "master", spanBridge, "up"},
+		{"ip", "-n", sw, "link", "set", spanCliPort, "type", "bridge_slave", "learning", "off"},
+		{"ip", "-n", sw, "link", "set", spanMonPort, "master", spanBridge, "up"},
+		{"ip", "-n", cli.NS, "link", "set", spanCli, "up"},
+		{"ip", "-n", mon.NS, "link", "set", spanMon, "up"},
+		{"ip", "netns", "exec", cli.NS, "tc", "qdisc", "add", "dev", "eth0", "clsact"},
+	}
+	for _, dir := range []string{"ingress", "egress"} {
+		steps = append(steps, []string{"ip", "netns", "exec", cli.NS, "tc", "filter", "add", "dev", "eth0", dir,
+			"prio", "2", "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "mirror", "dev", spanCli})
+	}
+	for _, step := range steps {
+		if out, err := exec.Command(step[0], step[1:]...).CombinedOutput(); err != nil {
+			undo()
+			return 0, nil, fmt.Errorf("%s: %w: %s", strings.Join(step, " "), err, out)
+		}
+	}
+	return 0, undo, nil
+}
+
+// attachCounterOn counts and drops the packets arriving on interface name of h.
+func attachCounterOn(h *netlab.Host, name string) (*XDPPeer, error) {
+	var p *XDPPeer
+	err := h.Do(func() error {
+		link, err := net.InterfaceByName(name)
+		if err != nil {
+			return err
+		}
+		p, err = AttachDropCounter(link.Index)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("counter on %s of %s: %w", name, h.Name, err)
+	}
+	return p, nil
 }

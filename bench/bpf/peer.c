@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR GPL-2.0-only
 //go:build ignore
 
-/* Benchmark peers. xdp_count counts tunnel packets (VXLAN, GENEVE, GRE) and drops them: the backends and
+/* Benchmark peers. xdp_count counts tunnel packets (VXLAN, GENEVE, GRE) and drops them (xdp_drop_all: every frame): the backends and
  * collectors of a scenario use it to measure what arrives without the cost of the
  * stack. xdp_fwd is the XDP ceiling: the least an XDP load balancer can do (rewrite
  * the destination to one fixed backend, fix the IPv4 checksum, send it back out). */
@@ -42,6 +42,15 @@ int xdp_count(struct xdp_md *ctx)
 		struct count_value first = {.packets = 1, .bytes = data_end - data};
 		bpf_map_update_elem(&by_dst, &dst, &first, BPF_NOEXIST);
 	}
+	return XDP_DROP;
+}
+
+/* xdp_drop_all counts and drops every frame: the receiving end of a link that
+ * carries nothing but copies (the source scenario's floor). */
+SEC("xdp")
+int xdp_drop_all(struct xdp_md *ctx)
+{
+	count(0, (void *)(long)ctx->data, (void *)(long)ctx->data_end);
 	return XDP_DROP;
 }
 
