@@ -720,7 +720,8 @@ loop:
 	}
 }
 
-// closeFiles stops the closed-file worker and closes the directories.
+// closeFiles stops the closed-file worker and closes the output directory
+// (the sessions closed theirs with their files).
 func (c *Collector) closeFiles() {
 	c.closedMu.Lock()
 	done := c.closedDone
@@ -731,14 +732,6 @@ func (c *Collector) closeFiles() {
 	c.closedMu.Unlock()
 	if done {
 		return
-	}
-	for _, s := range c.allSeries() {
-		s.mu.Lock()
-		if s.dirfd >= 0 {
-			_ = unix.Close(s.dirfd)
-			s.dirfd = -1
-		}
-		s.mu.Unlock()
 	}
 	if c.out != nil {
 		c.out.close()

@@ -33,7 +33,11 @@ type series struct {
 	namer  fileNamer
 
 	mu        sync.Mutex
-	dirfd     int       // the session directory, opened on the first file; -1 before
+	// dirfd is the session directory, open only while a file is: each
+	// file opens it again (creating it if needed), so a directory removed
+	// while the collector runs comes back with the next file, and an idle
+	// session holds no descriptor.
+	dirfd     int
 	f         capWriter // nil between files: the next packet opens one
 	partName  string
 	finalName string
@@ -327,6 +331,7 @@ func (s *series) openLocked(t time.Time) error {
 	f, err := s.c.out.createFile(s.dirfd, part, header)
 	s.buf = s.buf[:0]
 	if err != nil {
+		s.closeDir()
 		return err
 	}
 	s.f, s.partName, s.finalName = f, part, name
@@ -345,6 +350,14 @@ func (s *series) openLocked(t time.Time) error {
 func (s *series) exists(name string) bool {
 	var st unix.Stat_t
 	return !errors.Is(unix.Fstatat(s.dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW), unix.ENOENT)
+}
+
+// closeDir closes the session directory (the series has no open file).
+func (s *series) closeDir() {
+	if s.dirfd >= 0 {
+		_ = unix.Close(s.dirfd)
+		s.dirfd = -1
+	}
 }
 
 // flushLocked writes the buffered blocks behind the last whole block. On a
@@ -431,6 +444,7 @@ func (s *series) closeLocked(why string) {
 	if err := f.Close(); err != nil && flushErr == nil {
 		flushErr = err
 	}
+	defer s.closeDir()
 	if s.filePkts == 0 {
 		// A header alone is not a capture: keeping it would let retention
 		// count it (a full disk retrying every few seconds would push the
@@ -514,10 +528,6 @@ func (s *series) evictLocked(why string) {
 	s.closeLocked(why)
 	s.evicted.Store(true)
 	s.c.evictions.Add(1)
-	if s.dirfd >= 0 {
-		_ = unix.Close(s.dirfd)
-		s.dirfd = -1
-	}
 	for _, ss := range s.sources {
 		if ss.counted {
 			s.c.sourceSeries.Add(-1)
