@@ -32,7 +32,7 @@ type series struct {
 	tap    *tapOut
 	namer  fileNamer
 
-	mu        sync.Mutex
+	mu sync.Mutex
 	// dirfd is the session directory, open only while a file is: each
 	// file opens it again (creating it if needed), so a directory removed
 	// while the collector runs comes back with the next file, and an idle
