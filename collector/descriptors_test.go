@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -62,5 +65,59 @@ func TestDiskScanManySessionDirs(t *testing.T) {
 	}
 	if got := c.retained["max_total_size"].Get(); got != dirs-10 {
 		t.Errorf("max_total_size removed %d files, want %d", got, dirs-10)
+	}
+}
+
+// fillDescriptors opens /dev/null until the open-files limit is reached
+// and returns a function that closes them again.
+func fillDescriptors(t *testing.T) func() {
+	t.Helper()
+	var held []int
+	for {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			break
+		}
+		held = append(held, fd)
+	}
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			for _, fd := range held {
+				_ = unix.Close(fd)
+			}
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// TestClosedFileWaitsForDescriptor: a file closes while the process is at
+// its open-files limit (many sessions writing), so compressing it finds no
+// descriptor for the .gz. The work waits for one and compresses the file
+// once sessions free theirs. Before, the file was left uncompressed for
+// good ("compress capture file … too many open files"), and a file whose
+// session directory could not be opened was never pruned by keep nor
+// handed to post_rotate.
+func TestClosedFileWaitsForDescriptor(t *testing.T) {
+	out := t.TempDir()
+	c := offline(t, Options{OutputDir: out, Compress: true, Sessions: map[uint32]string{1: "s"}})
+	cache := seriesCache{}
+	for i := range 3 {
+		c.handle(cache, loopback, t0.Add(time.Duration(i)*time.Millisecond).UnixNano(),
+			vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, uint32(i), 0, make([]byte, 100))))
+	}
+	lowerOpenFiles(t, 64)
+	release := fillDescriptors(t)
+	// Closing the file frees its two descriptors (file, directory);
+	// compressing it takes three (directory, file, .gz).
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		release()
+	}()
+	c.Rotate()
+	got := files(t, out)
+	if len(got) != 1 || !strings.HasSuffix(got[0], ".pcapng.gz") {
+		t.Fatalf("files %v, want the closed file compressed once descriptors were free", got)
 	}
 }
