@@ -429,6 +429,9 @@ func New(opts Options) (c *Collector, err error) {
 		c.sessionName(k, s.Name)
 	}
 	c.warnUnreceived(opts.Named)
+	if c.out != nil {
+		c.warnOpenFiles()
+	}
 	if err := c.startExports(); err != nil {
 		return nil, err
 	}
@@ -462,6 +465,30 @@ func New(opts Options) (c *Collector, err error) {
 		c.recoverParts()
 	}
 	return c, nil
+}
+
+// warnOpenFiles says at start when the open-files limit leaves fewer
+// descriptors than the sessions the collector may write at once need (a
+// file and its directory each): beyond it, sessions drop their packets as
+// write_error until others go idle, and without this the first sign was
+// those drops.
+func (c *Collector) warnOpenFiles() {
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) != nil {
+		return
+	}
+	sessions := c.opts.MaxSessions + len(c.opts.Named)
+	if c.opts.DropUnknownVNI {
+		sessions = len(c.opts.Named)
+	}
+	// Sockets, the output directory, listeners and the closed files' work.
+	const base = 64
+	need := uint64(2*sessions + c.opts.Readers*len(c.opts.Inputs) + base)
+	if lim.Cur >= need {
+		return
+	}
+	c.log.Warn("open-files limit below what the sessions may need: sessions beyond it drop their packets (write_error, too many open files) until others go idle; raise LimitNOFILE= (systemd) or ulimit -n, or lower collector.max_sessions",
+		"limit", lim.Cur, "need", need, "sessions", sessions, "max_sessions", c.opts.MaxSessions, "named", len(c.opts.Named))
 }
 
 // registerMetrics creates the collector's drop, receive and storage series.

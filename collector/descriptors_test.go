@@ -3,6 +3,7 @@
 package collector
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -119,5 +120,24 @@ func TestClosedFileWaitsForDescriptor(t *testing.T) {
 	got := files(t, out)
 	if len(got) != 1 || !strings.HasSuffix(got[0], ".pcapng.gz") {
 		t.Fatalf("files %v, want the closed file compressed once descriptors were free", got)
+	}
+}
+
+// TestOpenFilesLimitWarning: started under an open-files limit that the
+// sessions it may capture at once (max_sessions and the configured ones, a
+// file and a directory each) would exceed, the collector says so at start,
+// naming the limit, what it may need and what to change. Before, nothing
+// was said until sessions beyond the limit dropped every packet.
+func TestOpenFilesLimitWarning(t *testing.T) {
+	lowerOpenFiles(t, 200)
+	var logs bytes.Buffer
+	offline(t, Options{OutputDir: t.TempDir(), MaxSessions: 1024, Logger: textLogger(&logs)})
+	if !strings.Contains(logs.String(), "open-files limit") || !strings.Contains(logs.String(), "LimitNOFILE") {
+		t.Errorf("no warning about the open-files limit at start:\n%s", logs.String())
+	}
+	logs.Reset()
+	offline(t, Options{OutputDir: t.TempDir(), MaxSessions: 10, Logger: textLogger(&logs)})
+	if strings.Contains(logs.String(), "open-files limit") {
+		t.Errorf("warning with room for every session:\n%s", logs.String())
 	}
 }

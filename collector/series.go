@@ -292,6 +292,14 @@ func sourceName(a netip.Addr) string {
 // openLocked creates the next file of the series, named after t, under its
 // hidden temporary name, with the file header in the buffer.
 func (s *series) openLocked(t time.Time) error {
+	err := s.openFileLocked(t)
+	if outOfDescriptors(err) {
+		err = fmt.Errorf("%w (the open-files limit is reached: each session with an open file takes two; raise LimitNOFILE= or ulimit -n, or lower collector.max_sessions)", err)
+	}
+	return err
+}
+
+func (s *series) openFileLocked(t time.Time) error {
 	if s.dirfd < 0 {
 		fd, err := s.c.out.sessionDir(s.name)
 		if err != nil {
