@@ -293,6 +293,9 @@ func sourceName(a netip.Addr) string {
 // hidden temporary name, with the file header in the buffer.
 func (s *series) openLocked(t time.Time) error {
 	err := s.openFileLocked(t)
+	if err != nil {
+		s.closeDir() // opened again, or created again, by the retry
+	}
 	if outOfDescriptors(err) {
 		err = fmt.Errorf("%w (the open-files limit is reached: each session with an open file takes two; raise LimitNOFILE= or ulimit -n, or lower collector.max_sessions)", err)
 	}
@@ -320,7 +323,11 @@ func (s *series) openFileLocked(t time.Time) error {
 	for i := first; ; i++ {
 		s.lastStamp, s.lastSeq = stamp, i
 		name = s.namer.name(t, i)
-		if !s.exists(name) && !s.exists(name+gzExt) && !s.exists("."+name+".part") {
+		taken, err := s.taken(name)
+		if err != nil {
+			return err
+		}
+		if !taken {
 			break
 		}
 	}
@@ -339,7 +346,6 @@ func (s *series) openFileLocked(t time.Time) error {
 	f, err := s.c.out.createFile(s.dirfd, part, header)
 	s.buf = s.buf[:0]
 	if err != nil {
-		s.closeDir()
 		return err
 	}
 	s.f, s.partName, s.finalName = f, part, name
@@ -355,9 +361,24 @@ func (s *series) openFileLocked(t time.Time) error {
 	return nil
 }
 
-func (s *series) exists(name string) bool {
-	var st unix.Stat_t
-	return !errors.Is(unix.Fstatat(s.dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW), unix.ENOENT)
+// taken reports whether a file of the series is called name, compressed
+// or not, or is being written under it. Any answer but "there is" or
+// "there is none" is an error: a name too long for the filesystem, a
+// directory that cannot be searched. Before, such an error counted as
+// "taken", and the search for a free name never ended, with the session
+// locked.
+func (s *series) taken(name string) (bool, error) {
+	for _, n := range []string{name, name + gzExt, "." + name + ".part"} {
+		var st unix.Stat_t
+		err := unix.Fstatat(s.dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return false, fmt.Errorf("capture file name %s: %w", n, err)
+		}
+	}
+	return false, nil
 }
 
 // closeDir closes the session directory (the series has no open file).
