@@ -123,13 +123,21 @@ func (c *Collector) queueClosed(dir, name string, namer fileNamer) {
 // closedLoop processes closed files until the queue is closed; outfd is
 // its own descriptor of the output directory, which it closes.
 func (c *Collector) closedLoop(outfd int) {
-	defer unix.Close(outfd)
+	defer func() { _ = unix.Close(outfd) }()
 	defer c.hookq.close()
 	var starved time.Time
+	var gen uint64 // of the output directory outfd is
 	for {
 		j, ok := c.closed.get()
 		if !ok {
 			return
+		}
+		if c.out != nil && c.out.gen.Load() != gen {
+			// The output directory was replaced (outDir.follow).
+			if fd, g, err := c.out.openOwn(); err == nil {
+				_ = unix.Close(outfd)
+				outfd, gen = fd, g
+			}
 		}
 		c.closedJob(outfd, j, &starved)
 		c.post.Done()

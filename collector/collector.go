@@ -445,9 +445,7 @@ func New(opts Options) (c *Collector, err error) {
 	}
 	c.log.Info("collector receive path", "receive", c.rcv.mode(), "asked", opts.Receive)
 	if c.out != nil {
-		// A descriptor of its own (not a dup: that would share the
-		// output directory's flock and hold it past Close).
-		outfd, err := unix.Openat(c.out.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		outfd, _, err := c.out.openOwn()
 		if err != nil {
 			c.stopExports()
 			_ = c.releaseReceive()
@@ -788,6 +786,9 @@ func (c *Collector) releaseReceive() error {
 
 func (c *Collector) tick() {
 	c.rcv.poll()
+	if c.out != nil {
+		c.out.follow(c.log)
+	}
 	now := c.now()
 	var idle []*series
 	for _, s := range c.allSeries() {

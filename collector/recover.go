@@ -20,7 +20,7 @@ import (
 // copy (its original is handed on: the kill stopped its compression).
 func (c *Collector) recoverParts() {
 	for _, dir := range c.out.subdirs() {
-		fd, err := unix.Openat(c.out.fd, dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(c.out.dir(), dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
 			continue
 		}

@@ -46,7 +46,7 @@ func closedFiles(dirfd int, dir string, n fileNamer) []capFile {
 func (c *Collector) remove(f capFile, why string) bool {
 	dirfd := f.dirfd
 	if dirfd < 0 {
-		fd, err := unix.Openat(c.out.fd, f.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(c.out.dir(), f.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
 			c.log.Warn("retention: open session directory", "session", f.dir, "file", f.name, "err", err)
 			return false
@@ -196,7 +196,7 @@ func (c *Collector) allClosedFiles() []capFile {
 	var skipped []string
 	var skipErr error
 	for _, dir := range c.out.subdirs() {
-		fd, err := unix.Openat(c.out.fd, dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(c.out.dir(), dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
 			skipped, skipErr = append(skipped, dir), err
 			continue
@@ -223,7 +223,7 @@ func (c *Collector) removeEmptyDirs(dirs map[string]bool) {
 	defer c.mu.RUnlock()
 	for dir := range dirs {
 		if _, live := c.names[dir]; !live {
-			_ = unix.Unlinkat(c.out.fd, dir, unix.AT_REMOVEDIR)
+			_ = unix.Unlinkat(c.out.dir(), dir, unix.AT_REMOVEDIR)
 		}
 	}
 }
