@@ -428,6 +428,9 @@ func New(opts Options) (c *Collector, err error) {
 	for k, s := range opts.Named {
 		c.sessionName(k, s.Name)
 	}
+	if err := c.checkNameLengths(opts.Named); err != nil {
+		return nil, err
+	}
 	c.warnUnreceived(opts.Named)
 	if c.out != nil {
 		c.warnOpenFiles()

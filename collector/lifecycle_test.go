@@ -359,7 +359,12 @@ func TestFileNameTooLong(t *testing.T) {
 	var logs netlab.SyncBuffer
 	long := strings.Repeat("x", 100)
 	c := offline(t, Options{OutputDir: out, FileName: "{session}-{session}-{host}-{time}", Host: strings.Repeat("h", 63),
-		Sessions: map[uint32]string{1: long, 2: "s"}, Logger: textLogger(&logs)})
+		Sessions: map[uint32]string{2: "s"}, Logger: textLogger(&logs)})
+	// Refused at start (TestFileNameTooLongRefused); a reload brings it in.
+	c.Reload(map[Key]Session{VXLAN(1): {Name: long}, VXLAN(2): {Name: "s"}})
+	if !strings.Contains(logs.String(), "255") {
+		t.Errorf("the reload does not say the session's file names are too long:\n%s", logs.String())
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -382,5 +387,24 @@ func TestFileNameTooLong(t *testing.T) {
 	}
 	if got := files(t, out); len(got) != 1 || !strings.HasPrefix(got[0], "s/") {
 		t.Errorf("files %v, want the other session's", got)
+	}
+}
+
+// TestFileNameTooLongRefused: a configured session whose file names
+// (with the collector's host, the sequence number and the temporary
+// suffixes) would pass the 255 bytes a file name may have is refused at
+// start, naming the session and the length, instead of dropping all its
+// packets once it runs; a reload that brings one in says so in the log.
+func TestFileNameTooLongRefused(t *testing.T) {
+	long := strings.Repeat("x", 100)
+	opts := withTestDefaults(Options{Listen: "127.0.0.1:0", OutputDir: t.TempDir(), FileName: "{session}-{session}-{host}-{time}",
+		Host: strings.Repeat("h", 63), Sessions: map[uint32]string{1: long}})
+	c, err := New(opts)
+	if err == nil {
+		c.Close()
+		t.Fatal("started with file names over 255 bytes")
+	}
+	if !strings.Contains(err.Error(), long) || !strings.Contains(err.Error(), "255") {
+		t.Errorf("error %q does not name the session and the limit", err)
 	}
 }

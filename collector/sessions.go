@@ -89,6 +89,7 @@ func (c *Collector) seriesFor(key Key) (*series, Reason) {
 // settings.
 func (c *Collector) Reload(named map[Key]Session) {
 	c.syncWriters()
+	defer c.warnNameLengths(named) // after the unlock: it reads the names
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.opts.Named = named
@@ -123,6 +124,14 @@ func (c *Collector) Reload(named map[Key]Session) {
 	}
 	c.log.Info("sessions reloaded", "sessions", len(named), "open", len(c.series))
 	c.warnUnreceived(named)
+}
+
+// warnNameLengths logs, after a reload, a configured session whose file
+// names are too long to be created (New refuses them at start).
+func (c *Collector) warnNameLengths(named map[Key]Session) {
+	if err := c.checkNameLengths(named); err != nil {
+		c.log.Error("reload: a session's files cannot be created; its packets are dropped as write_error", "err", err)
+	}
 }
 
 // limitReached logs the session_limit drops, at most once per
