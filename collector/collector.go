@@ -802,6 +802,7 @@ func (c *Collector) tick() {
 	if len(idle) > 0 {
 		c.evictIdle(idle)
 	}
+	c.logLimit(now)
 	c.enforceDisk(now)
 }
 
