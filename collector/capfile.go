@@ -3,8 +3,11 @@
 package collector
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 )
 
 // Format is the capture file format of a series.
@@ -290,31 +293,81 @@ func countPackets(data []byte, f Format) int {
 // cut by a crash in the middle of a write is repaired by truncating it there.
 // Anything unrecognised yields 0.
 func validPrefix(data []byte, f Format) int {
+	n, _, _ := scanCapture(bytes.NewReader(data), f)
+	return int(n)
+}
+
+// scanCapture is validPrefix over a reader, streamed (a .part file left by a
+// crash may be as large as rotate.size, a gigabyte): it returns the length
+// of the longest valid prefix and the packets in it, or the error that
+// stopped reading (then the prefix is not to be cut at).
+func scanCapture(rd io.Reader, f Format) (valid int64, packets int, err error) {
+	er := &readError{r: rd}
+	valid, packets = scanBlocks(bufio.NewReaderSize(er, 64<<10), f)
+	return valid, packets, er.err
+}
+
+// readError remembers the first error other than the end of its reader.
+type readError struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readError) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+
+func scanBlocks(r *bufio.Reader, f Format) (valid int64, packets int) {
 	if f == FormatPcap {
-		if len(data) < pcapHeaderLen || le.Uint32(data) != pcapMagicNanos {
-			return 0
+		hdr, _ := r.Peek(pcapHeaderLen)
+		if len(hdr) < pcapHeaderLen || le.Uint32(hdr) != pcapMagicNanos {
+			return 0, 0
 		}
-		off := pcapHeaderLen
-		for len(data)-off >= pcapRecHeaderLen {
-			incl := int(le.Uint32(data[off+8:]))
-			if incl > snapLen || len(data)-off-pcapRecHeaderLen < incl {
-				break
+		_, _ = r.Discard(pcapHeaderLen)
+		valid = pcapHeaderLen
+		for {
+			rec, _ := r.Peek(pcapRecHeaderLen)
+			if len(rec) < pcapRecHeaderLen {
+				return valid, packets
 			}
-			off += pcapRecHeaderLen + incl
+			incl := int(le.Uint32(rec[8:]))
+			if incl > snapLen {
+				return valid, packets
+			}
+			if n, _ := r.Discard(pcapRecHeaderLen + incl); n < pcapRecHeaderLen+incl {
+				return valid, packets
+			}
+			valid += int64(pcapRecHeaderLen + incl)
+			packets++
 		}
-		return off
 	}
-	off := 0
-	for len(data)-off >= 12 {
-		typ := le.Uint32(data[off:])
-		n := int(le.Uint32(data[off+4:]))
-		if off == 0 && (typ != ngBlockSHB || le.Uint32(data[8:]) != ngByteOrderMagic) {
-			return 0
+	var trailer [4]byte
+	for {
+		hdr, _ := r.Peek(12)
+		if len(hdr) < 12 {
+			return valid, packets
 		}
-		if n < 12 || n%4 != 0 || n > len(data)-off || int(le.Uint32(data[off+n-4:])) != n {
-			break
+		typ := le.Uint32(hdr)
+		n := int(le.Uint32(hdr[4:]))
+		if valid == 0 && (typ != ngBlockSHB || le.Uint32(hdr[8:]) != ngByteOrderMagic) {
+			return 0, 0
 		}
-		off += n
+		if n < 12 || n%4 != 0 {
+			return valid, packets
+		}
+		if d, _ := r.Discard(n - 4); d < n-4 {
+			return valid, packets
+		}
+		if _, err := io.ReadFull(r, trailer[:]); err != nil || int(le.Uint32(trailer[:])) != n {
+			return valid, packets
+		}
+		valid += int64(n)
+		if typ == ngBlockEPB {
+			packets++
+		}
 	}
-	return off
 }

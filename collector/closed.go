@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -122,31 +123,90 @@ func (c *Collector) queueClosed(dir, name string, namer fileNamer) {
 // closedLoop processes closed files until the queue is closed; outfd is
 // its own descriptor of the output directory, which it closes.
 func (c *Collector) closedLoop(outfd int) {
-	defer unix.Close(outfd)
+	defer func() { _ = unix.Close(outfd) }()
 	defer c.hookq.close()
+	var starved time.Time
+	var gen uint64 // of the output directory outfd is
 	for {
 		j, ok := c.closed.get()
 		if !ok {
 			return
 		}
-		c.closedJob(outfd, j)
+		if c.out != nil && c.out.gen.Load() != gen {
+			// The output directory was replaced (outDir.follow).
+			if fd, g, err := c.out.openOwn(); err == nil {
+				_ = unix.Close(outfd)
+				outfd, gen = fd, g
+			}
+		}
+		c.closedJob(outfd, j, &starved)
 		c.post.Done()
 	}
 }
 
-func (c *Collector) closedJob(outfd int, j closedJob) {
+// closedStarvedMax bounds how long closed files wait for a free
+// descriptor when the process is at its open-files limit (every session
+// holding a file): sessions go idle or rotate and free theirs, and a file
+// is then compressed, pruned and handed on instead of being left as it
+// is. The bound is per shortage, not per file, so that a shortage that
+// lasts costs the files queued meanwhile one attempt each, not a wait each.
+const (
+	closedStarvedMax = time.Minute
+	closedRetryPause = time.Second
+)
+
+// outOfDescriptors reports whether err is the process's (EMFILE) or the
+// system's (ENFILE) open-files limit.
+func outOfDescriptors(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)
+}
+
+// closedJob does the work of one closed file; starved is when the
+// descriptor shortage it may find began (zero: none), kept by closedLoop.
+func (c *Collector) closedJob(outfd int, j closedJob, starved *time.Time) {
+	for {
+		err := c.finishClosed(outfd, j)
+		if !outOfDescriptors(err) {
+			*starved = time.Time{}
+			return
+		}
+		if starved.IsZero() {
+			*starved = time.Now()
+			c.log.Warn("closed capture files wait for a free descriptor: the open-files limit is reached",
+				"session", j.dir, "file", j.name, "err", err)
+		}
+		if time.Since(*starved) >= closedStarvedMax {
+			c.log.Error("closed capture file left as it is (not compressed, pruned or handed to post_rotate): no descriptor came free",
+				"session", j.dir, "file", j.name, "waited", time.Since(*starved).Round(time.Second), "err", err)
+			return
+		}
+		time.Sleep(closedRetryPause)
+	}
+}
+
+// finishClosed compresses, prunes and hands on one closed file. It returns
+// an error only when the open-files limit stopped it before it changed
+// anything, so that the file can be tried again.
+func (c *Collector) finishClosed(outfd int, j closedJob) error {
 	dirfd, err := unix.Openat(outfd, j.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if outOfDescriptors(err) {
+		return err
+	}
 	if err != nil {
 		c.log.Warn("closed capture file: its session directory cannot be opened for compression and retention",
 			"session", j.dir, "file", j.name, "err", err)
-		return
+		return nil
 	}
 	defer unix.Close(dirfd)
 	name := j.name
 	if c.opts.Compress {
-		if gz, err := c.compress(dirfd, name); err != nil {
+		gz, err := c.compress(dirfd, name)
+		switch {
+		case outOfDescriptors(err) && gz == "":
+			return err
+		case err != nil:
 			c.log.Error("compress capture file", "session", j.dir, "file", name, "err", err)
-		} else {
+		default:
 			name = gz
 		}
 	}
@@ -155,6 +215,7 @@ func (c *Collector) closedJob(outfd int, j closedJob) {
 	c.disk.dirty = true
 	c.disk.mu.Unlock()
 	c.queueHook(j.dir, name)
+	return nil
 }
 
 // hookJob is a closed file (its final name) waiting for the post-rotate

@@ -428,7 +428,13 @@ func New(opts Options) (c *Collector, err error) {
 	for k, s := range opts.Named {
 		c.sessionName(k, s.Name)
 	}
+	if err := c.checkNameLengths(opts.Named); err != nil {
+		return nil, err
+	}
 	c.warnUnreceived(opts.Named)
+	if c.out != nil {
+		c.warnOpenFiles()
+	}
 	if err := c.startExports(); err != nil {
 		return nil, err
 	}
@@ -442,9 +448,7 @@ func New(opts Options) (c *Collector, err error) {
 	}
 	c.log.Info("collector receive path", "receive", c.rcv.mode(), "asked", opts.Receive)
 	if c.out != nil {
-		// A descriptor of its own (not a dup: that would share the
-		// output directory's flock and hold it past Close).
-		outfd, err := unix.Openat(c.out.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		outfd, _, err := c.out.openOwn()
 		if err != nil {
 			c.stopExports()
 			_ = c.releaseReceive()
@@ -462,6 +466,30 @@ func New(opts Options) (c *Collector, err error) {
 		c.recoverParts()
 	}
 	return c, nil
+}
+
+// warnOpenFiles says at start when the open-files limit leaves fewer
+// descriptors than the sessions the collector may write at once need (a
+// file and its directory each): beyond it, sessions drop their packets as
+// write_error until others go idle, and without this the first sign was
+// those drops.
+func (c *Collector) warnOpenFiles() {
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) != nil {
+		return
+	}
+	sessions := c.opts.MaxSessions + len(c.opts.Named)
+	if c.opts.DropUnknownVNI {
+		sessions = len(c.opts.Named)
+	}
+	// Sockets, the output directory, listeners and the closed files' work.
+	const base = 64
+	need := uint64(2*sessions + c.opts.Readers*len(c.opts.Inputs) + base)
+	if lim.Cur >= need {
+		return
+	}
+	c.log.Warn("open-files limit below what the sessions may need: sessions beyond it drop their packets (write_error, too many open files) until others go idle; raise LimitNOFILE= (systemd) or ulimit -n, or lower collector.max_sessions",
+		"limit", lim.Cur, "need", need, "sessions", sessions, "max_sessions", c.opts.MaxSessions, "named", len(c.opts.Named))
 }
 
 // registerMetrics creates the collector's drop, receive and storage series.
@@ -720,7 +748,8 @@ loop:
 	}
 }
 
-// closeFiles stops the closed-file worker and closes the directories.
+// closeFiles stops the closed-file worker and closes the output directory
+// (the sessions closed theirs with their files).
 func (c *Collector) closeFiles() {
 	c.closedMu.Lock()
 	done := c.closedDone
@@ -731,14 +760,6 @@ func (c *Collector) closeFiles() {
 	c.closedMu.Unlock()
 	if done {
 		return
-	}
-	for _, s := range c.allSeries() {
-		s.mu.Lock()
-		if s.dirfd >= 0 {
-			_ = unix.Close(s.dirfd)
-			s.dirfd = -1
-		}
-		s.mu.Unlock()
 	}
 	if c.out != nil {
 		c.out.close()
@@ -768,6 +789,9 @@ func (c *Collector) releaseReceive() error {
 
 func (c *Collector) tick() {
 	c.rcv.poll()
+	if c.out != nil {
+		c.out.follow(c.log)
+	}
 	now := c.now()
 	var idle []*series
 	for _, s := range c.allSeries() {
@@ -778,6 +802,7 @@ func (c *Collector) tick() {
 	if len(idle) > 0 {
 		c.evictIdle(idle)
 	}
+	c.logLimit(now)
 	c.enforceDisk(now)
 }
 

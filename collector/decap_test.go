@@ -145,6 +145,10 @@ func FuzzValidPrefix(f *testing.F) {
 		if k := countPackets(b[:n], format); k < 0 || k > n/12 {
 			t.Fatalf("%d packets in %d bytes", k, n)
 		}
+		// The streamed walk of recovery agrees with the count.
+		if sn, k, err := scanCapture(bytes.NewReader(b), format); int(sn) != n || k != countPackets(b[:n], format) || err != nil {
+			t.Fatalf("scanCapture: %d bytes, %d packets, %v; want %d bytes, %d packets", sn, k, err, n, countPackets(b[:n], format))
+		}
 	})
 }
 

@@ -345,3 +345,66 @@ func TestOutputDirNotWritable(t *testing.T) {
 		t.Errorf("error %q, want it to say the output directory %s is not writable, and what the unit needs", err, out)
 	}
 }
+
+// TestFileNameTooLong: a session name of 100 bytes in a template that
+// uses it twice, with a long host, makes names past the 255 bytes a
+// file name may have. The session drops its packets as write_error,
+// naming the error, and the collector goes on (other sessions write, a
+// rotation and a stop return). Before, looking for a free name took the
+// error of the too-long name for "the name is taken" and counted up
+// forever with the session locked: its writer spun, the ticker and every
+// other session stopped, and SIGTERM never ended the process.
+func TestFileNameTooLong(t *testing.T) {
+	out := t.TempDir()
+	var logs netlab.SyncBuffer
+	long := strings.Repeat("x", 100)
+	c := offline(t, Options{OutputDir: out, FileName: "{session}-{session}-{host}-{time}", Host: strings.Repeat("h", 63),
+		Sessions: map[uint32]string{2: "s"}, Logger: textLogger(&logs)})
+	// Refused at start (TestFileNameTooLongRefused); a reload brings it in.
+	c.Reload(map[Key]Session{VXLAN(1): {Name: long}, VXLAN(2): {Name: "s"}})
+	if !strings.Contains(logs.String(), "255") {
+		t.Errorf("the reload does not say the session's file names are too long:\n%s", logs.String())
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cache := seriesCache{}
+		for _, vni := range []uint32{1, 2} {
+			c.handle(cache, loopback, t0.UnixNano(), vxlan(vni, tcpFrame(t, ipSource, ipTest, 1, 2, 3, 4, nil)))
+		}
+		c.Rotate()
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("writing a packet whose file name is too long never returned")
+	}
+	if d := c.Stats().Drops["write_error"]; d != 1 {
+		t.Errorf("write_error drops %d, want 1", d)
+	}
+	if !strings.Contains(logs.String(), "file name too long") {
+		t.Errorf("the log does not name the error:\n%s", logs.String())
+	}
+	if got := files(t, out); len(got) != 1 || !strings.HasPrefix(got[0], "s/") {
+		t.Errorf("files %v, want the other session's", got)
+	}
+}
+
+// TestFileNameTooLongRefused: a configured session whose file names
+// (with the collector's host, the sequence number and the temporary
+// suffixes) would pass the 255 bytes a file name may have is refused at
+// start, naming the session and the length, instead of dropping all its
+// packets once it runs; a reload that brings one in says so in the log.
+func TestFileNameTooLongRefused(t *testing.T) {
+	long := strings.Repeat("x", 100)
+	opts := withTestDefaults(Options{Listen: "127.0.0.1:0", OutputDir: t.TempDir(), FileName: "{session}-{session}-{host}-{time}",
+		Host: strings.Repeat("h", 63), Sessions: map[uint32]string{1: long}})
+	c, err := New(opts)
+	if err == nil {
+		c.Close()
+		t.Fatal("started with file names over 255 bytes")
+	}
+	if !strings.Contains(err.Error(), long) || !strings.Contains(err.Error(), "255") {
+		t.Errorf("error %q does not name the session and the limit", err)
+	}
+}

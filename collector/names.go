@@ -92,3 +92,29 @@ func (n fileNamer) key(name string) (string, bool) {
 func (c *Collector) namer(session string, key Key) fileNamer {
 	return newFileNamer(c.opts.FileName, session, c.opts.Host, key, c.opts.Format.Ext())
 }
+
+// maxFileName is the longest file name (NAME_MAX) of ext4, XFS, tmpfs.
+const maxFileName = 255
+
+// longestName is the longest name a file of the namer takes on disk: a
+// sequence number, compressed, under its temporary name while compressed.
+func (n fileNamer) longestName() string {
+	return "." + n.name(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), 99999) + gzExt + ".part"
+}
+
+// checkNameLengths reports the first configured session whose file names
+// would pass maxFileName: its files could never be created.
+func (c *Collector) checkNameLengths(named map[Key]Session) error {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for name, key := range c.names {
+		if _, ok := named[key]; !ok {
+			continue
+		}
+		if l := c.namer(name, key).longestName(); len(l) > maxFileName {
+			return fmt.Errorf("session %s: its capture files' names (with host, sequence number and temporary suffixes) run to %d bytes, over the %d a file name may have: shorten the session's name or collector.file_name",
+				name, len(l), maxFileName)
+		}
+	}
+	return nil
+}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -28,12 +30,23 @@ const (
 // directory or a file replaced by a symbolic link is refused instead of
 // followed out of the output directory.
 type outDir struct {
-	path     string
-	fd       int
-	fileMode fs.FileMode
-	dirMode  fs.FileMode
-	gid      int // group of new files and directories; -1 = the process's
+	path string
+	// fd is the directory at path, held open and locked. follow replaces
+	// it when path comes to name another directory (or none); the
+	// descriptors it replaced stay open until close, since other
+	// goroutines may be using them.
+	fd        atomic.Int32
+	gen       atomic.Uint64 // replacements of fd so far
+	mu        sync.Mutex    // follow and close
+	retired   []int
+	followErr string // the last error follow logged
+	fileMode  fs.FileMode
+	dirMode   fs.FileMode
+	gid       int // group of new files and directories; -1 = the process's
 }
+
+// dir is the descriptor of the output directory.
+func (d *outDir) dir() int { return int(d.fd.Load()) }
 
 // ErrOutputDirBusy means another collector writes to the output directory:
 // two would take each other's open files for a crash's leftovers at start
@@ -46,43 +59,55 @@ var ErrOutputDirBusy = errors.New("output directory in use")
 // one they may read is reported.
 func openOutDir(path string, fileMode fs.FileMode, gid int, log *slog.Logger) (*outDir, error) {
 	dirMode := fileMode | (fileMode&0o444)>>2 // x where r: 0640 -> 0750
-	if err := os.MkdirAll(path, dirMode); err != nil {
-		return nil, fmt.Errorf("create output directory: %w", err)
+	d := &outDir{path: path, fileMode: fileMode, dirMode: dirMode, gid: gid}
+	fd, err := d.open(log)
+	if err != nil {
+		return nil, err
+	}
+	d.fd.Store(int32(fd))
+	return d, nil
+}
+
+// open creates the directory at d.path if needed, opens and locks it and
+// checks its mode, returning its descriptor.
+func (d *outDir) open(log *slog.Logger) (int, error) {
+	path := d.path
+	if err := os.MkdirAll(path, d.dirMode); err != nil {
+		return -1, fmt.Errorf("create output directory: %w", err)
 	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open output directory %s: %w", path, err)
+		return -1, fmt.Errorf("open output directory %s: %w", path, err)
 	}
-	d := &outDir{path: path, fd: fd, fileMode: fileMode, dirMode: dirMode, gid: gid}
-	if err := d.lock(log); err != nil {
-		d.close()
-		return nil, err
+	if err := d.lock(fd, log); err != nil {
+		_ = unix.Close(fd)
+		return -1, err
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		d.close()
-		return nil, fmt.Errorf("stat output directory %s: %w", path, err)
+		_ = unix.Close(fd)
+		return -1, fmt.Errorf("stat output directory %s: %w", path, err)
 	}
 	mode := fs.FileMode(st.Mode & 0o7777)
 	if mode&0o002 != 0 && mode&fs.FileMode(unix.S_ISVTX) == 0 {
-		d.close()
-		return nil, fmt.Errorf("output directory %s is writable by everyone (mode %#o): refused, anyone could replace capture files", path, mode)
+		_ = unix.Close(fd)
+		return -1, fmt.Errorf("output directory %s is writable by everyone (mode %#o): refused, anyone could replace capture files", path, mode)
 	}
 	// Checked now, not at the first packet: a collector that cannot write
 	// would otherwise run, answer /healthz, and drop everything it is sent.
 	if err := unix.Faccessat(fd, ".", unix.W_OK|unix.X_OK, unix.AT_EACCESS); err != nil {
-		d.close()
+		_ = unix.Close(fd)
 		hint := ""
 		if errors.Is(err, unix.EROFS) {
 			// The unit's ProtectSystem=strict makes everything but
 			// /var/lib/xmirror read-only.
 			hint = " (under the systemd unit, a directory outside /var/lib/xmirror needs ReadWritePaths= in a drop-in)"
 		}
-		return nil, fmt.Errorf("output directory %s is not writable by this process (uid %d, gid %d, directory owner %d:%d, mode %#o): %w%s",
+		return -1, fmt.Errorf("output directory %s is not writable by this process (uid %d, gid %d, directory owner %d:%d, mode %#o): %w%s",
 			path, os.Geteuid(), os.Getegid(), st.Uid, st.Gid, mode, err, hint)
 	}
 	log.Info("output directory", "path", path, "uid", st.Uid, "gid", st.Gid, "mode", fmt.Sprintf("%#o", mode),
-		"file_mode", fmt.Sprintf("%#o", fileMode), "dir_mode", fmt.Sprintf("%#o", dirMode))
+		"file_mode", fmt.Sprintf("%#o", d.fileMode), "dir_mode", fmt.Sprintf("%#o", d.dirMode))
 	if mode&0o007 != 0 {
 		log.Warn("output directory is open to other users; capture files are not, but their names are",
 			"path", path, "mode", fmt.Sprintf("%#o", mode))
@@ -90,20 +115,71 @@ func openOutDir(path string, fileMode fs.FileMode, gid int, log *slog.Logger) (*
 	if int(st.Uid) != os.Geteuid() {
 		log.Warn("output directory belongs to another user", "path", path, "uid", st.Uid, "euid", os.Geteuid())
 	}
-	return d, nil
+	return fd, nil
+}
+
+// follow checks that the configured path still names the directory the
+// collector writes to, and when it names another one (moved aside and
+// replaced) or none (removed), opens the one there, creating it, so that
+// the next files land where the operator looks. It reports whether it
+// switched; the files open now finish where they are.
+func (d *outDir) follow(log *slog.Logger) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cur := d.dir()
+	if cur < 0 {
+		return false
+	}
+	var held, at unix.Stat_t
+	if unix.Fstat(cur, &held) != nil {
+		return false
+	}
+	err := unix.Stat(d.path, &at)
+	if err == nil && at.Dev == held.Dev && at.Ino == held.Ino {
+		return false
+	}
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return false
+	}
+	fd, err := d.open(log)
+	if err != nil {
+		if err.Error() != d.followErr { // once, not every second
+			d.followErr = err.Error()
+			log.Error("output directory was removed or replaced, and the one at its path cannot be used; capture files fail until it can",
+				"path", d.path, "err", err)
+		}
+		return false
+	}
+	d.followErr = ""
+	d.retired = append(d.retired, cur)
+	d.fd.Store(int32(fd))
+	d.gen.Add(1)
+	log.Warn("output directory was removed or replaced: new capture files go to the directory now at its path",
+		"path", d.path, "removed", held.Nlink == 0)
+	return true
+}
+
+// openOwn opens a descriptor of its own of the output directory (not a
+// dup: that would share the flock and hold it past close) and returns it
+// with the generation it is of.
+func (d *outDir) openOwn() (int, uint64, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fd, err := unix.Openat(d.dir(), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	return fd, d.gen.Load(), err
 }
 
 // lock takes an exclusive flock on the output directory, held through d.fd
 // for the collector's life, before anything in it is touched. The kernel
 // drops it when the process ends, however it ends, so a restart after a
 // crash still recovers what the crash left.
-func (d *outDir) lock(log *slog.Logger) error {
-	err := unix.Flock(d.fd, unix.LOCK_EX|unix.LOCK_NB)
+func (d *outDir) lock(fd int, log *slog.Logger) error {
+	err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, unix.EWOULDBLOCK):
-		return fmt.Errorf("%w: %s is written by %s, another xmirror collect", ErrOutputDirBusy, d.path, lock.Holder(d.fd))
+		return fmt.Errorf("%w: %s is written by %s, another xmirror collect", ErrOutputDirBusy, d.path, lock.Holder(fd))
 	case errors.Is(err, unix.ENOLCK), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EINVAL):
 		// A filesystem without locks must not stop capturing.
 		log.Warn("output directory cannot be locked: a second collector on it would not be refused", "path", d.path, "err", err)
@@ -113,21 +189,27 @@ func (d *outDir) lock(log *slog.Logger) error {
 }
 
 func (d *outDir) close() {
-	if d.fd >= 0 {
-		_ = unix.Close(d.fd)
-		d.fd = -1
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if fd := d.dir(); fd >= 0 {
+		_ = unix.Close(fd)
+		d.fd.Store(-1)
 	}
+	for _, fd := range d.retired {
+		_ = unix.Close(fd)
+	}
+	d.retired = nil
 }
 
 // sessionDir creates (if needed) and opens the directory of a session. A
 // symbolic link in its place is refused.
 func (d *outDir) sessionDir(name string) (int, error) {
-	err := unix.Mkdirat(d.fd, name, uint32(d.dirMode))
+	err := unix.Mkdirat(d.dir(), name, uint32(d.dirMode))
 	created := err == nil
 	if err != nil && !errors.Is(err, unix.EEXIST) {
 		return -1, fmt.Errorf("create session directory %s: %w", name, err)
 	}
-	fd, err := unix.Openat(d.fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(d.dir(), name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
 			return -1, fmt.Errorf("session directory %s/%s is not a directory (a symbolic link?): refused", d.path, name)
@@ -236,7 +318,8 @@ func listDir(dirfd int) ([]dirEntry, error) {
 
 // subdirs lists the directories directly below the output directory.
 func (d *outDir) subdirs() []string {
-	fd, err := unix.Openat(d.fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	dirfd := d.dir()
+	fd, err := unix.Openat(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil
 	}
@@ -246,7 +329,7 @@ func (d *outDir) subdirs() []string {
 	var out []string
 	for _, n := range names {
 		var st unix.Stat_t
-		if unix.Fstatat(d.fd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if unix.Fstatat(dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 			out = append(out, n)
 		}
 	}
@@ -256,7 +339,7 @@ func (d *outDir) subdirs() []string {
 // free is the space left to unprivileged writers on the output filesystem.
 func (d *outDir) free() (int64, error) {
 	var st unix.Statfs_t
-	if err := unix.Fstatfs(d.fd, &st); err != nil {
+	if err := unix.Fstatfs(d.dir(), &st); err != nil {
 		return 0, err
 	}
 	return int64(st.Bavail) * st.Bsize, nil

@@ -94,3 +94,106 @@ func waitPart(t *testing.T, dir string) string {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestSessionDirRemovedWhileRunning: an operator (or a cleanup job) removes
+// a session's directory while the collector runs, between two files and
+// again while a file is open. The session's next file goes into a new
+// directory of that name. Before, the session kept the removed
+// directory's descriptor: every later file failed with "create capture
+// file: no such file or directory", its packets counted as write_error
+// every retry until a restart (a named session) or until it went idle.
+func TestSessionDirRemovedWhileRunning(t *testing.T) {
+	out := t.TempDir()
+	clock := &fakeClock{t: t0}
+	c := offline(t, Options{OutputDir: out, Now: clock.Now, Sessions: map[uint32]string{1: "s"}})
+	cache := seriesCache{}
+	send := func(vni uint32, n int, at time.Time) {
+		for i := range n {
+			c.handle(cache, loopback, at.Add(time.Duration(i)*time.Millisecond).UnixNano(),
+				vxlan(vni, tcpFrame(t, ipSource, ipTest, 1, 2, uint32(i), 0, make([]byte, 100))))
+		}
+	}
+	send(1, 3, t0)
+	send(7, 3, t0)
+	c.Rotate()
+	for _, dir := range []string{"s", "vni-7"} {
+		if err := os.RemoveAll(filepath.Join(out, dir)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Between files: the next packet opens a file in a new directory.
+	send(1, 4, t0.Add(2*time.Second))
+	send(7, 4, t0.Add(2*time.Second))
+	// While a file is open: that file's packets went with the directory;
+	// the next file still finds one.
+	if err := os.RemoveAll(filepath.Join(out, "s")); err != nil {
+		t.Fatal(err)
+	}
+	c.Rotate()
+	send(1, 5, t0.Add(4*time.Second))
+	c.Rotate()
+	if d := c.Stats().Drops["write_error"]; d != 0 {
+		t.Errorf("write_error drops %d after the session directories were removed, want 0", d)
+	}
+	got := files(t, out)
+	if len(got) != 2 || !strings.HasPrefix(got[0], "s/s-") || !strings.HasPrefix(got[1], "vni-7/vni-7-") {
+		t.Fatalf("files %v, want one in a new s/ and one in a new vni-7/", got)
+	}
+	for i, want := range []int{5, 4} {
+		if pkts, _ := readCapture(t, filepath.Join(out, got[i])); len(pkts) != want {
+			t.Errorf("%s: %d packets, want %d", got[i], len(pkts), want)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(out, "s")); err != nil || fi.Mode().Perm() != DefaultDirMode {
+		t.Errorf("new session directory: %v %v, want mode %v", fi, err, DefaultDirMode)
+	}
+}
+
+// TestOutputDirRemovedWhileRunning: the whole output directory is removed
+// while the collector runs, and later moved aside and replaced by a new
+// empty one (rm -rf, mv pcap pcap.old && mkdir pcap). Within a tick the
+// collector writes to a directory at the configured path again: created
+// anew when it is gone, the new one when it was replaced. Before, it held
+// the removed directory's descriptor: every session dropped every packet
+// as write_error ("create capture file: no such file or directory") until
+// a restart, and after a replacement it went on writing into the old
+// directory under its new name.
+func TestOutputDirRemovedWhileRunning(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "pcap")
+	c := offline(t, Options{OutputDir: out, Sessions: map[uint32]string{1: "s"}})
+	cache := seriesCache{}
+	send := func(n int, at time.Time) {
+		for i := range n {
+			c.handle(cache, loopback, at.Add(time.Duration(i)*time.Millisecond).UnixNano(),
+				vxlan(1, tcpFrame(t, ipSource, ipTest, 1, 2, uint32(i), 0, make([]byte, 100))))
+		}
+		c.Rotate()
+	}
+	send(3, t0)
+	if err := os.RemoveAll(out); err != nil {
+		t.Fatal(err)
+	}
+	c.tick()
+	send(4, t0.Add(2*time.Second))
+	if got := files(t, out); len(got) != 1 || !strings.HasPrefix(got[0], "s/s-") {
+		t.Fatalf("after the output directory was removed: files %v, want one in a new s/", got)
+	} else if pkts, _ := readCapture(t, filepath.Join(out, got[0])); len(pkts) != 4 {
+		t.Errorf("%s: %d packets, want 4", got[0], len(pkts))
+	}
+	if err := os.Rename(out, out+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(out, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	c.tick()
+	send(5, t0.Add(4*time.Second))
+	if got := files(t, out); len(got) != 1 || !strings.HasPrefix(got[0], "s/s-") {
+		t.Fatalf("after the output directory was replaced: files %v, want one in s/ of the new directory", got)
+	} else if pkts, _ := readCapture(t, filepath.Join(out, got[0])); len(pkts) != 5 {
+		t.Errorf("%s: %d packets, want 5", got[0], len(pkts))
+	}
+	if d := c.Stats().Drops["write_error"]; d != 0 {
+		t.Errorf("write_error drops %d, want 0", d)
+	}
+}

@@ -3,7 +3,6 @@
 package collector
 
 import (
-	"io"
 	"log/slog"
 	"os"
 	"sort"
@@ -20,7 +19,7 @@ import (
 // copy (its original is handed on: the kill stopped its compression).
 func (c *Collector) recoverParts() {
 	for _, dir := range c.out.subdirs() {
-		fd, err := unix.Openat(c.out.fd, dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(c.out.dir(), dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
 			continue
 		}
@@ -67,18 +66,23 @@ func recoverPart(dirfd int, dir, part string, log *slog.Logger) string {
 	}
 	file := os.NewFile(uintptr(fd), part)
 	defer file.Close()
-	data, err := io.ReadAll(file)
+	fi, err := file.Stat()
 	if err != nil {
 		log.Warn("recover temporary capture file", "session", dir, "file", part, "err", err)
 		return ""
 	}
-	n := validPrefix(data, f)
-	if countPackets(data[:n], f) == 0 {
+	// Streamed, never read whole: the file may be as large as rotate.size.
+	n, packets, err := scanCapture(file, f)
+	if err != nil {
+		log.Warn("recover temporary capture file", "session", dir, "file", part, "err", err)
+		return ""
+	}
+	if packets == 0 {
 		_ = unix.Unlinkat(dirfd, part, 0)
 		return ""
 	}
-	if n < len(data) {
-		_ = file.Truncate(int64(n))
+	if n < fi.Size() {
+		_ = file.Truncate(n)
 	}
 	var st unix.Stat_t
 	if unix.Fstatat(dirfd, final, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {

@@ -6,10 +6,14 @@ import (
 	"bytes"
 	"compress/gzip"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // oneFrameCapture is a whole pcapng file of one frame, and the frame.
@@ -123,5 +127,55 @@ func TestRecoverInterruptedCompression(t *testing.T) {
 	}
 	if cp := files(t, copies); strings.Join(cp, " ") != "s-20260102T100010Z.pcapng.gz" {
 		t.Errorf("post-rotate saw %v, want the compressed file", cp)
+	}
+}
+
+// TestRecoverLargePartBoundedMemory: a .part file that a crash left is
+// checked for a half-written last block without reading it into memory.
+// With rotate.size 1GiB a crash leaves .part files of up to a gigabyte per
+// session; before, the start read each one whole (a 306 MB file took the
+// process to 381 MB resident), so a collector under a memory limit was
+// killed at every start after a crash.
+func TestRecoverLargePartBoundedMemory(t *testing.T) {
+	dir := t.TempDir()
+	capture, fr := oneFrameCapture(t)
+	epb := appendNgEPB(nil, 0, t0.UnixNano(), fr, len(fr), nil)
+	f, err := os.Create(filepath.Join(dir, ".s-20260102T100012Z.pcapng.part"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat(epb, (1<<20)/len(epb))
+	const chunks = 64
+	if _, err := f.Write(capture); err != nil {
+		t.Fatal(err)
+	}
+	for range chunks {
+		if _, err := f.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.Write(epb[:30]); err != nil { // the half-written last block
+		t.Fatal(err)
+	}
+	f.Close()
+	want := int64(len(capture) + chunks*len(chunk))
+
+	dirfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dirfd)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	final := recoverPart(dirfd, "s", ".s-20260102T100012Z.pcapng.part", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	runtime.ReadMemStats(&after)
+	if final != "s-20260102T100012Z.pcapng" {
+		t.Fatalf("recovered as %q", final)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
+		t.Errorf("recovering a %d MiB file allocated %d MiB", want>>20, alloc>>20)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, final)); err != nil || fi.Size() != want {
+		t.Errorf("recovered file: %v %v, want %d bytes (cut at the last whole block)", fi, err, want)
 	}
 }

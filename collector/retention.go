@@ -14,7 +14,7 @@ import (
 
 // capFile is a closed capture file of a session.
 type capFile struct {
-	dirfd int
+	dirfd int    // the session directory; -1: open it by dir to remove the file
 	dir   string // session directory name
 	name  string
 	key   string // start time then sequence, sortable
@@ -44,7 +44,17 @@ func closedFiles(dirfd int, dir string, n fileNamer) []capFile {
 
 // remove deletes a closed file, reporting whether it is gone.
 func (c *Collector) remove(f capFile, why string) bool {
-	if err := unix.Unlinkat(f.dirfd, f.name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+	dirfd := f.dirfd
+	if dirfd < 0 {
+		fd, err := unix.Openat(c.out.dir(), f.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			c.log.Warn("retention: open session directory", "session", f.dir, "file", f.name, "err", err)
+			return false
+		}
+		defer unix.Close(fd)
+		dirfd = fd
+	}
+	if err := unix.Unlinkat(dirfd, f.name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 		c.log.Warn("retention: remove old capture file", "session", f.dir, "file", f.name, "err", err)
 		return false
 	}
@@ -118,8 +128,7 @@ func (c *Collector) enforceDisk(now time.Time) {
 	}
 	c.disk.dirty = false
 	c.disk.lastScan = now
-	files, closeDirs := c.allClosedFiles()
-	defer closeDirs()
+	files := c.allClosedFiles()
 	var total int64
 	for _, f := range files {
 		total += f.size
@@ -178,24 +187,31 @@ func removable(files []capFile, sessions map[string]bool) []capFile {
 	return out
 }
 
-// allClosedFiles lists the closed files of every session directory; the
-// returned function closes the directories opened for it.
-func (c *Collector) allClosedFiles() ([]capFile, func()) {
+// allClosedFiles lists the closed files of every session directory. It
+// holds one directory open at a time (the files come back with dirfd -1):
+// the output directory may hold more session directories than the
+// open-files limit leaves descriptors, and the sessions need theirs.
+func (c *Collector) allClosedFiles() []capFile {
 	var files []capFile
-	var fds []int
+	var skipped []string
+	var skipErr error
 	for _, dir := range c.out.subdirs() {
-		fd, err := unix.Openat(c.out.fd, dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err := unix.Openat(c.out.dir(), dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
+			skipped, skipErr = append(skipped, dir), err
 			continue
 		}
-		fds = append(fds, fd)
-		files = append(files, closedFiles(fd, dir, c.namer(dir, Key{}))...)
-	}
-	return files, func() {
-		for _, fd := range fds {
-			_ = unix.Close(fd)
+		for _, f := range closedFiles(fd, dir, c.namer(dir, Key{})) {
+			f.dirfd = -1
+			files = append(files, f)
 		}
+		_ = unix.Close(fd)
 	}
+	if len(skipped) > 0 {
+		c.log.Warn("disk scan: session directories that cannot be opened are left out of retention and stored_files",
+			"count", len(skipped), "first", skipped[0], "err", skipErr)
+	}
+	return files
 }
 
 // removeEmptyDirs removes the directories, emptied by retention, of
@@ -207,7 +223,7 @@ func (c *Collector) removeEmptyDirs(dirs map[string]bool) {
 	defer c.mu.RUnlock()
 	for dir := range dirs {
 		if _, live := c.names[dir]; !live {
-			_ = unix.Unlinkat(c.out.fd, dir, unix.AT_REMOVEDIR)
+			_ = unix.Unlinkat(c.out.dir(), dir, unix.AT_REMOVEDIR)
 		}
 	}
 }

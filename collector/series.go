@@ -32,8 +32,12 @@ type series struct {
 	tap    *tapOut
 	namer  fileNamer
 
-	mu        sync.Mutex
-	dirfd     int       // the session directory, opened on the first file; -1 before
+	mu sync.Mutex
+	// dirfd is the session directory, open only while a file is: each
+	// file opens it again (creating it if needed), so a directory removed
+	// while the collector runs comes back with the next file, and an idle
+	// session holds no descriptor.
+	dirfd     int
 	f         capWriter // nil between files: the next packet opens one
 	partName  string
 	finalName string
@@ -288,6 +292,17 @@ func sourceName(a netip.Addr) string {
 // openLocked creates the next file of the series, named after t, under its
 // hidden temporary name, with the file header in the buffer.
 func (s *series) openLocked(t time.Time) error {
+	err := s.openFileLocked(t)
+	if err != nil {
+		s.closeDir() // opened again, or created again, by the retry
+	}
+	if outOfDescriptors(err) {
+		err = fmt.Errorf("%w (the open-files limit is reached: each session with an open file takes two; raise LimitNOFILE= or ulimit -n, or lower collector.max_sessions)", err)
+	}
+	return err
+}
+
+func (s *series) openFileLocked(t time.Time) error {
 	if s.dirfd < 0 {
 		fd, err := s.c.out.sessionDir(s.name)
 		if err != nil {
@@ -308,7 +323,11 @@ func (s *series) openLocked(t time.Time) error {
 	for i := first; ; i++ {
 		s.lastStamp, s.lastSeq = stamp, i
 		name = s.namer.name(t, i)
-		if !s.exists(name) && !s.exists(name+gzExt) && !s.exists("."+name+".part") {
+		taken, err := s.taken(name)
+		if err != nil {
+			return err
+		}
+		if !taken {
 			break
 		}
 	}
@@ -342,9 +361,32 @@ func (s *series) openLocked(t time.Time) error {
 	return nil
 }
 
-func (s *series) exists(name string) bool {
-	var st unix.Stat_t
-	return !errors.Is(unix.Fstatat(s.dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW), unix.ENOENT)
+// taken reports whether a file of the series is called name, compressed
+// or not, or is being written under it. Any answer but "there is" or
+// "there is none" is an error: a name too long for the filesystem, a
+// directory that cannot be searched. Before, such an error counted as
+// "taken", and the search for a free name never ended, with the session
+// locked.
+func (s *series) taken(name string) (bool, error) {
+	for _, n := range []string{name, name + gzExt, "." + name + ".part"} {
+		var st unix.Stat_t
+		err := unix.Fstatat(s.dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return false, fmt.Errorf("capture file name %s: %w", n, err)
+		}
+	}
+	return false, nil
+}
+
+// closeDir closes the session directory (the series has no open file).
+func (s *series) closeDir() {
+	if s.dirfd >= 0 {
+		_ = unix.Close(s.dirfd)
+		s.dirfd = -1
+	}
 }
 
 // flushLocked writes the buffered blocks behind the last whole block. On a
@@ -431,6 +473,7 @@ func (s *series) closeLocked(why string) {
 	if err := f.Close(); err != nil && flushErr == nil {
 		flushErr = err
 	}
+	defer s.closeDir()
 	if s.filePkts == 0 {
 		// A header alone is not a capture: keeping it would let retention
 		// count it (a full disk retrying every few seconds would push the
@@ -514,10 +557,6 @@ func (s *series) evictLocked(why string) {
 	s.closeLocked(why)
 	s.evicted.Store(true)
 	s.c.evictions.Add(1)
-	if s.dirfd >= 0 {
-		_ = unix.Close(s.dirfd)
-		s.dirfd = -1
-	}
 	for _, ss := range s.sources {
 		if ss.counted {
 			s.c.sourceSeries.Add(-1)

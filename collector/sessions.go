@@ -10,6 +10,7 @@ package collector
 import (
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // sessionName returns the unique sanitised file name prefix of a session.
@@ -89,6 +90,7 @@ func (c *Collector) seriesFor(key Key) (*series, Reason) {
 // settings.
 func (c *Collector) Reload(named map[Key]Session) {
 	c.syncWriters()
+	defer c.warnNameLengths(named) // after the unlock: it reads the names
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.opts.Named = named
@@ -125,15 +127,38 @@ func (c *Collector) Reload(named map[Key]Session) {
 	c.warnUnreceived(named)
 }
 
+// warnNameLengths logs, after a reload, a configured session whose file
+// names are too long to be created (New refuses them at start).
+func (c *Collector) warnNameLengths(named map[Key]Session) {
+	if err := c.checkNameLengths(named); err != nil {
+		c.log.Error("reload: a session's files cannot be created; its packets are dropped as write_error", "err", err)
+	}
+}
+
 // limitReached logs the session_limit drops, at most once per
 // RetryInterval. Called with c.mu held.
 func (c *Collector) limitReached() {
 	c.limitN++
-	if now := c.now(); now.Sub(c.limitLog) >= c.opts.RetryInterval {
+	c.logLimitLocked(c.now())
+}
+
+// logLimitLocked logs the session_limit drops not logged yet, unless the
+// last line is younger than RetryInterval. The ticker calls it too, so
+// that the drops after the first line of a flood shorter than the
+// interval are logged once it has passed, not only at the next drop.
+func (c *Collector) logLimitLocked(now time.Time) {
+	if c.limitN > 0 && now.Sub(c.limitLog) >= c.opts.RetryInterval {
 		c.log.Warn("session limit reached: packets of new sessions dropped until a session is idle",
 			"max_sessions", c.opts.MaxSessions, "session_idle", c.opts.SessionIdle, "dropped", c.limitN)
 		c.limitLog, c.limitN = now, 0
 	}
+}
+
+// logLimit is logLimitLocked for the ticker.
+func (c *Collector) logLimit(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.logLimitLocked(now)
 }
 
 // evictIdle forgets the idle series of VNIs not in Sessions, freeing their

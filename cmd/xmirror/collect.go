@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -405,11 +406,29 @@ type collectPart struct {
 	settings config.Collector // its collector section as started, without sessions
 }
 
+// stopSummary is what the collector logs when it stops: what it received
+// and wrote, the kernel's socket drops, the packets it dropped in all and
+// each reason that dropped any, so that the numbers add up.
+func stopSummary(st collector.Stats) []any {
+	var dropped uint64
+	reasons := make([]string, 0, len(st.Drops))
+	for r, n := range st.Drops {
+		if n > 0 {
+			dropped += n
+			reasons = append(reasons, r)
+		}
+	}
+	sort.Strings(reasons)
+	out := []any{"received", st.Received, "written", st.Written, "socket_drops", st.SocketDrops, "dropped", dropped}
+	for _, r := range reasons {
+		out = append(out, r, st.Drops[r])
+	}
+	return out
+}
+
 func (p collectPart) Run(ctx context.Context) error {
 	err := p.col.Run(ctx)
-	st := p.col.Stats()
-	slog.Info("collector stopped", "received", st.Received, "written", st.Written, "socket_drops", st.SocketDrops,
-		"ring_full", st.Drops["ring_full"], "writer_behind", st.Drops["writer_behind"])
+	slog.Info("collector stopped", stopSummary(p.col.Stats())...)
 	if err != nil {
 		return fmt.Errorf("collect: %w", err)
 	}
