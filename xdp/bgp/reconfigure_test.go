@@ -28,6 +28,13 @@ type testRouter struct {
 
 func startTestRouter(t *testing.T, addr string) *testRouter {
 	t.Helper()
+	return startTestRouterWith(t, addr, nil)
+}
+
+// startTestRouterWith starts a router whose session with the speaker is
+// changed by edit first (a password, say).
+func startTestRouterWith(t *testing.T, addr string, edit func(*api.Peer)) *testRouter {
+	t.Helper()
 	// a free port on that address (closed again right away)
 	l, err := net.Listen("tcp", addr+":0")
 	if err != nil {
@@ -46,13 +53,17 @@ func startTestRouter(t *testing.T, addr string) *testRouter {
 		r.srv.StopBgp(context.Background(), &api.StopBgpRequest{})
 		r.srv.Stop()
 	})
-	if err := r.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
+	peer := &api.Peer{
 		Conf:      &api.PeerConf{NeighborAddress: "127.0.0.1", PeerAsn: 65001},
 		Transport: &api.Transport{PassiveMode: true},
 		Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: 3, KeepaliveInterval: 1}},
 		AfiSafis: []*api.AfiSafi{{Config: &api.AfiSafiConfig{
 			Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, Enabled: true}}},
-	}}); err != nil {
+	}
+	if edit != nil {
+		edit(peer)
+	}
+	if err := r.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peer}); err != nil {
 		t.Fatal(err)
 	}
 	return r

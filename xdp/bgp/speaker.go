@@ -52,16 +52,17 @@ type Speaker struct {
 	stale      bool   // the announced path's attributes changed: announce it again
 	pathUUID   []byte // of the announced path; nil when not announced
 	sessions   map[string]api.PeerState_SessionState
-	announces  uint64 // times the VIP was announced
-	withdrawns uint64 // times it was withdrawn
+	failures   map[string]string // why a session that is not established last failed, by peer
+	announces  uint64            // times the VIP was announced
+	withdrawns uint64            // times it was withdrawn
 }
 
 // Start runs the speaker and opens a session with every peer. Nothing is
 // announced until Announce(true).
 func Start(cfg config.BGP, vip netip.Addr) (_ *Speaker, err error) {
 	s := &Speaker{cfg: cfg, vip: vip, wake: make(chan struct{}, 1), done: make(chan struct{}),
-		sessions: make(map[string]api.PeerState_SessionState)}
-	s.srv = server.NewBgpServer(server.LoggerOption(slogLogger{}))
+		sessions: make(map[string]api.PeerState_SessionState), failures: make(map[string]string)}
+	s.srv = server.NewBgpServer(server.LoggerOption(slogLogger{sessionFailed: s.sessionFailed}))
 	go s.srv.Serve()
 	ctx := context.Background()
 	// ListenPort -1: the node dials its routers and accepts nothing.
@@ -80,10 +81,13 @@ func Start(cfg config.BGP, vip netip.Addr) (_ *Speaker, err error) {
 		return nil, fmt.Errorf("watch bgp sessions: %w", err)
 	}
 	for _, p := range cfg.Peers {
+		// known before GoBGP's first event about it
+		s.mu.Lock()
+		s.sessions[p.Address.String()] = api.PeerState_IDLE
+		s.mu.Unlock()
 		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peerOf(cfg, p)}); err != nil {
 			return nil, fmt.Errorf("bgp peer %s: %w", p.Address, err)
 		}
-		s.sessions[p.Address.String()] = api.PeerState_IDLE
 	}
 	go s.reconcile()
 	slog.Info("bgp started", "asn", cfg.ASN, "router_id", cfg.RouterID, "peers", len(cfg.Peers))
@@ -258,6 +262,7 @@ func (s *Speaker) Reconfigure(cfg config.BGP) error {
 		}
 		s.mu.Lock()
 		delete(s.sessions, addr)
+		delete(s.failures, addr)
 		s.mu.Unlock()
 		slog.Info("bgp: peer removed", "peer", addr)
 	}
@@ -299,7 +304,13 @@ func (s *Speaker) peerEvent(r *api.WatchEventResponse) {
 	addr, st := pe.Peer.State.NeighborAddress, pe.Peer.State.SessionState
 	s.mu.Lock()
 	prev, known := s.sessions[addr]
-	s.sessions[addr] = st
+	if known {
+		s.sessions[addr] = st
+	}
+	if st == api.PeerState_ESTABLISHED {
+		delete(s.failures, addr)
+	}
+	why := s.failures[addr]
 	s.mu.Unlock()
 	if !known || prev == st {
 		return
@@ -308,7 +319,32 @@ func (s *Speaker) peerEvent(r *api.WatchEventResponse) {
 	case st == api.PeerState_ESTABLISHED:
 		slog.Info("bgp session established", "peer", addr)
 	case prev == api.PeerState_ESTABLISHED:
-		slog.Warn("bgp session down", "peer", addr, "state", stateName(st))
+		slog.Warn("bgp session down", "peer", addr, "state", stateName(st), "reason", why)
+	}
+}
+
+// sessionFailed records why the session with peer failed (from GoBGP's
+// log, see slogLogger). A session that never comes up (a wrong ASN or
+// password, a router that does not answer) is logged once per reason, not
+// on every retry; an established one that goes down is logged by
+// peerEvent with this reason.
+func (s *Speaker) sessionFailed(peer, reason string) {
+	s.mu.Lock()
+	st, known := s.sessions[peer]
+	// GoBGP may say the same twice, the second time with less (a
+	// NOTIFICATION's text, then only its code; the NOTIFICATION the
+	// speaker sent about the router's OPEN, then that the OPEN exchange
+	// failed): keep the first.
+	cur := s.failures[peer]
+	if !known || s.stopping || strings.HasPrefix(cur, reason) ||
+		reason == routerRefused && strings.HasPrefix(cur, sentNotification) {
+		s.mu.Unlock()
+		return
+	}
+	s.failures[peer] = reason
+	s.mu.Unlock()
+	if st != api.PeerState_ESTABLISHED {
+		slog.Warn("bgp session with a router fails", "peer", peer, "reason", reason)
 	}
 }
 
@@ -343,6 +379,9 @@ type Session struct {
 	ASN         uint32
 	State       string // idle, connect, active, opensent, openconfirm, established
 	Established bool
+	// Failure is why the session last failed, while it is not established
+	// (a connection refused or unanswered, a NOTIFICATION sent or received).
+	Failure string
 }
 
 // Status is the speaker's sessions and announcement.
@@ -363,8 +402,13 @@ func (s *Speaker) Status() Status {
 		Announces: s.announces, Withdrawals: s.withdrawns}
 	for _, p := range s.cfg.Peers {
 		ss := s.sessions[p.Address.String()]
+		up := ss == api.PeerState_ESTABLISHED
+		var failure string
+		if !up {
+			failure = s.failures[p.Address.String()]
+		}
 		st.Sessions = append(st.Sessions, Session{Peer: p.Address, ASN: p.ASN, State: stateName(ss),
-			Established: ss == api.PeerState_ESTABLISHED})
+			Established: up, Failure: failure})
 	}
 	sort.Slice(st.Sessions, func(i, j int) bool { return st.Sessions[i].Peer.Less(st.Sessions[j].Peer) })
 	return st
@@ -384,6 +428,9 @@ func (s *Speaker) RegisterMetrics(set *metrics.Set) {
 				up = 1
 			}
 			metrics.WriteGaugeUint64(w, fmt.Sprintf(`xmirror_lb_bgp_session_up{peer=%q,asn="%d",state=%q}`, ss.Peer, ss.ASN, ss.State), up)
+			if ss.Failure != "" {
+				metrics.WriteGaugeUint64(w, fmt.Sprintf(`xmirror_lb_bgp_session_failure{peer=%q,reason=%q}`, ss.Peer, ss.Failure), 1)
+			}
 		}
 		announced := uint64(0)
 		if st.Announced {

@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package bgp
+
+import (
+	"bytes"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	api "github.com/osrg/gobgp/v3/api"
+
+	"github.com/xmirror/xmirror/config"
+)
+
+// TestSessionFailureShown: a session that does not come up says why, in
+// Status (lb status) and /metrics. With a wrong peer ASN or a TCP MD5
+// password only the router has, the session sat in idle or active with no
+// reason anywhere, and the password case logged nothing at all.
+func TestSessionFailureShown(t *testing.T) {
+	wrongASN := startTestRouter(t, "127.0.0.2")
+	password := startTestRouter(t, "127.0.0.3")
+	// A router that expects another AS of the node: it answers the OPEN
+	// with a NOTIFICATION.
+	refuses := startTestRouterWith(t, "127.0.0.4", func(p *api.Peer) { p.Conf.PeerAsn = 65002 })
+	bad := wrongASN.peer()
+	bad.ASN = 65009 // the router is AS 65000
+	// A password the router does not have: it drops the signed segments.
+	signed := password.peer()
+	signed.Password = "s3cret"
+	cfg := config.BGP{ASN: 65001, RouterID: netip.MustParseAddr("10.0.0.1"), HoldTime: config.Duration(3 * time.Second),
+		Peers: []config.BGPPeer{bad, signed, refuses.peer()}}
+	s, err := Start(cfg, netip.MustParseAddr("10.99.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	s.Announce(true)
+
+	want := map[netip.Addr][]string{
+		wrongASN.addr: {"open/bad peer as", "65009", "65000"},
+		password.addr: {"cannot connect", "TCP MD5"},
+		refuses.addr:  {"the router closed the session after the OPEN"},
+	}
+	// Each reason as it is shown: a retry may fail otherwise (a GoBGP
+	// router in its idle hold time closes the connection at once).
+	shown := map[netip.Addr]bool{}
+	for deadline := time.Now().Add(10 * time.Second); len(shown) < len(want); time.Sleep(20 * time.Millisecond) {
+		st := s.Status()
+		for _, ss := range st.Sessions {
+			all := !ss.Established
+			for _, w := range want[ss.Peer] {
+				all = all && strings.Contains(ss.Failure, w)
+			}
+			if all {
+				shown[ss.Peer] = true
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sessions do not say why they fail (shown so far %v): %+v", shown, st.Sessions)
+		}
+	}
+	set := metrics.NewSet()
+	s.RegisterMetrics(set)
+	var b bytes.Buffer
+	set.WritePrometheus(&b)
+	for _, p := range []netip.Addr{wrongASN.addr, password.addr, refuses.addr} {
+		if !strings.Contains(b.String(), `xmirror_lb_bgp_session_failure{peer="`+p.String()+`",reason="`) {
+			t.Errorf("no xmirror_lb_bgp_session_failure for %s:\n%s", p, b.String())
+		}
+	}
+
+	// The right ASN: the session comes up and the failure goes.
+	if err := s.Reconfigure(config.BGP{ASN: cfg.ASN, RouterID: cfg.RouterID, HoldTime: cfg.HoldTime,
+		Peers: []config.BGPPeer{wrongASN.peer()}}); err != nil {
+		t.Fatal(err)
+	}
+	wrongASN.waitRoute(t, "10.99.0.1/32", learnt{ok: true}, "right asn")
+	if st := s.Status(); len(st.Sessions) != 1 || !st.Sessions[0].Established || st.Sessions[0].Failure != "" {
+		t.Errorf("after the fix: %+v", st.Sessions)
+	}
+}
