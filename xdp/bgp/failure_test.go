@@ -4,13 +4,17 @@ package bgp
 
 import (
 	"bytes"
+	"net"
 	"net/netip"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	api "github.com/osrg/gobgp/v3/api"
+	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
 
 	"github.com/xmirror/xmirror/config"
 )
@@ -80,5 +84,25 @@ func TestSessionFailureShown(t *testing.T) {
 	wrongASN.waitRoute(t, "10.99.0.1/32", learnt{ok: true}, "right asn")
 	if st := s.Status(); len(st.Sessions) != 1 || !st.Sessions[0].Established || st.Sessions[0].Failure != "" {
 		t.Errorf("after the fix: %+v", st.Sessions)
+	}
+}
+
+// TestConnectFailureHints: a connect that times out, and one refused with
+// "no route to host" by a router one hop short (the node sends to eBGP
+// routers with TTL 1, so a ping to the address works), name their likely
+// causes.
+func TestConnectFailureHints(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{&net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}, "TCP MD5 password"},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.EHOSTUNREACH)}, "more than one hop away"},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, "connection refused"},
+	} {
+		got := sessionFailure("failed to connect", gobgplog.Fields{"Key": "10.0.0.254", "Error": c.err})
+		if !strings.HasPrefix(got, "cannot connect: ") || !strings.Contains(got, c.want) {
+			t.Errorf("%v: %q, want it to say %q", c.err, got, c.want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"syscall"
 	"unicode"
 
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
@@ -77,10 +78,16 @@ func sessionFailure(msg string, f gobgplog.Fields) string {
 		}
 		reason := "cannot connect: " + err.Error()
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
 			// A segment whose TCP MD5 signature the router does not expect
 			// (or lacks one it does) is dropped without an answer.
 			reason += " (no answer: a TCP MD5 password only one side has, or two that differ, drops the connection silently; or a filter)"
+		case errors.Is(err, syscall.EHOSTUNREACH):
+			// GoBGP sends to an eBGP router with TTL 1: a router that
+			// forwards the SYN answers time exceeded, which TCP reports
+			// so, while a ping to the same address works.
+			reason += " (no neighbour answers for it, or an eBGP router more than one hop away: the node sends to eBGP routers with TTL 1)"
 		}
 		return reason
 	case "sent notification":
