@@ -206,7 +206,7 @@ func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metric
 	p := &lbPart{path: path, lb: lb, opts: opts, bal: bal}
 	if lb.BGP != nil {
 		// Attached: the node may be announced once ready.
-		if p.speaker, err = bgp.Start(*lb.BGP, lb.Listener.VIP); err != nil {
+		if p.speaker, err = bgp.Start(*lb.BGP, lb.Listener.VIP, lb.Listener.Interfaces); err != nil {
 			return nil, err
 		}
 		speaker.Store(p.speaker)
@@ -486,7 +486,7 @@ func writeBGPStatus(c *cli.Context) error {
 			failures[s.Label("peer")] = s.Label("reason")
 		}
 	}
-	fmt.Fprintln(tw, "PEER\tASN\tSTATE\tLAST FAILURE")
+	fmt.Fprintln(tw, "PEER\tASN\tSTATE\tPROBLEM")
 	for _, s := range samples {
 		if s.Name == "xmirror_lb_bgp_session_up" {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Label("peer"), s.Label("asn"), s.Label("state"), failures[s.Label("peer")])

@@ -36,7 +36,7 @@ func TestSessionFailureShown(t *testing.T) {
 	signed.Password = "s3cret"
 	cfg := config.BGP{ASN: 65001, RouterID: netip.MustParseAddr("10.0.0.1"), HoldTime: config.Duration(3 * time.Second),
 		Peers: []config.BGPPeer{bad, signed, refuses.peer()}}
-	s, err := Start(cfg, netip.MustParseAddr("10.99.0.1"))
+	s, err := Start(cfg, netip.MustParseAddr("10.99.0.1"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,5 +104,43 @@ func TestConnectFailureHints(t *testing.T) {
 		if !strings.HasPrefix(got, "cannot connect: ") || !strings.Contains(got, c.want) {
 			t.Errorf("%v: %q, want it to say %q", c.err, got, c.want)
 		}
+	}
+}
+
+// TestSessionOffListener: a session whose local address (the next hop the
+// router installs) is on an interface the program does not run on is
+// reported: the router's traffic for the VIP arrives there and is
+// dropped. A node peering over a second interface announced the VIP, lb
+// status showed the session established, and all of that router's
+// traffic was lost (IpInAddrErrors).
+func TestSessionOffListener(t *testing.T) {
+	for _, c := range []struct {
+		router   string
+		listener []string
+		want     string
+	}{
+		{"127.0.0.5", []string{"xm-nothere0"}, "the session runs over lo (local address 127.0.0.1"},
+		{"127.0.0.6", []string{"lo"}, ""},
+	} {
+		r := startTestRouter(t, c.router)
+		cfg := config.BGP{ASN: 65001, RouterID: netip.MustParseAddr("10.0.0.1"), HoldTime: config.Duration(3 * time.Second),
+			Peers: []config.BGPPeer{r.peer()}}
+		s, err := Start(cfg, netip.MustParseAddr("10.99.0.1"), c.listener)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Announce(true)
+		r.waitRoute(t, "10.99.0.1/32", learnt{ok: true}, "announced")
+		var st Status
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			st = s.Status()
+			if st.Sessions[0].Established || time.Now().After(deadline) {
+				break
+			}
+		}
+		if got := st.Sessions[0].Failure; !st.Sessions[0].Established || (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("listener %v: session %+v, want the failure to say %q", c.listener, st.Sessions[0], c.want)
+		}
+		s.Stop()
 	}
 }

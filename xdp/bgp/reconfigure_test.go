@@ -134,7 +134,7 @@ func TestReconfigure(t *testing.T) {
 	a, b := startTestRouter(t, "127.0.0.2"), startTestRouter(t, "127.0.0.3")
 	cfg := config.BGP{ASN: 65001, RouterID: netip.MustParseAddr("10.0.0.1"), HoldTime: config.Duration(3 * time.Second),
 		Peers: []config.BGPPeer{a.peer()}, MED: 10, Communities: []string{"65001:100"}}
-	s, err := Start(cfg, netip.MustParseAddr("10.99.0.1"))
+	s, err := Start(cfg, netip.MustParseAddr("10.99.0.1"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,10 @@ var ErrRestartNeeded = errors.New("needs a restart")
 type Speaker struct {
 	vip netip.Addr
 	srv *server.BgpServer
+	// listener is the interfaces the program runs on; a session whose
+	// local address (the route's next hop) is elsewhere is reported.
+	// Empty: not checked.
+	listener []string
 
 	wake chan struct{} // the wanted announcement changed
 	done chan struct{} // the reconcile loop ended
@@ -58,9 +62,10 @@ type Speaker struct {
 }
 
 // Start runs the speaker and opens a session with every peer. Nothing is
-// announced until Announce(true).
-func Start(cfg config.BGP, vip netip.Addr) (_ *Speaker, err error) {
-	s := &Speaker{cfg: cfg, vip: vip, wake: make(chan struct{}, 1), done: make(chan struct{}),
+// announced until Announce(true). listener is the interfaces the program
+// runs on (see Speaker.listener).
+func Start(cfg config.BGP, vip netip.Addr, listener []string) (_ *Speaker, err error) {
+	s := &Speaker{cfg: cfg, vip: vip, listener: listener, wake: make(chan struct{}, 1), done: make(chan struct{}),
 		sessions: make(map[string]api.PeerState_SessionState), failures: make(map[string]string)}
 	s.srv = server.NewBgpServer(server.LoggerOption(slogLogger{sessionFailed: s.sessionFailed}))
 	go s.srv.Serve()
@@ -307,8 +312,15 @@ func (s *Speaker) peerEvent(r *api.WatchEventResponse) {
 	if known {
 		s.sessions[addr] = st
 	}
+	var offListener string
 	if st == api.PeerState_ESTABLISHED {
 		delete(s.failures, addr)
+		if pe.Peer.Transport != nil {
+			offListener = notOnListener(pe.Peer.Transport.LocalAddress, s.listener)
+		}
+		if offListener != "" {
+			s.failures[addr] = offListener
+		}
 	}
 	why := s.failures[addr]
 	s.mu.Unlock()
@@ -316,6 +328,8 @@ func (s *Speaker) peerEvent(r *api.WatchEventResponse) {
 		return
 	}
 	switch {
+	case st == api.PeerState_ESTABLISHED && offListener != "":
+		slog.Error("bgp session established, but traffic for the vip would be lost", "peer", addr, "reason", offListener)
 	case st == api.PeerState_ESTABLISHED:
 		slog.Info("bgp session established", "peer", addr)
 	case prev == api.PeerState_ESTABLISHED:
@@ -380,7 +394,9 @@ type Session struct {
 	State       string // idle, connect, active, opensent, openconfirm, established
 	Established bool
 	// Failure is why the session last failed, while it is not established
-	// (a connection refused or unanswered, a NOTIFICATION sent or received).
+	// (a connection refused or unanswered, a NOTIFICATION sent or received),
+	// or, while it is, that it runs over an interface the program is not
+	// on (where the router's traffic for the VIP is dropped).
 	Failure string
 }
 
@@ -402,13 +418,8 @@ func (s *Speaker) Status() Status {
 		Announces: s.announces, Withdrawals: s.withdrawns}
 	for _, p := range s.cfg.Peers {
 		ss := s.sessions[p.Address.String()]
-		up := ss == api.PeerState_ESTABLISHED
-		var failure string
-		if !up {
-			failure = s.failures[p.Address.String()]
-		}
 		st.Sessions = append(st.Sessions, Session{Peer: p.Address, ASN: p.ASN, State: stateName(ss),
-			Established: up, Failure: failure})
+			Established: ss == api.PeerState_ESTABLISHED, Failure: s.failures[p.Address.String()]})
 	}
 	sort.Slice(st.Sessions, func(i, j int) bool { return st.Sessions[i].Peer.Less(st.Sessions[j].Peer) })
 	return st
