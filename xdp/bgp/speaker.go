@@ -368,11 +368,15 @@ func (s *Speaker) sessionFailed(peer, reason string) {
 func (s *Speaker) Stop() {
 	s.mu.Lock()
 	s.stopping = true
+	s.mu.Unlock()
+	close(s.wake)
+	// Only once the loop has ended is no announcement in flight: one
+	// that finished after a look before this would never be withdrawn.
+	<-s.done
+	s.mu.Lock()
 	announced := s.pathUUID != nil
 	drain := time.Duration(s.cfg.Drain)
 	s.mu.Unlock()
-	close(s.wake)
-	<-s.done
 	if announced {
 		if err := s.withdraw(); err != nil {
 			slog.Error("bgp", "err", err)
