@@ -4,6 +4,7 @@ package bgp
 
 import (
 	"bytes"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -142,5 +143,30 @@ func TestSessionOffListener(t *testing.T) {
 			t.Errorf("listener %v: session %+v, want the failure to say %q", c.listener, st.Sessions[0], c.want)
 		}
 		s.Stop()
+	}
+}
+
+// TestSessionFailureLoggedOncePerReason: retries that fail in turn for two
+// reasons (a GoBGP router answering the OPEN with a NOTIFICATION, then
+// closing the next connection at once during its idle hold time) log each
+// reason once until the session is established, not a warning per retry.
+func TestSessionFailureLoggedOncePerReason(t *testing.T) {
+	var logs bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(prev)
+	s := &Speaker{sessions: map[string]api.PeerState_SessionState{"10.0.0.254": api.PeerState_ACTIVE},
+		failures: map[string]string{}, logged: map[string]map[string]bool{}}
+	refused := sentNotification + "open/bad peer as: as number mismatch expected 65009, received 65000"
+	closed := "the connection to the router was closed or reset (read failed)"
+	for range 3 {
+		s.sessionFailed("10.0.0.254", refused)
+		s.sessionFailed("10.0.0.254", closed)
+	}
+	if n := strings.Count(logs.String(), "bgp session with a router fails"); n != 2 {
+		t.Errorf("%d warnings for 6 failures of 2 reasons, want 2:\n%s", n, logs.String())
+	}
+	if got := s.failures["10.0.0.254"]; got != closed {
+		t.Errorf("failure %q, want the last one %q", got, closed)
 	}
 }

@@ -49,16 +49,21 @@ type Speaker struct {
 	wake chan struct{} // the wanted announcement changed
 	done chan struct{} // the reconcile loop ended
 
-	mu         sync.Mutex
-	cfg        config.BGP
-	want       bool   // announce: the node is attached and some backend takes new flows
-	stopping   bool   // Stop began: never announce again
-	stale      bool   // the announced path's attributes changed: announce it again
-	pathUUID   []byte // of the announced path; nil when not announced
-	sessions   map[string]api.PeerState_SessionState
-	failures   map[string]string // why a session that is not established last failed, by peer
-	announces  uint64            // times the VIP was announced
-	withdrawns uint64            // times it was withdrawn
+	mu       sync.Mutex
+	cfg      config.BGP
+	want     bool   // announce: the node is attached and some backend takes new flows
+	stopping bool   // Stop began: never announce again
+	stale    bool   // the announced path's attributes changed: announce it again
+	pathUUID []byte // of the announced path; nil when not announced
+	sessions map[string]api.PeerState_SessionState
+	failures map[string]string // why a session that is not established last failed, by peer
+	// logged is the failures logged per peer since its session was last
+	// established: retries that fail in turn for two reasons (a router
+	// refusing, then closing at once during its idle hold time) log each
+	// reason once, not on every retry.
+	logged     map[string]map[string]bool
+	announces  uint64 // times the VIP was announced
+	withdrawns uint64 // times it was withdrawn
 }
 
 // Start runs the speaker and opens a session with every peer. Nothing is
@@ -66,7 +71,8 @@ type Speaker struct {
 // runs on (see Speaker.listener).
 func Start(cfg config.BGP, vip netip.Addr, listener []string) (_ *Speaker, err error) {
 	s := &Speaker{cfg: cfg, vip: vip, listener: listener, wake: make(chan struct{}, 1), done: make(chan struct{}),
-		sessions: make(map[string]api.PeerState_SessionState), failures: make(map[string]string)}
+		sessions: make(map[string]api.PeerState_SessionState), failures: make(map[string]string),
+		logged: make(map[string]map[string]bool)}
 	s.srv = server.NewBgpServer(server.LoggerOption(slogLogger{sessionFailed: s.sessionFailed}))
 	go s.srv.Serve()
 	ctx := context.Background()
@@ -268,6 +274,7 @@ func (s *Speaker) Reconfigure(cfg config.BGP) error {
 		s.mu.Lock()
 		delete(s.sessions, addr)
 		delete(s.failures, addr)
+		delete(s.logged, addr)
 		s.mu.Unlock()
 		slog.Info("bgp: peer removed", "peer", addr)
 	}
@@ -315,6 +322,7 @@ func (s *Speaker) peerEvent(r *api.WatchEventResponse) {
 	var offListener string
 	if st == api.PeerState_ESTABLISHED {
 		delete(s.failures, addr)
+		delete(s.logged, addr)
 		if pe.Peer.Transport != nil {
 			offListener = notOnListener(pe.Peer.Transport.LocalAddress, s.listener)
 		}
@@ -338,10 +346,10 @@ func (s *Speaker) peerEvent(r *api.WatchEventResponse) {
 }
 
 // sessionFailed records why the session with peer failed (from GoBGP's
-// log, see slogLogger). A session that never comes up (a wrong ASN or
-// password, a router that does not answer) is logged once per reason, not
-// on every retry; an established one that goes down is logged by
-// peerEvent with this reason.
+// log, see slogLogger). A session that does not come up (a wrong ASN or
+// password, a router that does not answer) is logged once per reason
+// until it is established, not on every retry; an established one that
+// goes down is logged by peerEvent with this reason.
 func (s *Speaker) sessionFailed(peer, reason string) {
 	s.mu.Lock()
 	st, known := s.sessions[peer]
@@ -356,8 +364,15 @@ func (s *Speaker) sessionFailed(peer, reason string) {
 		return
 	}
 	s.failures[peer] = reason
+	log := st != api.PeerState_ESTABLISHED && !s.logged[peer][reason]
+	if log {
+		if s.logged[peer] == nil {
+			s.logged[peer] = map[string]bool{}
+		}
+		s.logged[peer][reason] = true
+	}
 	s.mu.Unlock()
-	if st != api.PeerState_ESTABLISHED {
+	if log {
 		slog.Warn("bgp session with a router fails", "peer", peer, "reason", reason)
 	}
 }
