@@ -18,6 +18,7 @@ import (
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
 
 	"github.com/xmirror/xmirror/config"
+	"github.com/xmirror/xmirror/internal/telemetry"
 )
 
 // TestSessionFailureShown: a session that does not come up says why, in
@@ -169,4 +170,31 @@ func TestSessionFailureLoggedOncePerReason(t *testing.T) {
 	if got := s.failures["10.0.0.254"]; got != closed {
 		t.Errorf("failure %q, want the last one %q", got, closed)
 	}
+}
+
+// TestSessionFailureLabelParses: a router's shutdown text with control
+// characters becomes a label value /metrics can carry.
+func TestSessionFailureLabelParses(t *testing.T) {
+	peer := netip.MustParseAddr("10.0.0.254")
+	s := &Speaker{vip: netip.MustParseAddr("10.99.0.1"), cfg: config.BGP{Peers: []config.BGPPeer{{Address: peer, ASN: 65000}}},
+		sessions: map[string]api.PeerState_SessionState{peer.String(): api.PeerState_ACTIVE},
+		failures: map[string]string{}, logged: map[string]map[string]bool{}}
+	s.sessionFailed(peer.String(), routerSent+"cease/administrative shutdown: maintenance\tuntil 10:00\x00")
+	set := metrics.NewSet()
+	s.RegisterMetrics(set)
+	var b bytes.Buffer
+	set.WritePrometheus(&b)
+	samples, err := telemetry.ParseText(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range samples {
+		if x.Name == "xmirror_lb_bgp_session_failure" {
+			if r := x.Label("reason"); !strings.HasSuffix(r, "maintenance until 10:00 ") {
+				t.Errorf("reason %q", r)
+			}
+			return
+		}
+	}
+	t.Errorf("no xmirror_lb_bgp_session_failure in\n%s", b.String())
 }

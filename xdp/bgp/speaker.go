@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/VictoriaMetrics/metrics"
 	api "github.com/osrg/gobgp/v3/api"
@@ -351,6 +352,14 @@ func (s *Speaker) peerEvent(r *api.WatchEventResponse) {
 // until it is established, not on every retry; an established one that
 // goes down is logged by peerEvent with this reason.
 func (s *Speaker) sessionFailed(peer, reason string) {
+	// A router's text (a shutdown communication, RFC 8203) may hold
+	// control characters, which no metric label may.
+	reason = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return ' '
+	}, reason)
 	s.mu.Lock()
 	st, known := s.sessions[peer]
 	// GoBGP may say the same twice, the second time with less (a
