@@ -135,7 +135,7 @@ type LoadBalancer struct {
 type BGP struct {
 	ASN      uint32     `yaml:"asn"`       // this node's AS
 	RouterID netip.Addr `yaml:"router_id"` // unique per node
-	HoldTime Duration   `yaml:"hold_time"` // 0 (no keepalives) or 3s..65535s
+	HoldTime Duration   `yaml:"hold_time"` // whole seconds 3s..65535s
 	Peers    []BGPPeer  `yaml:"peers"`
 	// Communities are attached to the announcement, each "ASN:value".
 	Communities []string `yaml:"communities"`
@@ -144,7 +144,8 @@ type BGP struct {
 	// before it stops, so routers move the traffic away first.
 	Drain Duration `yaml:"drain"`
 
-	// 0 is a meaningful explicit value for both (no hold timer, no wait).
+	// An explicit 0 is kept: a drain of 0 means no wait; a hold time of 0
+	// is refused by validation (GoBGP would offer 90 s for it).
 	holdTimeMissing, drainMissing bool
 }
 

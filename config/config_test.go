@@ -416,9 +416,19 @@ func TestInvalid(t *testing.T) {
 		{"bgp fields", with(lbBase, 0, "  algorithm: maglev", "  bgp: {asn: 65001, hold_time: 2s, communities: [65001, \"1:70000\"], peers: [{address: 224.0.0.5, asn: 65000}]}"), []string{
 			"load_balancer.bgp.communities[0]: must be a string, got integer 65001 (quote it) (line 8)",
 			"load_balancer.bgp.router_id: required (line 8)",
-			"load_balancer.bgp.hold_time: 2s must be 0 or whole seconds from 3s to 65535s (RFC 4271) (line 8)",
+			"load_balancer.bgp.hold_time: 2s must be whole seconds from 3s to 65535s (RFC 4271; 0, no keepalives, is not possible: the embedded GoBGP would offer 90s) (line 8)",
 			"load_balancer.bgp.communities[1]: \"1:70000\" is not a community ASN:value (two numbers 0..65535) (line 8)",
 			"load_balancer.bgp.peers[0].address: 224.0.0.5 is not a router's unicast IPv4 address (line 8)",
+		}},
+		// GoBGP offered its default of 90 s for 0 ("no keepalives"): a
+		// router with a longer hold time kept a dead node for 90 s.
+		{"bgp hold time 0", with(lbBase, 0, "  algorithm: maglev", "  bgp:", "    asn: 65001", "    router_id: 10.0.0.1", "    hold_time: 0s", "    peers: [{address: 10.0.0.254, asn: 65000}]"), []string{
+			"load_balancer.bgp.hold_time: 0s must be whole seconds from 3s to 65535s (RFC 4271; 0, no keepalives, is not possible: the embedded GoBGP would offer 90s) (line 11)",
+		}},
+		// Two entries for one router passed check; the start failed (exit 1)
+		// with GoBGP's "can't overwrite the existing peer", naming no line.
+		{"bgp peer duplicate", with(lbBase, 0, "  algorithm: maglev", "  bgp:", "    asn: 65001", "    router_id: 10.0.0.1", "    peers:", "      - {address: 10.0.0.254, asn: 65000}", "      - {address: 10.0.0.254, asn: 65000, port: 1179}"), []string{
+			"load_balancer.bgp.peers[1].address: 10.0.0.254 is also the address of peers[0]: one session per router (line 13)",
 		}},
 		{"bgp peers", with(lbBase, 0, "  algorithm: maglev", "  bgp: {asn: 65001, router_id: 10.0.0.1, peers: [{address: 10.0.0.254}]}"), []string{"load_balancer.bgp.peers[0].asn: required (line 8)"}},
 		{"hc all unhealthy", with(lbBase, 0, "  health_check: {all_unhealthy: open}"), []string{`load_balancer.health_check.all_unhealthy: "open" is not one of fail-open, drop (line 7)`}},

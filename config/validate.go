@@ -45,6 +45,11 @@ func (c *Config) Validate() error {
 		for i, b := range c.LoadBalancer.Backends {
 			setLine(lines, fmt.Sprintf("load_balancer.backends[%d]", i), b.Line)
 		}
+		if g := c.LoadBalancer.BGP; g != nil {
+			for i, peer := range g.Peers {
+				setLine(lines, fmt.Sprintf("load_balancer.bgp.peers[%d]", i), peer.Line)
+			}
+		}
 	}
 	errs := validate(c, func(p string) int { return lineLookup(lines, p) })
 	if len(errs) == 0 {
@@ -550,8 +555,10 @@ func (v *validator) bgp(lb *LoadBalancer) {
 	if !g.RouterID.Is4() || g.RouterID.IsUnspecified() {
 		v.errorf(p+".router_id", "required: an IPv4 address unique to this node")
 	}
-	if hold := time.Duration(g.HoldTime); hold != 0 && (hold < 3*time.Second || hold > 65535*time.Second || hold%time.Second != 0) {
-		v.errorf(p+".hold_time", "%s must be 0 or whole seconds from 3s to 65535s (RFC 4271)", g.HoldTime)
+	// 0 ("no keepalives" in RFC 4271) cannot be offered: GoBGP takes a hold
+	// time of 0 for "not set" and sends its default of 90 s in the OPEN.
+	if hold := time.Duration(g.HoldTime); hold < 3*time.Second || hold > 65535*time.Second || hold%time.Second != 0 {
+		v.errorf(p+".hold_time", "%s must be whole seconds from 3s to 65535s (RFC 4271; 0, no keepalives, is not possible: the embedded GoBGP would offer 90s)", g.HoldTime)
 	}
 	if g.Drain < 0 {
 		v.errorf(p+".drain", "%s is negative", g.Drain)
@@ -564,10 +571,16 @@ func (v *validator) bgp(lb *LoadBalancer) {
 	if len(g.Peers) == 0 {
 		v.errorf(p+".peers", "needs at least one router")
 	}
+	seen := map[netip.Addr]int{}
 	for i, peer := range g.Peers {
 		pp := fmt.Sprintf("%s.peers[%d]", p, i)
 		if why := notUnicast(peer.Address); !peer.Address.Is4() || why != "" {
 			v.errorf(pp+".address", "%s is not a router's unicast IPv4 address", peer.Address)
+		} else if j, dup := seen[peer.Address]; dup {
+			// GoBGP holds one session per neighbour address.
+			v.errorf(pp+".address", "%s is also the address of peers[%d]: one session per router", peer.Address, j)
+		} else {
+			seen[peer.Address] = i
 		}
 		if peer.ASN == 0 {
 			v.errorf(pp+".asn", "required: the router's AS number")

@@ -172,7 +172,7 @@ func TestAlertRules(t *testing.T) {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
 	}
 	b, _ := os.ReadFile("monitoring/alerts.yml")
-	for _, a := range []string{"XmirrorLBDown", "XmirrorBackendUnhealthy", "XmirrorNoBackend", "XmirrorCollectorSocketDrops",
+	for _, a := range []string{"XmirrorLBDown", "XmirrorLBBGPSessionOffListener", "XmirrorBackendUnhealthy", "XmirrorNoBackend", "XmirrorCollectorSocketDrops",
 		"XmirrorCollectorWriteErrors", "XmirrorCollectorDiskLow", "XmirrorSourceDown", "XmirrorSourceTargetDown", "XmirrorSourceInterfaceGone", "XmirrorCollectorDown"} {
 		if !strings.Contains(string(b), "alert: "+a+"\n") {
 			t.Errorf("alerts.yml lacks %s", a)

@@ -206,7 +206,7 @@ func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metric
 	p := &lbPart{path: path, lb: lb, opts: opts, bal: bal}
 	if lb.BGP != nil {
 		// Attached: the node may be announced once ready.
-		if p.speaker, err = bgp.Start(*lb.BGP, lb.Listener.VIP); err != nil {
+		if p.speaker, err = bgp.Start(*lb.BGP, lb.Listener.VIP, lb.Listener.Interfaces); err != nil {
 			return nil, err
 		}
 		speaker.Store(p.speaker)
@@ -470,15 +470,26 @@ func writeBGPStatus(c *cli.Context) error {
 	announced := "not announced"
 	if telemetry.Sum(samples, "xmirror_lb_bgp_announced") > 0 {
 		announced = "announced"
+		// The speaker offers the route; a router has it only over an
+		// established session.
+		if telemetry.Sum(samples, "xmirror_lb_bgp_session_up") == 0 {
+			announced += ", but no session is established: no router has it"
+		}
 	}
 	fmt.Fprintf(w, "bgp        AS %d  router id %s  %s/32 %s (%.0f announcements, %.0f withdrawals)\n", g.ASN, g.RouterID,
 		cfg.LoadBalancer.Listener.VIP, announced, telemetry.Sum(samples, "xmirror_lb_bgp_announcements_total"),
 		telemetry.Sum(samples, "xmirror_lb_bgp_withdrawals_total"))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PEER\tASN\tSTATE")
+	failures := map[string]string{}
+	for _, s := range samples {
+		if s.Name == "xmirror_lb_bgp_session_failure" {
+			failures[s.Label("peer")] = s.Label("reason")
+		}
+	}
+	fmt.Fprintln(tw, "PEER\tASN\tSTATE\tPROBLEM")
 	for _, s := range samples {
 		if s.Name == "xmirror_lb_bgp_session_up" {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Label("peer"), s.Label("asn"), s.Label("state"))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Label("peer"), s.Label("asn"), s.Label("state"), failures[s.Label("peer")])
 		}
 	}
 	return tw.Flush()

@@ -59,6 +59,7 @@ var help = map[string]string{
 	"xmirror_lb_fail_open":                      "1 while every backend fails its health check and all_unhealthy: fail-open sends to them all.",
 	"xmirror_lb_interface_up":                   "1 while the listener interface exists and runs the program, 0 while it is gone.",
 	"xmirror_lb_bgp_session_up":                 "1 while the BGP session with a peer router is established.",
+	"xmirror_lb_bgp_session_failure":            "1 for the reason the BGP session with a peer router last failed (connection refused or unanswered, NOTIFICATION sent or received) while it is not established, or, while it is, that it runs over an interface the program is not on (the router's traffic for the VIP is dropped there).",
 	"xmirror_lb_bgp_announced":                  "1 while the node announces the VIP over BGP (attached and some backend takes new flows).",
 	"xmirror_lb_bgp_announcements_total":        "Times the node announced the VIP over BGP.",
 	"xmirror_lb_bgp_withdrawals_total":          "Times the node withdrew the VIP over BGP.",

@@ -28,6 +28,13 @@ type testRouter struct {
 
 func startTestRouter(t *testing.T, addr string) *testRouter {
 	t.Helper()
+	return startTestRouterWith(t, addr, nil)
+}
+
+// startTestRouterWith starts a router whose session with the speaker is
+// changed by edit first (a password, say).
+func startTestRouterWith(t *testing.T, addr string, edit func(*api.Peer)) *testRouter {
+	t.Helper()
 	// a free port on that address (closed again right away)
 	l, err := net.Listen("tcp", addr+":0")
 	if err != nil {
@@ -46,13 +53,17 @@ func startTestRouter(t *testing.T, addr string) *testRouter {
 		r.srv.StopBgp(context.Background(), &api.StopBgpRequest{})
 		r.srv.Stop()
 	})
-	if err := r.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
+	peer := &api.Peer{
 		Conf:      &api.PeerConf{NeighborAddress: "127.0.0.1", PeerAsn: 65001},
 		Transport: &api.Transport{PassiveMode: true},
 		Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: 3, KeepaliveInterval: 1}},
 		AfiSafis: []*api.AfiSafi{{Config: &api.AfiSafiConfig{
 			Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}, Enabled: true}}},
-	}}); err != nil {
+	}
+	if edit != nil {
+		edit(peer)
+	}
+	if err := r.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peer}); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -123,7 +134,7 @@ func TestReconfigure(t *testing.T) {
 	a, b := startTestRouter(t, "127.0.0.2"), startTestRouter(t, "127.0.0.3")
 	cfg := config.BGP{ASN: 65001, RouterID: netip.MustParseAddr("10.0.0.1"), HoldTime: config.Duration(3 * time.Second),
 		Peers: []config.BGPPeer{a.peer()}, MED: 10, Communities: []string{"65001:100"}}
-	s, err := Start(cfg, netip.MustParseAddr("10.99.0.1"))
+	s, err := Start(cfg, netip.MustParseAddr("10.99.0.1"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

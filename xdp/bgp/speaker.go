@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/VictoriaMetrics/metrics"
 	api "github.com/osrg/gobgp/v3/api"
@@ -41,27 +42,39 @@ var ErrRestartNeeded = errors.New("needs a restart")
 type Speaker struct {
 	vip netip.Addr
 	srv *server.BgpServer
+	// listener is the interfaces the program runs on; a session whose
+	// local address (the route's next hop) is elsewhere is reported.
+	// Empty: not checked.
+	listener []string
 
 	wake chan struct{} // the wanted announcement changed
 	done chan struct{} // the reconcile loop ended
 
-	mu         sync.Mutex
-	cfg        config.BGP
-	want       bool   // announce: the node is attached and some backend takes new flows
-	stopping   bool   // Stop began: never announce again
-	stale      bool   // the announced path's attributes changed: announce it again
-	pathUUID   []byte // of the announced path; nil when not announced
-	sessions   map[string]api.PeerState_SessionState
+	mu       sync.Mutex
+	cfg      config.BGP
+	want     bool   // announce: the node is attached and some backend takes new flows
+	stopping bool   // Stop began: never announce again
+	stale    bool   // the announced path's attributes changed: announce it again
+	pathUUID []byte // of the announced path; nil when not announced
+	sessions map[string]api.PeerState_SessionState
+	failures map[string]string // why a session that is not established last failed, by peer
+	// logged is the failures logged per peer since its session was last
+	// established: retries that fail in turn for two reasons (a router
+	// refusing, then closing at once during its idle hold time) log each
+	// reason once, not on every retry.
+	logged     map[string]map[string]bool
 	announces  uint64 // times the VIP was announced
 	withdrawns uint64 // times it was withdrawn
 }
 
 // Start runs the speaker and opens a session with every peer. Nothing is
-// announced until Announce(true).
-func Start(cfg config.BGP, vip netip.Addr) (_ *Speaker, err error) {
-	s := &Speaker{cfg: cfg, vip: vip, wake: make(chan struct{}, 1), done: make(chan struct{}),
-		sessions: make(map[string]api.PeerState_SessionState)}
-	s.srv = server.NewBgpServer(server.LoggerOption(slogLogger{}))
+// announced until Announce(true). listener is the interfaces the program
+// runs on (see Speaker.listener).
+func Start(cfg config.BGP, vip netip.Addr, listener []string) (_ *Speaker, err error) {
+	s := &Speaker{cfg: cfg, vip: vip, listener: listener, wake: make(chan struct{}, 1), done: make(chan struct{}),
+		sessions: make(map[string]api.PeerState_SessionState), failures: make(map[string]string),
+		logged: make(map[string]map[string]bool)}
+	s.srv = server.NewBgpServer(server.LoggerOption(slogLogger{sessionFailed: s.sessionFailed}))
 	go s.srv.Serve()
 	ctx := context.Background()
 	// ListenPort -1: the node dials its routers and accepts nothing.
@@ -80,10 +93,13 @@ func Start(cfg config.BGP, vip netip.Addr) (_ *Speaker, err error) {
 		return nil, fmt.Errorf("watch bgp sessions: %w", err)
 	}
 	for _, p := range cfg.Peers {
+		// known before GoBGP's first event about it
+		s.mu.Lock()
+		s.sessions[p.Address.String()] = api.PeerState_IDLE
+		s.mu.Unlock()
 		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peerOf(cfg, p)}); err != nil {
 			return nil, fmt.Errorf("bgp peer %s: %w", p.Address, err)
 		}
-		s.sessions[p.Address.String()] = api.PeerState_IDLE
 	}
 	go s.reconcile()
 	slog.Info("bgp started", "asn", cfg.ASN, "router_id", cfg.RouterID, "peers", len(cfg.Peers))
@@ -258,6 +274,8 @@ func (s *Speaker) Reconfigure(cfg config.BGP) error {
 		}
 		s.mu.Lock()
 		delete(s.sessions, addr)
+		delete(s.failures, addr)
+		delete(s.logged, addr)
 		s.mu.Unlock()
 		slog.Info("bgp: peer removed", "peer", addr)
 	}
@@ -299,16 +317,72 @@ func (s *Speaker) peerEvent(r *api.WatchEventResponse) {
 	addr, st := pe.Peer.State.NeighborAddress, pe.Peer.State.SessionState
 	s.mu.Lock()
 	prev, known := s.sessions[addr]
-	s.sessions[addr] = st
+	if known {
+		s.sessions[addr] = st
+	}
+	var offListener string
+	if st == api.PeerState_ESTABLISHED {
+		delete(s.failures, addr)
+		delete(s.logged, addr)
+		if pe.Peer.Transport != nil {
+			offListener = notOnListener(pe.Peer.Transport.LocalAddress, s.listener)
+		}
+		if offListener != "" {
+			s.failures[addr] = offListener
+		}
+	}
+	why := s.failures[addr]
 	s.mu.Unlock()
 	if !known || prev == st {
 		return
 	}
 	switch {
+	case st == api.PeerState_ESTABLISHED && offListener != "":
+		slog.Error("bgp session established, but traffic for the vip would be lost", "peer", addr, "reason", offListener)
 	case st == api.PeerState_ESTABLISHED:
 		slog.Info("bgp session established", "peer", addr)
 	case prev == api.PeerState_ESTABLISHED:
-		slog.Warn("bgp session down", "peer", addr, "state", stateName(st))
+		slog.Warn("bgp session down", "peer", addr, "state", stateName(st), "reason", why)
+	}
+}
+
+// sessionFailed records why the session with peer failed (from GoBGP's
+// log, see slogLogger). A session that does not come up (a wrong ASN or
+// password, a router that does not answer) is logged once per reason
+// until it is established, not on every retry; an established one that
+// goes down is logged by peerEvent with this reason.
+func (s *Speaker) sessionFailed(peer, reason string) {
+	// A router's text (a shutdown communication, RFC 8203) may hold
+	// control characters, which no metric label may.
+	reason = strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return ' '
+	}, reason)
+	s.mu.Lock()
+	st, known := s.sessions[peer]
+	// GoBGP may say the same twice, the second time with less (a
+	// NOTIFICATION's text, then only its code; the NOTIFICATION the
+	// speaker sent about the router's OPEN, then that the OPEN exchange
+	// failed): keep the first.
+	cur := s.failures[peer]
+	if !known || s.stopping || strings.HasPrefix(cur, reason) ||
+		reason == routerRefused && strings.HasPrefix(cur, sentNotification) {
+		s.mu.Unlock()
+		return
+	}
+	s.failures[peer] = reason
+	log := st != api.PeerState_ESTABLISHED && !s.logged[peer][reason]
+	if log {
+		if s.logged[peer] == nil {
+			s.logged[peer] = map[string]bool{}
+		}
+		s.logged[peer][reason] = true
+	}
+	s.mu.Unlock()
+	if log {
+		slog.Warn("bgp session with a router fails", "peer", peer, "reason", reason)
 	}
 }
 
@@ -318,11 +392,15 @@ func (s *Speaker) peerEvent(r *api.WatchEventResponse) {
 func (s *Speaker) Stop() {
 	s.mu.Lock()
 	s.stopping = true
+	s.mu.Unlock()
+	close(s.wake)
+	// Only once the loop has ended is no announcement in flight: one
+	// that finished after a look before this would never be withdrawn.
+	<-s.done
+	s.mu.Lock()
 	announced := s.pathUUID != nil
 	drain := time.Duration(s.cfg.Drain)
 	s.mu.Unlock()
-	close(s.wake)
-	<-s.done
 	if announced {
 		if err := s.withdraw(); err != nil {
 			slog.Error("bgp", "err", err)
@@ -343,6 +421,11 @@ type Session struct {
 	ASN         uint32
 	State       string // idle, connect, active, opensent, openconfirm, established
 	Established bool
+	// Failure is why the session last failed, while it is not established
+	// (a connection refused or unanswered, a NOTIFICATION sent or received),
+	// or, while it is, that it runs over an interface the program is not
+	// on (where the router's traffic for the VIP is dropped).
+	Failure string
 }
 
 // Status is the speaker's sessions and announcement.
@@ -364,7 +447,7 @@ func (s *Speaker) Status() Status {
 	for _, p := range s.cfg.Peers {
 		ss := s.sessions[p.Address.String()]
 		st.Sessions = append(st.Sessions, Session{Peer: p.Address, ASN: p.ASN, State: stateName(ss),
-			Established: ss == api.PeerState_ESTABLISHED})
+			Established: ss == api.PeerState_ESTABLISHED, Failure: s.failures[p.Address.String()]})
 	}
 	sort.Slice(st.Sessions, func(i, j int) bool { return st.Sessions[i].Peer.Less(st.Sessions[j].Peer) })
 	return st
@@ -384,6 +467,9 @@ func (s *Speaker) RegisterMetrics(set *metrics.Set) {
 				up = 1
 			}
 			metrics.WriteGaugeUint64(w, fmt.Sprintf(`xmirror_lb_bgp_session_up{peer=%q,asn="%d",state=%q}`, ss.Peer, ss.ASN, ss.State), up)
+			if ss.Failure != "" {
+				metrics.WriteGaugeUint64(w, fmt.Sprintf(`xmirror_lb_bgp_session_failure{peer=%q,reason=%q}`, ss.Peer, ss.Failure), 1)
+			}
 		}
 		announced := uint64(0)
 		if st.Announced {
