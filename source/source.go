@@ -31,7 +31,7 @@ type Source struct {
 	dp       datapath
 	watch    *watch // of the targets' health
 	ifaces   *ifaceKeeper
-	missing  []string // source interfaces gone (deleted, or re-created and not attached yet)
+	missing  map[string]error // source interfaces not mirrored (gone, no IPv4 address, ...) and why
 	attacher attacher
 	links    map[uint32][2]hook // ifindex -> ingress, egress
 	replicas map[uint32]*replica
