@@ -447,3 +447,44 @@ func TestKilledSourceReplicasRemoved(t *testing.T) {
 		return nil
 	})
 }
+
+// TestTargetBehindLinkWithoutCarrier: the route to the target leaves by an
+// interface that lost its carrier (cable out, the peer of a veth down). The
+// kernel keeps the route and forgets the neighbour; the problem said
+// "does not answer ARP", two checks later, which sends an operator to the
+// target host. It names the interface without carrier now.
+func TestTargetBehindLinkWithoutCarrier(t *testing.T) {
+	defer func(d time.Duration) { healthEvery = d }(healthEvery)
+	healthEvery = 200 * time.Millisecond
+	lab := seedLab(t, false)
+	src, test := lab.Host("source"), lab.Host("test")
+	if err := src.Veth("xm-a", "10.9.0.1/24", test, "xm-b", "10.9.0.2/24"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Run("ip", "route", "add", "10.9.9.9/32", "via", "10.9.0.2"); err != nil {
+		t.Fatal(err)
+	}
+	s := startSource(t, src, seedConfig(t, icmpYAML("10.9.9.9")))
+	if _, err := test.Run("ip", "link", "set", "xm-b", "down"); err != nil {
+		t.Fatal(err)
+	}
+	ping, err := test.Start("ping", "-i", "0.1", "-c", "60", sourceIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ping.Stop()
+	deadline := time.Now().Add(6 * time.Second)
+	for {
+		h := s.Targets()
+		if len(h) == 1 && h[0].Reason != "" {
+			if h[0].Reason != ReasonNoRoute || !strings.Contains(h[0].Detail, "xm-a") || !strings.Contains(h[0].Detail, "carrier") {
+				t.Errorf("target health %+v, want %s naming xm-a without carrier", h[0], ReasonNoRoute)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("targets %+v, want a problem", h)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
