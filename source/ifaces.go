@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -99,7 +100,9 @@ func (s *Source) checkInterfaces() error {
 			now[name] = f
 		}
 	}
-	if changed := s.prog.differsFrom(now); len(changed) > 0 {
+	changed := s.prog.differsFrom(now)
+	changed = append(changed, s.prog.pathsChanged()...)
+	if len(changed) > 0 {
 		prog, err := s.compile(withoutSources(s.cfg, unusable))
 		if err == nil {
 			err = s.apply(prog)
@@ -107,9 +110,9 @@ func (s *Source) checkInterfaces() error {
 		if err != nil {
 			// A target without route, say: what runs stays, and the
 			// interfaces it does not hold are not mirrored.
-			slog.Warn("source interfaces changed, and the configuration cannot be applied again", "interfaces", changed, "err", err)
+			slog.Warn("source interfaces or paths changed, and the configuration cannot be applied again", "changed", changed, "err", err)
 		} else {
-			slog.Warn("source interfaces changed: configuration applied again", "interfaces", changed)
+			slog.Warn("source interfaces or paths changed: configuration applied again", "changed", changed)
 		}
 	}
 	// What the running program does not mirror, and why.
@@ -143,6 +146,27 @@ func (p *Program) differsFrom(now map[string]ifaceFacts) []string {
 		}
 		if p.Ifaces[ifindex].Local != addrWord(f.local) || p.Offloads[ifindex] != f.offloads || p.RxAggr[ifindex] != f.rxAggr {
 			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// pathsChanged describes the targets whose path MTU is not the one the
+// program was compiled for: their copies would be cut too long for the
+// path, or shorter than it carries. A target without route now is the
+// health watch's (no_route), not a change to apply.
+func (p *Program) pathsChanged() []string {
+	var out []string
+	seen := map[uint32]bool{}
+	for id, sess := range p.Sessions {
+		if seen[sess.Remote] {
+			continue
+		}
+		seen[sess.Remote] = true
+		target := netip.AddrFrom4(wordBytes(sess.Remote))
+		if mtu, err := pathMTU(target); err == nil && mtu != p.PathMTU[id] {
+			out = append(out, fmt.Sprintf("path MTU to %s %d -> %d", target, p.PathMTU[id], mtu))
 		}
 	}
 	slices.Sort(out)

@@ -181,3 +181,33 @@ func TestSourceInterfaceRecreatedAnotherGone(t *testing.T) {
 		}
 	}
 }
+
+// TestPathMTUFollowed: the route to the target changes to one with a
+// smaller MTU while the source runs (a failover to a tunnel). Whole frames
+// are cut to the new path MTU within a second; they kept the MTU of the
+// start, and left larger than the path carries (never fragmented: lost
+// on the way, or refused by the socket) until a SIGHUP.
+func TestPathMTUFollowed(t *testing.T) {
+	defer func(d time.Duration) { ifaceEvery = d }(ifaceEvery)
+	ifaceEvery = 100 * time.Millisecond
+	lab := seedLab(t, false)
+	src, test, target := lab.Host("source"), lab.Host("test"), lab.Host("target")
+	yaml := strings.Replace(seedYAML, "packet_length: 96", "packet_length: 0", 1)
+	startSource(t, src, seedConfig(t, yaml))
+	if _, err := src.Run("ip", "route", "add", targetIP+"/32", "dev", "eth0", "mtu", "lock", "300"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * ifaceEvery)
+	sinkVXLAN(t, target)
+	cap := startCapture(t, target, "target", "udp", "port", "4789")
+	bulk(t, src, test, 64<<10)
+	got := cap.packets(t)
+	if len(got) < 10 {
+		t.Fatalf("only %d mirrored packets", len(got))
+	}
+	for i, p := range got {
+		if _, _, outer, _ := decap(t, p); outer.Length > 300 {
+			t.Fatalf("packet %d: outer length %d after the path MTU became 300", i, outer.Length)
+		}
+	}
+}
