@@ -102,24 +102,30 @@ func (s *Source) checkInterfaces() error {
 	}
 	changed := s.prog.differsFrom(now)
 	changed = append(changed, s.prog.pathsChanged()...)
+	var applyErr error
 	if len(changed) > 0 {
 		prog, err := s.compile(withoutSources(s.cfg, unusable))
 		if err == nil {
 			err = s.apply(prog)
 		}
-		if err != nil {
-			// A target without route, say: what runs stays, and the
-			// interfaces it does not hold are not mirrored.
-			slog.Warn("source interfaces or paths changed, and the configuration cannot be applied again", "changed", changed, "err", err)
-		} else {
+		if applyErr = err; err == nil {
 			slog.Warn("source interfaces or paths changed: configuration applied again", "changed", changed)
+		} else if err.Error() != s.applyFailed {
+			// A target without route, say: what runs stays, and the
+			// interfaces it does not hold are not mirrored. Tried again
+			// every time, logged when the reason changes.
+			slog.Warn("source interfaces or paths changed, and the configuration cannot be applied again", "changed", changed, "err", err)
 		}
+	}
+	s.applyFailed = ""
+	if applyErr != nil {
+		s.applyFailed = applyErr.Error()
 	}
 	// What the running program does not mirror, and why.
 	missing := maps.Clone(unusable)
 	for name, f := range now {
 		if s.prog.IfNames[uint32(f.ifindex)] != name {
-			missing[name] = errors.New("the configuration could not be applied to it again")
+			missing[name] = fmt.Errorf("the configuration cannot be applied to it again: %w", applyErr)
 		}
 	}
 	s.setMissing(missing)
