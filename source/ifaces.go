@@ -121,10 +121,11 @@ func (s *Source) checkInterfaces() error {
 	if applyErr != nil {
 		s.applyFailed = applyErr.Error()
 	}
-	// What the running program does not mirror, and why.
+	// What the running program does not mirror, and why. A usable
+	// interface it does not hold is one the last apply failed for.
 	missing := maps.Clone(unusable)
 	for name, f := range now {
-		if s.prog.IfNames[uint32(f.ifindex)] != name {
+		if s.prog.IfNames[uint32(f.ifindex)] != name && applyErr != nil {
 			missing[name] = fmt.Errorf("the configuration cannot be applied to it again: %w", applyErr)
 		}
 	}
