@@ -85,6 +85,7 @@ type Program struct {
 	// copies take the ring, cut as tcpdump sees them.
 	RxAggr  map[uint32]bool
 	Targets []netip.Addr
+	PathMTU map[uint16]int // session id -> MTU of the route to its target, as compiled
 }
 
 // compile turns the enabled sessions of cfg into a Program. ids gives every
@@ -98,6 +99,7 @@ func compile(cfg *config.Config, res *Resolved, ids map[string]uint16) (*Program
 		IfNames:  map[uint32]string{},
 		Offloads: map[uint32]offloads{},
 		RxAggr:   map[uint32]bool{},
+		PathMTU:  map[uint16]int{},
 	}
 	filters := map[string]*config.Filter{}
 	for i := range cfg.Filters {
@@ -136,6 +138,7 @@ func compile(cfg *config.Config, res *Resolved, ids map[string]uint16) (*Program
 		}
 		p.Names[id] = s.Name
 		p.Filters[id] = s.Filter
+		p.PathMTU[id] = res.PathMTU[s.Name]
 		if !seenTarget[target] {
 			seenTarget[target] = true
 			p.Targets = append(p.Targets, target)

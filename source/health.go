@@ -209,6 +209,12 @@ func (w *watch) nextHop(st *targetState, dst netip.Addr) (reason, detail string)
 	if link.Attrs().Flags&net.FlagUp == 0 {
 		return ReasonNoRoute, fmt.Sprintf("the route to %s leaves through %s, which is down", dst, name)
 	}
+	// The kernel keeps the route of a link that lost its carrier and
+	// forgets its neighbours: without this the next hop would look like a
+	// host that does not answer ARP.
+	if link.Attrs().RawFlags&unix.IFF_LOWER_UP == 0 {
+		return ReasonNoRoute, fmt.Sprintf("the route to %s leaves through %s, which has no carrier", dst, name)
+	}
 	nh := net.IP(dst.AsSlice())
 	if rt.Gw != nil {
 		nh = rt.Gw

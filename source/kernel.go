@@ -41,7 +41,7 @@ func startKernel(objs *sourceObjects, name string, at *attacher) (_ datapath, er
 		}
 	}
 	vx := &netlink.Vxlan{
-		LinkAttrs: netlink.LinkAttrs{Name: name, MTU: 65000, Alias: deviceAlias},
+		LinkAttrs: netlink.LinkAttrs{Name: name, MTU: 65000},
 		FlowBased: true,
 		Port:      int(vxlanPort),
 		Learning:  false,
@@ -60,6 +60,9 @@ func startKernel(objs *sourceObjects, name string, at *attacher) (_ datapath, er
 	}()
 	if k.device, err = netlink.LinkByName(name); err != nil {
 		return nil, fmt.Errorf("find %s: %w", name, err)
+	}
+	if err := markOurs(k.device); err != nil {
+		return nil, err
 	}
 	ifindex := k.device.Attrs().Index
 	// The device is only a tunnel endpoint for our clones: no IPv6 chatter.

@@ -54,7 +54,7 @@ func (s *Source) ensureReplica(ifindex uint32, want offloads) (uint32, error) {
 			_ = netlink.LinkDel(old) // left behind by a killed run
 		}
 	}
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: sendName, MTU: 65535, Alias: deviceAlias}, PeerName: recvName}
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: sendName, MTU: 65535}, PeerName: recvName}
 	if err := netlink.LinkAdd(veth); err != nil {
 		return 0, fmt.Errorf("create replica veth %s: %w", sendName, err)
 	}
@@ -74,6 +74,11 @@ func (s *Source) ensureReplica(ifindex uint32, want offloads) (uint32, error) {
 	}
 	if r.recv, err = netlink.LinkByName(recvName); err != nil {
 		return 0, fmt.Errorf("find %s: %w", recvName, err)
+	}
+	for _, l := range []netlink.Link{r.send, r.recv} {
+		if err := markOurs(l); err != nil {
+			return 0, err
+		}
 	}
 	for _, n := range []string{sendName, recvName} {
 		_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+n+"/disable_ipv6", []byte("1"), 0o644)

@@ -48,43 +48,23 @@ func resolve(cfg *config.Config, port int) (*Resolved, error) {
 			if _, ok := res.Ifindex[ifname]; ok {
 				continue
 			}
-			link, err := netlink.LinkByName(ifname)
+			f, problems, err := resolveInterface(ifname)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%w: session %s: interface %q: %w", ErrConfig, s.Name, ifname, err))
+				return nil, err
+			}
+			for _, p := range problems {
+				var notEther *notEthernetError
+				if errors.As(p, &notEther) {
+					p = fmt.Errorf("%w; remove %s from %s (an Ethernet interface the traffic crosses can be mirrored instead)",
+						p, ifname, strings.Join(sourcesNaming(cfg, ifname), ", "))
+				}
+				errs = append(errs, fmt.Errorf("%w: session %s: %w", ErrConfig, s.Name, p))
+			}
+			if f.ifindex == 0 {
 				continue
 			}
-			res.Ifindex[ifname] = link.Attrs().Index
-			// The programs read an Ethernet header first and the copy is an
-			// Ethernet frame (what VXLAN carries); a tun, WireGuard or IPIP
-			// device hands tc the bare IP packet, so no rule would ever match.
-			if enc := link.Attrs().EncapType; enc != "ether" && enc != "loopback" {
-				errs = append(errs, fmt.Errorf("%w: session %s: interface %s is not an Ethernet interface (link type %s): a mirror source copies Ethernet frames; remove %s from %s (an Ethernet interface the traffic crosses can be mirrored instead)",
-					ErrConfig, s.Name, ifname, enc, ifname, strings.Join(sourcesNaming(cfg, ifname), ", ")))
-			}
-			if link.Attrs().Index > markIfindexMax {
-				errs = append(errs, fmt.Errorf("%w: session %s: interface %s has ifindex %d, above %d", ErrConfig, s.Name, ifname, link.Attrs().Index, markIfindexMax))
-			}
-			if res.Offloads[ifname], err = getOffloads(ifname); err != nil {
-				// Without ethtool answers assume the safe, software case.
-				slog.Debug("cannot read offloads; assuming none", "interface", ifname, "err", err)
-			}
-			if res.RxAggr[ifname], err = rxAggregates(ifname); err != nil {
-				// Assume aggregates: inbound copies then take the ring.
-				slog.Debug("cannot read receive offloads; assuming aggregates", "interface", ifname, "err", err)
-			}
-			addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
-			if err != nil {
-				return nil, fmt.Errorf("list addresses of %s: %w", ifname, err)
-			}
-			for _, a := range addrs {
-				if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok {
-					res.Local[ifname] = ip
-					break
-				}
-			}
-			if !res.Local[ifname].IsValid() {
-				errs = append(errs, fmt.Errorf("%w: session %s: interface %s has no IPv4 address for the outer header", ErrConfig, s.Name, ifname))
-			}
+			res.Ifindex[ifname], res.Local[ifname] = f.ifindex, f.local
+			res.Offloads[ifname], res.RxAggr[ifname] = f.offloads, f.rxAggr
 		}
 		target, err := resolveTarget(s.Target, port)
 		if err != nil {
@@ -103,6 +83,63 @@ func resolve(cfg *config.Config, port int) (*Resolved, error) {
 		return nil, errors.Join(errs...)
 	}
 	return res, nil
+}
+
+// ifaceFacts is what the source uses of one source interface.
+type ifaceFacts struct {
+	ifindex  int        // 0: not found
+	local    netip.Addr // its first IPv4 address: the outer source
+	offloads offloads
+	rxAggr   bool // GRO or LRO on
+}
+
+// notEthernetError is a source interface without Ethernet headers.
+type notEthernetError struct{ ifname, linkType string }
+
+func (e *notEthernetError) Error() string {
+	return fmt.Sprintf("interface %s is not an Ethernet interface (link type %s): a mirror source copies Ethernet frames", e.ifname, e.linkType)
+}
+
+// resolveInterface looks up source interface ifname in the current network
+// namespace. problems say why it cannot be a source (missing, not
+// Ethernet, no IPv4 address, ...); err is a failure to ask.
+func resolveInterface(ifname string) (f ifaceFacts, problems []error, err error) {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return f, []error{fmt.Errorf("interface %q: %w", ifname, err)}, nil
+	}
+	f.ifindex = link.Attrs().Index
+	// The programs read an Ethernet header first and the copy is an
+	// Ethernet frame (what VXLAN carries); a tun, WireGuard or IPIP
+	// device hands tc the bare IP packet, so no rule would ever match.
+	if enc := link.Attrs().EncapType; enc != "ether" && enc != "loopback" {
+		problems = append(problems, &notEthernetError{ifname, enc})
+	}
+	if f.ifindex > markIfindexMax {
+		problems = append(problems, fmt.Errorf("interface %s has ifindex %d, above %d", ifname, f.ifindex, markIfindexMax))
+	}
+	if f.offloads, err = getOffloads(ifname); err != nil {
+		// Without ethtool answers assume the safe, software case.
+		slog.Debug("cannot read offloads; assuming none", "interface", ifname, "err", err)
+	}
+	if f.rxAggr, err = rxAggregates(ifname); err != nil {
+		// Assume aggregates: inbound copies then take the ring.
+		slog.Debug("cannot read receive offloads; assuming aggregates", "interface", ifname, "err", err)
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return f, nil, fmt.Errorf("list addresses of %s: %w", ifname, err)
+	}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok {
+			f.local = ip
+			break
+		}
+	}
+	if !f.local.IsValid() {
+		problems = append(problems, fmt.Errorf("interface %s has no IPv4 address for the outer header", ifname))
+	}
+	return f, problems, nil
 }
 
 // resolveTarget parses host[:port] into an IPv4 address.

@@ -25,22 +25,26 @@ import (
 // Its methods call netlink and attach programs in the caller's network
 // namespace; call them all from the same one.
 type Source struct {
-	mu       sync.Mutex
-	inst     *lock.NS // the network namespace is this source's (instance.go)
-	objs     sourceObjects
-	dp       datapath
-	watch    *watch // of the targets' health
-	ifaces   *ifaceKeeper
-	missing  []string // source interfaces gone (deleted, or re-created and not attached yet)
-	attacher attacher
-	links    map[uint32][2]hook // ifindex -> ingress, egress
-	replicas map[uint32]*replica
-	ids      map[string]uint16 // session name -> counter slot
-	prog     *Program          // running
-	active   uint32            // the buffer prog is in
-	mark     uint32            // of the datapath's own packets
-	devName  string            // the VXLAN device (kernel), prefix of the replicas' names
-	cfg      *config.Config
+	mu      sync.Mutex
+	inst    *lock.NS // the network namespace is this source's (instance.go)
+	objs    sourceObjects
+	dp      datapath
+	watch   *watch // of the targets' health
+	ifaces  *ifaceKeeper
+	missing map[string]error // source interfaces not mirrored (gone, no IPv4 address, ...) and why
+	// applyFailed is why the interface keeper could not apply the
+	// configuration again at its last try ("" when it could), so that a
+	// failure that lasts is logged once.
+	applyFailed string
+	attacher    attacher
+	links       map[uint32][2]hook // ifindex -> ingress, egress
+	replicas    map[uint32]*replica
+	ids         map[string]uint16 // session name -> counter slot
+	prog        *Program          // running
+	active      uint32            // the buffer prog is in
+	mark        uint32            // of the datapath's own packets
+	devName     string            // the VXLAN device (kernel), prefix of the replicas' names
+	cfg         *config.Config
 	// noAttach fills the maps without attaching (tests of the programs).
 	noAttach bool
 	noDirect bool // Options.NoDirect

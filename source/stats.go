@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
-	"slices"
 	"sort"
 
 	"github.com/cilium/ebpf"
@@ -108,17 +106,32 @@ func (s *Source) WriteMetrics(w io.Writer) {
 	}
 	s.mu.Lock()
 	prog, dp, watch, missing := s.prog, s.dp, s.watch, s.missing
+	var names []string // the source interfaces of the configuration
+	if s.cfg != nil {
+		names = sourceNames(s.cfg)
+	}
 	s.mu.Unlock()
 	if prog != nil {
 		fmt.Fprintf(w, "# HELP xmirror_source_rules Compiled filter rules in the data path.\n# TYPE xmirror_source_rules gauge\n")
 		fmt.Fprintf(w, "xmirror_source_rules{direction=\"inbound\"} %d\n", len(prog.Rules[dirIn]))
 		fmt.Fprintf(w, "xmirror_source_rules{direction=\"outbound\"} %d\n", len(prog.Rules[dirOut]))
+		attached := 0
+		for _, name := range prog.IfNames {
+			if missing[name] == nil {
+				attached++
+			}
+		}
 		fmt.Fprintf(w, "# HELP xmirror_source_interfaces Interfaces with the source programs attached.\n# TYPE xmirror_source_interfaces gauge\n")
-		fmt.Fprintf(w, "xmirror_source_interfaces %d\n", len(prog.Ifaces)-len(missing))
-		fmt.Fprintf(w, "# HELP xmirror_source_interface_up Whether a source interface of the configuration is mirrored (0: it is gone).\n# TYPE xmirror_source_interface_up gauge\n")
-		names := slices.Sorted(maps.Values(prog.IfNames))
+		fmt.Fprintf(w, "xmirror_source_interfaces %d\n", attached)
+		fmt.Fprintf(w, "# HELP xmirror_source_interface_up Whether a source interface of the configuration is mirrored (0: it is gone or cannot be a source now).\n# TYPE xmirror_source_interface_up gauge\n")
 		for _, name := range names {
-			fmt.Fprintf(w, "xmirror_source_interface_up{interface=%q} %d\n", name, upGauge(!slices.Contains(missing, name)))
+			fmt.Fprintf(w, "xmirror_source_interface_up{interface=%q} %d\n", name, upGauge(missing[name] == nil))
+		}
+		fmt.Fprintf(w, "# HELP xmirror_source_interface_problem Why a source interface is not mirrored (detail), 1 while it lasts.\n# TYPE xmirror_source_interface_problem gauge\n")
+		for _, name := range names {
+			if why := missing[name]; why != nil {
+				fmt.Fprintf(w, "xmirror_source_interface_problem{interface=%q,detail=%q} 1\n", name, why.Error())
+			}
 		}
 	}
 	if dp != nil {

@@ -174,6 +174,13 @@ func sourceStatus(c *cli.Context) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", r.Session, r.Filter, r.Direction,
 			r.Packets, r.Bytes, r.Cut, r.RateLimited, r.Errors)
 	}
+	if ifaces := interfaceRows(samples); len(ifaces) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "INTERFACE\tMIRRORED\tPROBLEM")
+		for _, r := range ifaces {
+			fmt.Fprintf(w, "%s\t%s\t%s\n", r.name, r.up, r.problem)
+		}
+	}
 	if targets := targetRows(samples); len(targets) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "TARGET\tUP\tICMP-ERRORS\tPROBLEM")
@@ -182,6 +189,33 @@ func sourceStatus(c *cli.Context) error {
 		}
 	}
 	return w.Flush()
+}
+
+// interfaceRow is a source interface as the running source exports it.
+type interfaceRow struct{ name, up, problem string }
+
+// interfaceRows reads the source interfaces from the source's metrics.
+func interfaceRows(samples []telemetry.Sample) []interfaceRow {
+	var rows []interfaceRow
+	index := map[string]int{}
+	for _, m := range samples {
+		name := m.Label("interface")
+		if name == "" || (m.Name != "xmirror_source_interface_up" && m.Name != "xmirror_source_interface_problem") {
+			continue
+		}
+		i, ok := index[name]
+		if !ok {
+			i = len(rows)
+			index[name] = i
+			rows = append(rows, interfaceRow{name: name, up: "?", problem: "-"})
+		}
+		if m.Name == "xmirror_source_interface_up" {
+			rows[i].up = map[bool]string{true: "yes", false: "no"}[m.Value == 1]
+		} else {
+			rows[i].problem = m.Label("detail")
+		}
+	}
+	return rows
 }
 
 // targetRow is a target's health as the running source exports it.

@@ -268,3 +268,54 @@ func TestSourceTargetProblem(t *testing.T) {
 		t.Errorf("no log line about the target:\n%s", p.Output())
 	}
 }
+
+// TestSourceStatusInterfaces: `source status` shows the source interfaces
+// and why one is not mirrored. It showed sessions, counters and targets
+// only: with a source interface deleted, /healthz said 503 and status
+// showed nothing wrong.
+func TestSourceStatusInterfaces(t *testing.T) {
+	lab := labtest.ForTest(t,
+		netlab.HostSpec{Name: "source", Addrs: []string{"192.168.0.230/24"}},
+		netlab.HostSpec{Name: "test", Addrs: []string{"192.168.0.161/24"}},
+		netlab.HostSpec{Name: "target", Addrs: []string{"192.168.0.147/24"}},
+	)
+	src, test := lab.Host("source"), lab.Host("test")
+	if err := src.Veth("xm-a", "10.9.0.1/24", test, "xm-b", "10.9.0.2/24"); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(t.TempDir(), "xmirror.yaml")
+	yaml := strings.Replace(cliSourceYAML, "sources: [eth0]", "sources: [eth0, xm-a]", 1)
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startXmirror(t, src, "source", "--config", cfgPath)
+	defer p.Stop()
+	healthz := func() (int, string) {
+		c, b, err := src.Get(context.Background(), "127.0.0.1:9464", "/healthz")
+		if err != nil {
+			return 0, ""
+		}
+		return c, string(b)
+	}
+	waitFor(t, "healthy", p, func() bool { c, _ := healthz(); return c == 200 })
+	if _, err := src.Run("ip", "link", "del", "xm-a"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "unhealthy naming xm-a", p, func() bool { c, b := healthz(); return c == 503 && strings.Contains(b, "xm-a") })
+	out, err := src.Run("env", "XMIRROR_HELPER=1", os.Args[0], "-test.run=^TestSourceHelperProcess$", "--", "source", "status", "--config", cfgPath)
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	var eth0, xma string
+	for _, line := range strings.Split(out, "\n") {
+		switch f := strings.Fields(line); {
+		case len(f) > 0 && f[0] == "eth0":
+			eth0 = line
+		case len(f) > 0 && f[0] == "xm-a":
+			xma = line
+		}
+	}
+	if !strings.Contains(out, "INTERFACE") || !strings.Contains(eth0, "yes") || !strings.Contains(xma, "no") || !strings.Contains(xma, "gone") {
+		t.Errorf("status does not show xm-a not mirrored (eth0 %q, xm-a %q):\n%s", eth0, xma, out)
+	}
+}
