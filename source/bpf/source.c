@@ -428,7 +428,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u32 dir)
 		out = w.replica;
 	if (st->datapath != XM_DATAPATH_KERNEL && out == st->vxlan_ifindex) {
 		__u32 hash = flow_hash(&w.f, s->hash_mode == XM_HASH_SYMMETRIC);
-		struct hop *h = w.direct ? direct_hop(skb, st, s) : NULL;
+		struct hop *h = w.direct && !rx_aggregates(skb, dir) ? direct_hop(skb, st, s) : NULL;
 
 		if (h)
 			direct_clone(skb, st, c, h, direct_mark(id, dir, skb->ifindex), hash);
