@@ -17,13 +17,16 @@ const (
 
 // Ethertypes the original-length recovery understands.
 const (
-	etherTypeIPv4  = 0x0800
-	etherTypeIPv6  = 0x86dd
-	etherTypeVLAN  = 0x8100
-	etherTypeQinQ  = 0x88a8
-	etherType9100  = 0x9100
-	ipv6HeaderLen  = 40
-	maxVLANHeaders = 2
+	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86dd
+	etherTypeVLAN = 0x8100
+	etherTypeQinQ = 0x88a8
+	etherType9100 = 0x9100
+	ipv6HeaderLen = 40
+	// maxVLANHeaders is the most tags a copy from xmirror source carries:
+	// two in the frame's data and, at ingress, the outermost that the
+	// kernel kept in metadata and the source puts back in place.
+	maxVLANHeaders = 3
 )
 
 // Reason says why a datagram was not written. ReasonNone means it was.
@@ -167,7 +170,7 @@ func Decap(payload []byte) (Frame, Reason) {
 
 // OriginalLength is the length the Ethernet frame had before a mirror source
 // cut it, read from the IPv4 total length or the IPv6 payload length (after up
-// to two VLAN tags). When the header is not there or says less than what was
+// to three VLAN tags). When the header is not there or says less than what was
 // captured (Ethernet padding), the captured length is the answer.
 func OriginalLength(frame []byte) int {
 	n := len(frame)

@@ -26,6 +26,15 @@ func TestDecap(t *testing.T) {
 		&layers.Ethernet{SrcMAC: macSource, DstMAC: macTest, EthernetType: layers.EthernetTypeDot1Q},
 		&layers.Dot1Q{VLANIdentifier: 42, Type: layers.EthernetTypeIPv6},
 		ip6, udp, gopacket.Payload(make([]byte, 200)))
+	// Three tags: a frame received with 802.1ad and two 802.1Q tags, whose
+	// outermost the kernel kept in metadata and the source put back in place
+	// (docs/source.md, VLAN tags): the source mirrors it, cut.
+	tag3 := serialize(t,
+		&layers.Ethernet{SrcMAC: macSource, DstMAC: macTest, EthernetType: layers.EthernetTypeQinQ},
+		&layers.Dot1Q{VLANIdentifier: 1, Type: layers.EthernetTypeDot1Q},
+		&layers.Dot1Q{VLANIdentifier: 2, Type: layers.EthernetTypeDot1Q},
+		&layers.Dot1Q{VLANIdentifier: 3, Type: layers.EthernetTypeIPv6},
+		ip6, udp, gopacket.Payload(make([]byte, 3000)))
 	// A minimum-size Ethernet frame: 60 bytes with padding after a short
 	// IPv4 packet; the IP length says less than what was captured.
 	padded := append(tcpFrame(t, ipSource, ipTest, 1, 2, 0, 0, nil), make([]byte, 6)...)
@@ -49,6 +58,7 @@ func TestDecap(t *testing.T) {
 		{"cut frame: IPv4 length", vxlan(1, cut), ReasonNone, 1, cut, len(full)},
 		{"cut before the IP length", vxlan(1, full[:16]), ReasonNone, 1, full[:16], 16},
 		{"VLAN + IPv6, cut", vxlan(3, vlan[:96]), ReasonNone, 3, vlan[:96], len(vlan)},
+		{"three VLAN tags + IPv6, cut", vxlan(3, tag3[:200]), ReasonNone, 3, tag3[:200], len(tag3)},
 		{"Ethernet padding", vxlan(1, padded), ReasonNone, 1, padded, len(padded)},
 		{"not IP", vxlan(1, append([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x06}, make([]byte, 28)...)), ReasonNone, 1, nil, 42},
 		{"bad IP version", vxlan(1, append(append([]byte{}, full[:14]...), 0x65, 0, 0xff, 0xff)), ReasonNone, 1, nil, 18},

@@ -204,7 +204,9 @@ func enabledSessions(cfg *config.Config) []config.Session {
 // falls behind the direct ones. Outbound, that is an interface with a
 // replica (which segments every aggregate); inbound, one without GRO or LRO.
 // (The programs check every packet as well: an aggregate still takes the
-// ring, as one from a virtual peer's segmentation offload would.)
+// ring, as one from a virtual peer's segmentation offload would, and from
+// then on so does every inbound copy of that interface: rx_aggregates in
+// bpf/direct.h.)
 func (p *Program) directRule(r sourceRule, dir int) bool {
 	if p.Sessions[r.Session].Direct == 0 {
 		return false

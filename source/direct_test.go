@@ -188,6 +188,47 @@ func TestDirectDecision(t *testing.T) {
 	}
 }
 
+// TestDirectAfterInboundAggregate: once an interface has received an
+// aggregate, which takes the ring (a veth receives its peer's TSO packets
+// whole, GRO or not), its later single frames take the ring too. They were
+// sent directly, ahead of the aggregate waiting in the ring: the collector
+// wrote a flow's 1,514-byte segment 80 ms before the 7,306-byte aggregate
+// tcpdump showed before it.
+func TestDirectAfterInboundAggregate(t *testing.T) {
+	whole := tcp4(t, "10.0.0.1", "10.0.0.2", 1234, 40000, 1300)
+	s := ringSource(t, mustParse(t, ringSession(0)))
+	id := uint32(s.ids["s1"])
+	h := directHop
+	h.Ifindex = 0xfffff // no such device: a direct clone counts an error
+	if err := s.objs.XmHops.Put(addrWord(netip.MustParseAddr("10.255.0.2")), h); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []struct {
+		name   string
+		gso    uint32
+		direct bool
+	}{
+		{"single frame before any aggregate", 0, true},
+		{"aggregate", 4, false},
+		{"single frame after the aggregate", 0, false},
+		{"another single frame", 0, false},
+	} {
+		before := sumCounters(t, s, id)
+		ctx := skbGSOContext{GSOSegs: c.gso, GSOSize: 1000 * min(c.gso, 1)}
+		if _, err := s.objs.XmSourceIngress.Run(&ebpf.RunOptions{Data: whole, Context: ctx}); err != nil {
+			t.Fatal(err)
+		}
+		recs := readRing(t, s)
+		direct := sumCounters(t, s, id).Errors - before.Errors
+		if c.direct && (len(recs) != 0 || direct != 1) {
+			t.Errorf("%d, %s: want a direct clone, got %d ring records", i, c.name, len(recs))
+		}
+		if !c.direct && (len(recs) != 1 || direct != 0) {
+			t.Errorf("%d, %s: want the ring, got %d ring records and %d direct clones", i, c.name, len(recs), direct)
+		}
+	}
+}
+
 // skbGSOContext is a struct __sk_buff for BPF_PROG_TEST_RUN with only the
 // GSO fields set: gso_segs at byte 164, gso_size at 176.
 type skbGSOContext struct {

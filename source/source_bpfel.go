@@ -213,6 +213,7 @@ const (
 	sourceMapXmIfaces         = "xm_ifaces"
 	sourceMapXmRing           = "xm_ring"
 	sourceMapXmRules          = "xm_rules"
+	sourceMapXmRxAggr         = "xm_rx_aggr"
 	sourceMapXmSessions       = "xm_sessions"
 	sourceMapXmState          = "xm_state"
 	sourceMapXmTargets        = "xm_targets"
@@ -298,6 +299,7 @@ type sourceMapSpecs struct {
 	XmIfaces   *ebpf.MapSpec `ebpf:"xm_ifaces"`
 	XmRing     *ebpf.MapSpec `ebpf:"xm_ring"`
 	XmRules    *ebpf.MapSpec `ebpf:"xm_rules"`
+	XmRxAggr   *ebpf.MapSpec `ebpf:"xm_rx_aggr"`
 	XmSessions *ebpf.MapSpec `ebpf:"xm_sessions"`
 	XmState    *ebpf.MapSpec `ebpf:"xm_state"`
 	XmTargets  *ebpf.MapSpec `ebpf:"xm_targets"`
@@ -349,6 +351,7 @@ type sourceMaps struct {
 	XmIfaces   *ebpf.Map `ebpf:"xm_ifaces"`
 	XmRing     *ebpf.Map `ebpf:"xm_ring"`
 	XmRules    *ebpf.Map `ebpf:"xm_rules"`
+	XmRxAggr   *ebpf.Map `ebpf:"xm_rx_aggr"`
 	XmSessions *ebpf.Map `ebpf:"xm_sessions"`
 	XmState    *ebpf.Map `ebpf:"xm_state"`
 	XmTargets  *ebpf.Map `ebpf:"xm_targets"`
@@ -364,6 +367,7 @@ func (m *sourceMaps) Close() error {
 		m.XmIfaces,
 		m.XmRing,
 		m.XmRules,
+		m.XmRxAggr,
 		m.XmSessions,
 		m.XmState,
 		m.XmTargets,

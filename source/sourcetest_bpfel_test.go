@@ -24,6 +24,7 @@ const (
 	sourcetestMapXmIfaces           = "xm_ifaces"
 	sourcetestMapXmRing             = "xm_ring"
 	sourcetestMapXmRules            = "xm_rules"
+	sourcetestMapXmRxAggr           = "xm_rx_aggr"
 	sourcetestMapXmSessions         = "xm_sessions"
 	sourcetestMapXmState            = "xm_state"
 	sourcetestMapXmTargets          = "xm_targets"
@@ -121,6 +122,7 @@ type sourcetestMapSpecs struct {
 	XmIfaces   *ebpf.MapSpec `ebpf:"xm_ifaces"`
 	XmRing     *ebpf.MapSpec `ebpf:"xm_ring"`
 	XmRules    *ebpf.MapSpec `ebpf:"xm_rules"`
+	XmRxAggr   *ebpf.MapSpec `ebpf:"xm_rx_aggr"`
 	XmSessions *ebpf.MapSpec `ebpf:"xm_sessions"`
 	XmState    *ebpf.MapSpec `ebpf:"xm_state"`
 	XmTargets  *ebpf.MapSpec `ebpf:"xm_targets"`
@@ -174,6 +176,7 @@ type sourcetestMaps struct {
 	XmIfaces   *ebpf.Map `ebpf:"xm_ifaces"`
 	XmRing     *ebpf.Map `ebpf:"xm_ring"`
 	XmRules    *ebpf.Map `ebpf:"xm_rules"`
+	XmRxAggr   *ebpf.Map `ebpf:"xm_rx_aggr"`
 	XmSessions *ebpf.Map `ebpf:"xm_sessions"`
 	XmState    *ebpf.Map `ebpf:"xm_state"`
 	XmTargets  *ebpf.Map `ebpf:"xm_targets"`
@@ -189,6 +192,7 @@ func (m *sourcetestMaps) Close() error {
 		m.XmIfaces,
 		m.XmRing,
 		m.XmRules,
+		m.XmRxAggr,
 		m.XmSessions,
 		m.XmState,
 		m.XmTargets,

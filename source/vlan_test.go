@@ -109,6 +109,25 @@ func TestVLANNotSelfMirrored(t *testing.T) {
 	})
 }
 
+// TestRedirectAboutMirroredNotMirrored: an ICMP redirect quoting a mirrored
+// packet is xmirror's chatter too. A load balancer that hands a mirrored
+// packet to its kernel (an unresolved neighbour, a UDP GSO run larger than
+// the MTU in generic XDP) forwards it out of the interface it came in by,
+// and the kernel answers the source with a redirect; a session mirroring
+// ICMP wrote those redirects, each quoting a mirrored VXLAN packet.
+func TestRedirectAboutMirroredNotMirrored(t *testing.T) {
+	s := testSource(t, mustParse(t, oneSession(`{priority: 1, action: accept, protocol: all}`, `{priority: 1, action: accept, protocol: all}`)))
+	about := func(typ, code uint8, dport uint16) []byte {
+		return frame(t, eth(layers.EthernetTypeIPv4), gopacket.Payload(icmpError(t, targetIP, "10.255.0.9", typ, code, dport)))
+	}
+	runCases(t, s, []decideCase{
+		{"redirect for host about a mirrored packet", dirIn, about(5, 1, 4789), ""},
+		{"redirect for network about a mirrored packet", dirIn, about(5, 0, 4789), ""},
+		{"tagged redirect about a mirrored packet", dirIn, withTags(about(5, 1, 4789), ctag), ""},
+		{"redirect about something else", dirIn, about(5, 1, 53), "s1"},
+	})
+}
+
 // ringVLANSession is ringSession with one more rule each way for IPv6.
 func ringVLANSession(length int) string {
 	both := "[{priority: 1, action: accept, protocol: all}, {priority: 2, action: accept, protocol: all, ethertype: ipv6}]"

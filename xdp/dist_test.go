@@ -4,6 +4,7 @@ package xdp
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -149,6 +150,139 @@ func TestSymmetry(t *testing.T) {
 	y := vxlanFrame(t, frameSpec{src: mirror, dst: vip, sport: 32805, vni: 1})
 	d := g.destinations(t, [][]byte{x, y})
 	t.Logf("outer affinity: sport 32816 -> %s, 32805 -> %s", d[0], d[1])
+}
+
+// TestSymmetryQuotedAndTagged: an ICMP error about a flow (IPv4 and IPv6)
+// and a copy of the flow's frames with three inner VLAN tags (the most a
+// source's copy carries: two in the data and the one the kernel kept in
+// metadata) reach the backend of the flow itself. ICMP errors were hashed by
+// their own addresses and three tags fell back to the outer hash, so a port
+// unreachable or a packet too big landed in another collector than the flow.
+func TestSymmetryQuotedAndTagged(t *testing.T) {
+	g := newGoldenLab(t)
+	c := lbConfig("maglev", "inner-symmetric", backend("b1", b1Addr, 0, 1), backend("b2", b2Addr, 0, 1), backend("far", farAddr, 0, 1))
+	if err := g.bal.Apply(c); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	rng := rand.New(rand.NewPCG(9, 1))
+	var flows, quoted [][]byte
+	var what []string
+	for i := range n {
+		pa, pb := uint16(rng.Uint32()), uint16(rng.Uint32())
+		proto := byte(6 + 11*(i%2)) // TCP, UDP
+		sport := 40001 + uint16(i)
+		if i%2 == 0 {
+			a, b := rng.Uint32(), rng.Uint32()
+			pkt := ipv4Packet(a, b, proto, l4Ports(pa, pb))
+			flows = append(flows, vxlanAround(t, innerEth(0x0800, pkt), sport))
+			// b answers a's packet with an ICMP error quoting it
+			for _, typ := range []byte{3, 11, 12} {
+				icmp := append([]byte{typ, 4, 0, 0, 0, 0, 0x05, 0x78}, pkt[:28]...)
+				quoted = append(quoted, vxlanAround(t, innerEth(0x0800, ipv4Packet(b, a, 1, icmp)), sport+1))
+				what = append(what, fmt.Sprintf("ICMP type %d", typ))
+			}
+			quoted = append(quoted, vxlanAround(t, innerTagged(3, 0x0800, ipv4Packet(b, a, proto, l4Ports(pb, pa))), sport+2))
+			what = append(what, "three tags, IPv4")
+			continue
+		}
+		var a, b [16]byte
+		for j := range 4 {
+			binary.BigEndian.PutUint32(a[4*j:], rng.Uint32())
+			binary.BigEndian.PutUint32(b[4*j:], rng.Uint32())
+		}
+		pkt := ipv6Packet(a, b, proto, l4Ports(pa, pb))
+		flows = append(flows, vxlanAround(t, innerEth(0x86dd, pkt), sport))
+		for _, typ := range []byte{1, 2, 3, 4} {
+			icmp := append([]byte{typ, 0, 0, 0, 0, 0, 0x05, 0x00}, pkt...)
+			quoted = append(quoted, vxlanAround(t, innerEth(0x86dd, ipv6Packet(b, a, 58, icmp)), sport+1))
+			what = append(what, fmt.Sprintf("ICMPv6 type %d", typ))
+		}
+		quoted = append(quoted, vxlanAround(t, innerTagged(3, 0x86dd, ipv6Packet(b, a, proto, l4Ports(pb, pa))), sport+2))
+		what = append(what, "three tags, IPv6")
+	}
+	flowDst := g.destinations(t, flows)
+	got := g.destinations(t, quoted)
+	split := map[string]int{}
+	k := 0
+	for i := range n {
+		per := 4
+		if i%2 == 1 {
+			per = 5
+		}
+		for range per {
+			if got[k] != flowDst[i] {
+				split[what[k]]++
+			}
+			if h, ok := FlowHash(quoted[k], "inner-symmetric"); !ok || h != must(FlowHash(flows[i], "inner-symmetric")) {
+				split["the Go mirror's hash of "+what[k]]++
+			}
+			k++
+		}
+	}
+	for w, c := range split {
+		t.Errorf("%s: %d of %d went to another backend than the flow", w, c, n/2)
+	}
+}
+
+// l4Ports is a TCP or UDP header's first 8 bytes with ports pa and pb.
+func l4Ports(pa, pb uint16) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint16(b, pa)
+	binary.BigEndian.PutUint16(b[2:], pb)
+	return b
+}
+
+// ipv4Packet is an IPv4 header (no options, checksum 0: the program ignores
+// it) from a to b around payload.
+func ipv4Packet(a, b uint32, proto byte, payload []byte) []byte {
+	ip := make([]byte, 20, 20+len(payload))
+	ip[0], ip[8], ip[9] = 0x45, 64, proto
+	binary.BigEndian.PutUint16(ip[2:], uint16(20+len(payload)))
+	binary.BigEndian.PutUint32(ip[12:], a)
+	binary.BigEndian.PutUint32(ip[16:], b)
+	return append(ip, payload...)
+}
+
+// ipv6Packet is an IPv6 header from a to b around payload.
+func ipv6Packet(a, b [16]byte, proto byte, payload []byte) []byte {
+	ip := make([]byte, 40, 40+len(payload))
+	ip[0], ip[6], ip[7] = 0x60, proto, 64
+	binary.BigEndian.PutUint16(ip[4:], uint16(len(payload)))
+	copy(ip[8:], a[:])
+	copy(ip[24:], b[:])
+	return append(ip, payload...)
+}
+
+// innerEth is an inner Ethernet frame of EtherType etype around pkt.
+func innerEth(etype uint16, pkt []byte) []byte { return innerTagged(0, etype, pkt) }
+
+// innerTagged is innerEth with tags VLAN tags, 802.1ad outside 802.1Q.
+func innerTagged(tags int, etype uint16, pkt []byte) []byte {
+	f := []byte{0xfa, 0x16, 0x3e, 0, 0, 1, 0xfa, 0x16, 0x3e, 0, 0, 2}
+	for i := range tags {
+		tpid := uint16(0x8100)
+		if i == 0 {
+			tpid = 0x88a8
+		}
+		f = binary.BigEndian.AppendUint16(f, tpid)
+		f = binary.BigEndian.AppendUint16(f, uint16(10+i))
+	}
+	f = binary.BigEndian.AppendUint16(f, etype)
+	return append(f, pkt...)
+}
+
+// vxlanAround is a VXLAN datagram from the mirror to the VIP, outer source
+// port sport, carrying inner.
+func vxlanAround(t *testing.T, inner []byte, sport uint16) []byte {
+	tmpl := vxlanFrame(t, frameSpec{src: mirror, dst: vip, sport: sport, vni: 1})
+	const outer = 14 + 20 + 8 + 8
+	out := append(append([]byte(nil), tmpl[:outer]...), inner...)
+	binary.BigEndian.PutUint16(out[14+2:], uint16(len(out)-14))    // IPv4 total length
+	binary.BigEndian.PutUint16(out[14+20+4:], uint16(len(out)-34)) // UDP length
+	binary.BigEndian.PutUint16(out[14+20+6:], 0)                   // no UDP checksum
+	fixIPChecksum(out)
+	return out
 }
 
 // withInnerQinQ is f (a VXLAN frame of flowFrames) with two tags in its

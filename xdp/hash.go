@@ -118,14 +118,17 @@ const (
 	innerFull  = int(lbLbInnerKindLB_INNER_FULL)
 )
 
-// parseEth mirrors lb_parse_eth: Ethernet and at most two VLAN tags.
+// innerVLANTags mirrors LB_INNER_VLAN_TAGS: the tags lb_parse_eth skips.
+const innerVLANTags = 3
+
+// parseEth mirrors lb_parse_eth: Ethernet and at most innerVLANTags tags.
 func parseEth(b []byte) (l3 int, proto uint16, ok bool) {
 	if len(b) < 14 {
 		return 0, 0, false
 	}
 	proto = binary.BigEndian.Uint16(b[12:])
 	l3 = 14
-	for range 2 {
+	for range innerVLANTags {
 		if proto != 0x8100 && proto != 0x88a8 {
 			break
 		}
@@ -155,7 +158,8 @@ func innerHashEth(fr []byte) (uint32, int) {
 	return innerHashL3(proto, fr[l3:])
 }
 
-// innerHashL3 mirrors lb_inner_hash_l3: ip is an IPv4 or IPv6 packet.
+// innerHashL3 mirrors lb_inner_hash_l3: ip is an IPv4 or IPv6 packet; an
+// ICMP error is hashed as the packet it quotes.
 func innerHashL3(proto uint16, ip []byte) (uint32, int) {
 	switch proto {
 	case 0x0800:
@@ -163,27 +167,53 @@ func innerHashL3(proto uint16, ip []byte) (uint32, int) {
 			return 0, innerNone
 		}
 		ihl := int(ip[0]&0xf) * 4
-		if ihl < 20 {
-			return 0, innerNone
+		if ip[9] == 1 && ihl >= 20 && binary.BigEndian.Uint16(ip[6:])&0x3fff == 0 &&
+			len(ip) >= ihl+8+20 && icmp4Error(ip[ihl]) {
+			return flowHashIPv4(ip[ihl+8:])
 		}
-		a, b := word(ip[12:]), word(ip[16:])
-		pa, pb, ok := innerPorts(ip, ihl, ip[9])
-		if binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 || !ok {
-			return symmetricHash(a, b, 0, 0, 0), innerAddrs
-		}
-		return symmetricHash(a, b, pa, pb, ip[9]), innerFull
+		return flowHashIPv4(ip)
 	case 0x86dd:
-		if len(ip) < 40 {
-			return 0, innerNone
+		if len(ip) >= 40+8+40 && ip[6] == 58 && ip[40] >= 1 && ip[40] <= 4 {
+			return flowHashIPv6(ip[48:])
 		}
-		a, b := hashIn6(ip[8:24]), hashIn6(ip[24:40])
-		pa, pb, ok := innerPorts(ip, 40, ip[6])
-		if !ok {
-			return symmetricHash(a, b, 0, 0, 0), innerAddrs
-		}
-		return symmetricHash(a, b, pa, pb, ip[6]), innerFull
+		return flowHashIPv6(ip)
 	}
 	return 0, innerNone
+}
+
+// icmp4Error mirrors lb_icmp4_error: the ICMP types that quote a packet.
+func icmp4Error(typ byte) bool {
+	return typ == 3 || typ == 4 || typ == 5 || typ == 11 || typ == 12
+}
+
+// flowHashIPv4 mirrors lb_flow_hash_ip4.
+func flowHashIPv4(ip []byte) (uint32, int) {
+	if len(ip) < 20 {
+		return 0, innerNone
+	}
+	ihl := int(ip[0]&0xf) * 4
+	if ihl < 20 {
+		return 0, innerNone
+	}
+	a, b := word(ip[12:]), word(ip[16:])
+	pa, pb, ok := innerPorts(ip, ihl, ip[9])
+	if binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 || !ok {
+		return symmetricHash(a, b, 0, 0, 0), innerAddrs
+	}
+	return symmetricHash(a, b, pa, pb, ip[9]), innerFull
+}
+
+// flowHashIPv6 mirrors lb_flow_hash_ip6.
+func flowHashIPv6(ip []byte) (uint32, int) {
+	if len(ip) < 40 {
+		return 0, innerNone
+	}
+	a, b := hashIn6(ip[8:24]), hashIn6(ip[24:40])
+	pa, pb, ok := innerPorts(ip, 40, ip[6])
+	if !ok {
+		return symmetricHash(a, b, 0, 0, 0), innerAddrs
+	}
+	return symmetricHash(a, b, pa, pb, ip[6]), innerFull
 }
 
 // innerPorts mirrors lb_inner_ports: l4 starts at ip[off:].

@@ -86,6 +86,28 @@ static __always_inline struct hop *direct_hop(struct __sk_buff *skb, const struc
 	return bpf_map_lookup_elem(&xm_hops, &s->remote);
 }
 
+/* rx_aggregates tells an inbound packet of an interface that receives
+ * aggregates: GRO or LRO (compile.go then sends none of its inbound copies
+ * directly), or a virtual peer's segmentation offload, which a veth passes
+ * whole whatever its own GRO says. An aggregate takes the ring and waits
+ * there up to --max-delay, so from the first one on every inbound copy of
+ * the interface takes the ring too: a single frame sent directly would
+ * overtake the aggregate before it in the collector's file. */
+static __always_inline int rx_aggregates(struct __sk_buff *skb, __u32 dir)
+{
+	__u32 ifindex = skb->ifindex;
+	__u8 seen = 1;
+
+	if (dir != XM_DIR_IN)
+		return 0;
+	if (skb->gso_segs > 1) {
+		if (!bpf_map_lookup_elem(&xm_rx_aggr, &ifindex))
+			bpf_map_update_elem(&xm_rx_aggr, &ifindex, &seen, BPF_ANY);
+		return 1;
+	}
+	return bpf_map_lookup_elem(&xm_rx_aggr, &ifindex) != NULL;
+}
+
 /* direct_hop_segments is direct_hop for an outbound TCP aggregate whose
  * segments fit the session's length whole (header and gso_size), so the
  * copies of its segments are the segments themselves: the caller knows

@@ -61,6 +61,16 @@ struct {
 	__type(value, struct hop);
 } xm_hops SEC(".maps");
 
+/* Source interfaces that have received an aggregate (a GSO packet) at
+ * ingress, by ifindex: their inbound copies take the ring from then on
+ * (rx_aggregates, direct.h). The programs write it; user space never does. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XM_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, __u8);
+} xm_rx_aggr SEC(".maps");
+
 /* Counters: index session id * 2 + direction. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

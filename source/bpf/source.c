@@ -334,8 +334,8 @@ struct icmp_quote {
 };
 
 /* is_mirror tells xmirror's mirrored traffic, from this source or another:
- * IPv4 UDP to the VXLAN port with the mirror DSCP, and the ICMP errors about
- * such packets (a host without a VXLAN listener answers each with one). No
+ * IPv4 UDP to the VXLAN port with the mirror DSCP, and the ICMP errors and
+ * redirects about such packets (a host without a VXLAN listener answers each with one). No
  * source mirrors them, so two sources that mirror each other's traffic
  * cannot loop. */
 static __always_inline int is_mirror(struct __sk_buff *skb, const struct flow *f)
@@ -349,8 +349,10 @@ static __always_inline int is_mirror(struct __sk_buff *skb, const struct flow *f
 		return f->has_ports && f->dport == XM_VXLAN_PORT && (f->tos >> 2) == XM_MIRROR_DSCP;
 	if (f->proto != IPPROTO_ICMP || bpf_skb_load_bytes(skb, f->l4, &q, sizeof(q)) < 0)
 		return 0;
-	/* Destination unreachable, time exceeded, parameter problem. */
-	if (q.type != 3 && q.type != 11 && q.type != 12)
+	/* Destination unreachable, redirect, time exceeded, parameter
+	 * problem: a router that forwards a mirrored packet out of the
+	 * interface it came in by answers with a redirect. */
+	if (q.type != 3 && q.type != 5 && q.type != 11 && q.type != 12)
 		return 0;
 	if (q.ip.version != 4 || q.ip.protocol != IPPROTO_UDP || (q.ip.tos >> 2) != XM_MIRROR_DSCP)
 		return 0;
@@ -428,7 +430,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u32 dir)
 		out = w.replica;
 	if (st->datapath != XM_DATAPATH_KERNEL && out == st->vxlan_ifindex) {
 		__u32 hash = flow_hash(&w.f, s->hash_mode == XM_HASH_SYMMETRIC);
-		struct hop *h = w.direct ? direct_hop(skb, st, s) : NULL;
+		struct hop *h = w.direct && !rx_aggregates(skb, dir) ? direct_hop(skb, st, s) : NULL;
 
 		if (h)
 			direct_clone(skb, st, c, h, direct_mark(id, dir, skb->ifindex), hash);

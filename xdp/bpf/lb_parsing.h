@@ -27,14 +27,19 @@
 #define LB_VXLAN_HLEN 8
 #define LB_VXLAN_FLAG_I 0x08
 
+/* VLAN tags skipped in an inner frame (lb_parse_eth). */
+#define LB_INNER_VLAN_TAGS 3
+
 struct lb_vlan_hdr {
 	__be16 tci;
 	__be16 proto;
 };
 
-/* parse_eth skips Ethernet and at most two VLAN tags (802.1Q, or QinQ:
- * 802.1ad or 802.1Q outside 802.1Q), as the collector does. Returns the
- * EtherType (network order) and sets *l3, or 0 when the frame is truncated. */
+/* parse_eth skips Ethernet and at most three VLAN tags (802.1Q, or QinQ:
+ * 802.1ad or 802.1Q outside 802.1Q), as the collector does: a copy from
+ * xmirror source carries up to two tags of the frame's data and, at ingress,
+ * the outermost one the kernel kept in metadata. Returns the EtherType
+ * (network order) and sets *l3, or 0 when the frame is truncated. */
 static __always_inline __be16 lb_parse_eth(void *data, void *data_end, void **l3)
 {
 	struct ethhdr *eth = data;
@@ -45,7 +50,7 @@ static __always_inline __be16 lb_parse_eth(void *data, void *data_end, void **l3
 	proto = eth->h_proto;
 	*l3 = eth + 1;
 #pragma unroll
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < LB_INNER_VLAN_TAGS; i++) {
 		struct lb_vlan_hdr *vh = *l3;
 
 		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
@@ -136,46 +141,91 @@ static __always_inline int lb_inner_ports(void *l4, void *data_end, __u8 proto, 
 	return 1; /* no ports: addresses and protocol */
 }
 
-/* lb_inner_hash_l3 hashes an inner IPv4 or IPv6 packet (proto, network
- * order) at l3. Direction-independent. */
-static __always_inline int lb_inner_hash_l3(__be16 proto, void *l3, void *data_end, __u32 *hash)
+/* lb_flow_hash_ip4 hashes an IPv4 packet's flow: addresses, protocol and
+ * ports (ICMP echo id); addresses only for a fragment or a header cut short.
+ * Direction-independent. */
+static __always_inline int lb_flow_hash_ip4(struct iphdr *ip, void *data_end, __u32 *hash)
 {
 	__u16 pa = 0, pb = 0;
+	__u32 ihl;
 
+	if ((void *)(ip + 1) > data_end)
+		return LB_INNER_NONE;
+	ihl = ip->ihl * 4;
+	if (ihl < sizeof(*ip))
+		return LB_INNER_NONE;
+	/* non-first fragments have no ports: hash what every fragment has */
+	if ((ip->frag_off & bpf_htons(LB_IP_MF | LB_IP_OFFSET)) ||
+	    !lb_inner_ports((void *)ip + ihl, data_end, ip->protocol, &pa, &pb)) {
+		*hash = lb_hash_symmetric(ip->saddr, ip->daddr, 0, 0, 0);
+		return LB_INNER_ADDRS;
+	}
+	*hash = lb_hash_symmetric(ip->saddr, ip->daddr, pa, pb, ip->protocol);
+	return LB_INNER_FULL;
+}
+
+/* lb_flow_hash_ip6 is lb_flow_hash_ip4 for IPv6. */
+static __always_inline int lb_flow_hash_ip6(struct ipv6hdr *ip6, void *data_end, __u32 *hash)
+{
+	__u16 pa = 0, pb = 0;
+	__u32 a, b;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return LB_INNER_NONE;
+	a = lb_hash_in6((__u32 *)&ip6->saddr);
+	b = lb_hash_in6((__u32 *)&ip6->daddr);
+	/* extension headers are not walked: the pair of addresses and the
+	 * next header still agree in both directions */
+	if (!lb_inner_ports(ip6 + 1, data_end, ip6->nexthdr, &pa, &pb)) {
+		*hash = lb_hash_symmetric(a, b, 0, 0, 0);
+		return LB_INNER_ADDRS;
+	}
+	*hash = lb_hash_symmetric(a, b, pa, pb, ip6->nexthdr);
+	return LB_INNER_FULL;
+}
+
+/* ICMP errors (destination unreachable, source quench, redirect, time
+ * exceeded, parameter problem; ICMPv6 destination unreachable, packet too
+ * big, time exceeded, parameter problem) quote the header of the packet
+ * they are about, 8 bytes behind their own. */
+static __always_inline int lb_icmp4_error(__u8 type)
+{
+	return type == 3 || type == 4 || type == 5 || type == 11 || type == 12;
+}
+
+static __always_inline int lb_icmp6_error(__u8 type)
+{
+	return type >= 1 && type <= 4;
+}
+
+/* lb_inner_hash_l3 hashes an inner IPv4 or IPv6 packet (proto, network
+ * order) at l3. Direction-independent. An ICMP error is hashed as the packet
+ * it quotes, so it lands with the flow it is about (a port unreachable with
+ * its UDP datagram, a packet too big with its TCP connection). */
+static __always_inline int lb_inner_hash_l3(__be16 proto, void *l3, void *data_end, __u32 *hash)
+{
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = l3;
-		__u32 ihl;
+		__u8 *icmp;
 
 		if ((void *)(ip + 1) > data_end)
 			return LB_INNER_NONE;
-		ihl = ip->ihl * 4;
-		if (ihl < sizeof(*ip))
-			return LB_INNER_NONE;
-		/* non-first fragments have no ports: hash what every fragment has */
-		if ((ip->frag_off & bpf_htons(LB_IP_MF | LB_IP_OFFSET)) ||
-		    !lb_inner_ports((void *)ip + ihl, data_end, ip->protocol, &pa, &pb)) {
-			*hash = lb_hash_symmetric(ip->saddr, ip->daddr, 0, 0, 0);
-			return LB_INNER_ADDRS;
-		}
-		*hash = lb_hash_symmetric(ip->saddr, ip->daddr, pa, pb, ip->protocol);
-		return LB_INNER_FULL;
+		icmp = (void *)ip + ip->ihl * 4;
+		/* one hash call for either header: two would double what the
+		 * verifier walks through every tunnel's path */
+		if (ip->protocol == IPPROTO_ICMP && ip->ihl >= 5 && !(ip->frag_off & bpf_htons(LB_IP_MF | LB_IP_OFFSET)) &&
+		    (void *)(icmp + 8 + sizeof(struct iphdr)) <= data_end && lb_icmp4_error(icmp[0]))
+			ip = (void *)(icmp + 8);
+		return lb_flow_hash_ip4(ip, data_end, hash);
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
-		__u32 a, b;
+		__u8 *icmp = (void *)(ip6 + 1);
 
-		if ((void *)(ip6 + 1) > data_end)
-			return LB_INNER_NONE;
-		a = lb_hash_in6((__u32 *)&ip6->saddr);
-		b = lb_hash_in6((__u32 *)&ip6->daddr);
-		/* extension headers are not walked: the pair of addresses and the
-		 * next header still agree in both directions */
-		if (!lb_inner_ports(ip6 + 1, data_end, ip6->nexthdr, &pa, &pb)) {
-			*hash = lb_hash_symmetric(a, b, 0, 0, 0);
-			return LB_INNER_ADDRS;
-		}
-		*hash = lb_hash_symmetric(a, b, pa, pb, ip6->nexthdr);
-		return LB_INNER_FULL;
+		if ((void *)(icmp + 8 + sizeof(struct ipv6hdr)) <= data_end && ip6->nexthdr == IPPROTO_ICMPV6 &&
+		    lb_icmp6_error(icmp[0]))
+			ip6 = (void *)(icmp + 8);
+		return lb_flow_hash_ip6(ip6, data_end, hash);
 	}
 	return LB_INNER_NONE;
 }
