@@ -212,7 +212,7 @@ static __always_inline int lb_inner_hash_l3(__be16 proto, void *l3, void *data_e
 			return LB_INNER_NONE;
 		icmp = (void *)ip + ip->ihl * 4;
 		/* one hash call for either header: two would double what the
-		 * verifier walks through every tunnel's path */
+		 * verifier walks */
 		if (ip->protocol == IPPROTO_ICMP && ip->ihl >= 5 && !(ip->frag_off & bpf_htons(LB_IP_MF | LB_IP_OFFSET)) &&
 		    (void *)(icmp + 8 + sizeof(struct iphdr)) <= data_end && lb_icmp4_error(icmp[0]))
 			ip = (void *)(icmp + 8);
@@ -230,6 +230,25 @@ static __always_inline int lb_inner_hash_l3(__be16 proto, void *l3, void *data_e
 	return LB_INNER_NONE;
 }
 
+/* lb_inner_hash_plain hashes the common inner frame, untagged IPv4 without
+ * options carrying TCP or UDP, in a few compares. Returns 1 when it did. */
+static __always_inline int lb_inner_hash_plain(void *in, void *data_end, __u32 *hash)
+{
+	__u32 fp;
+
+	if (in + LB_PLAIN_HLEN + 4 > data_end)
+		return 0;
+	fp = *(__u32 *)(in + 20) & LB_PLAIN_FRAG_PROTO_MASK;
+	if ((*(__u32 *)(in + 12) & LB_PLAIN_L2_MASK) == LB_PLAIN_L2_IPV4 && (fp == LB_PLAIN_TCP || fp == LB_PLAIN_UDP)) {
+		struct iphdr *ip = in + ETH_HLEN;
+		__u16 *ports = in + LB_PLAIN_HLEN;
+
+		*hash = lb_hash_symmetric(ip->saddr, ip->daddr, ports[0], ports[1], fp >> 24);
+		return 1;
+	}
+	return 0;
+}
+
 /* lb_inner_hash_eth hashes the inner Ethernet frame at in (a VXLAN or
  * GENEVE payload). Direction-independent. */
 static __always_inline int lb_inner_hash_eth(void *in, void *data_end, __u32 *hash)
@@ -237,19 +256,8 @@ static __always_inline int lb_inner_hash_eth(void *in, void *data_end, __u32 *ha
 	void *l3;
 	__be16 proto;
 
-	/* the common shape first: inner IPv4 without options, TCP or UDP */
-	if (in + LB_PLAIN_HLEN + 4 <= data_end) {
-		__u32 fp = *(__u32 *)(in + 20) & LB_PLAIN_FRAG_PROTO_MASK;
-
-		if ((*(__u32 *)(in + 12) & LB_PLAIN_L2_MASK) == LB_PLAIN_L2_IPV4 &&
-		    (fp == LB_PLAIN_TCP || fp == LB_PLAIN_UDP)) {
-			struct iphdr *ip = in + ETH_HLEN;
-			__u16 *ports = in + LB_PLAIN_HLEN;
-
-			*hash = lb_hash_symmetric(ip->saddr, ip->daddr, ports[0], ports[1], fp >> 24);
-			return LB_INNER_FULL;
-		}
-	}
+	if (lb_inner_hash_plain(in, data_end, hash))
+		return LB_INNER_FULL;
 	proto = lb_parse_eth(in, data_end, &l3);
 	return lb_inner_hash_l3(proto, l3, data_end, hash);
 }
