@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/xmirror/xmirror/internal/netlab"
 	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
@@ -104,6 +106,57 @@ func TestAttachAndPinning(t *testing.T) {
 		}
 		if out := xdpOn(g); !strings.Contains(out, "xdpgeneric") {
 			return fmt.Errorf("not in generic mode:\n%s", out)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStartKeepsStaticNeighbours: a backend's static (permanent) ARP entry
+// is what it was after the start and a reload. The start asked the kernel to
+// resolve every backend's next hop with an NTF_USE update, which replaced a
+// permanent entry with an incomplete one: a collector that answers no ARP,
+// the reason it had a static entry, then got nothing.
+func TestStartKeepsStaticNeighbours(t *testing.T) {
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "lb", Addrs: []string{"10.0.0.1/24"}})
+	lb := lab.Host("lb")
+	static := func() (string, error) {
+		ns, err := netlink.NeighList(lb.Ifindex, netlink.FAMILY_V4)
+		if err != nil {
+			return "", err
+		}
+		for _, n := range ns {
+			if n.IP.Equal(b1Addr.AsSlice()) {
+				if n.State != netlink.NUD_PERMANENT || n.HardwareAddr.String() != b1MACFix.String() {
+					return fmt.Sprintf("state %#x, MAC %s", n.State, n.HardwareAddr), nil
+				}
+				return "", nil
+			}
+		}
+		return "gone", nil
+	}
+	err := lb.Do(func() error {
+		if err := netlink.NeighSet(&netlink.Neigh{LinkIndex: lb.Ifindex, IP: b1Addr.AsSlice(), HardwareAddr: b1MACFix, State: netlink.NUD_PERMANENT}); err != nil {
+			return err
+		}
+		cfg := lbConfig("wrr", "outer", backend("b1", b1Addr, 0, 1))
+		b, err := startBalancer(Options{XDPMode: ModeGeneric}, cfg)
+		if b != nil {
+			defer b.Close()
+		}
+		if err != nil {
+			return err
+		}
+		if bad, err := static(); err != nil || bad != "" {
+			return fmt.Errorf("static neighbour of b1 after the start: %s %v", bad, err)
+		}
+		if err := b.Apply(cfg); err != nil {
+			return err
+		}
+		if bad, err := static(); err != nil || bad != "" {
+			return fmt.Errorf("static neighbour of b1 after a reload: %s %v", bad, err)
 		}
 		return nil
 	})
