@@ -115,16 +115,31 @@ func (b *Balancer) prepareEgress(cfg *config.LoadBalancer) error {
 			return err
 		}
 	}
+	hops, err := b.addBackendEgress(cfg, true)
+	if err != nil {
+		return err
+	}
+	resolveNeighbours(hops)
+	return nil
+}
+
+// addBackendEgress adds the interface each backend's route leaves by to the
+// redirect map, and returns the next hops to resolve. The data path sends
+// only to interfaces in that map: any other egress is drop_no_route. warn
+// logs backends without a route.
+func (b *Balancer) addBackendEgress(cfg *config.LoadBalancer, warn bool) ([]hop, error) {
 	var hops []hop
 	for _, be := range cfg.Backends {
 		routes, err := netlink.RouteGet(be.Address.AsSlice())
 		if err != nil || len(routes) == 0 {
-			slog.Warn("no route to backend", "backend", be.Name, "address", be.Address, "err", err)
+			if warn {
+				slog.Warn("no route to backend", "backend", be.Name, "address", be.Address, "err", err)
+			}
 			continue
 		}
 		r := routes[0]
 		if err := b.objs.LbTxPorts.Put(uint32(r.LinkIndex), uint32(r.LinkIndex)); err != nil {
-			return fmt.Errorf("add egress of %s to redirect map: %w", be.Name, err)
+			return hops, fmt.Errorf("add egress of %s to redirect map: %w", be.Name, err)
 		}
 		ip := net.IP(be.Address.AsSlice())
 		if r.Gw != nil {
@@ -132,8 +147,21 @@ func (b *Balancer) prepareEgress(cfg *config.LoadBalancer) error {
 		}
 		hops = append(hops, hop{r.LinkIndex, ip})
 	}
-	resolveNeighbours(hops)
-	return nil
+	return hops, nil
+}
+
+// RefreshEgress adds the interfaces the backends' routes leave by now to the
+// redirect map: a route that moved to another interface (the data path
+// follows routes within 100 ms) would otherwise be drop_no_route until a
+// restart. The xmirror lb process runs it every second.
+func (b *Balancer) RefreshEgress() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cfg == nil || b.links == nil {
+		return nil
+	}
+	_, err := b.addBackendEgress(b.cfg, false)
+	return err
 }
 
 type hop struct {

@@ -366,13 +366,18 @@ static __always_inline int lb_send(struct lb_cpu *pc, struct xdp_md *ctx, __u32 
 	if (id >= LB_MAX_BACKENDS)
 		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
 	st = &pc->traffic[id];
-	st->packets += 1;
-	st->bytes += data_end - data;
-	if (nh->ifindex == ingress)
+	if (nh->ifindex == ingress) {
+		st->packets += 1;
+		st->bytes += data_end - data;
 		return lb_verdict(pc, LB_STAT_TX, XDP_TX);
+	}
+	/* counted for the backend only once the redirect is taken: a frame
+	 * dropped here reached no backend */
 	rc = bpf_redirect_map(&lb_tx_ports, nh->ifindex, 0);
 	if (rc != XDP_REDIRECT)
 		return lb_verdict(pc, LB_STAT_DROP_NO_ROUTE, XDP_DROP);
+	st->packets += 1;
+	st->bytes += data_end - data;
 	return lb_verdict(pc, LB_STAT_REDIRECT, XDP_REDIRECT);
 }
 
