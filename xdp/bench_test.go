@@ -138,3 +138,27 @@ func setBenchFlows(tb testing.TB, bo *lbbenchObjects, n int) {
 		tb.Fatal(err)
 	}
 }
+
+// TestBenchProgramsLoad: the benchmark programs pass the verifier, so
+// BenchmarkDataPath runs. They inline the whole data path with a frame
+// restore around it, which takes the verifier more steps than xmirror_lb:
+// from 79d625f (inner frames with three VLAN tags, ICMP errors by the packet
+// they quote) they ran past its limit of a million instructions and the
+// benchmark failed to load while every test passed. The log says how many
+// steps each program took.
+func TestBenchProgramsLoad(t *testing.T) {
+	g := newGoldenLab(t)
+	bo := loadBench(t, g.bal)
+	for _, p := range []struct {
+		name string
+		prog *ebpf.Program
+	}{{"xmirror_lb", g.bal.objs.XmirrorLb}, {"xmirror_lb_bench", bo.XmirrorLbBench}, {"xmirror_lb_bench_flows", bo.XmirrorLbBenchFlows}} {
+		info, err := p.prog.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, ok := info.VerifiedInstructions(); ok {
+			t.Logf("%s: the verifier processed %d instructions (limit 1,000,000)", p.name, n)
+		}
+	}
+}

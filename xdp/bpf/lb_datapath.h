@@ -239,14 +239,48 @@ static __always_inline int lb_acl_allows(struct lb_slot *cfg, __u32 slot, __be32
 	return bpf_map_lookup_elem(&lb_acl, &k) != NULL;
 }
 
-/* Fragments are placed statelessly by (src, dst, id), which every fragment of
- * a datagram carries, using the slot's schedule or Maglev table as a
- * weighted hash ring. */
+/* lb_frag_key_of is the lb_frags key of an outer fragment (before the
+ * rewrite: the destination is the VIP). */
+static __always_inline struct lb_frag_key lb_frag_key_of(struct iphdr *ip)
+{
+	struct lb_frag_key k = {};
+
+	k.saddr = ip->saddr;
+	k.daddr = ip->daddr;
+	k.id = ip->id;
+	return k;
+}
+
+/* lb_frag_record remembers the backend of a first fragment for the later
+ * fragments of its datagram. */
+static __always_inline void lb_frag_record(struct iphdr *ip, __u32 id)
+{
+	struct lb_frag_key k = lb_frag_key_of(ip);
+
+	bpf_map_update_elem(&lb_frags, &k, &id, BPF_ANY);
+}
+
+/* A later fragment follows its first fragment's backend (lb_frags) while
+ * that one is alive. Without a record (the first came later, went through
+ * another node, or its backend left) it is placed statelessly by (src, dst,
+ * id), which every fragment of a datagram carries, using the slot's
+ * schedule or Maglev table as a weighted hash ring. */
 static __always_inline int lb_pick_frag(struct lb_cpu *pc, __u32 slot, struct lb_slot *cfg, struct iphdr *ip, __u32 *id)
 {
+	struct lb_frag_key k = lb_frag_key_of(ip);
 	__u32 hash = lb_hash_frag(ip->saddr, ip->daddr, ip->id);
+	struct lb_backend *b;
+	__u32 *rec;
 
 	lb_count(pc, LB_STAT_FRAGMENT);
+	rec = bpf_map_lookup_elem(&lb_frags, &k);
+	if (rec) {
+		b = lb_backend_get(slot, *rec);
+		if (b && (b->flags & LB_BACKEND_ALIVE)) {
+			*id = *rec;
+			return 0;
+		}
+	}
 	if (cfg->algorithm == LB_ALGO_MAGLEV) {
 		if (cfg->maglev_size == 0)
 			return -1;
@@ -573,20 +607,26 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		 * and a loop of LBs listing each other would never end. */
 		if (ip->ttl <= 1)
 			return lb_verdict(pc, LB_STAT_DROP_TTL, XDP_DROP);
-		if (ip->frag_off & bpf_htons(LB_IP_MF)) {
-			if (lb_pick_frag(pc, slot, cfg, ip, &id))
-				return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
-			return lb_forward(pc, ctx, ingress, ip, udp, slot, id, now);
-		}
 	}
-	if (encap == LB_ENCAP_GENEVE && !lb_geneve_ok(udp, data_end))
+	/* A first fragment (MF: never on the plain path) holds the headers: it
+	 * is placed by its flow as a whole datagram is, and its backend is
+	 * recorded for the later fragments (placed by (src, dst, id) like
+	 * them, a flow's fragmented datagrams went elsewhere than its others).
+	 * The tunnel header checks are about whole datagrams. The flag is read
+	 * from the packet again, not kept: a register live across the hash
+	 * and the pick would double the states the verifier walks. */
+	if (encap == LB_ENCAP_GENEVE && !(ip->frag_off & bpf_htons(LB_IP_MF)) && !lb_geneve_ok(udp, data_end))
 		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
-	if (encap == LB_ENCAP_GRE &&
+	if (encap == LB_ENCAP_GRE && !(ip->frag_off & bpf_htons(LB_IP_MF)) &&
 	    !lb_gre_ok((void *)ip + ip->ihl * 4, (void *)ip + bpf_ntohs(ip->tot_len), data_end))
 		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
 	hash = lb_flow_hash(pc, cfg, encap, ip, udp, data_end);
 	if (lb_pick(pc, slot, cfg, hash, &id, now))
 		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+	if (!plain && (ip->frag_off & bpf_htons(LB_IP_MF))) {
+		lb_count(pc, LB_STAT_FRAGMENT);
+		lb_frag_record(ip, id);
+	}
 	return lb_forward(pc, ctx, ingress, ip, udp, slot, id, now);
 }
 
