@@ -465,8 +465,10 @@ static __always_inline int lb_forward(struct lb_cpu *pc, struct xdp_md *ctx, __u
 	return lb_send(pc, ctx, ingress, ip, id, nh);
 }
 
-/* lb_other_host: the frame is unicast to a MAC that is not the ingress
- * interface's (known only once a control plane attached the program). The
+/* lb_other_host: the frame is not addressed to the ingress interface's MAC
+ * (known only once a control plane attached the program): unicast to
+ * another host, or a link-layer broadcast or multicast, which a router does
+ * not forward (RFC 1812, 5.3.4) and every LB node on the segment would. The
  * caller reads ctx->ingress_ifindex once: the verifier makes it three
  * dependent loads. */
 static __always_inline int lb_other_host(struct xdp_md *ctx, __u32 ifindex)
@@ -477,9 +479,7 @@ static __always_inline int lb_other_host(struct xdp_md *ctx, __u32 ifindex)
 
 	if (data + ETH_HLEN > data_end || m->ifindex != ifindex)
 		return 0;
-	if (*(__u32 *)data == m->mac_lo && *(__u16 *)(data + 4) == m->mac_hi)
-		return 0;
-	return !(*(__u8 *)data & 1); /* multicast and broadcast are for everyone */
+	return *(__u32 *)data != m->mac_lo || *(__u16 *)(data + 4) != m->mac_hi;
 }
 
 /* lb_listener_l4 is the IP protocol of the slot's listener. */
