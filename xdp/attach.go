@@ -115,16 +115,31 @@ func (b *Balancer) prepareEgress(cfg *config.LoadBalancer) error {
 			return err
 		}
 	}
+	hops, err := b.addBackendEgress(cfg, true)
+	if err != nil {
+		return err
+	}
+	resolveNeighbours(hops)
+	return nil
+}
+
+// addBackendEgress adds the interface each backend's route leaves by to the
+// redirect map, and returns the next hops to resolve. The data path sends
+// only to interfaces in that map: any other egress is drop_no_route. warn
+// logs backends without a route.
+func (b *Balancer) addBackendEgress(cfg *config.LoadBalancer, warn bool) ([]hop, error) {
 	var hops []hop
 	for _, be := range cfg.Backends {
 		routes, err := netlink.RouteGet(be.Address.AsSlice())
 		if err != nil || len(routes) == 0 {
-			slog.Warn("no route to backend", "backend", be.Name, "address", be.Address, "err", err)
+			if warn {
+				slog.Warn("no route to backend", "backend", be.Name, "address", be.Address, "err", err)
+			}
 			continue
 		}
 		r := routes[0]
 		if err := b.objs.LbTxPorts.Put(uint32(r.LinkIndex), uint32(r.LinkIndex)); err != nil {
-			return fmt.Errorf("add egress of %s to redirect map: %w", be.Name, err)
+			return hops, fmt.Errorf("add egress of %s to redirect map: %w", be.Name, err)
 		}
 		ip := net.IP(be.Address.AsSlice())
 		if r.Gw != nil {
@@ -132,8 +147,21 @@ func (b *Balancer) prepareEgress(cfg *config.LoadBalancer) error {
 		}
 		hops = append(hops, hop{r.LinkIndex, ip})
 	}
-	resolveNeighbours(hops)
-	return nil
+	return hops, nil
+}
+
+// RefreshEgress adds the interfaces the backends' routes leave by now to the
+// redirect map: a route that moved to another interface (the data path
+// follows routes within 100 ms) would otherwise be drop_no_route until a
+// restart. The xmirror lb process runs it every second.
+func (b *Balancer) RefreshEgress() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cfg == nil || b.links == nil {
+		return nil
+	}
+	_, err := b.addBackendEgress(b.cfg, false)
+	return err
 }
 
 type hop struct {
@@ -146,8 +174,52 @@ type hop struct {
 // without sending the backend any data, unlike a probe datagram would. It
 // waits up to a second in all for the answers.
 func resolveNeighbours(hops []hop) {
+	pending := requestNeighbours(hops)
+	for i := 0; len(pending) > 0 && i < 50; i++ {
+		if i > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		for k, h := range pending {
+			if neighUsable(h) {
+				slog.Debug("neighbour resolved", "ip", h.ip)
+				delete(pending, k)
+			}
+		}
+	}
+	for _, h := range pending {
+		slog.Warn("neighbour not resolved yet: first packets take the kernel path", "ip", h.ip)
+	}
+}
+
+// usableNeigh are the neighbour states the data path can send with.
+const usableNeigh = netlink.NUD_REACHABLE | netlink.NUD_PERMANENT | netlink.NUD_NOARP | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE
+
+// neighUsable reports whether h's neighbour entry has a MAC the data path
+// can use.
+func neighUsable(h hop) bool {
+	ns, err := netlink.NeighList(h.linkIndex, unix.AF_INET)
+	if err != nil {
+		return false
+	}
+	for _, x := range ns {
+		if x.IP.Equal(h.ip) && x.State&usableNeigh != 0 && len(x.HardwareAddr) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// requestNeighbours asks the kernel to resolve each next hop (NTF_USE) that
+// has no usable entry, and returns those it asked for, by address, without
+// waiting for the answers. One with an entry is left alone: the request
+// replaces a static (permanent) entry with an incomplete one, and a
+// collector that answers no ARP (why it was made static) then gets nothing.
+func requestNeighbours(hops []hop) map[string]hop {
 	pending := map[string]hop{}
 	for _, h := range hops {
+		if neighUsable(h) {
+			continue
+		}
 		n := &netlink.Neigh{LinkIndex: h.linkIndex, Family: unix.AF_INET, IP: h.ip, Flags: netlink.NTF_USE}
 		if err := netlink.NeighSet(n); err != nil {
 			slog.Warn("neighbour resolution request failed", "ip", h.ip, "err", err)
@@ -155,29 +227,7 @@ func resolveNeighbours(hops []hop) {
 		}
 		pending[h.ip.String()] = h
 	}
-	const usable = netlink.NUD_REACHABLE | netlink.NUD_PERMANENT | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE
-	for i := 0; len(pending) > 0 && i < 50; i++ {
-		if i > 0 {
-			time.Sleep(20 * time.Millisecond)
-		}
-		for k, h := range pending {
-			ns, err := netlink.NeighList(h.linkIndex, unix.AF_INET)
-			if err != nil {
-				delete(pending, k)
-				continue
-			}
-			for _, x := range ns {
-				if x.IP.Equal(h.ip) && x.State&usable != 0 && len(x.HardwareAddr) > 0 {
-					slog.Debug("neighbour resolved", "ip", h.ip, "mac", x.HardwareAddr.String())
-					delete(pending, k)
-					break
-				}
-			}
-		}
-	}
-	for _, h := range pending {
-		slog.Warn("neighbour not resolved yet: first packets take the kernel path", "ip", h.ip)
-	}
+	return pending
 }
 
 // writeListenerMACs tells the data path each listener interface's MAC

@@ -180,6 +180,16 @@ func (b *Balancer) Apply(cfg *config.LoadBalancer) error {
 	} else if b.hcWanted && cfg.HealthCheck.Enabled {
 		b.startHealthChecks()
 	}
+	if b.links != nil {
+		// Attached: a backend this reload adds may leave by an interface
+		// the start did not put in the redirect map. Its neighbour is
+		// asked for, not waited for (the kernel forwards until then).
+		hops, err := b.addBackendEgress(cfg, true)
+		if err != nil {
+			slog.Error("add the backends' egress interfaces to the redirect map", "err", err)
+		}
+		requestNeighbours(hops)
+	}
 	return nil
 }
 

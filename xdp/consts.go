@@ -19,6 +19,9 @@ const (
 	DefaultMaglevSize = 65537
 	slots             = 2
 	ifaceSlots        = 64
+	// fragsMax is how many outer datagrams' first fragments lb_frags
+	// remembers.
+	fragsMax = 8192
 )
 
 // Codes shared with the BPF program, from the enums of bpf/lb_consts.h that

@@ -118,14 +118,15 @@ func TestGoldenGENEVE(t *testing.T) {
 	whole := gen(geneveSpec{options: 2})
 	frag1, frag2 := fragment(whole, 24)
 	fragOf := func(i int) func([]byte) []byte {
-		return func(in []byte) []byte {
-			dst, mac := g.predictedBackend(t, in, config.ProtocolGENEVE, predict)
+		return func([]byte) []byte {
+			// a later fragment goes where its first fragment went (lb_frags)
+			dst, mac := g.predictedBackend(t, frag1, config.ProtocolGENEVE, predict)
 			f1, f2 := fragment(expectForward(whole, mac, g.lb.MAC, dst, 0), 24)
 			return [][]byte{f1, f2}[i]
 		}
 	}
 	cases := []protocolCase{
-		{"first fragment: placed by (src, dst, id), options not judged", maglev, frag1, 3, fragOf(0), StatFragment, ""},
+		{"first fragment: placed by what it holds, options not judged", maglev, frag1, 3, fragOf(0), StatFragment, ""},
 		{"later fragment follows", maglev, frag2, 3, fragOf(1), StatFragment, ""},
 		{"no options", maglev, gen(geneveSpec{}), 3, toPredicted, StatTX, "inner"},
 		{"one option", maglev, gen(geneveSpec{options: 1}), 3, toPredicted, StatTX, "inner"},

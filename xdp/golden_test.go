@@ -293,8 +293,10 @@ func TestGolden(t *testing.T) {
 		{"larger than the egress MTU: kernel fragments or answers", one, nil, with(func(s *frameSpec) { s.pad = 1500 }), 2, passTo(b1Addr), StatPassMTU},
 		{"another host's MAC (flooded): the kernel's", one, nil, with(func(s *frameSpec) { s.dstMAC = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x99} }), 2, same, StatPassOtherHost},
 		{"another host's MAC, later fragment", one, nil, patch(frag2, func(b []byte) { b[5] = 0x99 }), 2, same, StatPassOtherHost},
-		{"broadcast MAC: for everyone", one, nil, with(func(s *frameSpec) { s.dstMAC = layers.EthernetBroadcast }), 3,
-			func(in []byte) []byte { return expectForward(in, g.b1MAC, lbMAC, b1Addr, 0) }, StatTX},
+		// a router does not forward a link-layer broadcast or multicast
+		// (RFC 1812, 5.3.4): every LB node on the segment would
+		{"broadcast MAC: the kernel's", one, nil, with(func(s *frameSpec) { s.dstMAC = layers.EthernetBroadcast }), 2, same, StatPassOtherHost},
+		{"multicast MAC: the kernel's", one, nil, with(func(s *frameSpec) { s.dstMAC = net.HardwareAddr{0x01, 0, 0x5e, 1, 2, 3} }), 2, same, StatPassOtherHost},
 		{"allowlist admits", allow("10.0.0.0/24"), nil, std, 3, toB1, StatTX},
 		{"allowlist denies", allow("10.1.0.0/16"), nil, std, 1, nil, StatDropACL},
 		{"allowlist denies later fragment", allow("10.1.0.0/16"), nil, frag2, 1, nil, StatDropACL},

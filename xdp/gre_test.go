@@ -138,6 +138,13 @@ func TestGoldenGRE(t *testing.T) {
 		dst, mac := g.predictedBackend(t, in, config.ProtocolGRE, predict)
 		return expectGREForward(in, mac, g.lb.MAC, dst)
 	}
+	// a later fragment goes where its first fragment went (lb_frags)
+	toFirstFragments := func(first []byte) func([]byte) []byte {
+		return func(in []byte) []byte {
+			dst, mac := g.predictedBackend(t, first, config.ProtocolGRE, predict)
+			return expectGREForward(in, mac, g.lb.MAC, dst)
+		}
+	}
 	same := func(in []byte) []byte { return in }
 	v6 := base
 	v6.innerSrc, v6.inDst, v6.innerSP, v6.innerDP = netip.MustParseAddr("fd00::230"), netip.MustParseAddr("fd00::161"), 1234, 80
@@ -149,8 +156,8 @@ func TestGoldenGRE(t *testing.T) {
 	}
 	frag1, frag2 := fragment(gen(greSpec{erspan: 2, csum: true}), 24)
 	cases := []protocolCase{
-		{"first fragment: placed by (src, dst, id)", maglev, frag1, 3, toPredicted, StatFragment, ""},
-		{"later fragment follows", maglev, frag2, 3, toPredicted, StatFragment, ""},
+		{"first fragment: placed by what it holds", maglev, frag1, 3, toPredicted, StatFragment, ""},
+		{"later fragment follows", maglev, frag2, 3, toFirstFragments(frag1), StatFragment, ""},
 		{"bridging (0x6558), no optional fields", maglev, gen(greSpec{}), 3, toPredicted, StatTX, "inner"},
 		{"bridging with checksum, key and sequence", maglev, gen(greSpec{csum: true, key: true, seq: true}), 3, toPredicted, StatTX, "inner"},
 		{"ERSPAN type I (no sequence, no header)", maglev, gen(greSpec{erspan: 1}), 3, toPredicted, StatTX, "inner"},

@@ -48,7 +48,10 @@ func fragHash(saddr, daddr uint32, id uint16) uint32 {
 // FlowHash is the hash the BPF program places frame by: frame is an outer
 // Ethernet frame addressed to a VXLAN listener, affinity is inner-symmetric,
 // outer or none. ok is false when the program would not hash it (not IPv4
-// UDP, malformed, or affinity none). Fragments hash by (src, dst, id).
+// UDP, malformed, or affinity none). A first fragment hashes as its
+// datagram would, from the headers it holds; a later fragment by (src, dst,
+// id), which the program uses only when it has no record of the backend
+// its first fragment went to (lb_frags).
 func FlowHash(frame []byte, affinity string) (hash uint32, ok bool) {
 	return ListenerFlowHash(frame, config.ProtocolVXLAN, affinity)
 }
@@ -72,12 +75,15 @@ func ListenerFlowHash(frame []byte, protocol, affinity string) (hash uint32, ok 
 	}
 	saddr, daddr := word(ip[12:]), word(ip[16:])
 	frag := binary.BigEndian.Uint16(ip[6:])
-	if frag&0x3fff != 0 {
+	if frag&0x1fff != 0 {
 		return fragHash(saddr, daddr, half(ip[4:])), true
 	}
+	// a first fragment holds only part of the datagram: its tunnel header
+	// is not judged
+	first := frag&0x2000 != 0
 	if protocol == config.ProtocolGRE {
 		end := min(int(binary.BigEndian.Uint16(ip[2:])), len(ip))
-		if end < ihl || !greOK(ip[ihl:end]) {
+		if end < ihl || !first && !greOK(ip[ihl:end]) {
 			return 0, false
 		}
 		return byAffinity(affinity, outerHash(saddr, daddr, 0, 0), ip[ihl:], greInnerHash)
@@ -88,7 +94,7 @@ func ListenerFlowHash(frame []byte, protocol, affinity string) (hash uint32, ok 
 	udp := ip[ihl:]
 	outer := outerHash(saddr, daddr, half(udp[0:]), half(udp[2:]))
 	if protocol == config.ProtocolGENEVE {
-		if !geneveOK(udp) {
+		if !first && !geneveOK(udp) {
 			return 0, false
 		}
 		return byAffinity(affinity, outer, udp[8:], geneveInnerHash)

@@ -93,6 +93,14 @@ const (
 	lbLbEncapLB_ENCAP_GRE    lbLbEncap = 2
 )
 
+type lbLbFragKey struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Id    uint16
+	Pad   [2]uint8
+}
+
 type lbLbHashSeed uint32
 
 const (
@@ -174,6 +182,7 @@ const (
 	lbMapLbActive       = "lb_active"
 	lbMapLbBackends     = "lb_backends"
 	lbMapLbFlows        = "lb_flows"
+	lbMapLbFrags        = "lb_frags"
 	lbMapLbMaglev       = "lb_maglev"
 	lbMapLbPercpu       = "lb_percpu"
 	lbMapLbSlots        = "lb_slots"
@@ -243,6 +252,7 @@ type lbMapSpecs struct {
 	LbActive      *ebpf.MapSpec `ebpf:"lb_active"`
 	LbBackends    *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbFlows       *ebpf.MapSpec `ebpf:"lb_flows"`
+	LbFrags       *ebpf.MapSpec `ebpf:"lb_frags"`
 	LbMaglev      *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbPercpu      *ebpf.MapSpec `ebpf:"lb_percpu"`
 	LbSlots       *ebpf.MapSpec `ebpf:"lb_slots"`
@@ -288,6 +298,7 @@ type lbMaps struct {
 	LbActive      *ebpf.Map `ebpf:"lb_active"`
 	LbBackends    *ebpf.Map `ebpf:"lb_backends"`
 	LbFlows       *ebpf.Map `ebpf:"lb_flows"`
+	LbFrags       *ebpf.Map `ebpf:"lb_frags"`
 	LbMaglev      *ebpf.Map `ebpf:"lb_maglev"`
 	LbPercpu      *ebpf.Map `ebpf:"lb_percpu"`
 	LbSlots       *ebpf.Map `ebpf:"lb_slots"`
@@ -302,6 +313,7 @@ func (m *lbMaps) Close() error {
 		m.LbActive,
 		m.LbBackends,
 		m.LbFlows,
+		m.LbFrags,
 		m.LbMaglev,
 		m.LbPercpu,
 		m.LbSlots,

@@ -21,6 +21,7 @@ const (
 	lbbenchMapLbBackends             = "lb_backends"
 	lbbenchMapLbBenchFlow            = "lb_bench_flow"
 	lbbenchMapLbFlows                = "lb_flows"
+	lbbenchMapLbFrags                = "lb_frags"
 	lbbenchMapLbMaglev               = "lb_maglev"
 	lbbenchMapLbPercpu               = "lb_percpu"
 	lbbenchMapLbSlots                = "lb_slots"
@@ -99,6 +100,7 @@ type lbbenchMapSpecs struct {
 	LbBackends    *ebpf.MapSpec `ebpf:"lb_backends"`
 	LbBenchFlow   *ebpf.MapSpec `ebpf:"lb_bench_flow"`
 	LbFlows       *ebpf.MapSpec `ebpf:"lb_flows"`
+	LbFrags       *ebpf.MapSpec `ebpf:"lb_frags"`
 	LbMaglev      *ebpf.MapSpec `ebpf:"lb_maglev"`
 	LbPercpu      *ebpf.MapSpec `ebpf:"lb_percpu"`
 	LbSlots       *ebpf.MapSpec `ebpf:"lb_slots"`
@@ -145,6 +147,7 @@ type lbbenchMaps struct {
 	LbBackends    *ebpf.Map `ebpf:"lb_backends"`
 	LbBenchFlow   *ebpf.Map `ebpf:"lb_bench_flow"`
 	LbFlows       *ebpf.Map `ebpf:"lb_flows"`
+	LbFrags       *ebpf.Map `ebpf:"lb_frags"`
 	LbMaglev      *ebpf.Map `ebpf:"lb_maglev"`
 	LbPercpu      *ebpf.Map `ebpf:"lb_percpu"`
 	LbSlots       *ebpf.Map `ebpf:"lb_slots"`
@@ -160,6 +163,7 @@ func (m *lbbenchMaps) Close() error {
 		m.LbBackends,
 		m.LbBenchFlow,
 		m.LbFlows,
+		m.LbFrags,
 		m.LbMaglev,
 		m.LbPercpu,
 		m.LbSlots,

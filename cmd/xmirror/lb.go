@@ -247,10 +247,12 @@ const linkCheckEvery = time.Second
 // Run keeps the program on the listener interfaces: one deleted and created
 // again (a restarted container's veth) has another index, which the old
 // link does not hold, so it is attached anew; one that is gone is logged
-// and shown by xmirror_lb_interface_up until it is back.
+// and shown by xmirror_lb_interface_up until it is back. The interfaces the
+// backends' routes leave by are added to the redirect map as they change.
 func (p *lbPart) Run(ctx context.Context) error {
 	t := time.NewTicker(linkCheckEvery)
 	defer t.Stop()
+	egressErr := ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -260,6 +262,13 @@ func (p *lbPart) Run(ctx context.Context) error {
 		_, gone, err := p.bal.RepairLinks()
 		if err != nil {
 			slog.Error("attach the program to a re-created listener interface", "err", err)
+		}
+		// once per failure, not every second
+		if err := p.bal.RefreshEgress(); err != nil && err.Error() != egressErr {
+			slog.Error("add the backends' egress interfaces to the redirect map", "err", err)
+			egressErr = err.Error()
+		} else if err == nil {
+			egressErr = ""
 		}
 		p.mu.Lock()
 		if !slices.Equal(gone, p.missing) {

@@ -126,3 +126,50 @@ func TestLBReloadSaysMetricsListenNeedsRestart(t *testing.T) {
 		<-p.Done()
 	}
 }
+
+// TestStopDuringReloadStorm: a SIGTERM among SIGHUPs that come faster than
+// the lb reloads stops it. The stop and reload signals shared one channel,
+// which the burst kept full, and the runtime drops a signal whose channel is
+// full: the SIGTERM was lost and the lb ran on after the burst ended.
+func TestStopDuringReloadStorm(t *testing.T) {
+	labtest.RequireRoot(t)
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "host", Addrs: []string{"192.168.0.230/24"}})
+	cfg := filepath.Join(t.TempDir(), "lb.yaml")
+	// A Maglev table of the default size: each reload writes 65,537 entries.
+	os.WriteFile(cfg, []byte("load_balancer:\n  listener: {vip: 192.168.0.147, interfaces: [eth0]}\n  algorithm: maglev\n  backends: [{address: 192.168.0.6}, {address: 192.168.0.7}]\nmetrics: {listen: \"off\"}\n"), 0o644)
+	p := startXmirror(t, lab.Host("host"), "lb", "--config", cfg,
+		"--pin-path", fmt.Sprintf("/sys/fs/bpf/xmirror-reload-test-%d", os.Getpid()), "--detach-on-exit")
+	waitFor(t, "started", p, func() bool { return strings.Contains(p.Output(), "load balancer running") })
+
+	storm := make(chan struct{})
+	stormDone := make(chan struct{})
+	go func() {
+		defer close(stormDone)
+		for {
+			select {
+			case <-storm:
+				return
+			default:
+			}
+			p.Signal(syscall.SIGHUP)
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	p.Signal(syscall.SIGTERM)
+	select {
+	case <-p.Done():
+	case <-time.After(5 * time.Second):
+	}
+	close(storm)
+	<-stormDone
+	select {
+	case <-p.Done():
+	default:
+		p.Signal(syscall.SIGTERM)
+		t.Fatalf("still running 5 s after a SIGTERM sent during a SIGHUP burst (%d reloads logged)", strings.Count(p.Output(), "msg=reloaded"))
+	}
+	if !strings.Contains(p.Output(), "signal=terminated") {
+		t.Errorf("no stop logged:\n%s", p.Output())
+	}
+}

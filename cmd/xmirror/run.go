@@ -72,15 +72,23 @@ type partSpec struct {
 func runPart(ctx context.Context, spec partSpec) error {
 	// Signals first: a SIGTERM or SIGHUP that arrives while starting must not
 	// kill the process the default way; it is handled once the part runs.
-	stopOn := []os.Signal{os.Interrupt, syscall.SIGTERM}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, append(stopOn, spec.reloadOn...)...)
-	defer signal.Stop(sigs)
+	// A channel of their own for the stop signals: the runtime drops a
+	// signal whose channel is full, and a burst of reload signals (a
+	// configuration manager's SIGHUPs, faster than reloads finish) kept a
+	// shared one full, so a SIGTERM among them was lost and the part ran on.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(stop)
+	// Reload signals that come while a reload runs queue up to this many
+	// (the runtime drops the rest); the last reload reads the newest file.
+	reloads := make(chan os.Signal, 4)
+	signal.Notify(reloads, spec.reloadOn...)
+	defer signal.Stop(reloads)
 	// A SIGHUP from before: earlyhup kept it from ending the process. The
 	// part reloads once started (its configuration may be older than the
 	// signal).
 	if earlyhup.Handover() && slices.Contains(spec.reloadOn, os.Signal(syscall.SIGHUP)) {
-		sigs <- syscall.SIGHUP
+		reloads <- syscall.SIGHUP
 	}
 
 	// The configuration's addresses are checked already: a bad one here
@@ -140,15 +148,25 @@ func runPart(ctx context.Context, spec partSpec) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
+		stopping := func(sig os.Signal) {
+			slog.Info("stopping", "signal", sig.String())
+			cancel()
+		}
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case sig := <-sigs:
-				if slices.Contains(stopOn, sig) {
-					slog.Info("stopping", "signal", sig.String())
-					cancel()
+			case sig := <-stop:
+				stopping(sig)
+				return
+			case sig := <-reloads:
+				// A stop that came during the last reload goes before
+				// the reloads queued behind it.
+				select {
+				case sig := <-stop:
+					stopping(sig)
 					return
+				default:
 				}
 				p.Reload(sig)
 			}

@@ -40,6 +40,12 @@
 /* A bucket's last-seen time is kept in units of 2^24 ns (about 17 ms). */
 #define LB_CT_TIME_SHIFT 24
 
+/* Outer datagrams whose first fragment's backend is remembered for the
+ * later fragments (lb_frags, least recently used out first). */
+#ifndef LB_FRAGS_MAX
+#define LB_FRAGS_MAX 8192
+#endif
+
 /* Allowlist prefixes per slot. */
 #ifndef LB_ACL_MAX
 #define LB_ACL_MAX 1024

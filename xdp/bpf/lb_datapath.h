@@ -239,14 +239,48 @@ static __always_inline int lb_acl_allows(struct lb_slot *cfg, __u32 slot, __be32
 	return bpf_map_lookup_elem(&lb_acl, &k) != NULL;
 }
 
-/* Fragments are placed statelessly by (src, dst, id), which every fragment of
- * a datagram carries, using the slot's schedule or Maglev table as a
- * weighted hash ring. */
+/* lb_frag_key_of is the lb_frags key of an outer fragment (before the
+ * rewrite: the destination is the VIP). */
+static __always_inline struct lb_frag_key lb_frag_key_of(struct iphdr *ip)
+{
+	struct lb_frag_key k = {};
+
+	k.saddr = ip->saddr;
+	k.daddr = ip->daddr;
+	k.id = ip->id;
+	return k;
+}
+
+/* lb_frag_record remembers the backend of a first fragment for the later
+ * fragments of its datagram. */
+static __always_inline void lb_frag_record(struct iphdr *ip, __u32 id)
+{
+	struct lb_frag_key k = lb_frag_key_of(ip);
+
+	bpf_map_update_elem(&lb_frags, &k, &id, BPF_ANY);
+}
+
+/* A later fragment follows its first fragment's backend (lb_frags) while
+ * that one is alive. Without a record (the first came later, went through
+ * another node, or its backend left) it is placed statelessly by (src, dst,
+ * id), which every fragment of a datagram carries, using the slot's
+ * schedule or Maglev table as a weighted hash ring. */
 static __always_inline int lb_pick_frag(struct lb_cpu *pc, __u32 slot, struct lb_slot *cfg, struct iphdr *ip, __u32 *id)
 {
+	struct lb_frag_key k = lb_frag_key_of(ip);
 	__u32 hash = lb_hash_frag(ip->saddr, ip->daddr, ip->id);
+	struct lb_backend *b;
+	__u32 *rec;
 
 	lb_count(pc, LB_STAT_FRAGMENT);
+	rec = bpf_map_lookup_elem(&lb_frags, &k);
+	if (rec) {
+		b = lb_backend_get(slot, *rec);
+		if (b && (b->flags & LB_BACKEND_ALIVE)) {
+			*id = *rec;
+			return 0;
+		}
+	}
 	if (cfg->algorithm == LB_ALGO_MAGLEV) {
 		if (cfg->maglev_size == 0)
 			return -1;
@@ -410,13 +444,18 @@ static __always_inline int lb_send(struct lb_cpu *pc, struct xdp_md *ctx, __u32 
 	if (id >= LB_MAX_BACKENDS)
 		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
 	st = &pc->traffic[id];
-	st->packets += 1;
-	st->bytes += data_end - data;
-	if (nh->ifindex == ingress)
+	if (nh->ifindex == ingress) {
+		st->packets += 1;
+		st->bytes += data_end - data;
 		return lb_verdict(pc, LB_STAT_TX, XDP_TX);
+	}
+	/* counted for the backend only once the redirect is taken: a frame
+	 * dropped here reached no backend */
 	rc = bpf_redirect_map(&lb_tx_ports, nh->ifindex, 0);
 	if (rc != XDP_REDIRECT)
 		return lb_verdict(pc, LB_STAT_DROP_NO_ROUTE, XDP_DROP);
+	st->packets += 1;
+	st->bytes += data_end - data;
 	return lb_verdict(pc, LB_STAT_REDIRECT, XDP_REDIRECT);
 }
 
@@ -470,8 +509,10 @@ static __always_inline int lb_forward(struct lb_cpu *pc, struct xdp_md *ctx, __u
 	return lb_send(pc, ctx, ingress, ip, id, nh);
 }
 
-/* lb_other_host: the frame is unicast to a MAC that is not the ingress
- * interface's (known only once a control plane attached the program). The
+/* lb_other_host: the frame is not addressed to the ingress interface's MAC
+ * (known only once a control plane attached the program): unicast to
+ * another host, or a link-layer broadcast or multicast, which a router does
+ * not forward (RFC 1812, 5.3.4) and every LB node on the segment would. The
  * caller reads ctx->ingress_ifindex once: the verifier makes it three
  * dependent loads. */
 static __always_inline int lb_other_host(struct xdp_md *ctx, __u32 ifindex)
@@ -482,9 +523,7 @@ static __always_inline int lb_other_host(struct xdp_md *ctx, __u32 ifindex)
 
 	if (data + ETH_HLEN > data_end || m->ifindex != ifindex)
 		return 0;
-	if (*(__u32 *)data == m->mac_lo && *(__u16 *)(data + 4) == m->mac_hi)
-		return 0;
-	return !(*(__u8 *)data & 1); /* multicast and broadcast are for everyone */
+	return *(__u32 *)data != m->mac_lo || *(__u16 *)(data + 4) != m->mac_hi;
 }
 
 /* lb_listener_l4 is the IP protocol of the slot's listener. */
@@ -612,20 +651,26 @@ static __always_inline int lb_process(struct xdp_md *ctx)
 		 * and a loop of LBs listing each other would never end. */
 		if (ip->ttl <= 1)
 			return lb_verdict(pc, LB_STAT_DROP_TTL, XDP_DROP);
-		if (ip->frag_off & bpf_htons(LB_IP_MF)) {
-			if (lb_pick_frag(pc, slot, cfg, ip, &id))
-				return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
-			return lb_forward(pc, ctx, ingress, ip, udp, slot, id, now);
-		}
 	}
-	if (encap == LB_ENCAP_GENEVE && !lb_geneve_ok(udp, data_end))
+	/* A first fragment (MF: never on the plain path) holds the headers: it
+	 * is placed by its flow as a whole datagram is, and its backend is
+	 * recorded for the later fragments (placed by (src, dst, id) like
+	 * them, a flow's fragmented datagrams went elsewhere than its others).
+	 * The tunnel header checks are about whole datagrams. The flag is read
+	 * from the packet again, not kept: a register live across the hash
+	 * and the pick would double the states the verifier walks. */
+	if (encap == LB_ENCAP_GENEVE && !(ip->frag_off & bpf_htons(LB_IP_MF)) && !lb_geneve_ok(udp, data_end))
 		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
-	if (encap == LB_ENCAP_GRE &&
+	if (encap == LB_ENCAP_GRE && !(ip->frag_off & bpf_htons(LB_IP_MF)) &&
 	    !lb_gre_ok((void *)ip + ip->ihl * 4, (void *)ip + bpf_ntohs(ip->tot_len), data_end))
 		return lb_verdict(pc, LB_STAT_DROP_MALFORMED, XDP_DROP);
 	hash = lb_flow_hash(pc, ctx, cfg, encap, ip, udp, data_end);
 	if (lb_pick(pc, slot, cfg, hash, &id, now))
 		return lb_verdict(pc, LB_STAT_DROP_NO_BACKEND, XDP_DROP);
+	if (!plain && (ip->frag_off & bpf_htons(LB_IP_MF))) {
+		lb_count(pc, LB_STAT_FRAGMENT);
+		lb_frag_record(ip, id);
+	}
 	return lb_forward(pc, ctx, ingress, ip, udp, slot, id, now);
 }
 

@@ -79,6 +79,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_acl SEC(".maps");
 
+/* The backend id each outer datagram's first fragment went to, by (src,
+ * dst, IP id), for its later fragments, which carry no inner headers: the
+ * first is placed by its flow like a whole datagram, so a flow's fragmented
+ * datagrams land with its others. Shared by the CPUs (the fragments of a
+ * datagram may arrive on several). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LB_FRAGS_MAX);
+	__type(key, struct lb_frag_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_frags SEC(".maps");
+
 /* Egress ports for redirect, keyed by ifindex. */
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);

@@ -65,6 +65,14 @@ struct lb_acl_key {
 	__be32 addr;
 };
 
+/* lb_frags key: what every fragment of one outer datagram carries. */
+struct lb_frag_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 id;
+	__u8 pad[2];
+};
+
 /* A listener interface's MAC (lb_listener_macs): ifindex 0 = unknown. The
  * MAC is two words as loaded from the frame: bytes 0-3 and 4-5. */
 struct lb_ifmac {
