@@ -471,9 +471,14 @@ func (d *Demo) writeHostConfigs(common []byte) error {
 		hostEdits := []edit{{"metrics.listen", d.metricsAddr(h.Name)}}
 		for _, t := range Targets {
 			if t == h.Name {
+				// health_listen off: metrics.listen serves the /healthz the
+				// load balancer probes, on the health check's port, which
+				// may be health_listen's default (9091) that the collector
+				// would otherwise open a second time.
 				hostEdits = append(hostEdits, edit{"collector.output_dir", d.TargetDir(t)},
 					edit{"collector.listen", net.JoinHostPort(h.Addr, "4789")},
-					edit{"collector.receive", cmp.Or(d.opts.Receive, config.ReceiveSocket)})
+					edit{"collector.receive", cmp.Or(d.opts.Receive, config.ReceiveSocket)},
+					edit{"collector.health_listen", "off"})
 			}
 		}
 		b, err := deriveConfig(common, hostEdits...)

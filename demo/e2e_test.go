@@ -29,7 +29,9 @@ func startDemo(t *testing.T, label string, opts Options) *Demo {
 	var progress bytes.Buffer
 	opts.Binary = labtest.XmirrorBinary(t)
 	opts.OutDir = t.TempDir()
-	opts.Config = config.SeedYAML
+	if opts.Config == nil {
+		opts.Config = config.SeedYAML
+	}
 	opts.Label = label
 	opts.Out = &progress
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -287,6 +289,43 @@ func TestE2ESeedOuterAffinity(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d conversations had their directions on different targets", split, len(convs))
+}
+
+// A configuration whose health check probes the collectors' default health
+// port (9091: load_balancer.health_check.port left out, as the reference
+// allows) runs as the demo: the demo serves each part's /metrics and
+// /healthz on that port, where before the collectors also opened
+// collector.health_listen's default, :9091, and failed to start ("address
+// already in use") before anything was mirrored.
+func TestE2EDefaultHealthPort(t *testing.T) {
+	labtest.RequireRoot(t)
+	cfg, err := deriveConfig(config.SeedYAML, edit{"load_balancer.health_check.port", strconv.Itoa(int(config.DefaultHealthPort))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startDemo(t, "e2e-hport", Options{Config: cfg, HealthCheck: true})
+	ctx := context.Background()
+	ref, err := d.StartCapture(ctx, HostSource, filepath.Join(t.TempDir(), "ref.pcap"), 96, ReferenceFilter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Stop()
+	conversations(t, d, 2)
+	time.Sleep(500 * time.Millisecond)
+	refFrames, err := ref.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range Targets {
+		if err := d.StopCollector(tg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := d.CollectedFrames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSameAsTcpdump(t, refFrames, got)
 }
 
 func assertTsharkReads(t *testing.T, path string, frames int) {
