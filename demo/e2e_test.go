@@ -352,6 +352,32 @@ func assertTsharkReads(t *testing.T, path string, frames int) {
 	}
 }
 
+// `xmirror demo --config FILE` with the seed's session keeping 200 bytes
+// instead of 96: the reference capture keeps what the session keeps, and
+// the check passes. Before, the reference was always `tcpdump -s 96`, and
+// every frame longer than 96 bytes was reported as differing (exit 1).
+func TestE2EDemoOtherPacketLength(t *testing.T) {
+	labtest.RequireRoot(t)
+	bin := labtest.XmirrorBinary(t)
+	dir := t.TempDir()
+	cfg := bytes.Replace(config.SeedYAML, []byte("packet_length: 96,"), []byte("packet_length: 200,"), 1)
+	path := filepath.Join(dir, "seed200.yaml")
+	if err := os.WriteFile(path, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	b, err := exec.CommandContext(ctx, bin, "demo", "--config", path, "--out", filepath.Join(dir, "out")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("xmirror demo --config (packet_length 200): %v\n%s", err, b)
+	}
+	for _, want := range []string{"tcpdump -s 200 ", "identical: the "} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("output lacks %q:\n%s", want, b)
+		}
+	}
+}
+
 // `xmirror demo` itself, as the README's first command runs it: exit 0, the
 // report's check line, the files, and nothing left behind.
 func TestE2EDemoCommand(t *testing.T) {
