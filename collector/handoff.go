@@ -108,6 +108,7 @@ func (w *writer) run(c *Collector, wg *sync.WaitGroup) {
 				w.recycle(b)
 				continue
 			}
+			orderBatch(b.pkts, window)
 			heap.Push(&pend, &cursor{b: b})
 		case <-timer.C:
 		}
@@ -115,6 +116,22 @@ func (w *writer) run(c *Collector, wg *sync.WaitGroup) {
 		w.emit(&pend, &r, now-window)
 		if len(pend) > 0 {
 			timer.Reset(time.Duration(pend[0].ts() + window - now))
+		}
+	}
+}
+
+// orderBatch puts a batch's packets in receive-time order. One receive
+// goroutine reads them in the order its socket queue or the ring holds
+// them, which two CPUs may have filled in another order than they stamped
+// them; the merge of batches only compares each batch's next packet. A
+// packet moves back past packets stamped at most window later: one that
+// is further behind came before a step of the clock, which the series
+// handles, and stays where it is. Batches are nearly always in order
+// already, and this is one comparison per packet then.
+func orderBatch(pkts []handed, window int64) {
+	for i := 1; i < len(pkts); i++ {
+		for j := i; j > 0 && pkts[j-1].ts > pkts[j].ts && pkts[j-1].ts-pkts[j].ts <= window; j-- {
+			pkts[j-1], pkts[j] = pkts[j], pkts[j-1]
 		}
 	}
 }

@@ -204,9 +204,10 @@ func Run(ctx context.Context, opts Options, keepRunning bool) (err error) {
 func (d *Demo) startCaptures(ctx context.Context) (*Capture, map[string]*Watch, error) {
 	var ref *Capture
 	watches := map[string]*Watch{}
-	err := d.do(ctx, "start tcpdump -s 96 '"+ReferenceFilter+"' on ECS-source (the reference) and the seed's tcpdump on the targets", func() error {
+	snap := d.ReferenceSnap()
+	err := d.do(ctx, fmt.Sprintf("start tcpdump -s %d '%s' on ECS-source (the reference) and the seed's tcpdump on the targets", snap, ReferenceFilter), func() error {
 		var err error
-		ref, err = d.StartCapture(ctx, HostSource, filepath.Join(d.opts.OutDir, "reference", "ECS-source-eth0.pcap"), 96, ReferenceFilter)
+		ref, err = d.StartCapture(ctx, HostSource, filepath.Join(d.opts.OutDir, "reference", "ECS-source-eth0.pcap"), snap, ReferenceFilter)
 		if err != nil {
 			return err
 		}
@@ -471,9 +472,14 @@ func (d *Demo) writeHostConfigs(common []byte) error {
 		hostEdits := []edit{{"metrics.listen", d.metricsAddr(h.Name)}}
 		for _, t := range Targets {
 			if t == h.Name {
+				// health_listen off: metrics.listen serves the /healthz the
+				// load balancer probes, on the health check's port, which
+				// may be health_listen's default (9091) that the collector
+				// would otherwise open a second time.
 				hostEdits = append(hostEdits, edit{"collector.output_dir", d.TargetDir(t)},
 					edit{"collector.listen", net.JoinHostPort(h.Addr, "4789")},
-					edit{"collector.receive", cmp.Or(d.opts.Receive, config.ReceiveSocket)})
+					edit{"collector.receive", cmp.Or(d.opts.Receive, config.ReceiveSocket)},
+					edit{"collector.health_listen", "off"})
 			}
 		}
 		b, err := deriveConfig(common, hostEdits...)
@@ -505,6 +511,18 @@ func (d *Demo) buildLab() error {
 		}
 	}
 	return nil
+}
+
+// ReferenceSnap is the snap length of the reference capture: what the
+// shown session keeps of a frame, its packet_length, cut further to the
+// path MTU less the 50 bytes of VXLAN headers (the hosts' MTU is 1500), as
+// the source cuts.
+func (d *Demo) ReferenceSnap() int {
+	const pathCut = 1500 - 50
+	if n := d.session.PacketLength; n > 0 && n < pathCut {
+		return n
+	}
+	return pathCut
 }
 
 // Config is the configuration the parts run with.

@@ -29,7 +29,9 @@ func startDemo(t *testing.T, label string, opts Options) *Demo {
 	var progress bytes.Buffer
 	opts.Binary = labtest.XmirrorBinary(t)
 	opts.OutDir = t.TempDir()
-	opts.Config = config.SeedYAML
+	if opts.Config == nil {
+		opts.Config = config.SeedYAML
+	}
 	opts.Label = label
 	opts.Out = &progress
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -289,6 +291,43 @@ func TestE2ESeedOuterAffinity(t *testing.T) {
 	t.Logf("%d of %d conversations had their directions on different targets", split, len(convs))
 }
 
+// A configuration whose health check probes the collectors' default health
+// port (9091: load_balancer.health_check.port left out, as the reference
+// allows) runs as the demo: the demo serves each part's /metrics and
+// /healthz on that port, where before the collectors also opened
+// collector.health_listen's default, :9091, and failed to start ("address
+// already in use") before anything was mirrored.
+func TestE2EDefaultHealthPort(t *testing.T) {
+	labtest.RequireRoot(t)
+	cfg, err := deriveConfig(config.SeedYAML, edit{"load_balancer.health_check.port", strconv.Itoa(int(config.DefaultHealthPort))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startDemo(t, "e2e-hport", Options{Config: cfg, HealthCheck: true})
+	ctx := context.Background()
+	ref, err := d.StartCapture(ctx, HostSource, filepath.Join(t.TempDir(), "ref.pcap"), 96, ReferenceFilter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Stop()
+	conversations(t, d, 2)
+	time.Sleep(500 * time.Millisecond)
+	refFrames, err := ref.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range Targets {
+		if err := d.StopCollector(tg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := d.CollectedFrames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSameAsTcpdump(t, refFrames, got)
+}
+
 func assertTsharkReads(t *testing.T, path string, frames int) {
 	t.Helper()
 	if _, err := exec.LookPath("tshark"); err != nil {
@@ -310,6 +349,32 @@ func assertTsharkReads(t *testing.T, path string, frames int) {
 	}
 	if n != frames {
 		t.Errorf("tshark reads %d frames in %s, gopacket %d", n, path, frames)
+	}
+}
+
+// `xmirror demo --config FILE` with the seed's session keeping 200 bytes
+// instead of 96: the reference capture keeps what the session keeps, and
+// the check passes. Before, the reference was always `tcpdump -s 96`, and
+// every frame longer than 96 bytes was reported as differing (exit 1).
+func TestE2EDemoOtherPacketLength(t *testing.T) {
+	labtest.RequireRoot(t)
+	bin := labtest.XmirrorBinary(t)
+	dir := t.TempDir()
+	cfg := bytes.Replace(config.SeedYAML, []byte("packet_length: 96,"), []byte("packet_length: 200,"), 1)
+	path := filepath.Join(dir, "seed200.yaml")
+	if err := os.WriteFile(path, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	b, err := exec.CommandContext(ctx, bin, "demo", "--config", path, "--out", filepath.Join(dir, "out")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("xmirror demo --config (packet_length 200): %v\n%s", err, b)
+	}
+	for _, want := range []string{"tcpdump -s 200 ", "identical: the "} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("output lacks %q:\n%s", want, b)
+		}
 	}
 }
 

@@ -18,7 +18,7 @@ type report struct {
 	d         *Demo
 	convs     []ConversationResult
 	unmatched UnmatchedResult
-	ref       []Frame // tcpdump -s 96 on ECS-source
+	ref       []Frame // tcpdump -s ReferenceSnap() on ECS-source
 	got       []Frame // the union of both targets' files
 	counters  map[string][]telemetry.Sample
 	wire      map[string][]string // the seed's tcpdump on each target
@@ -193,7 +193,7 @@ func (r *report) printPackets(w io.Writer, byFile map[string][]Frame, files []st
 // inner-symmetric affinity, checks that both directions of a conversation
 // reached one target.
 func (r *report) printCheck(w io.Writer) {
-	fmt.Fprintf(w, "\n== Check against tcpdump -s %d on ECS-source eth0 (%s)\n", r.d.session.PacketLength, ReferenceFilter)
+	fmt.Fprintf(w, "\n== Check against tcpdump -s %d on ECS-source eth0 (%s)\n", r.d.ReferenceSnap(), ReferenceFilter)
 	mm := Compare(r.ref, r.got)
 	if len(mm) == 0 {
 		fmt.Fprintf(w, "  identical: the %d frames tcpdump captured are exactly the %d frames in the targets' files (bytes, original lengths, order per direction)\n", len(r.ref), len(r.got))

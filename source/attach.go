@@ -64,13 +64,18 @@ func (a *attacher) attach(prog *ebpf.Program, ifindex int, ingress bool, name st
 }
 
 // attachTCX attaches prog through TCX: a link the process holds, so the
-// program detaches when the process ends, however it ends.
+// program detaches when the process ends, however it ends. At ingress it
+// goes first, before the programs other tools attached (a firewall, a CNI
+// that redirects to pods): tcpdump sees a received packet before any of
+// them, so the copy must too, not only what they let through. At egress it
+// goes last, after every program that rewrites or drops what leaves, as
+// tcpdump sees it after them.
 func attachTCX(prog *ebpf.Program, ifindex int, ingress bool) (hook, error) {
-	at := ebpf.AttachTCXEgress
+	opts := link.TCXOptions{Interface: ifindex, Program: prog, Attach: ebpf.AttachTCXEgress}
 	if ingress {
-		at = ebpf.AttachTCXIngress
+		opts.Attach, opts.Anchor = ebpf.AttachTCXIngress, link.Head()
 	}
-	return link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: at})
+	return link.AttachTCX(opts)
 }
 
 // tcFilter is a program attached as a tc bpf filter (direct action) on the

@@ -138,4 +138,8 @@ enum xm_if_flag {
 #define XM_TC_OK 0
 #define XM_TC_SHOT 2
 
+/* skb->pkt_type of the kernel's local copy of a broadcast or multicast the
+ * host sends (dev_loopback_xmit; PACKET_LOOPBACK of linux/if_packet.h). */
+#define XM_PACKET_LOOPBACK 5
+
 #endif

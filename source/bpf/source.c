@@ -381,6 +381,12 @@ static __always_inline int handle(struct __sk_buff *skb, __u32 dir)
 		return XM_TC_NEXT;
 	if ((skb->mark & XM_MARK_ANY_MASK) == XM_MARK_MAGIC)
 		return XM_TC_NEXT;
+	/* A broadcast, or a multicast to a group the host joined, that the host
+	 * sends comes back in at the interface's ingress as the kernel's local
+	 * copy: the bare IP packet, without Ethernet header. It never was on
+	 * the wire, and tcpdump does not show it (af_packet skips it). */
+	if (dir == XM_DIR_IN && skb->pkt_type == XM_PACKET_LOOPBACK)
+		return XM_TC_NEXT;
 	if (parse_flow(skb, &w.f) < 0)
 		return XM_TC_NEXT;
 	if (w.f.ethertype == XM_ETH_P_IP && w.f.proto == IPPROTO_UDP && w.f.has_ports &&
