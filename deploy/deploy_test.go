@@ -608,3 +608,89 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf(".dockerignore: %v", err)
 	}
 }
+
+// alertTest is one `promtool test rules` case against monitoring/alerts.yml:
+// the input series as scraped every 15 s (promtool's series notation;
+// "stale" where a scrape no longer has the series), and the alerts that
+// must be firing at the end, as ALERTS series.
+type alertTest struct {
+	name   string
+	series map[string]string
+	at     string   // evaluation time
+	firing []string // ALERTS{...} series expected, "" for none
+}
+
+// runAlertTest runs c through promtool and reports its complaint.
+func runAlertTest(t *testing.T, c alertTest) {
+	t.Helper()
+	rules, err := filepath.Abs("monitoring/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "rule_files: [%q]\nevaluation_interval: 15s\ntests:\n  - interval: 15s\n    input_series:\n", rules)
+	for s, v := range c.series {
+		fmt.Fprintf(&b, "      - series: %q\n        values: %q\n", s, v)
+	}
+	fmt.Fprintf(&b, "    promql_expr_test:\n      - expr: 'ALERTS{alertstate=\"firing\"}'\n        eval_time: %s\n        exp_samples:\n", c.at)
+	for _, a := range c.firing {
+		fmt.Fprintf(&b, "          - labels: %q\n            value: 1\n", a)
+	}
+	if len(c.firing) == 0 {
+		b.WriteString("          []\n")
+	}
+	f := filepath.Join(t.TempDir(), "alerts_test.yml")
+	os.WriteFile(f, []byte(b.String()), 0o644)
+	if out, err := exec.Command(needTool(t, "promtool", "prometheus"), "test", "rules", f).CombinedOutput(); err != nil {
+		t.Errorf("%s: %v\n%s\n%s", c.name, err, out, b.String())
+	}
+}
+
+// flapping gives n scrapes (15 s apart) of a series present every other
+// scrape (odd: the other ones) with value v, stale in between: a label
+// whose value changes from scrape to scrape makes two such series.
+func flapping(n int, odd bool, v string) string {
+	var s []string
+	for i := 0; i < n; i++ {
+		if (i%2 == 1) == odd {
+			s = append(s, v)
+		} else {
+			s = append(s, "stale")
+		}
+	}
+	return strings.Join(s, " ")
+}
+
+// TestAlertsFire: the alerts fire on what the parts export when things go
+// wrong.
+func TestAlertsFire(t *testing.T) {
+	const lb, col = `job="xmirror-lb",instance="lb1:9090"`, `job="xmirror-collect",instance="c1:9090"`
+	for _, c := range []alertTest{
+		{
+			// A session that keeps failing (connection refused, a wrong
+			// ASN) goes from state to state as GoBGP dials again every few
+			// seconds; the state is a label of xmirror_lb_bgp_session_up, so
+			// each state's series lived a few seconds and the alert's 2
+			// minutes never passed.
+			name: "bgp session down, its state changing",
+			series: map[string]string{
+				`xmirror_lb_bgp_session_up{` + lb + `,peer="10.0.0.253",asn="65000",state="active"}`: flapping(40, false, "0"),
+				`xmirror_lb_bgp_session_up{` + lb + `,peer="10.0.0.253",asn="65000",state="idle"}`:   flapping(40, true, "0"),
+			},
+			at:     "9m",
+			firing: []string{`ALERTS{alertname="XmirrorLBBGPSessionDown",alertstate="firing",severity="warning",` + lb + `,peer="10.0.0.253",asn="65000"}`},
+		},
+		{
+			// receive: xdp, which the socket drops' alert recommends,
+			// loses what it cannot keep up with as ring_full.
+			name: "xdp collector behind",
+			series: map[string]string{
+				`xmirror_collector_drops_total{` + col + `,reason="ring_full"}`: "0+1000x60",
+			},
+			at:     "14m",
+			firing: []string{`ALERTS{alertname="XmirrorCollectorSocketDrops",alertstate="firing",severity="warning",` + col + `,reason="ring_full"}`},
+		},
+	} {
+		runAlertTest(t, c)
+	}
+}
