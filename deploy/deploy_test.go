@@ -694,3 +694,79 @@ func TestAlertsFire(t *testing.T) {
 		runAlertTest(t, c)
 	}
 }
+
+// debLifecycle is run by TestDebLifecycle in a mount namespace of its own:
+// a copy-on-write view of this machine's root (overlay on tmpfs) where the
+// package is installed, upgraded, removed and purged as an operator would,
+// so that nothing of it reaches the machine. /sys (with its bpffs) is the
+// machine's. Each step prints key=value lines.
+const debLifecycle = `set -eu
+mount -t tmpfs tmpfs "$W"
+mkdir "$W/u" "$W/w" "$W/r"
+mount -t overlay overlay -o lowerdir=/,upperdir="$W/u",workdir="$W/w" "$W/r"
+mount -t proc proc "$W/r/proc"
+mount --rbind /sys "$W/r/sys"
+mount --rbind /dev "$W/r/dev"
+mount -t tmpfs tmpfs "$W/r/run"
+mount -t tmpfs tmpfs "$W/r/tmp"
+cp "$DEB" "$W/r/tmp/xmirror.deb"
+cp "$CFG" "$W/r/tmp/edited.yaml"
+exec chroot "$W/r" /bin/sh -eu -c '
+	dpkg -i --force-confold /tmp/xmirror.deb >/dev/null </dev/null
+	echo "installed_conf=$(stat -c "%U:%G %a" /etc/xmirror/xmirror.yaml)"
+	echo "installed_user=$(getent passwd xmirror | cut -d: -f1,6)"
+	cp /tmp/edited.yaml /etc/xmirror/xmirror.yaml
+	dpkg -i --force-confold /tmp/xmirror.deb >/dev/null </dev/null
+	echo "upgraded_conf=$(stat -c "%U:%G %a" /etc/xmirror/xmirror.yaml) $(cmp -s /tmp/edited.yaml /etc/xmirror/xmirror.yaml && echo kept)"
+	dpkg --remove xmirror >/dev/null </dev/null
+	echo "removed_bin=$(ls /usr/bin/xmirror 2>/dev/null || echo gone) conf=$(ls /etc/xmirror/xmirror.yaml)"
+	dpkg --purge xmirror >/dev/null </dev/null
+	echo "purged=$(ls -d /etc/xmirror /var/lib/xmirror 2>/dev/null || true)$(getent passwd xmirror || true)$(getent group xmirror || true)$(dpkg-statoverride --list | grep xmirror || true)"
+'
+`
+
+// TestDebLifecycle installs the .deb with dpkg as `apt install ./xmirror_*.deb`
+// does, edits its configuration, installs it again (an upgrade), removes and
+// purges it, in a copy-on-write view of this machine's root.
+func TestDebLifecycle(t *testing.T) {
+	labtest.RequireRoot(t)
+	needTool(t, "dpkg-deb", "dpkg")
+	needTool(t, "unshare", "util-linux")
+	bin := labtest.XmirrorBinary(t)
+	work := t.TempDir()
+	b, err := exec.Command("deb/build.sh", bin, "v1.2.3", filepath.Join(work, "dist")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("build.sh: %v\n%s", err, b)
+	}
+	deb := strings.TrimSpace(string(b))
+
+	cfg := filepath.Join(work, "xmirror.yaml")
+	os.WriteFile(cfg, []byte("load_balancer:\n  listener: {vip: 10.0.0.1, interfaces: [eth0]}\n  backends: [{address: 10.0.0.2}]\n"), 0o644)
+
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", debLifecycle)
+	cmd.Env = append(os.Environ(), "W="+filepath.Join(work, "root"), "DEB="+deb, "CFG="+cfg)
+	os.Mkdir(filepath.Join(work, "root"), 0o755)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("install, remove, purge: %v\n%s", err, out)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			got[k] = v
+		}
+	}
+	t.Logf("%s", out)
+	for k, want := range map[string]string{
+		// The configuration may hold a BGP password: not for every user.
+		"installed_conf": "root:xmirror 640",
+		"installed_user": "xmirror:/var/lib/xmirror",
+		"upgraded_conf":  "root:xmirror 640 kept",
+		"removed_bin":    "gone conf=/etc/xmirror/xmirror.yaml",
+		"purged":         "",
+	} {
+		if got[k] != want {
+			t.Errorf("%s: %q, want %q", k, got[k], want)
+		}
+	}
+}
