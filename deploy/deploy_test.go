@@ -727,7 +727,9 @@ exec chroot "$W/r" /bin/sh -eu -c '
 
 // TestDebLifecycle installs the .deb with dpkg as `apt install ./xmirror_*.deb`
 // does, edits its configuration, installs it again (an upgrade), removes and
-// purges it, in a copy-on-write view of this machine's root.
+// purges it, in a copy-on-write view of this machine's root, with a load
+// balancer stopped as `systemctl stop xmirror-lb` leaves it: its program
+// attached and pinned.
 func TestDebLifecycle(t *testing.T) {
 	labtest.RequireRoot(t)
 	needTool(t, "dpkg-deb", "dpkg")
@@ -740,8 +742,40 @@ func TestDebLifecycle(t *testing.T) {
 	}
 	deb := strings.TrimSpace(string(b))
 
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "lb", Addrs: []string{"10.0.0.1/24"}})
+	h := lab.Host("lb")
+	pins := fmt.Sprintf("/sys/fs/bpf/xmirror-debtest-%d", os.Getpid())
+	defer os.RemoveAll(pins)
 	cfg := filepath.Join(work, "xmirror.yaml")
-	os.WriteFile(cfg, []byte("load_balancer:\n  listener: {vip: 10.0.0.1, interfaces: [eth0]}\n  backends: [{address: 10.0.0.2}]\n"), 0o644)
+	os.WriteFile(cfg, []byte("load_balancer:\n  listener: {vip: 10.0.0.1, interfaces: [eth0]}\n  backends: [{address: 10.0.0.2}]\n  pin_path: "+pins+
+		"\nmetrics: {listen: 127.0.0.1:9190}\n"), 0o644)
+	lb, err := h.Start(bin, "lb", "--config", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(pins, "lb_active")); err == nil {
+			if out, _ := h.Run("ip", "link", "show", "dev", "eth0"); strings.Contains(out, "xdp") {
+				break
+			}
+		}
+		select {
+		case <-lb.Done():
+			t.Fatalf("lb exited:\n%s", lb.Output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lb not attached within 20 s:\n%s", lb.Output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := lb.Stop(); err != nil {
+		t.Fatalf("lb stop: %v\n%s", err, lb.Output())
+	}
+	if out, _ := h.Run("ip", "link", "show", "dev", "eth0"); !strings.Contains(out, "xdp") {
+		t.Fatalf("a stopped lb should leave its program attached:\n%s", out)
+	}
 
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", debLifecycle)
 	cmd.Env = append(os.Environ(), "W="+filepath.Join(work, "root"), "DEB="+deb, "CFG="+cfg)
@@ -768,5 +802,13 @@ func TestDebLifecycle(t *testing.T) {
 		if got[k] != want {
 			t.Errorf("%s: %q, want %q", k, got[k], want)
 		}
+	}
+	// Removing the package took the stopped lb's program off the interface
+	// and its pins away: nothing left could detach it.
+	if o, _ := h.Run("ip", "link", "show", "dev", "eth0"); strings.Contains(o, "xdp") {
+		t.Errorf("after dpkg --remove the lb's XDP program is still attached:\n%s", o)
+	}
+	if _, err := os.Stat(filepath.Join(pins, "lb_active")); err == nil {
+		t.Errorf("after dpkg --remove the lb's pins are still under %s", pins)
 	}
 }
