@@ -553,7 +553,7 @@ func runStartPre(t *testing.T, unit, pins string) {
 	if err := os.Chmod(root, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	r := strings.NewReplacer("-o xmirror", "-o 65534", "-g xmirror", "-g 65534", root+"/xmirror", pins)
+	r := strings.NewReplacer("-o xmirror", "-o 65534", "-g xmirror", "-g 65534", "xmirror:xmirror", "65534:65534", root+"/xmirror", pins)
 	for _, line := range strings.Split(unitText(t, unit), "\n") {
 		cmd, ok := strings.CutPrefix(line, "ExecStartPre=+")
 		if !ok {
@@ -811,4 +811,72 @@ func TestDebLifecycle(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(pins, "lb_active")); err == nil {
 		t.Errorf("after dpkg --remove the lb's pins are still under %s", pins)
 	}
+}
+
+// TestLBRestartsAsUnitUser restarts the lb as the unit runs it (uid 65534,
+// the unit's capabilities, the pin directory its ExecStartPre=+ lines
+// make): every restart took the pinned link over by opening its program by
+// id, which takes CAP_SYS_ADMIN, so `systemctl restart xmirror-lb` (and an
+// upgrade's restart) failed with "open the program of the pinned xdp link
+// of eth0: get program by id: operation not permitted", again every 2 s,
+// while the stopped run's program forwarded with frozen tables. Then an
+// operator who ran `xmirror lb` as root leaves pins only root can open: the
+// unit said the interface ran a program "not pinned under" the pin path it
+// is pinned under; its ExecStartPre=+ lines now give the pins to the user.
+func TestLBRestartsAsUnitUser(t *testing.T) {
+	labtest.RequireRoot(t)
+	needTool(t, "setpriv", "util-linux")
+	bin := labtest.XmirrorBinary(t)
+	if err := os.Chmod(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "lb", Addrs: []string{"192.168.0.147/24"}})
+	h := lab.Host("lb")
+	examples, _ := filepath.Abs(filepath.Join("..", "config", "examples"))
+	pins := fmt.Sprintf("/sys/fs/bpf/xmirror-unitrestart-%d", os.Getpid())
+	defer func() {
+		exec.Command(bin, "lb", "detach", "--pin-path", pins).Run()
+		os.RemoveAll(pins)
+	}()
+	args := []string{"lb", "--config", filepath.Join(examples, "lb.yaml"), "--pin-path", pins}
+	caps := unitCaps(t, "xmirror-lb.service")
+	asUnit := append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=" + caps, "--ambient-caps=" + caps, bin}, args...)
+	run := func(who string, name string, arg ...string) {
+		t.Helper()
+		p, err := h.Start(name, arg...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(p.Output(), "load balancer running") {
+			select {
+			case <-p.Done():
+				t.Fatalf("%s: lb exited:\n%s", who, p.Output())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: lb not running within 20 s:\n%s", who, p.Output())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err := p.Stop(); err != nil {
+			t.Fatalf("%s: stop: %v\n%s", who, err, p.Output())
+		}
+	}
+	runStartPre(t, "xmirror-lb.service", pins)
+	run("start as the unit's user", "setpriv", asUnit...)
+	run("restart as the unit's user", "setpriv", asUnit...)
+
+	run("as root", bin, args...)
+	// With the directory alone given to the user (the unit's lines before),
+	// the start says why it cannot take the program over.
+	if err := os.Chown(pins, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	out, err := h.Run("setpriv", asUnit...)
+	if err == nil || !strings.Contains(out, "cannot be opened") || !strings.Contains(out, "pin owner 0") {
+		t.Errorf("lb as the unit's user on root's pins: %v, want a refusal naming the pins' owner:\n%s", err, out)
+	}
+	runStartPre(t, "xmirror-lb.service", pins)
+	run("as the unit's user after a root run", "setpriv", asUnit...)
 }
