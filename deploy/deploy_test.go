@@ -879,4 +879,16 @@ func TestLBRestartsAsUnitUser(t *testing.T) {
 	}
 	runStartPre(t, "xmirror-lb.service", pins)
 	run("as the unit's user after a root run", "setpriv", asUnit...)
+
+	// The unit's ExecStopPost= (commented out: every stop detaches) runs
+	// as its user too. It removed the pins, then failed on the directory,
+	// which ExecStartPre=+ made in root's /sys/fs/bpf: "remove pin path:
+	// ... permission denied", exit 1, and the stop counted as failed.
+	detach := append(asUnit[:len(asUnit)-len(args)], "lb", "detach", "--pin-path", pins)
+	if out, err := h.Run("setpriv", detach...); err != nil || !strings.Contains(out, "detached") {
+		t.Errorf("lb detach as the unit's user: %v\n%s", err, out)
+	}
+	if entries, _ := os.ReadDir(pins); len(entries) != 0 {
+		t.Errorf("lb detach as the unit's user left %d pins", len(entries))
+	}
 }

@@ -552,8 +552,11 @@ func removePins(pinPath string) error {
 			errs = append(errs, fmt.Errorf("remove %s: %w", p, err))
 		}
 	}
-	// The directory goes only when nothing else is pinned in it.
-	if err := os.Remove(pinPath); err != nil && !os.IsNotExist(err) && !errors.Is(err, unix.ENOTEMPTY) {
+	// The directory goes only when nothing else is pinned in it, and when
+	// this process may remove it: under the unit, ExecStartPre=+ made it in
+	// root's /sys/fs/bpf for the xmirror user, and it stays, empty, for the
+	// next start.
+	if err := os.Remove(pinPath); err != nil && !os.IsNotExist(err) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, os.ErrPermission) {
 		errs = append(errs, fmt.Errorf("remove pin path: %w", err))
 	}
 	return errors.Join(errs...)
