@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -862,6 +863,12 @@ func TestLBRestartsAsUnitUser(t *testing.T) {
 		if err := p.Stop(); err != nil {
 			t.Fatalf("%s: stop: %v\n%s", who, err, p.Output())
 		}
+	}
+	// A pin_path of its own without the unit's lines changed: the start
+	// said only "create pin path: mkdir ...: permission denied".
+	other := append(slices.Clone(asUnit), "--pin-path", pins+"-other")
+	if out, err := h.Run("setpriv", other...); err == nil || !strings.Contains(out, "ExecStartPre") {
+		t.Errorf("lb as the unit's user with another pin path: %v, want the unit's lines named:\n%s", err, out)
 	}
 	runStartPre(t, "xmirror-lb.service", pins)
 	run("start as the unit's user", "setpriv", asUnit...)

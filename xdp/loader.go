@@ -178,6 +178,11 @@ func ensureBPFFS(dir string, persist bool) error {
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			// The unit's user cannot write root's /sys/fs/bpf: its
+			// ExecStartPre=+ lines make the default pin path only.
+			return fmt.Errorf("create pin path: %w (under the systemd unit, ExecStartPre=+ makes %s for the xmirror user: change those lines for this pin path in a drop-in, docs/deploy.md)", err, DefaultPinPath)
+		}
 		return fmt.Errorf("create pin path: %w", err)
 	}
 	var st unix.Statfs_t
