@@ -346,6 +346,32 @@ func TestOutputDirNotWritable(t *testing.T) {
 	}
 }
 
+// TestOutputDirNotCreatable: an output directory that does not exist on a
+// read-only filesystem (under the unit's ProtectSystem=strict, any path
+// outside /var/lib/xmirror, such as output_dir: /srv/pcap) was refused with
+// only "create output directory: mkdir ...: read-only file system"; it now
+// says what the unit needs, as for one that exists.
+func TestOutputDirNotCreatable(t *testing.T) {
+	labtest.RequireRoot(t)
+	ro := filepath.Join(t.TempDir(), "ro")
+	if err := os.Mkdir(ro, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("xmirror-test", ro, "tmpfs", unix.MS_RDONLY, "mode=0755"); err != nil {
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(ro, unix.MNT_DETACH) })
+	out := filepath.Join(ro, "pcap")
+	c, err := New(withTestDefaults(Options{OutputDir: out, Listen: "127.0.0.1:0", Readers: 1}))
+	if err == nil {
+		_ = c.Close()
+		t.Fatal("collector started without its output directory")
+	}
+	if !strings.Contains(err.Error(), out) || !strings.Contains(err.Error(), "ReadWritePaths=") {
+		t.Errorf("error %q, want it to name %s and what the unit needs", err, out)
+	}
+}
+
 // TestFileNameTooLong: a session name of 100 bytes in a template that
 // uses it twice, with a long host, makes names past the 255 bytes a
 // file name may have. The session drops its packets as write_error,

@@ -73,6 +73,11 @@ func openOutDir(path string, fileMode fs.FileMode, gid int, log *slog.Logger) (*
 func (d *outDir) open(log *slog.Logger) (int, error) {
 	path := d.path
 	if err := os.MkdirAll(path, d.dirMode); err != nil {
+		if errors.Is(err, unix.EROFS) {
+			// ReadWritePaths= of a path that does not exist stops the
+			// unit from starting: the directory must be made first.
+			return -1, fmt.Errorf("create output directory: %w (under the systemd unit, a directory outside /var/lib/xmirror must exist, writable by the xmirror user, and be named in ReadWritePaths= in a drop-in)", err)
+		}
 		return -1, fmt.Errorf("create output directory: %w", err)
 	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

@@ -108,6 +108,9 @@ func makePassive(l netlink.Link) error {
 		if errors.Is(err, os.ErrNotExist) && strings.HasPrefix(s.key, "ipv6/") {
 			continue // a kernel without IPv6
 		}
+		if errors.Is(err, unix.EROFS) {
+			return fmt.Errorf("make passive: %w: the unit mounts /proc/sys read-only, give it ProtectKernelTunables=no (docs/deploy.md)", err)
+		}
 		if err != nil {
 			return fmt.Errorf("make passive: %w", err)
 		}

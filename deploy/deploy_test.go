@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -553,7 +554,7 @@ func runStartPre(t *testing.T, unit, pins string) {
 	if err := os.Chmod(root, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	r := strings.NewReplacer("-o xmirror", "-o 65534", "-g xmirror", "-g 65534", root+"/xmirror", pins)
+	r := strings.NewReplacer("-o xmirror", "-o 65534", "-g xmirror", "-g 65534", "xmirror:xmirror", "65534:65534", root+"/xmirror", pins)
 	for _, line := range strings.Split(unitText(t, unit), "\n") {
 		cmd, ok := strings.CutPrefix(line, "ExecStartPre=+")
 		if !ok {
@@ -606,5 +607,295 @@ func TestDockerfile(t *testing.T) {
 	di, err := os.ReadFile("../.dockerignore")
 	if err != nil || !strings.Contains(string(di), ".git\n") {
 		t.Errorf(".dockerignore: %v", err)
+	}
+}
+
+// alertTest is one `promtool test rules` case against monitoring/alerts.yml:
+// the input series as scraped every 15 s (promtool's series notation;
+// "stale" where a scrape no longer has the series), and the alerts that
+// must be firing at the end, as ALERTS series.
+type alertTest struct {
+	name   string
+	series map[string]string
+	at     string   // evaluation time
+	firing []string // ALERTS{...} series expected, "" for none
+}
+
+// runAlertTest runs c through promtool and reports its complaint.
+func runAlertTest(t *testing.T, c alertTest) {
+	t.Helper()
+	rules, err := filepath.Abs("monitoring/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "rule_files: [%q]\nevaluation_interval: 15s\ntests:\n  - interval: 15s\n    input_series:\n", rules)
+	for s, v := range c.series {
+		fmt.Fprintf(&b, "      - series: %q\n        values: %q\n", s, v)
+	}
+	fmt.Fprintf(&b, "    promql_expr_test:\n      - expr: 'ALERTS{alertstate=\"firing\"}'\n        eval_time: %s\n        exp_samples:\n", c.at)
+	for _, a := range c.firing {
+		fmt.Fprintf(&b, "          - labels: %q\n            value: 1\n", a)
+	}
+	if len(c.firing) == 0 {
+		b.WriteString("          []\n")
+	}
+	f := filepath.Join(t.TempDir(), "alerts_test.yml")
+	os.WriteFile(f, []byte(b.String()), 0o644)
+	if out, err := exec.Command(needTool(t, "promtool", "prometheus"), "test", "rules", f).CombinedOutput(); err != nil {
+		t.Errorf("%s: %v\n%s\n%s", c.name, err, out, b.String())
+	}
+}
+
+// flapping gives n scrapes (15 s apart) of a series present every other
+// scrape (odd: the other ones) with value v, stale in between: a label
+// whose value changes from scrape to scrape makes two such series.
+func flapping(n int, odd bool, v string) string {
+	var s []string
+	for i := 0; i < n; i++ {
+		if (i%2 == 1) == odd {
+			s = append(s, v)
+		} else {
+			s = append(s, "stale")
+		}
+	}
+	return strings.Join(s, " ")
+}
+
+// TestAlertsFire: the alerts fire on what the parts export when things go
+// wrong.
+func TestAlertsFire(t *testing.T) {
+	const lb, col = `job="xmirror-lb",instance="lb1:9090"`, `job="xmirror-collect",instance="c1:9090"`
+	for _, c := range []alertTest{
+		{
+			// A session that keeps failing (connection refused, a wrong
+			// ASN) goes from state to state as GoBGP dials again every few
+			// seconds; the state is a label of xmirror_lb_bgp_session_up, so
+			// each state's series lived a few seconds and the alert's 2
+			// minutes never passed.
+			name: "bgp session down, its state changing",
+			series: map[string]string{
+				`xmirror_lb_bgp_session_up{` + lb + `,peer="10.0.0.253",asn="65000",state="active"}`: flapping(40, false, "0"),
+				`xmirror_lb_bgp_session_up{` + lb + `,peer="10.0.0.253",asn="65000",state="idle"}`:   flapping(40, true, "0"),
+			},
+			at:     "9m",
+			firing: []string{`ALERTS{alertname="XmirrorLBBGPSessionDown",alertstate="firing",severity="warning",` + lb + `,peer="10.0.0.253",asn="65000"}`},
+		},
+		{
+			// receive: xdp, which the socket drops' alert recommends,
+			// loses what it cannot keep up with as ring_full.
+			name: "xdp collector behind",
+			series: map[string]string{
+				`xmirror_collector_drops_total{` + col + `,reason="ring_full"}`: "0+1000x60",
+			},
+			at:     "14m",
+			firing: []string{`ALERTS{alertname="XmirrorCollectorSocketDrops",alertstate="firing",severity="warning",` + col + `,reason="ring_full"}`},
+		},
+	} {
+		runAlertTest(t, c)
+	}
+}
+
+// debLifecycle is run by TestDebLifecycle in a mount namespace of its own:
+// a copy-on-write view of this machine's root (overlay on tmpfs) where the
+// package is installed, upgraded, removed and purged as an operator would,
+// so that nothing of it reaches the machine. /sys (with its bpffs) is the
+// machine's. Each step prints key=value lines.
+const debLifecycle = `set -eu
+mount -t tmpfs tmpfs "$W"
+mkdir "$W/u" "$W/w" "$W/r"
+mount -t overlay overlay -o lowerdir=/,upperdir="$W/u",workdir="$W/w" "$W/r"
+mount -t proc proc "$W/r/proc"
+mount --rbind /sys "$W/r/sys"
+mount --rbind /dev "$W/r/dev"
+mount -t tmpfs tmpfs "$W/r/run"
+mount -t tmpfs tmpfs "$W/r/tmp"
+cp "$DEB" "$W/r/tmp/xmirror.deb"
+cp "$CFG" "$W/r/tmp/edited.yaml"
+exec chroot "$W/r" /bin/sh -eu -c '
+	dpkg -i --force-confold /tmp/xmirror.deb >/dev/null </dev/null
+	echo "installed_conf=$(stat -c "%U:%G %a" /etc/xmirror/xmirror.yaml)"
+	echo "installed_user=$(getent passwd xmirror | cut -d: -f1,6)"
+	cp /tmp/edited.yaml /etc/xmirror/xmirror.yaml
+	dpkg -i --force-confold /tmp/xmirror.deb >/dev/null </dev/null
+	echo "upgraded_conf=$(stat -c "%U:%G %a" /etc/xmirror/xmirror.yaml) $(cmp -s /tmp/edited.yaml /etc/xmirror/xmirror.yaml && echo kept)"
+	dpkg --remove xmirror >/dev/null </dev/null
+	echo "removed_bin=$(ls /usr/bin/xmirror 2>/dev/null || echo gone) conf=$(ls /etc/xmirror/xmirror.yaml)"
+	dpkg --purge xmirror >/dev/null </dev/null
+	echo "purged=$(ls -d /etc/xmirror /var/lib/xmirror 2>/dev/null || true)$(getent passwd xmirror || true)$(getent group xmirror || true)$(dpkg-statoverride --list | grep xmirror || true)"
+'
+`
+
+// TestDebLifecycle installs the .deb with dpkg as `apt install ./xmirror_*.deb`
+// does, edits its configuration, installs it again (an upgrade), removes and
+// purges it, in a copy-on-write view of this machine's root, with a load
+// balancer stopped as `systemctl stop xmirror-lb` leaves it: its program
+// attached and pinned.
+func TestDebLifecycle(t *testing.T) {
+	labtest.RequireRoot(t)
+	needTool(t, "dpkg-deb", "dpkg")
+	needTool(t, "unshare", "util-linux")
+	bin := labtest.XmirrorBinary(t)
+	work := t.TempDir()
+	b, err := exec.Command("deb/build.sh", bin, "v1.2.3", filepath.Join(work, "dist")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("build.sh: %v\n%s", err, b)
+	}
+	deb := strings.TrimSpace(string(b))
+
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "lb", Addrs: []string{"10.0.0.1/24"}})
+	h := lab.Host("lb")
+	pins := fmt.Sprintf("/sys/fs/bpf/xmirror-debtest-%d", os.Getpid())
+	defer os.RemoveAll(pins)
+	cfg := filepath.Join(work, "xmirror.yaml")
+	os.WriteFile(cfg, []byte("load_balancer:\n  listener: {vip: 10.0.0.1, interfaces: [eth0]}\n  backends: [{address: 10.0.0.2}]\n  pin_path: "+pins+
+		"\nmetrics: {listen: 127.0.0.1:9190}\n"), 0o644)
+	lb, err := h.Start(bin, "lb", "--config", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(pins, "lb_active")); err == nil {
+			if out, _ := h.Run("ip", "link", "show", "dev", "eth0"); strings.Contains(out, "xdp") {
+				break
+			}
+		}
+		select {
+		case <-lb.Done():
+			t.Fatalf("lb exited:\n%s", lb.Output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lb not attached within 20 s:\n%s", lb.Output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := lb.Stop(); err != nil {
+		t.Fatalf("lb stop: %v\n%s", err, lb.Output())
+	}
+	if out, _ := h.Run("ip", "link", "show", "dev", "eth0"); !strings.Contains(out, "xdp") {
+		t.Fatalf("a stopped lb should leave its program attached:\n%s", out)
+	}
+
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", debLifecycle)
+	cmd.Env = append(os.Environ(), "W="+filepath.Join(work, "root"), "DEB="+deb, "CFG="+cfg)
+	os.Mkdir(filepath.Join(work, "root"), 0o755)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("install, remove, purge: %v\n%s", err, out)
+	}
+	got := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			got[k] = v
+		}
+	}
+	t.Logf("%s", out)
+	for k, want := range map[string]string{
+		// The configuration may hold a BGP password: not for every user.
+		"installed_conf": "root:xmirror 640",
+		"installed_user": "xmirror:/var/lib/xmirror",
+		"upgraded_conf":  "root:xmirror 640 kept",
+		"removed_bin":    "gone conf=/etc/xmirror/xmirror.yaml",
+		"purged":         "",
+	} {
+		if got[k] != want {
+			t.Errorf("%s: %q, want %q", k, got[k], want)
+		}
+	}
+	// Removing the package took the stopped lb's program off the interface
+	// and its pins away: nothing left could detach it.
+	if o, _ := h.Run("ip", "link", "show", "dev", "eth0"); strings.Contains(o, "xdp") {
+		t.Errorf("after dpkg --remove the lb's XDP program is still attached:\n%s", o)
+	}
+	if _, err := os.Stat(filepath.Join(pins, "lb_active")); err == nil {
+		t.Errorf("after dpkg --remove the lb's pins are still under %s", pins)
+	}
+}
+
+// TestLBRestartsAsUnitUser restarts the lb as the unit runs it (uid 65534,
+// the unit's capabilities, the pin directory its ExecStartPre=+ lines
+// make): every restart took the pinned link over by opening its program by
+// id, which takes CAP_SYS_ADMIN, so `systemctl restart xmirror-lb` (and an
+// upgrade's restart) failed with "open the program of the pinned xdp link
+// of eth0: get program by id: operation not permitted", again every 2 s,
+// while the stopped run's program forwarded with frozen tables. Then an
+// operator who ran `xmirror lb` as root leaves pins only root can open: the
+// unit said the interface ran a program "not pinned under" the pin path it
+// is pinned under; its ExecStartPre=+ lines now give the pins to the user.
+func TestLBRestartsAsUnitUser(t *testing.T) {
+	labtest.RequireRoot(t)
+	needTool(t, "setpriv", "util-linux")
+	bin := labtest.XmirrorBinary(t)
+	if err := os.Chmod(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "lb", Addrs: []string{"192.168.0.147/24"}})
+	h := lab.Host("lb")
+	examples, _ := filepath.Abs(filepath.Join("..", "config", "examples"))
+	pins := fmt.Sprintf("/sys/fs/bpf/xmirror-unitrestart-%d", os.Getpid())
+	defer func() {
+		exec.Command(bin, "lb", "detach", "--pin-path", pins).Run()
+		os.RemoveAll(pins)
+	}()
+	args := []string{"lb", "--config", filepath.Join(examples, "lb.yaml"), "--pin-path", pins}
+	caps := unitCaps(t, "xmirror-lb.service")
+	asUnit := append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=" + caps, "--ambient-caps=" + caps, bin}, args...)
+	run := func(who string, name string, arg ...string) {
+		t.Helper()
+		p, err := h.Start(name, arg...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(p.Output(), "load balancer running") {
+			select {
+			case <-p.Done():
+				t.Fatalf("%s: lb exited:\n%s", who, p.Output())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: lb not running within 20 s:\n%s", who, p.Output())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err := p.Stop(); err != nil {
+			t.Fatalf("%s: stop: %v\n%s", who, err, p.Output())
+		}
+	}
+	// A pin_path of its own without the unit's lines changed: the start
+	// said only "create pin path: mkdir ...: permission denied".
+	other := append(slices.Clone(asUnit), "--pin-path", pins+"-other")
+	if out, err := h.Run("setpriv", other...); err == nil || !strings.Contains(out, "ExecStartPre") {
+		t.Errorf("lb as the unit's user with another pin path: %v, want the unit's lines named:\n%s", err, out)
+	}
+	runStartPre(t, "xmirror-lb.service", pins)
+	run("start as the unit's user", "setpriv", asUnit...)
+	run("restart as the unit's user", "setpriv", asUnit...)
+
+	run("as root", bin, args...)
+	// With the directory alone given to the user (the unit's lines before),
+	// the start says why it cannot take the program over.
+	if err := os.Chown(pins, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	out, err := h.Run("setpriv", asUnit...)
+	if err == nil || !strings.Contains(out, "cannot be opened") || !strings.Contains(out, "pin owner 0") {
+		t.Errorf("lb as the unit's user on root's pins: %v, want a refusal naming the pins' owner:\n%s", err, out)
+	}
+	runStartPre(t, "xmirror-lb.service", pins)
+	run("as the unit's user after a root run", "setpriv", asUnit...)
+
+	// The unit's ExecStopPost= (commented out: every stop detaches) runs
+	// as its user too. It removed the pins, then failed on the directory,
+	// which ExecStartPre=+ made in root's /sys/fs/bpf: "remove pin path:
+	// ... permission denied", exit 1, and the stop counted as failed.
+	detach := append(asUnit[:len(asUnit)-len(args)], "lb", "detach", "--pin-path", pins)
+	if out, err := h.Run("setpriv", detach...); err != nil || !strings.Contains(out, "detached") {
+		t.Errorf("lb detach as the unit's user: %v\n%s", err, out)
+	}
+	if entries, _ := os.ReadDir(pins); len(entries) != 0 {
+		t.Errorf("lb detach as the unit's user left %d pins", len(entries))
 	}
 }

@@ -294,7 +294,13 @@ func pinnedLinkRuns(pinPath, iface string, id uint32) (bool, error) {
 	if pinPath == "" {
 		return false, nil
 	}
-	l, err := link.LoadPinnedLink(filepath.Join(pinPath, linkPrefix+iface), nil)
+	pin := filepath.Join(pinPath, linkPrefix+iface)
+	l, err := link.LoadPinnedLink(pin, nil)
+	if errors.Is(err, os.ErrPermission) {
+		// The interface's program is this pin path's, pinned by another
+		// user: it is not someone else's program.
+		return false, fmt.Errorf("%w: %s: its link %w", ErrHost, iface, pinAccessError(pin, err))
+	}
 	if err != nil {
 		return false, nil
 	}

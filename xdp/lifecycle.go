@@ -120,6 +120,12 @@ func (b *Balancer) Abort() error {
 		if err := b.objs.LbActive.Put(uint32(0), b.activeBefore); err != nil {
 			errs = append(errs, fmt.Errorf("restore the active slot: %w", err))
 		}
+		// No link runs this process's program any longer.
+		if id, err := programID(b.objs.XmirrorLb); err == nil {
+			if err := os.Remove(progPin(b.opts.PinPath, id)); err != nil && !os.IsNotExist(err) {
+				errs = append(errs, err)
+			}
+		}
 	}
 	errs = append(errs, b.release())
 	if b.opts.PinPath != "" && !b.pinnedBefore {
@@ -144,6 +150,13 @@ func (b *Balancer) Started() {
 		p.Close()
 	}
 	b.prevProgs = nil
+	if b.opts.PinPath != "" {
+		if id, err := programID(b.objs.XmirrorLb); err != nil {
+			slog.Warn("the previous runs' program pins stay", "err", err)
+		} else if err := unpinOtherPrograms(b.opts.PinPath, id); err != nil {
+			slog.Warn("remove the previous runs' program pins", "err", err)
+		}
+	}
 }
 
 // undoLink gives a link taken over from a previous run its program back,

@@ -178,6 +178,11 @@ func ensureBPFFS(dir string, persist bool) error {
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			// The unit's user cannot write root's /sys/fs/bpf: its
+			// ExecStartPre=+ lines make the default pin path only.
+			return fmt.Errorf("create pin path: %w (under the systemd unit, ExecStartPre=+ makes %s for the xmirror user: change those lines for this pin path in a drop-in, docs/deploy.md)", err, DefaultPinPath)
+		}
 		return fmt.Errorf("create pin path: %w", err)
 	}
 	var st unix.Statfs_t
@@ -285,6 +290,11 @@ func (o *objects) attach(ifaces []string, mode string, prog *ebpf.Program) (_ *a
 			}
 		}
 	}()
+	if o.pinPath != "" {
+		if err := pinProgram(o.pinPath, prog); err != nil {
+			return nil, err
+		}
+	}
 	for _, name := range ifaces {
 		iface, err := net.InterfaceByName(name)
 		if err != nil {
@@ -317,6 +327,94 @@ func (o *objects) attach(ifaces []string, mode string, prog *ebpf.Program) (_ *a
 	return a, nil
 }
 
+// progPrefix names the pins of the programs the links run, by program id.
+// A run that takes a link over keeps the link's program to give it back if
+// its start fails, and opening a program by id (BPF_PROG_GET_FD_BY_ID)
+// takes CAP_SYS_ADMIN, which the unit does not grant: every restart under
+// the unit failed there. Opening a pin needs only its file's permission.
+const progPrefix = "lb_prog_"
+
+func programID(prog *ebpf.Program) (ebpf.ProgramID, error) {
+	info, err := prog.Info()
+	if err != nil {
+		return 0, fmt.Errorf("program info: %w", err)
+	}
+	id, ok := info.ID()
+	if !ok {
+		return 0, errors.New("the kernel does not tell the program's id")
+	}
+	return id, nil
+}
+
+func progPin(dir string, id ebpf.ProgramID) string {
+	return filepath.Join(dir, fmt.Sprintf("%s%d", progPrefix, id))
+}
+
+// pinProgram pins prog under dir by its id, before a link runs it, so that a
+// process killed at any point leaves the program of every link pinned.
+func pinProgram(dir string, prog *ebpf.Program) error {
+	id, err := programID(prog)
+	if err != nil {
+		return err
+	}
+	p := progPin(dir, id)
+	if _, err := os.Stat(p); err == nil {
+		return nil
+	}
+	if err := prog.Pin(p); err != nil {
+		return fmt.Errorf("pin the xdp program: %w", err)
+	}
+	return nil
+}
+
+// previousProgram opens the program a pinned link runs: from its pin, else
+// by id (a run of an earlier version pinned none; that takes CAP_SYS_ADMIN).
+func previousProgram(dir string, id ebpf.ProgramID) (*ebpf.Program, error) {
+	p, err := ebpf.LoadPinnedProgram(progPin(dir, id), nil)
+	if err == nil {
+		return p, nil
+	}
+	if errors.Is(err, os.ErrPermission) {
+		return nil, pinAccessError(progPin(dir, id), err)
+	}
+	p, err = ebpf.NewProgramFromID(id)
+	if errors.Is(err, unix.EPERM) {
+		return nil, fmt.Errorf("%w: it is not pinned as %s%d (the run that attached it was of an earlier version), and opening it by id takes CAP_SYS_ADMIN: start the lb once as root, or `xmirror lb detach` first", err, progPrefix, id)
+	}
+	return p, err
+}
+
+// pinAccessError says that pin, made by another user (`xmirror lb` run as
+// root, then the unit's xmirror user), cannot be opened by this process.
+func pinAccessError(pin string, err error) error {
+	owner := ""
+	var st unix.Stat_t
+	if unix.Stat(pin, &st) == nil {
+		owner = fmt.Sprintf(", pin owner %d, mode %#o", st.Uid, st.Mode&0o777)
+	}
+	return fmt.Errorf("%s cannot be opened by this process (uid %d%s): %w; "+
+		"give the pin path to the user the lb runs as (chown -R; the unit's ExecStartPre= does), or run `xmirror lb detach` as its owner",
+		pin, os.Geteuid(), owner, err)
+}
+
+// unpinOtherPrograms removes the pins of programs other than keep: those of
+// earlier runs, which no link runs any longer.
+func unpinOtherPrograms(dir string, keep ebpf.ProgramID) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read pin path: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), progPrefix) && e.Name() != filepath.Base(progPin(dir, keep)) {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // takeOver updates the link a previous run pinned at pin, if any, to prog,
 // remembering the program it ran. A link whose interface is gone (deleted,
 // perhaps created again under its name: another index) holds nothing: it
@@ -341,7 +439,7 @@ func (a *attached) takeOver(pin string, iface *net.Interface, prog *ebpf.Program
 		slog.Warn("the pinned xdp link was for an interface that is gone: attaching anew", "interface", name)
 		return false, nil
 	}
-	prev, err := ebpf.NewProgramFromID(info.Program)
+	prev, err := previousProgram(filepath.Dir(pin), info.Program)
 	if err != nil {
 		l.Close()
 		return false, fmt.Errorf("open the program of the pinned xdp link of %s: %w", name, err)
@@ -459,8 +557,11 @@ func removePins(pinPath string) error {
 			errs = append(errs, fmt.Errorf("remove %s: %w", p, err))
 		}
 	}
-	// The directory goes only when nothing else is pinned in it.
-	if err := os.Remove(pinPath); err != nil && !os.IsNotExist(err) && !errors.Is(err, unix.ENOTEMPTY) {
+	// The directory goes only when nothing else is pinned in it, and when
+	// this process may remove it: under the unit, ExecStartPre=+ made it in
+	// root's /sys/fs/bpf for the xmirror user, and it stays, empty, for the
+	// next start.
+	if err := os.Remove(pinPath); err != nil && !os.IsNotExist(err) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, os.ErrPermission) {
 		errs = append(errs, fmt.Errorf("remove pin path: %w", err))
 	}
 	return errors.Join(errs...)

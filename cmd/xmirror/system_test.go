@@ -217,6 +217,34 @@ func TestCheckSystemCollectTap(t *testing.T) {
 	}
 }
 
+// TestCheckSystemCollectTapReadOnlySysctl: the TAP device is made passive
+// through /proc/sys/net, which the collector's unit mounts read-only
+// (ProtectKernelTunables=yes). With the drop-in docs/deploy.md gave
+// (capabilities, /dev/net/tun) `check --system --role collect` said the
+// collector could run, and its start then failed on "open
+// /proc/sys/net/ipv6/conf/xm-tap8/accept_ra: read-only file system"; both
+// now name the setting to change.
+func TestCheckSystemCollectTapReadOnlySysctl(t *testing.T) {
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "col", Addrs: []string{"10.0.0.1/24"}})
+	h := lab.Host("col")
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte("collector: {listen: '127.0.0.1:47064', receive: socket, output_dir: '"+t.TempDir()+"', tap: xm-tap8}\n"), 0o644)
+	script := `mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$@"`
+	for _, args := range [][]string{{"check", "--system", "--role", "collect", "--config", cfg}, {"collect", "--config", cfg}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmdArgs := append([]string{"--net=/run/netns/" + h.NS, "--", "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
+			os.Args[0], "-test.run=^TestSourceHelperProcess$", "--"}, args...)
+		cmd := exec.CommandContext(ctx, "nsenter", cmdArgs...)
+		cmd.Env = append(os.Environ(), "XMIRROR_HELPER=1")
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !asExit(err, &ee) || ee.ExitCode() != exitRuntime || !strings.Contains(string(out), "ProtectKernelTunables=no") {
+			t.Errorf("%s: %v, want exit %d naming ProtectKernelTunables=no:\n%s", args[0], err, exitRuntime, out)
+		}
+	}
+}
+
 // TestCheckSystemForwarding: in a container /proc/sys is read-only, so the
 // lb cannot turn forwarding on for its listeners; the check says so (it
 // said "can run", and the lb failed at start).

@@ -64,7 +64,7 @@ install -d -m 0755 "$root/usr/share/lintian/overrides"
 echo "xmirror: statically-linked-binary [usr/bin/xmirror]" >"$root/usr/share/lintian/overrides/xmirror"
 find "$root/usr/share" "$root/etc" -type f -exec chmod 0644 {} +
 
-install -m 0755 "$here/postinst" "$here/postrm" "$root/DEBIAN/"
+install -m 0755 "$here/postinst" "$here/prerm" "$here/postrm" "$root/DEBIAN/"
 echo /etc/xmirror/xmirror.yaml >"$root/DEBIAN/conffiles"
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 sed -e "s/@VERSION@/$debver/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" "$here/control" >"$root/DEBIAN/control"

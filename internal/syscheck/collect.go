@@ -3,11 +3,14 @@
 package syscheck
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xmirror/xmirror/collector"
 )
@@ -50,6 +53,27 @@ func checkTun() Result {
 	}
 	f.Close()
 	r.Status, r.Detail = Pass, "/dev/net/tun opens"
+	return r
+}
+
+// tapSysctl stands for the sysctls the collector writes to make a TAP
+// device passive (accept_ra, disable_ipv6, rp_filter under /proc/sys/net):
+// the device's own do not exist before it is made, and a read-only mount
+// refuses all of them alike.
+const tapSysctl = "/proc/sys/net/ipv4/conf/default/rp_filter"
+
+// checkTapSysctls: a unit with ProtectKernelTunables=yes (the shipped
+// collector's) mounts /proc/sys read-only, so the TAP device cannot be made
+// passive and the collector fails at start; this table said it could run.
+func checkTapSysctls() Result {
+	r := Result{Check: "tap sysctls"}
+	// With the effective ids and capabilities, as the write will be made.
+	if err := unix.Faccessat(unix.AT_FDCWD, tapSysctl, unix.W_OK, unix.AT_EACCESS); errors.Is(err, unix.EROFS) {
+		r.Status, r.Detail = Fail, "collector.tap sets the device's accept_ra, disable_ipv6 and rp_filter, and /proc/sys is read-only"
+		r.Fix = "in the unit: ProtectKernelTunables=no (docs/deploy.md, the collector's TAP output)"
+		return r
+	}
+	r.Status, r.Detail = Pass, "/proc/sys/net can be written"
 	return r
 }
 

@@ -87,7 +87,7 @@ func ForRole(role string, o RoleOptions) (Requirements, error) {
 			}
 			req.Objects = []*ebpf.CollectionSpec{spec}
 			req.XDPInterfaces, req.XDPMode = o.Interfaces, o.XDPMode
-			req.MinKernel, req.MinKernelWhy = Version{5, 9}, "XDP links"
+			req.MinKernel, req.MinKernelWhy = Version{5, 18}, "multi-buffer XDP (xdp.frags), bpf_xdp_load_bytes"
 			req.Caps = LBCaps
 		}
 		if o.CollectGRE {

@@ -187,7 +187,7 @@ func Run(req Requirements) *Report {
 		r.add(checkListen(req.Listen, req.ListenXDP))
 	}
 	if req.Tun {
-		r.add(checkTun())
+		r.add(checkTun(), checkTapSysctls())
 	}
 	if req.SourceConfig != nil {
 		r.add(checkSourceHost(req.SourceConfig))
