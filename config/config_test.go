@@ -206,6 +206,31 @@ collector:
 	}
 }
 
+// TestIntegerForms: integers YAML reads as written are taken (hex, 0o
+// octal, zero padding that does not change the number); leading zeros that
+// do are refused in TestInvalid.
+func TestIntegerForms(t *testing.T) {
+	cfg, err := Parse([]byte(`
+filters: [{name: f}]
+sessions:
+  - {name: a, priority: 01, vni: 007, filter: f, sources: [eth0], target: 10.0.0.9}
+  - {name: b, priority: 2, vni: 0o10, filter: f, sources: [eth0], target: 10.0.0.9}
+  - {name: c, priority: 3, vni: 0x10, filter: f, sources: [eth0], target: 10.0.0.9}
+  - {name: d, priority: 4, vni: 00, filter: f, sources: [eth0], target: 10.0.0.9}
+source: {mark: 0x10}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint32
+	for _, s := range cfg.Sessions {
+		got = append(got, s.VNI)
+	}
+	if !reflect.DeepEqual(got, []uint32{7, 8, 16, 0}) || cfg.Sessions[0].Priority != 1 || cfg.Source.Mark != 16 {
+		t.Errorf("vnis %v, priority %d, mark %#x", got, cfg.Sessions[0].Priority, cfg.Source.Mark)
+	}
+}
+
 // TestExplicitZero checks that an explicit 0 or false is kept where it means
 // something (drain, disabled, no rotation, keep all, port 0).
 func TestExplicitZero(t *testing.T) {
@@ -343,6 +368,10 @@ func TestInvalid(t *testing.T) {
 		{"session unknown key", with(sessionBase, 0, "    vnii: 9"), []string{"sessions[0].vnii: unknown key (line 10)"}},
 		{"session vni too big", with(sessionBase, 6, "    vni: 16777216"), []string{"sessions[0].vni: 16777216 is out of range 0..16777215 (line 6)"}},
 		{"session vni negative", with(sessionBase, 6, "    vni: -1"), []string{"sessions[0].vni: -1 is out of range 0..16777215 (line 6)"}},
+		// yaml.v3 reads 010 the YAML 1.1 way, as octal 8, and 09 as a float.
+		{"session vni leading zero", with(sessionBase, 6, "    vni: 010"), []string{"sessions[0].vni: 010 has a leading zero, which YAML reads as octal (8): write 10 (or 0o10 for octal) (line 6)"}},
+		{"session vni leading zero not octal", with(sessionBase, 6, "    vni: 0900"), []string{"sessions[0].vni: 0900 has a leading zero, which YAML does not read as a decimal integer: write 900 (line 6)"}},
+		{"collector session id leading zero", with(colBase, 0, "  sessions:", "    - {name: sw, protocol: erspan, id: 0100}"), []string{"collector.sessions[0].id: 0100 has a leading zero, which YAML reads as octal (64): write 100 (or 0o100 for octal) (line 4)"}},
 		{"session vni missing", with(sessionBase, 6, "    enabled: true"), []string{"sessions[0].vni: required (line 4)"}},
 		{"session vni duplicate", with(sessionBase, 0, "  - {name: t, priority: 2, vni: 1, filter: f, sources: [eth1], target: 10.0.0.1}"), []string{"sessions[1].vni: 1 is also the VNI of sessions[0] (line 10)"}},
 		{"session name duplicate", with(sessionBase, 0, "  - {name: s, priority: 2, vni: 2, filter: f, sources: [eth1], target: 10.0.0.1}"), []string{`sessions[1].name: "s" is also the name of sessions[0] (line 10)`}},

@@ -4,6 +4,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -352,6 +353,10 @@ func (d *decoder) integer(lo, hi int64, store func(int64)) field {
 		if !ok {
 			return
 		}
+		if err := leadingZero(n); err != nil {
+			d.errorf(path, n.Line, "%v", err)
+			return
+		}
 		var v int64
 		if n.Tag != "!!int" || n.Decode(&v) != nil {
 			if n.Tag == "!!int" {
@@ -367,6 +372,31 @@ func (d *decoder) integer(lo, hi int64, store func(int64)) field {
 		}
 		store(v)
 	}
+}
+
+// leadingZero refuses a plain integer written with a leading zero: the YAML
+// library reads it the YAML 1.1 way, 010 as octal 8 and 09 as a float, so a
+// zero-padded vni or id would silently become another number.
+func leadingZero(n *yaml.Node) error {
+	if n.Style != 0 {
+		return nil // quoted: a string, refused as one
+	}
+	sign, digits := "", n.Value
+	if digits != "" && (digits[0] == '-' || digits[0] == '+') {
+		sign, digits = digits[:1], digits[1:]
+	}
+	if len(digits) < 2 || digits[0] != '0' || strings.Trim(digits, "0123456789") != "" {
+		return nil
+	}
+	decimal := cmp.Or(strings.TrimLeft(digits, "0"), "0")
+	octal, err := strconv.ParseInt(digits, 8, 64)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s has a leading zero, which YAML does not read as a decimal integer: write %s%s", n.Value, sign, decimal)
+	case strconv.FormatInt(octal, 10) == decimal:
+		return nil // 007: the same number either way
+	}
+	return fmt.Errorf("%s has a leading zero, which YAML reads as octal (%s%d): write %s%s (or 0o%s for octal)", n.Value, sign, octal, sign, decimal, decimal)
 }
 
 func (d *decoder) intField(dst *int, lo, hi int64) field {
