@@ -4,6 +4,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"reflect"
@@ -319,6 +320,15 @@ var (
 	}
 )
 
+// hostCIDRs lists n /32s of 10.0.0.0/8, comma-separated.
+func hostCIDRs(n int) string {
+	list := make([]string, n)
+	for i := range list {
+		list[i] = fmt.Sprintf("10.%d.%d.1/32", i/256, i%256)
+	}
+	return strings.Join(list, ", ")
+}
+
 // TestInvalid checks that each mistake is reported exactly, with path and line,
 // and that nothing else is reported.
 func TestInvalid(t *testing.T) {
@@ -399,6 +409,8 @@ func TestInvalid(t *testing.T) {
 		{"lb interfaces missing", with(lbBase, 4, "    port: 4789"), []string{"load_balancer.listener.interfaces: needs at least one interface (line 2)"}},
 		{"lb port", with(lbBase, 4, "    port: 65536"), []string{"load_balancer.listener.interfaces: needs at least one interface (line 2)", "load_balancer.listener.port: 65536 is out of range 1..65535 (line 4)"}},
 		{"lb allowlist empty", lines(append(lbBase[:4:4], "    access_control: {mode: allowlist}", "  backends: [{address: 10.0.0.2}]")...), []string{"load_balancer.listener.access_control.allowlist: needs at least one CIDR with mode allowlist (line 5)"}},
+		{"lb allowlist longer than the table", lines(append(lbBase[:4:4], "    access_control:", "      mode: allowlist", "      allowlist: ["+hostCIDRs(1025)+"]", "  backends: [{address: 10.0.0.2}]")...),
+			[]string{"load_balancer.listener.access_control.allowlist: 1025 CIDRs, at most 1024 (what the load balancer's table holds) (line 7)"}},
 		{"lb allowlist with mode all", lines(append(lbBase[:4:4], "    access_control: {allowlist: [10.0.0.0/8]}", "  backends: [{address: 10.0.0.2}]")...), []string{"load_balancer.listener.access_control.allowlist: is only used with mode allowlist (mode is all) (line 5)"}},
 		{"lb allowlist ipv6", lines(append(lbBase[:4:4], "    access_control:", "      mode: allowlist", "      allowlist: [10.0.0.0/8, 2001:db8::/32]", "  backends: [{address: 10.0.0.2}]")...), []string{"load_balancer.listener.access_control.allowlist[1]: 2001:db8::/32 is not an IPv4 CIDR but ethertype is ipv4 (line 7)"}},
 		{"lb protocol", lines(append(lbBase[:4:4], "    protocol: erspan", "  backends: [{address: 10.0.0.2}]")...), []string{`load_balancer.listener.protocol: "erspan" is not one of vxlan, geneve, gre (line 5)`}},

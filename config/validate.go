@@ -473,6 +473,11 @@ func (v *validator) listener(l Listener) {
 	if ac.Mode == AccessAll && len(ac.Allowlist) > 0 {
 		v.errorf(p+".access_control.allowlist", "is only used with mode allowlist (mode is all)")
 	}
+	if len(ac.Allowlist) > MaxAllowlist {
+		// The table holds MaxAllowlist per slot: a longer list passed
+		// check, and the lb failed at start ("no space left on device").
+		v.errorf(p+".access_control.allowlist", "%d CIDRs, at most %d (what the load balancer's table holds)", len(ac.Allowlist), MaxAllowlist)
+	}
 	for i, pr := range ac.Allowlist {
 		v.family(fmt.Sprintf("%s.access_control.allowlist[%d]", p, i), pr, IPv4, "ethertype is ipv4")
 	}
