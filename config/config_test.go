@@ -527,6 +527,13 @@ func TestInvalid(t *testing.T) {
 			[]string{`collector.sessions[0].name: "s" is also the name of sessions[0] (line 6)`, `collector.sessions[0].id: vxlan 1 is also the session of sessions[0] (line 6)`}},
 		{"metrics listen", lines("metrics:", "  listen: nowhere"), []string{`metrics.listen: "nowhere" is not host:port (line 2)`}},
 		{"metrics unknown", lines("metrics:", "  port: 9090"), []string{"metrics.port: unknown key (line 2)"}},
+		// An error of a field written through an alias is on the alias's line,
+		// not on the anchor's, where the field's first use is.
+		{"session repeated by an alias", lines("filters: [{name: f}]", "sessions:", "  - &s {name: s, priority: 1, vni: 1, filter: f, sources: [eth0], target: 10.0.0.1}", "  - *s"),
+			[]string{`sessions[1].name: "s" is also the name of sessions[0] (line 4)`, "sessions[1].vni: 1 is also the VNI of sessions[0] (line 4)",
+				"sessions[1].priority: 1 is also the priority of sessions[0] on source eth0 (unique per source interface) (line 4)"}},
+		{"value error through an alias", lines("load_balancer:", "  listener: {vip: 192.168.0.147, interfaces: [eth0]}", "  backends:", "    - {address: 192.168.0.6, weight: &w 101}", "    - {address: 192.168.0.7, weight: *w}"),
+			[]string{"load_balancer.backends[0].weight: 101 is out of range 0..100 (line 4)", "load_balancer.backends[1].weight: 101 is out of range 0..100 (line 5)"}},
 		{"merge key", lines("base: &b {listen: ':1'}"), []string{"base: unknown key (line 1)"}},
 		{"several at once", lines("sessions:", "  - {name: s, priority: 0, vni: 16777216, filter: f, sources: [eth0], target: 10.0.0.1}", "collector: {format: x}"),
 			[]string{

@@ -64,11 +64,33 @@ type decoder struct {
 	lines  map[string]int // field path -> YAML line
 	budget int
 	bad    []string // paths that failed to decode
+	// aliasLine is the line of the alias (*name) being decoded, 0 outside
+	// one: the fields of sessions[1] written as *s are on that line, not on
+	// the anchor's, where sessions[0] is.
+	aliasLine int
 }
 
 func (d *decoder) errorf(path string, line int, format string, args ...any) {
-	d.errs = append(d.errs, &FieldError{Path: path, Line: line, Msg: fmt.Sprintf(format, args...)})
+	d.errs = append(d.errs, &FieldError{Path: path, Line: d.at(line), Msg: fmt.Sprintf(format, args...)})
 	d.bad = append(d.bad, path)
+}
+
+// at is line, or the line of the alias it is decoded through.
+func (d *decoder) at(line int) int {
+	if d.aliasLine != 0 && line != 0 {
+		return d.aliasLine
+	}
+	return line
+}
+
+// throughAlias decodes n with decode, at the alias's line when n is one
+// (and not inside another alias, whose line stays).
+func (d *decoder) throughAlias(n *yaml.Node, decode func()) {
+	if n.Kind == yaml.AliasNode && d.aliasLine == 0 {
+		d.aliasLine = n.Line
+		defer func() { d.aliasLine = 0 }()
+	}
+	decode()
 }
 
 // failed reports whether path, or a field containing it, already has an error.
@@ -279,8 +301,8 @@ func (d *decoder) mapping(n *yaml.Node, path string, fields map[string]field) ma
 			continue
 		}
 		seen[k.Value] = true
-		d.lines[p] = k.Line
-		fn(v, p)
+		d.lines[p] = d.at(k.Line)
+		d.throughAlias(v, func() { fn(v, p) })
 	}
 	return seen
 }
@@ -296,12 +318,18 @@ func (d *decoder) sequence(n *yaml.Node, path string, item func(n *yaml.Node, pa
 	}
 	for i, c := range n.Content {
 		p := fmt.Sprintf("%s[%d]", path, i)
-		c = d.deref(c)
-		if c == nil {
+		stop := false
+		d.throughAlias(c, func() {
+			if c = d.deref(c); c == nil {
+				stop = true
+				return
+			}
+			d.lines[p] = d.at(c.Line)
+			item(c, p, d.at(c.Line))
+		})
+		if stop {
 			return
 		}
-		d.lines[p] = c.Line
-		item(c, p, c.Line)
 	}
 }
 
