@@ -491,6 +491,7 @@ func TestInvalid(t *testing.T) {
 		{"collector readers", with(colBase, 0, "  readers: -1"), []string{"collector.readers: -1 is out of range 0..1024 (line 3)"}},
 		{"collector session idle 0", with(colBase, 0, "  session_idle: 0s"), []string{"collector.session_idle: 0s must be positive (leave it out for the default, 5m) (line 3)"}},
 		{"rotate size unit", with(colBase, 0, "  rotate: {size: 10XB}"), []string{`collector.rotate.size: "10XB" has unknown unit "XB" (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB) (line 3)`}},
+		{"rotate size fraction", with(colBase, 0, "  rotate: {size: 1.5GiB}"), []string{`collector.rotate.size: "1.5GiB" has a fraction: sizes are whole numbers, give a smaller unit (1536MiB, not 1.5GiB) (line 3)`}},
 		{"rotate size negative", with(colBase, 0, "  rotate: {size: -1}"), []string{`collector.rotate.size: "-1" is not a size such as 4096, 64KiB, 100MiB, 1GB (line 3)`}},
 		{"rotate interval", with(colBase, 0, "  rotate:", "    interval: 1w"), []string{`collector.rotate.interval: "1w" is not a duration such as 500ms, 2s, 1h, 7d (line 4)`}},
 		{"collector compress", with(colBase, 0, "  compress: zstd"), []string{`collector.compress: "zstd" is not one of none, gzip (line 3)`}},

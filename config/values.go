@@ -226,6 +226,10 @@ func ParseByteSize(s string) (ByteSize, error) {
 	if i == 0 {
 		return 0, fmt.Errorf("%q is not a size such as 4096, 64KiB, 100MiB, 1GB", s)
 	}
+	if i < len(t) && (t[i] == '.' || t[i] == ',') {
+		// Not an unknown unit ".5GiB", as it was reported.
+		return 0, fmt.Errorf("%q has a fraction: sizes are whole numbers, give a smaller unit (1536MiB, not 1.5GiB)", s)
+	}
 	n, err := strconv.ParseInt(t[:i], 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("%q is too large", s)
