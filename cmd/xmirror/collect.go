@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -167,6 +168,12 @@ func sessionsOf(cfg *config.Config) sessionSet {
 	if cfg.Collector != nil {
 		ss.settings = *cfg.Collector
 		ss.settings.Sessions = nil
+		// Where the inputs are written is no setting: their lines move
+		// when a session is added to sessions[] above them.
+		ss.settings.Inputs = slices.Clone(ss.settings.Inputs)
+		for i := range ss.settings.Inputs {
+			ss.settings.Inputs[i].Line = 0
+		}
 	}
 	for _, s := range cfg.Sessions {
 		ss.named[collector.VXLAN(s.VNI)] = collector.Session{Name: s.Name, PacketLength: s.PacketLength}
