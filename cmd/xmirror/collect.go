@@ -103,7 +103,7 @@ func runCollect(c *cli.Context) error {
 				"rotate_size", opts.RotateSize, "rotate_interval", opts.RotateInterval, "keep", opts.Keep,
 				"compress", opts.Compress, "sessions", len(sessions.named), "inputs", fmt.Sprint(opts.Inputs),
 				"unknown_vni", map[bool]string{false: "capture", true: "drop"}[opts.DropUnknownVNI])
-			return collectPart{col: col, config: sessions.config, settings: sessions.settings}, nil
+			return collectPart{col: col, config: sessions.config, settings: sessions.settings, reloads: newReloadCounters(set, "collector")}, nil
 		},
 	})
 }
@@ -411,6 +411,7 @@ type collectPart struct {
 	col      *collector.Collector
 	config   string           // --config, re-read on SIGHUP
 	settings config.Collector // its collector section as started, without sessions
+	reloads  reloadCounters   // of --config, on SIGHUP
 }
 
 // stopSummary is what the collector logs when it stops: what it received
@@ -444,7 +445,9 @@ func (p collectPart) Run(ctx context.Context) error {
 
 func (p collectPart) Reload(sig os.Signal) {
 	if sig == syscall.SIGHUP && p.config != "" {
-		if cfg, err := loadConfig(p.config); err != nil {
+		cfg, err := loadConfig(p.config)
+		p.reloads.count(err)
+		if err != nil {
 			slog.Error("reload: configuration refused; the running sessions stay", "config", p.config, "err", err)
 		} else {
 			ss := sessionsOf(cfg)

@@ -145,13 +145,12 @@ func lbOptions(c *cli.Context, lb *config.LoadBalancer) (xdp.Options, error) {
 // tables without losing a packet. It is ready (/healthz) while some backend
 // takes new flows, and with load_balancer.bgp it announces the VIP then.
 type lbPart struct {
-	path         string
-	lb           *config.LoadBalancer // as started: the interfaces the program is attached to
-	opts         xdp.Options
-	bal          *xdp.Balancer
-	speaker      *bgp.Speaker // nil without load_balancer.bgp
-	reloads      *metrics.Counter
-	reloadErrors *metrics.Counter
+	path    string
+	lb      *config.LoadBalancer // as started: the interfaces the program is attached to
+	opts    xdp.Options
+	bal     *xdp.Balancer
+	speaker *bgp.Speaker // nil without load_balancer.bgp
+	reloads reloadCounters
 	// metricsFromFile is metrics.listen as started, when the file (not
 	// --metrics-listen) decided where /metrics is served.
 	metricsFromFile string
@@ -217,8 +216,7 @@ func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metric
 	bal.Started()
 	bal.StartHealthChecks()
 	bal.RegisterMetrics(set)
-	p.reloads = set.NewCounter("xmirror_lb_reloads_total")
-	p.reloadErrors = set.NewCounter("xmirror_lb_reload_errors_total")
+	p.reloads = newReloadCounters(set, "lb")
 	for _, name := range lb.Listener.Interfaces {
 		set.NewGauge(fmt.Sprintf("xmirror_lb_interface_up{interface=%q}", name), func() float64 {
 			p.mu.Lock()
@@ -304,12 +302,11 @@ func (p *lbPart) Reload(os.Signal) {
 	if err == nil && p.speaker != nil {
 		err = p.speaker.Reconfigure(*next.LoadBalancer.BGP)
 	}
+	p.reloads.count(err)
 	if err != nil {
-		p.reloadErrors.Inc()
 		slog.Error("reload failed, keeping the running configuration", "err", err)
 		return
 	}
-	p.reloads.Inc()
 	slog.Info("reloaded", "backends", len(next.LoadBalancer.Backends), "algorithm", next.LoadBalancer.Algorithm)
 }
 

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -124,5 +125,66 @@ func TestLBReloadSaysMetricsListenNeedsRestart(t *testing.T) {
 		}
 		p.Signal(syscall.SIGTERM)
 		<-p.Done()
+	}
+}
+
+// TestReloadCounted: a SIGHUP whose file is refused left the running
+// configuration in place and said so only in the log for source and
+// collect (the lb counted it in xmirror_lb_reload_errors_total): after
+// `systemctl reload` of a broken edit, nothing a scrape or an alert sees
+// told that the source or collector ran the old configuration. Every part
+// now counts reloads applied and refused.
+func TestReloadCounted(t *testing.T) {
+	labtest.RequireRoot(t)
+	const metricsAt = "127.0.0.1:9466"
+	metrics := "metrics: {listen: \"" + metricsAt + "\"}\n"
+	lbYAML := "load_balancer:\n  listener: {vip: 192.168.0.147, interfaces: [eth0]}\n  backends: [{address: 192.168.0.6}]\n" + metrics
+	for _, tc := range []struct {
+		part, prefix, yaml string
+		args               func(dir string) []string
+	}{
+		{"source", "xmirror_source", strings.Replace(cliSourceYAML, "metrics: {listen: \"127.0.0.1:9464\"}\n", metrics, 1), func(string) []string { return nil }},
+		{"lb", "xmirror_lb", lbYAML, func(string) []string {
+			return []string{"--pin-path", fmt.Sprintf("/sys/fs/bpf/xmirror-reload-test-%d", os.Getpid()), "--detach-on-exit"}
+		}},
+		{"collect", "xmirror_collector", "collector: {listen: \"127.0.0.1:0\", health_listen: \"off\"}\n" + metrics, func(dir string) []string {
+			return []string{"--out", filepath.Join(dir, "pcap")}
+		}},
+	} {
+		t.Run(tc.part, func(t *testing.T) {
+			if !strings.Contains(tc.yaml, metricsAt) {
+				t.Fatalf("the %s configuration does not serve /metrics at %s", tc.part, metricsAt)
+			}
+			lab := labtest.ForTest(t, netlab.HostSpec{Name: "host", Addrs: []string{"192.168.0.230/24"}})
+			h := lab.Host("host")
+			dir := t.TempDir()
+			cfg := filepath.Join(dir, "xmirror.yaml")
+			os.WriteFile(cfg, []byte(tc.yaml), 0o644)
+			p := startXmirror(t, h, append([]string{tc.part, "--config", cfg}, tc.args(dir)...)...)
+			defer p.Stop()
+			counter := func(name string) string {
+				_, body, err := h.Get(context.Background(), metricsAt, "/metrics")
+				if err != nil {
+					return ""
+				}
+				for _, line := range strings.Split(string(body), "\n") {
+					if v, ok := strings.CutPrefix(line, name+" "); ok {
+						return v
+					}
+				}
+				return ""
+			}
+			waitFor(t, "started", p, func() bool { return counter(tc.prefix+"_reload_errors_total") == "0" })
+			os.WriteFile(cfg, []byte("sessions: [{name: half-written"), 0o644)
+			p.Signal(syscall.SIGHUP)
+			waitFor(t, "the refused reload counted", p, func() bool {
+				return counter(tc.prefix+"_reload_errors_total") == "1" && counter(tc.prefix+"_reloads_total") == "0"
+			})
+			os.WriteFile(cfg, []byte(tc.yaml), 0o644)
+			p.Signal(syscall.SIGHUP)
+			waitFor(t, "the applied reload counted", p, func() bool {
+				return counter(tc.prefix+"_reload_errors_total") == "1" && counter(tc.prefix+"_reloads_total") == "1"
+			})
+		})
 	}
 }

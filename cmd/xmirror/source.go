@@ -99,7 +99,7 @@ func runSource(c *cli.Context) error {
 				return nil, err
 			}
 			set.RegisterMetricsWriter(src.WriteMetrics)
-			return &sourcePart{src: src, path: path}, nil
+			return &sourcePart{src: src, path: path, reloads: newReloadCounters(set, "source")}, nil
 		},
 	})
 }
@@ -107,8 +107,9 @@ func runSource(c *cli.Context) error {
 // sourcePart is a running `xmirror source`: SIGHUP re-reads the file and
 // switches the rules without detaching.
 type sourcePart struct {
-	src  *source.Source
-	path string
+	src     *source.Source
+	path    string
+	reloads reloadCounters
 }
 
 func (p *sourcePart) Run(ctx context.Context) error { return waitPart(ctx) }
@@ -121,6 +122,7 @@ func (p *sourcePart) Reload(os.Signal) {
 	if err == nil {
 		err = p.src.Reload(next)
 	}
+	p.reloads.count(err)
 	if err != nil {
 		slog.Error("reload refused: keeping the running configuration", "err", err)
 	}
