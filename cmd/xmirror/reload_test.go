@@ -188,3 +188,27 @@ func TestReloadCounted(t *testing.T) {
 		})
 	}
 }
+
+// TestSourceReloadWithoutSessions: a SIGHUP that read the file cut short
+// before its sessions (an editor or a copy writing it in place) was applied:
+// "mirror source reloaded sessions=0", every interface detached, nothing
+// mirrored, while a start with that file is refused ("no sessions"). The
+// reload is refused the same way and the running sessions stay.
+func TestSourceReloadWithoutSessions(t *testing.T) {
+	labtest.RequireRoot(t)
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "host", Addrs: []string{"192.168.0.230/24"}})
+	cfg := filepath.Join(t.TempDir(), "xmirror.yaml")
+	os.WriteFile(cfg, []byte(cliSourceYAML), 0o644)
+	p := startXmirror(t, lab.Host("host"), "source", "--config", cfg, "--metrics-listen", "off")
+	defer p.Stop()
+	waitFor(t, "started", p, func() bool { return strings.Contains(p.Output(), "mirror source attached") })
+	half, _, _ := strings.Cut(cliSourceYAML, "sessions:")
+	os.WriteFile(cfg, []byte(half), 0o644)
+	p.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload refused", p, func() bool {
+		return strings.Contains(p.Output(), "reload refused") || strings.Contains(p.Output(), "mirror source reloaded")
+	})
+	if !strings.Contains(p.Output(), "no sessions") || strings.Contains(p.Output(), "mirror source reloaded") {
+		t.Errorf("a file without sessions was not refused:\n%s", p.Output())
+	}
+}

@@ -119,6 +119,11 @@ func (p *sourcePart) Check() error { return p.src.Ready() }
 
 func (p *sourcePart) Reload(os.Signal) {
 	next, err := config.Load(p.path)
+	if err == nil && len(next.Sessions) == 0 {
+		// A start refuses it too; applied, a file cut short before its
+		// sessions (written in place, read half way) detached everything.
+		err = fmt.Errorf("%s: no sessions", p.path)
+	}
 	if err == nil {
 		err = p.src.Reload(next)
 	}
