@@ -313,6 +313,33 @@ func testPathMTU(t *testing.T, datapath string) {
 	}
 }
 
+// TestKeepsForeignVXLANDevice: with source.device naming a VXLAN device
+// xmirror did not create (an operator's vxlan0, VNI 42), the kernel
+// datapath logged "replacing stale VXLAN device" and deleted it, taking
+// whatever ran over it down. It is refused now, naming the key, and stays.
+func TestKeepsForeignVXLANDevice(t *testing.T) {
+	lab := seedLab(t, false)
+	src := lab.Host("source")
+	if _, err := src.Run("ip", "link", "add", "vxlan0", "type", "vxlan", "id", "42", "dstport", "4789", "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := seedConfig(t, seedYAML)
+	cfg.Source.Device = "vxlan0"
+	err := src.Do(func() error {
+		s, err := New(cfg, Options{Datapath: DatapathKernel})
+		if err == nil {
+			s.Close()
+		}
+		return err
+	})
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "source.device") {
+		t.Errorf("New: %v, want an ErrConfig naming source.device", err)
+	}
+	if out, err := src.Run("ip", "-d", "-o", "link", "show", "vxlan0"); err != nil || !strings.Contains(out, "id 42") {
+		t.Errorf("the operator's vxlan0 is gone or changed (%v):\n%s", err, out)
+	}
+}
+
 // TestUndoesPartialSetup fails after the programs are loaded (the device
 // name of the kernel datapath is taken by a non-VXLAN device): New returns
 // the error and leaves nothing behind.
