@@ -176,8 +176,11 @@ func Run(req Requirements) *Report {
 			x.Fix = "receive: auto (sockets on such an interface) or socket, or a NIC whose driver supports XDP"
 		}
 		r.add(x)
-		if req.ListenXDP {
+		switch {
+		case req.ListenXDP:
 			r.add(checkXDPFree(ifname))
+		case req.Role == RoleLB && x.Detail != "no such interface":
+			r.add(checkLBXDPFree(ifname, req.PinPath))
 		}
 	}
 	if req.PinPath != "" {
