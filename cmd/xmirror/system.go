@@ -57,9 +57,9 @@ func roleOptions(role string, cfg *config.Config) syscheck.RoleOptions {
 // needs the XDP probes on the interfaces that hold it (auto falls back to
 // sockets, so it needs nothing more). A GRE input needs CAP_NET_RAW for its
 // raw socket, a TAP output CAP_NET_ADMIN and /dev/net/tun, a post_rotate
-// command a program the collector can run.
+// command a program the collector can run, a group one this host has.
 func collectRoleOptions(cc config.Collector) syscheck.RoleOptions {
-	o := syscheck.RoleOptions{CollectListen: cc.Listen, CollectTap: cc.Tap != "", CollectPostRotate: cc.PostRotate, CollectGRE: slices.ContainsFunc(cc.Inputs, func(in config.Input) bool {
+	o := syscheck.RoleOptions{CollectListen: cc.Listen, CollectTap: cc.Tap != "", CollectPostRotate: cc.PostRotate, CollectGroup: cc.Group, CollectGRE: slices.ContainsFunc(cc.Inputs, func(in config.Input) bool {
 		return in.Protocol == config.ProtocolGRE || in.Protocol == config.ProtocolERSPAN
 	})}
 	if cc.Receive != collector.ReceiveXDP {

@@ -268,6 +268,31 @@ func TestCheckSystemCollectPostRotate(t *testing.T) {
 	}
 }
 
+// TestCheckSystemCollectGroup: a collector.group this host does not have
+// passed `check --system --role collect` ("xmirror collect can run on this
+// host"), and the collector then refused to start (exit 2, "is no group on
+// this host"). The row fails now.
+func TestCheckSystemCollectGroup(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, c := range []struct {
+		name, group string
+		code        int
+		want        string
+	}{
+		{"missing", "xmnogroup9", exitRuntime, `"xmnogroup9" is no group on this host`},
+		{"present", "root", exitOK, "root is gid 0"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "c.yaml")
+			os.WriteFile(cfg, []byte("collector: {listen: '127.0.0.1:47064', receive: socket, output_dir: '"+t.TempDir()+"', group: "+c.group+"}\n"), 0o600)
+			code, out, errOut := runCaptured(t, "check", "--system", "--role", "collect", "--config", cfg)
+			if code != c.code || !strings.Contains(out+errOut, c.want) {
+				t.Errorf("exit %d, want %d with %q:\n%s%s", code, c.code, c.want, out, errOut)
+			}
+		})
+	}
+}
+
 // TestCheckSystemSourceInterfaces: `check --system --role source` (what
 // docs/deploy.md runs before a restart) looked at the kernel and BPF only: it
 // said "xmirror source can run on this host" for sources the start then

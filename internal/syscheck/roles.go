@@ -37,6 +37,9 @@ type RoleOptions struct {
 	// CollectPostRotate is the collector's post_rotate command ("" = none),
 	// which it refuses to start with when it cannot be run.
 	CollectPostRotate string
+	// CollectGroup is the collector's group ("" = the process's), which
+	// it refuses to start with when this host has no such group.
+	CollectGroup string
 	// SourceConfig: the source's sessions, whose interfaces and targets
 	// are resolved as its start does (nil = not checked).
 	SourceConfig *config.Config
@@ -98,6 +101,7 @@ func ForRole(role string, o RoleOptions) (Requirements, error) {
 		}
 		req.Tun = o.CollectTap
 		req.PostRotate = o.CollectPostRotate
+		req.Group = o.CollectGroup
 	default:
 		return req, fmt.Errorf("role %q is not one of source, lb, collect", role)
 	}

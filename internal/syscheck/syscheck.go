@@ -59,6 +59,8 @@ type Requirements struct {
 	Tun bool
 	// PostRotate is the collector's post_rotate command ("" = none).
 	PostRotate string
+	// Group owns the collector's files ("" = the process's group).
+	Group string
 	// SourceConfig: the source's sessions to resolve on this host (nil = none).
 	SourceConfig *config.Config
 	// Forwarding: IPv4 forwarding must be on (or be turned on) on these
@@ -197,6 +199,9 @@ func Run(req Requirements) *Report {
 	}
 	if req.PostRotate != "" {
 		r.add(checkPostRotate(req.PostRotate))
+	}
+	if req.Group != "" {
+		r.add(checkGroup(req.Group))
 	}
 	for _, ifname := range req.Forwarding {
 		r.add(checkForwarding(ifname))
