@@ -97,6 +97,9 @@ func checkSystem(c *cli.Context) error {
 			return err
 		}
 		rep := syscheck.Run(req)
+		if r, ok := sectionRow(role, cfg, c.String("config"), c.IsSet("role")); ok {
+			rep.Results = append(rep.Results, r)
+		}
 		if err := rep.WriteTable(c.App.Writer); err != nil {
 			return err
 		}
@@ -113,4 +116,26 @@ func checkSystem(c *cli.Context) error {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// sectionRow is a row for a configuration that lacks what role refuses to
+// start without (lb: a load_balancer section, source: sessions), which the
+// table passed before: it fails when the role was asked for (--role), and
+// warns when every role is checked against one host's file.
+func sectionRow(role string, cfg *config.Config, path string, asked bool) (syscheck.Result, bool) {
+	r := syscheck.Result{Check: "configuration", Status: syscheck.Warn}
+	switch {
+	case cfg == nil:
+		return r, false
+	case role == syscheck.RoleLB && cfg.LoadBalancer == nil:
+		r.Detail, r.Fix = path+" has no load_balancer section: xmirror lb refuses to start with it", "add the section, or check the file the lb runs with"
+	case role == syscheck.RoleSource && len(cfg.Sessions) == 0:
+		r.Detail, r.Fix = path+" has no sessions: xmirror source refuses to start with it", "add sessions, or check the file the source runs with"
+	default:
+		return r, false
+	}
+	if asked {
+		r.Status = syscheck.Fail
+	}
+	return r, true
 }

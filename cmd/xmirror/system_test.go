@@ -293,6 +293,36 @@ func TestCheckSystemCollectGroup(t *testing.T) {
 	}
 }
 
+// TestCheckSystemRoleWithoutSection: `check --system --role lb` with a
+// file that has no load_balancer section (a collector host's) said "xmirror
+// lb can run on this host", and `xmirror lb` with that file then refused to
+// start ("no load_balancer section"); so did --role source with a file
+// without sessions. The configuration row fails for the role asked, and only
+// warns when every role is checked.
+func TestCheckSystemRoleWithoutSection(t *testing.T) {
+	labtest.RequireRoot(t)
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte("collector: {listen: '127.0.0.1:47065', receive: socket, output_dir: '"+t.TempDir()+"'}\n"), 0o600)
+	for _, role := range []struct{ name, want string }{
+		{"lb", "has no load_balancer section: xmirror lb refuses to start with it"},
+		{"source", "has no sessions: xmirror source refuses to start with it"},
+	} {
+		code, out, errOut := runCaptured(t, "check", "--system", "--role", role.name, "--config", cfg)
+		if code != exitRuntime || !strings.Contains(out, role.want) || !strings.Contains(out, "CANNOT run") {
+			t.Errorf("--role %s: exit %d, want %d with %q:\n%s%s", role.name, code, exitRuntime, role.want, out, errOut)
+		}
+	}
+	_, out, _ := runCaptured(t, "check", "--system", "--config", cfg)
+	warned := false
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		warned = warned || len(f) > 2 && f[0] == "configuration" && f[1] == "warn" && strings.Contains(line, "no load_balancer section")
+	}
+	if !warned {
+		t.Errorf("every role: no warning row for the lb:\n%s", out)
+	}
+}
+
 // TestCheckSystemSourceInterfaces: `check --system --role source` (what
 // docs/deploy.md runs before a restart) looked at the kernel and BPF only: it
 // said "xmirror source can run on this host" for sources the start then
