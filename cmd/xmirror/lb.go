@@ -394,6 +394,15 @@ func runLBStatus(c *cli.Context) error {
 	}
 	fmt.Fprintf(w, "listener   %s %s  algorithm %s  affinity %s  access %s\n", second.Protocol, listener, second.Algorithm, second.Affinity, second.ACL)
 	fmt.Fprintf(w, "xdp mode   %s  active slot %d  wrr entries %d  maglev size %d\n", second.Mode, second.Slot, second.WRRLen, second.Maglev)
+	// The pinned program forwards after its process ends: the health
+	// column is then as that process left it.
+	process := "none: no xmirror lb runs on this pin path; the program forwards with the tables it was left (health as last checked, no checks, no reloads)"
+	if who, err := xdp.Controller(p); err != nil {
+		process = "unknown: " + err.Error()
+	} else if who != "" {
+		process = who
+	}
+	fmt.Fprintf(w, "process    %s\n", process)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BACKEND\tADDRESS\tWEIGHT\tHEALTH\tPACKETS\tBYTES\tPPS\tBIT/S")
 	prev := map[uint32]xdp.BackendStatus{}
