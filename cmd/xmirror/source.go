@@ -152,10 +152,17 @@ func sourceStatus(c *cli.Context) error {
 		}
 	}
 	addr := c.String("metrics")
+	if addr == config.MetricsOff {
+		return usagef("--metrics: give the address the running source serves /metrics on")
+	}
 	if addr == "" && cfg != nil {
+		if cfg.Metrics.Listen == config.MetricsOff {
+			// The default address may be another part's /metrics.
+			return usagef("%s: metrics.listen is off, so a source started with it serves no /metrics: give --metrics ADDR (its --metrics-listen)", c.String("config"))
+		}
 		addr = cfg.Metrics.Listen
 	}
-	if addr == "" || addr == config.MetricsOff {
+	if addr == "" {
 		addr = config.DefaultMetricsAt
 	}
 	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
@@ -172,6 +179,11 @@ func sourceStatus(c *cli.Context) error {
 		fmt.Fprintln(w)
 	}
 	samples, err := scrapeSource(addr)
+	if err == nil && !slices.ContainsFunc(samples, func(m telemetry.Sample) bool { return strings.HasPrefix(m.Name, "xmirror_source_") }) {
+		// Another part's /metrics (a host running the lb or a collector on
+		// the default address): empty tables would read as nothing mirrored.
+		err = fmt.Errorf("%s serves no metrics of an xmirror source: another part's /metrics? give --metrics ADDR", addr)
+	}
 	if err != nil {
 		w.Flush()
 		return err
