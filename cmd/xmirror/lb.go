@@ -368,6 +368,10 @@ func notPinnedHint(pinPath string) string {
 }
 
 func runLBStatus(c *cli.Context) error {
+	if iv := c.Duration("interval"); iv <= 0 {
+		// Rates over no time: 0s printed rates of millions per second.
+		return usagef("--interval: %v is not positive", iv)
+	}
 	p, err := pinPathOf(c)
 	if err != nil {
 		return err
