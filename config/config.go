@@ -220,7 +220,7 @@ type Collector struct {
 
 	FileMode        string   `yaml:"file_mode"`         // octal mode of capture files; directories get x where r
 	Group           string   `yaml:"group,omitempty"`   // group owning files and directories ("" = the process's)
-	FileName        string   `yaml:"file_name"`         // template: {session} {host} {vni} {time}
+	FileName        string   `yaml:"file_name"`         // template: {session} {host} {vni} {id} {protocol} {time}
 	Compress        string   `yaml:"compress"`          // none | gzip
 	SessionIdle     Duration `yaml:"session_idle"`      // close (and forget, if unnamed) an idle session
 	MaxSessions     int      `yaml:"max_sessions"`      // unnamed VNIs captured at once

@@ -56,7 +56,7 @@ func collectCommand() *cli.Command {
 			&cli.StringFlag{Name: "compress", Usage: "none (default) or gzip: closed files become .pcapng.gz"},
 			&cli.StringFlag{Name: "file-mode", Usage: "octal `MODE` of capture files (default 0640; directories 0750)"},
 			&cli.StringFlag{Name: "group", Usage: "`GROUP` owning capture files and directories"},
-			&cli.StringFlag{Name: "file-name", Usage: "file name `TEMPLATE`: {session} {host} {vni} {time}", DefaultText: collector.DefaultFileName},
+			&cli.StringFlag{Name: "file-name", Usage: "file name `TEMPLATE`: {session} {host} {vni} {id} {protocol} {time}", DefaultText: collector.DefaultFileName},
 			&cli.StringFlag{Name: "write", Aliases: []string{"w"}, Usage: "also stream every session as one pcapng to `FILE` (- = stdout, for | wireshark -k -i -); without --out or --config, no files are written"},
 			&cli.StringFlag{Name: "tap", Usage: "write every inner frame to the TAP device `NAME` (created if missing; {vni} in it: one per configured session)"},
 			&cli.StringFlag{Name: "post-rotate", Usage: "`CMD` run with each closed file's path appended (split at spaces, no shell)"},
