@@ -428,6 +428,12 @@ func TestInvalid(t *testing.T) {
 			"load_balancer.health_check.timeout: 0s must be positive (leave it out for the default, 1s) (line 7)"}},
 		{"lb interfaces duplicate", with(lbBase, 4, "    interfaces: [eth0, eth1, eth0]"), []string{`load_balancer.listener.interfaces[2]: "eth0" is listed twice (line 4)`}},
 		{"yaml unclosed flow mapping", lines("metrics:", "  listen: ':1'", "load_balancer: {listener: 1", "collector: {}"), []string{"invalid YAML: did not find expected ',' or '}' (line 3)"}},
+		// yaml.v3 says line 4, where the list of the mis-indented key starts.
+		{"yaml key indented off in a list", lines("filters: [{name: f}]", "sessions:", "  - {name: a, priority: 1, vni: 1, filter: f, sources: [eth0],",
+			"     target: 10.0.0.1}", "  - name: s", "    priority: 2", "    vni: 2", "    filter: f", "    sources: [eth0]", "   target: 10.0.0.1"),
+			[]string{"invalid YAML: did not find expected '-' indicator (line 10)"}},
+		{"yaml key indented off in a mapping", lines("load_balancer:", "  listener: {vip: 10.0.0.1, interfaces: [eth0]}", "  algorithm: maglev", "   affinity: outer", "  backends: [{address: 10.0.0.2}]"),
+			[]string{"invalid YAML: mapping values are not allowed in this context (line 4)"}},
 		{"yaml unclosed flow sequence", lines("metrics: [a, b", "collector: {}"), []string{"invalid YAML: did not find expected ',' or ']' (line 2)"}},
 		{"yaml bad block mapping", lines("metrics:", "  listen: ':1'", " collector: {}"), []string{"invalid YAML: did not find expected key (line 3)"}},
 		{"lb flow timeout", with(lbBase, 0, "  flow_timeout: -1s"), []string{`load_balancer.flow_timeout: "-1s" is negative (line 7)`}},

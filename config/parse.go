@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/netip"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -141,6 +142,82 @@ var yamlParserProblems = map[string]bool{
 	"found duplicate %TAG directive":         true,
 }
 
+// yamlProblem is the message and line of a YAML library error.
+func yamlProblem(err error) (msg string, line int) {
+	msg = err.Error()
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	if yamlParserProblems[msg] {
+		// yaml.v3 numbers the lines of its parser's errors from 0 (its
+		// scanner's from 1), and leaves the line out when it is 0.
+		line++
+	}
+	return msg, line
+}
+
+// yamlBlockProblems are the parser's errors that yaml.v3 reports at the
+// line where the enclosing list or mapping starts, not at the mistake (a
+// key indented one space off, forty lines down). For the block ones (true)
+// the file cut short before the mistake parses, or fails otherwise, and
+// cut at or after it fails with the same message; the flow ones (false)
+// fail so as well when cut inside a valid multi-line {...} or [...].
+var yamlBlockProblems = map[string]bool{
+	"did not find expected '-' indicator": true,
+	"did not find expected key":           true,
+	"did not find expected ',' or ']'":    false,
+	"did not find expected ',' or '}'":    false,
+	"did not find expected node content":  false,
+}
+
+// problemSearchBytes bounds what problemLine parses for a flow problem.
+const problemSearchBytes = 8 << 20
+
+// problemLine finds the line of the mistake behind a parser error msg that
+// yaml.v3 reported at line from: the first line from there on that, with
+// the lines before it, fails with msg. Past problemSearchBytes (flow
+// problems, searched line by line), from stands.
+func problemLine(data []byte, from int, msg string) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	offsets := make([]int, len(lines)+1) // offsets[l]: bytes of the first l lines
+	for i, l := range lines {
+		offsets[i+1] = offsets[i] + len(l)
+	}
+	from = min(max(from, 1), len(lines))
+	failsAt := func(l int) bool {
+		var n yaml.Node
+		err := decodeNoPanic(yaml.NewDecoder(bytes.NewReader(data[:offsets[l]])), &n)
+		if err == nil {
+			return false
+		}
+		m, _ := yamlProblem(err)
+		return m == msg
+	}
+	block, ok := yamlBlockProblems[msg]
+	switch {
+	case !ok:
+		return from
+	case block:
+		if l := from + sort.Search(len(lines)-from+1, func(i int) bool { return failsAt(from + i) }); l <= len(lines) {
+			return l
+		}
+		return from
+	}
+	budget := problemSearchBytes
+	for l := from; l <= len(lines); l++ {
+		if budget -= offsets[l]; budget < 0 {
+			break
+		}
+		if failsAt(l) {
+			return l
+		}
+	}
+	return from
+}
+
 // document decodes the single YAML document in data; nil means nothing usable.
 func (d *decoder) document(data []byte) (cfg *Config) {
 	var root yaml.Node
@@ -150,18 +227,8 @@ func (d *decoder) document(data []byte) (cfg *Config) {
 		return &Config{}
 	}
 	if err != nil {
-		msg, line := err.Error(), 0
-		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-			line, _ = strconv.Atoi(m[1])
-			msg = m[2]
-		} else {
-			msg = strings.TrimPrefix(msg, "yaml: ")
-		}
-		if yamlParserProblems[msg] {
-			// yaml.v3 numbers the lines of its parser's errors from 0 (its
-			// scanner's from 1), and leaves the line out when it is 0.
-			line++
-		}
+		msg, line := yamlProblem(err)
+		line = problemLine(data, line, msg)
 		d.errorf("", line, "invalid YAML: %s", msg)
 		return nil
 	}
