@@ -532,6 +532,9 @@ func TestInvalid(t *testing.T) {
 		{"collector session name of sessions[]", lines("filters: [{name: f}]", "sessions:", "  - {name: s, priority: 1, vni: 1, filter: f, sources: [eth0], target: 10.0.0.1}",
 			"collector:", "  sessions:", "    - {name: s, protocol: vxlan, id: 1}"),
 			[]string{`collector.sessions[0].name: "s" is also the name of sessions[0] (line 6)`, `collector.sessions[0].id: vxlan 1 is also the session of sessions[0] (line 6)`}},
+		// Both are the collector's: the second bind failed at start, exit 1.
+		{"collector health on the metrics port", lines("collector:", "  health_listen: ':9090'", "metrics: {listen: '127.0.0.1:9090'}"),
+			[]string{`collector.health_listen: ":9090" takes the TCP port of metrics.listen "127.0.0.1:9090", and xmirror collect serves both: give it another port (or off: metrics.listen answers /healthz too) (line 2)`}},
 		{"metrics listen", lines("metrics:", "  listen: nowhere"), []string{`metrics.listen: "nowhere" is not host:port (line 2)`}},
 		{"metrics unknown", lines("metrics:", "  port: 9090"), []string{"metrics.port: unknown key (line 2)"}},
 		// An error of a field written through an alias is on the alias's line,

@@ -135,7 +135,27 @@ func validate(orig *Config, lineOf func(string) int) Errors {
 	if c.Metrics.Listen != MetricsOff {
 		v.listenAddr("metrics.listen", c.Metrics.Listen)
 	}
+	if col := c.Collector; col != nil && col.HealthListen != MetricsOff && c.Metrics.Listen != MetricsOff && ListenersOverlap(col.HealthListen, c.Metrics.Listen) {
+		v.errorf("collector.health_listen", "%q takes the TCP port of metrics.listen %q, and xmirror collect serves both: give it another port (or off: metrics.listen answers /healthz too)",
+			col.HealthListen, c.Metrics.Listen)
+	}
 	return v.errs
+}
+
+// ListenersOverlap reports whether two TCP listen addresses (host:port)
+// cannot both be bound: the same port (not 0, any free one) on the same
+// host, or on every address (no host, 0.0.0.0 or ::) and any other.
+func ListenersOverlap(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil || pa != pb || pa == "0" {
+		return false
+	}
+	every := func(h string) bool {
+		ip, err := netip.ParseAddr(h)
+		return h == "" || err == nil && ip.IsUnspecified()
+	}
+	return every(ha) || every(hb) || ha == hb
 }
 
 func (v *validator) rules(path string, rules []Rule) {

@@ -240,7 +240,13 @@ func collectSettings(c *cli.Context) (cc config.Collector, sessions sessionSet, 
 	if err := checkCollector(c, cc); err != nil {
 		return cc, sessions, "", "", err
 	}
-	return cc, sessions, metricsListen(c, metricsAddr), healthAddr, nil
+	metricsAddr = metricsListen(c, metricsAddr)
+	if healthAddr != "" && healthAddr != config.MetricsOff && metricsAddr != "" && metricsAddr != config.MetricsOff &&
+		config.ListenersOverlap(healthAddr, metricsAddr) {
+		// The file's two are checked with it; flags come here only.
+		return cc, sessions, "", "", usagef("--health-listen %q takes the TCP port of --metrics-listen %q: give it another port (or off: /metrics's address answers /healthz too)", healthAddr, metricsAddr)
+	}
+	return cc, sessions, metricsAddr, healthAddr, nil
 }
 
 // collectFlagKeys are the keys of the collector section that flags

@@ -56,6 +56,8 @@ func TestCollectUsage(t *testing.T) {
 		{"input on the vxlan port", []string{"--listen", "127.0.0.1:46001", "--input", "vxlan", "--input", "geneve:46001"},
 			"--input: 46001 is collector.listen's port, where vxlan is received"},
 		{"several", []string{"--readers", "5000", "--listen", "127.0.0.1"}, "2 errors:\n  "},
+		// the second bind failed at start, exit 1
+		{"health on the metrics port", []string{"--health-listen", fmt.Sprintf(":%d", busy.Addr().(*net.TCPAddr).Port)}, "takes the TCP port of --metrics-listen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"collect", "--out", t.TempDir(), "--metrics-listen", busy.Addr().String()}, tc.args...)
