@@ -59,6 +59,26 @@ func TestRefusesBadConfig(t *testing.T) {
 	}
 }
 
+// TestHostErrorsNameTheKey: what the host refuses of the sessions (an
+// interface it does not have, a target without a route) said "session
+// mirror-session-01: interface "eth7": ..." with no key or line of the file,
+// which every other configuration error gives. The key and the session's
+// line follow now (the start's error and `check --system --role source`).
+func TestHostErrorsNameTheKey(t *testing.T) {
+	lab := seedLab(t, false)
+	src := lab.Host("source")
+	for _, c := range []struct{ from, to, want string }{
+		{"sources: [eth0]", "sources: [eth0, eth7]", "(sessions[0].sources[1], the session at line "},
+		{"target: 192.168.0.147", "target: 10.20.30.40", "(sessions[0].target, the session at line "},
+	} {
+		cfg := seedConfig(t, strings.Replace(seedYAML, c.from, c.to, 1))
+		err := src.Do(func() error { return CheckHost(cfg) })
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v; want the key %q", c.to, err, c.want)
+		}
+	}
+}
+
 // TestRefusesNonEthernetSource: a source interface without Ethernet
 // headers (tun, WireGuard, IPIP: the programs see the IP header at offset 0)
 // was attached and logged as mirrored while no packet of it ever matched a
