@@ -92,6 +92,7 @@ func runPart(ctx context.Context, spec partSpec) error {
 			}
 		}
 	}
+	spec.system.TCPListen = tcpListens(spec.metrics, spec.health)
 	if err := requireSystem(spec.role, spec.system); err != nil {
 		return err
 	}

@@ -50,7 +50,30 @@ func roleOptions(role string, cfg *config.Config) syscheck.RoleOptions {
 	case role == syscheck.RoleCollect && cfg != nil && cfg.Collector != nil:
 		o = collectRoleOptions(*cfg.Collector)
 	}
+	if cfg != nil {
+		health := ""
+		if role == syscheck.RoleCollect { // with --config: the section's, or its default
+			health = config.DefaultHealthListen
+			if cfg.Collector != nil {
+				health = cmp.Or(cfg.Collector.HealthListen, health)
+			}
+		}
+		o.TCPListen = tcpListens(cfg.Metrics.Listen, health)
+	}
 	return o
+}
+
+// tcpListens are a part's TCP listen addresses (/metrics, the collector's
+// /healthz) by the key that sets them, for the system check.
+func tcpListens(metrics, health string) map[string]string {
+	m := map[string]string{}
+	if metrics != "" && metrics != config.MetricsOff {
+		m["metrics.listen"] = metrics
+	}
+	if health != "" && health != config.MetricsOff {
+		m["collector.health_listen"] = health
+	}
+	return m
 }
 
 // collectRoleOptions: the listen address must be this host's; receive xdp

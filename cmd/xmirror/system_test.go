@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -320,6 +322,32 @@ func TestCheckSystemRoleWithoutSection(t *testing.T) {
 	}
 	if !warned {
 		t.Errorf("every role: no warning row for the lb:\n%s", out)
+	}
+}
+
+// TestCheckSystemMetricsPortTaken: a metrics.listen port another process
+// listens on (a Prometheus on :9090, another part with the same address)
+// passed `check --system` ("can run on this host"), and the part then ended
+// at start: "metrics listen on ...: address already in use", exit 1. Its row
+// fails now, naming the process.
+func TestCheckSystemMetricsPortTaken(t *testing.T) {
+	labtest.RequireRoot(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte("collector: {listen: '127.0.0.1:47066', receive: socket, output_dir: '"+t.TempDir()+"', health_listen: 'off'}\n"+
+		"metrics: {listen: '"+busy.Addr().String()+"'}\n"), 0o600)
+	code, out, errOut := runCaptured(t, "check", "--system", "--role", "collect", "--config", cfg)
+	want := fmt.Sprintf("in use by pid %d (", os.Getpid())
+	if code != exitRuntime || !strings.Contains(out, want) {
+		t.Errorf("exit %d, want %d with %q:\n%s%s", code, exitRuntime, want, out, errOut)
+	}
+	busy.Close()
+	if code, out, errOut := runCaptured(t, "check", "--system", "--role", "collect", "--config", cfg); code != exitOK || !strings.Contains(out, "metrics.listen "+busy.Addr().String()) {
+		t.Errorf("port free: exit %d:\n%s%s", code, out, errOut)
 	}
 }
 

@@ -40,6 +40,10 @@ type RoleOptions struct {
 	// CollectGroup is the collector's group ("" = the process's), which
 	// it refuses to start with when this host has no such group.
 	CollectGroup string
+	// TCPListen are the part's TCP listen addresses by key
+	// ("metrics.listen", "collector.health_listen"); one in use by another
+	// process stops it at start.
+	TCPListen map[string]string
 	// SourceConfig: the source's sessions, whose interfaces and targets
 	// are resolved as its start does (nil = not checked).
 	SourceConfig *config.Config
@@ -105,5 +109,6 @@ func ForRole(role string, o RoleOptions) (Requirements, error) {
 	default:
 		return req, fmt.Errorf("role %q is not one of source, lb, collect", role)
 	}
+	req.TCPListen = o.TCPListen
 	return req, nil
 }

@@ -10,6 +10,8 @@ package syscheck
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -63,6 +65,8 @@ type Requirements struct {
 	Group string
 	// SourceConfig: the source's sessions to resolve on this host (nil = none).
 	SourceConfig *config.Config
+	// TCPListen are the TCP listen addresses by key (metrics.listen, ...).
+	TCPListen map[string]string
 	// Forwarding: IPv4 forwarding must be on (or be turned on) on these
 	// interfaces (the lb's listeners: bpf_fib_lookup needs it).
 	Forwarding []string
@@ -205,6 +209,9 @@ func Run(req Requirements) *Report {
 	}
 	for _, ifname := range req.Forwarding {
 		r.add(checkForwarding(ifname))
+	}
+	for _, key := range slices.Sorted(maps.Keys(req.TCPListen)) {
+		r.add(checkTCPListen(key, req.TCPListen[key], req.Role))
 	}
 	return r
 }
