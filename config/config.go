@@ -202,6 +202,10 @@ type HealthCheck struct {
 	// AllUnhealthy is what happens when every backend with weight fails its
 	// checks: fail-open (send to all of them, as cloud load balancers do) or drop.
 	AllUnhealthy string `yaml:"all_unhealthy"`
+
+	// Set by validation on its copy when the timeout is the default, so
+	// that a message about it does not read as if the file gave one.
+	timeoutDefaulted bool
 }
 
 // Collector is the `xmirror collect` section.

@@ -484,6 +484,8 @@ func TestInvalid(t *testing.T) {
 		{"hc type", with(lbBase, 0, "  health_check: {type: icmp}"), []string{`load_balancer.health_check.type: "icmp" is not one of http, tcp (line 7)`}},
 		{"hc path", with(lbBase, 0, "  health_check: {path: healthz}"), []string{`load_balancer.health_check.path: "healthz" must start with / (line 7)`}},
 		{"hc timeout", with(lbBase, 0, "  health_check:", "    interval: 1s", "    timeout: 1s"), []string{"load_balancer.health_check.timeout: 1s must be shorter than interval 1s (line 9)"}},
+		// The timeout is the default's: the message was about a timeout the file does not give.
+		{"hc interval below the default timeout", with(lbBase, 0, "  health_check:", "    interval: 500ms"), []string{"load_balancer.health_check.interval: 500ms is not longer than the default timeout, 1s: give a timeout shorter than the interval (line 8)"}},
 		{"hc interval bad", with(lbBase, 0, "  health_check: {interval: 2}"), []string{`load_balancer.health_check.interval: "2" is not a duration such as 500ms, 2s, 1h, 7d (line 7)`}},
 		{"hc threshold", with(lbBase, 0, "  health_check:", "    healthy_threshold: 0"), []string{"load_balancer.health_check.healthy_threshold: 0 is out of range 1..1000 (line 8)"}},
 		{"hc enabled", with(lbBase, 0, "  health_check: {enabled: 1}"), []string{"load_balancer.health_check.enabled: must be true or false, got integer 1 (line 7)"}},

@@ -99,6 +99,7 @@ func validate(orig *Config, lineOf func(string) int) Errors {
 			b := &c.LoadBalancer.Backends[i]
 			b.nameDefaulted = b.Name == ""
 		}
+		c.LoadBalancer.HealthCheck.timeoutDefaulted = c.LoadBalancer.HealthCheck.Timeout == 0
 	}
 	ApplyDefaults(c)
 	v := &validator{lineOf: lineOf}
@@ -559,6 +560,8 @@ func (v *validator) healthCheck(h HealthCheck) {
 	}
 	if h.Timeout <= 0 {
 		v.errorf(hp+".timeout", "%s must be positive", h.Timeout)
+	} else if h.Timeout >= h.Interval && h.timeoutDefaulted {
+		v.errorf(hp+".interval", "%s is not longer than the default timeout, %s: give a timeout shorter than the interval", h.Interval, h.Timeout)
 	} else if h.Timeout >= h.Interval {
 		v.errorf(hp+".timeout", "%s must be shorter than interval %s", h.Timeout, h.Interval)
 	}
