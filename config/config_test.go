@@ -514,6 +514,8 @@ func TestInvalid(t *testing.T) {
 		{"collector file name hidden", with(colBase, 0, "  file_name: '.{session}-{time}'"), []string{`collector.file_name: ".{session}-{time}" must not start with '.' (hidden names are the files being written) (line 3)`}},
 		{"collector file name long", with(colBase, 0, "  file_name: '{time}-"+strings.Repeat("x", 100)+"'"), []string{`collector.file_name: "{time}-` + strings.Repeat("x", 100) + `" has 101 bytes besides the placeholders, at most 100 (line 3)`}},
 		{"collector tap", with(colBase, 0, "  tap: mirror-tap-{vni}"), []string{`collector.tap: "mirror-tap-{vni}" is not an interface name (at most 15 bytes with {vni} filled in, no '/' or space) (line 3)`}},
+		{"rotate keep age days minus hours", with(colBase, 0, "  rotate: {keep_age: 1d-12h}"), []string{`collector.rotate.keep_age: "1d-12h" is negative (line 3)`}},
+		{"rotate keep age too long", with(colBase, 0, "  rotate: {keep_age: 65535d2000000h}"), []string{`collector.rotate.keep_age: "65535d2000000h" is longer than 2562047h0m0s, the longest duration (line 3)`}},
 		{"rotate keep age", with(colBase, 0, "  rotate: {keep_age: 1w}"), []string{`collector.rotate.keep_age: "1w" is not a duration such as 500ms, 2s, 1h, 7d (line 3)`}},
 		{"rotate keep", with(colBase, 0, "  rotate:", "    keep: many"), []string{`collector.rotate.keep: must be an integer, got string "many" (line 4)`}},
 		{"rotate unknown", with(colBase, 0, "  rotate: {count: 3}"), []string{"collector.rotate.count: unknown key (line 3)"}},

@@ -132,10 +132,15 @@ func ParseDuration(s string) (Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%q is not a duration such as 500ms, 2s, 1h, 7d", s)
 	}
-	d += days
+	// Checked before the days are added: "1d-12h" was taken as 12h, and a
+	// sum past the longest duration wrapped round to "negative".
 	if d < 0 {
 		return 0, fmt.Errorf("%q is negative", s)
 	}
+	if d > math.MaxInt64-days {
+		return 0, fmt.Errorf("%q is longer than %v, the longest duration", s, time.Duration(math.MaxInt64).Truncate(time.Hour))
+	}
+	d += days
 	return Duration(d), nil
 }
 
