@@ -376,8 +376,8 @@ func TestUndoesPartialSetup(t *testing.T) {
 		}
 		return err
 	})
-	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "not a VXLAN device") {
-		t.Fatalf("New: %v, want an ErrConfig about the existing device", err)
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "not a VXLAN device") || !strings.Contains(err.Error(), "source.device") {
+		t.Fatalf("New: %v, want an ErrConfig about the existing device, naming source.device", err)
 	}
 	out, err := src.Run("ip", "-o", "link", "show")
 	if err != nil {

@@ -33,7 +33,7 @@ type kernelPath struct {
 func startKernel(objs *sourceObjects, name string, at *attacher) (_ datapath, err error) {
 	if old, err := netlink.LinkByName(name); err == nil {
 		if _, ok := old.(*netlink.Vxlan); !ok {
-			return nil, fmt.Errorf("%w: device %s exists and is not a VXLAN device", ErrConfig, name)
+			return nil, fmt.Errorf("%w: device %s exists and is not a VXLAN device: name another source.device", ErrConfig, name)
 		}
 		// A killed run's device is gone already (removeLeftovers), unless
 		// its deletion failed: one without the alias belongs to someone
