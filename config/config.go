@@ -167,6 +167,7 @@ type Listener struct {
 	Port          uint16        `yaml:"port"` // default: the protocol's port
 	Interfaces    []string      `yaml:"interfaces"`
 	AccessControl AccessControl `yaml:"access_control"`
+	Line          int           `yaml:"-"` // of the listener key, for messages about its interfaces
 }
 
 // AccessControl admits all sources, or only those in Allowlist.

@@ -661,6 +661,7 @@ func stripLines(c *Config) *Config {
 		}
 	}
 	if c.LoadBalancer != nil {
+		c.LoadBalancer.Listener.Line = 0
 		for i := range c.LoadBalancer.Backends {
 			c.LoadBalancer.Backends[i].Line = 0
 		}

@@ -736,6 +736,7 @@ func (d *decoder) loadBalancer(n *yaml.Node, path string, lb *LoadBalancer) {
 	seen := d.mapping(n, path, map[string]field{
 		"listener": func(n *yaml.Node, path string) {
 			l := &lb.Listener
+			l.Line = d.lines[path]
 			d.mapping(n, path, map[string]field{
 				"name":       d.str(&l.Name),
 				"protocol":   d.str(&l.Protocol),

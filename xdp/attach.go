@@ -220,14 +220,18 @@ var ErrHost = errors.New("listener interfaces")
 func CheckInterfaces(lb *config.LoadBalancer, pinPath string) error {
 	for i, name := range lb.Listener.Interfaces {
 		field := fmt.Sprintf("load_balancer.listener.interfaces[%d]", i)
+		at := "" // as the file's other errors say where
+		if lb.Listener.Line > 0 {
+			at = fmt.Sprintf(" (the listener at line %d)", lb.Listener.Line)
+		}
 		if _, err := netlink.LinkByName(name); err != nil {
-			return fmt.Errorf("%w: %s: %s: no such interface", ErrHost, field, name)
+			return fmt.Errorf("%w: %s: %s: no such interface%s", ErrHost, field, name, at)
 		}
 		if id, err := ForeignXDP(name, pinPath); err != nil {
 			return err
 		} else if id != 0 {
-			return fmt.Errorf("%w: %s: %s already runs XDP program %d that is not pinned under %s (another pin_path, or another tool): detach it or use its pin_path",
-				ErrHost, field, name, id, pinPath)
+			return fmt.Errorf("%w: %s: %s already runs XDP program %d that is not pinned under %s (another pin_path, or another tool): detach it or use its pin_path%s",
+				ErrHost, field, name, id, pinPath, at)
 		}
 	}
 	return nil
