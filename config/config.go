@@ -167,6 +167,7 @@ type Listener struct {
 	Port          uint16        `yaml:"port"` // default: the protocol's port
 	Interfaces    []string      `yaml:"interfaces"`
 	AccessControl AccessControl `yaml:"access_control"`
+	Line          int           `yaml:"-"` // of the listener key, for messages about its interfaces
 }
 
 // AccessControl admits all sources, or only those in Allowlist.
@@ -202,6 +203,10 @@ type HealthCheck struct {
 	// AllUnhealthy is what happens when every backend with weight fails its
 	// checks: fail-open (send to all of them, as cloud load balancers do) or drop.
 	AllUnhealthy string `yaml:"all_unhealthy"`
+
+	// Set by validation on its copy when the timeout is the default, so
+	// that a message about it does not read as if the file gave one.
+	timeoutDefaulted bool
 }
 
 // Collector is the `xmirror collect` section.
@@ -220,7 +225,7 @@ type Collector struct {
 
 	FileMode        string   `yaml:"file_mode"`         // octal mode of capture files; directories get x where r
 	Group           string   `yaml:"group,omitempty"`   // group owning files and directories ("" = the process's)
-	FileName        string   `yaml:"file_name"`         // template: {session} {host} {vni} {time}
+	FileName        string   `yaml:"file_name"`         // template: {session} {host} {vni} {id} {protocol} {time}
 	Compress        string   `yaml:"compress"`          // none | gzip
 	SessionIdle     Duration `yaml:"session_idle"`      // close (and forget, if unnamed) an idle session
 	MaxSessions     int      `yaml:"max_sessions"`      // unnamed VNIs captured at once

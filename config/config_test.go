@@ -4,6 +4,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"reflect"
@@ -206,6 +207,31 @@ collector:
 	}
 }
 
+// TestIntegerForms: integers YAML reads as written are taken (hex, 0o
+// octal, zero padding that does not change the number); leading zeros that
+// do are refused in TestInvalid.
+func TestIntegerForms(t *testing.T) {
+	cfg, err := Parse([]byte(`
+filters: [{name: f}]
+sessions:
+  - {name: a, priority: 01, vni: 007, filter: f, sources: [eth0], target: 10.0.0.9}
+  - {name: b, priority: 2, vni: 0o10, filter: f, sources: [eth0], target: 10.0.0.9}
+  - {name: c, priority: 3, vni: 0x10, filter: f, sources: [eth0], target: 10.0.0.9}
+  - {name: d, priority: 4, vni: 00, filter: f, sources: [eth0], target: 10.0.0.9}
+source: {mark: 0x10}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint32
+	for _, s := range cfg.Sessions {
+		got = append(got, s.VNI)
+	}
+	if !reflect.DeepEqual(got, []uint32{7, 8, 16, 0}) || cfg.Sessions[0].Priority != 1 || cfg.Source.Mark != 16 {
+		t.Errorf("vnis %v, priority %d, mark %#x", got, cfg.Sessions[0].Priority, cfg.Source.Mark)
+	}
+}
+
 // TestExplicitZero checks that an explicit 0 or false is kept where it means
 // something (drain, disabled, no rotation, keep all, port 0).
 func TestExplicitZero(t *testing.T) {
@@ -294,6 +320,15 @@ var (
 	}
 )
 
+// hostCIDRs lists n /32s of 10.0.0.0/8, comma-separated.
+func hostCIDRs(n int) string {
+	list := make([]string, n)
+	for i := range list {
+		list[i] = fmt.Sprintf("10.%d.%d.1/32", i/256, i%256)
+	}
+	return strings.Join(list, ", ")
+}
+
 // TestInvalid checks that each mistake is reported exactly, with path and line,
 // and that nothing else is reported.
 func TestInvalid(t *testing.T) {
@@ -343,6 +378,10 @@ func TestInvalid(t *testing.T) {
 		{"session unknown key", with(sessionBase, 0, "    vnii: 9"), []string{"sessions[0].vnii: unknown key (line 10)"}},
 		{"session vni too big", with(sessionBase, 6, "    vni: 16777216"), []string{"sessions[0].vni: 16777216 is out of range 0..16777215 (line 6)"}},
 		{"session vni negative", with(sessionBase, 6, "    vni: -1"), []string{"sessions[0].vni: -1 is out of range 0..16777215 (line 6)"}},
+		// yaml.v3 reads 010 the YAML 1.1 way, as octal 8, and 09 as a float.
+		{"session vni leading zero", with(sessionBase, 6, "    vni: 010"), []string{"sessions[0].vni: 010 has a leading zero, which YAML reads as octal (8): write 10 (or 0o10 for octal) (line 6)"}},
+		{"session vni leading zero not octal", with(sessionBase, 6, "    vni: 0900"), []string{"sessions[0].vni: 0900 has a leading zero, which YAML does not read as a decimal integer: write 900 (line 6)"}},
+		{"collector session id leading zero", with(colBase, 0, "  sessions:", "    - {name: sw, protocol: erspan, id: 0100}"), []string{"collector.sessions[0].id: 0100 has a leading zero, which YAML reads as octal (64): write 100 (or 0o100 for octal) (line 4)"}},
 		{"session vni missing", with(sessionBase, 6, "    enabled: true"), []string{"sessions[0].vni: required (line 4)"}},
 		{"session vni duplicate", with(sessionBase, 0, "  - {name: t, priority: 2, vni: 1, filter: f, sources: [eth1], target: 10.0.0.1}"), []string{"sessions[1].vni: 1 is also the VNI of sessions[0] (line 10)"}},
 		{"session name duplicate", with(sessionBase, 0, "  - {name: s, priority: 2, vni: 2, filter: f, sources: [eth1], target: 10.0.0.1}"), []string{`sessions[1].name: "s" is also the name of sessions[0] (line 10)`}},
@@ -370,6 +409,8 @@ func TestInvalid(t *testing.T) {
 		{"lb interfaces missing", with(lbBase, 4, "    port: 4789"), []string{"load_balancer.listener.interfaces: needs at least one interface (line 2)"}},
 		{"lb port", with(lbBase, 4, "    port: 65536"), []string{"load_balancer.listener.interfaces: needs at least one interface (line 2)", "load_balancer.listener.port: 65536 is out of range 1..65535 (line 4)"}},
 		{"lb allowlist empty", lines(append(lbBase[:4:4], "    access_control: {mode: allowlist}", "  backends: [{address: 10.0.0.2}]")...), []string{"load_balancer.listener.access_control.allowlist: needs at least one CIDR with mode allowlist (line 5)"}},
+		{"lb allowlist longer than the table", lines(append(lbBase[:4:4], "    access_control:", "      mode: allowlist", "      allowlist: ["+hostCIDRs(1025)+"]", "  backends: [{address: 10.0.0.2}]")...),
+			[]string{"load_balancer.listener.access_control.allowlist: 1025 CIDRs, at most 1024 (what the load balancer's table holds) (line 7)"}},
 		{"lb allowlist with mode all", lines(append(lbBase[:4:4], "    access_control: {allowlist: [10.0.0.0/8]}", "  backends: [{address: 10.0.0.2}]")...), []string{"load_balancer.listener.access_control.allowlist: is only used with mode allowlist (mode is all) (line 5)"}},
 		{"lb allowlist ipv6", lines(append(lbBase[:4:4], "    access_control:", "      mode: allowlist", "      allowlist: [10.0.0.0/8, 2001:db8::/32]", "  backends: [{address: 10.0.0.2}]")...), []string{"load_balancer.listener.access_control.allowlist[1]: 2001:db8::/32 is not an IPv4 CIDR but ethertype is ipv4 (line 7)"}},
 		{"lb protocol", lines(append(lbBase[:4:4], "    protocol: erspan", "  backends: [{address: 10.0.0.2}]")...), []string{`load_balancer.listener.protocol: "erspan" is not one of vxlan, geneve, gre (line 5)`}},
@@ -387,6 +428,12 @@ func TestInvalid(t *testing.T) {
 			"load_balancer.health_check.timeout: 0s must be positive (leave it out for the default, 1s) (line 7)"}},
 		{"lb interfaces duplicate", with(lbBase, 4, "    interfaces: [eth0, eth1, eth0]"), []string{`load_balancer.listener.interfaces[2]: "eth0" is listed twice (line 4)`}},
 		{"yaml unclosed flow mapping", lines("metrics:", "  listen: ':1'", "load_balancer: {listener: 1", "collector: {}"), []string{"invalid YAML: did not find expected ',' or '}' (line 3)"}},
+		// yaml.v3 says line 4, where the list of the mis-indented key starts.
+		{"yaml key indented off in a list", lines("filters: [{name: f}]", "sessions:", "  - {name: a, priority: 1, vni: 1, filter: f, sources: [eth0],",
+			"     target: 10.0.0.1}", "  - name: s", "    priority: 2", "    vni: 2", "    filter: f", "    sources: [eth0]", "   target: 10.0.0.1"),
+			[]string{"invalid YAML: did not find expected '-' indicator (line 10)"}},
+		{"yaml key indented off in a mapping", lines("load_balancer:", "  listener: {vip: 10.0.0.1, interfaces: [eth0]}", "  algorithm: maglev", "   affinity: outer", "  backends: [{address: 10.0.0.2}]"),
+			[]string{"invalid YAML: mapping values are not allowed in this context (line 4)"}},
 		{"yaml unclosed flow sequence", lines("metrics: [a, b", "collector: {}"), []string{"invalid YAML: did not find expected ',' or ']' (line 2)"}},
 		{"yaml bad block mapping", lines("metrics:", "  listen: ':1'", " collector: {}"), []string{"invalid YAML: did not find expected key (line 3)"}},
 		{"lb flow timeout", with(lbBase, 0, "  flow_timeout: -1s"), []string{`load_balancer.flow_timeout: "-1s" is negative (line 7)`}},
@@ -437,6 +484,8 @@ func TestInvalid(t *testing.T) {
 		{"hc type", with(lbBase, 0, "  health_check: {type: icmp}"), []string{`load_balancer.health_check.type: "icmp" is not one of http, tcp (line 7)`}},
 		{"hc path", with(lbBase, 0, "  health_check: {path: healthz}"), []string{`load_balancer.health_check.path: "healthz" must start with / (line 7)`}},
 		{"hc timeout", with(lbBase, 0, "  health_check:", "    interval: 1s", "    timeout: 1s"), []string{"load_balancer.health_check.timeout: 1s must be shorter than interval 1s (line 9)"}},
+		// The timeout is the default's: the message was about a timeout the file does not give.
+		{"hc interval below the default timeout", with(lbBase, 0, "  health_check:", "    interval: 500ms"), []string{"load_balancer.health_check.interval: 500ms is not longer than the default timeout, 1s: give a timeout shorter than the interval (line 8)"}},
 		{"hc interval bad", with(lbBase, 0, "  health_check: {interval: 2}"), []string{`load_balancer.health_check.interval: "2" is not a duration such as 500ms, 2s, 1h, 7d (line 7)`}},
 		{"hc threshold", with(lbBase, 0, "  health_check:", "    healthy_threshold: 0"), []string{"load_balancer.health_check.healthy_threshold: 0 is out of range 1..1000 (line 8)"}},
 		{"hc enabled", with(lbBase, 0, "  health_check: {enabled: 1}"), []string{"load_balancer.health_check.enabled: must be true or false, got integer 1 (line 7)"}},
@@ -450,6 +499,7 @@ func TestInvalid(t *testing.T) {
 		{"collector readers", with(colBase, 0, "  readers: -1"), []string{"collector.readers: -1 is out of range 0..1024 (line 3)"}},
 		{"collector session idle 0", with(colBase, 0, "  session_idle: 0s"), []string{"collector.session_idle: 0s must be positive (leave it out for the default, 5m) (line 3)"}},
 		{"rotate size unit", with(colBase, 0, "  rotate: {size: 10XB}"), []string{`collector.rotate.size: "10XB" has unknown unit "XB" (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB) (line 3)`}},
+		{"rotate size fraction", with(colBase, 0, "  rotate: {size: 1.5GiB}"), []string{`collector.rotate.size: "1.5GiB" has a fraction: sizes are whole numbers, give a smaller unit (1536MiB, not 1.5GiB) (line 3)`}},
 		{"rotate size negative", with(colBase, 0, "  rotate: {size: -1}"), []string{`collector.rotate.size: "-1" is not a size such as 4096, 64KiB, 100MiB, 1GB (line 3)`}},
 		{"rotate interval", with(colBase, 0, "  rotate:", "    interval: 1w"), []string{`collector.rotate.interval: "1w" is not a duration such as 500ms, 2s, 1h, 7d (line 4)`}},
 		{"collector compress", with(colBase, 0, "  compress: zstd"), []string{`collector.compress: "zstd" is not one of none, gzip (line 3)`}},
@@ -464,6 +514,8 @@ func TestInvalid(t *testing.T) {
 		{"collector file name hidden", with(colBase, 0, "  file_name: '.{session}-{time}'"), []string{`collector.file_name: ".{session}-{time}" must not start with '.' (hidden names are the files being written) (line 3)`}},
 		{"collector file name long", with(colBase, 0, "  file_name: '{time}-"+strings.Repeat("x", 100)+"'"), []string{`collector.file_name: "{time}-` + strings.Repeat("x", 100) + `" has 101 bytes besides the placeholders, at most 100 (line 3)`}},
 		{"collector tap", with(colBase, 0, "  tap: mirror-tap-{vni}"), []string{`collector.tap: "mirror-tap-{vni}" is not an interface name (at most 15 bytes with {vni} filled in, no '/' or space) (line 3)`}},
+		{"rotate keep age days minus hours", with(colBase, 0, "  rotate: {keep_age: 1d-12h}"), []string{`collector.rotate.keep_age: "1d-12h" is negative (line 3)`}},
+		{"rotate keep age too long", with(colBase, 0, "  rotate: {keep_age: 65535d2000000h}"), []string{`collector.rotate.keep_age: "65535d2000000h" is longer than 2562047h0m0s, the longest duration (line 3)`}},
 		{"rotate keep age", with(colBase, 0, "  rotate: {keep_age: 1w}"), []string{`collector.rotate.keep_age: "1w" is not a duration such as 500ms, 2s, 1h, 7d (line 3)`}},
 		{"rotate keep", with(colBase, 0, "  rotate:", "    keep: many"), []string{`collector.rotate.keep: must be an integer, got string "many" (line 4)`}},
 		{"rotate unknown", with(colBase, 0, "  rotate: {count: 3}"), []string{"collector.rotate.count: unknown key (line 3)"}},
@@ -484,8 +536,18 @@ func TestInvalid(t *testing.T) {
 		{"collector session name of sessions[]", lines("filters: [{name: f}]", "sessions:", "  - {name: s, priority: 1, vni: 1, filter: f, sources: [eth0], target: 10.0.0.1}",
 			"collector:", "  sessions:", "    - {name: s, protocol: vxlan, id: 1}"),
 			[]string{`collector.sessions[0].name: "s" is also the name of sessions[0] (line 6)`, `collector.sessions[0].id: vxlan 1 is also the session of sessions[0] (line 6)`}},
+		// Both are the collector's: the second bind failed at start, exit 1.
+		{"collector health on the metrics port", lines("collector:", "  health_listen: ':9090'", "metrics: {listen: '127.0.0.1:9090'}"),
+			[]string{`collector.health_listen: ":9090" takes the TCP port of metrics.listen "127.0.0.1:9090", and xmirror collect serves both: give it another port (or off: metrics.listen answers /healthz too) (line 2)`}},
 		{"metrics listen", lines("metrics:", "  listen: nowhere"), []string{`metrics.listen: "nowhere" is not host:port (line 2)`}},
 		{"metrics unknown", lines("metrics:", "  port: 9090"), []string{"metrics.port: unknown key (line 2)"}},
+		// An error of a field written through an alias is on the alias's line,
+		// not on the anchor's, where the field's first use is.
+		{"session repeated by an alias", lines("filters: [{name: f}]", "sessions:", "  - &s {name: s, priority: 1, vni: 1, filter: f, sources: [eth0], target: 10.0.0.1}", "  - *s"),
+			[]string{`sessions[1].name: "s" is also the name of sessions[0] (line 4)`, "sessions[1].vni: 1 is also the VNI of sessions[0] (line 4)",
+				"sessions[1].priority: 1 is also the priority of sessions[0] on source eth0 (unique per source interface) (line 4)"}},
+		{"value error through an alias", lines("load_balancer:", "  listener: {vip: 192.168.0.147, interfaces: [eth0]}", "  backends:", "    - {address: 192.168.0.6, weight: &w 101}", "    - {address: 192.168.0.7, weight: *w}"),
+			[]string{"load_balancer.backends[0].weight: 101 is out of range 0..100 (line 4)", "load_balancer.backends[1].weight: 101 is out of range 0..100 (line 5)"}},
 		{"merge key", lines("base: &b {listen: ':1'}"), []string{"base: unknown key (line 1)"}},
 		{"several at once", lines("sessions:", "  - {name: s, priority: 0, vni: 16777216, filter: f, sources: [eth0], target: 10.0.0.1}", "collector: {format: x}"),
 			[]string{
@@ -599,6 +661,7 @@ func stripLines(c *Config) *Config {
 		}
 	}
 	if c.LoadBalancer != nil {
+		c.LoadBalancer.Listener.Line = 0
 		for i := range c.LoadBalancer.Backends {
 			c.LoadBalancer.Backends[i].Line = 0
 		}

@@ -18,6 +18,7 @@ const (
 	MaxMaglevSize           = 131071 // what the load balancer's maps hold (xdp.MaglevMax)
 	MaxBackends             = 64     // what the load balancer's tables hold (xdp.MaxBackends)
 	MaxBackendName          = 31     // bytes of a backend's name the load balancer's tables hold (lb_backend.name)
+	MaxAllowlist            = 1024   // access_control.allowlist CIDRs the load balancer's table holds per slot (LB_ACL_MAX)
 	MaxReaders              = 1024
 	DefaultVXLANPort        = 4789
 	DefaultGENEVEPort       = 6081

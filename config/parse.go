@@ -4,11 +4,13 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -63,11 +65,33 @@ type decoder struct {
 	lines  map[string]int // field path -> YAML line
 	budget int
 	bad    []string // paths that failed to decode
+	// aliasLine is the line of the alias (*name) being decoded, 0 outside
+	// one: the fields of sessions[1] written as *s are on that line, not on
+	// the anchor's, where sessions[0] is.
+	aliasLine int
 }
 
 func (d *decoder) errorf(path string, line int, format string, args ...any) {
-	d.errs = append(d.errs, &FieldError{Path: path, Line: line, Msg: fmt.Sprintf(format, args...)})
+	d.errs = append(d.errs, &FieldError{Path: path, Line: d.at(line), Msg: fmt.Sprintf(format, args...)})
 	d.bad = append(d.bad, path)
+}
+
+// at is line, or the line of the alias it is decoded through.
+func (d *decoder) at(line int) int {
+	if d.aliasLine != 0 && line != 0 {
+		return d.aliasLine
+	}
+	return line
+}
+
+// throughAlias decodes n with decode, at the alias's line when n is one
+// (and not inside another alias, whose line stays).
+func (d *decoder) throughAlias(n *yaml.Node, decode func()) {
+	if n.Kind == yaml.AliasNode && d.aliasLine == 0 {
+		d.aliasLine = n.Line
+		defer func() { d.aliasLine = 0 }()
+	}
+	decode()
 }
 
 // failed reports whether path, or a field containing it, already has an error.
@@ -118,6 +142,82 @@ var yamlParserProblems = map[string]bool{
 	"found duplicate %TAG directive":         true,
 }
 
+// yamlProblem is the message and line of a YAML library error.
+func yamlProblem(err error) (msg string, line int) {
+	msg = err.Error()
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	} else {
+		msg = strings.TrimPrefix(msg, "yaml: ")
+	}
+	if yamlParserProblems[msg] {
+		// yaml.v3 numbers the lines of its parser's errors from 0 (its
+		// scanner's from 1), and leaves the line out when it is 0.
+		line++
+	}
+	return msg, line
+}
+
+// yamlBlockProblems are the parser's errors that yaml.v3 reports at the
+// line where the enclosing list or mapping starts, not at the mistake (a
+// key indented one space off, forty lines down). For the block ones (true)
+// the file cut short before the mistake parses, or fails otherwise, and
+// cut at or after it fails with the same message; the flow ones (false)
+// fail so as well when cut inside a valid multi-line {...} or [...].
+var yamlBlockProblems = map[string]bool{
+	"did not find expected '-' indicator": true,
+	"did not find expected key":           true,
+	"did not find expected ',' or ']'":    false,
+	"did not find expected ',' or '}'":    false,
+	"did not find expected node content":  false,
+}
+
+// problemSearchBytes bounds what problemLine parses for a flow problem.
+const problemSearchBytes = 8 << 20
+
+// problemLine finds the line of the mistake behind a parser error msg that
+// yaml.v3 reported at line from: the first line from there on that, with
+// the lines before it, fails with msg. Past problemSearchBytes (flow
+// problems, searched line by line), from stands.
+func problemLine(data []byte, from int, msg string) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	offsets := make([]int, len(lines)+1) // offsets[l]: bytes of the first l lines
+	for i, l := range lines {
+		offsets[i+1] = offsets[i] + len(l)
+	}
+	from = min(max(from, 1), len(lines))
+	failsAt := func(l int) bool {
+		var n yaml.Node
+		err := decodeNoPanic(yaml.NewDecoder(bytes.NewReader(data[:offsets[l]])), &n)
+		if err == nil {
+			return false
+		}
+		m, _ := yamlProblem(err)
+		return m == msg
+	}
+	block, ok := yamlBlockProblems[msg]
+	switch {
+	case !ok:
+		return from
+	case block:
+		if l := from + sort.Search(len(lines)-from+1, func(i int) bool { return failsAt(from + i) }); l <= len(lines) {
+			return l
+		}
+		return from
+	}
+	budget := problemSearchBytes
+	for l := from; l <= len(lines); l++ {
+		if budget -= offsets[l]; budget < 0 {
+			break
+		}
+		if failsAt(l) {
+			return l
+		}
+	}
+	return from
+}
+
 // document decodes the single YAML document in data; nil means nothing usable.
 func (d *decoder) document(data []byte) (cfg *Config) {
 	var root yaml.Node
@@ -127,18 +227,8 @@ func (d *decoder) document(data []byte) (cfg *Config) {
 		return &Config{}
 	}
 	if err != nil {
-		msg, line := err.Error(), 0
-		if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-			line, _ = strconv.Atoi(m[1])
-			msg = m[2]
-		} else {
-			msg = strings.TrimPrefix(msg, "yaml: ")
-		}
-		if yamlParserProblems[msg] {
-			// yaml.v3 numbers the lines of its parser's errors from 0 (its
-			// scanner's from 1), and leaves the line out when it is 0.
-			line++
-		}
+		msg, line := yamlProblem(err)
+		line = problemLine(data, line, msg)
 		d.errorf("", line, "invalid YAML: %s", msg)
 		return nil
 	}
@@ -278,8 +368,8 @@ func (d *decoder) mapping(n *yaml.Node, path string, fields map[string]field) ma
 			continue
 		}
 		seen[k.Value] = true
-		d.lines[p] = k.Line
-		fn(v, p)
+		d.lines[p] = d.at(k.Line)
+		d.throughAlias(v, func() { fn(v, p) })
 	}
 	return seen
 }
@@ -295,12 +385,18 @@ func (d *decoder) sequence(n *yaml.Node, path string, item func(n *yaml.Node, pa
 	}
 	for i, c := range n.Content {
 		p := fmt.Sprintf("%s[%d]", path, i)
-		c = d.deref(c)
-		if c == nil {
+		stop := false
+		d.throughAlias(c, func() {
+			if c = d.deref(c); c == nil {
+				stop = true
+				return
+			}
+			d.lines[p] = d.at(c.Line)
+			item(c, p, d.at(c.Line))
+		})
+		if stop {
 			return
 		}
-		d.lines[p] = c.Line
-		item(c, p, c.Line)
 	}
 }
 
@@ -352,6 +448,10 @@ func (d *decoder) integer(lo, hi int64, store func(int64)) field {
 		if !ok {
 			return
 		}
+		if err := leadingZero(n); err != nil {
+			d.errorf(path, n.Line, "%v", err)
+			return
+		}
 		var v int64
 		if n.Tag != "!!int" || n.Decode(&v) != nil {
 			if n.Tag == "!!int" {
@@ -367,6 +467,31 @@ func (d *decoder) integer(lo, hi int64, store func(int64)) field {
 		}
 		store(v)
 	}
+}
+
+// leadingZero refuses a plain integer written with a leading zero: the YAML
+// library reads it the YAML 1.1 way, 010 as octal 8 and 09 as a float, so a
+// zero-padded vni or id would silently become another number.
+func leadingZero(n *yaml.Node) error {
+	if n.Style != 0 {
+		return nil // quoted: a string, refused as one
+	}
+	sign, digits := "", n.Value
+	if digits != "" && (digits[0] == '-' || digits[0] == '+') {
+		sign, digits = digits[:1], digits[1:]
+	}
+	if len(digits) < 2 || digits[0] != '0' || strings.Trim(digits, "0123456789") != "" {
+		return nil
+	}
+	decimal := cmp.Or(strings.TrimLeft(digits, "0"), "0")
+	octal, err := strconv.ParseInt(digits, 8, 64)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s has a leading zero, which YAML does not read as a decimal integer: write %s%s", n.Value, sign, decimal)
+	case strconv.FormatInt(octal, 10) == decimal:
+		return nil // 007: the same number either way
+	}
+	return fmt.Errorf("%s has a leading zero, which YAML reads as octal (%s%d): write %s%s (or 0o%s for octal)", n.Value, sign, octal, sign, decimal, decimal)
 }
 
 func (d *decoder) intField(dst *int, lo, hi int64) field {
@@ -611,6 +736,7 @@ func (d *decoder) loadBalancer(n *yaml.Node, path string, lb *LoadBalancer) {
 	seen := d.mapping(n, path, map[string]field{
 		"listener": func(n *yaml.Node, path string) {
 			l := &lb.Listener
+			l.Line = d.lines[path]
 			d.mapping(n, path, map[string]field{
 				"name":       d.str(&l.Name),
 				"protocol":   d.str(&l.Protocol),

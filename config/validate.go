@@ -99,6 +99,7 @@ func validate(orig *Config, lineOf func(string) int) Errors {
 			b := &c.LoadBalancer.Backends[i]
 			b.nameDefaulted = b.Name == ""
 		}
+		c.LoadBalancer.HealthCheck.timeoutDefaulted = c.LoadBalancer.HealthCheck.Timeout == 0
 	}
 	ApplyDefaults(c)
 	v := &validator{lineOf: lineOf}
@@ -135,7 +136,27 @@ func validate(orig *Config, lineOf func(string) int) Errors {
 	if c.Metrics.Listen != MetricsOff {
 		v.listenAddr("metrics.listen", c.Metrics.Listen)
 	}
+	if col := c.Collector; col != nil && col.HealthListen != MetricsOff && c.Metrics.Listen != MetricsOff && ListenersOverlap(col.HealthListen, c.Metrics.Listen) {
+		v.errorf("collector.health_listen", "%q takes the TCP port of metrics.listen %q, and xmirror collect serves both: give it another port (or off: metrics.listen answers /healthz too)",
+			col.HealthListen, c.Metrics.Listen)
+	}
 	return v.errs
+}
+
+// ListenersOverlap reports whether two TCP listen addresses (host:port)
+// cannot both be bound: the same port (not 0, any free one) on the same
+// host, or on every address (no host, 0.0.0.0 or ::) and any other.
+func ListenersOverlap(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil || pa != pb || pa == "0" {
+		return false
+	}
+	every := func(h string) bool {
+		ip, err := netip.ParseAddr(h)
+		return h == "" || err == nil && ip.IsUnspecified()
+	}
+	return every(ha) || every(hb) || ha == hb
 }
 
 func (v *validator) rules(path string, rules []Rule) {
@@ -473,6 +494,11 @@ func (v *validator) listener(l Listener) {
 	if ac.Mode == AccessAll && len(ac.Allowlist) > 0 {
 		v.errorf(p+".access_control.allowlist", "is only used with mode allowlist (mode is all)")
 	}
+	if len(ac.Allowlist) > MaxAllowlist {
+		// The table holds MaxAllowlist per slot: a longer list passed
+		// check, and the lb failed at start ("no space left on device").
+		v.errorf(p+".access_control.allowlist", "%d CIDRs, at most %d (what the load balancer's table holds)", len(ac.Allowlist), MaxAllowlist)
+	}
 	for i, pr := range ac.Allowlist {
 		v.family(fmt.Sprintf("%s.access_control.allowlist[%d]", p, i), pr, IPv4, "ethertype is ipv4")
 	}
@@ -534,6 +560,8 @@ func (v *validator) healthCheck(h HealthCheck) {
 	}
 	if h.Timeout <= 0 {
 		v.errorf(hp+".timeout", "%s must be positive", h.Timeout)
+	} else if h.Timeout >= h.Interval && h.timeoutDefaulted {
+		v.errorf(hp+".interval", "%s is not longer than the default timeout, %s: give a timeout shorter than the interval", h.Interval, h.Timeout)
 	} else if h.Timeout >= h.Interval {
 		v.errorf(hp+".timeout", "%s must be shorter than interval %s", h.Timeout, h.Interval)
 	}

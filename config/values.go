@@ -132,10 +132,15 @@ func ParseDuration(s string) (Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%q is not a duration such as 500ms, 2s, 1h, 7d", s)
 	}
-	d += days
+	// Checked before the days are added: "1d-12h" was taken as 12h, and a
+	// sum past the longest duration wrapped round to "negative".
 	if d < 0 {
 		return 0, fmt.Errorf("%q is negative", s)
 	}
+	if d > math.MaxInt64-days {
+		return 0, fmt.Errorf("%q is longer than %v, the longest duration", s, time.Duration(math.MaxInt64).Truncate(time.Hour))
+	}
+	d += days
 	return Duration(d), nil
 }
 
@@ -225,6 +230,10 @@ func ParseByteSize(s string) (ByteSize, error) {
 	}
 	if i == 0 {
 		return 0, fmt.Errorf("%q is not a size such as 4096, 64KiB, 100MiB, 1GB", s)
+	}
+	if i < len(t) && (t[i] == '.' || t[i] == ',') {
+		// Not an unknown unit ".5GiB", as it was reported.
+		return 0, fmt.Errorf("%q has a fraction: sizes are whole numbers, give a smaller unit (1536MiB, not 1.5GiB)", s)
 	}
 	n, err := strconv.ParseInt(t[:i], 10, 64)
 	if err != nil {

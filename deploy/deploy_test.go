@@ -174,7 +174,7 @@ func TestAlertRules(t *testing.T) {
 	}
 	b, _ := os.ReadFile("monitoring/alerts.yml")
 	for _, a := range []string{"XmirrorLBDown", "XmirrorLBBGPSessionOffListener", "XmirrorBackendUnhealthy", "XmirrorNoBackend", "XmirrorCollectorSocketDrops",
-		"XmirrorCollectorWriteErrors", "XmirrorCollectorDiskLow", "XmirrorSourceDown", "XmirrorSourceTargetDown", "XmirrorSourceInterfaceGone", "XmirrorCollectorDown"} {
+		"XmirrorCollectorWriteErrors", "XmirrorCollectorDiskLow", "XmirrorSourceDown", "XmirrorSourceTargetDown", "XmirrorSourceInterfaceGone", "XmirrorCollectorDown", "XmirrorReloadRefused"} {
 		if !strings.Contains(string(b), "alert: "+a+"\n") {
 			t.Errorf("alerts.yml lacks %s", a)
 		}

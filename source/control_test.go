@@ -59,6 +59,26 @@ func TestRefusesBadConfig(t *testing.T) {
 	}
 }
 
+// TestHostErrorsNameTheKey: what the host refuses of the sessions (an
+// interface it does not have, a target without a route) said "session
+// mirror-session-01: interface "eth7": ..." with no key or line of the file,
+// which every other configuration error gives. The key and the session's
+// line follow now (the start's error and `check --system --role source`).
+func TestHostErrorsNameTheKey(t *testing.T) {
+	lab := seedLab(t, false)
+	src := lab.Host("source")
+	for _, c := range []struct{ from, to, want string }{
+		{"sources: [eth0]", "sources: [eth0, eth7]", "(sessions[0].sources[1], the session at line "},
+		{"target: 192.168.0.147", "target: 10.20.30.40", "(sessions[0].target, the session at line "},
+	} {
+		cfg := seedConfig(t, strings.Replace(seedYAML, c.from, c.to, 1))
+		err := src.Do(func() error { return CheckHost(cfg) })
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v; want the key %q", c.to, err, c.want)
+		}
+	}
+}
+
 // TestRefusesNonEthernetSource: a source interface without Ethernet
 // headers (tun, WireGuard, IPIP: the programs see the IP header at offset 0)
 // was attached and logged as mirrored while no packet of it ever matched a
@@ -313,6 +333,33 @@ func testPathMTU(t *testing.T, datapath string) {
 	}
 }
 
+// TestKeepsForeignVXLANDevice: with source.device naming a VXLAN device
+// xmirror did not create (an operator's vxlan0, VNI 42), the kernel
+// datapath logged "replacing stale VXLAN device" and deleted it, taking
+// whatever ran over it down. It is refused now, naming the key, and stays.
+func TestKeepsForeignVXLANDevice(t *testing.T) {
+	lab := seedLab(t, false)
+	src := lab.Host("source")
+	if _, err := src.Run("ip", "link", "add", "vxlan0", "type", "vxlan", "id", "42", "dstport", "4789", "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := seedConfig(t, seedYAML)
+	cfg.Source.Device = "vxlan0"
+	err := src.Do(func() error {
+		s, err := New(cfg, Options{Datapath: DatapathKernel})
+		if err == nil {
+			s.Close()
+		}
+		return err
+	})
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "source.device") {
+		t.Errorf("New: %v, want an ErrConfig naming source.device", err)
+	}
+	if out, err := src.Run("ip", "-d", "-o", "link", "show", "vxlan0"); err != nil || !strings.Contains(out, "id 42") {
+		t.Errorf("the operator's vxlan0 is gone or changed (%v):\n%s", err, out)
+	}
+}
+
 // TestUndoesPartialSetup fails after the programs are loaded (the device
 // name of the kernel datapath is taken by a non-VXLAN device): New returns
 // the error and leaves nothing behind.
@@ -329,8 +376,8 @@ func TestUndoesPartialSetup(t *testing.T) {
 		}
 		return err
 	})
-	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "not a VXLAN device") {
-		t.Fatalf("New: %v, want an ErrConfig about the existing device", err)
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "not a VXLAN device") || !strings.Contains(err.Error(), "source.device") {
+		t.Fatalf("New: %v, want an ErrConfig about the existing device, naming source.device", err)
 	}
 	out, err := src.Run("ip", "-o", "link", "show")
 	if err != nil {

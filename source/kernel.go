@@ -33,7 +33,13 @@ type kernelPath struct {
 func startKernel(objs *sourceObjects, name string, at *attacher) (_ datapath, err error) {
 	if old, err := netlink.LinkByName(name); err == nil {
 		if _, ok := old.(*netlink.Vxlan); !ok {
-			return nil, fmt.Errorf("%w: device %s exists and is not a VXLAN device", ErrConfig, name)
+			return nil, fmt.Errorf("%w: device %s exists and is not a VXLAN device: name another source.device", ErrConfig, name)
+		}
+		// A killed run's device is gone already (removeLeftovers), unless
+		// its deletion failed: one without the alias belongs to someone
+		// else (an overlay, a VXLAN an operator set up) and must stay.
+		if old.Attrs().Alias != deviceAlias {
+			return nil, fmt.Errorf("%w: device %s exists and is a VXLAN device xmirror did not create: name another source.device", ErrConfig, name)
 		}
 		slog.Warn("replacing stale VXLAN device", "device", name)
 		if err := netlink.LinkDel(old); err != nil {

@@ -44,7 +44,7 @@ func resolve(cfg *config.Config, port int) (*Resolved, error) {
 	}
 	var errs []error
 	for _, s := range enabledSessions(cfg) {
-		for _, ifname := range s.Sources {
+		for j, ifname := range s.Sources {
 			if _, ok := res.Ifindex[ifname]; ok {
 				continue
 			}
@@ -58,7 +58,7 @@ func resolve(cfg *config.Config, port int) (*Resolved, error) {
 					p = fmt.Errorf("%w; remove %s from %s (an Ethernet interface the traffic crosses can be mirrored instead)",
 						p, ifname, strings.Join(sourcesNaming(cfg, ifname), ", "))
 				}
-				errs = append(errs, fmt.Errorf("%w: session %s: %w", ErrConfig, s.Name, p))
+				errs = append(errs, fmt.Errorf("%w: session %s: %w (%s)", ErrConfig, s.Name, p, keyOf(cfg, s.Name, fmt.Sprintf("sources[%d]", j))))
 			}
 			if f.ifindex == 0 {
 				continue
@@ -68,13 +68,13 @@ func resolve(cfg *config.Config, port int) (*Resolved, error) {
 		}
 		target, err := resolveTarget(s.Target, port)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%w: session %s: target %q: %w", ErrConfig, s.Name, s.Target, err))
+			errs = append(errs, fmt.Errorf("%w: session %s: target %q: %w (%s)", ErrConfig, s.Name, s.Target, err, keyOf(cfg, s.Name, "target")))
 			continue
 		}
 		res.Target[s.Name] = target
 		mtu, err := pathMTU(target)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%w: session %s: target %s: %w", ErrConfig, s.Name, target, err))
+			errs = append(errs, fmt.Errorf("%w: session %s: target %s: %w (%s)", ErrConfig, s.Name, target, err, keyOf(cfg, s.Name, "target")))
 			continue
 		}
 		res.PathMTU[s.Name] = mtu
@@ -83,6 +83,21 @@ func resolve(cfg *config.Config, port int) (*Resolved, error) {
 		return nil, errors.Join(errs...)
 	}
 	return res, nil
+}
+
+// keyOf names field of the session called name as the file writes it,
+// "sessions[2].sources[1]", and the session's line when the file gave one.
+func keyOf(cfg *config.Config, name, field string) string {
+	for i, s := range cfg.Sessions {
+		if s.Name != name {
+			continue
+		}
+		if s.Line > 0 {
+			return fmt.Sprintf("sessions[%d].%s, the session at line %d", i, field, s.Line)
+		}
+		return fmt.Sprintf("sessions[%d].%s", i, field)
+	}
+	return field
 }
 
 // ifaceFacts is what the source uses of one source interface.

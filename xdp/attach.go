@@ -270,22 +270,40 @@ var ErrHost = errors.New("listener interfaces")
 func CheckInterfaces(lb *config.LoadBalancer, pinPath string) error {
 	for i, name := range lb.Listener.Interfaces {
 		field := fmt.Sprintf("load_balancer.listener.interfaces[%d]", i)
-		l, err := netlink.LinkByName(name)
-		if err != nil {
-			return fmt.Errorf("%w: %s: %s: no such interface", ErrHost, field, name)
+		at := "" // as the file's other errors say where
+		if lb.Listener.Line > 0 {
+			at = fmt.Sprintf(" (the listener at line %d)", lb.Listener.Line)
 		}
-		x := l.Attrs().Xdp
-		if x == nil || !x.Attached {
-			continue
+		if _, err := netlink.LinkByName(name); err != nil {
+			return fmt.Errorf("%w: %s: %s: no such interface%s", ErrHost, field, name, at)
 		}
-		if ours, err := pinnedLinkRuns(pinPath, name, x.ProgId); err != nil {
+		if id, err := ForeignXDP(name, pinPath); err != nil {
 			return err
-		} else if !ours {
-			return fmt.Errorf("%w: %s: %s already runs XDP program %d that is not pinned under %s (another pin_path, or another tool): detach it or use its pin_path",
-				ErrHost, field, name, x.ProgId, pinPath)
+		} else if id != 0 {
+			return fmt.Errorf("%w: %s: %s already runs XDP program %d that is not pinned under %s (another pin_path, or another tool): detach it or use its pin_path%s",
+				ErrHost, field, name, id, pinPath, at)
 		}
 	}
 	return nil
+}
+
+// ForeignXDP is the id of the XDP program ifname runs when it is not the
+// load balancer's pinned under pinPath, which `xmirror lb` refuses to
+// start beside (CheckInterfaces); 0 when it runs none or that one, or does
+// not exist.
+func ForeignXDP(ifname, pinPath string) (uint32, error) {
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return 0, nil
+	}
+	x := l.Attrs().Xdp
+	if x == nil || !x.Attached {
+		return 0, nil
+	}
+	if ours, err := pinnedLinkRuns(pinPath, ifname, x.ProgId); err != nil || ours {
+		return 0, err
+	}
+	return x.ProgId, nil
 }
 
 // pinnedLinkRuns reports whether the link pinned under pinPath for iface

@@ -317,7 +317,11 @@ func checkBackends(bes []config.Backend) error {
 	for i, be := range bes {
 		for _, a := range own {
 			if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == be.Address {
-				return fmt.Errorf("backends[%d] (%s): %s is an address of this node: the load balancer would send to itself", i, be.Name, be.Address)
+				err := fmt.Errorf("backends[%d] (%s): %s is an address of this node: the load balancer would send to itself", i, be.Name, be.Address)
+				if be.Line > 0 { // as the file's other errors say where
+					err = fmt.Errorf("%w (line %d)", err, be.Line)
+				}
+				return err
 			}
 		}
 	}

@@ -9,6 +9,8 @@ import "github.com/xmirror/xmirror/config"
 const (
 	MaxBackends = config.MaxBackends
 	wrrMax      = 8192
+	// aclMax is the allowlist entries of one slot (LB_ACL_MAX).
+	aclMax = config.MaxAllowlist
 	// MaglevMax is the largest Maglev table the maps hold.
 	MaglevMax = config.MaxMaglevSize
 	// maglevLine is the Maglev entries per lb_maglev value; maglevLines the

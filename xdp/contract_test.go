@@ -30,7 +30,7 @@ func TestContract(t *testing.T) {
 		{"lb_wrr", slots * wrrMax, 4, 4},
 		{"lb_maglev", slots * maglevLines, 4, unsafe.Sizeof(lbLbMaglevLine{})},
 		{"lb_flows", ctBuckets / ctLine, 4, unsafe.Sizeof(lbLbCtLine{})},
-		{"lb_acl", 0, unsafe.Sizeof(lbLbAclKey{}), 1},
+		{"lb_acl", slots * aclMax, unsafe.Sizeof(lbLbAclKey{}), 1},
 		{"lb_frags", fragsMax, unsafe.Sizeof(lbLbFragKey{}), 4},
 		{"lb_percpu", 1, 4, unsafe.Sizeof(lbLbCpu{})},
 		{"lb_traffic_base", MaxBackends, 4, unsafe.Sizeof(lbLbTraffic{})},

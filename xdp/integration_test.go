@@ -381,3 +381,29 @@ func waitLog(t *testing.T, p *netlab.Proc, substr string, n int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestStatusNamesProcess: after `xmirror lb` ended (SIGTERM, a crash), the
+// pinned program forwards on and `lb status` printed the same table as
+// with the process running: backends "healthy" as last checked, with no
+// check running and no reload reaching the tables. It says which process
+// controls the pin path, or that none does.
+func TestStatusNamesProcess(t *testing.T) {
+	lab, bin, pin, _ := listenerLab(t, listenVXLAN)
+	lbh := lab.Host("lb")
+	cfg := filepath.Join(t.TempDir(), "lb.yaml")
+	if err := os.WriteFile(cfg, []byte(listenerTestConfig("l", "vxlan", "wrr")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startLB(t, lbh, bin, cfg, pin)
+	if st := lbStatus(lbh, bin, pin); !strings.Contains(st, fmt.Sprintf("process    pid %d ", p.Cmd.Process.Pid)) {
+		t.Errorf("status of a running lb does not name its pid %d:\n%s", p.Cmd.Process.Pid, st)
+	}
+	p.Signal(syscall.SIGTERM)
+	<-p.Done()
+	if st := lbStatus(lbh, bin, pin); !strings.Contains(st, "process    none: no xmirror lb runs on this pin path") || !strings.Contains(st, "target-01") {
+		t.Errorf("status after the lb stopped (program still pinned):\n%s", st)
+	}
+	if out, err := lbh.Run(bin, "lb", "detach", "--pin-path", pin); err != nil {
+		t.Errorf("detach: %v\n%s", err, out)
+	}
+}

@@ -43,3 +43,11 @@ func (l *pinLock) release() {
 		l.f.Close() // closing the last descriptor drops the flock
 	}
 }
+
+// Controller names the `xmirror lb` process that controls the load
+// balancer pinned under pinPath ("pid 123 (xmirror)"), or "" when none
+// does: the program then forwards with the tables it was left, with no
+// health checks and no reloads.
+func Controller(pinPath string) (string, error) {
+	return lock.FlockHolder(pinPath)
+}

@@ -209,7 +209,11 @@ func TestStartRefusals(t *testing.T) {
 		name, cfg, want string
 	}{
 		{"missing interface", cfg("missing", "nosuch0", "10.0.0.11"), "load_balancer.listener.interfaces[0]: nosuch0: no such interface"},
+		// with the line, as every other error of the file (it had none)
+		{"missing interface, its line", cfg("missing-line", "nosuch0", "10.0.0.11"), "nosuch0: no such interface (the listener at line 2)"},
 		{"backend is this node", cfg("own", "eth0", "10.0.0.2"), "10.0.0.2 is an address of this node"},
+		// with the line, as every other error of the file (it had none)
+		{"backend is this node, its line", cfg("own-line", "eth0", "10.0.0.2"), "the load balancer would send to itself (line 4)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			pin := testPinPath(t)

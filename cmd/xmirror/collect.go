@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -55,7 +56,7 @@ func collectCommand() *cli.Command {
 			&cli.StringFlag{Name: "compress", Usage: "none (default) or gzip: closed files become .pcapng.gz"},
 			&cli.StringFlag{Name: "file-mode", Usage: "octal `MODE` of capture files (default 0640; directories 0750)"},
 			&cli.StringFlag{Name: "group", Usage: "`GROUP` owning capture files and directories"},
-			&cli.StringFlag{Name: "file-name", Usage: "file name `TEMPLATE`: {session} {host} {vni} {time}", DefaultText: collector.DefaultFileName},
+			&cli.StringFlag{Name: "file-name", Usage: "file name `TEMPLATE`: {session} {host} {vni} {id} {protocol} {time}", DefaultText: collector.DefaultFileName},
 			&cli.StringFlag{Name: "write", Aliases: []string{"w"}, Usage: "also stream every session as one pcapng to `FILE` (- = stdout, for | wireshark -k -i -); without --out or --config, no files are written"},
 			&cli.StringFlag{Name: "tap", Usage: "write every inner frame to the TAP device `NAME` (created if missing; {vni} in it: one per configured session)"},
 			&cli.StringFlag{Name: "post-rotate", Usage: "`CMD` run with each closed file's path appended (split at spaces, no shell)"},
@@ -102,7 +103,7 @@ func runCollect(c *cli.Context) error {
 				"rotate_size", opts.RotateSize, "rotate_interval", opts.RotateInterval, "keep", opts.Keep,
 				"compress", opts.Compress, "sessions", len(sessions.named), "inputs", fmt.Sprint(opts.Inputs),
 				"unknown_vni", map[bool]string{false: "capture", true: "drop"}[opts.DropUnknownVNI])
-			return collectPart{col: col, config: sessions.config, settings: sessions.settings}, nil
+			return collectPart{col: col, config: sessions.config, settings: sessions.settings, reloads: newReloadCounters(set, "collector")}, nil
 		},
 	})
 }
@@ -167,6 +168,12 @@ func sessionsOf(cfg *config.Config) sessionSet {
 	if cfg.Collector != nil {
 		ss.settings = *cfg.Collector
 		ss.settings.Sessions = nil
+		// Where the inputs are written is no setting: their lines move
+		// when a session is added to sessions[] above them.
+		ss.settings.Inputs = slices.Clone(ss.settings.Inputs)
+		for i := range ss.settings.Inputs {
+			ss.settings.Inputs[i].Line = 0
+		}
 	}
 	for _, s := range cfg.Sessions {
 		ss.named[collector.VXLAN(s.VNI)] = collector.Session{Name: s.Name, PacketLength: s.PacketLength}
@@ -233,7 +240,13 @@ func collectSettings(c *cli.Context) (cc config.Collector, sessions sessionSet, 
 	if err := checkCollector(c, cc); err != nil {
 		return cc, sessions, "", "", err
 	}
-	return cc, sessions, metricsListen(c, metricsAddr), healthAddr, nil
+	metricsAddr = metricsListen(c, metricsAddr)
+	if healthAddr != "" && healthAddr != config.MetricsOff && metricsAddr != "" && metricsAddr != config.MetricsOff &&
+		config.ListenersOverlap(healthAddr, metricsAddr) {
+		// The file's two are checked with it; flags come here only.
+		return cc, sessions, "", "", usagef("--health-listen %q takes the TCP port of --metrics-listen %q: give it another port (or off: /metrics's address answers /healthz too)", healthAddr, metricsAddr)
+	}
+	return cc, sessions, metricsAddr, healthAddr, nil
 }
 
 // collectFlagKeys are the keys of the collector section that flags
@@ -404,6 +417,7 @@ type collectPart struct {
 	col      *collector.Collector
 	config   string           // --config, re-read on SIGHUP
 	settings config.Collector // its collector section as started, without sessions
+	reloads  reloadCounters   // of --config, on SIGHUP
 }
 
 // stopSummary is what the collector logs when it stops: what it received
@@ -437,7 +451,9 @@ func (p collectPart) Run(ctx context.Context) error {
 
 func (p collectPart) Reload(sig os.Signal) {
 	if sig == syscall.SIGHUP && p.config != "" {
-		if cfg, err := loadConfig(p.config); err != nil {
+		cfg, err := loadConfig(p.config)
+		p.reloads.count(err)
+		if err != nil {
 			slog.Error("reload: configuration refused; the running sessions stay", "config", p.config, "err", err)
 		} else {
 			ss := sessionsOf(cfg)

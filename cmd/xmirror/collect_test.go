@@ -4,16 +4,19 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/xmirror/xmirror/collector"
+	"github.com/xmirror/xmirror/config"
 	"github.com/xmirror/xmirror/internal/netlab/labtest"
 )
 
@@ -53,6 +56,8 @@ func TestCollectUsage(t *testing.T) {
 		{"input on the vxlan port", []string{"--listen", "127.0.0.1:46001", "--input", "vxlan", "--input", "geneve:46001"},
 			"--input: 46001 is collector.listen's port, where vxlan is received"},
 		{"several", []string{"--readers", "5000", "--listen", "127.0.0.1"}, "2 errors:\n  "},
+		// the second bind failed at start, exit 1
+		{"health on the metrics port", []string{"--health-listen", fmt.Sprintf(":%d", busy.Addr().(*net.TCPAddr).Port)}, "takes the TCP port of --metrics-listen"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"collect", "--out", t.TempDir(), "--metrics-listen", busy.Addr().String()}, tc.args...)
@@ -132,5 +137,32 @@ func TestCollectStopSummary(t *testing.T) {
 	}
 	if strings.Contains(b.String(), "short=") {
 		t.Errorf("stop summary %q names a reason without drops", b.String())
+	}
+}
+
+// TestCollectReloadSettingsIgnoreLines: a SIGHUP after a session was added
+// to sessions[] warned "the collector section changed; only its sessions
+// apply now ..." whenever the file listed collector.inputs: their line
+// numbers, which moved down with the new session, were compared as
+// settings. Only what the section says counts.
+func TestCollectReloadSettingsIgnoreLines(t *testing.T) {
+	const session = "  - {name: %s, priority: %d, vni: %d, filter: f, sources: [eth0], target: 10.0.0.9}\n"
+	yaml := func(sessions ...string) *config.Config {
+		t.Helper()
+		text := "filters: [{name: f}]\nsessions:\n" + strings.Join(sessions, "") +
+			"collector:\n  output_dir: /tmp/pcap\n  inputs: [vxlan, geneve, {protocol: gre}]\n"
+		cfg, err := config.Parse([]byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	one := sessionsOf(yaml(fmt.Sprintf(session, "a", 1, 1)))
+	two := sessionsOf(yaml(fmt.Sprintf(session, "a", 1, 1), fmt.Sprintf(session, "b", 2, 2)))
+	if !reflect.DeepEqual(one.settings, two.settings) {
+		t.Errorf("adding a session changed the collector settings:\n%+v\n%+v", one.settings, two.settings)
+	}
+	if len(two.named) != 2 {
+		t.Errorf("named sessions %v", two.named)
 	}
 }

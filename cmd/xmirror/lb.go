@@ -145,13 +145,12 @@ func lbOptions(c *cli.Context, lb *config.LoadBalancer) (xdp.Options, error) {
 // tables without losing a packet. It is ready (/healthz) while some backend
 // takes new flows, and with load_balancer.bgp it announces the VIP then.
 type lbPart struct {
-	path         string
-	lb           *config.LoadBalancer // as started: the interfaces the program is attached to
-	opts         xdp.Options
-	bal          *xdp.Balancer
-	speaker      *bgp.Speaker // nil without load_balancer.bgp
-	reloads      *metrics.Counter
-	reloadErrors *metrics.Counter
+	path    string
+	lb      *config.LoadBalancer // as started: the interfaces the program is attached to
+	opts    xdp.Options
+	bal     *xdp.Balancer
+	speaker *bgp.Speaker // nil without load_balancer.bgp
+	reloads reloadCounters
 	// metricsFromFile is metrics.listen as started, when the file (not
 	// --metrics-listen) decided where /metrics is served.
 	metricsFromFile string
@@ -217,8 +216,7 @@ func startLB(path string, lb *config.LoadBalancer, opts xdp.Options, set *metric
 	bal.Started()
 	bal.StartHealthChecks()
 	bal.RegisterMetrics(set)
-	p.reloads = set.NewCounter("xmirror_lb_reloads_total")
-	p.reloadErrors = set.NewCounter("xmirror_lb_reload_errors_total")
+	p.reloads = newReloadCounters(set, "lb")
 	for _, name := range lb.Listener.Interfaces {
 		set.NewGauge(fmt.Sprintf("xmirror_lb_interface_up{interface=%q}", name), func() float64 {
 			p.mu.Lock()
@@ -313,12 +311,11 @@ func (p *lbPart) Reload(os.Signal) {
 	if err == nil && p.speaker != nil {
 		err = p.speaker.Reconfigure(*next.LoadBalancer.BGP)
 	}
+	p.reloads.count(err)
 	if err != nil {
-		p.reloadErrors.Inc()
 		slog.Error("reload failed, keeping the running configuration", "err", err)
 		return
 	}
-	p.reloads.Inc()
 	slog.Info("reloaded", "backends", len(next.LoadBalancer.Backends), "algorithm", next.LoadBalancer.Algorithm)
 }
 
@@ -380,6 +377,10 @@ func notPinnedHint(pinPath string) string {
 }
 
 func runLBStatus(c *cli.Context) error {
+	if iv := c.Duration("interval"); iv <= 0 {
+		// Rates over no time: 0s printed rates of millions per second.
+		return usagef("--interval: %v is not positive", iv)
+	}
 	p, err := pinPathOf(c)
 	if err != nil {
 		return err
@@ -406,6 +407,15 @@ func runLBStatus(c *cli.Context) error {
 	}
 	fmt.Fprintf(w, "listener   %s %s  algorithm %s  affinity %s  access %s\n", second.Protocol, listener, second.Algorithm, second.Affinity, second.ACL)
 	fmt.Fprintf(w, "xdp mode   %s  active slot %d  wrr entries %d  maglev size %d\n", second.Mode, second.Slot, second.WRRLen, second.Maglev)
+	// The pinned program forwards after its process ends: the health
+	// column is then as that process left it.
+	process := "none: no xmirror lb runs on this pin path; the program forwards with the tables it was left (health as last checked, no checks, no reloads)"
+	if who, err := xdp.Controller(p); err != nil {
+		process = "unknown: " + err.Error()
+	} else if who != "" {
+		process = who
+	}
+	fmt.Fprintf(w, "process    %s\n", process)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BACKEND\tADDRESS\tWEIGHT\tHEALTH\tPACKETS\tBYTES\tPPS\tBIT/S")
 	prev := map[uint32]xdp.BackendStatus{}

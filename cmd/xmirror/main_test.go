@@ -92,6 +92,8 @@ func TestCheckUsage(t *testing.T) {
 		// refused before anything starts, as the same value in the file is
 		{"bad --metrics-listen", []string{"collect", "--out", t.TempDir(), "--metrics-listen", "bogus"}},
 		{"bad --health-listen", []string{"collect", "--out", t.TempDir(), "--health-listen", ":99999"}},
+		// rates over no time were printed as millions per second
+		{"lb status --interval 0", []string{"lb", "status", "--pin-path", t.TempDir(), "--interval", "0s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if code, _, errOut := runCaptured(t, tc.args...); code != exitUsage {

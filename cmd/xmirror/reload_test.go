@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -171,5 +172,90 @@ func TestStopDuringReloadStorm(t *testing.T) {
 	}
 	if !strings.Contains(p.Output(), "signal=terminated") {
 		t.Errorf("no stop logged:\n%s", p.Output())
+	}
+}
+
+// TestReloadCounted: a SIGHUP whose file is refused left the running
+// configuration in place and said so only in the log for source and
+// collect (the lb counted it in xmirror_lb_reload_errors_total): after
+// `systemctl reload` of a broken edit, nothing a scrape or an alert sees
+// told that the source or collector ran the old configuration. Every part
+// now counts reloads applied and refused.
+func TestReloadCounted(t *testing.T) {
+	labtest.RequireRoot(t)
+	const metricsAt = "127.0.0.1:9466"
+	metrics := "metrics: {listen: \"" + metricsAt + "\"}\n"
+	lbYAML := "load_balancer:\n  listener: {vip: 192.168.0.147, interfaces: [eth0]}\n  backends: [{address: 192.168.0.6}]\n" + metrics
+	for _, tc := range []struct {
+		part, prefix, yaml string
+		args               func(dir string) []string
+	}{
+		{"source", "xmirror_source", strings.Replace(cliSourceYAML, "metrics: {listen: \"127.0.0.1:9464\"}\n", metrics, 1), func(string) []string { return nil }},
+		{"lb", "xmirror_lb", lbYAML, func(string) []string {
+			return []string{"--pin-path", fmt.Sprintf("/sys/fs/bpf/xmirror-reload-test-%d", os.Getpid()), "--detach-on-exit"}
+		}},
+		{"collect", "xmirror_collector", "collector: {listen: \"127.0.0.1:0\", health_listen: \"off\"}\n" + metrics, func(dir string) []string {
+			return []string{"--out", filepath.Join(dir, "pcap")}
+		}},
+	} {
+		t.Run(tc.part, func(t *testing.T) {
+			if !strings.Contains(tc.yaml, metricsAt) {
+				t.Fatalf("the %s configuration does not serve /metrics at %s", tc.part, metricsAt)
+			}
+			lab := labtest.ForTest(t, netlab.HostSpec{Name: "host", Addrs: []string{"192.168.0.230/24"}})
+			h := lab.Host("host")
+			dir := t.TempDir()
+			cfg := filepath.Join(dir, "xmirror.yaml")
+			os.WriteFile(cfg, []byte(tc.yaml), 0o644)
+			p := startXmirror(t, h, append([]string{tc.part, "--config", cfg}, tc.args(dir)...)...)
+			defer p.Stop()
+			counter := func(name string) string {
+				_, body, err := h.Get(context.Background(), metricsAt, "/metrics")
+				if err != nil {
+					return ""
+				}
+				for _, line := range strings.Split(string(body), "\n") {
+					if v, ok := strings.CutPrefix(line, name+" "); ok {
+						return v
+					}
+				}
+				return ""
+			}
+			waitFor(t, "started", p, func() bool { return counter(tc.prefix+"_reload_errors_total") == "0" })
+			os.WriteFile(cfg, []byte("sessions: [{name: half-written"), 0o644)
+			p.Signal(syscall.SIGHUP)
+			waitFor(t, "the refused reload counted", p, func() bool {
+				return counter(tc.prefix+"_reload_errors_total") == "1" && counter(tc.prefix+"_reloads_total") == "0"
+			})
+			os.WriteFile(cfg, []byte(tc.yaml), 0o644)
+			p.Signal(syscall.SIGHUP)
+			waitFor(t, "the applied reload counted", p, func() bool {
+				return counter(tc.prefix+"_reload_errors_total") == "1" && counter(tc.prefix+"_reloads_total") == "1"
+			})
+		})
+	}
+}
+
+// TestSourceReloadWithoutSessions: a SIGHUP that read the file cut short
+// before its sessions (an editor or a copy writing it in place) was applied:
+// "mirror source reloaded sessions=0", every interface detached, nothing
+// mirrored, while a start with that file is refused ("no sessions"). The
+// reload is refused the same way and the running sessions stay.
+func TestSourceReloadWithoutSessions(t *testing.T) {
+	labtest.RequireRoot(t)
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "host", Addrs: []string{"192.168.0.230/24"}})
+	cfg := filepath.Join(t.TempDir(), "xmirror.yaml")
+	os.WriteFile(cfg, []byte(cliSourceYAML), 0o644)
+	p := startXmirror(t, lab.Host("host"), "source", "--config", cfg, "--metrics-listen", "off")
+	defer p.Stop()
+	waitFor(t, "started", p, func() bool { return strings.Contains(p.Output(), "mirror source attached") })
+	half, _, _ := strings.Cut(cliSourceYAML, "sessions:")
+	os.WriteFile(cfg, []byte(half), 0o644)
+	p.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload refused", p, func() bool {
+		return strings.Contains(p.Output(), "reload refused") || strings.Contains(p.Output(), "mirror source reloaded")
+	})
+	if !strings.Contains(p.Output(), "no sessions") || strings.Contains(p.Output(), "mirror source reloaded") {
+		t.Errorf("a file without sessions was not refused:\n%s", p.Output())
 	}
 }

@@ -100,6 +100,7 @@ func runPart(ctx context.Context, spec partSpec) error {
 			}
 		}
 	}
+	spec.system.TCPListen = tcpListens(spec.metrics, spec.health)
 	if err := requireSystem(spec.role, spec.system); err != nil {
 		return err
 	}
@@ -188,4 +189,27 @@ func metricsListen(c *cli.Context, fromConfig string) string {
 func waitPart(ctx context.Context) error {
 	<-ctx.Done()
 	return nil
+}
+
+// reloadCounters count a part's configuration reloads (SIGHUP):
+// xmirror_<part>_reloads_total those applied, and
+// xmirror_<part>_reload_errors_total those refused, after which the part
+// runs on with the configuration it had. A refused reload is otherwise
+// only a log line, which no alert sees.
+type reloadCounters struct{ applied, refused *metrics.Counter }
+
+func newReloadCounters(set *metrics.Set, part string) reloadCounters {
+	return reloadCounters{
+		applied: set.NewCounter("xmirror_" + part + "_reloads_total"),
+		refused: set.NewCounter("xmirror_" + part + "_reload_errors_total"),
+	}
+}
+
+// count records the outcome of one reload: err is why it was refused.
+func (r reloadCounters) count(err error) {
+	if err != nil {
+		r.refused.Inc()
+	} else {
+		r.applied.Inc()
+	}
 }

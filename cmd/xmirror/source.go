@@ -99,7 +99,7 @@ func runSource(c *cli.Context) error {
 				return nil, err
 			}
 			set.RegisterMetricsWriter(src.WriteMetrics)
-			return &sourcePart{src: src, path: path}, nil
+			return &sourcePart{src: src, path: path, reloads: newReloadCounters(set, "source")}, nil
 		},
 	})
 }
@@ -107,8 +107,9 @@ func runSource(c *cli.Context) error {
 // sourcePart is a running `xmirror source`: SIGHUP re-reads the file and
 // switches the rules without detaching.
 type sourcePart struct {
-	src  *source.Source
-	path string
+	src     *source.Source
+	path    string
+	reloads reloadCounters
 }
 
 func (p *sourcePart) Run(ctx context.Context) error { return waitPart(ctx) }
@@ -118,9 +119,15 @@ func (p *sourcePart) Check() error { return p.src.Ready() }
 
 func (p *sourcePart) Reload(os.Signal) {
 	next, err := config.Load(p.path)
+	if err == nil && len(next.Sessions) == 0 {
+		// A start refuses it too; applied, a file cut short before its
+		// sessions (written in place, read half way) detached everything.
+		err = fmt.Errorf("%s: no sessions", p.path)
+	}
 	if err == nil {
 		err = p.src.Reload(next)
 	}
+	p.reloads.count(err)
 	if err != nil {
 		slog.Error("reload refused: keeping the running configuration", "err", err)
 	}
@@ -145,10 +152,17 @@ func sourceStatus(c *cli.Context) error {
 		}
 	}
 	addr := c.String("metrics")
+	if addr == config.MetricsOff {
+		return usagef("--metrics: give the address the running source serves /metrics on")
+	}
 	if addr == "" && cfg != nil {
+		if cfg.Metrics.Listen == config.MetricsOff {
+			// The default address may be another part's /metrics.
+			return usagef("%s: metrics.listen is off, so a source started with it serves no /metrics: give --metrics ADDR (its --metrics-listen)", c.String("config"))
+		}
 		addr = cfg.Metrics.Listen
 	}
-	if addr == "" || addr == config.MetricsOff {
+	if addr == "" {
 		addr = config.DefaultMetricsAt
 	}
 	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
@@ -165,6 +179,11 @@ func sourceStatus(c *cli.Context) error {
 		fmt.Fprintln(w)
 	}
 	samples, err := scrapeSource(addr)
+	if err == nil && !slices.ContainsFunc(samples, func(m telemetry.Sample) bool { return strings.HasPrefix(m.Name, "xmirror_source_") }) {
+		// Another part's /metrics (a host running the lb or a collector on
+		// the default address): empty tables would read as nothing mirrored.
+		err = fmt.Errorf("%s serves no metrics of an xmirror source: another part's /metrics? give --metrics ADDR", addr)
+	}
 	if err != nil {
 		w.Flush()
 		return err

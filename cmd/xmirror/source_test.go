@@ -3,6 +3,11 @@
 package main
 
 import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -52,4 +57,34 @@ func FuzzParseSourceMetrics(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSourceStatusOtherEndpoint: `source status --config FILE` with
+// metrics.listen off in FILE read 127.0.0.1:9090 instead, and an endpoint
+// that is not a source's (the lb's or the collector's /metrics on the same
+// host) gave empty tables and exit 0, as if the source mirrored nothing.
+// Both are errors now, saying what to give.
+func TestSourceStatusOtherEndpoint(t *testing.T) {
+	lbMetrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, "xmirror_lb_up 1\nxmirror_lb_reloads_total 0\n")
+	}))
+	defer lbMetrics.Close()
+	off := filepath.Join(t.TempDir(), "off.yaml")
+	os.WriteFile(off, []byte(strings.Replace(cliSourceYAML, `metrics: {listen: "127.0.0.1:9464"}`, `metrics: {listen: "off"}`, 1)), 0o600)
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"metrics off in the file", []string{"--config", off}, exitUsage, "metrics.listen is off"},
+		{"another part's metrics", []string{"--metrics", strings.TrimPrefix(lbMetrics.URL, "http://")}, exitRuntime, "no metrics of an xmirror source"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errOut := runCaptured(t, append([]string{"source", "status"}, c.args...)...)
+			if code != c.code || !strings.Contains(errOut, c.want) {
+				t.Errorf("exit %d, want %d with %q:\n%s%s", code, c.code, c.want, out, errOut)
+			}
+		})
+	}
 }

@@ -50,16 +50,39 @@ func roleOptions(role string, cfg *config.Config) syscheck.RoleOptions {
 	case role == syscheck.RoleCollect && cfg != nil && cfg.Collector != nil:
 		o = collectRoleOptions(*cfg.Collector)
 	}
+	if cfg != nil {
+		health := ""
+		if role == syscheck.RoleCollect { // with --config: the section's, or its default
+			health = config.DefaultHealthListen
+			if cfg.Collector != nil {
+				health = cmp.Or(cfg.Collector.HealthListen, health)
+			}
+		}
+		o.TCPListen = tcpListens(cfg.Metrics.Listen, health)
+	}
 	return o
+}
+
+// tcpListens are a part's TCP listen addresses (/metrics, the collector's
+// /healthz) by the key that sets them, for the system check.
+func tcpListens(metrics, health string) map[string]string {
+	m := map[string]string{}
+	if metrics != "" && metrics != config.MetricsOff {
+		m["metrics.listen"] = metrics
+	}
+	if health != "" && health != config.MetricsOff {
+		m["collector.health_listen"] = health
+	}
+	return m
 }
 
 // collectRoleOptions: the listen address must be this host's; receive xdp
 // needs the XDP probes on the interfaces that hold it (auto falls back to
 // sockets, so it needs nothing more). A GRE input needs CAP_NET_RAW for its
 // raw socket, a TAP output CAP_NET_ADMIN and /dev/net/tun, a post_rotate
-// command a program the collector can run.
+// command a program the collector can run, a group one this host has.
 func collectRoleOptions(cc config.Collector) syscheck.RoleOptions {
-	o := syscheck.RoleOptions{CollectListen: cc.Listen, CollectTap: cc.Tap != "", CollectPostRotate: cc.PostRotate, CollectGRE: slices.ContainsFunc(cc.Inputs, func(in config.Input) bool {
+	o := syscheck.RoleOptions{CollectListen: cc.Listen, CollectTap: cc.Tap != "", CollectPostRotate: cc.PostRotate, CollectGroup: cc.Group, CollectGRE: slices.ContainsFunc(cc.Inputs, func(in config.Input) bool {
 		return in.Protocol == config.ProtocolGRE || in.Protocol == config.ProtocolERSPAN
 	})}
 	if cc.Receive != collector.ReceiveXDP {
@@ -97,6 +120,9 @@ func checkSystem(c *cli.Context) error {
 			return err
 		}
 		rep := syscheck.Run(req)
+		if r, ok := sectionRow(role, cfg, c.String("config"), c.IsSet("role")); ok {
+			rep.Results = append(rep.Results, r)
+		}
 		if err := rep.WriteTable(c.App.Writer); err != nil {
 			return err
 		}
@@ -113,4 +139,26 @@ func checkSystem(c *cli.Context) error {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// sectionRow is a row for a configuration that lacks what role refuses to
+// start without (lb: a load_balancer section, source: sessions), which the
+// table passed before: it fails when the role was asked for (--role), and
+// warns when every role is checked against one host's file.
+func sectionRow(role string, cfg *config.Config, path string, asked bool) (syscheck.Result, bool) {
+	r := syscheck.Result{Check: "configuration", Status: syscheck.Warn}
+	switch {
+	case cfg == nil:
+		return r, false
+	case role == syscheck.RoleLB && cfg.LoadBalancer == nil:
+		r.Detail, r.Fix = path+" has no load_balancer section: xmirror lb refuses to start with it", "add the section, or check the file the lb runs with"
+	case role == syscheck.RoleSource && len(cfg.Sessions) == 0:
+		r.Detail, r.Fix = path+" has no sessions: xmirror source refuses to start with it", "add sessions, or check the file the source runs with"
+	default:
+		return r, false
+	}
+	if asked {
+		r.Status = syscheck.Fail
+	}
+	return r, true
 }

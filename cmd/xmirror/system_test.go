@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -293,6 +295,87 @@ func TestCheckSystemCollectPostRotate(t *testing.T) {
 				t.Errorf("exit %d, want %d with %q:\n%s%s", code, c.code, c.want, out, errOut)
 			}
 		})
+	}
+}
+
+// TestCheckSystemCollectGroup: a collector.group this host does not have
+// passed `check --system --role collect` ("xmirror collect can run on this
+// host"), and the collector then refused to start (exit 2, "is no group on
+// this host"). The row fails now.
+func TestCheckSystemCollectGroup(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, c := range []struct {
+		name, group string
+		code        int
+		want        string
+	}{
+		{"missing", "xmnogroup9", exitRuntime, `"xmnogroup9" is no group on this host`},
+		{"present", "root", exitOK, "root is gid 0"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "c.yaml")
+			os.WriteFile(cfg, []byte("collector: {listen: '127.0.0.1:47064', receive: socket, output_dir: '"+t.TempDir()+"', group: "+c.group+"}\n"), 0o600)
+			code, out, errOut := runCaptured(t, "check", "--system", "--role", "collect", "--config", cfg)
+			if code != c.code || !strings.Contains(out+errOut, c.want) {
+				t.Errorf("exit %d, want %d with %q:\n%s%s", code, c.code, c.want, out, errOut)
+			}
+		})
+	}
+}
+
+// TestCheckSystemRoleWithoutSection: `check --system --role lb` with a
+// file that has no load_balancer section (a collector host's) said "xmirror
+// lb can run on this host", and `xmirror lb` with that file then refused to
+// start ("no load_balancer section"); so did --role source with a file
+// without sessions. The configuration row fails for the role asked, and only
+// warns when every role is checked.
+func TestCheckSystemRoleWithoutSection(t *testing.T) {
+	labtest.RequireRoot(t)
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte("collector: {listen: '127.0.0.1:47065', receive: socket, output_dir: '"+t.TempDir()+"'}\n"), 0o600)
+	for _, role := range []struct{ name, want string }{
+		{"lb", "has no load_balancer section: xmirror lb refuses to start with it"},
+		{"source", "has no sessions: xmirror source refuses to start with it"},
+	} {
+		code, out, errOut := runCaptured(t, "check", "--system", "--role", role.name, "--config", cfg)
+		if code != exitRuntime || !strings.Contains(out, role.want) || !strings.Contains(out, "CANNOT run") {
+			t.Errorf("--role %s: exit %d, want %d with %q:\n%s%s", role.name, code, exitRuntime, role.want, out, errOut)
+		}
+	}
+	_, out, _ := runCaptured(t, "check", "--system", "--config", cfg)
+	warned := false
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		warned = warned || len(f) > 2 && f[0] == "configuration" && f[1] == "warn" && strings.Contains(line, "no load_balancer section")
+	}
+	if !warned {
+		t.Errorf("every role: no warning row for the lb:\n%s", out)
+	}
+}
+
+// TestCheckSystemMetricsPortTaken: a metrics.listen port another process
+// listens on (a Prometheus on :9090, another part with the same address)
+// passed `check --system` ("can run on this host"), and the part then ended
+// at start: "metrics listen on ...: address already in use", exit 1. Its row
+// fails now, naming the process.
+func TestCheckSystemMetricsPortTaken(t *testing.T) {
+	labtest.RequireRoot(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte("collector: {listen: '127.0.0.1:47066', receive: socket, output_dir: '"+t.TempDir()+"', health_listen: 'off'}\n"+
+		"metrics: {listen: '"+busy.Addr().String()+"'}\n"), 0o600)
+	code, out, errOut := runCaptured(t, "check", "--system", "--role", "collect", "--config", cfg)
+	want := fmt.Sprintf("in use by pid %d (", os.Getpid())
+	if code != exitRuntime || !strings.Contains(out, want) {
+		t.Errorf("exit %d, want %d with %q:\n%s%s", code, exitRuntime, want, out, errOut)
+	}
+	busy.Close()
+	if code, out, errOut := runCaptured(t, "check", "--system", "--role", "collect", "--config", cfg); code != exitOK || !strings.Contains(out, "metrics.listen "+busy.Addr().String()) {
+		t.Errorf("port free: exit %d:\n%s%s", code, out, errOut)
 	}
 }
 

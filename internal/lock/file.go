@@ -23,15 +23,36 @@ import (
 // "maj:min:ino"): "pid 123 (xmirror)", or "another process" when it cannot
 // tell (no /proc, a holder in another pid namespace).
 func Holder(fd int) string {
-	const unknown = "another process"
+	if who, err := flockHolder(fd); err == nil && who != "" {
+		return who
+	}
+	return unknownHolder
+}
+
+const unknownHolder = "another process"
+
+// FlockHolder names the process holding a flock on the file at path, as
+// Holder does, without taking the lock (a reader must not make its holder's
+// next start fail): "" when no process holds one.
+func FlockHolder(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return flockHolder(int(f.Fd()))
+}
+
+// flockHolder reads /proc/locks for a flock on the file open as fd.
+func flockHolder(fd int) (string, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return unknown
+		return "", err
 	}
 	inode := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
 	f, err := os.Open("/proc/locks")
 	if err != nil {
-		return unknown
+		return "", err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -43,11 +64,11 @@ func Holder(fd int) string {
 		}
 		pid, err := strconv.Atoi(fs[4])
 		if err != nil || pid <= 0 {
-			return unknown
+			return unknownHolder, nil // in another pid namespace
 		}
-		return describe(pid)
+		return describe(pid), nil
 	}
-	return unknown
+	return "", sc.Err()
 }
 
 // describe names process pid: "pid 123 (xmirror)", or "pid 123".

@@ -91,6 +91,21 @@ func checkPostRotate(cmd string) Result {
 	return r
 }
 
+// checkGroup: the collector refuses to start with a group this host does
+// not have (what `xmirror check` cannot see: it reads the file, not the
+// host's groups).
+func checkGroup(group string) Result {
+	r := Result{Check: "group"}
+	gid, err := collector.LookupGroup(group)
+	if err != nil {
+		r.Status, r.Detail = Fail, err.Error()
+		r.Fix = "create the group (groupadd " + group + "), or name one this host has in collector.group"
+		return r
+	}
+	r.Status, r.Detail = Pass, fmt.Sprintf("%s is gid %d", group, gid)
+	return r
+}
+
 // checkXDPFree: receive xdp refuses to start on an interface that runs an
 // XDP program already (another collector's, the load balancer's, one an
 // operator attached with ip link); before, this table passed such an

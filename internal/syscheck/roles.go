@@ -37,6 +37,13 @@ type RoleOptions struct {
 	// CollectPostRotate is the collector's post_rotate command ("" = none),
 	// which it refuses to start with when it cannot be run.
 	CollectPostRotate string
+	// CollectGroup is the collector's group ("" = the process's), which
+	// it refuses to start with when this host has no such group.
+	CollectGroup string
+	// TCPListen are the part's TCP listen addresses by key
+	// ("metrics.listen", "collector.health_listen"); one in use by another
+	// process stops it at start.
+	TCPListen map[string]string
 	// SourceConfig: the source's sessions, whose interfaces and targets
 	// are resolved as its start does (nil = not checked).
 	SourceConfig *config.Config
@@ -98,8 +105,10 @@ func ForRole(role string, o RoleOptions) (Requirements, error) {
 		}
 		req.Tun = o.CollectTap
 		req.PostRotate = o.CollectPostRotate
+		req.Group = o.CollectGroup
 	default:
 		return req, fmt.Errorf("role %q is not one of source, lb, collect", role)
 	}
+	req.TCPListen = o.TCPListen
 	return req, nil
 }

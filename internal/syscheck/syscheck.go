@@ -10,6 +10,8 @@ package syscheck
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -59,8 +61,12 @@ type Requirements struct {
 	Tun bool
 	// PostRotate is the collector's post_rotate command ("" = none).
 	PostRotate string
+	// Group owns the collector's files ("" = the process's group).
+	Group string
 	// SourceConfig: the source's sessions to resolve on this host (nil = none).
 	SourceConfig *config.Config
+	// TCPListen are the TCP listen addresses by key (metrics.listen, ...).
+	TCPListen map[string]string
 	// Forwarding: IPv4 forwarding must be on (or be turned on) on these
 	// interfaces (the lb's listeners: bpf_fib_lookup needs it).
 	Forwarding []string
@@ -176,8 +182,11 @@ func Run(req Requirements) *Report {
 			x.Fix = "receive: auto (sockets on such an interface) or socket, or a NIC whose driver supports XDP"
 		}
 		r.add(x)
-		if req.ListenXDP {
+		switch {
+		case req.ListenXDP:
 			r.add(checkXDPFree(ifname))
+		case req.Role == RoleLB && x.Detail != "no such interface":
+			r.add(checkLBXDPFree(ifname, req.PinPath))
 		}
 	}
 	if req.PinPath != "" {
@@ -195,8 +204,14 @@ func Run(req Requirements) *Report {
 	if req.PostRotate != "" {
 		r.add(checkPostRotate(req.PostRotate))
 	}
+	if req.Group != "" {
+		r.add(checkGroup(req.Group))
+	}
 	for _, ifname := range req.Forwarding {
 		r.add(checkForwarding(ifname))
+	}
+	for _, key := range slices.Sorted(maps.Keys(req.TCPListen)) {
+		r.add(checkTCPListen(key, req.TCPListen[key], req.Role))
 	}
 	return r
 }

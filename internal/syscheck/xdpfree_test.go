@@ -58,6 +58,60 @@ func TestCollectXDPInterfaceTaken(t *testing.T) {
 	}
 }
 
+// TestLBXDPInterfaceTaken: a listener interface that runs another XDP
+// program (attached with ip link, or by a load balancer of another pin
+// path) passed every row of `check --system --role lb`, which said "xmirror
+// lb can run on this host", and the lb then refused to start ("already runs
+// XDP program N that is not pinned under ..."). Its row fails now, naming
+// the program.
+func TestLBXDPInterfaceTaken(t *testing.T) {
+	lab := labtest.ForTest(t, netlab.HostSpec{Name: "lb", Addrs: []string{"10.67.0.2/24"}})
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "other_pass", Type: ebpf.XDP, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
+	if err != nil {
+		t.Skipf("load an XDP program: %v", err)
+	}
+	defer prog.Close()
+	h := lab.Host("lb")
+	report := func() *Report {
+		t.Helper()
+		var rep *Report
+		err := h.Do(func() error {
+			req, err := ForRole(RoleLB, RoleOptions{Interfaces: []string{"eth0"}, XDPMode: "auto", PinPath: "/sys/fs/bpf/xmirror-syscheck-test", PinsGoOnExit: true})
+			rep = Run(req)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	row := func(rep *Report) *Result {
+		for i, r := range rep.Results {
+			if r.Check == "xdp program on eth0" {
+				return &rep.Results[i]
+			}
+		}
+		return nil
+	}
+	if r := row(report()); r == nil || r.Status != Pass {
+		t.Errorf("free interface: row %+v", r)
+	}
+	err = h.Do(func() error {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetXdpFdWithFlags(l, prog.FD(), 1<<1) // XDP_FLAGS_SKB_MODE
+	})
+	if err != nil {
+		t.Fatalf("attach: %v", err)
+	}
+	if r := row(report()); r == nil || r.Status != Fail || !strings.Contains(r.Detail, `"other_pass"`) {
+		t.Errorf("no failed row naming the attached program: %+v", r)
+	}
+}
+
 // TestCollectXDPGenericCaveat: `receive: xdp` on an interface without native
 // XDP (a bridge) runs in generic mode, where the kernel's UDP GSO and GRO
 // aggregates reach the program as one datagram, which the collector then
