@@ -469,17 +469,17 @@ func (d *Demo) cleanDirs() error {
 // directory, as each host's configuration.
 func (d *Demo) writeHostConfigs(common []byte) error {
 	for _, h := range seedHosts {
-		hostEdits := []edit{{"metrics.listen", d.metricsAddr(h.Name)}}
+		// health_listen off on every host, since the file is checked whole
+		// wherever it runs: metrics.listen serves the /healthz the load
+		// balancer probes, on the health check's port, which may be
+		// health_listen's default (9091) that a collector would otherwise
+		// open a second time.
+		hostEdits := []edit{{"metrics.listen", d.metricsAddr(h.Name)}, {"collector.health_listen", "off"}}
 		for _, t := range Targets {
 			if t == h.Name {
-				// health_listen off: metrics.listen serves the /healthz the
-				// load balancer probes, on the health check's port, which
-				// may be health_listen's default (9091) that the collector
-				// would otherwise open a second time.
 				hostEdits = append(hostEdits, edit{"collector.output_dir", d.TargetDir(t)},
 					edit{"collector.listen", net.JoinHostPort(h.Addr, "4789")},
-					edit{"collector.receive", cmp.Or(d.opts.Receive, config.ReceiveSocket)},
-					edit{"collector.health_listen", "off"})
+					edit{"collector.receive", cmp.Or(d.opts.Receive, config.ReceiveSocket)})
 			}
 		}
 		b, err := deriveConfig(common, hostEdits...)
