@@ -335,7 +335,13 @@ func attachedXDP(ifindex int) string {
 	if err != nil || l.Attrs().Xdp == nil || !l.Attrs().Xdp.Attached {
 		return ""
 	}
-	id := l.Attrs().Xdp.ProgId
+	return XDPProgramName(l.Attrs().Xdp.ProgId)
+}
+
+// XDPProgramName names a loaded XDP program for messages: `XDP program
+// "name" (id N)`; the name is empty without the right to open it by id
+// (CAP_SYS_ADMIN).
+func XDPProgramName(id uint32) string {
 	name := ""
 	if p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id)); err == nil {
 		if info, err := p.Info(); err == nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/xmirror/xmirror/collector"
 	"github.com/xmirror/xmirror/xdp"
 )
 
@@ -202,24 +203,12 @@ func checkLBXDPFree(ifname, pinPath string) Result {
 		r.Status, r.Detail, r.Fix = Warn, "cannot tell: "+err.Error(), "watch the log: xmirror lb says why it does not start"
 	case id != 0:
 		r.Status = Fail
-		r.Detail = fmt.Sprintf("%s is attached already and is not the load balancer pinned under %s: xmirror lb refuses to attach beside it", programName(id), pinPath)
+		r.Detail = fmt.Sprintf("%s is attached already and is not the load balancer pinned under %s: xmirror lb refuses to attach beside it", collector.XDPProgramName(id), pinPath)
 		r.Fix = "detach it (ip link set dev " + ifname + " xdp off, or stop what attached it), or set pin_path to where its load balancer is pinned"
 	default:
 		r.Status, r.Detail = Pass, "none attached but this pin path's load balancer"
 	}
 	return r
-}
-
-// programName names a loaded BPF program: `XDP program "name" (id N)`.
-func programName(id uint32) string {
-	name := ""
-	if p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id)); err == nil {
-		if info, err := p.Info(); err == nil {
-			name = info.Name
-		}
-		p.Close()
-	}
-	return fmt.Sprintf("XDP program %q (id %d)", name, id)
 }
 
 // checkBPFFS: the pin path must be on a bpf filesystem. Under /sys/fs/bpf a
