@@ -260,20 +260,7 @@ func TestE2ESeedOuterAffinity(t *testing.T) {
 	if _, err := d.Unmatched(ctx); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
-	refFrames, err := ref.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tg := range Targets {
-		if err := d.StopCollector(tg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := d.CollectedFrames()
-	if err != nil {
-		t.Fatal(err)
-	}
+	refFrames, got := stopAndCollect(t, d, ref)
 	assertSameAsTcpdump(t, refFrames, got)
 	assertNothingUnmatched(t, got)
 	place := Placement(got)
@@ -311,20 +298,7 @@ func TestE2EDefaultHealthPort(t *testing.T) {
 	}
 	defer ref.Stop()
 	conversations(t, d, 2)
-	time.Sleep(500 * time.Millisecond)
-	refFrames, err := ref.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tg := range Targets {
-		if err := d.StopCollector(tg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := d.CollectedFrames()
-	if err != nil {
-		t.Fatal(err)
-	}
+	refFrames, got := stopAndCollect(t, d, ref)
 	assertSameAsTcpdump(t, refFrames, got)
 }
 
@@ -422,4 +396,25 @@ func TestE2EDemoCommand(t *testing.T) {
 	if pins, _ := filepath.Glob(fmt.Sprintf("/sys/fs/bpf/xmlab-%d-*", cmd.Process.Pid)); len(pins) > 0 {
 		t.Errorf("pins left behind: %v", pins)
 	}
+}
+
+// stopAndCollect ends a run: the reference capture half a second after the
+// last frame, then the collectors; it returns what tcpdump and the
+// collectors' files hold.
+func stopAndCollect(t *testing.T, d *Demo, ref *Capture) (refFrames, got []Frame) {
+	t.Helper()
+	time.Sleep(500 * time.Millisecond)
+	refFrames, err := ref.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range Targets {
+		if err := d.StopCollector(tg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err = d.CollectedFrames(); err != nil {
+		t.Fatal(err)
+	}
+	return refFrames, got
 }
