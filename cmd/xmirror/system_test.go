@@ -288,13 +288,21 @@ func TestCheckSystemCollectPostRotate(t *testing.T) {
 		{"present", "true", exitOK, "post_rotate"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := filepath.Join(t.TempDir(), "c.yaml")
-			os.WriteFile(cfg, []byte("collector: {listen: '127.0.0.1:47063', receive: socket, output_dir: '"+t.TempDir()+"', post_rotate: '"+c.hook+"'}\n"), 0o600)
-			code, out, errOut := runCaptured(t, "check", "--system", "--role", "collect", "--config", cfg)
-			if code != c.code || !strings.Contains(out+errOut, c.want) {
-				t.Errorf("exit %d, want %d with %q:\n%s%s", code, c.code, c.want, out, errOut)
-			}
+			checkSystemCollect(t, "post_rotate: '"+c.hook+"'", c.code, c.want)
 		})
+	}
+}
+
+// checkSystemCollect runs `check --system --role collect` on a socket
+// collector's file with the collector keys extra, and wants exit code and a
+// line holding want.
+func checkSystemCollect(t *testing.T, extra string, code int, want string) {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte("collector: {listen: '127.0.0.1:47063', receive: socket, output_dir: '"+t.TempDir()+"', "+extra+"}\n"), 0o600)
+	got, out, errOut := runCaptured(t, "check", "--system", "--role", "collect", "--config", cfg)
+	if got != code || !strings.Contains(out+errOut, want) {
+		t.Errorf("exit %d, want %d with %q:\n%s%s", got, code, want, out, errOut)
 	}
 }
 
@@ -313,12 +321,7 @@ func TestCheckSystemCollectGroup(t *testing.T) {
 		{"present", "root", exitOK, "root is gid 0"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := filepath.Join(t.TempDir(), "c.yaml")
-			os.WriteFile(cfg, []byte("collector: {listen: '127.0.0.1:47064', receive: socket, output_dir: '"+t.TempDir()+"', group: "+c.group+"}\n"), 0o600)
-			code, out, errOut := runCaptured(t, "check", "--system", "--role", "collect", "--config", cfg)
-			if code != c.code || !strings.Contains(out+errOut, c.want) {
-				t.Errorf("exit %d, want %d with %q:\n%s%s", code, c.code, c.want, out, errOut)
-			}
+			checkSystemCollect(t, "group: "+c.group, c.code, c.want)
 		})
 	}
 }
