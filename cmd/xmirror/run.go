@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -196,13 +197,27 @@ func waitPart(ctx context.Context) error {
 // xmirror_<part>_reload_errors_total those refused, after which the part
 // runs on with the configuration it had. A refused reload is otherwise
 // only a log line, which no alert sees.
-type reloadCounters struct{ applied, refused *metrics.Counter }
+// xmirror_<part>_config_last_reload_successful is 0 from a refused reload
+// until one is applied: what the part runs then differs from its file.
+type reloadCounters struct {
+	applied, refused *metrics.Counter
+	lastOK           *atomic.Bool
+}
 
 func newReloadCounters(set *metrics.Set, part string) reloadCounters {
-	return reloadCounters{
+	r := reloadCounters{
 		applied: set.NewCounter("xmirror_" + part + "_reloads_total"),
 		refused: set.NewCounter("xmirror_" + part + "_reload_errors_total"),
+		lastOK:  &atomic.Bool{},
 	}
+	r.lastOK.Store(true)
+	set.NewGauge("xmirror_"+part+"_config_last_reload_successful", func() float64 {
+		if r.lastOK.Load() {
+			return 1
+		}
+		return 0
+	})
+	return r
 }
 
 // count records the outcome of one reload: err is why it was refused.
@@ -212,4 +227,5 @@ func (r reloadCounters) count(err error) {
 	} else {
 		r.applied.Inc()
 	}
+	r.lastOK.Store(err == nil)
 }

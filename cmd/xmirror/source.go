@@ -188,6 +188,11 @@ func sourceStatus(c *cli.Context) error {
 		w.Flush()
 		return err
 	}
+	if cfg != nil && slices.ContainsFunc(samples, func(m telemetry.Sample) bool {
+		return m.Name == "xmirror_source_config_last_reload_successful" && m.Value == 0
+	}) {
+		fmt.Fprintf(w, "note: the running source refused its last reload (SIGHUP), so it may not run the sessions above, which are %s as it is now: its log says why\n\n", c.String("config"))
+	}
 	fmt.Fprintln(w, "SESSION\tFILTER\tDIRECTION\tPACKETS\tBYTES\tCUT\tRATE-LIMITED\tERRORS")
 	for _, r := range sourceRows(samples) {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", r.Session, r.Filter, r.Direction,

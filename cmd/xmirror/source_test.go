@@ -88,3 +88,32 @@ func TestSourceStatusOtherEndpoint(t *testing.T) {
 		})
 	}
 }
+
+// TestSourceStatusAfterRefusedReload: `source status --config FILE` prints
+// its session table from FILE; after the running source refused a SIGHUP of
+// that file (a typo, a session it cannot apply), the table showed sessions
+// the source did not run and nothing said so. The source now exports whether
+// its last reload was applied, and status says when it was not.
+func TestSourceStatusAfterRefusedReload(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		applied int
+		warned  bool
+	}{{"applied", 1, false}, {"refused", 0, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			src := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				fmt.Fprintf(w, "xmirror_source_rules{direction=\"inbound\"} 1\nxmirror_source_reload_errors_total %d\nxmirror_source_config_last_reload_successful %d\n", 1-c.applied, c.applied)
+			}))
+			defer src.Close()
+			cfg := filepath.Join(t.TempDir(), "s.yaml")
+			os.WriteFile(cfg, []byte(cliSourceYAML), 0o600)
+			code, out, errOut := runCaptured(t, "source", "status", "--config", cfg, "--metrics", strings.TrimPrefix(src.URL, "http://"))
+			if code != exitOK {
+				t.Fatalf("exit %d:\n%s%s", code, out, errOut)
+			}
+			if warned := strings.Contains(out, "refused its last reload"); warned != c.warned {
+				t.Errorf("warned %v, want %v:\n%s", warned, c.warned, out)
+			}
+		})
+	}
+}
