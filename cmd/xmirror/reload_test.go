@@ -225,12 +225,14 @@ func TestReloadCounted(t *testing.T) {
 			os.WriteFile(cfg, []byte("sessions: [{name: half-written"), 0o644)
 			p.Signal(syscall.SIGHUP)
 			waitFor(t, "the refused reload counted", p, func() bool {
-				return counter(tc.prefix+"_reload_errors_total") == "1" && counter(tc.prefix+"_reloads_total") == "0"
+				return counter(tc.prefix+"_reload_errors_total") == "1" && counter(tc.prefix+"_reloads_total") == "0" &&
+					counter(tc.prefix+"_config_last_reload_successful") == "0"
 			})
 			os.WriteFile(cfg, []byte(tc.yaml), 0o644)
 			p.Signal(syscall.SIGHUP)
 			waitFor(t, "the applied reload counted", p, func() bool {
-				return counter(tc.prefix+"_reload_errors_total") == "1" && counter(tc.prefix+"_reloads_total") == "1"
+				return counter(tc.prefix+"_reload_errors_total") == "1" && counter(tc.prefix+"_reloads_total") == "1" &&
+					counter(tc.prefix+"_config_last_reload_successful") == "1"
 			})
 		})
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -201,22 +200,16 @@ func waitPart(ctx context.Context) error {
 // until one is applied: what the part runs then differs from its file.
 type reloadCounters struct {
 	applied, refused *metrics.Counter
-	lastOK           *atomic.Bool
+	lastOK           *metrics.Gauge
 }
 
 func newReloadCounters(set *metrics.Set, part string) reloadCounters {
 	r := reloadCounters{
 		applied: set.NewCounter("xmirror_" + part + "_reloads_total"),
 		refused: set.NewCounter("xmirror_" + part + "_reload_errors_total"),
-		lastOK:  &atomic.Bool{},
+		lastOK:  set.NewGauge("xmirror_"+part+"_config_last_reload_successful", nil),
 	}
-	r.lastOK.Store(true)
-	set.NewGauge("xmirror_"+part+"_config_last_reload_successful", func() float64 {
-		if r.lastOK.Load() {
-			return 1
-		}
-		return 0
-	})
+	r.lastOK.Set(1)
 	return r
 }
 
@@ -224,8 +217,9 @@ func newReloadCounters(set *metrics.Set, part string) reloadCounters {
 func (r reloadCounters) count(err error) {
 	if err != nil {
 		r.refused.Inc()
+		r.lastOK.Set(0)
 	} else {
 		r.applied.Inc()
+		r.lastOK.Set(1)
 	}
-	r.lastOK.Store(err == nil)
 }
