@@ -170,7 +170,7 @@ func checkXDP(ifname, mode string) Result {
 	native, err := nativeXDP(ifname)
 	switch {
 	case errors.Is(err, errNoInterface):
-		r.Status, r.Detail, r.Fix = Fail, "no such interface", "create it, or name the right one in the configuration"
+		r.Status, r.Detail, r.Fix = Fail, errNoInterface.Error(), "create it, or name the right one in the configuration"
 	case mode == "generic":
 		r.Status, r.Detail = Pass, "generic mode configured"
 	case errors.Is(err, errNoXDPFeatures):

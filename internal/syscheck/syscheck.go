@@ -185,7 +185,7 @@ func Run(req Requirements) *Report {
 		switch {
 		case req.ListenXDP:
 			r.add(checkXDPFree(ifname))
-		case req.Role == RoleLB && x.Detail != "no such interface":
+		case req.Role == RoleLB && x.Detail != errNoInterface.Error(): // the row says so already
 			r.add(checkLBXDPFree(ifname, req.PinPath))
 		}
 	}
