@@ -21,25 +21,10 @@ import (
 // run.
 func TestCollectXDPInterfaceTaken(t *testing.T) {
 	lab := labtest.ForTest(t, netlab.HostSpec{Name: "col", Addrs: []string{"10.67.0.2/24"}})
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "other_pass", Type: ebpf.XDP, License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
-	if err != nil {
-		t.Skipf("load an XDP program: %v", err)
-	}
-	defer prog.Close()
 	col := lab.Host("col")
-	err = col.Do(func() error {
-		l, err := netlink.LinkByName("eth0")
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetXdpFdWithFlags(l, prog.FD(), 1<<1) // XDP_FLAGS_SKB_MODE
-	})
-	if err != nil {
-		t.Fatalf("attach: %v", err)
-	}
+	attachOtherXDP(t, col)
 	var rep *Report
-	err = col.Do(func() error {
+	err := col.Do(func() error {
 		req, err := ForRole(RoleCollect, RoleOptions{CollectListen: "10.67.0.2:4789", CollectXDP: true, Interfaces: []string{"eth0"}, XDPMode: "auto"})
 		rep = Run(req)
 		return err
@@ -66,12 +51,6 @@ func TestCollectXDPInterfaceTaken(t *testing.T) {
 // the program.
 func TestLBXDPInterfaceTaken(t *testing.T) {
 	lab := labtest.ForTest(t, netlab.HostSpec{Name: "lb", Addrs: []string{"10.67.0.2/24"}})
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "other_pass", Type: ebpf.XDP, License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
-	if err != nil {
-		t.Skipf("load an XDP program: %v", err)
-	}
-	defer prog.Close()
 	h := lab.Host("lb")
 	report := func() *Report {
 		t.Helper()
@@ -97,16 +76,7 @@ func TestLBXDPInterfaceTaken(t *testing.T) {
 	if r := row(report()); r == nil || r.Status != Pass {
 		t.Errorf("free interface: row %+v", r)
 	}
-	err = h.Do(func() error {
-		l, err := netlink.LinkByName("eth0")
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetXdpFdWithFlags(l, prog.FD(), 1<<1) // XDP_FLAGS_SKB_MODE
-	})
-	if err != nil {
-		t.Fatalf("attach: %v", err)
-	}
+	attachOtherXDP(t, h)
 	if r := row(report()); r == nil || r.Status != Fail || !strings.Contains(r.Detail, `"other_pass"`) {
 		t.Errorf("no failed row naming the attached program: %+v", r)
 	}
@@ -142,4 +112,27 @@ func TestCollectXDPGenericCaveat(t *testing.T) {
 		}
 	}
 	t.Errorf("no xdp row for br9:\n%+v", rep.Results)
+}
+
+// attachOtherXDP attaches a program named other_pass, as another tool
+// would, to eth0 of host (generic mode); it stays there until the lab is
+// removed.
+func attachOtherXDP(t *testing.T, host *netlab.Host) {
+	t.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "other_pass", Type: ebpf.XDP, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}})
+	if err != nil {
+		t.Skipf("load an XDP program: %v", err)
+	}
+	t.Cleanup(func() { prog.Close() })
+	err = host.Do(func() error {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetXdpFdWithFlags(l, prog.FD(), 1<<1) // XDP_FLAGS_SKB_MODE
+	})
+	if err != nil {
+		t.Fatalf("attach: %v", err)
+	}
 }
